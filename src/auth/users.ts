@@ -119,14 +119,20 @@ export async function checkLogin(sql: Sql, username: string, password: string, p
     await sql`update console_users set failed_logins = 0, locked_until = null where id = ${user.id}`;
     return { ok: true, user };
   }
+  const lockedUntil = await recordLoginFailure(sql, user.id, policy);
+  if (lockedUntil) return { ok: false, reason: "locked", user, lockedUntil };
+  return { ok: false, reason: "bad_password", user };
+}
+
+/** Counts a failed password or second factor; returns the lock end when this failure locks the account. */
+export async function recordLoginFailure(sql: Sql, userId: number, policy: PasswordPolicy): Promise<Date | undefined> {
   const [r] = await sql`update console_users set
       failed_logins = case when failed_logins + 1 >= ${policy.lockoutThreshold} then 0 else failed_logins + 1 end,
       locked_until = case when failed_logins + 1 >= ${policy.lockoutThreshold}
         then now() + make_interval(mins => ${policy.lockoutMinutes}) else locked_until end
-    where id = ${user.id} returning locked_until`;
+    where id = ${userId} returning locked_until`;
   const lockedUntil = r?.locked_until ? new Date(r.locked_until) : undefined;
-  if (lockedUntil && lockedUntil.getTime() > Date.now()) return { ok: false, reason: "locked", user, lockedUntil };
-  return { ok: false, reason: "bad_password", user };
+  return lockedUntil && lockedUntil.getTime() > Date.now() ? lockedUntil : undefined;
 }
 
 /** Verifies a TOTP code once (the step is recorded) or a backup code (consumed). */

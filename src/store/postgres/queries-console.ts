@@ -1,0 +1,197 @@
+/**
+ * Read queries for the web console over the ingest tables (001_ingest.sql). Plain functions
+ * taking `sql`; every filter is a parameter. Metric names follow the agent's collectors
+ * (agent/collect: cpu.usage_pct, mem.used_pct, disk.used_pct{mount="/"}).
+ */
+import type { Sql } from "postgres";
+
+export const FLEET_METRICS = {
+  cpu: "cpu.usage_pct",
+  mem: "mem.used_pct",
+  disk: 'disk.used_pct{mount="/"}',
+} as const;
+
+/** A host is online when it was seen within this many seconds. */
+export const ONLINE_WINDOW_S = 90;
+
+export interface FleetRow {
+  id: number;
+  hostname: string;
+  os: string;
+  arch: string;
+  agent_version: string;
+  tags: string[];
+  transport: string | null;
+  last_seen: Date | null;
+  revoked_at: Date | null;
+  online: boolean;
+  cpu: number | null;
+  mem: number | null;
+  disk: number | null;
+}
+
+export const FLEET_SORTS = ["hostname", "status", "last_seen", "cpu", "mem", "disk", "version", "transport", "os"] as const;
+export type FleetSort = (typeof FLEET_SORTS)[number];
+
+export interface FleetQuery {
+  search?: string;
+  sort?: FleetSort;
+  desc?: boolean;
+  /** null: every host; otherwise only hosts with one of these tags */
+  scopeTags: string[] | null;
+  limit?: number;
+}
+
+function like(s: string): string {
+  return `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+export async function fleetOverview(sql: Sql, q: FleetQuery): Promise<FleetRow[]> {
+  const order = {
+    hostname: sql`a.hostname`,
+    status: sql`(a.revoked_at is null and a.last_seen > now() - make_interval(secs => ${ONLINE_WINDOW_S}))`,
+    last_seen: sql`a.last_seen`,
+    cpu: sql`cpu`,
+    mem: sql`mem`,
+    disk: sql`disk`,
+    version: sql`a.agent_version`,
+    transport: sql`a.transport`,
+    os: sql`a.os`,
+  }[q.sort ?? "hostname"];
+  const rows = await sql<FleetRow[]>`
+    select a.id, a.hostname, a.os, a.arch, a.agent_version, a.tags, a.transport, a.last_seen, a.revoked_at,
+      (a.revoked_at is null and a.last_seen > now() - make_interval(secs => ${ONLINE_WINDOW_S})) as online,
+      l.vals[array_position(l.names, ${FLEET_METRICS.cpu})] as cpu,
+      l.vals[array_position(l.names, ${FLEET_METRICS.mem})] as mem,
+      l.vals[array_position(l.names, ${FLEET_METRICS.disk})] as disk
+    from agents a left join metric_latest l on l.agent_id = a.id
+    where true
+      ${q.search ? sql`and (a.hostname ilike ${like(q.search)} or ${q.search} = any(a.tags) or a.os ilike ${like(q.search)})` : sql``}
+      ${q.scopeTags === null ? sql`` : sql`and a.tags && ${q.scopeTags}::text[]`}
+    order by ${order} ${q.desc ? sql`desc nulls last` : sql`asc nulls last`}, a.hostname, a.id
+    limit ${q.limit ?? 5000}`;
+  for (const r of rows) r.id = Number(r.id);
+  return rows;
+}
+
+export interface AgentDetail {
+  id: number;
+  hostname: string;
+  os: string;
+  arch: string;
+  agent_version: string;
+  tags: string[];
+  enrolled_at: Date;
+  revoked_at: Date | null;
+  last_seen: Date | null;
+  transport: string | null;
+  status: Record<string, unknown>;
+  online: boolean;
+}
+
+export async function agentDetail(sql: Sql, id: number, scopeTags: string[] | null): Promise<AgentDetail | undefined> {
+  const [a] = await sql<AgentDetail[]>`
+    select id, hostname, os, arch, agent_version, tags, enrolled_at, revoked_at, last_seen, transport, status,
+      (revoked_at is null and last_seen > now() - make_interval(secs => ${ONLINE_WINDOW_S})) as online
+    from agents where id = ${id}
+      ${scopeTags === null ? sql`` : sql`and tags && ${scopeTags}::text[]`}`;
+  return a ? { ...a, id: Number(a.id) } : undefined;
+}
+
+export async function seriesNames(sql: Sql, agentId: number): Promise<string[]> {
+  const rows = await sql`select name from metric_series where agent_id = ${agentId} order by name limit 5000`;
+  return rows.map((r) => r.name as string);
+}
+
+export interface SeriesPoints {
+  name: string;
+  /** bucket start (ms since epoch) and mean value, buckets without samples left out */
+  points: Array<[number, number]>;
+}
+
+/**
+ * One host's series over [from, to), averaged into `buckets` equal buckets: the blocks are
+ * unnested in SQL (values are series-major: vals[s * n + t]) so only the aggregates travel.
+ */
+export async function metricRange(sql: Sql, agentId: number, names: string[], from: Date, to: Date, buckets: number): Promise<SeriesPoints[]> {
+  if (names.length === 0) return [];
+  const span = to.getTime() - from.getTime();
+  const width = Math.max(1, Math.ceil(span / buckets));
+  const rows = await sql`
+    with s as (select id, name from metric_series where agent_id = ${agentId} and name = any(${names}::text[])),
+    samples as (
+      select s.name,
+        (extract(epoch from b.t0) * 1000)::float8 + b.ts_off[t] as ms,
+        b.vals[(si - 1) * cardinality(b.ts_off) + t] as v
+      from metric_blocks b
+      cross join lateral unnest(b.series) with ordinality as u(sid, si)
+      join s on s.id = u.sid
+      cross join lateral generate_subscripts(b.ts_off, 1) as t
+      where b.agent_id = ${agentId} and b.t0 >= ${new Date(from.getTime() - 3600_000)} and b.t0 < ${to}
+        and b.t1 >= ${from}
+    )
+    select name, floor((ms - ${from.getTime()}) / ${width})::int as bucket, avg(v) as v
+    from samples
+    where ms >= ${from.getTime()} and ms < ${to.getTime()} and v <> 'NaN'::float8
+    group by name, bucket order by name, bucket`;
+  const out = new Map<string, Array<[number, number]>>(names.map((n) => [n, []]));
+  for (const r of rows) out.get(r.name)?.push([from.getTime() + r.bucket * width, Number(r.v)]);
+  return names.map((name) => ({ name, points: out.get(name)! }));
+}
+
+export interface LogRow {
+  ts: Date;
+  severity: number;
+  source: string;
+  message: string;
+}
+
+export async function hostLogs(sql: Sql, agentId: number, opts: { search?: string; since: Date; minSeverity?: number; limit: number }): Promise<LogRow[]> {
+  return sql<LogRow[]>`
+    select ts, severity, source, message from logs
+    where agent_id = ${agentId} and ts >= ${opts.since}
+      ${opts.search ? sql`and message ilike ${like(opts.search)}` : sql``}
+      ${opts.minSeverity !== undefined ? sql`and severity <= ${opts.minSeverity}` : sql``}
+    order by ts desc limit ${opts.limit}`;
+}
+
+export async function inventory(sql: Sql, agentId: number): Promise<{ collected_at: Date; data: unknown } | undefined> {
+  const [r] = await sql`select collected_at, data from inventory_current where agent_id = ${agentId}`;
+  return r ? { collected_at: r.collected_at, data: r.data } : undefined;
+}
+
+export interface TokenRow {
+  id: number;
+  label: string;
+  created_by: string;
+  created_at: Date;
+  expires_at: Date;
+  used_at: Date | null;
+  used_by_agent: number | null;
+  used_by_hostname: string | null;
+  revoked_at: Date | null;
+}
+
+export async function listActivationTokens(sql: Sql): Promise<TokenRow[]> {
+  const rows = await sql<TokenRow[]>`
+    select t.id, t.label, t.created_by, t.created_at, t.expires_at, t.used_at, t.used_by_agent, a.hostname as used_by_hostname, t.revoked_at
+    from activation_tokens t left join agents a on a.id = t.used_by_agent
+    order by t.created_at desc limit 200`;
+  return rows.map((r) => ({ ...r, id: Number(r.id) }));
+}
+
+export async function createActivationToken(sql: Sql, tokenHash: Uint8Array, label: string, createdBy: string, expiresAt: Date): Promise<number> {
+  const [{ id }] = await sql`insert into activation_tokens (token_hash, label, created_by, expires_at)
+    values (${tokenHash}, ${label}, ${createdBy}, ${expiresAt}) returning id`;
+  return Number(id);
+}
+
+export async function revokeActivationToken(sql: Sql, id: number): Promise<boolean> {
+  const r = await sql`update activation_tokens set revoked_at = now() where id = ${id} and revoked_at is null and used_at is null`;
+  return r.count === 1;
+}
+
+export async function revokeAgent(sql: Sql, id: number): Promise<boolean> {
+  const r = await sql`update agents set revoked_at = now() where id = ${id} and revoked_at is null`;
+  return r.count === 1;
+}

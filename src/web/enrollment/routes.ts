@@ -1,0 +1,118 @@
+/**
+ * Agent enrollment: activation tokens (created here, shown once, stored as SHA-256), agent
+ * downloads with their SHA-256 checksums and the install one-liner; revoking enrolled agents.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
+import { can } from "../route.ts";
+import type { ConsoleServices } from "../deps.ts";
+import { done, type Pages } from "../respond.ts";
+import { createActivationToken, listActivationTokens, revokeActivationToken, revokeAgent, agentDetail, fleetOverview } from "../../store/postgres/queries-console.ts";
+import { auditRequest } from "../audit-request.ts";
+import { isoMinute, ago } from "../format.ts";
+import { dangerForm } from "../danger-form.ts";
+
+export const AGENT_TARGETS = ["linux-x64", "linux-arm64", "darwin-x64", "darwin-arm64"];
+
+export function newActivationToken(): { token: string; hash: Buffer } {
+  const token = `smt_${randomBytes(32).toString("base64url")}`;
+  return { token, hash: createHash("sha256").update(token).digest() };
+}
+
+/** SHA256SUMS published next to the agent builds, if any: `<dataDir>/agent/SHA256SUMS`. */
+export function readChecksums(dataDir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const p of [join(dataDir, "agent", "SHA256SUMS"), join(dataDir, "agent-dist", "SHA256SUMS"), "dist/agent/SHA256SUMS"]) {
+    if (!existsSync(p)) continue;
+    for (const line of readFileSync(p, "utf8").split("\n")) {
+      const m = /^([0-9a-f]{64})\s+\*?(\S+)$/.exec(line.trim());
+      if (m) out.set(m[2]!, m[1]!);
+    }
+    break;
+  }
+  return out;
+}
+
+function installLine(req: ConsoleRequest, fingerprint: string, token: string): string {
+  const host = req.raw.headers.get("host") ?? req.url.host;
+  return `curl -fsSL https://${host}/install.sh | sh -s -- --token ${token} --fingerprint ${fingerprint}`;
+}
+
+export function enrollmentRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
+  const { sql } = s;
+  return [
+    {
+      method: "GET", path: "/enrollment", access: "agents.enroll",
+      async handler(req) {
+        const sums = readChecksums(s.dataDir);
+        const tokens = (await listActivationTokens(sql)).map((t) => {
+          const expired = new Date(t.expires_at).getTime() < Date.now();
+          const state = t.revoked_at ? "revoked" : t.used_at ? "used" : expired ? "expired" : "active";
+          return { ...t, state, created: isoMinute(t.created_at), expires: isoMinute(t.expires_at), usedBy: t.used_by_hostname ?? "", canRevoke: state === "active" && can(req, "agents.tokens.revoke") };
+        });
+        const agents = (await fleetOverview(sql, { scopeTags: req.grants!.scopeTags, sort: "hostname" })).map((a) => ({
+          id: a.id, hostname: a.hostname, version: a.agent_version, lastSeen: ago(a.last_seen), revoked: Boolean(a.revoked_at),
+        }));
+        return pages.page(req, "pages/enrollment", "Enrollment", {
+          tokens,
+          agents,
+          fingerprint: s.serverFingerprint,
+          example: installLine(req, s.serverFingerprint, "TOKEN"),
+          downloads: AGENT_TARGETS.map((t) => {
+            const file = `servermind-agent-${t}`;
+            return { target: t, href: `/api/v1/agent/download/${t}`, sha256: sums.get(file) ?? sums.get(t) ?? "" };
+          }),
+          haveSums: sums.size > 0,
+        });
+      },
+    },
+    {
+      method: "POST", path: "/enrollment/tokens", access: "agents.enroll",
+      async handler(req) {
+        const label = (req.form.get("label") ?? "").trim();
+        const hours = Number(req.form.get("hours") ?? "24");
+        const problems: string[] = [];
+        if (label.length > 100) problems.push(`The label has ${label.length} characters; at most 100.`);
+        if (!Number.isInteger(hours) || hours < 1 || hours > 720) problems.push("Validity must be a whole number of hours from 1 to 720.");
+        if (problems.length) return pages.formErrors(req, problems);
+        const { token, hash } = newActivationToken();
+        const expires = new Date(Date.now() + hours * 3600_000);
+        const id = await createActivationToken(sql, hash, label, req.user!.username, expires);
+        await auditRequest(sql, req, "config_change", "agents.token.create", `token ${id}`, true, { label, expires: expires.toISOString() });
+        return pages.partial("partials/token-created", { token, label, expires: isoMinute(expires), install: installLine(req, s.serverFingerprint, token) });
+      },
+    },
+    {
+      method: "POST", path: "/enrollment/tokens/:id/revoke", access: "agents.tokens.revoke",
+      async handler(req) {
+        const id = Number(req.params.id);
+        if (!Number.isSafeInteger(id)) return pages.notFound(req, "That token");
+        const ok = await revokeActivationToken(sql, id);
+        await auditRequest(sql, req, "config_change", "agents.token.revoke", `token ${id}`, ok);
+        if (!ok) return pages.formErrors(req, ["That token is already used, revoked or does not exist."], 409);
+        return done(req, "/enrollment");
+      },
+    },
+    {
+      method: "POST", path: "/agents/:id/revoke", access: "agents.revoke",
+      dangerous: {
+        async phrase(req) {
+          const a = await agentDetail(sql, Number(req.params.id) || 0, req.grants!.scopeTags);
+          return a ? a.hostname : `agent ${req.params.id}`;
+        },
+      },
+      async handler(req) {
+        const id = Number(req.params.id);
+        const a = Number.isSafeInteger(id) ? await agentDetail(sql, id, req.grants!.scopeTags) : undefined;
+        if (!a) return pages.notFound(req, `Host ${req.params.id}`);
+        const ok = await revokeAgent(sql, id);
+        await auditRequest(sql, req, "security_event", "agents.revoke", `${a.hostname} (agent ${id})`, ok);
+        return done(req, `/hosts/${id}`);
+      },
+    },
+  ];
+}
+
+export { dangerForm };
