@@ -150,7 +150,8 @@ function timestamps(ts: Float64Array, field: string): void {
 }
 
 function object(v: unknown, what: string): Record<string, unknown> {
-  if (v === null || typeof v !== "object" || Array.isArray(v) || v instanceof Uint8Array) {
+  // Plain maps only: msgpackr also yields class instances (extensions, the 0xc1 marker).
+  if (v === null || typeof v !== "object" || Object.getPrototypeOf(v) !== Object.prototype) {
     throw new FrameError("bad_body", `${what} must be a map`);
   }
   return v as Record<string, unknown>;
