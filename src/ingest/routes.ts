@@ -1,0 +1,66 @@
+/**
+ * Every ingest endpoint in one table:
+ *   POST /api/v1/enroll   activation token + public key -> agent id
+ *   POST /api/v1/ingest   one or more frames -> acks (HTTP/1.1, HTTP/2, HTTP/3): ./agent/http.ts
+ *   GET  /api/v1/stream   WebSocket upgrade: ./agent/stream.ts
+ * The last two are served by Bun's router directly (src/server.ts), ahead of Elysia: they carry
+ * all the volume and need nothing of a framework.
+ *   GET  /metrics         our own metrics, Prometheus text format
+ *   GET  /healthz         liveness and database reachability
+ */
+import { Elysia } from "elysia";
+import type { Sql } from "postgres";
+import { enrollAgent, EnrollError, parseEnrollRequest } from "./agent/enroll.ts";
+import { BodyTooLarge, readBody } from "./body.ts";
+import { renderMetrics } from "../metrics/registry.ts";
+import type { Ingest } from "./service.ts";
+
+function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
+}
+
+export interface IngestRoutesOptions {
+  sql: Sql;
+  ingest: Ingest;
+  fingerprint: string;
+  maxRequestBytes: number;
+}
+
+export function ingestRoutes(o: IngestRoutesOptions) {
+  const { deps } = o.ingest;
+  return new Elysia({ name: "ingest.agent" })
+    .post(
+      "/api/v1/enroll",
+      async ({ request }) => {
+        try {
+          const text = await new Response((await readBody(request, 16 * 1024)) as BodyInit).text();
+          let body: unknown;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            throw new EnrollError(400, "bad_request", "enrollment body is not valid JSON");
+          }
+          const { agentId } = await enrollAgent(o.sql, parseEnrollRequest(body));
+          return json({ agentId, fingerprint: o.fingerprint });
+        } catch (e) {
+          if (e instanceof EnrollError) return json({ error: { code: e.code, message: e.message } }, e.status);
+          if (e instanceof BodyTooLarge) return json({ error: { code: "too_large", message: "enrollment body over 16 KiB" } }, 413);
+          throw e;
+        }
+      },
+      { parse: "none" },
+    )
+    .get("/metrics", () => {
+      const m = deps.metrics;
+      const text = renderMetrics([...Object.values(m), ...o.ingest.gauges]);
+      return new Response(text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
+    })
+    .get("/healthz", async () => {
+      try {
+        await o.sql`select 1`;
+        return json({ status: "ok" });
+      } catch (e) {
+        return json({ status: "degraded", database: e instanceof Error ? e.message : String(e) }, 503);
+      }
+    });
+}
