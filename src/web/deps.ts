@@ -11,8 +11,8 @@ export interface ConsoleDeps {
   /** SHA-256 of the server certificate (hex), shown in the agent install one-liner. */
   serverFingerprint: string;
   /**
-   * The client's address for a request. Bun.serve knows it (`server.requestIP(req)`), an
-   * in-process `app.handle()` does not; without this the audit trail records "unknown".
+   * Overrides how the client's address is found. By default the console reads what the
+   * server's fetch wrapper recorded (src/http/client-ip.ts); tests of app.handle() set this.
    */
   clientIp?: (req: Request) => string | undefined | null;
 }

@@ -12,6 +12,7 @@ import type { ConsoleRequest, ConsoleRoute } from "./route.ts";
 import type { ConsoleServices } from "./deps.ts";
 import { html, redirect, securityHeaders, type Pages } from "./respond.ts";
 import { auditRequest } from "./audit-request.ts";
+import { clientIp } from "../http/client-ip.ts";
 
 export const PRE_CSRF_COOKIE = "sm_csrf";
 export const REAUTH_WINDOW_MS = 5 * 60_000;
@@ -87,7 +88,7 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
       params,
       query: url.searchParams,
       form: typeof form === "string" ? new URLSearchParams() : form,
-      ip: s.clientIp?.(request) || "unknown",
+      ip: s.clientIp?.(request) || clientIp(request),
       userAgent: request.headers.get("user-agent") ?? "",
       htmx: {
         request: request.headers.get("hx-request") === "true",

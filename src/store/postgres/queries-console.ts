@@ -180,12 +180,6 @@ export async function listActivationTokens(sql: Sql): Promise<TokenRow[]> {
   return rows.map((r) => ({ ...r, id: Number(r.id) }));
 }
 
-export async function createActivationToken(sql: Sql, tokenHash: Uint8Array, label: string, createdBy: string, expiresAt: Date): Promise<number> {
-  const [{ id }] = await sql`insert into activation_tokens (token_hash, label, created_by, expires_at)
-    values (${tokenHash}, ${label}, ${createdBy}, ${expiresAt}) returning id`;
-  return Number(id);
-}
-
 export async function revokeActivationToken(sql: Sql, id: number): Promise<boolean> {
   const r = await sql`update activation_tokens set revoked_at = now() where id = ${id} and revoked_at is null and used_at is null`;
   return r.count === 1;

@@ -2,24 +2,19 @@
  * Agent enrollment: activation tokens (created here, shown once, stored as SHA-256), agent
  * downloads with their SHA-256 checksums and the install one-liner; revoking enrolled agents.
  */
-import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
 import { can } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import { done, type Pages } from "../respond.ts";
-import { createActivationToken, listActivationTokens, revokeActivationToken, revokeAgent, agentDetail, fleetOverview } from "../../store/postgres/queries-console.ts";
+import { createActivationToken } from "../../ingest/agent/enroll.ts";
+import { listActivationTokens, revokeActivationToken, revokeAgent, agentDetail, fleetOverview } from "../../store/postgres/queries-console.ts";
 import { auditRequest } from "../audit-request.ts";
 import { isoMinute, ago } from "../format.ts";
 import { dangerForm } from "../danger-form.ts";
 
 export const AGENT_TARGETS = ["linux-x64", "linux-arm64", "darwin-x64", "darwin-arm64"];
-
-export function newActivationToken(): { token: string; hash: Buffer } {
-  const token = `smt_${randomBytes(32).toString("base64url")}`;
-  return { token, hash: createHash("sha256").update(token).digest() };
-}
 
 /** SHA256SUMS published next to the agent builds, if any: `<dataDir>/agent/SHA256SUMS`. */
 export function readChecksums(dataDir: string): Map<string, string> {
@@ -77,9 +72,8 @@ export function enrollmentRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute
         if (label.length > 100) problems.push(`The label has ${label.length} characters; at most 100.`);
         if (!Number.isInteger(hours) || hours < 1 || hours > 720) problems.push("Validity must be a whole number of hours from 1 to 720.");
         if (problems.length) return pages.formErrors(req, problems);
-        const { token, hash } = newActivationToken();
-        const expires = new Date(Date.now() + hours * 3600_000);
-        const id = await createActivationToken(sql, hash, label, req.user!.username, expires);
+        // one definition of the token format and hashing: the ingest enrollment module's
+        const { id, token, expiresAt: expires } = await createActivationToken(sql, { label, createdBy: req.user!.username, ttlHours: hours });
         await auditRequest(sql, req, "config_change", "agents.token.create", `token ${id}`, true, { label, expires: expires.toISOString() });
         return pages.partial("partials/token-created", { token, label, expires: isoMinute(expires), install: installLine(req, s.serverFingerprint, token) });
       },
