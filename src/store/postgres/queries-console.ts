@@ -49,7 +49,7 @@ function like(s: string): string {
 export async function fleetOverview(sql: Sql, q: FleetQuery): Promise<FleetRow[]> {
   const order = {
     hostname: sql`a.hostname`,
-    status: sql`(a.revoked_at is null and a.last_seen > now() - make_interval(secs => ${ONLINE_WINDOW_S}))`,
+    status: sql`coalesce(a.revoked_at is null and a.last_seen > now() - make_interval(secs => ${ONLINE_WINDOW_S}), false)`,
     last_seen: sql`a.last_seen`,
     cpu: sql`cpu`,
     mem: sql`mem`,
@@ -60,7 +60,7 @@ export async function fleetOverview(sql: Sql, q: FleetQuery): Promise<FleetRow[]
   }[q.sort ?? "hostname"];
   const rows = await sql<FleetRow[]>`
     select a.id, a.hostname, a.os, a.arch, a.agent_version, a.tags, a.transport, a.last_seen, a.revoked_at,
-      (a.revoked_at is null and a.last_seen > now() - make_interval(secs => ${ONLINE_WINDOW_S})) as online,
+      coalesce(a.revoked_at is null and a.last_seen > now() - make_interval(secs => ${ONLINE_WINDOW_S}), false) as online,
       l.vals[array_position(l.names, ${FLEET_METRICS.cpu})] as cpu,
       l.vals[array_position(l.names, ${FLEET_METRICS.mem})] as mem,
       l.vals[array_position(l.names, ${FLEET_METRICS.disk})] as disk
@@ -92,7 +92,7 @@ export interface AgentDetail {
 export async function agentDetail(sql: Sql, id: number, scopeTags: string[] | null): Promise<AgentDetail | undefined> {
   const [a] = await sql<AgentDetail[]>`
     select id, hostname, os, arch, agent_version, tags, enrolled_at, revoked_at, last_seen, transport, status,
-      (revoked_at is null and last_seen > now() - make_interval(secs => ${ONLINE_WINDOW_S})) as online
+      coalesce(revoked_at is null and last_seen > now() - make_interval(secs => ${ONLINE_WINDOW_S}), false) as online
     from agents where id = ${id}
       ${scopeTags === null ? sql`` : sql`and tags && ${scopeTags}::text[]`}`;
   return a ? { ...a, id: Number(a.id) } : undefined;
