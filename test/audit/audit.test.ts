@@ -1,7 +1,7 @@
 import { test, expect, afterAll } from "bun:test";
 import { createSocket } from "node:dgram";
 import { testDatabase } from "../support/db.ts";
-import { audit, verifyAuditChain, onAudit } from "../../src/audit/audit.ts";
+import { audit, verifyAuditChain, onAudit, type AuditRecord } from "../../src/audit/audit.ts";
 import { purgeAudit } from "../../src/audit/retention.ts";
 import { exportAudit, listAudit } from "../../src/audit/query.ts";
 import { createSyslogForwarder, formatSyslog } from "../../src/audit/syslog.ts";
@@ -93,11 +93,11 @@ test("retention purge deletes old records, keeps the chain verifiable and audits
     // re-hash is needed because ts is hashed: rebuild the chain for the aged rows
     const { recordHash } = await import("../../src/audit/audit.ts");
     const rows = await db2.sql`select * from audit_log order by id`;
-    let prev = new Uint8Array(32);
+    let prev: Uint8Array = new Uint8Array(32);
     await db2.sql.begin(async (tx) => {
       await tx`set local session_replication_role = replica`;
       for (const r of rows) {
-        const h = recordHash(prev, Number(r.id), { ...(r as never), ts: new Date(r.ts) });
+        const h = recordHash(prev, Number(r.id), { ...(r as unknown as AuditRecord), ts: new Date(r.ts) });
         await tx`update audit_log set prev_hash = ${prev}, hash = ${h} where id = ${r.id}`;
         prev = h;
       }

@@ -58,7 +58,7 @@ export function auditRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
     const qs = new URLSearchParams(Object.entries(raw).filter(([, v]) => v)).toString();
     const last = rows[rows.length - 1];
     return {
-      raw, problems, qs,
+      raw, problems, qs, canExport: can(req, "audit.export"),
       rows: rowsView(rows),
       more: rows.length === PAGE && last ? `/audit?${qs ? `${qs}&` : ""}before=${Number(last.id)}` : "",
     };
@@ -72,7 +72,7 @@ export function auditRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         if (req.htmx.request && req.htmx.target === "audit-more") return pages.partial("partials/audit-rows", v);
         if (req.htmx.request && req.htmx.target === "audit-table") return pages.partial("partials/audit-table", v);
         return pages.page(req, "pages/audit", "Audit log", {
-          ...v, canExport: can(req, "audit.export"), canVerify: can(req, "audit.verify"),
+          ...v, canVerify: can(req, "audit.verify"),
           statuses: [{ v: "", l: "Any status" }, { v: "success", l: "Success" }, { v: "failure", l: "Failure" }].map((o) => ({ ...o, selected: o.v === v.raw.status })),
         });
       },
