@@ -46,7 +46,8 @@ function agentId(req: ConsoleRequest): number | null {
 function shortName(name: string): string {
   const m = /\{[^=]+="?([^"}]*)"?\}$/.exec(name);
   const base = name.replace(/\{.*$/, "").split(".").slice(1).join(".").replace(/_pct|_bytes_per_s/, "");
-  return m ? `${base} ${m[1]}` : base || name;
+  const short = m ? `${base} ${m[1]}` : base;
+  return !short || /^\d+$/.test(short) ? name.replace(/\{.*$/, "") : short;
 }
 
 export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
@@ -71,7 +72,6 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           state: a.revoked_at ? "revoked" : a.online ? "online" : "offline",
           lastSeen: ago(a.last_seen),
           enrolled: isoMinute(a.enrolled_at),
-          ranges: Object.keys(RANGES).map((r) => ({ r, active: r === range })),
           range,
           canMetrics: can(req, "metrics.view"),
           canLogs: can(req, "logs.view"),
@@ -84,7 +84,7 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           }),
           inventoryAt: inv ? isoMinute(inv.collected_at) : "",
           inventory: inv ? toSections(inv.data, "System") : [],
-          processes: toSections(status?.processes ?? status, "Agent"),
+          processes: toSections(status?.processes ?? status, "Processes"),
         });
       },
     },
@@ -103,7 +103,10 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const charts = specs.map(({ c, names: ns }) => ({
           svg: lineChart(ns.map((n) => ({ name: shortName(n), points: byName.get(n) ?? [] })), { title: c.title, unit: c.unit, from, to, yMin: 0, yMax: c.yMax }),
         }));
-        return pages.partial("partials/host-charts", { charts, range: key, id: a.id, empty: charts.length === 0 });
+        return pages.partial("partials/host-charts", {
+          charts, range: key, id: a.id, empty: charts.length === 0,
+          ranges: Object.keys(RANGES).map((r) => ({ r, active: r === key })),
+        });
       },
     },
     {
