@@ -199,3 +199,28 @@ test("idle timeout ends a session", async () => {
   const [s] = await h.db.sql`select revoked_reason from console_sessions where id = ${u.sessionId}`;
   expect(s!.revoked_reason).toBe("idle timeout");
 });
+
+test("an expired password must be changed before anything else; MFA can be enforced per role", async () => {
+  const u = await h.userWithRole("viewer", "gina");
+  await h.db.sql`update console_users set password_changed_at = now() - interval '100 days' where id = ${u.userId}`;
+  await h.services.settings.set("password", { ...(await h.services.settings.get()).password, expiryDays: 90 });
+  const first = await login("gina", TEST_PASSWORD);
+  expect(first.r.headers.get("location")).toBe("/account/password");
+  const cookie = `${SESSION_COOKIE}=${first.token}`;
+  expect((await h.send("/hosts", { headers: { cookie } })).headers.get("location")).toBe("/account/password");
+  const page = await h.send("/account/password", { headers: { cookie } });
+  expect(await page.text()).toContain("Your password has expired");
+  const [s] = await h.db.sql`select csrf_token from console_sessions where user_id = ${u.userId} order by id desc limit 1`;
+  const changed = await h.send("/account/password", { form: { current: TEST_PASSWORD, password: "Fresh-Meadow-Stone-5", password2: "Fresh-Meadow-Stone-5" }, headers: { cookie, "x-csrf-token": s!.csrf_token } });
+  expect(changed.headers.get("location")).toBe("/account?password=changed");
+  expect((await h.send("/hosts", { headers: { cookie } })).status).toBe(200);
+  await h.services.settings.set("password", { ...(await h.services.settings.get()).password, expiryDays: 0 });
+
+  // MFA required for the auditor role only: an auditor must enroll, a viewer need not
+  await h.services.settings.set("mfa", { enforce: "roles", roles: ["auditor"] });
+  await h.userWithRole("auditor", "hank");
+  await h.userWithRole("viewer", "ivy");
+  expect((await login("hank", TEST_PASSWORD)).r.headers.get("location")).toBe("/account/mfa");
+  expect((await login("ivy", TEST_PASSWORD)).r.headers.get("location")).toBe("/hosts");
+  await h.services.settings.set("mfa", { enforce: "off", roles: [] });
+});
