@@ -46,9 +46,10 @@ function norm(s: Session): Session {
 
 /**
  * The live session for a cookie token, or null. Touches last_seen_at (at most every 15 s, so
- * busy pages do not write on every request) and ends sessions past their idle timeout.
+ * busy pages do not write on every request; never for background polls) and ends sessions past
+ * their idle timeout.
  */
-export async function loadSession(sql: Sql, token: string, policy: SessionPolicy): Promise<Session | null> {
+export async function loadSession(sql: Sql, token: string, policy: SessionPolicy, opts: { background?: boolean } = {}): Promise<Session | null> {
   if (!token || token.length > 100) return null;
   const [s] = await sql<Session[]>`select * from console_sessions where token_hash = ${tokenHash(token)}`;
   if (!s || s.revoked_at) return null;
@@ -58,7 +59,8 @@ export async function loadSession(sql: Sql, token: string, policy: SessionPolicy
     await sql`update console_sessions set revoked_at = now(), revoked_reason = 'idle timeout' where id = ${s.id} and revoked_at is null`;
     return null;
   }
-  if (now - new Date(s.last_seen_at).getTime() > 15_000) {
+  // background polls (live tables) do not count as activity, so the idle timeout still applies
+  if (!opts.background && now - new Date(s.last_seen_at).getTime() > 15_000) {
     await sql`update console_sessions set last_seen_at = now() where id = ${s.id}`;
   }
   return norm(s);

@@ -15,6 +15,8 @@ export interface ConsoleDeps {
    * server's fetch wrapper recorded (src/http/client-ip.ts); tests of app.handle() set this.
    */
   clientIp?: (req: Request) => string | undefined | null;
+  /** Where `npm run build:agent` wrote the binaries and SHA256SUMS (default dist/agent). */
+  agentDistDir?: string;
 }
 
 export interface ConsoleServices extends ConsoleDeps {

@@ -16,6 +16,8 @@ import { clientIp } from "../http/client-ip.ts";
 
 export const PRE_CSRF_COOKIE = "sm_csrf";
 export const REAUTH_WINDOW_MS = 5 * 60_000;
+/** Set (through hx-headers) by elements that poll for themselves: not user activity. */
+export const POLL_HEADER = "x-console-poll";
 const MAX_FORM_BYTES = 1 << 20;
 
 export function parseCookies(header: string | null): Record<string, string> {
@@ -74,7 +76,8 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
     const setCookies: string[] = [];
     const form = await readForm(request);
     const settings = await s.settings.get();
-    const session = cookies[SESSION_COOKIE] ? await loadSession(s.sql, cookies[SESSION_COOKIE]!, settings.session) : null;
+    const background = request.headers.get(POLL_HEADER) === "1";
+    const session = cookies[SESSION_COOKIE] ? await loadSession(s.sql, cookies[SESSION_COOKIE]!, settings.session, { background }) : null;
     let pre = cookies[PRE_CSRF_COOKIE] ?? "";
     if (!session && !/^[A-Za-z0-9_-]{32}$/.test(pre)) {
       pre = randomBytes(24).toString("base64url");

@@ -158,6 +158,9 @@ test.skipIf(!haveChromium)("the console in chromium: setup, roles, lockout, sess
   await A.page.fill("#fleet-search", "");
   await hasCount(A.page.locator("#fleet-table tbody tr"), 12);
   await shot(A.page, "03-fleet");
+  // live update: the table polls for itself
+  await srv.db.sql`update metric_latest set vals[1] = 99.5 where agent_id = ${host}`;
+  await until(async () => (await A.page.locator("#fleet-table").innerText()).includes("99.5%"), "the polled table to show the new CPU value", 15_000);
   await A.page.goto(`${srv.url}/hosts/${host}`);
   await hasCount(A.page.locator("#charts svg.chart"), 5);
   await hasText(A.page.locator("#logs-table"), "Failed password for invalid user");
@@ -173,7 +176,11 @@ test.skipIf(!haveChromium)("the console in chromium: setup, roles, lockout, sess
   await A.page.click("#token-form button[type=submit]");
   await hasText(A.page.locator("#new-token"), /^smt_[A-Za-z0-9_-]{43}$/);
   await hasText(A.page.locator("#token-result pre"), `--fingerprint ${srv.server.fingerprint}`);
+  await hasCount(A.page.locator("#tokens tbody tr"), 1);
+  await hasText(A.page.locator("#tokens tbody tr"), "rack 4");
   await shot(A.page, "05-enrollment");
+  await A.page.click('#tokens button:has-text("Revoke")');
+  await hasText(A.page.locator("#tokens tbody tr .badge"), "revoked");
 
   // --- a custom role with hosts.view only, and a user holding it
   await A.page.goto(`${srv.url}/roles`);

@@ -224,3 +224,15 @@ test("an expired password must be changed before anything else; MFA can be enfor
   expect((await login("ivy", TEST_PASSWORD)).r.headers.get("location")).toBe("/hosts");
   await h.services.settings.set("mfa", { enforce: "off", roles: [] });
 });
+
+test("background polls of live tables do not keep an idle session alive", async () => {
+  const u = await h.userWithRole("viewer");
+  await h.db.sql`update console_sessions set last_seen_at = now() - interval '20 minutes' where id = ${u.sessionId}`;
+  const poll = await h.send("/hosts", { session: u, headers: { "hx-request": "true", "hx-target": "fleet-table", "x-console-poll": "1" } });
+  expect(poll.status).toBe(200);
+  const [a] = await h.db.sql`select last_seen_at < now() - interval '19 minutes' as stale from console_sessions where id = ${u.sessionId}`;
+  expect(a!.stale).toBe(true);
+  expect((await h.send("/hosts", { session: u })).status).toBe(200);
+  const [b] = await h.db.sql`select last_seen_at > now() - interval '1 minute' as fresh from console_sessions where id = ${u.sessionId}`;
+  expect(b!.fresh).toBe(true);
+});

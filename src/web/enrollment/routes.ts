@@ -14,18 +14,21 @@ import { auditRequest } from "../audit-request.ts";
 import { isoMinute, ago } from "../format.ts";
 import { dangerForm } from "../danger-form.ts";
 
-export const AGENT_TARGETS = ["linux-x64", "linux-arm64", "darwin-x64", "darwin-arm64"];
+/** The targets `npm run build:agent` produces and /api/v1/agent/download/:target serves. */
+export const AGENT_TARGETS = ["linux-x64", "linux-x64-musl", "linux-arm64", "darwin-arm64", "darwin-x64", "windows-x64"];
 
-/** SHA256SUMS published next to the agent builds, if any: `<dataDir>/agent/SHA256SUMS`. */
-export function readChecksums(dataDir: string): Map<string, string> {
+export function agentBinaryName(target: string): string {
+  return `servermind-agent-${target}${target.startsWith("windows") ? ".exe" : ""}`;
+}
+
+/** file name -> SHA-256 (hex) from the SHA256SUMS the agent build writes next to the binaries. */
+export function readChecksums(distDir: string): Map<string, string> {
   const out = new Map<string, string>();
-  for (const p of [join(dataDir, "agent", "SHA256SUMS"), join(dataDir, "agent-dist", "SHA256SUMS"), "dist/agent/SHA256SUMS"]) {
-    if (!existsSync(p)) continue;
-    for (const line of readFileSync(p, "utf8").split("\n")) {
-      const m = /^([0-9a-f]{64})\s+\*?(\S+)$/.exec(line.trim());
-      if (m) out.set(m[2]!, m[1]!);
-    }
-    break;
+  const p = join(distDir, "SHA256SUMS");
+  if (!existsSync(p)) return out;
+  for (const line of readFileSync(p, "utf8").split("\n")) {
+    const m = /^([0-9a-f]{64})\s+\*?(\S+)$/.exec(line.trim());
+    if (m) out.set(m[2]!, m[1]!);
   }
   return out;
 }
@@ -37,16 +40,20 @@ function installLine(req: ConsoleRequest, fingerprint: string, token: string): s
 
 export function enrollmentRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   const { sql } = s;
+
+  async function tokenRows(req: ConsoleRequest) {
+    return (await listActivationTokens(sql)).map((t) => {
+      const expired = new Date(t.expires_at).getTime() < Date.now();
+      const state = t.revoked_at ? "revoked" : t.used_at ? "used" : expired ? "expired" : "active";
+      return { ...t, state, created: isoMinute(t.created_at), expires: isoMinute(t.expires_at), usedBy: t.used_by_hostname ?? "", canRevoke: state === "active" && can(req, "agents.tokens.revoke") };
+    });
+  }
   return [
     {
       method: "GET", path: "/enrollment", access: "agents.enroll",
       async handler(req) {
-        const sums = readChecksums(s.dataDir);
-        const tokens = (await listActivationTokens(sql)).map((t) => {
-          const expired = new Date(t.expires_at).getTime() < Date.now();
-          const state = t.revoked_at ? "revoked" : t.used_at ? "used" : expired ? "expired" : "active";
-          return { ...t, state, created: isoMinute(t.created_at), expires: isoMinute(t.expires_at), usedBy: t.used_by_hostname ?? "", canRevoke: state === "active" && can(req, "agents.tokens.revoke") };
-        });
+        const sums = readChecksums(s.agentDistDir ?? "dist/agent");
+        const tokens = await tokenRows(req);
         const agents = (await fleetOverview(sql, { scopeTags: req.grants!.scopeTags, sort: "hostname" })).map((a) => ({
           id: a.id, hostname: a.hostname, version: a.agent_version, lastSeen: ago(a.last_seen), revoked: Boolean(a.revoked_at),
         }));
@@ -55,10 +62,7 @@ export function enrollmentRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute
           agents,
           fingerprint: s.serverFingerprint,
           example: installLine(req, s.serverFingerprint, "TOKEN"),
-          downloads: AGENT_TARGETS.map((t) => {
-            const file = `servermind-agent-${t}`;
-            return { target: t, href: `/api/v1/agent/download/${t}`, sha256: sums.get(file) ?? sums.get(t) ?? "" };
-          }),
+          downloads: AGENT_TARGETS.map((t) => ({ target: t, file: agentBinaryName(t), href: `/api/v1/agent/download/${t}`, sha256: sums.get(agentBinaryName(t)) ?? "" })),
           haveSums: sums.size > 0,
         });
       },
@@ -75,7 +79,9 @@ export function enrollmentRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute
         // one definition of the token format and hashing: the ingest enrollment module's
         const { id, token, expiresAt: expires } = await createActivationToken(sql, { label, createdBy: req.user!.username, ttlHours: hours });
         await auditRequest(sql, req, "config_change", "agents.token.create", `token ${id}`, true, { label, expires: expires.toISOString() });
-        return pages.partial("partials/token-created", { token, label, expires: isoMinute(expires), install: installLine(req, s.serverFingerprint, token) });
+        // the token list is refreshed out of band, next to the one-time display of the token
+        const tokensCard = pages.render("partials/enrollment-tokens", { tokens: await tokenRows(req), csrf: req.csrf, oob: true });
+        return pages.partial("partials/token-created", { token, label, expires: isoMinute(expires), install: installLine(req, s.serverFingerprint, token), tokensCard });
       },
     },
     {
