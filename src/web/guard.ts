@@ -4,8 +4,8 @@
  * dangerous routes, the typed confirmation and a fresh re-authentication. Then the handler runs.
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { loadSession, markReauth, SESSION_COOKIE } from "../auth/session.ts";
-import { checkSecondFactor, getUser } from "../auth/users.ts";
+import { loadSession, markReauth, revokeSession, SESSION_COOKIE } from "../auth/session.ts";
+import { checkSecondFactor, getUser, recordLoginFailure } from "../auth/users.ts";
 import { userGrants } from "../auth/roles.ts";
 import { verifyPassword } from "../auth/password.ts";
 import type { ConsoleRequest, ConsoleRoute } from "./route.ts";
@@ -162,12 +162,25 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
     const user = req.user!;
     const credential = req.form.get("reauth") ?? "";
     if (credential) {
+      let problem: string | null = null;
       if (/^\d{6}$/.test(credential.trim()) && user.totp_secret) {
-        if ((await checkSecondFactor(s.sql, user, credential.trim())) !== "totp") return "That authenticator code is not valid. Enter a current code or your password.";
-        req.reauth = "totp";
+        if ((await checkSecondFactor(s.sql, user, credential.trim())) !== "totp") problem = "That authenticator code is not valid. Enter a current code or your password.";
+        else req.reauth = "totp";
+      } else if (!user.password_hash || !(await verifyPassword(credential, user.password_hash))) {
+        problem = "That password is not correct.";
       } else {
-        if (!user.password_hash || !(await verifyPassword(credential, user.password_hash))) return "That password is not correct.";
         req.reauth = "password";
+      }
+      if (problem) {
+        // wrong credentials here count toward the lockout like at sign-in, so a stolen session
+        // cannot be used to guess the password; a lock also ends this session
+        const until = await recordLoginFailure(s.sql, user.id, (await s.settings.get()).password);
+        if (until) {
+          await revokeSession(s.sql, session.id, "locked during re-authentication");
+          await auditRequest(s.sql, req, "security_event", "account.locked", user.username, false, { until: until.toISOString(), during: "re-authentication" });
+          return "Too many wrong attempts: the account is locked and this session has ended.";
+        }
+        return problem;
       }
       await markReauth(s.sql, session.id);
       return null;

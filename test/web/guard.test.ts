@@ -236,3 +236,42 @@ test("background polls of live tables do not keep an idle session alive", async 
   const [b] = await h.db.sql`select last_seen_at > now() - interval '1 minute' as fresh from console_sessions where id = ${u.sessionId}`;
   expect(b!.fresh).toBe(true);
 });
+
+test("wrong re-authentication counts toward lockout and a lock ends the session", async () => {
+  const admin = await h.userWithRole("admin", "judy");
+  const target = await h.userWithRole("viewer", "kim");
+  await h.db.sql`update console_sessions set reauth_at = null where id = ${admin.sessionId}`;
+  for (let i = 0; i < 4; i++) {
+    const r = await h.send(`/users/${target.userId}/delete`, { session: admin, form: { confirm: "kim", reauth: `guess-${i}` } });
+    expect(await r.text()).toContain("That password is not correct.");
+  }
+  const last = await h.send(`/users/${target.userId}/delete`, { session: admin, form: { confirm: "kim", reauth: "guess-5" } });
+  expect(await last.text()).toContain("the account is locked and this session has ended");
+  expect((await h.send("/hosts", { session: admin })).headers.get("location")).toStartWith("/login");
+  expect((await h.db.sql`select count(*)::int as n from console_users where id = ${target.userId}`)[0]!.n).toBe(1);
+});
+
+test("replacing an authenticator needs the password; new backup codes need confirmation", async () => {
+  const u = await h.userWithRole("viewer", "leo");
+  const first = await (await h.send("/account/mfa", { session: u })).text();
+  const secret1 = /id="totp-secret">([A-Z2-7 ]+)</.exec(first)![1]!.replace(/ /g, "");
+  expect((await h.send("/account/mfa", { session: u, form: { code: totp(secret1) } })).status).toBe(200);
+  // a second enrollment (e.g. from a stolen session) is refused without the password
+  await h.db.sql`update console_sessions set pending_totp = null where id = ${u.sessionId}`;
+  const again = await (await h.send("/account/mfa", { session: u })).text();
+  expect(again).toContain('name="password"');
+  const secret2 = /id="totp-secret">([A-Z2-7 ]+)</.exec(again)![1]!.replace(/ /g, "");
+  const refused = await h.send("/account/mfa", { session: u, form: { code: totp(secret2) } });
+  expect(refused.status).toBe(401);
+  const [row] = await h.db.sql`select totp_secret from console_users where id = ${u.userId}`;
+  expect(row!.totp_secret).toBe(secret1);
+  const ok = await h.send("/account/mfa", { session: u, form: { code: totp(secret2, Date.now() + 30_000), password: TEST_PASSWORD } });
+  expect(ok.status).toBe(200);
+  expect((await h.db.sql`select totp_secret from console_users where id = ${u.userId}`)[0]!.totp_secret).toBe(secret2);
+
+  const noPhrase = await h.send("/account/backup-codes", { session: u, form: {} });
+  expect(noPhrase.status).toBe(403);
+  const codes = await h.send("/account/backup-codes", { session: u, form: { confirm: "new codes" } });
+  expect(codes.status).toBe(200);
+  expect((await codes.text()).match(/<code>[a-z0-9]{5}-[a-z0-9]{5}<\/code>/g)!.length).toBe(10);
+});

@@ -61,3 +61,21 @@ test("signed-out requests to every non-public route go to the login page", async
       .toEqual({ route: r.path, status: 303, location: "/login" });
   }
 });
+
+test("startConsole forwards audit records to the configured syslog receiver", async () => {
+  const { createSocket } = await import("node:dgram");
+  const { startConsole } = await import("../../src/web/plugin.ts");
+  const { audit } = await import("../../src/audit/audit.ts");
+  const sock = createSocket("udp4");
+  await new Promise<void>((ok) => sock.bind(0, "127.0.0.1", ok));
+  await h.services.settings.set("audit", { retentionDays: 365, syslogHost: "127.0.0.1", syslogPort: sock.address().port });
+  const started = await startConsole({ ...h.services }, () => {});
+  const got = new Promise<string>((ok) => sock.on("message", (m) => { if (m.toString().includes("syslog.probe")) ok(m.toString()); }));
+  await audit(h.db.sql, { actor: { type: "ai", name: "assistant", onBehalfOf: "alice" }, category: "ai_operation", action: "syslog.probe", success: true });
+  const msg = await got;
+  started.stop();
+  sock.close();
+  expect(msg).toContain('action="syslog.probe"');
+  expect(msg).toContain('actor="assistant"');
+  await h.services.settings.set("audit", { retentionDays: 365, syslogHost: "", syslogPort: 514 });
+});

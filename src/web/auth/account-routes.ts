@@ -9,6 +9,9 @@ import { newTotpSecret, otpauthUri, verifyTotp } from "../../auth/totp.ts";
 import { revokeUserSessions, setPendingTotp, setStage } from "../../auth/session.ts";
 import { auditRequest } from "../audit-request.ts";
 import { trustedHtml } from "../render.ts";
+import { dangerForm } from "../danger-form.ts";
+
+export const BACKUP_PHRASE = "new codes";
 
 export function accountRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   const { sql } = s;
@@ -22,6 +25,10 @@ export function accountRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
           mfaEnabled: Boolean(u.totp_enabled_at),
           backupLeft: await remainingBackupCodes(sql, u.id),
           roles: req.grants!.roles.join(", ") || "none",
+          backupForm: dangerForm(pages, {
+            id: "backup-codes-form", action: "/account/backup-codes", phrase: BACKUP_PHRASE, button: "Generate new backup codes", csrf: req.csrf,
+            description: "Your current backup codes stop working and ten new ones are shown once.",
+          }),
           policy: (await s.settings.get()).password,
         });
       },
@@ -82,6 +89,13 @@ export function accountRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
         const u = req.user!;
         const secret = req.session!.pending_totp;
         if (!secret) return pages.formErrors(req, ["Reload the page to get a new QR code."]);
+        if (u.totp_enabled_at) {
+          // replacing an existing authenticator needs the password, not just a live session
+          if (!u.password_hash || !(await verifyPassword(req.form.get("password") ?? "", u.password_hash))) {
+            await auditRequest(sql, req, "authentication", "mfa.replace", u.username, false, { reason: "wrong password" });
+            return pages.formErrors(req, ["Enter your current password to replace your authenticator."], 401);
+          }
+        }
         const step = verifyTotp(secret, (req.form.get("code") ?? "").trim(), Date.now());
         if (step === null) {
           await auditRequest(sql, req, "authentication", "mfa.enroll", u.username, false);
@@ -96,7 +110,7 @@ export function accountRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
       },
     },
     {
-      method: "POST", path: "/account/backup-codes", access: "signed-in",
+      method: "POST", path: "/account/backup-codes", access: "signed-in", dangerous: { phrase: () => BACKUP_PHRASE },
       async handler(req) {
         const u = req.user!;
         if (!u.totp_enabled_at) return pages.formErrors(req, ["Set up an authenticator app first."]);
