@@ -46,20 +46,42 @@ function sameToken(a: string, b: string): boolean {
   return timingSafeEqual(Buffer.from(a), Buffer.from(b));
 }
 
-async function readForm(request: Request): Promise<URLSearchParams | string> {
+interface FormProblem {
+  problem: string;
+  status: number;
+}
+
+async function readForm(request: Request): Promise<URLSearchParams | FormProblem> {
   if (request.method === "GET" || request.method === "HEAD") return new URLSearchParams();
   const len = Number(request.headers.get("content-length") ?? 0);
-  if (len > MAX_FORM_BYTES) return `The form is ${len} bytes; the limit is ${MAX_FORM_BYTES}.`;
+  if (len > MAX_FORM_BYTES) return { problem: `The form is ${len} bytes; the limit is ${MAX_FORM_BYTES}.`, status: 413 };
   const type = request.headers.get("content-type") ?? "";
   if (type.startsWith("multipart/form-data")) {
     const fd = await request.formData();
     const p = new URLSearchParams();
     for (const [k, v] of fd) if (typeof v === "string") p.append(k, v);
-    return p;
+    return withoutNul(p);
   }
   const text = await request.text();
-  if (text.length > MAX_FORM_BYTES) return `The form is ${text.length} bytes; the limit is ${MAX_FORM_BYTES}.`;
-  return new URLSearchParams(text);
+  if (text.length > MAX_FORM_BYTES) return { problem: `The form is ${text.length} bytes; the limit is ${MAX_FORM_BYTES}.`, status: 413 };
+  return withoutNul(new URLSearchParams(text));
+}
+
+/** PostgreSQL text cannot hold NUL: a form carrying one is refused with the field's name. */
+function withoutNul(p: URLSearchParams): URLSearchParams | FormProblem {
+  for (const [k, v] of p) {
+    if (v.includes("\u0000") || k.includes("\u0000")) {
+      return { problem: `The field ${JSON.stringify(k.replace(/\u0000/g, ""))} contains a NUL character, which is not allowed.`, status: 400 };
+    }
+  }
+  return p;
+}
+
+/** Query strings only filter and sort: NUL characters are dropped from them. */
+function cleanQuery(url: URL): URLSearchParams {
+  const q = new URLSearchParams();
+  for (const [k, v] of url.searchParams) q.append(k.replace(/\u0000/g, ""), v.replace(/\u0000/g, ""));
+  return q;
 }
 
 export function stagePath(stage: string): string {
@@ -89,8 +111,8 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
       method: request.method,
       url,
       params,
-      query: url.searchParams,
-      form: typeof form === "string" ? new URLSearchParams() : form,
+      query: cleanQuery(url),
+      form: form instanceof URLSearchParams ? form : new URLSearchParams(),
       ip: s.clientIp?.(request) || clientIp(request),
       userAgent: request.headers.get("user-agent") ?? "",
       htmx: {
@@ -110,7 +132,7 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
     return res;
   };
 
-  async function decide(route: ConsoleRoute, req: ConsoleRequest, form: URLSearchParams | string): Promise<Response> {
+  async function decide(route: ConsoleRoute, req: ConsoleRequest, form: URLSearchParams | FormProblem): Promise<Response> {
     if (route.access !== "public") {
       if (!req.session) {
         if (req.method === "GET" && !req.htmx.request) return redirect(req, `/login?next=${encodeURIComponent(req.url.pathname + req.url.search)}`);
@@ -132,7 +154,7 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
         await auditRequest(s.sql, req, "security_event", "csrf.rejected", `${req.method} ${req.url.pathname}`, false);
         return html(pages.render("partials/form-errors", { problems: ["This form has expired or did not come from this console. Reload the page and try again."] }), 403);
       }
-      if (typeof form === "string") return pages.formErrors(req, [form], 413);
+      if (!(form instanceof URLSearchParams)) return pages.formErrors(req, [form.problem], form.status);
     }
     if (route.dangerous) {
       const problem = await checkDanger(route, req);

@@ -275,3 +275,10 @@ test("replacing an authenticator needs the password; new backup codes need confi
   expect(codes.status).toBe(200);
   expect((await codes.text()).match(/<code>[a-z0-9]{5}-[a-z0-9]{5}<\/code>/g)!.length).toBe(10);
 });
+
+test("a form with a NUL character is refused with a message naming the field", async () => {
+  const admin = await h.userWithRole("admin");
+  const r = await h.send("/enrollment/tokens", { session: admin, form: { label: "a\u0000b", hours: "1" }, headers: { "hx-request": "true" } });
+  expect(r.status).toBe(400);
+  expect(await r.text()).toContain("The field &quot;label&quot; contains a NUL character");
+});

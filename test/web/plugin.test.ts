@@ -79,3 +79,22 @@ test("startConsole forwards audit records to the configured syslog receiver", as
   expect(msg).toContain('actor="assistant"');
   await h.services.settings.set("audit", { retentionDays: 365, syslogHost: "", syslogPort: 514 });
 });
+
+test("no route answers 500 to garbage ids, query strings or form values (as an admin)", async () => {
+  const admin = await h.userWithRole("admin");
+  await h.db.sql`update console_sessions set reauth_at = now() where id = ${admin.sessionId}`;
+  const garbageIds = ["abc", "-1", "0", "1e400", "99999999999999999999", "%00", "1.5", "'%20or%201=1--"];
+  const garbageForm = {
+    username: "\u0000<x>", password: "x".repeat(300), password2: "y", code: "'; drop table x;--", label: "l".repeat(500), hours: "1e9",
+    name: "<svg/onload=1>", permissions: ["hosts.view", "bogus"], scope_tags: "!!! ???", roles: ["abc", "-1"], confirm: "nope",
+    min_length: "-5", mfa_enforce: "sometimes", retention_days: "NaN", syslog_host: "a b", syslog_port: "70000", current: "", q: "%",
+  };
+  for (const r of routes) {
+    if (r.path === "/logout") continue; // would end the admin's session for the rest of the loop
+    for (const id of garbageIds) {
+      const path = r.path.replace(/:[a-z]+/g, id) + "?q=%25&sort=;drop&dir=sideways&range=999y&severity=9&before=x&from=never&status=maybe";
+      const res = await h.send(path, { method: r.method, session: admin, form: r.method === "POST" ? garbageForm : undefined });
+      expect({ route: `${r.method} ${path}`, status: res.status < 500 }).toEqual({ route: `${r.method} ${path}`, status: true });
+    }
+  }
+});
