@@ -132,11 +132,11 @@ async function copyCeiling(url: string, table: string, chunks: Uint8Array[]): Pr
   return secs;
 }
 
-function encodeChunks<T>(bodies: Array<{ agent: number; body: T }>, perChunk: number, enc: (w: CopyWriter, agent: number, b: T) => void): Uint8Array[] {
+function encodeChunks<T>(bodies: Array<{ agent: number; batch: number; body: T }>, perChunk: number, enc: (w: CopyWriter, agent: number, batch: number, b: T) => void): Uint8Array[] {
   const chunks: Uint8Array[] = [];
   for (let i = 0; i < bodies.length; i += perChunk) {
     const w = new CopyWriter().begin();
-    for (const { agent, body } of bodies.slice(i, i + perChunk)) enc(w, agent, body);
+    for (const { agent, batch, body } of bodies.slice(i, i + perChunk)) enc(w, agent, batch, body);
     chunks.push(w.end().slice());
   }
   return chunks;
@@ -202,12 +202,12 @@ async function main() {
   log("measuring the COPY ceiling");
   const bodies = frames.map((f) => {
     const e = splitFrames(f)[0]!.frame!;
-    return { agent: e.header.agentId + 1_000_000_000, body: decodeFrameBody(e.header, e.body).body as MetricsBody };
+    return { agent: e.header.agentId + 1_000_000_000, batch: e.header.batchId, body: decodeFrameBody(e.header, e.body).body as MetricsBody };
   });
   const ids = Int32Array.from(names, (_, i) => i + 1);
   const rowsPerBatch = Number(process.env.SERVERMIND_BATCH_MAX_ROWS ?? 20_000);
-  const chunks = encodeChunks(bodies, Math.max(1, Math.floor(rowsPerBatch / Math.ceil(METRICS / 10))), (w, agent, b: MetricsBody) => encodeMetricBlocks(w, agent, b, ids));
-  const ceilingSecs = await copyCeiling(pg.url, "metric_blocks (agent_id, t0, t1, ts_off, series, vals)", chunks);
+  const chunks = encodeChunks(bodies, Math.max(1, Math.floor(rowsPerBatch / Math.ceil(METRICS / 10))), (w, agent, batch, b: MetricsBody) => encodeMetricBlocks(w, agent, batch, b, ids));
+  const ceilingSecs = await copyCeiling(pg.url, "metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals)", chunks);
 
   // Logs workload
   log(`logs: ${LOG_LINES} lines in frames of 200`);
@@ -218,9 +218,9 @@ async function main() {
   const logRun = await drive(server.url, agents, logJobs, TRANSPORTS);
   const logBodies = logFrames.map((f) => {
     const e = splitFrames(f)[0]!.frame!;
-    return { agent: e.header.agentId + 1_000_000_000, body: decodeFrameBody(e.header, e.body).body as LogsBody };
+    return { agent: e.header.agentId + 1_000_000_000, batch: e.header.batchId, body: decodeFrameBody(e.header, e.body).body as LogsBody };
   });
-  const logCeilingSecs = await copyCeiling(pg.url, "logs (agent_id, ts, severity, source, message)", encodeChunks(logBodies, 50, encodeLogs));
+  const logCeilingSecs = await copyCeiling(pg.url, "logs (agent_id, batch_id, ts, severity, source, message)", encodeChunks(logBodies, 50, encodeLogs));
   const [lc] = await sql`select count(*)::bigint as n from logs where agent_id < 1000000000`;
 
   await server.stop();
