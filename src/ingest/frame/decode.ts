@@ -18,7 +18,7 @@ const MIN_TS = 946_684_800_000;
 const MAX_TS = 4_102_444_800_000;
 const MAX_NAME = 512;
 /** Longest time one metrics frame may span (store/postgres/queries.ts relies on it). */
-export const MAX_METRICS_SPAN_MS = 86_400_000;
+export const MAX_METRICS_SPAN_MS = 3_600_000;
 const MAX_MESSAGE = 64 * 1024;
 
 export interface RawFrame {
