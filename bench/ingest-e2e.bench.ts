@@ -25,14 +25,15 @@ import { encodeLogs, encodeMetricBlocks } from "../src/store/postgres/writer.ts"
 import { decodeFrameBody, splitFrames } from "../src/ingest/frame/decode.ts";
 import type { LogsBody, MetricsBody } from "../src/ingest/frame/frame.ts";
 import { logsFrame, metricNames, metricsFrame, newKeys, openStream, post, type SimAgent } from "../test/support/sim-agent.ts";
-import { arg, environment, flag, percentile, round, rssMb, cpuSeconds } from "./support.ts";
+import { arg, environment, flag, percentile, round, rssMb, cpuSeconds, treeCpuSeconds } from "./support.ts";
+import { readFileSync } from "node:fs";
 
 const quick = flag("quick");
 const AGENTS = Number(arg("agents", quick ? "200" : "2000"));
 const METRICS = Number(arg("metrics", "100"));
 const STAMPS = Number(arg("stamps", "10"));
 const SAMPLES = Number(arg("samples", quick ? "400000" : "8000000"));
-const CONNECTIONS = Number(arg("connections", "16"));
+const CONNECTIONS = Number(arg("connections", "64"));
 const PER_REQUEST = Number(arg("frames-per-request", "4"));
 const TRANSPORTS = arg("transport", "h2,wss,h3").split(",") as Array<"h1" | "h2" | "h3" | "wss">;
 const LOG_LINES = Number(arg("log-lines", quick ? "100000" : "1000000"));
@@ -132,11 +133,11 @@ async function copyCeiling(url: string, table: string, chunks: Uint8Array[]): Pr
   return secs;
 }
 
-function encodeChunks<T>(bodies: Array<{ agent: number; body: T }>, perChunk: number, enc: (w: CopyWriter, agent: number, b: T) => void): Uint8Array[] {
+function encodeChunks<T>(bodies: Array<{ agent: number; batch: number; body: T }>, perChunk: number, enc: (w: CopyWriter, agent: number, batch: number, b: T) => void): Uint8Array[] {
   const chunks: Uint8Array[] = [];
   for (let i = 0; i < bodies.length; i += perChunk) {
     const w = new CopyWriter().begin();
-    for (const { agent, body } of bodies.slice(i, i + perChunk)) enc(w, agent, body);
+    for (const { agent, batch, body } of bodies.slice(i, i + perChunk)) enc(w, agent, batch, body);
     chunks.push(w.end().slice());
   }
   return chunks;
@@ -183,10 +184,16 @@ async function main() {
   }
   const jobs: Job[] = [];
   for (let i = 0; i < frames.length; i += PER_REQUEST) jobs.push({ frames: frames.slice(i, i + PER_REQUEST), samples: 0 });
+  const pgPid = Number(readFileSync(join(dir, "pg", "postmaster.pid"), "utf8").split("\n")[0]);
   const cpu0 = cpuSeconds(server.pid);
+  const pg0 = treeCpuSeconds(pgPid);
+  const client0 = process.cpuUsage();
   log(`sending ${frameCount * samplesPerFrame} samples over ${CONNECTIONS} connections (${TRANSPORTS.join(", ")})`);
   const run = await drive(server.url, agents, jobs, TRANSPORTS);
   const serverCpu = cpuSeconds(server.pid) - cpu0;
+  const pgCpu = treeCpuSeconds(pgPid) - pg0;
+  const clientUsage = process.cpuUsage(client0);
+  const clientCpu = (clientUsage.user + clientUsage.system) / 1e6;
   const rss = rssMb(server.pid);
   const sent = frameCount * samplesPerFrame;
 
@@ -202,12 +209,12 @@ async function main() {
   log("measuring the COPY ceiling");
   const bodies = frames.map((f) => {
     const e = splitFrames(f)[0]!.frame!;
-    return { agent: e.header.agentId + 1_000_000_000, body: decodeFrameBody(e.header, e.body).body as MetricsBody };
+    return { agent: e.header.agentId + 1_000_000_000, batch: e.header.batchId, body: decodeFrameBody(e.header, e.body).body as MetricsBody };
   });
   const ids = Int32Array.from(names, (_, i) => i + 1);
   const rowsPerBatch = Number(process.env.SERVERMIND_BATCH_MAX_ROWS ?? 20_000);
-  const chunks = encodeChunks(bodies, Math.max(1, Math.floor(rowsPerBatch / Math.ceil(METRICS / 10))), (w, agent, b: MetricsBody) => encodeMetricBlocks(w, agent, b, ids));
-  const ceilingSecs = await copyCeiling(pg.url, "metric_blocks (agent_id, t0, t1, ts_off, series, vals)", chunks);
+  const chunks = encodeChunks(bodies, Math.max(1, Math.floor(rowsPerBatch / Math.ceil(METRICS / 10))), (w, agent, batch, b: MetricsBody) => encodeMetricBlocks(w, agent, batch, b, ids));
+  const ceilingSecs = await copyCeiling(pg.url, "metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals)", chunks);
 
   // Logs workload
   log(`logs: ${LOG_LINES} lines in frames of 200`);
@@ -218,9 +225,9 @@ async function main() {
   const logRun = await drive(server.url, agents, logJobs, TRANSPORTS);
   const logBodies = logFrames.map((f) => {
     const e = splitFrames(f)[0]!.frame!;
-    return { agent: e.header.agentId + 1_000_000_000, body: decodeFrameBody(e.header, e.body).body as LogsBody };
+    return { agent: e.header.agentId + 1_000_000_000, batch: e.header.batchId, body: decodeFrameBody(e.header, e.body).body as LogsBody };
   });
-  const logCeilingSecs = await copyCeiling(pg.url, "logs (agent_id, ts, severity, source, message)", encodeChunks(logBodies, 50, encodeLogs));
+  const logCeilingSecs = await copyCeiling(pg.url, "logs (agent_id, batch_id, ts, severity, source, message)", encodeChunks(logBodies, 50, encodeLogs));
   const [lc] = await sql`select count(*)::bigint as n from logs where agent_id < 1000000000`;
 
   await server.stop();
@@ -247,6 +254,9 @@ async function main() {
     registration_samples_per_s: Math.round(regSamples / reg.seconds),
     server_cpu_s_per_million: round(serverCpu / (sent / 1e6)),
     server_rss_mb: Math.round(rss),
+    postgres_cpu_s_per_million: round(pgCpu / (sent / 1e6)),
+    load_generator_cpu_s_per_million: round(clientCpu / (sent / 1e6)),
+    run_seconds: round(run.seconds, 2),
     ack_p50_ms: round(percentile(run.latencies, 50), 1),
     ack_p99_ms: round(percentile(run.latencies, 99), 1),
     lost,

@@ -41,7 +41,6 @@ export function startServer(o: StartOptions): RunningServer {
     ingestRoutes({ sql: o.sql, ingest, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes }),
     ...(o.plugins ?? []),
   ]);
-  let altSvc = "";
   const handleIngest = createIngestHandler(ingest.deps, o.config.maxRequestBytes);
   const upgradeRequired = () =>
     new Response(JSON.stringify({ error: { code: "upgrade_required", message: "this endpoint takes a WebSocket upgrade" } }), {
@@ -63,14 +62,11 @@ export function startServer(o: StartOptions): RunningServer {
     },
     async fetch(req, srv) {
       setClientIp(req, srv.requestIP(req)?.address);
-      const res = await app.handle(req);
-      if (altSvc) res.headers.set("alt-svc", altSvc);
-      return res;
+      return app.handle(req); // Bun adds Alt-Svc (h3) itself when http3 is on
     },
     websocket: createStreamHandler(ingest.deps),
   });
   const port = server.port!;
-  if (o.config.http3) altSvc = `h3=":${port}"; ma=86400`;
   const host = o.config.host === "0.0.0.0" || o.config.host === "::" ? "127.0.0.1" : o.config.host;
   return {
     url: `https://${host.includes(":") ? `[${host}]` : host}:${port}`,
