@@ -66,7 +66,7 @@ test("user-supplied values are escaped in pages (host names, tags, log lines, us
   const admin = await h.userWithRole("admin");
   const evil = `<img src=x onerror=alert(1)>"'`;
   const [{ id }] = await h.db.sql`insert into agents (hostname, public_key, tags, last_seen) values (${evil}, ${Buffer.alloc(32, 9)}, ${[evil]}, now()) returning id`;
-  await h.db.sql`insert into logs (agent_id, ts, severity, source, message) values (${id}, now(), 3, ${evil}, ${evil})`;
+  await h.db.sql`insert into logs (agent_id, batch_id, ts, severity, source, message) values (${id}, 1, now(), 3, ${evil}, ${evil})`;
   for (const path of ["/hosts", `/hosts/${id}`, `/hosts/${id}/logs`, "/enrollment"]) {
     const body = await (await h.send(path, { session: admin })).text();
     expect(body).not.toContain("<img src=x");

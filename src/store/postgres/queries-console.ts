@@ -1,6 +1,8 @@
 /**
- * Read queries for the web console over the ingest tables (001_ingest.sql). Plain functions
- * taking `sql`; every filter is a parameter. Metric names follow the agent's collectors
+ * Read queries for the web console over the ingest tables (001_ingest.sql) that the shared
+ * src/store/postgres/queries.ts does not cover: the sortable, searchable, scoped fleet table,
+ * host detail, logs with a severity filter, inventory, activation tokens. Plain functions
+ * taking `sql`; every filter is a parameter. Metric ranges come from queries.ts seriesRange. Metric names follow the agent's collectors
  * (agent/collect: cpu.usage_pct, mem.used_pct, disk.used_pct{mount="/"}).
  */
 import type { Sql } from "postgres";
@@ -101,42 +103,6 @@ export async function agentDetail(sql: Sql, id: number, scopeTags: string[] | nu
 export async function seriesNames(sql: Sql, agentId: number): Promise<string[]> {
   const rows = await sql`select name from metric_series where agent_id = ${agentId} order by name limit 5000`;
   return rows.map((r) => r.name as string);
-}
-
-export interface SeriesPoints {
-  name: string;
-  /** bucket start (ms since epoch) and mean value, buckets without samples left out */
-  points: Array<[number, number]>;
-}
-
-/**
- * One host's series over [from, to), averaged into `buckets` equal buckets: the blocks are
- * unnested in SQL (values are series-major: vals[s * n + t]) so only the aggregates travel.
- */
-export async function metricRange(sql: Sql, agentId: number, names: string[], from: Date, to: Date, buckets: number): Promise<SeriesPoints[]> {
-  if (names.length === 0) return [];
-  const span = to.getTime() - from.getTime();
-  const width = Math.max(1, Math.ceil(span / buckets));
-  const rows = await sql`
-    with s as (select id, name from metric_series where agent_id = ${agentId} and name = any(${names}::text[])),
-    samples as (
-      select s.name,
-        (extract(epoch from b.t0) * 1000)::float8 + b.ts_off[t] as ms,
-        b.vals[(si - 1) * cardinality(b.ts_off) + t] as v
-      from metric_blocks b
-      cross join lateral unnest(b.series) with ordinality as u(sid, si)
-      join s on s.id = u.sid
-      cross join lateral generate_subscripts(b.ts_off, 1) as t
-      where b.agent_id = ${agentId} and b.t0 >= ${new Date(from.getTime() - 3600_000)} and b.t0 < ${to}
-        and b.t1 >= ${from}
-    )
-    select name, floor((ms - ${from.getTime()}) / ${width})::int as bucket, avg(v) as v
-    from samples
-    where ms >= ${from.getTime()} and ms < ${to.getTime()} and v <> 'NaN'::float8
-    group by name, bucket order by name, bucket`;
-  const out = new Map<string, Array<[number, number]>>(names.map((n) => [n, []]));
-  for (const r of rows) out.get(r.name)?.push([from.getTime() + r.bucket * width, Number(r.v)]);
-  return names.map((name) => ({ name, points: out.get(name)! }));
 }
 
 export interface LogRow {

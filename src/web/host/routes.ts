@@ -6,7 +6,8 @@ import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
 import { can } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import type { Pages } from "../respond.ts";
-import { agentDetail, hostLogs, inventory, metricRange, seriesNames } from "../../store/postgres/queries-console.ts";
+import { agentDetail, hostLogs, inventory, seriesNames } from "../../store/postgres/queries-console.ts";
+import { seriesRange } from "../../store/postgres/queries.ts";
 import { lineChart } from "../chart/svg.ts";
 import { ago, isoMinute, isoSecond } from "../format.ts";
 import { toSections } from "./structured-view.ts";
@@ -98,8 +99,8 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const from = to - RANGES[key]!;
         const names = await seriesNames(sql, a.id);
         const specs = CHARTS.map((c) => ({ c, names: c.pick(names) })).filter((x) => x.names.length > 0);
-        const data = await metricRange(sql, a.id, specs.flatMap((x) => x.names), new Date(from), new Date(to), 240);
-        const byName = new Map(data.map((d) => [d.name, d.points]));
+        const data = await seriesRange(sql, a.id, specs.flatMap((x) => x.names), new Date(from), new Date(to), 240);
+        const byName = new Map(data.map((d) => [d.name, d.t.map((t, i): [number, number] => [t, d.avg[i]!])]));
         const charts = specs.map(({ c, names: ns }) => ({
           svg: lineChart(ns.map((n) => ({ name: shortName(n), points: byName.get(n) ?? [] })), { title: c.title, unit: c.unit, from, to, yMin: 0, yMax: c.yMax }),
         }));
