@@ -138,3 +138,18 @@ test("first-run setup needs the printed code, then closes", async () => {
     await h2.close();
   }
 });
+
+test("hosts.edit sets a host's tags, which scope custom roles (host groups)", async () => {
+  const admin = await h.userWithRole("admin");
+  const bad = await h.send(`/hosts/${db1}/tags`, { session: admin, form: { tags: "ok, <bad>" }, headers: { "hx-request": "true" } });
+  expect(bad.status).toBe(422);
+  expect(await bad.text()).toContain("Bad tags: &lt;bad&gt;");
+  expect((await h.send(`/hosts/${db1}/tags`, { session: admin, form: { tags: "env=prod, group:db" } })).status).toBe(303);
+  const s = await h.userWith(["hosts.view"]);
+  await sql`update console_roles set scope_tags = ${["group:db"]} where name = ${`r-${s.username}`}`;
+  const page = await (await h.send("/hosts", { session: s })).text();
+  expect(page).toContain("db-1");
+  expect(page).not.toContain("web-1");
+  const [rec] = await sql`select details from audit_log where action = 'hosts.tags'`;
+  expect(rec!.details).toEqual({ before: ["env=prod"], after: ["env=prod", "group:db"] });
+});

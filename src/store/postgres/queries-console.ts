@@ -155,3 +155,8 @@ export async function revokeAgent(sql: Sql, id: number): Promise<boolean> {
   const r = await sql`update agents set revoked_at = now() where id = ${id} and revoked_at is null`;
   return r.count === 1;
 }
+
+/** Host tags, set in the console; roles scope hosts by them ("group:<name>" for host groups). */
+export async function setAgentTags(sql: Sql, id: number, tags: string[]): Promise<void> {
+  await sql`update agents set tags = ${tags}::text[] where id = ${id}`;
+}
