@@ -264,10 +264,11 @@ test("replacing an authenticator needs the password; new backup codes need confi
   const refused = await h.send("/account/mfa", { session: u, form: { code: totp(secret2) } });
   expect(refused.status).toBe(401);
   const [row] = await h.db.sql`select totp_secret from console_users where id = ${u.userId}`;
-  expect(row!.totp_secret).toBe(secret1);
+  expect(row!.totp_secret).toStartWith("v1."); // sealed at rest
+  expect(h.services.secrets.open(row!.totp_secret)).toBe(secret1);
   const ok = await h.send("/account/mfa", { session: u, form: { code: totp(secret2, Date.now() + 30_000), password: TEST_PASSWORD } });
   expect(ok.status).toBe(200);
-  expect((await h.db.sql`select totp_secret from console_users where id = ${u.userId}`)[0]!.totp_secret).toBe(secret2);
+  expect(h.services.secrets.open((await h.db.sql`select totp_secret from console_users where id = ${u.userId}`)[0]!.totp_secret)).toBe(secret2);
 
   const noPhrase = await h.send("/account/backup-codes", { session: u, form: {} });
   expect(noPhrase.status).toBe(403);

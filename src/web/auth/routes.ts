@@ -119,7 +119,7 @@ export function authRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const code = (req.form.get("code") ?? "").trim();
         if (!code) return pages.formErrors(req, ["Enter the 6-digit code from your authenticator app, or a backup code."]);
         const settings = await s.settings.get();
-        const kind = await checkSecondFactor(sql, user, code);
+        const kind = await checkSecondFactor(sql, s.secrets, user, code);
         if (!kind) {
           await auditRequest(sql, req, "authentication", "login.totp", user.username, false);
           const until = await recordLoginFailure(sql, user.id, settings.password);
