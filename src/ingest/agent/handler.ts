@@ -98,23 +98,18 @@ export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport:
         continue;
       }
       const rows = data.kind === FrameKind.Metrics ? metricRows(data.body) : h.items;
-      const ack: Ack = { batch: h.batchId, seq: h.seq, status: "ok" };
-      acks.push(ack);
-      const idx = acks.length - 1;
       waits.push(
         batcher
           .push({ agentId: h.agentId, batchId: h.batchId, seq: h.seq, createdMs: h.createdMs, data, bytes: h.rawLength * 2 + 256, rows, receivedAt: started, transport })
           .then(
             (status) => {
-              ack.status = status;
+              // acks are listed in commit order; each names its frame
+              acks.push({ batch: h.batchId, seq: h.seq, status });
               if (status === "dup") metrics.duplicates.inc();
               else if (data.kind === FrameKind.Metrics) metrics.samples.inc({}, h.items);
               else if (data.kind === FrameKind.Logs) metrics.logLines.inc({}, h.items);
             },
-            (err: Error) => {
-              acks[idx] = undefined as unknown as Ack;
-              reject("store_unavailable", err.message, h.batchId, h.seq);
-            },
+            (err: Error) => reject("store_unavailable", err.message, h.batchId, h.seq),
           ),
       );
     } catch (e) {
@@ -124,5 +119,5 @@ export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport:
   }
   await Promise.all(waits);
   metrics.ackSeconds.observe((performance.now() - started) / 1000);
-  return { acks: acks.filter(Boolean), rejects };
+  return { acks, rejects };
 }
