@@ -41,11 +41,19 @@ export interface FleetQuery {
   desc?: boolean;
   /** null: every host; otherwise only hosts with one of these tags */
   scopeTags: string[] | null;
+  /** a page of the sorted list; no limit means every host */
+  offset?: number;
   limit?: number;
 }
 
 function like(s: string): string {
   return `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+function fleetWhere(sql: Sql, q: Pick<FleetQuery, "search" | "scopeTags">) {
+  return sql`where true
+    ${q.search ? sql`and (a.hostname ilike ${like(q.search)} or ${q.search} = any(a.tags) or a.os ilike ${like(q.search)})` : sql``}
+    ${q.scopeTags === null ? sql`` : sql`and a.tags && ${q.scopeTags}::text[]`}`;
 }
 
 export async function fleetOverview(sql: Sql, q: FleetQuery): Promise<FleetRow[]> {
@@ -67,13 +75,31 @@ export async function fleetOverview(sql: Sql, q: FleetQuery): Promise<FleetRow[]
       l.vals[array_position(l.names, ${FLEET_METRICS.mem})] as mem,
       l.vals[array_position(l.names, ${FLEET_METRICS.disk})] as disk
     from agents a left join metric_latest l on l.agent_id = a.id
-    where true
-      ${q.search ? sql`and (a.hostname ilike ${like(q.search)} or ${q.search} = any(a.tags) or a.os ilike ${like(q.search)})` : sql``}
-      ${q.scopeTags === null ? sql`` : sql`and a.tags && ${q.scopeTags}::text[]`}
+    ${fleetWhere(sql, q)}
     order by ${order} ${q.desc ? sql`desc nulls last` : sql`asc nulls last`}, a.hostname, a.id
-    limit ${q.limit ?? 5000}`;
-  for (const r of rows) r.id = Number(r.id);
+    ${q.limit === undefined ? sql`` : sql`limit ${q.limit}`} offset ${q.offset ?? 0}`;
+  for (const r of rows) {
+    r.id = Number(r.id);
+    // postgres.js reads a NULL element of float8[] as NaN: both mean "no value"
+    for (const k of ["cpu", "mem", "disk"] as const) if (r[k] !== null && Number.isNaN(r[k])) r[k] = null;
+  }
   return rows;
+}
+
+export interface FleetSummary {
+  total: number;
+  online: number;
+  revoked: number;
+}
+
+/** Counts over the whole filtered fleet, for the header of a paged table. */
+export async function fleetSummary(sql: Sql, q: Pick<FleetQuery, "search" | "scopeTags">): Promise<FleetSummary> {
+  const [r] = await sql`
+    select count(*)::int as total,
+      count(*) filter (where a.revoked_at is null and a.last_seen > now() - make_interval(secs => ${ONLINE_WINDOW_S}))::int as online,
+      count(*) filter (where a.revoked_at is not null)::int as revoked
+    from agents a ${fleetWhere(sql, q)}`;
+  return { total: r!.total, online: r!.online, revoked: r!.revoked };
 }
 
 export interface AgentDetail {
