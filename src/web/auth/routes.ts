@@ -1,5 +1,5 @@
 /** First-run setup, sign-in (password, then TOTP), sign-out. */
-import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
+import type { ConsoleRoute } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import { done, redirect, type Pages } from "../respond.ts";
 import { consumeSetupCode, removeSetupCodeFile, setupOpen } from "../../auth/setup-code.ts";
@@ -150,4 +150,3 @@ export function authRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   ];
 }
 
-export type { ConsoleRequest };
