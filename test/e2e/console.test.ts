@@ -317,6 +317,9 @@ test.skipIf(!haveChromium)("the console in chromium: setup, roles, lockout, sess
   await A.page.goto(`${srv.url}/users`);
   await shot(A.page, "16-users");
 
+  // htmx keeps no page snapshots (audit rows, tokens) in browser storage for history navigation
+  const cached = await A.page.evaluate(() => JSON.parse(sessionStorage.getItem("htmx-history-cache") ?? "[]").length);
+  expect(cached).toBe(0);
   expect(cspViolations).toEqual([]);
   expect(pageErrors).toEqual([]);
   for (const c of [A, B, C, E, F, L]) await c.ctx.close();
