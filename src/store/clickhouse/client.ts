@@ -47,6 +47,12 @@ export function quoteString(s: string): string {
 
 function literal(type: string, v: Value, name: string): string {
   const bad = () => new Error(`query parameter ${name}=${JSON.stringify(typeof v === "bigint" ? String(v) : v)} is not a ${type}`);
+  const tuple = /^Tuple\((.+)\)$/.exec(type);
+  if (tuple) {
+    // for `x in {ids:Tuple(UInt32)}`: a parenthesised list, which IN reads as a set
+    if (!Array.isArray(v) || v.length === 0) throw new Error(`query parameter ${name} must be a non-empty list for IN`);
+    return "(" + (v as Value[]).map((x, i) => literal(tuple[1]!, x, `${name}[${i}]`)).join(",") + ")";
+  }
   const arr = /^Array\((.+)\)$/.exec(type);
   if (arr) {
     if (!Array.isArray(v)) throw bad();

@@ -1,0 +1,29 @@
+/** The console's range reads on PostgreSQL, through the RangeStore contract suite. */
+import { afterAll, beforeAll } from "bun:test";
+import { createPgQueries, resolveSeries } from "../../../src/store/postgres/queries.ts";
+import { startTestServer, type TestServer } from "../../support/server.ts";
+import { enroll } from "../../support/sim-agent.ts";
+import { buildDataSet, ingestDataSet, rangeStoreCases, type DataSet } from "../../contract/range-store.case.ts";
+
+let server: TestServer;
+let data: DataSet;
+let agentId: number;
+
+beforeAll(async () => {
+  server = await startTestServer();
+  const a = await enroll(server.url, await server.token(), "range-pg");
+  agentId = a.id;
+  data = buildDataSet(a);
+  await ingestDataSet(server.url, data);
+}, 60_000);
+
+afterAll(async () => {
+  await server?.close();
+}, 30_000);
+
+rangeStoreCases("postgres", () => ({
+  store: createPgQueries(server.db.sql),
+  data,
+  agentId,
+  resolve: (names) => resolveSeries(server.db.sql, agentId, names),
+}));
