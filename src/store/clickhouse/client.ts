@@ -24,8 +24,8 @@ export interface Clickhouse {
   exec(query: string, params?: Params): Promise<void>;
   /** Runs a query and returns its rows (JSONEachRow: 64-bit integers arrive as strings). */
   rows<T>(query: string, params?: Params): Promise<T[]>;
-  /** Inserts TabSeparated text (one round trip). */
-  insertTsv(table: string, columns: string[], tsv: string | Buffer): Promise<void>;
+  /** Inserts RowBinary bytes (one round trip); resolves when ClickHouse confirmed the insert. */
+  insertRowBinary(table: string, columns: string[], bytes: Buffer): Promise<void>;
   ping(): Promise<boolean>;
   close(): Promise<void>;
 }
@@ -83,11 +83,6 @@ export function bind(query: string, params: Params = {}): string {
   });
 }
 
-/** TabSeparated escaping of one String field. */
-export function tsvString(s: string): string {
-  return s.replace(/\\/g, "\\\\").replace(/\t/g, "\\t").replace(/\n/g, "\\n").replace(/\r/g, "\\r").replace(/\0/g, "\\0");
-}
-
 export function parseClickhouseUrl(raw: string): { url: string; username: string; password: string; database: string } {
   let u: URL;
   try {
@@ -124,12 +119,16 @@ export function createClickhouse(o: ClickhouseOptions): Clickhouse {
       const r = await client.query({ query: bind(query, params), format: "JSONEachRow" });
       return (await r.json()) as T[];
     },
-    async insertTsv(table, columns, tsv) {
-      await client.insert({
-        table,
-        columns: columns as [string, ...string[]],
-        format: "TabSeparated",
-        values: Readable.from([typeof tsv === "string" ? Buffer.from(tsv) : tsv], { objectMode: false }),
+    async insertRowBinary(table, columns, bytes) {
+      for (const c of columns) checkIdentifier(c, "column");
+      const r = await client.exec({
+        query: `insert into ${table} (${columns.join(", ")}) format RowBinary`,
+        values: Readable.from([bytes], { objectMode: false }),
+      });
+      r.stream.resume();
+      await new Promise<void>((ok, fail) => {
+        r.stream.once("end", ok);
+        r.stream.once("error", fail);
       });
     },
     async ping() {

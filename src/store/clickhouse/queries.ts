@@ -15,6 +15,7 @@ export function createClickhouseQueries(ch: Clickhouse): RangeStore {
     async range(q: RangeQuery, series: SeriesRef[]): Promise<RangeResult> {
       const step = bucketStep(q);
       if (series.length === 0) return { step, series: [] };
+      // aliases differ from column names: 18.16 substitutes aliases into WHERE
       const rows = await ch.rows<{ sid: number; b: string; avg: number; min: number; max: number; n: string }>(
         `select series_id as sid, intDiv(ts - {from:Int64}, {step:Int64}) as b, avg(v) as avg, min(v) as min, max(v) as max, count() as n
          from (
@@ -31,13 +32,13 @@ export function createClickhouseQueries(ch: Clickhouse): RangeStore {
     async logs(q: LogsQuery): Promise<LogLine[]> {
       const text = q.text ?? "";
       const rows = await ch.rows<{ ts: string; severity: number; source: string; message: string }>(
-        `select ts, severity, source, message from (
-           select ts, batch_id, n, any(severity) as severity, any(source) as source, any(message) as message
+        `select ts, sev as severity, src as source, msg as message from (
+           select ts, batch_id, n, any(severity) as sev, any(source) as src, any(message) as msg
            from ${db}.${LOGS_TABLE}
            where agent_id = {agent:UInt64} and ts >= {from:Int64} and ts < {to:Int64}
              ${text ? "and position(lowerUTF8(message), lowerUTF8({text:String})) > 0" : ""}
            group by ts, batch_id, n)
-         order by ts desc, severity, source, message
+         order by ts desc, sev, src, msg
          limit {limit:UInt32}`,
         { agent: q.agentId, from: q.from, to: q.to, text, limit: logLimit(q) },
       );

@@ -1,10 +1,11 @@
 /**
  * The ClickHouse store writer: rows read back from PostgreSQL (metric blocks, log lines) in,
- * one TabSeparated insert per table out. Metric blocks are unrolled to one row per sample
+ * one RowBinary insert per table out (exact floats, no text parsing). Metric blocks are unrolled to one row per sample
  * (ClickHouse's natural layout; it compresses the sorted columns itself). NaN marks a missing
  * sample in PostgreSQL and is not shipped.
  */
-import { tsvString, type Clickhouse } from "./client.ts";
+import type { Clickhouse } from "./client.ts";
+import { RowBinaryWriter } from "./row-binary.ts";
 import { LOGS_TABLE, METRICS_TABLE } from "./schema.ts";
 
 export interface MetricBlockRow {
@@ -31,38 +32,43 @@ export interface LogRow {
 export const METRIC_COLUMNS = ["agent_id", "series_id", "ts", "value", "batch_id"];
 export const LOG_COLUMNS = ["agent_id", "ts", "batch_id", "n", "severity", "source", "message"];
 
-function float(v: number): string {
-  if (v === Infinity) return "inf";
-  if (v === -Infinity) return "-inf";
-  return String(v);
-}
-
-/** TSV of one row per sample; returns the text and the number of rows. */
-export function encodeMetricSamples(blocks: MetricBlockRow[]): { tsv: string; rows: number } {
-  const out: string[] = [];
+/** RowBinary of one row per sample, columns as METRIC_COLUMNS. */
+export function encodeMetricSamplesBinary(blocks: MetricBlockRow[], w = new RowBinaryWriter()): { bytes: Buffer; rows: number } {
+  let rows = 0;
   for (const b of blocks) {
-    const t0 = Number(b.t0);
+    const t0 = BigInt(b.t0);
+    const agent = BigInt(b.agent_id);
+    const batch = BigInt(b.batch_id);
     const nts = b.ts_off.length;
-    const prefix = `${b.agent_id}\t`;
-    const suffix = `\t${b.batch_id}\n`;
     for (let s = 0; s < b.series.length; s++) {
       const sid = b.series[s]!;
       for (let t = 0; t < nts; t++) {
         const v = b.vals[s * nts + t]!;
         if (v !== v) continue;
-        out.push(`${prefix}${sid}\t${t0 + b.ts_off[t]!}\t${float(v)}${suffix}`);
+        w.u64(agent);
+        w.u32(sid);
+        w.i64(t0 + BigInt(b.ts_off[t]!));
+        w.f64(v);
+        w.u64(batch);
+        rows++;
       }
     }
   }
-  return { tsv: out.join(""), rows: out.length };
+  return { bytes: w.bytes(), rows };
 }
 
-export function encodeLogLines(lines: LogRow[]): string {
-  let s = "";
+/** RowBinary of log lines, columns as LOG_COLUMNS. */
+export function encodeLogLinesBinary(lines: LogRow[], w = new RowBinaryWriter()): Buffer {
   for (const l of lines) {
-    s += `${l.agent_id}\t${l.ts}\t${l.batch_id}\t${l.n}\t${l.severity}\t${tsvString(l.source)}\t${tsvString(l.message)}\n`;
+    w.u64(l.agent_id);
+    w.i64(l.ts);
+    w.u64(l.batch_id);
+    w.u32(Number(l.n));
+    w.i16(l.severity);
+    w.string(l.source);
+    w.string(l.message);
   }
-  return s;
+  return w.bytes();
 }
 
 export interface WriteResult {
@@ -72,8 +78,8 @@ export interface WriteResult {
 
 /** Inserts the rows of one shipped chunk; resolves only when ClickHouse confirmed every insert. */
 export async function writeToClickhouse(ch: Clickhouse, blocks: MetricBlockRow[], lines: LogRow[]): Promise<WriteResult> {
-  const m = encodeMetricSamples(blocks);
-  if (m.rows) await ch.insertTsv(`${ch.database}.${METRICS_TABLE}`, METRIC_COLUMNS, m.tsv);
-  if (lines.length) await ch.insertTsv(`${ch.database}.${LOGS_TABLE}`, LOG_COLUMNS, encodeLogLines(lines));
+  const m = encodeMetricSamplesBinary(blocks);
+  if (m.rows) await ch.insertRowBinary(`${ch.database}.${METRICS_TABLE}`, METRIC_COLUMNS, m.bytes);
+  if (lines.length) await ch.insertRowBinary(`${ch.database}.${LOGS_TABLE}`, LOG_COLUMNS, encodeLogLinesBinary(lines));
   return { samples: m.rows, lines: lines.length };
 }
