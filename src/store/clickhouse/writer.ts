@@ -15,7 +15,33 @@ export interface MetricBlockRow {
   t0: string | number;
   ts_off: number[];
   series: number[];
-  vals: number[];
+  vals: ArrayLike<number>;
+}
+
+/**
+ * A one-dimensional float8[] in PostgreSQL's binary array format (`array_send(vals)`): bit-exact
+ * and about twice as fast to fetch as the text form, whose float formatting dominates.
+ */
+export function decodeFloat8ArraySend(buf: Uint8Array): Float64Array {
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const ndim = v.getInt32(0);
+  if (ndim === 0) return new Float64Array(0);
+  if (ndim !== 1) throw new Error(`expected a one-dimensional float8 array, got ${ndim} dimensions`);
+  const n = v.getInt32(12);
+  const out = new Float64Array(n);
+  let off = 20;
+  for (let i = 0; i < n; i++) {
+    const len = v.getInt32(off);
+    if (len === -1) {
+      out[i] = NaN; // NULL element: a missing sample
+      off += 4;
+      continue;
+    }
+    if (len !== 8) throw new Error(`float8 array element ${i} has ${len} bytes, not 8`);
+    out[i] = v.getFloat64(off + 4);
+    off += 12;
+  }
+  return out;
 }
 
 export interface LogRow {
@@ -36,20 +62,20 @@ export const LOG_COLUMNS = ["agent_id", "ts", "batch_id", "n", "severity", "sour
 export function encodeMetricSamplesBinary(blocks: MetricBlockRow[], w = new RowBinaryWriter()): { bytes: Buffer; rows: number } {
   let rows = 0;
   for (const b of blocks) {
-    const t0 = BigInt(b.t0);
-    const agent = BigInt(b.agent_id);
-    const batch = BigInt(b.batch_id);
+    const t0 = Number(b.t0);
+    const agent = Number(b.agent_id);
+    const batch = Number(b.batch_id);
     const nts = b.ts_off.length;
     for (let s = 0; s < b.series.length; s++) {
       const sid = b.series[s]!;
       for (let t = 0; t < nts; t++) {
         const v = b.vals[s * nts + t]!;
         if (v !== v) continue;
-        w.u64(agent);
+        w.u64n(agent);
         w.u32(sid);
-        w.i64(t0 + BigInt(b.ts_off[t]!));
+        w.i64n(t0 + b.ts_off[t]!);
         w.f64(v);
-        w.u64(batch);
+        w.u64n(batch);
         rows++;
       }
     }

@@ -1,0 +1,140 @@
+/**
+ * The ClickHouse part of `npm run bench:ingest -- --clickhouse`, run after the PostgreSQL
+ * ingest run on the rows it committed:
+ * 1. Shipping: the shipper (src/store/clickhouse/shipper.ts) catches up from an empty cursor;
+ *    rows/s counts samples and log lines inserted into ClickHouse, PostgreSQL reads included.
+ * 2. Ceiling: a raw RowBinary insert of the same rows (read back and encoded before the clock
+ *    starts) into a table of the same schema, in inserts of the same size.
+ * 3. Range reads on both tiers (src/store/{postgres,clickhouse}/queries.ts): one host's 10
+ *    metrics over the whole data set at <= 1,000 points, and one host's logs by time and text;
+ *    median and p95 over `--query-runs` runs each.
+ * ClickHouse is CLICKHOUSE_URL when set, else a clickhouse-server started here on 127.0.0.1.
+ */
+import type { Sql } from "postgres";
+import { createClickhouse } from "../src/store/clickhouse/client.ts";
+import { createClickhouseQueries } from "../src/store/clickhouse/queries.ts";
+import { ensureSchema, schemaStatements } from "../src/store/clickhouse/schema.ts";
+import { ensureShipIndexes, readMetricBlocks, Shipper } from "../src/store/clickhouse/shipper.ts";
+import { encodeLogLinesBinary, encodeMetricSamplesBinary, LOG_COLUMNS, METRIC_COLUMNS, type LogRow } from "../src/store/clickhouse/writer.ts";
+import { createPgQueries, resolveSeries } from "../src/store/postgres/queries.ts";
+import { startTestClickhouse } from "../test/support/clickhouse.ts";
+import { percentile, round } from "./support.ts";
+
+export interface ClickhouseBenchOptions {
+  sql: Sql;
+  /** Metric names every agent sends, to pick the range query's series from. */
+  names: string[];
+  maxBatches: number;
+  queryRuns: number;
+  log: (s: string) => void;
+}
+
+function stats(ms: number[]) {
+  const s = [...ms].sort((a, b) => a - b);
+  return { median_ms: round(percentile(s, 50), 2), p95_ms: round(percentile(s, 95), 2) };
+}
+
+export async function runClickhouseBench(o: ClickhouseBenchOptions) {
+  const server = await startTestClickhouse();
+  const ch = createClickhouse({ url: `${server.url}/bench_${Date.now().toString(36)}` });
+  try {
+    await ensureSchema(ch);
+    let t = performance.now();
+    await ensureShipIndexes(o.sql);
+    const indexSeconds = (performance.now() - t) / 1000;
+
+    o.log("clickhouse: shipping everything PostgreSQL committed");
+    const shipper = new Shipper({ sql: o.sql, ch, maxBatches: o.maxBatches });
+    let samples = 0;
+    let lines = 0;
+    let steps = 0;
+    let readMs = 0;
+    let insertMs = 0;
+    t = performance.now();
+    for (;;) {
+      const r = await shipper.step();
+      if (r.batches === 0) break;
+      samples += r.samples;
+      lines += r.lines;
+      readMs += r.readMs ?? 0;
+      insertMs += r.insertMs ?? 0;
+      steps++;
+    }
+    const shipSeconds = (performance.now() - t) / 1000;
+
+    o.log("clickhouse: raw insert of the same rows");
+    const raw = "raw_" + Date.now().toString(36);
+    for (const s of schemaStatements(ch.database, "MergeTree").slice(1)) {
+      await ch.exec(s.replace(/(create table if not exists \w+\.)(\w+)/, `$1${raw}_$2`));
+    }
+    const batches = await o.sql<{ agent_id: string; batch_id: string; kind: number }[]>`select agent_id, batch_id, kind from ingest_batches order by xid, agent_id, batch_id`;
+    const chunks: Array<{ table: string; columns: string[]; bytes: Buffer; rows: number }> = [];
+    for (let i = 0; i < batches.length; i += o.maxBatches) {
+      const part = batches.slice(i, i + o.maxBatches);
+      const m = part.filter((b) => b.kind === 1);
+      const l = part.filter((b) => b.kind === 2);
+      if (m.length) {
+        const blocks = await readMetricBlocks(o.sql, m.map((b) => b.agent_id), m.map((b) => b.batch_id));
+        const e = encodeMetricSamplesBinary(blocks);
+        chunks.push({ table: `${ch.database}.${raw}_metric_samples`, columns: METRIC_COLUMNS, bytes: Buffer.from(e.bytes), rows: e.rows });
+      }
+      if (l.length) {
+        const rows = await o.sql<LogRow[]>`
+          select lg.agent_id, lg.batch_id, floor(extract(epoch from lg.ts) * 1000)::int8 as ts, 0 as n, lg.severity, lg.source, lg.message
+          from logs lg join unnest(${l.map((b) => b.agent_id)}::int8[], ${l.map((b) => b.batch_id)}::int8[]) as b(agent_id, batch_id)
+            on lg.agent_id = b.agent_id and lg.batch_id = b.batch_id`;
+        chunks.push({ table: `${ch.database}.${raw}_logs`, columns: LOG_COLUMNS, bytes: Buffer.from(encodeLogLinesBinary(rows)), rows: rows.length });
+      }
+    }
+    const rawRows = chunks.reduce((n, c) => n + c.rows, 0);
+    t = performance.now();
+    for (const c of chunks) await ch.insertRowBinary(c.table, c.columns, c.bytes);
+    const rawSeconds = (performance.now() - t) / 1000;
+
+    o.log(`clickhouse: range reads on both tiers (${o.queryRuns} runs each)`);
+    const [span] = await o.sql<{ from: string; to: string }[]>`
+      select floor(extract(epoch from min(t0)) * 1000)::int8 as from, floor(extract(epoch from max(t1)) * 1000)::int8 + 1 as to from metric_blocks`;
+    const [lspan] = await o.sql<{ from: string; to: string }[]>`
+      select floor(extract(epoch from min(ts)) * 1000)::int8 as from, floor(extract(epoch from max(ts)) * 1000)::int8 + 1 as to from logs`;
+    const agents = (await o.sql<{ id: string }[]>`select distinct agent_id as id from metric_series limit 50`).map((r) => Number(r.id));
+    const logAgents = (await o.sql<{ id: string }[]>`select distinct agent_id as id from logs limit 50`).map((r) => Number(r.id));
+    const tiers = { postgres: createPgQueries(o.sql), clickhouse: createClickhouseQueries(ch) };
+    const latency: Record<string, Record<string, ReturnType<typeof stats>>> = {};
+    for (const [tier, store] of Object.entries(tiers)) {
+      const range: number[] = [];
+      const logs: number[] = [];
+      for (let i = 0; i < o.queryRuns; i++) {
+        const agentId = agents[i % agents.length]!;
+        const names = o.names.slice((i * 10) % Math.max(1, o.names.length - 10)).slice(0, 10);
+        const series = await resolveSeries(o.sql, agentId, names);
+        let q0 = performance.now();
+        await store.range({ agentId, names, from: Number(span!.from), to: Number(span!.to), maxPoints: 1000 }, series);
+        range.push(performance.now() - q0);
+        if (logAgents.length) {
+          q0 = performance.now();
+          await store.logs({ agentId: logAgents[i % logAgents.length]!, from: Number(lspan!.from), to: Number(lspan!.to), text: "publickey for deploy", limit: 200 });
+          logs.push(performance.now() - q0);
+        }
+      }
+      latency[tier] = { range_10_metrics_1000_points: stats(range), logs_text_200: stats(logs) };
+    }
+    const shipped = samples + lines;
+    return {
+      clickhouse_version: (await ch.rows<{ v: string }>("select version() as v"))[0]!.v,
+      ship_index_build_s: round(indexSeconds, 2),
+      shipped_samples: samples,
+      shipped_log_lines: lines,
+      ship_steps: steps,
+      ship_rows_per_s: Math.round(shipped / shipSeconds),
+      ship_pg_read_s: round(readMs / 1000, 2),
+      ship_encode_insert_s: round(insertMs / 1000, 2),
+      raw_insert_rows: rawRows,
+      raw_insert_rows_per_s: Math.round(rawRows / rawSeconds),
+      ship_ratio: round(shipped / shipSeconds / (rawRows / rawSeconds)),
+      query_latency: latency,
+    };
+  } finally {
+    await ch.close();
+    await server.close();
+  }
+}
