@@ -6,9 +6,36 @@
  */
 import type { Sql } from "postgres";
 import type { Counter, Gauge } from "../../metrics/registry.ts";
-import { createClickhouse, type Clickhouse } from "./client.ts";
+import { createClickhouse, parseClickhouseUrl, type Clickhouse } from "./client.ts";
 import { dropExpiredPartitions, ensureSchema, LOGS_TABLE, METRICS_TABLE } from "./schema.ts";
 import { ensureShipIndexes, Shipper } from "./shipper.ts";
+
+/** This module's config slice (docs/operations.md, "ClickHouse tier"). */
+export interface ClickhouseConfig {
+  /** `clickhouse.url` (CLICKHOUSE_URL): empty means no ClickHouse tier. */
+  url: string;
+  /** `clickhouse.shipBatches` (SERVERMIND_CLICKHOUSE_SHIP_BATCHES): batches per shipping step. */
+  shipBatches: number;
+  /** `clickhouse.retentionDays` (SERVERMIND_CLICKHOUSE_RETENTION_DAYS): days ClickHouse keeps metrics and logs. */
+  retentionDays: number;
+}
+
+export function loadClickhouseConfig(env: Record<string, string | undefined> = process.env): ClickhouseConfig {
+  const int = (name: string, def: number, min: number, max: number) => {
+    const raw = env[name];
+    if (raw === undefined || raw === "") return def;
+    const v = Number(raw);
+    if (!Number.isInteger(v) || v < min || v > max) throw new Error(`${name}=${JSON.stringify(raw)} is not a whole number from ${min} to ${max}`);
+    return v;
+  };
+  const url = env.CLICKHOUSE_URL ?? "";
+  if (url) parseClickhouseUrl(url); // fails at start with a message naming CLICKHOUSE_URL
+  return {
+    url,
+    shipBatches: int("SERVERMIND_CLICKHOUSE_SHIP_BATCHES", 256, 1, 100_000),
+    retentionDays: int("SERVERMIND_CLICKHOUSE_RETENTION_DAYS", 400, 1, 36500),
+  };
+}
 
 export interface ClickhouseTierOptions {
   sql: Sql;

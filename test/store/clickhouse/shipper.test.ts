@@ -9,7 +9,7 @@ import { requireComponent } from "../../support/ci.ts";
 import { hasClickhouse, startTestClickhouse, type TestClickhouse } from "../../support/clickhouse.ts";
 import { testDatabase, type TestDb } from "../../support/db.ts";
 import { createClickhouse, type Clickhouse } from "../../../src/store/clickhouse/client.ts";
-import { ensureSchema } from "../../../src/store/clickhouse/schema.ts";
+import { dropExpiredPartitions, ensureSchema } from "../../../src/store/clickhouse/schema.ts";
 import { ensureShipIndexes, Shipper } from "../../../src/store/clickhouse/shipper.ts";
 
 const run = requireComponent(hasClickhouse, "clickhouse-server (Debian package)");
@@ -175,4 +175,15 @@ describe.if(run)("clickhouse shipper", () => {
     await shipper.measureLag();
     expect(shipper.pendingBatches).toBe(0);
   }, 60_000);
+
+  test("retention on 18.16 (no TTL): whole daily partitions past retention are dropped", async () => {
+    const day = 86_400_000;
+    const now = T0 + 100 * day;
+    const rows = [now - 40 * day, now - 31 * day, now - 29 * day, now - day].map((ts, i) => ({ agent_id: 999, series_id: 1, ts, value: i, batch_id: i }));
+    await ch.client.insert({ table: `${ch.database}.metric_samples`, values: rows, format: "JSONEachRow" });
+    const dropped = await dropExpiredPartitions(ch, "metric_samples", 30, now);
+    expect(dropped.length).toBeGreaterThanOrEqual(2);
+    const left = await ch.rows<{ ts: string }>(`select ts from ${ch.database}.metric_samples where agent_id = 999 order by ts`);
+    expect(left.map((r) => Number(r.ts))).toEqual([now - 29 * day, now - day]);
+  });
 });
