@@ -16,7 +16,7 @@ import { createClickhouseQueries } from "../src/store/clickhouse/queries.ts";
 import { ensureSchema, schemaStatements } from "../src/store/clickhouse/schema.ts";
 import { ensureShipIndexes, readMetricBlocks, Shipper } from "../src/store/clickhouse/shipper.ts";
 import { encodeLogLinesBinary, encodeMetricSamplesBinary, LOG_COLUMNS, METRIC_COLUMNS, type LogRow } from "../src/store/clickhouse/writer.ts";
-import { createPgQueries, resolveSeries } from "../src/store/postgres/queries.ts";
+import { postgresRangeStore } from "../src/store/range.ts";
 import { startTestClickhouse } from "../test/support/clickhouse.ts";
 import { percentile, round } from "./support.ts";
 
@@ -98,7 +98,7 @@ export async function runClickhouseBench(o: ClickhouseBenchOptions) {
       select floor(extract(epoch from min(ts)) * 1000)::int8 as from, floor(extract(epoch from max(ts)) * 1000)::int8 + 1 as to from logs`;
     const agents = (await o.sql<{ id: string }[]>`select distinct agent_id as id from metric_series limit 50`).map((r) => Number(r.id));
     const logAgents = (await o.sql<{ id: string }[]>`select distinct agent_id as id from logs limit 50`).map((r) => Number(r.id));
-    const tiers = { postgres: createPgQueries(o.sql), clickhouse: createClickhouseQueries(ch) };
+    const tiers = { postgres: postgresRangeStore(o.sql), clickhouse: createClickhouseQueries(ch, o.sql) };
     const latency: Record<string, Record<string, ReturnType<typeof stats>>> = {};
     for (const [tier, store] of Object.entries(tiers)) {
       const range: number[] = [];
@@ -106,13 +106,12 @@ export async function runClickhouseBench(o: ClickhouseBenchOptions) {
       for (let i = 0; i < o.queryRuns; i++) {
         const agentId = agents[i % agents.length]!;
         const names = o.names.slice((i * 10) % Math.max(1, o.names.length - 10)).slice(0, 10);
-        const series = await resolveSeries(o.sql, agentId, names);
         let q0 = performance.now();
-        await store.range({ agentId, names, from: Number(span!.from), to: Number(span!.to), maxPoints: 1000 }, series);
+        await store.seriesRange(agentId, names, new Date(Number(span!.from)), new Date(Number(span!.to)), 1000);
         range.push(performance.now() - q0);
         if (logAgents.length) {
           q0 = performance.now();
-          await store.logs({ agentId: logAgents[i % logAgents.length]!, from: Number(lspan!.from), to: Number(lspan!.to), text: "publickey for deploy", limit: 200 });
+          await store.searchLogs({ agentId: logAgents[i % logAgents.length]!, from: new Date(Number(lspan!.from)), to: new Date(Number(lspan!.to)), text: "publickey for deploy", limit: 200 });
           logs.push(performance.now() - q0);
         }
       }

@@ -8,14 +8,11 @@
  * Known gap: a ClickHouse answer lacks the last `lag` seconds of data (at most maxLagSeconds);
  * for ranges that long the newest bucket may be slightly short.
  */
-import type { Sql } from "postgres";
-import { resolveSeries } from "./postgres/queries.ts";
-import type { LogLine, LogsQuery, RangeQuery, RangeResult, RangeStore } from "./range.ts";
+import type { LogLine, LogSearch, RangeStore, SeriesPoints } from "./range.ts";
 
 export type Tier = "postgres" | "clickhouse";
 
 export interface QueryRouterOptions {
-  sql: Sql;
   postgres: RangeStore;
   clickhouse?: RangeStore;
   /** Seconds ClickHouse is behind PostgreSQL (the shipper's lag gauge). */
@@ -73,14 +70,15 @@ export function createQueryRouter(o: QueryRouterOptions) {
 
   return {
     choose,
-    async range(q: RangeQuery): Promise<Routed<RangeResult>> {
-      const series = await resolveSeries(o.sql, q.agentId, q.names);
-      const c = choose(q.from, q.to, o.pgMetricsDays);
-      return run(c, (s) => s.range(q, series), o.pgMetricsDays === undefined || q.from >= now() - o.pgMetricsDays * DAY);
+    async seriesRange(agentId: number, names: string[], from: Date, to: Date, maxPoints?: number): Promise<Routed<SeriesPoints[]>> {
+      const c = choose(from.getTime(), to.getTime(), o.pgMetricsDays);
+      const pgHolds = o.pgMetricsDays === undefined || from.getTime() >= now() - o.pgMetricsDays * DAY;
+      return run(c, (s) => s.seriesRange(agentId, names, from, to, maxPoints), pgHolds);
     },
-    async logs(q: LogsQuery): Promise<Routed<LogLine[]>> {
-      const c = choose(q.from, q.to, o.pgLogsDays);
-      return run(c, (s) => s.logs(q), o.pgLogsDays === undefined || q.from >= now() - o.pgLogsDays * DAY);
+    async searchLogs(q: LogSearch): Promise<Routed<LogLine[]>> {
+      const c = choose(q.from.getTime(), q.to.getTime(), o.pgLogsDays);
+      const pgHolds = o.pgLogsDays === undefined || q.from.getTime() >= now() - o.pgLogsDays * DAY;
+      return run(c, (s) => s.searchLogs(q), pgHolds);
     },
   };
 }

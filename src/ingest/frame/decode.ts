@@ -17,6 +17,8 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const MIN_TS = 946_684_800_000;
 const MAX_TS = 4_102_444_800_000;
 const MAX_NAME = 512;
+/** Longest time one metrics frame may span (store/postgres/queries.ts relies on it). */
+export const MAX_METRICS_SPAN_MS = 3_600_000;
 const MAX_MESSAGE = 64 * 1024;
 
 export interface RawFrame {
@@ -186,7 +188,8 @@ function decodeMetrics(o: Record<string, unknown>, items: number): MetricsBody {
   for (let i = 1; i < ts.length; i++) {
     if (!(ts[i]! > ts[i - 1]!)) throw new FrameError("bad_body", `metrics.t must increase: t[${i}] = ${ts[i]} follows ${ts[i - 1]}`);
   }
-  if (ts.length > 0 && ts[ts.length - 1]! - ts[0]! > 2 ** 31 - 1) throw new FrameError("bad_body", "metrics.t spans more than 24 days");
+  // Readers find a block by its first timestamp; a bounded span keeps that search bounded.
+  if (ts.length > 0 && ts[ts.length - 1]! - ts[0]! > MAX_METRICS_SPAN_MS) throw new FrameError("bad_body", `metrics.t spans more than ${MAX_METRICS_SPAN_MS / 3_600_000} hours`);
   if (typeof o.n !== "string") throw new FrameError("bad_body", "metrics.n must be the series names joined by newlines");
   const names = seriesNames(o.n);
   const values = f64(o.v, "metrics.v", names.length * ts.length);

@@ -8,7 +8,7 @@ import { createClickhouse, type Clickhouse } from "../../../src/store/clickhouse
 import { createClickhouseQueries } from "../../../src/store/clickhouse/queries.ts";
 import { ensureSchema } from "../../../src/store/clickhouse/schema.ts";
 import { ensureShipIndexes, Shipper } from "../../../src/store/clickhouse/shipper.ts";
-import { createPgQueries, resolveSeries } from "../../../src/store/postgres/queries.ts";
+import { postgresRangeStore } from "../../../src/store/range.ts";
 import { createQueryRouter } from "../../../src/store/query-router.ts";
 import { requireComponent } from "../../support/ci.ts";
 import { hasClickhouse, startTestClickhouse, type TestClickhouse } from "../../support/clickhouse.ts";
@@ -48,25 +48,19 @@ if (run) {
     await server?.close();
   }, 30_000);
 
-  rangeStoreCases("clickhouse (every row shipped twice)", () => ({
-    store: createClickhouseQueries(ch),
-    data,
-    agentId,
-    resolve: (names) => resolveSeries(server.db.sql, agentId, names),
-  }));
+  rangeStoreCases("clickhouse (every row shipped twice)", () => ({ store: createClickhouseQueries(ch, server.db.sql), data, agentId }));
 
   describe("both tiers on the same data", () => {
     test("range and log reads agree", async () => {
-      const pg = createPgQueries(server.db.sql);
-      const chq = createClickhouseQueries(ch);
+      const pg = postgresRangeStore(server.db.sql);
+      const chq = createClickhouseQueries(ch, server.db.sql);
       for (const maxPoints of [1000, 333, 10, 1]) {
-        const q = { agentId, names: NAMES, from: BASE - 5_000, to: BASE + 2_000_000, maxPoints };
-        const series = await resolveSeries(server.db.sql, agentId, q.names);
-        expectRangeEqual(await chq.range(q, series), await pg.range(q, series));
+        const args = [agentId, NAMES, new Date(BASE - 5_000), new Date(BASE + 2_000_000), maxPoints] as const;
+        expectRangeEqual(await chq.seriesRange(...args), await pg.seriesRange(...args));
       }
-      for (const text of ["", "root", "SAME", "zzz"]) {
-        const q = { agentId, from: BASE, to: BASE + 2_000_000, text, limit: 1000 };
-        expect(await chq.logs(q)).toEqual(await pg.logs(q));
+      for (const text of ["", "root", "SAME", "zzz", "100%", "e_o"]) {
+        const q = { agentId, from: new Date(BASE), to: new Date(BASE + 2_000_000), text, limit: 5000 };
+        expect(await chq.searchLogs(q)).toEqual(await pg.searchLogs(q));
       }
     });
 
@@ -74,29 +68,28 @@ if (run) {
       let lag = 0;
       const now = BASE + 2_000_000;
       const router = createQueryRouter({
-        sql: server.db.sql,
-        postgres: createPgQueries(server.db.sql),
-        clickhouse: createClickhouseQueries(ch),
+        postgres: postgresRangeStore(server.db.sql),
+        clickhouse: createClickhouseQueries(ch, server.db.sql),
         lagSeconds: () => lag,
         minRangeMs: 600_000,
         now: () => now,
       });
-      const long = { agentId, names: NAMES.slice(0, 2), from: BASE, to: now };
-      const short = { agentId, names: NAMES.slice(0, 2), from: now - 300_000, to: now };
-      const a = await router.range(long);
+      const long = [agentId, NAMES.slice(0, 2), new Date(BASE), new Date(now)] as const;
+      const short = [agentId, NAMES.slice(0, 2), new Date(now - 300_000), new Date(now)] as const;
+      const a = await router.seriesRange(...long);
       expect(a.tier).toBe("clickhouse");
-      expect(a.result.series[0]!.points.length).toBeGreaterThan(0);
-      expect((await router.range(short)).tier).toBe("postgres");
+      expect(a.result[0]!.t.length).toBeGreaterThan(0);
+      expect((await router.seriesRange(...short)).tier).toBe("postgres");
       lag = 120;
-      expect((await router.range(long)).tier).toBe("postgres");
+      expect((await router.seriesRange(...long)).tier).toBe("postgres");
       lag = 0;
       await chServer.stop();
       try {
-        const b = await router.range(long);
+        const b = await router.seriesRange(...long);
         expect(b.tier).toBe("postgres");
         expect(b.reason).toContain("ClickHouse read failed");
         expectRangeEqual(b.result, a.result);
-        expect((await router.logs({ agentId, from: BASE, to: now })).tier).toBe("postgres");
+        expect((await router.searchLogs({ agentId, from: new Date(BASE), to: new Date(now) })).tier).toBe("postgres");
       } finally {
         await chServer.start();
       }
