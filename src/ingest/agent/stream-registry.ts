@@ -3,19 +3,24 @@
  * the stream that holds it (src/cluster/bus.ts finds the node). An agent that reconnects may
  * briefly have two streams; messages go to the newest. Bounded by the open connections.
  */
-import type { ServerWebSocket } from "bun";
-import type { StreamData } from "./stream.ts";
+
+/** What the registry needs of a stream's socket (Bun's AgentSocket fits). */
+export interface AgentSocket {
+  data: { agentId?: number };
+  send(text: string): unknown;
+  close(code?: number, reason?: string): void;
+}
 
 export class StreamRegistry {
-  private byAgent = new Map<number, Array<ServerWebSocket<StreamData>>>();
+  private byAgent = new Map<number, Array<AgentSocket>>();
 
-  add(agentId: number, ws: ServerWebSocket<StreamData>): void {
+  add(agentId: number, ws: AgentSocket): void {
     const list = this.byAgent.get(agentId);
     if (list) list.push(ws);
     else this.byAgent.set(agentId, [ws]);
   }
 
-  remove(ws: ServerWebSocket<StreamData>): void {
+  remove(ws: AgentSocket): void {
     const id = ws.data.agentId;
     if (id === undefined) return;
     const list = this.byAgent.get(id);
