@@ -7,10 +7,16 @@
  *    starts) into a table of the same schema, in inserts of the same size.
  * 3. Range reads on both tiers (src/store/{postgres,clickhouse}/queries.ts): one host's 10
  *    metrics over the whole data set at <= 1,000 points, and one host's logs by time and text;
- *    median and p95 over `--query-runs` runs each.
+ *    median and p95 over `--query-runs` runs each. Plus a long history: one host with
+ *    `--history-days` days of 20 metrics at 10 s (COPYed into PostgreSQL with its ingest_batches
+ *    rows before shipping, so it is shipped too), read as 4 metrics over 24 h and over the whole
+ *    history at <= 1,000 points: the reads the ClickHouse tier is for.
  * ClickHouse is CLICKHOUSE_URL when set, else a clickhouse-server started here on 127.0.0.1.
  */
 import type { Sql } from "postgres";
+import { randomBytes } from "node:crypto";
+import { CopyWriter } from "../src/store/postgres/copy-binary.ts";
+import { encodeMetricBlocks } from "../src/store/postgres/writer.ts";
 import { createClickhouse } from "../src/store/clickhouse/client.ts";
 import { createClickhouseQueries } from "../src/store/clickhouse/queries.ts";
 import { ensureSchema, schemaStatements } from "../src/store/clickhouse/schema.ts";
@@ -22,11 +28,49 @@ import { percentile, round } from "./support.ts";
 
 export interface ClickhouseBenchOptions {
   sql: Sql;
+  historyDays: number;
   /** Metric names every agent sends, to pick the range query's series from. */
   names: string[];
   maxBatches: number;
   queryRuns: number;
   log: (s: string) => void;
+}
+
+/** One host with `days` days of 20 metrics at 10 s, written the way the ingest writer writes them. */
+async function writeHistory(sql: Sql, days: number, log: (s: string) => void) {
+  const names = Array.from({ length: 20 }, (_, i) => `history.metric_${String(i).padStart(2, "0")}`);
+  const [agent] = await sql<{ id: string }[]>`
+    insert into agents (hostname, public_key) values ('bench-history', ${randomBytes(32)}) returning id`;
+  const agentId = Number(agent!.id);
+  await sql`insert into metric_series (agent_id, name) select ${agentId}, unnest(${names}::text[])`;
+  const sidRows = await sql<{ id: number; name: string }[]>`select id, name from metric_series where agent_id = ${agentId}`;
+  const sidOf = new Map(sidRows.map((r) => [r.name, r.id]));
+  const sids = Int32Array.from(names, (n) => sidOf.get(n)!);
+  const to = Math.floor(Date.now() / 10_000) * 10_000;
+  const from = to - days * 86_400_000;
+  const frames = Math.floor((to - from) / 100_000);
+  log(`clickhouse: writing ${days} days of history for one host (${frames * 200} samples)`);
+  let batch = 0;
+  for (let f0 = 0; f0 < frames; f0 += 2000) {
+    const w = new CopyWriter().begin();
+    const ids: number[] = [];
+    for (let f = f0; f < Math.min(frames, f0 + 2000); f++) {
+      const ts = Float64Array.from({ length: 10 }, (_, i) => from + f * 100_000 + i * 10_000);
+      const values = Float64Array.from({ length: 200 }, (_, i) => 50 + 40 * Math.sin((f * 10 + (i % 10)) / 500 + i / 10));
+      encodeMetricBlocks(w, agentId, ++batch, { ts, names, values }, sids);
+      ids.push(batch);
+    }
+    await sql.begin(async (tx) => {
+      await tx`insert into ingest_batches (agent_id, batch_id, kind) select ${agentId}, unnest(${ids}::int8[]), 1`;
+      const stream = await tx.unsafe("copy metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals) from stdin (format binary)").writable();
+      await new Promise<void>((ok, fail) => {
+        stream.once("finish", ok);
+        stream.once("error", fail);
+        stream.end(Buffer.from(w.end()));
+      });
+    });
+  }
+  return { agentId, names, from, to, samples: frames * 200 };
 }
 
 function stats(ms: number[]) {
@@ -42,6 +86,8 @@ export async function runClickhouseBench(o: ClickhouseBenchOptions) {
     let t = performance.now();
     await ensureShipIndexes(o.sql);
     const indexSeconds = (performance.now() - t) / 1000;
+
+    const history = await writeHistory(o.sql, o.historyDays, o.log);
 
     o.log("clickhouse: shipping everything PostgreSQL committed");
     const shipper = new Shipper({ sql: o.sql, ch, maxBatches: o.maxBatches });
@@ -115,10 +161,27 @@ export async function runClickhouseBench(o: ClickhouseBenchOptions) {
           logs.push(performance.now() - q0);
         }
       }
-      latency[tier] = { range_10_metrics_1000_points: stats(range), logs_text_200: stats(logs) };
+      const h24: number[] = [];
+      const hAll: number[] = [];
+      const hNames = history.names.slice(0, 4);
+      for (let i = 0; i < Math.max(5, Math.floor(o.queryRuns / 3)); i++) {
+        let q0 = performance.now();
+        await store.seriesRange(history.agentId, hNames, new Date(history.to - 86_400_000), new Date(history.to), 1000);
+        h24.push(performance.now() - q0);
+        q0 = performance.now();
+        await store.seriesRange(history.agentId, hNames, new Date(history.from), new Date(history.to), 1000);
+        hAll.push(performance.now() - q0);
+      }
+      latency[tier] = {
+        range_10_metrics_1000_points: stats(range),
+        logs_text_200: stats(logs),
+        history_4_metrics_24h: stats(h24),
+        [`history_4_metrics_${o.historyDays}d`]: stats(hAll),
+      };
     }
     const shipped = samples + lines;
     return {
+      history_samples: history.samples,
       clickhouse_version: (await ch.rows<{ v: string }>("select version() as v"))[0]!.v,
       ship_index_build_s: round(indexSeconds, 2),
       shipped_samples: samples,

@@ -233,7 +233,7 @@ async function main() {
 
   // --clickhouse: ship what PostgreSQL committed into ClickHouse, against a raw insert of the same rows, and time the range reads on both tiers
   const clickhouse = flag("clickhouse")
-    ? await runClickhouseBench({ sql, names, maxBatches: Number(arg("ch-batches", "256")), queryRuns: Number(arg("query-runs", quick ? "30" : "100")), log })
+    ? await runClickhouseBench({ sql, names, historyDays: Number(arg("history-days", quick ? "7" : "30")), maxBatches: Number(arg("ch-batches", "256")), queryRuns: Number(arg("query-runs", quick ? "30" : "100")), log })
     : undefined;
 
   await server.stop();
