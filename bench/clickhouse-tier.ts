@@ -107,6 +107,11 @@ export async function runClickhouseBench(o: ClickhouseBenchOptions) {
       steps++;
     }
     const shipSeconds = (performance.now() - t) / 1000;
+    await ch.exec(`optimize table ${ch.database}.metric_samples final`);
+    const [disk] = await ch.rows<{ b: number }>(
+      `select sum(bytes_on_disk) / sum(rows) as b from system.parts where active and database = {db:String} and table = 'metric_samples'`,
+      { db: ch.database },
+    );
 
     o.log("clickhouse: raw insert of the same rows");
     const raw = "raw_" + Date.now().toString(36);
@@ -188,6 +193,7 @@ export async function runClickhouseBench(o: ClickhouseBenchOptions) {
       shipped_log_lines: lines,
       ship_steps: steps,
       ship_rows_per_s: Math.round(shipped / shipSeconds),
+      clickhouse_bytes_per_sample: round(Number(disk?.b ?? 0), 2),
       ship_pg_read_s: round(readMs / 1000, 2),
       ship_encode_insert_s: round(insertMs / 1000, 2),
       raw_insert_rows: rawRows,
