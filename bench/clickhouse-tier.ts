@@ -80,7 +80,9 @@ function stats(ms: number[]) {
 
 export async function runClickhouseBench(o: ClickhouseBenchOptions) {
   const server = await startTestClickhouse();
-  const ch = createClickhouse({ url: `${server.url}/bench_${Date.now().toString(36)}` });
+  const u = new URL(server.url);
+  u.pathname = `/bench_${Date.now().toString(36)}`; // a database of its own, also on a CLICKHOUSE_URL server
+  const ch = createClickhouse({ url: u.toString() });
   try {
     await ensureSchema(ch);
     let t = performance.now();

@@ -18,6 +18,8 @@ export function clickhouseBinary(): string | undefined {
 }
 
 export const hasClickhouse = Boolean(process.env.CLICKHOUSE_URL) || clickhouseBinary() !== undefined;
+/** A local clickhouse-server binary that outage tests can stop and start. */
+export const hasClickhouseServer = clickhouseBinary() !== undefined;
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -87,9 +89,13 @@ async function waitReady(url: string, ms: number): Promise<void> {
   throw new Error(`clickhouse-server at ${url} did not answer /ping within ${ms} ms`);
 }
 
-export async function startTestClickhouse(): Promise<TestClickhouse> {
+/**
+ * `own: true` always starts a local server, for tests that stop and start it (outages); those
+ * need the clickhouse-server binary even when CLICKHOUSE_URL is set.
+ */
+export async function startTestClickhouse(o: { own?: boolean } = {}): Promise<TestClickhouse> {
   const database = `t_${process.pid}_${Date.now().toString(36)}_${counter++}`;
-  if (process.env.CLICKHOUSE_URL) {
+  if (process.env.CLICKHOUSE_URL && !o.own) {
     const url = process.env.CLICKHOUSE_URL;
     return { url, database, stop: async () => {}, start: async () => {}, close: async () => {} };
   }

@@ -7,15 +7,15 @@ import { expect, test } from "bun:test";
 import { startClickhouseTier } from "../../../src/store/clickhouse/tier.ts";
 import { Counter } from "../../../src/metrics/registry.ts";
 import { requireComponent } from "../../support/ci.ts";
-import { hasClickhouse, startTestClickhouse } from "../../support/clickhouse.ts";
+import { hasClickhouseServer, startTestClickhouse } from "../../support/clickhouse.ts";
 import { startTestServer } from "../../support/server.ts";
 import { enroll, logsFrame, metricsFrame, post, type SimAgent } from "../../support/sim-agent.ts";
 
-const run = requireComponent(hasClickhouse, "clickhouse-server (Debian package)");
+const run = requireComponent(hasClickhouseServer, "clickhouse-server (Debian package; the outage test stops and starts its own)");
 
 test.if(run)("ClickHouse stopped during ingest and restarted: every row arrives once, acks never wait", async () => {
   const server = await startTestServer();
-  const chServer = await startTestClickhouse();
+  const chServer = await startTestClickhouse({ own: true });
   const writeErrors = new Counter("store_write_errors_total", "Failed batch writes, by store.");
   const tier = await startClickhouseTier({
     sql: server.db.sql, url: `${chServer.url}/${chServer.database}`, retentionMetricsDays: 30, retentionLogsDays: 30,

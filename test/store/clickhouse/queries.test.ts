@@ -11,12 +11,13 @@ import { ensureShipIndexes, Shipper } from "../../../src/store/clickhouse/shippe
 import { postgresRangeStore } from "../../../src/store/range.ts";
 import { createQueryRouter } from "../../../src/store/query-router.ts";
 import { requireComponent } from "../../support/ci.ts";
-import { hasClickhouse, startTestClickhouse, type TestClickhouse } from "../../support/clickhouse.ts";
+import { hasClickhouseServer, startTestClickhouse, type TestClickhouse } from "../../support/clickhouse.ts";
 import { startTestServer, type TestServer } from "../../support/server.ts";
 import { enroll } from "../../support/sim-agent.ts";
 import { BASE, buildDataSet, expectRangeEqual, ingestDataSet, NAMES, rangeStoreCases, type DataSet } from "../../contract/range-store.case.ts";
 
-const run = requireComponent(hasClickhouse, "clickhouse-server (Debian package)");
+// These tests also stop and start ClickHouse (outages), so they run their own server.
+const run = requireComponent(hasClickhouseServer, "clickhouse-server (Debian package)");
 
 let server: TestServer;
 let chServer: TestClickhouse;
@@ -27,7 +28,7 @@ let agentId: number;
 if (run) {
   beforeAll(async () => {
     server = await startTestServer();
-    chServer = await startTestClickhouse();
+    chServer = await startTestClickhouse({ own: true });
     ch = createClickhouse({ url: `${chServer.url}/${chServer.database}` });
     await ensureSchema(ch);
     await ensureShipIndexes(server.db.sql);

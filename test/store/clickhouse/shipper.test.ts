@@ -6,13 +6,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { TransactionSql } from "postgres";
 import { requireComponent } from "../../support/ci.ts";
-import { hasClickhouse, startTestClickhouse, type TestClickhouse } from "../../support/clickhouse.ts";
+import { hasClickhouseServer, startTestClickhouse, type TestClickhouse } from "../../support/clickhouse.ts";
 import { testDatabase, type TestDb } from "../../support/db.ts";
 import { createClickhouse, type Clickhouse } from "../../../src/store/clickhouse/client.ts";
 import { dropExpiredPartitions, ensureSchema } from "../../../src/store/clickhouse/schema.ts";
 import { ensureShipIndexes, Shipper } from "../../../src/store/clickhouse/shipper.ts";
 
-const run = requireComponent(hasClickhouse, "clickhouse-server (Debian package)");
+// These tests also stop and start ClickHouse (outages), so they run their own server.
+const run = requireComponent(hasClickhouseServer, "clickhouse-server (Debian package)");
 
 const T0 = Date.UTC(2026, 10, 28, 12, 0, 0);
 
@@ -50,7 +51,7 @@ describe.if(run)("clickhouse shipper", () => {
 
   beforeAll(async () => {
     db = await testDatabase();
-    server = await startTestClickhouse();
+    server = await startTestClickhouse({ own: true });
     ch = createClickhouse({ url: `${server.url}/${server.database}` });
     await ensureSchema(ch);
     await ensureShipIndexes(db.sql);
