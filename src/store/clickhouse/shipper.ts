@@ -19,13 +19,16 @@
  * that key, so the copy is never visible (schema.ts, queries.ts). The cursor never moves past a
  * chunk ClickHouse did not confirm.
  *
- * Bounded: one chunk of at most `maxBatches` batches in memory; errors back off up to 30 s.
+ * Bounded: a step covers at most `maxBatches` batches, and their rows are read through a
+ * PostgreSQL cursor, `cursorRows` at a time, each slice inserted before the next is read (a
+ * partly shipped step that fails is shipped again whole, which the keys make harmless); so
+ * memory holds one slice, whatever the frames' sizes. Errors back off up to 30 s.
  */
 import type { Sql, TransactionSql } from "postgres";
 import { FrameKind } from "../../ingest/frame/frame.ts";
 import { Counter, Gauge, Histogram } from "../../metrics/registry.ts";
 import type { Clickhouse } from "./client.ts";
-import { decodeFloat8ArraySend, writeToClickhouse, type LogRow, type MetricBlockRow } from "./writer.ts";
+import { decodeFloat8ArraySend, writeLogLines, writeMetricSamples, type LogRow, type MetricBlockRow } from "./writer.ts";
 
 const SHIP_LOCK = 0x5e7e300;
 
@@ -34,6 +37,12 @@ export interface ShipperOptions {
   ch: Clickhouse;
   /** Batches (frames) per step. */
   maxBatches?: number;
+  /**
+   * metric_blocks rows read and inserted at a time (default 2,000: 200,000 samples of typical
+   * frames, a few MB); log lines at a time are 40x this. A row holds at most 10 series of one
+   * frame, so the frame limits bound a slice in the worst case.
+   */
+  cursorRows?: number;
   /** Pause when there was nothing to ship. */
   idleMs?: number;
   maxBackoffMs?: number;
@@ -67,13 +76,17 @@ export async function ensureShipIndexes(sql: Sql): Promise<void> {
   await sql`create index if not exists logs_agent_batch on logs (agent_id, batch_id)`;
 }
 
-/** The metric_blocks rows of the given batches; values fetched in binary (decodeFloat8ArraySend). */
-export async function readMetricBlocks(sql: Sql | TransactionSql, agents: Array<string | number>, batches: Array<string | number>): Promise<MetricBlockRow[]> {
-  const rows = await sql<Array<Omit<MetricBlockRow, "vals"> & { vals: Uint8Array }>>`
+/** The metric_blocks rows of the given batches, values in binary (decodeFloat8ArraySend). */
+function metricBlocksQuery(sql: Sql | TransactionSql, agents: Array<string | number>, batches: Array<string | number>) {
+  return sql<Array<Omit<MetricBlockRow, "vals"> & { vals: Uint8Array }>>`
     select mb.agent_id, mb.batch_id, floor(extract(epoch from mb.t0) * 1000)::int8 as t0, mb.ts_off, mb.series, array_send(mb.vals) as vals
     from metric_blocks mb
     join unnest(${agents as string[]}::int8[], ${batches as string[]}::int8[]) as b(agent_id, batch_id)
       on mb.agent_id = b.agent_id and mb.batch_id = b.batch_id`;
+}
+
+export async function readMetricBlocks(sql: Sql | TransactionSql, agents: Array<string | number>, batches: Array<string | number>): Promise<MetricBlockRow[]> {
+  const rows = await metricBlocksQuery(sql, agents, batches);
   return rows.map((r) => ({ ...r, vals: decodeFloat8ArraySend(r.vals) }));
 }
 
@@ -127,36 +140,54 @@ export class Shipper {
         order by xid, agent_id, batch_id
         limit ${this.maxBatches}`;
       if (batches.length === 0) return { batches: 0, samples: 0, lines: 0, leader: true };
-      const t1 = performance.now();
       const pick = (kind: number) => {
         const b = batches.filter((x) => x.kind === kind);
         return { agents: b.map((x) => x.agent_id), ids: b.map((x) => x.batch_id) };
       };
       const m = pick(FrameKind.Metrics);
       const l = pick(FrameKind.Logs);
-      const blocks = m.agents.length ? await readMetricBlocks(tx, m.agents, m.ids) : [];
-      // n numbers a batch's lines in content order (byte order: fast and locale-free), so a
-      // re-shipped line gets the same key whatever order the heap returns it in (rows move when
-      // a day's partition is created); identical lines are interchangeable. This order is part
-      // of the dedupe key: changing it would make re-shipped lines look new.
-      const lines = l.agents.length
-        ? await tx<LogRow[]>`
-            select lg.agent_id, lg.batch_id, floor(extract(epoch from lg.ts) * 1000)::int8 as ts,
-              row_number() over (partition by lg.agent_id, lg.batch_id order by lg.ts, lg.severity, lg.source collate "C", lg.message collate "C") - 1 as n,
-              lg.severity, lg.source, lg.message
-            from logs lg
-            join unnest(${l.agents}::int8[], ${l.ids}::int8[]) as b(agent_id, batch_id)
-              on lg.agent_id = b.agent_id and lg.batch_id = b.batch_id`
-        : [];
-      const t2 = performance.now();
-      const w = await writeToClickhouse(ch, blocks, lines);
-      const t3 = performance.now();
+      const slice = this.o.cursorRows ?? 2000;
+      let samples = 0;
+      let lines = 0;
+      let readMs = 0;
+      let insertMs = 0;
+      let t1 = performance.now();
+      if (m.agents.length) {
+        for await (const rows of metricBlocksQuery(tx, m.agents, m.ids).cursor(slice)) {
+          const blocks = rows.map((r) => ({ ...r, vals: decodeFloat8ArraySend(r.vals) }));
+          const t2 = performance.now();
+          readMs += t2 - t1;
+          samples += await writeMetricSamples(ch, blocks);
+          t1 = performance.now();
+          insertMs += t1 - t2;
+        }
+      }
+      if (l.agents.length) {
+        // n numbers a batch's lines in content order (byte order: fast and locale-free), so a
+        // re-shipped line gets the same key whatever order the heap returns it in (rows move when
+        // a day's partition is created); identical lines are interchangeable. This order is part
+        // of the dedupe key: changing it would make re-shipped lines look new.
+        const q = tx<LogRow[]>`
+          select lg.agent_id, lg.batch_id, floor(extract(epoch from lg.ts) * 1000)::int8 as ts,
+            row_number() over (partition by lg.agent_id, lg.batch_id order by lg.ts, lg.severity, lg.source collate "C", lg.message collate "C") - 1 as n,
+            lg.severity, lg.source, lg.message
+          from logs lg
+          join unnest(${l.agents}::int8[], ${l.ids}::int8[]) as b(agent_id, batch_id)
+            on lg.agent_id = b.agent_id and lg.batch_id = b.batch_id`;
+        for await (const rows of q.cursor(slice * 40)) {
+          const t2 = performance.now();
+          readMs += t2 - t1;
+          lines += await writeLogLines(ch, rows);
+          t1 = performance.now();
+          insertMs += t1 - t2;
+        }
+      }
       const last = batches[batches.length - 1]!;
       await tx`
         update clickhouse_cursor set xid = ${last.xid}::xid8, agent_id = ${last.agent_id}::int8, batch_id = ${last.batch_id}::int8,
           shipped_batches = shipped_batches + ${batches.length}, updated_at = now()
         where id = 1`;
-      return { batches: batches.length, samples: w.samples, lines: w.lines, leader: true, readMs: t2 - t1, insertMs: t3 - t2 };
+      return { batches: batches.length, samples, lines, leader: true, readMs, insertMs };
     });
     this.metrics.seconds.observe((performance.now() - t) / 1000);
     if (r.batches) {

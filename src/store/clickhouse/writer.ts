@@ -97,15 +97,15 @@ export function encodeLogLinesBinary(lines: LogRow[], w = new RowBinaryWriter())
   return w.bytes();
 }
 
-export interface WriteResult {
-  samples: number;
-  lines: number;
-}
-
-/** Inserts the rows of one shipped chunk; resolves only when ClickHouse confirmed every insert. */
-export async function writeToClickhouse(ch: Clickhouse, blocks: MetricBlockRow[], lines: LogRow[]): Promise<WriteResult> {
+/** Inserts metric blocks as sample rows; resolves when ClickHouse confirmed. Returns the rows inserted. */
+export async function writeMetricSamples(ch: Clickhouse, blocks: MetricBlockRow[]): Promise<number> {
   const m = encodeMetricSamplesBinary(blocks);
   if (m.rows) await ch.insertRowBinary(`${ch.database}.${METRICS_TABLE}`, METRIC_COLUMNS, m.bytes);
+  return m.rows;
+}
+
+/** Inserts log lines; resolves when ClickHouse confirmed. Returns the rows inserted. */
+export async function writeLogLines(ch: Clickhouse, lines: LogRow[]): Promise<number> {
   if (lines.length) await ch.insertRowBinary(`${ch.database}.${LOGS_TABLE}`, LOG_COLUMNS, encodeLogLinesBinary(lines));
-  return { samples: m.rows, lines: lines.length };
+  return lines.length;
 }

@@ -126,7 +126,7 @@ describe.if(run)("clickhouse shipper", () => {
   }, 30_000);
 
   test("many concurrent writers committing in random order: nothing skipped, nothing twice", async () => {
-    const shipper = new Shipper({ sql: db.sql, ch, maxBatches: 7 });
+    const shipper = new Shipper({ sql: db.sql, ch, maxBatches: 7, cursorRows: 1 }); // several inserts per step
     while ((await shipper.step()).batches > 0);
     const before = await chCounts(ch);
     let stop = false;
