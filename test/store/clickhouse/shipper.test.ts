@@ -11,6 +11,7 @@ import { testDatabase, type TestDb } from "../../support/db.ts";
 import { createClickhouse, type Clickhouse } from "../../../src/store/clickhouse/client.ts";
 import { dropExpiredPartitions, ensureSchema } from "../../../src/store/clickhouse/schema.ts";
 import { ensureShipIndexes, Shipper } from "../../../src/store/clickhouse/shipper.ts";
+import { createPgClient } from "../../../src/store/postgres/client.ts";
 
 // These tests also stop and start ClickHouse (outages), so they run their own server.
 const run = requireComponent(hasClickhouseServer, "clickhouse-server (Debian package)");
@@ -187,4 +188,35 @@ describe.if(run)("clickhouse shipper", () => {
     const left = await ch.rows<{ ts: string }>(`select ts from ${ch.database}.metric_samples where agent_id = 999 order by ts`);
     expect(left.map((r) => Number(r.ts))).toEqual([now - 29 * day, now - day]);
   });
+
+  test("two nodes' shippers at once: one ships at a time, every batch once", async () => {
+    const other = createPgClient(db.url, 4); // a second node: its own pool
+    try {
+      const a = new Shipper({ sql: db.sql, ch, maxBatches: 3 });
+      const b = new Shipper({ sql: other, ch, maxBatches: 3 });
+      while ((await a.step()).batches > 0);
+      const before = await chCounts(ch);
+      await db.sql.begin(async (tx) => {
+        for (let i = 0; i < 30; i++) await writeBatch(tx, 300, i + 1, 1);
+      });
+      let standby = 0;
+      let shipped = 0;
+      const drive = async (s: Shipper) => {
+        for (let idle = 0; idle < 3; ) {
+          const r = await s.step();
+          if (!r.leader) standby++;
+          shipped += r.batches;
+          idle = r.leader && r.batches === 0 ? idle + 1 : 0;
+        }
+      };
+      await Promise.all([drive(a), drive(b)]);
+      expect(shipped).toBe(30);
+      const after = await chCounts(ch);
+      expect(after.samples - before.samples).toBe(30 * 11);
+      expect(after.rawSamples - before.rawSamples).toBe(30 * 11); // not even a physical copy
+      console.log(`two shippers: ${standby} steps found the other node shipping`);
+    } finally {
+      await other.end({ timeout: 5 });
+    }
+  }, 30_000);
 });
