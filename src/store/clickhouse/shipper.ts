@@ -72,8 +72,12 @@ interface CursorRow {
 
 /** Indexes the shipper needs to find a batch's rows; created when the tier is enabled. */
 export async function ensureShipIndexes(sql: Sql): Promise<void> {
-  await sql`create index if not exists metric_blocks_agent_batch on metric_blocks (agent_id, batch_id)`;
-  await sql`create index if not exists logs_agent_batch on logs (agent_id, batch_id)`;
+  // Nodes starting together would race on `if not exists` (a unique violation in pg_class).
+  await sql.begin(async (tx) => {
+    await tx`select pg_advisory_xact_lock(${SHIP_LOCK + 1})`;
+    await tx`create index if not exists metric_blocks_agent_batch on metric_blocks (agent_id, batch_id)`;
+    await tx`create index if not exists logs_agent_batch on logs (agent_id, batch_id)`;
+  });
 }
 
 /** The metric_blocks rows of the given batches, values in binary (decodeFloat8ArraySend). */
