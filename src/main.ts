@@ -8,17 +8,52 @@ import { loadOrCreateCert } from "./tls/certs.ts";
 import { startServer } from "./server.ts";
 import { startPartitionUpkeep, timeSeriesTables } from "./store/postgres/partitions.ts";
 import { consolePlugin, startConsole } from "./web/plugin.ts";
+import { loadClickhouseConfig, startClickhouseTier } from "./store/clickhouse/tier.ts";
+import { createClickhouseQueries } from "./store/clickhouse/queries.ts";
+import { createQueryRouter, routedRangeStore } from "./store/query-router.ts";
+import { postgresRangeStore } from "./store/range.ts";
+import { startClusterBus } from "./cluster/bus.ts";
+import { createIngestMetrics } from "./metrics/registry.ts";
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  const chConfig = loadClickhouseConfig();
   const db = await openDatabase(config);
   const upkeep = startPartitionUpkeep(db.sql, timeSeriesTables(config.retentionMetricsDays, config.retentionLogsDays));
   await upkeep.ready;
   const cert = loadOrCreateCert({ certFile: config.tlsCert, keyFile: config.tlsKey, dataDir: config.dataDir, names: config.tlsNames });
   if (cert.generated) console.log(`generated a self-signed certificate: ${cert.path}`);
-  const consoleDeps = { sql: db.sql, config, dataDir: config.dataDir, serverFingerprint: cert.fingerprint };
+  const metrics = createIngestMetrics();
+  const extraMetrics: Array<{ render(): string }> = [];
+  const tier = chConfig.url
+    ? await startClickhouseTier({
+        sql: db.sql, url: chConfig.url, maxBatches: chConfig.shipBatches,
+        retentionMetricsDays: chConfig.retentionDays, retentionLogsDays: chConfig.retentionDays, writeErrors: metrics.writeErrors,
+      })
+    : undefined;
+  if (tier) {
+    extraMetrics.push(...tier.metrics, ...tier.gauges);
+    console.log("ClickHouse tier on: committed metrics and logs are shipped from PostgreSQL");
+  }
+  let fleetSize = 0;
+  const countFleet = async () => {
+    fleetSize = Number((await db.sql`select count(*)::int as n from agents where revoked_at is null`)[0]!.n);
+  };
+  await countFleet();
+  const fleetTimer = setInterval(() => void countFleet().catch(() => {}), 60_000);
+  const router = createQueryRouter({
+    postgres: postgresRangeStore(db.sql),
+    clickhouse: tier && createClickhouseQueries(tier.ch, db.sql),
+    lagSeconds: () => tier?.shipper.lagSeconds ?? 0,
+    pgMetricsDays: config.retentionMetricsDays,
+    pgLogsDays: config.retentionLogsDays,
+    fleetSize: () => fleetSize,
+  });
+  const consoleDeps = { sql: db.sql, config, dataDir: config.dataDir, serverFingerprint: cert.fingerprint, ranges: routedRangeStore(router) };
   const consoleRuntime = await startConsole(consoleDeps);
-  const server = startServer({ config, sql: db.sql, cert, plugins: [consolePlugin(consoleDeps)] });
+  const server = startServer({ config, sql: db.sql, cert, metrics, plugins: [consolePlugin(consoleDeps)], extraMetrics });
+  const bus = await startClusterBus({ sql: db.sql, streams: server.ingest.deps.streams!, directory: server.ingest.deps.directory });
+  extraMetrics.push(...bus.metrics);
   console.log(`ServerMind listening on ${server.url} (TLS 1.3; HTTP/1.1, HTTP/2${config.http3 ? ", HTTP/3" : ""}, WSS)`);
   console.log(`server certificate SHA-256 fingerprint (pin it in agents): ${cert.fingerprint}`);
 
@@ -27,11 +62,25 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     console.log(`${signal}: stopping`);
-    await server.stop();
-    consoleRuntime.stop();
-    upkeep.stop();
-    await db.close();
-    process.exit(0);
+    const steps: Array<[string, () => unknown]> = [
+      ["cluster bus", () => bus.stop()],
+      ["server", () => server.stop()],
+      ["ClickHouse tier", () => tier?.stop()],
+      ["console", () => consoleRuntime.stop()],
+      ["partition upkeep", () => upkeep.stop()],
+      ["database", () => db.close()],
+    ];
+    clearInterval(fleetTimer);
+    let failed = false;
+    for (const [name, step] of steps) {
+      try {
+        await step();
+      } catch (e) {
+        failed = true;
+        console.error(`stopping ${name} failed: ${e instanceof Error ? e.message : e}`);
+      }
+    }
+    process.exit(failed ? 1 : 0);
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));

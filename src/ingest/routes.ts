@@ -24,6 +24,7 @@ export interface IngestRoutesOptions {
   ingest: Ingest;
   fingerprint: string;
   maxRequestBytes: number;
+  extraMetrics?: Array<{ render(): string }>;
 }
 
 export function ingestRoutes(o: IngestRoutesOptions) {
@@ -52,7 +53,7 @@ export function ingestRoutes(o: IngestRoutesOptions) {
     )
     .get("/metrics", () => {
       const m = deps.metrics;
-      const text = renderMetrics([...Object.values(m), ...o.ingest.gauges]);
+      const text = renderMetrics([...Object.values(m), ...o.ingest.gauges, ...(o.extraMetrics ?? [])]);
       return new Response(text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
     })
     .get("/healthz", async () => {

@@ -86,3 +86,11 @@ export function createQueryRouter(o: QueryRouterOptions) {
     },
   };
 }
+
+/** The router seen as a RangeStore (the tier it chose is dropped), for callers that only read. */
+export function routedRangeStore(router: ReturnType<typeof createQueryRouter>): RangeStore {
+  return {
+    seriesRange: async (agentId, names, from, to, maxPoints) => (await router.seriesRange(agentId, names, from, to, maxPoints)).result,
+    searchLogs: async (q) => (await router.searchLogs(q)).result,
+  };
+}

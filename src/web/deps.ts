@@ -4,6 +4,7 @@ import type { Config } from "../config.ts";
 import type { Renderer } from "./render.ts";
 import type { SettingsStore } from "../settings/console-settings.ts";
 import type { SecretBox } from "../auth/secret-box.ts";
+import type { RangeStore } from "../store/range.ts";
 
 export interface ConsoleDeps {
   sql: Sql;
@@ -18,6 +19,11 @@ export interface ConsoleDeps {
   clientIp?: (req: Request) => string | undefined | null;
   /** Where `npm run build:agent` wrote the binaries and SHA256SUMS (default dist/agent). */
   agentDistDir?: string;
+  /**
+   * Where host charts read ranges: the tier router (PostgreSQL or ClickHouse) when the
+   * composition root has one; PostgreSQL directly otherwise.
+   */
+  ranges?: RangeStore;
 }
 
 export interface ConsoleServices extends ConsoleDeps {
