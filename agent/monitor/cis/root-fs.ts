@@ -117,7 +117,7 @@ export function createOverlayFs(base: RootFs): OverlayFs {
     hostPath: base.hostPath,
     read(p) {
       const c = changes.get(norm(p));
-      if (c) return c.exists && !c.isDir ? (c.content ?? null) : null;
+      if (c) return c.exists && !c.isDir ? (c.content ?? base.read(p)) : null;
       return base.read(p);
     },
     stat(p) {
