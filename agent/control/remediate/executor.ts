@@ -12,6 +12,7 @@
  */
 import { chmodSync, chownSync, mkdirSync } from "node:fs";
 import type { KeyObject } from "node:crypto";
+import { dirname } from "node:path";
 import { CONTROLS, type Control } from "../../monitor/cis/controls.ts";
 import { evaluate, type CheckResult } from "../../monitor/cis/checks.ts";
 import { createOverlayFs, createRootFs, type PathState } from "../../monitor/cis/root-fs.ts";
@@ -115,7 +116,10 @@ export function createRemediator(o: RemediatorOptions) {
       if (!host) throw new Error(`path ${path} cannot be resolved inside ${o.root}`);
       return [path, host] as const;
     });
-    const snap: Snapshot = { id: `snap-${cmd.id}`, commandId: cmd.id, createdMs: now(), controls: planned, paths: hosts.map(([p, h]) => capture(p, h)) };
+    // the parents' attributes too: creating or renaming a file changes its directory's mtime
+    const touched = new Map<string, string>(hosts.map(([p, h]) => [h, p]));
+    for (const [p, h] of hosts) if (!touched.has(dirname(h)) && dirname(h).startsWith(o.root)) touched.set(dirname(h), dirname(p));
+    const snap: Snapshot = { id: `snap-${cmd.id}`, commandId: cmd.id, createdMs: now(), controls: planned, paths: [...touched].map(([h, p]) => capture(p, h)) };
     saveSnapshot(o.snapshotDir, snap);
     try {
       for (let i = 0; i < pending.length; i++) apply(hosts[i][1], pending[i][1]);

@@ -71,18 +71,17 @@ export function writeFileAtomic(host: string, bytes: Uint8Array | string, mode: 
   renameSync(tmp, host);
 }
 
-/** Restores every path of a snapshot; paths created later are removed deepest first. */
+/**
+ * Restores every path of a snapshot: files first, then paths created later are removed (deepest
+ * first), then directories get their mode, owner and times back (deepest first), so even the
+ * parent directories' mtimes match what they were.
+ */
 export function restore(s: Snapshot): void {
   const created = s.paths.filter((p) => !p.exists).sort((a, b) => b.host.length - a.host.length);
-  for (const p of s.paths.filter((p) => p.exists)) {
-    if (p.isDir) {
-      mkdirSync(p.host, { recursive: true });
-      chownSync(p.host, p.uid!, p.gid!);
-      chmodSync(p.host, p.mode!);
-    } else {
-      mkdirSync(dirname(p.host), { recursive: true });
-      writeFileAtomic(p.host, Buffer.from(p.content ?? "", "base64"), p.mode!, p.uid!, p.gid!);
-    }
+  const dirs = s.paths.filter((p) => p.exists && p.isDir).sort((a, b) => b.host.length - a.host.length);
+  for (const p of s.paths.filter((p) => p.exists && !p.isDir)) {
+    mkdirSync(dirname(p.host), { recursive: true });
+    writeFileAtomic(p.host, Buffer.from(p.content ?? "", "base64"), p.mode!, p.uid!, p.gid!);
     utimesSync(p.host, p.atimeMs! / 1000, p.mtimeMs! / 1000);
   }
   for (const p of created) {
@@ -93,5 +92,11 @@ export function restore(s: Snapshot): void {
     } catch {
       // already gone
     }
+  }
+  for (const p of dirs) {
+    mkdirSync(p.host, { recursive: true });
+    chownSync(p.host, p.uid!, p.gid!);
+    chmodSync(p.host, p.mode!);
+    utimesSync(p.host, p.atimeMs! / 1000, p.mtimeMs! / 1000);
   }
 }
