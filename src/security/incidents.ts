@@ -106,12 +106,10 @@ export async function gatherSignals(sql: Sql, agentId: number, o: IncidentOption
   for (const r of auth) signals.push({ ts: new Date(r.minute).getTime(), kind: "auth", severity: r.n >= 20 ? 6 : 4, summary: `${r.n} authentication failures in a minute`, ref: { count: r.n, sample: String(r.sample).slice(0, 200) } });
   for (const r of crash) signals.push({ ts: new Date(r.ts).getTime(), kind: "crash", severity: 5, summary: `${r.source}: ${String(r.message).slice(0, 160)}`, ref: { source: r.source } });
   // Disconnects: a silence longer than the gap between two committed batches, or up to now.
-  let prev = o.fromMs;
   const times = batches.map((r) => new Date(r.committed_at).getTime());
   const lastSeen = agent[0]?.last_seen ? new Date(agent[0].last_seen).getTime() : null;
-  for (const t of times) {
-    if (t - prev > gap && prev >= o.fromMs && times[0] <= prev) signals.push({ ts: prev, kind: "disconnect", severity: 5, summary: `agent silent for ${Math.round((t - prev) / 1000)} s`, ref: { until: t } });
-    prev = t;
+  for (let k = 1; k < times.length; k++) {
+    if (times[k] - times[k - 1] > gap) signals.push({ ts: times[k - 1], kind: "disconnect", severity: 5, summary: `agent silent for ${Math.round((times[k] - times[k - 1]) / 1000)} s`, ref: { until: times[k] } });
   }
   if (lastSeen !== null && o.toMs - lastSeen > gap && lastSeen >= o.fromMs) signals.push({ ts: lastSeen, kind: "disconnect", severity: 6, summary: `agent silent since ${new Date(lastSeen).toISOString()}`, ref: { ongoing: true } });
   for (const th of o.thresholds ?? []) signals.push(...(await thresholdBreaches(sql, agentId, th, from, to, max)));

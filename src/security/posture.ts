@@ -98,12 +98,12 @@ export interface ControlPassRate {
 
 export async function controlPassRates(sql: Sql): Promise<ControlPassRate[]> {
   const rows = await sql`
-    select control_id, max(category) as category, max(severity)::int as severity,
-      count(*) filter (where status in ('pass', 'fail'))::int as hosts,
-      count(*) filter (where status = 'pass')::int as passed,
-      count(*) filter (where status = 'fail')::int as failed
+    select r.control_id, max(r.category) as category, max(r.severity)::int as severity,
+      count(*) filter (where r.status in ('pass', 'fail'))::int as hosts,
+      count(*) filter (where r.status = 'pass')::int as passed,
+      count(*) filter (where r.status = 'fail')::int as failed
     from cis_results r join agents a on a.id = r.agent_id and a.revoked_at is null
-    group by control_id order by control_id`;
+    group by r.control_id order by r.control_id`;
   return rows.map((r) => ({ ...(r as any), pass_rate: r.hosts ? r.passed / r.hosts : null }));
 }
 
