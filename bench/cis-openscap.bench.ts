@@ -98,7 +98,7 @@ function ancestorGroups(rules: string[]): string[] {
   return [...out];
 }
 
-function tailoring(): string {
+export function tailoring(): string {
   const rules = [...new Set([...Object.values(MAPPING), ...Object.values(EXCLUDED)].flat())];
   const groups = ancestorGroups(rules);
   return `<?xml version="1.0" encoding="UTF-8"?>
@@ -114,7 +114,7 @@ ${Object.entries(VALUES).map(([k, v]) => `    <xccdf:set-value idref="xccdf_org.
 `;
 }
 
-function oscap(root: string, work: string): Record<string, string> {
+export function oscap(root: string, work: string): Record<string, string> {
   const results = join(work, `results-${Date.now()}.xml`);
   const p = Bun.spawnSync(["oscap", "xccdf", "eval", "--tailoring-file", join(work, "tailoring.xml"), "--profile", "xccdf_servermind_profile_bench", "--results", results, DS], {
     env: { ...process.env, OSCAP_PROBE_ROOT: root },
@@ -128,7 +128,7 @@ function oscap(root: string, work: string): Record<string, string> {
   return out;
 }
 
-function prepare(kind: "good" | "bad" | "mixed"): string {
+export function prepare(kind: "good" | "bad" | "mixed"): string {
   const root = makeCisRoot(kind === "good" ? "good" : "bad");
   writeFileSync(join(root, "etc/debian_version"), "11.9\n");
   // backup copies as shadow-utils leaves them, so the backup-file rules have something to judge
