@@ -9,9 +9,8 @@
  * (src/security/commands.ts) and handed to `deps.dispatch`, which delivers them to the agent.
  */
 import { Elysia } from "elysia";
-import { randomUUID, type KeyObject } from "node:crypto";
-import type { Sql } from "postgres";
-import { signCommand, type Command, type SignedCommand } from "./commands.ts";
+import { issueCommand, type CommandDeps } from "./issue.ts";
+export type { SecurityAuditEvent } from "./issue.ts";
 import { acknowledgeViolation, controlPassRates, exportPosture, hostResults, listViolations, setAutoRemediation } from "./posture.ts";
 import { scoreHost, scoreTrend } from "./score.ts";
 import { hostIncidents, type Threshold } from "./incidents.ts";
@@ -23,26 +22,10 @@ export interface Principal {
   permissions: ReadonlySet<string>;
 }
 
-export interface SecurityAuditEvent {
-  actor: { type: "user"; id: string | number; name: string };
-  category: "security";
-  action: string;
-  target: string;
-  success: boolean;
-  details?: Record<string, unknown>;
-}
-
-export interface SecurityDeps {
-  sql: Sql;
+export interface SecurityDeps extends CommandDeps {
   /** Who is asking (session cookie, API token): the lead maps this onto the console's auth. */
   principal(req: Request): Promise<Principal | null>;
-  audit(e: SecurityAuditEvent): void | Promise<void>;
-  /** The server's Ed25519 command key (private half); agents hold the public half. */
-  commandKey: KeyObject;
-  /** Delivers a signed command to the agent and resolves with the agent's result. */
-  dispatch(agentId: number, command: SignedCommand): Promise<unknown>;
   thresholds?: Threshold[];
-  now?: () => number;
 }
 
 export interface SecurityRequest {
@@ -83,30 +66,8 @@ const confirmPhrase = (verb: string) => async (req: SecurityRequest, deps: Secur
   return id ? `${verb} ${(await hostname(deps, id)) ?? id}` : null;
 };
 
-async function issue(req: SecurityRequest, deps: SecurityDeps, agentId: number, action: string, args: Record<string, unknown>) {
-  const now = deps.now?.() ?? Date.now();
-  const cmd: Command = { v: 1, id: randomUUID(), agentId, action, args, issuedMs: now, requestedBy: `user:${req.principal.id} ${req.principal.name}` };
-  const signed = signCommand(cmd, deps.commandKey);
-  await deps.sql`insert into security_commands (id, agent_id, action, args, requested_by, issued_at)
-    values (${cmd.id}, ${agentId}, ${action}, ${deps.sql.json(args as any)}, ${cmd.requestedBy}, ${new Date(now)})`;
-  let result: any;
-  try {
-    result = await deps.dispatch(agentId, signed);
-  } catch (e) {
-    result = { ok: false, error: `delivery failed: ${e instanceof Error ? e.message : e}` };
-  }
-  const ok = !!result?.ok;
-  await deps.sql`update security_commands set status = ${ok ? "ok" : "failed"}, result = ${deps.sql.json(result ?? null)}, snapshot = ${result?.snapshot ?? null} where id = ${cmd.id}`;
-  await deps.audit({
-    actor: { type: "user", id: req.principal.id, name: req.principal.name },
-    category: "security",
-    action: action === "cis.remediate" && args.dryRun !== false ? "cis.remediate.dry-run" : action,
-    target: `agent:${agentId}`,
-    success: ok,
-    details: { command: cmd.id, args, ...(result?.snapshot ? { snapshot: result.snapshot } : {}), ...(ok ? {} : { error: result?.error }) },
-  });
-  return { cmd, result };
-}
+const issue = (req: SecurityRequest, deps: SecurityDeps, agentId: number, action: string, args: Record<string, unknown>) =>
+  issueCommand(deps, { type: "user", id: req.principal.id, name: req.principal.name }, agentId, action, args);
 
 export const SECURITY_ROUTES: SecurityRoute[] = [
   {
