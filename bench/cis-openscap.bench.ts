@@ -197,5 +197,5 @@ if (import.meta.main) {
   const report = { bench: "cis-openscap", env: environment(), oscap: oscapVersion, content: DS, mappedControls: Object.keys(MAPPING).length, excludedControls: Object.keys(EXCLUDED).length, compared, agreed, agreement: compared ? agreed / compared : null, seconds: (performance.now() - t0) / 1000, trees };
   const out = arg("out", "");
   if (out) writeFileSync(out, JSON.stringify(report, null, 2));
-  console.log(JSON.stringify(report, null, 2));
+  console.log(JSON.stringify(report));
 }

@@ -154,5 +154,5 @@ if (import.meta.main) {
   const report = { bench: "fim-aide", env: environment(), aide: aideVersion.trim(), files, results, everyAideChangeFound: results.every((r) => r.missed.length === 0) };
   const out = arg("out", "");
   if (out) writeFileSync(out, JSON.stringify(report, null, 2));
-  console.log(JSON.stringify(report, null, 2));
+  console.log(JSON.stringify(report));
 }

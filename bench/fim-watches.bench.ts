@@ -69,5 +69,5 @@ if (import.meta.main) {
   const report = { bench: "fim-watches", env: environment(), inotifyMaxUserWatches: maxUserWatches, results };
   const out = arg("out", "");
   if (out) writeFileSync(out, JSON.stringify(report, null, 2));
-  console.log(JSON.stringify(report, null, 2));
+  console.log(JSON.stringify(report));
 }
