@@ -232,11 +232,20 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
   },
 ];
 
+/** JSON bodies pass as they are; htmx form posts carry strings: "true"/"false" and comma lists. */
+function normalizeBody(body: unknown): Record<string, unknown> {
+  if (!body || typeof body !== "object" || Array.isArray(body)) return {};
+  const out: Record<string, unknown> = { ...(body as Record<string, unknown>) };
+  for (const k of ["dryRun", "enabled"]) if (out[k] === "true" || out[k] === "false") out[k] = out[k] === "true";
+  if (typeof out.controls === "string") out.controls = out.controls.split(",").map((c) => c.trim()).filter(Boolean);
+  return out;
+}
+
 /** Runs one route: authentication, permission, confirmation, then the handler. */
 export async function runRoute(route: SecurityRoute, deps: SecurityDeps, request: Request, params: Record<string, string>, body: unknown): Promise<Response> {
   const principal = await deps.principal(request);
   if (!principal) return fail(401, "unauthenticated", "sign in first");
-  const req: SecurityRequest = { url: new URL(request.url), params, body: body && typeof body === "object" && !Array.isArray(body) ? (body as Record<string, unknown>) : {}, principal, htmx: request.headers.get("hx-request") === "true" };
+  const req: SecurityRequest = { url: new URL(request.url), params, body: normalizeBody(body), principal, htmx: request.headers.get("hx-request") === "true" };
   if (!principal.permissions.has(route.permission)) {
     await deps.audit({ actor: { type: "user", id: principal.id, name: principal.name }, category: "security", action: "permission.denied", target: `${route.method} ${route.path}`, success: false, details: { permission: route.permission } });
     return fail(403, "forbidden", `this needs the ${route.permission} permission`);

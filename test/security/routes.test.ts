@@ -133,6 +133,15 @@ describe("security routes", () => {
     expect(cmds.map((c) => [c.action, c.status])).toEqual([["cis.remediate", "ok"], ["cis.remediate", "ok"], ["cis.rollback", "ok"]]);
   });
 
+  test("htmx form post: dry run returns the diff partial, escaped", async () => {
+    const r = await app.handle(new Request(`http://127.0.0.1/api/security/hosts/${agentId}/remediate`, { method: "POST", headers: { "x-test-user": "admin", "hx-request": "true", "content-type": "application/x-www-form-urlencoded" }, body: "controls=smx.ssh.root-login,smx.packages.no-telnetd&dryRun=true" }));
+    const body = await r.text();
+    expect(r.headers.get("content-type")).toContain("text/html");
+    expect(body).toStartWith('<div id="remediation-result"><p>Dry run: nothing was changed.</p>');
+    expect(body).toContain("+PermitRootLogin no");
+    expect(body).toContain("Skipped: smx.packages.no-telnetd");
+  });
+
   test("incidents correlate FIM, auth failures and new CIS failures on one timeline", async () => {
     const t = Date.now() - 60_000;
     await db.sql`insert into security_events (agent_id, batch_id, ts, type, severity, path, data) values
