@@ -49,6 +49,13 @@ const json = (v: unknown, status = 200) => new Response(JSON.stringify(v), { sta
 const html = (s: string, status = 200) => new Response(s, { status, headers: { "content-type": "text/html; charset=utf-8" } });
 const fail = (status: number, code: string, message: string) => json({ error: { code, message } }, status);
 
+/** A millisecond timestamp from the query string, or the default when absent or not a number. */
+function msParam(q: URLSearchParams, name: string, def: number): number {
+  const v = q.get(name);
+  const n = v === null || v === "" ? NaN : Number(v);
+  return Number.isFinite(n) ? n : def;
+}
+
 function agentIdOf(req: SecurityRequest): number | null {
   const n = Number(req.params.id);
   return Number.isSafeInteger(n) && n > 0 ? n : null;
@@ -88,7 +95,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
     async handler(req, deps) {
       const id = agentIdOf(req);
       if (!id) return fail(404, "not_found", "no such host");
-      const days = Math.min(365, Math.max(1, Number(req.url.searchParams.get("days") ?? 30)));
+      const days = Math.min(365, Math.max(1, msParam(req.url.searchParams, "days", 30)));
       const rows = await scoreTrend(deps.sql, id, new Date((deps.now?.() ?? Date.now()) - days * 86_400_000));
       return json({ points: rows.map((r) => [new Date(r.ts).getTime(), r.score]) });
     },
@@ -118,7 +125,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
     permission: "compliance.view",
     async handler(req, deps) {
       const q = req.url.searchParams;
-      const agentId = q.get("agent") ? Number(q.get("agent")) : undefined;
+      const agentId = q.get("agent") && Number.isSafeInteger(Number(q.get("agent"))) ? Number(q.get("agent")) : undefined;
       const open = q.get("open") === null ? undefined : q.get("open") === "true";
       const rows = await listViolations(deps.sql, { agentId, open });
       return req.htmx ? html(violationRows(rows)) : json({ violations: rows });
@@ -156,7 +163,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
     async handler(req, deps) {
       const id = agentIdOf(req);
       if (!id) return fail(404, "not_found", "no such host");
-      const since = new Date(Number(req.url.searchParams.get("since") ?? (deps.now?.() ?? Date.now()) - 86_400_000));
+      const since = new Date(msParam(req.url.searchParams, "since", (deps.now?.() ?? Date.now()) - 86_400_000));
       const rows = await deps.sql`select ts, type, severity, path, data from security_events where agent_id = ${id} and type like 'fim.%' and ts >= ${since} order by ts desc limit 1000`;
       return json({ events: rows });
     },
@@ -168,8 +175,8 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
     async handler(req, deps) {
       const id = agentIdOf(req);
       if (!id) return fail(404, "not_found", "no such host");
-      const to = Number(req.url.searchParams.get("to") ?? deps.now?.() ?? Date.now());
-      const from = Number(req.url.searchParams.get("from") ?? to - 7 * 86_400_000);
+      const to = msParam(req.url.searchParams, "to", deps.now?.() ?? Date.now());
+      const from = Math.max(msParam(req.url.searchParams, "from", to - 7 * 86_400_000), to - 90 * 86_400_000); // at most 90 days
       const incidents = await hostIncidents(deps.sql, id, { fromMs: from, toMs: to, thresholds: deps.thresholds });
       return req.htmx ? html(incidentTimeline(id, incidents)) : json({ incidents });
     },
