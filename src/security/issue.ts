@@ -9,7 +9,7 @@ import { signCommand, type Command, type SignedCommand } from "./commands.ts";
 
 export interface SecurityAuditEvent {
   actor: { type: "user" | "system"; id: string | number; name: string };
-  category: "security";
+  category: "security_event";
   action: string;
   target: string;
   success: boolean;
@@ -44,7 +44,7 @@ export async function issueCommand(deps: CommandDeps, who: Requester, agentId: n
   await deps.sql`update security_commands set status = ${ok ? "ok" : "failed"}, result = ${deps.sql.json(result ?? null)}, snapshot = ${result?.snapshot ?? null} where id = ${cmd.id}`;
   await deps.audit({
     actor: who,
-    category: "security",
+    category: "security_event",
     action: action === "cis.remediate" && args.dryRun !== false ? "cis.remediate.dry-run" : action,
     target: `agent:${agentId}`,
     success: ok,

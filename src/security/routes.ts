@@ -14,7 +14,7 @@ export type { SecurityAuditEvent } from "./issue.ts";
 import { acknowledgeViolation, controlPassRates, exportPosture, hostResults, listViolations, setAutoRemediation } from "./posture.ts";
 import { scoreHost, scoreTrend } from "./score.ts";
 import { hostIncidents, type Threshold } from "./incidents.ts";
-import { incidentTimeline, passRateRows, remediationResult, scoreCard, violationRows } from "./views.ts";
+import { incidentTimeline, passRateRows, remediationResult, scoreCard, scoreTrendSvg, violationRows } from "./views.ts";
 
 export interface Principal {
   id: string | number;
@@ -97,7 +97,8 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
       if (!id) return fail(404, "not_found", "no such host");
       const days = Math.min(365, Math.max(1, msParam(req.url.searchParams, "days", 30)));
       const rows = await scoreTrend(deps.sql, id, new Date((deps.now?.() ?? Date.now()) - days * 86_400_000));
-      return json({ points: rows.map((r) => [new Date(r.ts).getTime(), r.score]) });
+      const points = rows.map((r) => [new Date(r.ts).getTime(), Number(r.score)] as [number, number]);
+      return req.htmx ? html(scoreTrendSvg(id, points)) : json({ points });
     },
   },
   {
@@ -139,7 +140,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
       const id = Number(req.params.id);
       const note = typeof req.body.note === "string" ? req.body.note : "";
       const ok = Number.isSafeInteger(id) && (await acknowledgeViolation(deps.sql, id, `${req.principal.name} (${req.principal.id})`, note));
-      await deps.audit({ actor: { type: "user", id: req.principal.id, name: req.principal.name }, category: "security", action: "cis.violation.acknowledge", target: `violation:${req.params.id}`, success: ok, details: { note } });
+      await deps.audit({ actor: { type: "user", id: req.principal.id, name: req.principal.name }, category: "security_event", action: "cis.violation.acknowledge", target: `violation:${req.params.id}`, success: ok, details: { note } });
       if (!ok) return fail(404, "not_found", "no such unacknowledged violation");
       const rows = await deps.sql`select v.*, a.hostname from cis_violations v join agents a on a.id = v.agent_id where v.id = ${id}`;
       return req.htmx ? html(violationRows(rows).replace(/^<tbody id="violation-rows">|<\/tbody>$/g, "")) : json({ violation: rows[0] });
@@ -152,7 +153,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
     async handler(req, deps) {
       const format = req.url.searchParams.get("format") === "json" ? "json" : "csv";
       const body = await exportPosture(deps.sql, format);
-      await deps.audit({ actor: { type: "user", id: req.principal.id, name: req.principal.name }, category: "security", action: "cis.export", target: "posture", success: true, details: { format } });
+      await deps.audit({ actor: { type: "user", id: req.principal.id, name: req.principal.name }, category: "security_event", action: "cis.export", target: "posture", success: true, details: { format } });
       return new Response(body, { headers: { "content-type": format === "json" ? "application/json" : "text/csv; charset=utf-8", "content-disposition": `attachment; filename="compliance-posture.${format}"` } });
     },
   },
@@ -233,7 +234,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
       const { control, hostGroup, enabled } = req.body as Record<string, unknown>;
       if (typeof control !== "string" || typeof hostGroup !== "string" || typeof enabled !== "boolean") return fail(400, "bad_request", "control, hostGroup and enabled are required");
       await setAutoRemediation(deps.sql, control, hostGroup, enabled, `${req.principal.name} (${req.principal.id})`);
-      await deps.audit({ actor: { type: "user", id: req.principal.id, name: req.principal.name }, category: "security", action: "cis.auto-remediation.set", target: `control:${control}`, success: true, details: { hostGroup, enabled } });
+      await deps.audit({ actor: { type: "user", id: req.principal.id, name: req.principal.name }, category: "security_event", action: "cis.auto-remediation.set", target: `control:${control}`, success: true, details: { hostGroup, enabled } });
       return json({ ok: true });
     },
   },
@@ -254,7 +255,7 @@ export async function runRoute(route: SecurityRoute, deps: SecurityDeps, request
   if (!principal) return fail(401, "unauthenticated", "sign in first");
   const req: SecurityRequest = { url: new URL(request.url), params, body: normalizeBody(body), principal, htmx: request.headers.get("hx-request") === "true" };
   if (!principal.permissions.has(route.permission)) {
-    await deps.audit({ actor: { type: "user", id: principal.id, name: principal.name }, category: "security", action: "permission.denied", target: `${route.method} ${route.path}`, success: false, details: { permission: route.permission } });
+    await deps.audit({ actor: { type: "user", id: principal.id, name: principal.name }, category: "security_event", action: "permission.denied", target: `${route.method} ${route.path}`, success: false, details: { permission: route.permission } });
     return fail(403, "forbidden", `this needs the ${route.permission} permission`);
   }
   if (route.dangerous) {

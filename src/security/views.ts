@@ -54,3 +54,14 @@ export function remediationResult(r: any): string {
   return `<div id="remediation-result"><p>${r.dryRun ? "Dry run: nothing was changed." : r.snapshot ? `Applied; snapshot ${esc(r.snapshot)}.` : "Done."}</p><ul>${changes}</ul>` +
     ((r.skipped ?? []).length ? `<p>Skipped: ${(r.skipped as any[]).map((s) => `${esc(s.id)} (${esc(s.reason)})`).join("; ")}</p>` : "") + `</div>`;
 }
+
+/** The score trend as an inline SVG line (0-100 on the y axis), no client-side code. */
+export function scoreTrendSvg(agentId: number, points: Array<[number, number]>, width = 320, height = 80): string {
+  if (!points.length) return `<figure id="score-trend-${esc(agentId)}"><figcaption>No score history yet.</figcaption></figure>`;
+  const t0 = points[0][0];
+  const span = Math.max(1, points[points.length - 1][0] - t0);
+  const xy = points.map(([t, v]) => `${((width * (t - t0)) / span).toFixed(1)},${(height - (height * v) / 100).toFixed(1)}`).join(" ");
+  const last = points[points.length - 1][1];
+  return `<figure id="score-trend-${esc(agentId)}"><svg viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="security score trend, latest ${esc(last)}">` +
+    `<polyline fill="none" stroke="currentColor" stroke-width="2" points="${xy}"/></svg><figcaption>Latest ${esc(last)}/100</figcaption></figure>`;
+}

@@ -88,6 +88,11 @@ describe("security routes", () => {
     expect(score.categories.agent.score).toBe(100);
     const card = await (await call("viewer", "GET", `/api/security/hosts/${agentId}/score`, undefined, true)).text();
     expect(card).toStartWith(`<section id="security-score-${agentId}"`);
+    const trend = (await (await call("viewer", "GET", `/api/security/hosts/${agentId}/score/trend`)).json()) as any;
+    expect(trend.points.length).toBe(2); // each computation is kept for the chart
+    expect(trend.points[1][1]).toBe(score.score);
+    const svg = await (await call("viewer", "GET", `/api/security/hosts/${agentId}/score/trend`, undefined, true)).text();
+    expect(svg).toContain("<polyline");
 
     const target = v.violations.find((x: any) => x.control_id === "smx.accounts.uid0");
     const ack = await call("admin", "POST", `/api/security/posture/violations/${target.id}/ack`, { note: "<script>known test host</script>" }, true);
