@@ -11,7 +11,7 @@
  */
 import { createHash } from "node:crypto";
 import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, watch, type FSWatcher } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { SecurityEvent } from "../../../src/ingest/frame/frame.ts";
 import { openBaseline, type Baseline, type FileFacts } from "./baseline.ts";
 import type { FimOptions } from "./config.ts";
@@ -119,6 +119,9 @@ export function createFim(o: FimOptions, sink: (events: SecurityEvent[]) => void
   const baseline: Baseline = openBaseline(o.dbPath);
   const ignore = [...o.ignore, o.dbPath, `${o.dbPath}-wal`, `${o.dbPath}-shm`, `${o.dbPath}-journal`].map((g) => (g.includes("*") || g.includes("?") ? globToRegExp(g) : new RegExp(`^${g.replace(/[.+^${}()|[\]\\*?]/g, "\\$&")}$`)));
   const watchers = new Map<string, FSWatcher>();
+  // Configured paths that do not exist (yet): a watch on their nearest existing ancestor notices
+  // when they appear (a new user's ~/.ssh), without reporting anything else in that directory.
+  const ancestorWatches = new Map<string, FSWatcher>();
   const unwatched = new Set<string>();
   const pending = new Map<string, number>(); // path -> first event time (ms)
   let flushTimer: ReturnType<typeof setTimeout> | null = null;
@@ -194,6 +197,46 @@ export function createFim(o: FimOptions, sink: (events: SecurityEvent[]) => void
     for (const d of unwatched) if (d === dir || d.startsWith(dir + "/")) unwatched.delete(d);
   }
 
+  const leadsToRoot = (p: string) => o.paths.some((r) => r === p || r.startsWith(p + "/"));
+  const isDirectory = (p: string) => {
+    try {
+      return lstatSync(p).isDirectory();
+    } catch {
+      return false;
+    }
+  };
+
+  function armMissingRoots() {
+    if (stopped) return;
+    const want = new Set<string>();
+    for (const r of o.paths) {
+      if (factsOf(r, 0)) continue;
+      let a = dirname(r);
+      while (a !== "/" && !isDirectory(a)) a = dirname(a);
+      if (!watchers.has(a)) want.add(a);
+    }
+    for (const [d, w] of ancestorWatches) if (!want.has(d)) (w.close(), ancestorWatches.delete(d));
+    for (const d of want) {
+      if (ancestorWatches.has(d)) continue;
+      try {
+        ancestorWatches.set(d, watch(d, { persistent: false }, (_e, name) => onAncestorChange(d, name == null ? null : String(name))));
+      } catch {
+        // unreadable: the rescan still covers it
+      }
+    }
+  }
+
+  function onAncestorChange(dir: string, name: string | null) {
+    if (stopped || !name) return;
+    const p = join(dir, name);
+    if (!leadsToRoot(p)) return; // something else in that directory: not ours to report
+    const events: SecurityEvent[] = [];
+    for (const r of o.paths) if ((r === p || r.startsWith(p + "/")) && factsOf(r, 0)) events.push(...check(r, "realtime"));
+    for (const e of events) delete (e.data as any)._ino;
+    emit(events);
+    armMissingRoots();
+  }
+
   function onChange(dir: string, name: string | null) {
     if (stopped) return;
     const path = name ? join(dir, name) : dir;
@@ -201,6 +244,13 @@ export function createFim(o: FimOptions, sink: (events: SecurityEvent[]) => void
       stats.ignored++;
       return;
     }
+    // A watched directory that is gone reports its own removal through its watch only, and
+    // then without a usable name: check the directory itself too.
+    if (path !== dir && !isDirectory(dir)) queue(dir);
+    queue(path);
+  }
+
+  function queue(path: string) {
     if (!pending.has(path)) {
       if (pending.size >= o.maxPending) {
         // Bounded: drop the queue, say so, and let a rescan find what changed.
@@ -280,6 +330,7 @@ export function createFim(o: FimOptions, sink: (events: SecurityEvent[]) => void
         if (under.length) out[0].data!.entriesRemoved = under.length;
         removeWatchesUnder(path);
       }
+      if (leadsToRoot(path)) armMissingRoots(); // a watched root went away: watch for its return
       return out;
     }
     baseline.put(path, cur);
@@ -353,6 +404,7 @@ export function createFim(o: FimOptions, sink: (events: SecurityEvent[]) => void
     if (rescanRunning) return rescanRunning;
     const t0 = performance.now();
     rescanRunning = walkAll("rescan").finally(() => {
+      armMissingRoots();
       rescanRunning = null;
       stats.rescans++;
       stats.lastRescanMs = performance.now() - t0;
@@ -366,6 +418,7 @@ export function createFim(o: FimOptions, sink: (events: SecurityEvent[]) => void
       // Watch each directory before listing it, so nothing slips between the walk and the watch.
       await walkAll("startup");
       firstRun = false;
+      armMissingRoots();
       if (o.rescanIntervalMs > 0) rescanTimer = setInterval(() => void rescan(), o.rescanIntervalMs);
     },
     async stop() {
@@ -374,8 +427,9 @@ export function createFim(o: FimOptions, sink: (events: SecurityEvent[]) => void
       if (flushTimer) clearTimeout(flushTimer);
       flushTimer = null;
       await rescanRunning?.catch(() => 0);
-      for (const w of watchers.values()) w.close();
+      for (const w of [...watchers.values(), ...ancestorWatches.values()]) w.close();
       watchers.clear();
+      ancestorWatches.clear();
       baseline.close();
     },
     rescan,

@@ -126,6 +126,19 @@ describe("FIM with real inotify", () => {
     expect(found).toMatchObject({ path: s.p("etc/d5/f"), data: { detectedBy: "rescan" } });
   });
 
+  test("queue overflow: bounded, reported, and the rescan it triggers finds every change", async () => {
+    const s = setup({ maxPending: 5, debounceMs: 200 });
+    fim = createFim(s.o, s.sink);
+    await fim.start();
+    for (let i = 0; i < 40; i++) writeFileSync(s.p(`etc/flood${i}`), `${i}\n`);
+    await s.next((e) => e.type === "fim.queue_overflow");
+    for (let i = 0; i < 100 && s.events.filter((e) => e.type === "fim.create").length < 40; i++) await Bun.sleep(20);
+    const created = new Set(s.events.filter((e) => e.type === "fim.create").map((e) => e.path));
+    expect(created.size).toBe(40);
+    expect(s.events.some((e) => e.type === "fim.create" && e.data!.detectedBy === "rescan")).toBe(true);
+    expect(fim.stats().queueOverflows).toBeGreaterThanOrEqual(1);
+  });
+
   test("the rescan never pauses real-time detection", async () => {
     const files: Record<string, string> = { "etc/hosts": "a\n" };
     for (let i = 0; i < 3000; i++) files[`bin/b${i % 30}/f${i}`] = `file ${i}\n`;
@@ -172,6 +185,27 @@ describe("FIM with real inotify", () => {
       ["fim.modify", s.p("etc/passwd"), "startup"],
       ["fim.delete", s.p("bin/tool"), "startup"],
     ]);
+  });
+
+  test("a configured path that does not exist yet (a new user's ~/.ssh) is picked up in real time", async () => {
+    const s = setup({}, { "etc/hosts": "a\n", "home/alice/.profile": "x\n" });
+    s.o.paths = [s.p("etc"), s.p("home/alice/.ssh")];
+    fim = createFim(s.o, s.sink);
+    await fim.start();
+    writeFileSync(s.p("home/alice/.bash_history"), "ls\n"); // not watched: not reported
+    mkdirSync(s.p("home/alice/.ssh"));
+    writeFileSync(s.p("home/alice/.ssh/authorized_keys"), "ssh-ed25519 AAAA attacker\n");
+    const e = await s.next((x) => x.path === s.p("home/alice/.ssh/authorized_keys"));
+    expect(e).toMatchObject({ type: "fim.create", severity: 8, data: { detectedBy: "realtime" } });
+    writeFileSync(s.p("home/alice/.ssh/authorized_keys"), "ssh-ed25519 AAAA attacker\nssh-ed25519 BBBB more\n");
+    await s.next((x) => x.type === "fim.modify" && x.path === s.p("home/alice/.ssh/authorized_keys")); // now watched
+    // removed and created again: still followed
+    rmSync(s.p("home/alice/.ssh"), { recursive: true });
+    await s.next((x) => x.type === "fim.delete" && x.path === s.p("home/alice/.ssh"));
+    mkdirSync(s.p("home/alice/.ssh"));
+    writeFileSync(s.p("home/alice/.ssh/authorized_keys"), "again\n");
+    await s.next((x) => x.type === "fim.create" && x.path === s.p("home/alice/.ssh/authorized_keys") && (x.data!.after as any).size === 6);
+    expect(s.events.some((x) => x.path?.endsWith(".bash_history"))).toBe(false);
   });
 
   test("changes made while the package manager holds its lock are labelled", async () => {
