@@ -1,5 +1,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { rmSync, symlinkSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { Database } from "bun:sqlite";
 import { join } from "node:path";
 import { CONTROLS, PLATFORMS } from "../../../../agent/monitor/cis/controls.ts";
 import { scanRoot, scanEvent } from "../../../../agent/monitor/cis/scan.ts";
@@ -80,5 +82,32 @@ describe("read-only scan of this machine", () => {
     expect(errors).toEqual([]);
     expect(r.summary.pass + r.summary.fail).toBeGreaterThan(30);
     expect(r.durationMs).toBeLessThan(3000);
+  });
+});
+
+describe("RHEL 9 family root", () => {
+  test("platform detection, rpmdb.sqlite package checks, RHEL-only controls", () => {
+    const root = mkdtempSync(join(tmpdir(), "servermind-cis-rhel-"));
+    try {
+      mkdirSync(join(root, "etc"), { recursive: true });
+      writeFileSync(join(root, "etc/os-release"), 'ID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\n');
+      writeFileSync(join(root, "etc/passwd"), "root:x:0:0::/root:/bin/bash\n");
+      writeFileSync(join(root, "etc/group"), "root:x:0:\n");
+      mkdirSync(join(root, "var/lib/rpm"), { recursive: true });
+      const db = new Database(join(root, "var/lib/rpm/rpmdb.sqlite"), { create: true });
+      db.exec("create table Name (key text, hnum integer, idx integer)");
+      db.exec("insert into Name values ('audit', 1, 0), ('telnet-server', 2, 0), ('bash', 3, 0)");
+      db.close();
+      const r = scanRoot(root, { runtime: false });
+      expect(r.platform).toBe("rhel9");
+      const st = Object.fromEntries(r.results.map((x) => [x.id, x]));
+      expect(st["smx.audit.installed"].status).toBe("pass");
+      expect(st["smx.packages.no-telnetd"]).toMatchObject({ status: "fail", observed: "installed: telnet-server" });
+      expect(st["smx.packages.no-xinetd"].status).toBe("pass");
+      expect(st["smx.files.grub-cfg"].status).toBe("notapplicable"); // Debian path, not for RHEL
+      expect(st["smx.files.grub2-cfg"].observed).toContain("/boot/grub2/grub.cfg");
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
