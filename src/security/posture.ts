@@ -53,9 +53,14 @@ export async function recordScan(sql: Sql, agentId: number, scannedAt: Date, sca
       do update set last_seen = greatest(cis_violations.last_seen, excluded.last_seen), observed = excluded.observed
       returning (xmax = 0) as inserted`;
     const passing = rows.filter((r) => r.status === "pass" || r.status === "notapplicable").map((r) => r.id);
-    const resolved = await tx`update cis_violations set resolved_at = ${scannedAt}, resolved_by = 'scan'
-      where agent_id = ${agentId} and resolved_at is null and control_id = any(${passing}::text[]) and first_seen <= ${scannedAt}
-      returning id`;
+    // Who resolved it: the last applied remediation of that control since it opened, else the scan.
+    const resolved = await tx`update cis_violations v set resolved_at = ${scannedAt}, resolved_by = coalesce((
+        select 'remediation by ' || c.requested_by from security_commands c
+        where c.agent_id = v.agent_id and c.action = 'cis.remediate' and c.status <> 'failed' and c.args->>'dryRun' = 'false'
+          and c.args->'controls' ? v.control_id and c.issued_at >= v.first_seen and c.issued_at <= ${scannedAt}
+        order by c.issued_at desc limit 1), 'scan')
+      where v.agent_id = ${agentId} and v.resolved_at is null and v.control_id = any(${passing}::text[]) and v.first_seen <= ${scannedAt}
+      returning v.id`;
     return { opened: opened.filter((r) => r.inserted).length, resolved: resolved.length };
   });
 }

@@ -61,7 +61,7 @@ test("auto-remediation runs once per violation, only on hosts of the enabled gro
   expect(await runAutoRemediation(deps)).toEqual([]); // once per violation, even before the next scan
   await scan(prod);
   const [v] = await db.sql`select resolved_by from cis_violations where agent_id = ${prod} and control_id = 'smx.files.passwd'`;
-  expect(v.resolved_by).toBe("scan");
+  expect(v.resolved_by).toBe("remediation by system:auto-remediation auto-remediation");
   expect(audits.map((a) => [a.actor.type, a.action, a.success])).toEqual([
     ["user", "cis.auto-remediation.set", true],
     ["system", "cis.remediate", true],

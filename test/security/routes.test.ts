@@ -120,7 +120,7 @@ describe("security routes", () => {
     expect(applied.result.ok).toBe(true);
     for (const c of controls) expect(applied.result.verdicts[c]).toBe("pass");
     const open = (await (await call("viewer", "GET", `/api/security/posture/violations?agent=${agentId}`)).json()) as any;
-    for (const c of controls) expect(open.violations.find((x: any) => x.control_id === c)).toMatchObject({ resolved_by: "scan" });
+    for (const c of controls) expect(open.violations.find((x: any) => x.control_id === c)).toMatchObject({ resolved_by: "remediation by user:1 alice" });
 
     const rb = (await (await call("admin", "POST", `/api/security/hosts/${agentId}/rollback`, { snapshot: applied.result.snapshot, confirm: `rollback web-1` })).json()) as any;
     expect(rb.result.ok).toBe(true);

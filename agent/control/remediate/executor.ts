@@ -10,9 +10,9 @@
  *
  * Everything happens under `root` (a test root or "/"); symlinks cannot lead writes outside it.
  */
-import { chmodSync, chownSync, mkdirSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync } from "node:fs";
 import type { KeyObject } from "node:crypto";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { CONTROLS, type Control } from "../../monitor/cis/controls.ts";
 import { evaluate, type CheckResult } from "../../monitor/cis/checks.ts";
 import { createOverlayFs, createRootFs, type PathState } from "../../monitor/cis/root-fs.ts";
@@ -78,6 +78,8 @@ export function createRemediator(o: RemediatorOptions) {
     if (!Array.isArray(ids) || !ids.length || ids.length > MAX_CONTROLS_PER_COMMAND || !ids.every((x) => typeof x === "string")) {
       return { ok: false, action: cmd.action, error: `args.controls must list 1-${MAX_CONTROLS_PER_COMMAND} control ids` };
     }
+    // A command id runs once, across restarts too: its snapshot is the record.
+    if (!dryRun && existsSync(join(o.snapshotDir, `snap-${cmd.id}.json`))) return { ok: false, action: cmd.action, error: `command ${cmd.id} was already executed` };
     const base = createRootFs(o.root);
     const overlay = createOverlayFs(base);
     const skipped: Array<{ id: string; reason: string }> = [];

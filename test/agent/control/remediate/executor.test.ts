@@ -81,6 +81,11 @@ describe("remediation executor", () => {
     expect(after["smx.packages.no-telnetd"]).toBe("fail");
     expect(readFileSync(join(root, "etc/ssh/sshd_config"), "utf8")).toContain("\nPermitRootLogin no\nMatch User backup\n  PermitRootLogin yes\n");
 
+    // a restarted Control (fresh nonce memory) still refuses to run the same command twice
+    const restarted = createRemediator({ root, snapshotDir, publicKey: server.publicKey, agentId: 7 });
+    const again = restarted.execute(signCommand({ ...cmd("cis.remediate", {}), id: applied.commandId, args: { controls: FIXABLE, dryRun: false } }, server.privateKey));
+    expect(again).toMatchObject({ ok: false, error: expect.stringContaining("already executed") });
+
     const back = rem.execute(signCommand(cmd("cis.rollback", { snapshot: applied.snapshot }), server.privateKey));
     if (!back.ok || back.action !== "cis.rollback") throw new Error(JSON.stringify(back));
     expect(tree(root)).toEqual(pristine); // bytes, modes, owners, mtimes; created files gone
