@@ -91,6 +91,8 @@ describe("security routes", () => {
     const trend = (await (await call("viewer", "GET", `/api/security/hosts/${agentId}/score/trend`)).json()) as any;
     expect(trend.points.length).toBe(2); // each computation is kept for the chart
     expect(trend.points[1][1]).toBe(score.score);
+    const fleet = (await (await call("viewer", "GET", "/api/security/scores")).json()) as any;
+    expect(fleet.hosts).toEqual([expect.objectContaining({ agent_id: agentId, hostname: "web-1", score: score.score })]);
     const svg = await (await call("viewer", "GET", `/api/security/hosts/${agentId}/score/trend`, undefined, true)).text();
     expect(svg).toContain("<polyline");
 
