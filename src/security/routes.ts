@@ -94,7 +94,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
     permission: "compliance.view",
     async handler(_req, deps) {
       const rows = await deps.sql`
-        select a.id as agent_id, a.hostname, s.ts, s.score, s.breakdown->'unknown' as unknown
+        select a.id::int as agent_id, a.hostname, s.ts, s.score, s.breakdown->'unknown' as unknown
         from agents a left join lateral (select ts, score, breakdown from security_scores where agent_id = a.id order by ts desc limit 1) s on true
         where a.revoked_at is null order by s.score asc nulls last, a.hostname limit 5000`;
       return json({ hosts: rows });
