@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { mkdirSync } from "node:fs";
 import type { KeyObject } from "node:crypto";
 import type { SecurityEvent } from "../../src/ingest/frame/frame.ts";
-import { createNonceSet, verifyCommand } from "../../src/security/commands.ts";
+import { createNonceSet, verifyCommand } from "../../src/ingest/frame/commands.ts";
 import { createFim, type Fim } from "./fim/fim.ts";
 import { defaultFimOptions, type FimOptions } from "./fim/config.ts";
 import { createPackageManagerDetector } from "./fim/package-manager.ts";

@@ -5,7 +5,7 @@
  */
 import { randomUUID, type KeyObject } from "node:crypto";
 import type { Sql } from "postgres";
-import { signCommand, type Command, type SignedCommand } from "./commands.ts";
+import { signCommand, type Command, type SignedCommand } from "../ingest/frame/commands.ts";
 
 export interface SecurityAuditEvent {
   actor: { type: "user" | "system"; id: string | number; name: string };

@@ -6,7 +6,7 @@
  *
  * Responses are JSON, or an HTML partial when the request comes from htmx (HX-Request: true).
  * Remediation, rollback and scans become commands signed with the server's command key
- * (src/security/commands.ts) and handed to `deps.dispatch`, which delivers them to the agent.
+ * (src/ingest/frame/commands.ts) and handed to `deps.dispatch`, which delivers them to the agent.
  */
 import { Elysia } from "elysia";
 import { issueCommand, type CommandDeps } from "./issue.ts";

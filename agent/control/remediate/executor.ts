@@ -1,6 +1,6 @@
 /**
  * The remediation executor inside Control. It acts only on a command that verifies against the
- * server's command key (src/security/commands.ts) and names an allowed action:
+ * server's command key (src/ingest/frame/commands.ts) and names an allowed action:
  *
  *   cis.remediate {controls: string[], dryRun: boolean}
  *     dry run: the exact diff (unified diff per file, plus mode/owner changes), nothing written.
@@ -16,7 +16,7 @@ import { dirname, join } from "node:path";
 import { CONTROLS, type Control } from "../../monitor/cis/controls.ts";
 import { evaluate, type CheckResult } from "../../monitor/cis/checks.ts";
 import { createOverlayFs, createRootFs, type PathState } from "../../monitor/cis/root-fs.ts";
-import { createNonceSet, verifyCommand, type Command, type NonceSet } from "../../../src/security/commands.ts";
+import { createNonceSet, verifyCommand, type Command, type NonceSet } from "../../../src/ingest/frame/commands.ts";
 import { planControl, PlanError } from "./plan.ts";
 import { unifiedDiff } from "./diff.ts";
 import { capture, loadSnapshot, restore, saveSnapshot, writeFileAtomic, type Snapshot } from "./snapshot.ts";

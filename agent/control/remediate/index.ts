@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { publicKeyFromBase64 } from "../../../src/security/commands.ts";
+import { publicKeyFromBase64 } from "../../../src/ingest/frame/commands.ts";
 import { createRemediator, type RemediationResult } from "./executor.ts";
 
 export function createControlSecurityHandler(o: { root: string; stateDir: string; agentId: number }): (signed: unknown) => RemediationResult {

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startSecurityMonitor } from "../../../agent/monitor/security-monitor.ts";
 import { createControlSecurityHandler } from "../../../agent/control/remediate/index.ts";
-import { signCommand } from "../../../src/security/commands.ts";
+import { signCommand } from "../../../src/ingest/frame/commands.ts";
 import type { SecurityEvent } from "../../../src/ingest/frame/frame.ts";
 import { makeCisRoot } from "../../support/cis-root.ts";
 

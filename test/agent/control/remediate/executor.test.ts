@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { createRemediator } from "../../../../agent/control/remediate/executor.ts";
 import { scanRoot } from "../../../../agent/monitor/cis/scan.ts";
-import { signCommand, type Command } from "../../../../src/security/commands.ts";
+import { signCommand, type Command } from "../../../../src/ingest/frame/commands.ts";
 import { makeCisRoot } from "../../../support/cis-root.ts";
 
 const server = generateKeyPairSync("ed25519");
