@@ -2,6 +2,7 @@
  * Composition root: read config, open the database, start partition upkeep, the console's
  * background work and the server; on SIGINT/SIGTERM stop them in reverse order.
  */
+import type { Sql } from "postgres";
 import { loadConfig } from "./config.ts";
 import { openDatabase } from "./db.ts";
 import { loadOrCreateCert } from "./tls/certs.ts";
@@ -14,6 +15,14 @@ import { createQueryRouter, routedRangeStore } from "./store/query-router.ts";
 import { postgresRangeStore } from "./store/range.ts";
 import { startClusterBus } from "./cluster/bus.ts";
 import { createIngestMetrics } from "./metrics/registry.ts";
+import { commandDispatcher, startCommandReplies } from "./cluster/command-replies.ts";
+import { loadOrCreateCommandKey } from "./security/command-key.ts";
+import { consumeScanEvents } from "./security/posture.ts";
+import { runAutoRemediation } from "./security/auto-remediate.ts";
+import { scoreHost } from "./security/score.ts";
+import type { CommandDeps } from "./security/issue.ts";
+import { securityConsoleRoutes } from "./web/security/routes.ts";
+import { audit } from "./audit/audit.ts";
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -49,11 +58,28 @@ async function main(): Promise<void> {
     pgLogsDays: config.retentionLogsDays,
     fleetSize: () => fleetSize,
   });
-  const consoleDeps = { sql: db.sql, config, dataDir: config.dataDir, serverFingerprint: cert.fingerprint, ranges: routedRangeStore(router) };
+  // Security: commands to agents are signed with the server's command key, travel down the
+  // agent's stream through whichever node holds it, and their answers come back the same way.
+  const commandKey = loadOrCreateCommandKey(config.dataDir);
+  const replies = await startCommandReplies(db.sql);
+  let bus: Awaited<ReturnType<typeof startClusterBus>> | undefined;
+  const commandDeps: CommandDeps = {
+    sql: db.sql,
+    commandKey: commandKey.privateKey,
+    audit: (e) => audit(db.sql, e).then(() => {}),
+    dispatch: (agentId, command) => commandDispatcher(bus!, replies)(agentId, command),
+  };
+  const securityDeps = { ...commandDeps, principal: async () => null };
+  const consoleDeps = {
+    sql: db.sql, config, dataDir: config.dataDir, serverFingerprint: cert.fingerprint,
+    ranges: routedRangeStore(router), extraRoutes: securityConsoleRoutes(securityDeps),
+  };
   const consoleRuntime = await startConsole(consoleDeps);
   const server = startServer({ config, sql: db.sql, cert, metrics, plugins: [consolePlugin(consoleDeps)], extraMetrics });
-  const bus = await startClusterBus({ sql: db.sql, streams: server.ingest.deps.streams!, directory: server.ingest.deps.directory });
+  bus = await startClusterBus({ sql: db.sql, streams: server.ingest.deps.streams!, directory: server.ingest.deps.directory });
+  server.ingest.deps.onCommandResult = (agentId, id, result) => replies.deliver(agentId, id, result);
   extraMetrics.push(...bus.metrics);
+  const securityJobs = startSecurityJobs(db.sql, commandDeps);
   console.log(`ServerMind listening on ${server.url} (TLS 1.3; HTTP/1.1, HTTP/2${config.http3 ? ", HTTP/3" : ""}, WSS)`);
   console.log(`server certificate SHA-256 fingerprint (pin it in agents): ${cert.fingerprint}`);
 
@@ -63,7 +89,9 @@ async function main(): Promise<void> {
     stopping = true;
     console.log(`${signal}: stopping`);
     const steps: Array<[string, () => unknown]> = [
-      ["cluster bus", () => bus.stop()],
+      ["security jobs", () => securityJobs.stop()],
+      ["command replies", () => replies.stop()],
+      ["cluster bus", () => bus!.stop()],
       ["server", () => server.stop()],
       ["ClickHouse tier", () => tier?.stop()],
       ["console", () => consoleRuntime.stop()],
@@ -84,6 +112,23 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+/** Turns shipped CIS scans into posture, runs enabled auto-remediation, and scores hosts. */
+function startSecurityJobs(sql: Sql, deps: CommandDeps) {
+  const every = (ms: number, job: () => Promise<unknown>, name: string) =>
+    setInterval(() => void job().catch((e) => console.error(`${name} failed: ${e instanceof Error ? e.message : e}`)), ms);
+  const timers = [
+    every(30_000, async () => {
+      await consumeScanEvents(sql);
+      await runAutoRemediation(deps);
+    }, "security posture job"),
+    every(15 * 60_000, async () => {
+      const agents = await sql<{ id: string }[]>`select id from agents where revoked_at is null`;
+      for (const a of agents) await scoreHost(sql, Number(a.id));
+    }, "security score job"),
+  ];
+  return { stop: () => timers.forEach(clearInterval) };
 }
 
 main().catch((e) => {

@@ -253,7 +253,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
 ];
 
 /** JSON bodies pass as they are; htmx form posts carry strings: "true"/"false" and comma lists. */
-function normalizeBody(body: unknown): Record<string, unknown> {
+export function normalizeBody(body: unknown): Record<string, unknown> {
   if (!body || typeof body !== "object" || Array.isArray(body)) return {};
   const out: Record<string, unknown> = { ...(body as Record<string, unknown>) };
   for (const k of ["dryRun", "enabled"]) if (out[k] === "true" || out[k] === "false") out[k] = out[k] === "true";

@@ -5,6 +5,7 @@ import type { Renderer } from "./render.ts";
 import type { SettingsStore } from "../settings/console-settings.ts";
 import type { SecretBox } from "../auth/secret-box.ts";
 import type { RangeStore } from "../store/range.ts";
+import type { ConsoleRoute } from "./route.ts";
 
 export interface ConsoleDeps {
   sql: Sql;
@@ -24,6 +25,11 @@ export interface ConsoleDeps {
    * composition root has one; PostgreSQL directly otherwise.
    */
   ranges?: RangeStore;
+  /**
+   * Routes of other features (security posture, remediation) served through the console's
+   * guard: session, permission, CSRF and dangerous-operation checks apply to them too.
+   */
+  extraRoutes?: ConsoleRoute[];
 }
 
 export interface ConsoleServices extends ConsoleDeps {

@@ -53,6 +53,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...sessionRoutes(s, pages),
     ...auditRoutes(s, pages),
     ...settingsRoutes(s, pages),
+    ...(s.extraRoutes ?? []),
   ];
 }
 
