@@ -4,7 +4,7 @@
  * database with every migration applied, so test files never see each other's rows.
  */
 import type { Sql } from "postgres";
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startEmbeddedPg, type EmbeddedPg } from "../../src/store/postgres/embedded.ts";
@@ -17,6 +17,7 @@ function baseServer() {
   server ??= (async () => {
     if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL };
     const dir = mkdtempSync(join(tmpdir(), "servermind-test-pg-"));
+    chmodSync(dir, 0o755); // the postgres user (when we run as root) must reach its data directory
     const embedded = await startEmbeddedPg({ dataDir: join(dir, "pg"), settings: { shared_buffers: "256MB", fsync: "off" } });
     return { url: embedded.url, embedded, dir };
   })();

@@ -47,6 +47,26 @@ export async function freePort(): Promise<number> {
   });
 }
 
+function urlFor(password: string, port: number): string {
+  return `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+}
+
+/** The port of a live postmaster for `dataDir`, read from its postmaster.pid, if there is one. */
+function runningInstance(dataDir: string): number | undefined {
+  const pidFile = join(dataDir, "postmaster.pid");
+  if (!existsSync(pidFile)) return undefined;
+  const lines = readFileSync(pidFile, "utf8").split("\n");
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!pid || !port) return undefined;
+  try {
+    process.kill(pid, 0);
+    return port;
+  } catch {
+    return undefined; // stale pid file: postgres removes it itself at start
+  }
+}
+
 export async function startEmbeddedPg(opts: EmbeddedPgOptions): Promise<EmbeddedPg> {
   const dataDir = resolve(opts.dataDir);
   mkdirSync(dirname(dataDir), { recursive: true });
@@ -57,6 +77,11 @@ export async function startEmbeddedPg(opts: EmbeddedPgOptions): Promise<Embedded
     password = randomBytes(24).toString("base64url");
     writeFileSync(secretFile, password + "\n", { mode: 0o600 });
     chmodSync(secretFile, 0o600);
+  }
+  const running = runningInstance(dataDir);
+  if (running) {
+    // Another process of ours (a server, or the CLI next to one) already runs this cluster.
+    return { url: urlFor(password, running), port: running, async stop() {} };
   }
   const port = await freePort();
   const settings = { ...INGEST_SETTINGS, ...opts.settings };
@@ -84,7 +109,7 @@ export async function startEmbeddedPg(opts: EmbeddedPgOptions): Promise<Embedded
         "; set DATABASE_URL to use an external server instead",
     );
   }
-  const url = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+  const url = urlFor(password, port);
   let stopped = false;
   return {
     url,

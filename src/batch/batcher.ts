@@ -1,0 +1,133 @@
+/**
+ * Group commit: frames from all agents join the open batch, which is flushed when it reaches
+ * `maxRows` or `maxBytes`, or `maxAgeMs` (with jitter) after its first frame, whichever comes
+ * first. At most `writers` batches are written at once; finished batches wait their turn in a
+ * queue whose size is bounded by `maxPendingBytes` together with the open batch: the gate asks
+ * `hasRoom()` before it admits a request, so memory stays bounded and nothing is dropped.
+ */
+import { Batch, type FrameStatus, type PendingFrame } from "./batch.ts";
+
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const systemClock: Clock = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
+};
+
+/** Writes one batch in one transaction and returns each frame's status, in order. */
+export type BatchWriter = (batch: Batch) => Promise<FrameStatus[]>;
+
+export interface BatcherOptions {
+  write: BatchWriter;
+  maxRows: number;
+  maxBytes: number;
+  maxAgeMs: number;
+  maxPendingBytes: number;
+  writers: number;
+  /** Attempts per batch before its frames are rejected (the agents resend them). */
+  attempts?: number;
+  clock?: Clock;
+  onFlush?: (reason: "rows" | "bytes" | "age", batch: Batch, ms: number) => void;
+  onError?: (err: unknown, attempt: number) => void;
+}
+
+export class Batcher {
+  private open: Batch | undefined;
+  private timer: unknown;
+  private queue: Batch[] = [];
+  private writing = 0;
+  private pending = 0;
+  private idleWaiters: Array<() => void> = [];
+  private readonly clock: Clock;
+
+  constructor(private readonly o: BatcherOptions) {
+    this.clock = o.clock ?? systemClock;
+  }
+
+  /** Bytes of frames accepted but not yet committed (open batch + queued + being written). */
+  get pendingBytes(): number {
+    return this.pending;
+  }
+
+  get queuedBatches(): number {
+    return this.queue.length + this.writing;
+  }
+
+  hasRoom(extraBytes = 0): boolean {
+    return this.pending + extraBytes <= this.o.maxPendingBytes;
+  }
+
+  /** Adds a frame; the promise settles when its batch commits (or finally fails). */
+  push(f: Omit<PendingFrame, "accept" | "reject">): Promise<FrameStatus> {
+    return new Promise<FrameStatus>((accept, reject) => {
+      const frame: PendingFrame = { ...f, accept, reject };
+      let b = this.open;
+      if (!b) {
+        b = this.open = new Batch(this.clock.now());
+        const jitter = 0.8 + Math.random() * 0.4;
+        this.timer = this.clock.setTimeout(() => this.flush("age"), Math.max(1, this.o.maxAgeMs * jitter));
+      }
+      b.add(frame);
+      this.pending += frame.bytes;
+      if (b.rows >= this.o.maxRows) this.flush("rows");
+      else if (b.bytes >= this.o.maxBytes) this.flush("bytes");
+    });
+  }
+
+  /** Closes the open batch and queues it for writing. */
+  flush(reason: "rows" | "bytes" | "age" = "age"): void {
+    const b = this.open;
+    if (!b) return;
+    this.open = undefined;
+    this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    this.o.onFlush?.(reason, b, 0);
+    this.queue.push(b);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.writing < this.o.writers && this.queue.length > 0) {
+      const b = this.queue.shift()!;
+      this.writing++;
+      void this.writeWithRetry(b).finally(() => {
+        this.writing--;
+        this.pending -= b.bytes;
+        this.pump();
+        if (this.writing === 0 && this.queue.length === 0 && !this.open) {
+          for (const w of this.idleWaiters.splice(0)) w();
+        }
+      });
+    }
+  }
+
+  private async writeWithRetry(b: Batch): Promise<void> {
+    const attempts = this.o.attempts ?? 3;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const statuses = await this.o.write(b);
+        b.accept(statuses);
+        return;
+      } catch (err) {
+        this.o.onError?.(err, attempt);
+        if (attempt >= attempts) {
+          b.reject(new Error(`store write failed after ${attempts} attempts: ${err instanceof Error ? err.message : err}`));
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 50 * attempt));
+      }
+    }
+  }
+
+  /** Flushes what is open and resolves when every accepted frame has been written or rejected. */
+  async drain(): Promise<void> {
+    this.flush("age");
+    if (this.writing === 0 && this.queue.length === 0) return;
+    await new Promise<void>((r) => this.idleWaiters.push(r));
+  }
+}

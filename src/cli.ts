@@ -1,0 +1,51 @@
+/**
+ * Admin commands against the configured database (embedded or DATABASE_URL):
+ *   bun src/cli.ts token create [--label TEXT] [--ttl-hours N]
+ *   bun src/cli.ts agent revoke ID
+ * The embedded database must not be in use by a running server when the CLI starts it;
+ * with a running server, point DATABASE_URL at the same PostgreSQL instead.
+ */
+import { loadConfig } from "./config.ts";
+import { openDatabase } from "./db.ts";
+import { createActivationToken, revokeAgent } from "./ingest/agent/enroll.ts";
+
+function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+const USAGE = "usage: servermind token create [--label TEXT] [--ttl-hours N] | agent revoke ID";
+
+async function run(args: string[]): Promise<number> {
+  const [noun, verb] = args;
+  if (!(noun === "token" && verb === "create") && !(noun === "agent" && verb === "revoke")) {
+    console.error(USAGE);
+    return 2;
+  }
+  const db = await openDatabase(loadConfig(), () => {});
+  try {
+    if (noun === "token") {
+      const ttl = Number(flag(args, "--ttl-hours") ?? 24);
+      if (!Number.isInteger(ttl) || ttl < 1 || ttl > 24 * 365) {
+        console.error("--ttl-hours must be a whole number from 1 to 8760");
+        return 2;
+      }
+      const t = await createActivationToken(db.sql, { label: flag(args, "--label"), createdBy: "cli", ttlHours: ttl });
+      console.log(t.token);
+      console.error(`activation token #${t.id}, single use, expires ${t.expiresAt.toISOString()}`);
+      return 0;
+    }
+    const id = Number(args[2]);
+    if (!Number.isInteger(id) || id < 1) {
+      console.error("agent revoke needs a numeric agent id");
+      return 2;
+    }
+    const ok = await revokeAgent(db.sql, id);
+    console.log(ok ? `agent ${id} revoked` : `agent ${id} not found or already revoked`);
+    return ok ? 0 : 1;
+  } finally {
+    await db.close();
+  }
+}
+
+process.exit(await run(process.argv.slice(2)));

@@ -1,0 +1,40 @@
+/** Opens the database the config names (or the embedded one) and brings its schema up to date. */
+import type { Sql } from "postgres";
+import { join } from "node:path";
+import type { Config } from "./config.ts";
+import { startEmbeddedPg, type EmbeddedPg } from "./store/postgres/embedded.ts";
+import { createPgClient } from "./store/postgres/client.ts";
+import { migrate } from "./store/postgres/migrate.ts";
+
+export interface Database {
+  sql: Sql;
+  embedded?: EmbeddedPg;
+  close(): Promise<void>;
+}
+
+export async function openDatabase(config: Config, log: (s: string) => void = console.log): Promise<Database> {
+  let url = config.databaseUrl;
+  let embedded: EmbeddedPg | undefined;
+  if (!url) {
+    embedded = await startEmbeddedPg({ dataDir: join(config.dataDir, "pg") });
+    url = embedded.url;
+    log(`embedded PostgreSQL running on 127.0.0.1:${embedded.port}, data in ${join(config.dataDir, "pg")}`);
+  }
+  const sql = createPgClient(url, config.dbPoolSize);
+  try {
+    const applied = await migrate(sql);
+    if (applied.length) log(`applied migrations ${applied.join(", ")}`);
+  } catch (e) {
+    await sql.end({ timeout: 5 });
+    await embedded?.stop();
+    throw e;
+  }
+  return {
+    sql,
+    embedded,
+    async close() {
+      await sql.end({ timeout: 5 });
+      await embedded?.stop();
+    },
+  };
+}

@@ -1,0 +1,131 @@
+/**
+ * Our agent's protocol, transport-independent: a buffer of frames in, acknowledgements out.
+ * Each frame is checked in order: header, agent, signature, replay, body. Valid frames join the
+ * batcher; the result waits until their batch commits. A bad frame is rejected alone: its
+ * valid neighbours in the same request are still stored and acknowledged.
+ */
+import { FrameError, FrameKind, type FrameLimits, type RejectCode } from "../frame/frame.ts";
+import { decodeFrameBody, splitFrames, verifyFrame } from "../frame/decode.ts";
+import { metricRows } from "../../store/postgres/writer.ts";
+import type { Batcher } from "../../batch/batcher.ts";
+import type { AgentDirectory } from "./directory.ts";
+import type { AgentState } from "../../store/postgres/agent-state.ts";
+import type { IngestMetrics } from "../../metrics/registry.ts";
+
+export interface Ack {
+  batch: number;
+  seq: number;
+  status: "ok" | "dup" | "seen";
+}
+
+export interface Reject {
+  batch: number | null;
+  seq: number | null;
+  code: RejectCode | "store_unavailable" | "busy";
+  message: string;
+}
+
+export interface IngestResult {
+  acks: Ack[];
+  rejects: Reject[];
+}
+
+export interface IngestDeps {
+  directory: AgentDirectory;
+  batcher: Batcher;
+  state: AgentState;
+  metrics: IngestMetrics;
+  limits: FrameLimits;
+}
+
+export const REJECT_STATUS: Record<Reject["code"], number> = {
+  truncated: 400,
+  bad_magic: 400,
+  bad_version: 400,
+  unknown_kind: 400,
+  bad_flags: 400,
+  bad_lz4: 400,
+  bad_msgpack: 400,
+  bad_body: 422,
+  too_large: 413,
+  unknown_agent: 401,
+  bad_signature: 401,
+  revoked_agent: 403,
+  replayed_seq: 409,
+  store_unavailable: 503,
+  busy: 503,
+};
+
+/** The HTTP status for a result: 200, or the status of its first rejection. */
+export function resultStatus(r: IngestResult): number {
+  return r.rejects.length ? REJECT_STATUS[r.rejects[0]!.code] : 200;
+}
+
+/** What the store must hold for `seenOnly` frames: nothing; they are acknowledged on receipt. */
+const SEEN_ONLY = new Set([FrameKind.Heartbeat]);
+
+export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport: string, expectAgent?: number): Promise<IngestResult> {
+  const { directory, batcher, state, metrics } = deps;
+  const started = performance.now();
+  const acks: Ack[] = [];
+  const rejects: Reject[] = [];
+  const waits: Promise<void>[] = [];
+  const reject = (code: Reject["code"], message: string, batch: number | null, seq: number | null) => {
+    metrics.rejects.inc({ reason: code });
+    rejects.push({ batch, seq, code, message });
+  };
+  metrics.bytes.inc({ transport }, buf.length);
+
+  for (const entry of splitFrames(buf, deps.limits)) {
+    if (entry.error) {
+      reject(entry.error.code, entry.error.message, entry.header?.batchId ?? null, entry.header?.seq ?? null);
+      continue;
+    }
+    const { header: h } = entry.frame;
+    try {
+      if (expectAgent !== undefined && h.agentId !== expectAgent) {
+        throw new FrameError("bad_signature", `frame for agent ${h.agentId} on a stream authenticated as agent ${expectAgent}`);
+      }
+      const agent = await directory.lookup(h.agentId);
+      if (!agent) throw new FrameError("unknown_agent", `agent ${h.agentId} is not enrolled`);
+      if (agent.revoked) throw new FrameError("revoked_agent", `agent ${h.agentId} has been revoked`);
+      if (!verifyFrame(entry.frame, agent.key)) throw new FrameError("bad_signature", `signature of frame seq ${h.seq} does not match agent ${h.agentId}'s key`);
+      if (!agent.replay.accept(h.seq)) throw new FrameError("replayed_seq", `sequence number ${h.seq} was already used or is older than the replay window (highest ${agent.replay.highest})`);
+      const data = decodeFrameBody(h, entry.frame.body);
+      if (data.kind === FrameKind.Hello) throw new FrameError("bad_body", "hello frames belong to the stream handshake, not to a batch");
+      state.touch(h.agentId, h.seq, transport);
+      metrics.frames.inc({ kind: String(data.kind) });
+      if (SEEN_ONLY.has(data.kind)) {
+        state.heartbeat(h.agentId, data.body as Record<string, unknown>);
+        acks.push({ batch: h.batchId, seq: h.seq, status: "seen" });
+        continue;
+      }
+      const rows = data.kind === FrameKind.Metrics ? metricRows(data.body) : h.items;
+      const ack: Ack = { batch: h.batchId, seq: h.seq, status: "ok" };
+      acks.push(ack);
+      const idx = acks.length - 1;
+      waits.push(
+        batcher
+          .push({ agentId: h.agentId, batchId: h.batchId, seq: h.seq, createdMs: h.createdMs, data, bytes: h.rawLength * 2 + 256, rows, receivedAt: started, transport })
+          .then(
+            (status) => {
+              ack.status = status;
+              if (status === "dup") metrics.duplicates.inc();
+              else if (data.kind === FrameKind.Metrics) metrics.samples.inc({}, h.items);
+              else if (data.kind === FrameKind.Logs) metrics.logLines.inc({}, h.items);
+            },
+            (err: Error) => {
+              acks[idx] = undefined as unknown as Ack;
+              reject("store_unavailable", err.message, h.batchId, h.seq);
+            },
+          ),
+      );
+    } catch (e) {
+      if (e instanceof FrameError) reject(e.code, e.message, h.batchId, h.seq);
+      else throw e;
+    }
+  }
+  await Promise.all(waits);
+  metrics.ackSeconds.observe((performance.now() - started) / 1000);
+  return { acks: acks.filter(Boolean), rejects };
+}

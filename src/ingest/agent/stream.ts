@@ -1,0 +1,118 @@
+/**
+ * The WebSocket transport of our agent's protocol (wss://host/api/v1/stream).
+ * On open the server sends a challenge nonce; the agent answers with a signed Hello frame that
+ * carries it, which authenticates the connection to one agent. After the server's "welcome",
+ * every binary message holds one or more frames and is answered by an "ack" message.
+ * When the gate is full, the frames of a message are rejected as "busy" and a "slow" message
+ * tells the agent how long to pause.
+ */
+import type { ServerWebSocket, WebSocketHandler } from "bun";
+import { randomBytes } from "node:crypto";
+import { FrameKind } from "../frame/frame.ts";
+import { decodeFrameBody, splitFrames, verifyFrame } from "../frame/decode.ts";
+import { ingestFrames, type IngestDeps, type Reject } from "./handler.ts";
+import { Busy, type Gate } from "../gate.ts";
+
+export interface StreamData {
+  kind: "agent-stream";
+  nonce: string;
+  agentId?: number;
+  transport: string;
+  inFlight: number;
+}
+
+export interface StreamDeps extends IngestDeps {
+  gate: Gate;
+  /** Messages processed at once per connection before the agent is told to slow down. */
+  maxInFlight?: number;
+}
+
+function send(ws: ServerWebSocket<StreamData>, msg: unknown): void {
+  ws.send(JSON.stringify(msg));
+}
+
+function busyRejects(buf: Uint8Array, deps: IngestDeps, message: string): Reject[] {
+  return splitFrames(buf, deps.limits).map((e) => ({
+    batch: (e.frame?.header ?? e.header)?.batchId ?? null,
+    seq: (e.frame?.header ?? e.header)?.seq ?? null,
+    code: "busy" as Reject["code"],
+    message,
+  }));
+}
+
+async function authenticate(ws: ServerWebSocket<StreamData>, deps: StreamDeps, buf: Uint8Array): Promise<void> {
+  const entries = splitFrames(buf, deps.limits);
+  const f = entries.length === 1 ? entries[0]!.frame : undefined;
+  const fail = (message: string) => {
+    deps.metrics.rejects.inc({ reason: "bad_hello" });
+    send(ws, { type: "error", code: "bad_hello", message });
+    ws.close(4401, "authentication failed");
+  };
+  if (!f || f.header.kind !== FrameKind.Hello) return fail("the first message must be exactly one Hello frame");
+  const agent = await deps.directory.lookup(f.header.agentId);
+  if (!agent) return fail(`agent ${f.header.agentId} is not enrolled`);
+  if (agent.revoked) return fail(`agent ${f.header.agentId} has been revoked`);
+  if (!verifyFrame(f, agent.key)) return fail("hello signature does not match the agent's key");
+  if (!agent.replay.accept(f.header.seq)) return fail(`hello sequence number ${f.header.seq} was already used`);
+  let nonce: string;
+  try {
+    const body = decodeFrameBody(f.header, f.body);
+    nonce = (body.body as { nonce: string }).nonce;
+  } catch (e) {
+    return fail(`hello body is invalid: ${e instanceof Error ? e.message : e}`);
+  }
+  if (nonce !== ws.data.nonce) return fail("hello does not carry this connection's challenge nonce");
+  ws.data.agentId = f.header.agentId;
+  deps.state.touch(f.header.agentId, f.header.seq, ws.data.transport);
+  send(ws, { type: "welcome", agentId: f.header.agentId });
+}
+
+export function createStreamHandler(deps: StreamDeps): WebSocketHandler<StreamData> {
+  const maxInFlight = deps.maxInFlight ?? 16;
+  return {
+    maxPayloadLength: deps.limits.maxBodyBytes + 1024,
+    idleTimeout: 120,
+    perMessageDeflate: false,
+    open(ws) {
+      ws.data.nonce = randomBytes(24).toString("base64url");
+      send(ws, { type: "challenge", nonce: ws.data.nonce });
+    },
+    async message(ws, msg) {
+      if (typeof msg === "string") {
+        send(ws, { type: "error", code: "bad_message", message: "frames travel in binary messages" });
+        return;
+      }
+      const buf = new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength);
+      try {
+        if (ws.data.agentId === undefined) return await authenticate(ws, deps, buf);
+        if (ws.data.inFlight >= maxInFlight) {
+          deps.metrics.busy.inc({ transport: "wss" });
+          send(ws, { type: "ack", acks: [], rejects: busyRejects(buf, deps, `more than ${maxInFlight} messages in flight on this stream`) });
+          send(ws, { type: "slow", retryAfterMs: 500 });
+          return;
+        }
+        let release: () => void;
+        try {
+          release = await deps.gate.acquire();
+        } catch (e) {
+          if (!(e instanceof Busy)) throw e;
+          deps.metrics.busy.inc({ transport: "wss" });
+          send(ws, { type: "ack", acks: [], rejects: busyRejects(buf, deps, e.message) });
+          send(ws, { type: "slow", retryAfterMs: e.retryAfterS * 1000 });
+          return;
+        }
+        ws.data.inFlight++;
+        try {
+          const r = await ingestFrames(deps, buf, ws.data.transport, ws.data.agentId);
+          send(ws, { type: "ack", ...r });
+        } finally {
+          ws.data.inFlight--;
+          release();
+        }
+      } catch (e) {
+        console.error(`stream message failed: ${e instanceof Error ? e.stack : e}`);
+        send(ws, { type: "error", code: "internal", message: "internal error; frames in this message were not stored" });
+      }
+    },
+  };
+}

@@ -1,0 +1,67 @@
+/**
+ * Builds the ingest data path from its parts, in data-path order, and stops it in reverse:
+ * gate -> frame decode (handler) -> batcher -> PostgreSQL writer -> ack.
+ */
+import type { Sql } from "postgres";
+import type { Config } from "../config.ts";
+import { Batcher } from "../batch/batcher.ts";
+import { createPgWriter } from "../store/postgres/writer.ts";
+import { AgentState } from "../store/postgres/agent-state.ts";
+import { AgentDirectory } from "./agent/directory.ts";
+import { Gate } from "./gate.ts";
+import { DEFAULT_LIMITS, type FrameLimits } from "./frame/frame.ts";
+import { createIngestMetrics, Gauge, type IngestMetrics } from "../metrics/registry.ts";
+import type { IngestDeps } from "./agent/handler.ts";
+import type { StreamDeps } from "./agent/stream.ts";
+
+export interface Ingest {
+  deps: StreamDeps;
+  gauges: Gauge[];
+  stop(): Promise<void>;
+}
+
+export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = createIngestMetrics()): Ingest {
+  const limits: FrameLimits = { ...DEFAULT_LIMITS, maxBodyBytes: Math.min(DEFAULT_LIMITS.maxBodyBytes, config.maxRequestBytes) };
+  const state = new AgentState(sql);
+  const directory = new AgentDirectory(sql);
+  const pgWrite = createPgWriter({ sql, latest: state });
+  const batcher = new Batcher({
+    write: async (b) => {
+      const t = performance.now();
+      try {
+        return await pgWrite(b);
+      } finally {
+        metrics.copySeconds.observe((performance.now() - t) / 1000);
+        metrics.flushSeconds.observe((performance.now() - b.openedAt) / 1000);
+      }
+    },
+    maxRows: config.batchMaxRows,
+    maxBytes: Math.max(1 << 20, config.maxPendingBytes / (config.writers * 4)),
+    maxAgeMs: config.batchMaxAgeMs,
+    maxPendingBytes: config.maxPendingBytes,
+    writers: config.writers,
+    onFlush: (reason) => metrics.flushes.inc({ trigger: reason }),
+    onError: (err, attempt) => {
+      metrics.writeErrors.inc({ store: "postgres" });
+      console.error(`store write failed (attempt ${attempt}): ${err instanceof Error ? err.message : err}`);
+    },
+  });
+  const gate = new Gate({ maxConcurrent: 64, maxWaitMs: 2000, maxWaiters: 1024, hasRoom: () => batcher.hasRoom() });
+  state.start();
+  const deps: StreamDeps & IngestDeps = { directory, batcher, state, metrics, limits, gate };
+  const gauges = [
+    new Gauge("batch_pending_bytes", "Bytes of accepted frames not yet committed.", () => batcher.pendingBytes),
+    new Gauge("batch_queue_depth", "Batches queued or being written.", () => batcher.queuedBatches),
+    new Gauge("ingest_gate_in_use", "Ingest slots in use.", () => gate.used),
+    new Gauge("ingest_gate_capacity", "Ingest slots in all.", () => gate.capacity),
+    new Gauge("ingest_gate_waiting", "Requests waiting for an ingest slot.", () => gate.waiting),
+  ];
+  return {
+    deps,
+    gauges,
+    async stop() {
+      await batcher.drain();
+      await state.stop();
+    },
+  };
+}

@@ -1,0 +1,85 @@
+/**
+ * One TLS 1.3 port: HTTPS (HTTP/1.1 and HTTP/2), HTTP/3 over QUIC on the same port number, and
+ * WebSocket over TLS for the agent stream. HTTP goes to the Elysia app; the stream upgrade is
+ * taken here so the ingest path stays plain functions.
+ */
+import type { Server } from "bun";
+import type { Sql } from "postgres";
+import type { AnyElysia } from "elysia";
+import type { Config } from "./config.ts";
+import { createApp } from "./app.ts";
+import { createIngest, type Ingest } from "./ingest/service.ts";
+import { ingestRoutes } from "./ingest/routes.ts";
+import { createStreamHandler, type StreamData } from "./ingest/agent/stream.ts";
+import { setClientIp } from "./http/client-ip.ts";
+import type { ServerCert } from "./tls/certs.ts";
+
+/** TLS 1.3 (0x0304): older handshakes are refused with a protocol_version alert. */
+export const TLS_MIN_VERSION = 0x0304;
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  fingerprint: string;
+  ingest: Ingest;
+  server: Server<StreamData>;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  config: Config;
+  sql: Sql;
+  cert: ServerCert;
+  /** Extra feature plugins (console, downloads), mounted after ingest. */
+  plugins?: AnyElysia[];
+}
+
+export function startServer(o: StartOptions): RunningServer {
+  const ingest = createIngest(o.sql, o.config);
+  const app = createApp([
+    ingestRoutes({ sql: o.sql, ingest, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes }),
+    ...(o.plugins ?? []),
+  ]);
+  let altSvc = "";
+  const server = Bun.serve<StreamData>({
+    hostname: o.config.host,
+    port: o.config.port,
+    tls: { cert: o.cert.cert, key: o.cert.key, minVersion: TLS_MIN_VERSION } as Bun.TLSOptions,
+    http2: true,
+    http3: o.config.http3,
+    maxRequestBodySize: o.config.maxRequestBytes,
+    idleTimeout: 60,
+    async fetch(req, srv) {
+      setClientIp(req, srv.requestIP(req)?.address);
+      const url = new URL(req.url);
+      if (url.pathname === "/api/v1/stream") {
+        const ok = srv.upgrade(req, { data: { kind: "agent-stream", nonce: "", transport: "wss", inFlight: 0 } });
+        if (ok) return undefined;
+        return new Response(JSON.stringify({ error: { code: "upgrade_required", message: "this endpoint takes a WebSocket upgrade" } }), {
+          status: 426,
+          headers: { "content-type": "application/json" },
+        });
+      }
+      const res = await app.handle(req);
+      if (altSvc) res.headers.set("alt-svc", altSvc);
+      return res;
+    },
+    websocket: createStreamHandler(ingest.deps),
+  });
+  const port = server.port!;
+  if (o.config.http3) altSvc = `h3=":${port}"; ma=86400`;
+  const host = o.config.host === "0.0.0.0" || o.config.host === "::" ? "127.0.0.1" : o.config.host;
+  return {
+    url: `https://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    port,
+    fingerprint: o.cert.fingerprint,
+    ingest,
+    server,
+    async stop() {
+      // Finish requests in flight (their acks wait for commits), then cut what remains.
+      await Promise.race([server.stop(false), Bun.sleep(5000)]);
+      await server.stop(true);
+      await ingest.stop();
+    },
+  };
+}

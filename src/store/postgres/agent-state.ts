@@ -1,0 +1,120 @@
+/**
+ * Derived per-agent state that need not be written with every batch: last seen, highest
+ * sequence number, transport, the last heartbeat and the latest value of every series.
+ * Kept in memory and written every `intervalMs` in three statements, so that concurrent
+ * batch transactions never contend for the agents row.
+ */
+import type { Sql } from "postgres";
+import type { MetricsBody } from "../../ingest/frame/frame.ts";
+import type { LatestSink } from "./writer.ts";
+
+interface Activity {
+  seen: number;
+  seq: number;
+  transport: string;
+}
+
+export class AgentState implements LatestSink {
+  private activity = new Map<number, Activity>();
+  private heartbeats = new Map<number, Record<string, unknown>>();
+  private latest = new Map<number, { ts: number; values: Map<string, number> }>();
+  private dirtyLatest = new Set<number>();
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private flushing: Promise<void> | undefined;
+
+  constructor(private readonly sql: Sql, private readonly intervalMs = 2000) {}
+
+  start(): void {
+    this.timer ??= setInterval(() => void this.flush().catch((e) => console.error(`agent state flush failed: ${e.message}`)), this.intervalMs);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.flush();
+  }
+
+  touch(agentId: number, seq: number, transport: string): void {
+    const a = this.activity.get(agentId);
+    if (a) {
+      a.seen = Date.now();
+      if (seq > a.seq) a.seq = seq;
+      a.transport = transport;
+    } else this.activity.set(agentId, { seen: Date.now(), seq, transport });
+  }
+
+  heartbeat(agentId: number, body: Record<string, unknown>): void {
+    this.heartbeats.set(agentId, body);
+  }
+
+  metrics(agentId: number, b: MetricsBody): void {
+    let l = this.latest.get(agentId);
+    if (!l) this.latest.set(agentId, (l = { ts: 0, values: new Map() }));
+    const nts = b.ts.length;
+    let last = 0;
+    for (let i = 1; i < nts; i++) if (b.ts[i]! > b.ts[last]!) last = i;
+    const ts = b.ts[last]!;
+    if (ts < l.ts) return; // an older batch replayed from a spool
+    l.ts = ts;
+    for (let s = 0; s < b.names.length; s++) {
+      // the newest non-missing value of this series in the frame
+      for (let t = nts - 1; t >= 0; t--) {
+        const v = b.values[s * nts + t]!;
+        if (!Number.isNaN(v)) {
+          l.values.set(b.names[s]!, v);
+          break;
+        }
+      }
+    }
+    this.dirtyLatest.add(agentId);
+  }
+
+  async flush(): Promise<void> {
+    while (this.flushing) await this.flushing;
+    this.flushing = this.write().finally(() => (this.flushing = undefined));
+    await this.flushing;
+  }
+
+  private async write(): Promise<void> {
+    if (this.activity.size) {
+      const rows = [...this.activity.entries()].sort((a, b) => a[0] - b[0]);
+      this.activity.clear();
+      await this.sql`
+        update agents a set last_seen = to_timestamp(v.seen / 1000.0),
+          last_seq = greatest(a.last_seq, v.seq), transport = v.transport
+        from unnest(${rows.map((r) => r[0])}::int8[], ${rows.map((r) => r[1].seen)}::float8[],
+                    ${rows.map((r) => r[1].seq)}::int8[], ${rows.map((r) => r[1].transport)}::text[])
+          as v(id, seen, seq, transport)
+        where a.id = v.id`;
+    }
+    if (this.heartbeats.size) {
+      const rows = [...this.heartbeats.entries()].sort((a, b) => a[0] - b[0]);
+      this.heartbeats.clear();
+      await this.sql`
+        update agents a set status = v.status::jsonb
+        from unnest(${rows.map((r) => r[0])}::int8[], ${rows.map((r) => JSON.stringify(r[1]))}::text[]) as v(id, status)
+        where a.id = v.id`;
+    }
+    if (this.dirtyLatest.size) {
+      const ids = [...this.dirtyLatest].sort((a, b) => a - b);
+      this.dirtyLatest.clear();
+      const ts: number[] = [];
+      const names: string[] = [];
+      const vals: string[] = [];
+      for (const id of ids) {
+        const l = this.latest.get(id)!;
+        ts.push(l.ts);
+        names.push(JSON.stringify([...l.values.keys()]));
+        vals.push(JSON.stringify([...l.values.values()]));
+      }
+      await this.sql`
+        insert into metric_latest (agent_id, ts, names, vals)
+        select v.id, to_timestamp(v.ts / 1000.0),
+          array(select jsonb_array_elements_text(v.names::jsonb)),
+          array(select (jsonb_array_elements_text(v.vals::jsonb))::float8)
+        from unnest(${ids}::int8[], ${ts}::float8[], ${names}::text[], ${vals}::text[]) as v(id, ts, names, vals)
+        join agents a on a.id = v.id
+        on conflict (agent_id) do update set ts = excluded.ts, names = excluded.names, vals = excluded.vals`;
+    }
+  }
+}

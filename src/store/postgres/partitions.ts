@@ -1,0 +1,94 @@
+/**
+ * Daily range partitions for the time-series tables: created ahead of time (rows that arrive
+ * early or late land in the table's default partition and are moved when their day's
+ * partition is created), dropped whole once past retention.
+ */
+import type { Sql } from "postgres";
+
+export interface PartitionedTable {
+  table: string;
+  column: string;
+  retentionDays: number;
+}
+
+const DAY = 86_400_000;
+
+function dayName(table: string, t: number): string {
+  return `${table}_p${new Date(t).toISOString().slice(0, 10).replace(/-/g, "")}`;
+}
+
+function iso(t: number): string {
+  return new Date(t).toISOString().slice(0, 10);
+}
+
+export async function listPartitions(sql: Sql, table: string): Promise<string[]> {
+  const rows = await sql<{ name: string }[]>`
+    select c.relname as name from pg_inherits i
+    join pg_class c on c.oid = i.inhrelid join pg_class p on p.oid = i.inhparent
+    where p.relname = ${table} order by 1`;
+  return rows.map((r) => r.name);
+}
+
+/** Ensures partitions from `now - retention` to `now + aheadDays`; returns those created. */
+export async function ensurePartitions(sql: Sql, t: PartitionedTable, now = Date.now(), aheadDays = 2): Promise<string[]> {
+  const have = new Set(await listPartitions(sql, t.table));
+  const created: string[] = [];
+  const first = Math.floor(now / DAY) * DAY - t.retentionDays * DAY;
+  const last = Math.floor(now / DAY) * DAY + aheadDays * DAY;
+  for (let d = first; d <= last; d += DAY) {
+    const name = dayName(t.table, d);
+    if (have.has(name)) continue;
+    await sql.begin(async (tx) => {
+      await tx.unsafe(`create table ${name} (like ${t.table} including defaults including constraints)`);
+      // Rows that arrived before this partition existed sit in the default partition.
+      await tx.unsafe(
+        `with moved as (delete from ${t.table}_default where ${t.column} >= $1 and ${t.column} < $2 returning *)
+         insert into ${name} select * from moved`,
+        [iso(d), iso(d + DAY)],
+      );
+      await tx.unsafe(`alter table ${t.table} attach partition ${name} for values from ('${iso(d)}') to ('${iso(d + DAY)}')`);
+    });
+    created.push(name);
+  }
+  return created;
+}
+
+/** Drops partitions that end before `now - retention` and purges old rows from the default one. */
+export async function dropExpired(sql: Sql, t: PartitionedTable, now = Date.now()): Promise<string[]> {
+  const cutoff = Math.floor(now / DAY) * DAY - t.retentionDays * DAY;
+  const dropped: string[] = [];
+  for (const name of await listPartitions(sql, t.table)) {
+    const m = /_p(\d{4})(\d{2})(\d{2})$/.exec(name);
+    if (!m) continue;
+    const start = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+    if (start + DAY <= cutoff) {
+      await sql.unsafe(`drop table ${name}`);
+      dropped.push(name);
+    }
+  }
+  await sql.unsafe(`delete from ${t.table}_default where ${t.column} < $1`, [new Date(cutoff).toISOString()]);
+  return dropped;
+}
+
+export function timeSeriesTables(metricsDays: number, logsDays: number): PartitionedTable[] {
+  return [
+    { table: "metric_blocks", column: "t0", retentionDays: metricsDays },
+    { table: "logs", column: "ts", retentionDays: logsDays },
+    { table: "security_events", column: "ts", retentionDays: Math.max(metricsDays, 90) },
+  ];
+}
+
+/** Runs partition upkeep now and then every `everyMs`; returns a stop function. */
+export function startPartitionUpkeep(sql: Sql, tables: PartitionedTable[], everyMs = 3_600_000): { ready: Promise<void>; stop(): void } {
+  const run = async () => {
+    for (const t of tables) {
+      await ensurePartitions(sql, t);
+      await dropExpired(sql, t);
+    }
+    const keep = Math.max(...tables.map((t) => t.retentionDays));
+    await sql`delete from ingest_batches where committed_at < now() - make_interval(days => ${keep})`;
+  };
+  const ready = run();
+  const timer = setInterval(() => void run().catch((e) => console.error(`partition upkeep failed: ${e.message}`)), everyMs);
+  return { ready, stop: () => clearInterval(timer) };
+}

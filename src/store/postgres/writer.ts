@@ -1,0 +1,199 @@
+/**
+ * The PostgreSQL store writer: one transaction per batch. It first records every frame's
+ * (agent, batch id) in ingest_batches; frames whose batch is already there are duplicates and
+ * add no rows. The rest go in with binary COPY (metrics, logs, security events) and small
+ * statements (inventory). The promise resolves only after COMMIT, which is what an ack means.
+ */
+import type { Sql, TransactionSql } from "postgres";
+import { createHash } from "node:crypto";
+import { once } from "node:events";
+import type { Writable } from "node:stream";
+import type { Batch, FrameStatus, PendingFrame } from "../../batch/batch.ts";
+import { FrameKind, type LogsBody, type MetricsBody, type SecurityEvent } from "../../ingest/frame/frame.ts";
+import { CopyWriter } from "./copy-binary.ts";
+import { SeriesCache } from "./series.ts";
+
+/** Series per metric_blocks row: 10 series x 10 timestamps = 100 samples (docs/architecture.md). */
+export const SERIES_PER_ROW = 10;
+
+export interface LatestSink {
+  /** Called after commit with each stored metrics frame, for the latest-values table. */
+  metrics(agentId: number, body: MetricsBody): void;
+}
+
+export interface PgWriterOptions {
+  sql: Sql;
+  series?: SeriesCache;
+  latest?: LatestSink;
+}
+
+async function copyInto(tx: TransactionSql, target: string, bytes: Uint8Array): Promise<void> {
+  const stream: Writable = await tx.unsafe(`copy ${target} from stdin (format binary)`).writable();
+  const done = once(stream, "finish");
+  stream.end(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  await done;
+}
+
+/** Rows a metrics frame produces in metric_blocks. */
+export function metricRows(b: MetricsBody): number {
+  return Math.ceil(b.names.length / SERIES_PER_ROW);
+}
+
+export function encodeMetricBlocks(w: CopyWriter, agentId: number, b: MetricsBody, ids: (name: string) => number): void {
+  const nts = b.ts.length;
+  if (nts === 0 || b.names.length === 0) return;
+  let t0 = b.ts[0]!;
+  let t1 = t0;
+  for (let i = 1; i < nts; i++) {
+    const t = b.ts[i]!;
+    if (t < t0) t0 = t;
+    if (t > t1) t1 = t;
+  }
+  const off = new Int32Array(nts);
+  for (let i = 0; i < nts; i++) off[i] = b.ts[i]! - t0;
+  const sids = new Int32Array(b.names.length);
+  for (let s = 0; s < b.names.length; s++) sids[s] = ids(b.names[s]!);
+  for (let g = 0; g < b.names.length; g += SERIES_PER_ROW) {
+    const n = Math.min(SERIES_PER_ROW, b.names.length - g);
+    w.row(6);
+    w.int8(agentId);
+    w.timestamptz(t0);
+    w.timestamptz(t1);
+    w.int4Array(off);
+    w.int4Array(sids, g, n);
+    w.float8Array(b.values, g * nts, n * nts);
+  }
+}
+
+export function encodeLogs(w: CopyWriter, agentId: number, b: LogsBody): void {
+  for (let i = 0; i < b.messages.length; i++) {
+    w.row(5);
+    w.int8(agentId);
+    w.timestamptz(b.ts[i]!);
+    w.int2(b.severity[i]!);
+    w.text(b.sources[b.sourceIndex[i]!]!);
+    w.text(b.messages[i]!);
+  }
+}
+
+const JSONB_V1 = Uint8Array.of(1);
+
+export function encodeSecurity(w: CopyWriter, agentId: number, events: SecurityEvent[]): void {
+  for (const e of events) {
+    w.row(6);
+    w.int8(agentId);
+    w.timestamptz(e.ts);
+    w.text(e.type);
+    w.int2(e.severity);
+    if (e.path === undefined) w.null();
+    else w.text(e.path);
+    if (e.data === undefined) w.null();
+    else w.bytes(Buffer.concat([JSONB_V1, Buffer.from(JSON.stringify(e.data))]));
+  }
+}
+
+/** Keys are sorted so the same inventory always hashes the same. */
+function stableJson(v: unknown): string {
+  return JSON.stringify(v, (_k, val) =>
+    val && typeof val === "object" && !Array.isArray(val) && !(val instanceof Uint8Array)
+      ? Object.fromEntries(Object.keys(val).sort().map((k) => [k, (val as Record<string, unknown>)[k]]))
+      : val instanceof Uint8Array ? Buffer.from(val).toString("base64") : val,
+  );
+}
+
+export function createPgWriter(o: PgWriterOptions) {
+  const series = o.series ?? new SeriesCache();
+  // One set of COPY buffers per concurrent transaction, reused.
+  const spare: Array<{ metrics: CopyWriter; logs: CopyWriter; security: CopyWriter }> = [];
+
+  return async function writeBatch(batch: Batch): Promise<FrameStatus[]> {
+    const frames = batch.frames;
+    const metricFrames = frames.filter((f) => f.data.kind === FrameKind.Metrics);
+    if (metricFrames.length > 0) {
+      await series.resolve(
+        o.sql,
+        metricFrames.map((f) => ({ agentId: f.agentId, names: (f.data.body as MetricsBody).names })),
+      );
+    }
+    const bufs = spare.pop() ?? { metrics: new CopyWriter(), logs: new CopyWriter(1 << 16), security: new CopyWriter(1 << 12) };
+    const statuses: FrameStatus[] = new Array(frames.length).fill("dup");
+    try {
+      await o.sql.begin(async (tx) => {
+        const agentIds = frames.map((f) => f.agentId);
+        const batchIds = frames.map((f) => f.batchId);
+        const kinds = frames.map((f) => f.data.kind);
+        const fresh = await tx<{ agent_id: string; batch_id: string }[]>`
+          insert into ingest_batches (agent_id, batch_id, kind)
+          select * from unnest(${agentIds}::int8[], ${batchIds}::int8[], ${kinds}::int2[])
+          on conflict do nothing returning agent_id, batch_id`;
+        const isNew = new Set(fresh.map((r) => `${r.agent_id}:${r.batch_id}`));
+        const stored: PendingFrame[] = [];
+        frames.forEach((f, i) => {
+          const k = `${f.agentId}:${f.batchId}`;
+          if (isNew.has(k)) {
+            isNew.delete(k); // a second copy of the same batch in this transaction is a duplicate
+            statuses[i] = "ok";
+            stored.push(f);
+          }
+        });
+        const m = bufs.metrics.begin();
+        const l = bufs.logs.begin();
+        const s = bufs.security.begin();
+        let nm = 0, nl = 0, ns = 0;
+        const inventories: PendingFrame[] = [];
+        for (const f of stored) {
+          switch (f.data.kind) {
+            case FrameKind.Metrics: {
+              const idsOf = (name: string) => series.get(f.agentId, name)!;
+              encodeMetricBlocks(m, f.agentId, f.data.body, idsOf);
+              nm++;
+              break;
+            }
+            case FrameKind.Logs:
+              encodeLogs(l, f.agentId, f.data.body);
+              nl++;
+              break;
+            case FrameKind.SecurityEvents:
+              encodeSecurity(s, f.agentId, f.data.body.events);
+              ns++;
+              break;
+            case FrameKind.Inventory:
+              inventories.push(f);
+              break;
+            default:
+              break; // heartbeats are applied to agents.status by the agent-state flusher
+          }
+        }
+        const copies: Promise<void>[] = [];
+        if (nm) copies.push(copyInto(tx, "metric_blocks (agent_id, t0, t1, ts_off, series, vals)", m.end()));
+        if (nl) copies.push(copyInto(tx, "logs (agent_id, ts, severity, source, message)", l.end()));
+        if (ns) copies.push(copyInto(tx, "security_events (agent_id, ts, type, severity, path, data)", s.end()));
+        await Promise.all(copies);
+        for (const f of inventories) {
+          const json = stableJson(f.data.body);
+          const hash = createHash("sha256").update(json).digest();
+          const at = new Date(f.createdMs);
+          const changed = await tx`
+            insert into inventory_current (agent_id, collected_at, hash, data)
+            values (${f.agentId}, ${at}, ${hash}, (${json}::text)::jsonb)
+            on conflict (agent_id) do update set collected_at = excluded.collected_at, hash = excluded.hash, data = excluded.data
+              where inventory_current.hash is distinct from excluded.hash
+            returning 1`;
+          if (changed.length) {
+            await tx`insert into inventory_history (agent_id, collected_at, hash, data) values (${f.agentId}, ${at}, ${hash}, (${json}::text)::jsonb)`;
+          } else {
+            await tx`update inventory_current set collected_at = ${at} where agent_id = ${f.agentId}`;
+          }
+        }
+      });
+    } finally {
+      spare.push(bufs);
+    }
+    if (o.latest) {
+      frames.forEach((f, i) => {
+        if (statuses[i] === "ok" && f.data.kind === FrameKind.Metrics) o.latest!.metrics(f.agentId, f.data.body);
+      });
+    }
+    return statuses;
+  };
+}
