@@ -31,6 +31,8 @@ export interface SpoolOptions {
   maxBytes: number;
   /** Sequence numbers reserved per write of the counter (default 256). */
   seqBlock?: number;
+  /** Clock in ms; seeds the sequence counter of a new spool. */
+  now?: () => number;
 }
 
 export interface Spool {
@@ -80,6 +82,10 @@ export function createSpool(opts: SpoolOptions): Spool {
 
   const seqBlock = opts.seqBlock ?? 256;
   // Everything below the stored mark may have been used before a crash; start above it.
+  // A new spool starts at now * 1000, so a spool recreated under the same identity (deleted,
+  // restored from an old backup) still starts above every number the agent sent before,
+  // unless it sent more than 1000 frames per millisecond of its life.
+  if (meta("seq_reserved") === 0) setMeta.run("seq_reserved", (opts.now ?? Date.now)() * 1000);
   let seq = meta("seq_reserved");
   let seqReserved = seq;
 
