@@ -92,7 +92,9 @@ export function agentPaths(c: Pick<AgentConfig, "stateDir" | "runDir">) {
     secretFile: join(platformDir, "machine.secret"),
     spoolDb: join(platformDir, "spool.db"),
     collectorDir: join(c.stateDir, "collector"),
-    statusFile: join(c.stateDir, "status.json"),
+    /** Written by Platform (its directory, so root or the Platform user reads it). */
+    statusFile: join(platformDir, "status.json"),
+    monitorDir: join(c.stateDir, "monitor"),
     supervisorFile: join(c.stateDir, "supervisor.json"),
     /** Collector -> Platform; the directory's group is the Collector's, so no one else can reach it. */
     collectorSocket: join(c.runDir, "collector", "platform.sock"),

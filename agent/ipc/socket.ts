@@ -80,7 +80,10 @@ export interface IpcServer {
   stop(): void;
 }
 
-/** Serves requests on `path`; `handle` returns the reply (without id). Socket mode 0660. */
+/**
+ * Serves requests on `path`; `handle` returns the reply (without id). The socket file is 0666:
+ * its directory (0750, group = the one intended client) is what keeps everyone else out.
+ */
 export function listenIpc(path: string, handle: (m: Message) => Promise<Message> | Message): IpcServer {
   if (existsSync(path)) unlinkSync(path);
   const server: UnixSocketListener<Conn> = Bun.listen<Conn>({
@@ -110,7 +113,7 @@ export function listenIpc(path: string, handle: (m: Message) => Promise<Message>
       error() {},
     },
   });
-  chmodSync(path, 0o660);
+  chmodSync(path, 0o666);
   return { stop: () => server.stop(true) };
 }
 

@@ -4,13 +4,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectIpc, createMessageReader, encodeMessage, listenIpc, MAX_MESSAGE } from "../../../agent/ipc/socket.ts";
 
-test("requests get their own replies, binary bodies intact, socket mode 0660", async () => {
+test("requests get their own replies, binary bodies intact, socket file mode 0666 (the directory decides who connects)", async () => {
   const path = join(mkdtempSync(join(tmpdir(), "sm-ipc-")), "p.sock");
   const server = listenIpc(path, async (m) => {
     if (m.t === "slow") await Bun.sleep(30);
     return { t: "echo", n: (m.body as Uint8Array).length, first: (m.body as Uint8Array)[0] };
   });
-  expect(statSync(path).mode & 0o777).toBe(0o660);
+  expect(statSync(path).mode & 0o777).toBe(0o666);
   const c = await connectIpc(path);
   const big = new Uint8Array(3 << 20).fill(7);
   const [a, b] = await Promise.all([c.request({ t: "slow", body: Uint8Array.of(1, 2) }), c.request({ t: "x", body: big })]);
