@@ -188,5 +188,6 @@ if (import.meta.main) {
     console.error(`unhandled rejection: ${e instanceof Error ? e.message : e}`);
     process.exit(1);
   });
-  process.exit(await main(process.argv.slice(2)));
+  // no top-level await: --bytecode builds compile the entry as CommonJS
+  main(process.argv.slice(2)).then((code) => process.exit(code));
 }
