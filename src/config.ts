@@ -75,9 +75,9 @@ export function loadConfig(env: Env = process.env): Config {
     http3: bool(env, "SERVERMIND_HTTP3", true),
     batchMaxRows: int(env, "SERVERMIND_BATCH_MAX_ROWS", 20_000, 1, 10_000_000),
     batchMaxAgeMs: int(env, "SERVERMIND_BATCH_MAX_AGE_MS", 50, 1, 60_000),
-    maxPendingBytes: int(env, "SERVERMIND_MAX_PENDING_BYTES", 256 << 20, 1 << 20, 16 << 30),
+    maxPendingBytes: int(env, "SERVERMIND_MAX_PENDING_BYTES", 256 * 2 ** 20, 2 ** 20, 16 * 2 ** 30),
     writers: int(env, "SERVERMIND_WRITERS", 2, 1, 64),
-    maxRequestBytes: int(env, "SERVERMIND_MAX_REQUEST_BYTES", 16 << 20, 1024, 1 << 30),
+    maxRequestBytes: int(env, "SERVERMIND_MAX_REQUEST_BYTES", 16 * 2 ** 20, 1024, 2 ** 30),
     retentionMetricsDays: int(env, "SERVERMIND_RETENTION_METRICS_DAYS", 30, 1, 36500),
     retentionLogsDays: int(env, "SERVERMIND_RETENTION_LOGS_DAYS", 14, 1, 36500),
   };

@@ -12,6 +12,7 @@ import { createIngest, type Ingest } from "./ingest/service.ts";
 import { ingestRoutes } from "./ingest/routes.ts";
 import { createStreamHandler, type StreamData } from "./ingest/agent/stream.ts";
 import { setClientIp } from "./http/client-ip.ts";
+import { createIngestHandler } from "./ingest/agent/http.ts";
 import type { ServerCert } from "./tls/certs.ts";
 
 /** TLS 1.3 (0x0304): older handshakes are refused with a protocol_version alert. */
@@ -40,7 +41,12 @@ export function startServer(o: StartOptions): RunningServer {
     ingestRoutes({ sql: o.sql, ingest, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes }),
     ...(o.plugins ?? []),
   ]);
-  let altSvc = "";
+  const handleIngest = createIngestHandler(ingest.deps, o.config.maxRequestBytes);
+  const upgradeRequired = () =>
+    new Response(JSON.stringify({ error: { code: "upgrade_required", message: "this endpoint takes a WebSocket upgrade" } }), {
+      status: 426,
+      headers: { "content-type": "application/json" },
+    });
   const server = Bun.serve<StreamData>({
     hostname: o.config.host,
     port: o.config.port,
@@ -49,25 +55,18 @@ export function startServer(o: StartOptions): RunningServer {
     http3: o.config.http3,
     maxRequestBodySize: o.config.maxRequestBytes,
     idleTimeout: 60,
+    routes: {
+      "/api/v1/ingest": { POST: handleIngest },
+      "/api/v1/stream": (req: Request, srv: Server<StreamData>) =>
+        srv.upgrade(req, { data: { kind: "agent-stream", nonce: "", transport: "wss", inFlight: 0 } }) ? undefined : upgradeRequired(),
+    },
     async fetch(req, srv) {
       setClientIp(req, srv.requestIP(req)?.address);
-      const url = new URL(req.url);
-      if (url.pathname === "/api/v1/stream") {
-        const ok = srv.upgrade(req, { data: { kind: "agent-stream", nonce: "", transport: "wss", inFlight: 0 } });
-        if (ok) return undefined;
-        return new Response(JSON.stringify({ error: { code: "upgrade_required", message: "this endpoint takes a WebSocket upgrade" } }), {
-          status: 426,
-          headers: { "content-type": "application/json" },
-        });
-      }
-      const res = await app.handle(req);
-      if (altSvc) res.headers.set("alt-svc", altSvc);
-      return res;
+      return app.handle(req); // Bun adds Alt-Svc (h3) itself when http3 is on
     },
     websocket: createStreamHandler(ingest.deps),
   });
   const port = server.port!;
-  if (o.config.http3) altSvc = `h3=":${port}"; ma=86400`;
   const host = o.config.host === "0.0.0.0" || o.config.host === "::" ? "127.0.0.1" : o.config.host;
   return {
     url: `https://${host.includes(":") ? `[${host}]` : host}:${port}`,

@@ -1,7 +1,9 @@
 /**
- * Group commit: frames from all agents join the open batch, which is flushed when it reaches
- * `maxRows` or `maxBytes`, or `maxAgeMs` (with jitter) after its first frame, whichever comes
- * first. At most `writers` batches are written at once; finished batches wait their turn in a
+ * Group commit: frames from all agents join the open batch. The batch is flushed as soon as a
+ * writer is free (after the current turn of the event loop, so frames that arrive together
+ * commit together), and otherwise when it reaches `maxRows` or `maxBytes`, or `maxAgeMs` (with
+ * jitter) after its first frame, whichever comes first. Light load thus gets low latency and
+ * heavy load gets large transactions, with no tuning. At most `writers` batches are written at once; finished batches wait their turn in a
  * queue whose size is bounded by `maxPendingBytes` together with the open batch: the gate asks
  * `hasRoom()` before it admits a request, so memory stays bounded and nothing is dropped.
  */
@@ -11,16 +13,21 @@ export interface Clock {
   now(): number;
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
+  /** Runs `fn` after the current turn of the event loop. */
+  defer(fn: () => void): void;
 }
 
 export const systemClock: Clock = {
   now: () => performance.now(),
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
+  defer: (fn) => setImmediate(fn),
 };
 
 /** Writes one batch in one transaction and returns each frame's status, in order. */
 export type BatchWriter = (batch: Batch) => Promise<FrameStatus[]>;
+
+export type FlushReason = "idle" | "rows" | "bytes" | "age";
 
 export interface BatcherOptions {
   write: BatchWriter;
@@ -32,7 +39,7 @@ export interface BatcherOptions {
   /** Attempts per batch before its frames are rejected (the agents resend them). */
   attempts?: number;
   clock?: Clock;
-  onFlush?: (reason: "rows" | "bytes" | "age", batch: Batch, ms: number) => void;
+  onFlush?: (reason: FlushReason, batch: Batch) => void;
   onError?: (err: unknown, attempt: number) => void;
 }
 
@@ -43,6 +50,7 @@ export class Batcher {
   private writing = 0;
   private pending = 0;
   private idleWaiters: Array<() => void> = [];
+  private deferred = false;
   private readonly clock: Clock;
 
   constructor(private readonly o: BatcherOptions) {
@@ -76,17 +84,24 @@ export class Batcher {
       this.pending += frame.bytes;
       if (b.rows >= this.o.maxRows) this.flush("rows");
       else if (b.bytes >= this.o.maxBytes) this.flush("bytes");
+      else if (this.writing < this.o.writers && !this.deferred) {
+        this.deferred = true;
+        this.clock.defer(() => {
+          this.deferred = false;
+          if (this.writing < this.o.writers) this.flush("idle");
+        });
+      }
     });
   }
 
   /** Closes the open batch and queues it for writing. */
-  flush(reason: "rows" | "bytes" | "age" = "age"): void {
+  flush(reason: FlushReason = "age"): void {
     const b = this.open;
     if (!b) return;
     this.open = undefined;
     this.clock.clearTimeout(this.timer);
     this.timer = undefined;
-    this.o.onFlush?.(reason, b, 0);
+    this.o.onFlush?.(reason, b);
     this.queue.push(b);
     this.pump();
   }
@@ -98,7 +113,8 @@ export class Batcher {
       void this.writeWithRetry(b).finally(() => {
         this.writing--;
         this.pending -= b.bytes;
-        this.pump();
+        if (this.queue.length === 0 && this.open) this.flush("idle");
+        else this.pump();
         if (this.writing === 0 && this.queue.length === 0 && !this.open) {
           for (const w of this.idleWaiters.splice(0)) w();
         }

@@ -5,6 +5,10 @@ export async function readBody(req: Request, max: number): Promise<Uint8Array> {
   const declared = Number(req.headers.get("content-length") ?? NaN);
   if (declared > max) throw new BodyTooLarge(`request body of ${declared} bytes exceeds ingest.maxRequestBytes = ${max} (SERVERMIND_MAX_REQUEST_BYTES)`);
   if (!req.body) return new Uint8Array(0);
+  if (declared >= 0) {
+    // Known length within the limit (Bun's maxRequestBodySize holds the connection to it).
+    return new Uint8Array(await req.arrayBuffer());
+  }
   const chunks: Uint8Array[] = [];
   let total = 0;
   const reader = req.body.getReader();

@@ -64,7 +64,7 @@ export function resultStatus(r: IngestResult): number {
 /** What the store must hold for `seenOnly` frames: nothing; they are acknowledged on receipt. */
 const SEEN_ONLY = new Set([FrameKind.Heartbeat]);
 
-export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport: string, expectAgent?: number): Promise<IngestResult> {
+export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport: string): Promise<IngestResult> {
   const { directory, batcher, state, metrics } = deps;
   const started = performance.now();
   const acks: Ack[] = [];
@@ -83,9 +83,6 @@ export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport:
     }
     const { header: h } = entry.frame;
     try {
-      if (expectAgent !== undefined && h.agentId !== expectAgent) {
-        throw new FrameError("bad_signature", `frame for agent ${h.agentId} on a stream authenticated as agent ${expectAgent}`);
-      }
       const agent = await directory.lookup(h.agentId);
       if (!agent) throw new FrameError("unknown_agent", `agent ${h.agentId} is not enrolled`);
       if (agent.revoked) throw new FrameError("revoked_agent", `agent ${h.agentId} has been revoked`);

@@ -2,7 +2,9 @@
  * The WebSocket transport of our agent's protocol (wss://host/api/v1/stream).
  * On open the server sends a challenge nonce; the agent answers with a signed Hello frame that
  * carries it, which authenticates the connection to one agent. After the server's "welcome",
- * every binary message holds one or more frames and is answered by an "ack" message.
+ * every binary message holds one or more frames and is answered by an "ack" message. Each frame
+ * is still checked against its own agent's key, so one stream may carry frames of several
+ * agents (a relay); the handshake only keeps unauthenticated peers from sending anything.
  * When the gate is full, the frames of a message are rejected as "busy" and a "slow" message
  * tells the agent how long to pause.
  */
@@ -103,7 +105,7 @@ export function createStreamHandler(deps: StreamDeps): WebSocketHandler<StreamDa
         }
         ws.data.inFlight++;
         try {
-          const r = await ingestFrames(deps, buf, ws.data.transport, ws.data.agentId);
+          const r = await ingestFrames(deps, buf, ws.data.transport);
           send(ws, { type: "ack", ...r });
         } finally {
           ws.data.inFlight--;

@@ -17,6 +17,8 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const MIN_TS = 946_684_800_000;
 const MAX_TS = 4_102_444_800_000;
 const MAX_NAME = 512;
+/** Longest time one metrics frame may span (store/postgres/queries.ts relies on it). */
+export const MAX_METRICS_SPAN_MS = 3_600_000;
 const MAX_MESSAGE = 64 * 1024;
 
 export interface RawFrame {
@@ -150,21 +152,49 @@ function timestamps(ts: Float64Array, field: string): void {
 }
 
 function object(v: unknown, what: string): Record<string, unknown> {
-  if (v === null || typeof v !== "object" || Array.isArray(v) || v instanceof Uint8Array) {
+  // Plain maps only: msgpackr also yields class instances (extensions, the 0xc1 marker).
+  if (v === null || typeof v !== "object" || Object.getPrototypeOf(v) !== Object.prototype) {
     throw new FrameError("bad_body", `${what} must be a map`);
   }
   return v as Record<string, unknown>;
 }
 
+/**
+ * Agents send the same set of names frame after frame, so checked name lists are memoized
+ * (bounded; cleared when full). The result is shared: callers must not change it.
+ */
+const namesMemo = new Map<string, string[]>();
+const NAMES_MEMO_MAX = 20_000;
+
+function seriesNames(joined: string): string[] {
+  const hit = namesMemo.get(joined);
+  if (hit) return hit;
+  const names = joined.split("\n");
+  if (names.length > 100_000) throw new FrameError("bad_body", `metrics.n lists ${names.length} series, over 100000`);
+  for (let i = 0; i < names.length; i++) {
+    const n = names[i]!;
+    if (n.length === 0) throw new FrameError("bad_body", `metrics.n[${i}] is an empty series name`);
+    if (n.length > MAX_NAME) throw new FrameError("bad_body", `metrics.n[${i}] is ${n.length} characters, over ${MAX_NAME}`);
+  }
+  if (new Set(names).size !== names.length) throw new FrameError("bad_body", "metrics.n repeats a series name");
+  if (namesMemo.size >= NAMES_MEMO_MAX) namesMemo.clear();
+  namesMemo.set(joined, names);
+  return names;
+}
+
 function decodeMetrics(o: Record<string, unknown>, items: number): MetricsBody {
   const ts = f64(o.t, "metrics.t");
   timestamps(ts, "metrics.t");
-  const names = strings(o.n, "metrics.n", MAX_NAME);
+  for (let i = 1; i < ts.length; i++) {
+    if (!(ts[i]! > ts[i - 1]!)) throw new FrameError("bad_body", `metrics.t must increase: t[${i}] = ${ts[i]} follows ${ts[i - 1]}`);
+  }
+  // Readers find a block by its first timestamp; a bounded span keeps that search bounded.
+  if (ts.length > 0 && ts[ts.length - 1]! - ts[0]! > MAX_METRICS_SPAN_MS) throw new FrameError("bad_body", `metrics.t spans more than ${MAX_METRICS_SPAN_MS / 3_600_000} hours`);
+  if (typeof o.n !== "string") throw new FrameError("bad_body", "metrics.n must be the series names joined by newlines");
+  const names = seriesNames(o.n);
   const values = f64(o.v, "metrics.v", names.length * ts.length);
   if (values.length !== items) throw new FrameError("bad_body", `header claims ${items} samples, body holds ${values.length}`);
-  if (new Set(names).size !== names.length) throw new FrameError("bad_body", "metrics.n repeats a series name");
-  for (const n of names) if (n.length === 0) throw new FrameError("bad_body", "metrics.n holds an empty series name");
-  return { ts, names, values };
+  return { ts, names, values, namesKey: o.n };
 }
 
 function decodeLogs(o: Record<string, unknown>, items: number): LogsBody {

@@ -30,7 +30,10 @@ export function packMetrics(b: MetricsBody): Uint8Array {
   if (b.values.length !== b.names.length * b.ts.length) {
     throw new Error(`metrics body: ${b.values.length} values for ${b.names.length} series x ${b.ts.length} timestamps`);
   }
-  return packr.pack({ t: bytesOf(b.ts), n: b.names, v: bytesOf(b.values) });
+  for (const n of b.names) {
+    if (n.length === 0 || n.includes("\n")) throw new Error(`metric name ${JSON.stringify(n)} is empty or holds a newline`);
+  }
+  return packr.pack({ t: bytesOf(b.ts), n: b.names.join("\n"), v: bytesOf(b.values) });
 }
 
 export function packLogs(b: LogsBody): Uint8Array {

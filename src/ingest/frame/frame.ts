@@ -60,11 +60,17 @@ export interface FrameHeader {
   items: number;
 }
 
-/** Metric samples: `names.length` series x `ts.length` timestamps, values series-major, NaN = no sample. */
+/**
+ * Metric samples: `names.length` series x `ts.length` timestamps, values series-major,
+ * NaN = no sample. On the wire the names travel as one string joined by "\n" (`namesKey`):
+ * one string to decode instead of one per series, and a ready cache key for the series ids.
+ */
 export interface MetricsBody {
   ts: Float64Array;
   names: string[];
   values: Float64Array;
+  /** names.join("\n"), as sent. */
+  namesKey?: string;
 }
 
 export interface LogsBody {

@@ -17,7 +17,7 @@ interface Activity {
 export class AgentState implements LatestSink {
   private activity = new Map<number, Activity>();
   private heartbeats = new Map<number, Record<string, unknown>>();
-  private latest = new Map<number, { ts: number; values: Map<string, number> }>();
+  private latest = new Map<number, { ts: number; key: string; names: string[]; values: Float64Array }>();
   private dirtyLatest = new Set<number>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private flushing: Promise<void> | undefined;
@@ -48,20 +48,30 @@ export class AgentState implements LatestSink {
   }
 
   metrics(agentId: number, b: MetricsBody): void {
-    let l = this.latest.get(agentId);
-    if (!l) this.latest.set(agentId, (l = { ts: 0, values: new Map() }));
     const nts = b.ts.length;
     let last = 0;
     for (let i = 1; i < nts; i++) if (b.ts[i]! > b.ts[last]!) last = i;
     const ts = b.ts[last]!;
-    if (ts < l.ts) return; // an older batch replayed from a spool
+    const key = b.namesKey ?? b.names.join("\n");
+    let l = this.latest.get(agentId);
+    if (l && ts < l.ts) return; // an older batch replayed from a spool
+    if (!l || l.key !== key) {
+      // A new name set: carry over the values of series that are still there.
+      const prev = l;
+      l = { ts, key, names: b.names, values: new Float64Array(b.names.length).fill(NaN) };
+      if (prev) {
+        const old = new Map(prev.names.map((n, i) => [n, prev.values[i]!]));
+        b.names.forEach((n, i) => (l!.values[i] = old.get(n) ?? NaN));
+      }
+      this.latest.set(agentId, l);
+    }
     l.ts = ts;
     for (let s = 0; s < b.names.length; s++) {
       // the newest non-missing value of this series in the frame
       for (let t = nts - 1; t >= 0; t--) {
         const v = b.values[s * nts + t]!;
-        if (!Number.isNaN(v)) {
-          l.values.set(b.names[s]!, v);
+        if (v === v) {
+          l.values[s] = v;
           break;
         }
       }
@@ -104,8 +114,8 @@ export class AgentState implements LatestSink {
       for (const id of ids) {
         const l = this.latest.get(id)!;
         ts.push(l.ts);
-        names.push(JSON.stringify([...l.values.keys()]));
-        vals.push(JSON.stringify([...l.values.values()]));
+        names.push(JSON.stringify(l.names));
+        vals.push(JSON.stringify(Array.from(l.values)));
       }
       await this.sql`
         insert into metric_latest (agent_id, ts, names, vals)

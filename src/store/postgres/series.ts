@@ -1,33 +1,60 @@
 /**
- * The series dictionary: (agent, metric name) -> integer id, cached in memory. Misses are
- * registered in one statement per batch; registration is idempotent, so it runs outside the
- * data transaction and two nodes may race on it harmlessly.
+ * The series dictionary: (agent, metric name) -> integer id, cached in memory. An agent sends
+ * the same names frame after frame, so besides the per-name map the cache keeps, per agent,
+ * the id vector of its last name set, keyed by the names joined as they travel: a frame then
+ * costs one string comparison. Misses are registered in one statement per batch; registration
+ * is idempotent, so it runs outside the data transaction and nodes may race on it harmlessly.
  */
 import type { Sql } from "postgres";
 
+interface AgentSeries {
+  byName: Map<string, number>;
+  lastKey: string;
+  lastIds: Int32Array;
+}
+
+export interface SeriesRequest {
+  agentId: number;
+  names: string[];
+  namesKey?: string;
+}
+
 export class SeriesCache {
-  private byAgent = new Map<number, Map<string, number>>();
+  private agents = new Map<number, AgentSeries>();
   private size = 0;
 
   constructor(private readonly maxEntries = 5_000_000) {}
 
-  get(agentId: number, name: string): number | undefined {
-    return this.byAgent.get(agentId)?.get(name);
+  /** Ids for a frame's names, in order; undefined until resolve() has seen them. */
+  ids(agentId: number, names: string[], namesKey = names.join("\n")): Int32Array | undefined {
+    const a = this.agents.get(agentId);
+    if (!a) return undefined;
+    if (a.lastKey === namesKey) return a.lastIds;
+    const ids = new Int32Array(names.length);
+    for (let i = 0; i < names.length; i++) {
+      const id = a.byName.get(names[i]!);
+      if (id === undefined) return undefined;
+      ids[i] = id;
+    }
+    a.lastKey = namesKey;
+    a.lastIds = ids;
+    return ids;
   }
 
-  /** Resolves the ids of every name of every (agent, names) pair, registering the missing ones. */
-  async resolve(sql: Sql, wanted: Array<{ agentId: number; names: string[] }>): Promise<void> {
+  /** Makes ids() answer for every request, registering the names not seen before. */
+  async resolve(sql: Sql, wanted: SeriesRequest[]): Promise<void> {
     const missAgents: number[] = [];
     const missNames: string[] = [];
-    const seen = new Set<string>();
-    for (const { agentId, names } of wanted) {
-      const m = this.byAgent.get(agentId);
-      for (const n of names) {
+    const queued = new Set<string>();
+    for (const w of wanted) {
+      if (this.ids(w.agentId, w.names, w.namesKey)) continue;
+      const m = this.agents.get(w.agentId)?.byName;
+      for (const n of w.names) {
         if (m?.has(n)) continue;
-        const k = `${agentId}\u0000${n}`;
-        if (seen.has(k)) continue;
-        seen.add(k);
-        missAgents.push(agentId);
+        const k = `${w.agentId}\u0000${n}`;
+        if (queued.has(k)) continue;
+        queued.add(k);
+        missAgents.push(w.agentId);
         missNames.push(n);
       }
     }
@@ -40,15 +67,15 @@ export class SeriesCache {
       join unnest(${missAgents}::int8[], ${missNames}::text[]) as w(agent_id, name)
         on s.agent_id = w.agent_id and s.name = w.name`;
     if (this.size + rows.length > this.maxEntries) {
-      this.byAgent.clear();
+      this.agents.clear();
       this.size = 0;
     }
     for (const r of rows) {
-      const a = Number(r.agent_id);
-      let m = this.byAgent.get(a);
-      if (!m) this.byAgent.set(a, (m = new Map()));
-      if (!m.has(r.name)) this.size++;
-      m.set(r.name, r.id);
+      const id = Number(r.agent_id);
+      let a = this.agents.get(id);
+      if (!a) this.agents.set(id, (a = { byName: new Map(), lastKey: "\u0000", lastIds: new Int32Array(0) }));
+      if (!a.byName.has(r.name)) this.size++;
+      a.byName.set(r.name, r.id);
     }
     if (rows.length !== missAgents.length) {
       throw new Error(`series registration returned ${rows.length} of ${missAgents.length} series (agent deleted?)`);

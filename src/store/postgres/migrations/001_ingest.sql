@@ -42,6 +42,7 @@ create table metric_series (
 -- vals[s * cardinality(ts_off) + t]. NaN marks a missing sample. See docs/architecture.md.
 create table metric_blocks (
   agent_id bigint not null,
+  batch_id bigint not null,
   t0       timestamptz not null,
   t1       timestamptz not null,
   ts_off   int4[] not null,
@@ -62,6 +63,7 @@ create table metric_latest (
 
 create table logs (
   agent_id bigint not null,
+  batch_id bigint not null,
   ts       timestamptz not null,
   severity smallint not null,
   source   text not null,
@@ -72,6 +74,7 @@ create table logs_default partition of logs default;
 
 create table security_events (
   agent_id bigint not null,
+  batch_id bigint not null,
   ts       timestamptz not null,
   type     text not null,
   severity smallint not null,
@@ -96,7 +99,8 @@ create table inventory_history (
 );
 create index inventory_history_agent on inventory_history (agent_id, collected_at);
 
--- Every committed batch, so a resend is acknowledged again but stored once.
+-- Every committed batch, so a resend is acknowledged again but stored once. Rows of the
+-- time-series tables carry their batch_id, so a consumer can follow what was committed.
 create table ingest_batches (
   agent_id     bigint not null,
   batch_id     bigint not null,

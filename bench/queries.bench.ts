@@ -1,0 +1,114 @@
+/**
+ * Latency of the console's telemetry queries (npm run bench:queries [-- --quick]) on data of a
+ * realistic shape, written with the same COPY encoders as the ingest path:
+ *   - fleet overview: latest cpu/mem/disk of `hosts` hosts
+ *   - one host's 4 metrics over 1 h, 24 h and 7 d, downsampled to <= 1000 points
+ *   - one host's logs over 1 h and 24 h, newest 200, with and without a text filter
+ * Reports median and p95 of `runs` runs each, as one JSON line.
+ */
+import { mkdtempSync, rmSync, chmodSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startEmbeddedPg } from "../src/store/postgres/embedded.ts";
+import { createPgClient } from "../src/store/postgres/client.ts";
+import { migrate } from "../src/store/postgres/migrate.ts";
+import { ensurePartitions, timeSeriesTables } from "../src/store/postgres/partitions.ts";
+import { CopyWriter } from "../src/store/postgres/copy-binary.ts";
+import { encodeLogs, encodeMetricBlocks } from "../src/store/postgres/writer.ts";
+import { fleetLatest, searchLogs, seriesRange } from "../src/store/postgres/queries.ts";
+import { arg, environment, flag, percentile, round } from "./support.ts";
+
+const quick = flag("quick");
+const HOSTS = Number(arg("hosts", "2000"));
+const DAYS = Number(arg("days", quick ? "1" : "7"));
+const RUNS = Number(arg("runs", quick ? "5" : "20"));
+const LOG_HOSTS = Number(arg("log-hosts", quick ? "10" : "100"));
+const LINES_PER_HOST = Number(arg("lines-per-host", quick ? "5000" : "10000"));
+const METRICS = 100;
+const log = (s: string) => console.error(`[bench] ${s}`);
+
+async function copy(sql: ReturnType<typeof createPgClient>, target: string, bytes: Uint8Array) {
+  await sql.begin(async (tx) => {
+    const s = await tx.unsafe(`copy ${target} from stdin (format binary)`).writable();
+    await new Promise<void>((ok, fail) => { s.once("finish", ok); s.once("error", fail); s.end(Buffer.from(bytes)); });
+  });
+}
+
+async function time(runs: number, fn: () => Promise<unknown>) {
+  await fn(); // warm
+  const xs: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    await fn();
+    xs.push(performance.now() - t);
+  }
+  xs.sort((a, b) => a - b);
+  return { median_ms: round(percentile(xs, 50), 2), p95_ms: round(percentile(xs, 95), 2) };
+}
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), "servermind-qbench-"));
+  chmodSync(dir, 0o755);
+  const pg = await startEmbeddedPg({ dataDir: join(dir, "pg") });
+  const sql = createPgClient(pg.url, 4);
+  await migrate(sql);
+  for (const t of timeSeriesTables(DAYS + 1, 3)) await ensurePartitions(sql, t);
+  const names = Array.from({ length: METRICS }, (_, i) => (i === 0 ? "cpu.util" : i === 1 ? "mem.used_pct" : i === 2 ? "disk.used_pct./" : `m.${i}`));
+
+  log(`${HOSTS} hosts with latest values`);
+  await sql`insert into agents (hostname, public_key, last_seen, transport, agent_version)
+    select 'host-' || lpad(g::text, 5, '0'), decode(lpad(to_hex(g), 64, '0'), 'hex'), now(), 'h3', '0.1.0' from generate_series(1, ${HOSTS}) g`;
+  await sql`insert into metric_latest (agent_id, ts, names, vals)
+    select id, now(), ${names}::text[], array(select random() * 100 from generate_series(1, ${METRICS})) from agents`;
+
+  log(`one host: ${DAYS} days of ${METRICS} metrics at 10 s`);
+  const [h] = await sql`select id from agents order by id limit 1`;
+  const host = Number(h!.id);
+  await sql`insert into metric_series (agent_id, name) select ${host}, unnest(${names}::text[])`;
+  const ids = Int32Array.from((await sql`select id from metric_series where agent_id = ${host} order by id`).map((r) => r.id));
+  const end = Math.floor(Date.now() / 10_000) * 10_000;
+  const start = end - DAYS * 86_400_000;
+  let w = new CopyWriter().begin();
+  let batch = 0;
+  for (let t = start; t < end; t += 100_000) {
+    const ts = Float64Array.from({ length: 10 }, (_, i) => t + i * 10_000);
+    const values = new Float64Array(METRICS * 10).map((_, i) => 50 + 40 * Math.sin((t / 600_000) + i));
+    encodeMetricBlocks(w, host, ++batch, { ts, names, values }, ids);
+    if (w.pos > 8 << 20) {
+      await copy(sql, "metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals)", w.end());
+      w = new CopyWriter().begin();
+    }
+  }
+  await copy(sql, "metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals)", w.end());
+
+  log(`${LOG_HOSTS} hosts x ${LINES_PER_HOST} log lines over 24 h`);
+  const words = ["sshd", "kernel", "cron", "nginx", "systemd", "postgres"];
+  for (let a = 0; a < LOG_HOSTS; a++) {
+    const lw = new CopyWriter().begin();
+    const n = LINES_PER_HOST;
+    const ts = Float64Array.from({ length: n }, (_, i) => end - 86_400_000 + Math.floor((i * 86_400_000) / n));
+    const messages = Array.from({ length: n }, (_, i) => `${words[i % 6]}[${1000 + (i % 97)}]: ${i % 50 === 0 ? "Failed password for root" : "session opened for user app"} from 10.0.${i % 255}.${(i * 7) % 255} port ${20000 + i}`);
+    encodeLogs(lw, host + a, ++batch, { ts, severity: new Uint8Array(n).fill(6), sources: ["syslog"], sourceIndex: new Uint16Array(n), messages });
+    await copy(sql, "logs (agent_id, batch_id, ts, severity, source, message)", lw.end());
+  }
+  await sql`vacuum analyze`;
+
+  const at = (msAgo: number) => new Date(end - msAgo);
+  const four = ["cpu.util", "mem.used_pct", "disk.used_pct./", "m.42"];
+  const results = {
+    fleet_latest: await time(RUNS, () => fleetLatest(sql, ["cpu.util", "mem.used_pct", "disk.used_pct./"])),
+    range_1h: await time(RUNS, () => seriesRange(sql, host, four, at(3_600_000), at(0))),
+    range_24h: await time(RUNS, () => seriesRange(sql, host, four, at(86_400_000), at(0))),
+    range_7d: DAYS >= 7 ? await time(RUNS, () => seriesRange(sql, host, four, at(7 * 86_400_000), at(0))) : null,
+    logs_1h: await time(RUNS, () => searchLogs(sql, { agentId: host, from: at(3_600_000), to: at(0) })),
+    logs_24h_text: await time(RUNS, () => searchLogs(sql, { agentId: host, from: at(86_400_000), to: at(0), text: "failed password" })),
+    logs_24h_rare_text: await time(RUNS, () => searchLogs(sql, { agentId: host, from: at(86_400_000), to: at(0), text: "port 20999" })),
+  };
+  const pts = await seriesRange(sql, host, four, at(DAYS * 86_400_000), at(0));
+  await sql.end();
+  await pg.stop();
+  rmSync(dir, { recursive: true, force: true });
+  console.log(JSON.stringify({ bench: "queries", ...environment(), quick, hosts: HOSTS, days: DAYS, runs: RUNS, max_points_returned: Math.max(...pts.map((p) => p.t.length)), ...results }));
+}
+
+await main();

@@ -1,0 +1,109 @@
+/**
+ * The console's reads of telemetry, as plain functions over postgres.js (no framework).
+ * Latencies are measured by bench/queries.bench.ts.
+ */
+import type { Sql } from "postgres";
+import { MAX_METRICS_SPAN_MS } from "../../ingest/frame/decode.ts";
+
+export interface FleetRow {
+  id: number;
+  hostname: string;
+  lastSeen: Date | null;
+  transport: string | null;
+  agentVersion: string;
+  revoked: boolean;
+  latestAt: Date | null;
+  /** Latest value of each requested metric, in the order asked; null if the host has none. */
+  values: Array<number | null>;
+}
+
+/** Every host with the latest value of `names` (e.g. cpu, memory, disk) for the fleet overview. */
+export async function fleetLatest(sql: Sql, names: string[]): Promise<FleetRow[]> {
+  const rows = await sql<{ id: string; hostname: string; last_seen: Date | null; transport: string | null; agent_version: string; revoked: boolean; ts: Date | null; vals: Array<number | null> | null }[]>`
+    select a.id, a.hostname, a.last_seen, a.transport, a.agent_version, a.revoked_at is not null as revoked, l.ts,
+      (select array_agg(l.vals[array_position(l.names, n.name)] order by n.i)
+         from unnest(${names}::text[]) with ordinality as n(name, i)) as vals
+    from agents a left join metric_latest l on l.agent_id = a.id
+    order by a.hostname, a.id`;
+  return rows.map((r) => ({
+    id: Number(r.id),
+    hostname: r.hostname,
+    lastSeen: r.last_seen,
+    transport: r.transport,
+    agentVersion: r.agent_version,
+    revoked: r.revoked,
+    latestAt: r.ts,
+    // postgres.js reads a NULL element of float8[] as NaN; both mean "no value"
+    values: r.vals ? r.vals.map((v) => (v === null || Number.isNaN(v) ? null : v)) : names.map(() => null),
+  }));
+}
+
+export interface SeriesPoints {
+  name: string;
+  /** Bucket start times (ms since the epoch), ascending. */
+  t: number[];
+  avg: number[];
+  min: number[];
+  max: number[];
+}
+
+/**
+ * One host's metrics over [from, to), downsampled to at most `maxPoints` buckets per series
+ * (avg, min and max per bucket; missing samples are skipped).
+ */
+export async function seriesRange(sql: Sql, agentId: number, names: string[], from: Date, to: Date, maxPoints = 1000): Promise<SeriesPoints[]> {
+  const span = Math.max(1, to.getTime() - from.getTime());
+  const bucketMs = Math.max(1000, Math.ceil(span / maxPoints / 1000) * 1000);
+  const ids = await sql<{ id: number; name: string }[]>`
+    select id, name from metric_series where agent_id = ${agentId} and name = any(${names}::text[])`;
+  if (ids.length === 0) return names.map((name) => ({ name, t: [], avg: [], min: [], max: [] }));
+  const sids = ids.map((r) => r.id);
+  const earliest = new Date(from.getTime() - MAX_METRICS_SPAN_MS);
+  const rows = await sql<{ sid: number; bucket: Date; avg: number; min: number; max: number }[]>`
+    select w.sid, date_bin(make_interval(secs => ${bucketMs / 1000}), s.t, ${from}) as bucket,
+           avg(s.v) as avg, min(s.v) as min, max(s.v) as max
+    from metric_blocks b
+    cross join lateral unnest(${sids}::int4[]) as w(sid)
+    cross join lateral (select array_position(b.series, w.sid) as k) p
+    cross join lateral (
+      select b.t0 + make_interval(secs => o.off / 1000.0) as t, o.v
+      from unnest(b.ts_off, b.vals[(p.k - 1) * cardinality(b.ts_off) + 1 : p.k * cardinality(b.ts_off)]) as o(off, v)
+    ) s
+    where b.agent_id = ${agentId} and b.t0 >= ${earliest} and b.t0 < ${to} and b.t1 >= ${from}
+      and b.series && ${sids}::int4[] and p.k is not null
+      and s.t >= ${from} and s.t < ${to} and s.v <> 'NaN'::float8
+    group by 1, 2 order by 1, 2`;
+  const byId = new Map(ids.map((r) => [r.id, { name: r.name, t: [] as number[], avg: [] as number[], min: [] as number[], max: [] as number[] }]));
+  for (const r of rows) {
+    const p = byId.get(r.sid)!;
+    p.t.push(r.bucket.getTime());
+    p.avg.push(r.avg);
+    p.min.push(r.min);
+    p.max.push(r.max);
+  }
+  const byName = new Map([...byId.values()].map((p) => [p.name, p]));
+  return names.map((name) => byName.get(name) ?? { name, t: [], avg: [], min: [], max: [] });
+}
+
+export interface LogLine {
+  ts: Date;
+  severity: number;
+  source: string;
+  message: string;
+}
+
+/** LIKE pattern that matches `text` literally. */
+function literalLike(text: string): string {
+  return "%" + text.replace(/[\\%_]/g, (c) => "\\" + c) + "%";
+}
+
+/** One host's log lines in [from, to), newest first, optionally containing `text` (case-insensitive). */
+export async function searchLogs(sql: Sql, o: { agentId: number; from: Date; to: Date; text?: string; limit?: number }): Promise<LogLine[]> {
+  const limit = Math.min(Math.max(1, o.limit ?? 200), 5000);
+  const text = o.text?.trim() ?? "";
+  return await sql<LogLine[]>`
+    select ts, severity, source, message from logs
+    where agent_id = ${o.agentId} and ts >= ${o.from} and ts < ${o.to}
+      ${text ? sql`and message ilike ${literalLike(text)}` : sql``}
+    order by ts desc limit ${limit}`;
+}

@@ -1,0 +1,19 @@
+import { expect, test } from "bun:test";
+import { loadConfig } from "../src/config.ts";
+
+test("defaults: port 8443 on all addresses, embedded database under ./data, HTTP/3 on", () => {
+  const c = loadConfig({});
+  expect(c).toMatchObject({ port: 8443, host: "0.0.0.0", databaseUrl: "", http3: true, writers: 2 });
+  expect(c.dataDir.endsWith("/data")).toBe(true);
+});
+
+test("bad values fail with the variable's name and the allowed range", () => {
+  expect(() => loadConfig({ SERVERMIND_PORT: "http" })).toThrow('SERVERMIND_PORT="http" is not a whole number from 0 to 65535');
+  expect(() => loadConfig({ SERVERMIND_WRITERS: "0" })).toThrow(/SERVERMIND_WRITERS/);
+  expect(() => loadConfig({ SERVERMIND_HTTP3: "maybe" })).toThrow(/not a boolean/);
+  expect(() => loadConfig({ SERVERMIND_TLS_CERT: "/x.pem" })).toThrow(/must be set together/);
+});
+
+test("large byte limits parse without 32-bit overflow", () => {
+  expect(loadConfig({ SERVERMIND_MAX_PENDING_BYTES: String(8 * 2 ** 30) }).maxPendingBytes).toBe(8 * 2 ** 30);
+});

@@ -1,0 +1,40 @@
+/**
+ * The README's `npm start` path: the server process with an embedded PostgreSQL under a data
+ * directory, a generated certificate whose fingerprint it prints, a clean stop on SIGTERM.
+ */
+import { expect, test } from "bun:test";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, existsSync, chmodSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort } from "../src/store/postgres/embedded.ts";
+import { certFingerprint } from "../src/tls/self-signed.ts";
+
+test("server starts on an embedded PostgreSQL, prints its fingerprint and stops cleanly", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "servermind-main-"));
+  chmodSync(dir, 0o755);
+  const port = await freePort();
+  const env: Record<string, string | undefined> = { ...process.env, SERVERMIND_DATA: dir, SERVERMIND_PORT: String(port), SERVERMIND_HOST: "127.0.0.1" };
+  delete env.DATABASE_URL;
+  const child = spawn(process.execPath, ["src/main.ts"], { env, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (out += d));
+  try {
+    const deadline = Date.now() + 60_000;
+    while (!out.includes("fingerprint") && Date.now() < deadline) await Bun.sleep(100);
+    expect(out).toContain(`listening on https://127.0.0.1:${port}`);
+    const fp = /fingerprint \(pin it in agents\): ([0-9a-f]{64})/.exec(out)![1];
+    expect(fp).toBe(certFingerprint(readFileSync(join(dir, "tls", "server.crt"), "utf8")));
+    expect(existsSync(join(dir, "pg", "PG_VERSION"))).toBe(true);
+    const r = await fetch(`https://127.0.0.1:${port}/healthz`, { tls: { rejectUnauthorized: false } });
+    expect(await r.json()).toEqual({ status: "ok" });
+    const exited = new Promise<number | null>((res) => child.once("exit", res));
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    expect(existsSync(join(dir, "pg", "postmaster.pid"))).toBe(false); // PostgreSQL stopped too
+  } finally {
+    child.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 90_000);
