@@ -145,6 +145,46 @@ describe("compiled agent against the real server", () => {
     expect(s.every((x) => x.n === 1)).toBe(true);
   });
 
+  test("a server that answers garbage, then one that never answers, crashes nothing and loses nothing", async () => {
+    const restartsBefore = agent.supervisor().processes.map((p) => p.restarts);
+    const before = (await samples("mem.used_bytes")).at(-1)!.ts;
+    await server.stop();
+    for (const mode of ["garbage", "silent"] as const) {
+      let hits = 0;
+      const bad = Bun.serve({
+        hostname: "127.0.0.1", port: server.port, tls: { cert: server.certPem, key: server.keyPem },
+        async fetch(req, srv) {
+          hits++;
+          if (new URL(req.url).pathname === "/api/v1/stream" && srv.upgrade(req, { data: undefined })) return undefined;
+          if (mode === "silent") await Bun.sleep(60_000);
+          return new Response("\u0000garbage{", { status: 200 });
+        },
+        websocket: {
+          open(ws) {
+            if (mode === "garbage") ws.send("{\"type\":\"challenge\",\"nonce\":" + "9".repeat(50));
+            // silent: accept the connection and never say anything
+          },
+          message(ws) {
+            ws.send(new Uint8Array([1, 2, 3]));
+          },
+        },
+      });
+      await Bun.sleep(8000);
+      bad.stop(true);
+      expect(hits).toBeGreaterThan(0);
+      expect(agent.status().state).toBe("backoff");
+    }
+    expect(agent.supervisor().processes.map((p) => p.restarts)).toEqual(restartsBefore);
+    expect(agent.supervisor().processes.every((p) => p.state === "running")).toBe(true);
+    await server.restart();
+    const upAt = Date.now();
+    await until("backlog replayed", () => agent.status().spool.frames === 0 && agent.status().lastAckMs > upAt, 90_000);
+    const s = await samples("mem.used_bytes");
+    expect(s.filter((x) => x.ts > before).length).toBeGreaterThanOrEqual(15);
+    expect(gaps(s)).toEqual([]);
+    expect(s.every((x) => x.n === 1)).toBe(true);
+  });
+
   test("status reports connection, transport, spool, last ack and processes", async () => {
     const p = Bun.spawnSync([bin, "status"], { env: { ...process.env, ...agent.env }, stdout: "pipe" });
     const st = JSON.parse(p.stdout.toString());

@@ -31,6 +31,8 @@ export function agentBinary(): Promise<string> {
 
 export interface E2eServer {
   db: TestDb;
+  certPem: string;
+  keyPem: string;
   url: string;
   port: number;
   fingerprint: string;
@@ -54,6 +56,8 @@ export async function startE2eServer(): Promise<E2eServer> {
   start();
   return {
     db,
+    certPem: c.certPem,
+    keyPem: c.keyPem,
     get url() {
       return `https://127.0.0.1:${port}`;
     },

@@ -123,6 +123,45 @@ describe("transports", () => {
     await sh.stop();
   });
 
+  test("after falling back to WebSocket, HTTP/3 is probed again and taken back", async () => {
+    const { createHttpTransport } = await import("../../../agent/ship/http-transport.ts");
+    const { connectWsTransport } = await import("../../../agent/ship/ws-transport.ts");
+    const { TransportError } = await import("../../../agent/ship/transport.ts");
+    const { encodeFrame, packMap } = await import("../../../src/ingest/frame/encode.ts");
+    const spool = newSpool();
+    const key = privateKeyOf(identity);
+    const tls = pinnedTls(identity.serverCertPem, identity.fingerprint);
+    let h3Attempts = 0;
+    const used: string[] = [];
+    const sh = shipper(spool, {
+      transport: "auto", quicProbeMs: 300,
+      connect: async (kind) => {
+        used.push(kind);
+        if (kind === "h3") {
+          // UDP "blocked" on the first attempt only
+          if (h3Attempts++ === 0) throw new TransportError("h3: no QUIC answer (simulated blocked UDP)");
+          return createHttpTransport({ baseUrl: identity.serverUrl, protocol: "http3", tls, timeoutMs: 3000, allowUnpinned: true });
+        }
+        return connectWsTransport({
+          baseUrl: identity.serverUrl, tls, timeoutMs: 3000,
+          hello: (nonce) => encodeFrame({ kind: FrameKind.Hello, agentId: identity.agentId, seq: spool.nextSeq(), batchId: 0, createdMs: Date.now(), items: 1 }, packMap({ nonce, version: "test" }), key),
+        });
+      },
+    });
+    sh.start();
+    const ids: number[] = [];
+    for (let i = 0; i < 20 && sh.status().transport !== "h3"; i++) {
+      ids.push(...addMetrics(spool, 1));
+      sh.wake();
+      await Bun.sleep(100);
+    }
+    await until(() => spool.stats().frames === 0);
+    await sh.stop();
+    expect(used.slice(0, 3)).toEqual(["h3", "wss", "h3"]);
+    expect(sh.status().transport).toBe("h3");
+    expect(await committed(ids)).toBe(ids.length);
+  });
+
   test("a pin that does not match the server refuses every transport and keeps the data", async () => {
     const other = createSelfSigned(["127.0.0.1", "localhost"]);
     for (const transport of ["wss", "http2"] as const) {
