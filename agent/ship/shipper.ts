@@ -223,6 +223,14 @@ export function createShipper(o: ShipperOptions): Shipper {
       log(`HTTP/3 unavailable (${msg}); falling back to WebSocket, next HTTP/3 probe in ${Math.round(o.quicProbeMs / 1000)} s`);
       return; // fall back at once
     }
+    if (/bad_hello: .*(revoked|not enrolled|does not match the agent's key)/.test(msg)) {
+      // the WebSocket handshake refused our identity: as for rejected frames, wait long
+      st.state = "rejected";
+      const ms = Math.max(60_000, backoff.next());
+      log(`server refuses this agent's identity (${msg}); retrying in ${ms} ms`);
+      await wait(ms);
+      return;
+    }
     const ms = backoff.next();
     log(`${kind} failed (${msg}); retrying in ${ms} ms`);
     await wait(ms);

@@ -234,6 +234,43 @@ describe("transports", () => {
   });
 });
 
+describe("flow control", () => {
+  test("a backlog is replayed in order at the configured rate", async () => {
+    const spool = newSpool();
+    const ids = addMetrics(spool, 24);
+    const started = Date.now();
+    const sh = shipper(spool, { transport: "wss", maxFramesPerRequest: 8, replayPerSecond: 16 });
+    sh.start();
+    await until(() => spool.stats().frames === 0);
+    const took = Date.now() - started;
+    await sh.stop();
+    // 8 frames, then 500 ms, 8 frames, 500 ms, 8 frames
+    expect(took).toBeGreaterThanOrEqual(1000);
+    expect(took).toBeLessThan(5000);
+    const rows = await s.db.sql`select batch_id from ingest_batches where agent_id = ${identity.agentId} and batch_id in ${s.db.sql(ids)} order by committed_at, batch_id`;
+    expect(rows.map((r) => Number(r.batch_id))).toEqual(ids);
+  });
+
+  test("a revoked agent stops sending, reports it, and keeps its data", async () => {
+    const { revokeAgent } = await import("../../../src/ingest/agent/enroll.ts");
+    const revoked = (await enroll({ serverUrl: s.url, token: await s.token(), fingerprint: s.fingerprint, version: "test" })).identity;
+    await revokeAgent(s.db.sql, revoked.agentId);
+    for (const transport of ["http2", "wss"] as const) {
+      const spool = newSpool();
+      addMetrics(spool, 3);
+      const logs: string[] = [];
+      const sh = shipper(spool, { transport, agentId: revoked.agentId, key: privateKeyOf(revoked), log: (m) => logs.push(m) });
+      sh.start();
+      await until(() => logs.length > 0);
+      const st = sh.status();
+      await sh.stop();
+      expect(st.lastError).toMatch(/revoked/);
+      expect(spool.stats().frames).toBe(3);
+      expect(st.state).toBe("rejected");
+    }
+  });
+});
+
 describe("misbehaving servers", () => {
   const cert = createSelfSigned(["127.0.0.1", "localhost"]);
   for (const mode of ["garbage", "slow", "bad-json-shape", "close"] as const) {
