@@ -197,4 +197,18 @@ describe("compiled agent against the real server", () => {
     expect(st.processes.map((x: { name: string }) => x.name).sort()).toEqual(["collector", "control", "monitor", "platform"]);
     expect(agent.output()).not.toMatch(/smt_/); // the token never appears in the agent's output
   });
+
+  test("kill -9 of the supervisor: the children stop themselves instead of running unsupervised", async () => {
+    const sup = agent.supervisor();
+    const pids = sup.processes.map((p) => p.pid!);
+    process.kill(sup.pid, "SIGKILL");
+    await until("children gone", () => pids.every((pid) => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    }), 10_000);
+  });
 });
