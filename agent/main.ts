@@ -133,6 +133,7 @@ async function cmdInternal(c: AgentConfig, role: string | undefined): Promise<nu
     return 2;
   }
   const r = role as Role;
+  process.title = `servermind-agent ${r}`;
   const user = ROLE_USER[r];
   if (user && isRoot() && c.dropPrivileges) dropPrivileges(r, user);
   const parent = process.ppid;

@@ -52,6 +52,8 @@ const ROW_OVERHEAD = 64;
 
 export function createSpool(opts: SpoolOptions): Spool {
   const db = new Database(opts.path, { create: true, strict: true });
+  // incremental auto-vacuum (must precede the first table): freed pages go back to the file system
+  db.run("pragma auto_vacuum = incremental");
   db.run("pragma journal_mode = wal");
   db.run("pragma synchronous = normal");
   db.run("pragma busy_timeout = 5000");
@@ -89,6 +91,8 @@ export function createSpool(opts: SpoolOptions): Spool {
   let seq = meta("seq_reserved");
   let seqReserved = seq;
 
+  let acksSinceVacuum = 0;
+
   const appendTx = db.transaction((e: Omit<SpoolEntry, "id">) => {
     const id = insert.get(e.kind, e.items, Math.trunc(e.createdMs), e.body)!.id;
     frames++;
@@ -122,6 +126,7 @@ export function createSpool(opts: SpoolOptions): Spool {
     },
     ack(ids) {
       let n = 0;
+      acksSinceVacuum += ids.length;
       db.transaction(() => {
         for (const id of ids) {
           const row = db.query<{ n: number }, [number]>("select length(body) as n from frames where id = ?").get(id);
@@ -132,6 +137,10 @@ export function createSpool(opts: SpoolOptions): Spool {
           n++;
         }
       })();
+      if (acksSinceVacuum >= 256 || frames === 0) {
+        db.run("pragma incremental_vacuum");
+        acksSinceVacuum = 0;
+      }
       return n;
     },
     has(id) {

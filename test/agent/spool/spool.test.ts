@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createSpool } from "../../../agent/spool/spool.ts";
@@ -61,6 +61,19 @@ describe("spool", () => {
     expect(r.stats().droppedFrames).toBe(st.droppedFrames);
     expect(r.stats().bytes).toBe(st.bytes);
     r.close();
+  });
+
+  test("the file shrinks again once a large backlog is acknowledged", () => {
+    const p = path();
+    const s = createSpool({ path: p, maxBytes: 64 << 20 });
+    const ids = Array.from({ length: 400 }, (_, i) => s.append({ kind: 1, items: 1, createdMs: i, body: body(20_000, i & 255) }));
+    s.close(); // checkpoint the WAL into the main file
+    const r = createSpool({ path: p, maxBytes: 64 << 20 });
+    const full = statSync(p).size;
+    r.ack(ids);
+    r.close();
+    expect(full).toBeGreaterThan(5_000_000);
+    expect(statSync(p).size).toBeLessThan(full / 4);
   });
 
   test("sequence numbers strictly increase across restarts, even after a crash", () => {
