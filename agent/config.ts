@@ -36,6 +36,8 @@ export interface AgentConfig {
   quicProbeMs: number;
   /** `ship.requestTimeoutMs`: one request or ack wait, at most (SERVERMIND_AGENT_REQUEST_TIMEOUT_MS). */
   requestTimeoutMs: number;
+  /** `monitor.watchFiles`: files whose integrity Monitor reports (SERVERMIND_AGENT_WATCH_FILES, comma separated). */
+  watchFiles: string[];
   /** `supervisor.dropPrivileges`: when root, run processes as the service users (SERVERMIND_AGENT_DROP_PRIVILEGES). */
   dropPrivileges: boolean;
 }
@@ -60,6 +62,9 @@ function bool(env: Env, name: string, def: boolean): boolean {
 
 const TRANSPORTS = ["auto", "http3", "http2", "wss"] as const;
 
+/** Files Monitor watches by default: accounts, privileges and remote access. */
+export const DEFAULT_WATCH_FILES = ["/etc/passwd", "/etc/group", "/etc/shadow", "/etc/sudoers", "/etc/ssh/sshd_config", "/root/.ssh/authorized_keys"];
+
 export function loadAgentConfig(env: Env = process.env): AgentConfig {
   const transport = (env.SERVERMIND_AGENT_TRANSPORT || "auto") as AgentConfig["transport"];
   if (!TRANSPORTS.includes(transport)) throw new Error(`SERVERMIND_AGENT_TRANSPORT=${JSON.stringify(transport)} is not one of ${TRANSPORTS.join(", ")}`);
@@ -79,6 +84,9 @@ export function loadAgentConfig(env: Env = process.env): AgentConfig {
     transport,
     quicProbeMs: int(env, "SERVERMIND_AGENT_QUIC_PROBE_MS", 300_000, 1000, 86_400_000),
     requestTimeoutMs: int(env, "SERVERMIND_AGENT_REQUEST_TIMEOUT_MS", 15_000, 100, 600_000),
+    watchFiles: env.SERVERMIND_AGENT_WATCH_FILES
+      ? env.SERVERMIND_AGENT_WATCH_FILES.split(",").map((s) => s.trim()).filter(Boolean)
+      : DEFAULT_WATCH_FILES,
     dropPrivileges: bool(env, "SERVERMIND_AGENT_DROP_PRIVILEGES", true),
   };
 }

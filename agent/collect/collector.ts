@@ -58,16 +58,6 @@ export function createHostFs(root: string): HostFs {
   };
 }
 
-/** Splits text into lines of whitespace-separated fields, skipping empty lines. */
-export function fieldsOf(text: string): string[][] {
-  const out: string[][] = [];
-  for (const line of text.split("\n")) {
-    const f = line.trim().split(/\s+/);
-    if (f[0]) out.push(f);
-  }
-  return out;
-}
-
 /** Rate per second between two readings of a monotonic counter; undefined on the first reading or a reset. */
 export function rate(prev: number | undefined, cur: number, dtSec: number): number | undefined {
   if (prev === undefined || dtSec <= 0 || cur < prev) return undefined;

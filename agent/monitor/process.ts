@@ -11,7 +11,7 @@ import { FrameKind, type SecurityEvent } from "../../src/ingest/frame/frame.ts";
 import { agentPaths, type AgentConfig } from "../config.ts";
 import { createOutbox } from "../collect/outbox.ts";
 
-export const WATCHED_FILES = ["etc/passwd", "etc/group", "etc/shadow", "etc/sudoers", "etc/ssh/sshd_config", "root/.ssh/authorized_keys"];
+const CRITICAL = /shadow|sudoers|authorized_keys/;
 
 export interface FileFacts {
   sha256: string | null;
@@ -36,18 +36,17 @@ export function factsOf(path: string): FileFacts {
   }
 }
 
-/** Compares against the baseline and returns one event per changed file; updates the baseline. */
-export function checkFiles(root: string, baseline: Record<string, FileFacts>, now: number): SecurityEvent[] {
+/** Compares `files` (absolute, read under `root`) with the baseline: one event per change; updates the baseline. */
+export function checkFiles(root: string, files: string[], baseline: Record<string, FileFacts>, now: number): SecurityEvent[] {
   const events: SecurityEvent[] = [];
-  for (const rel of WATCHED_FILES) {
-    const path = join(root, rel);
-    const cur = factsOf(path);
-    const old = baseline[rel];
-    baseline[rel] = cur;
+  for (const file of files) {
+    const cur = factsOf(join(root, file));
+    const old = baseline[file];
+    baseline[file] = cur;
     if (!old) continue;
     if (old.sha256 !== cur.sha256 || old.mode !== cur.mode || old.uid !== cur.uid) {
       const type = cur.mode === null ? "file.removed" : old.mode === null ? "file.created" : "file.changed";
-      events.push({ ts: now, type, severity: rel.includes("shadow") || rel.includes("sudoers") || rel.includes("authorized_keys") ? 7 : 5, path: `/${rel}`, data: { before: old, after: cur } as unknown as Record<string, unknown> });
+      events.push({ ts: now, type, severity: CRITICAL.test(file) ? 7 : 5, path: file, data: { before: old, after: cur } as unknown as Record<string, unknown> });
     }
   }
   return events;
@@ -64,7 +63,7 @@ export async function runMonitor(c: AgentConfig): Promise<() => Promise<void>> {
   }
   const outbox = createOutbox({ socketPath: p.monitorSocket, log: (m) => console.error(`monitor: ${m}`) });
   const tick = () => {
-    const events = checkFiles(c.root, baseline, Date.now());
+    const events = checkFiles(c.root, c.watchFiles, baseline, Date.now());
     const save = () => {
       writeFileSync(baselineFile + ".tmp", JSON.stringify(baseline));
       renameSync(baselineFile + ".tmp", baselineFile);

@@ -24,7 +24,11 @@ beforeAll(async () => {
   bin = await agentBinary();
   server = await startE2eServer();
   const { dir, env } = agentDirs();
-  Object.assign(env, { SERVERMIND_AGENT_INTERVAL_MS: String(INTERVAL), SERVERMIND_AGENT_LOGS_MS: "500", SERVERMIND_AGENT_REPLAY_RATE: "200" });
+  Object.assign(env, {
+    SERVERMIND_AGENT_INTERVAL_MS: String(INTERVAL), SERVERMIND_AGENT_LOGS_MS: "500", SERVERMIND_AGENT_REPLAY_RATE: "200",
+    SERVERMIND_AGENT_WATCH_FILES: join(dir, "watched.conf"),
+  });
+  writeFileSync(join(dir, "watched.conf"), "PermitRootLogin no\n", { mode: 0o644 });
   writeFileSync(join(dir, "logs", "app.log"), "");
   chmodSync(join(dir, "logs", "app.log"), 0o644);
   agentId = await enrollAgent(bin, env, server);
@@ -72,6 +76,13 @@ describe("compiled agent against the real server", () => {
     expect(names.some((n) => n.startsWith('disk.used_pct{mount="/"'))).toBe(true);
     expect(names.some((n) => n.startsWith("diskio.") )).toBe(true);
     expect(names.some((n) => n.startsWith('cpu.usage_pct{cpu="0"}'))).toBe(true);
+  });
+
+  test("Monitor reports a changed watched file as a security event", async () => {
+    await Bun.sleep(2 * INTERVAL); // the baseline
+    writeFileSync(join(agent.dir, "watched.conf"), "PermitRootLogin yes\n");
+    const ev = await until("security event", async () => (await server.db.sql`select type, path, severity from security_events where agent_id = ${agentId}`)[0]);
+    expect(ev).toMatchObject({ type: "file.changed", path: join(agent.dir, "watched.conf"), severity: 5 });
   });
 
   test("each process runs with its own credentials; Collector cannot read Platform's identity", async () => {
