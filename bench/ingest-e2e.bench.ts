@@ -25,14 +25,15 @@ import { encodeLogs, encodeMetricBlocks } from "../src/store/postgres/writer.ts"
 import { decodeFrameBody, splitFrames } from "../src/ingest/frame/decode.ts";
 import type { LogsBody, MetricsBody } from "../src/ingest/frame/frame.ts";
 import { logsFrame, metricNames, metricsFrame, newKeys, openStream, post, type SimAgent } from "../test/support/sim-agent.ts";
-import { arg, environment, flag, percentile, round, rssMb, cpuSeconds } from "./support.ts";
+import { arg, environment, flag, percentile, round, rssMb, cpuSeconds, treeCpuSeconds } from "./support.ts";
+import { readFileSync } from "node:fs";
 
 const quick = flag("quick");
 const AGENTS = Number(arg("agents", quick ? "200" : "2000"));
 const METRICS = Number(arg("metrics", "100"));
 const STAMPS = Number(arg("stamps", "10"));
 const SAMPLES = Number(arg("samples", quick ? "400000" : "8000000"));
-const CONNECTIONS = Number(arg("connections", "16"));
+const CONNECTIONS = Number(arg("connections", "64"));
 const PER_REQUEST = Number(arg("frames-per-request", "4"));
 const TRANSPORTS = arg("transport", "h2,wss,h3").split(",") as Array<"h1" | "h2" | "h3" | "wss">;
 const LOG_LINES = Number(arg("log-lines", quick ? "100000" : "1000000"));
@@ -183,10 +184,16 @@ async function main() {
   }
   const jobs: Job[] = [];
   for (let i = 0; i < frames.length; i += PER_REQUEST) jobs.push({ frames: frames.slice(i, i + PER_REQUEST), samples: 0 });
+  const pgPid = Number(readFileSync(join(dir, "pg", "postmaster.pid"), "utf8").split("\n")[0]);
   const cpu0 = cpuSeconds(server.pid);
+  const pg0 = treeCpuSeconds(pgPid);
+  const client0 = process.cpuUsage();
   log(`sending ${frameCount * samplesPerFrame} samples over ${CONNECTIONS} connections (${TRANSPORTS.join(", ")})`);
   const run = await drive(server.url, agents, jobs, TRANSPORTS);
   const serverCpu = cpuSeconds(server.pid) - cpu0;
+  const pgCpu = treeCpuSeconds(pgPid) - pg0;
+  const clientUsage = process.cpuUsage(client0);
+  const clientCpu = (clientUsage.user + clientUsage.system) / 1e6;
   const rss = rssMb(server.pid);
   const sent = frameCount * samplesPerFrame;
 
@@ -247,6 +254,9 @@ async function main() {
     registration_samples_per_s: Math.round(regSamples / reg.seconds),
     server_cpu_s_per_million: round(serverCpu / (sent / 1e6)),
     server_rss_mb: Math.round(rss),
+    postgres_cpu_s_per_million: round(pgCpu / (sent / 1e6)),
+    load_generator_cpu_s_per_million: round(clientCpu / (sent / 1e6)),
+    run_seconds: round(run.seconds, 2),
     ack_p50_ms: round(percentile(run.latencies, 50), 1),
     ack_p99_ms: round(percentile(run.latencies, 99), 1),
     lost,

@@ -17,7 +17,7 @@ interface Activity {
 export class AgentState implements LatestSink {
   private activity = new Map<number, Activity>();
   private heartbeats = new Map<number, Record<string, unknown>>();
-  private latest = new Map<number, { ts: number; key: string; names: string[]; values: Float64Array }>();
+  private latest = new Map<number, { ts: number; key: string; writtenKey: string; names: string[]; values: Float64Array }>();
   private dirtyLatest = new Set<number>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private flushing: Promise<void> | undefined;
@@ -58,7 +58,7 @@ export class AgentState implements LatestSink {
     if (!l || l.key !== key) {
       // A new name set: carry over the values of series that are still there.
       const prev = l;
-      l = { ts, key, names: b.names, values: new Float64Array(b.names.length).fill(NaN) };
+      l = { ts, key, writtenKey: "", names: b.names, values: new Float64Array(b.names.length).fill(NaN) };
       if (prev) {
         const old = new Map(prev.names.map((n, i) => [n, prev.values[i]!]));
         b.names.forEach((n, i) => (l!.values[i] = old.get(n) ?? NaN));
@@ -106,25 +106,25 @@ export class AgentState implements LatestSink {
         where a.id = v.id`;
     }
     if (this.dirtyLatest.size) {
+      // One JSON document for the whole flush; names only where they changed since the last one.
       const ids = [...this.dirtyLatest].sort((a, b) => a - b);
       this.dirtyLatest.clear();
-      const ts: number[] = [];
-      const names: string[] = [];
-      const vals: string[] = [];
+      const docs: string[] = [];
+      const written: Array<[{ writtenKey: string }, string]> = [];
       for (const id of ids) {
         const l = this.latest.get(id)!;
-        ts.push(l.ts);
-        names.push(JSON.stringify(l.names));
-        vals.push(JSON.stringify(Array.from(l.values)));
+        const names = l.key === l.writtenKey ? "null" : JSON.stringify(l.names);
+        written.push([l, l.key]);
+        docs.push(`{"id":${id},"ts":${l.ts},"n":${names},"v":${JSON.stringify(Array.from(l.values))}}`);
       }
       await this.sql`
         insert into metric_latest (agent_id, ts, names, vals)
-        select v.id, to_timestamp(v.ts / 1000.0),
-          array(select jsonb_array_elements_text(v.names::jsonb)),
-          array(select (jsonb_array_elements_text(v.vals::jsonb))::float8)
-        from unnest(${ids}::int8[], ${ts}::float8[], ${names}::text[], ${vals}::text[]) as v(id, ts, names, vals)
-        join agents a on a.id = v.id
-        on conflict (agent_id) do update set ts = excluded.ts, names = excluded.names, vals = excluded.vals`;
+        select x.id, to_timestamp(x.ts / 1000.0), coalesce(x.n, '{}'), x.v
+        from jsonb_to_recordset((${"[" + docs.join(",") + "]"}::text)::jsonb) as x(id int8, ts float8, n text[], v float8[])
+        join agents a on a.id = x.id
+        on conflict (agent_id) do update set ts = excluded.ts, vals = excluded.vals,
+          names = case when cardinality(excluded.names) > 0 then excluded.names else metric_latest.names end`;
+      for (const [l, key] of written) l.writtenKey = key;
     }
   }
 }

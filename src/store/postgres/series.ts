@@ -59,12 +59,16 @@ export class SeriesCache {
       }
     }
     if (missAgents.length === 0) return;
+    // Joined strings instead of array parameters: names hold no newline (the decoder checks),
+    // and escaping 100,000 array elements would cost more than the statement itself.
+    const agents = missAgents.join(",");
+    const names = missNames.join("\n");
     await sql`insert into metric_series (agent_id, name)
-      select * from unnest(${missAgents}::int8[], ${missNames}::text[])
+      select * from unnest(string_to_array(${agents}, ',')::int8[], string_to_array(${names}, E'\n'))
       on conflict (agent_id, name) do nothing`;
     const rows = await sql<{ id: number; agent_id: string; name: string }[]>`
       select s.id, s.agent_id, s.name from metric_series s
-      join unnest(${missAgents}::int8[], ${missNames}::text[]) as w(agent_id, name)
+      join unnest(string_to_array(${agents}, ',')::int8[], string_to_array(${names}, E'\n')) as w(agent_id, name)
         on s.agent_id = w.agent_id and s.name = w.name`;
     if (this.size + rows.length > this.maxEntries) {
       this.agents.clear();
