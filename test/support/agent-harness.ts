@@ -3,7 +3,7 @@
  * builds the binary once, starts the server on 127.0.0.1 (restartable on the same port with the
  * same certificate and database), enrolls, and runs `servermind-agent run` with its own dirs.
  */
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
@@ -154,6 +154,7 @@ export function runAgent(bin: string, dir: string, env: Record<string, string>):
           /* already gone, as it should be */
         }
       }
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
