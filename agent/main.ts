@@ -61,6 +61,7 @@ async function cmdEnroll(c: AgentConfig, args: string[]): Promise<number> {
   prepareLayout(c, users);
   const p = agentPaths(c);
   createSecretFile(p.secretFile);
+  if (users) chownSync(p.secretFile, users.platform.uid, users.platform.gid);
   const { identity, trustedOnFirstUse } = await enroll({ serverUrl: server, token, fingerprint: flag(args, "--fingerprint"), version: AGENT_VERSION });
   const store = createIdentityStore({ dbPath: p.identityDb, secretPath: p.secretFile });
   store.save(identity);

@@ -37,8 +37,7 @@ export async function runPlatform(c: AgentConfig): Promise<() => Promise<void>> 
   };
   const shipper = createShipper({
     spool, agentId: identity.agentId, key: privateKeyOf(identity), serverUrl: identity.serverUrl,
-    tls: pinnedTls(identity.serverCertPem, identity.fingerprint), transport: c.transport,
-    allowUnpinnedH3: process.env.SERVERMIND_AGENT_H3_UNPINNED === "true",
+    tls: pinnedTls(identity.serverCertPem, identity.fingerprint), fingerprint: identity.fingerprint, transport: c.transport,
     maxFramesPerRequest: c.maxFramesPerRequest, replayPerSecond: c.replayPerSecond, quicProbeMs: c.quicProbeMs,
     requestTimeoutMs: c.requestTimeoutMs, heartbeatMs: Math.max(c.intervalMs, 10_000), version: AGENT_VERSION,
     heartbeat: () => {

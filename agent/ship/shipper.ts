@@ -14,6 +14,7 @@ import { FrameKind } from "../../src/ingest/frame/frame.ts";
 import type { Spool, SpoolStats } from "../spool/spool.ts";
 import { createBackoff } from "./backoff.ts";
 import { createHttpTransport } from "./http-transport.ts";
+import { connectQuicTransport } from "./quic-transport.ts";
 import type { PinnedTls } from "./pin.ts";
 import { TransportError, type SendResult, type Transport } from "./transport.ts";
 import { connectWsTransport, proxyFor } from "./ws-transport.ts";
@@ -26,8 +27,9 @@ export interface ShipperOptions {
   key: KeyObject;
   serverUrl: string;
   tls: PinnedTls;
+  /** SHA-256 of the pinned certificate (HTTP/3 checks the peer against it). */
+  fingerprint: string;
   transport: TransportChoice;
-  allowUnpinnedH3?: boolean;
   maxFramesPerRequest: number;
   replayPerSecond: number;
   quicProbeMs: number;
@@ -52,7 +54,7 @@ export interface ShipStatus {
   rejectedFrames: number;
   /** Time from losing the server to the next acknowledged send, last occurrence. */
   lastReconnectMs: number | null;
-  h3: "untried" | "ok" | "failed" | "unpinnable";
+  h3: "untried" | "ok" | "failed" | "unavailable";
   spool: SpoolStats;
 }
 
@@ -103,12 +105,9 @@ export function createShipper(o: ShipperOptions): Shipper {
     o.connect ??
     (async (kind: "h3" | "h2" | "wss"): Promise<Transport> => {
       if (kind === "wss") return connectWsTransport({ baseUrl: o.serverUrl, tls: o.tls, timeoutMs: o.requestTimeoutMs, hello, proxy: proxyFor(o.serverUrl) });
-      return createHttpTransport({
-        baseUrl: o.serverUrl, protocol: kind === "h3" ? "http3" : "http2", tls: o.tls,
-        // the first h3 attempt must fail fast so the fallback happens within seconds
-        timeoutMs: kind === "h3" && st.h3 !== "ok" ? Math.min(o.requestTimeoutMs, 3000) : o.requestTimeoutMs,
-        allowUnpinned: o.allowUnpinnedH3,
-      });
+      // HTTP/3 goes straight to the server: a CONNECT proxy cannot carry QUIC
+      if (kind === "h3") return connectQuicTransport({ baseUrl: o.serverUrl, fingerprint: o.fingerprint, timeoutMs: o.requestTimeoutMs });
+      return createHttpTransport({ baseUrl: o.serverUrl, protocol: "http2", tls: o.tls, timeoutMs: o.requestTimeoutMs });
     });
 
   function pickKind(): "h3" | "h2" | "wss" {
@@ -218,7 +217,7 @@ export function createShipper(o: ShipperOptions): Shipper {
     transport = undefined;
     st.transport = null;
     if (kind === "h3" && o.transport === "auto") {
-      st.h3 = e instanceof TransportError && e.unsupported ? "unpinnable" : "failed";
+      st.h3 = e instanceof TransportError && e.unsupported ? "unavailable" : "failed";
       h3RetryAt = now() + o.quicProbeMs;
       log(`HTTP/3 unavailable (${msg}); falling back to WebSocket, next HTTP/3 probe in ${Math.round(o.quicProbeMs / 1000)} s`);
       return; // fall back at once

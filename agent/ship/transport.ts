@@ -52,3 +52,20 @@ export function parseAnswer(v: unknown, where: string): SendResult {
     rejects: rejects.filter(okRej).map((r) => ({ batch: Number.isSafeInteger(r.batch) ? r.batch : null, seq: Number.isSafeInteger(r.seq) ? r.seq : null, code: r.code, message: String(r.message ?? "").slice(0, 500) })),
   };
 }
+
+/** Turns an HTTP answer (status, Retry-After, body text) into a SendResult or a TransportError. */
+export function interpretHttpAnswer(name: string, status: number, retryAfter: string | null, text: string): SendResult {
+  const retryAfterMs = retryAfter !== null && Number.isFinite(Number(retryAfter)) ? Math.min(Number(retryAfter), 3600) * 1000 : undefined;
+  let body: any;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    if (status === 429 || status === 503) return { acks: [], rejects: [], retryAfterMs: retryAfterMs ?? 5000 };
+    throw new TransportError(`${name}: HTTP ${status} with a body that is not JSON (${text.length} bytes)`);
+  }
+  if ((status === 429 || status === 503) && !body?.acks) return { acks: [], rejects: [], retryAfterMs: retryAfterMs ?? 5000 };
+  if (body?.error && !body?.acks) throw new TransportError(`${name}: HTTP ${status} ${String(body.error.code)}: ${String(body.error.message).slice(0, 300)}`);
+  const res = parseAnswer(body, `${name} HTTP ${status}`);
+  if (retryAfterMs !== undefined) res.retryAfterMs = retryAfterMs;
+  return res;
+}

@@ -44,7 +44,7 @@ function addMetrics(spool: Spool, n: number): number[] {
 function shipper(spool: Spool, over: Partial<ShipperOptions> = {}) {
   return createShipper({
     spool, agentId: identity.agentId, key: privateKeyOf(identity), serverUrl: identity.serverUrl,
-    tls: pinnedTls(identity.serverCertPem, identity.fingerprint), transport: "wss",
+    tls: pinnedTls(identity.serverCertPem, identity.fingerprint), fingerprint: identity.fingerprint, transport: "wss",
     maxFramesPerRequest: 8, replayPerSecond: 1000, quicProbeMs: 60_000, requestTimeoutMs: 5000,
     heartbeatMs: 60_000, heartbeat: () => ({ version: "test" }), version: "test", log: () => {},
     ...over,
@@ -96,25 +96,10 @@ describe("transports", () => {
     });
   }
 
-  test("auto: HTTP/3 cannot be pinned in this Bun, so it falls back to WebSocket within seconds", async () => {
+  test("auto: HTTP/3 first, pinned through node:quic", async () => {
     const spool = newSpool();
     const ids = addMetrics(spool, 3);
-    const started = Date.now();
     const sh = shipper(spool, { transport: "auto" });
-    sh.start();
-    await until(() => spool.stats().frames === 0);
-    const took = Date.now() - started;
-    expect(took).toBeLessThan(5000);
-    expect(sh.status().h3).toBe("unpinnable");
-    expect(sh.status().transport).toBe("wss");
-    expect(await committed(ids)).toBe(3);
-    await sh.stop();
-  });
-
-  test("auto with unpinned HTTP/3 allowed uses HTTP/3", async () => {
-    const spool = newSpool();
-    const ids = addMetrics(spool, 3);
-    const sh = shipper(spool, { transport: "auto", allowUnpinnedH3: true });
     sh.start();
     await until(() => spool.stats().frames === 0);
     expect(sh.status().transport).toBe("h3");
@@ -123,8 +108,33 @@ describe("transports", () => {
     await sh.stop();
   });
 
+  test("auto: when QUIC gets no answer (server without HTTP/3) it falls back to WebSocket within seconds", async () => {
+    const tcpOnly = await startTestServer({ SERVERMIND_HTTP3: "false" });
+    try {
+      const id = (await enroll({ serverUrl: tcpOnly.url, token: await tcpOnly.token(), fingerprint: tcpOnly.fingerprint, version: "test" })).identity;
+      const spool = newSpool();
+      addMetrics(spool, 3);
+      const started = Date.now();
+      const sh = shipper(spool, {
+        transport: "auto", agentId: id.agentId, key: privateKeyOf(id), serverUrl: id.serverUrl,
+        tls: pinnedTls(id.serverCertPem, id.fingerprint), fingerprint: id.fingerprint,
+      });
+      sh.start();
+      await until(() => spool.stats().frames === 0);
+      const took = Date.now() - started;
+      await sh.stop();
+      expect(took).toBeLessThan(5000);
+      expect(sh.status().h3).toBe("failed");
+      expect(sh.status().transport).toBe("wss");
+      const [r] = await tcpOnly.db.sql`select count(*)::int as n from ingest_batches where agent_id = ${id.agentId}`;
+      expect(r!.n).toBe(3);
+    } finally {
+      await tcpOnly.close();
+    }
+  });
+
   test("after falling back to WebSocket, HTTP/3 is probed again and taken back", async () => {
-    const { createHttpTransport } = await import("../../../agent/ship/http-transport.ts");
+    const { connectQuicTransport } = await import("../../../agent/ship/quic-transport.ts");
     const { connectWsTransport } = await import("../../../agent/ship/ws-transport.ts");
     const { TransportError } = await import("../../../agent/ship/transport.ts");
     const { encodeFrame, packMap } = await import("../../../src/ingest/frame/encode.ts");
@@ -140,7 +150,7 @@ describe("transports", () => {
         if (kind === "h3") {
           // UDP "blocked" on the first attempt only
           if (h3Attempts++ === 0) throw new TransportError("h3: no QUIC answer (simulated blocked UDP)");
-          return createHttpTransport({ baseUrl: identity.serverUrl, protocol: "http3", tls, timeoutMs: 3000, allowUnpinned: true });
+          return connectQuicTransport({ baseUrl: identity.serverUrl, fingerprint: identity.fingerprint, timeoutMs: 3000 });
         }
         return connectWsTransport({
           baseUrl: identity.serverUrl, tls, timeoutMs: 3000,
@@ -164,11 +174,11 @@ describe("transports", () => {
 
   test("a pin that does not match the server refuses every transport and keeps the data", async () => {
     const other = createSelfSigned(["127.0.0.1", "localhost"]);
-    for (const transport of ["wss", "http2"] as const) {
+    for (const transport of ["wss", "http2", "http3"] as const) {
       const spool = newSpool();
       addMetrics(spool, 2);
       const errors: string[] = [];
-      const sh = shipper(spool, { transport, tls: pinnedTls(other.certPem, other.fingerprint), log: (m) => errors.push(m) });
+      const sh = shipper(spool, { transport, tls: pinnedTls(other.certPem, other.fingerprint), fingerprint: other.fingerprint, log: (m) => errors.push(m) });
       sh.start();
       await until(() => errors.length > 0);
       await sh.stop();
