@@ -34,6 +34,20 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   ]);
 }
 
+/** Imports node:quic without its one-time "experimental" warning (only that warning is dropped). */
+async function loadQuic(): Promise<Quic> {
+  const emit = process.emitWarning;
+  process.emitWarning = ((w: string | Error, ...rest: unknown[]) => {
+    if (/quic is an experimental/i.test(String(w))) return;
+    return (emit as (...a: unknown[]) => void).call(process, w, ...rest);
+  }) as typeof process.emitWarning;
+  try {
+    return await import("node:quic");
+  } finally {
+    process.emitWarning = emit;
+  }
+}
+
 export async function connectQuicTransport(o: QuicTransportOptions): Promise<Transport> {
   const u = new URL(o.baseUrl);
   const host = u.hostname.replace(/^\[|\]$/g, "");
@@ -42,8 +56,7 @@ export async function connectQuicTransport(o: QuicTransportOptions): Promise<Tra
   const want = normalizeFingerprint(o.fingerprint);
   let quic: Quic;
   try {
-    // the module warns once that the API is experimental; the warning is not an error
-    quic = await import("node:quic");
+    quic = await loadQuic();
   } catch (e) {
     throw new TransportError(`h3: node:quic is not available: ${e instanceof Error ? e.message : e}`, true);
   }
