@@ -121,6 +121,8 @@ function cmdStatus(c: AgentConfig): number {
     lastError: ship.lastError ?? null,
     lastReconnectMs: ship.lastReconnectMs ?? null,
     http3: ship.h3 ?? null,
+    lastHandshakeMs: ship.lastHandshakeMs ?? null,
+    lastHandshakeResumed: ship.lastHandshakeResumed ?? null,
     statusAge: ship.updatedAt ? Math.round((Date.now() - ship.updatedAt) / 1000) : null,
     processes: sup.processes ?? sup,
   };

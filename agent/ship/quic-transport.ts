@@ -17,6 +17,20 @@ export interface QuicTransportOptions {
   timeoutMs: number;
   /** Handshake bound, so blocked UDP is noticed within seconds (default 3 s). */
   handshakeTimeoutMs?: number;
+  /**
+   * A TLS session ticket from an earlier session with this server, for resumption. Tickets are
+   * kept in memory only (they hold resumption secrets). Early data (0-RTT) stays off: it could be
+   * replayed by the network, and the server does not accept it anyway.
+   */
+  ticket?: Uint8Array;
+  /** Receives the tickets the server issues, to pass to the next connect. */
+  onTicket?: (ticket: Uint8Array) => void;
+}
+
+export interface QuicTransport extends Transport {
+  /** Time to an open, pinned session in ms, and whether a ticket was offered. */
+  readonly handshakeMs: number;
+  readonly resumed: boolean;
 }
 
 type Quic = typeof import("node:quic");
@@ -48,7 +62,7 @@ async function loadQuic(): Promise<Quic> {
   }
 }
 
-export async function connectQuicTransport(o: QuicTransportOptions): Promise<Transport> {
+export async function connectQuicTransport(o: QuicTransportOptions): Promise<QuicTransport> {
   const u = new URL(o.baseUrl);
   const host = u.hostname.replace(/^\[|\]$/g, "");
   const port = Number(u.port || 443);
@@ -62,6 +76,7 @@ export async function connectQuicTransport(o: QuicTransportOptions): Promise<Tra
   }
   let session: Session;
   let pending: Session | undefined;
+  const started = performance.now();
   try {
     session = await withTimeout(
       (async () => {
@@ -69,6 +84,12 @@ export async function connectQuicTransport(o: QuicTransportOptions): Promise<Tra
           alpn: "h3",
           servername: /^[\d.:]+$/.test(host) ? "localhost" : host,
           verifyPeer: "manual",
+          enableEarlyData: false,
+          ...(o.ticket ? { sessionTicket: o.ticket } : {}),
+          onsessionticket: (t: unknown) => {
+            if (t instanceof Uint8Array) o.onTicket?.(t);
+            else if (ArrayBuffer.isView(t)) o.onTicket?.(new Uint8Array(t.buffer, t.byteOffset, t.byteLength));
+          },
         } as Parameters<Quic["connect"]>[1]);
         pending = s;
         const opened = (s as unknown as { opened: Promise<unknown>; closed?: Promise<unknown> });
@@ -94,9 +115,12 @@ export async function connectQuicTransport(o: QuicTransportOptions): Promise<Tra
     s.destroy();
     throw new TransportError(`h3: server certificate ${got} does not match the pinned fingerprint ${want}`);
   }
+  const handshakeMs = performance.now() - started;
   let closed = false;
   return {
     name: "h3",
+    handshakeMs,
+    resumed: o.ticket !== undefined,
     async send(frames): Promise<SendResult> {
       if (closed) throw new TransportError("h3: session closed");
       const body = Buffer.concat(frames);

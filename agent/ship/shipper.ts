@@ -55,6 +55,9 @@ export interface ShipStatus {
   /** Time from losing the server to the next acknowledged send, last occurrence. */
   lastReconnectMs: number | null;
   h3: "untried" | "ok" | "failed" | "unavailable";
+  /** Last HTTP/3 handshake to a pinned session, ms, and whether it resumed with a ticket. */
+  lastHandshakeMs: number | null;
+  lastHandshakeResumed: boolean;
   spool: SpoolStats;
 }
 
@@ -80,9 +83,11 @@ export function createShipper(o: ShipperOptions): Shipper {
   let h3RetryAt = 0;
   let lostAt: number | null = null;
   let nextHeartbeat = 0;
+  let quicTicket: Uint8Array | undefined;
   const st: Omit<ShipStatus, "spool"> = {
     state: "starting", transport: null, lastAckMs: null, lastError: null,
     sentFrames: 0, ackedFrames: 0, rejectedFrames: 0, lastReconnectMs: null, h3: "untried",
+    lastHandshakeMs: null, lastHandshakeResumed: false,
   };
 
   const wait = (ms: number) =>
@@ -106,7 +111,17 @@ export function createShipper(o: ShipperOptions): Shipper {
     (async (kind: "h3" | "h2" | "wss"): Promise<Transport> => {
       if (kind === "wss") return connectWsTransport({ baseUrl: o.serverUrl, tls: o.tls, timeoutMs: o.requestTimeoutMs, hello, proxy: proxyFor(o.serverUrl) });
       // HTTP/3 goes straight to the server: a CONNECT proxy cannot carry QUIC
-      if (kind === "h3") return connectQuicTransport({ baseUrl: o.serverUrl, fingerprint: o.fingerprint, timeoutMs: o.requestTimeoutMs });
+      if (kind === "h3") {
+        const t = await connectQuicTransport({
+          baseUrl: o.serverUrl, fingerprint: o.fingerprint, timeoutMs: o.requestTimeoutMs, ticket: quicTicket,
+          onTicket: (tk) => {
+            quicTicket = tk;
+          },
+        });
+        st.lastHandshakeMs = Math.round(t.handshakeMs * 10) / 10;
+        st.lastHandshakeResumed = t.resumed;
+        return t;
+      }
       return createHttpTransport({ baseUrl: o.serverUrl, protocol: "http2", tls: o.tls, timeoutMs: o.requestTimeoutMs });
     });
 
