@@ -1,12 +1,13 @@
 /**
- * Composition root: read config, open the database, start partition upkeep and the server;
- * on SIGINT/SIGTERM stop them in reverse order.
+ * Composition root: read config, open the database, start partition upkeep, the console's
+ * background work and the server; on SIGINT/SIGTERM stop them in reverse order.
  */
 import { loadConfig } from "./config.ts";
 import { openDatabase } from "./db.ts";
 import { loadOrCreateCert } from "./tls/certs.ts";
 import { startServer } from "./server.ts";
 import { startPartitionUpkeep, timeSeriesTables } from "./store/postgres/partitions.ts";
+import { consolePlugin, startConsole } from "./web/plugin.ts";
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -15,7 +16,9 @@ async function main(): Promise<void> {
   await upkeep.ready;
   const cert = loadOrCreateCert({ certFile: config.tlsCert, keyFile: config.tlsKey, dataDir: config.dataDir, names: config.tlsNames });
   if (cert.generated) console.log(`generated a self-signed certificate: ${cert.path}`);
-  const server = startServer({ config, sql: db.sql, cert });
+  const consoleDeps = { sql: db.sql, config, dataDir: config.dataDir, serverFingerprint: cert.fingerprint };
+  const consoleRuntime = await startConsole(consoleDeps);
+  const server = startServer({ config, sql: db.sql, cert, plugins: [consolePlugin(consoleDeps)] });
   console.log(`ServerMind listening on ${server.url} (TLS 1.3; HTTP/1.1, HTTP/2${config.http3 ? ", HTTP/3" : ""}, WSS)`);
   console.log(`server certificate SHA-256 fingerprint (pin it in agents): ${cert.fingerprint}`);
 
@@ -25,6 +28,7 @@ async function main(): Promise<void> {
     stopping = true;
     console.log(`${signal}: stopping`);
     await server.stop();
+    consoleRuntime.stop();
     upkeep.stop();
     await db.close();
     process.exit(0);

@@ -89,6 +89,8 @@ export async function post(baseUrl: string, frames: Uint8Array[] | Uint8Array, p
 export async function openStream(baseUrl: string, a: SimAgent): Promise<{
   send(frames: Uint8Array[] | Uint8Array): Promise<any>;
   messages: any[];
+  /** Resolves when the server or we close the stream, with the close code. */
+  closed: Promise<{ code: number; reason: string }>;
   close(): void;
 }> {
   const ws = new WebSocket(baseUrl.replace(/^https/, "wss") + "/api/v1/stream", { tls: { rejectUnauthorized: false } } as any);
@@ -106,12 +108,14 @@ export async function openStream(baseUrl: string, a: SimAgent): Promise<{
     else if (m.type === "welcome" || (m.type === "error" && waiters.length === 0)) welcomed(m);
     else if (m.type === "ack" || m.type === "error") waiters.shift()?.(m);
   };
+  const closed = new Promise<{ code: number; reason: string }>((r) => (ws.onclose = (e) => r({ code: e.code, reason: e.reason })));
   const nonce = await challenged;
   ws.send(mapFrame(a, FrameKind.Hello, { nonce, version: "sim" }, 0) as Uint8Array<ArrayBuffer>);
   const w = await welcome;
   if (w.type !== "welcome") throw new Error(`stream refused: ${JSON.stringify(w)}`);
   return {
     messages,
+    closed,
     send(frames) {
       const buf = Array.isArray(frames) ? Buffer.concat(frames) : frames;
       return new Promise((r) => {

@@ -14,6 +14,7 @@ import { FrameKind } from "../frame/frame.ts";
 import { decodeFrameBody, splitFrames, verifyFrame } from "../frame/decode.ts";
 import { ingestFrames, type IngestDeps, type Reject } from "./handler.ts";
 import { Busy, type Gate } from "../gate.ts";
+import type { StreamRegistry } from "./stream-registry.ts";
 
 export interface StreamData {
   kind: "agent-stream";
@@ -27,6 +28,8 @@ export interface StreamDeps extends IngestDeps {
   gate: Gate;
   /** Messages processed at once per connection before the agent is told to slow down. */
   maxInFlight?: number;
+  /** Open streams by agent, for messages pushed to agents (src/cluster/bus.ts). */
+  streams?: StreamRegistry;
 }
 
 function send(ws: ServerWebSocket<StreamData>, msg: unknown): void {
@@ -67,6 +70,7 @@ async function authenticate(ws: ServerWebSocket<StreamData>, deps: StreamDeps, b
   ws.data.agentId = f.header.agentId;
   deps.state.touch(f.header.agentId, f.header.seq, ws.data.transport);
   send(ws, { type: "welcome", agentId: f.header.agentId });
+  deps.streams?.add(f.header.agentId, ws);
 }
 
 export function createStreamHandler(deps: StreamDeps): WebSocketHandler<StreamData> {
@@ -78,6 +82,9 @@ export function createStreamHandler(deps: StreamDeps): WebSocketHandler<StreamDa
     open(ws) {
       ws.data.nonce = randomBytes(24).toString("base64url");
       send(ws, { type: "challenge", nonce: ws.data.nonce });
+    },
+    close(ws) {
+      deps.streams?.remove(ws);
     },
     async message(ws, msg) {
       if (typeof msg === "string") {

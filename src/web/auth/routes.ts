@@ -1,0 +1,152 @@
+/** First-run setup, sign-in (password, then TOTP), sign-out. */
+import type { ConsoleRoute } from "../route.ts";
+import type { ConsoleServices } from "../deps.ts";
+import { done, redirect, type Pages } from "../respond.ts";
+import { consumeSetupCode, removeSetupCodeFile, setupOpen } from "../../auth/setup-code.ts";
+import { checkLogin, checkSecondFactor, createUser, getUser, mfaRequired, passwordExpired, PolicyError, recordLoginFailure } from "../../auth/users.ts";
+import { checkPasswordPolicy } from "../../auth/password.ts";
+import { roleIdByName, userGrants } from "../../auth/roles.ts";
+import { createSession, revokeSession, SESSION_COOKIE, setStage, type SessionStage } from "../../auth/session.ts";
+import { cookie, stagePath } from "../guard.ts";
+import { auditRequest } from "../audit-request.ts";
+
+function safeNext(next: string | null): string {
+  return next && /^\/[A-Za-z0-9/_?=&%.-]*$/.test(next) && !next.startsWith("//") ? next : "/hosts";
+}
+
+function lockedMessage(until: Date): string {
+  return `This account is locked after too many failed sign-ins. Try again after ${until.toISOString().slice(11, 16)} UTC, or ask an administrator to unlock it.`;
+}
+
+export function authRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
+  const { sql } = s;
+
+  async function stageAfterPassword(userId: number): Promise<SessionStage> {
+    const user = (await getUser(sql, userId))!;
+    const settings = await s.settings.get();
+    if (user.totp_enabled_at) return "mfa";
+    if (mfaRequired(settings, (await userGrants(sql, userId)).roles)) return "enroll";
+    if (passwordExpired(user, settings.password)) return "password";
+    return "full";
+  }
+
+  return [
+    {
+      method: "GET", path: "/", access: "public",
+      handler: (req) => redirect(req, req.session ? stagePath(req.session.stage) : "/login"),
+    },
+    {
+      method: "GET", path: "/setup", access: "public",
+      async handler(req) {
+        if (!(await setupOpen(sql))) return redirect(req, "/login");
+        const policy = (await s.settings.get()).password;
+        return pages.page(req, "pages/setup", "Set up ServerMind", { policy });
+      },
+    },
+    {
+      method: "POST", path: "/setup", access: "public",
+      async handler(req) {
+        if (!(await setupOpen(sql))) return pages.formErrors(req, ["Setup is already complete. Sign in instead."], 409);
+        const f = req.form;
+        const username = (f.get("username") ?? "").trim().toLowerCase();
+        const password = f.get("password") ?? "";
+        const problems: string[] = [];
+        if (!(f.get("code") ?? "").trim()) problems.push("Enter the setup code printed in the server log.");
+        if (password !== f.get("password2")) problems.push("The two passwords differ.");
+        problems.push(...checkPasswordPolicy(password, (await s.settings.get()).password, username));
+        if (problems.length) return pages.formErrors(req, problems);
+        if (!(await consumeSetupCode(sql, f.get("code") ?? ""))) {
+          await auditRequest(sql, req, "authentication", "setup.code_rejected", username, false, {}, username);
+          return pages.formErrors(req, ["That setup code is not correct. Use the code the server printed at start (also in the setup-code file in its data directory)."], 403);
+        }
+        try {
+          const id = await createUser(sql, { username, password, displayName: f.get("display_name") ?? "", email: f.get("email") ?? "", roleIds: [(await roleIdByName(sql, "admin"))!] }, (await s.settings.get()).password);
+          removeSetupCodeFile(s.dataDir);
+          await auditRequest(sql, req, "user_management", "setup.admin_created", username, true, { userId: id }, username);
+          return done(req, "/login?setup=done");
+        } catch (e) {
+          if (e instanceof PolicyError) return pages.formErrors(req, e.problems);
+          throw e;
+        }
+      },
+    },
+    {
+      method: "GET", path: "/login", access: "public",
+      async handler(req) {
+        if (req.session?.stage === "full") return redirect(req, "/hosts");
+        if (await setupOpen(sql)) return redirect(req, "/setup");
+        return pages.page(req, "pages/login", "Sign in", {
+          next: req.query.get("next") ?? "",
+          setupDone: req.query.get("setup") === "done",
+          signedOut: req.query.get("signed_out") === "1",
+        });
+      },
+    },
+    {
+      method: "POST", path: "/login", access: "public",
+      async handler(req) {
+        const username = (req.form.get("username") ?? "").trim().toLowerCase();
+        const password = req.form.get("password") ?? "";
+        if (!username || !password) return pages.formErrors(req, ["Enter your username and password."]);
+        const settings = await s.settings.get();
+        const r = await checkLogin(sql, username, password, settings.password);
+        if (!r.ok) {
+          await auditRequest(sql, req, "authentication", "login.password", username, false, { reason: r.reason }, username);
+          if (r.reason === "locked") {
+            await auditRequest(sql, req, "security_event", "account.locked", username, false, { until: r.lockedUntil?.toISOString() }, username);
+            return pages.formErrors(req, [lockedMessage(r.lockedUntil!)], 423);
+          }
+          return pages.formErrors(req, ["Wrong username or password."], 401);
+        }
+        const stage = await stageAfterPassword(r.user.id);
+        const { token } = await createSession(sql, r.user.id, stage, req.ip, req.userAgent, settings.session);
+        const reqAs = { ...req, user: r.user };
+        await auditRequest(sql, reqAs, "authentication", stage === "full" ? "login.success" : "login.password", username, true, { next_step: stage });
+        if (stage === "full") await sql`update console_users set last_login_at = now() where id = ${r.user.id}`;
+        const res = done(req, stage === "full" ? safeNext(req.form.get("next")) : stagePath(stage));
+        res.headers.append("set-cookie", cookie(SESSION_COOKIE, token, settings.session.absoluteHours * 3600));
+        return res;
+      },
+    },
+    {
+      method: "GET", path: "/login/totp", access: "signed-in", stages: ["mfa"],
+      handler: (req) => pages.page(req, "pages/login-totp", "Verify sign-in", { username: req.user!.username }),
+    },
+    {
+      method: "POST", path: "/login/totp", access: "signed-in", stages: ["mfa"],
+      async handler(req) {
+        const user = req.user!;
+        const code = (req.form.get("code") ?? "").trim();
+        if (!code) return pages.formErrors(req, ["Enter the 6-digit code from your authenticator app, or a backup code."]);
+        const settings = await s.settings.get();
+        const kind = await checkSecondFactor(sql, s.secrets, user, code);
+        if (!kind) {
+          await auditRequest(sql, req, "authentication", "login.totp", user.username, false);
+          const until = await recordLoginFailure(sql, user.id, settings.password);
+          if (until) {
+            await revokeSession(sql, req.session!.id, "locked");
+            await auditRequest(sql, req, "security_event", "account.locked", user.username, false, { until: until.toISOString() });
+            return pages.formErrors(req, [lockedMessage(until)], 423);
+          }
+          return pages.formErrors(req, ["That code is not valid. Codes change every 30 seconds and each works once."], 401);
+        }
+        await sql`update console_users set failed_logins = 0, last_login_at = now() where id = ${user.id}`;
+        const stage: SessionStage = passwordExpired(user, settings.password) ? "password" : "full";
+        await setStage(sql, req.session!.id, stage);
+        await auditRequest(sql, req, "authentication", "login.success", user.username, true, { second_factor: kind });
+        return done(req, stage === "full" ? "/hosts" : stagePath(stage));
+      },
+    },
+    {
+      method: "POST", path: "/logout", access: "signed-in", stages: ["mfa", "enroll", "password"],
+      async handler(req) {
+        await revokeSession(sql, req.session!.id, "signed out");
+        await auditRequest(sql, req, "authentication", "logout", req.user!.username, true);
+        const res = done(req, "/login?signed_out=1");
+        res.headers.append("set-cookie", cookie(SESSION_COOKIE, "", 0));
+        return res;
+      },
+    },
+  ];
+}
+

@@ -1,0 +1,116 @@
+/**
+ * Agent enrollment: activation tokens (created here, shown once, stored as SHA-256), agent
+ * downloads with their SHA-256 checksums and the install one-liner; revoking enrolled agents.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
+import { can } from "../route.ts";
+import type { ConsoleServices } from "../deps.ts";
+import { done, type Pages } from "../respond.ts";
+import { createActivationToken } from "../../ingest/agent/enroll.ts";
+import { listActivationTokens, revokeActivationToken, revokeAgent, agentDetail, fleetOverview } from "../../store/postgres/queries-console.ts";
+import { auditRequest } from "../audit-request.ts";
+import { isoMinute, ago } from "../format.ts";
+
+/** The targets `npm run build:agent` produces and /api/v1/agent/download/:target serves. */
+export const AGENT_TARGETS = ["linux-x64", "linux-x64-musl", "linux-arm64", "darwin-arm64", "darwin-x64", "windows-x64"];
+
+export function agentBinaryName(target: string): string {
+  return `servermind-agent-${target}${target.startsWith("windows") ? ".exe" : ""}`;
+}
+
+/** file name -> SHA-256 (hex) from the SHA256SUMS the agent build writes next to the binaries. */
+export function readChecksums(distDir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const p = join(distDir, "SHA256SUMS");
+  if (!existsSync(p)) return out;
+  for (const line of readFileSync(p, "utf8").split("\n")) {
+    const m = /^([0-9a-f]{64})\s+\*?(\S+)$/.exec(line.trim());
+    if (m) out.set(m[2]!, m[1]!);
+  }
+  return out;
+}
+
+function installLine(req: ConsoleRequest, fingerprint: string, token: string): string {
+  const host = req.raw.headers.get("host") ?? req.url.host;
+  return `curl -fsSL https://${host}/install.sh | sh -s -- --token ${token} --fingerprint ${fingerprint}`;
+}
+
+export function enrollmentRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
+  const { sql } = s;
+
+  async function tokenRows(req: ConsoleRequest) {
+    return (await listActivationTokens(sql)).map((t) => {
+      const expired = new Date(t.expires_at).getTime() < Date.now();
+      const state = t.revoked_at ? "revoked" : t.used_at ? "used" : expired ? "expired" : "active";
+      return { ...t, state, created: isoMinute(t.created_at), expires: isoMinute(t.expires_at), usedBy: t.used_by_hostname ?? "", canRevoke: state === "active" && can(req, "agents.tokens.revoke") };
+    });
+  }
+  return [
+    {
+      method: "GET", path: "/enrollment", access: "agents.enroll",
+      async handler(req) {
+        const sums = readChecksums(s.agentDistDir ?? "dist/agent");
+        const tokens = await tokenRows(req);
+        const agents = (await fleetOverview(sql, { scopeTags: req.grants!.scopeTags, sort: "hostname" })).map((a) => ({
+          id: a.id, hostname: a.hostname, version: a.agent_version, lastSeen: ago(a.last_seen), revoked: Boolean(a.revoked_at),
+        }));
+        return pages.page(req, "pages/enrollment", "Enrollment", {
+          tokens,
+          agents,
+          fingerprint: s.serverFingerprint,
+          example: installLine(req, s.serverFingerprint, "TOKEN"),
+          downloads: AGENT_TARGETS.map((t) => ({ target: t, file: agentBinaryName(t), href: `/api/v1/agent/download/${t}`, sha256: sums.get(agentBinaryName(t)) ?? "" })),
+          haveSums: sums.size > 0,
+        });
+      },
+    },
+    {
+      method: "POST", path: "/enrollment/tokens", access: "agents.enroll",
+      async handler(req) {
+        const label = (req.form.get("label") ?? "").trim();
+        const hours = Number(req.form.get("hours") ?? "24");
+        const problems: string[] = [];
+        if (label.length > 100) problems.push(`The label has ${label.length} characters; at most 100.`);
+        if (!Number.isInteger(hours) || hours < 1 || hours > 720) problems.push("Validity must be a whole number of hours from 1 to 720.");
+        if (problems.length) return pages.formErrors(req, problems);
+        // one definition of the token format and hashing: the ingest enrollment module's
+        const { id, token, expiresAt: expires } = await createActivationToken(sql, { label, createdBy: req.user!.username, ttlHours: hours });
+        await auditRequest(sql, req, "config_change", "agents.token.create", `token ${id}`, true, { label, expires: expires.toISOString() });
+        // the token list is refreshed out of band, next to the one-time display of the token
+        const tokensCard = pages.render("partials/enrollment-tokens", { tokens: await tokenRows(req), csrf: req.csrf, oob: true });
+        return pages.partial("partials/token-created", { token, label, expires: isoMinute(expires), install: installLine(req, s.serverFingerprint, token), tokensCard });
+      },
+    },
+    {
+      method: "POST", path: "/enrollment/tokens/:id/revoke", access: "agents.tokens.revoke",
+      async handler(req) {
+        const id = Number(req.params.id);
+        if (!Number.isSafeInteger(id)) return pages.notFound(req, "That token");
+        const ok = await revokeActivationToken(sql, id);
+        await auditRequest(sql, req, "config_change", "agents.token.revoke", `token ${id}`, ok);
+        if (!ok) return pages.formErrors(req, ["That token is already used, revoked or does not exist."], 409);
+        return done(req, "/enrollment");
+      },
+    },
+    {
+      method: "POST", path: "/agents/:id/revoke", access: "agents.revoke",
+      dangerous: {
+        async phrase(req) {
+          const a = await agentDetail(sql, Number(req.params.id) || 0, req.grants!.scopeTags);
+          return a ? a.hostname : `agent ${req.params.id}`;
+        },
+      },
+      async handler(req) {
+        const id = Number(req.params.id);
+        const a = Number.isSafeInteger(id) ? await agentDetail(sql, id, req.grants!.scopeTags) : undefined;
+        if (!a) return pages.notFound(req, `Host ${req.params.id}`);
+        const ok = await revokeAgent(sql, id);
+        await auditRequest(sql, req, "security_event", "agents.revoke", `${a.hostname} (agent ${id})`, ok);
+        return done(req, `/hosts/${id}`);
+      },
+    },
+  ];
+}
+

@@ -1,0 +1,218 @@
+/**
+ * The one path every console request takes: build a ConsoleRequest, load the session, check the
+ * session stage, the route's permission, the CSRF token on state-changing requests and, for
+ * dangerous routes, the typed confirmation and a fresh re-authentication. Then the handler runs.
+ */
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import { loadSession, markReauth, revokeSession, SESSION_COOKIE } from "../auth/session.ts";
+import { checkSecondFactor, getUser, recordLoginFailure } from "../auth/users.ts";
+import { userGrants } from "../auth/roles.ts";
+import { verifyPassword } from "../auth/password.ts";
+import type { ConsoleRequest, ConsoleRoute } from "./route.ts";
+import type { ConsoleServices } from "./deps.ts";
+import { html, redirect, securityHeaders, type Pages } from "./respond.ts";
+import { auditRequest } from "./audit-request.ts";
+import { clientIp } from "../http/client-ip.ts";
+
+export const PRE_CSRF_COOKIE = "sm_csrf";
+export const REAUTH_WINDOW_MS = 5 * 60_000;
+/** Set (through hx-headers) by elements that poll for themselves: not user activity. */
+export const POLL_HEADER = "x-console-poll";
+const MAX_FORM_BYTES = 1 << 20;
+
+export function parseCookies(header: string | null): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!header) return out;
+  for (const part of header.split(";")) {
+    const i = part.indexOf("=");
+    if (i <= 0) continue;
+    const k = part.slice(0, i).trim();
+    const v = part.slice(i + 1).trim();
+    try {
+      out[k] = decodeURIComponent(v);
+    } catch {
+      out[k] = v;
+    }
+  }
+  return out;
+}
+
+export function cookie(name: string, value: string, maxAgeS?: number): string {
+  return `${name}=${value}; Path=/; HttpOnly; Secure; SameSite=Strict${maxAgeS === undefined ? "" : `; Max-Age=${maxAgeS}`}`;
+}
+
+function sameToken(a: string, b: string): boolean {
+  if (!a || !b || a.length !== b.length) return false;
+  return timingSafeEqual(Buffer.from(a), Buffer.from(b));
+}
+
+interface FormProblem {
+  problem: string;
+  status: number;
+}
+
+async function readForm(request: Request): Promise<URLSearchParams | FormProblem> {
+  if (request.method === "GET" || request.method === "HEAD") return new URLSearchParams();
+  const len = Number(request.headers.get("content-length") ?? 0);
+  if (len > MAX_FORM_BYTES) return { problem: `The form is ${len} bytes; the limit is ${MAX_FORM_BYTES}.`, status: 413 };
+  const type = request.headers.get("content-type") ?? "";
+  if (type.startsWith("multipart/form-data")) {
+    const fd = await request.formData();
+    const p = new URLSearchParams();
+    for (const [k, v] of fd) if (typeof v === "string") p.append(k, v);
+    return withoutNul(p);
+  }
+  const text = await request.text();
+  if (text.length > MAX_FORM_BYTES) return { problem: `The form is ${text.length} bytes; the limit is ${MAX_FORM_BYTES}.`, status: 413 };
+  return withoutNul(new URLSearchParams(text));
+}
+
+/** PostgreSQL text cannot hold NUL: a form carrying one is refused with the field's name. */
+function withoutNul(p: URLSearchParams): URLSearchParams | FormProblem {
+  for (const [k, v] of p) {
+    if (v.includes("\u0000") || k.includes("\u0000")) {
+      return { problem: `The field ${JSON.stringify(k.replace(/\u0000/g, ""))} contains a NUL character, which is not allowed.`, status: 400 };
+    }
+  }
+  return p;
+}
+
+/** Query strings only filter and sort: NUL characters are dropped from them. */
+function cleanQuery(url: URL): URLSearchParams {
+  const q = new URLSearchParams();
+  for (const [k, v] of url.searchParams) q.append(k.replace(/\u0000/g, ""), v.replace(/\u0000/g, ""));
+  return q;
+}
+
+export function stagePath(stage: string): string {
+  if (stage === "mfa") return "/login/totp";
+  if (stage === "enroll") return "/account/mfa";
+  if (stage === "password") return "/account/password";
+  return "/hosts";
+}
+
+export function createGuard(s: ConsoleServices, pages: Pages) {
+  return async function run(route: ConsoleRoute, request: Request, params: Record<string, string>): Promise<Response> {
+    const url = new URL(request.url);
+    const cookies = parseCookies(request.headers.get("cookie"));
+    const setCookies: string[] = [];
+    const form = await readForm(request);
+    const settings = await s.settings.get();
+    const background = request.headers.get(POLL_HEADER) === "1";
+    const session = cookies[SESSION_COOKIE] ? await loadSession(s.sql, cookies[SESSION_COOKIE]!, settings.session, { background }) : null;
+    let pre = cookies[PRE_CSRF_COOKIE] ?? "";
+    if (!session && !/^[A-Za-z0-9_-]{32}$/.test(pre)) {
+      pre = randomBytes(24).toString("base64url");
+      setCookies.push(cookie(PRE_CSRF_COOKIE, pre));
+    }
+    const user = session ? (await getUser(s.sql, session.user_id)) ?? null : null;
+    const live = session && user && !user.disabled_at ? session : null;
+    const req: ConsoleRequest = {
+      method: request.method,
+      url,
+      params,
+      query: cleanQuery(url),
+      form: form instanceof URLSearchParams ? form : new URLSearchParams(),
+      ip: s.clientIp?.(request) || clientIp(request),
+      userAgent: request.headers.get("user-agent") ?? "",
+      htmx: {
+        request: request.headers.get("hx-request") === "true",
+        boosted: request.headers.get("hx-boosted") === "true",
+        target: request.headers.get("hx-target") ?? "",
+        trigger: request.headers.get("hx-trigger") ?? "",
+      },
+      csrf: live ? live.csrf_token : pre,
+      session: live,
+      user: live ? user : null,
+      grants: live && live.stage === "full" ? await userGrants(s.sql, live.user_id) : null,
+      raw: request,
+    };
+    const res = await decide(route, req, form);
+    for (const c of setCookies) res.headers.append("set-cookie", c);
+    return res;
+  };
+
+  async function decide(route: ConsoleRoute, req: ConsoleRequest, form: URLSearchParams | FormProblem): Promise<Response> {
+    if (route.access !== "public") {
+      if (!req.session) {
+        if (req.method === "GET" && !req.htmx.request) return redirect(req, `/login?next=${encodeURIComponent(req.url.pathname + req.url.search)}`);
+        return redirect(req, "/login");
+      }
+      if (req.session.stage !== "full" && !route.stages?.includes(req.session.stage as "mfa")) {
+        return redirect(req, stagePath(req.session.stage));
+      }
+      if (route.access !== "signed-in") {
+        if (req.session.stage !== "full" || !req.grants?.permissions.has(route.access)) {
+          await auditRequest(s.sql, req, "security_event", "access.denied", `${req.method} ${req.url.pathname}`, false, { permission: route.access });
+          return pages.forbidden(req, route.access);
+        }
+      }
+    }
+    if (req.method !== "GET") {
+      const sent = req.raw.headers.get("x-csrf-token") ?? req.form.get("_csrf") ?? "";
+      if (!sameToken(sent, req.csrf)) {
+        await auditRequest(s.sql, req, "security_event", "csrf.rejected", `${req.method} ${req.url.pathname}`, false);
+        return html(pages.render("partials/form-errors", { problems: ["This form has expired or did not come from this console. Reload the page and try again."] }), 403);
+      }
+      if (!(form instanceof URLSearchParams)) return pages.formErrors(req, [form.problem], form.status);
+    }
+    if (route.dangerous) {
+      const problem = await checkDanger(route, req);
+      if (problem) {
+        await auditRequest(s.sql, req, "security_event", "dangerous.refused", `${req.method} ${req.url.pathname}`, false, { reason: problem });
+        return pages.formErrors(req, [problem], 403);
+      }
+    }
+    try {
+      return await route.handler(req);
+    } catch (e) {
+      console.error(`console ${req.method} ${req.url.pathname} failed: ${e instanceof Error ? e.stack : e}`);
+      return pages.page(req, "pages/error", "Something went wrong", {
+        heading: "Something went wrong",
+        message: "The server could not complete this request. It has been logged; try again.",
+        problems: [],
+      }, 500);
+    }
+  }
+
+  /** Typed confirmation plus re-authentication within the last five minutes. */
+  async function checkDanger(route: ConsoleRoute, req: ConsoleRequest): Promise<string | null> {
+    const phrase = await route.dangerous!.phrase(req);
+    const typed = (req.form.get("confirm") ?? "").trim();
+    if (typed !== phrase) return `Type ${phrase} exactly to confirm this action.`;
+    const session = req.session!;
+    const user = req.user!;
+    const credential = req.form.get("reauth") ?? "";
+    if (credential) {
+      let problem: string | null = null;
+      if (/^\d{6}$/.test(credential.trim()) && user.totp_secret) {
+        if ((await checkSecondFactor(s.sql, s.secrets, user, credential.trim())) !== "totp") problem = "That authenticator code is not valid. Enter a current code or your password.";
+        else req.reauth = "totp";
+      } else if (!user.password_hash || !(await verifyPassword(credential, user.password_hash))) {
+        problem = "That password is not correct.";
+      } else {
+        req.reauth = "password";
+      }
+      if (problem) {
+        // wrong credentials here count toward the lockout like at sign-in, so a stolen session
+        // cannot be used to guess the password; a lock also ends this session
+        const until = await recordLoginFailure(s.sql, user.id, (await s.settings.get()).password);
+        if (until) {
+          await revokeSession(s.sql, session.id, "locked during re-authentication");
+          await auditRequest(s.sql, req, "security_event", "account.locked", user.username, false, { until: until.toISOString(), during: "re-authentication" });
+          return "Too many wrong attempts: the account is locked and this session has ended.";
+        }
+        return problem;
+      }
+      await markReauth(s.sql, session.id);
+      return null;
+    }
+    if (session.reauth_at && Date.now() - new Date(session.reauth_at).getTime() < REAUTH_WINDOW_MS) {
+      req.reauth = "recent";
+      return null;
+    }
+    return "This action needs you to confirm your identity: enter your password or an authenticator code.";
+  }
+}
+
+export { securityHeaders };

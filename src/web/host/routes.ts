@@ -1,0 +1,151 @@
+/**
+ * Host detail: status header, metric charts over a selectable range (server-rendered SVG),
+ * live logs with search (a partial polling for itself), inventory and the agent's processes.
+ */
+import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
+import { can } from "../route.ts";
+import type { ConsoleServices } from "../deps.ts";
+import type { Pages } from "../respond.ts";
+import { agentDetail, hostLogs, inventory, seriesNames, setAgentTags } from "../../store/postgres/queries-console.ts";
+import { TAG_RE } from "../../auth/roles.ts";
+import { auditRequest } from "../audit-request.ts";
+import { done } from "../respond.ts";
+import { seriesRange } from "../../store/postgres/queries.ts";
+import { lineChart } from "../chart/svg.ts";
+import { ago, isoMinute, isoSecond } from "../format.ts";
+import { toSections } from "./structured-view.ts";
+import { dangerForm } from "../danger-form.ts";
+
+export const RANGES: Record<string, number> = {
+  "15m": 15 * 60_000, "1h": 3600_000, "6h": 6 * 3600_000, "24h": 86400_000, "7d": 7 * 86400_000, "30d": 30 * 86400_000,
+};
+
+interface ChartSpec {
+  title: string;
+  unit?: string;
+  yMax?: number;
+  pick(names: string[]): string[];
+}
+
+const exact = (...want: string[]) => (names: string[]) => want.filter((w) => names.includes(w));
+const prefix = (p: string, n = 4) => (names: string[]) => names.filter((x) => x.startsWith(p)).slice(0, n);
+
+export const CHARTS: ChartSpec[] = [
+  { title: "CPU", unit: "%", yMax: 100, pick: exact("cpu.usage_pct", "cpu.iowait_pct", "cpu.steal_pct") },
+  { title: "Memory", unit: "%", yMax: 100, pick: exact("mem.used_pct", "swap.used_pct") },
+  { title: "Disk used", unit: "%", yMax: 100, pick: prefix("disk.used_pct") },
+  { title: "Load", pick: exact("load.1", "load.5", "load.15") },
+  { title: "Network receive", unit: "B/s", pick: prefix("net.rx_bytes_per_s", 3) },
+  { title: "Network transmit", unit: "B/s", pick: prefix("net.tx_bytes_per_s", 3) },
+  { title: "Disk I/O", unit: "B/s", pick: (n) => [...prefix("diskio.read_bytes_per_s", 2)(n), ...prefix("diskio.write_bytes_per_s", 2)(n)] },
+];
+
+const SEVERITY = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
+
+function agentId(req: ConsoleRequest): number | null {
+  const id = Number(req.params.id);
+  return Number.isSafeInteger(id) && id > 0 ? id : null;
+}
+
+function shortName(name: string): string {
+  const m = /\{[^=]+="?([^"}]*)"?\}$/.exec(name);
+  const base = name.replace(/\{.*$/, "").split(".").slice(1).join(".").replace(/_pct|_bytes_per_s/, "");
+  const short = m ? `${base} ${m[1]}` : base;
+  return !short || /^\d+$/.test(short) ? name.replace(/\{.*$/, "") : short;
+}
+
+export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
+  const { sql } = s;
+
+  async function load(req: ConsoleRequest) {
+    const id = agentId(req);
+    return id === null ? undefined : agentDetail(sql, id, req.grants!.scopeTags);
+  }
+
+  return [
+    {
+      method: "GET", path: "/hosts/:id", access: "hosts.view",
+      async handler(req) {
+        const a = await load(req);
+        if (!a) return pages.notFound(req, `Host ${req.params.id}`);
+        const range = RANGES[req.query.get("range") ?? ""] ? req.query.get("range")! : "1h";
+        const inv = can(req, "inventory.view") ? await inventory(sql, a.id) : undefined;
+        const status = a.status as Record<string, unknown>;
+        return pages.page(req, "pages/host", a.hostname, {
+          a,
+          state: a.revoked_at ? "revoked" : a.online ? "online" : "offline",
+          lastSeen: ago(a.last_seen),
+          enrolled: isoMinute(a.enrolled_at),
+          range,
+          canMetrics: can(req, "metrics.view"),
+          canLogs: can(req, "logs.view"),
+          canInventory: can(req, "inventory.view"),
+          canProcesses: can(req, "processes.view"),
+          canRevoke: can(req, "agents.revoke") && !a.revoked_at,
+          canTag: can(req, "hosts.edit"),
+          tagText: a.tags.join(", "),
+          revokeForm: dangerForm(pages, {
+            id: "revoke-agent", action: `/agents/${a.id}/revoke`, phrase: a.hostname, button: "Revoke agent", csrf: req.csrf,
+            description: "The agent is refused from now on: its frames are rejected and it must be enrolled again.",
+          }),
+          inventoryAt: inv ? isoMinute(inv.collected_at) : "",
+          inventory: inv ? toSections(inv.data, "System") : [],
+          processes: toSections(status?.processes ?? status, "Processes"),
+        });
+      },
+    },
+    {
+      method: "POST", path: "/hosts/:id/tags", access: "hosts.edit",
+      async handler(req) {
+        const a = await load(req);
+        if (!a) return pages.notFound(req, `Host ${req.params.id}`);
+        const tags = [...new Set((req.form.get("tags") ?? "").split(/[\s,]+/).map((t) => t.trim()).filter(Boolean))];
+        const bad = tags.filter((t) => !TAG_RE.test(t));
+        if (bad.length) return pages.formErrors(req, [`Bad tags: ${bad.join(", ")}. Tags are 1-64 letters, digits and : . _ = - (e.g. env=prod, group:web).`]);
+        if (tags.length > 32) return pages.formErrors(req, [`${tags.length} tags; at most 32.`]);
+        await setAgentTags(sql, a.id, tags);
+        await auditRequest(sql, req, "config_change", "hosts.tags", `${a.hostname} (agent ${a.id})`, true, { before: a.tags, after: tags });
+        return done(req, `/hosts/${a.id}`);
+      },
+    },
+    {
+      method: "GET", path: "/hosts/:id/charts", access: "metrics.view",
+      async handler(req) {
+        const a = await load(req);
+        if (!a) return pages.notFound(req, `Host ${req.params.id}`);
+        const key = RANGES[req.query.get("range") ?? ""] ? req.query.get("range")! : "1h";
+        const to = Date.now();
+        const from = to - RANGES[key]!;
+        const names = await seriesNames(sql, a.id);
+        const specs = CHARTS.map((c) => ({ c, names: c.pick(names) })).filter((x) => x.names.length > 0);
+        const data = await seriesRange(sql, a.id, specs.flatMap((x) => x.names), new Date(from), new Date(to), 240);
+        const byName = new Map(data.map((d) => [d.name, d.t.map((t, i): [number, number] => [t, d.avg[i]!])]));
+        const charts = specs.map(({ c, names: ns }) => ({
+          svg: lineChart(ns.map((n) => ({ name: shortName(n), points: byName.get(n) ?? [] })), { title: c.title, unit: c.unit, from, to, yMin: 0, yMax: c.yMax }),
+        }));
+        return pages.partial("partials/host-charts", {
+          charts, range: key, id: a.id, empty: charts.length === 0,
+          ranges: Object.keys(RANGES).map((r) => ({ r, active: r === key })),
+        });
+      },
+    },
+    {
+      method: "GET", path: "/hosts/:id/logs", access: "logs.view",
+      async handler(req) {
+        const a = await load(req);
+        if (!a) return pages.notFound(req, `Host ${req.params.id}`);
+        const q = (req.query.get("q") ?? "").trim().slice(0, 200);
+        const sevRaw = req.query.get("severity") ?? "";
+        const sev = /^[0-7]$/.test(sevRaw) ? Number(sevRaw) : undefined;
+        const range = RANGES[req.query.get("range") ?? ""] ?? RANGES["24h"]!;
+        const rows = await hostLogs(sql, a.id, { search: q, minSeverity: sev, since: new Date(Date.now() - range), limit: 200 });
+        return pages.partial(req.htmx.target === "logs-table" ? "partials/host-logs-table" : "partials/host-logs", {
+          id: a.id, q, severity: sevRaw,
+          severities: SEVERITY.map((name, i) => ({ i: String(i), name, selected: String(i) === sevRaw })),
+          rows: rows.map((r) => ({ ts: isoSecond(r.ts), sev: SEVERITY[r.severity] ?? String(r.severity), sevClass: r.severity <= 3 ? "crit" : r.severity === 4 ? "warn" : "info", source: r.source, message: r.message })),
+          pollUrl: `/hosts/${a.id}/logs?${new URLSearchParams({ q, severity: sevRaw }).toString()}`,
+        });
+      },
+    },
+  ];
+}

@@ -1,0 +1,105 @@
+/** Roles: built-in ones shown read-only, custom ones created and edited (permissions + host scope). */
+import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
+import { can } from "../route.ts";
+import type { ConsoleServices } from "../deps.ts";
+import { done, type Pages } from "../respond.ts";
+import { createRole, deleteRole, getRole, listRoles, updateRole, validateRole } from "../../auth/roles.ts";
+import { permissionGroups } from "../../auth/permissions.ts";
+import { auditRequest } from "../audit-request.ts";
+import { dangerForm } from "../danger-form.ts";
+
+function parseTags(s: string): string[] {
+  return [...new Set(s.split(/[\s,]+/).map((t) => t.trim()).filter(Boolean))];
+}
+
+function roleId(req: ConsoleRequest): number {
+  const id = Number(req.params.id);
+  return Number.isSafeInteger(id) && id > 0 ? id : 0;
+}
+
+export function roleRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
+  const { sql } = s;
+  const namePhrase = async (req: ConsoleRequest) => (await getRole(sql, roleId(req)))?.name ?? `role ${req.params.id}`;
+
+  function groupsFor(selected: Set<string>, disabled: boolean) {
+    return permissionGroups().map((g) => ({
+      group: g.group,
+      permissions: g.permissions.map((p) => ({ ...p, checked: selected.has(p.id), disabled })),
+    }));
+  }
+
+  /** A user may not grant permissions they do not hold (no escalation through roles). */
+  function escalation(req: ConsoleRequest, perms: string[]): string[] {
+    const missing = perms.filter((p) => !req.grants!.permissions.has(p));
+    return missing.length ? [`You cannot grant permissions you do not hold: ${missing.join(", ")}.`] : [];
+  }
+
+  return [
+    {
+      method: "GET", path: "/roles", access: "roles.view",
+      async handler(req) {
+        const roles = (await listRoles(sql)).map((r) => ({ ...r, count: r.permissions.length, scope: r.scope_tags.join(", ") || "all hosts" }));
+        return pages.page(req, "pages/roles", "Roles", { roles, canCreate: can(req, "roles.create"), groups: groupsFor(new Set(), false) });
+      },
+    },
+    {
+      method: "POST", path: "/roles", access: "roles.create",
+      async handler(req) {
+        const name = (req.form.get("name") ?? "").trim();
+        const perms = req.form.getAll("permissions");
+        const tags = parseTags(req.form.get("scope_tags") ?? "");
+        const problems = [...validateRole(name, perms, tags), ...escalation(req, perms)];
+        if ((await listRoles(sql)).some((r) => r.name.toLowerCase() === name.toLowerCase())) problems.push(`A role named ${name} exists.`);
+        if (problems.length) return pages.formErrors(req, problems);
+        const id = await createRole(sql, name, (req.form.get("description") ?? "").slice(0, 200), perms, tags);
+        await auditRequest(sql, req, "user_management", "roles.create", name, true, { roleId: id, permissions: perms, scope_tags: tags });
+        return done(req, `/roles/${id}`);
+      },
+    },
+    {
+      method: "GET", path: "/roles/:id", access: "roles.view",
+      async handler(req) {
+        const r = await getRole(sql, roleId(req));
+        if (!r) return pages.notFound(req, `Role ${req.params.id}`);
+        const editable = !r.builtin && can(req, "roles.edit");
+        return pages.page(req, "pages/role-edit", r.name, {
+          r, editable, groups: groupsFor(new Set(r.permissions), !editable), tags: r.scope_tags.join(", "), count: r.permissions.length,
+          phrase: r.name,
+          deleteForm: !r.builtin && can(req, "roles.delete")
+            ? dangerForm(pages, { id: "delete-role", action: `/roles/${r.id}/delete`, phrase: r.name, button: "Delete role", csrf: req.csrf, description: "Users holding this role lose its permissions at their next request." })
+            : "",
+        });
+      },
+    },
+    {
+      method: "POST", path: "/roles/:id", access: "roles.edit", dangerous: { phrase: namePhrase },
+      async handler(req) {
+        const r = await getRole(sql, roleId(req));
+        if (!r) return pages.notFound(req, `Role ${req.params.id}`);
+        if (r.builtin) return pages.formErrors(req, ["Built-in roles cannot be changed; create a custom role instead."], 409);
+        const perms = req.form.getAll("permissions");
+        const tags = parseTags(req.form.get("scope_tags") ?? "");
+        const problems = [...validateRole(r.name, perms, tags), ...escalation(req, perms)];
+        if (problems.length) return pages.formErrors(req, problems);
+        await updateRole(sql, r.id, (req.form.get("description") ?? "").slice(0, 200), perms, tags);
+        await auditRequest(sql, req, "user_management", "roles.edit", r.name, true, {
+          added: perms.filter((p) => !r.permissions.includes(p)),
+          removed: r.permissions.filter((p) => !perms.includes(p)),
+          scope_tags: tags,
+        });
+        return done(req, `/roles/${r.id}`);
+      },
+    },
+    {
+      method: "POST", path: "/roles/:id/delete", access: "roles.delete", dangerous: { phrase: namePhrase },
+      async handler(req) {
+        const r = await getRole(sql, roleId(req));
+        if (!r) return pages.notFound(req, `Role ${req.params.id}`);
+        if (r.builtin) return pages.formErrors(req, ["Built-in roles cannot be deleted."], 409);
+        await deleteRole(sql, r.id);
+        await auditRequest(sql, req, "user_management", "roles.delete", r.name, true);
+        return done(req, "/roles");
+      },
+    },
+  ];
+}

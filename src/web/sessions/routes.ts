@@ -1,0 +1,43 @@
+/** Sessions: one's own (always), everyone's with sessions.view; revoke ends it at the next request. */
+import type { ConsoleRoute } from "../route.ts";
+import { can } from "../route.ts";
+import type { ConsoleServices } from "../deps.ts";
+import { done, type Pages } from "../respond.ts";
+import { listSessions, revokeSession } from "../../auth/session.ts";
+import { auditRequest } from "../audit-request.ts";
+import { ago, isoMinute } from "../format.ts";
+
+export function sessionRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
+  const { sql } = s;
+  return [
+    {
+      method: "GET", path: "/sessions", access: "signed-in",
+      async handler(req) {
+        const policy = (await s.settings.get()).session;
+        const all = can(req, "sessions.view");
+        const rows = await listSessions(sql, all ? null : req.user!.id, policy);
+        const mine = req.user!.id;
+        return pages.page(req, "pages/sessions", "Sessions", {
+          all,
+          policy,
+          sessions: rows.map((r) => ({
+            ...r, created: isoMinute(r.created_at), lastSeen: ago(r.last_seen_at), current: r.id === req.session!.id,
+            own: r.user_id === mine,
+            revokeUrl: r.user_id === mine ? `/sessions/${r.id}/revoke` : `/users/${r.user_id}/sessions/${r.id}/revoke`,
+            canRevoke: r.id !== req.session!.id && (r.user_id === mine || can(req, "sessions.revoke")),
+          })),
+        });
+      },
+    },
+    {
+      method: "POST", path: "/sessions/:id/revoke", access: "signed-in",
+      async handler(req) {
+        const id = Number(req.params.id) || 0;
+        const ok = await revokeSession(sql, id, "revoked by its user", req.user!.id);
+        await auditRequest(sql, req, "authentication", "sessions.revoke", `${req.user!.username} session ${id}`, ok);
+        if (!ok) return pages.formErrors(req, ["That session is not yours or has already ended."], 404);
+        return done(req, "/sessions");
+      },
+    },
+  ];
+}

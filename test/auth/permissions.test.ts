@@ -1,0 +1,24 @@
+import { test, expect } from "bun:test";
+import { PERMISSIONS, BUILTIN_ROLES, isPermission } from "../../src/auth/permissions.ts";
+
+test("the catalog holds at least 100 unique resource.action permissions, including later features", () => {
+  expect(PERMISSIONS.length).toBeGreaterThanOrEqual(100);
+  expect(new Set(PERMISSIONS.map((p) => p.id)).size).toBe(PERMISSIONS.length);
+  for (const p of PERMISSIONS) expect(p.id).toMatch(/^[a-z]+(\.[a-z_]+)+$/);
+  for (const prefix of ["compliance.", "fim.", "services.", "files.", "backups.", "sso.", "hosts.view", "agents.enroll", "audit.export", "settings.security.edit"]) {
+    expect(PERMISSIONS.some((p) => p.id.startsWith(prefix))).toBe(true);
+  }
+});
+
+test("built-in roles use only catalog permissions; admin holds all, viewer no administration", () => {
+  const byName = new Map(BUILTIN_ROLES.map((r) => [r.name, r]));
+  expect([...byName.keys()].sort()).toEqual(["admin", "auditor", "operator", "viewer"]);
+  for (const r of BUILTIN_ROLES) for (const p of r.permissions) expect(isPermission(p)).toBe(true);
+  expect(byName.get("admin")!.permissions.length).toBe(PERMISSIONS.length);
+  const viewer = byName.get("viewer")!.permissions;
+  expect(viewer).toContain("hosts.view");
+  expect(viewer.some((p) => p.startsWith("users.") || p.startsWith("audit.") || !p.endsWith("view"))).toBe(false);
+  expect(byName.get("auditor")!.permissions).toContain("audit.export");
+  expect(byName.get("auditor")!.permissions.some((p) => p.endsWith(".edit") || p.endsWith(".delete"))).toBe(false);
+  expect(byName.get("operator")!.permissions).not.toContain("users.create");
+});

@@ -1,0 +1,97 @@
+/**
+ * The console plugin mounted on a bare Elysia app over a fresh test database, driven in-process
+ * through `app.handle()`. Helpers create users with given permissions and signed-in sessions.
+ */
+import { Elysia } from "elysia";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { testDatabase, type TestDb } from "./db.ts";
+import { loadConfig } from "../../src/config.ts";
+import { consolePlugin, createServices, startConsole } from "../../src/web/plugin.ts";
+import type { ConsoleServices } from "../../src/web/deps.ts";
+import { createUser } from "../../src/auth/users.ts";
+import { createRole, roleIdByName } from "../../src/auth/roles.ts";
+import { createSession, SESSION_COOKIE } from "../../src/auth/session.ts";
+import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
+
+export const TEST_IP_HEADER = "x-test-client-ip";
+
+export interface ConsoleHarness {
+  db: TestDb;
+  services: ConsoleServices;
+  app: { handle(req: Request): Promise<Response> };
+  setupCode: string | null;
+  dataDir: string;
+  /** Sends a request; `session` adds the cookie, and the session's CSRF token on non-GET. */
+  send(path: string, o?: { method?: string; form?: Record<string, string | string[]>; session?: TestSession; headers?: Record<string, string>; csrf?: string | null }): Promise<Response>;
+  /** A user holding a role with exactly these permissions, signed in. */
+  userWith(permissions: string[], name?: string): Promise<TestSession>;
+  /** A user holding a built-in role, signed in. */
+  userWithRole(role: string, name?: string): Promise<TestSession>;
+  close(): Promise<void>;
+}
+
+export interface TestSession {
+  userId: number;
+  username: string;
+  token: string;
+  csrf: string;
+  sessionId: number;
+}
+
+export const TEST_PASSWORD = "Correct-Horse-9-Battery";
+let n = 0;
+
+export async function consoleHarness(): Promise<ConsoleHarness> {
+  const db = await testDatabase(4);
+  const dataDir = mkdtempSync(join(tmpdir(), "servermind-console-"));
+  const deps = {
+    sql: db.sql,
+    config: loadConfig({}),
+    dataDir,
+    serverFingerprint: "ab".repeat(32),
+    clientIp: (r: Request) => r.headers.get(TEST_IP_HEADER) ?? "192.0.2.10",
+  };
+  const started = await startConsole(deps, () => {});
+  const services = createServices(deps);
+  const app = new Elysia().use(consolePlugin(deps, services));
+
+  async function session(userId: number, username: string): Promise<TestSession> {
+    const { token, session } = await createSession(db.sql, userId, "full", "192.0.2.10", "test", DEFAULT_SETTINGS.session);
+    return { userId, username, token, csrf: session.csrf_token, sessionId: session.id };
+  }
+
+  const h: ConsoleHarness = {
+    db, services, app, setupCode: started.setupCode, dataDir,
+    async send(path, o = {}) {
+      const method = o.method ?? (o.form ? "POST" : "GET");
+      const headers = new Headers(o.headers ?? {});
+      if (o.session) headers.append("cookie", `${SESSION_COOKIE}=${o.session.token}`);
+      if (method !== "GET" && o.session && o.csrf !== null) headers.set("x-csrf-token", o.csrf ?? o.session.csrf);
+      let body: string | undefined;
+      if (o.form) {
+        const p = new URLSearchParams();
+        for (const [k, v] of Object.entries(o.form)) for (const x of Array.isArray(v) ? v : [v]) p.append(k, x);
+        body = p.toString();
+        headers.set("content-type", "application/x-www-form-urlencoded");
+      }
+      return app.handle(new Request(`http://console.test${path}`, { method, headers, body }));
+    },
+    async userWith(permissions, name = `u${n++}x${Date.now() % 100000}`) {
+      const roleId = await createRole(db.sql, `r-${name}`, "", permissions, []);
+      const id = await createUser(db.sql, { username: name, password: TEST_PASSWORD, roleIds: [roleId] }, DEFAULT_SETTINGS.password);
+      return session(id, name);
+    },
+    async userWithRole(role, name = `u${n++}x${Date.now() % 100000}`) {
+      const id = await createUser(db.sql, { username: name, password: TEST_PASSWORD, roleIds: [(await roleIdByName(db.sql, role))!] }, DEFAULT_SETTINGS.password);
+      return session(id, name);
+    },
+    async close() {
+      started.stop();
+      await db.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  return h;
+}

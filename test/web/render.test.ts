@@ -1,0 +1,44 @@
+import { test, expect } from "bun:test";
+import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { compile, createRenderer, escapeHtml, trustedHtml } from "../../src/web/render.ts";
+
+function views(files: Record<string, string>) {
+  const dir = mkdtempSync(join(tmpdir(), "views-"));
+  for (const [name, body] of Object.entries(files)) {
+    mkdirSync(join(dir, name, ".."), { recursive: true });
+    writeFileSync(join(dir, `${name}.html`), body);
+  }
+  return createRenderer(dir);
+}
+
+test("values are escaped by default, in text and in attributes", () => {
+  const v = views({ page: `<p title="{{t}}">{{t}}</p>` });
+  const out = v.render("page", { t: `<script>alert("x")</script>' \`&` }).html;
+  expect(out).toBe(`<p title="&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&#39; &#96;&amp;">&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&#39; &#96;&amp;</p>`);
+});
+
+test("markup passes only through the explicit trustedHtml marker or rendered output", () => {
+  const v = views({ page: `<div>{{a}}|{{b}}|{{c}}</div>`, part: `<b>{{x}}</b>` });
+  const out = v.render("page", { a: trustedHtml("<i>ok</i>"), b: v.render("part", { x: "<y>" }), c: "<i>no</i>" }).html;
+  expect(out).toBe("<div><i>ok</i>|<b>&lt;y&gt;</b>|&lt;i&gt;no&lt;/i&gt;</div>");
+  expect(escapeHtml(null)).toBe("");
+  expect(escapeHtml(0)).toBe("0");
+});
+
+test("if/unless/else, each with outer scope and @index, partials", () => {
+  const v = views({
+    page: `{{#if show}}Y{{else}}N{{/if}}{{#unless show}}U{{/unless}}[{{#each items}}{{@index}}:{{name}}{{sep}}{{/each}}][{{#each none}}x{{else}}empty{{/each}}]{{> partials/p}}`,
+    "partials/p": `<{{sep}}>`,
+  });
+  expect(v.render("page", { show: true, sep: ";", items: [{ name: "a" }, { name: "<b>" }], none: [] }).html)
+    .toBe("Y[0:a;1:&lt;b&gt;;][empty]<;>");
+  expect(v.render("page", { show: false, items: [] }).html).toBe("NU[][empty]<>");
+});
+
+test("malformed templates fail at compile time with the template name", () => {
+  expect(() => compile("{{#if x}}open", "t1")).toThrow("t1: {{#if}} is never closed");
+  expect(() => compile("{{/each}}", "t2")).toThrow("t2: unexpected {{/each}}");
+  expect(() => compile("{{a + b}}", "t3")).toThrow("t3: bad expression");
+});
