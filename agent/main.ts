@@ -12,21 +12,18 @@ import { agentPaths, AGENT_VERSION, loadAgentConfig, type AgentConfig } from "./
 import { enroll } from "./identity/enroll.ts";
 import { createSecretFile, IdentityError } from "./identity/secret.ts";
 import { createIdentityStore } from "./identity/store.ts";
-import { runCollector } from "./collect/process.ts";
-import { runControl } from "./control/process.ts";
-import { runMonitor } from "./monitor/process.ts";
-import { runPlatform } from "./platform/process.ts";
 import { ensureUsers, prepareLayout, USERS } from "./supervisor/layout.ts";
 import { dropPrivileges } from "./supervisor/privileges.ts";
 import { createSupervisor, type ProcessState } from "./supervisor/supervisor.ts";
 
 const ROLES = ["platform", "control", "monitor", "collector"] as const;
 type Role = (typeof ROLES)[number];
-const RUNNERS: Record<Role, (c: AgentConfig) => Promise<() => Promise<void>>> = {
-  platform: runPlatform,
-  control: runControl,
-  monitor: runMonitor,
-  collector: runCollector,
+/** Each process loads only its own code (dynamic imports), which keeps every process smaller. */
+const RUNNERS: Record<Role, () => Promise<(c: AgentConfig) => Promise<() => Promise<void>>>> = {
+  platform: async () => (await import("./platform/process.ts")).runPlatform,
+  control: async () => (await import("./control/process.ts")).runControl,
+  monitor: async () => (await import("./monitor/process.ts")).runMonitor,
+  collector: async () => (await import("./collect/process.ts")).runCollector,
 };
 const ROLE_USER: Record<Role, string | undefined> = {
   platform: USERS.platform,
@@ -140,7 +137,7 @@ async function cmdInternal(c: AgentConfig, role: string | undefined): Promise<nu
   const user = ROLE_USER[r];
   if (user && isRoot() && c.dropPrivileges) dropPrivileges(r, user);
   const parent = process.ppid;
-  const stop = await RUNNERS[r](c);
+  const stop = await (await RUNNERS[r]())(c);
   await new Promise<void>((resolve) => {
     process.once("SIGTERM", () => resolve());
     process.once("SIGINT", () => resolve());

@@ -8,7 +8,7 @@ import { FrameKind } from "../../src/ingest/frame/frame.ts";
 import { agentPaths, AGENT_VERSION, type AgentConfig } from "../config.ts";
 import { privateKeyOf } from "../identity/enroll.ts";
 import { createIdentityStore } from "../identity/store.ts";
-import { listenIpc, type Message } from "../ipc/socket.ts";
+import { connectIpc, listenIpc, type IpcClient, type Message } from "../ipc/socket.ts";
 import { pemFingerprint, pinnedTls } from "../ship/pin.ts";
 import { createShipper } from "../ship/shipper.ts";
 import { createSpool } from "../spool/spool.ts";
@@ -45,7 +45,22 @@ export async function runPlatform(c: AgentConfig): Promise<() => Promise<void>> 
       return { uptime: (Date.now() - startedAt) / 1000, version: AGENT_VERSION, transport: st.transport ?? "none", spool: { frames: st.spool.frames, bytes: st.spool.bytes, dropped: st.spool.droppedFrames }, processes: processes() };
     },
     log: (m) => console.error(`platform: ${m}`),
+    onCommand: (msg) => void forwardCommand(msg),
   });
+
+  // Server commands go to Control, the only process allowed to act on them; Control checks the
+  // signature and the allow-list. The outcome is logged (commands carry no secrets).
+  let control: IpcClient | undefined;
+  const forwardCommand = async (msg: Record<string, unknown>) => {
+    const name = String(msg.command ?? "?").slice(0, 64);
+    try {
+      if (!control?.connected) control = await connectIpc(p.controlSocket);
+      const r = await control.request({ ...msg, t: "command" }, 10_000);
+      console.error(`platform: command "${name}" -> control: ${r.t === "result" ? "done" : `refused: ${String(r.message)}`}`);
+    } catch (e) {
+      console.error(`platform: command "${name}" could not reach control: ${e instanceof Error ? e.message : e}`);
+    }
+  };
 
   const receive = (peer: "collector" | "monitor") => (m: Message): Message => {
     if (m.t !== "batch") return { t: "error", message: `unknown request ${String(m.t)}` };
@@ -77,6 +92,7 @@ export async function runPlatform(c: AgentConfig): Promise<() => Promise<void>> 
   const statusTimer = setInterval(writeStatus, 2000);
   return async () => {
     clearInterval(statusTimer);
+    control?.close();
     for (const s of servers) s.stop();
     await shipper.stop();
     writeStatus();

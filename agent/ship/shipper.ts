@@ -40,6 +40,8 @@ export interface ShipperOptions {
   now?: () => number;
   random?: () => number;
   log?: (msg: string) => void;
+  /** Commands the server pushes on the WebSocket. */
+  onCommand?: (msg: Record<string, unknown>) => void;
   /** Builds a transport; tests inject failures here. Defaults to the real HTTP and WSS transports. */
   connect?: (kind: "h3" | "h2" | "wss") => Promise<Transport>;
 }
@@ -109,7 +111,7 @@ export function createShipper(o: ShipperOptions): Shipper {
   const connect =
     o.connect ??
     (async (kind: "h3" | "h2" | "wss"): Promise<Transport> => {
-      if (kind === "wss") return connectWsTransport({ baseUrl: o.serverUrl, tls: o.tls, timeoutMs: o.requestTimeoutMs, hello, proxy: proxyFor(o.serverUrl) });
+      if (kind === "wss") return connectWsTransport({ baseUrl: o.serverUrl, tls: o.tls, timeoutMs: o.requestTimeoutMs, hello, proxy: proxyFor(o.serverUrl), onCommand: o.onCommand });
       // HTTP/3 goes straight to the server: a CONNECT proxy cannot carry QUIC
       if (kind === "h3") {
         const t = await connectQuicTransport({

@@ -5,7 +5,8 @@
  * Handshake: the server sends {"type":"challenge","nonce"}; we answer with a signed Hello frame
  * carrying the nonce; the server answers {"type":"welcome"}. Then each send() is one binary
  * message answered by one {"type":"ack"} message (one message in flight at a time, so answers
- * match sends by order). {"type":"slow","retryAfterMs"} asks us to pause.
+ * match sends by order). {"type":"slow","retryAfterMs"} asks us to pause. {"type":"command"}
+ * messages may arrive at any time and go to `onCommand`; other unknown types are ignored.
  */
 import type { PinnedTls } from "./pin.ts";
 import { parseAnswer, TransportError, type SendResult, type Transport } from "./transport.ts";
@@ -18,6 +19,8 @@ export interface WsTransportOptions {
   hello: (nonce: string) => Uint8Array;
   /** http(s)://[user:pass@]host:port of a CONNECT proxy; see proxyFor(). */
   proxy?: string;
+  /** Receives {"type":"command"} messages the server pushes (Platform hands them to Control). */
+  onCommand?: (msg: Record<string, unknown>) => void;
 }
 
 /** The proxy for `target` from HTTPS_PROXY / https_proxy, unless NO_PROXY names its host. */
@@ -84,6 +87,16 @@ export async function connectWsTransport(o: WsTransportOptions): Promise<Transpo
         }
         return;
       }
+      if (m?.type === "command") {
+        // pushed by the server at any time, never an answer to a send
+        try {
+          o.onCommand?.(m);
+        } catch {
+          /* a bad command must not break the stream */
+        }
+        return;
+      }
+      if (m && typeof m.type === "string" && !["ack", "error", "slow"].includes(m.type)) return; // newer message kinds
       if (m?.type === "slow") {
         const ms = Number(m.retryAfterMs);
         pauseUntil = Date.now() + (Number.isFinite(ms) ? Math.min(Math.max(ms, 0), 60_000) : 1000);
