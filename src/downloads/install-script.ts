@@ -64,6 +64,9 @@ target="$os-$arch"
 if [ "$os" = linux ] && [ "$arch" = x64 ]; then
   if ls /lib/ld-musl-* >/dev/null 2>&1 || (ldd --version 2>&1 | grep -qi musl); then target="linux-x64-musl"; fi
 fi
+case "$target" in
+  *-musl) command -v apk >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && apk add --no-cache libstdc++ libgcc >/dev/null 2>&1 || true ;;
+esac
 
 if command -v sha256sum >/dev/null 2>&1; then sha() { sha256sum "$1" | cut -d' ' -f1; }
 elif command -v shasum >/dev/null 2>&1; then sha() { shasum -a 256 "$1" | cut -d' ' -f1; }
