@@ -10,8 +10,10 @@ import { createSelfSigned } from "../../src/tls/self-signed.ts";
 const dist = mkdtempSync(join(tmpdir(), "sm-dist-"));
 const fakeBinary = "#!/bin/sh\necho fake-agent \"$@\"\n";
 const sha = (s: string | Uint8Array) => createHash("sha256").update(s).digest("hex");
+// install.sh picks linux-x64-musl where a musl loader exists: serve both
 writeFileSync(join(dist, "servermind-agent-linux-x64"), fakeBinary, { mode: 0o755 });
-writeFileSync(join(dist, "SHA256SUMS"), `${sha(fakeBinary)}  servermind-agent-linux-x64\n`);
+writeFileSync(join(dist, "servermind-agent-linux-x64-musl"), fakeBinary, { mode: 0o755 });
+writeFileSync(join(dist, "SHA256SUMS"), `${sha(fakeBinary)}  servermind-agent-linux-x64\n${sha(fakeBinary)}  servermind-agent-linux-x64-musl\n`);
 const cert = createSelfSigned(["127.0.0.1", "localhost"]);
 const app = new Elysia().use(downloadsPlugin({ distDir: dist, certPem: cert.certPem }));
 const get = (path: string) => app.handle(new Request(`https://127.0.0.1:8443${path}`));
@@ -75,7 +77,7 @@ describe("install.sh against a real TLS server", () => {
 
   test("a binary that does not match SHA256SUMS is not installed", async () => {
     const good = readFileSync(join(dist, "SHA256SUMS"), "utf8");
-    writeFileSync(join(dist, "SHA256SUMS"), `${"0".repeat(64)}  servermind-agent-linux-x64\n`);
+    writeFileSync(join(dist, "SHA256SUMS"), `${"0".repeat(64)}  servermind-agent-linux-x64\n${"0".repeat(64)}  servermind-agent-linux-x64-musl\n`);
     try {
       const r = await install(pubkeyPin(cert.certPem));
       expect(r.code).not.toBe(0);
