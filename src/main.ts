@@ -23,6 +23,8 @@ import { scoreHost } from "./security/score.ts";
 import type { CommandDeps } from "./security/issue.ts";
 import { securityConsoleRoutes } from "./web/security/routes.ts";
 import { audit } from "./audit/audit.ts";
+import { downloadsPlugin } from "./downloads/routes.ts";
+import { resolve } from "node:path";
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -75,7 +77,11 @@ async function main(): Promise<void> {
     ranges: routedRangeStore(router), extraRoutes: securityConsoleRoutes(securityDeps),
   };
   const consoleRuntime = await startConsole(consoleDeps);
-  const server = startServer({ config, sql: db.sql, cert, metrics, plugins: [consolePlugin(consoleDeps)], extraMetrics });
+  const downloads = downloadsPlugin({ distDir: resolve(process.env.SERVERMIND_AGENT_DIST || "dist/agent"), certPem: cert.cert });
+  const server = startServer({
+    config, sql: db.sql, cert, metrics, extraMetrics, commandKey: commandKey.publicKeyB64,
+    plugins: [consolePlugin(consoleDeps), downloads],
+  });
   bus = await startClusterBus({ sql: db.sql, streams: server.ingest.deps.streams!, directory: server.ingest.deps.directory });
   server.ingest.deps.onCommandResult = (agentId, id, result) => replies.deliver(agentId, id, result);
   extraMetrics.push(...bus.metrics);

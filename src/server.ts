@@ -36,6 +36,8 @@ export interface StartOptions {
   plugins?: AnyElysia[];
   /** The ingest metrics registry, when the caller shares it (e.g. with the ClickHouse tier). */
   metrics?: IngestMetrics;
+  /** The server's command public key (base64), returned to agents at enrollment. */
+  commandKey?: string;
   /** More metrics for /metrics (ClickHouse tier, cluster bus); read at each scrape, so it may grow later. */
   extraMetrics?: Array<{ render(): string }>;
 }
@@ -43,7 +45,7 @@ export interface StartOptions {
 export function startServer(o: StartOptions): RunningServer {
   const ingest = createIngest(o.sql, o.config, o.metrics);
   const app = createApp([
-    ingestRoutes({ sql: o.sql, ingest, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes, extraMetrics: o.extraMetrics }),
+    ingestRoutes({ sql: o.sql, ingest, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes, extraMetrics: o.extraMetrics, commandKey: o.commandKey }),
     ...(o.plugins ?? []),
   ]);
   const handleIngest = createIngestHandler(ingest.deps, o.config.maxRequestBytes);
