@@ -40,6 +40,11 @@ export interface AgentConfig {
   watchFiles: string[];
   /** `supervisor.dropPrivileges`: when root, run processes as the service users (SERVERMIND_AGENT_DROP_PRIVILEGES). */
   dropPrivileges: boolean;
+  /**
+   * `monitor.security`: file integrity monitoring of the system paths (inotify + rescans) and
+   * scheduled CIS scans in Monitor (SERVERMIND_AGENT_SECURITY, default on).
+   */
+  security: boolean;
 }
 
 type Env = Record<string, string | undefined>;
@@ -88,6 +93,7 @@ export function loadAgentConfig(env: Env = process.env): AgentConfig {
       ? env.SERVERMIND_AGENT_WATCH_FILES.split(",").map((s) => s.trim()).filter(Boolean)
       : DEFAULT_WATCH_FILES,
     dropPrivileges: bool(env, "SERVERMIND_AGENT_DROP_PRIVILEGES", true),
+    security: bool(env, "SERVERMIND_AGENT_SECURITY", true),
   };
 }
 

@@ -1,7 +1,9 @@
 /**
- * The Monitor process: read-only security observations. For now it watches the integrity of a
- * few critical files (SHA-256, mode, owner) and reports each change as a security event through
- * Platform. The security issue adds its detectors here; Monitor never changes the system.
+ * The Monitor process: read-only security observations, reported as security events through
+ * Platform. It checks a short list of critical files every interval (SHA-256, mode, owner) and,
+ * unless `monitor.security` is off, runs the security monitor: real-time file integrity
+ * monitoring of the system paths and scheduled CIS scans (agent/monitor/security-monitor.ts).
+ * Monitor never changes the system.
  */
 import { createHash } from "node:crypto";
 import { readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
@@ -10,6 +12,7 @@ import { packSecurity } from "../../src/ingest/frame/encode.ts";
 import { FrameKind, type SecurityEvent } from "../../src/ingest/frame/frame.ts";
 import { agentPaths, type AgentConfig } from "../config.ts";
 import { createOutbox } from "../collect/outbox.ts";
+import { startSecurityMonitor } from "./security-monitor.ts";
 
 const CRITICAL = /shadow|sudoers|authorized_keys/;
 
@@ -73,8 +76,25 @@ export async function runMonitor(c: AgentConfig): Promise<() => Promise<void>> {
   };
   tick();
   const timer = setInterval(tick, c.intervalMs);
+  const security = c.security
+    ? await startSecurityMonitor({
+        root: c.root,
+        stateDir: join(p.monitorDir, "security"),
+        agentId: 0, // on-demand scans need the command channel; scheduled scans and FIM do not
+        emit: (events) => {
+          for (let i = 0; i < events.length; i += 500) {
+            const part = events.slice(i, i + 500);
+            outbox.push({ kind: FrameKind.SecurityEvents, items: part.length, createdMs: Date.now(), body: packSecurity({ events: part }) });
+          }
+        },
+      }).catch((e) => {
+        console.error(`monitor: security monitor did not start: ${e instanceof Error ? e.message : e}`);
+        return undefined;
+      })
+    : undefined;
   return async () => {
     clearInterval(timer);
+    await security?.stop();
     await outbox.flush(2000);
     outbox.close();
   };

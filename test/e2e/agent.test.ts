@@ -5,7 +5,7 @@
  * sample is stored exactly once.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { appendFileSync, writeFileSync, chmodSync } from "node:fs";
+import { appendFileSync, writeFileSync, chmodSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { lookupUser } from "../../agent/supervisor/layout.ts";
 import { agentBinary, agentDirs, credentials, enrollAgent, runAgent, startE2eServer, until, type AgentRun, type E2eServer } from "../support/agent-harness.ts";
@@ -84,8 +84,30 @@ describe("compiled agent against the real server", () => {
   test("Monitor reports a changed watched file as a security event", async () => {
     await Bun.sleep(2 * INTERVAL); // the baseline
     writeFileSync(join(agent.dir, "watched.conf"), "PermitRootLogin yes\n");
-    const ev = await until("security event", async () => (await server.db.sql`select type, path, severity from security_events where agent_id = ${agentId}`)[0]);
+    const ev = await until("security event", async () => (await server.db.sql`select type, path, severity from security_events where agent_id = ${agentId} and type = 'file.changed'`)[0]);
     expect(ev).toMatchObject({ type: "file.changed", path: join(agent.dir, "watched.conf"), severity: 5 });
+  });
+
+  test("Monitor runs the security monitor on the real system: FIM status and a CIS scan arrive", async () => {
+    const types = await until("FIM status and CIS scan", async () => {
+      const rows = await server.db.sql`select distinct type from security_events where agent_id = ${agentId}`;
+      const t = rows.map((r) => r.type as string);
+      return t.includes("fim.status") && t.some((x) => x.startsWith("cis.")) ? t : undefined;
+    });
+    expect(types).toContain("fim.status");
+    const [st] = await server.db.sql`select data from security_events where agent_id = ${agentId} and type = 'fim.status' order by ts desc limit 1`;
+    expect(st!.data.watches).toBeGreaterThan(0);
+    // a real change under /etc, seen by inotify in the real agent, lands in PostgreSQL
+    const path = `/etc/servermind-e2e-${process.pid}.conf`;
+    const t0 = Date.now();
+    writeFileSync(path, "e2e\n");
+    try {
+      const ev = await until("FIM create event", async () => (await server.db.sql`select type, ts from security_events where agent_id = ${agentId} and path = ${path}`)[0], 20_000);
+      console.log(`e2e FIM: ${path} created -> ${ev.type} in PostgreSQL after ${Date.now() - t0} ms`);
+      expect(String(ev.type)).toMatch(/^fim\./);
+    } finally {
+      rmSync(path, { force: true });
+    }
   });
 
   test("each process runs with its own credentials; Collector cannot read Platform's identity", async () => {
