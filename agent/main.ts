@@ -7,7 +7,8 @@
  *   servermind-agent version
  *   servermind-agent internal collector|monitor|control|platform   (started by `run`)
  */
-import { chmodSync, chownSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { agentPaths, AGENT_VERSION, loadAgentConfig, type AgentConfig } from "./config.ts";
 import { enroll } from "./identity/enroll.ts";
 import { createSecretFile, IdentityError } from "./identity/secret.ts";
@@ -59,12 +60,19 @@ async function cmdEnroll(c: AgentConfig, args: string[]): Promise<number> {
   const p = agentPaths(c);
   createSecretFile(p.secretFile);
   if (users) chownSync(p.secretFile, users.platform.uid, users.platform.gid);
-  const { identity, trustedOnFirstUse } = await enroll({ serverUrl: server, token, fingerprint: flag(args, "--fingerprint"), version: AGENT_VERSION });
+  const { identity, trustedOnFirstUse, commandKey } = await enroll({ serverUrl: server, token, fingerprint: flag(args, "--fingerprint"), version: AGENT_VERSION });
   const store = createIdentityStore({ dbPath: p.identityDb, secretPath: p.secretFile });
   store.save(identity);
   store.close();
   chmodSync(p.identityDb, 0o600);
   if (users) for (const f of [p.secretFile, p.identityDb]) chownSync(f, users.platform.uid, users.platform.gid);
+  // Control verifies server commands with this public key; it and the agent id are not secret,
+  // but only root may change them (Control runs as root).
+  if (commandKey) {
+    mkdirSync(join(c.stateDir, "control"), { recursive: true, mode: 0o755 });
+    writeFileSync(join(c.stateDir, "control", "server-command.pub"), commandKey + "\n", { mode: 0o644 });
+    writeFileSync(join(c.stateDir, "control", "agent-id"), `${identity.agentId}\n`, { mode: 0o644 });
+  }
   console.log(JSON.stringify({ enrolled: true, agentId: identity.agentId, server: identity.serverUrl, fingerprint: identity.fingerprint }));
   if (trustedOnFirstUse) console.error(`warning: no --fingerprint given; pinned the certificate presented now (${identity.fingerprint}). Compare it with the server's.`);
   return 0;

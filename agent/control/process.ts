@@ -1,50 +1,44 @@
 /**
  * The Control process: the only one that keeps root, and so the only one allowed to change the
  * system. It accepts a command only when (1) it arrives on its socket, which only Platform can
- * reach, (2) it is signed with the server's command key (Ed25519, installed at
- * stateDir/control/server-command.pub) over its canonical JSON, (3) it is not older than five
- * minutes and its nonce was not seen before, and (4) its name is on the allow-list.
- *
- * The server does not issue commands yet; the allow-list holds only "ping", which changes
- * nothing. Every other command is refused, and so is everything while no key is installed.
+ * reach, (2) it is signed with the server's command key (Ed25519, installed at enrollment in
+ * stateDir/control/server-command.pub) over its canonical encoding (src/ingest/frame/commands.ts),
+ * (3) it names this agent, is not older than five minutes and was not seen before, and (4) its
+ * action is on the allow-list: "ping" (changes nothing), "cis.remediate" and "cis.rollback"
+ * (agent/control/remediate/, snapshots first, exact rollback). Everything else is refused, and
+ * so is everything while no key is installed.
  */
-import { createPublicKey, verify, type KeyObject } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import type { KeyObject } from "node:crypto";
 import { agentPaths, type AgentConfig } from "../config.ts";
 import { listenIpc, type Message } from "../ipc/socket.ts";
+import { createNonceSet, publicKeyFromBase64, verifyCommand } from "../../src/ingest/frame/commands.ts";
+import { createControlSecurityHandler } from "./remediate/index.ts";
 
-export const ALLOWED_COMMANDS: Record<string, (args: Record<string, unknown>) => Message> = {
-  ping: () => ({ t: "result", ok: true, result: "pong" }),
-};
+const SECURITY_ACTIONS = new Set(["cis.remediate", "cis.rollback"]);
+export const ALLOWED_ACTIONS: ReadonlySet<string> = new Set(["ping", ...SECURITY_ACTIONS]);
 
-const MAX_AGE_MS = 5 * 60_000;
+export interface CommandCheckerOptions {
+  key: KeyObject | undefined;
+  agentId: number;
+  now?: () => number;
+  /** Runs remediation commands (the remediator checks the signature itself too). */
+  security?: (signed: unknown) => unknown;
+}
 
-export function createCommandChecker(key: KeyObject | undefined, now: () => number = Date.now) {
-  const seen = new Map<string, number>();
+/** Handles one {t: "command", command: <signed command>} request from Platform. */
+export function createCommandChecker(o: CommandCheckerOptions) {
+  const seen = createNonceSet();
   return (m: Message): Message => {
     if (m.t !== "command") return { t: "error", message: "unknown request" };
-    if (!key) return { t: "error", message: "no server command key is installed; every command is refused" };
-    const { command, args, issuedMs, nonce, signature } = m as Record<string, unknown>;
-    if (typeof command !== "string" || typeof nonce !== "string" || typeof issuedMs !== "number" || !(signature instanceof Uint8Array)) {
-      return { t: "error", message: "command needs command, args, issuedMs, nonce and signature" };
-    }
-    const payload = Buffer.from(JSON.stringify({ command, args: args ?? {}, issuedMs, nonce }));
-    let ok = false;
-    try {
-      ok = verify(null, payload, key, signature);
-    } catch {
-      ok = false;
-    }
-    if (!ok) return { t: "error", message: "command signature does not verify with the server command key" };
-    const t = now();
-    if (Math.abs(t - issuedMs) > MAX_AGE_MS) return { t: "error", message: "command is older than five minutes or from the future" };
-    for (const [n, at] of seen) if (t - at > 2 * MAX_AGE_MS) seen.delete(n);
-    if (seen.has(nonce) || seen.size > 100_000) return { t: "error", message: "command nonce was already used" };
-    seen.set(nonce, t);
-    const run = ALLOWED_COMMANDS[command];
-    if (!run) return { t: "error", message: `command "${command}" is not on the allow-list` };
-    return run((args ?? {}) as Record<string, unknown>);
+    if (!o.key) return { t: "result", result: { ok: false, error: "no server command key is installed; every command is refused" } };
+    const signed = m.command as Record<string, unknown> | undefined;
+    const action = typeof signed?.action === "string" ? signed.action : "";
+    if (SECURITY_ACTIONS.has(action) && o.security) return { t: "result", result: o.security(signed) };
+    const v = verifyCommand(signed, { publicKey: o.key, agentId: o.agentId, allow: new Set(["ping"]), seen, now: o.now?.() });
+    if (!v.ok) return { t: "result", result: { ok: false, error: v.reason } };
+    return { t: "result", result: { ok: true, result: "pong" } };
   };
 }
 
@@ -52,12 +46,14 @@ export async function runControl(c: AgentConfig): Promise<() => Promise<void>> {
   const p = agentPaths(c);
   mkdirSync(dirname(p.controlSocket), { recursive: true });
   let key: KeyObject | undefined;
+  let agentId = 0;
   try {
-    const raw = readFileSync(join(c.stateDir, "control", "server-command.pub"));
-    key = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: Buffer.from(raw.toString("utf8").trim(), "base64").toString("base64url") }, format: "jwk" });
+    key = publicKeyFromBase64(readFileSync(join(c.stateDir, "control", "server-command.pub"), "utf8"));
+    agentId = Number(readFileSync(join(c.stateDir, "control", "agent-id"), "utf8").trim());
   } catch {
     key = undefined;
   }
-  const server = listenIpc(p.controlSocket, createCommandChecker(key));
+  const security = key ? createControlSecurityHandler({ root: c.root, stateDir: c.stateDir, agentId }) : undefined;
+  const server = listenIpc(p.controlSocket, createCommandChecker({ key, agentId, security }));
   return async () => server.stop();
 }

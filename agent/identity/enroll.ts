@@ -19,7 +19,7 @@ export interface EnrollOptions {
 
 export class EnrollError extends Error {}
 
-export async function enroll(o: EnrollOptions): Promise<{ identity: Identity; trustedOnFirstUse: boolean }> {
+export async function enroll(o: EnrollOptions): Promise<{ identity: Identity; trustedOnFirstUse: boolean; commandKey?: string }> {
   const u = new URL(o.serverUrl);
   if (u.protocol !== "https:") throw new EnrollError(`--server must be an https:// URL, got ${u.protocol}`);
   const base = `${u.protocol}//${u.host}`;
@@ -50,7 +50,9 @@ export async function enroll(o: EnrollOptions): Promise<{ identity: Identity; tr
   }
   if (!r.ok) throw new EnrollError(`enrollment refused (HTTP ${r.status}): ${body?.error?.code ?? "error"}: ${body?.error?.message ?? ""}`);
   if (!Number.isSafeInteger(body?.agentId) || body.agentId < 1) throw new EnrollError(`enrollment answer lacks a numeric agentId`);
+  const commandKey = typeof body?.commandKey === "string" && Buffer.from(body.commandKey, "base64").length === 32 ? body.commandKey : undefined;
   return {
+    commandKey,
     identity: {
       serverUrl: base,
       agentId: body.agentId,

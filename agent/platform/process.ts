@@ -12,6 +12,8 @@ import { connectIpc, listenIpc, type IpcClient, type Message } from "../ipc/sock
 import { pemFingerprint, pinnedTls } from "../ship/pin.ts";
 import { createShipper } from "../ship/shipper.ts";
 import { createSpool } from "../spool/spool.ts";
+import { encodeFrame, packMap } from "../../src/ingest/frame/encode.ts";
+import { startCommandChannel } from "./command-channel.ts";
 
 const ACCEPTED_KINDS: Record<string, Set<number>> = {
   collector: new Set([FrameKind.Metrics, FrameKind.Logs, FrameKind.Inventory]),
@@ -45,22 +47,36 @@ export async function runPlatform(c: AgentConfig): Promise<() => Promise<void>> 
       return { uptime: (Date.now() - startedAt) / 1000, version: AGENT_VERSION, transport: st.transport ?? "none", spool: { frames: st.spool.frames, bytes: st.spool.bytes, dropped: st.spool.droppedFrames }, processes: processes() };
     },
     log: (m) => console.error(`platform: ${m}`),
-    onCommand: (msg) => void forwardCommand(msg),
+    onCommand: (msg, reply) => void forwardCommand(msg, reply),
   });
 
   // Server commands go to Control, the only process allowed to act on them; Control checks the
-  // signature and the allow-list. The outcome is logged (commands carry no secrets).
+  // signature and the allow-list. The answer goes back to the server on the stream the command
+  // came on; the outcome is logged (commands carry no secrets).
   let control: IpcClient | undefined;
-  const forwardCommand = async (msg: Record<string, unknown>) => {
-    const name = String(msg.command ?? "?").slice(0, 64);
+  const forwardCommand = async (msg: Record<string, unknown>, reply: (result: unknown) => void) => {
+    const cmd = (msg.command ?? {}) as Record<string, unknown>;
+    const name = String(cmd.action ?? "?").slice(0, 64);
     try {
       if (!control?.connected) control = await connectIpc(p.controlSocket);
-      const r = await control.request({ ...msg, t: "command" }, 10_000);
-      console.error(`platform: command "${name}" -> control: ${r.t === "result" ? "done" : `refused: ${String(r.message)}`}`);
+      const r = await control.request({ t: "command", command: cmd }, 60_000);
+      const result = r.t === "result" ? r.result : { ok: false, error: String(r.message ?? "refused") };
+      console.error(`platform: command "${name}" -> control: ${(result as { ok?: boolean })?.ok ? "done" : `refused: ${String((result as { error?: unknown })?.error)}`}`);
+      reply(result);
     } catch (e) {
       console.error(`platform: command "${name}" could not reach control: ${e instanceof Error ? e.message : e}`);
+      reply({ ok: false, error: "control process unreachable" });
     }
   };
+  // Data may travel over HTTP/3, which gives the server no way to push: a WebSocket stream is
+  // kept open for commands alone.
+  const key = privateKeyOf(identity);
+  const commands = startCommandChannel({
+    serverUrl: identity.serverUrl, tls: pinnedTls(identity.serverCertPem, identity.fingerprint), timeoutMs: c.requestTimeoutMs,
+    hello: (nonce) => encodeFrame({ kind: FrameKind.Hello, agentId: identity.agentId, seq: spool.nextSeq(), batchId: 0, createdMs: Date.now(), items: 1 }, packMap({ nonce, version: AGENT_VERSION }), key),
+    onCommand: (msg, reply) => void forwardCommand(msg, reply),
+    log: (m) => console.error(`platform: ${m}`),
+  });
 
   const receive = (peer: "collector" | "monitor") => (m: Message): Message => {
     if (m.t !== "batch") return { t: "error", message: `unknown request ${String(m.t)}` };
@@ -92,6 +108,7 @@ export async function runPlatform(c: AgentConfig): Promise<() => Promise<void>> 
   const statusTimer = setInterval(writeStatus, 2000);
   return async () => {
     clearInterval(statusTimer);
+    commands.stop();
     control?.close();
     for (const s of servers) s.stop();
     await shipper.stop();

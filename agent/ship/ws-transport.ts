@@ -19,8 +19,13 @@ export interface WsTransportOptions {
   hello: (nonce: string) => Uint8Array;
   /** http(s)://[user:pass@]host:port of a CONNECT proxy; see proxyFor(). */
   proxy?: string;
-  /** Receives {"type":"command"} messages the server pushes (Platform hands them to Control). */
-  onCommand?: (msg: Record<string, unknown>) => void;
+  /**
+   * Receives {"type":"command"} messages the server pushes (Platform hands them to Control);
+   * `reply` sends the answer back as {"type":"command-result","id","result"}.
+   */
+  onCommand?: (msg: Record<string, unknown>, reply: (result: unknown) => void) => void;
+  /** Called once when the stream ends, for whatever reason. */
+  onClose?: (e: Error) => void;
 }
 
 /** The proxy for `target` from HTTPS_PROXY / https_proxy, unless NO_PROXY names its host. */
@@ -45,6 +50,7 @@ export async function connectWsTransport(o: WsTransportOptions): Promise<Transpo
   let pauseUntil = 0;
 
   const fail = (e: Error) => {
+    if (!closedWith) queueMicrotask(() => o.onClose?.(e));
     closedWith ??= e;
     if (pending) {
       clearTimeout(pending.timer);
@@ -90,7 +96,13 @@ export async function connectWsTransport(o: WsTransportOptions): Promise<Transpo
       if (m?.type === "command") {
         // pushed by the server at any time, never an answer to a send
         try {
-          o.onCommand?.(m);
+          o.onCommand?.(m, (result) => {
+            try {
+              ws.send(JSON.stringify({ type: "command-result", id: m.id, result }));
+            } catch {
+              /* the stream closed; the server times the command out */
+            }
+          });
         } catch {
           /* a bad command must not break the stream */
         }

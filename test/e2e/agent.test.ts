@@ -6,6 +6,9 @@
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { appendFileSync, writeFileSync, chmodSync, rmSync } from "node:fs";
+import { generateKeyPairSync } from "node:crypto";
+import { issueCommand } from "../../src/security/issue.ts";
+import { audit, type AuditEvent } from "../../src/audit/audit.ts";
 import { join } from "node:path";
 import { lookupUser } from "../../agent/supervisor/layout.ts";
 import { agentBinary, agentDirs, credentials, enrollAgent, runAgent, startE2eServer, until, type AgentRun, type E2eServer } from "../support/agent-harness.ts";
@@ -108,6 +111,24 @@ describe("compiled agent against the real server", () => {
     } finally {
       rmSync(path, { force: true });
     }
+  });
+
+  test("signed commands reach the real Control over the command channel; answers come back; forgeries are refused", async () => {
+    const deps = { sql: server.db.sql, commandKey: server.commandKey, audit: (e: AuditEvent) => audit(server.db.sql, e).then(() => {}), dispatch: server.dispatch };
+    const who = { type: "user" as const, id: 1, name: "e2e" };
+    // the agent keeps a WebSocket command channel open even while it ships over HTTP/3
+    const ping = await until("ping answered", async () => {
+      const r = await issueCommand(deps, who, agentId, "ping", {});
+      return (r.result as { ok?: boolean })?.ok ? r : undefined;
+    }, 30_000);
+    expect(ping.result).toEqual({ ok: true, result: "pong" });
+    const dry = await issueCommand(deps, who, agentId, "cis.remediate", { controls: ["smx.login.pass-max-days"], dryRun: true });
+    expect(dry.result).toMatchObject({ ok: true, action: "cis.remediate", dryRun: true, commandId: dry.cmd.id });
+    const [row] = await server.db.sql`select status from security_commands where id = ${dry.cmd.id}`;
+    expect(row!.status).toBe("ok");
+    const forged = await issueCommand({ ...deps, commandKey: generateKeyPairSync("ed25519").privateKey }, who, agentId, "ping", {});
+    expect(forged.result).toMatchObject({ ok: false });
+    expect(String((forged.result as { error?: string }).error)).toMatch(/signature/);
   });
 
   test("each process runs with its own credentials; Collector cannot read Platform's identity", async () => {

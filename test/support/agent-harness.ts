@@ -12,6 +12,9 @@ import { loadConfig } from "../../src/config.ts";
 import { startServer, type RunningServer } from "../../src/server.ts";
 import { createSelfSigned } from "../../src/tls/self-signed.ts";
 import { ensurePartitions, timeSeriesTables } from "../../src/store/postgres/partitions.ts";
+import { generateKeyPairSync, createPublicKey, type KeyObject } from "node:crypto";
+import { startClusterBus, type ClusterBus } from "../../src/cluster/bus.ts";
+import { commandDispatcher, startCommandReplies } from "../../src/cluster/command-replies.ts";
 import { createActivationToken } from "../../src/ingest/agent/enroll.ts";
 import { testDatabase, type TestDb } from "./db.ts";
 
@@ -37,6 +40,10 @@ export interface E2eServer {
   port: number;
   fingerprint: string;
   token(): Promise<string>;
+  /** The server's command key; agents get its public half at enrollment. */
+  commandKey: KeyObject;
+  /** Sends a signed command down the agent's stream and waits for its answer, as src/main.ts wires it. */
+  dispatch(agentId: number, command: { id: string }): Promise<unknown>;
   stop(): Promise<void>;
   restart(): Promise<void>;
   close(): Promise<void>;
@@ -49,11 +56,17 @@ export async function startE2eServer(): Promise<E2eServer> {
   const cert = { cert: c.certPem, key: c.keyPem, fingerprint: c.fingerprint, generated: true, path: "" };
   let port = 0;
   let s: RunningServer | undefined;
-  const start = () => {
-    s = startServer({ config: loadConfig({ SERVERMIND_HOST: "127.0.0.1", SERVERMIND_PORT: String(port) }), sql: db.sql, cert });
+  const commandKey = generateKeyPairSync("ed25519").privateKey;
+  const commandPub = Buffer.from(createPublicKey(commandKey).export({ format: "jwk" }).x!, "base64url").toString("base64");
+  const replies = await startCommandReplies(db.sql);
+  let bus: ClusterBus | undefined;
+  const start = async () => {
+    s = startServer({ config: loadConfig({ SERVERMIND_HOST: "127.0.0.1", SERVERMIND_PORT: String(port) }), sql: db.sql, cert, commandKey: commandPub });
     port = s.port;
+    s.ingest.deps.onCommandResult = (agentId, id, result) => replies.deliver(agentId, id, result);
+    bus = await startClusterBus({ sql: db.sql, streams: s.ingest.deps.streams!, directory: s.ingest.deps.directory });
   };
-  start();
+  await start();
   return {
     db,
     certPem: c.certPem,
@@ -66,14 +79,20 @@ export async function startE2eServer(): Promise<E2eServer> {
     },
     fingerprint: c.fingerprint,
     token: async () => (await createActivationToken(db.sql, { createdBy: "e2e" })).token,
+    commandKey,
+    dispatch: (agentId, command) => commandDispatcher(bus!, replies, 30_000)(agentId, command),
     async stop() {
+      await bus?.stop();
+      bus = undefined;
       await s?.stop();
       s = undefined;
     },
     async restart() {
-      start();
+      await start();
     },
     async close() {
+      await replies.stop();
+      await bus?.stop();
       await s?.stop();
       await db.drop();
     },

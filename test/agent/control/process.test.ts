@@ -1,38 +1,45 @@
 import { expect, test } from "bun:test";
 import { generateKeyPairSync, sign } from "node:crypto";
 import { createCommandChecker } from "../../../agent/control/process.ts";
+import { signCommand, type Command } from "../../../src/ingest/frame/commands.ts";
 
 const { publicKey, privateKey } = generateKeyPairSync("ed25519");
 const now = 1_800_000_000_000;
+const AGENT = 7;
 
-function signed(command: string, over: Record<string, unknown> = {}) {
-  const body = { command, args: {}, issuedMs: now, nonce: `n-${Math.random()}`, ...over };
-  const payload = Buffer.from(JSON.stringify({ command: body.command, args: body.args, issuedMs: body.issuedMs, nonce: body.nonce }));
-  return { t: "command", ...body, signature: new Uint8Array(sign(null, payload, privateKey)) };
+function command(action: string, over: Partial<Command> = {}) {
+  const c: Command = { v: 1, id: `cmd-${Math.random().toString(36).slice(2)}`, agentId: AGENT, action, args: {}, issuedMs: now, requestedBy: "user:1 alice", ...over };
+  return { t: "command", command: signCommand(c, privateKey) };
 }
 
-test("a signed, fresh, allow-listed command runs once", () => {
-  const check = createCommandChecker(publicKey, () => now);
-  const cmd = signed("ping");
-  expect(check(cmd)).toEqual({ t: "result", ok: true, result: "pong" });
-  expect(check(cmd).message).toMatch(/nonce was already used/);
+const result = (m: Record<string, unknown>) => m.result as { ok: boolean; error?: string; result?: unknown };
+
+test("a signed, fresh, allow-listed command for this agent runs once", () => {
+  const check = createCommandChecker({ key: publicKey, agentId: AGENT, now: () => now });
+  const cmd = command("ping");
+  expect(result(check(cmd))).toEqual({ ok: true, result: "pong" });
+  expect(result(check(cmd)).error).toMatch(/already|seen|replay/i);
 });
 
-test("unsigned, wrongly signed, stale and unlisted commands are refused", () => {
-  const check = createCommandChecker(publicKey, () => now);
-  const other = generateKeyPairSync("ed25519").privateKey;
-  const forged = signed("ping");
-  forged.signature = new Uint8Array(sign(null, Buffer.from("something else"), other));
-  expect(check(forged).message).toMatch(/does not verify/);
-  expect(check({ t: "command", command: "ping" }).message).toMatch(/needs/);
-  expect(check(signed("ping", { issuedMs: now - 10 * 60_000 })).message).toMatch(/older than five minutes/);
-  expect(check(signed("rm -rf /")).message).toMatch(/not on the allow-list/);
+test("unsigned, wrongly signed, stale, foreign and unlisted commands are refused", () => {
+  const check = createCommandChecker({ key: publicKey, agentId: AGENT, now: () => now });
+  const forged = command("ping");
+  (forged.command as any).sig = Buffer.from(sign(null, Buffer.from("something else"), generateKeyPairSync("ed25519").privateKey)).toString("base64");
+  expect(result(check(forged)).ok).toBe(false);
+  expect(result(check({ t: "command", command: { action: "ping" } })).ok).toBe(false);
+  expect(result(check(command("ping", { issuedMs: now - 10 * 60_000 }))).error).toMatch(/older than five minutes/);
+  expect(result(check(command("ping", { agentId: AGENT + 1 }))).ok).toBe(false);
+  expect(result(check(command("rm -rf /"))).error).toMatch(/allow/);
   // a valid signature over different args does not carry over
-  const tampered = signed("ping");
-  (tampered as any).args = { extra: 1 };
-  expect(check(tampered).message).toMatch(/does not verify/);
+  const tampered = command("ping");
+  (tampered.command as any).args = { extra: 1 };
+  expect(result(check(tampered)).ok).toBe(false);
 });
 
-test("without an installed server key every command is refused", () => {
-  expect(createCommandChecker(undefined)(signed("ping")).message).toMatch(/no server command key/);
+test("remediation actions go to the remediator; without an installed key everything is refused", () => {
+  const seen: unknown[] = [];
+  const check = createCommandChecker({ key: publicKey, agentId: AGENT, now: () => now, security: (s) => (seen.push(s), { ok: true, dryRun: true }) });
+  expect(result(check(command("cis.remediate")))).toEqual({ ok: true, dryRun: true } as any);
+  expect(seen.length).toBe(1);
+  expect(result(createCommandChecker({ key: undefined, agentId: AGENT })(command("ping"))).error).toMatch(/no server command key/);
 });
