@@ -85,12 +85,14 @@ describe.skipIf(!available)("LDAP against OpenLDAP", () => {
   });
 
   test("a server that accepts TCP but never answers times out", async () => {
-    const silent: Server = createServer(() => {});
+    const sockets = new Set<import("node:net").Socket>();
+    const silent: Server = createServer((sock) => sockets.add(sock));
     await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
     const port = (silent.address() as { port: number }).port;
     const t0 = Date.now();
     await expect(directory({ url: `ldaps://127.0.0.1:${port}`, timeoutMs: 500, connectTimeoutMs: 500 }).authenticate("alice", "x")).rejects.toMatchObject({ reason: expect.stringMatching(/^ldap_(timeout|unreachable)$/) });
     expect(Date.now() - t0).toBeLessThan(4000);
+    for (const sock of sockets) sock.destroy();
     await new Promise<void>((r) => silent.close(() => r()));
   });
 });
