@@ -1,0 +1,161 @@
+/**
+ * The SSO endpoints as one named Elysia plugin. Each handler reads the request, calls one flow
+ * function and turns the outcome into a redirect; failures are audited with their reason and
+ * send the browser back to the login page with `sso_error=<reason>`.
+ *
+ *   GET  /auth/oidc/login?provider=ID     -> the provider's authorization endpoint
+ *   GET  /auth/oidc/callback              <- code + state; starts the console session
+ *   POST /auth/oidc/logout                ends the session, then RP-initiated logout at the provider
+ *   GET  /auth/saml/login?provider=ID     -> the IdP's SingleSignOnService (AuthnRequest)
+ *   POST /auth/saml/acs                   <- SAMLResponse + RelayState; starts the console session
+ *   GET  /auth/saml/metadata              our SP metadata
+ *   POST /auth/ldap/login                 username + password + provider from the login form
+ */
+import { Elysia } from "elysia";
+import type { SsoDeps } from "./deps.ts";
+import { loginFailure, type RequestInfo } from "./audit-event.ts";
+import { SsoError } from "./types.ts";
+import type { SignedIn } from "./sign-in.ts";
+import { beginOidcSignIn, finishOidcSignIn, OIDC_BINDING_COOKIE, oidcLogoutUrl } from "./oidc/flow.ts";
+import { beginSamlSignIn, finishSamlSignIn, samlMetadata } from "./saml/flow.ts";
+import { LdapDirectories } from "./ldap/flow.ts";
+
+function escapeAttr(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+function readCookie(request: Request, name: string): string | undefined {
+  for (const part of (request.headers.get("cookie") ?? "").split(";")) {
+    const i = part.indexOf("=");
+    if (i > 0 && part.slice(0, i).trim() === name) return part.slice(i + 1).trim();
+  }
+  return undefined;
+}
+
+function redirect(location: string, cookies: string[] = []): Response {
+  const headers = new Headers({ location, "cache-control": "no-store" });
+  for (const c of cookies) headers.append("set-cookie", c);
+  return new Response(null, { status: 303, headers });
+}
+
+/**
+ * After a provider sent the browser back (a cross-site navigation), the session cookie
+ * (SameSite=Strict) is set here and the next page is loaded by this same-site page, so the
+ * browser sends the cookie with it.
+ */
+function signedInPage(s: SignedIn, extraCookies: string[]): Response {
+  const to = escapeAttr(s.location);
+  const headers = new Headers({
+    "content-type": "text/html; charset=utf-8",
+    "cache-control": "no-store",
+    "content-security-policy": "default-src 'none'",
+    "referrer-policy": "no-referrer",
+  });
+  headers.append("set-cookie", s.setCookie);
+  for (const c of extraCookies) headers.append("set-cookie", c);
+  return new Response(`<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${to}"><title>Signed in</title><p>Signed in. <a href="${to}">Continue</a></p>`, { status: 200, headers });
+}
+
+export interface SsoPlugin {
+  plugin: Elysia<any, any, any, any, any, any, any>;
+  /** Closes LDAP connection pools. */
+  close(): Promise<void>;
+}
+
+export function createSso(deps: SsoDeps): SsoPlugin {
+  const loginPath = deps.config.loginPath ?? "/login";
+  const secure = deps.config.publicUrl.startsWith("https:") ? "; Secure" : "";
+  const bindingCookie = (v: string, maxAge: number) => `${OIDC_BINDING_COOKIE}=${v}; Path=/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=${maxAge}${secure}`;
+  const ldap = new LdapDirectories(deps);
+  const publicOrigin = new URL(deps.config.publicUrl).origin;
+
+  async function failed(e: unknown, provider: string, req: RequestInfo, who = "", cookies: string[] = []): Promise<Response> {
+    const err = e instanceof SsoError ? e : new SsoError("internal", "Sign-in failed.", { error: String((e as Error)?.message ?? e).slice(0, 200) });
+    if (!(e instanceof SsoError)) console.error(`sso sign-in failed: ${(e as Error)?.stack ?? e}`);
+    const p = String(err.details.provider ?? provider);
+    await deps.audit(loginFailure(p, err.reason, req, err.details, who));
+    return redirect(`${loginPath}?sso_error=${encodeURIComponent(err.reason)}`, cookies);
+  }
+
+  const plugin = new Elysia({ name: "auth.sso" })
+    .get("/auth/oidc/login", async ({ request, query }) => {
+      const provider = String(query.provider ?? "");
+      try {
+        const { location, bindingValue } = await beginOidcSignIn(deps, provider);
+        return redirect(location, [bindingCookie(bindingValue, deps.config.requestTtlSeconds ?? 600)]);
+      } catch (e) {
+        return failed(e, provider, deps.requestInfo(request));
+      }
+    })
+    .get("/auth/oidc/callback", async ({ request, query }) => {
+      const req = deps.requestInfo(request);
+      const clear = bindingCookie("", 0);
+      try {
+        const done = await finishOidcSignIn(deps, query as Record<string, string>, readCookie(request, OIDC_BINDING_COOKIE), req);
+        return signedInPage(done, [clear]);
+      } catch (e) {
+        return failed(e, "", req, "", [clear]);
+      }
+    })
+    .post("/auth/oidc/logout", async ({ request }) => {
+      const req = deps.requestInfo(request);
+      if (request.headers.get("origin") !== publicOrigin) return new Response("cross-origin sign-out refused", { status: 403 });
+      const ended = await deps.endSession(request);
+      if (!ended) return redirect(loginPath);
+      const [u] = await deps.sql`select username, auth_source from console_users where id = ${ended.userId}`;
+      await deps.audit({ actor: { type: "user", id: ended.userId, name: u?.username ?? "" }, ip: req.ip, userAgent: req.userAgent,
+        category: "authentication", action: "sso.logout", target: String(u?.auth_source ?? ""), success: true });
+      const source = String(u?.auth_source ?? "");
+      if (source.startsWith("sso:")) {
+        const url = await oidcLogoutUrl(deps, source.slice(4), `${loginPath}?signed_out=1`).catch(() => undefined);
+        if (url) return redirect(url);
+      }
+      return redirect(`${loginPath}?signed_out=1`);
+    }, { parse: "none" })
+    .get("/auth/saml/login", async ({ request, query }) => {
+      const provider = String(query.provider ?? "");
+      try {
+        return redirect(await beginSamlSignIn(deps, provider));
+      } catch (e) {
+        return failed(e, provider, deps.requestInfo(request));
+      }
+    })
+    .post("/auth/saml/acs", async ({ request }) => {
+      const req = deps.requestInfo(request);
+      try {
+        const form = await request.formData();
+        const done = await finishSamlSignIn(deps, { SAMLResponse: String(form.get("SAMLResponse") ?? ""), RelayState: String(form.get("RelayState") ?? "") }, req);
+        return signedInPage(done, []);
+      } catch (e) {
+        return failed(e, "", req);
+      }
+    }, { parse: "none" })
+    .get("/auth/saml/metadata", async ({ query }) =>
+      new Response(await samlMetadata(deps, query.provider ? String(query.provider) : undefined), {
+        headers: { "content-type": "application/samlmetadata+xml; charset=utf-8" },
+      }))
+    .post("/auth/ldap/login", async ({ request }) => {
+      const req = deps.requestInfo(request);
+      // Login CSRF: a browser posting this form from another origin is refused.
+      const origin = request.headers.get("origin");
+      if (origin && origin !== publicOrigin) return new Response("cross-origin sign-in refused", { status: 403 });
+      let provider = "";
+      let username = "";
+      try {
+        const form = await request.formData();
+        provider = String(form.get("provider") ?? "");
+        username = String(form.get("username") ?? "").trim();
+        const done = await ldap.signIn(provider, username, String(form.get("password") ?? ""), req);
+        return redirect(done.location, [done.setCookie]);
+      } catch (e) {
+        return failed(e, provider, req, username.slice(0, 64));
+      }
+    }, { parse: "none" });
+
+  return { plugin, close: () => ldap.close() };
+}
+
+/** The plugin alone, for composition roots that do not use LDAP pools (or close them elsewhere). */
+export function ssoPlugin(deps: SsoDeps) {
+  return createSso(deps).plugin;
+}
