@@ -54,7 +54,9 @@ export async function breakGlassSignIn(
     return { ok: false, reason: login.reason };
   }
   if (policy.enforced) {
-    const factor = await checkSecondFactor(sql, login.user, input.totp);
+    // A TOTP code only: backup codes do not open the break-glass path.
+    const code = input.totp.replace(/\s/g, "");
+    const factor = /^\d{6}$/.test(code) ? await checkSecondFactor(sql, login.user, code) : null;
     if (!factor) {
       await recordLoginFailure(sql, login.user.id, passwordPolicy);
       await audit({ ...base, actor: { type: "user", id: login.user.id, name: login.user.username }, category: "security_event",

@@ -29,7 +29,7 @@ beforeAll(async () => {
     { group: "web-team", role: "web-operators" },
     { group: "auditors", role: "auditor" },
   ]);
-});
+}, 30_000);
 afterAll(() => db.drop());
 
 describe("JIT provisioning and group-to-role mapping", () => {
