@@ -43,7 +43,7 @@ const php = (v: unknown): string => {
   return `'${String(v).replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
 };
 
-export async function startSimpleSamlPhp(sp: { entityId: string; acsUrl: string; signResponse?: boolean }, users: Record<string, SspUser>): Promise<TestIdp> {
+export async function startSimpleSamlPhp(sps: Array<{ entityId: string; acsUrl: string; signResponse?: boolean }>, users: Record<string, SspUser>): Promise<TestIdp> {
   const dir = mkdtempSync(join(tmpdir(), "servermind-ssp-"));
   for (const d of ["config", "metadata", "cert", "log", "data", "tmp", "sessions"]) mkdirSync(join(dir, d));
   const key = spawnSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "2", "-subj", "/CN=simplesamlphp test idp",
@@ -124,13 +124,13 @@ $metadata[${php(entityId)}] = ${php({
   })};
 `);
   writeFileSync(join(dir, "metadata", "saml20-sp-remote.php"), `<?php
-$metadata[${php(sp.entityId)}] = ${php({
+${sps.map((sp) => `$metadata[${php(sp.entityId)}] = ${php({
     AssertionConsumerService: [{ Binding: "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST", Location: sp.acsUrl }],
     NameIDFormat: "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
     "simplesaml.nameidattribute": "uid",
     "saml20.sign.response": sp.signResponse ?? true,
     "saml20.sign.assertion": true,
-  })};
+  })};`).join("\n")}
 `);
   writeFileSync(join(dir, "metadata", "saml20-idp-remote.php"), "<?php\n");
   writeFileSync(join(dir, "metadata", "saml20-sp-hosted.php"), "<?php\n");
@@ -151,4 +151,47 @@ $metadata[${php(sp.entityId)}] = ${php({
     await Bun.sleep(100);
   }
   return idp;
+}
+
+/** Hidden and text inputs of the first form on a page, with its action. */
+export function readForm(html: string, base: string): { action: string; fields: Record<string, string> } {
+  const form = /<form[^>]*action="([^"]*)"[\s\S]*?<\/form>/i.exec(html);
+  if (!form) throw new Error(`no form in page: ${html.slice(0, 400)}`);
+  const fields: Record<string, string> = {};
+  for (const m of form[0].matchAll(/<input[^>]*>/gi)) {
+    const name = /name="([^"]*)"/i.exec(m[0])?.[1];
+    const value = /value="([^"]*)"/i.exec(m[0])?.[1] ?? "";
+    if (name) fields[name] = value.replace(/&quot;/g, '"').replace(/&#0?39;/g, "'").replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+  }
+  const action = form[1]!.replace(/&amp;/g, "&");
+  return { action: new URL(action || base, base).toString(), fields };
+}
+
+/**
+ * Signs in at SimpleSAMLphp's own login page with fetch, starting from our AuthnRequest URL, and
+ * returns the auto-submit form it answers with (action = our ACS, SAMLResponse, RelayState).
+ */
+export async function signInAtSsp(authnUrl: string, username: string, password: string): Promise<{ action: string; fields: Record<string, string> }> {
+  const { CookieJar } = await import("./oidc-provider.ts");
+  const jar = new CookieJar();
+  let url = authnUrl;
+  let res: Response;
+  for (let i = 0; ; i++) {
+    res = await jar.fetch(url);
+    if (res.status < 300 || res.status >= 400) break;
+    url = new URL(res.headers.get("location")!, url).toString();
+    if (i > 8) throw new Error("too many redirects at SimpleSAMLphp");
+  }
+  const login = readForm(await res.text(), url);
+  const body = new URLSearchParams({ ...login.fields, username, password });
+  let post = await jar.fetch(login.action, { method: "POST", body, headers: { "content-type": "application/x-www-form-urlencoded" } });
+  let at = login.action;
+  for (let i = 0; post.status >= 300 && post.status < 400; i++) {
+    at = new URL(post.headers.get("location")!, at).toString();
+    post = await jar.fetch(at);
+    if (i > 8) throw new Error("too many redirects at SimpleSAMLphp");
+  }
+  const html = await post.text();
+  if (!html.includes("SAMLResponse")) throw new Error(`SimpleSAMLphp did not answer with a SAMLResponse (HTTP ${post.status}): ${html.replace(/\s+/g, " ").slice(0, 600)}`);
+  return readForm(html, at);
 }
