@@ -64,10 +64,11 @@ export interface SsoPlugin {
 
 export function createSso(deps: SsoDeps): SsoPlugin {
   const loginPath = deps.config.loginPath ?? "/login";
-  const secure = deps.config.publicUrl.startsWith("https:") ? "; Secure" : "";
-  const bindingCookie = (v: string, maxAge: number) => `${OIDC_BINDING_COOKIE}=${v}; Path=/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=${maxAge}${secure}`;
+  // Read per request: the composition root may learn the public URL (port) only after start.
+  const secure = () => (deps.config.publicUrl.startsWith("https:") ? "; Secure" : "");
+  const bindingCookie = (v: string, maxAge: number) => `${OIDC_BINDING_COOKIE}=${v}; Path=/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=${maxAge}${secure()}`;
   const ldap = new LdapDirectories(deps);
-  const publicOrigin = new URL(deps.config.publicUrl).origin;
+  const publicOrigin = () => new URL(deps.config.publicUrl).origin;
 
   async function failed(e: unknown, provider: string, req: RequestInfo, who = "", cookies: string[] = []): Promise<Response> {
     const err = e instanceof SsoError ? e : new SsoError("internal", "Sign-in failed.", { error: String((e as Error)?.message ?? e).slice(0, 200) });
@@ -99,7 +100,7 @@ export function createSso(deps: SsoDeps): SsoPlugin {
     })
     .post("/auth/oidc/logout", async ({ request }) => {
       const req = deps.requestInfo(request);
-      if (request.headers.get("origin") !== publicOrigin) return new Response("cross-origin sign-out refused", { status: 403 });
+      if (request.headers.get("origin") !== publicOrigin()) return new Response("cross-origin sign-out refused", { status: 403 });
       const ended = await deps.endSession(request);
       if (!ended) return redirect(loginPath);
       const [u] = await deps.sql`select username, auth_source from console_users where id = ${ended.userId}`;
@@ -138,7 +139,7 @@ export function createSso(deps: SsoDeps): SsoPlugin {
       const req = deps.requestInfo(request);
       // Login CSRF: a browser posting this form from another origin is refused.
       const origin = request.headers.get("origin");
-      if (origin && origin !== publicOrigin) return new Response("cross-origin sign-in refused", { status: 403 });
+      if (origin && origin !== publicOrigin()) return new Response("cross-origin sign-in refused", { status: 403 });
       let provider = "";
       let username = "";
       try {
