@@ -7,6 +7,9 @@
 import { audit } from "../audit/audit.ts";
 import { createSession, loadSession, revokeSession, SESSION_COOKIE } from "../auth/session.ts";
 import type { SsoConfig, SsoDeps } from "../auth/sso/deps.ts";
+import { loadSsoPolicy } from "../auth/sso/policy.ts";
+import { localLoginGate } from "../auth/sso/break-glass.ts";
+import type { SsoPolicy } from "../auth/sso/types.ts";
 import { clientIp } from "../http/client-ip.ts";
 import type { ConsoleServices } from "./deps.ts";
 import { cookie, stagePath } from "./guard.ts";
@@ -41,4 +44,35 @@ export function consoleSsoDeps(s: ConsoleServices, config: SsoConfig): SsoDeps {
       return { userId: session.user_id };
     },
   };
+}
+
+/**
+ * For the console's password login while SSO is enforced: after a correct password, refuses
+ * accounts not flagged for break-glass (or without TOTP) with a security event. Returns the
+ * message to show, or null to continue (flagged accounts then go through the TOTP step).
+ */
+export async function breakGlassGate(s: ConsoleServices, userId: number, req: { ip: string; userAgent: string }, defaults?: SsoPolicy): Promise<string | null> {
+  const policy = await loadSsoPolicy(s.sql, defaults);
+  if (!policy.enforced) return null;
+  const [u] = await s.sql`select username, break_glass, totp_enabled_at from console_users where id = ${userId}`;
+  const gate = localLoginGate(policy, { break_glass: !!u?.break_glass, totp_enabled_at: u?.totp_enabled_at ?? null });
+  if (gate.allowed) return null;
+  await audit(s.sql, { actor: { type: "user", id: userId, name: u?.username ?? "" }, ip: req.ip, userAgent: req.userAgent,
+    category: "security_event", action: "break_glass.refused", target: `user:${u?.username ?? ""}`, success: false, details: { reason: gate.reason } });
+  return gate.reason === "sso_enforced"
+    ? "Sign in through your organization's identity provider. Local passwords work only for break-glass accounts."
+    : "This break-glass account needs TOTP enrolled before it can sign in while SSO is enforced.";
+}
+
+/**
+ * After the TOTP step: while SSO is enforced a local sign-in is a break-glass use. A TOTP code
+ * completes it and raises a security event; a backup code does not (returns false, audited).
+ */
+export async function recordBreakGlassUse(s: ConsoleServices, user: { id: number; username: string }, req: { ip: string; userAgent: string }, factor: string, defaults?: SsoPolicy): Promise<boolean> {
+  if (!(await loadSsoPolicy(s.sql, defaults)).enforced) return true;
+  const ok = factor === "totp";
+  await audit(s.sql, { actor: { type: "user", id: user.id, name: user.username }, ip: req.ip, userAgent: req.userAgent,
+    category: "security_event", action: ok ? "break_glass.used" : "break_glass.refused", target: `user:${user.username}`, success: ok,
+    details: ok ? { factor } : { reason: "backup_code_not_allowed" } });
+  return ok;
 }

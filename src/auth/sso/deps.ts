@@ -10,6 +10,7 @@ import type { LdapPoolOptions } from "./ldap/pool.ts";
 export interface SsoConfig {
   /** External base URL of the console, e.g. https://console.example.com (no trailing slash). */
   publicUrl: string;
+  /** Defaults; the "sso" row of console_settings (src/auth/sso/policy.ts) overrides them at run time. */
   policy: SsoPolicy;
   /** Where to send the browser after a failed sign-in (an `error` query parameter is added). */
   loginPath?: string;

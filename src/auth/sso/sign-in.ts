@@ -6,6 +6,7 @@
 import type { SsoDeps } from "./deps.ts";
 import type { RequestInfo } from "./audit-event.ts";
 import { loginStage, provisionUser } from "./provision.ts";
+import { loadSsoPolicy } from "./policy.ts";
 import type { ExternalIdentity, ProvisioningSettings } from "./types.ts";
 
 export interface SignedIn {
@@ -18,7 +19,8 @@ export interface SignedIn {
 
 export async function completeSignIn(deps: SsoDeps, kind: string, ident: ExternalIdentity, settings: ProvisioningSettings, req: RequestInfo): Promise<SignedIn> {
   const p = await provisionUser(deps.sql, deps.audit, ident, settings, req);
-  const stage = loginStage(deps.config.policy, ident.idpMfa, p.totpEnrolled);
+  const policy = await loadSsoPolicy(deps.sql, deps.config.policy);
+  const stage = loginStage(policy, ident.idpMfa, p.totpEnrolled);
   const session = await deps.startSession(p.userId, stage, req);
   await deps.audit({
     actor: { type: "user", id: p.userId, name: p.username },
