@@ -5,7 +5,7 @@
  * `createSso(consoleSsoDeps(services, config)).plugin` beside `consolePlugin(deps)`.
  */
 import { audit } from "../audit/audit.ts";
-import { createSession, loadSession, revokeSession, SESSION_COOKIE } from "../auth/session.ts";
+import { createSession, loadSession, markReauth, revokeSession, SESSION_COOKIE } from "../auth/session.ts";
 import type { SsoConfig, SsoDeps } from "../auth/sso/deps.ts";
 import { loadSsoPolicy } from "../auth/sso/policy.ts";
 import { localLoginGate } from "../auth/sso/break-glass.ts";
@@ -33,6 +33,14 @@ export function consoleSsoDeps(s: ConsoleServices, config: SsoConfig): SsoDeps {
       const settings = await s.settings.get();
       const { token } = await createSession(s.sql, userId, stage, req.ip, req.userAgent, settings.session);
       return { setCookie: cookie(SESSION_COOKIE, token, settings.session.absoluteHours * 3600), location: stagePath(stage) };
+    },
+    async reauthenticate(request, userId) {
+      const token = sessionToken(request);
+      if (!token) return false;
+      const session = await loadSession(s.sql, token, (await s.settings.get()).session);
+      if (!session || session.user_id !== userId || session.stage !== "full") return false;
+      await markReauth(s.sql, session.id);
+      return true;
     },
     async endSession(request) {
       const token = sessionToken(request);

@@ -30,6 +30,13 @@ export interface SsoDeps {
   startSession(userId: number, stage: LoginStage, req: RequestInfo): Promise<{ setCookie: string; location: string }>;
   /** Ends the session the request carries (if any) and says whose it was. */
   endSession(request: Request): Promise<{ userId: number } | null>;
+  /**
+   * Marks the session the request carries as freshly re-authenticated (the console's
+   * markReauth) when it belongs to `userId`; false when the request has no live session of
+   * that user. Used after a forced sign-in at the IdP, so SSO users can
+   * confirm dangerous operations.
+   */
+  reauthenticate(request: Request, userId: number): Promise<boolean>;
   /** Appends an audit record (the console's `audit(sql, event)`). */
   audit: SsoAudit;
   /** Client address and user-agent of a request (the console's client-ip logic). */

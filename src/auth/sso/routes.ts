@@ -4,6 +4,9 @@
  * send the browser back to the login page with `sso_error=<reason>`.
  *
  *   GET  /auth/oidc/login?provider=ID     -> the provider's authorization endpoint
+ *        (&reauth=/return/path: forced sign-in that re-authenticates the current session, e.g.
+ *        for a dangerous operation; the same for /auth/saml/login)
+ *   GET  /auth/sso/reauth?ticket=T        second, same-site half of a re-authentication
  *   GET  /auth/oidc/callback              <- code + state; starts the console session
  *   POST /auth/oidc/logout                ends the session, then RP-initiated logout at the provider
  *   GET  /auth/saml/login?provider=ID     -> the IdP's SingleSignOnService (AuthnRequest)
@@ -15,8 +18,8 @@ import { Elysia } from "elysia";
 import type { SsoDeps } from "./deps.ts";
 import { loginFailure, type RequestInfo } from "./audit-event.ts";
 import { SsoError } from "./types.ts";
-import type { SignedIn } from "./sign-in.ts";
-import { beginOidcSignIn, finishOidcSignIn, OIDC_BINDING_COOKIE, oidcLogoutUrl } from "./oidc/flow.ts";
+import { redeemReauthTicket } from "./sign-in.ts";
+import { beginOidcSignIn, finishOidcSignIn, OIDC_BINDING_COOKIE, oidcLogoutUrl, type SignInOutcome } from "./oidc/flow.ts";
 import { beginSamlSignIn, finishSamlSignIn, samlMetadata } from "./saml/flow.ts";
 import { LdapDirectories } from "./ldap/flow.ts";
 
@@ -43,17 +46,20 @@ function redirect(location: string, cookies: string[] = []): Response {
  * (SameSite=Strict) is set here and the next page is loaded by this same-site page, so the
  * browser sends the cookie with it.
  */
-function signedInPage(s: SignedIn, extraCookies: string[]): Response {
-  const to = escapeAttr(s.location);
+function continuePage(location: string, cookies: string[]): Response {
+  const to = escapeAttr(location);
   const headers = new Headers({
     "content-type": "text/html; charset=utf-8",
     "cache-control": "no-store",
     "content-security-policy": "default-src 'none'",
     "referrer-policy": "no-referrer",
   });
-  headers.append("set-cookie", s.setCookie);
-  for (const c of extraCookies) headers.append("set-cookie", c);
+  for (const c of cookies) headers.append("set-cookie", c);
   return new Response(`<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${to}"><title>Signed in</title><p>Signed in. <a href="${to}">Continue</a></p>`, { status: 200, headers });
+}
+
+function outcomePage(o: SignInOutcome, extraCookies: string[]): Response {
+  return o.kind === "session" ? continuePage(o.location, [o.setCookie, ...extraCookies]) : continuePage(o.location, extraCookies);
 }
 
 export interface SsoPlugin {
@@ -82,7 +88,7 @@ export function createSso(deps: SsoDeps): SsoPlugin {
     .get("/auth/oidc/login", async ({ request, query }) => {
       const provider = String(query.provider ?? "");
       try {
-        const { location, bindingValue } = await beginOidcSignIn(deps, provider);
+        const { location, bindingValue } = await beginOidcSignIn(deps, provider, query.reauth ? { returnTo: String(query.reauth) } : undefined);
         return redirect(location, [bindingCookie(bindingValue, deps.config.requestTtlSeconds ?? 600)]);
       } catch (e) {
         return failed(e, provider, deps.requestInfo(request));
@@ -93,7 +99,7 @@ export function createSso(deps: SsoDeps): SsoPlugin {
       const clear = bindingCookie("", 0);
       try {
         const done = await finishOidcSignIn(deps, query as Record<string, string>, readCookie(request, OIDC_BINDING_COOKIE), req);
-        return signedInPage(done, [clear]);
+        return outcomePage(done, [clear]);
       } catch (e) {
         return failed(e, "", req, "", [clear]);
       }
@@ -116,7 +122,7 @@ export function createSso(deps: SsoDeps): SsoPlugin {
     .get("/auth/saml/login", async ({ request, query }) => {
       const provider = String(query.provider ?? "");
       try {
-        return redirect(await beginSamlSignIn(deps, provider));
+        return redirect(await beginSamlSignIn(deps, provider, query.reauth ? { returnTo: String(query.reauth) } : undefined));
       } catch (e) {
         return failed(e, provider, deps.requestInfo(request));
       }
@@ -126,11 +132,19 @@ export function createSso(deps: SsoDeps): SsoPlugin {
       try {
         const form = await request.formData();
         const done = await finishSamlSignIn(deps, { SAMLResponse: String(form.get("SAMLResponse") ?? ""), RelayState: String(form.get("RelayState") ?? "") }, req);
-        return signedInPage(done, []);
+        return outcomePage(done, []);
       } catch (e) {
         return failed(e, "", req);
       }
     }, { parse: "none" })
+    .get("/auth/sso/reauth", async ({ request, query }) => {
+      const req = deps.requestInfo(request);
+      try {
+        return redirect(await redeemReauthTicket(deps, request, String(query.ticket ?? ""), req));
+      } catch (e) {
+        return failed(e, "", req);
+      }
+    })
     .get("/auth/saml/metadata", async ({ query }) =>
       new Response(await samlMetadata(deps, query.provider ? String(query.provider) : undefined), {
         headers: { "content-type": "application/samlmetadata+xml; charset=utf-8" },

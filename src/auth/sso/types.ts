@@ -17,6 +17,8 @@ export interface ExternalIdentity {
   groups: string[];
   /** True when the provider asserted a multi-factor sign-in (OIDC amr/acr, SAML AuthnContextClassRef). */
   idpMfa: boolean;
+  /** When the user actually authenticated at the IdP (OIDC auth_time, SAML AuthnInstant), if said. */
+  authTime?: Date;
 }
 
 /**

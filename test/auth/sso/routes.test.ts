@@ -92,6 +92,35 @@ describe("ssoPlugin: OIDC", () => {
     }
   });
 
+  test("re-authentication: a forced sign-in at the provider marks the current session for dangerous operations", async () => {
+    const { back, binding } = await oidcSignIn();
+    const token = setCookieValue(await get(back.pathname + back.search, `${OIDC_BINDING_COOKIE}=${binding}`), SESSION_COOKIE)!;
+    const start = await get("/auth/oidc/login?provider=corp&reauth=/settings");
+    const authUrl = new URL(start.headers.get("location")!);
+    expect(authUrl.searchParams.get("prompt")).toBe("login");
+    expect(authUrl.searchParams.get("max_age")).toBe("0");
+    const cb = new URL(await signInAtOp(authUrl.toString(), "dana", CALLBACK));
+    const page = await get(cb.pathname + cb.search, `${OIDC_BINDING_COOKIE}=${setCookieValue(start, OIDC_BINDING_COOKIE)}`);
+    expect(page.headers.getSetCookie().some((c) => c.startsWith(`${SESSION_COOKIE}=`))).toBe(false);
+    const ticketPath = /url=([^"]+)"/.exec(await page.text())![1]!;
+    expect(ticketPath).toStartWith("/auth/sso/reauth?ticket=");
+    // the ticket is redeemed only by the same user's session
+    const other = await h.console.userWithRole("viewer", "someone-else");
+    const wrong = await get(ticketPath, `${SESSION_COOKIE}=${other.token}`);
+    expect(wrong.headers.get("location")).toBe("/login?sso_error=session_mismatch");
+    // a fresh ticket for the right session
+    const start2 = await get("/auth/oidc/login?provider=corp&reauth=/settings");
+    const cb2 = new URL(await signInAtOp(start2.headers.get("location")!, "dana", CALLBACK));
+    const page2 = await get(cb2.pathname + cb2.search, `${OIDC_BINDING_COOKIE}=${setCookieValue(start2, OIDC_BINDING_COOKIE)}`);
+    const ticket2 = /url=([^"]+)"/.exec(await page2.text())![1]!;
+    const ok = await get(ticket2, `${SESSION_COOKIE}=${token}`);
+    expect(ok.headers.get("location")).toBe("/settings");
+    const [sess] = await h.console.db.sql`select reauth_at from console_sessions where token_hash = sha256(${token}::bytea)`;
+    expect(Date.now() - new Date(sess!.reauth_at).getTime()).toBeLessThan(10_000);
+    expect((await get(ticket2, `${SESSION_COOKIE}=${token}`)).headers.get("location")).toBe("/login?sso_error=unknown_ticket");
+    expect((await auditRows(h, "sso.reauth")).map((r) => r.success)).toEqual([false, true]);
+  });
+
   test("logout ends the console session and continues to the provider's end_session_endpoint", async () => {
     const { back, binding } = await oidcSignIn();
     const token = setCookieValue(await get(back.pathname + back.search, `${OIDC_BINDING_COOKIE}=${binding}`), SESSION_COOKIE)!;

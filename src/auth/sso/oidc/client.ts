@@ -19,7 +19,7 @@ function random(): string {
   return randomBytes(32).toString("base64url");
 }
 
-export async function authorizationUrl(s: OidcSettings, redirectUri: string): Promise<{ url: string; pending: PendingOidcLogin }> {
+export async function authorizationUrl(s: OidcSettings, redirectUri: string, opts: { forceLogin?: boolean } = {}): Promise<{ url: string; pending: PendingOidcLogin }> {
   const d = await discover(s);
   const pending = { state: random(), nonce: random(), verifier: random() };
   const u = new URL(d.authorization_endpoint);
@@ -31,6 +31,11 @@ export async function authorizationUrl(s: OidcSettings, redirectUri: string): Pr
   u.searchParams.set("nonce", pending.nonce);
   u.searchParams.set("code_challenge", createHash("sha256").update(pending.verifier).digest("base64url"));
   u.searchParams.set("code_challenge_method", "S256");
+  if (opts.forceLogin) {
+    // re-authentication: the user must sign in again now, and auth_time comes back in the ID token
+    u.searchParams.set("prompt", "login");
+    u.searchParams.set("max_age", "0");
+  }
   return { url: u.toString(), pending };
 }
 
@@ -90,6 +95,7 @@ export function identityFromClaims(providerId: string, s: OidcSettings, claims: 
     displayName: str(s.nameClaim ?? "name"),
     groups: asList(claims[s.groupsClaim ?? "groups"]),
     idpMfa: amr.some((a) => mfaAmr.includes(a)) || (!!acr && (s.mfaAcr ?? []).includes(acr)),
+    authTime: typeof claims.auth_time === "number" ? new Date(claims.auth_time * 1000) : undefined,
   };
 }
 

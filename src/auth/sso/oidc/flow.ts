@@ -8,7 +8,7 @@ import type { SsoDeps } from "../deps.ts";
 import type { RequestInfo } from "../audit-event.ts";
 import { getProvider } from "../providers.ts";
 import { saveLoginRequest, takeLoginRequest } from "../login-requests.ts";
-import { completeSignIn, type SignedIn } from "../sign-in.ts";
+import { completeReauth, completeSignIn, safeReturnTo, type ReauthRequest, type SignedIn } from "../sign-in.ts";
 import { SsoError } from "../types.ts";
 import { authorizationUrl, endSessionUrl, exchangeCode, identityFromClaims } from "./client.ts";
 import type { OidcSettings } from "./settings.ts";
@@ -25,10 +25,12 @@ export async function oidcSettings(deps: SsoDeps, providerId: string): Promise<O
   return p.config;
 }
 
-export async function beginOidcSignIn(deps: SsoDeps, providerId: string): Promise<{ location: string; bindingValue: string }> {
+export async function beginOidcSignIn(deps: SsoDeps, providerId: string, reauth?: { returnTo: string }): Promise<{ location: string; bindingValue: string }> {
   const s = await oidcSettings(deps, providerId);
-  const { url, pending } = await authorizationUrl(s, oidcRedirectUri(deps.config.publicUrl));
-  await saveLoginRequest(deps.sql, "oidc", pending.state, providerId, { nonce: pending.nonce, verifier: pending.verifier }, deps.config.requestTtlSeconds ?? 600);
+  const { url, pending } = await authorizationUrl(s, oidcRedirectUri(deps.config.publicUrl), { forceLogin: !!reauth });
+  const data: Record<string, unknown> = { nonce: pending.nonce, verifier: pending.verifier };
+  if (reauth) data.reauth = { startedAt: Date.now(), returnTo: safeReturnTo(reauth.returnTo) } satisfies ReauthRequest;
+  await saveLoginRequest(deps.sql, "oidc", pending.state, providerId, data, deps.config.requestTtlSeconds ?? 600);
   return { location: url, bindingValue: pending.state };
 }
 
@@ -46,7 +48,11 @@ export interface OidcCallback {
 }
 
 /** Returns the provider id (for auditing failures) alongside the outcome. */
-export async function finishOidcSignIn(deps: SsoDeps, q: OidcCallback, bindingCookie: string | undefined, req: RequestInfo): Promise<SignedIn & { provider: string }> {
+export type SignInOutcome =
+  | ({ kind: "session"; provider: string } & SignedIn)
+  | { kind: "reauth"; provider: string; location: string };
+
+export async function finishOidcSignIn(deps: SsoDeps, q: OidcCallback, bindingCookie: string | undefined, req: RequestInfo): Promise<SignInOutcome> {
   const pending = q.state ? await takeLoginRequest(deps.sql, "oidc", q.state) : undefined;
   if (!pending) throw new SsoError("unknown_state", "This sign-in expired or was already used; start again.");
   const provider = pending.providerId;
@@ -58,7 +64,9 @@ export async function finishOidcSignIn(deps: SsoDeps, q: OidcCallback, bindingCo
   try {
     const { claims } = await exchangeCode(s, oidcRedirectUri(deps.config.publicUrl), q.code, pending.data as { nonce: string; verifier: string });
     const ident = identityFromClaims(provider, s, claims);
-    return { provider, ...(await completeSignIn(deps, "oidc", ident, s, req)) };
+    const reauth = pending.data.reauth as ReauthRequest | undefined;
+    if (reauth) return { kind: "reauth", provider, location: await completeReauth(deps, ident, s, reauth, req) };
+    return { kind: "session", provider, ...(await completeSignIn(deps, "oidc", ident, s, req)) };
   } catch (e) {
     if (e instanceof SsoError) throw new SsoError(e.reason, e.message, { provider, ...e.details });
     throw e;

@@ -8,7 +8,8 @@ import type { SsoDeps } from "../deps.ts";
 import type { RequestInfo } from "../audit-event.ts";
 import { getProvider } from "../providers.ts";
 import { saveLoginRequest, takeLoginRequest } from "../login-requests.ts";
-import { completeSignIn, type SignedIn } from "../sign-in.ts";
+import { completeReauth, completeSignIn, safeReturnTo, type ReauthRequest } from "../sign-in.ts";
+import type { SignInOutcome } from "../oidc/flow.ts";
 import { SsoError } from "../types.ts";
 import { authnRequestUrl, consumeResponse, spEndpoints, spMetadata } from "./service-provider.ts";
 import type { SamlSettings } from "./settings.ts";
@@ -19,21 +20,24 @@ export async function samlSettings(deps: SsoDeps, providerId: string): Promise<S
   return p.config;
 }
 
-export async function beginSamlSignIn(deps: SsoDeps, providerId: string): Promise<string> {
+export async function beginSamlSignIn(deps: SsoDeps, providerId: string, reauth?: { returnTo: string }): Promise<string> {
   const s = await samlSettings(deps, providerId);
   const relay = randomBytes(24).toString("base64url");
-  await saveLoginRequest(deps.sql, "saml-relay", relay, providerId, {}, deps.config.requestTtlSeconds ?? 600);
-  return authnRequestUrl(deps.sql, providerId, s, spEndpoints(deps.config.publicUrl), relay);
+  const data: Record<string, unknown> = reauth ? { reauth: { startedAt: Date.now(), returnTo: safeReturnTo(reauth.returnTo) } satisfies ReauthRequest } : {};
+  await saveLoginRequest(deps.sql, "saml-relay", relay, providerId, data, deps.config.requestTtlSeconds ?? 600);
+  return authnRequestUrl(deps.sql, providerId, s, spEndpoints(deps.config.publicUrl), relay, !!reauth);
 }
 
-export async function finishSamlSignIn(deps: SsoDeps, form: { SAMLResponse?: string; RelayState?: string }, req: RequestInfo): Promise<SignedIn & { provider: string }> {
+export async function finishSamlSignIn(deps: SsoDeps, form: { SAMLResponse?: string; RelayState?: string }, req: RequestInfo): Promise<SignInOutcome> {
   const relay = form.RelayState ? await takeLoginRequest(deps.sql, "saml-relay", form.RelayState) : undefined;
   if (!relay) throw new SsoError("unknown_relay_state", "This sign-in expired or was not started here; start again.");
   const provider = relay.providerId;
   try {
     const s = await samlSettings(deps, provider);
     const ident = await consumeResponse(deps.sql, provider, s, spEndpoints(deps.config.publicUrl), form.SAMLResponse ?? "");
-    return { provider, ...(await completeSignIn(deps, "saml", ident, s, req)) };
+    const reauth = relay.data.reauth as ReauthRequest | undefined;
+    if (reauth) return { kind: "reauth", provider, location: await completeReauth(deps, ident, s, reauth, req) };
+    return { kind: "session", provider, ...(await completeSignIn(deps, "saml", ident, s, req)) };
   } catch (e) {
     if (e instanceof SsoError) throw new SsoError(e.reason, e.message, { provider, ...e.details });
     throw e;

@@ -28,8 +28,9 @@ function bareCert(c: string): string {
   return c.replace(/-----[^-]+-----|\s/g, "");
 }
 
-export function createSp(sql: Sql, providerId: string, s: SamlSettings, sp: SpEndpoints, requestTtlSeconds = 600): SAML {
+export function createSp(sql: Sql, providerId: string, s: SamlSettings, sp: SpEndpoints, requestTtlSeconds = 600, forceAuthn = false): SAML {
   return new SAML({
+    forceAuthn,
     issuer: sp.entityId,
     callbackUrl: sp.acsUrl,
     entryPoint: s.idpSsoUrl,
@@ -56,8 +57,8 @@ export function spMetadata(sql: Sql, providerId: string, s: SamlSettings, sp: Sp
   return createSp(sql, providerId, s, sp).generateServiceProviderMetadata(null, s.spCertPem ?? null);
 }
 
-export async function authnRequestUrl(sql: Sql, providerId: string, s: SamlSettings, sp: SpEndpoints, relayState: string): Promise<string> {
-  return createSp(sql, providerId, s, sp).getAuthorizeUrlAsync(relayState, undefined, {});
+export async function authnRequestUrl(sql: Sql, providerId: string, s: SamlSettings, sp: SpEndpoints, relayState: string, forceAuthn = false): Promise<string> {
+  return createSp(sql, providerId, s, sp, 600, forceAuthn).getAuthorizeUrlAsync(relayState, undefined, {});
 }
 
 function attr(profile: Profile, name: string | undefined): string[] {
@@ -72,6 +73,7 @@ interface AssertionFacts {
   id: string;
   expiresAt: Date;
   authnContext: string[];
+  authnInstant?: Date;
 }
 
 function assertionFacts(xml: string): AssertionFacts {
@@ -87,7 +89,9 @@ function assertionFacts(xml: string): AssertionFacts {
   const expiresAt = new Date(times.length ? Math.max(...times) : Date.now() + 3600_000);
   const authnContext = Array.from(a.getElementsByTagNameNS(ASSERTION_NS, "AuthnContextClassRef") as unknown as Iterable<Element>)
     .map((e) => (e.textContent ?? "").trim());
-  return { id, expiresAt, authnContext };
+  const statement = (a.getElementsByTagNameNS(ASSERTION_NS, "AuthnStatement") as unknown as ArrayLike<Element>)[0];
+  const instant = Date.parse(statement?.getAttribute("AuthnInstant") ?? "");
+  return { id, expiresAt, authnContext, authnInstant: Number.isNaN(instant) ? undefined : new Date(instant) };
 }
 
 /** Validates a posted SAMLResponse and returns the identity it asserts. */
@@ -113,5 +117,6 @@ export async function consumeResponse(sql: Sql, providerId: string, s: SamlSetti
     displayName: attr(profile, s.nameAttribute ?? "displayName")[0],
     groups: attr(profile, s.groupsAttribute ?? "groups"),
     idpMfa: facts.authnContext.some((c) => (s.mfaAuthnContexts ?? []).includes(c)),
+    authTime: facts.authnInstant,
   };
 }

@@ -127,6 +127,19 @@ describe.skipIf(!available)("SAML SP against SimpleSAMLphp", () => {
     await expect(consumeResponse(sql, "ssp", strict, SP, resp)).rejects.toMatchObject({ reason: "saml_invalid", details: { error: expect.stringMatching(/expired|NotOnOrAfter|subject confirmation/i) } });
   });
 
+  test("re-authentication with ForceAuthn marks the signed-in session", async () => {
+    const first = await acs((await signInAtSsp(await startLogin(), "alice", "alice-pw")).fields);
+    const token = setCookieValue(first, SESSION_COOKIE)!;
+    const start = await h.handle(new Request("http://console.test/auth/saml/login?provider=ssp&reauth=/users"));
+    const req = new URL(start.headers.get("location")!).searchParams.get("SAMLRequest")!;
+    const xml = Buffer.from(Bun.inflateSync(Buffer.from(req, "base64"))).toString("utf8");
+    expect(xml).toContain('ForceAuthn="true"');
+    const page = await acs((await signInAtSsp(start.headers.get("location")!, "alice", "alice-pw")).fields);
+    const ticket = /url=([^"]+)"/.exec(await page.text())![1]!;
+    const done = await h.handle(new Request(`http://console.test${ticket}`, { headers: { cookie: `${SESSION_COOKIE}=${token}` } }));
+    expect(done.headers.get("location")).toBe("/users");
+  });
+
   test("the assertion replay cache refuses a second use of an assertion ID", async () => {
     const sql = h.console.db.sql;
     const exp = new Date(Date.now() + 60_000);
