@@ -43,7 +43,7 @@ const php = (v: unknown): string => {
   return `'${String(v).replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
 };
 
-export async function startSimpleSamlPhp(sps: Array<{ entityId: string; acsUrl: string; signResponse?: boolean }>, users: Record<string, SspUser>): Promise<TestIdp> {
+export async function startSimpleSamlPhp(sps: Array<{ entityId: string; acsUrl: string; signResponse?: boolean; signAssertion?: boolean }>, users: Record<string, SspUser>): Promise<TestIdp> {
   const dir = mkdtempSync(join(tmpdir(), "servermind-ssp-"));
   for (const d of ["config", "metadata", "cert", "log", "data", "tmp", "sessions"]) mkdirSync(join(dir, d));
   const key = spawnSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "2", "-subj", "/CN=simplesamlphp test idp",
@@ -129,7 +129,7 @@ ${sps.map((sp) => `$metadata[${php(sp.entityId)}] = ${php({
     NameIDFormat: "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
     "simplesaml.nameidattribute": "uid",
     "saml20.sign.response": sp.signResponse ?? true,
-    "saml20.sign.assertion": true,
+    "saml20.sign.assertion": sp.signAssertion ?? true,
   })};`).join("\n")}
 `);
   writeFileSync(join(dir, "metadata", "saml20-idp-remote.php"), "<?php\n");

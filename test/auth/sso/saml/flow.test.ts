@@ -12,6 +12,7 @@ import { SESSION_COOKIE } from "../../../../src/auth/session.ts";
 const available = requireComponent(simpleSamlPhpAvailable(), "SimpleSAMLphp with php-cli (apt: simplesamlphp php-cli php-xml php-mbstring php-curl)");
 const SP = spEndpoints("http://console.test");
 const SP2 = spEndpoints("http://console2.test");
+const SP3 = spEndpoints("http://console3.test");
 let h: SsoHarness;
 let idp: TestIdp;
 let settings: SamlSettings;
@@ -19,7 +20,7 @@ let settings: SamlSettings;
 beforeAll(async () => {
   if (!available) return;
   h = await ssoHarness({ publicUrl: "http://console.test" });
-  idp = await startSimpleSamlPhp([SP, { ...SP2, signResponse: false }], {
+  idp = await startSimpleSamlPhp([SP, { ...SP2, signResponse: false }, { ...SP3, signResponse: true, signAssertion: false }], {
     alice: { password: "alice-pw", uid: "alice", mail: "alice@example.test", displayName: "Alice SAML", groups: ["ops", "auditors"] },
   });
   const meta = importIdpMetadata(await (await fetch(idp.metadataUrl)).text());
@@ -117,6 +118,18 @@ describe.skipIf(!available)("SAML SP against SimpleSAMLphp", () => {
     expect(ok).toMatchObject({ provider: "ssp", subject: "alice", username: "alice", email: "alice@example.test", groups: ["auditors"] });
     // a response addressed to SP2 presented to SP (audience and destination differ)
     await expect(consumeResponse(sql, "ssp", { ...settings, wantResponseSigned: false }, SP, await viaSp2())).rejects.toMatchObject({ reason: "saml_invalid" });
+  });
+
+  test("a signed Response around an unsigned assertion is refused (assertions must be signed)", async () => {
+    const sql = h.console.db.sql;
+    const resp = (await signInAtSsp(await authnRequestUrl(sql, "ssp", settings, SP3, "rs"), "alice", "alice-pw")).fields.SAMLResponse!;
+    const xml = Buffer.from(resp, "base64").toString("utf8");
+    expect(xml).toContain("<ds:Signature");
+    expect(xml.match(/<ds:Signature[ >]/g)).toHaveLength(1);
+    expect(xml.indexOf("<ds:Signature")).toBeLessThan(xml.indexOf("<saml:Assertion"));
+    const e = await consumeResponse(sql, "ssp", settings, SP3, resp).catch((x) => x);
+    // the Response signature verified (else "Invalid document signature"); the assertion's is missing
+    expect(e).toMatchObject({ reason: "saml_invalid", details: { error: "Invalid signature" } });
   });
 
   test("an assertion older than the accepted age is refused", async () => {
