@@ -134,7 +134,7 @@ ${sps.map((sp) => `$metadata[${php(sp.entityId)}] = ${php({
 `);
   writeFileSync(join(dir, "metadata", "saml20-idp-remote.php"), "<?php\n");
   writeFileSync(join(dir, "metadata", "saml20-sp-hosted.php"), "<?php\n");
-  const proc: ChildProcess = spawn("php", ["-d", `session.save_path=${dir}/sessions`, "-d", "display_errors=0", "-S", `127.0.0.1:${port}`, "-t", SSP_WWW], {
+  const proc: ChildProcess = spawn("php", ["-d", `session.save_path=${dir}/sessions`, "-d", "display_errors=0", "-d", "opcache.enable=0", "-d", "opcache.enable_cli=0", "-S", `127.0.0.1:${port}`, "-t", SSP_WWW], {
     env: { ...process.env, SIMPLESAMLPHP_CONFIG_DIR: join(dir, "config") },
     stdio: ["ignore", "ignore", "pipe"],
   });
