@@ -19,27 +19,34 @@ import { startServer, type RunningServer } from "../../src/server.ts";
 import { createSelfSigned } from "../../src/tls/self-signed.ts";
 import { consolePlugin, createServices, startConsole } from "../../src/web/plugin.ts";
 import { consoleSsoDeps } from "../../src/web/sso.ts";
+import { createUser } from "../../src/auth/users.ts";
+import { roleIdByName } from "../../src/auth/roles.ts";
+import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
 import { createSso, type SsoPlugin } from "../../src/auth/sso/routes.ts";
 import type { SsoConfig } from "../../src/auth/sso/deps.ts";
 import { saveProvider, setGroupMappings } from "../../src/auth/sso/providers.ts";
+import { saveSsoPolicy } from "../../src/auth/sso/policy.ts";
 import { importIdpMetadata } from "../../src/auth/sso/saml/metadata.ts";
 import { spEndpoints } from "../../src/auth/sso/saml/service-provider.ts";
+import { BASE, slapdAvailable, startSlapd, USERS, type TestSlapd } from "../support/slapd.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = "test-artifacts";
 const haveChromium = requireComponent(existsSync(CHROMIUM), "Debian chromium (/usr/bin/chromium)");
 const haveSsp = requireComponent(simpleSamlPhpAvailable(), "SimpleSAMLphp with php-cli (apt: simplesamlphp php-cli php-xml php-mbstring php-curl)");
-const ready = haveChromium && haveSsp;
+const haveSlapd = requireComponent(slapdAvailable(), "OpenLDAP slapd (apt: slapd ldap-utils)");
+const ready = haveChromium && haveSsp && haveSlapd;
 
 let db: TestDb;
 let server: RunningServer;
 let sso: SsoPlugin;
 let op: TestOp;
 let idp: TestIdp;
+let slapd: TestSlapd;
 let browser: Browser;
 let dataDir: string;
 let stopConsole: () => void;
-const ssoConfig: SsoConfig = { publicUrl: "https://127.0.0.1", policy: { enforced: true, mfa: "trust-idp", requireMfa: false } };
+const ssoConfig: SsoConfig = { publicUrl: "https://127.0.0.1" };
 
 beforeAll(async () => {
   if (!ready) return;
@@ -50,6 +57,10 @@ beforeAll(async () => {
   const config = loadConfig({ SERVERMIND_HOST: "127.0.0.1", SERVERMIND_PORT: "0", SERVERMIND_HTTP3: "false", SERVERMIND_DATA: dataDir });
   const deps = { sql: db.sql, config, dataDir, serverFingerprint: cert.fingerprint };
   stopConsole = (await startConsole(deps, () => {})).stop;
+  // first-run setup is done: a local break-glass admin exists
+  const glass = await createUser(db.sql, { username: "glass", password: "Blue-Granite-Harbor-7", roleIds: [(await roleIdByName(db.sql, "admin"))!] }, DEFAULT_SETTINGS.password);
+  await db.sql`update console_users set break_glass = true where id = ${glass}`;
+  await saveSsoPolicy(db.sql, { enforced: true, mfa: "trust-idp", requireMfa: false });
   const services = createServices(deps);
   sso = createSso(consoleSsoDeps(services, ssoConfig));
   server = startServer({
@@ -74,6 +85,14 @@ beforeAll(async () => {
   } });
   await setGroupMappings(db.sql, "ssp", [{ group: "sm-admins", role: "admin" }, { group: "sm-viewers", role: "viewer" }]);
 
+  slapd = await startSlapd();
+  await saveProvider(db.sql, { id: "dir", kind: "ldap", name: "Corporate directory", enabled: true, config: {
+    url: slapd.ldapUrl, startTls: true, caPem: slapd.caPem, bindDn: slapd.serviceDn, bindPassword: slapd.servicePassword,
+    userBase: `ou=people,${BASE}`, userFilter: "(&(objectClass=inetOrgPerson)(uid={username}))",
+    groupBase: `ou=groups,${BASE}`, groupFilter: "(objectClass=groupOfNames)", nested: "recursive",
+  } });
+  await setGroupMappings(db.sql, "dir", [{ group: "everyone", role: "viewer" }]);
+
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
@@ -83,13 +102,14 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await idp?.stop();
+  await slapd?.stop();
   await op?.stop();
   await sso?.close();
   await server?.stop();
   stopConsole?.();
   await db?.drop();
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-});
+}, 30_000);
 
 async function fresh(): Promise<Page> {
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, userAgent: "sso-e2e-chromium" });
@@ -97,7 +117,8 @@ async function fresh(): Promise<Page> {
 }
 
 async function oidcSignIn(page: Page, login: string) {
-  await page.goto(`${server.url}/auth/oidc/login?provider=corp`);
+  await page.goto(`${server.url}/login`);
+  await page.click("#sso-providers a:has-text('Sign in with Corp')");
   await page.waitForURL((u) => u.origin === op.issuer && u.pathname.startsWith("/interaction/"));
   await page.fill("input[name=login]", login);
   await page.fill("input[name=password]", "any-password");
@@ -116,7 +137,8 @@ async function samlSignIn(page: Page, tamper?: (xml: string) => string) {
       await route.continue({ postData: form.toString() });
     });
   }
-  await page.goto(`${server.url}/auth/saml/login?provider=ssp`);
+  await page.goto(`${server.url}/login`);
+  await page.click("#sso-providers a:has-text('Sign in with SimpleSAMLphp')");
   await page.waitForURL((u) => u.origin === idp.baseUrl && u.pathname.includes("loginuserpass"));
   await page.fill("input[name=username]", "sam");
   await page.fill("input[name=password]", "sam-pw");
@@ -132,6 +154,25 @@ const roles = async (username: string) => (await db.sql`select r.name from user_
   join console_users u on u.id = ur.user_id where u.username = ${username} order by r.name`).map((r) => r.name as string);
 
 describe.skipIf(!ready)("SSO in the browser", () => {
+  test("the login page offers every provider; an LDAP user signs in through the directory form (StartTLS, nested groups)", async () => {
+    const page = await fresh();
+    await page.goto(`${server.url}/login`);
+    expect(await page.locator("#sso-providers a").allInnerTexts()).toEqual(["Sign in with Corp", "Sign in with SimpleSAMLphp"]);
+    expect(await page.locator("#break-glass-note").count()).toBe(1);
+    await page.screenshot({ path: `${ARTIFACTS}/sso-login-page.png`, fullPage: true });
+    await page.fill("#ldap-dir input[name=username]", "bob");
+    await page.fill("#ldap-dir input[name=password]", "wrong-password");
+    await page.click("#ldap-dir button[type=submit]");
+    await page.waitForURL((u) => u.search === "?sso_error=bad_credentials");
+    expect(await page.locator("#sso-error").innerText()).toContain("Wrong username or password");
+    await page.fill("#ldap-dir input[name=username]", "bob");
+    await page.fill("#ldap-dir input[name=password]", USERS.bob);
+    await page.click("#ldap-dir button[type=submit]");
+    await page.waitForURL((u) => u.pathname === "/hosts");
+    expect(await roles("bob")).toEqual(["viewer"]);
+    await page.context().close();
+  }, 30_000);
+
   test("OIDC: sign in at the provider, land in the console as a provisioned admin; losing the group removes admin at next sign-in", async () => {
     const page = await fresh();
     await oidcSignIn(page, "erin");
@@ -153,6 +194,7 @@ describe.skipIf(!ready)("SSO in the browser", () => {
     const tampered = await fresh();
     await samlSignIn(tampered, (xml) => xml.replace(/>sm-viewers</, ">sm-auditors<"));
     expect(new URL(tampered.url()).search).toBe("?sso_error=saml_invalid");
+    expect(await tampered.locator("#sso-error").innerText()).toContain("identity provider failed");
     await tampered.screenshot({ path: `${ARTIFACTS}/sso-saml-tampered-refused.png`, fullPage: true });
     expect(await roles("sam")).toEqual([]);
     await tampered.context().close();

@@ -7,7 +7,6 @@ import { consoleHarness, type ConsoleHarness } from "./console-app.ts";
 import { createSso, type SsoPlugin } from "../../src/auth/sso/routes.ts";
 import { consoleSsoDeps } from "../../src/web/sso.ts";
 import type { SsoConfig } from "../../src/auth/sso/deps.ts";
-import { DEFAULT_SSO_POLICY } from "../../src/auth/sso/types.ts";
 
 export interface SsoHarness {
   console: ConsoleHarness;
@@ -19,7 +18,7 @@ export interface SsoHarness {
 
 export async function ssoHarness(config: Partial<SsoConfig> = {}): Promise<SsoHarness> {
   const c = await consoleHarness();
-  const cfg: SsoConfig = { publicUrl: "http://console.test", policy: { ...DEFAULT_SSO_POLICY }, ...config };
+  const cfg: SsoConfig = { publicUrl: "http://console.test", ...config };
   const sso = createSso(consoleSsoDeps(c.services, cfg));
   const app = new Elysia().use(sso.plugin);
   return {

@@ -4,14 +4,13 @@
  */
 import type { Sql } from "postgres";
 import type { SsoAudit, RequestInfo } from "./audit-event.ts";
-import type { LoginStage, SsoPolicy } from "./types.ts";
+import type { LoginStage } from "./types.ts";
 import type { LdapPoolOptions } from "./ldap/pool.ts";
 
+/** Static settings. The SSO policy (enforcement, MFA) is run-time state: src/auth/sso/policy.ts. */
 export interface SsoConfig {
   /** External base URL of the console, e.g. https://console.example.com (no trailing slash). */
   publicUrl: string;
-  /** Defaults; the "sso" row of console_settings (src/auth/sso/policy.ts) overrides them at run time. */
-  policy: SsoPolicy;
   /** Where to send the browser after a failed sign-in (an `error` query parameter is added). */
   loginPath?: string;
   /** How long a started sign-in may take, in seconds (default 600). */

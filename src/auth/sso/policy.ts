@@ -1,6 +1,7 @@
 /**
  * The SSO policy (enforcement, MFA for SSO users), stored in console_settings under the key
- * "sso" so administrators change it at run time; SsoConfig.policy gives the defaults.
+ * "sso" so administrators change it at run time (npm run sso -- policy ...); every server node
+ * and both the SSO flows and the console's password login read the same row.
  */
 import type { Sql } from "postgres";
 import { DEFAULT_SSO_POLICY, type SsoPolicy } from "./types.ts";

@@ -75,6 +75,17 @@ export function createSso(deps: SsoDeps): SsoPlugin {
   const bindingCookie = (v: string, maxAge: number) => `${OIDC_BINDING_COOKIE}=${v}; Path=/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=${maxAge}${secure()}`;
   const ldap = new LdapDirectories(deps);
   const publicOrigin = () => new URL(deps.config.publicUrl).origin;
+  /**
+   * Login/logout CSRF: browsers say where a POST comes from with Sec-Fetch-Site (and Origin,
+   * which is "null" under the console's no-referrer policy). Requests that carry neither come
+   * from non-browser clients, which cannot be driven cross-site; `strict` refuses them too.
+   */
+  const sameOrigin = (request: Request, strict: boolean) => {
+    const site = request.headers.get("sec-fetch-site");
+    if (site) return site === "same-origin";
+    const origin = request.headers.get("origin");
+    return origin ? origin === publicOrigin() : !strict;
+  };
 
   async function failed(e: unknown, provider: string, req: RequestInfo, who = "", cookies: string[] = []): Promise<Response> {
     const err = e instanceof SsoError ? e : new SsoError("internal", "Sign-in failed.", { error: String((e as Error)?.message ?? e).slice(0, 200) });
@@ -106,7 +117,7 @@ export function createSso(deps: SsoDeps): SsoPlugin {
     })
     .post("/auth/oidc/logout", async ({ request }) => {
       const req = deps.requestInfo(request);
-      if (request.headers.get("origin") !== publicOrigin()) return new Response("cross-origin sign-out refused", { status: 403 });
+      if (!sameOrigin(request, true)) return new Response("cross-origin sign-out refused", { status: 403 });
       const ended = await deps.endSession(request);
       if (!ended) return redirect(loginPath);
       const [u] = await deps.sql`select username, auth_source from console_users where id = ${ended.userId}`;
@@ -152,8 +163,7 @@ export function createSso(deps: SsoDeps): SsoPlugin {
     .post("/auth/ldap/login", async ({ request }) => {
       const req = deps.requestInfo(request);
       // Login CSRF: a browser posting this form from another origin is refused.
-      const origin = request.headers.get("origin");
-      if (origin && origin !== publicOrigin()) return new Response("cross-origin sign-in refused", { status: 403 });
+      if (!sameOrigin(request, false)) return new Response("cross-origin sign-in refused", { status: 403 });
       let provider = "";
       let username = "";
       try {

@@ -22,7 +22,7 @@ export interface SignedIn {
 
 export async function completeSignIn(deps: SsoDeps, kind: string, ident: ExternalIdentity, settings: ProvisioningSettings, req: RequestInfo): Promise<SignedIn> {
   const p = await provisionUser(deps.sql, deps.audit, ident, settings, req);
-  const policy = await loadSsoPolicy(deps.sql, deps.config.policy);
+  const policy = await loadSsoPolicy(deps.sql);
   const stage = loginStage(policy, ident.idpMfa, p.totpEnrolled);
   const session = await deps.startSession(p.userId, stage, req);
   await deps.audit({

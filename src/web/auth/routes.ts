@@ -9,7 +9,7 @@ import { roleIdByName, userGrants } from "../../auth/roles.ts";
 import { createSession, revokeSession, SESSION_COOKIE, setStage, type SessionStage } from "../../auth/session.ts";
 import { cookie, stagePath } from "../guard.ts";
 import { auditRequest } from "../audit-request.ts";
-import { breakGlassGate, recordBreakGlassUse } from "../sso.ts";
+import { breakGlassGate, recordBreakGlassUse, ssoSignInOptions } from "../sso.ts";
 
 function safeNext(next: string | null): string {
   return next && /^\/[A-Za-z0-9/_?=&%.-]*$/.test(next) && !next.startsWith("//") ? next : "/hosts";
@@ -80,6 +80,7 @@ export function authRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           next: req.query.get("next") ?? "",
           setupDone: req.query.get("setup") === "done",
           signedOut: req.query.get("signed_out") === "1",
+          sso: await ssoSignInOptions(s, req.query.get("sso_error")), // issue 6
         });
       },
     },

@@ -6,6 +6,7 @@ import { auditRows, setCookieValue, ssoHarness, type SsoHarness } from "../../su
 import { saveProvider, setGroupMappings } from "../../../src/auth/sso/providers.ts";
 import { OIDC_BINDING_COOKIE } from "../../../src/auth/sso/oidc/flow.ts";
 import { SESSION_COOKIE } from "../../../src/auth/session.ts";
+import { saveSsoPolicy } from "../../../src/auth/sso/policy.ts";
 
 const PUBLIC = "http://console.test";
 const CALLBACK = `${PUBLIC}/auth/oidc/callback`;
@@ -37,7 +38,7 @@ afterAll(async () => {
   await slapd?.stop();
   await op?.stop();
   await h?.close();
-});
+}, 30_000);
 
 const get = (path: string, cookie = "") => h.handle(new Request(`${PUBLIC}${path}`, { headers: { cookie, "user-agent": "routes-test" } }));
 
@@ -82,13 +83,13 @@ describe("ssoPlugin: OIDC", () => {
   });
 
   test("require-local MFA sends an SSO user without TOTP to enrollment", async () => {
-    h.config.policy = { enforced: false, mfa: "require-local", requireMfa: false };
+    await saveSsoPolicy(h.console.db.sql, { enforced: false, mfa: "require-local", requireMfa: false });
     try {
       const { back, binding } = await oidcSignIn();
       const res = await get(back.pathname + back.search, `${OIDC_BINDING_COOKIE}=${binding}`);
       expect(await res.text()).toContain("url=/account/mfa");
     } finally {
-      h.config.policy = { enforced: false, mfa: "trust-idp", requireMfa: false };
+      await saveSsoPolicy(h.console.db.sql, { enforced: false, mfa: "trust-idp", requireMfa: false });
     }
   });
 
@@ -160,5 +161,11 @@ describe.skipIf(!ldapAvailable)("ssoPlugin: LDAP from the login form", () => {
 
   test("a cross-origin form post is refused", async () => {
     expect((await post({ provider: "dir", username: "alice", password: USERS.alice }, "http://evil.test")).status).toBe(403);
+    expect((await post({ provider: "dir", username: "alice", password: USERS.alice }, "null")).status).toBe(403);
+    const viaFetchMetadata = await h.handle(new Request(`${PUBLIC}/auth/ldap/login`, {
+      method: "POST", body: new URLSearchParams({ provider: "dir", username: "alice", password: USERS.alice }),
+      headers: { "content-type": "application/x-www-form-urlencoded", "sec-fetch-site": "cross-site" },
+    }));
+    expect(viaFetchMetadata.status).toBe(403);
   });
 });

@@ -28,7 +28,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const d of dirs) await d.close();
   await slapd?.stop();
-});
+}, 30_000);
 
 describe.skipIf(!available)("LDAP against OpenLDAP", () => {
   test("LDAPS: bind, search, nested groups resolved transitively", async () => {

@@ -31,7 +31,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await idp?.stop();
   await h?.close();
-});
+}, 30_000);
 
 const acs = (fields: Record<string, string>) => h.handle(new Request(SP.acsUrl, {
   method: "POST", body: new URLSearchParams(fields), headers: { "content-type": "application/x-www-form-urlencoded", "user-agent": "saml-flow-test" },
