@@ -1,8 +1,9 @@
 /**
  * Fleet overview render time for a large fleet (issue 4: 2,000 hosts in under 200 ms, server
  * side). Inserts synthetic agents and metric_latest rows (100 series each, like the agent's),
- * then times GET /hosts through the console plugin in-process (`app.handle`: session, permission
- * check, query, template), the htmx poll of the table partial, and the query alone.
+ * then times GET /hosts?per=all (every host on one page) through the console plugin in-process
+ * (`app.handle`: session, permission check, query, template), the htmx poll of that table, the
+ * default paged view (250 rows), a search, and the query alone.
  *
  *   bun bench/console.bench.ts [--hosts 2000] [--runs 60]
  *
@@ -75,11 +76,15 @@ try {
     rows = (body.match(/<tr>/g) ?? []).length;
   };
 
-  const full = await time(page("/hosts?sort=hostname"));
+  // every host on one page (per=all): the case the issue sets the 200 ms target for
+  const full = await time(page("/hosts?sort=hostname&per=all"));
   const fullRows = rows;
   const fullBytes = bytes;
-  const sortedCpu = await time(page("/hosts?sort=cpu&dir=desc"));
-  const poll = await time(page("/hosts?sort=hostname", { "hx-request": "true", "hx-target": "fleet-table" }));
+  const sortedCpu = await time(page("/hosts?sort=cpu&dir=desc&per=all"));
+  const poll = await time(page("/hosts?sort=hostname&per=all", { "hx-request": "true", "hx-target": "fleet-table", "x-console-poll": "1" }));
+  // the default view: the first 250 rows and the counts over the whole fleet
+  const paged = await time(page("/hosts?sort=cpu&dir=desc"));
+  const pagedBytes = bytes;
   const search = await time(page("/hosts?q=host-01"));
   const query = await time(() => fleetOverview(sql, { scopeTags: null, sort: "hostname" }));
   started.stop();
@@ -93,6 +98,8 @@ try {
     full_page: full,
     full_page_sorted_by_cpu: sortedCpu,
     poll_partial: poll,
+    default_page_250_rows: paged,
+    default_page_html_bytes: pagedBytes,
     search: search,
     query_only: query,
     target_ms: TARGET_MS,

@@ -38,3 +38,35 @@ test("server starts on an embedded PostgreSQL, prints its fingerprint and stops 
     rmSync(dir, { recursive: true, force: true });
   }
 }, 90_000);
+
+test("with DATABASE_URL the server uses that PostgreSQL and starts no embedded one; the CLI mints tokens there", async () => {
+  const { testDatabase } = await import("./support/db.ts");
+  const db = await testDatabase(2);
+  const dir = mkdtempSync(join(tmpdir(), "servermind-main-"));
+  const port = await freePort();
+  const env = { ...process.env, DATABASE_URL: db.url, SERVERMIND_DATA: dir, SERVERMIND_PORT: String(port), SERVERMIND_HOST: "127.0.0.1" };
+  const child = spawn(process.execPath, ["src/main.ts"], { env, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (out += d));
+  try {
+    const deadline = Date.now() + 30_000;
+    while (!out.includes("fingerprint") && Date.now() < deadline) await Bun.sleep(100);
+    expect(out).not.toContain("embedded PostgreSQL");
+    expect(existsSync(join(dir, "pg"))).toBe(false);
+    const cli = Bun.spawn([process.execPath, "src/cli.ts", "token", "create", "--label", "ci"], { env, stdout: "pipe", stderr: "pipe" });
+    const token = (await new Response(cli.stdout).text()).trim();
+    expect(await cli.exited).toBe(0);
+    expect(token).toMatch(/^smt_[A-Za-z0-9_-]{43}$/);
+    const [row] = await db.sql`select label, used_at from activation_tokens`;
+    expect(row).toMatchObject({ label: "ci", used_at: null });
+    const bad = Bun.spawn([process.execPath, "src/cli.ts", "token", "mint"], { env, stdout: "pipe", stderr: "pipe" });
+    expect(await bad.exited).toBe(2);
+    expect(await new Response(bad.stderr).text()).toContain("usage:");
+  } finally {
+    child.kill("SIGTERM");
+    await new Promise((r) => child.once("exit", r));
+    rmSync(dir, { recursive: true, force: true });
+    await db.drop();
+  }
+}, 60_000);

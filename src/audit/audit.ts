@@ -77,9 +77,17 @@ export function onAudit(l: AuditListener): () => void {
   return () => listeners.delete(l);
 }
 
-/** Appends one record and returns it. Never pass secrets in `details`. */
+/**
+ * Appends one record and returns it. Never pass secrets in `details`. `sql` may be a pool or a
+ * transaction (then the record commits or rolls back with it, and the chain lock is held until
+ * that transaction ends).
+ */
 export async function audit(sql: Sql, e: AuditEvent): Promise<AuditRecord> {
-  const rec = await sql.begin(async (tx) => {
+  const inTx = typeof (sql as { begin?: unknown }).begin !== "function";
+  const scope = inTx
+    ? (fn: (tx: Sql) => Promise<AuditRecord>) => (sql as unknown as { savepoint(f: (tx: Sql) => Promise<AuditRecord>): Promise<AuditRecord> }).savepoint(fn)
+    : (fn: (tx: Sql) => Promise<AuditRecord>) => sql.begin(fn as never) as unknown as Promise<AuditRecord>;
+  const rec = await scope(async (tx) => {
     await tx`select pg_advisory_xact_lock(${LOCK_ID})`;
     const [last] = await tx`select id, hash from audit_log order by id desc limit 1`;
     const [{ id }] = await tx`select nextval(pg_get_serial_sequence('audit_log', 'id'))::bigint as id`;
@@ -109,6 +117,8 @@ export async function audit(sql: Sql, e: AuditEvent): Promise<AuditRecord> {
         ${prev}, ${hash})`;
     return { ...r, id: Number(id), prev_hash: prev, hash } as AuditRecord;
   });
+  // inside a caller's transaction the record may still roll back: listeners hear only committed ones
+  if (inTx) return rec;
   for (const l of listeners) {
     try {
       l(rec);

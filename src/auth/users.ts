@@ -6,6 +6,7 @@ import type { Sql } from "postgres";
 import { createHash, randomBytes } from "node:crypto";
 import { checkPasswordPolicy, hashPassword, verifyPassword, dummyVerify } from "./password.ts";
 import { verifyTotp } from "./totp.ts";
+import type { SecretBox } from "./secret-box.ts";
 import type { ConsoleSettings, PasswordPolicy } from "../settings/console-settings.ts";
 
 export interface User {
@@ -16,6 +17,7 @@ export interface User {
   password_hash: string | null;
   password_changed_at: Date | null;
   auth_source: string;
+  /** sealed with the SecretBox; never the raw key */
   totp_secret: string | null;
   totp_enabled_at: Date | null;
   totp_last_step: number;
@@ -136,10 +138,17 @@ export async function recordLoginFailure(sql: Sql, userId: number, policy: Passw
 }
 
 /** Verifies a TOTP code once (the step is recorded) or a backup code (consumed). */
-export async function checkSecondFactor(sql: Sql, user: User, code: string): Promise<"totp" | "backup" | null> {
+export async function checkSecondFactor(sql: Sql, box: SecretBox, user: User, code: string): Promise<"totp" | "backup" | null> {
   const c = code.replace(/\s/g, "");
   if (user.totp_secret && /^\d{6}$/.test(c)) {
-    const step = verifyTotp(user.totp_secret, c, Date.now(), user.totp_last_step);
+    let secret: string;
+    try {
+      secret = box.open(user.totp_secret);
+    } catch (e) {
+      console.error(`TOTP check for user ${user.id} impossible: ${e instanceof Error ? e.message : e}`);
+      return null;
+    }
+    const step = verifyTotp(secret, c, Date.now(), user.totp_last_step);
     if (step === null) return null;
     const r = await sql`update console_users set totp_last_step = ${step} where id = ${user.id} and totp_last_step < ${step}`;
     return r.count === 1 ? "totp" : null;
@@ -177,8 +186,9 @@ export async function remainingBackupCodes(sql: Sql, userId: number): Promise<nu
   return n;
 }
 
-export async function enableTotp(sql: Sql, userId: number, secret: string, step: number): Promise<void> {
-  await sql`update console_users set totp_secret = ${secret}, totp_enabled_at = now(), totp_last_step = ${step} where id = ${userId}`;
+/** Stores the TOTP key sealed (src/auth/secret-box.ts), with the step of the code that proved it. */
+export async function enableTotp(sql: Sql, box: SecretBox, userId: number, secret: string, step: number): Promise<void> {
+  await sql`update console_users set totp_secret = ${box.seal(secret)}, totp_enabled_at = now(), totp_last_step = ${step} where id = ${userId}`;
 }
 
 export async function resetMfa(sql: Sql, userId: number): Promise<void> {

@@ -12,10 +12,18 @@ function labelKey(labels: Labels): string {
 
 export class Counter {
   private values = new Map<string, number>();
+  private bound = new Map<string, (by?: number) => void>();
   constructor(readonly name: string, readonly help: string) {}
   inc(labels: Labels = {}, by = 1): void {
     const k = labelKey(labels);
     this.values.set(k, (this.values.get(k) ?? 0) + by);
+  }
+  /** An increment function for one label set, for hot paths (no key building per call). */
+  with(labels: Labels): (by?: number) => void {
+    const k = labelKey(labels);
+    let f = this.bound.get(k);
+    if (!f) this.bound.set(k, (f = (by = 1) => void this.values.set(k, (this.values.get(k) ?? 0) + by)));
+    return f;
   }
   get(labels: Labels = {}): number {
     return this.values.get(labelKey(labels)) ?? 0;

@@ -3,6 +3,7 @@ import type { Sql } from "postgres";
 import type { Config } from "../config.ts";
 import type { Renderer } from "./render.ts";
 import type { SettingsStore } from "../settings/console-settings.ts";
+import type { SecretBox } from "../auth/secret-box.ts";
 
 export interface ConsoleDeps {
   sql: Sql;
@@ -22,4 +23,6 @@ export interface ConsoleDeps {
 export interface ConsoleServices extends ConsoleDeps {
   settings: SettingsStore;
   views: Renderer;
+  /** seals TOTP keys at rest (key: SERVERMIND_SECRET_KEY or <dataDir>/secret.key) */
+  secrets: SecretBox;
 }

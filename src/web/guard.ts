@@ -186,7 +186,7 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
     if (credential) {
       let problem: string | null = null;
       if (/^\d{6}$/.test(credential.trim()) && user.totp_secret) {
-        if ((await checkSecondFactor(s.sql, user, credential.trim())) !== "totp") problem = "That authenticator code is not valid. Enter a current code or your password.";
+        if ((await checkSecondFactor(s.sql, s.secrets, user, credential.trim())) !== "totp") problem = "That authenticator code is not valid. Enter a current code or your password.";
         else req.reauth = "totp";
       } else if (!user.password_hash || !(await verifyPassword(credential, user.password_hash))) {
         problem = "That password is not correct.";

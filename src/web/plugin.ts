@@ -22,6 +22,7 @@ import { sessionRoutes } from "./sessions/routes.ts";
 import { auditRoutes } from "./audit/routes.ts";
 import { settingsRoutes } from "./settings/routes.ts";
 import { syncBuiltinRoles } from "../auth/roles.ts";
+import { createSecretBox, loadSecretKey } from "../auth/secret-box.ts";
 import { ensureSetupCode } from "../auth/setup-code.ts";
 import { scheduleAuditPurge } from "../audit/retention.ts";
 import { onAudit } from "../audit/audit.ts";
@@ -30,7 +31,12 @@ import { createSyslogForwarder } from "../audit/syslog.ts";
 export type { ConsoleDeps } from "./deps.ts";
 
 export function createServices(deps: ConsoleDeps): ConsoleServices {
-  return { ...deps, settings: createSettingsStore(deps.sql), views: createRenderer(VIEWS_DIR) };
+  return {
+    ...deps,
+    settings: createSettingsStore(deps.sql),
+    views: createRenderer(VIEWS_DIR),
+    secrets: createSecretBox(loadSecretKey(deps.dataDir)),
+  };
 }
 
 /** Every route of the console, in one list (the permission test walks it). */
@@ -68,6 +74,7 @@ export function consolePlugin(deps: ConsoleDeps, services = createServices(deps)
  */
 export async function startConsole(deps: ConsoleDeps, log: (line: string) => void = console.log): Promise<{ setupCode: string | null; stop(): void }> {
   await syncBuiltinRoles(deps.sql);
+  loadSecretKey(deps.dataDir); // creates <dataDir>/secret.key now (when no SERVERMIND_SECRET_KEY) rather than at first use
   const setupCode = await ensureSetupCode(deps.sql, deps.dataDir, log);
   const settings = createSettingsStore(deps.sql);
   await settings.get();

@@ -159,3 +159,17 @@ test("syslog forwarding sends RFC 5424 messages over UDP", async () => {
   expect(msg).toBe(formatSyslog(rec));
   expect(msg).toMatch(/^<108>1 \d{4}-\d\d-\d\dT[\d:.]+Z \S+ servermind - login.password \[audit@32473 id="\d+" category="authentication" action="login.password" actor="alice" ip="198.51.100.4" target="x\\"\\]y" success="false"\] \ufeffalice login.password x"]y failed$/);
 });
+
+test("audit inside a caller's transaction commits or rolls back with it", async () => {
+  const before = (await sql`select count(*)::int as n from audit_log`)[0]!.n;
+  await sql.begin(async (tx) => {
+    await audit(tx as never, ev("in.tx.kept"));
+  });
+  await expect(sql.begin(async (tx) => {
+    await audit(tx as never, ev("in.tx.dropped"));
+    throw new Error("roll back");
+  })).rejects.toThrow("roll back");
+  const acts = (await sql`select action from audit_log where action like 'in.tx.%'`).map((r) => r.action);
+  expect(acts).toEqual(["in.tx.kept"]);
+  expect((await sql`select count(*)::int as n from audit_log`)[0]!.n).toBe(before + 1);
+});

@@ -72,16 +72,8 @@ test("host detail renders SVG charts from metric_blocks over the chosen range, a
     const off = Array.from({ length: 10 }, (_, i) => i * 10_000);
     const vals: number[] = [];
     for (let s = 0; s < 3; s++) for (let t = 0; t < 10; t++) vals.push(s === 2 && t === 3 ? NaN : (s + 1) * 10 + t);
-    await sql`insert into metric_blocks (agent_id, t0, t1, ts_off, series, vals) values (${web1}, ${new Date(t0)}, ${new Date(t0 + 90_000)}, ${off}, ${ids}, ${vals})`;
+    await sql`insert into metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals) values (${web1}, ${f}, ${new Date(t0)}, ${new Date(t0 + 90_000)}, ${off}, ${ids}, ${vals})`;
   }
-  const { metricRange } = await import("../../src/store/postgres/queries-console.ts");
-  const data = await metricRange(sql, web1, names, new Date(now - 3600_000), new Date(now), 60);
-  const cpu = data.find((d) => d.name === "cpu.usage_pct")!;
-  expect(cpu.points.length).toBeGreaterThan(10);
-  const mean = cpu.points.reduce((a, p) => a + p[1], 0) / cpu.points.length;
-  expect(mean).toBeGreaterThan(10);
-  expect(mean).toBeLessThan(20);
-  expect(data.find((d) => d.name === "load.1")!.points.every((p) => Number.isFinite(p[1]))).toBe(true);
 
   const admin = await h.userWithRole("admin");
   const detail = await (await h.send(`/hosts/${web1}`, { session: admin })).text();
@@ -92,9 +84,9 @@ test("host detail renders SVG charts from metric_blocks over the chosen range, a
   const empty = await (await h.send(`/hosts/${web1}/charts?range=15m`, { session: admin })).text();
   expect(empty).toContain("No data in this range");
 
-  await sql`insert into logs (agent_id, ts, severity, source, message) values
-    (${web1}, now() - interval '1 minute', 3, 'sshd', 'Failed password for root'),
-    (${web1}, now(), 6, 'cron', 'job started')`;
+  await sql`insert into logs (agent_id, batch_id, ts, severity, source, message) values
+    (${web1}, 1, now() - interval '1 minute', 3, 'sshd', 'Failed password for root'),
+    (${web1}, 1, now(), 6, 'cron', 'job started')`;
   const logs = await (await h.send(`/hosts/${web1}/logs?q=failed`, { session: admin })).text();
   expect(logs).toContain("Failed password for root");
   expect(logs).not.toContain("job started");
@@ -145,4 +137,39 @@ test("first-run setup needs the printed code, then closes", async () => {
   } finally {
     await h2.close();
   }
+});
+
+test("hosts.edit sets a host's tags, which scope custom roles (host groups)", async () => {
+  const admin = await h.userWithRole("admin");
+  const bad = await h.send(`/hosts/${db1}/tags`, { session: admin, form: { tags: "ok, <bad>" }, headers: { "hx-request": "true" } });
+  expect(bad.status).toBe(422);
+  expect(await bad.text()).toContain("Bad tags: &lt;bad&gt;");
+  expect((await h.send(`/hosts/${db1}/tags`, { session: admin, form: { tags: "env=prod, group:db" } })).status).toBe(303);
+  const s = await h.userWith(["hosts.view"]);
+  await sql`update console_roles set scope_tags = ${["group:db"]} where name = ${`r-${s.username}`}`;
+  const page = await (await h.send("/hosts", { session: s })).text();
+  expect(page).toContain("db-1");
+  expect(page).not.toContain("web-1");
+  const [rec] = await sql`select details from audit_log where action = 'hosts.tags'`;
+  expect(rec!.details).toEqual({ before: ["env=prod"], after: ["env=prod", "group:db"] });
+});
+
+test("the fleet table pages through large fleets, counts the whole fleet, and shows all on request", async () => {
+  await sql`insert into agents (hostname, public_key, last_seen)
+    select 'bulk-' || lpad(g::text, 4, '0'), sha256(('bulk' || g)::bytea), now() from generate_series(1, 260) g`;
+  const admin = await h.userWithRole("admin");
+  const p1 = await (await h.send("/hosts?q=bulk", { session: admin })).text();
+  expect((p1.match(/<tr><td><span class="dot/g) ?? []).length).toBe(250);
+  expect(p1).toContain("Hosts 1–250 of 260");
+  expect(p1).toMatch(/<span class="n">260<\/span> hosts/);
+  expect(p1).toContain('href="/hosts?q=bulk&amp;sort=hostname&amp;dir=asc&amp;page=2"');
+  const p2 = await (await h.send("/hosts?q=bulk&page=2", { session: admin, headers: { "hx-request": "true", "hx-target": "fleet-table" } })).text();
+  expect((p2.match(/<tr><td><span class="dot/g) ?? []).length).toBe(10);
+  expect(p2).toContain("Hosts 251–260 of 260");
+  expect(p2).toContain("bulk-0260");
+  expect(p2).toContain('hx-get="/hosts?q=bulk&amp;sort=hostname&amp;dir=asc&amp;page=2"'); // the poll keeps the page
+  const all = await (await h.send("/hosts?q=bulk&per=all", { session: admin })).text();
+  expect((all.match(/<tr><td><span class="dot/g) ?? []).length).toBe(260);
+  expect(all).not.toContain("Hosts 1–");
+  expect((await h.send("/hosts?page=-3&per=bogus", { session: admin })).status).toBe(200);
 });

@@ -66,7 +66,7 @@ test("user-supplied values are escaped in pages (host names, tags, log lines, us
   const admin = await h.userWithRole("admin");
   const evil = `<img src=x onerror=alert(1)>"'`;
   const [{ id }] = await h.db.sql`insert into agents (hostname, public_key, tags, last_seen) values (${evil}, ${Buffer.alloc(32, 9)}, ${[evil]}, now()) returning id`;
-  await h.db.sql`insert into logs (agent_id, ts, severity, source, message) values (${id}, now(), 3, ${evil}, ${evil})`;
+  await h.db.sql`insert into logs (agent_id, batch_id, ts, severity, source, message) values (${id}, 1, now(), 3, ${evil}, ${evil})`;
   for (const path of ["/hosts", `/hosts/${id}`, `/hosts/${id}/logs`, "/enrollment"]) {
     const body = await (await h.send(path, { session: admin })).text();
     expect(body).not.toContain("<img src=x");
@@ -264,10 +264,11 @@ test("replacing an authenticator needs the password; new backup codes need confi
   const refused = await h.send("/account/mfa", { session: u, form: { code: totp(secret2) } });
   expect(refused.status).toBe(401);
   const [row] = await h.db.sql`select totp_secret from console_users where id = ${u.userId}`;
-  expect(row!.totp_secret).toBe(secret1);
+  expect(row!.totp_secret).toStartWith("v1."); // sealed at rest
+  expect(h.services.secrets.open(row!.totp_secret)).toBe(secret1);
   const ok = await h.send("/account/mfa", { session: u, form: { code: totp(secret2, Date.now() + 30_000), password: TEST_PASSWORD } });
   expect(ok.status).toBe(200);
-  expect((await h.db.sql`select totp_secret from console_users where id = ${u.userId}`)[0]!.totp_secret).toBe(secret2);
+  expect(h.services.secrets.open((await h.db.sql`select totp_secret from console_users where id = ${u.userId}`)[0]!.totp_secret)).toBe(secret2);
 
   const noPhrase = await h.send("/account/backup-codes", { session: u, form: {} });
   expect(noPhrase.status).toBe(403);

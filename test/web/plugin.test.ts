@@ -98,3 +98,12 @@ test("no route answers 500 to garbage ids, query strings or form values (as an a
     }
   }
 });
+
+test("the audit page shows who acted for whom (an AI assistant acting for a user)", async () => {
+  const { audit } = await import("../../src/audit/audit.ts");
+  await audit(h.db.sql, { actor: { type: "ai", name: "assistant", onBehalfOf: "alice" }, category: "ai_operation", action: "ai.restart_service", target: "nginx on web-1", success: true });
+  const admin = await h.userWithRole("admin");
+  const page = await (await h.send("/audit?user=alice", { session: admin })).text();
+  expect(page).toMatch(/assistant <span class="muted">for alice<\/span> <span class="badge">ai<\/span>/);
+  expect(page).toContain("ai.restart_service");
+});

@@ -4,7 +4,7 @@
  * batcher; the result waits until their batch commits. A bad frame is rejected alone: its
  * valid neighbours in the same request are still stored and acknowledged.
  */
-import { FrameError, FrameKind, type FrameLimits, type RejectCode } from "../frame/frame.ts";
+import { FrameError, FrameKind, KIND_NAMES, type FrameLimits, type RejectCode } from "../frame/frame.ts";
 import { decodeFrameBody, splitFrames, verifyFrame } from "../frame/decode.ts";
 import { metricRows } from "../../store/postgres/writer.ts";
 import type { Batcher } from "../../batch/batcher.ts";
@@ -91,30 +91,25 @@ export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport:
       const data = decodeFrameBody(h, entry.frame.body);
       if (data.kind === FrameKind.Hello) throw new FrameError("bad_body", "hello frames belong to the stream handshake, not to a batch");
       state.touch(h.agentId, h.seq, transport);
-      metrics.frames.inc({ kind: String(data.kind) });
+      metrics.frames.with({ kind: KIND_NAMES[data.kind]! })();
       if (SEEN_ONLY.has(data.kind)) {
         state.heartbeat(h.agentId, data.body as Record<string, unknown>);
         acks.push({ batch: h.batchId, seq: h.seq, status: "seen" });
         continue;
       }
       const rows = data.kind === FrameKind.Metrics ? metricRows(data.body) : h.items;
-      const ack: Ack = { batch: h.batchId, seq: h.seq, status: "ok" };
-      acks.push(ack);
-      const idx = acks.length - 1;
       waits.push(
         batcher
           .push({ agentId: h.agentId, batchId: h.batchId, seq: h.seq, createdMs: h.createdMs, data, bytes: h.rawLength * 2 + 256, rows, receivedAt: started, transport })
           .then(
             (status) => {
-              ack.status = status;
-              if (status === "dup") metrics.duplicates.inc();
-              else if (data.kind === FrameKind.Metrics) metrics.samples.inc({}, h.items);
-              else if (data.kind === FrameKind.Logs) metrics.logLines.inc({}, h.items);
+              // acks are listed in commit order; each names its frame
+              acks.push({ batch: h.batchId, seq: h.seq, status });
+              if (status === "dup") metrics.duplicates.with({})();
+              else if (data.kind === FrameKind.Metrics) metrics.samples.with({})(h.items);
+              else if (data.kind === FrameKind.Logs) metrics.logLines.with({})(h.items);
             },
-            (err: Error) => {
-              acks[idx] = undefined as unknown as Ack;
-              reject("store_unavailable", err.message, h.batchId, h.seq);
-            },
+            (err: Error) => reject("store_unavailable", err.message, h.batchId, h.seq),
           ),
       );
     } catch (e) {
@@ -124,5 +119,5 @@ export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport:
   }
   await Promise.all(waits);
   metrics.ackSeconds.observe((performance.now() - started) / 1000);
-  return { acks: acks.filter(Boolean), rejects };
+  return { acks, rejects };
 }

@@ -1,6 +1,8 @@
 /**
- * Read queries for the web console over the ingest tables (001_ingest.sql). Plain functions
- * taking `sql`; every filter is a parameter. Metric names follow the agent's collectors
+ * Read queries for the web console over the ingest tables (001_ingest.sql) that the shared
+ * src/store/postgres/queries.ts does not cover: the sortable, searchable, scoped fleet table,
+ * host detail, logs with a severity filter, inventory, activation tokens. Plain functions
+ * taking `sql`; every filter is a parameter. Metric ranges come from queries.ts seriesRange. Metric names follow the agent's collectors
  * (agent/collect: cpu.usage_pct, mem.used_pct, disk.used_pct{mount="/"}).
  */
 import type { Sql } from "postgres";
@@ -39,11 +41,19 @@ export interface FleetQuery {
   desc?: boolean;
   /** null: every host; otherwise only hosts with one of these tags */
   scopeTags: string[] | null;
+  /** a page of the sorted list; no limit means every host */
+  offset?: number;
   limit?: number;
 }
 
 function like(s: string): string {
   return `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+function fleetWhere(sql: Sql, q: Pick<FleetQuery, "search" | "scopeTags">) {
+  return sql`where true
+    ${q.search ? sql`and (a.hostname ilike ${like(q.search)} or ${q.search} = any(a.tags) or a.os ilike ${like(q.search)})` : sql``}
+    ${q.scopeTags === null ? sql`` : sql`and a.tags && ${q.scopeTags}::text[]`}`;
 }
 
 export async function fleetOverview(sql: Sql, q: FleetQuery): Promise<FleetRow[]> {
@@ -65,13 +75,31 @@ export async function fleetOverview(sql: Sql, q: FleetQuery): Promise<FleetRow[]
       l.vals[array_position(l.names, ${FLEET_METRICS.mem})] as mem,
       l.vals[array_position(l.names, ${FLEET_METRICS.disk})] as disk
     from agents a left join metric_latest l on l.agent_id = a.id
-    where true
-      ${q.search ? sql`and (a.hostname ilike ${like(q.search)} or ${q.search} = any(a.tags) or a.os ilike ${like(q.search)})` : sql``}
-      ${q.scopeTags === null ? sql`` : sql`and a.tags && ${q.scopeTags}::text[]`}
+    ${fleetWhere(sql, q)}
     order by ${order} ${q.desc ? sql`desc nulls last` : sql`asc nulls last`}, a.hostname, a.id
-    limit ${q.limit ?? 5000}`;
-  for (const r of rows) r.id = Number(r.id);
+    ${q.limit === undefined ? sql`` : sql`limit ${q.limit}`} offset ${q.offset ?? 0}`;
+  for (const r of rows) {
+    r.id = Number(r.id);
+    // postgres.js reads a NULL element of float8[] as NaN: both mean "no value"
+    for (const k of ["cpu", "mem", "disk"] as const) if (r[k] !== null && Number.isNaN(r[k])) r[k] = null;
+  }
   return rows;
+}
+
+export interface FleetSummary {
+  total: number;
+  online: number;
+  revoked: number;
+}
+
+/** Counts over the whole filtered fleet, for the header of a paged table. */
+export async function fleetSummary(sql: Sql, q: Pick<FleetQuery, "search" | "scopeTags">): Promise<FleetSummary> {
+  const [r] = await sql`
+    select count(*)::int as total,
+      count(*) filter (where a.revoked_at is null and a.last_seen > now() - make_interval(secs => ${ONLINE_WINDOW_S}))::int as online,
+      count(*) filter (where a.revoked_at is not null)::int as revoked
+    from agents a ${fleetWhere(sql, q)}`;
+  return { total: r!.total, online: r!.online, revoked: r!.revoked };
 }
 
 export interface AgentDetail {
@@ -101,42 +129,6 @@ export async function agentDetail(sql: Sql, id: number, scopeTags: string[] | nu
 export async function seriesNames(sql: Sql, agentId: number): Promise<string[]> {
   const rows = await sql`select name from metric_series where agent_id = ${agentId} order by name limit 5000`;
   return rows.map((r) => r.name as string);
-}
-
-export interface SeriesPoints {
-  name: string;
-  /** bucket start (ms since epoch) and mean value, buckets without samples left out */
-  points: Array<[number, number]>;
-}
-
-/**
- * One host's series over [from, to), averaged into `buckets` equal buckets: the blocks are
- * unnested in SQL (values are series-major: vals[s * n + t]) so only the aggregates travel.
- */
-export async function metricRange(sql: Sql, agentId: number, names: string[], from: Date, to: Date, buckets: number): Promise<SeriesPoints[]> {
-  if (names.length === 0) return [];
-  const span = to.getTime() - from.getTime();
-  const width = Math.max(1, Math.ceil(span / buckets));
-  const rows = await sql`
-    with s as (select id, name from metric_series where agent_id = ${agentId} and name = any(${names}::text[])),
-    samples as (
-      select s.name,
-        (extract(epoch from b.t0) * 1000)::float8 + b.ts_off[t] as ms,
-        b.vals[(si - 1) * cardinality(b.ts_off) + t] as v
-      from metric_blocks b
-      cross join lateral unnest(b.series) with ordinality as u(sid, si)
-      join s on s.id = u.sid
-      cross join lateral generate_subscripts(b.ts_off, 1) as t
-      where b.agent_id = ${agentId} and b.t0 >= ${new Date(from.getTime() - 3600_000)} and b.t0 < ${to}
-        and b.t1 >= ${from}
-    )
-    select name, floor((ms - ${from.getTime()}) / ${width})::int as bucket, avg(v) as v
-    from samples
-    where ms >= ${from.getTime()} and ms < ${to.getTime()} and v <> 'NaN'::float8
-    group by name, bucket order by name, bucket`;
-  const out = new Map<string, Array<[number, number]>>(names.map((n) => [n, []]));
-  for (const r of rows) out.get(r.name)?.push([from.getTime() + r.bucket * width, Number(r.v)]);
-  return names.map((name) => ({ name, points: out.get(name)! }));
 }
 
 export interface LogRow {
@@ -188,4 +180,9 @@ export async function revokeActivationToken(sql: Sql, id: number): Promise<boole
 export async function revokeAgent(sql: Sql, id: number): Promise<boolean> {
   const r = await sql`update agents set revoked_at = now() where id = ${id} and revoked_at is null`;
   return r.count === 1;
+}
+
+/** Host tags, set in the console; roles scope hosts by them ("group:<name>" for host groups). */
+export async function setAgentTags(sql: Sql, id: number, tags: string[]): Promise<void> {
+  await sql`update agents set tags = ${tags}::text[] where id = ${id}`;
 }

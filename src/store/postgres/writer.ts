@@ -173,11 +173,11 @@ export function createPgWriter(o: PgWriterOptions) {
               break; // heartbeats are applied to agents.status by the agent-state flusher
           }
         }
-        const copies: Promise<void>[] = [];
-        if (nm) copies.push(copyInto(tx, "metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals)", m.end()));
-        if (nl) copies.push(copyInto(tx, "logs (agent_id, batch_id, ts, severity, source, message)", l.end()));
-        if (ns) copies.push(copyInto(tx, "security_events (agent_id, batch_id, ts, type, severity, path, data)", s.end()));
-        await Promise.all(copies);
+        // One COPY at a time: a transaction is one connection, and two COPYs started on it at
+        // once break the protocol (CONNECTION_CLOSED) when a batch holds metrics and logs.
+        if (nm) await copyInto(tx, "metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals)", m.end());
+        if (nl) await copyInto(tx, "logs (agent_id, batch_id, ts, severity, source, message)", l.end());
+        if (ns) await copyInto(tx, "security_events (agent_id, batch_id, ts, type, severity, path, data)", s.end());
         for (const f of inventories) {
           const json = stableJson(f.data.body);
           const hash = createHash("sha256").update(json).digest();

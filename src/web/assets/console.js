@@ -1,21 +1,28 @@
 // ServerMind console behaviour. Served as a file so the Content-Security-Policy can forbid inline script.
 (function () {
   "use strict";
-  var inflight = 0;
+  // A thin progress bar at the top for every user-started request (not for background polls).
+  var active = new Set();
   function bar() { return document.getElementById("progress"); }
+  function update() {
+    var b = bar();
+    if (b) b.classList.toggle("active", active.size > 0);
+  }
   document.addEventListener("htmx:beforeRequest", function (e) {
-    // polling requests do not flash the progress bar
-    var t = e.detail && e.detail.requestConfig && e.detail.requestConfig.triggeringEvent;
-    if (t && t.type === "every") return;
-    inflight++;
-    var b = bar(); if (b) b.classList.add("active");
+    var cfg = e.detail && e.detail.requestConfig;
+    if (cfg && cfg.headers && cfg.headers["X-Console-Poll"]) return;
+    active.add(e.detail.xhr);
+    update();
   });
-  document.addEventListener("htmx:afterRequest", function () {
-    inflight = Math.max(0, inflight - 1);
-    var b = bar(); if (b && inflight === 0) b.classList.remove("active");
+  document.addEventListener("htmx:afterRequest", function (e) {
+    active.delete(e.detail.xhr);
+    update();
   });
   document.addEventListener("htmx:sendError", function () {
-    var b = bar(); if (b) { b.classList.remove("active"); b.classList.add("failed"); setTimeout(function () { b.classList.remove("failed"); }, 3000); }
+    var b = bar();
+    if (!b) return;
+    b.classList.add("failed");
+    setTimeout(function () { b.classList.remove("failed"); }, 3000);
   });
   // Click on a token or one-liner selects it for copying.
   document.addEventListener("click", function (e) {

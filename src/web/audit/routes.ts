@@ -42,7 +42,8 @@ export function parseAuditFilter(q: URLSearchParams): { filter: AuditFilter; pro
 
 function rowsView(rows: Awaited<ReturnType<typeof listAudit>>) {
   return rows.map((r) => ({
-    id: Number(r.id), ts: isoSecond(r.ts), actor: r.actor_name || r.actor_type, actorType: r.actor_type, ip: r.ip, ua: r.user_agent,
+    id: Number(r.id), ts: isoSecond(r.ts), actor: r.actor_name || r.actor_type, actorType: r.actor_type, onBehalfOf: r.on_behalf_of,
+    ip: r.ip, ua: r.user_agent,
     category: r.category.replace("_", " "), action: r.action, target: r.target, success: r.success,
     details: Object.keys(r.details).length ? JSON.stringify(r.details) : "",
   }));

@@ -15,6 +15,16 @@ export const BACKUP_PHRASE = "new codes";
 
 export function accountRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   const { sql } = s;
+
+  /** The key being enrolled, kept sealed in the session row; null if none or unreadable. */
+  function pendingSecret(sealed: string | null): string | null {
+    if (!sealed) return null;
+    try {
+      return s.secrets.open(sealed);
+    } catch {
+      return null;
+    }
+  }
   return [
     {
       method: "GET", path: "/account", access: "signed-in",
@@ -67,10 +77,10 @@ export function accountRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
       method: "GET", path: "/account/mfa", access: "signed-in", stages: ["enroll"],
       async handler(req) {
         const u = req.user!;
-        let secret = req.session!.pending_totp;
+        let secret = pendingSecret(req.session!.pending_totp);
         if (!secret) {
           secret = newTotpSecret();
-          await setPendingTotp(sql, req.session!.id, secret);
+          await setPendingTotp(sql, req.session!.id, s.secrets.seal(secret));
         }
         const uri = otpauthUri(secret, u.username);
         const svg = await QRCode.toString(uri, { type: "svg", errorCorrectionLevel: "M", margin: 2 });
@@ -87,7 +97,7 @@ export function accountRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
       method: "POST", path: "/account/mfa", access: "signed-in", stages: ["enroll"],
       async handler(req) {
         const u = req.user!;
-        const secret = req.session!.pending_totp;
+        const secret = pendingSecret(req.session!.pending_totp);
         if (!secret) return pages.formErrors(req, ["Reload the page to get a new QR code."]);
         if (u.totp_enabled_at) {
           // replacing an existing authenticator needs the password, not just a live session
@@ -101,7 +111,7 @@ export function accountRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
           await auditRequest(sql, req, "authentication", "mfa.enroll", u.username, false);
           return pages.formErrors(req, ["That code does not match. Check the time on your phone and enter the current 6-digit code."]);
         }
-        await enableTotp(sql, u.id, secret, step);
+        await enableTotp(sql, s.secrets, u.id, secret, step);
         await setPendingTotp(sql, req.session!.id, null);
         const codes = await newBackupCodes(sql, u.id);
         if (req.session!.stage === "enroll") await setStage(sql, req.session!.id, "full");

@@ -1,5 +1,5 @@
 /** First-run setup, sign-in (password, then TOTP), sign-out. */
-import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
+import type { ConsoleRoute } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import { done, redirect, type Pages } from "../respond.ts";
 import { consumeSetupCode, removeSetupCodeFile, setupOpen } from "../../auth/setup-code.ts";
@@ -123,7 +123,7 @@ export function authRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const code = (req.form.get("code") ?? "").trim();
         if (!code) return pages.formErrors(req, ["Enter the 6-digit code from your authenticator app, or a backup code."]);
         const settings = await s.settings.get();
-        const kind = await checkSecondFactor(sql, user, code);
+        const kind = await checkSecondFactor(sql, s.secrets, user, code);
         if (!kind) {
           await auditRequest(sql, req, "authentication", "login.totp", user.username, false);
           const until = await recordLoginFailure(sql, user.id, settings.password);
@@ -158,4 +158,3 @@ export function authRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   ];
 }
 
-export type { ConsoleRequest };

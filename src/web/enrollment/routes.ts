@@ -12,7 +12,6 @@ import { createActivationToken } from "../../ingest/agent/enroll.ts";
 import { listActivationTokens, revokeActivationToken, revokeAgent, agentDetail, fleetOverview } from "../../store/postgres/queries-console.ts";
 import { auditRequest } from "../audit-request.ts";
 import { isoMinute, ago } from "../format.ts";
-import { dangerForm } from "../danger-form.ts";
 
 /** The targets `npm run build:agent` produces and /api/v1/agent/download/:target serves. */
 export const AGENT_TARGETS = ["linux-x64", "linux-x64-musl", "linux-arm64", "darwin-arm64", "darwin-x64", "windows-x64"];
@@ -115,4 +114,3 @@ export function enrollmentRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute
   ];
 }
 
-export { dangerForm };

@@ -1,12 +1,13 @@
 /**
  * Fleet overview: every host with status, last seen, CPU/memory/disk, transport and agent
- * version. Sortable and searchable; the table polls for itself every 10 s (one partial, as the
- * contact app's rows.html: the same URL returns only #fleet-table to htmx requests aimed at it).
+ * version. Sortable, searchable and paged (250 rows, or every host with per=all); the table
+ * polls for itself every 10 s (one partial, as the contact app's rows.html: the same URL
+ * returns only #fleet-table to htmx requests aimed at it).
  */
 import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import type { Pages } from "../respond.ts";
-import { FLEET_SORTS, fleetOverview, type FleetRow, type FleetSort } from "../../store/postgres/queries-console.ts";
+import { FLEET_SORTS, fleetOverview, fleetSummary, type FleetRow, type FleetSort, type FleetSummary } from "../../store/postgres/queries-console.ts";
 import { ago, level, pct } from "../format.ts";
 
 const COLUMNS: Array<{ key: FleetSort; label: string }> = [
@@ -21,17 +22,16 @@ const COLUMNS: Array<{ key: FleetSort; label: string }> = [
   { key: "os", label: "OS" },
 ];
 
-export interface FleetView {
-  rows: object[];
-  columns: object[];
+/** Rows per page unless the user asks for every host (`per=all`). */
+export const PAGE_SIZE = 250;
+
+export interface FleetParams {
   q: string;
-  sort: string;
-  dir: string;
-  selfUrl: string;
-  total: number;
-  online: number;
-  offline: number;
-  revoked: number;
+  sort: FleetSort;
+  desc: boolean;
+  page: number;
+  /** rows per page; null = every host on one page */
+  per: number | null;
 }
 
 function qs(p: Record<string, string>): string {
@@ -56,32 +56,44 @@ export function fleetRowView(r: FleetRow, now: number) {
   };
 }
 
-/** Builds the view model of the fleet table (exported for the bench). */
-export function fleetView(rows: FleetRow[], q: string, sort: FleetSort, desc: boolean, now = Date.now()): FleetView {
-  const dir = desc ? "desc" : "asc";
-  let online = 0, revoked = 0;
-  const out = rows.map((r) => {
-    if (r.revoked_at) revoked++;
-    else if (r.online) online++;
-    return fleetRowView(r, now);
-  });
+/** The view model of the fleet table: one page of rows, counts over the whole filtered fleet. */
+export function fleetView(rows: FleetRow[], summary: FleetSummary, p: FleetParams, now = Date.now()) {
+  const dir = p.desc ? "desc" : "asc";
+  const per = p.per === null ? "all" : "";
+  const link = (o: Partial<Record<"sort" | "dir" | "page" | "per", string>>) =>
+    `/hosts?${qs({ q: p.q, sort: p.sort, dir, per, page: "", ...o })}`;
+  const pages = p.per === null ? 1 : Math.max(1, Math.ceil(summary.total / p.per));
+  const first = p.per === null ? 1 : (p.page - 1) * p.per + 1;
   return {
-    rows: out,
+    rows: rows.map((r) => fleetRowView(r, now)),
     columns: COLUMNS.map((c) => {
-      const active = c.key === sort;
-      const nextDir = active && !desc ? "desc" : "asc";
-      return { label: c.label, key: c.key, active, arrow: active ? (desc ? "▼" : "▲") : "", href: `/hosts?${qs({ q, sort: c.key, dir: nextDir })}` };
+      const active = c.key === p.sort;
+      const nextDir = active && !p.desc ? "desc" : "asc";
+      return { label: c.label, key: c.key, active, arrow: active ? (p.desc ? "▼" : "▲") : "", href: link({ sort: c.key, dir: nextDir }) };
     }),
-    q, sort, dir,
-    selfUrl: `/hosts?${qs({ q, sort, dir })}`,
-    total: rows.length, online, offline: rows.length - online - revoked, revoked,
+    q: p.q, sort: p.sort, dir, per,
+    selfUrl: link({ page: p.page > 1 ? String(p.page) : "" }),
+    total: summary.total, online: summary.online, revoked: summary.revoked,
+    offline: summary.total - summary.online - summary.revoked,
+    paged: pages > 1,
+    range: rows.length ? `${first}–${first + rows.length - 1}` : "0",
+    prev: p.page > 1 ? link({ page: p.page - 1 > 1 ? String(p.page - 1) : "" }) : "",
+    next: p.page < pages ? link({ page: String(p.page + 1) }) : "",
+    allUrl: pages > 1 ? link({ per: "all" }) : "",
   };
 }
 
-export function parseFleetQuery(req: ConsoleRequest): { q: string; sort: FleetSort; desc: boolean } {
+export function parseFleetQuery(req: ConsoleRequest): FleetParams {
   const sortRaw = req.query.get("sort") ?? "hostname";
   const sort = (FLEET_SORTS as readonly string[]).includes(sortRaw) ? (sortRaw as FleetSort) : "hostname";
-  return { q: (req.query.get("q") ?? "").trim().slice(0, 100), sort, desc: req.query.get("dir") === "desc" };
+  const page = Number(req.query.get("page") ?? "1");
+  return {
+    q: (req.query.get("q") ?? "").trim().slice(0, 100),
+    sort,
+    desc: req.query.get("dir") === "desc",
+    page: Number.isSafeInteger(page) && page >= 1 && page <= 100_000 ? page : 1,
+    per: req.query.get("per") === "all" ? null : PAGE_SIZE,
+  };
 }
 
 export function fleetRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
@@ -89,9 +101,16 @@ export function fleetRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
     {
       method: "GET", path: "/hosts", access: "hosts.view",
       async handler(req) {
-        const { q, sort, desc } = parseFleetQuery(req);
-        const rows = await fleetOverview(s.sql, { search: q, sort, desc, scopeTags: req.grants!.scopeTags });
-        const view = fleetView(rows, q, sort, desc);
+        const p = parseFleetQuery(req);
+        const scopeTags = req.grants!.scopeTags;
+        const [rows, summary] = await Promise.all([
+          fleetOverview(s.sql, {
+            search: p.q, sort: p.sort, desc: p.desc, scopeTags,
+            ...(p.per === null ? {} : { limit: p.per, offset: (p.page - 1) * p.per }),
+          }),
+          fleetSummary(s.sql, { search: p.q, scopeTags }),
+        ]);
+        const view = fleetView(rows, summary, p);
         if (req.htmx.request && req.htmx.target === "fleet-table") return pages.partial("partials/fleet-table", view);
         return pages.page(req, "pages/fleet", "Fleet", { ...view, canEnroll: req.grants!.permissions.has("agents.enroll") });
       },

@@ -6,7 +6,11 @@ import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
 import { can } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import type { Pages } from "../respond.ts";
-import { agentDetail, hostLogs, inventory, metricRange, seriesNames } from "../../store/postgres/queries-console.ts";
+import { agentDetail, hostLogs, inventory, seriesNames, setAgentTags } from "../../store/postgres/queries-console.ts";
+import { TAG_RE } from "../../auth/roles.ts";
+import { auditRequest } from "../audit-request.ts";
+import { done } from "../respond.ts";
+import { seriesRange } from "../../store/postgres/queries.ts";
 import { lineChart } from "../chart/svg.ts";
 import { ago, isoMinute, isoSecond } from "../format.ts";
 import { toSections } from "./structured-view.ts";
@@ -78,6 +82,8 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           canInventory: can(req, "inventory.view"),
           canProcesses: can(req, "processes.view"),
           canRevoke: can(req, "agents.revoke") && !a.revoked_at,
+          canTag: can(req, "hosts.edit"),
+          tagText: a.tags.join(", "),
           revokeForm: dangerForm(pages, {
             id: "revoke-agent", action: `/agents/${a.id}/revoke`, phrase: a.hostname, button: "Revoke agent", csrf: req.csrf,
             description: "The agent is refused from now on: its frames are rejected and it must be enrolled again.",
@@ -86,6 +92,20 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           inventory: inv ? toSections(inv.data, "System") : [],
           processes: toSections(status?.processes ?? status, "Processes"),
         });
+      },
+    },
+    {
+      method: "POST", path: "/hosts/:id/tags", access: "hosts.edit",
+      async handler(req) {
+        const a = await load(req);
+        if (!a) return pages.notFound(req, `Host ${req.params.id}`);
+        const tags = [...new Set((req.form.get("tags") ?? "").split(/[\s,]+/).map((t) => t.trim()).filter(Boolean))];
+        const bad = tags.filter((t) => !TAG_RE.test(t));
+        if (bad.length) return pages.formErrors(req, [`Bad tags: ${bad.join(", ")}. Tags are 1-64 letters, digits and : . _ = - (e.g. env=prod, group:web).`]);
+        if (tags.length > 32) return pages.formErrors(req, [`${tags.length} tags; at most 32.`]);
+        await setAgentTags(sql, a.id, tags);
+        await auditRequest(sql, req, "config_change", "hosts.tags", `${a.hostname} (agent ${a.id})`, true, { before: a.tags, after: tags });
+        return done(req, `/hosts/${a.id}`);
       },
     },
     {
@@ -98,8 +118,8 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const from = to - RANGES[key]!;
         const names = await seriesNames(sql, a.id);
         const specs = CHARTS.map((c) => ({ c, names: c.pick(names) })).filter((x) => x.names.length > 0);
-        const data = await metricRange(sql, a.id, specs.flatMap((x) => x.names), new Date(from), new Date(to), 240);
-        const byName = new Map(data.map((d) => [d.name, d.points]));
+        const data = await seriesRange(sql, a.id, specs.flatMap((x) => x.names), new Date(from), new Date(to), 240);
+        const byName = new Map(data.map((d) => [d.name, d.t.map((t, i): [number, number] => [t, d.avg[i]!])]));
         const charts = specs.map(({ c, names: ns }) => ({
           svg: lineChart(ns.map((n) => ({ name: shortName(n), points: byName.get(n) ?? [] })), { title: c.title, unit: c.unit, from, to, yMin: 0, yMax: c.yMax }),
         }));

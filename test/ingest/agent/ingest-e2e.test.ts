@@ -45,6 +45,25 @@ describe("ingest over every transport", () => {
   });
 });
 
+describe("mixed batches", () => {
+  test("metrics, logs, security events and inventory in one request commit in one transaction", async () => {
+    const { encodeFrame, packSecurity } = await import("../../../src/ingest/frame/encode.ts");
+    const c = await enroll(s.url, await s.token(), "mixed-1");
+    const sec = encodeFrame(
+      { kind: FrameKind.SecurityEvents, agentId: c.id, seq: ++c.seq, batchId: ++c.batch, createdMs: Date.now(), items: 1 },
+      packSecurity({ events: [{ ts: Date.now(), type: "auth.failure", severity: 5 }] }),
+      c.privateKey,
+    );
+    const r = await post(s.url, [metricsFrame(c, 30, 10, Date.now()), logsFrame(c, 20, Date.now()), sec, mapFrame(c, FrameKind.Inventory, { os: "x" })]);
+    expect(r.status).toBe(200);
+    expect(r.body.acks!.map((x) => x.status)).toEqual(["ok", "ok", "ok", "ok"]);
+    expect(await count("metric_blocks", c.id)).toBe(3);
+    expect(await count("logs", c.id)).toBe(20);
+    expect(await count("security_events", c.id)).toBe(1);
+    expect(await count("inventory_history", c.id)).toBe(1);
+  });
+});
+
 describe("stored values", () => {
   test("metric values and timestamps round-trip exactly", async () => {
     const b = await enroll(s.url, await s.token(), "db-1");

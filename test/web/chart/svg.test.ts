@@ -1,0 +1,26 @@
+import { test, expect } from "bun:test";
+import { lineChart } from "../../../src/web/chart/svg.ts";
+
+test("a line chart is an SVG with one path per series, gaps broken, names escaped", () => {
+  const from = 0, to = 240_000;
+  const svg = lineChart([
+    { name: "<cpu>", points: [[0, 10], [1000, 20], [2000, 30], [200_000, 40]] },
+    { name: "mem", points: [[0, 50]] },
+  ], { title: `CPU "x" <y>`, unit: "%", from, to, yMin: 0, yMax: 100 }).html;
+  expect(svg.startsWith('<svg class="chart" viewBox="0 0 560 180" role="img" aria-label="CPU &quot;x&quot; &lt;y&gt;"')).toBe(true);
+  expect(svg).not.toContain("<cpu>");
+  expect(svg).toContain("&lt;cpu&gt;");
+  const paths = [...svg.matchAll(/<path class="line s(\d)" d="([^"]+)"\/>/g)];
+  expect(paths.map((p) => p[1])).toEqual(["0", "1"]);
+  // the 198 s gap (more than 2.5 buckets of 1 s) starts a new sub-path
+  expect(paths[0]![2]!.match(/M/g)!.length).toBe(2);
+  expect(paths[0]![2]).toMatch(/^M46\.0,144\.8L/); // x = left padding at t = from; y = 10 % of the 132 px plot up from its bottom at 158
+  expect(svg).not.toMatch(/NaN|Infinity|undefined/);
+});
+
+test("an empty range says so instead of drawing nothing", () => {
+  const svg = lineChart([{ name: "cpu", points: [] }], { title: "CPU", from: 0, to: 60_000 }).html;
+  expect(svg).toContain("No data in this range");
+  expect(svg).not.toContain("<path");
+  expect(svg).not.toMatch(/NaN|Infinity/);
+});
