@@ -17,7 +17,7 @@ beforeAll(async () => {
   const glass = await h.userWithRole("admin", "glass");
   await h.db.sql`update console_users set break_glass = true where id = ${glass.userId}`;
   secret = newTotpSecret();
-  await enableTotp(h.db.sql, glass.userId, secret, totpStep(Date.now()) - 2);
+  await enableTotp(h.db.sql, h.services.secrets, glass.userId, secret, totpStep(Date.now()) - 2);
   backup = await newBackupCodes(h.db.sql, glass.userId);
 }, 30_000);
 afterAll(() => h.close());

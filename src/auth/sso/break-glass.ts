@@ -7,6 +7,7 @@
 import type { Sql } from "postgres";
 import { checkLogin, checkSecondFactor, getUserByName, recordLoginFailure, type User } from "../users.ts";
 import type { PasswordPolicy } from "../../settings/console-settings.ts";
+import type { SecretBox } from "../secret-box.ts";
 import type { RequestInfo, SsoAudit } from "./audit-event.ts";
 import type { SsoPolicy } from "./types.ts";
 
@@ -32,6 +33,7 @@ export type BreakGlassResult =
  */
 export async function breakGlassSignIn(
   sql: Sql,
+  secrets: SecretBox,
   audit: SsoAudit,
   policy: SsoPolicy,
   passwordPolicy: PasswordPolicy,
@@ -56,7 +58,7 @@ export async function breakGlassSignIn(
   if (policy.enforced) {
     // A TOTP code only: backup codes do not open the break-glass path.
     const code = input.totp.replace(/\s/g, "");
-    const factor = /^\d{6}$/.test(code) ? await checkSecondFactor(sql, login.user, code) : null;
+    const factor = /^\d{6}$/.test(code) ? await checkSecondFactor(sql, secrets, login.user, code) : null;
     if (!factor) {
       await recordLoginFailure(sql, login.user.id, passwordPolicy);
       await audit({ ...base, actor: { type: "user", id: login.user.id, name: login.user.username }, category: "security_event",

@@ -4,6 +4,8 @@ import { audit, verifyAuditChain } from "../../../src/audit/audit.ts";
 import { createUser, enableTotp } from "../../../src/auth/users.ts";
 import { newTotpSecret, totp, totpStep } from "../../../src/auth/totp.ts";
 import { DEFAULT_SETTINGS } from "../../../src/settings/console-settings.ts";
+import { createSecretBox } from "../../../src/auth/secret-box.ts";
+import { randomBytes } from "node:crypto";
 import { breakGlassSignIn, localLoginGate } from "../../../src/auth/sso/break-glass.ts";
 import type { SsoPolicy } from "../../../src/auth/sso/types.ts";
 
@@ -12,13 +14,14 @@ const enforced: SsoPolicy = { enforced: true, mfa: "trust-idp", requireMfa: fals
 const req = { ip: "198.51.100.4", userAgent: "break-glass-test" };
 let db: TestDb;
 let secret: string;
+const box = createSecretBox(randomBytes(32));
 
 beforeAll(async () => {
   db = await testDatabase(2);
   secret = newTotpSecret();
   const glass = await createUser(db.sql, { username: "glass", password: PW, roleIds: [] }, DEFAULT_SETTINGS.password);
   await db.sql`update console_users set break_glass = true where id = ${glass}`;
-  await enableTotp(db.sql, glass, secret, totpStep(Date.now()) - 2);
+  await enableTotp(db.sql, box, glass, secret, totpStep(Date.now()) - 2);
   const noTotp = await createUser(db.sql, { username: "glass-no-totp", password: PW, roleIds: [] }, DEFAULT_SETTINGS.password);
   await db.sql`update console_users set break_glass = true where id = ${noTotp}`;
   await createUser(db.sql, { username: "plain", password: PW, roleIds: [] }, DEFAULT_SETTINGS.password);
@@ -26,7 +29,7 @@ beforeAll(async () => {
 afterAll(() => db.drop());
 
 const signIn = (username: string, password: string, code: string, policy = enforced) =>
-  breakGlassSignIn(db.sql, (e) => audit(db.sql, e), policy, DEFAULT_SETTINGS.password, { username, password, totp: code }, req);
+  breakGlassSignIn(db.sql, box, (e) => audit(db.sql, e), policy, DEFAULT_SETTINGS.password, { username, password, totp: code }, req);
 const lastEvent = async () => (await db.sql`select category, action, success, actor_name, ip, details from audit_log order by id desc limit 1`)[0];
 
 describe("break-glass local sign-in while SSO is enforced", () => {
