@@ -18,7 +18,7 @@ export function loginFailure(provider: string, reason: string, req: RequestInfo,
     userAgent: req.userAgent,
     category: "authentication",
     action: "sso.login",
-    target: `provider:${provider}`,
+    target: `provider:${provider.slice(0, 64)}`,
     success: false,
     details: { reason, ...details },
   };

@@ -109,7 +109,9 @@ export function createSso(deps: SsoDeps): SsoPlugin {
       const req = deps.requestInfo(request);
       const clear = bindingCookie("", 0);
       try {
-        const done = await finishOidcSignIn(deps, query as Record<string, string>, readCookie(request, OIDC_BINDING_COOKIE), req);
+        const q = query as Record<string, unknown>;
+        const one = (k: string) => (typeof q[k] === "string" ? (q[k] as string) : undefined);
+        const done = await finishOidcSignIn(deps, { code: one("code"), state: one("state"), error: one("error"), error_description: one("error_description") }, readCookie(request, OIDC_BINDING_COOKIE), req);
         return outcomePage(done, [clear]);
       } catch (e) {
         return failed(e, "", req, "", [clear]);
