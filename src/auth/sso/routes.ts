@@ -22,6 +22,7 @@ import { redeemReauthTicket } from "./sign-in.ts";
 import { beginOidcSignIn, finishOidcSignIn, OIDC_BINDING_COOKIE, oidcLogoutUrl, type SignInOutcome } from "./oidc/flow.ts";
 import { beginSamlSignIn, finishSamlSignIn, samlMetadata } from "./saml/flow.ts";
 import { LdapDirectories } from "./ldap/flow.ts";
+import { Counter } from "../../metrics/registry.ts";
 
 function escapeAttr(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
@@ -66,6 +67,8 @@ export interface SsoPlugin {
   plugin: Elysia<any, any, any, any, any, any, any>;
   /** Closes LDAP connection pools. */
   close(): Promise<void>;
+  /** For /metrics: sso_logins_total{kind,result}. */
+  metrics: Array<{ render(): string }>;
 }
 
 export function createSso(deps: SsoDeps): SsoPlugin {
@@ -74,6 +77,8 @@ export function createSso(deps: SsoDeps): SsoPlugin {
   const secure = () => (deps.config.publicUrl.startsWith("https:") ? "; Secure" : "");
   const bindingCookie = (v: string, maxAge: number) => `${OIDC_BINDING_COOKIE}=${v}; Path=/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=${maxAge}${secure()}`;
   const ldap = new LdapDirectories(deps);
+  const logins = new Counter("sso_logins_total", "Sign-ins through an identity provider, by kind (oidc, saml, ldap) and result");
+  const counted = (kind: string, ok: boolean) => logins.inc({ kind, result: ok ? "success" : "failure" });
   const publicOrigin = () => new URL(deps.config.publicUrl).origin;
   /**
    * Login/logout CSRF: browsers say where a POST comes from with Sec-Fetch-Site (and Origin,
@@ -87,7 +92,8 @@ export function createSso(deps: SsoDeps): SsoPlugin {
     return origin ? origin === publicOrigin() : !strict;
   };
 
-  async function failed(e: unknown, provider: string, req: RequestInfo, who = "", cookies: string[] = []): Promise<Response> {
+  async function failed(kind: string, e: unknown, provider: string, req: RequestInfo, who = "", cookies: string[] = []): Promise<Response> {
+    counted(kind, false);
     const err = e instanceof SsoError ? e : new SsoError("internal", "Sign-in failed.", { error: String((e as Error)?.message ?? e).slice(0, 200) });
     if (!(e instanceof SsoError)) console.error(`sso sign-in failed: ${(e as Error)?.stack ?? e}`);
     const p = String(err.details.provider ?? provider);
@@ -102,7 +108,7 @@ export function createSso(deps: SsoDeps): SsoPlugin {
         const { location, bindingValue } = await beginOidcSignIn(deps, provider, query.reauth ? { returnTo: String(query.reauth) } : undefined);
         return redirect(location, [bindingCookie(bindingValue, deps.config.requestTtlSeconds ?? 600)]);
       } catch (e) {
-        return failed(e, provider, deps.requestInfo(request));
+        return failed("oidc", e, provider, deps.requestInfo(request));
       }
     })
     .get("/auth/oidc/callback", async ({ request, query }) => {
@@ -112,9 +118,10 @@ export function createSso(deps: SsoDeps): SsoPlugin {
         const q = query as Record<string, unknown>;
         const one = (k: string) => (typeof q[k] === "string" ? (q[k] as string) : undefined);
         const done = await finishOidcSignIn(deps, { code: one("code"), state: one("state"), error: one("error"), error_description: one("error_description") }, readCookie(request, OIDC_BINDING_COOKIE), req);
+        counted("oidc", true);
         return outcomePage(done, [clear]);
       } catch (e) {
-        return failed(e, "", req, "", [clear]);
+        return failed("oidc", e, "", req, "", [clear]);
       }
     })
     .post("/auth/oidc/logout", async ({ request }) => {
@@ -137,7 +144,7 @@ export function createSso(deps: SsoDeps): SsoPlugin {
       try {
         return redirect(await beginSamlSignIn(deps, provider, query.reauth ? { returnTo: String(query.reauth) } : undefined));
       } catch (e) {
-        return failed(e, provider, deps.requestInfo(request));
+        return failed("saml", e, provider, deps.requestInfo(request));
       }
     })
     .post("/auth/saml/acs", async ({ request }) => {
@@ -145,9 +152,10 @@ export function createSso(deps: SsoDeps): SsoPlugin {
       try {
         const form = await request.formData();
         const done = await finishSamlSignIn(deps, { SAMLResponse: String(form.get("SAMLResponse") ?? ""), RelayState: String(form.get("RelayState") ?? "") }, req);
+        counted("saml", true);
         return outcomePage(done, []);
       } catch (e) {
-        return failed(e, "", req);
+        return failed("saml", e, "", req);
       }
     }, { parse: "none" })
     .get("/auth/sso/reauth", async ({ request, query }) => {
@@ -155,7 +163,7 @@ export function createSso(deps: SsoDeps): SsoPlugin {
       try {
         return redirect(await redeemReauthTicket(deps, request, String(query.ticket ?? ""), req));
       } catch (e) {
-        return failed(e, "", req);
+        return failed("reauth", e, "", req);
       }
     })
     .get("/auth/saml/metadata", async ({ query }) =>
@@ -173,13 +181,14 @@ export function createSso(deps: SsoDeps): SsoPlugin {
         provider = String(form.get("provider") ?? "");
         username = String(form.get("username") ?? "").trim();
         const done = await ldap.signIn(provider, username, String(form.get("password") ?? ""), req);
+        counted("ldap", true);
         return redirect(done.location, [done.setCookie]);
       } catch (e) {
-        return failed(e, provider, req, username.slice(0, 64));
+        return failed("ldap", e, provider, req, username.slice(0, 64));
       }
     }, { parse: "none" });
 
-  return { plugin, close: () => ldap.close() };
+  return { plugin, close: () => ldap.close(), metrics: [logins] };
 }
 
 /** The plugin alone, for composition roots that do not use LDAP pools (or close them elsewhere). */

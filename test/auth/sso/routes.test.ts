@@ -159,6 +159,13 @@ describe.skipIf(!ldapAvailable)("ssoPlugin: LDAP from the login form", () => {
     expect(JSON.stringify(await auditRows(h))).not.toContain("not-bobs");
   });
 
+  test("sign-ins are counted for /metrics", () => {
+    const text = h.sso.metrics.map((m) => m.render()).join("");
+    expect(text).toContain('sso_logins_total{kind="ldap",result="success"} 1');
+    expect(text).toContain('sso_logins_total{kind="ldap",result="failure"} 1');
+    expect(text).toMatch(/sso_logins_total\{kind="oidc",result="success"\} [1-9]/);
+  });
+
   test("a cross-origin form post is refused", async () => {
     expect((await post({ provider: "dir", username: "alice", password: USERS.alice }, "http://evil.test")).status).toBe(403);
     expect((await post({ provider: "dir", username: "alice", password: USERS.alice }, "null")).status).toBe(403);
