@@ -27,6 +27,7 @@ export function consoleSsoDeps(s: ConsoleServices, config: SsoConfig): SsoDeps {
   return {
     sql: s.sql,
     config,
+    secrets: s.secrets,
     audit: (e) => audit(s.sql, e),
     requestInfo,
     async startSession(userId, stage, req) {

@@ -72,7 +72,7 @@ beforeAll(async () => {
 
   op = await startTestOp([{ client_id: "servermind", client_secret: "e2e-secret-e2e-secret-e2e-secret", redirect_uris: [`${server.url}/auth/oidc/callback`], post_logout_redirect_uris: [`${server.url}/login?signed_out=1`] }]);
   op.accounts.set("erin", { preferred_username: "erin", email: "erin@example.test", name: "Erin OIDC", groups: ["sm-admins", "sm-viewers"] });
-  await saveProvider(db.sql, { id: "corp", kind: "oidc", name: "Corp", enabled: true, config: {
+  await saveProvider(db.sql, services.secrets, { id: "corp", kind: "oidc", name: "Corp", enabled: true, config: {
     issuer: op.issuer, clientId: "servermind", clientSecret: "e2e-secret-e2e-secret-e2e-secret", allowHttpLoopback: true, scopes: ["openid", "profile", "email", "groups"],
   } });
   await setGroupMappings(db.sql, "corp", [{ group: "sm-admins", role: "admin" }, { group: "sm-viewers", role: "viewer" }]);
@@ -80,13 +80,13 @@ beforeAll(async () => {
   idp = await startSimpleSamlPhp([spEndpoints(server.url)], {
     sam: { password: "sam-pw", uid: "sam", mail: "sam@example.test", displayName: "Sam SAML", groups: ["sm-admins", "sm-viewers"] },
   });
-  await saveProvider(db.sql, { id: "ssp", kind: "saml", name: "SimpleSAMLphp", enabled: true, config: {
+  await saveProvider(db.sql, services.secrets, { id: "ssp", kind: "saml", name: "SimpleSAMLphp", enabled: true, config: {
     ...importIdpMetadata(await (await fetch(idp.metadataUrl)).text()), usernameAttribute: "uid", emailAttribute: "mail", nameAttribute: "displayName", groupsAttribute: "groups",
   } });
   await setGroupMappings(db.sql, "ssp", [{ group: "sm-admins", role: "admin" }, { group: "sm-viewers", role: "viewer" }]);
 
   slapd = await startSlapd();
-  await saveProvider(db.sql, { id: "dir", kind: "ldap", name: "Corporate directory", enabled: true, config: {
+  await saveProvider(db.sql, services.secrets, { id: "dir", kind: "ldap", name: "Corporate directory", enabled: true, config: {
     url: slapd.ldapUrl, startTls: true, caPem: slapd.caPem, bindDn: slapd.serviceDn, bindPassword: slapd.servicePassword,
     userBase: `ou=people,${BASE}`, userFilter: "(&(objectClass=inetOrgPerson)(uid={username}))",
     groupBase: `ou=groups,${BASE}`, groupFilter: "(objectClass=groupOfNames)", nested: "recursive",

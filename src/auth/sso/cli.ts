@@ -13,6 +13,7 @@
 import type { Sql } from "postgres";
 import { readFileSync } from "node:fs";
 import { audit } from "../../audit/audit.ts";
+import { createSecretBox, loadSecretKey, type SecretBox } from "../secret-box.ts";
 import { listProviders, saveProvider, setGroupMappings, type ProviderKind } from "./providers.ts";
 import { importIdpMetadata } from "./saml/metadata.ts";
 import { loadSsoPolicy, saveSsoPolicy } from "./policy.ts";
@@ -36,7 +37,7 @@ function redact(config: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(config).map(([k, v]) => [k, SECRET_KEYS.test(k) ? "(set)" : k === "idpCerts" || k === "caPem" ? "(certificate)" : v]));
 }
 
-export async function runSsoCli(sql: Sql, args: string[], out: (line: string) => void = console.log): Promise<number> {
+export async function runSsoCli(sql: Sql, secrets: SecretBox, args: string[], out: (line: string) => void = console.log): Promise<number> {
   const changed = (action: string, target: string, details: Record<string, unknown>, category: "config_change" | "user_management" = "config_change") =>
     audit(sql, { actor: { type: "system", name: "cli" }, category, action, target, success: true, details });
   const [noun, verb] = args;
@@ -57,7 +58,7 @@ export async function runSsoCli(sql: Sql, args: string[], out: (line: string) =>
       const xml = /^https?:\/\//.test(src) ? await (await fetch(src, { signal: AbortSignal.timeout(10_000) })).text() : readFileSync(src, "utf8");
       config = { ...config, ...importIdpMetadata(xml) };
     }
-    await saveProvider(sql, { id, kind, name, enabled: true, config });
+    await saveProvider(sql, secrets, { id, kind, name, enabled: true, config });
     await changed("sso.provider.saved", `provider:${id}`, { kind, config: redact(config) });
     out(`provider ${id} (${kind}) saved`);
     return 0;
@@ -110,10 +111,11 @@ export async function runSsoCli(sql: Sql, args: string[], out: (line: string) =>
 if (import.meta.main) {
   const { loadConfig } = await import("../../config.ts");
   const { openDatabase } = await import("../../db.ts");
-  const db = await openDatabase(loadConfig(), () => {});
+  const config = loadConfig();
+  const db = await openDatabase(config, () => {});
   let code = 1;
   try {
-    code = await runSsoCli(db.sql, process.argv.slice(2));
+    code = await runSsoCli(db.sql, createSecretBox(loadSecretKey(config.dataDir)), process.argv.slice(2));
   } catch (e) {
     console.error(`sso: ${(e as Error).message}`);
   } finally {

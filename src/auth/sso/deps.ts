@@ -3,6 +3,7 @@
  * `endSession` and `audit` to its own session and audit modules; nothing here knows Elysia.
  */
 import type { Sql } from "postgres";
+import type { SecretBox } from "../secret-box.ts";
 import type { SsoAudit, RequestInfo } from "./audit-event.ts";
 import type { LoginStage } from "./types.ts";
 import type { LdapPoolOptions } from "./ldap/pool.ts";
@@ -21,6 +22,8 @@ export interface SsoConfig {
 export interface SsoDeps {
   sql: Sql;
   config: SsoConfig;
+  /** Seals provider secrets at rest (the console's SecretBox). */
+  secrets: SecretBox;
   /**
    * Starts a console session for a signed-in user: returns the Set-Cookie header value and where
    * the browser goes next for that stage ("full": the console, "mfa": the TOTP page, "enroll":

@@ -6,6 +6,8 @@ import { testDatabase, type TestDb } from "../../support/db.ts";
 import { syncBuiltinRoles } from "../../../src/auth/roles.ts";
 import { createUser } from "../../../src/auth/users.ts";
 import { DEFAULT_SETTINGS } from "../../../src/settings/console-settings.ts";
+import { createSecretBox } from "../../../src/auth/secret-box.ts";
+import { randomBytes } from "node:crypto";
 import { runSsoCli } from "../../../src/auth/sso/cli.ts";
 import { getProvider } from "../../../src/auth/sso/providers.ts";
 import { loadSsoPolicy } from "../../../src/auth/sso/policy.ts";
@@ -13,7 +15,8 @@ import { loadSsoPolicy } from "../../../src/auth/sso/policy.ts";
 let db: TestDb;
 let dir: string;
 const out: string[] = [];
-const run = (...args: string[]) => runSsoCli(db.sql, args, (l) => out.push(l));
+const box = createSecretBox(randomBytes(32));
+const run = (...args: string[]) => runSsoCli(db.sql, box, args, (l) => out.push(l));
 
 const METADATA = `<?xml version="1.0"?>
 <md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://idp.example.test/meta">
@@ -41,8 +44,15 @@ test("providers, SAML metadata import, mappings, policy and break-glass flags; c
   writeFileSync(join(dir, "oidc.json"), JSON.stringify({ issuer: "https://op.example.test", clientId: "sm", clientSecret: "top-secret-value" }));
   expect(await run("provider", "set", "corp", "oidc", "Corp", "--config", join(dir, "oidc.json"))).toBe(0);
   writeFileSync(join(dir, "idp.xml"), METADATA);
+  const [stored] = await db.sql`select config from sso_providers where id = 'corp'`;
+  expect(stored!.config.clientSecret).toStartWith("v1.");
+  expect(JSON.stringify(stored)).not.toContain("top-secret-value");
+  expect((await getProvider<{ clientSecret: string }>(db.sql, box, "corp"))!.config.clientSecret).toBe("top-secret-value");
+  writeFileSync(join(dir, "bad.json"), JSON.stringify({ url: "http://dir.example.test", bindDn: "cn=x", bindPassword: "p", userBase: "o=x", userFilter: "(uid=*)", groupBase: "o=x", nested: "deep" }));
+  await expect(run("provider", "set", "dir", "ldap", "Dir", "--config", join(dir, "bad.json"))).rejects.toThrow(/url must use ldaps: or ldap:.*userFilter must contain \{username\}.*nested must be/);
+  await expect(run("provider", "set", "Bad Id", "oidc", "X", "--config", join(dir, "oidc.json"))).rejects.toThrow(/provider id/);
   expect(await run("provider", "import-saml", "adfs", "ADFS", "--metadata", join(dir, "idp.xml"))).toBe(0);
-  expect((await getProvider(db.sql, "adfs"))!.config).toEqual({ idpEntityId: "https://idp.example.test/meta", idpSsoUrl: "https://idp.example.test/sso", idpCerts: ["U0lH"] });
+  expect((await getProvider(db.sql, box, "adfs"))!.config).toEqual({ idpEntityId: "https://idp.example.test/meta", idpSsoUrl: "https://idp.example.test/sso", idpCerts: ["U0lH"] });
   expect(await run("map", "corp", "ops=operator", "cn=Auditors,ou=groups=auditor")).toBe(0);
   expect((await db.sql`select external_group from sso_group_mappings order by 1`).map((r) => r.external_group)).toEqual(["cn=Auditors,ou=groups", "ops"]);
   await expect(run("map", "corp", "ops=no-such-role")).rejects.toThrow(/no role named/);
@@ -52,7 +62,7 @@ test("providers, SAML metadata import, mappings, policy and break-glass flags; c
   expect(await run("break-glass", "root-admin", "on")).toBe(0);
   expect((await db.sql`select break_glass from console_users where username = 'root-admin'`)[0]!.break_glass).toBe(true);
   expect(await run("provider", "disable", "corp")).toBe(0);
-  expect(await getProvider(db.sql, "corp")).toBeUndefined();
+  expect(await getProvider(db.sql, box, "corp")).toBeUndefined();
   out.length = 0;
   expect(await run("provider", "list")).toBe(0);
   expect(out).toEqual(["adfs\tsaml\tenabled\tADFS", "corp\toidc\tdisabled\tCorp"]);

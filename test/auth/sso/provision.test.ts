@@ -5,7 +5,7 @@ import { audit, type AuditEvent } from "../../../src/audit/audit.ts";
 import { createUser } from "../../../src/auth/users.ts";
 import { DEFAULT_SETTINGS } from "../../../src/settings/console-settings.ts";
 import { loginStage, normalizeUsername, provisionUser } from "../../../src/auth/sso/provision.ts";
-import { saveProvider, setGroupMappings } from "../../../src/auth/sso/providers.ts";
+import { setGroupMappings } from "../../../src/auth/sso/providers.ts";
 import type { ExternalIdentity, SsoPolicy } from "../../../src/auth/sso/types.ts";
 
 let db: TestDb;
@@ -22,8 +22,7 @@ beforeAll(async () => {
   db = await testDatabase(2);
   await syncBuiltinRoles(db.sql);
   await createRole(db.sql, "web-operators", "", ["hosts.view"], ["group:web"]);
-  await saveProvider(db.sql, { id: "corp", kind: "oidc", name: "Corp", enabled: true, config: {} });
-  await saveProvider(db.sql, { id: "other", kind: "saml", name: "Other", enabled: true, config: {} });
+  await db.sql`insert into sso_providers (id, kind, name) values ('corp', 'oidc', 'Corp'), ('other', 'saml', 'Other')`;
   await setGroupMappings(db.sql, "corp", [
     { group: "ops", role: "operator" },
     { group: "web-team", role: "web-operators" },

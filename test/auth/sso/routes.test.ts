@@ -20,13 +20,13 @@ beforeAll(async () => {
   op = await startTestOp([{ client_id: "servermind", client_secret: "route-secret-route-secret-route-secret", redirect_uris: [CALLBACK], post_logout_redirect_uris: [`${PUBLIC}/login?signed_out=1`] }]);
   op.accounts.set("dana", { preferred_username: "dana", email: "dana@example.test", name: "Dana", groups: ["ops"] });
   const sql = h.console.db.sql;
-  await saveProvider(sql, { id: "corp", kind: "oidc", name: "Corp OIDC", enabled: true, config: {
+  await saveProvider(sql, h.console.services.secrets, { id: "corp", kind: "oidc", name: "Corp OIDC", enabled: true, config: {
     issuer: op.issuer, clientId: "servermind", clientSecret: "route-secret-route-secret-route-secret", allowHttpLoopback: true, scopes: ["openid", "profile", "email", "groups"],
   } });
   await setGroupMappings(sql, "corp", [{ group: "ops", role: "operator" }]);
   if (ldapAvailable) {
     slapd = await startSlapd();
-    await saveProvider(sql, { id: "dir", kind: "ldap", name: "Directory", enabled: true, config: {
+    await saveProvider(sql, h.console.services.secrets, { id: "dir", kind: "ldap", name: "Directory", enabled: true, config: {
       url: slapd.ldapsUrl, caPem: slapd.caPem, bindDn: slapd.serviceDn, bindPassword: slapd.servicePassword,
       userBase: `ou=people,${BASE}`, userFilter: "(&(objectClass=inetOrgPerson)(uid={username}))",
       groupBase: `ou=groups,${BASE}`, groupFilter: "(objectClass=groupOfNames)", nested: "recursive",

@@ -16,7 +16,7 @@ export class LdapDirectories {
   constructor(private readonly deps: SsoDeps) {}
 
   async get(providerId: string): Promise<LdapDirectory> {
-    const p = await getProvider<LdapSettings>(this.deps.sql, providerId, "ldap");
+    const p = await getProvider<LdapSettings>(this.deps.sql, this.deps.secrets, providerId, "ldap");
     if (!p) throw new SsoError("unknown_provider", "This sign-in provider is not configured.", { provider: providerId.slice(0, 40) });
     const json = JSON.stringify(p.config);
     const hit = this.dirs.get(providerId);

@@ -20,7 +20,7 @@ export function oidcRedirectUri(publicUrl: string): string {
 }
 
 export async function oidcSettings(deps: SsoDeps, providerId: string): Promise<OidcSettings> {
-  const p = await getProvider<OidcSettings>(deps.sql, providerId, "oidc");
+  const p = await getProvider<OidcSettings>(deps.sql, deps.secrets, providerId, "oidc");
   if (!p) throw new SsoError("unknown_provider", "This sign-in provider is not configured.", { provider: providerId.slice(0, 40) });
   return p.config;
 }

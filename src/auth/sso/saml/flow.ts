@@ -15,7 +15,7 @@ import { authnRequestUrl, consumeResponse, spEndpoints, spMetadata } from "./ser
 import type { SamlSettings } from "./settings.ts";
 
 export async function samlSettings(deps: SsoDeps, providerId: string): Promise<SamlSettings> {
-  const p = await getProvider<SamlSettings>(deps.sql, providerId, "saml");
+  const p = await getProvider<SamlSettings>(deps.sql, deps.secrets, providerId, "saml");
   if (!p) throw new SsoError("unknown_provider", "This sign-in provider is not configured.", { provider: providerId.slice(0, 40) });
   return p.config;
 }

@@ -25,7 +25,7 @@ beforeAll(async () => {
   });
   const meta = importIdpMetadata(await (await fetch(idp.metadataUrl)).text());
   settings = { ...meta, usernameAttribute: "uid", emailAttribute: "mail", nameAttribute: "displayName", groupsAttribute: "groups" };
-  await saveProvider(h.console.db.sql, { id: "ssp", kind: "saml", name: "SimpleSAMLphp", enabled: true, config: settings });
+  await saveProvider(h.console.db.sql, h.console.services.secrets, { id: "ssp", kind: "saml", name: "SimpleSAMLphp", enabled: true, config: settings });
   await setGroupMappings(h.console.db.sql, "ssp", [{ group: "ops", role: "operator" }, { group: "auditors", role: "auditor" }]);
 }, 30_000);
 afterAll(async () => {
