@@ -43,7 +43,7 @@ const php = (v: unknown): string => {
   return `'${String(v).replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
 };
 
-export async function startSimpleSamlPhp(sps: Array<{ entityId: string; acsUrl: string; signResponse?: boolean; signAssertion?: boolean }>, users: Record<string, SspUser>): Promise<TestIdp> {
+export async function startSimpleSamlPhp(sps: Array<{ entityId: string; acsUrl: string; signResponse?: boolean; signAssertion?: boolean; nameIdFormat?: string }>, users: Record<string, SspUser>): Promise<TestIdp> {
   const dir = mkdtempSync(join(tmpdir(), "servermind-ssp-"));
   for (const d of ["config", "metadata", "cert", "log", "data", "tmp", "sessions"]) mkdirSync(join(dir, d));
   const key = spawnSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "2", "-subj", "/CN=simplesamlphp test idp",
@@ -126,7 +126,7 @@ $metadata[${php(entityId)}] = ${php({
   writeFileSync(join(dir, "metadata", "saml20-sp-remote.php"), `<?php
 ${sps.map((sp) => `$metadata[${php(sp.entityId)}] = ${php({
     AssertionConsumerService: [{ Binding: "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST", Location: sp.acsUrl }],
-    NameIDFormat: "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+    NameIDFormat: sp.nameIdFormat ?? "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
     "simplesaml.nameidattribute": "uid",
     "saml20.sign.response": sp.signResponse ?? true,
     "saml20.sign.assertion": sp.signAssertion ?? true,

@@ -109,9 +109,14 @@ export async function consumeResponse(sql: Sql, providerId: string, s: SamlSetti
     throw new SsoError("saml_replay", "This SAML assertion was already used.", { assertionId: facts.id });
   }
   const username = attr(profile, s.usernameAttribute ?? "uid")[0] ?? profile.nameID;
+  let subject: string | undefined = s.subjectAttribute ? attr(profile, s.subjectAttribute)[0] : profile.nameID;
+  if (!s.subjectAttribute && profile.nameIDFormat === "urn:oasis:names:tc:SAML:2.0:nameid-format:transient") subject = undefined;
+  if (!subject) {
+    throw new SsoError("saml_no_subject", "The identity provider sent no stable identifier for you.", { nameIdFormat: profile.nameIDFormat, subjectAttribute: s.subjectAttribute ?? null });
+  }
   return {
     provider: providerId,
-    subject: profile.nameID,
+    subject,
     username,
     email: attr(profile, s.emailAttribute ?? "mail")[0],
     displayName: attr(profile, s.nameAttribute ?? "displayName")[0],

@@ -16,6 +16,11 @@ export interface SamlSettings extends ProvisioningSettings {
   maxAssertionAgeSeconds?: number;
   /** NameID format to ask for (default: none requested). */
   nameIdFormat?: string;
+  /**
+   * Attribute holding a stable subject (e.g. an employee ID or objectGUID); default: the NameID,
+   * which must then be persistent or otherwise stable (a transient NameID is refused).
+   */
+  subjectAttribute?: string;
   usernameAttribute?: string;
   emailAttribute?: string;
   nameAttribute?: string;

@@ -13,6 +13,7 @@ const available = requireComponent(simpleSamlPhpAvailable(), "SimpleSAMLphp with
 const SP = spEndpoints("http://console.test");
 const SP2 = spEndpoints("http://console2.test");
 const SP3 = spEndpoints("http://console3.test");
+const SP4 = spEndpoints("http://console4.test");
 let h: SsoHarness;
 let idp: TestIdp;
 let settings: SamlSettings;
@@ -20,7 +21,7 @@ let settings: SamlSettings;
 beforeAll(async () => {
   if (!available) return;
   h = await ssoHarness({ publicUrl: "http://console.test" });
-  idp = await startSimpleSamlPhp([SP, { ...SP2, signResponse: false }, { ...SP3, signResponse: true, signAssertion: false }], {
+  idp = await startSimpleSamlPhp([SP, { ...SP2, signResponse: false }, { ...SP3, signResponse: true, signAssertion: false }, { ...SP4, nameIdFormat: "urn:oasis:names:tc:SAML:2.0:nameid-format:transient" }], {
     alice: { password: "alice-pw", uid: "alice", mail: "alice@example.test", displayName: "Alice SAML", groups: ["ops", "auditors"] },
   });
   const meta = importIdpMetadata(await (await fetch(idp.metadataUrl)).text());
@@ -130,6 +131,13 @@ describe.skipIf(!available)("SAML SP against SimpleSAMLphp", () => {
     const e = await consumeResponse(sql, "ssp", settings, SP3, resp).catch((x) => x);
     // the Response signature verified (else "Invalid document signature"); the assertion's is missing
     expect(e).toMatchObject({ reason: "saml_invalid", details: { error: "Invalid signature" } });
+  });
+
+  test("a transient NameID is no subject unless a subject attribute is configured", async () => {
+    const sql = h.console.db.sql;
+    const viaSp4 = async () => (await signInAtSsp(await authnRequestUrl(sql, "ssp", settings, SP4, "rs"), "alice", "alice-pw")).fields.SAMLResponse!;
+    await expect(consumeResponse(sql, "ssp", settings, SP4, await viaSp4())).rejects.toMatchObject({ reason: "saml_no_subject" });
+    expect(await consumeResponse(sql, "ssp", { ...settings, subjectAttribute: "uid" }, SP4, await viaSp4())).toMatchObject({ subject: "alice", username: "alice" });
   });
 
   test("an assertion older than the accepted age is refused", async () => {
