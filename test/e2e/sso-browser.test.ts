@@ -18,7 +18,7 @@ import { loadConfig } from "../../src/config.ts";
 import { startServer, type RunningServer } from "../../src/server.ts";
 import { createSelfSigned } from "../../src/tls/self-signed.ts";
 import { consolePlugin, createServices, startConsole } from "../../src/web/plugin.ts";
-import { consoleSsoDeps } from "../../src/web/sso.ts";
+import { consoleSsoDeps } from "../../src/web/sso/wiring.ts";
 import { createUser } from "../../src/auth/users.ts";
 import { roleIdByName } from "../../src/auth/roles.ts";
 import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
@@ -180,6 +180,28 @@ describe.skipIf(!ready)("SSO in the browser", () => {
     await page.screenshot({ path: `${ARTIFACTS}/sso-oidc-signed-in.png`, fullPage: true });
     expect(await roles("erin")).toEqual(["admin", "viewer"]);
     expect(await status(page, "/users")).toBe(200);
+
+    // an SSO admin has no local password: dangerous changes are confirmed by signing in again at the
+    // IdP (the sign-in itself counts for five minutes, so age it first)
+    await db.sql`update console_sessions set reauth_at = now() - interval '10 minutes' where user_id = (select id from console_users where username = 'erin')`;
+    await page.goto(`${server.url}/sso`);
+    await page.screenshot({ path: `${ARTIFACTS}/sso-admin-page.png`, fullPage: true });
+    await page.fill("#sso-policy input[name=confirm]", "apply sign-in policy");
+    await page.click("#sso-policy button[type=submit]");
+    await page.locator("#sso-policy .form-result", { hasText: "confirm your identity" }).waitFor({ timeout: 5000 });
+    await page.click("#sso-reauth a");
+    await page.waitForURL((u) => u.origin === op.issuer && u.pathname.startsWith("/interaction/"));
+    await page.fill("input[name=login]", "erin");
+    await page.fill("input[name=password]", "any-password");
+    await page.click("button[type=submit]");
+    await page.waitForURL((u) => u.origin === server.url && u.pathname === "/sso", { timeout: 10_000 });
+    await page.selectOption("#sso-policy select[name=mfa]", "require-local");
+    await page.fill("#sso-policy input[name=confirm]", "apply sign-in policy");
+    await page.click("#sso-policy button[type=submit]");
+    await page.waitForURL((u) => u.search === "?saved=policy");
+    const [pol] = await db.sql`select value from console_settings where key = 'sso'`;
+    expect(pol!.value).toMatchObject({ enforced: true, mfa: "require-local" });
+    await saveSsoPolicy(db.sql, { enforced: true, mfa: "trust-idp", requireMfa: false });
     await page.context().close();
 
     op.accounts.get("erin")!.groups = ["sm-viewers"];

@@ -1,11 +1,11 @@
 /**
  * The console harness (test/support/console-app.ts) with the SSO plugin mounted beside it through
- * the real wiring (src/web/sso.ts), driven in-process with `app.handle()`.
+ * the real wiring (src/web/sso/wiring.ts), driven in-process with `app.handle()`.
  */
 import { Elysia } from "elysia";
 import { consoleHarness, type ConsoleHarness } from "./console-app.ts";
 import { createSso, type SsoPlugin } from "../../src/auth/sso/routes.ts";
-import { consoleSsoDeps } from "../../src/web/sso.ts";
+import { consoleSsoDeps } from "../../src/web/sso/wiring.ts";
 import type { SsoConfig } from "../../src/auth/sso/deps.ts";
 
 export interface SsoHarness {

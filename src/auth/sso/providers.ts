@@ -64,9 +64,9 @@ export async function saveProvider(sql: Sql, secrets: SecretBox, p: ProviderReco
 }
 
 /** An enabled provider (of `kind`, when given) with its secrets opened, or undefined. */
-export async function getProvider<C>(sql: Sql, secrets: SecretBox, id: string, kind?: ProviderKind): Promise<ProviderRecord<C> | undefined> {
+export async function getProvider<C>(sql: Sql, secrets: SecretBox, id: string, kind?: ProviderKind, includeDisabled = false): Promise<ProviderRecord<C> | undefined> {
   const [r] = await sql`select id, kind, name, enabled, config from sso_providers where id = ${id}`;
-  if (!r || !r.enabled || (kind && r.kind !== kind)) return undefined;
+  if (!r || (!r.enabled && !includeDisabled) || (kind && r.kind !== kind)) return undefined;
   const config: Record<string, unknown> = { ...r.config };
   for (const f of SECRET_FIELDS) if (typeof config[f] === "string" && config[f]) config[f] = secrets.open(config[f] as string);
   return { id: r.id, kind: r.kind, name: r.name, enabled: r.enabled, config: config as C };
@@ -88,4 +88,11 @@ export async function setGroupMappings(sql: Sql, providerId: string, mappings: A
         on conflict do nothing`;
     }
   });
+}
+
+/** Every mapping, for display: provider, external group, role name. */
+export async function listGroupMappings(sql: Sql): Promise<Array<{ provider_id: string; external_group: string; role: string }>> {
+  const rows = await sql`select m.provider_id, m.external_group, r.name as role from sso_group_mappings m
+    join console_roles r on r.id = m.role_id order by m.provider_id, lower(m.external_group), r.name`;
+  return rows as unknown as Array<{ provider_id: string; external_group: string; role: string }>;
 }

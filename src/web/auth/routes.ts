@@ -9,7 +9,7 @@ import { roleIdByName, userGrants } from "../../auth/roles.ts";
 import { createSession, revokeSession, SESSION_COOKIE, setStage, type SessionStage } from "../../auth/session.ts";
 import { cookie, stagePath } from "../guard.ts";
 import { auditRequest } from "../audit-request.ts";
-import { breakGlassGate, recordBreakGlassUse, ssoSignInOptions } from "../sso.ts";
+import { breakGlassGate, recordBreakGlassUse, ssoSignInOptions } from "../sso/wiring.ts";
 
 function safeNext(next: string | null): string {
   return next && /^\/[A-Za-z0-9/_?=&%.-]*$/.test(next) && !next.startsWith("//") ? next : "/hosts";

@@ -4,15 +4,15 @@
  * address is the one the server recorded. The composition root mounts
  * `createSso(consoleSsoDeps(services, config)).plugin` beside `consolePlugin(deps)`.
  */
-import { audit } from "../audit/audit.ts";
-import { createSession, loadSession, markReauth, revokeSession, SESSION_COOKIE } from "../auth/session.ts";
-import type { SsoConfig, SsoDeps } from "../auth/sso/deps.ts";
-import { loadSsoPolicy } from "../auth/sso/policy.ts";
-import { listProviders } from "../auth/sso/providers.ts";
-import { localLoginGate } from "../auth/sso/break-glass.ts";
-import { clientIp } from "../http/client-ip.ts";
-import type { ConsoleServices } from "./deps.ts";
-import { cookie, stagePath } from "./guard.ts";
+import { audit } from "../../audit/audit.ts";
+import { createSession, loadSession, markReauth, revokeSession, SESSION_COOKIE } from "../../auth/session.ts";
+import type { SsoConfig, SsoDeps } from "../../auth/sso/deps.ts";
+import { loadSsoPolicy } from "../../auth/sso/policy.ts";
+import { listProviders } from "../../auth/sso/providers.ts";
+import { localLoginGate } from "../../auth/sso/break-glass.ts";
+import { clientIp } from "../../http/client-ip.ts";
+import type { ConsoleServices } from "../deps.ts";
+import { cookie, stagePath } from "../guard.ts";
 
 function sessionToken(request: Request): string | undefined {
   for (const part of (request.headers.get("cookie") ?? "").split(";")) {

@@ -1,11 +1,11 @@
 /** The console's password login while SSO is enforced: break-glass accounts only, TOTP only, audited. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { consoleHarness, TEST_IP_HEADER, TEST_PASSWORD, type ConsoleHarness } from "../support/console-app.ts";
-import { PRE_CSRF_COOKIE } from "../../src/web/guard.ts";
-import { SESSION_COOKIE } from "../../src/auth/session.ts";
-import { enableTotp, newBackupCodes } from "../../src/auth/users.ts";
-import { newTotpSecret, totp, totpStep } from "../../src/auth/totp.ts";
-import { saveSsoPolicy, loadSsoPolicy } from "../../src/auth/sso/policy.ts";
+import { consoleHarness, TEST_IP_HEADER, TEST_PASSWORD, type ConsoleHarness } from "../../support/console-app.ts";
+import { PRE_CSRF_COOKIE } from "../../../src/web/guard.ts";
+import { SESSION_COOKIE } from "../../../src/auth/session.ts";
+import { enableTotp, newBackupCodes } from "../../../src/auth/users.ts";
+import { newTotpSecret, totp, totpStep } from "../../../src/auth/totp.ts";
+import { saveSsoPolicy, loadSsoPolicy } from "../../../src/auth/sso/policy.ts";
 
 let h: ConsoleHarness;
 let secret: string;
