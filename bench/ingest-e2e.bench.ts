@@ -27,6 +27,7 @@ import type { LogsBody, MetricsBody } from "../src/ingest/frame/frame.ts";
 import { logsFrame, metricNames, metricsFrame, newKeys, openStream, post, type SimAgent } from "../test/support/sim-agent.ts";
 import { arg, environment, flag, percentile, round, rssMb, cpuSeconds, treeCpuSeconds } from "./support.ts";
 import { readFileSync } from "node:fs";
+import { runClickhouseBench } from "./clickhouse-tier.ts";
 
 const quick = flag("quick");
 const AGENTS = Number(arg("agents", quick ? "200" : "2000"));
@@ -230,6 +231,11 @@ async function main() {
   const logCeilingSecs = await copyCeiling(pg.url, "logs (agent_id, batch_id, ts, severity, source, message)", encodeChunks(logBodies, 50, encodeLogs));
   const [lc] = await sql`select count(*)::bigint as n from logs where agent_id < 1000000000`;
 
+  // --clickhouse: ship what PostgreSQL committed into ClickHouse, against a raw insert of the same rows, and time the range reads on both tiers
+  const clickhouse = flag("clickhouse")
+    ? await runClickhouseBench({ sql, names, historyDays: Number(arg("history-days", quick ? "7" : "30")), maxBatches: Number(arg("ch-batches", "256")), queryRuns: Number(arg("query-runs", quick ? "30" : "100")), log })
+    : undefined;
+
   await server.stop();
   await sql.end();
   await pg.stop();
@@ -267,6 +273,7 @@ async function main() {
     log_lines_per_s: Math.round(LOG_LINES / logRun.seconds),
     log_ceiling_lines_per_s: Math.round(LOG_LINES / logCeilingSecs),
     log_ratio: round(LOG_LINES / logRun.seconds / (LOG_LINES / logCeilingSecs)),
+    ...(clickhouse ? { clickhouse } : {}),
   };
   console.log(JSON.stringify(result));
   if (lost || duplicated || run.rejected) process.exitCode = 1;

@@ -1,21 +1,91 @@
 /**
- * Composition root: read config, open the database, start partition upkeep and the server;
- * on SIGINT/SIGTERM stop them in reverse order.
+ * Composition root: read config, open the database, start partition upkeep, the console's
+ * background work and the server; on SIGINT/SIGTERM stop them in reverse order.
  */
+import type { Sql } from "postgres";
 import { loadConfig } from "./config.ts";
 import { openDatabase } from "./db.ts";
 import { loadOrCreateCert } from "./tls/certs.ts";
 import { startServer } from "./server.ts";
 import { startPartitionUpkeep, timeSeriesTables } from "./store/postgres/partitions.ts";
+import { consolePlugin, startConsole } from "./web/plugin.ts";
+import { loadClickhouseConfig, startClickhouseTier } from "./store/clickhouse/tier.ts";
+import { createClickhouseQueries } from "./store/clickhouse/queries.ts";
+import { createQueryRouter, routedRangeStore } from "./store/query-router.ts";
+import { postgresRangeStore } from "./store/range.ts";
+import { startClusterBus } from "./cluster/bus.ts";
+import { createIngestMetrics } from "./metrics/registry.ts";
+import { commandDispatcher, startCommandReplies } from "./cluster/command-replies.ts";
+import { loadOrCreateCommandKey } from "./security/command-key.ts";
+import { consumeScanEvents } from "./security/posture.ts";
+import { runAutoRemediation } from "./security/auto-remediate.ts";
+import { scoreHost } from "./security/score.ts";
+import type { CommandDeps } from "./security/issue.ts";
+import { securityConsoleRoutes } from "./web/security/routes.ts";
+import { audit } from "./audit/audit.ts";
+import { downloadsPlugin } from "./downloads/routes.ts";
+import { resolve } from "node:path";
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  const chConfig = loadClickhouseConfig();
   const db = await openDatabase(config);
   const upkeep = startPartitionUpkeep(db.sql, timeSeriesTables(config.retentionMetricsDays, config.retentionLogsDays));
   await upkeep.ready;
   const cert = loadOrCreateCert({ certFile: config.tlsCert, keyFile: config.tlsKey, dataDir: config.dataDir, names: config.tlsNames });
   if (cert.generated) console.log(`generated a self-signed certificate: ${cert.path}`);
-  const server = startServer({ config, sql: db.sql, cert });
+  const metrics = createIngestMetrics();
+  const extraMetrics: Array<{ render(): string }> = [];
+  const tier = chConfig.url
+    ? await startClickhouseTier({
+        sql: db.sql, url: chConfig.url, maxBatches: chConfig.shipBatches,
+        retentionMetricsDays: chConfig.retentionDays, retentionLogsDays: chConfig.retentionDays, writeErrors: metrics.writeErrors,
+      })
+    : undefined;
+  if (tier) {
+    extraMetrics.push(...tier.metrics, ...tier.gauges);
+    console.log("ClickHouse tier on: committed metrics and logs are shipped from PostgreSQL");
+  }
+  let fleetSize = 0;
+  const countFleet = async () => {
+    fleetSize = Number((await db.sql`select count(*)::int as n from agents where revoked_at is null`)[0]!.n);
+  };
+  await countFleet();
+  const fleetTimer = setInterval(() => void countFleet().catch(() => {}), 60_000);
+  const router = createQueryRouter({
+    postgres: postgresRangeStore(db.sql),
+    clickhouse: tier && createClickhouseQueries(tier.ch, db.sql),
+    lagSeconds: () => tier?.shipper.lagSeconds ?? 0,
+    pgMetricsDays: config.retentionMetricsDays,
+    pgLogsDays: config.retentionLogsDays,
+    fleetSize: () => fleetSize,
+  });
+  // Security: commands to agents are signed with the server's command key, travel down the
+  // agent's stream through whichever node holds it, and their answers come back the same way.
+  const commandKey = loadOrCreateCommandKey(config.dataDir);
+  const replies = await startCommandReplies(db.sql);
+  let bus: Awaited<ReturnType<typeof startClusterBus>> | undefined;
+  const commandDeps: CommandDeps = {
+    sql: db.sql,
+    commandKey: commandKey.privateKey,
+    audit: (e) => audit(db.sql, e).then(() => {}),
+    dispatch: (agentId, command) => commandDispatcher(bus!, replies)(agentId, command),
+  };
+  const securityDeps = { ...commandDeps, principal: async () => null };
+  const consoleDeps = {
+    sql: db.sql, config, dataDir: config.dataDir, serverFingerprint: cert.fingerprint,
+    ranges: routedRangeStore(router), extraRoutes: securityConsoleRoutes(securityDeps),
+  };
+  const consoleRuntime = await startConsole(consoleDeps);
+  const downloads = downloadsPlugin({ distDir: resolve(process.env.SERVERMIND_AGENT_DIST || "dist/agent"), certPem: cert.cert });
+  const server = startServer({
+    config, sql: db.sql, cert, metrics, extraMetrics, commandKey: commandKey.publicKeyB64,
+    plugins: [consolePlugin(consoleDeps), downloads],
+  });
+  bus = await startClusterBus({ sql: db.sql, streams: server.ingest.deps.streams!, directory: server.ingest.deps.directory });
+  server.ingest.deps.onCommandResult = (agentId, id, result) => replies.deliver(agentId, id, result);
+  extraMetrics.push(...bus.metrics);
+  const securityJobs = startSecurityJobs(db.sql, commandDeps);
   console.log(`ServerMind listening on ${server.url} (TLS 1.3; HTTP/1.1, HTTP/2${config.http3 ? ", HTTP/3" : ""}, WSS)`);
   console.log(`server certificate SHA-256 fingerprint (pin it in agents): ${cert.fingerprint}`);
 
@@ -24,13 +94,47 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     console.log(`${signal}: stopping`);
-    await server.stop();
-    upkeep.stop();
-    await db.close();
-    process.exit(0);
+    const steps: Array<[string, () => unknown]> = [
+      ["security jobs", () => securityJobs.stop()],
+      ["command replies", () => replies.stop()],
+      ["cluster bus", () => bus!.stop()],
+      ["server", () => server.stop()],
+      ["ClickHouse tier", () => tier?.stop()],
+      ["console", () => consoleRuntime.stop()],
+      ["partition upkeep", () => upkeep.stop()],
+      ["database", () => db.close()],
+    ];
+    clearInterval(fleetTimer);
+    let failed = false;
+    for (const [name, step] of steps) {
+      try {
+        await step();
+      } catch (e) {
+        failed = true;
+        console.error(`stopping ${name} failed: ${e instanceof Error ? e.message : e}`);
+      }
+    }
+    process.exit(failed ? 1 : 0);
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+/** Turns shipped CIS scans into posture, runs enabled auto-remediation, and scores hosts. */
+function startSecurityJobs(sql: Sql, deps: CommandDeps) {
+  const every = (ms: number, job: () => Promise<unknown>, name: string) =>
+    setInterval(() => void job().catch((e) => console.error(`${name} failed: ${e instanceof Error ? e.message : e}`)), ms);
+  const timers = [
+    every(30_000, async () => {
+      await consumeScanEvents(sql);
+      await runAutoRemediation(deps);
+    }, "security posture job"),
+    every(15 * 60_000, async () => {
+      const agents = await sql<{ id: string }[]>`select id from agents where revoked_at is null`;
+      for (const a of agents) await scoreHost(sql, Number(a.id));
+    }, "security score job"),
+  ];
+  return { stop: () => timers.forEach(clearInterval) };
 }
 
 main().catch((e) => {

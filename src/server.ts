@@ -14,6 +14,7 @@ import { createStreamHandler, type StreamData } from "./ingest/agent/stream.ts";
 import { setClientIp } from "./http/client-ip.ts";
 import { createIngestHandler } from "./ingest/agent/http.ts";
 import type { ServerCert } from "./tls/certs.ts";
+import type { IngestMetrics } from "./metrics/registry.ts";
 
 /** TLS 1.3 (0x0304): older handshakes are refused with a protocol_version alert. */
 export const TLS_MIN_VERSION = 0x0304;
@@ -33,12 +34,18 @@ export interface StartOptions {
   cert: ServerCert;
   /** Extra feature plugins (console, downloads), mounted after ingest. */
   plugins?: AnyElysia[];
+  /** The ingest metrics registry, when the caller shares it (e.g. with the ClickHouse tier). */
+  metrics?: IngestMetrics;
+  /** The server's command public key (base64), returned to agents at enrollment. */
+  commandKey?: string;
+  /** More metrics for /metrics (ClickHouse tier, cluster bus); read at each scrape, so it may grow later. */
+  extraMetrics?: Array<{ render(): string }>;
 }
 
 export function startServer(o: StartOptions): RunningServer {
-  const ingest = createIngest(o.sql, o.config);
+  const ingest = createIngest(o.sql, o.config, o.metrics);
   const app = createApp([
-    ingestRoutes({ sql: o.sql, ingest, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes }),
+    ingestRoutes({ sql: o.sql, ingest, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes, extraMetrics: o.extraMetrics, commandKey: o.commandKey }),
     ...(o.plugins ?? []),
   ]);
   const handleIngest = createIngestHandler(ingest.deps, o.config.maxRequestBytes);

@@ -70,3 +70,42 @@ test("with DATABASE_URL the server uses that PostgreSQL and starts no embedded o
     await db.drop();
   }
 }, 60_000);
+
+test("with CLICKHOUSE_URL the server ships committed metrics to ClickHouse and reports it at /metrics", async () => {
+  const { requireComponent } = await import("./support/ci.ts");
+  const { hasClickhouse, startTestClickhouse } = await import("./support/clickhouse.ts");
+  if (!requireComponent(hasClickhouse, "clickhouse-server (Debian package clickhouse-server)")) return;
+  const { testDatabase } = await import("./support/db.ts");
+  const { enroll, metricsFrame, post } = await import("./support/sim-agent.ts");
+  const { createActivationToken } = await import("../src/ingest/agent/enroll.ts");
+  const ch = await startTestClickhouse();
+  const db = await testDatabase(2);
+  const dir = mkdtempSync(join(tmpdir(), "servermind-main-"));
+  const port = await freePort();
+  const env = { ...process.env, DATABASE_URL: db.url, CLICKHOUSE_URL: ch.url, SERVERMIND_DATA: dir, SERVERMIND_PORT: String(port), SERVERMIND_HOST: "127.0.0.1" };
+  const child = spawn(process.execPath, ["src/main.ts"], { env, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (out += d));
+  try {
+    const deadline = Date.now() + 30_000;
+    while (!out.includes("fingerprint") && Date.now() < deadline) await Bun.sleep(100);
+    expect(out).toContain("ClickHouse tier on");
+    const url = `https://127.0.0.1:${port}`;
+    const a = await enroll(url, (await createActivationToken(db.sql, { createdBy: "test" })).token, "ch-1");
+    expect((await post(url, metricsFrame(a, 20, 10, Date.now()))).status).toBe(200);
+    let shipped = "";
+    for (let i = 0; i < 100 && !/^clickhouse_shipped_batches_total [1-9]/m.test(shipped); i++) {
+      await Bun.sleep(200);
+      shipped = await (await fetch(`${url}/metrics`, { tls: { rejectUnauthorized: false } })).text();
+    }
+    expect(shipped).toMatch(/^clickhouse_shipped_batches_total [1-9]/m);
+    expect(shipped).toMatch(/^cluster_/m);
+  } finally {
+    child.kill("SIGTERM");
+    await new Promise((r) => child.once("exit", r));
+    rmSync(dir, { recursive: true, force: true });
+    await db.drop();
+    await ch.close();
+  }
+}, 90_000);

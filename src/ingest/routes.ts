@@ -24,6 +24,9 @@ export interface IngestRoutesOptions {
   ingest: Ingest;
   fingerprint: string;
   maxRequestBytes: number;
+  extraMetrics?: Array<{ render(): string }>;
+  /** The server's command public key (base64), handed to agents at enrollment. */
+  commandKey?: string;
 }
 
 export function ingestRoutes(o: IngestRoutesOptions) {
@@ -41,7 +44,7 @@ export function ingestRoutes(o: IngestRoutesOptions) {
             throw new EnrollError(400, "bad_request", "enrollment body is not valid JSON");
           }
           const { agentId } = await enrollAgent(o.sql, parseEnrollRequest(body));
-          return json({ agentId, fingerprint: o.fingerprint });
+          return json({ agentId, fingerprint: o.fingerprint, ...(o.commandKey ? { commandKey: o.commandKey } : {}) });
         } catch (e) {
           if (e instanceof EnrollError) return json({ error: { code: e.code, message: e.message } }, e.status);
           if (e instanceof BodyTooLarge) return json({ error: { code: "too_large", message: "enrollment body over 16 KiB" } }, 413);
@@ -52,7 +55,7 @@ export function ingestRoutes(o: IngestRoutesOptions) {
     )
     .get("/metrics", () => {
       const m = deps.metrics;
-      const text = renderMetrics([...Object.values(m), ...o.ingest.gauges]);
+      const text = renderMetrics([...Object.values(m), ...o.ingest.gauges, ...(o.extraMetrics ?? [])]);
       return new Response(text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
     })
     .get("/healthz", async () => {

@@ -13,6 +13,7 @@ import { DEFAULT_LIMITS, type FrameLimits } from "./frame/frame.ts";
 import { createIngestMetrics, Gauge, type IngestMetrics } from "../metrics/registry.ts";
 import type { IngestDeps } from "./agent/handler.ts";
 import type { StreamDeps } from "./agent/stream.ts";
+import { StreamRegistry } from "./agent/stream-registry.ts";
 
 export interface Ingest {
   deps: StreamDeps;
@@ -48,7 +49,7 @@ export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = 
   });
   const gate = new Gate({ maxConcurrent: 64, maxWaitMs: 2000, maxWaiters: 1024, hasRoom: () => batcher.hasRoom() });
   state.start();
-  const deps: StreamDeps & IngestDeps = { directory, batcher, state, metrics, limits, gate };
+  const deps: StreamDeps & IngestDeps = { directory, batcher, state, metrics, limits, gate, streams: new StreamRegistry() };
   const gauges = [
     new Gauge("batch_pending_bytes", "Bytes of accepted frames not yet committed.", () => batcher.pendingBytes),
     new Gauge("batch_queue_depth", "Batches queued or being written.", () => batcher.queuedBatches),

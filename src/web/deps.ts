@@ -4,6 +4,8 @@ import type { Config } from "../config.ts";
 import type { Renderer } from "./render.ts";
 import type { SettingsStore } from "../settings/console-settings.ts";
 import type { SecretBox } from "../auth/secret-box.ts";
+import type { RangeStore } from "../store/range.ts";
+import type { ConsoleRoute } from "./route.ts";
 
 export interface ConsoleDeps {
   sql: Sql;
@@ -18,6 +20,16 @@ export interface ConsoleDeps {
   clientIp?: (req: Request) => string | undefined | null;
   /** Where `npm run build:agent` wrote the binaries and SHA256SUMS (default dist/agent). */
   agentDistDir?: string;
+  /**
+   * Where host charts read ranges: the tier router (PostgreSQL or ClickHouse) when the
+   * composition root has one; PostgreSQL directly otherwise.
+   */
+  ranges?: RangeStore;
+  /**
+   * Routes of other features (security posture, remediation) served through the console's
+   * guard: session, permission, CSRF and dangerous-operation checks apply to them too.
+   */
+  extraRoutes?: ConsoleRoute[];
 }
 
 export interface ConsoleServices extends ConsoleDeps {

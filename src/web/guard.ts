@@ -178,6 +178,7 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
   /** Typed confirmation plus re-authentication within the last five minutes. */
   async function checkDanger(route: ConsoleRoute, req: ConsoleRequest): Promise<string | null> {
     const phrase = await route.dangerous!.phrase(req);
+    if (phrase === null) return null;
     const typed = (req.form.get("confirm") ?? "").trim();
     if (typed !== phrase) return `Type ${phrase} exactly to confirm this action.`;
     const session = req.session!;

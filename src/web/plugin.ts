@@ -55,6 +55,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...auditRoutes(s, pages),
     ...settingsRoutes(s, pages),
     ...ssoAdminRoutes(s, pages),
+    ...(s.extraRoutes ?? []),
   ];
 }
 

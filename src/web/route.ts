@@ -11,8 +11,11 @@ import type { Grants } from "../auth/roles.ts";
 export type Access = "public" | "signed-in" | (string & {});
 
 export interface DangerSpec {
-  /** The phrase the user must type, computed from the request (e.g. the username being deleted). */
-  phrase(req: ConsoleRequest): string | Promise<string>;
+  /**
+   * The phrase the user must type, computed from the request (e.g. the username being deleted);
+   * null when this particular request is harmless (a dry run) and needs no confirmation.
+   */
+  phrase(req: ConsoleRequest): string | null | Promise<string | null>;
 }
 
 export interface ConsoleRequest {

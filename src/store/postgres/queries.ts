@@ -97,7 +97,10 @@ function literalLike(text: string): string {
   return "%" + text.replace(/[\\%_]/g, (c) => "\\" + c) + "%";
 }
 
-/** One host's log lines in [from, to), newest first, optionally containing `text` (case-insensitive). */
+/**
+ * One host's log lines in [from, to), newest first (ties by severity, source, message in byte
+ * order, so both tiers page alike), optionally containing `text` (case-insensitive).
+ */
 export async function searchLogs(sql: Sql, o: { agentId: number; from: Date; to: Date; text?: string; limit?: number }): Promise<LogLine[]> {
   const limit = Math.min(Math.max(1, o.limit ?? 200), 5000);
   const text = o.text?.trim() ?? "";
@@ -105,5 +108,5 @@ export async function searchLogs(sql: Sql, o: { agentId: number; from: Date; to:
     select ts, severity, source, message from logs
     where agent_id = ${o.agentId} and ts >= ${o.from} and ts < ${o.to}
       ${text ? sql`and message ilike ${literalLike(text)}` : sql``}
-    order by ts desc limit ${limit}`;
+    order by ts desc, severity, source collate "C", message collate "C" limit ${limit}`;
 }

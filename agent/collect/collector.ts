@@ -1,0 +1,65 @@
+/**
+ * The contract every metric collector implements, and the one place that reads host files
+ * under the injectable root (so tests feed recorded /proc and /sys data).
+ * A collector only sees `emit`; it never knows about frames, the spool or the network.
+ */
+import { readdirSync, readFileSync, statfsSync } from "node:fs";
+import { join } from "node:path";
+
+export type Emit = (name: string, value: number) => void;
+
+export interface MetricCollector {
+  readonly name: string;
+  /** Reads the host once and emits samples. Throws only for a broken host; the runner counts it. */
+  collect(emit: Emit): void;
+}
+
+export interface HostFs {
+  readonly root: string;
+  /** Text of `path` under the root, undefined when missing or unreadable. */
+  read(path: string): string | undefined;
+  list(path: string): string[];
+  /** Filesystem usage of the mount point `path` (under the root). */
+  statfs(path: string): { total: number; free: number; avail: number; files: number; filesFree: number } | undefined;
+}
+
+export interface CollectorOptions {
+  fs: HostFs;
+  /** Clock in ms, injected so rate tests advance time instead of sleeping. */
+  now: () => number;
+}
+
+export function createHostFs(root: string): HostFs {
+  const at = (p: string) => join(root, p);
+  return {
+    root,
+    read(p) {
+      try {
+        return readFileSync(at(p), "utf8");
+      } catch {
+        return undefined;
+      }
+    },
+    list(p) {
+      try {
+        return readdirSync(at(p));
+      } catch {
+        return [];
+      }
+    },
+    statfs(p) {
+      try {
+        const s = statfsSync(at(p));
+        return { total: s.blocks * s.bsize, free: s.bfree * s.bsize, avail: s.bavail * s.bsize, files: s.files, filesFree: s.ffree };
+      } catch {
+        return undefined;
+      }
+    },
+  };
+}
+
+/** Rate per second between two readings of a monotonic counter; undefined on the first reading or a reset. */
+export function rate(prev: number | undefined, cur: number, dtSec: number): number | undefined {
+  if (prev === undefined || dtSec <= 0 || cur < prev) return undefined;
+  return (cur - prev) / dtSec;
+}

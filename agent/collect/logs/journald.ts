@@ -1,0 +1,136 @@
+/**
+ * Follows the systemd journal through `journalctl -o json --follow`. Lines are buffered up to a
+ * bound (overflow is counted, never silent); the cursor of the last line handed out is saved
+ * by `commit()` once those lines are in the spool, and the next start resumes after it.
+ */
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { clampMessage, type LogLine } from "./line.ts";
+
+export interface JournalTailOptions {
+  cursorPath: string;
+  /** argv[0]; default "journalctl" looked up on PATH. */
+  journalctl?: string;
+  maxBuffered?: number;
+}
+
+export interface JournalTail {
+  poll(): LogLine[];
+  commit(): void;
+  /** Lines dropped because the buffer was full. */
+  dropped(): number;
+  running(): boolean;
+  close(): void;
+}
+
+/** Decodes one `journalctl -o json` record; undefined for anything that is not a usable entry. */
+export function parseJournalRecord(line: string): (LogLine & { cursor: string }) | undefined {
+  let r: Record<string, unknown>;
+  try {
+    r = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  if (!r || typeof r !== "object" || typeof r.__CURSOR !== "string") return undefined;
+  let message = r.MESSAGE;
+  // binary-unsafe messages arrive as arrays of byte values
+  if (Array.isArray(message)) message = Buffer.from(message.filter((b) => typeof b === "number")).toString("utf8");
+  if (typeof message !== "string") return undefined;
+  const us = Number(r.__REALTIME_TIMESTAMP);
+  const prio = Number(r.PRIORITY);
+  const source = String(r._SYSTEMD_UNIT ?? r.SYSLOG_IDENTIFIER ?? r._COMM ?? "journal");
+  return {
+    ts: Number.isFinite(us) ? Math.floor(us / 1000) : Date.now(),
+    severity: Number.isInteger(prio) && prio >= 0 && prio <= 7 ? prio : 6,
+    source: `journal:${source}`.slice(0, 200),
+    message: clampMessage(message),
+    cursor: r.__CURSOR,
+  };
+}
+
+export function journalctlAvailable(bin = "journalctl"): boolean {
+  try {
+    const p = Bun.spawnSync([bin, "--version"], { stdout: "ignore", stderr: "ignore", timeout: 5000 });
+    return p.exitCode === 0;
+  } catch {
+    return false;
+  }
+}
+
+export function createJournalTail(opts: JournalTailOptions): JournalTail {
+  const max = opts.maxBuffered ?? 50_000;
+  let buffered: Array<LogLine & { cursor: string }> = [];
+  let handedCursor: string | undefined;
+  let drops = 0;
+  let closed = false;
+  let alive = false;
+  let restartDelay = 1000;
+  let proc: ReturnType<typeof Bun.spawn> | undefined;
+
+  const start = () => {
+    if (closed) return;
+    let cursor: string | undefined;
+    try {
+      if (existsSync(opts.cursorPath)) cursor = readFileSync(opts.cursorPath, "utf8").trim() || undefined;
+    } catch {
+      cursor = undefined;
+    }
+    const args = [opts.journalctl ?? "journalctl", "-o", "json", "--follow", "--no-pager"];
+    if (cursor) args.push(`--after-cursor=${cursor}`);
+    else args.push("--lines=0");
+    try {
+      proc = Bun.spawn(args, { stdout: "pipe", stderr: "ignore", stdin: "ignore" });
+    } catch {
+      setTimeout(start, (restartDelay = Math.min(restartDelay * 2, 60_000))).unref();
+      return;
+    }
+    alive = true;
+    const p = proc;
+    (async () => {
+      const decoder = new TextDecoder();
+      let rest = "";
+      for await (const chunk of p.stdout as ReadableStream<Uint8Array>) {
+        rest += decoder.decode(chunk, { stream: true });
+        let nl: number;
+        while ((nl = rest.indexOf("\n")) >= 0) {
+          const rec = parseJournalRecord(rest.slice(0, nl));
+          rest = rest.slice(nl + 1);
+          if (!rec) continue;
+          if (buffered.length >= max) {
+            drops++;
+            continue;
+          }
+          buffered.push(rec);
+        }
+        if (rest.length > 1 << 20) rest = "";
+      }
+    })()
+      .catch(() => {})
+      .finally(async () => {
+        await p.exited;
+        alive = false;
+        if (!closed) setTimeout(start, (restartDelay = Math.min(restartDelay * 2, 60_000))).unref();
+      });
+  };
+  start();
+
+  return {
+    poll() {
+      const out = buffered;
+      buffered = [];
+      if (out.length) handedCursor = out[out.length - 1]!.cursor;
+      return out.map(({ cursor: _c, ...l }) => l);
+    },
+    commit() {
+      if (!handedCursor) return;
+      const tmp = opts.cursorPath + ".tmp";
+      writeFileSync(tmp, handedCursor);
+      renameSync(tmp, opts.cursorPath);
+    },
+    dropped: () => drops,
+    running: () => alive,
+    close() {
+      closed = true;
+      proc?.kill();
+    },
+  };
+}

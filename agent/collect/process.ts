@@ -1,0 +1,153 @@
+/**
+ * The Collector process: metrics on wall-clock-aligned ticks, log lines every logsMs, the
+ * inventory at start and every inventoryMs, all handed to Platform through the outbox.
+ *
+ * Ticks are aligned to multiples of the interval and the last emitted tick is remembered, so a
+ * restarted Collector (kill -9) continues on the same grid: the tick it missed while down is
+ * emitted at once after start, measured over a short priming interval.
+ */
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { packLogs, packMap, packMetrics } from "../../src/ingest/frame/encode.ts";
+import { FrameKind } from "../../src/ingest/frame/frame.ts";
+import { agentPaths, type AgentConfig } from "../config.ts";
+import { createHostFs, type MetricCollector } from "./collector.ts";
+import { createMetricCollectors } from "./registry.ts";
+import { createFileTail } from "./logs/files.ts";
+import { createJournalTail, journalctlAvailable } from "./logs/journald.ts";
+import { toLogsBody } from "./logs/batch.ts";
+import type { LogLine } from "./logs/line.ts";
+import { collectInventory, runCommand } from "./inventory/index.ts";
+import { createOutbox } from "./outbox.ts";
+
+const MAX_LINES_PER_FRAME = 1000;
+const PRIMING_MS = 250;
+
+export function collectMetrics(collectors: MetricCollector[], errors: Map<string, number>): { names: string[]; values: number[] } {
+  const names: string[] = [];
+  const values: number[] = [];
+  const seen = new Set<string>();
+  for (const c of collectors) {
+    try {
+      c.collect((n, v) => {
+        if (seen.has(n) || n.length > 512 || !Number.isFinite(v)) return;
+        seen.add(n);
+        names.push(n);
+        values.push(v);
+      });
+    } catch {
+      errors.set(c.name, (errors.get(c.name) ?? 0) + 1);
+    }
+  }
+  return { names, values };
+}
+
+export async function runCollector(c: AgentConfig): Promise<() => Promise<void>> {
+  const p = agentPaths(c);
+  const log = (m: string) => console.error(`collector: ${m}`);
+  const fs = createHostFs(c.root);
+  const collectors = createMetricCollectors({ fs, now: Date.now });
+  const errors = new Map<string, number>();
+  const outbox = createOutbox({ socketPath: p.collectorSocket, log });
+  const tickFile = join(p.collectorDir, "last-tick");
+  let lastTick = 0;
+  try {
+    lastTick = Number(readFileSync(tickFile, "utf8")) || 0;
+  } catch {
+    lastTick = 0;
+  }
+
+  const emitTick = (tick: number) => {
+    const { names, values } = collectMetrics(collectors, errors);
+    const st = outbox.stats();
+    names.push("agent.outbox_dropped_batches");
+    values.push(st.dropped);
+    for (const [name, n] of errors) {
+      names.push(`agent.collector_errors{collector="${name}"}`);
+      values.push(n);
+    }
+    if (names.length === 0) return;
+    const ts = Float64Array.of(tick);
+    outbox.push({
+      kind: FrameKind.Metrics, items: names.length, createdMs: tick,
+      body: packMetrics({ ts, names, values: Float64Array.from(values) }),
+      commit: () => {
+        try {
+          writeFileSync(tickFile + ".tmp", String(tick));
+          renameSync(tickFile + ".tmp", tickFile);
+        } catch {
+          /* the grid is only an optimisation */
+        }
+      },
+    });
+    lastTick = tick;
+  };
+
+  // prime the rate-based collectors, then emit the tick we are in if it was never emitted
+  collectMetrics(collectors, new Map());
+  const align = (t: number) => Math.floor(t / c.intervalMs) * c.intervalMs;
+  let timer: Timer | undefined;
+  let stopped = false;
+  const schedule = () => {
+    if (stopped) return;
+    const next = align(Date.now()) + c.intervalMs;
+    timer = setTimeout(() => {
+      const tick = align(Date.now());
+      if (tick > lastTick) emitTick(tick);
+      schedule();
+    }, Math.max(0, next - Date.now()));
+  };
+  await Bun.sleep(PRIMING_MS);
+  const current = align(Date.now());
+  if (current > lastTick) emitTick(current);
+  schedule();
+
+  // logs
+  const files = createFileTail({ paths: c.logFiles, statePath: join(p.collectorDir, "log-offsets.json") });
+  const journal = c.journald && journalctlAvailable() ? createJournalTail({ cursorPath: join(p.collectorDir, "journal-cursor") }) : undefined;
+  const flushLogs = () => {
+    let lines: LogLine[];
+    try {
+      lines = [...files.poll(), ...(journal?.poll() ?? [])];
+    } catch (e) {
+      errors.set("logs", (errors.get("logs") ?? 0) + 1);
+      log(`log poll failed: ${e instanceof Error ? e.message : e}`);
+      return;
+    }
+    for (let i = 0; i < lines.length; i += MAX_LINES_PER_FRAME) {
+      const chunk = lines.slice(i, i + MAX_LINES_PER_FRAME);
+      const last = i + MAX_LINES_PER_FRAME >= lines.length;
+      outbox.push({
+        kind: FrameKind.Logs, items: chunk.length, createdMs: Date.now(), body: packLogs(toLogsBody(chunk)),
+        // offsets advance only with the last chunk of a poll, once everything before it is spooled
+        commit: last ? () => { files.commit(); journal?.commit(); } : undefined,
+      });
+    }
+  };
+  const logTimer = setInterval(flushLogs, c.logsMs);
+
+  // inventory
+  const sendInventory = () => {
+    try {
+      const inv = collectInventory({ fs, run: c.root === "/" ? runCommand : () => undefined });
+      outbox.push({ kind: FrameKind.Inventory, items: 1, createdMs: Date.now(), body: packMap(inv as unknown as Record<string, unknown>) });
+    } catch (e) {
+      errors.set("inventory", (errors.get("inventory") ?? 0) + 1);
+      log(`inventory failed: ${e instanceof Error ? e.message : e}`);
+    }
+  };
+  sendInventory();
+  const invTimer = setInterval(sendInventory, c.inventoryMs);
+
+  return async () => {
+    stopped = true;
+    clearTimeout(timer);
+    clearInterval(logTimer);
+    clearInterval(invTimer);
+    flushLogs();
+    await outbox.flush(3000);
+    outbox.close();
+    files.close();
+    journal?.close();
+  };
+}

@@ -1,0 +1,194 @@
+/**
+ * servermind-agent: the one binary of the agent.
+ *
+ *   servermind-agent enroll --server URL --token TOKEN [--fingerprint SHA256]
+ *   servermind-agent run           supervise the four processes (as root: privilege split)
+ *   servermind-agent status        connection, transport, spool depth, last ack, processes
+ *   servermind-agent version
+ *   servermind-agent internal collector|monitor|control|platform   (started by `run`)
+ */
+import { chmodSync, chownSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { agentPaths, AGENT_VERSION, loadAgentConfig, type AgentConfig } from "./config.ts";
+import { enroll } from "./identity/enroll.ts";
+import { createSecretFile, IdentityError } from "./identity/secret.ts";
+import { createIdentityStore } from "./identity/store.ts";
+import { ensureUsers, prepareLayout, USERS } from "./supervisor/layout.ts";
+import { dropPrivileges } from "./supervisor/privileges.ts";
+import { createSupervisor, type ProcessState } from "./supervisor/supervisor.ts";
+
+const ROLES = ["platform", "control", "monitor", "collector"] as const;
+type Role = (typeof ROLES)[number];
+/** Each process loads only its own code (dynamic imports), which keeps every process smaller. */
+const RUNNERS: Record<Role, () => Promise<(c: AgentConfig) => Promise<() => Promise<void>>>> = {
+  platform: async () => (await import("./platform/process.ts")).runPlatform,
+  control: async () => (await import("./control/process.ts")).runControl,
+  monitor: async () => (await import("./monitor/process.ts")).runMonitor,
+  collector: async () => (await import("./collect/process.ts")).runCollector,
+};
+const ROLE_USER: Record<Role, string | undefined> = {
+  platform: USERS.platform,
+  collector: USERS.collector,
+  monitor: USERS.monitor,
+  control: undefined, // keeps root
+};
+
+const USAGE = `usage: servermind-agent enroll --server URL --token TOKEN [--fingerprint SHA256]
+       servermind-agent run | status | version`;
+
+function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+const isRoot = () => process.getuid?.() === 0;
+
+/** How to start this same program again: the compiled binary alone, or bun + this script. */
+export function selfArgv(): string[] {
+  return Bun.main.startsWith("/$bunfs/") || Bun.main.startsWith("B:/~BUN/") ? [process.execPath] : [process.execPath, Bun.main];
+}
+
+async function cmdEnroll(c: AgentConfig, args: string[]): Promise<number> {
+  const server = flag(args, "--server");
+  const token = flag(args, "--token") ?? process.env.SERVERMIND_AGENT_TOKEN;
+  if (!server || !token) {
+    console.error(USAGE);
+    return 2;
+  }
+  const users = isRoot() && c.dropPrivileges ? ensureUsers() : undefined;
+  prepareLayout(c, users);
+  const p = agentPaths(c);
+  createSecretFile(p.secretFile);
+  if (users) chownSync(p.secretFile, users.platform.uid, users.platform.gid);
+  const { identity, trustedOnFirstUse } = await enroll({ serverUrl: server, token, fingerprint: flag(args, "--fingerprint"), version: AGENT_VERSION });
+  const store = createIdentityStore({ dbPath: p.identityDb, secretPath: p.secretFile });
+  store.save(identity);
+  store.close();
+  chmodSync(p.identityDb, 0o600);
+  if (users) for (const f of [p.secretFile, p.identityDb]) chownSync(f, users.platform.uid, users.platform.gid);
+  console.log(JSON.stringify({ enrolled: true, agentId: identity.agentId, server: identity.serverUrl, fingerprint: identity.fingerprint }));
+  if (trustedOnFirstUse) console.error(`warning: no --fingerprint given; pinned the certificate presented now (${identity.fingerprint}). Compare it with the server's.`);
+  return 0;
+}
+
+async function cmdRun(c: AgentConfig): Promise<number> {
+  const drop = isRoot() && c.dropPrivileges;
+  prepareLayout(c, drop ? ensureUsers() : undefined);
+  const p = agentPaths(c);
+  const base = selfArgv();
+  const writeStates = (states: ProcessState[]) => {
+    try {
+      writeFileSync(p.supervisorFile + ".tmp", JSON.stringify({ pid: process.pid, updatedAt: Date.now(), processes: states }, null, 2), { mode: 0o644 });
+      renameSync(p.supervisorFile + ".tmp", p.supervisorFile);
+    } catch (e) {
+      console.error(`supervisor: cannot write ${p.supervisorFile}: ${e instanceof Error ? e.message : e}`);
+    }
+  };
+  const sup = createSupervisor({
+    specs: ROLES.map((name) => ({ name, argv: [...base, "internal", name] })),
+    onChange: writeStates,
+    log: (m) => console.error(`supervisor: ${m}`),
+  });
+  sup.start();
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once("SIGTERM", stop);
+    process.once("SIGINT", stop);
+  });
+  await sup.stop();
+  return 0;
+}
+
+function cmdStatus(c: AgentConfig): number {
+  const p = agentPaths(c);
+  const read = (f: string) => {
+    try {
+      return JSON.parse(readFileSync(f, "utf8"));
+    } catch (e) {
+      return { error: `${f}: ${(e as NodeJS.ErrnoException).code ?? e}` };
+    }
+  };
+  const ship = read(p.statusFile);
+  const sup = read(p.supervisorFile);
+  const out = {
+    connection: ship.state ?? "unknown",
+    transport: ship.transport ?? null,
+    agentId: ship.agentId ?? null,
+    spool: ship.spool ?? null,
+    lastAck: ship.lastAckMs ? new Date(ship.lastAckMs).toISOString() : null,
+    lastError: ship.lastError ?? null,
+    lastReconnectMs: ship.lastReconnectMs ?? null,
+    http3: ship.h3 ?? null,
+    lastHandshakeMs: ship.lastHandshakeMs ?? null,
+    lastHandshakeResumed: ship.lastHandshakeResumed ?? null,
+    statusAge: ship.updatedAt ? Math.round((Date.now() - ship.updatedAt) / 1000) : null,
+    processes: sup.processes ?? sup,
+  };
+  console.log(JSON.stringify(out, null, 2));
+  return ship.state === "connected" ? 0 : 1;
+}
+
+async function cmdInternal(c: AgentConfig, role: string | undefined): Promise<number> {
+  if (!role || !(ROLES as readonly string[]).includes(role)) {
+    console.error(`internal needs one of ${ROLES.join(", ")}`);
+    return 2;
+  }
+  const r = role as Role;
+  process.title = `servermind-agent ${r}`;
+  const user = ROLE_USER[r];
+  if (user && isRoot() && c.dropPrivileges) dropPrivileges(r, user);
+  const parent = process.ppid;
+  const stop = await (await RUNNERS[r]())(c);
+  await new Promise<void>((resolve) => {
+    process.once("SIGTERM", () => resolve());
+    process.once("SIGINT", () => resolve());
+    // an orphan (the supervisor was killed) stops itself rather than run unsupervised
+    setInterval(() => {
+      if (process.ppid !== parent) resolve();
+    }, 1000);
+  });
+  await Promise.race([stop(), Bun.sleep(5000)]);
+  return 0;
+}
+
+export async function main(args: string[]): Promise<number> {
+  const [cmd, ...rest] = args;
+  if (cmd === "version" || cmd === "--version") {
+    console.log(`servermind-agent ${AGENT_VERSION} (bun ${Bun.version}, ${process.platform}-${process.arch})`);
+    return 0;
+  }
+  let c: AgentConfig;
+  try {
+    c = loadAgentConfig();
+  } catch (e) {
+    console.error(e instanceof Error ? e.message : e);
+    return 78;
+  }
+  try {
+    switch (cmd) {
+      case "enroll":
+        return await cmdEnroll(c, rest);
+      case "run":
+        return await cmdRun(c);
+      case "status":
+        return cmdStatus(c);
+      case "internal":
+        return await cmdInternal(c, rest[0]);
+      default:
+        console.error(USAGE);
+        return 2;
+    }
+  } catch (e) {
+    // messages only: a stack could quote a token from argv
+    console.error(`${cmd}: ${e instanceof IdentityError ? "identity: " : ""}${e instanceof Error ? e.message : e}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  process.on("unhandledRejection", (e) => {
+    console.error(`unhandled rejection: ${e instanceof Error ? e.message : e}`);
+    process.exit(1);
+  });
+  // no top-level await: --bytecode builds compile the entry as CommonJS
+  main(process.argv.slice(2)).then((code) => process.exit(code));
+}

@@ -1,0 +1,71 @@
+/** What the ship loop needs from a transport, whichever protocol carries the frames. */
+export interface Ack {
+  batch: number;
+  seq: number;
+  status: string;
+}
+
+export interface Reject {
+  batch: number | null;
+  seq: number | null;
+  code: string;
+  message: string;
+}
+
+export interface SendResult {
+  acks: Ack[];
+  rejects: Reject[];
+  /** The server asked us to pause (429/503 Retry-After, or a WebSocket "slow" message). */
+  retryAfterMs?: number;
+}
+
+export interface Transport {
+  /** "h3", "h2", "h1" or "wss", as reported in status and heartbeats. */
+  readonly name: string;
+  /** Sends frames (one request or message) and resolves with the server's answer for them. */
+  send(frames: Uint8Array[]): Promise<SendResult>;
+  close(): void;
+}
+
+/** A transport failed in a way worth falling back from (connect, TLS, timeout, garbage). */
+export class TransportError extends Error {
+  constructor(
+    message: string,
+    /** True when this runtime cannot use the protocol with a pinned certificate at all. */
+    readonly unsupported = false,
+  ) {
+    super(message);
+  }
+}
+
+/** Checks an answer's shape; anything else is garbage and raises TransportError. */
+export function parseAnswer(v: unknown, where: string): SendResult {
+  if (!v || typeof v !== "object") throw new TransportError(`${where}: answer is not a JSON object`);
+  const o = v as Record<string, unknown>;
+  const acks = Array.isArray(o.acks) ? o.acks : [];
+  const rejects = Array.isArray(o.rejects) ? o.rejects : [];
+  if (!Array.isArray(o.acks) && !Array.isArray(o.rejects)) throw new TransportError(`${where}: answer has neither acks nor rejects`);
+  const okAck = (a: any): a is Ack => a && Number.isSafeInteger(a.batch) && Number.isSafeInteger(a.seq) && typeof a.status === "string";
+  const okRej = (r: any): r is Reject => r && typeof r.code === "string";
+  return {
+    acks: acks.filter(okAck),
+    rejects: rejects.filter(okRej).map((r) => ({ batch: Number.isSafeInteger(r.batch) ? r.batch : null, seq: Number.isSafeInteger(r.seq) ? r.seq : null, code: r.code, message: String(r.message ?? "").slice(0, 500) })),
+  };
+}
+
+/** Turns an HTTP answer (status, Retry-After, body text) into a SendResult or a TransportError. */
+export function interpretHttpAnswer(name: string, status: number, retryAfter: string | null, text: string): SendResult {
+  const retryAfterMs = retryAfter !== null && Number.isFinite(Number(retryAfter)) ? Math.min(Number(retryAfter), 3600) * 1000 : undefined;
+  let body: any;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    if (status === 429 || status === 503) return { acks: [], rejects: [], retryAfterMs: retryAfterMs ?? 5000 };
+    throw new TransportError(`${name}: HTTP ${status} with a body that is not JSON (${text.length} bytes)`);
+  }
+  if ((status === 429 || status === 503) && !body?.acks) return { acks: [], rejects: [], retryAfterMs: retryAfterMs ?? 5000 };
+  if (body?.error && !body?.acks) throw new TransportError(`${name}: HTTP ${status} ${String(body.error.code)}: ${String(body.error.message).slice(0, 300)}`);
+  const res = parseAnswer(body, `${name} HTTP ${status}`);
+  if (retryAfterMs !== undefined) res.retryAfterMs = retryAfterMs;
+  return res;
+}

@@ -1,0 +1,62 @@
+/**
+ * Agent downloads:
+ *   GET /api/v1/agent/SHA256SUMS          checksums of the built binaries
+ *   GET /api/v1/agent/download/:target    one binary (linux-x64, linux-x64-musl, linux-arm64,
+ *                                         darwin-arm64, darwin-x64, windows-x64)
+ *   GET /install.sh                       the installer (see install-script.ts)
+ * Files come from `distDir` (what `npm run build:agent` writes). Only the six known names can
+ * be served, so no request can name another file.
+ */
+import { Elysia } from "elysia";
+import { createHash, X509Certificate } from "node:crypto";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { renderInstallScript } from "./install-script.ts";
+
+export const AGENT_TARGETS = ["linux-x64", "linux-x64-musl", "linux-arm64", "darwin-arm64", "darwin-x64", "windows-x64"] as const;
+
+export interface DownloadsOptions {
+  distDir: string;
+  /** The server certificate (PEM). When given, install.sh pins its key and fingerprint. */
+  certPem?: string;
+  /** Public URL of the server, when requests arrive through a proxy that changes Host. */
+  publicUrl?: string;
+}
+
+function notFound(message: string): Response {
+  return new Response(JSON.stringify({ error: { code: "not_found", message } }), { status: 404, headers: { "content-type": "application/json" } });
+}
+
+/** curl's --pinnedpubkey form: "sha256//" + base64 of the SHA-256 of the DER SubjectPublicKeyInfo. */
+export function pubkeyPin(certPem: string): string {
+  const spki = new X509Certificate(certPem).publicKey.export({ type: "spki", format: "der" });
+  return `sha256//${createHash("sha256").update(spki).digest("base64")}`;
+}
+
+export function downloadsPlugin(opts: DownloadsOptions) {
+  const pin = opts.certPem ? pubkeyPin(opts.certPem) : "";
+  const fingerprint = opts.certPem ? createHash("sha256").update(new X509Certificate(opts.certPem).raw).digest("hex") : "";
+  return new Elysia({ name: "downloads" })
+    .get("/api/v1/agent/SHA256SUMS", () => {
+      const f = join(opts.distDir, "SHA256SUMS");
+      if (!existsSync(f)) return notFound("no agent binaries are built on this server: run npm run build:agent");
+      return new Response(Bun.file(f), { headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-cache" } });
+    })
+    .get("/api/v1/agent/download/:target", ({ params }) => {
+      const t = params.target;
+      if (!(AGENT_TARGETS as readonly string[]).includes(t)) return notFound(`unknown target "${t.slice(0, 40)}" (known: ${AGENT_TARGETS.join(", ")})`);
+      const name = `servermind-agent-${t}${t.startsWith("windows") ? ".exe" : ""}`;
+      const f = join(opts.distDir, name);
+      if (!existsSync(f)) return notFound(`the ${t} binary is not built on this server`);
+      return new Response(Bun.file(f), {
+        headers: { "content-type": "application/octet-stream", "content-disposition": `attachment; filename="${name}"`, "cache-control": "no-cache" },
+      });
+    })
+    .get("/install.sh", ({ request }) => {
+      const u = new URL(request.url);
+      const serverUrl = opts.publicUrl ?? `https://${request.headers.get("host") ?? u.host}`;
+      return new Response(renderInstallScript({ serverUrl, pubkeyPin: pin, fingerprint }), {
+        headers: { "content-type": "text/x-shellscript; charset=utf-8", "cache-control": "no-cache" },
+      });
+    });
+}

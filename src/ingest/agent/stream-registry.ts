@@ -1,0 +1,57 @@
+/**
+ * The agent streams open on this node, by agent id, so a message for an agent can be pushed down
+ * the stream that holds it (src/cluster/bus.ts finds the node). An agent that reconnects may
+ * briefly have two streams; messages go to the newest. Bounded by the open connections.
+ */
+
+/** What the registry needs of a stream's socket (Bun's AgentSocket fits). */
+export interface AgentSocket {
+  data: { agentId?: number };
+  send(text: string): unknown;
+  close(code?: number, reason?: string): void;
+}
+
+export class StreamRegistry {
+  private byAgent = new Map<number, Array<AgentSocket>>();
+
+  add(agentId: number, ws: AgentSocket): void {
+    const list = this.byAgent.get(agentId);
+    if (list) list.push(ws);
+    else this.byAgent.set(agentId, [ws]);
+  }
+
+  remove(ws: AgentSocket): void {
+    const id = ws.data.agentId;
+    if (id === undefined) return;
+    const list = this.byAgent.get(id);
+    if (!list) return;
+    const i = list.indexOf(ws);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.byAgent.delete(id);
+  }
+
+  has(agentId: number): boolean {
+    return this.byAgent.has(agentId);
+  }
+
+  get size(): number {
+    return this.byAgent.size;
+  }
+
+  /** Sends one JSON message down the agent's newest stream; false if it has none here. */
+  send(agentId: number, msg: unknown): boolean {
+    const list = this.byAgent.get(agentId);
+    const ws = list?.[list.length - 1];
+    if (!ws) return false;
+    ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  /** Closes every stream of the agent on this node (revocation). */
+  close(agentId: number, code: number, reason: string): number {
+    const list = this.byAgent.get(agentId) ?? [];
+    this.byAgent.delete(agentId);
+    for (const ws of list) ws.close(code, reason);
+    return list.length;
+  }
+}

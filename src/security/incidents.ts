@@ -1,0 +1,146 @@
+/**
+ * Incident timelines: signals of one host (FIM changes, new CIS failures, authentication
+ * failures and service crashes from logs, agent disconnects, metric threshold breaches) are
+ * sorted in time and grouped while each follows the previous one within `windowMs`. A group
+ * becomes an incident when it mixes at least two kinds of signal or holds one of severity >= 8.
+ * Computed on read from the stored data, so it never lags behind ingest.
+ */
+import type { Sql } from "postgres";
+import { AUTH_FAILURE_PATTERN } from "./score.ts";
+
+export type SignalKind = "fim" | "cis" | "auth" | "crash" | "disconnect" | "metric";
+
+export interface Signal {
+  ts: number;
+  kind: SignalKind;
+  severity: number;
+  summary: string;
+  ref?: Record<string, unknown>;
+}
+
+export interface Incident {
+  id: string;
+  agentId: number;
+  startMs: number;
+  endMs: number;
+  severity: number;
+  kinds: SignalKind[];
+  title: string;
+  timeline: Signal[];
+}
+
+export interface Threshold {
+  metric: string;
+  above?: number;
+  below?: number;
+  severity?: number;
+}
+
+export interface IncidentOptions {
+  fromMs: number;
+  toMs: number;
+  windowMs?: number;
+  disconnectGapMs?: number;
+  thresholds?: Threshold[];
+  /** Signals gathered per kind at most (the newest are kept). */
+  maxPerKind?: number;
+}
+
+export const CRASH_PATTERN = "(segfault|core dumped|Main process exited, code=(killed|dumped)|Failed with result '(signal|core-dump|exit-code|watchdog)'|Out of memory: Killed process)";
+
+const KIND_NAMES: Record<SignalKind, string> = { fim: "file changes", cis: "failed CIS controls", auth: "authentication failures", crash: "service crashes", disconnect: "agent disconnects", metric: "threshold breaches" };
+
+export function correlate(agentId: number, signals: Signal[], windowMs: number): Incident[] {
+  const sorted = [...signals].sort((a, b) => a.ts - b.ts);
+  const groups: Signal[][] = [];
+  for (const s of sorted) {
+    const g = groups[groups.length - 1];
+    if (g && s.ts - g[g.length - 1].ts <= windowMs) g.push(s);
+    else groups.push([s]);
+  }
+  const out: Incident[] = [];
+  for (const g of groups) {
+    const kinds = [...new Set(g.map((s) => s.kind))];
+    const severity = Math.max(...g.map((s) => s.severity));
+    if (kinds.length < 2 && severity < 8) continue;
+    const top = [...g].sort((a, b) => b.severity - a.severity)[0];
+    out.push({
+      id: `${agentId}-${g[0].ts}`,
+      agentId,
+      startMs: g[0].ts,
+      endMs: g[g.length - 1].ts,
+      severity: Math.min(10, severity + (kinds.length >= 3 ? 1 : 0)),
+      kinds,
+      title: `${kinds.map((k) => KIND_NAMES[k]).join(" + ")}: ${top.summary}`,
+      timeline: g,
+    });
+  }
+  return out.reverse(); // newest first
+}
+
+export async function gatherSignals(sql: Sql, agentId: number, o: IncidentOptions): Promise<Signal[]> {
+  const from = new Date(o.fromMs);
+  const to = new Date(o.toMs);
+  const max = o.maxPerKind ?? 500;
+  const gap = o.disconnectGapMs ?? 5 * 60_000;
+  const [fim, cis, auth, crash, batches, agent] = await Promise.all([
+    sql`select ts, type, severity, path, data from security_events where agent_id = ${agentId} and ts >= ${from} and ts < ${to}
+        and type like 'fim.%' order by ts desc limit ${max}`,
+    sql`select id, control_id, severity, observed, first_seen from cis_violations where agent_id = ${agentId} and first_seen >= ${from} and first_seen < ${to}
+        order by first_seen desc limit ${max}`,
+    sql`select date_trunc('minute', ts) as minute, count(*)::int as n, min(message) as sample from logs
+        where agent_id = ${agentId} and ts >= ${from} and ts < ${to} and message ~* ${AUTH_FAILURE_PATTERN}
+        group by 1 order by 1 desc limit ${max}`,
+    sql`select ts, source, message from logs where agent_id = ${agentId} and ts >= ${from} and ts < ${to} and message ~* ${CRASH_PATTERN}
+        order by ts desc limit ${max}`,
+    sql`select committed_at from ingest_batches where agent_id = ${agentId} and committed_at >= ${new Date(o.fromMs - gap)} and committed_at < ${to}
+        order by committed_at limit 100000`,
+    sql`select last_seen from agents where id = ${agentId}`,
+  ]);
+  const signals: Signal[] = [];
+  for (const r of fim) {
+    const pm = (r.data as any)?.packageManager;
+    signals.push({ ts: new Date(r.ts).getTime(), kind: "fim", severity: Number(r.severity), summary: `${String(r.type).slice(4)} ${r.path ?? ""}${pm ? ` (package manager${pm.package ? `: ${pm.package}` : ""})` : ""}`.trim(), ref: { type: r.type, path: r.path } });
+  }
+  for (const r of cis) signals.push({ ts: new Date(r.first_seen).getTime(), kind: "cis", severity: Number(r.severity), summary: `control ${r.control_id} started failing`, ref: { violation: Number(r.id), control: r.control_id } });
+  for (const r of auth) signals.push({ ts: new Date(r.minute).getTime(), kind: "auth", severity: r.n >= 20 ? 6 : 4, summary: `${r.n} authentication failures in a minute`, ref: { count: r.n, sample: String(r.sample).slice(0, 200) } });
+  for (const r of crash) signals.push({ ts: new Date(r.ts).getTime(), kind: "crash", severity: 5, summary: `${r.source}: ${String(r.message).slice(0, 160)}`, ref: { source: r.source } });
+  // Disconnects: a silence longer than the gap between two committed batches, or up to now.
+  const times = batches.map((r) => new Date(r.committed_at).getTime());
+  const lastSeen = agent[0]?.last_seen ? new Date(agent[0].last_seen).getTime() : null;
+  for (let k = 1; k < times.length; k++) {
+    if (times[k] - times[k - 1] > gap) signals.push({ ts: times[k - 1], kind: "disconnect", severity: 5, summary: `agent silent for ${Math.round((times[k] - times[k - 1]) / 1000)} s`, ref: { until: times[k] } });
+  }
+  if (lastSeen !== null && o.toMs - lastSeen > gap && lastSeen >= o.fromMs) signals.push({ ts: lastSeen, kind: "disconnect", severity: 6, summary: `agent silent since ${new Date(lastSeen).toISOString()}`, ref: { ongoing: true } });
+  for (const th of o.thresholds ?? []) signals.push(...(await thresholdBreaches(sql, agentId, th, from, to, max)));
+  return signals;
+}
+
+async function thresholdBreaches(sql: Sql, agentId: number, th: Threshold, from: Date, to: Date, max: number): Promise<Signal[]> {
+  const ids = await sql`select id from metric_series where agent_id = ${agentId} and name = ${th.metric}`;
+  if (!ids.length) return [];
+  const sid = Number(ids[0].id);
+  // One signal per minute in breach, with the worst value of that minute.
+  const rows = await sql`
+    select date_trunc('minute', s.t) as minute, max(s.v) as hi, min(s.v) as lo
+    from metric_blocks b
+    cross join lateral (select array_position(b.series, ${sid}::int4) as k) p
+    cross join lateral (
+      select b.t0 + make_interval(secs => o.off / 1000.0) as t, o.v
+      from unnest(b.ts_off, b.vals[(p.k - 1) * cardinality(b.ts_off) + 1 : p.k * cardinality(b.ts_off)]) as o(off, v)) s
+    where b.agent_id = ${agentId} and b.t0 >= ${new Date(from.getTime() - 3_600_000)} and b.t0 < ${to} and p.k is not null
+      and s.t >= ${from} and s.t < ${to} and s.v <> 'NaN'::float8
+      and ((${th.above ?? null}::float8 is not null and s.v > ${th.above ?? null}) or (${th.below ?? null}::float8 is not null and s.v < ${th.below ?? null}))
+    group by 1 order by 1 desc limit ${max}`;
+  return rows.map((r) => ({
+    ts: new Date(r.minute).getTime(),
+    kind: "metric" as const,
+    severity: th.severity ?? 4,
+    summary: `${th.metric} ${th.above !== undefined ? `above ${th.above} (max ${r.hi})` : `below ${th.below} (min ${r.lo})`}`,
+    ref: { metric: th.metric, max: r.hi, min: r.lo },
+  }));
+}
+
+export async function hostIncidents(sql: Sql, agentId: number, o: IncidentOptions): Promise<Incident[]> {
+  return correlate(agentId, await gatherSignals(sql, agentId, o), o.windowMs ?? 15 * 60_000);
+}

@@ -1,0 +1,54 @@
+/**
+ * Issuing a command to an agent: sign it with the server's command key, record it in
+ * security_commands, hand it to the delivery function, record the result, audit it. Used by the
+ * routes (a user asked) and by auto-remediation (the system asked).
+ */
+import { randomUUID, type KeyObject } from "node:crypto";
+import type { Sql } from "postgres";
+import { signCommand, type Command, type SignedCommand } from "../ingest/frame/commands.ts";
+
+export interface SecurityAuditEvent {
+  actor: { type: "user" | "system"; id: string | number; name: string };
+  category: "security_event";
+  action: string;
+  target: string;
+  success: boolean;
+  details?: Record<string, unknown>;
+}
+
+export interface CommandDeps {
+  sql: Sql;
+  audit(e: SecurityAuditEvent): void | Promise<void>;
+  /** The server's Ed25519 command key (private half); agents hold the public half. */
+  commandKey: KeyObject;
+  /** Delivers a signed command to the agent and resolves with the agent's result. */
+  dispatch(agentId: number, command: SignedCommand): Promise<unknown>;
+  now?: () => number;
+}
+
+export type Requester = SecurityAuditEvent["actor"];
+
+export async function issueCommand(deps: CommandDeps, who: Requester, agentId: number, action: string, args: Record<string, unknown>) {
+  const now = deps.now?.() ?? Date.now();
+  const cmd: Command = { v: 1, id: randomUUID(), agentId, action, args, issuedMs: now, requestedBy: `${who.type}:${who.id} ${who.name}` };
+  const signed = signCommand(cmd, deps.commandKey);
+  await deps.sql`insert into security_commands (id, agent_id, action, args, requested_by, issued_at)
+    values (${cmd.id}, ${agentId}, ${action}, ${deps.sql.json(args as any)}, ${cmd.requestedBy}, ${new Date(now)})`;
+  let result: any;
+  try {
+    result = await deps.dispatch(agentId, signed);
+  } catch (e) {
+    result = { ok: false, error: `delivery failed: ${e instanceof Error ? e.message : e}` };
+  }
+  const ok = !!result?.ok;
+  await deps.sql`update security_commands set status = ${ok ? "ok" : "failed"}, result = ${deps.sql.json(result ?? null)}, snapshot = ${result?.snapshot ?? null} where id = ${cmd.id}`;
+  await deps.audit({
+    actor: who,
+    category: "security_event",
+    action: action === "cis.remediate" && args.dryRun !== false ? "cis.remediate.dry-run" : action,
+    target: `agent:${agentId}`,
+    success: ok,
+    details: { command: cmd.id, args, ...(result?.snapshot ? { snapshot: result.snapshot } : {}), ...(ok ? {} : { error: result?.error }) },
+  });
+  return { cmd, result };
+}

@@ -1,0 +1,230 @@
+/**
+ * End to end: the compiled agent binary against the real server (real TLS, embedded PostgreSQL).
+ * Enrollment with a pinned certificate, metrics/logs/inventory in PostgreSQL, the privilege
+ * split as seen in /proc, kill -9 of each process, and a 30 s server outage after which every
+ * sample is stored exactly once.
+ */
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { appendFileSync, writeFileSync, chmodSync } from "node:fs";
+import { join } from "node:path";
+import { lookupUser } from "../../agent/supervisor/layout.ts";
+import { agentBinary, agentDirs, credentials, enrollAgent, runAgent, startE2eServer, until, type AgentRun, type E2eServer } from "../support/agent-harness.ts";
+import { requireComponent } from "../support/ci.ts";
+
+setDefaultTimeout(240_000);
+const INTERVAL = 1000;
+const isRoot = process.getuid?.() === 0;
+
+let server: E2eServer;
+let agent: AgentRun;
+let agentId: number;
+let bin: string;
+
+beforeAll(async () => {
+  bin = await agentBinary();
+  server = await startE2eServer();
+  const { dir, env } = agentDirs();
+  Object.assign(env, {
+    SERVERMIND_AGENT_INTERVAL_MS: String(INTERVAL), SERVERMIND_AGENT_LOGS_MS: "500", SERVERMIND_AGENT_REPLAY_RATE: "200",
+    SERVERMIND_AGENT_WATCH_FILES: join(dir, "watched.conf"), SERVERMIND_AGENT_QUIC_PROBE_MS: "5000",
+  });
+  writeFileSync(join(dir, "watched.conf"), "PermitRootLogin no\n", { mode: 0o644 });
+  writeFileSync(join(dir, "logs", "app.log"), "");
+  chmodSync(join(dir, "logs", "app.log"), 0o644);
+  agentId = await enrollAgent(bin, env, server);
+  agent = runAgent(bin, dir, env);
+});
+
+afterAll(async () => {
+  await agent?.stop();
+  await server?.close();
+});
+
+/** Timestamps of one series with how many times each is stored. */
+async function samples(name: string): Promise<Array<{ ts: number; n: number }>> {
+  const rows = await server.db.sql<{ ts: string; n: number }[]>`
+    select (extract(epoch from b.t0) * 1000)::bigint + o.off as ts, count(*)::int as n
+    from metric_blocks b
+    cross join lateral unnest(b.ts_off) as o(off)
+    join metric_series s on s.id = any(b.series) and s.agent_id = b.agent_id
+    where b.agent_id = ${agentId} and s.name = ${name}
+    group by 1 order by 1`;
+  return rows.map((r) => ({ ts: Number(r.ts), n: r.n }));
+}
+
+function gaps(s: Array<{ ts: number }>): number[] {
+  const out: number[] = [];
+  for (let i = 1; i < s.length; i++) if (s[i]!.ts - s[i - 1]!.ts !== INTERVAL) out.push(s[i - 1]!.ts);
+  return out;
+}
+
+describe("compiled agent against the real server", () => {
+  test("metrics, logs and inventory arrive in PostgreSQL, over HTTP/3 first", async () => {
+    await until("metrics", async () => (await samples("mem.used_bytes")).length >= 3);
+    // status.json is rewritten every 2 s
+    await until("status shows HTTP/3", () => agent.status().transport === "h3", 10_000);
+    expect(agent.status().h3).toBe("ok");
+    appendFileSync(join(agent.dir, "logs", "app.log"), "e2e first line\ne2e error: second line\n");
+    const logs = await until("logs", async () => {
+      const r = await server.db.sql`select message, severity, source from logs where agent_id = ${agentId} and message like 'e2e %' order by message`;
+      return r.length === 2 ? r : undefined;
+    });
+    expect(logs.map((r) => r.message)).toEqual(["e2e error: second line", "e2e first line"]);
+    expect(logs[0]!.severity).toBe(3);
+    const inv = await until("inventory", async () => (await server.db.sql`select data from inventory_current where agent_id = ${agentId}`)[0]);
+    expect(inv.data.os.id).toBe("debian");
+    expect(inv.data.users.some((u: { name: string }) => u.name === "root")).toBe(true);
+    const names = (await server.db.sql`select name from metric_series where agent_id = ${agentId}`).map((r) => r.name as string);
+    for (const n of ["cpu.usage_pct", "load.1", "mem.used_pct", "swap.used_bytes", "proc.total", "proc.threads", "fd.allocated", "tcp.listen", "system.uptime_s"]) expect(names).toContain(n);
+    expect(names.some((n) => n.startsWith('disk.used_pct{mount="/"'))).toBe(true);
+    expect(names.some((n) => n.startsWith("diskio.") )).toBe(true);
+    expect(names.some((n) => n.startsWith('cpu.usage_pct{cpu="0"}'))).toBe(true);
+  });
+
+  test("Monitor reports a changed watched file as a security event", async () => {
+    await Bun.sleep(2 * INTERVAL); // the baseline
+    writeFileSync(join(agent.dir, "watched.conf"), "PermitRootLogin yes\n");
+    const ev = await until("security event", async () => (await server.db.sql`select type, path, severity from security_events where agent_id = ${agentId}`)[0]);
+    expect(ev).toMatchObject({ type: "file.changed", path: join(agent.dir, "watched.conf"), severity: 5 });
+  });
+
+  test("each process runs with its own credentials; Collector cannot read Platform's identity", async () => {
+    if (!requireComponent(isRoot, "root (the privilege split needs it)")) return;
+    const sup = await until("all running", () => {
+      const s = agent.supervisor();
+      return s.processes.every((p) => p.state === "running" && p.pid) ? s : undefined;
+    });
+    const creds = Object.fromEntries(sup.processes.map((p) => [p.name, credentials(p.pid!)]));
+    console.log(`e2e credentials from /proc/PID/status: ${JSON.stringify({ supervisor: credentials(sup.pid), ...creds })}`);
+    const users = { platform: lookupUser("servermind-platform")!, collector: lookupUser("servermind-collector")!, monitor: lookupUser("servermind-monitor")! };
+    expect(creds.platform).toMatchObject({ uid: users.platform.uid, gid: users.platform.gid });
+    expect(creds.collector).toMatchObject({ uid: users.collector.uid, gid: users.collector.gid });
+    expect(creds.monitor).toMatchObject({ uid: users.monitor.uid, gid: users.monitor.gid });
+    expect(creds.control!.uid).toBe(0);
+    expect(creds.collector!.uid).not.toBe(creds.platform!.uid);
+    expect(creds.collector!.groups).not.toContain(0);
+    // Collector's credentials (runuser applies its supplementary groups too) cannot read the identity
+    const identity = join(agent.env.SERVERMIND_AGENT_DIR!, "platform", "identity.db");
+    const asUser = (user: string, ...cmd: string[]) => Bun.spawnSync(["runuser", "-u", user, "--", ...cmd], { stderr: "pipe" });
+    const read = asUser("servermind-collector", "cat", identity);
+    expect(read.exitCode).not.toBe(0);
+    expect(read.stderr.toString()).toContain("Permission denied");
+    expect(asUser("servermind-monitor", "cat", identity).exitCode).not.toBe(0);
+    expect(asUser("servermind-platform", "cat", identity).exitCode).toBe(0);
+    // sockets: only the intended peer can reach each one
+    const run = agent.env.SERVERMIND_AGENT_RUN_DIR!;
+    expect(asUser("servermind-monitor", "test", "-x", join(run, "collector")).exitCode).not.toBe(0);
+    expect(asUser("servermind-collector", "test", "-x", join(run, "collector")).exitCode).toBe(0);
+    expect(asUser("servermind-collector", "test", "-x", join(run, "monitor")).exitCode).not.toBe(0);
+    expect(asUser("servermind-collector", "test", "-x", join(run, "control")).exitCode).not.toBe(0);
+    expect(asUser("servermind-platform", "test", "-x", join(run, "control")).exitCode).toBe(0);
+  });
+
+  test("kill -9 of each process in turn: it comes back and no tick is missing", async () => {
+    for (const name of ["collector", "platform", "monitor", "control"]) {
+      const before = agent.supervisor().processes.find((p) => p.name === name)!;
+      process.kill(before.pid!, "SIGKILL");
+      const after = await until(`${name} restarted`, () => {
+        const p = agent.supervisor().processes.find((x) => x.name === name)!;
+        return p.state === "running" && p.pid !== before.pid ? p : undefined;
+      });
+      expect(after.restarts).toBe(before.restarts + 1);
+      await Bun.sleep(2 * INTERVAL);
+    }
+    const t = Date.now();
+    await until("spool drained", () => agent.status().spool.frames === 0 && agent.status().lastAckMs > t);
+    const s = await samples("mem.used_bytes");
+    expect(gaps(s)).toEqual([]);
+    expect(s.every((x) => x.n === 1)).toBe(true);
+  });
+
+  test("server down for 30 s: samples are spooled, then every one arrives exactly once", async () => {
+    const before = (await samples("mem.used_bytes")).at(-1)!.ts;
+    await server.stop();
+    const downAt = Date.now();
+    await Bun.sleep(30_000);
+    const spooled = agent.status().spool.frames;
+    expect(spooled).toBeGreaterThanOrEqual(25);
+    expect(agent.status().state).toBe("backoff");
+    await server.restart();
+    const upAt = Date.now();
+    const firstAck = await until("first ack after the restart", () => (agent.status().lastAckMs > upAt ? agent.status().lastAckMs - upAt : 0), 90_000, 20);
+    await until("backlog replayed", () => agent.status().spool.frames === 0 && agent.status().lastAckMs > upAt, 90_000);
+    const drainedMs = Date.now() - upAt;
+    const s = await samples("mem.used_bytes");
+    const during = s.filter((x) => x.ts > before && x.ts <= downAt + 30_000);
+    console.log(`e2e outage: ${spooled} frames spooled in 30 s, first ack ${firstAck} ms and backlog replayed ${drainedMs} ms after the restart (backoff with jitter), reconnect ${agent.status().lastReconnectMs} ms after the loss`);
+    expect(during.length).toBeGreaterThanOrEqual(29);
+    expect(gaps(s)).toEqual([]);
+    expect(s.every((x) => x.n === 1)).toBe(true);
+  });
+
+  test("a server that answers garbage, then one that never answers, crashes nothing and loses nothing", async () => {
+    const restartsBefore = agent.supervisor().processes.map((p) => p.restarts);
+    const before = (await samples("mem.used_bytes")).at(-1)!.ts;
+    await server.stop();
+    for (const mode of ["garbage", "silent"] as const) {
+      let hits = 0;
+      const bad = Bun.serve({
+        hostname: "127.0.0.1", port: server.port, tls: { cert: server.certPem, key: server.keyPem },
+        async fetch(req, srv) {
+          hits++;
+          if (new URL(req.url).pathname === "/api/v1/stream" && srv.upgrade(req, { data: undefined })) return undefined;
+          if (mode === "silent") await Bun.sleep(60_000);
+          return new Response("\u0000garbage{", { status: 200 });
+        },
+        websocket: {
+          open(ws) {
+            if (mode === "garbage") ws.send("{\"type\":\"challenge\",\"nonce\":" + "9".repeat(50));
+            // silent: accept the connection and never say anything
+          },
+          message(ws) {
+            ws.send(new Uint8Array([1, 2, 3]));
+          },
+        },
+      });
+      await Bun.sleep(8000);
+      bad.stop(true);
+      expect(hits).toBeGreaterThan(0);
+      expect(agent.status().state).toBe("backoff");
+    }
+    expect(agent.supervisor().processes.map((p) => p.restarts)).toEqual(restartsBefore);
+    expect(agent.supervisor().processes.every((p) => p.state === "running")).toBe(true);
+    await server.restart();
+    const upAt = Date.now();
+    await until("backlog replayed", () => agent.status().spool.frames === 0 && agent.status().lastAckMs > upAt, 90_000);
+    const s = await samples("mem.used_bytes");
+    expect(s.filter((x) => x.ts > before).length).toBeGreaterThanOrEqual(15);
+    expect(gaps(s)).toEqual([]);
+    expect(s.every((x) => x.n === 1)).toBe(true);
+  });
+
+  test("status reports connection, transport, spool, last ack and processes", async () => {
+    // after the outages above the agent is back on HTTP/3 once its next QUIC probe succeeds
+    await until("back on HTTP/3", () => agent.status().transport === "h3", 30_000);
+    const p = Bun.spawnSync([bin, "status"], { env: { ...process.env, ...agent.env }, stdout: "pipe" });
+    const st = JSON.parse(p.stdout.toString());
+    expect(p.exitCode).toBe(0);
+    expect(st.connection).toBe("connected");
+    expect(st.transport).toBe("h3");
+    expect(st.http3).toBe("ok");
+    expect(st.spool.frames).toBeGreaterThanOrEqual(0);
+    expect(Date.parse(st.lastAck)).toBeGreaterThan(Date.now() - 30_000);
+    expect(st.processes.map((x: { name: string }) => x.name).sort()).toEqual(["collector", "control", "monitor", "platform"]);
+    expect(agent.output()).not.toMatch(/smt_/); // the token never appears in the agent's output
+  });
+
+  test("kill -9 of the supervisor: the children stop themselves instead of running unsupervised", async () => {
+    const sup = agent.supervisor();
+    const pids = sup.processes.map((p) => p.pid!);
+    process.kill(sup.pid, "SIGKILL");
+    await until("children gone", () => pids.every((pid) => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    }), 10_000);
+  });
+});

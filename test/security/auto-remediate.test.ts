@@ -1,0 +1,69 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { testDatabase, type TestDb } from "../support/db.ts";
+import { makeCisRoot } from "../support/cis-root.ts";
+import { runAutoRemediation } from "../../src/security/auto-remediate.ts";
+import { recordScan } from "../../src/security/posture.ts";
+import { securityPlugin, SECURITY_ROUTES, type SecurityAuditEvent } from "../../src/security/routes.ts";
+import { createRemediator } from "../../agent/control/remediate/executor.ts";
+import { scanRoot } from "../../agent/monitor/cis/scan.ts";
+
+let db: TestDb;
+const key = generateKeyPairSync("ed25519");
+const roots: Record<number, string> = {};
+const dirs: string[] = [];
+const audits: SecurityAuditEvent[] = [];
+
+beforeAll(async () => {
+  db = await testDatabase(2);
+}, 30_000);
+afterAll(async () => {
+  await db.drop();
+  dirs.forEach((d) => rmSync(d, { recursive: true, force: true }));
+});
+
+async function host(name: string, tags: string[]) {
+  const [a] = await db.sql`insert into agents (hostname, public_key, tags) values (${name}, ${Buffer.alloc(32, name.length + tags.length)}, ${tags}) returning id`;
+  const id = Number(a.id);
+  roots[id] = makeCisRoot("bad");
+  dirs.push(roots[id]);
+  await scan(id);
+  return id;
+}
+
+const scan = (id: number) => recordScan(db.sql, id, new Date(), scanRoot(roots[id], { runtime: false }) as any);
+
+test("auto-remediation runs once per violation, only on hosts of the enabled group", async () => {
+  const prod = await host("prod-1", ["prod"]);
+  const dev = await host("dev-1", ["dev"]);
+  const snapDir = mkdtempSync(join(tmpdir(), "servermind-auto-snap-"));
+  dirs.push(snapDir);
+  const executors = Object.fromEntries([prod, dev].map((id) => [id, createRemediator({ root: roots[id], snapshotDir: snapDir, publicKey: key.publicKey, agentId: id })]));
+  const deps = {
+    sql: db.sql,
+    audit: (e: SecurityAuditEvent) => void audits.push(e),
+    commandKey: key.privateKey,
+    dispatch: async (id: number, cmd: unknown) => executors[id].execute(cmd),
+    principal: async () => ({ id: 9, name: "carol", permissions: new Set(SECURITY_ROUTES.map((r) => r.permission)) }),
+  };
+  const app = securityPlugin(deps);
+  const enable = (body: object) => app.handle(new Request("http://127.0.0.1/api/security/auto-remediation", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }));
+  expect((await enable({ control: "smx.files.passwd", hostGroup: "prod", enabled: true })).status).toBe(428); // dangerous: needs the phrase
+  expect((await enable({ control: "smx.files.passwd", hostGroup: "prod", enabled: true, confirm: "auto-remediate smx.files.passwd" })).status).toBe(200);
+
+  const first = await runAutoRemediation(deps);
+  expect(first).toEqual([{ agentId: prod, controls: ["smx.files.passwd"], ok: true }]);
+  expect(statSync(join(roots[prod], "etc/passwd")).mode & 0o777).toBe(0o644);
+  expect(statSync(join(roots[dev], "etc/passwd")).mode & 0o777).toBe(0o666); // not in the group
+  expect(await runAutoRemediation(deps)).toEqual([]); // once per violation, even before the next scan
+  await scan(prod);
+  const [v] = await db.sql`select resolved_by from cis_violations where agent_id = ${prod} and control_id = 'smx.files.passwd'`;
+  expect(v.resolved_by).toBe("remediation by system:auto-remediation auto-remediation");
+  expect(audits.map((a) => [a.actor.type, a.action, a.success])).toEqual([
+    ["user", "cis.auto-remediation.set", true],
+    ["system", "cis.remediate", true],
+  ]);
+}, 30_000);
