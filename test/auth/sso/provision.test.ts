@@ -59,6 +59,18 @@ describe("JIT provisioning and group-to-role mapping", () => {
     expect(synced.details).toMatchObject({ removed: expect.arrayContaining(["auditor", "web-operators"]) });
   });
 
+  test("editing a user's roles in the console keeps where each kept role came from", async () => {
+    const { setUserRoles } = await import("../../../src/auth/roles.ts");
+    const r = await provisionUser(db.sql, record, ident({ subject: "sub-edit", username: "edited", groups: ["ops"] }), {}, req);
+    const operator = (await roleIdByName(db.sql, "operator"))!;
+    const viewer = (await roleIdByName(db.sql, "viewer"))!;
+    await setUserRoles(db.sql, r.userId, [operator, viewer]);
+    expect(await rolesOf(r.userId)).toEqual(["operator:sso:corp", "viewer:manual"]);
+    // leaving the group still removes the SSO-granted role; the manual one stays
+    await provisionUser(db.sql, record, ident({ subject: "sub-edit", username: "edited", groups: [] }), {}, req);
+    expect(await rolesOf(r.userId)).toEqual(["viewer:manual"]);
+  });
+
   test("an existing local account is never taken over by a provider asserting its name", async () => {
     await createUser(db.sql, { username: "bob", password: "Correct-Horse-9-Battery", roleIds: [] }, DEFAULT_SETTINGS.password);
     await expect(provisionUser(db.sql, record, ident({ subject: "sub-bob", username: "bob" }), {}, req)).rejects.toMatchObject({ reason: "username_taken" });
