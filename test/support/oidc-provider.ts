@@ -6,6 +6,8 @@
  */
 import Provider from "oidc-provider";
 import { createServer, type Server } from "node:http";
+import { createServer as createTlsServer } from "node:https";
+import { createSelfSigned } from "../../src/tls/self-signed.ts";
 import { generateKeyPair, exportJWK } from "jose";
 
 export interface TestAccount {
@@ -17,17 +19,20 @@ export interface TestAccount {
 
 export interface TestOp {
   issuer: string;
+  /** The OP's self-signed certificate when started with TLS. */
+  caPem?: string;
   accounts: Map<string, TestAccount>;
   addClient(c: { client_id: string; client_secret?: string; redirect_uris: string[]; post_logout_redirect_uris?: string[] }): void;
   stop(): Promise<void>;
 }
 
-export async function startTestOp(clients: Array<{ client_id: string; client_secret?: string; redirect_uris: string[]; post_logout_redirect_uris?: string[] }>): Promise<TestOp> {
+export async function startTestOp(clients: Array<{ client_id: string; client_secret?: string; redirect_uris: string[]; post_logout_redirect_uris?: string[] }>, opts: { tls?: boolean } = {}): Promise<TestOp> {
   const accounts = new Map<string, TestAccount>();
-  const server: Server = createServer();
+  const cert = opts.tls ? createSelfSigned(["127.0.0.1"], "test OP") : undefined;
+  const server: Server = cert ? (createTlsServer({ cert: cert.certPem, key: cert.keyPem }) as unknown as Server) : createServer();
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const port = (server.address() as { port: number }).port;
-  const issuer = `http://127.0.0.1:${port}`;
+  const issuer = `${cert ? "https" : "http"}://127.0.0.1:${port}`;
   const { privateKey } = await generateKeyPair("RS256", { extractable: true });
   const jwk = { ...(await exportJWK(privateKey)), alg: "RS256", use: "sig", kid: "test-rs256" };
   const provider = new Provider(issuer, {
@@ -54,6 +59,7 @@ export async function startTestOp(clients: Array<{ client_id: string; client_sec
   server.on("request", provider.callback());
   return {
     issuer,
+    caPem: cert?.certPem,
     accounts,
     addClient() {
       throw new Error("clients are fixed at start");
@@ -68,6 +74,8 @@ export async function startTestOp(clients: Array<{ client_id: string; client_sec
 /** A minimal cookie jar for driving the provider's pages with fetch. */
 export class CookieJar {
   private cookies = new Map<string, string>();
+  /** Trusted CA for a TLS provider. */
+  caPem?: string;
   store(res: Response): void {
     for (const c of res.headers.getSetCookie()) {
       const [pair] = c.split(";");
@@ -82,7 +90,7 @@ export class CookieJar {
     return [...this.cookies].map(([k, v]) => `${k}=${v}`).join("; ");
   }
   async fetch(url: string, init: RequestInit = {}): Promise<Response> {
-    const res = await fetch(url, { ...init, redirect: "manual", headers: { ...(init.headers as Record<string, string>), cookie: this.header() } });
+    const res = await fetch(url, { ...init, ...(this.caPem ? { tls: { ca: this.caPem } } : {}), redirect: "manual", headers: { ...(init.headers as Record<string, string>), cookie: this.header() } });
     this.store(res);
     return res;
   }
@@ -92,7 +100,8 @@ export class CookieJar {
  * Signs in at the provider's own pages with fetch: follows the authorization URL through login
  * and consent and returns the final redirect to the client (redirect_uri?code=...&state=...).
  */
-export async function signInAtOp(authUrl: string, login: string, stopAt: string, jar = new CookieJar()): Promise<string> {
+export async function signInAtOp(authUrl: string, login: string, stopAt: string, jar = new CookieJar(), caPem?: string): Promise<string> {
+  if (caPem) jar.caPem = caPem;
   let url = authUrl;
   for (let i = 0; i < 12; i++) {
     if (url.startsWith(stopAt)) return url;

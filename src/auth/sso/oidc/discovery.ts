@@ -28,10 +28,15 @@ export function checkProviderUrl(url: string, s: OidcSettings, what: string): vo
   throw new SsoError("insecure_provider", `The provider's ${what} (${u.origin}) must use https (allowHttpLoopback permits http on loopback only).`);
 }
 
+/** Bun's fetch takes the trusted CA per request. */
+export function tlsFor(s: OidcSettings): { tls?: { ca: string } } {
+  return s.caPem ? { tls: { ca: s.caPem } } : {};
+}
+
 export async function providerFetch(s: OidcSettings, url: string, init: RequestInit = {}): Promise<Response> {
   checkProviderUrl(url, s, "endpoint");
   try {
-    return await fetch(url, { ...init, redirect: "error", signal: AbortSignal.timeout(s.timeoutMs ?? 10_000) });
+    return await fetch(url, { ...init, ...tlsFor(s), redirect: "error", signal: AbortSignal.timeout(s.timeoutMs ?? 10_000) });
   } catch (e) {
     throw new SsoError("provider_unreachable", `The identity provider did not answer (${new URL(url).origin}).`, { error: String(e).slice(0, 200) });
   }
@@ -40,7 +45,8 @@ export async function providerFetch(s: OidcSettings, url: string, init: RequestI
 export async function discover(s: OidcSettings, now = Date.now()): Promise<OidcDiscovery> {
   checkProviderUrl(s.issuer, s, "issuer");
   const issuer = s.issuer.replace(/\/$/, "");
-  const hit = cache.get(issuer);
+  const cacheKey = `${issuer}\n${s.caPem ?? ""}`;
+  const hit = cache.get(cacheKey);
   if (hit && now - hit.at < TTL_MS) return hit.doc;
   const res = await providerFetch(s, `${issuer}/.well-known/openid-configuration`, { headers: { accept: "application/json" } });
   if (!res.ok) throw new SsoError("bad_discovery", `Discovery at ${issuer} answered HTTP ${res.status}.`);
@@ -56,6 +62,6 @@ export async function discover(s: OidcSettings, now = Date.now()): Promise<OidcD
   if (doc.code_challenge_methods_supported && !doc.code_challenge_methods_supported.includes("S256")) {
     throw new SsoError("bad_discovery", `The provider at ${issuer} does not support PKCE S256.`);
   }
-  cache.set(issuer, { at: now, doc });
+  cache.set(cacheKey, { at: now, doc });
   return doc;
 }

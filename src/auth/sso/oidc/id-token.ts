@@ -5,21 +5,22 @@
  */
 import { createRemoteJWKSet, jwtVerify, customFetch, type JWTPayload } from "jose";
 import type { OidcDiscovery } from "./discovery.ts";
-import { checkProviderUrl } from "./discovery.ts";
+import { checkProviderUrl, tlsFor } from "./discovery.ts";
 import type { OidcSettings } from "./settings.ts";
 import { SsoError } from "../types.ts";
 
 const jwksCache = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
 
 function jwks(s: OidcSettings, uri: string) {
-  let set = jwksCache.get(uri);
+  const key = `${uri}\n${s.caPem ?? ""}`;
+  let set = jwksCache.get(key);
   if (!set) {
     checkProviderUrl(uri, s, "jwks_uri");
     set = createRemoteJWKSet(new URL(uri), {
       timeoutDuration: s.timeoutMs ?? 10_000,
-      [customFetch]: (url: string, init: RequestInit) => fetch(url, { ...init, redirect: "error" }),
+      [customFetch]: (url: string, init: RequestInit) => fetch(url, { ...init, ...tlsFor(s), redirect: "error" }),
     });
-    jwksCache.set(uri, set);
+    jwksCache.set(key, set);
   }
   return set;
 }

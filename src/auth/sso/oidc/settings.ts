@@ -19,6 +19,8 @@ export interface OidcSettings extends ProvisioningSettings {
   mfaAcr?: string[];
   /** Read the userinfo endpoint when the ID token lacks the groups claim (default true). */
   useUserinfo?: boolean;
+  /** PEM of a private CA (or self-signed certificate) the provider's TLS certificate must chain to; default: system CAs. */
+  caPem?: string;
   /** http:// issuers are refused unless this is set and the host is a loopback address. */
   allowHttpLoopback?: boolean;
   /** Per-request timeout towards the provider, in ms (default 10000). */

@@ -97,6 +97,22 @@ describe("OIDC relying party against oidc-provider", () => {
     expect(page.status).toBeLessThan(500);
   });
 
+  test("over TLS: the provider's certificate must chain to the configured CA", async () => {
+    const tlsOp = await startTestOp([{ client_id: "servermind", client_secret: settings.clientSecret!, redirect_uris: [REDIRECT] }], { tls: true });
+    try {
+      tlsOp.accounts.set("alice", { preferred_username: "alice", groups: ["ops"] });
+      const s: OidcSettings = { issuer: tlsOp.issuer, clientId: "servermind", clientSecret: settings.clientSecret, scopes: ["openid", "profile", "groups"] };
+      await expect(discover(s)).rejects.toMatchObject({ reason: "provider_unreachable" });
+      const trusted = { ...s, caPem: tlsOp.caPem };
+      const { url, pending } = await authorizationUrl(trusted, REDIRECT);
+      const back = new URL(await signInAtOp(url, "alice", REDIRECT, undefined, tlsOp.caPem));
+      const r = await exchangeCode(trusted, REDIRECT, back.searchParams.get("code")!, pending);
+      expect(identityFromClaims("tls", trusted, r.claims)).toMatchObject({ subject: "alice", groups: ["ops"] });
+    } finally {
+      await tlsOp.stop();
+    }
+  });
+
   test("amr and acr map to idpMfa", () => {
     expect(identityFromClaims("p", settings, { sub: "x", amr: ["pwd", "otp"] }).idpMfa).toBe(true);
     expect(identityFromClaims("p", settings, { sub: "x", amr: ["pwd"] }).idpMfa).toBe(false);
