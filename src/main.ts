@@ -8,7 +8,10 @@ import { openDatabase } from "./db.ts";
 import { loadOrCreateCert } from "./tls/certs.ts";
 import { startServer } from "./server.ts";
 import { startPartitionUpkeep, timeSeriesTables } from "./store/postgres/partitions.ts";
-import { consolePlugin, startConsole } from "./web/plugin.ts";
+import { consolePlugin, createServices, startConsole } from "./web/plugin.ts";
+import { consoleSsoDeps } from "./web/sso/wiring.ts";
+import { createSso } from "./auth/sso/routes.ts";
+import { loadSsoConfig } from "./auth/sso/config.ts";
 import { loadClickhouseConfig, startClickhouseTier } from "./store/clickhouse/tier.ts";
 import { createClickhouseQueries } from "./store/clickhouse/queries.ts";
 import { createQueryRouter, routedRangeStore } from "./store/query-router.ts";
@@ -77,10 +80,15 @@ async function main(): Promise<void> {
     ranges: routedRangeStore(router), extraRoutes: securityConsoleRoutes(securityDeps),
   };
   const consoleRuntime = await startConsole(consoleDeps);
+  const consoleServices = createServices(consoleDeps);
+  // Enterprise sign-in (OIDC, SAML, LDAP): redirect URIs and the SAML entity ID use the public URL.
+  if (!process.env.SERVERMIND_PUBLIC_URL) console.log(`SSO: SERVERMIND_PUBLIC_URL is not set; identity providers will be sent to https://localhost:${config.port}`);
+  const sso = createSso(consoleSsoDeps(consoleServices, loadSsoConfig(process.env, `https://localhost:${config.port}`)));
+  extraMetrics.push(...sso.metrics);
   const downloads = downloadsPlugin({ distDir: resolve(process.env.SERVERMIND_AGENT_DIST || "dist/agent"), certPem: cert.cert });
   const server = startServer({
     config, sql: db.sql, cert, metrics, extraMetrics, commandKey: commandKey.publicKeyB64,
-    plugins: [consolePlugin(consoleDeps), downloads],
+    plugins: [consolePlugin(consoleDeps, consoleServices), sso.plugin, downloads],
   });
   bus = await startClusterBus({ sql: db.sql, streams: server.ingest.deps.streams!, directory: server.ingest.deps.directory });
   server.ingest.deps.onCommandResult = (agentId, id, result) => replies.deliver(agentId, id, result);
@@ -99,6 +107,7 @@ async function main(): Promise<void> {
       ["command replies", () => replies.stop()],
       ["cluster bus", () => bus!.stop()],
       ["server", () => server.stop()],
+      ["sso (LDAP pools)", () => sso.close()],
       ["ClickHouse tier", () => tier?.stop()],
       ["console", () => consoleRuntime.stop()],
       ["partition upkeep", () => upkeep.stop()],

@@ -87,7 +87,8 @@ export async function userGrants(sql: Sql, userId: number): Promise<Grants> {
 
 export async function setUserRoles(sql: Sql, userId: number, roleIds: number[]): Promise<void> {
   await sql.begin(async (tx) => {
-    await tx`delete from user_roles where user_id = ${userId}`;
-    for (const r of roleIds) await tx`insert into user_roles (user_id, role_id) values (${userId}, ${r})`;
+    // roles kept keep their origin (user_roles.granted_by: 'manual' or an SSO provider's mapping)
+    await tx`delete from user_roles where user_id = ${userId} and not (role_id = any(${roleIds}::bigint[]))`;
+    for (const r of roleIds) await tx`insert into user_roles (user_id, role_id) values (${userId}, ${r}) on conflict do nothing`;
   });
 }

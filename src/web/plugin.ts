@@ -21,6 +21,7 @@ import { roleRoutes } from "./roles/routes.ts";
 import { sessionRoutes } from "./sessions/routes.ts";
 import { auditRoutes } from "./audit/routes.ts";
 import { settingsRoutes } from "./settings/routes.ts";
+import { ssoAdminRoutes } from "./sso/routes.ts";
 import { syncBuiltinRoles } from "../auth/roles.ts";
 import { createSecretBox, loadSecretKey } from "../auth/secret-box.ts";
 import { ensureSetupCode } from "../auth/setup-code.ts";
@@ -53,6 +54,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...sessionRoutes(s, pages),
     ...auditRoutes(s, pages),
     ...settingsRoutes(s, pages),
+    ...ssoAdminRoutes(s, pages),
     ...(s.extraRoutes ?? []),
   ];
 }

@@ -58,6 +58,7 @@ const NAV: NavItem[] = [
   { href: "/sessions", label: "Sessions", access: "signed-in" },
   { href: "/audit", label: "Audit log", access: "audit.view" },
   { href: "/settings", label: "Settings", access: "settings.view" },
+  { href: "/sso", label: "Sign-in", access: "sso.view" },
 ];
 
 export interface Pages {

@@ -9,6 +9,7 @@ import { roleIdByName, userGrants } from "../../auth/roles.ts";
 import { createSession, revokeSession, SESSION_COOKIE, setStage, type SessionStage } from "../../auth/session.ts";
 import { cookie, stagePath } from "../guard.ts";
 import { auditRequest } from "../audit-request.ts";
+import { breakGlassGate, recordBreakGlassUse, ssoSignInOptions } from "../sso/wiring.ts";
 
 function safeNext(next: string | null): string {
   return next && /^\/[A-Za-z0-9/_?=&%.-]*$/.test(next) && !next.startsWith("//") ? next : "/hosts";
@@ -79,6 +80,7 @@ export function authRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           next: req.query.get("next") ?? "",
           setupDone: req.query.get("setup") === "done",
           signedOut: req.query.get("signed_out") === "1",
+          sso: await ssoSignInOptions(s, req.query.get("sso_error")), // issue 6
         });
       },
     },
@@ -98,6 +100,8 @@ export function authRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           }
           return pages.formErrors(req, ["Wrong username or password."], 401);
         }
+        const ssoRefusal = await breakGlassGate(s, r.user.id, req); // SSO enforced: break-glass accounts only (issue 6)
+        if (ssoRefusal) return pages.formErrors(req, [ssoRefusal], 403);
         const stage = await stageAfterPassword(r.user.id);
         const { token } = await createSession(sql, r.user.id, stage, req.ip, req.userAgent, settings.session);
         const reqAs = { ...req, user: r.user };
@@ -129,6 +133,10 @@ export function authRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
             return pages.formErrors(req, [lockedMessage(until)], 423);
           }
           return pages.formErrors(req, ["That code is not valid. Codes change every 30 seconds and each works once."], 401);
+        }
+        if (!(await recordBreakGlassUse(s, user, req, kind))) { // SSO enforced: TOTP only (issue 6)
+          await revokeSession(sql, req.session!.id, "break-glass needs TOTP");
+          return pages.formErrors(req, ["While SSO is enforced, a break-glass sign-in needs a code from the authenticator app, not a backup code."], 403);
         }
         await sql`update console_users set failed_logins = 0, last_login_at = now() where id = ${user.id}`;
         const stage: SessionStage = passwordExpired(user, settings.password) ? "password" : "full";

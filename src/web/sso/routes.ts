@@ -1,0 +1,171 @@
+/**
+ * The enterprise sign-in page (/sso): identity providers, group-to-role mappings, the SSO policy
+ * and break-glass accounts. Every change is a dangerous operation (typed phrase + fresh
+ * re-authentication, which SSO users can do at their IdP) and is audited without secrets.
+ */
+import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
+import { can } from "../route.ts";
+import type { ConsoleServices } from "../deps.ts";
+import { done, type Pages } from "../respond.ts";
+import { auditRequest } from "../audit-request.ts";
+import { listRoles } from "../../auth/roles.ts";
+import { getProvider, listGroupMappings, listProviders, saveProvider, SECRET_FIELDS, setGroupMappings, type ProviderKind } from "../../auth/sso/providers.ts";
+import { loadSsoPolicy, saveSsoPolicy } from "../../auth/sso/policy.ts";
+import { importIdpMetadata } from "../../auth/sso/saml/metadata.ts";
+import type { SsoMfaMode } from "../../auth/sso/types.ts";
+
+export const SSO_POLICY_PHRASE = "apply sign-in policy";
+export const SSO_PROVIDER_PHRASE = "save identity provider";
+export const SSO_MAPPINGS_PHRASE = "save group mappings";
+
+const MFA_MODES: Array<{ v: SsoMfaMode; label: string }> = [
+  { v: "trust-idp", label: "Trust the identity provider's MFA" },
+  { v: "require-local", label: "Always require our TOTP" },
+  { v: "off", label: "No second factor of ours" },
+];
+
+/** Settings as shown: secrets are never sent back to the browser. */
+function shownConfig(config: Record<string, unknown>): string {
+  const c = { ...config };
+  for (const f of SECRET_FIELDS) if (c[f]) c[f] = "(unchanged)";
+  return JSON.stringify(c, null, 2);
+}
+
+/** The forced sign-in link that re-authenticates an SSO user for dangerous operations. */
+async function reauthHref(s: ConsoleServices, req: ConsoleRequest): Promise<string> {
+  const source = req.user?.auth_source ?? "";
+  if (!source.startsWith("sso:")) return "";
+  const [p] = await s.sql`select kind from sso_providers where id = ${source.slice(4)} and enabled`;
+  if (!p || p.kind === "ldap") return "";
+  return `/auth/${p.kind}/login?provider=${encodeURIComponent(source.slice(4))}&reauth=${encodeURIComponent(req.url.pathname)}`;
+}
+
+export function ssoAdminRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
+  const { sql } = s;
+  return [
+    {
+      method: "GET", path: "/sso", access: "sso.view",
+      async handler(req) {
+        const providers = await listProviders(sql);
+        const mappings = await listGroupMappings(sql);
+        const policy = await loadSsoPolicy(sql);
+        const breakGlass = await sql`select username, totp_enabled_at is not null as totp from console_users where break_glass order by username`;
+        const edit = req.query.get("edit") ?? "";
+        const editing = edit ? await getProvider<Record<string, unknown>>(sql, s.secrets, edit, undefined, true) : undefined;
+        return pages.page(req, "pages/sso", "Sign-in", {
+          providers: providers.map((p) => ({ ...p, mappings: mappings.filter((m) => m.provider_id === p.id) })),
+          mappingProviders: providers.map((p) => ({ id: p.id, text: mappings.filter((m) => m.provider_id === p.id).map((m) => `${m.external_group} = ${m.role}`).join("\n") })),
+          roles: (await listRoles(sql)).map((r) => r.name),
+          policy,
+          mfaModes: MFA_MODES.map((m) => ({ ...m, selected: m.v === policy.mfa })),
+          breakGlass,
+          editing: editing ? { ...editing, configText: shownConfig(editing.config), isOidc: editing.kind === "oidc", isSaml: editing.kind === "saml", isLdap: editing.kind === "ldap" } : null,
+          canEdit: can(req, "sso.edit"),
+          canMap: can(req, "sso.mappings.edit"),
+          metadataUrl: "/auth/saml/metadata",
+          reauthHref: await reauthHref(s, req),
+          policyPhrase: SSO_POLICY_PHRASE,
+          providerPhrase: SSO_PROVIDER_PHRASE,
+          mappingsPhrase: SSO_MAPPINGS_PHRASE,
+          saved: req.query.get("saved") ?? "",
+        });
+      },
+    },
+    {
+      method: "POST", path: "/sso/policy", access: "sso.edit", dangerous: { phrase: () => SSO_POLICY_PHRASE },
+      async handler(req) {
+        const mfa = req.form.get("mfa") ?? "";
+        if (!MFA_MODES.some((m) => m.v === mfa)) return pages.formErrors(req, ["Choose how MFA applies to users who sign in through a provider."]);
+        const before = await loadSsoPolicy(sql);
+        const after = { enforced: req.form.get("enforced") === "on", mfa: mfa as SsoMfaMode, requireMfa: req.form.get("require_mfa") === "on" };
+        if (after.enforced && (await listProviders(sql)).every((p) => !p.enabled)) {
+          return pages.formErrors(req, ["Enable an identity provider before enforcing SSO, or nobody but break-glass accounts can sign in."]);
+        }
+        await saveSsoPolicy(sql, after);
+        await auditRequest(sql, req, "config_change", "sso.policy.saved", "settings:sso", true, { before, after });
+        return done(req, "/sso?saved=policy");
+      },
+    },
+    {
+      method: "POST", path: "/sso/providers", access: "sso.edit", dangerous: { phrase: () => SSO_PROVIDER_PHRASE },
+      async handler(req) {
+        const f = req.form;
+        const id = (f.get("id") ?? "").trim();
+        const kind = (f.get("kind") ?? "") as ProviderKind;
+        let config: Record<string, unknown>;
+        try {
+          const parsed = JSON.parse((f.get("config") ?? "").trim() || "{}");
+          if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("not an object");
+          config = parsed;
+        } catch (e) {
+          return pages.formErrors(req, [`The settings must be a JSON object (${(e as Error).message.slice(0, 80)}).`]);
+        }
+        const metadata = (f.get("metadata") ?? "").trim();
+        if (metadata) {
+          if (kind !== "saml") return pages.formErrors(req, ["IdP metadata applies to SAML providers only."]);
+          try {
+            config = { ...config, ...importIdpMetadata(metadata) };
+          } catch (e) {
+            return pages.formErrors(req, [`The IdP metadata was not accepted: ${(e as Error).message}`]);
+          }
+        }
+        // "(unchanged)" or an omitted secret keeps the stored one
+        const existing = await getProvider<Record<string, unknown>>(sql, s.secrets, id, undefined, true);
+        for (const k of SECRET_FIELDS) {
+          if ((config[k] === undefined || config[k] === "(unchanged)") && existing?.config[k]) config[k] = existing.config[k];
+          else if (config[k] === "(unchanged)") delete config[k];
+        }
+        try {
+          await saveProvider(sql, s.secrets, { id, kind, name: (f.get("name") ?? "").trim().slice(0, 80), enabled: f.get("enabled") === "on", config });
+        } catch (e) {
+          return pages.formErrors(req, (e as Error).message.split("; "));
+        }
+        const audited = { ...config };
+        for (const k of SECRET_FIELDS) if (audited[k]) audited[k] = "(set)";
+        if (audited.idpCerts) audited.idpCerts = `(${(audited.idpCerts as unknown[]).length} certificate(s))`;
+        if (audited.caPem) audited.caPem = "(certificate)";
+        await auditRequest(sql, req, "config_change", existing ? "sso.provider.updated" : "sso.provider.created", `provider:${id}`, true,
+          { kind, enabled: f.get("enabled") === "on", config: audited });
+        return done(req, "/sso?saved=provider");
+      },
+    },
+    {
+      method: "POST", path: "/sso/mappings", access: "sso.mappings.edit", dangerous: { phrase: () => SSO_MAPPINGS_PHRASE },
+      async handler(req) {
+        const provider = req.form.get("provider") ?? "";
+        if (!(await sql`select 1 from sso_providers where id = ${provider}`).length) return pages.formErrors(req, ["Choose an identity provider."]);
+        const roles = new Set((await listRoles(sql)).map((r) => r.name));
+        const problems: string[] = [];
+        const mappings: Array<{ group: string; role: string }> = [];
+        for (const [i, line] of (req.form.get("mappings") ?? "").split(/\r?\n/).entries()) {
+          if (!line.trim()) continue;
+          const at = line.lastIndexOf("=");
+          const group = line.slice(0, at).trim();
+          const role = line.slice(at + 1).trim();
+          if (at <= 0 || !group || !role) problems.push(`Line ${i + 1}: write GROUP = ROLE.`);
+          else if (!roles.has(role)) problems.push(`Line ${i + 1}: there is no role named ${role}.`);
+          else if (group.length > 512) problems.push(`Line ${i + 1}: the group name is longer than 512 characters.`);
+          else mappings.push({ group, role });
+        }
+        if (problems.length) return pages.formErrors(req, problems);
+        const before = (await listGroupMappings(sql)).filter((m) => m.provider_id === provider).map((m) => `${m.external_group} = ${m.role}`);
+        await setGroupMappings(sql, provider, mappings);
+        await auditRequest(sql, req, "config_change", "sso.mappings.saved", `provider:${provider}`, true,
+          { before, after: mappings.map((m) => `${m.group} = ${m.role}`) });
+        return done(req, "/sso?saved=mappings");
+      },
+    },
+    {
+      method: "POST", path: "/sso/break-glass", access: "sso.breakglass.edit",
+      dangerous: { phrase: (req) => `${req.form.get("flag") === "on" ? "flag" : "unflag"} ${(req.form.get("username") ?? "").trim().toLowerCase()}` },
+      async handler(req) {
+        const username = (req.form.get("username") ?? "").trim().toLowerCase();
+        const on = req.form.get("flag") === "on";
+        const [u] = await sql`update console_users set break_glass = ${on} where username = ${username} and password_hash is not null returning id, totp_enabled_at`;
+        if (!u) return pages.formErrors(req, [`There is no local account named ${username} (break-glass accounts need a local password).`]);
+        await auditRequest(sql, req, "security_event", on ? "break_glass.flagged" : "break_glass.unflagged", `user:${username}`, true, { totpEnrolled: !!u.totp_enabled_at });
+        return done(req, "/sso?saved=break-glass");
+      },
+    },
+  ];
+}

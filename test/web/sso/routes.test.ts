@@ -1,0 +1,71 @@
+/** The /sso page: providers, mappings, policy and break-glass flags, each a confirmed, audited change. */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { consoleHarness, TEST_PASSWORD, type ConsoleHarness, type TestSession } from "../../support/console-app.ts";
+import { getProvider } from "../../../src/auth/sso/providers.ts";
+import { loadSsoPolicy } from "../../../src/auth/sso/policy.ts";
+
+let h: ConsoleHarness;
+let admin: TestSession;
+
+beforeAll(async () => {
+  h = await consoleHarness();
+  admin = await h.userWithRole("admin", "sso-admin");
+}, 30_000);
+afterAll(() => h.close());
+
+const post = (path: string, form: Record<string, string>, session = admin) => h.send(path, { session, form });
+const audits = async (prefix: string) => (await h.db.sql`select action, details from audit_log where action like ${prefix + "%"} order by id`);
+
+test("an admin adds an OIDC provider, its secret is sealed and never shown again", async () => {
+  const config = JSON.stringify({ issuer: "https://op.example.test", clientId: "sm", clientSecret: "s3cr3t-client-value" });
+  const refused = await post("/sso/providers", { id: "corp", kind: "oidc", name: "Corp", enabled: "on", config, confirm: "wrong" });
+  expect(await refused.text()).toContain("Type save identity provider exactly");
+  const res = await post("/sso/providers", { id: "corp", kind: "oidc", name: "Corp", enabled: "on", config, confirm: "save identity provider", reauth: TEST_PASSWORD });
+  expect(res.headers.get("location")).toBe("/sso?saved=provider");
+  expect((await getProvider<{ clientSecret: string }>(h.db.sql, h.services.secrets, "corp"))!.config.clientSecret).toBe("s3cr3t-client-value");
+  const page = await (await h.send("/sso?edit=corp", { session: admin })).text();
+  expect(page).toContain('value="corp"');
+  expect(page).toContain("(unchanged)");
+  expect(page).not.toContain("s3cr3t-client-value");
+  // saving again with "(unchanged)" keeps the secret
+  const again = JSON.stringify({ issuer: "https://op2.example.test", clientId: "sm", clientSecret: "(unchanged)" });
+  await post("/sso/providers", { id: "corp", kind: "oidc", name: "Corp", enabled: "on", config: again, confirm: "save identity provider" });
+  const p = (await getProvider<{ clientSecret: string; issuer: string }>(h.db.sql, h.services.secrets, "corp"))!.config;
+  expect(p).toMatchObject({ issuer: "https://op2.example.test", clientSecret: "s3cr3t-client-value" });
+  expect(JSON.stringify(await audits("sso.provider"))).not.toContain("s3cr3t-client-value");
+  expect((await audits("sso.provider")).map((r) => r.action)).toEqual(["sso.provider.created", "sso.provider.updated"]);
+  // invalid settings are explained
+  const bad = await post("/sso/providers", { id: "dir", kind: "ldap", name: "Dir", config: JSON.stringify({ url: "ldap://x" }), confirm: "save identity provider" });
+  expect(await bad.text()).toContain("bindDn is required");
+});
+
+test("group mappings are validated and saved", async () => {
+  const bad = await post("/sso/mappings", { provider: "corp", mappings: "ops = operator\nnonsense\nx = no-role", confirm: "save group mappings" });
+  const text = await bad.text();
+  expect(text).toContain("Line 2: write GROUP = ROLE.");
+  expect(text).toContain("Line 3: there is no role named no-role.");
+  const ok = await post("/sso/mappings", { provider: "corp", mappings: "ops = operator\ncn=Auditors,ou=groups = auditor\n", confirm: "save group mappings" });
+  expect(ok.headers.get("location")).toBe("/sso?saved=mappings");
+  const page = await (await h.send("/sso", { session: admin })).text();
+  expect(page).toContain("cn=Auditors,ou=groups → auditor");
+});
+
+test("policy: enforcement needs an enabled provider; break-glass flags need the typed username", async () => {
+  const res = await post("/sso/policy", { enforced: "on", mfa: "require-local", confirm: "apply sign-in policy" });
+  expect(res.headers.get("location")).toBe("/sso?saved=policy");
+  expect(await loadSsoPolicy(h.db.sql)).toEqual({ enforced: true, mfa: "require-local", requireMfa: false });
+  const flag = await post("/sso/break-glass", { username: "sso-admin", flag: "on", confirm: "flag sso-admin" });
+  expect(flag.headers.get("location")).toBe("/sso?saved=break-glass");
+  expect((await h.db.sql`select break_glass from console_users where username = 'sso-admin'`)[0]!.break_glass).toBe(true);
+  expect(await (await h.send("/sso", { session: admin })).text()).toContain("no TOTP: cannot sign in while SSO is enforced");
+  expect((await audits("break_glass")).map((r) => r.action)).toEqual(["break_glass.flagged"]);
+  await h.db.sql`update sso_providers set enabled = false`;
+  const refused = await post("/sso/policy", { enforced: "on", mfa: "trust-idp", confirm: "apply sign-in policy" });
+  expect(await refused.text()).toContain("Enable an identity provider before enforcing SSO");
+});
+
+test("viewers without sso permissions are refused", async () => {
+  const viewer = await h.userWithRole("viewer", "sso-viewer");
+  expect((await h.send("/sso", { session: viewer })).status).toBe(403);
+  expect((await post("/sso/policy", { mfa: "off", confirm: "apply sign-in policy" }, viewer)).status).toBe(403);
+});
