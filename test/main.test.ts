@@ -10,49 +10,59 @@ import { join } from "node:path";
 import { freePort } from "../src/store/postgres/embedded.ts";
 import { certFingerprint } from "../src/tls/self-signed.ts";
 
-test("server starts on an embedded PostgreSQL, prints its fingerprint and stops cleanly", async () => {
+/** The server as a process, as `npm start` runs it, with its output collected. */
+async function spawnServer(extra: Record<string, string>, opts: { embedded?: boolean; waitMs?: number } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "servermind-main-"));
   chmodSync(dir, 0o755);
   const port = await freePort();
-  const env: Record<string, string | undefined> = { ...process.env, SERVERMIND_DATA: dir, SERVERMIND_PORT: String(port), SERVERMIND_HOST: "127.0.0.1" };
-  delete env.DATABASE_URL;
+  const env: Record<string, string | undefined> = { ...process.env, SERVERMIND_DATA: dir, SERVERMIND_PORT: String(port), SERVERMIND_HOST: "127.0.0.1", ...extra };
+  if (opts.embedded) delete env.DATABASE_URL;
   const child = spawn(process.execPath, ["src/main.ts"], { env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout.on("data", (d) => (out += d));
   child.stderr.on("data", (d) => (out += d));
+  const deadline = Date.now() + (opts.waitMs ?? 30_000);
+  while (!out.includes("fingerprint") && Date.now() < deadline && child.exitCode === null) await Bun.sleep(100);
+  return {
+    dir, port, env, child,
+    output: () => out,
+    async stop(): Promise<number | null> {
+      const exited = new Promise<number | null>((res) => (child.exitCode !== null ? res(child.exitCode) : child.once("exit", res)));
+      child.kill("SIGTERM");
+      return await exited;
+    },
+    cleanup() {
+      child.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+test("server starts on an embedded PostgreSQL, prints its fingerprint and stops cleanly", async () => {
+  const srv = await spawnServer({}, { embedded: true, waitMs: 60_000 });
+  const { dir, port } = srv;
+  const out = srv.output();
   try {
-    const deadline = Date.now() + 60_000;
-    while (!out.includes("fingerprint") && Date.now() < deadline) await Bun.sleep(100);
     expect(out).toContain(`listening on https://127.0.0.1:${port}`);
     const fp = /fingerprint \(pin it in agents\): ([0-9a-f]{64})/.exec(out)![1];
     expect(fp).toBe(certFingerprint(readFileSync(join(dir, "tls", "server.crt"), "utf8")));
     expect(existsSync(join(dir, "pg", "PG_VERSION"))).toBe(true);
     const r = await fetch(`https://127.0.0.1:${port}/healthz`, { tls: { rejectUnauthorized: false } });
     expect(await r.json()).toEqual({ status: "ok" });
-    const exited = new Promise<number | null>((res) => child.once("exit", res));
-    child.kill("SIGTERM");
-    expect(await exited).toBe(0);
+    expect(await srv.stop()).toBe(0);
     expect(existsSync(join(dir, "pg", "postmaster.pid"))).toBe(false); // PostgreSQL stopped too
   } finally {
-    child.kill("SIGKILL");
-    rmSync(dir, { recursive: true, force: true });
+    srv.cleanup();
   }
 }, 90_000);
 
 test("with DATABASE_URL the server uses that PostgreSQL and starts no embedded one; the CLI mints tokens there", async () => {
   const { testDatabase } = await import("./support/db.ts");
   const db = await testDatabase(2);
-  const dir = mkdtempSync(join(tmpdir(), "servermind-main-"));
-  const port = await freePort();
-  const env = { ...process.env, DATABASE_URL: db.url, SERVERMIND_DATA: dir, SERVERMIND_PORT: String(port), SERVERMIND_HOST: "127.0.0.1" };
-  const child = spawn(process.execPath, ["src/main.ts"], { env, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  child.stdout.on("data", (d) => (out += d));
-  child.stderr.on("data", (d) => (out += d));
+  const srv = await spawnServer({ DATABASE_URL: db.url });
+  const { dir, env } = srv;
   try {
-    const deadline = Date.now() + 30_000;
-    while (!out.includes("fingerprint") && Date.now() < deadline) await Bun.sleep(100);
-    expect(out).not.toContain("embedded PostgreSQL");
+    expect(srv.output()).not.toContain("embedded PostgreSQL");
     expect(existsSync(join(dir, "pg"))).toBe(false);
     const cli = Bun.spawn([process.execPath, "src/cli.ts", "token", "create", "--label", "ci"], { env, stdout: "pipe", stderr: "pipe" });
     const token = (await new Response(cli.stdout).text()).trim();
@@ -64,9 +74,8 @@ test("with DATABASE_URL the server uses that PostgreSQL and starts no embedded o
     expect(await bad.exited).toBe(2);
     expect(await new Response(bad.stderr).text()).toContain("usage:");
   } finally {
-    child.kill("SIGTERM");
-    await new Promise((r) => child.once("exit", r));
-    rmSync(dir, { recursive: true, force: true });
+    await srv.stop();
+    srv.cleanup();
     await db.drop();
   }
 }, 60_000);
@@ -80,18 +89,10 @@ test("with CLICKHOUSE_URL the server ships committed metrics to ClickHouse and r
   const { createActivationToken } = await import("../src/ingest/agent/enroll.ts");
   const ch = await startTestClickhouse();
   const db = await testDatabase(2);
-  const dir = mkdtempSync(join(tmpdir(), "servermind-main-"));
-  const port = await freePort();
-  const env = { ...process.env, DATABASE_URL: db.url, CLICKHOUSE_URL: ch.url, SERVERMIND_DATA: dir, SERVERMIND_PORT: String(port), SERVERMIND_HOST: "127.0.0.1" };
-  const child = spawn(process.execPath, ["src/main.ts"], { env, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  child.stdout.on("data", (d) => (out += d));
-  child.stderr.on("data", (d) => (out += d));
+  const srv = await spawnServer({ DATABASE_URL: db.url, CLICKHOUSE_URL: ch.url });
   try {
-    const deadline = Date.now() + 30_000;
-    while (!out.includes("fingerprint") && Date.now() < deadline) await Bun.sleep(100);
-    expect(out).toContain("ClickHouse tier on");
-    const url = `https://127.0.0.1:${port}`;
+    expect(srv.output()).toContain("ClickHouse tier on");
+    const url = `https://127.0.0.1:${srv.port}`;
     const a = await enroll(url, (await createActivationToken(db.sql, { createdBy: "test" })).token, "ch-1");
     expect((await post(url, metricsFrame(a, 20, 10, Date.now()))).status).toBe(200);
     let shipped = "";
@@ -102,9 +103,8 @@ test("with CLICKHOUSE_URL the server ships committed metrics to ClickHouse and r
     expect(shipped).toMatch(/^clickhouse_shipped_batches_total [1-9]/m);
     expect(shipped).toMatch(/^cluster_/m);
   } finally {
-    child.kill("SIGTERM");
-    await new Promise((r) => child.once("exit", r));
-    rmSync(dir, { recursive: true, force: true });
+    await srv.stop();
+    srv.cleanup();
     await db.drop();
     await ch.close();
   }
