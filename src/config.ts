@@ -39,7 +39,8 @@ export interface Config {
 
 type Env = Record<string, string | undefined>;
 
-function int(env: Env, name: string, def: number, min: number, max: number): number {
+/** A whole number from the environment within [min, max], or `def` when unset; a bad value throws naming the variable. Config slices of other modules use it too. */
+export function envInt(env: Env, name: string, def: number, min: number, max: number): number {
   const raw = env[name];
   if (raw === undefined || raw === "") return def;
   const v = Number(raw);
@@ -49,7 +50,8 @@ function int(env: Env, name: string, def: number, min: number, max: number): num
   return v;
 }
 
-function bool(env: Env, name: string, def: boolean): boolean {
+/** A boolean from the environment (true/false, 1/0, yes/no, on/off), or `def` when unset. */
+export function envBool(env: Env, name: string, def: boolean): boolean {
   const raw = env[name];
   if (raw === undefined || raw === "") return def;
   if (/^(1|true|yes|on)$/i.test(raw)) return true;
@@ -65,20 +67,20 @@ export function loadConfig(env: Env = process.env): Config {
   }
   return {
     host: env.SERVERMIND_HOST || "0.0.0.0",
-    port: int(env, "SERVERMIND_PORT", 8443, 0, 65535),
+    port: envInt(env, "SERVERMIND_PORT", 8443, 0, 65535),
     dataDir: resolve(env.SERVERMIND_DATA || "./data"),
     databaseUrl: env.DATABASE_URL ?? "",
-    dbPoolSize: int(env, "SERVERMIND_DB_POOL", 8, 2, 200),
+    dbPoolSize: envInt(env, "SERVERMIND_DB_POOL", 8, 2, 200),
     tlsCert,
     tlsKey,
     tlsNames: (env.SERVERMIND_TLS_NAMES ?? "").split(",").map((s) => s.trim()).filter(Boolean),
-    http3: bool(env, "SERVERMIND_HTTP3", true),
-    batchMaxRows: int(env, "SERVERMIND_BATCH_MAX_ROWS", 20_000, 1, 10_000_000),
-    batchMaxAgeMs: int(env, "SERVERMIND_BATCH_MAX_AGE_MS", 50, 1, 60_000),
-    maxPendingBytes: int(env, "SERVERMIND_MAX_PENDING_BYTES", 256 * 2 ** 20, 2 ** 20, 16 * 2 ** 30),
-    writers: int(env, "SERVERMIND_WRITERS", 2, 1, 64),
-    maxRequestBytes: int(env, "SERVERMIND_MAX_REQUEST_BYTES", 16 * 2 ** 20, 1024, 2 ** 30),
-    retentionMetricsDays: int(env, "SERVERMIND_RETENTION_METRICS_DAYS", 30, 1, 36500),
-    retentionLogsDays: int(env, "SERVERMIND_RETENTION_LOGS_DAYS", 14, 1, 36500),
+    http3: envBool(env, "SERVERMIND_HTTP3", true),
+    batchMaxRows: envInt(env, "SERVERMIND_BATCH_MAX_ROWS", 20_000, 1, 10_000_000),
+    batchMaxAgeMs: envInt(env, "SERVERMIND_BATCH_MAX_AGE_MS", 50, 1, 60_000),
+    maxPendingBytes: envInt(env, "SERVERMIND_MAX_PENDING_BYTES", 256 * 2 ** 20, 2 ** 20, 16 * 2 ** 30),
+    writers: envInt(env, "SERVERMIND_WRITERS", 2, 1, 64),
+    maxRequestBytes: envInt(env, "SERVERMIND_MAX_REQUEST_BYTES", 16 * 2 ** 20, 1024, 2 ** 30),
+    retentionMetricsDays: envInt(env, "SERVERMIND_RETENTION_METRICS_DAYS", 30, 1, 36500),
+    retentionLogsDays: envInt(env, "SERVERMIND_RETENTION_LOGS_DAYS", 14, 1, 36500),
   };
 }

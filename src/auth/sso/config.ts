@@ -8,13 +8,7 @@
  */
 import type { SsoConfig } from "./deps.ts";
 
-function int(env: Record<string, string | undefined>, key: string, def: number, min: number, max: number): number {
-  const raw = env[key];
-  if (raw === undefined || raw === "") return def;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${key} must be a whole number from ${min} to ${max}, got ${raw}`);
-  return n;
-}
+import { envInt as int } from "../../config.ts";
 
 /** `fallbackUrl` (the server's own URL) is used when SERVERMIND_PUBLIC_URL is unset. */
 export function loadSsoConfig(env: Record<string, string | undefined>, fallbackUrl: string): SsoConfig {

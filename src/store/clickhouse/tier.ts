@@ -4,6 +4,7 @@
  * ClickHouse being down at start does not stop the server: the shipper retries the schema
  * and then catches up.
  */
+import { envInt } from "../../config.ts";
 import type { Sql } from "postgres";
 import type { Counter, Gauge } from "../../metrics/registry.ts";
 import { createClickhouse, parseClickhouseUrl, type Clickhouse } from "./client.ts";
@@ -21,13 +22,7 @@ export interface ClickhouseConfig {
 }
 
 export function loadClickhouseConfig(env: Record<string, string | undefined> = process.env): ClickhouseConfig {
-  const int = (name: string, def: number, min: number, max: number) => {
-    const raw = env[name];
-    if (raw === undefined || raw === "") return def;
-    const v = Number(raw);
-    if (!Number.isInteger(v) || v < min || v > max) throw new Error(`${name}=${JSON.stringify(raw)} is not a whole number from ${min} to ${max}`);
-    return v;
-  };
+  const int = (name: string, def: number, min: number, max: number) => envInt(env, name, def, min, max);
   const url = env.CLICKHOUSE_URL ?? "";
   if (url) parseClickhouseUrl(url); // fails at start with a message naming CLICKHOUSE_URL
   return {
