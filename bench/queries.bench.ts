@@ -1,7 +1,7 @@
 /**
  * Latency of the console's telemetry queries (npm run bench:queries [-- --quick]) on data of a
  * realistic shape, written with the same COPY encoders as the ingest path:
- *   - fleet overview: latest cpu/mem/disk of `hosts` hosts
+ *   - fleet overview: the console's fleet query (latest cpu/mem/disk) over `hosts` hosts
  *   - one host's 4 metrics over 1 h, 24 h and 7 d, downsampled to <= 1000 points
  *   - one host's logs over 1 h and 24 h, newest 200, with and without a text filter
  * Reports median and p95 of `runs` runs each, as one JSON line.
@@ -15,7 +15,8 @@ import { migrate } from "../src/store/postgres/migrate.ts";
 import { ensurePartitions, timeSeriesTables } from "../src/store/postgres/partitions.ts";
 import { CopyWriter } from "../src/store/postgres/copy-binary.ts";
 import { encodeLogs, encodeMetricBlocks } from "../src/store/postgres/writer.ts";
-import { fleetLatest, searchLogs, seriesRange } from "../src/store/postgres/queries.ts";
+import { searchLogs, seriesRange } from "../src/store/postgres/queries.ts";
+import { FLEET_METRICS, fleetOverview } from "../src/store/postgres/queries-console.ts";
 import { arg, environment, flag, percentile, round } from "./support.ts";
 
 const quick = flag("quick");
@@ -53,7 +54,7 @@ async function main() {
   const sql = createPgClient(pg.url, 4);
   await migrate(sql);
   for (const t of timeSeriesTables(DAYS + 1, 3)) await ensurePartitions(sql, t);
-  const names = Array.from({ length: METRICS }, (_, i) => (i === 0 ? "cpu.util" : i === 1 ? "mem.used_pct" : i === 2 ? "disk.used_pct./" : `m.${i}`));
+  const names = Array.from({ length: METRICS }, (_, i) => (i === 0 ? FLEET_METRICS.cpu : i === 1 ? FLEET_METRICS.mem : i === 2 ? FLEET_METRICS.disk : `m.${i}`));
 
   log(`${HOSTS} hosts with latest values`);
   await sql`insert into agents (hostname, public_key, last_seen, transport, agent_version)
@@ -94,9 +95,10 @@ async function main() {
   await sql`vacuum analyze`;
 
   const at = (msAgo: number) => new Date(end - msAgo);
-  const four = ["cpu.util", "mem.used_pct", "disk.used_pct./", "m.42"];
+  const four = [FLEET_METRICS.cpu, FLEET_METRICS.mem, FLEET_METRICS.disk, "m.42"];
   const results = {
-    fleet_latest: await time(RUNS, () => fleetLatest(sql, ["cpu.util", "mem.used_pct", "disk.used_pct./"])),
+    // the console's own fleet query (every host, sorted by CPU), as the fleet page runs it
+    fleet_latest: await time(RUNS, () => fleetOverview(sql, { scopeTags: null, sort: "cpu", desc: true })),
     range_1h: await time(RUNS, () => seriesRange(sql, host, four, at(3_600_000), at(0))),
     range_24h: await time(RUNS, () => seriesRange(sql, host, four, at(86_400_000), at(0))),
     range_7d: DAYS >= 7 ? await time(RUNS, () => seriesRange(sql, host, four, at(7 * 86_400_000), at(0))) : null,

@@ -5,39 +5,6 @@
 import type { Sql } from "postgres";
 import { MAX_METRICS_SPAN_MS } from "../../ingest/frame/decode.ts";
 
-export interface FleetRow {
-  id: number;
-  hostname: string;
-  lastSeen: Date | null;
-  transport: string | null;
-  agentVersion: string;
-  revoked: boolean;
-  latestAt: Date | null;
-  /** Latest value of each requested metric, in the order asked; null if the host has none. */
-  values: Array<number | null>;
-}
-
-/** Every host with the latest value of `names` (e.g. cpu, memory, disk) for the fleet overview. */
-export async function fleetLatest(sql: Sql, names: string[]): Promise<FleetRow[]> {
-  const rows = await sql<{ id: string; hostname: string; last_seen: Date | null; transport: string | null; agent_version: string; revoked: boolean; ts: Date | null; vals: Array<number | null> | null }[]>`
-    select a.id, a.hostname, a.last_seen, a.transport, a.agent_version, a.revoked_at is not null as revoked, l.ts,
-      (select array_agg(l.vals[array_position(l.names, n.name)] order by n.i)
-         from unnest(${names}::text[]) with ordinality as n(name, i)) as vals
-    from agents a left join metric_latest l on l.agent_id = a.id
-    order by a.hostname, a.id`;
-  return rows.map((r) => ({
-    id: Number(r.id),
-    hostname: r.hostname,
-    lastSeen: r.last_seen,
-    transport: r.transport,
-    agentVersion: r.agent_version,
-    revoked: r.revoked,
-    latestAt: r.ts,
-    // postgres.js reads a NULL element of float8[] as NaN; both mean "no value"
-    values: r.vals ? r.vals.map((v) => (v === null || Number.isNaN(v) ? null : v)) : names.map(() => null),
-  }));
-}
-
 export interface SeriesPoints {
   name: string;
   /** Bucket start times (ms since the epoch), ascending. */

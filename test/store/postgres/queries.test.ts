@@ -4,7 +4,7 @@ import { startTestServer, type TestServer } from "../../support/server.ts";
 import { enroll, post, type SimAgent } from "../../support/sim-agent.ts";
 import { encodeFrame, packLogs, packMetrics } from "../../../src/ingest/frame/encode.ts";
 import { FrameKind } from "../../../src/ingest/frame/frame.ts";
-import { fleetLatest, searchLogs, seriesRange } from "../../../src/store/postgres/queries.ts";
+import { searchLogs, seriesRange } from "../../../src/store/postgres/queries.ts";
 
 let s: TestServer;
 let a: SimAgent;
@@ -48,12 +48,14 @@ afterAll(async () => {
   await s?.close();
 });
 
-test("fleetLatest: every host with the newest value of each asked metric", async () => {
-  const rows = await fleetLatest(s.db.sql, ["cpu.util", "mem.used", "missing"]);
+test("metric_latest holds the newest value of every series of every host (the fleet page reads it)", async () => {
+  const rows = await s.db.sql`
+    select a.hostname, l.vals[array_position(l.names, 'cpu.util')] as cpu, l.vals[array_position(l.names, 'mem.used')] as mem
+    from agents a join metric_latest l on l.agent_id = a.id order by a.hostname`;
   expect(rows.map((r) => r.hostname)).toEqual(["alpha", "beta"]);
-  expect(rows[0]!.values).toEqual([59, 100, null]); // last stamp: idx 359 -> minute 59; 359 % 7 != 0
-  expect(rows[1]!.values).toEqual([42, null, null]);
-  expect(rows[0]!.lastSeen).toBeInstanceOf(Date);
+  expect([rows[0]!.cpu, rows[0]!.mem]).toEqual([59, 100]); // last stamp: idx 359 -> minute 59; 359 % 7 != 0
+  expect(rows[1]!.cpu).toBe(42);
+  expect(rows[1]!.mem).toBeNull();
 });
 
 test("seriesRange downsamples into at most maxPoints buckets, skipping missing samples", async () => {
