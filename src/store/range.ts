@@ -11,6 +11,8 @@ import type { Sql } from "postgres";
 import { searchLogs, seriesRange, type LogLine, type SeriesPoints } from "./postgres/queries.ts";
 
 export type { LogLine, SeriesPoints };
+// The rules both tiers share are defined beside the PostgreSQL reads, which set the semantics.
+export { logLimit, rangeBucketMs, resolveSeries } from "./postgres/queries.ts";
 
 export interface LogSearch {
   agentId: number;
@@ -23,23 +25,6 @@ export interface LogSearch {
 export interface RangeStore {
   seriesRange(agentId: number, names: string[], from: Date, to: Date, maxPoints?: number): Promise<SeriesPoints[]>;
   searchLogs(o: LogSearch): Promise<LogLine[]>;
-}
-
-/** Bucket width: whole seconds, at least one, at most `maxPoints` buckets (as seriesRange). */
-export function rangeBucketMs(from: Date, to: Date, maxPoints = 1000): number {
-  const span = Math.max(1, to.getTime() - from.getTime());
-  return Math.max(1000, Math.ceil(span / maxPoints / 1000) * 1000);
-}
-
-export function logLimit(limit: number | undefined): number {
-  return Math.min(Math.max(1, limit ?? 200), 5000);
-}
-
-/** The series ids of one host's metric names (PostgreSQL's series dictionary is the control plane). */
-export async function resolveSeries(sql: Sql, agentId: number, names: string[]): Promise<Array<{ id: number; name: string }>> {
-  if (names.length === 0) return [];
-  return await sql<{ id: number; name: string }[]>`
-    select id, name from metric_series where agent_id = ${agentId} and name = any(${names}::text[])`;
 }
 
 export function postgresRangeStore(sql: Sql): RangeStore {

@@ -5,6 +5,24 @@
 import type { Sql } from "postgres";
 import { MAX_METRICS_SPAN_MS } from "../../ingest/frame/decode.ts";
 
+/** Bucket width: whole seconds, at least one, at most `maxPoints` buckets. */
+export function rangeBucketMs(from: Date, to: Date, maxPoints = 1000): number {
+  const span = Math.max(1, to.getTime() - from.getTime());
+  return Math.max(1000, Math.ceil(span / maxPoints / 1000) * 1000);
+}
+
+/** Lines a log search returns: 200 by default, 1 to 5,000. */
+export function logLimit(limit: number | undefined): number {
+  return Math.min(Math.max(1, limit ?? 200), 5000);
+}
+
+/** The series ids of one host's metric names (PostgreSQL's series dictionary is the control plane). */
+export async function resolveSeries(sql: Sql, agentId: number, names: string[]): Promise<Array<{ id: number; name: string }>> {
+  if (names.length === 0) return [];
+  return await sql<{ id: number; name: string }[]>`
+    select id, name from metric_series where agent_id = ${agentId} and name = any(${names}::text[])`;
+}
+
 export interface SeriesPoints {
   name: string;
   /** Bucket start times (ms since the epoch), ascending. */
@@ -19,10 +37,8 @@ export interface SeriesPoints {
  * (avg, min and max per bucket; missing samples are skipped).
  */
 export async function seriesRange(sql: Sql, agentId: number, names: string[], from: Date, to: Date, maxPoints = 1000): Promise<SeriesPoints[]> {
-  const span = Math.max(1, to.getTime() - from.getTime());
-  const bucketMs = Math.max(1000, Math.ceil(span / maxPoints / 1000) * 1000);
-  const ids = await sql<{ id: number; name: string }[]>`
-    select id, name from metric_series where agent_id = ${agentId} and name = any(${names}::text[])`;
+  const bucketMs = rangeBucketMs(from, to, maxPoints);
+  const ids = await resolveSeries(sql, agentId, names);
   if (ids.length === 0) return names.map((name) => ({ name, t: [], avg: [], min: [], max: [] }));
   const sids = ids.map((r) => r.id);
   const earliest = new Date(from.getTime() - MAX_METRICS_SPAN_MS);
@@ -69,7 +85,7 @@ function literalLike(text: string): string {
  * order, so both tiers page alike), optionally containing `text` (case-insensitive).
  */
 export async function searchLogs(sql: Sql, o: { agentId: number; from: Date; to: Date; text?: string; limit?: number }): Promise<LogLine[]> {
-  const limit = Math.min(Math.max(1, o.limit ?? 200), 5000);
+  const limit = logLimit(o.limit);
   const text = o.text?.trim() ?? "";
   return await sql<LogLine[]>`
     select ts, severity, source, message from logs
