@@ -5,7 +5,6 @@
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -21,16 +20,8 @@ export const hasClickhouse = Boolean(process.env.CLICKHOUSE_URL) || clickhouseBi
 /** A local clickhouse-server binary that outage tests can stop and start. */
 export const hasClickhouseServer = clickhouseBinary() !== undefined;
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from "../../src/store/postgres/embedded.ts";
+export { freePort };
 
 export interface TestClickhouse {
   url: string;

@@ -5,6 +5,7 @@
  * exampleauth:UserPass users whose groups the test can change between sign-ins.
  * Stopped and removed by the test that started it.
  */
+import { stopChild } from "./process.ts";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -102,12 +103,7 @@ $config = [
 `);
     },
     async stop() {
-      if (proc.exitCode === null) {
-        const exited = new Promise((r) => proc.once("exit", r));
-        proc.kill("SIGTERM");
-        await Promise.race([exited, Bun.sleep(3000)]);
-        if (proc.exitCode === null) proc.kill("SIGKILL");
-      }
+      await stopChild(proc);
       rmSync(dir, { recursive: true, force: true });
     },
   };

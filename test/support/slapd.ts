@@ -4,9 +4,10 @@
  * users and nested groups (including a cycle), and a read-only service account. Stopped and
  * removed by the test that started it.
  */
+import { stopChild } from "./process.ts";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, connect } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createSelfSigned } from "../../src/tls/self-signed.ts";
@@ -18,13 +19,8 @@ export function slapdAvailable(): boolean {
   return existsSync(SLAPD) && existsSync("/usr/sbin/slappasswd") && existsSync("/etc/ldap/schema/inetorgperson.schema");
 }
 
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+import { freePort } from "../../src/store/postgres/embedded.ts";
+export { freePort };
 
 async function waitForPort(port: number, ms: number): Promise<void> {
   const end = Date.now() + ms;
@@ -140,12 +136,7 @@ ${members.map((m) => `member: ${m}`).join("\n")}
       if (r.status !== 0) throw new Error(`ldapmodify failed: ${r.stderr}`);
     },
     async stop() {
-      if (proc.exitCode === null) {
-        const exited = new Promise((r) => proc.once("exit", r));
-        proc.kill("SIGTERM");
-        await Promise.race([exited, Bun.sleep(3000)]);
-        if (proc.exitCode === null) proc.kill("SIGKILL");
-      }
+      await stopChild(proc);
       rmSync(dir, { recursive: true, force: true });
     },
   };
