@@ -8,7 +8,8 @@
 import { generateKeyPairSync } from "node:crypto";
 import { Packr, unpack } from "msgpackr";
 import { encodeFrame, packLogs, packMetrics } from "../src/ingest/frame/encode.ts";
-import { decodeFrameBody, splitFrames, verifyFrame } from "../src/ingest/frame/decode.ts";
+import { decodeFrameBody, splitFrames, verifyFrame, type Inflate } from "../src/ingest/frame/decode.ts";
+import { loadNativeLz4 } from "../src/ingest/lz4-native.ts";
 import { FrameKind } from "../src/ingest/frame/frame.ts";
 import { lz4Compress, lz4Decompress } from "../src/ingest/frame/lz4.ts";
 import { arg, environment, flag, median, round } from "./support.ts";
@@ -47,9 +48,9 @@ const lines = Array.from({ length: 200 }, (_, i) => `sshd[${4000 + i}]: Accepted
 const logsBody = packLogs({ ts: Float64Array.from(lines, (_, i) => now + i), severity: new Uint8Array(200).fill(6), sources: ["sshd"], sourceIndex: new Uint16Array(200), messages: lines });
 const logsFrame = encodeFrame({ kind: FrameKind.Logs, agentId: 1, seq: 2, batchId: 2, createdMs: now, items: 200 }, logsBody, privateKey);
 
-function decodeOnly(frame: Uint8Array) {
+function decodeOnly(frame: Uint8Array, inflate?: Inflate) {
   const e = splitFrames(frame)[0]!.frame!;
-  decodeFrameBody(e.header, e.body);
+  decodeFrameBody(e.header, e.body, inflate);
 }
 function decodeVerified(frame: Uint8Array) {
   const e = splitFrames(frame)[0]!.frame!;
@@ -70,6 +71,11 @@ const perSampleRate = rate(() => unpack(perSample));
 const perSeriesRate = rate(() => unpack(perSeries));
 const lz4c = lz4Compress(metricsBody);
 const lz4Rate = rate(() => lz4Decompress(lz4c, metricsBody.length));
+// The server's default: liblz4 through bun:ffi when the system has it (src/ingest/lz4-native.ts)
+const native = loadNativeLz4();
+const nativeRates = "inflate" in native
+  ? { library: native.library, frames_per_s: Math.round(rate(() => decodeOnly(metricsFrame, native.inflate))), lz4_decompress_mb_per_s: round((rate(() => native.inflate(lz4c, metricsBody.length)) * metricsBody.length) / 1e6, 1) }
+  : { error: native.error };
 
 console.log(JSON.stringify({
   bench: "decode",
@@ -86,6 +92,7 @@ console.log(JSON.stringify({
     plain_msgpackr_unpack_per_s: Math.round(mPlain),
     ratio_to_plain_unpack: round(mFrames / mPlain, 2),
     lz4_decompress_mb_per_s: round((lz4Rate * metricsBody.length) / 1e6, 1),
+    with_liblz4: nativeRates,
   },
   logs: {
     frame_bytes: logsFrame.length,

@@ -35,6 +35,8 @@ export interface Config {
   /** `retention.metricsDays` / `retention.logsDays` (SERVERMIND_RETENTION_METRICS_DAYS / _LOGS_DAYS). */
   retentionMetricsDays: number;
   retentionLogsDays: number;
+  /** `ingest.lz4`: LZ4 decoder, auto | native (liblz4) | js (SERVERMIND_LZ4). */
+  lz4: "auto" | "native" | "js";
 }
 
 type Env = Record<string, string | undefined>;
@@ -57,6 +59,14 @@ export function envBool(env: Env, name: string, def: boolean): boolean {
   if (/^(1|true|yes|on)$/i.test(raw)) return true;
   if (/^(0|false|no|off)$/i.test(raw)) return false;
   throw new Error(`${name}=${JSON.stringify(raw)} is not a boolean (use true or false)`);
+}
+
+/** One of `choices` from the environment, or `def` when unset; anything else throws naming the variable. */
+export function envChoice<T extends string>(env: Env, name: string, choices: readonly T[], def: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return def;
+  if (!(choices as readonly string[]).includes(raw)) throw new Error(`${name}=${JSON.stringify(raw)} is not one of ${choices.join(", ")}`);
+  return raw as T;
 }
 
 export function loadConfig(env: Env = process.env): Config {
@@ -82,5 +92,6 @@ export function loadConfig(env: Env = process.env): Config {
     maxRequestBytes: envInt(env, "SERVERMIND_MAX_REQUEST_BYTES", 16 * 2 ** 20, 1024, 2 ** 30),
     retentionMetricsDays: envInt(env, "SERVERMIND_RETENTION_METRICS_DAYS", 30, 1, 36500),
     retentionLogsDays: envInt(env, "SERVERMIND_RETENTION_LOGS_DAYS", 14, 1, 36500),
+    lz4: envChoice(env, "SERVERMIND_LZ4", ["auto", "native", "js"] as const, "auto"),
   };
 }

@@ -95,6 +95,7 @@ async function main(): Promise<void> {
   extraMetrics.push(...bus.metrics);
   const securityJobs = startSecurityJobs(db.sql, commandDeps);
   console.log(`ServerMind listening on ${server.url} (TLS 1.3; HTTP/1.1, HTTP/2${config.http3 ? ", HTTP/3" : ""}, WSS)`);
+  console.log(`LZ4 frames decoded by ${server.ingest.lz4}`);
   console.log(`server certificate SHA-256 fingerprint (pin it in agents): ${cert.fingerprint}`);
 
   let stopping = false;

@@ -14,15 +14,19 @@ import { createIngestMetrics, Gauge, type IngestMetrics } from "../metrics/regis
 import type { IngestDeps } from "./agent/handler.ts";
 import type { StreamDeps } from "./agent/stream.ts";
 import { StreamRegistry } from "./agent/stream-registry.ts";
+import { chooseInflate } from "./lz4-native.ts";
 
 export interface Ingest {
   deps: StreamDeps;
+  /** Which LZ4 decoder frames go through (liblz4 and its version, or the TypeScript one and why). */
+  lz4: string;
   gauges: Gauge[];
   stop(): Promise<void>;
 }
 
 export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = createIngestMetrics()): Ingest {
   const limits: FrameLimits = { ...DEFAULT_LIMITS, maxBodyBytes: Math.min(DEFAULT_LIMITS.maxBodyBytes, config.maxRequestBytes) };
+  const lz4 = chooseInflate(config.lz4);
   const state = new AgentState(sql);
   const directory = new AgentDirectory(sql);
   const pgWrite = createPgWriter({ sql, latest: state });
@@ -49,7 +53,7 @@ export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = 
   });
   const gate = new Gate({ maxConcurrent: 64, maxWaitMs: 2000, maxWaiters: 1024, hasRoom: () => batcher.hasRoom() });
   state.start();
-  const deps: StreamDeps & IngestDeps = { directory, batcher, state, metrics, limits, gate, streams: new StreamRegistry() };
+  const deps: StreamDeps & IngestDeps = { directory, batcher, state, metrics, limits, inflate: lz4.inflate, gate, streams: new StreamRegistry() };
   const gauges = [
     new Gauge("batch_pending_bytes", "Bytes of accepted frames not yet committed.", () => batcher.pendingBytes),
     new Gauge("batch_queue_depth", "Batches queued or being written.", () => batcher.queuedBatches),
@@ -59,6 +63,7 @@ export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = 
   ];
   return {
     deps,
+    lz4: lz4.description,
     gauges,
     async stop() {
       await batcher.drain();

@@ -5,7 +5,7 @@
  * valid neighbours in the same request are still stored and acknowledged.
  */
 import { FrameError, FrameKind, KIND_NAMES, type FrameLimits, type RejectCode } from "../frame/frame.ts";
-import { decodeFrameBody, splitFrames, verifyFrame } from "../frame/decode.ts";
+import { decodeFrameBody, splitFrames, verifyFrame, type Inflate } from "../frame/decode.ts";
 import { metricRows } from "../../store/postgres/writer.ts";
 import type { Batcher } from "../../batch/batcher.ts";
 import type { AgentDirectory } from "./directory.ts";
@@ -36,6 +36,8 @@ export interface IngestDeps {
   state: AgentState;
   metrics: IngestMetrics;
   limits: FrameLimits;
+  /** LZ4 block decoder; the TypeScript one when absent. */
+  inflate?: Inflate;
 }
 
 export const REJECT_STATUS: Record<Reject["code"], number> = {
@@ -88,7 +90,7 @@ export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport:
       if (agent.revoked) throw new FrameError("revoked_agent", `agent ${h.agentId} has been revoked`);
       if (!verifyFrame(entry.frame, agent.key)) throw new FrameError("bad_signature", `signature of frame seq ${h.seq} does not match agent ${h.agentId}'s key`);
       if (!agent.replay.accept(h.seq)) throw new FrameError("replayed_seq", `sequence number ${h.seq} was already used or is older than the replay window (highest ${agent.replay.highest})`);
-      const data = decodeFrameBody(h, entry.frame.body);
+      const data = decodeFrameBody(h, entry.frame.body, deps.inflate);
       if (data.kind === FrameKind.Hello) throw new FrameError("bad_body", "hello frames belong to the stream handshake, not to a batch");
       state.touch(h.agentId, h.seq, transport);
       metrics.frames.with({ kind: KIND_NAMES[data.kind]! })();

@@ -63,7 +63,7 @@ async function authenticate(ws: ServerWebSocket<StreamData>, deps: StreamDeps, b
   if (!agent.replay.accept(f.header.seq)) return fail(`hello sequence number ${f.header.seq} was already used`);
   let nonce: string;
   try {
-    const body = decodeFrameBody(f.header, f.body);
+    const body = decodeFrameBody(f.header, f.body, deps.inflate);
     nonce = (body.body as { nonce: string }).nonce;
   } catch (e) {
     return fail(`hello body is invalid: ${e instanceof Error ? e.message : e}`);

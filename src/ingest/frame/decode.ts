@@ -232,12 +232,19 @@ function decodeSecurity(o: Record<string, unknown>, items: number): SecurityEven
   });
 }
 
+/**
+ * Expands one LZ4 block to exactly `rawLength` bytes or throws Lz4Error. The pure-TypeScript
+ * `lz4Decompress` is the reference; the server may pass a faster one (src/ingest/lz4-native.ts)
+ * that must accept and reject exactly the same blocks.
+ */
+export type Inflate = (src: Uint8Array, rawLength: number) => Uint8Array;
+
 /** Decompresses and decodes a frame's body, checking it against its header. */
-export function decodeFrameBody(h: FrameHeader, wire: Uint8Array): FrameBody {
+export function decodeFrameBody(h: FrameHeader, wire: Uint8Array, inflate: Inflate = lz4Decompress): FrameBody {
   let raw = wire;
   if (h.flags & FLAG_LZ4) {
     try {
-      raw = lz4Decompress(wire, h.rawLength);
+      raw = inflate(wire, h.rawLength);
     } catch (e) {
       if (e instanceof Lz4Error) throw new FrameError("bad_lz4", e.message);
       throw e;

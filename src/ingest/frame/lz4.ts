@@ -173,3 +173,38 @@ export function lz4Decompress(src: Uint8Array, rawLength: number): Uint8Array {
   if (op !== rawLength) throw new Lz4Error(`lz4: block expands to ${op} bytes, header declares ${rawLength}`);
   return dst;
 }
+
+/**
+ * Whether a block holds a match with offset 0, which the LZ4 format forbids and lz4Decompress
+ * refuses but liblz4 1.9 accepts: a walk over the sequences that copies nothing, for a block
+ * another decoder has already expanded. A block it cannot walk counts as holding one.
+ */
+export function lz4HasZeroOffset(src: Uint8Array): boolean {
+  const n = src.length;
+  let ip = 0;
+  while (ip < n) {
+    const token = src[ip++]!;
+    let lit = token >> 4;
+    if (lit === 15) {
+      let b: number;
+      do {
+        if (ip >= n) return true;
+        b = src[ip++]!;
+        lit += b;
+      } while (b === 255);
+    }
+    ip += lit;
+    if (ip >= n) return false; // the last sequence has literals only
+    if (ip + 2 > n) return true;
+    if ((src[ip]! | (src[ip + 1]! << 8)) === 0) return true;
+    ip += 2;
+    if ((token & 15) === 15) {
+      let b: number;
+      do {
+        if (ip >= n) return true;
+        b = src[ip++]!;
+      } while (b === 255);
+    }
+  }
+  return false;
+}

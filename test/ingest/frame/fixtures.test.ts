@@ -35,7 +35,7 @@ test("heartbeat.bin: header fields, body, signature, and byte-exact re-encoding"
 test("metrics-2x2.bin: two series x two timestamps, uncompressed (under 128 bytes)", async () => {
   const bytes = new Uint8Array(await Bun.file(join(dir, "metrics-2x2.bin")).arrayBuffer());
   const f = splitFrames(bytes)[0]!.frame!;
-  expect(f.header).toMatchObject({ kind: 1, agentId: 42, seq: 8, batchId: 4, items: 4, flags: 0, bodyLength: 77 });
+  expect(f.header).toMatchObject({ kind: 1, agentId: 42, seq: 8, batchId: 4, items: 4, flags: 0, bodyLength: 80 });
   const body = decodeFrameBody(f.header, f.body);
   if (body.kind !== FrameKind.Metrics) throw new Error("kind");
   expect([...body.body.ts]).toEqual([1795000000000, 1795000010000]);
