@@ -115,5 +115,7 @@ export function agentPaths(c: Pick<AgentConfig, "stateDir" | "runDir">) {
     monitorSocket: join(c.runDir, "monitor", "platform.sock"),
     /** Platform -> Control (signed commands). */
     controlSocket: join(c.runDir, "control", "control.sock"),
+    /** Platform -> Monitor (signed `cis.scan` commands); Monitor serves, only Platform may connect. */
+    monitorCommandSocket: join(c.runDir, "monitor-commands", "monitor.sock"),
   };
 }

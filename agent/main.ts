@@ -10,6 +10,7 @@
 import { chmodSync, chownSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { agentPaths, AGENT_VERSION, loadAgentConfig, type AgentConfig } from "./config.ts";
+import { commandKeyPaths } from "./identity/command-key.ts";
 import { enroll } from "./identity/enroll.ts";
 import { createSecretFile, IdentityError } from "./identity/secret.ts";
 import { createIdentityStore } from "./identity/store.ts";
@@ -68,10 +69,14 @@ async function cmdEnroll(c: AgentConfig, args: string[]): Promise<number> {
   if (users) for (const f of [p.secretFile, p.identityDb]) chownSync(f, users.platform.uid, users.platform.gid);
   // Control verifies server commands with this public key; it and the agent id are not secret,
   // but only root may change them (Control runs as root).
+  // Monitor reads them too, for `cis.scan` (agent/identity/command-key.ts has the layout).
   if (commandKey) {
-    mkdirSync(join(c.stateDir, "control"), { recursive: true, mode: 0o755 });
-    writeFileSync(join(c.stateDir, "control", "server-command.pub"), commandKey + "\n", { mode: 0o644 });
-    writeFileSync(join(c.stateDir, "control", "agent-id"), `${identity.agentId}\n`, { mode: 0o644 });
+    const k = commandKeyPaths(c.stateDir);
+    mkdirSync(k.dir, { recursive: true, mode: 0o755 });
+    for (const [file, text] of [[k.publicKey, commandKey], [k.agentId, String(identity.agentId)]] as const) {
+      writeFileSync(file, text + "\n", { mode: 0o644 });
+      chmodSync(file, 0o644);
+    }
   }
   console.log(JSON.stringify({ enrolled: true, agentId: identity.agentId, server: identity.serverUrl, fingerprint: identity.fingerprint }));
   if (trustedOnFirstUse) console.error(`warning: no --fingerprint given; pinned the certificate presented now (${identity.fingerprint}). Compare it with the server's.`);

@@ -8,12 +8,13 @@
  * (agent/control/remediate/, snapshots first, exact rollback). Everything else is refused, and
  * so is everything while no key is installed.
  */
-import { mkdirSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
 import type { KeyObject } from "node:crypto";
 import { agentPaths, type AgentConfig } from "../config.ts";
+import { readCommandTrust } from "../identity/command-key.ts";
 import { listenIpc, type Message } from "../ipc/socket.ts";
-import { createNonceSet, publicKeyFromBase64, verifyCommand } from "../../src/ingest/frame/commands.ts";
+import { createNonceSet, verifyCommand } from "../../src/ingest/frame/commands.ts";
 import { createControlSecurityHandler } from "./remediate/index.ts";
 
 const SECURITY_ACTIONS = new Set(["cis.remediate", "cis.rollback"]);
@@ -45,14 +46,9 @@ export function createCommandChecker(o: CommandCheckerOptions) {
 export async function runControl(c: AgentConfig): Promise<() => Promise<void>> {
   const p = agentPaths(c);
   mkdirSync(dirname(p.controlSocket), { recursive: true });
-  let key: KeyObject | undefined;
-  let agentId = 0;
-  try {
-    key = publicKeyFromBase64(readFileSync(join(c.stateDir, "control", "server-command.pub"), "utf8"));
-    agentId = Number(readFileSync(join(c.stateDir, "control", "agent-id"), "utf8").trim());
-  } catch {
-    key = undefined;
-  }
+  const trust = readCommandTrust(c.stateDir);
+  const key = trust?.key;
+  const agentId = trust?.agentId ?? 0;
   const security = key ? createControlSecurityHandler({ root: c.root, stateDir: c.stateDir, agentId }) : undefined;
   const server = listenIpc(p.controlSocket, createCommandChecker({ key, agentId, security }));
   return async () => server.stop();

@@ -2,8 +2,12 @@
  * The Monitor process: read-only security observations, reported as security events through
  * Platform. It checks a short list of critical files every interval (SHA-256, mode, owner) and,
  * unless `monitor.security` is off, runs the security monitor: real-time file integrity
- * monitoring of the system paths and scheduled CIS scans (agent/monitor/security-monitor.ts).
- * Monitor never changes the system.
+ * monitoring of the system paths and CIS scans, on a schedule and on a signed `cis.scan` command
+ * (agent/monitor/security-monitor.ts). Monitor never changes the system.
+ *
+ * Commands reach Monitor on its own socket (runDir/monitor-commands/monitor.sock, whose directory
+ * only Platform may search). Monitor verifies each one itself with the server command key and
+ * the agent id installed at enrollment (agent/identity/command-key.ts): Platform only routes.
  */
 import { createHash } from "node:crypto";
 import { readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
@@ -12,6 +16,8 @@ import { packSecurity } from "../../src/ingest/frame/encode.ts";
 import { FrameKind, type SecurityEvent } from "../../src/ingest/frame/frame.ts";
 import { agentPaths, type AgentConfig } from "../config.ts";
 import { createOutbox } from "../collect/outbox.ts";
+import { readCommandTrust } from "../identity/command-key.ts";
+import { listenIpc, type Message } from "../ipc/socket.ts";
 import { startSecurityMonitor } from "./security-monitor.ts";
 
 const CRITICAL = /shadow|sudoers|authorized_keys/;
@@ -76,11 +82,14 @@ export async function runMonitor(c: AgentConfig): Promise<() => Promise<void>> {
   };
   tick();
   const timer = setInterval(tick, c.intervalMs);
+  const trust = readCommandTrust(c.stateDir);
+  if (!trust) console.error("monitor: no server command key installed; cis.scan commands will be refused");
   const security = c.security
     ? await startSecurityMonitor({
         root: c.root,
         stateDir: join(p.monitorDir, "security"),
-        agentId: 0, // on-demand scans need the command channel; scheduled scans and FIM do not
+        agentId: trust?.agentId ?? 0,
+        commandKey: trust?.key,
         emit: (events) => {
           for (let i = 0; i < events.length; i += 500) {
             const part = events.slice(i, i + 500);
@@ -92,10 +101,25 @@ export async function runMonitor(c: AgentConfig): Promise<() => Promise<void>> {
         return undefined;
       })
     : undefined;
+  const commands = listenIpc(p.monitorCommandSocket, createMonitorCommandHandler(security));
   return async () => {
+    commands.stop();
     clearInterval(timer);
     await security?.stop();
     await outbox.flush(2000);
     outbox.close();
+  };
+}
+
+/**
+ * Handles one {t: "command", command: <signed command>} request from Platform. The security
+ * monitor verifies the signature, the agent id, freshness, the nonce and the allow-list
+ * (`cis.scan` only); the answer is the scan summary, the results go out as a `cis.scan` event.
+ */
+export function createMonitorCommandHandler(security: { handleCommand(signed: unknown): unknown } | undefined) {
+  return (m: Message): Message => {
+    if (m.t !== "command") return { t: "error", message: "unknown request" };
+    if (!security) return { t: "result", result: { ok: false, error: "the security monitor is not running on this agent (monitor.security is off or it failed to start)" } };
+    return { t: "result", result: security.handleCommand(m.command) };
   };
 }

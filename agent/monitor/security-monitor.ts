@@ -39,13 +39,14 @@ export async function startSecurityMonitor(o: SecurityMonitorOptions) {
   const nonces = createNonceSet();
   let scanning = false;
 
+  /** Scans and emits the `cis.scan` event; null when a scan is already running. */
   const scanNow = () => {
     if (scanning) return null;
     scanning = true;
     try {
       const report = scanRoot(o.root);
       o.emit([scanEvent(report) as SecurityEvent]);
-      return report.summary;
+      return { summary: report.summary, startedMs: report.startedMs, durationMs: Math.round(report.durationMs) };
     } finally {
       scanning = false;
     }
@@ -61,13 +62,16 @@ export async function startSecurityMonitor(o: SecurityMonitorOptions) {
   return {
     fim,
     scanNow,
-    /** A signed request from the server (via Platform); only `cis.scan` is accepted here. */
-    handleCommand(signed: unknown): { ok: boolean; error?: string; summary?: unknown } {
-      if (!o.commandKey) return { ok: false, error: "no server command key is installed" };
+    /**
+     * A signed request from the server (via Platform); only `cis.scan` is accepted here. The
+     * answer carries the summary and the scan's start time (the `ts` of its `cis.scan` event).
+     */
+    handleCommand(signed: unknown): { ok: boolean; error?: string; action?: string; summary?: unknown; startedMs?: number; durationMs?: number } {
+      if (!o.commandKey) return { ok: false, error: "no server command key is installed; every command is refused" };
       const v = verifyCommand(signed, { publicKey: o.commandKey, agentId: o.agentId, allow: MONITOR_ACTIONS, seen: nonces });
       if (!v.ok) return { ok: false, error: v.reason };
-      const summary = scanNow();
-      return summary ? { ok: true, summary } : { ok: false, error: "a scan is already running" };
+      const scan = scanNow();
+      return scan ? { ok: true, action: "cis.scan", ...scan } : { ok: false, error: "a scan is already running" };
     },
     async stop() {
       timers.forEach(clearInterval);

@@ -15,6 +15,18 @@ import { createSpool } from "../spool/spool.ts";
 import { encodeFrame, packMap } from "../../src/ingest/frame/encode.ts";
 import { startCommandChannel } from "./command-channel.ts";
 
+/**
+ * Which process a server command goes to, by action. Anything not listed goes to Control.
+ * Routing is not a check: the receiving process verifies the signature, the agent id, freshness,
+ * the nonce and its own allow-list (Monitor: `cis.scan`; Control: `ping`, `cis.remediate`,
+ * `cis.rollback`), so a misrouted command is refused, never run.
+ */
+export const COMMAND_ROUTES: Readonly<Record<string, "monitor">> = {
+  "cis.scan": "monitor", // read-only: Monitor scans and ships the results as a `cis.scan` event
+};
+export type CommandTarget = "control" | "monitor";
+export const commandTarget = (action: unknown): CommandTarget => (typeof action === "string" && Object.hasOwn(COMMAND_ROUTES, action) ? COMMAND_ROUTES[action]! : "control");
+
 const ACCEPTED_KINDS: Record<string, Set<number>> = {
   collector: new Set([FrameKind.Metrics, FrameKind.Logs, FrameKind.Inventory]),
   monitor: new Set([FrameKind.SecurityEvents]),
@@ -50,22 +62,25 @@ export async function runPlatform(c: AgentConfig): Promise<() => Promise<void>> 
     onCommand: (msg, reply) => void forwardCommand(msg, reply),
   });
 
-  // Server commands go to Control, the only process allowed to act on them; Control checks the
-  // signature and the allow-list. The answer goes back to the server on the stream the command
-  // came on; the outcome is logged (commands carry no secrets).
-  let control: IpcClient | undefined;
+  // Server commands go to the process that acts on them (COMMAND_ROUTES): Monitor for scans,
+  // Control for everything else. That process checks the signature and its allow-list. The
+  // answer goes back to the server on the stream the command came on; the outcome is logged
+  // (commands carry no secrets).
+  const sockets: Record<CommandTarget, string> = { control: p.controlSocket, monitor: p.monitorCommandSocket };
+  const clients: Partial<Record<CommandTarget, IpcClient>> = {};
   const forwardCommand = async (msg: Record<string, unknown>, reply: (result: unknown) => void) => {
     const cmd = (msg.command ?? {}) as Record<string, unknown>;
     const name = String(cmd.action ?? "?").slice(0, 64);
+    const target = commandTarget(cmd.action);
     try {
-      if (!control?.connected) control = await connectIpc(p.controlSocket);
-      const r = await control.request({ t: "command", command: cmd }, 60_000);
+      if (!clients[target]?.connected) clients[target] = await connectIpc(sockets[target]);
+      const r = await clients[target]!.request({ t: "command", command: cmd }, 60_000);
       const result = r.t === "result" ? r.result : { ok: false, error: String(r.message ?? "refused") };
-      console.error(`platform: command "${name}" -> control: ${(result as { ok?: boolean })?.ok ? "done" : `refused: ${String((result as { error?: unknown })?.error)}`}`);
+      console.error(`platform: command "${name}" -> ${target}: ${(result as { ok?: boolean })?.ok ? "done" : `refused: ${String((result as { error?: unknown })?.error)}`}`);
       reply(result);
     } catch (e) {
-      console.error(`platform: command "${name}" could not reach control: ${e instanceof Error ? e.message : e}`);
-      reply({ ok: false, error: "control process unreachable" });
+      console.error(`platform: command "${name}" could not reach ${target}: ${e instanceof Error ? e.message : e}`);
+      reply({ ok: false, error: `${target} process unreachable` });
     }
   };
   // Data may travel over HTTP/3, which gives the server no way to push: a WebSocket stream is
@@ -109,7 +124,7 @@ export async function runPlatform(c: AgentConfig): Promise<() => Promise<void>> 
   return async () => {
     clearInterval(statusTimer);
     commands.stop();
-    control?.close();
+    for (const client of Object.values(clients)) client?.close();
     for (const s of servers) s.stop();
     await shipper.stop();
     writeStatus();

@@ -11,12 +11,16 @@
  *   runDir/collector/platform.sock  dir 0750 servermind-platform:servermind-collector
  *   runDir/monitor/platform.sock    dir 0750 servermind-platform:servermind-monitor
  *   runDir/control/control.sock     dir 0750 root:servermind-platform
+ *   runDir/monitor-commands/monitor.sock  dir 0750 servermind-monitor:servermind-platform
+ *   stateDir/control                0755 root (the server command key and agent id, readable by
+ *                                   Monitor; its snapshots/ subdirectory is 0700 root)
  * A socket can be opened only by someone who can search its directory, so each socket is
  * reachable by its server, its one intended client, and root.
  */
 import { chmodSync, chownSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { agentPaths, type AgentConfig } from "../config.ts";
+import { commandKeyPaths } from "../identity/command-key.ts";
 
 export const USERS = {
   platform: "servermind-platform",
@@ -84,4 +88,8 @@ export function prepareLayout(c: AgentConfig, users?: Record<keyof typeof USERS,
   own(dirname(p.collectorSocket), 0o750, u.platform.uid, u.collector.gid);
   own(dirname(p.monitorSocket), 0o750, u.platform.uid, u.monitor.gid);
   own(dirname(p.controlSocket), 0o750, 0, u.platform.gid);
+  own(dirname(p.monitorCommandSocket), 0o750, u.monitor.uid, u.platform.gid);
+  const k = commandKeyPaths(c.stateDir);
+  own(k.dir, 0o755, 0, 0);
+  own(k.snapshots, 0o700, 0, 0);
 }

@@ -3,10 +3,14 @@
  * server's command key (src/ingest/frame/commands.ts) and names an allowed action:
  *
  *   cis.remediate {controls: string[], dryRun: boolean}
- *     dry run: the exact diff (unified diff per file, plus mode/owner changes), nothing written.
- *     apply:   snapshot every path the plan touches, write, re-check, report verdicts.
+ *     dry run: the exact diff (unified diff per file, plus mode/owner changes) and the effects on
+ *              the running system (./effects.ts: sshd reload, live sysctl), nothing done.
+ *     apply:   snapshot every path the plan touches, write, validate (sshd -t; a rejected
+ *              configuration is rolled back at once and reported), carry out the effects,
+ *              re-check, report verdicts.
  *   cis.rollback {snapshot: string}
- *     restore the snapshot exactly, re-check the controls it covered.
+ *     restore the snapshot exactly, undo its effects (reload sshd again, put the running sysctl
+ *     values back), re-check the controls it covered.
  *
  * Everything happens under `root` (a test root or "/"); symlinks cannot lead writes outside it.
  */
@@ -20,6 +24,7 @@ import { createNonceSet, verifyCommand, type Command, type NonceSet } from "../.
 import { planControl, PlanError } from "./plan.ts";
 import { unifiedDiff } from "./diff.ts";
 import { capture, loadSnapshot, restore, saveSnapshot, writeFileAtomic, type Snapshot } from "./snapshot.ts";
+import { apply as applyEffects, createDetachedServices, createHostServices, planEffects, validate, type Effect, type EffectOutcome, type HostServices } from "./effects.ts";
 
 export const REMEDIATION_ACTIONS: ReadonlySet<string> = new Set(["cis.remediate", "cis.rollback"]);
 export const MAX_CONTROLS_PER_COMMAND = 200;
@@ -32,6 +37,8 @@ export interface RemediatorOptions {
   controls?: Control[];
   now?: () => number;
   nonces?: NonceSet;
+  /** How effects reach the running system; default: the host when root is "/", nothing otherwise. */
+  services?: HostServices;
 }
 
 export interface FileChange {
@@ -42,18 +49,20 @@ export interface FileChange {
 }
 
 export type RemediationResult =
-  | { ok: false; action?: string; error: string }
+  | { ok: false; action?: string; error: string; effects?: EffectOutcome[]; snapshot?: string }
   | {
       ok: true;
       action: "cis.remediate";
       dryRun: boolean;
       commandId: string;
       changes: FileChange[];
+      /** Planned (dry run) or carried out, with their outcome. */
+      effects: Array<Effect | EffectOutcome>;
       skipped: Array<{ id: string; reason: string }>;
       snapshot?: string;
       verdicts: Record<string, CheckResult["status"]>;
     }
-  | { ok: true; action: "cis.rollback"; commandId: string; snapshot: string; restored: string[]; verdicts: Record<string, CheckResult["status"]> };
+  | { ok: true; action: "cis.rollback"; commandId: string; snapshot: string; restored: string[]; effects: EffectOutcome[]; verdicts: Record<string, CheckResult["status"]> };
 
 const mode = (m?: number) => (m === undefined ? undefined : m.toString(8).padStart(4, "0"));
 
@@ -61,6 +70,8 @@ export function createRemediator(o: RemediatorOptions) {
   const controls = o.controls ?? CONTROLS;
   const nonces = o.nonces ?? createNonceSet();
   const now = o.now ?? Date.now;
+  const services = o.services ?? (o.root === "/" ? createHostServices() : createDetachedServices(o.root));
+  const failed = (outcomes: EffectOutcome[]) => outcomes.filter((x) => x.status === "failed");
 
   const verdicts = (ids: string[]) => {
     const fs = createRootFs(o.root);
@@ -110,7 +121,12 @@ export function createRemediator(o: RemediatorOptions) {
         after: { exists: after.exists, mode: mode(after.mode), uid: after.uid, gid: after.gid },
       };
     });
-    if (dryRun || !pending.length) return { ok: true, action: "cis.remediate", dryRun, commandId: cmd.id, changes, skipped, verdicts: verdicts(ids as string[]) };
+    const effects = planEffects(
+      planned.map((id) => controls.find((x) => x.id === id)!),
+      changes.filter((c) => c.diff !== "").map((c) => c.path),
+      base,
+    );
+    if (dryRun || !pending.length) return { ok: true, action: "cis.remediate", dryRun, commandId: cmd.id, changes, effects, skipped, verdicts: verdicts(ids as string[]) };
 
     // Snapshot first; nothing is written unless the snapshot is safely on disk.
     const hosts = pending.map(([path]) => {
@@ -121,7 +137,7 @@ export function createRemediator(o: RemediatorOptions) {
     // the parents' attributes too: creating or renaming a file changes its directory's mtime
     const touched = new Map<string, string>(hosts.map(([p, h]) => [h, p]));
     for (const [p, h] of hosts) if (!touched.has(dirname(h)) && dirname(h).startsWith(o.root)) touched.set(dirname(h), dirname(p));
-    const snap: Snapshot = { id: `snap-${cmd.id}`, commandId: cmd.id, createdMs: now(), controls: planned, paths: [...touched].map(([h, p]) => capture(p, h)) };
+    const snap: Snapshot = { id: `snap-${cmd.id}`, commandId: cmd.id, createdMs: now(), controls: planned, paths: [...touched].map(([h, p]) => capture(p, h)), effects };
     saveSnapshot(o.snapshotDir, snap);
     try {
       for (let i = 0; i < pending.length; i++) apply(hosts[i][1], pending[i][1]);
@@ -129,7 +145,19 @@ export function createRemediator(o: RemediatorOptions) {
       restore(snap); // a half-applied remediation is rolled back at once
       return { ok: false, action: cmd.action, error: `remediation failed and was rolled back: ${e instanceof Error ? e.message : e}` };
     }
-    return { ok: true, action: "cis.remediate", dryRun: false, commandId: cmd.id, changes, skipped, snapshot: snap.id, verdicts: verdicts(ids as string[]) };
+    // A configuration the service rejects is never reloaded: the files go back as they were.
+    const check = validate(effects, services);
+    if (check?.status === "failed") {
+      restore(snap);
+      return { ok: false, action: cmd.action, error: `sshd -t rejected the new configuration; the change was rolled back and sshd was not reloaded: ${check.output}`, effects: [check] };
+    }
+    const done = [...(check ? [check] : []), ...applyEffects(effects, services)];
+    const bad = failed(done);
+    if (bad.length) {
+      // the files are valid and stay written (they apply at the next restart); the snapshot can undo them
+      return { ok: false, action: cmd.action, error: `written, but not applied to the running system: ${bad.map((x) => x.output).join("; ")}; snapshot ${snap.id} rolls the change back`, effects: done, snapshot: snap.id };
+    }
+    return { ok: true, action: "cis.remediate", dryRun: false, commandId: cmd.id, changes, effects: done, skipped, snapshot: snap.id, verdicts: verdicts(ids as string[]) };
   }
 
   function rollback(cmd: Command): RemediationResult {
@@ -142,7 +170,15 @@ export function createRemediator(o: RemediatorOptions) {
       return { ok: false, action: cmd.action, error: e instanceof Error ? e.message : String(e) };
     }
     restore(snap);
-    return { ok: true, action: "cis.rollback", commandId: cmd.id, snapshot: id, restored: snap.paths.map((p) => p.path), verdicts: verdicts(snap.controls) };
+    const effects = snap.effects ?? [];
+    const check = validate(effects, services);
+    if (check?.status === "failed") {
+      return { ok: false, action: cmd.action, error: `the files were restored, but sshd -t rejects them, so sshd was not reloaded: ${check.output}`, effects: [check], snapshot: id };
+    }
+    const done = [...(check ? [check] : []), ...applyEffects(effects, services, true)];
+    const bad = failed(done);
+    if (bad.length) return { ok: false, action: cmd.action, error: `the files were restored, but not applied to the running system: ${bad.map((x) => x.output).join("; ")}`, effects: done, snapshot: id };
+    return { ok: true, action: "cis.rollback", commandId: cmd.id, snapshot: id, restored: snap.paths.map((p) => p.path), effects: done, verdicts: verdicts(snap.controls) };
   }
 
   return {

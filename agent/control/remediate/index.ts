@@ -4,18 +4,12 @@
  * handler for signed `cis.remediate` / `cis.rollback` commands. Snapshots live in
  * stateDir/control/snapshots. Without a key every command is refused.
  */
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { publicKeyFromBase64 } from "../../../src/ingest/frame/commands.ts";
+import { commandKeyPaths, readCommandKey } from "../../identity/command-key.ts";
 import { createRemediator, type RemediationResult } from "./executor.ts";
 
 export function createControlSecurityHandler(o: { root: string; stateDir: string; agentId: number }): (signed: unknown) => RemediationResult {
-  let key;
-  try {
-    key = publicKeyFromBase64(readFileSync(join(o.stateDir, "control", "server-command.pub"), "utf8"));
-  } catch {
-    return () => ({ ok: false, error: "no server command key is installed; every command is refused" });
-  }
-  const r = createRemediator({ root: o.root, snapshotDir: join(o.stateDir, "control", "snapshots"), publicKey: key, agentId: o.agentId });
+  const key = readCommandKey(o.stateDir);
+  if (!key) return () => ({ ok: false, error: "no server command key is installed; every command is refused" });
+  const r = createRemediator({ root: o.root, snapshotDir: commandKeyPaths(o.stateDir).snapshots, publicKey: key, agentId: o.agentId });
   return (signed) => r.execute(signed);
 }

@@ -7,6 +7,7 @@
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, statSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createHash } from "node:crypto";
+import type { Effect } from "./effects.ts";
 
 export const MAX_SNAPSHOTS = 200;
 
@@ -30,6 +31,8 @@ export interface Snapshot {
   createdMs: number;
   controls: string[];
   paths: PathSnapshot[];
+  /** What the remediation did to the running system, undone on rollback (older snapshots: none). */
+  effects?: Effect[];
 }
 
 export function capture(path: string, host: string): PathSnapshot {
