@@ -2,7 +2,6 @@
  * Composition root: read config, open the database, start partition upkeep, the console's
  * background work and the server; on SIGINT/SIGTERM stop them in reverse order.
  */
-import type { Sql } from "postgres";
 import { loadConfig } from "./config.ts";
 import { openDatabase } from "./db.ts";
 import { loadOrCreateCert } from "./tls/certs.ts";
@@ -20,9 +19,7 @@ import { startClusterBus } from "./cluster/bus.ts";
 import { createIngestMetrics } from "./metrics/registry.ts";
 import { commandDispatcher, startCommandReplies } from "./cluster/command-replies.ts";
 import { loadOrCreateCommandKey } from "./security/command-key.ts";
-import { consumeScanEvents } from "./security/posture.ts";
-import { runAutoRemediation } from "./security/auto-remediate.ts";
-import { scoreHost } from "./security/score.ts";
+import { startSecurityJobs } from "./security/jobs.ts";
 import type { CommandDeps } from "./security/issue.ts";
 import { securityConsoleRoutes } from "./web/security/routes.ts";
 import { audit } from "./audit/audit.ts";
@@ -94,6 +91,7 @@ async function main(): Promise<void> {
   server.ingest.deps.onCommandResult = (agentId, id, result) => replies.deliver(agentId, id, result);
   extraMetrics.push(...bus.metrics);
   const securityJobs = startSecurityJobs(db.sql, commandDeps);
+  server.ingest.deps.onStored = securityJobs.onStored;
   console.log(`ServerMind listening on ${server.url} (TLS 1.3; HTTP/1.1, HTTP/2${config.http3 ? ", HTTP/3" : ""}, WSS)`);
   console.log(`LZ4 frames decoded by ${server.ingest.lz4}`);
   console.log(`server certificate SHA-256 fingerprint (pin it in agents): ${cert.fingerprint}`);
@@ -128,23 +126,6 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
-}
-
-/** Turns shipped CIS scans into posture, runs enabled auto-remediation, and scores hosts. */
-function startSecurityJobs(sql: Sql, deps: CommandDeps) {
-  const every = (ms: number, job: () => Promise<unknown>, name: string) =>
-    setInterval(() => void job().catch((e) => console.error(`${name} failed: ${e instanceof Error ? e.message : e}`)), ms);
-  const timers = [
-    every(30_000, async () => {
-      await consumeScanEvents(sql);
-      await runAutoRemediation(deps);
-    }, "security posture job"),
-    every(15 * 60_000, async () => {
-      const agents = await sql<{ id: string }[]>`select id from agents where revoked_at is null`;
-      for (const a of agents) await scoreHost(sql, Number(a.id));
-    }, "security score job"),
-  ];
-  return { stop: () => timers.forEach(clearInterval) };
 }
 
 main().catch((e) => {

@@ -44,6 +44,8 @@ export interface E2eServer {
   commandKey: KeyObject;
   /** Sends a signed command down the agent's stream and waits for its answer, as src/main.ts wires it. */
   dispatch(agentId: number, command: { id: string }): Promise<unknown>;
+  /** The running server's ingest path (its deps carry the hooks src/main.ts sets). */
+  readonly ingest: RunningServer["ingest"];
   stop(): Promise<void>;
   restart(): Promise<void>;
   close(): Promise<void>;
@@ -71,6 +73,9 @@ export async function startE2eServer(): Promise<E2eServer> {
     db,
     certPem: c.certPem,
     keyPem: c.keyPem,
+    get ingest() {
+      return s!.ingest;
+    },
     get url() {
       return `https://127.0.0.1:${port}`;
     },

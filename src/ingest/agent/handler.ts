@@ -38,6 +38,8 @@ export interface IngestDeps {
   limits: FrameLimits;
   /** LZ4 block decoder; the TypeScript one when absent. */
   inflate?: Inflate;
+  /** Told of every frame stored for the first time, after its batch committed. */
+  onStored?: (kind: FrameKind, agentId: number) => void;
 }
 
 export const REJECT_STATUS: Record<Reject["code"], number> = {
@@ -107,6 +109,7 @@ export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport:
             (status) => {
               // acks are listed in commit order; each names its frame
               acks.push({ batch: h.batchId, seq: h.seq, status });
+              if (status === "ok") deps.onStored?.(data.kind, h.agentId);
               if (status === "dup") metrics.duplicates.with({})();
               else if (data.kind === FrameKind.Metrics) metrics.samples.with({})(h.items);
               else if (data.kind === FrameKind.Logs) metrics.logLines.with({})(h.items);

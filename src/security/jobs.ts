@@ -1,0 +1,59 @@
+/**
+ * The security feature's background work, started by src/main.ts.
+ */
+import type { Sql } from "postgres";
+import { FrameKind } from "../ingest/frame/frame.ts";
+import { consumeScanEvents } from "./posture.ts";
+import { runAutoRemediation } from "./auto-remediate.ts";
+import { scoreHost } from "./score.ts";
+import type { CommandDeps } from "./issue.ts";
+
+/**
+ * Turns shipped CIS scans into posture, runs enabled auto-remediation, and scores hosts. The
+ * posture job runs a quarter second after security events commit (so an on-demand scan shows at
+ * once) and every 30 s to catch up; one run at a time.
+ */
+export function startSecurityJobs(sql: Sql, deps: CommandDeps) {
+  const fail = (name: string) => (e: unknown) => console.error(`${name} failed: ${e instanceof Error ? e.message : e}`);
+  const every = (ms: number, job: () => Promise<unknown>, name: string) => setInterval(() => void job().catch(fail(name)), ms);
+  let running: Promise<void> | undefined;
+  let again = false;
+  const posture = async (): Promise<void> => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      do {
+        again = false;
+        while ((await consumeScanEvents(sql)) > 0);
+        await runAutoRemediation(deps);
+      } while (again);
+    })().finally(() => (running = undefined));
+    return running;
+  };
+  let soon: ReturnType<typeof setTimeout> | undefined;
+  const timers = [
+    every(30_000, posture, "security posture job"),
+    every(15 * 60_000, async () => {
+      const agents = await sql<{ id: string }[]>`select id from agents where revoked_at is null`;
+      for (const a of agents) await scoreHost(sql, Number(a.id));
+    }, "security score job"),
+  ];
+  const eventsStored = () => {
+    soon ??= setTimeout(() => {
+      soon = undefined;
+      void posture().catch(fail("security posture job"));
+    }, 250);
+  };
+  return {
+    /** For the ingest path's onStored: committed security events schedule the posture job. */
+    onStored: (kind: FrameKind) => {
+      if (kind === FrameKind.SecurityEvents) eventsStored();
+    },
+    stop() {
+      timers.forEach(clearInterval);
+      clearTimeout(soon);
+    },
+  };
+}
