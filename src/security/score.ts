@@ -71,7 +71,10 @@ export function computeScore(i: ScoreInputs): SecurityScore {
     : { score: null, weight: WEIGHTS.patches, detail: "the agent does not report pending updates yet" };
 
   if (i.ports) {
-    const exposed = i.ports.filter((p) => !isLoopback(p.address) && (p.proto.startsWith("tcp") || p.proto.startsWith("udp")));
+    // inventory is the agent's JSON: an entry without an address counts as listening everywhere
+    const exposed = i.ports
+      .map((p) => ({ proto: String(p?.proto ?? ""), address: String(p?.address ?? ""), port: Number(p?.port) }))
+      .filter((p) => Number.isInteger(p.port) && !isLoopback(p.address) && (p.proto.startsWith("tcp") || p.proto.startsWith("udp")));
     const uniq = new Map(exposed.map((p) => [`${p.proto.replace(/6$/, "")}/${p.port}`, p]));
     const risky = [...uniq.values()].filter((p) => RISKY_PORTS.has(p.port));
     cats.network = { score: clamp(100 - 15 * risky.length - 3 * (uniq.size - risky.length)), weight: WEIGHTS.network, detail: `${uniq.size} ports reachable from the network, ${risky.length} of them risky (${risky.map((p) => p.port).join(", ") || "none"})` };
