@@ -85,7 +85,7 @@ export async function gatherSignals(sql: Sql, agentId: number, o: IncidentOption
   const gap = o.disconnectGapMs ?? 5 * 60_000;
   const [fim, cis, auth, crash, batches, agent] = await Promise.all([
     sql`select ts, type, severity, path, data from security_events where agent_id = ${agentId} and ts >= ${from} and ts < ${to}
-        and type like 'fim.%' order by ts desc limit ${max}`,
+        and type like 'fim.%' and type <> 'fim.status' order by ts desc limit ${max}`,
     sql`select id, control_id, severity, observed, first_seen from cis_violations where agent_id = ${agentId} and first_seen >= ${from} and first_seen < ${to}
         order by first_seen desc limit ${max}`,
     sql`select date_trunc('minute', ts) as minute, count(*)::int as n, min(message) as sample from logs

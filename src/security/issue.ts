@@ -52,3 +52,23 @@ export async function issueCommand(deps: CommandDeps, who: Requester, agentId: n
   });
   return { cmd, result };
 }
+
+export interface AppliedRemediation {
+  id: string;
+  issued_at: Date;
+  requested_by: string;
+  controls: string[];
+  snapshot: string;
+  rolled_back: boolean;
+}
+
+/** Remediations applied on a host that left a snapshot, newest first: what can be rolled back. */
+export async function appliedRemediations(sql: Sql, agentId: number, limit = 20): Promise<AppliedRemediation[]> {
+  return sql<AppliedRemediation[]>`
+    select c.id, c.issued_at, c.requested_by, coalesce(c.args->'controls', '[]'::jsonb) as controls, c.snapshot,
+      exists (select 1 from security_commands r where r.agent_id = c.agent_id and r.action = 'cis.rollback' and r.status = 'ok'
+        and r.args->>'snapshot' = c.snapshot) as rolled_back
+    from security_commands c
+    where c.agent_id = ${agentId} and c.action = 'cis.remediate' and c.status = 'ok' and c.snapshot is not null
+    order by c.issued_at desc limit ${limit}`;
+}

@@ -101,13 +101,18 @@ export interface ControlPassRate {
   pass_rate: number | null;
 }
 
-export async function controlPassRates(sql: Sql): Promise<ControlPassRate[]> {
+/** Hosts a console role may see: null = every host, else those carrying one of the tags. */
+export type ScopeTags = string[] | null;
+
+const inScope = (sql: Sql, scopeTags: ScopeTags | undefined) => (scopeTags ? sql`and a.tags && ${scopeTags}::text[]` : sql``);
+
+export async function controlPassRates(sql: Sql, scopeTags: ScopeTags = null): Promise<ControlPassRate[]> {
   const rows = await sql`
     select r.control_id, max(r.category) as category, max(r.severity)::int as severity,
       count(*) filter (where r.status in ('pass', 'fail'))::int as hosts,
       count(*) filter (where r.status = 'pass')::int as passed,
       count(*) filter (where r.status = 'fail')::int as failed
-    from cis_results r join agents a on a.id = r.agent_id and a.revoked_at is null
+    from cis_results r join agents a on a.id = r.agent_id and a.revoked_at is null ${inScope(sql, scopeTags)}
     group by r.control_id order by r.control_id`;
   return rows.map((r) => ({ ...(r as any), pass_rate: r.hosts ? r.passed / r.hosts : null }));
 }
@@ -116,6 +121,7 @@ export interface ViolationFilter {
   agentId?: number;
   open?: boolean;
   limit?: number;
+  scopeTags?: ScopeTags;
 }
 
 export async function listViolations(sql: Sql, f: ViolationFilter = {}) {
@@ -126,6 +132,7 @@ export async function listViolations(sql: Sql, f: ViolationFilter = {}) {
     from cis_violations v join agents a on a.id = v.agent_id
     where (${f.agentId ?? null}::bigint is null or v.agent_id = ${f.agentId ?? null})
       and (${f.open ?? null}::boolean is null or (v.resolved_at is null) = ${f.open ?? null})
+      ${inScope(sql, f.scopeTags)}
     order by v.resolved_at is not null, v.severity desc, v.first_seen desc
     limit ${limit}`;
 }
@@ -156,6 +163,18 @@ export async function autoRemediationTargets(sql: Sql, controlId: string): Promi
       select 1 from cis_auto_remediation r where r.control_id = ${controlId} and r.enabled
         and (r.host_group = '*' or r.host_group = any(a.tags)))`;
   return rows.map((r) => Number(r.id));
+}
+
+export interface AutoRemediationSetting {
+  control_id: string;
+  host_group: string;
+  enabled: boolean;
+  set_by: string;
+  set_at: Date;
+}
+
+export async function listAutoRemediation(sql: Sql): Promise<AutoRemediationSetting[]> {
+  return sql<AutoRemediationSetting[]>`select control_id, host_group, enabled, set_by, set_at from cis_auto_remediation order by control_id, host_group limit 5000`;
 }
 
 export async function setAutoRemediation(sql: Sql, controlId: string, hostGroup: string, enabled: boolean, by: string) {

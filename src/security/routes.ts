@@ -4,17 +4,20 @@
  * dangerous operation that needs a typed confirmation. `securityPlugin(deps)` mounts the table on
  * Elysia; handlers get a plain SecurityRequest, never Elysia's Context.
  *
- * Responses are JSON, or an HTML partial when the request comes from htmx (HX-Request: true).
+ * Responses are JSON, or an HTML partial when the request comes from htmx (HX-Request: true),
+ * rendered from views/partials/security-*.html through the injected `deps.views`.
  * Remediation, rollback and scans become commands signed with the server's command key
  * (src/ingest/frame/commands.ts) and handed to `deps.dispatch`, which delivers them to the agent.
  */
 import { Elysia } from "elysia";
 import { issueCommand, type CommandDeps } from "./issue.ts";
 export type { SecurityAuditEvent } from "./issue.ts";
-import { acknowledgeViolation, controlPassRates, exportPosture, hostResults, listViolations, setAutoRemediation } from "./posture.ts";
-import { scoreHost, scoreTrend } from "./score.ts";
+import { acknowledgeViolation, controlPassRates, exportPosture, hostResults, listAutoRemediation, listViolations, setAutoRemediation } from "./posture.ts";
+import { latestScores, scoreHost, scoreTrend } from "./score.ts";
 import { hostIncidents, type Threshold } from "./incidents.ts";
-import { incidentTimeline, passRateRows, remediationResult, scoreCard, scoreTrendSvg, violationRows } from "./views.ts";
+import { recentFimEvents } from "./fim.ts";
+import { autoRemediationModel, incidentsModel, passRateModel, remediationModel, scoreModel, violationModel, type SecurityViews } from "./views.ts";
+export type { SecurityViews } from "./views.ts";
 
 export interface Principal {
   id: string | number;
@@ -26,6 +29,8 @@ export interface SecurityDeps extends CommandDeps {
   /** Who is asking (session cookie, API token): the lead maps this onto the console's auth. */
   principal(req: Request): Promise<Principal | null>;
   thresholds?: Threshold[];
+  /** The console's template engine and chart helper, for the htmx partials. */
+  views: SecurityViews;
 }
 
 export interface SecurityRequest {
@@ -34,6 +39,8 @@ export interface SecurityRequest {
   body: Record<string, unknown>;
   principal: Principal;
   htmx: boolean;
+  /** The console's CSRF token, put into the forms of partials (absent outside the console). */
+  csrf?: string;
 }
 
 export interface SecurityRoute {
@@ -46,7 +53,7 @@ export interface SecurityRoute {
 }
 
 const json = (v: unknown, status = 200) => new Response(JSON.stringify(v), { status, headers: { "content-type": "application/json" } });
-const html = (s: string, status = 200) => new Response(s, { status, headers: { "content-type": "text/html; charset=utf-8" } });
+const html = (s: { toString(): string }, headers: Record<string, string> = {}) => new Response(String(s), { headers: { "content-type": "text/html; charset=utf-8", ...headers } });
 const fail = (status: number, code: string, message: string) => json({ error: { code, message } }, status);
 
 /** A millisecond timestamp from the query string, or the default when absent or not a number. */
@@ -85,7 +92,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
       const id = agentIdOf(req);
       if (!id || !(await hostname(deps, id))) return fail(404, "not_found", "no such host");
       const s = await scoreHost(deps.sql, id, deps.now?.());
-      return req.htmx ? html(scoreCard(id, s)) : json(s);
+      return req.htmx ? html(deps.views.render("partials/security-score", scoreModel(id, s))) : json(s);
     },
   },
   {
@@ -93,11 +100,8 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
     path: "/api/security/scores",
     permission: "compliance.view",
     async handler(_req, deps) {
-      const rows = await deps.sql`
-        select a.id::int as agent_id, a.hostname, s.ts, s.score, s.breakdown->'unknown' as unknown
-        from agents a left join lateral (select ts, score, breakdown from security_scores where agent_id = a.id order by ts desc limit 1) s on true
-        where a.revoked_at is null order by s.score asc nulls last, a.hostname limit 5000`;
-      return json({ hosts: rows });
+      const rows = await latestScores(deps.sql);
+      return json({ hosts: rows.map(({ breakdown, ...r }) => ({ ...r, unknown: breakdown?.unknown ?? null })) });
     },
   },
   {
@@ -108,9 +112,11 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
       const id = agentIdOf(req);
       if (!id) return fail(404, "not_found", "no such host");
       const days = Math.min(365, Math.max(1, msParam(req.url.searchParams, "days", 30)));
-      const rows = await scoreTrend(deps.sql, id, new Date((deps.now?.() ?? Date.now()) - days * 86_400_000));
+      const to = deps.now?.() ?? Date.now();
+      const rows = await scoreTrend(deps.sql, id, new Date(to - days * 86_400_000));
       const points = rows.map((r) => [new Date(r.ts).getTime(), Number(r.score)] as [number, number]);
-      return req.htmx ? html(scoreTrendSvg(id, points)) : json({ points });
+      if (!req.htmx) return json({ points });
+      return html(deps.views.render("partials/security-score-trend", { agentId: id, days, chart: deps.views.scoreChart(points, to - days * 86_400_000, to), hasPoints: points.length > 0, latest: points.length ? points[points.length - 1]![1] : null }));
     },
   },
   {
@@ -129,7 +135,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
     permission: "compliance.view",
     async handler(req, deps) {
       const rows = await controlPassRates(deps.sql);
-      return req.htmx ? html(passRateRows(rows)) : json({ controls: rows });
+      return req.htmx ? html(deps.views.render("partials/security-pass-rates", { controls: passRateModel(rows) })) : json({ controls: rows });
     },
   },
   {
@@ -141,7 +147,8 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
       const agentId = q.get("agent") && Number.isSafeInteger(Number(q.get("agent"))) ? Number(q.get("agent")) : undefined;
       const open = q.get("open") === null ? undefined : q.get("open") === "true";
       const rows = await listViolations(deps.sql, { agentId, open });
-      return req.htmx ? html(violationRows(rows)) : json({ violations: rows });
+      const canAck = req.principal.permissions.has("compliance.exceptions.edit");
+      return req.htmx ? html(deps.views.render("partials/security-violation-rows", { violations: rows.map((v) => violationModel(v, { canAck, csrf: req.csrf })) })) : json({ violations: rows });
     },
   },
   {
@@ -155,7 +162,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
       await deps.audit({ actor: { type: "user", id: req.principal.id, name: req.principal.name }, category: "security_event", action: "cis.violation.acknowledge", target: `violation:${req.params.id}`, success: ok, details: { note } });
       if (!ok) return fail(404, "not_found", "no such unacknowledged violation");
       const rows = await deps.sql`select v.*, a.hostname from cis_violations v join agents a on a.id = v.agent_id where v.id = ${id}`;
-      return req.htmx ? html(violationRows(rows).replace(/^<tbody id="violation-rows">|<\/tbody>$/g, "")) : json({ violation: rows[0] });
+      return req.htmx ? html(deps.views.render("partials/security-violation-row", violationModel(rows[0], { canAck: false }))) : json({ violation: rows[0] });
     },
   },
   {
@@ -177,8 +184,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
       const id = agentIdOf(req);
       if (!id) return fail(404, "not_found", "no such host");
       const since = new Date(msParam(req.url.searchParams, "since", (deps.now?.() ?? Date.now()) - 86_400_000));
-      const rows = await deps.sql`select ts, type, severity, path, data from security_events where agent_id = ${id} and type like 'fim.%' and ts >= ${since} order by ts desc limit 1000`;
-      return json({ events: rows });
+      return json({ events: await recentFimEvents(deps.sql, id, since, { withStatus: true }) });
     },
   },
   {
@@ -191,7 +197,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
       const to = msParam(req.url.searchParams, "to", deps.now?.() ?? Date.now());
       const from = Math.max(msParam(req.url.searchParams, "from", to - 7 * 86_400_000), to - 90 * 86_400_000); // at most 90 days
       const incidents = await hostIncidents(deps.sql, id, { fromMs: from, toMs: to, thresholds: deps.thresholds });
-      return req.htmx ? html(incidentTimeline(id, incidents)) : json({ incidents });
+      return req.htmx ? html(deps.views.render("partials/security-incidents", incidentsModel(id, incidents))) : json({ incidents });
     },
   },
   {
@@ -202,6 +208,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
       const id = agentIdOf(req);
       if (!id || !(await hostname(deps, id))) return fail(404, "not_found", "no such host");
       const { cmd, result } = await issue(req, deps, id, "cis.scan", {});
+      if (req.htmx) return html(deps.views.render("partials/security-scan", { agentId: id, ok: !!(result as any)?.ok, error: (result as any)?.error ?? "" }));
       return json({ command: cmd.id, result });
     },
   },
@@ -218,7 +225,10 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
         return fail(400, "bad_request", "controls must be a list of 1-200 control ids");
       }
       const { cmd, result } = await issue(req, deps, id, "cis.remediate", { controls, dryRun: req.body.dryRun !== false });
-      return req.htmx ? html(remediationResult(result)) : json({ command: cmd.id, result }, (result as any)?.ok ? 200 : 502);
+      if (!req.htmx) return json({ command: cmd.id, result }, (result as any)?.ok ? 200 : 502);
+      const model = remediationModel(result, { agentId: id, hostname: (await hostname(deps, id)) ?? undefined, controls, csrf: req.csrf, canApply: true });
+      // the confirmation form posts into its own .form-result; the outcome replaces the whole result
+      return html(deps.views.render("partials/security-remediation", model), { "hx-retarget": "#remediation-result", "hx-reswap": "outerHTML" });
     },
   },
   {
@@ -234,7 +244,8 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
       const known = await deps.sql`select 1 from security_commands where agent_id = ${id} and snapshot = ${snapshot}`;
       if (!known.length) return fail(404, "not_found", "no remediation with that snapshot on this host");
       const { cmd, result } = await issue(req, deps, id, "cis.rollback", { snapshot });
-      return req.htmx ? html(remediationResult(result)) : json({ command: cmd.id, result }, (result as any)?.ok ? 200 : 502);
+      if (!req.htmx) return json({ command: cmd.id, result }, (result as any)?.ok ? 200 : 502);
+      return html(deps.views.render("partials/security-remediation", remediationModel(result, { agentId: id })), { "hx-retarget": "#remediation-result", "hx-reswap": "outerHTML" });
     },
   },
   {
@@ -247,7 +258,9 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
       if (typeof control !== "string" || typeof hostGroup !== "string" || typeof enabled !== "boolean") return fail(400, "bad_request", "control, hostGroup and enabled are required");
       await setAutoRemediation(deps.sql, control, hostGroup, enabled, `${req.principal.name} (${req.principal.id})`);
       await deps.audit({ actor: { type: "user", id: req.principal.id, name: req.principal.name }, category: "security_event", action: "cis.auto-remediation.set", target: `control:${control}`, success: true, details: { hostGroup, enabled } });
-      return json({ ok: true });
+      if (!req.htmx) return json({ ok: true });
+      const model = autoRemediationModel(await listAutoRemediation(deps.sql), { canEdit: true, csrf: req.csrf });
+      return html(deps.views.render("partials/security-auto-remediation", model), { "hx-retarget": "#auto-remediation", "hx-reswap": "outerHTML" });
     },
   },
 ];

@@ -71,7 +71,10 @@ export function computeScore(i: ScoreInputs): SecurityScore {
     : { score: null, weight: WEIGHTS.patches, detail: "the agent does not report pending updates yet" };
 
   if (i.ports) {
-    const exposed = i.ports.filter((p) => !isLoopback(p.address) && (p.proto.startsWith("tcp") || p.proto.startsWith("udp")));
+    // inventory is the agent's JSON: an entry without an address counts as listening everywhere
+    const exposed = i.ports
+      .map((p) => ({ proto: String(p?.proto ?? ""), address: String(p?.address ?? ""), port: Number(p?.port) }))
+      .filter((p) => Number.isInteger(p.port) && !isLoopback(p.address) && (p.proto.startsWith("tcp") || p.proto.startsWith("udp")));
     const uniq = new Map(exposed.map((p) => [`${p.proto.replace(/6$/, "")}/${p.port}`, p]));
     const risky = [...uniq.values()].filter((p) => RISKY_PORTS.has(p.port));
     cats.network = { score: clamp(100 - 15 * risky.length - 3 * (uniq.size - risky.length)), weight: WEIGHTS.network, detail: `${uniq.size} ports reachable from the network, ${risky.length} of them risky (${risky.map((p) => p.port).join(", ") || "none"})` };
@@ -109,7 +112,7 @@ export async function loadScoreInputs(sql: Sql, agentId: number, nowMs = Date.no
   const now = new Date(nowMs);
   const [cis, fim, inv, auth, agent] = await Promise.all([
     sql`select control_id, status, severity, category from cis_results where agent_id = ${agentId}`,
-    sql`select severity from security_events where agent_id = ${agentId} and type like 'fim.%' and type not in ('fim.rate_limited', 'fim.watch_limit', 'fim.queue_overflow')
+    sql`select severity from security_events where agent_id = ${agentId} and type like 'fim.%' and type not in ('fim.status', 'fim.rate_limited', 'fim.watch_limit', 'fim.queue_overflow')
         and ts > ${new Date(nowMs - 7 * 86_400_000)} and ts <= ${now} and coalesce(data ? 'packageManager', false) = false limit 1000`,
     sql`select data from inventory_current where agent_id = ${agentId}`,
     sql`select count(*)::int as n from logs where agent_id = ${agentId} and ts > ${new Date(nowMs - 86_400_000)} and ts <= ${now} and message ~* ${AUTH_FAILURE_PATTERN}`,
@@ -138,4 +141,27 @@ export async function scoreHost(sql: Sql, agentId: number, nowMs = Date.now()): 
 
 export async function scoreTrend(sql: Sql, agentId: number, since: Date) {
   return sql`select ts, score from security_scores where agent_id = ${agentId} and ts >= ${since} order by ts limit 5000`;
+}
+
+export interface LatestScore {
+  agent_id: number;
+  hostname: string;
+  ts: Date | null;
+  score: number | null;
+  breakdown: SecurityScore | null;
+}
+
+/** The latest stored score of every live host (in scope), worst first, hosts never scored last. */
+export async function latestScores(sql: Sql, scopeTags: string[] | null = null): Promise<LatestScore[]> {
+  return sql<LatestScore[]>`
+    select a.id::int as agent_id, a.hostname, s.ts, s.score, s.breakdown
+    from agents a left join lateral (select ts, score, breakdown from security_scores where agent_id = a.id order by ts desc limit 1) s on true
+    where a.revoked_at is null ${scopeTags ? sql`and a.tags && ${scopeTags}::text[]` : sql``}
+    order by s.score asc nulls last, a.hostname limit 5000`;
+}
+
+/** The latest stored score of one host, computing (and storing) one when there is none yet. */
+export async function currentScore(sql: Sql, agentId: number, nowMs = Date.now()): Promise<SecurityScore> {
+  const [row] = await sql`select breakdown from security_scores where agent_id = ${agentId} order by ts desc limit 1`;
+  return row ? (row.breakdown as SecurityScore) : scoreHost(sql, agentId, nowMs);
 }

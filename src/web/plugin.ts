@@ -22,6 +22,7 @@ import { sessionRoutes } from "./sessions/routes.ts";
 import { auditRoutes } from "./audit/routes.ts";
 import { settingsRoutes } from "./settings/routes.ts";
 import { ssoAdminRoutes } from "./sso/routes.ts";
+import { securityPageRoutes } from "./security/pages.ts";
 import { syncBuiltinRoles } from "../auth/roles.ts";
 import { createSecretBox, loadSecretKey } from "../auth/secret-box.ts";
 import { ensureSetupCode } from "../auth/setup-code.ts";
@@ -48,6 +49,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...accountRoutes(s, pages),
     ...fleetRoutes(s, pages),
     ...hostRoutes(s, pages),
+    ...securityPageRoutes(s, pages),
     ...enrollmentRoutes(s, pages),
     ...userRoutes(s, pages),
     ...roleRoutes(s, pages),

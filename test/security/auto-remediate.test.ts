@@ -10,6 +10,7 @@ import { recordScan } from "../../src/security/posture.ts";
 import { securityPlugin, SECURITY_ROUTES, type SecurityAuditEvent } from "../../src/security/routes.ts";
 import { createRemediator } from "../../agent/control/remediate/executor.ts";
 import { scanRoot } from "../../agent/monitor/cis/scan.ts";
+import { consoleSecurityViews } from "../support/security-views.ts";
 
 let db: TestDb;
 const key = generateKeyPairSync("ed25519");
@@ -48,6 +49,7 @@ test("auto-remediation runs once per violation, only on hosts of the enabled gro
     commandKey: key.privateKey,
     dispatch: async (id: number, cmd: unknown) => executors[id].execute(cmd),
     principal: async () => ({ id: 9, name: "carol", permissions: new Set(SECURITY_ROUTES.map((r) => r.permission)) }),
+    views: consoleSecurityViews(),
   };
   const app = securityPlugin(deps);
   const enable = (body: object) => app.handle(new Request("http://127.0.0.1/api/security/auto-remediation", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }));

@@ -18,6 +18,7 @@ import { scanEvent, scanRoot } from "../../agent/monitor/cis/scan.ts";
 import { consumeScanEvents, listViolations } from "../../src/security/posture.ts";
 import { securityPlugin } from "../../src/security/routes.ts";
 import { makeCisRoot } from "../support/cis-root.ts";
+import { consoleSecurityViews } from "../support/security-views.ts";
 
 let s: TestServer;
 let a: SimAgent;
@@ -73,6 +74,7 @@ describe("security events end to end", () => {
       audit: () => {},
       commandKey: generateKeyPairSync("ed25519").privateKey,
       dispatch: async () => ({ ok: false }),
+      views: consoleSecurityViews(),
     });
     const r = (await (await app.handle(new Request(`http://127.0.0.1/api/security/hosts/${a.id}/fim`))).json()) as any;
     expect(r.events.length).toBe(30);

@@ -9,6 +9,7 @@ import { SECURITY_ROUTES, securityPlugin, type Principal, type SecurityAuditEven
 import { consumeScanEvents } from "../../src/security/posture.ts";
 import { createRemediator } from "../../agent/control/remediate/executor.ts";
 import { scanEvent, scanRoot } from "../../agent/monitor/cis/scan.ts";
+import { consoleSecurityViews } from "../support/security-views.ts";
 
 let db: TestDb;
 let agentId: number;
@@ -45,6 +46,7 @@ beforeAll(async () => {
     principal: async (r) => users[r.headers.get("x-test-user") ?? ""] ?? null,
     audit: (e) => void audits.push(e),
     commandKey: key.privateKey,
+    views: consoleSecurityViews(),
     dispatch: async (_id, cmd) => {
       if (cmd.action === "cis.scan") return { ok: true };
       const r = remediator.execute(JSON.parse(JSON.stringify(cmd))); // as it crosses the wire
@@ -94,7 +96,8 @@ describe("security routes", () => {
     const fleet = (await (await call("viewer", "GET", "/api/security/scores")).json()) as any;
     expect(fleet.hosts).toEqual([expect.objectContaining({ agent_id: agentId, hostname: "web-1", score: score.score })]);
     const svg = await (await call("viewer", "GET", `/api/security/hosts/${agentId}/score/trend`, undefined, true)).text();
-    expect(svg).toContain("<polyline");
+    expect(svg).toStartWith(`<figure id="score-trend-${agentId}"`);
+    expect(svg).toContain(`<path class="line s0"`); // the console's chart (src/web/chart/svg.ts)
 
     const target = v.violations.find((x: any) => x.control_id === "smx.accounts.uid0");
     const ack = await call("admin", "POST", `/api/security/posture/violations/${target.id}/ack`, { note: "<script>known test host</script>" }, true);
@@ -144,7 +147,10 @@ describe("security routes", () => {
     const r = await app.handle(new Request(`http://127.0.0.1/api/security/hosts/${agentId}/remediate`, { method: "POST", headers: { "x-test-user": "admin", "hx-request": "true", "content-type": "application/x-www-form-urlencoded" }, body: "controls=smx.ssh.root-login,smx.packages.no-telnetd&dryRun=true" }));
     const body = await r.text();
     expect(r.headers.get("content-type")).toContain("text/html");
-    expect(body).toStartWith('<div id="remediation-result"><p>Dry run: nothing was changed.</p>');
+    expect(body).toStartWith('<div id="remediation-result" class="remediation"><p>Dry run: nothing was changed.</p>');
+    // the dry run carries the typed confirmation that applies exactly the planned controls
+    expect(body).toContain('<input type="hidden" name="controls" value="smx.ssh.root-login,smx.packages.no-telnetd"><input type="hidden" name="dryRun" value="false">');
+    expect(body).toContain('<strong class="phrase">remediate web-1</strong>');
     expect(body).toContain("+PermitRootLogin no");
     expect(body).toContain("Skipped: smx.packages.no-telnetd");
   });

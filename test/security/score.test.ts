@@ -53,4 +53,9 @@ describe("security score formula (docs/security-score.md)", () => {
     expect(s.unknown.sort()).toEqual(["authentication", "config", "network", "patches"]);
     expect(s.score).toBe(Math.round((30 * 50 + 15 * 100 + 15 * 50 + 15 * 50 + 15 * 50 + 10 * 100) / 100));
   });
+  test("inventory ports without an address or proto do not break the score; a missing address counts as exposed", () => {
+    const ports = [{ proto: "tcp", port: 443 }, { port: 22 }, { proto: "tcp", address: "127.0.0.1", port: 6379 }, null] as unknown as ScoreInputs["ports"];
+    const s = computeScore({ ...perfect, ports });
+    expect(s.categories.network).toMatchObject({ score: 97, detail: "1 ports reachable from the network, 0 of them risky (none)" });
+  });
 });

@@ -10,6 +10,9 @@ import { startServer, type RunningServer } from "../../src/server.ts";
 import { createSelfSigned } from "../../src/tls/self-signed.ts";
 import { consolePlugin, startConsole } from "../../src/web/plugin.ts";
 import { testDatabase, type TestDb } from "./db.ts";
+import { securityConsoleRoutes } from "../../src/web/security/routes.ts";
+import { audit } from "../../src/audit/audit.ts";
+import { generateKeyPairSync } from "node:crypto";
 
 export interface ConsoleServer {
   url: string;
@@ -24,7 +27,17 @@ export async function startConsoleServer(): Promise<ConsoleServer> {
   const dataDir = mkdtempSync(join(tmpdir(), "servermind-e2e-"));
   const cert = createSelfSigned(["127.0.0.1", "localhost"]);
   const config = loadConfig({ SERVERMIND_HOST: "127.0.0.1", SERVERMIND_PORT: "0", SERVERMIND_HTTP3: "false", SERVERMIND_DATA: dataDir });
-  const deps = { sql: db.sql, config, dataDir, serverFingerprint: cert.fingerprint };
+  const deps = {
+    sql: db.sql, config, dataDir, serverFingerprint: cert.fingerprint,
+    // the security feature's routes through the console guard, as src/main.ts mounts them; no agent answers commands
+    extraRoutes: securityConsoleRoutes({
+      sql: db.sql,
+      commandKey: generateKeyPairSync("ed25519").privateKey,
+      audit: (e) => audit(db.sql, e).then(() => {}),
+      dispatch: async () => ({ ok: false, error: "no agent in this test" }),
+      principal: async () => null,
+    }),
+  };
   const started = await startConsole(deps, () => {});
   const server = startServer({
     config, sql: db.sql,

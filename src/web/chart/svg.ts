@@ -15,6 +15,8 @@ export interface ChartOptions {
   yMin?: number;
   yMax?: number;
   unit?: string;
+  /** a gap longer than this breaks the line (default 2.5 of 240 buckets); Infinity joins every point */
+  gapMs?: number;
 }
 
 const PAD = { l: 46, r: 12, t: 26, b: 22 };
@@ -65,11 +67,11 @@ export function lineChart(series: Array<{ name: string; points: Array<[number, n
   series.forEach((s, i) => {
     if (s.points.length === 0) return;
     // break the line where buckets are missing (gaps longer than 2.5 buckets)
-    const gap = (span / 240) * 2.5;
+    const gap = o.gapMs ?? (span / 240) * 2.5;
     let d = "";
     let prev = -Infinity;
     for (const [t, v] of s.points) {
-      d += `${t - prev > gap ? "M" : "L"}${x(t).toFixed(1)},${y(v).toFixed(1)}`;
+      d += `${prev === -Infinity || t - prev > gap ? "M" : "L"}${x(t).toFixed(1)},${y(v).toFixed(1)}`;
       prev = t;
     }
     parts.push(`<path class="line s${i % 6}" d="${d}"/>`);

@@ -79,6 +79,7 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           range,
           canMetrics: can(req, "metrics.view"),
           canLogs: can(req, "logs.view"),
+          canSecurity: can(req, "compliance.view"),
           canInventory: can(req, "inventory.view"),
           canProcesses: can(req, "processes.view"),
           canRevoke: can(req, "agents.revoke") && !a.revoked_at,

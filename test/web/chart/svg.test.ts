@@ -24,3 +24,11 @@ test("an empty range says so instead of drawing nothing", () => {
   expect(svg).not.toContain("<path");
   expect(svg).not.toMatch(/NaN|Infinity/);
 });
+
+test("gapMs: Infinity joins sparse points into one line (the security score trend)", () => {
+  const svg = lineChart([{ name: "score", points: [[0, 40], [100_000, 60], [240_000, 80]] }], { title: "Security score", from: 0, to: 240_000, yMin: 0, yMax: 100, gapMs: Infinity }).html;
+  const d = /<path class="line s0" d="([^"]+)"\/>/.exec(svg)![1]!;
+  expect(d.match(/M/g)!.length).toBe(1);
+  expect(d.match(/L/g)!.length).toBe(2);
+  expect(d).toStartWith("M46.0,");
+});

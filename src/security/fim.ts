@@ -1,0 +1,27 @@
+/**
+ * File integrity events as the console reads them: the recent changes of one host (with the
+ * before/after facts and the package-manager label the agent attached) and the latest
+ * `fim.status` report (watches, cap, ignore globs, rate limit, last rescan).
+ */
+import type { Sql } from "postgres";
+
+export interface FimEventRow {
+  ts: Date;
+  type: string;
+  severity: number;
+  path: string | null;
+  data: Record<string, any> | null;
+}
+
+export async function recentFimEvents(sql: Sql, agentId: number, since: Date, o: { limit?: number; withStatus?: boolean } = {}): Promise<FimEventRow[]> {
+  return sql<FimEventRow[]>`
+    select ts, type, severity, path, data from security_events
+    where agent_id = ${agentId} and type like 'fim.%' and ts >= ${since} ${o.withStatus ? sql`` : sql`and type <> 'fim.status'`}
+    order by ts desc limit ${Math.min(o.limit ?? 1000, 1000)}`;
+}
+
+/** The newest `fim.status` event of a host, or null when its agent has not sent one. */
+export async function latestFimStatus(sql: Sql, agentId: number): Promise<{ ts: Date; data: Record<string, any> } | null> {
+  const [row] = await sql`select ts, data from security_events where agent_id = ${agentId} and type = 'fim.status' order by ts desc limit 1`;
+  return row ? { ts: row.ts, data: (row.data ?? {}) as Record<string, any> } : null;
+}
