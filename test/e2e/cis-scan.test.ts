@@ -19,6 +19,7 @@ import { securityPlugin } from "../../src/security/routes.ts";
 import { lookupUser } from "../../agent/supervisor/layout.ts";
 import { agentBinary, agentDirs, credentials, enrollAgent, runAgent, startE2eServer, until, type AgentRun, type E2eServer } from "../support/agent-harness.ts";
 import { requireComponent } from "../support/ci.ts";
+import { consoleSecurityViews } from "../support/security-views.ts";
 
 setDefaultTimeout(180_000);
 const isRoot = process.getuid?.() === 0;
@@ -55,7 +56,7 @@ describe("on-demand CIS scan with the compiled agent", () => {
     await consumeScanEvents(server.db.sql);
     const jobs = startSecurityJobs(server.db.sql, deps());
     server.ingest.deps.onStored = jobs.onStored;
-    const app = securityPlugin({ ...deps(), principal: async () => ({ id: 1, name: "alice", permissions: new Set(["compliance.scan"]) }) });
+    const app = securityPlugin({ ...deps(), views: consoleSecurityViews(), principal: async () => ({ id: 1, name: "alice", permissions: new Set(["compliance.scan"]) }) });
 
     const t0 = performance.now();
     const res = await app.handle(new Request(`http://127.0.0.1/api/security/hosts/${agentId}/scan`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" }));
