@@ -14,8 +14,11 @@ import { commandKeyPaths } from "./identity/command-key.ts";
 import { enroll } from "./identity/enroll.ts";
 import { createSecretFile, IdentityError } from "./identity/secret.ts";
 import { createIdentityStore } from "./identity/store.ts";
-import { ensureUsers, prepareLayout, USERS } from "./supervisor/layout.ts";
-import { dropPrivileges } from "./supervisor/privileges.ts";
+import { ensureUsers, prepareLayout, readGroupsOf, USERS } from "./supervisor/layout.ts";
+import { CAP_DAC_READ_SEARCH, dropPrivileges, readOnlyLaunch, verifyDropped } from "./supervisor/privileges.ts";
+
+/** Set by the supervisor for a process it started already dropped (setpriv). */
+const LAUNCHED_DROPPED = "SERVERMIND_AGENT_LAUNCHED_DROPPED";
 import { createSupervisor, type ProcessState } from "./supervisor/supervisor.ts";
 
 const ROLES = ["platform", "control", "monitor", "collector"] as const;
@@ -96,8 +99,16 @@ async function cmdRun(c: AgentConfig): Promise<number> {
       console.error(`supervisor: cannot write ${p.supervisorFile}: ${e instanceof Error ? e.message : e}`);
     }
   };
+  // Monitor starts through setpriv, already as its user with read access to every file
+  // (CAP_DAC_READ_SEARCH) and nothing more; the others drop root themselves.
+  const hidden = [p.platformDir, p.collectorDir, commandKeyPaths(c.stateDir).snapshots];
+  const monitorArgv = drop ? readOnlyLaunch(USERS.monitor, readGroupsOf("monitor"), hidden, [...base, "internal", "monitor"]) : undefined;
+  if (drop && !monitorArgv) console.error("supervisor: unshare, setpriv or mknod (util-linux, coreutils) not found: Monitor runs without read access to root-only files (/etc/shadow, /root/.ssh, /etc/sudoers) and reports them as unreadable");
   const sup = createSupervisor({
-    specs: ROLES.map((name) => ({ name, argv: [...base, "internal", name] })),
+    specs: ROLES.map((name) =>
+      name === "monitor" && monitorArgv
+        ? { name, argv: monitorArgv, env: { [LAUNCHED_DROPPED]: "1" } }
+        : { name, argv: [...base, "internal", name] }),
     onChange: writeStates,
     log: (m) => console.error(`supervisor: ${m}`),
   });
@@ -148,7 +159,8 @@ async function cmdInternal(c: AgentConfig, role: string | undefined): Promise<nu
   const r = role as Role;
   process.title = `servermind-agent ${r}`;
   const user = ROLE_USER[r];
-  if (user && isRoot() && c.dropPrivileges) dropPrivileges(r, user);
+  if (user && process.env[LAUNCHED_DROPPED] === "1") verifyDropped(user, r === "monitor" ? 1n << CAP_DAC_READ_SEARCH : 0n);
+  else if (user && isRoot() && c.dropPrivileges) dropPrivileges(r, user);
   const parent = process.ppid;
   const stop = await (await RUNNERS[r]())(c);
   await new Promise<void>((resolve) => {

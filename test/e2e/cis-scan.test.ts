@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { generateKeyPairSync } from "node:crypto";
-import { statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { audit, type AuditEvent } from "../../src/audit/audit.ts";
 import { issueCommand } from "../../src/security/issue.ts";
@@ -104,5 +104,28 @@ describe("on-demand CIS scan with the compiled agent", () => {
     expect(credentials(monitor.pid!).uid).toBe(monitorUser.uid);
     const st = statSync(dirname(join(agent.env.SERVERMIND_AGENT_RUN_DIR!, "monitor-commands", "monitor.sock")));
     expect({ mode: st.mode & 0o7777, uid: st.uid, gid: st.gid }).toEqual({ mode: 0o750, uid: monitorUser.uid, gid: platformUser.gid });
+  });
+
+  test("Monitor reads every file but holds no other capability, and cannot see Platform's identity or any disk", async () => {
+    if (!requireComponent(isRoot, "root (the privilege split needs it)")) return;
+    const pid = agent.supervisor().processes.find((p) => p.name === "monitor")!.pid!;
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const field = (k: string) => status.match(new RegExp(`^${k}:\\s*(\\S+)$`, "m"))?.[1];
+    // CAP_DAC_READ_SEARCH (bit 2) and nothing else, in every set; no way to gain more
+    for (const k of ["CapEff", "CapPrm", "CapBnd", "CapAmb"]) expect(field(k)).toBe("0000000000000004");
+    expect(field("NoNewPrivs")).toBe("1");
+    // Monitor's view of the file system, through its own root (we are root, so we may look)
+    const state = agent.env.SERVERMIND_AGENT_DIR!;
+    const view = (path: string) => readdirSync(`/proc/${pid}/root${path}`).sort();
+    expect(readdirSync(join(state, "platform"))).toContain("identity.db");
+    expect(view(join(state, "platform"))).toEqual([]);
+    expect(view(join(state, "control", "snapshots"))).toEqual([]);
+    expect(view("/dev")).toEqual(["fd", "full", "null", "random", "stderr", "stdin", "stdout", "urandom", "zero"]);
+    expect(readFileSync(`/proc/${pid}/mountinfo`, "utf8")).toContain("servermind-hidden");
+    // and it does read root-only files: the read-only scan judged /etc/shadow's content
+    const [r] = await server.db.sql`select r.status, r.observed from cis_results r where r.agent_id = ${agentId} and r.control_id = 'smx.accounts.empty-passwords'`;
+    expect(r).toBeDefined();
+    expect(r!.status).not.toBe("error");
+    expect(String(r!.observed)).not.toMatch(/permission denied|EACCES/i);
   });
 });
