@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { generateKeyPairSync } from "node:crypto";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { audit, type AuditEvent } from "../../src/audit/audit.ts";
 import { issueCommand } from "../../src/security/issue.ts";
@@ -108,7 +108,16 @@ describe("on-demand CIS scan with the compiled agent", () => {
 
   test("Monitor reads every file but holds no other capability, and cannot see Platform's identity or any disk", async () => {
     if (!requireComponent(isRoot, "root (the privilege split needs it)")) return;
-    const pid = agent.supervisor().processes.find((p) => p.name === "monitor")!.pid!;
+    const running = (name: string) => {
+      try {
+        const pid = agent.supervisor().processes.find((p) => p.name === name)?.pid;
+        return pid && existsSync(`/proc/${pid}/status`) ? pid : undefined;
+      } catch {
+        return undefined; // the supervisor has not written its state yet
+      }
+    };
+    const pid = await until("Monitor running", () => running("monitor"));
+    await until("Platform running", () => running("platform"));
     const status = readFileSync(`/proc/${pid}/status`, "utf8");
     const field = (k: string) => status.match(new RegExp(`^${k}:\\s*(\\S+)$`, "m"))?.[1];
     // CAP_DAC_READ_SEARCH (bit 2) and nothing else, in every set; no way to gain more
@@ -122,9 +131,22 @@ describe("on-demand CIS scan with the compiled agent", () => {
     expect(view(join(state, "control", "snapshots"))).toEqual([]);
     expect(view("/dev")).toEqual(["fd", "full", "null", "random", "stderr", "stdin", "stdout", "urandom", "zero"]);
     expect(readFileSync(`/proc/${pid}/mountinfo`, "utf8")).toContain("servermind-hidden");
+    // a process with Monitor's credentials in Monitor's mount namespace: what can it read?
+    const platformPid = agent.supervisor().processes.find((p) => p.name === "platform")!.pid!;
+    const asMonitor = (path: string) => {
+      const r = Bun.spawnSync(["nsenter", "-t", String(pid), "-m", "--", "setpriv", `--reuid=${lookupUser("servermind-monitor")!.uid}`, `--regid=${lookupUser("servermind-monitor")!.gid}`, "--clear-groups",
+        "--inh-caps=-all,+dac_read_search", "--ambient-caps=-all,+dac_read_search", "--bounding-set=-all,+dac_read_search", "--no-new-privs", "--", "head", "-c", "1", path], { stderr: "pipe", stdout: "pipe" });
+      return r.exitCode === 0 ? "read" : r.stderr.toString().trim().replace(/^head: /, "");
+    };
+    expect(asMonitor("/etc/shadow")).toBe("read");
+    expect(asMonitor(join(state, "platform", "machine.secret"))).toContain("No such file");
+    expect(asMonitor(`/proc/${platformPid}/root${join(state, "platform", "machine.secret")}`)).toContain("Permission denied");
+    expect(asMonitor(`/proc/${platformPid}/mem`)).toContain("Permission denied");
     // and it does read root-only files: the read-only scan judged /etc/shadow's content
-    const [r] = await server.db.sql`select r.status, r.observed from cis_results r where r.agent_id = ${agentId} and r.control_id = 'smx.accounts.empty-passwords'`;
-    expect(r).toBeDefined();
+    const r = await until("a scan recorded", async () => {
+      await consumeScanEvents(server.db.sql);
+      return (await server.db.sql`select r.status, r.observed from cis_results r where r.agent_id = ${agentId} and r.control_id = 'smx.accounts.empty-passwords'`)[0];
+    });
     expect(r!.status).not.toBe("error");
     expect(String(r!.observed)).not.toMatch(/permission denied|EACCES/i);
   });
