@@ -24,6 +24,11 @@ export interface AgentConfig {
   logFiles: string[];
   /** `collect.journald`: follow journalctl when present (SERVERMIND_AGENT_JOURNALD). */
   journald: boolean;
+  /**
+   * `collect.journalDir`: read the journal files in this directory instead of the system journal
+   * (SERVERMIND_AGENT_JOURNAL_DIR; e.g. the host's journal mounted into a container).
+   */
+  journalDir: string | undefined;
   /** `spool.maxBytes`: bound of the spool on disk (SERVERMIND_AGENT_SPOOL_BYTES). */
   spoolMaxBytes: number;
   /** `ship.replayPerSecond`: frames per second at most while replaying a backlog (SERVERMIND_AGENT_REPLAY_RATE). */
@@ -83,6 +88,7 @@ export function loadAgentConfig(env: Env = process.env): AgentConfig {
     root,
     logFiles: (env.SERVERMIND_AGENT_LOG_FILES ?? join(root, "var/log")).split(",").map((s) => s.trim()).filter(Boolean),
     journald: bool(env, "SERVERMIND_AGENT_JOURNALD", true),
+    journalDir: env.SERVERMIND_AGENT_JOURNAL_DIR ? resolve(env.SERVERMIND_AGENT_JOURNAL_DIR) : undefined,
     spoolMaxBytes: int(env, "SERVERMIND_AGENT_SPOOL_BYTES", 256 << 20, 64 << 10, 64 * 2 ** 30),
     replayPerSecond: int(env, "SERVERMIND_AGENT_REPLAY_RATE", 50, 1, 100_000),
     maxFramesPerRequest: int(env, "SERVERMIND_AGENT_FRAMES_PER_REQUEST", 32, 1, 1000),

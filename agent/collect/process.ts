@@ -6,7 +6,7 @@
  * restarted Collector (kill -9) continues on the same grid: the tick it missed while down is
  * emitted at once after start, measured over a short priming interval.
  */
-import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { packLogs, packMap, packMetrics } from "../../src/ingest/frame/encode.ts";
 import { FrameKind } from "../../src/ingest/frame/frame.ts";
@@ -104,7 +104,10 @@ export async function runCollector(c: AgentConfig): Promise<() => Promise<void>>
 
   // logs
   const files = createFileTail({ paths: c.logFiles, statePath: join(p.collectorDir, "log-offsets.json") });
-  const journal = c.journald && journalctlAvailable() ? createJournalTail({ cursorPath: join(p.collectorDir, "journal-cursor") }) : undefined;
+  const journal = c.journald && journalctlAvailable()
+    ? createJournalTail({ cursorPath: join(p.collectorDir, "journal-cursor"), directory: c.journalDir })
+    : undefined;
+  if (journal && c.journalDir && !existsSync(c.journalDir)) log(`SERVERMIND_AGENT_JOURNAL_DIR=${c.journalDir} does not exist (yet); journalctl is retried with backoff`);
   const flushLogs = () => {
     let lines: LogLine[];
     try {

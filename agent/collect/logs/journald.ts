@@ -10,6 +10,11 @@ export interface JournalTailOptions {
   cursorPath: string;
   /** argv[0]; default "journalctl" looked up on PATH. */
   journalctl?: string;
+  /**
+   * Read the journal files in this directory (`journalctl --directory`) instead of the system
+   * journal, e.g. a host's /var/log/journal mounted into a container at another path.
+   */
+  directory?: string;
   maxBuffered?: number;
 }
 
@@ -75,6 +80,7 @@ export function createJournalTail(opts: JournalTailOptions): JournalTail {
       cursor = undefined;
     }
     const args = [opts.journalctl ?? "journalctl", "-o", "json", "--follow", "--no-pager"];
+    if (opts.directory) args.push(`--directory=${opts.directory}`);
     if (cursor) args.push(`--after-cursor=${cursor}`);
     else args.push("--lines=0");
     try {
