@@ -1,41 +1,181 @@
-import { expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+/**
+ * The journal tail against the real journalctl, reading real journal files that
+ * systemd-journal-remote writes into a temporary directory (no running systemd needed).
+ */
+import { afterAll, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createJournalTail, parseJournalRecord } from "../../../../agent/collect/logs/journald.ts";
+import { createJournalTail, parseJournalRecord, type JournalTail, type JournalTailOptions } from "../../../../agent/collect/logs/journald.ts";
+import type { LogLine } from "../../../../agent/collect/logs/line.ts";
+import { requireComponent } from "../../../support/ci.ts";
+import { journalRemoteAvailable, writeJournal, type JournalEntry } from "../../../support/journal.ts";
 
-test("parses journal JSON records, including byte-array messages; rejects garbage", () => {
-  const r = parseJournalRecord(JSON.stringify({ __CURSOR: "s=1", __REALTIME_TIMESTAMP: "1700000000123456", PRIORITY: "3", _SYSTEMD_UNIT: "ssh.service", MESSAGE: "boom" }))!;
-  expect(r).toEqual({ ts: 1700000000123, severity: 3, source: "journal:ssh.service", message: "boom", cursor: "s=1" });
-  expect(parseJournalRecord(JSON.stringify({ __CURSOR: "s=2", MESSAGE: [104, 105] }))!.message).toBe("hi");
-  expect(parseJournalRecord("{not json")).toBeUndefined();
-  expect(parseJournalRecord(JSON.stringify({ MESSAGE: "no cursor" }))).toBeUndefined();
+const available = requireComponent(journalRemoteAvailable(), "systemd-journal-remote and journalctl (apt: systemd-journal-remote)");
+const real = available ? test : test.skip;
+
+const tails: JournalTail[] = [];
+const dirs: string[] = [];
+afterAll(() => {
+  for (const t of tails) t.close();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-test("follows a journalctl process and resumes after the committed cursor", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "sm-journal-"));
-  // a stand-in journalctl: prints the cursor argument it got and two records
-  const fake = join(dir, "journalctl");
-  writeFileSync(fake, `#!/bin/sh\nfor a in "$@"; do case "$a" in --after-cursor=*) echo "{\\"__CURSOR\\":\\"arg\\",\\"MESSAGE\\":\\"$a\\"}";; esac; done\n` +
-    `echo '{"__CURSOR":"c1","MESSAGE":"first","PRIORITY":"6"}'\necho '{"__CURSOR":"c2","MESSAGE":"second","PRIORITY":"4"}'\nsleep 30\n`);
-  chmodSync(fake, 0o755);
-  const cursorPath = join(dir, "cursor");
-  const t = createJournalTail({ cursorPath, journalctl: fake });
-  let lines: ReturnType<typeof t.poll> = [];
-  for (let i = 0; i < 50 && lines.length < 2; i++) {
-    await Bun.sleep(50);
+function journalDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "sm-journal-"));
+  dirs.push(d);
+  return d;
+}
+
+function startTail(dir: string, over: Partial<JournalTailOptions> = {}): JournalTail {
+  const t = createJournalTail({ cursorPath: join(dir, "cursor"), directory: join(dir, "journal"), ...over });
+  tails.push(t);
+  return t;
+}
+
+/** Polls until `n` lines arrived (or 10 s passed), then for `settleMs` more to catch extras. */
+async function collect(t: JournalTail, n: number, settleMs = 300): Promise<LogLine[]> {
+  let lines: LogLine[] = [];
+  for (const end = Date.now() + 10_000; lines.length < n && Date.now() < end; ) {
+    await Bun.sleep(25);
     lines = lines.concat(t.poll());
   }
-  expect(lines.map((l) => l.message)).toEqual(["first", "second"]);
-  t.commit();
-  t.close();
-  expect(readFileSync(cursorPath, "utf8")).toBe("c2");
-  const t2 = createJournalTail({ cursorPath, journalctl: fake });
-  let again: ReturnType<typeof t.poll> = [];
-  for (let i = 0; i < 50 && again.length < 1; i++) {
-    await Bun.sleep(50);
-    again = again.concat(t2.poll());
+  await Bun.sleep(settleMs);
+  return lines.concat(t.poll());
+}
+
+/**
+ * A tail without a cursor starts at the end of the journal, so entries written before journalctl
+ * has opened it are (rightly) not shown. Write markers until the last one written comes through:
+ * from then on every appended entry is followed, and the marker lines are consumed.
+ */
+async function untilFollowing(t: JournalTail, file: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const marker = `following-${i}`;
+    writeJournal(file, [{ MESSAGE: marker }]);
+    for (let w = 0; w < 8; w++) {
+      await Bun.sleep(25);
+      if (t.poll().some((l) => l.message === marker)) return;
+    }
   }
-  expect(again[0]!.message).toBe("--after-cursor=c2");
+  throw new Error("journalctl --follow never showed the marker entries written to " + file);
+}
+
+const messages = (lines: LogLine[]) => lines.map((l) => l.message);
+
+test("rejects records that are not usable journal entries", () => {
+  expect(parseJournalRecord("{not json")).toBeUndefined();
+  expect(parseJournalRecord(JSON.stringify({ MESSAGE: "no cursor" }))).toBeUndefined();
+  expect(parseJournalRecord(JSON.stringify({ __CURSOR: "s=1" }))).toBeUndefined();
+});
+
+real("follows real journal files: message, priority -> severity, unit/identifier/comm -> source, timestamp; appends and new files in the directory", async () => {
+  const dir = journalDir();
+  const file = join(dir, "journal", "a.journal");
+  writeJournal(file, [{ MESSAGE: "written before the tail started" }]);
+  const t = startTail(dir);
+  await untilFollowing(t, file);
+
+  const us = Date.now() * 1000 + 456_789; // sub-millisecond part is cut, not rounded
+  const entries: JournalEntry[] = [
+    { MESSAGE: "sshd failed", PRIORITY: "3", _SYSTEMD_UNIT: "ssh.service", SYSLOG_IDENTIFIER: "sshd", _COMM: "sshd", __REALTIME_TIMESTAMP: String(us) },
+    { MESSAGE: "from cron", PRIORITY: "4", SYSLOG_IDENTIFIER: "CRON", _COMM: "cron", __REALTIME_TIMESTAMP: String(us + 1000) },
+    { MESSAGE: "only a command", PRIORITY: "7", _COMM: "bash", __REALTIME_TIMESTAMP: String(us + 2000) },
+    { MESSAGE: "no priority, no source", __REALTIME_TIMESTAMP: String(us + 3000) },
+    { MESSAGE: "priority out of range", PRIORITY: "9", __REALTIME_TIMESTAMP: String(us + 4000) },
+  ];
+  writeJournal(file, entries); // appended to the file journalctl is watching
+  const lines = await collect(t, entries.length);
+  const ms = Math.floor(us / 1000);
+  expect(lines).toEqual([
+    { ts: ms, severity: 3, source: "journal:ssh.service", message: "sshd failed" },
+    { ts: ms + 1, severity: 4, source: "journal:CRON", message: "from cron" },
+    { ts: ms + 2, severity: 7, source: "journal:bash", message: "only a command" },
+    { ts: ms + 3, severity: 6, source: "journal:journal", message: "no priority, no source" },
+    { ts: ms + 4, severity: 6, source: "journal:journal", message: "priority out of range" },
+  ]);
+
+  // a second file appearing in the directory (as after a rotation) is followed too
+  writeJournal(join(dir, "journal", "b.journal"), [{ MESSAGE: "in a new file" }, { MESSAGE: "also new" }]);
+  writeJournal(file, [{ MESSAGE: "old file again" }]);
+  expect(messages(await collect(t, 3))).toEqual(["in a new file", "also new", "old file again"]);
+  expect(t.dropped()).toBe(0);
+  expect(t.running()).toBe(true);
+}, 30_000);
+
+real("resumes after the committed cursor: nothing lost, nothing committed read twice", async () => {
+  const dir = journalDir();
+  const file = join(dir, "journal", "a.journal");
+  writeJournal(file, [{ MESSAGE: "before" }]);
+  const cursorPath = join(dir, "cursor");
+  const t1 = startTail(dir);
+  await untilFollowing(t1, file);
+
+  writeJournal(file, [{ MESSAGE: "a1" }, { MESSAGE: "a2" }, { MESSAGE: "a3" }]);
+  expect(messages(await collect(t1, 3))).toEqual(["a1", "a2", "a3"]);
+  t1.commit(); // a1..a3 are in the spool
+  const committed = readFileSync(cursorPath, "utf8");
+  expect(committed).toStartWith("s=");
+
+  writeJournal(file, [{ MESSAGE: "a4" }]);
+  expect(messages(await collect(t1, 1))).toEqual(["a4"]); // handed out, never committed
+  t1.close();
+
+  // written while no tail runs: one appended to the old file, two in a new file
+  writeJournal(file, [{ MESSAGE: "b1" }]);
+  writeJournal(join(dir, "journal", "b.journal"), [{ MESSAGE: "b2" }, { MESSAGE: "b3" }]);
+  expect(readFileSync(cursorPath, "utf8")).toBe(committed);
+
+  const t2 = startTail(dir);
+  expect(messages(await collect(t2, 4))).toEqual(["a4", "b1", "b2", "b3"]);
+  writeJournal(file, [{ MESSAGE: "c1" }]);
+  expect(messages(await collect(t2, 1))).toEqual(["c1"]);
+  t2.commit();
   t2.close();
+
+  const t3 = startTail(dir);
+  writeJournal(file, [{ MESSAGE: "d1" }]);
+  expect(messages(await collect(t3, 1))).toEqual(["d1"]);
+}, 30_000);
+
+real("binary and non-UTF-8 MESSAGE fields arrive decoded", async () => {
+  const dir = journalDir();
+  const file = join(dir, "journal", "a.journal");
+  writeJournal(file, [{ MESSAGE: "before" }]);
+  const t = startTail(dir);
+  await untilFollowing(t, file);
+
+  writeJournal(file, [
+    { MESSAGE: new TextEncoder().encode("café \u0001bell") }, // binary form, valid UTF-8 with a control byte
+    { MESSAGE: "first line\nsecond line" }, // binary form because of the newline
+    { MESSAGE: new Uint8Array([0x62, 0x61, 0x64, 0x20, 0xff, 0xfe, 0x20, 0x65, 0x6e, 0x64]) }, // not UTF-8
+  ]);
+  const lines = await collect(t, 3);
+  expect(messages(lines)).toEqual([
+    "café \u0001bell",
+    "first line\nsecond line",
+    "bad \ufffd\ufffd end",
+  ]);
+}, 30_000);
+
+real("the buffer is bounded: overflow is counted, the lines kept are the oldest", async () => {
+  const dir = journalDir();
+  const file = join(dir, "journal", "a.journal");
+  writeJournal(file, [{ MESSAGE: "before" }]);
+  const t = startTail(dir, { maxBuffered: 3 });
+  await untilFollowing(t, file);
+
+  writeJournal(file, [1, 2, 3, 4, 5].map((i) => ({ MESSAGE: `m${i}` })));
+  for (const end = Date.now() + 10_000; t.dropped() < 2 && Date.now() < end; ) await Bun.sleep(25);
+  expect(t.dropped()).toBe(2);
+  expect(messages(t.poll())).toEqual(["m1", "m2", "m3"]);
+}, 30_000);
+
+real("a directory that does not exist yields nothing and no cursor", async () => {
+  const dir = journalDir();
+  const t = startTail(dir);
+  await Bun.sleep(500);
+  expect(t.poll()).toEqual([]);
+  t.commit();
+  expect(existsSync(join(dir, "cursor"))).toBe(false);
 });
