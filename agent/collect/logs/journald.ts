@@ -27,6 +27,18 @@ export interface JournalTail {
   close(): void;
 }
 
+/**
+ * The values of one `journalctl -o json` field: a string; an array of byte values when the value
+ * is not printable UTF-8 (decoded here, invalid sequences become U+FFFD); or an array of those
+ * when the entry carries the field more than once.
+ */
+function fieldValues(v: unknown): string[] {
+  if (typeof v === "string") return [v];
+  if (!Array.isArray(v)) return [];
+  if (v.every((b) => typeof b === "number")) return [Buffer.from(v).toString("utf8")];
+  return v.flatMap(fieldValues);
+}
+
 /** Decodes one `journalctl -o json` record; undefined for anything that is not a usable entry. */
 export function parseJournalRecord(line: string): (LogLine & { cursor: string }) | undefined {
   let r: Record<string, unknown>;
@@ -36,18 +48,16 @@ export function parseJournalRecord(line: string): (LogLine & { cursor: string })
     return undefined;
   }
   if (!r || typeof r !== "object" || typeof r.__CURSOR !== "string") return undefined;
-  let message = r.MESSAGE;
-  // binary-unsafe messages arrive as arrays of byte values
-  if (Array.isArray(message)) message = Buffer.from(message.filter((b) => typeof b === "number")).toString("utf8");
-  if (typeof message !== "string") return undefined;
+  const messages = fieldValues(r.MESSAGE);
+  if (messages.length === 0) return undefined;
   const us = Number(r.__REALTIME_TIMESTAMP);
-  const prio = Number(r.PRIORITY);
-  const source = String(r._SYSTEMD_UNIT ?? r.SYSLOG_IDENTIFIER ?? r._COMM ?? "journal");
+  const prio = Number(fieldValues(r.PRIORITY)[0]);
+  const source = fieldValues(r._SYSTEMD_UNIT)[0] ?? fieldValues(r.SYSLOG_IDENTIFIER)[0] ?? fieldValues(r._COMM)[0] ?? "journal";
   return {
     ts: Number.isFinite(us) ? Math.floor(us / 1000) : Date.now(),
     severity: Number.isInteger(prio) && prio >= 0 && prio <= 7 ? prio : 6,
     source: `journal:${source}`.slice(0, 200),
-    message: clampMessage(message),
+    message: clampMessage(messages.join("\n")),
     cursor: r.__CURSOR,
   };
 }
@@ -79,7 +89,8 @@ export function createJournalTail(opts: JournalTailOptions): JournalTail {
     } catch {
       cursor = undefined;
     }
-    const args = [opts.journalctl ?? "journalctl", "-o", "json", "--follow", "--no-pager"];
+    // --all: without it journalctl prints null for any field over 4096 bytes, losing long messages
+    const args = [opts.journalctl ?? "journalctl", "-o", "json", "--all", "--follow", "--no-pager"];
     if (opts.directory) args.push(`--directory=${opts.directory}`);
     if (cursor) args.push(`--after-cursor=${cursor}`);
     else args.push("--lines=0");

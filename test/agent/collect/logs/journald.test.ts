@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createJournalTail, parseJournalRecord, type JournalTail, type JournalTailOptions } from "../../../../agent/collect/logs/journald.ts";
-import type { LogLine } from "../../../../agent/collect/logs/line.ts";
+import { MAX_MESSAGE_CHARS, type LogLine } from "../../../../agent/collect/logs/line.ts";
 import { requireComponent } from "../../../support/ci.ts";
 import { journalRemoteAvailable, writeJournal, type JournalEntry } from "../../../support/journal.ts";
 
@@ -138,24 +138,32 @@ real("resumes after the committed cursor: nothing lost, nothing committed read t
   expect(messages(await collect(t3, 1))).toEqual(["d1"]);
 }, 30_000);
 
-real("binary and non-UTF-8 MESSAGE fields arrive decoded", async () => {
+real("binary and non-UTF-8 MESSAGE fields arrive decoded; long and multi-valued ones are kept", async () => {
   const dir = journalDir();
   const file = join(dir, "journal", "a.journal");
   writeJournal(file, [{ MESSAGE: "before" }]);
   const t = startTail(dir);
   await untilFollowing(t, file);
 
+  const long = "x".repeat(MAX_MESSAGE_CHARS + 100);
   writeJournal(file, [
     { MESSAGE: new TextEncoder().encode("café \u0001bell") }, // binary form, valid UTF-8 with a control byte
     { MESSAGE: "first line\nsecond line" }, // binary form because of the newline
     { MESSAGE: new Uint8Array([0x62, 0x61, 0x64, 0x20, 0xff, 0xfe, 0x20, 0x65, 0x6e, 0x64]) }, // not UTF-8
+    { MESSAGE: "y".repeat(5000) }, // over journalctl's 4096-byte field cut-off without --all
+    { MESSAGE: long },
+    { MESSAGE: ["first value", "second value"], PRIORITY: ["2", "5"] }, // a field given twice
   ]);
-  const lines = await collect(t, 3);
+  const lines = await collect(t, 6);
   expect(messages(lines)).toEqual([
     "café \u0001bell",
     "first line\nsecond line",
     "bad \ufffd\ufffd end",
+    "y".repeat(5000),
+    long.slice(0, MAX_MESSAGE_CHARS - 1) + "…",
+    "first value\nsecond value",
   ]);
+  expect(lines[5]!.severity).toBe(2);
 }, 30_000);
 
 real("the buffer is bounded: overflow is counted, the lines kept are the oldest", async () => {
