@@ -1,7 +1,8 @@
 /**
  * Follows the systemd journal through `journalctl -o json --follow`. Lines are buffered up to a
  * bound (overflow is counted, never silent); the cursor of the last line handed out is saved
- * by `commit()` once those lines are in the spool, and the next start resumes after it.
+ * by `commit()` once those lines are in the spool, and the next start resumes after it. A
+ * journalctl that exits is restarted with backoff and continues after the last record read.
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { clampMessage, type LogLine } from "./line.ts";
@@ -21,7 +22,7 @@ export interface JournalTailOptions {
 export interface JournalTail {
   poll(): LogLine[];
   commit(): void;
-  /** Lines dropped because the buffer was full. */
+  /** Lines dropped because the buffer was full or the record was over MAX_RECORD_CHARS. */
   dropped(): number;
   running(): boolean;
   close(): void;
@@ -71,10 +72,15 @@ export function journalctlAvailable(bin = "journalctl"): boolean {
   }
 }
 
+/** Longest `journalctl -o json` line read; longer records are counted as dropped. */
+export const MAX_RECORD_CHARS = 1 << 20;
+
 export function createJournalTail(opts: JournalTailOptions): JournalTail {
   const max = opts.maxBuffered ?? 50_000;
   let buffered: Array<LogLine & { cursor: string }> = [];
   let handedCursor: string | undefined;
+  /** Cursor of the last record read: a restarted journalctl continues there, not at the saved cursor. */
+  let readCursor: string | undefined;
   let drops = 0;
   let closed = false;
   let alive = false;
@@ -83,9 +89,9 @@ export function createJournalTail(opts: JournalTailOptions): JournalTail {
 
   const start = () => {
     if (closed) return;
-    let cursor: string | undefined;
+    let cursor = readCursor;
     try {
-      if (existsSync(opts.cursorPath)) cursor = readFileSync(opts.cursorPath, "utf8").trim() || undefined;
+      if (!cursor && existsSync(opts.cursorPath)) cursor = readFileSync(opts.cursorPath, "utf8").trim() || undefined;
     } catch {
       cursor = undefined;
     }
@@ -105,20 +111,32 @@ export function createJournalTail(opts: JournalTailOptions): JournalTail {
     (async () => {
       const decoder = new TextDecoder();
       let rest = "";
+      let cut = false; // a record over MAX_RECORD_CHARS was counted as dropped; skip its remainder
       for await (const chunk of p.stdout as ReadableStream<Uint8Array>) {
         rest += decoder.decode(chunk, { stream: true });
         let nl: number;
         while ((nl = rest.indexOf("\n")) >= 0) {
-          const rec = parseJournalRecord(rest.slice(0, nl));
+          const text = rest.slice(0, nl);
           rest = rest.slice(nl + 1);
+          if (cut) {
+            cut = false;
+            continue;
+          }
+          const rec = parseJournalRecord(text);
           if (!rec) continue;
+          readCursor = rec.cursor;
+          restartDelay = 1000;
           if (buffered.length >= max) {
             drops++;
             continue;
           }
           buffered.push(rec);
         }
-        if (rest.length > 1 << 20) rest = "";
+        if (rest.length > MAX_RECORD_CHARS) {
+          if (!cut) drops++;
+          cut = true;
+          rest = "";
+        }
       }
     })()
       .catch(() => {})

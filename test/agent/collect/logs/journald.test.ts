@@ -3,10 +3,10 @@
  * systemd-journal-remote writes into a temporary directory (no running systemd needed).
  */
 import { afterAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createJournalTail, parseJournalRecord, type JournalTail, type JournalTailOptions } from "../../../../agent/collect/logs/journald.ts";
+import { createJournalTail, MAX_RECORD_CHARS, parseJournalRecord, type JournalTail, type JournalTailOptions } from "../../../../agent/collect/logs/journald.ts";
 import { MAX_MESSAGE_CHARS, type LogLine } from "../../../../agent/collect/logs/line.ts";
 import { requireComponent } from "../../../support/ci.ts";
 import { journalRemoteAvailable, writeJournal, type JournalEntry } from "../../../support/journal.ts";
@@ -62,6 +62,27 @@ async function untilFollowing(t: JournalTail, file: string): Promise<void> {
 }
 
 const messages = (lines: LogLine[]) => lines.map((l) => l.message);
+
+/** The journalctl processes this test process started for the journal directory `dir`. */
+function journalctlsFor(dir: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const argv = readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0");
+      if (ppid === process.pid && argv.includes(`--directory=${dir}`)) pids.push(Number(name));
+    } catch {
+      // exited while we looked
+    }
+  }
+  return pids;
+}
+
+async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  for (const end = Date.now() + ms; !cond(); await Bun.sleep(25)) if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+}
 
 test("rejects records that are not usable journal entries", () => {
   expect(parseJournalRecord("{not json")).toBeUndefined();
@@ -177,6 +198,39 @@ real("the buffer is bounded: overflow is counted, the lines kept are the oldest"
   for (const end = Date.now() + 10_000; t.dropped() < 2 && Date.now() < end; ) await Bun.sleep(25);
   expect(t.dropped()).toBe(2);
   expect(messages(t.poll())).toEqual(["m1", "m2", "m3"]);
+}, 30_000);
+
+real("a journalctl that exits is restarted after the last line read: none lost, none repeated", async () => {
+  const dir = journalDir();
+  const file = join(dir, "journal", "a.journal");
+  writeJournal(file, [{ MESSAGE: "before" }]);
+  const t = startTail(dir);
+  await untilFollowing(t, file);
+  writeJournal(file, [{ MESSAGE: "m1" }]);
+  expect(messages(await collect(t, 1, 0))).toEqual(["m1"]);
+  t.commit();
+  writeJournal(file, [{ MESSAGE: "m2" }]);
+  expect(messages(await collect(t, 1, 0))).toEqual(["m2"]); // handed out, not yet committed
+
+  const before = journalctlsFor(join(dir, "journal"));
+  expect(before).toHaveLength(1);
+  process.kill(before[0]!, "SIGKILL");
+  await until(() => !t.running(), "the tail to notice journalctl exited");
+  writeJournal(file, [{ MESSAGE: "m3" }]); // written while no journalctl runs
+  await until(() => t.running(), "journalctl to be restarted");
+  writeJournal(file, [{ MESSAGE: "m4" }]);
+  expect(messages(await collect(t, 2))).toEqual(["m3", "m4"]);
+}, 30_000);
+
+real("a record over MAX_RECORD_CHARS is counted as dropped, the next one still arrives", async () => {
+  const dir = journalDir();
+  const file = join(dir, "journal", "a.journal");
+  writeJournal(file, [{ MESSAGE: "before" }]);
+  const t = startTail(dir);
+  await untilFollowing(t, file);
+  writeJournal(file, [{ MESSAGE: "huge ".repeat(MAX_RECORD_CHARS / 4) }, { MESSAGE: "after the huge one" }]);
+  expect(messages(await collect(t, 1))).toEqual(["after the huge one"]);
+  expect(t.dropped()).toBe(1);
 }, 30_000);
 
 real("a directory that does not exist yields nothing and no cursor", async () => {
