@@ -46,8 +46,9 @@ export interface TestSession {
 export const TEST_PASSWORD = "Correct-Horse-9-Battery";
 let n = 0;
 
-export async function consoleHarness(): Promise<ConsoleHarness> {
-  const db = await testDatabase(4);
+/** `shared`: mount the console over another test's database (which that test keeps and drops). */
+export async function consoleHarness(shared?: TestDb): Promise<ConsoleHarness> {
+  const db = shared ?? (await testDatabase(4));
   const dataDir = mkdtempSync(join(tmpdir(), "servermind-console-"));
   const deps = {
     sql: db.sql,
@@ -101,7 +102,7 @@ export async function consoleHarness(): Promise<ConsoleHarness> {
     },
     async close() {
       started.stop();
-      await db.drop();
+      if (!shared) await db.drop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
