@@ -10,9 +10,7 @@
 import { chmodSync, chownSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { agentPaths, AGENT_VERSION, loadAgentConfig, type AgentConfig } from "./config.ts";
-import { enroll } from "./identity/enroll.ts";
-import { createSecretFile, IdentityError } from "./identity/secret.ts";
-import { createIdentityStore } from "./identity/store.ts";
+import { IdentityError } from "./identity/error.ts";
 import { ensureUsers, prepareLayout, USERS } from "./supervisor/layout.ts";
 import { dropPrivileges } from "./supervisor/privileges.ts";
 import { createSupervisor, type ProcessState } from "./supervisor/supervisor.ts";
@@ -55,6 +53,11 @@ async function cmdEnroll(c: AgentConfig, args: string[]): Promise<number> {
     console.error(USAGE);
     return 2;
   }
+  // loaded here, not at the top: the supervisor and the roles that never enroll skip node:tls,
+  // node:crypto and bun:sqlite (each process pays for every built-in module it loads)
+  const [{ enroll }, { createSecretFile }, { createIdentityStore }] = await Promise.all([
+    import("./identity/enroll.ts"), import("./identity/secret.ts"), import("./identity/store.ts"),
+  ]);
   const users = isRoot() && c.dropPrivileges ? ensureUsers() : undefined;
   prepareLayout(c, users);
   const p = agentPaths(c);
