@@ -9,13 +9,12 @@
  */
 import { chmodSync, chownSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { agentPaths, AGENT_VERSION, loadAgentConfig, type AgentConfig } from "./config.ts";
+import { agentPaths, AGENT_VERSION, loadAgentConfig, ROLES, type AgentConfig } from "./config.ts";
 import { IdentityError } from "./identity/error.ts";
 import { ensureUsers, prepareLayout, USERS } from "./supervisor/layout.ts";
 import { dropPrivileges } from "./supervisor/privileges.ts";
 import { createSupervisor, type ProcessState } from "./supervisor/supervisor.ts";
 
-const ROLES = ["platform", "control", "monitor", "collector"] as const;
 type Role = (typeof ROLES)[number];
 /** Each process loads only its own code (dynamic imports), which keeps every process smaller. */
 const RUNNERS: Record<Role, () => Promise<(c: AgentConfig) => Promise<() => Promise<void>>>> = {
@@ -95,7 +94,8 @@ async function cmdRun(c: AgentConfig): Promise<number> {
     }
   };
   const sup = createSupervisor({
-    specs: ROLES.map((name) => ({ name, argv: [...base, "internal", name] })),
+    // JSC reads BUN_JSC_* at start-up, so the JIT is turned off here, per child
+    specs: ROLES.map((name) => ({ name, argv: [...base, "internal", name], env: c.jitRoles.includes(name) ? {} : { BUN_JSC_useJIT: "0" } })),
     onChange: writeStates,
     log: (m) => console.error(`supervisor: ${m}`),
   });

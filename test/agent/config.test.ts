@@ -1,0 +1,10 @@
+import { describe, expect, test } from "bun:test";
+import { loadAgentConfig } from "../../agent/config.ts";
+
+describe("agent configuration", () => {
+  test("SERVERMIND_AGENT_JIT names the processes that keep the JIT; none by default", () => {
+    expect(loadAgentConfig({}).jitRoles).toEqual([]);
+    expect(loadAgentConfig({ SERVERMIND_AGENT_JIT: "platform, collector" }).jitRoles).toEqual(["platform", "collector"]);
+    expect(() => loadAgentConfig({ SERVERMIND_AGENT_JIT: "platform,supervisor" })).toThrow(/SERVERMIND_AGENT_JIT: "supervisor" is not one of/);
+  });
+});
