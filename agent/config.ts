@@ -50,6 +50,14 @@ export interface AgentConfig {
    * scheduled CIS scans in Monitor (SERVERMIND_AGENT_SECURITY, default on).
    */
   security: boolean;
+  /**
+   * `supervisor.jit`: the processes that keep JavaScriptCore's JIT (SERVERMIND_AGENT_JIT, comma
+   * separated: platform, collector, monitor, control; default none). The others run with the
+   * interpreter only (BUN_JSC_useJIT=0), which saves each 4-8 MB of RSS at the agent's load;
+   * LZ4 and msgpack are then ~30x slower, so a host shipping megabytes of logs a second names
+   * platform,collector here.
+   */
+  jitRoles: string[];
 }
 
 type Env = Record<string, string | undefined>;
@@ -71,6 +79,13 @@ function bool(env: Env, name: string, def: boolean): boolean {
 }
 
 const TRANSPORTS = ["auto", "http3", "http2", "wss"] as const;
+export const ROLES = ["platform", "control", "monitor", "collector"] as const;
+
+function roles(env: Env, name: string): string[] {
+  const list = (env[name] ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  for (const r of list) if (!(ROLES as readonly string[]).includes(r)) throw new Error(`${name}: ${JSON.stringify(r)} is not one of ${ROLES.join(", ")}`);
+  return list;
+}
 
 /** Files Monitor watches by default: accounts, privileges and remote access. */
 export const DEFAULT_WATCH_FILES = ["/etc/passwd", "/etc/group", "/etc/shadow", "/etc/sudoers", "/etc/ssh/sshd_config", "/root/.ssh/authorized_keys"];
@@ -100,6 +115,7 @@ export function loadAgentConfig(env: Env = process.env): AgentConfig {
       : DEFAULT_WATCH_FILES,
     dropPrivileges: bool(env, "SERVERMIND_AGENT_DROP_PRIVILEGES", true),
     security: bool(env, "SERVERMIND_AGENT_SECURITY", true),
+    jitRoles: roles(env, "SERVERMIND_AGENT_JIT"),
   };
 }
 

@@ -9,11 +9,9 @@
  */
 import { chmodSync, chownSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { agentPaths, AGENT_VERSION, loadAgentConfig, type AgentConfig } from "./config.ts";
+import { agentPaths, AGENT_VERSION, loadAgentConfig, ROLES, type AgentConfig } from "./config.ts";
 import { commandKeyPaths } from "./identity/command-key.ts";
-import { enroll } from "./identity/enroll.ts";
-import { createSecretFile, IdentityError } from "./identity/secret.ts";
-import { createIdentityStore } from "./identity/store.ts";
+import { IdentityError } from "./identity/error.ts";
 import { ensureUsers, prepareLayout, readGroupsOf, USERS } from "./supervisor/layout.ts";
 import { CAP_DAC_READ_SEARCH, dropPrivileges, readOnlyLaunch, verifyDropped } from "./supervisor/privileges.ts";
 
@@ -21,7 +19,6 @@ import { CAP_DAC_READ_SEARCH, dropPrivileges, readOnlyLaunch, verifyDropped } fr
 const LAUNCHED_DROPPED = "SERVERMIND_AGENT_LAUNCHED_DROPPED";
 import { createSupervisor, type ProcessState } from "./supervisor/supervisor.ts";
 
-const ROLES = ["platform", "control", "monitor", "collector"] as const;
 type Role = (typeof ROLES)[number];
 /** Each process loads only its own code (dynamic imports), which keeps every process smaller. */
 const RUNNERS: Record<Role, () => Promise<(c: AgentConfig) => Promise<() => Promise<void>>>> = {
@@ -59,6 +56,11 @@ async function cmdEnroll(c: AgentConfig, args: string[]): Promise<number> {
     console.error(USAGE);
     return 2;
   }
+  // loaded here, not at the top: the supervisor and the roles that never enroll skip node:tls,
+  // node:crypto and bun:sqlite (each process pays for every built-in module it loads)
+  const [{ enroll }, { createSecretFile }, { createIdentityStore }] = await Promise.all([
+    import("./identity/enroll.ts"), import("./identity/secret.ts"), import("./identity/store.ts"),
+  ]);
   const users = isRoot() && c.dropPrivileges ? ensureUsers() : undefined;
   prepareLayout(c, users);
   const p = agentPaths(c);
@@ -105,10 +107,13 @@ async function cmdRun(c: AgentConfig): Promise<number> {
   const monitorArgv = drop ? readOnlyLaunch(USERS.monitor, readGroupsOf("monitor"), hidden, [...base, "internal", "monitor"]) : undefined;
   if (drop && !monitorArgv) console.error("supervisor: unshare, setpriv or mknod (util-linux, coreutils) not found: Monitor runs without read access to root-only files (/etc/shadow, /root/.ssh, /etc/sudoers) and reports them as unreadable");
   const sup = createSupervisor({
-    specs: ROLES.map((name) =>
-      name === "monitor" && monitorArgv
-        ? { name, argv: monitorArgv, env: { [LAUNCHED_DROPPED]: "1" } }
-        : { name, argv: [...base, "internal", name] }),
+    // JSC reads BUN_JSC_* at start-up, so the JIT is turned off here, per child
+    specs: ROLES.map((name) => {
+      const env: Record<string, string> = c.jitRoles.includes(name) ? {} : { BUN_JSC_useJIT: "0" };
+      return name === "monitor" && monitorArgv
+        ? { name, argv: monitorArgv, env: { ...env, [LAUNCHED_DROPPED]: "1" } }
+        : { name, argv: [...base, "internal", name], env };
+    }),
     onChange: writeStates,
     log: (m) => console.error(`supervisor: ${m}`),
   });

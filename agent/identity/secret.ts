@@ -8,11 +8,12 @@
  */
 import { hkdfSync, randomBytes } from "node:crypto";
 import { chmodSync, closeSync, existsSync, openSync, readFileSync, writeSync } from "node:fs";
+import { IdentityError } from "./error.ts";
 
 export const SECRET_BYTES = 32;
 const INFO = "servermind-agent identity v1";
 
-export class IdentityError extends Error {}
+export { IdentityError } from "./error.ts";
 
 /** Creates the secret file once (O_EXCL, 0400); returns false when it already existed. */
 export function createSecretFile(path: string): boolean {

@@ -6,7 +6,8 @@
  * Who may connect is decided by the file system: each socket lives in a directory whose group
  * is the one peer allowed to reach it (see agent/supervisor/layout.ts), mode 0750.
  */
-import { Packr } from "msgpackr";
+// the pure-JS entry, as in src/ingest/frame/encode.ts: no native-addon lookup in every process
+import { Packr } from "msgpackr/pack";
 import { chmodSync, existsSync, unlinkSync } from "node:fs";
 import type { Socket, UnixSocketListener } from "bun";
 

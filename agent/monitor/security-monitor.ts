@@ -10,7 +10,7 @@ import { mkdirSync } from "node:fs";
 import type { KeyObject } from "node:crypto";
 import type { SecurityEvent } from "../../src/ingest/frame/frame.ts";
 import { createNonceSet, verifyCommand } from "../../src/ingest/frame/commands.ts";
-import { createFim, type Fim } from "./fim/fim.ts";
+import { createFim, hostPath, type Fim } from "./fim/fim.ts";
 import { defaultFimOptions, type FimOptions } from "./fim/config.ts";
 import { createPackageManagerDetector } from "./fim/package-manager.ts";
 import { scanEvent, scanRoot } from "./cis/scan.ts";
@@ -34,7 +34,8 @@ export const MONITOR_ACTIONS: ReadonlySet<string> = new Set(["cis.scan"]);
 export async function startSecurityMonitor(o: SecurityMonitorOptions) {
   mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
   const fimOptions: FimOptions = { ...defaultFimOptions(join(o.stateDir, "fim.db"), o.root), ...o.fim };
-  const pm = createPackageManagerDetector({ root: o.root });
+  // FIM labels host paths under its watched paths only: the detector remembers just those
+  const pm = createPackageManagerDetector({ root: o.root, within: fimOptions.paths.map((p) => hostPath(o.root, p)) });
   const fim: Fim = createFim(fimOptions, o.emit, { packageLabel: (p) => pm.label(p) });
   const nonces = createNonceSet();
   let scanning = false;

@@ -5,7 +5,7 @@
  * sample is stored exactly once.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { appendFileSync, writeFileSync, chmodSync, rmSync } from "node:fs";
+import { appendFileSync, readFileSync, writeFileSync, chmodSync, rmSync } from "node:fs";
 import { generateKeyPairSync } from "node:crypto";
 import { issueCommand } from "../../src/security/issue.ts";
 import { audit, type AuditEvent } from "../../src/audit/audit.ts";
@@ -181,6 +181,17 @@ describe("compiled agent against the real server", () => {
     expect(asUser("servermind-collector", "test", "-x", join(run, "monitor")).exitCode).not.toBe(0);
     expect(asUser("servermind-collector", "test", "-x", join(run, "control")).exitCode).not.toBe(0);
     expect(asUser("servermind-platform", "test", "-x", join(run, "control")).exitCode).toBe(0);
+  });
+
+  test("the four processes run JavaScriptCore without its JIT (the default of SERVERMIND_AGENT_JIT)", async () => {
+    const sup = await until("all running", () => {
+      const s = agent.supervisor();
+      return s.processes.every((p) => p.state === "running" && p.pid) ? s : undefined;
+    });
+    for (const p of sup.processes) {
+      const environ = readFileSync(`/proc/${p.pid}/environ`, "utf8").split("\0");
+      expect(environ).toContain("BUN_JSC_useJIT=0");
+    }
   });
 
   test("kill -9 of each process in turn: it comes back and no tick is missing", async () => {

@@ -3,7 +3,6 @@
  * it observed and, for settings, where the effective value came from (file and line), which the
  * remediation planner edits in place.
  */
-import { Database } from "bun:sqlite";
 import { posix } from "node:path";
 import type { Check, CompareOp } from "./controls.ts";
 import type { RootFs } from "./root-fs.ts";
@@ -316,6 +315,9 @@ export function installedPackages(fs: RootFs): Set<string> | null {
   const rpmdb = fs.hostPath("/var/lib/rpm/rpmdb.sqlite");
   if (rpmdb && fs.stat("/var/lib/rpm/rpmdb.sqlite")) {
     try {
+      // required here, not imported: only RPM hosts need SQLite for this, and Control (which
+      // imports these checks) otherwise never loads bun:sqlite (~2 MB RSS per process)
+      const { Database } = require("bun:sqlite") as typeof import("bun:sqlite");
       const db = new Database(rpmdb, { readonly: true });
       try {
         return new Set((db.query("select key from Name").all() as Array<{ key: string }>).map((r) => r.key));

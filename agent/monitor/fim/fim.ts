@@ -38,6 +38,11 @@ export interface FimDeps {
   packageLabel?: (path: string) => PackageLabel | undefined;
 }
 
+/** A path as the host sees it: `root` (a prepared tree in tests, "/" in production) taken off. */
+export function hostPath(root: string, path: string): string {
+  return root === "/" ? path : path.startsWith(root) ? path.slice(root.replace(/\/$/, "").length) || "/" : path;
+}
+
 export function globToRegExp(glob: string): RegExp {
   let s = "";
   for (let i = 0; i < glob.length; i++) {
@@ -296,7 +301,7 @@ export function createFim(o: FimOptions, sink: (events: SecurityEvent[]) => void
   }
 
   function event(type: string, path: string, before: FileFacts | undefined | null, after: FileFacts | null, detectedBy: DetectedBy, changes: string[], firstMs: number): SecurityEvent {
-    const rel = o.root === "/" ? path : path.startsWith(o.root) ? path.slice(o.root.replace(/\/$/, "").length) || "/" : path;
+    const rel = hostPath(o.root, path);
     const label = deps.packageLabel?.(rel);
     const t = now();
     return {

@@ -15,8 +15,26 @@ export interface PackageLabel {
 
 const LOCKS = ["var/lib/dpkg/lock-frontend", "var/lib/dpkg/lock", "var/lib/rpm/.rpm.lock"];
 
-export function createPackageManagerDetector(opts: { root?: string; procLocks?: string; windowMs?: number; now?: () => number } = {}) {
+export interface PackageManagerDetectorOptions {
+  root?: string;
+  procLocks?: string;
+  windowMs?: number;
+  now?: () => number;
+  /**
+   * The paths FIM watches, as it reports them (relative to `root`). Only package files under
+   * them are remembered: FIM never asks about others, and all of dpkg's lists are ~100k paths
+   * (about 20 MB in Monitor) where the watched ones are a few thousand. Default: all.
+   */
+  within?: string[];
+}
+
+export function createPackageManagerDetector(opts: PackageManagerDetectorOptions = {}) {
   const root = opts.root ?? "/";
+  const prefixes = opts.within?.map((p) => Buffer.from(p.replace(/\/+$/, "")));
+  /** Is the line b[i, j) a path under one of the prefixes? Compared in the file's bytes: no string per line. */
+  const wanted = (b: Buffer, i: number, j: number) =>
+    !prefixes ||
+    prefixes.some((d) => d.length === 0 || (j - i >= d.length && b[i + 1] === d[1] && b.compare(d, 0, d.length, i, i + d.length) === 0 && (i + d.length === j || b[i + d.length] === 0x2f)));
   const procLocks = opts.procLocks ?? "/proc/locks";
   const windowMs = opts.windowMs ?? 120_000;
   const now = opts.now ?? Date.now;
@@ -67,7 +85,15 @@ export function createPackageManagerDetector(opts: { root?: string; procLocks?: 
       for (const n of names) {
         const pkg = n.slice(0, -5).split(":")[0];
         try {
-          for (const p of readFileSync(join(dir, n), "utf8").split("\n")) if (p) owners.set(p, pkg);
+          // bytes, not one string: each kept path is then its own small string, not a slice that
+          // would keep the whole list alive
+          const b = readFileSync(join(dir, n));
+          for (let i = 0; i < b.length; ) {
+            const end = b.indexOf(0x0a, i);
+            const j = end < 0 ? b.length : end;
+            if (j > i && wanted(b, i, j)) owners.set(b.toString("utf8", i, j), pkg);
+            i = j + 1;
+          }
         } catch {
           // unreadable list
         }
@@ -104,10 +130,15 @@ export function createPackageManagerDetector(opts: { root?: string; procLocks?: 
 
   return {
     label(path: string): PackageLabel | undefined {
+      // dpkg's lists are read only when there is package activity to attribute the change to
+      if (lockHeld()) {
+        const pkg = packageOf(path);
+        return { via: "lock", ...(pkg ? { package: pkg } : {}) };
+      }
+      const recent = recentPackages();
+      if (recent.size === 0) return undefined;
       const pkg = packageOf(path);
-      if (lockHeld()) return { via: "lock", ...(pkg ? { package: pkg } : {}) };
-      if (pkg && recentPackages().has(pkg)) return { via: "dpkg-log", package: pkg };
-      return undefined;
+      return pkg && recent.has(pkg) ? { via: "dpkg-log", package: pkg } : undefined;
     },
   };
 }

@@ -1,5 +1,5 @@
 import { afterAll, beforeEach, afterEach, describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createFim, type Fim } from "../../../../agent/monitor/fim/fim.ts";
@@ -227,5 +227,20 @@ describe("FIM with real inotify", () => {
     await holder.exited;
     expect(labelled.data!.packageManager).toEqual({ via: "lock", package: "base-files" });
     expect(labelled.severity).toBe(2);
+  });
+
+  test("the detector remembers only package files under the watched paths", () => {
+    const s = setup({}, { "var/lib/dpkg/lock-frontend": "", "var/lib/dpkg/info/base-files.list": "/etc\n/etc/hosts\n/usr/share/doc/base-files/README\n" });
+    // a lock held right now, as /proc/locks shows it (by inode)
+    const ino = statSync(s.p("var/lib/dpkg/lock-frontend")).ino;
+    writeFileSync(s.p("locks"), `1: POSIX  ADVISORY  WRITE 4242 00:00:${ino} 0 EOF\n`);
+    const all = createPackageManagerDetector({ root: s.root, procLocks: s.p("locks") });
+    const watched = createPackageManagerDetector({ root: s.root, procLocks: s.p("locks"), within: ["/etc/"] });
+    for (const det of [all, watched]) {
+      expect(det.label("/etc/hosts")).toEqual({ via: "lock", package: "base-files" });
+      expect(det.label("/etc")).toEqual({ via: "lock", package: "base-files" });
+    }
+    expect(all.label("/usr/share/doc/base-files/README")).toEqual({ via: "lock", package: "base-files" });
+    expect(watched.label("/usr/share/doc/base-files/README")).toEqual({ via: "lock" }); // FIM never asks about it
   });
 });
