@@ -14,6 +14,12 @@ export function dropPrivileges(role: string, user: string): { uid: number; gid: 
   process.setgid!(acct.gid);
   process.setuid!(acct.uid);
   if (process.getuid!() !== acct.uid || process.geteuid!() !== acct.uid) throw new Error(`setuid(${acct.uid}) did not take effect`);
+  assertRootGone();
+  return acct;
+}
+
+/** Refuses to go on when setuid(0) succeeds: root must be gone for good. */
+function assertRootGone(): void {
   let regained = false;
   try {
     process.setuid!(0);
@@ -22,7 +28,6 @@ export function dropPrivileges(role: string, user: string): { uid: number; gid: 
     /* expected: root is gone */
   }
   if (regained) throw new Error("root could be regained after dropping privileges; refusing to run");
-  return acct;
 }
 
 /** CAP_DAC_READ_SEARCH: read any file and search any directory, and nothing else. */
@@ -91,12 +96,5 @@ export function verifyDropped(user: string, allowedMask: bigint): void {
   for (const [set, v] of Object.entries(caps)) {
     if ((v & ~allowedMask) !== 0n) throw new Error(`capability set ${set} holds 0x${v.toString(16)}, more than 0x${allowedMask.toString(16)}; refusing to run`);
   }
-  let regained = false;
-  try {
-    process.setuid!(0);
-    regained = true;
-  } catch {
-    /* expected */
-  }
-  if (regained) throw new Error("root could be regained; refusing to run");
+  assertRootGone();
 }

@@ -4,6 +4,7 @@
  * (seeded; FUZZ_SEED replays) are decoded both ways; the server's choice follows SERVERMIND_LZ4.
  */
 import { expect, test } from "bun:test";
+import { fuzzSeed, rng } from "../support/rng.ts";
 import { lz4Compress, lz4Decompress, Lz4Error } from "../../src/ingest/frame/lz4.ts";
 import { packMetrics, packLogs } from "../../src/ingest/frame/encode.ts";
 import { chooseInflate, loadNativeLz4 } from "../../src/ingest/lz4-native.ts";
@@ -12,16 +13,8 @@ import { requireComponent } from "../support/ci.ts";
 
 const native = loadNativeLz4();
 const have = requireComponent("inflate" in native, `liblz4 (Debian package liblz4-1)${"error" in native ? `: ${native.error}` : ""}`);
-const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
+const seed = fuzzSeed();
 
-function rng(s: number) {
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function outcome(f: () => Uint8Array): { ok: true; bytes: Uint8Array } | { ok: false; error: string } {
   try {

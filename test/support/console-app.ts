@@ -6,12 +6,10 @@ import { Elysia } from "elysia";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { securityRoutesWithoutAgents } from "./security-views.ts";
 import { testDatabase, type TestDb } from "./db.ts";
 import { loadConfig } from "../../src/config.ts";
 import { consolePlugin, createServices, startConsole } from "../../src/web/plugin.ts";
-import { securityConsoleRoutes } from "../../src/web/security/routes.ts";
-import { audit } from "../../src/audit/audit.ts";
-import { generateKeyPairSync } from "node:crypto";
 import type { ConsoleServices } from "../../src/web/deps.ts";
 import { createUser } from "../../src/auth/users.ts";
 import { createRole, roleIdByName } from "../../src/auth/roles.ts";
@@ -58,13 +56,7 @@ export async function consoleHarness(shared?: TestDb): Promise<ConsoleHarness> {
     clientIp: (r: Request) => r.headers.get(TEST_IP_HEADER) ?? "192.0.2.10",
     // The security feature's routes, served through the console guard as src/main.ts does, so
     // the route enumeration tests cover them too. No agent answers commands here.
-    extraRoutes: securityConsoleRoutes({
-      sql: db.sql,
-      commandKey: generateKeyPairSync("ed25519").privateKey,
-      audit: (e) => audit(db.sql, e).then(() => {}),
-      dispatch: async () => ({ ok: false, error: "no agent in this test" }),
-      principal: async () => null,
-    }),
+    extraRoutes: securityRoutesWithoutAgents(db.sql),
   };
   const started = await startConsole(deps, () => {});
   const services = createServices(deps);

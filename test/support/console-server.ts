@@ -9,10 +9,8 @@ import { loadConfig } from "../../src/config.ts";
 import { startServer, type RunningServer } from "../../src/server.ts";
 import { createSelfSigned } from "../../src/tls/self-signed.ts";
 import { consolePlugin, startConsole } from "../../src/web/plugin.ts";
+import { securityRoutesWithoutAgents } from "./security-views.ts";
 import { testDatabase, type TestDb } from "./db.ts";
-import { securityConsoleRoutes } from "../../src/web/security/routes.ts";
-import { audit } from "../../src/audit/audit.ts";
-import { generateKeyPairSync } from "node:crypto";
 
 export interface ConsoleServer {
   url: string;
@@ -30,13 +28,7 @@ export async function startConsoleServer(): Promise<ConsoleServer> {
   const deps = {
     sql: db.sql, config, dataDir, serverFingerprint: cert.fingerprint,
     // the security feature's routes through the console guard, as src/main.ts mounts them; no agent answers commands
-    extraRoutes: securityConsoleRoutes({
-      sql: db.sql,
-      commandKey: generateKeyPairSync("ed25519").privateKey,
-      audit: (e) => audit(db.sql, e).then(() => {}),
-      dispatch: async () => ({ ok: false, error: "no agent in this test" }),
-      principal: async () => null,
-    }),
+    extraRoutes: securityRoutesWithoutAgents(db.sql),
   };
   const started = await startConsole(deps, () => {});
   const server = startServer({

@@ -4,6 +4,7 @@
  * body or be refused with a FrameError: no other exception, no crash, bounded memory.
  */
 import { expect, test } from "bun:test";
+import { fuzzSeed, rng } from "../../support/rng.ts";
 import { generateKeyPairSync } from "node:crypto";
 import { heapStats } from "bun:jsc";
 import { encodeFrame, packLogs, packMap, packMetrics, packSecurity } from "../../../src/ingest/frame/encode.ts";
@@ -11,16 +12,8 @@ import { decodeFrameBody, splitFrames, verifyFrame } from "../../../src/ingest/f
 import { FrameError, FrameKind, HEADER_SIZE } from "../../../src/ingest/frame/frame.ts";
 
 const ITERATIONS = 120_000;
-const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
+const seed = fuzzSeed();
 
-function rng(s: number) {
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test(`decoder survives ${ITERATIONS} mutated frames (seed ${seed})`, () => {
   console.log(`fuzz seed ${seed}`);

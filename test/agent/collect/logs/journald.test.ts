@@ -61,6 +61,16 @@ async function untilFollowing(t: JournalTail, file: string): Promise<void> {
   throw new Error("journalctl --follow never showed the marker entries written to " + file);
 }
 
+/** A journal with one entry in a fresh directory, and a tail that follows it. */
+async function followingTail(over: Partial<JournalTailOptions> = {}, first = "before"): Promise<{ dir: string; file: string; t: JournalTail }> {
+  const dir = journalDir();
+  const file = join(dir, "journal", "a.journal");
+  writeJournal(file, [{ MESSAGE: first }]);
+  const t = startTail(dir, over);
+  await untilFollowing(t, file);
+  return { dir, file, t };
+}
+
 const messages = (lines: LogLine[]) => lines.map((l) => l.message);
 
 /** The journalctl processes this test process started for the journal directory `dir`. */
@@ -91,11 +101,7 @@ test("rejects records that are not usable journal entries", () => {
 });
 
 real("follows real journal files: message, priority -> severity, unit/identifier/comm -> source, timestamp; appends and new files in the directory", async () => {
-  const dir = journalDir();
-  const file = join(dir, "journal", "a.journal");
-  writeJournal(file, [{ MESSAGE: "written before the tail started" }]);
-  const t = startTail(dir);
-  await untilFollowing(t, file);
+  const { dir, file, t } = await followingTail({}, "written before the tail started");
 
   const us = Date.now() * 1000 + 456_789; // sub-millisecond part is cut, not rounded
   const entries: JournalEntry[] = [
@@ -160,11 +166,7 @@ real("resumes after the committed cursor: nothing lost, nothing committed read t
 }, 30_000);
 
 real("binary and non-UTF-8 MESSAGE fields arrive decoded; long and multi-valued ones are kept", async () => {
-  const dir = journalDir();
-  const file = join(dir, "journal", "a.journal");
-  writeJournal(file, [{ MESSAGE: "before" }]);
-  const t = startTail(dir);
-  await untilFollowing(t, file);
+  const { dir, file, t } = await followingTail();
 
   const long = "x".repeat(MAX_MESSAGE_CHARS + 100);
   writeJournal(file, [
@@ -188,11 +190,7 @@ real("binary and non-UTF-8 MESSAGE fields arrive decoded; long and multi-valued 
 }, 30_000);
 
 real("the buffer is bounded: overflow is counted, the lines kept are the oldest", async () => {
-  const dir = journalDir();
-  const file = join(dir, "journal", "a.journal");
-  writeJournal(file, [{ MESSAGE: "before" }]);
-  const t = startTail(dir, { maxBuffered: 3 });
-  await untilFollowing(t, file);
+  const { dir, file, t } = await followingTail({ maxBuffered: 3 });
 
   writeJournal(file, [1, 2, 3, 4, 5].map((i) => ({ MESSAGE: `m${i}` })));
   for (const end = Date.now() + 10_000; t.dropped() < 2 && Date.now() < end; ) await Bun.sleep(25);
@@ -201,11 +199,7 @@ real("the buffer is bounded: overflow is counted, the lines kept are the oldest"
 }, 30_000);
 
 real("a journalctl that exits is restarted after the last line read: none lost, none repeated", async () => {
-  const dir = journalDir();
-  const file = join(dir, "journal", "a.journal");
-  writeJournal(file, [{ MESSAGE: "before" }]);
-  const t = startTail(dir);
-  await untilFollowing(t, file);
+  const { dir, file, t } = await followingTail();
   writeJournal(file, [{ MESSAGE: "m1" }]);
   expect(messages(await collect(t, 1, 0))).toEqual(["m1"]);
   t.commit();
@@ -223,11 +217,7 @@ real("a journalctl that exits is restarted after the last line read: none lost, 
 }, 30_000);
 
 real("a record over MAX_RECORD_CHARS is counted as dropped, the next one still arrives", async () => {
-  const dir = journalDir();
-  const file = join(dir, "journal", "a.journal");
-  writeJournal(file, [{ MESSAGE: "before" }]);
-  const t = startTail(dir);
-  await untilFollowing(t, file);
+  const { dir, file, t } = await followingTail();
   writeJournal(file, [{ MESSAGE: "huge ".repeat(MAX_RECORD_CHARS / 4) }, { MESSAGE: "after the huge one" }]);
   expect(messages(await collect(t, 1))).toEqual(["after the huge one"]);
   expect(t.dropped()).toBe(1);
