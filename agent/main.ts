@@ -104,8 +104,9 @@ async function cmdRun(c: AgentConfig): Promise<number> {
   // Monitor starts through setpriv, already as its user with read access to every file
   // (CAP_DAC_READ_SEARCH) and nothing more; the others drop root themselves.
   const hidden = [p.platformDir, p.collectorDir, commandKeyPaths(c.stateDir).snapshots];
-  const monitorArgv = drop ? readOnlyLaunch(USERS.monitor, readGroupsOf("monitor"), hidden, [...base, "internal", "monitor"]) : undefined;
-  if (drop && !monitorArgv) console.error("supervisor: unshare, setpriv or mknod (util-linux, coreutils) not found: Monitor runs without read access to root-only files (/etc/shadow, /root/.ssh, /etc/sudoers) and reports them as unreadable");
+  const launch = drop ? readOnlyLaunch(USERS.monitor, readGroupsOf("monitor"), hidden, [...base, "internal", "monitor"]) : undefined;
+  const monitorArgv = launch && "argv" in launch ? launch.argv : undefined;
+  if (launch && "error" in launch) console.error(`supervisor: Monitor's read-only start is not possible here: ${launch.error}; Monitor runs as its user without read access to root-only files (/etc/shadow, /root/.ssh, /etc/sudoers) and reports them as unreadable`);
   const sup = createSupervisor({
     // JSC reads BUN_JSC_* at start-up, so the JIT is turned off here, per child
     specs: ROLES.map((name) => {

@@ -61,21 +61,27 @@ exec "$@"`;
  * ever getting more). So Monitor hashes /etc/shadow and watches /root/.ssh, cannot write
  * outside its state directory, cannot connect to the others' sockets (that needs write
  * permission on the socket), and cannot read what would let it pose as the agent.
- * Undefined when unshare, setpriv or mknod is missing: Monitor then drops to its user like the
- * others and reports the root-only files it cannot read.
+ * The whole chain is tried once with `true` in Monitor's place, because tools that exist may
+ * still be refused (a container without CAP_SYS_ADMIN cannot make a mount namespace): `error`
+ * then says why, and Monitor drops to its user like the others and reports the root-only files
+ * it cannot read.
  */
-export function readOnlyLaunch(user: string, groups: string[], hide: string[], argv: string[]): string[] | undefined {
-  const [unshare, setpriv, sh] = [tool("unshare"), tool("setpriv"), tool("sh")];
-  if (!unshare || !setpriv || !sh || !tool("mknod")) return undefined;
+export function readOnlyLaunch(user: string, groups: string[], hide: string[], argv: string[]): { argv: string[] } | { error: string } {
+  const [unshare, setpriv, sh, yes] = [tool("unshare"), tool("setpriv"), tool("sh"), tool("true")];
+  const missing = Object.entries({ unshare, setpriv, sh, true: yes, mknod: tool("mknod") }).filter(([, p]) => !p).map(([n]) => n);
+  if (missing.length) return { error: `${missing.join(", ")} not found (util-linux, coreutils)` };
   const acct = lookupUser(user);
   if (!acct) throw new Error(`service user ${user} does not exist`);
-  return [
-    unshare, "--mount", "--propagation", "private", "--",
-    sh, "-c", MONITOR_NAMESPACE, "servermind-monitor-namespace", String(hide.length), ...hide,
-    setpriv, `--reuid=${acct.uid}`, `--regid=${acct.gid}`, groups.length ? `--groups=${groups.join(",")}` : "--clear-groups",
+  const chain = (command: string[]): string[] => [
+    unshare!, "--mount", "--propagation", "private", "--",
+    sh!, "-c", MONITOR_NAMESPACE, "servermind-monitor-namespace", String(hide.length), ...hide,
+    setpriv!, `--reuid=${acct.uid}`, `--regid=${acct.gid}`, groups.length ? `--groups=${groups.join(",")}` : "--clear-groups",
     "--inh-caps=-all,+dac_read_search", "--ambient-caps=-all,+dac_read_search", "--bounding-set=-all,+dac_read_search", "--no-new-privs",
-    "--", ...argv,
+    "--", ...command,
   ];
+  const probe = Bun.spawnSync(chain([yes!]), { stdin: "ignore", stdout: "ignore", stderr: "pipe", timeout: 10_000 });
+  if (probe.exitCode !== 0) return { error: `a trial start failed (${probe.stderr.toString().trim().split("\n").pop() || `exit ${probe.exitCode}`})` };
+  return { argv: chain(argv) };
 }
 
 /** The capability sets of this process, from /proc/self/status. */
