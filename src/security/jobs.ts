@@ -2,7 +2,7 @@
  * The security feature's background work, started by src/main.ts.
  */
 import type { Sql } from "postgres";
-import { FrameKind } from "../ingest/frame/frame.ts";
+import { FrameKind, type FrameBody } from "../ingest/frame/frame.ts";
 import { consumeScanEvents } from "./posture.ts";
 import { runAutoRemediation } from "./auto-remediate.ts";
 import { scoreHost } from "./score.ts";
@@ -10,8 +10,8 @@ import type { CommandDeps } from "./issue.ts";
 
 /**
  * Turns shipped CIS scans into posture, runs enabled auto-remediation, and scores hosts. The
- * posture job runs a quarter second after security events commit (so an on-demand scan shows at
- * once) and every 30 s to catch up; one run at a time.
+ * posture job runs a quarter second after a CIS scan's event commits (so an on-demand scan
+ * shows at once) and every 30 s to catch up; one run at a time.
  */
 export function startSecurityJobs(sql: Sql, deps: CommandDeps) {
   const fail = (name: string) => (e: unknown) => console.error(`${name} failed: ${e instanceof Error ? e.message : e}`);
@@ -40,16 +40,16 @@ export function startSecurityJobs(sql: Sql, deps: CommandDeps) {
       for (const a of agents) await scoreHost(sql, Number(a.id));
     }, "security score job"),
   ];
-  const eventsStored = () => {
+  const scanStored = () => {
     soon ??= setTimeout(() => {
       soon = undefined;
       void posture().catch(fail("security posture job"));
     }, 250);
   };
   return {
-    /** For the ingest path's onStored: committed security events schedule the posture job. */
-    onStored: (kind: FrameKind) => {
-      if (kind === FrameKind.SecurityEvents) eventsStored();
+    /** For the ingest path's onStored: a committed CIS scan schedules the posture job. */
+    onStored: (data: FrameBody) => {
+      if (data.kind === FrameKind.SecurityEvents && data.body.events.some((e) => e.type === "cis.scan")) scanStored();
     },
     stop() {
       timers.forEach(clearInterval);

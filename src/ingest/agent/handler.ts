@@ -4,7 +4,7 @@
  * batcher; the result waits until their batch commits. A bad frame is rejected alone: its
  * valid neighbours in the same request are still stored and acknowledged.
  */
-import { FrameError, FrameKind, KIND_NAMES, type FrameLimits, type RejectCode } from "../frame/frame.ts";
+import { FrameError, FrameKind, KIND_NAMES, type FrameBody, type FrameLimits, type RejectCode } from "../frame/frame.ts";
 import { decodeFrameBody, splitFrames, verifyFrame, type Inflate } from "../frame/decode.ts";
 import { metricRows } from "../../store/postgres/writer.ts";
 import type { Batcher } from "../../batch/batcher.ts";
@@ -39,7 +39,7 @@ export interface IngestDeps {
   /** LZ4 block decoder; the TypeScript one when absent. */
   inflate?: Inflate;
   /** Told of every frame stored for the first time, after its batch committed. */
-  onStored?: (kind: FrameKind, agentId: number) => void;
+  onStored?: (data: FrameBody, agentId: number) => void;
 }
 
 export const REJECT_STATUS: Record<Reject["code"], number> = {
@@ -109,7 +109,7 @@ export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport:
             (status) => {
               // acks are listed in commit order; each names its frame
               acks.push({ batch: h.batchId, seq: h.seq, status });
-              if (status === "ok") deps.onStored?.(data.kind, h.agentId);
+              if (status === "ok") deps.onStored?.(data, h.agentId);
               if (status === "dup") metrics.duplicates.with({})();
               else if (data.kind === FrameKind.Metrics) metrics.samples.with({})(h.items);
               else if (data.kind === FrameKind.Logs) metrics.logLines.with({})(h.items);
