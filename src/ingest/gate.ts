@@ -55,7 +55,13 @@ export class Gate {
       };
       this.waiters.push(w);
     });
-    return this.releaser();
+    // The store may have fallen behind while this request waited: the bound holds for it too.
+    const release = this.releaser();
+    if (!this.o.hasRoom()) {
+      release();
+      throw new Busy("uncommitted frames have reached batch.maxPendingBytes (SERVERMIND_MAX_PENDING_BYTES); the store is behind", 1);
+    }
+    return release;
   }
 
   private releaser(): () => void {

@@ -33,3 +33,18 @@ test("too many waiters are refused without waiting; release is idempotent", asyn
   r();
   expect(g.used).toBe(0);
 });
+
+test("a request that waited for a slot is refused if the store fell behind meanwhile; the slot passes on", async () => {
+  let room = true;
+  const g = new Gate({ maxConcurrent: 1, maxWaitMs: 1000, maxWaiters: 10, hasRoom: () => room });
+  const first = await g.acquire();
+  const second = g.acquire(); // admitted to wait while there was room
+  const third = g.acquire();
+  expect(g.waiting).toBe(2);
+  room = false; // the first request's frames filled the bound
+  first();
+  expect(await second.catch((e) => e)).toBeInstanceOf(Busy);
+  expect(await third.catch((e) => e.message)).toMatch(/SERVERMIND_MAX_PENDING_BYTES/);
+  expect(g.used).toBe(0);
+  expect(g.waiting).toBe(0);
+});
