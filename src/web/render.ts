@@ -7,6 +7,7 @@
  *   {{#if path}} .. {{else}} .. {{/if}}     {{#unless path}} .. {{/unless}}
  *   {{#each list}} .. {{else}} empty {{/each}}   inside: {{.}}, {{@index}}, item fields, outer names
  *   {{> partials/name}}            another template with the current scope
+ *   {{> partials/name path}}       the same with `path`'s value as its innermost scope
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -36,7 +37,7 @@ type Node =
   | { t: "var"; path: string }
   | { t: "if"; path: string; neg: boolean; yes: Node[]; no: Node[] }
   | { t: "each"; path: string; body: Node[]; empty: Node[] }
-  | { t: "partial"; name: string };
+  | { t: "partial"; name: string; path?: string };
 
 const TAG = /\{\{\s*(#if|#unless|#each|\/if|\/unless|\/each|else|>)?\s*([^}]*?)\s*\}\}/g;
 
@@ -80,9 +81,12 @@ export function compile(src: string, name = "template"): Node[] {
         out = top.into;
         break;
       }
-      case ">":
-        out.push({ t: "partial", name: expr });
+      case ">": {
+        const [partial, path, ...extra] = expr.split(/\s+/);
+        if (extra.length || (path !== undefined && !/^[A-Za-z_$][\w$]*(\.[\w$]+)*$/.test(path))) throw new Error(`${name}: bad partial {{> ${expr}}}`);
+        out.push({ t: "partial", name: partial!, path });
         break;
+      }
       default:
         if (!/^(\.|@index|[A-Za-z_$][\w$]*(\.[\w$]+)*)$/.test(expr)) throw new Error(`${name}: bad expression {{${expr}}}`);
         out.push({ t: "var", path: expr });
@@ -150,7 +154,7 @@ export function createRenderer(dir: string): Renderer {
           break;
         }
         case "partial":
-          run(load(n.name), scope, out);
+          run(load(n.name), n.path === undefined ? scope : { value: lookup(scope, n.path), parent: scope }, out);
           break;
       }
     }

@@ -37,7 +37,17 @@ test("if/unless/else, each with outer scope and @index, partials", () => {
   expect(v.render("page", { show: false, items: [] }).html).toBe("NU[][empty]<>");
 });
 
+test("a partial given a path renders with that value as its innermost scope, outer names still in reach", () => {
+  const v = views({
+    page: `{{> partials/c first}}|{{> partials/c second}}`,
+    "partials/c": `{{#if legend}}{{legend}}{{else}}Confirm{{/if}}: {{phrase}} ({{csrf}})`,
+  });
+  expect(v.render("page", { csrf: "t<", first: { phrase: "save <x>" }, second: { phrase: "flag", legend: "Careful" } }).html)
+    .toBe("Confirm: save &lt;x&gt; (t&lt;)|Careful: flag (t&lt;)");
+});
+
 test("malformed templates fail at compile time with the template name", () => {
+  expect(() => compile("{{> partials/c a b}}", "t4")).toThrow("t4: bad partial");
   expect(() => compile("{{#if x}}open", "t1")).toThrow("t1: {{#if}} is never closed");
   expect(() => compile("{{/each}}", "t2")).toThrow("t2: unexpected {{/each}}");
   expect(() => compile("{{a + b}}", "t3")).toThrow("t3: bad expression");

@@ -60,8 +60,8 @@ export function settingsRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[]
           enforce: ["off", "all", "roles"].map((v) => ({ v, selected: st.mfa.enforce === v, label: { off: "Optional", all: "Required for everyone", roles: "Required for the roles below" }[v] })),
           canSecurity: can(req, "settings.security.edit"),
           canAudit: can(req, "audit.retention.edit"),
-          securityPhrase: SECURITY_PHRASE,
-          auditPhrase: AUDIT_PHRASE,
+          securityConfirm: { phrase: SECURITY_PHRASE },
+          auditConfirm: { phrase: AUDIT_PHRASE, legend: "Confirm" },
         });
       },
     },

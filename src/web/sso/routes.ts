@@ -64,9 +64,9 @@ export function ssoAdminRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[]
           canMap: can(req, "sso.mappings.edit"),
           metadataUrl: "/auth/saml/metadata",
           reauthHref: await reauthHref(s, req),
-          policyPhrase: SSO_POLICY_PHRASE,
-          providerPhrase: SSO_PROVIDER_PHRASE,
-          mappingsPhrase: SSO_MAPPINGS_PHRASE,
+          policyConfirm: { phrase: SSO_POLICY_PHRASE, legend: "Confirm" },
+          providerConfirm: { phrase: SSO_PROVIDER_PHRASE, legend: "Confirm" },
+          mappingsConfirm: { phrase: SSO_MAPPINGS_PHRASE, legend: "Confirm" },
           saved: req.query.get("saved") ?? "",
         });
       },
