@@ -68,6 +68,14 @@ function agentIdOf(req: SecurityRequest): number | null {
   return Number.isSafeInteger(n) && n > 0 ? n : null;
 }
 
+const noSuchHost = () => fail(404, "not_found", "no such host");
+
+/** The path's agent id when it names an enrolled, unrevoked host. */
+async function knownHost(req: SecurityRequest, deps: SecurityDeps): Promise<number | null> {
+  const id = agentIdOf(req);
+  return id && (await hostname(deps, id)) ? id : null;
+}
+
 async function hostname(deps: SecurityDeps, id: number): Promise<string | null> {
   const r = await deps.sql`select hostname from agents where id = ${id} and revoked_at is null`;
   return r[0]?.hostname ?? null;
@@ -89,8 +97,8 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
     path: "/api/security/hosts/:id/score",
     permission: "compliance.view",
     async handler(req, deps) {
-      const id = agentIdOf(req);
-      if (!id || !(await hostname(deps, id))) return fail(404, "not_found", "no such host");
+      const id = await knownHost(req, deps);
+      if (!id) return noSuchHost();
       const s = await scoreHost(deps.sql, id, deps.now?.());
       return req.htmx ? html(deps.views.render("partials/security-score", scoreModel(id, s))) : json(s);
     },
@@ -110,7 +118,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
     permission: "compliance.view",
     async handler(req, deps) {
       const id = agentIdOf(req);
-      if (!id) return fail(404, "not_found", "no such host");
+      if (!id) return noSuchHost();
       const days = Math.min(365, Math.max(1, msParam(req.url.searchParams, "days", 30)));
       const to = deps.now?.() ?? Date.now();
       const rows = await scoreTrend(deps.sql, id, new Date(to - days * 86_400_000));
@@ -125,7 +133,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
     permission: "compliance.view",
     async handler(req, deps) {
       const id = agentIdOf(req);
-      if (!id) return fail(404, "not_found", "no such host");
+      if (!id) return noSuchHost();
       return json({ results: await hostResults(deps.sql, id) });
     },
   },
@@ -182,7 +190,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
     permission: "fim.view",
     async handler(req, deps) {
       const id = agentIdOf(req);
-      if (!id) return fail(404, "not_found", "no such host");
+      if (!id) return noSuchHost();
       const since = new Date(msParam(req.url.searchParams, "since", (deps.now?.() ?? Date.now()) - 86_400_000));
       return json({ events: await recentFimEvents(deps.sql, id, since, { withStatus: true }) });
     },
@@ -193,7 +201,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
     permission: "security.events.view",
     async handler(req, deps) {
       const id = agentIdOf(req);
-      if (!id) return fail(404, "not_found", "no such host");
+      if (!id) return noSuchHost();
       const to = msParam(req.url.searchParams, "to", deps.now?.() ?? Date.now());
       const from = Math.max(msParam(req.url.searchParams, "from", to - 7 * 86_400_000), to - 90 * 86_400_000); // at most 90 days
       const incidents = await hostIncidents(deps.sql, id, { fromMs: from, toMs: to, thresholds: deps.thresholds });
@@ -205,8 +213,8 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
     path: "/api/security/hosts/:id/scan",
     permission: "compliance.scan",
     async handler(req, deps) {
-      const id = agentIdOf(req);
-      if (!id || !(await hostname(deps, id))) return fail(404, "not_found", "no such host");
+      const id = await knownHost(req, deps);
+      if (!id) return noSuchHost();
       const { cmd, result } = await issue(req, deps, id, "cis.scan", {});
       if (req.htmx) return html(deps.views.render("partials/security-scan", { agentId: id, ok: !!(result as any)?.ok, error: (result as any)?.error ?? "" }));
       return json({ command: cmd.id, result });
@@ -218,8 +226,8 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
     permission: "compliance.remediate",
     dangerous: confirmPhrase("remediate"),
     async handler(req, deps) {
-      const id = agentIdOf(req);
-      if (!id || !(await hostname(deps, id))) return fail(404, "not_found", "no such host");
+      const id = await knownHost(req, deps);
+      if (!id) return noSuchHost();
       const controls = req.body.controls;
       if (!Array.isArray(controls) || !controls.length || controls.length > 200 || !controls.every((c) => typeof c === "string" && /^[a-z0-9._-]{1,128}$/.test(c))) {
         return fail(400, "bad_request", "controls must be a list of 1-200 control ids");
@@ -238,7 +246,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
     dangerous: confirmPhrase("rollback"),
     async handler(req, deps) {
       const id = agentIdOf(req);
-      if (!id) return fail(404, "not_found", "no such host");
+      if (!id) return noSuchHost();
       const snapshot = req.body.snapshot;
       if (typeof snapshot !== "string") return fail(400, "bad_request", "snapshot is required");
       const known = await deps.sql`select 1 from security_commands where agent_id = ${id} and snapshot = ${snapshot}`;
