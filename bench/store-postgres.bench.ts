@@ -27,6 +27,16 @@ const ts = Array.from({ length: 10 }, (_, i) => i * 10_000);
 const tsOff = new Int32Array(ts);
 const series = new Int32Array(Array.from({ length: 10 }, (_, i) => i + 1));
 
+/** The columns before the values, the same in every array layout. */
+function blockHead(w: CopyWriter, agent: number, t0: number): void {
+  w.row(6);
+  w.int8(agent);
+  w.timestamptz(t0);
+  w.timestamptz(t0 + 90_000);
+  w.int4Array(tsOff);
+  w.int4Array(series);
+}
+
 const layouts: Layout[] = [
   {
     name: "per-sample",
@@ -41,12 +51,7 @@ const layouts: Layout[] = [
     ddl: "create table m (agent_id int8, t0 timestamptz, t1 timestamptz, ts_off int4[], series int4[], vals float8[]); create index on m (agent_id, t0)",
     columns: "m (agent_id, t0, t1, ts_off, series, vals)",
     encode(w, agent, t0, vals) {
-      w.row(6);
-      w.int8(agent);
-      w.timestamptz(t0);
-      w.timestamptz(t0 + 90_000);
-      w.int4Array(tsOff);
-      w.int4Array(series);
+      blockHead(w, agent, t0);
       w.float8Array(vals);
     },
   },
@@ -66,12 +71,7 @@ const layouts: Layout[] = [
     ddl: "create table m (agent_id int8, t0 timestamptz, t1 timestamptz, ts_off int4[], series int4[], vals bytea); create index on m (agent_id, t0)",
     columns: "m (agent_id, t0, t1, ts_off, series, vals)",
     encode(w, agent, t0, vals) {
-      w.row(6);
-      w.int8(agent);
-      w.timestamptz(t0);
-      w.timestamptz(t0 + 90_000);
-      w.int4Array(tsOff);
-      w.int4Array(series);
+      blockHead(w, agent, t0);
       w.bytes(new Uint8Array(vals.buffer, vals.byteOffset, vals.byteLength));
     },
   },
