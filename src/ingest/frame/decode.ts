@@ -7,7 +7,7 @@ import { Unpackr } from "msgpackr";
 import { verify, type KeyObject } from "node:crypto";
 import { lz4Decompress, Lz4Error } from "./lz4.ts";
 import {
-  DEFAULT_LIMITS, FLAG_LZ4, FrameError, FrameKind, HEADER_SIZE, KIND_NAMES, KNOWN_FLAGS, MAGIC, SIGNATURE_SIZE, VERSION,
+  DEFAULT_LIMITS, FLAG_LZ4, FLAG_SESSION, FrameError, FrameKind, HEADER_SIZE, KIND_NAMES, KNOWN_FLAGS, MAGIC, SIGNATURE_SIZE, VERSION,
   type FrameBody, type FrameHeader, type FrameLimits, type LogsBody, type MetricsBody, type SecurityEvent,
 } from "./frame.ts";
 
@@ -60,6 +60,7 @@ export function decodeFrameHeader(buf: Uint8Array, off: number): FrameHeader {
     bodyLength: dv.getUint32(48, true),
     rawLength: dv.getUint32(52, true),
     items: dv.getUint32(56, true),
+    session: dv.getUint32(60, true),
   };
 }
 
@@ -107,18 +108,36 @@ function checkHeader(h: FrameHeader, limits: FrameLimits): FrameError | undefine
   if (h.bodyLength > limits.maxBodyBytes) return new FrameError("too_large", `frame body of ${h.bodyLength} bytes exceeds the limit of ${limits.maxBodyBytes} (ingest.maxBodyBytes)`);
   if (h.rawLength > limits.maxRawBytes) return new FrameError("too_large", `frame body expands to ${h.rawLength} bytes, over the limit of ${limits.maxRawBytes} (ingest.maxRawBytes)`);
   if (h.items > limits.maxItems) return new FrameError("too_large", `frame claims ${h.items} items, over the limit of ${limits.maxItems}`);
+  if (h.flags & FLAG_SESSION && h.session === 0) return new FrameError("bad_flags", "a frame sealed with a session (flag bit 1) needs its session id in bytes 60-63");
+  if (!(h.flags & FLAG_SESSION) && h.session !== 0) return new FrameError("bad_flags", `bytes 60-63 hold ${h.session}, but they must be zero unless flag bit 1 (session) is set`);
   if (!(h.flags & FLAG_LZ4) && h.rawLength !== h.bodyLength) return new FrameError("bad_body", `uncompressed frame declares raw length ${h.rawLength} but carries ${h.bodyLength} bytes`);
   // LZ4 expands at most 255:1; a larger claim is a lie meant to make us allocate.
   if (h.flags & FLAG_LZ4 && h.rawLength > h.bodyLength * 255 + 16) return new FrameError("bad_lz4", `LZ4 body of ${h.bodyLength} bytes cannot expand to the declared ${h.rawLength}`);
   return undefined;
 }
 
+/** Checks the Ed25519 signature of a frame; a frame sealed with a session never passes. */
 export function verifyFrame(f: RawFrame, key: KeyObject): boolean {
+  if (f.header.flags & FLAG_SESSION) return false;
   try {
     return verify(null, f.signed, key, f.signature);
   } catch {
     return false;
   }
+}
+
+/**
+ * Checks a sealed frame's trailer: HMAC-SHA256 of header and body under the session key, then
+ * 32 zero bytes. Compares all 64 bytes without an early exit.
+ */
+export function verifySealedFrame(f: RawFrame, sessionKey: Uint8Array): boolean {
+  if (!(f.header.flags & FLAG_SESSION)) return false;
+  const tag = new Bun.CryptoHasher("sha256", sessionKey).update(f.signed).digest() as Uint8Array;
+  const got = f.signature;
+  let diff = 0;
+  for (let i = 0; i < tag.length; i++) diff |= tag[i]! ^ got[i]!;
+  for (let i = tag.length; i < got.length; i++) diff |= got[i]!;
+  return diff === 0;
 }
 
 function f64(v: unknown, field: string, count?: number): Float64Array {

@@ -5,8 +5,8 @@ import { Packr } from "msgpackr/pack";
 import { sign, type KeyObject } from "node:crypto";
 import { lz4Compress } from "./lz4.ts";
 import {
-  FLAG_LZ4, FrameKind, HEADER_SIZE, MAGIC, SIGNATURE_SIZE, VERSION,
-  type HeartbeatBody, type HelloBody, type InventoryBody, type LogsBody, type MetricsBody, type SecurityBody,
+  FLAG_LZ4, FLAG_SESSION, FrameKind, HEADER_SIZE, MAGIC, SIGNATURE_SIZE, VERSION,
+  type HeartbeatBody, type SessionAuth, type HelloBody, type InventoryBody, type LogsBody, type MetricsBody, type SecurityBody,
 } from "./frame.ts";
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
@@ -77,8 +77,39 @@ export function packMap(b: InventoryBody | HeartbeatBody | HelloBody): Uint8Arra
   return packr.pack(b);
 }
 
-/** Frames `body` (msgpack bytes): compresses it when that pays, writes the header and signs the whole. */
-export function encodeFrame(f: FrameFields, body: Uint8Array, privateKey: KeyObject): Uint8Array {
+/** How a frame is authenticated: the agent's Ed25519 key, or a session the server opened for it. */
+export type FrameAuth = KeyObject | SessionAuth;
+
+function isSession(a: FrameAuth): a is SessionAuth {
+  return (a as SessionAuth).key instanceof Uint8Array;
+}
+
+/**
+ * Writes the trailer of a frame whose header and body are in place: an Ed25519 signature, or
+ * with a session the session id (bytes 60-63), flag bit 1 and an HMAC-SHA256 tag followed by
+ * 32 zero bytes. Either way the trailer covers bytes [0, length - 64) as finally written.
+ */
+export function sealFrame(out: Uint8Array, auth: FrameAuth): Uint8Array {
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const end = out.length - SIGNATURE_SIZE;
+  const flags = dv.getUint16(6, true);
+  if (isSession(auth)) {
+    if (!Number.isInteger(auth.id) || auth.id < 1 || auth.id > 0xffffffff) throw new Error(`session id ${auth.id} is not a non-zero u32`);
+    dv.setUint16(6, flags | FLAG_SESSION, true);
+    dv.setUint32(60, auth.id, true);
+    const tag = new Bun.CryptoHasher("sha256", auth.key).update(out.subarray(0, end)).digest() as Uint8Array;
+    out.set(tag, end);
+    out.fill(0, end + tag.length);
+  } else {
+    dv.setUint16(6, flags & ~FLAG_SESSION, true);
+    dv.setUint32(60, 0, true);
+    out.set(sign(null, out.subarray(0, end), auth), end);
+  }
+  return out;
+}
+
+/** Frames `body` (msgpack bytes): compresses it when that pays, writes the header and seals the whole. */
+export function encodeFrame(f: FrameFields, body: Uint8Array, auth: FrameAuth): Uint8Array {
   let wire = body;
   let flags = 0;
   if (body.length >= COMPRESS_MIN) {
@@ -104,21 +135,17 @@ export function encodeFrame(f: FrameFields, body: Uint8Array, privateKey: KeyObj
   dv.setUint32(56, f.items, true);
   dv.setUint32(60, 0, true);
   out.set(wire, HEADER_SIZE);
-  const signed = out.subarray(0, HEADER_SIZE + wire.length);
-  out.set(sign(null, signed, privateKey), HEADER_SIZE + wire.length);
-  return out;
+  return sealFrame(out, auth);
 }
 
 /**
  * Re-stamps a spooled frame for a new transmission: new sequence number and sent-at time,
- * same batch id and body, signed again. The body is not recompressed.
+ * same batch id and body, sealed again (signed, or with a session). The body is not recompressed.
  */
-export function restampFrame(frame: Uint8Array, seq: number, sentMs: number, privateKey: KeyObject): Uint8Array {
+export function restampFrame(frame: Uint8Array, seq: number, sentMs: number, auth: FrameAuth): Uint8Array {
   const out = frame.slice();
   const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
   dv.setBigUint64(16, BigInt(seq), true);
   dv.setBigInt64(40, BigInt(Math.trunc(sentMs)), true);
-  const end = out.length - SIGNATURE_SIZE;
-  out.set(sign(null, out.subarray(0, end), privateKey), end);
-  return out;
+  return sealFrame(out, auth);
 }

@@ -6,7 +6,7 @@
  *        0    4  magic "SMF1"
  *        4    1  version (1)
  *        5    1  kind (FrameKind)
- *        6    2  flags (bit 0: body is one LZ4 block)
+ *        6    2  flags (bit 0: body is one LZ4 block; bit 1: sealed with a session key)
  *        8    8  agent id (u64, < 2^53)
  *       16    8  sequence number (u64, < 2^53), new for every transmission
  *       24    8  batch id (u64, < 2^53), the identity of the content; resends keep it
@@ -15,9 +15,10 @@
  *       48    4  body length on the wire (u32)
  *       52    4  raw length: body length after decompression (u32)
  *       56    4  item count: samples, lines, events or 1 (u32)
- *       60    4  reserved, zero
+ *       60    4  session id (u32) when flag bit 1 is set, else zero
  *       64    n  body: msgpack, LZ4-compressed when flag bit 0 is set
- *     64+n   64  Ed25519 signature over bytes [0, 64+n)
+ *     64+n   64  Ed25519 signature over bytes [0, 64+n); with flag bit 1 instead
+ *                HMAC-SHA256 of those bytes under the session key, then 32 zero bytes
  * All integers are little-endian.
  */
 
@@ -26,7 +27,18 @@ export const VERSION = 1;
 export const HEADER_SIZE = 64;
 export const SIGNATURE_SIZE = 64;
 export const FLAG_LZ4 = 1;
-export const KNOWN_FLAGS = FLAG_LZ4;
+/** The trailer is an HMAC under a session key (docs/protocol.md 2.1), not an Ed25519 signature. */
+export const FLAG_SESSION = 2;
+export const KNOWN_FLAGS = FLAG_LZ4 | FLAG_SESSION;
+export const SESSION_TAG_SIZE = 32;
+
+/** A session opened by a signed hello: frames sealed with it skip the per-frame Ed25519 check. */
+export interface SessionAuth {
+  /** Non-zero u32, header bytes 60-63. */
+  id: number;
+  /** 32-byte HMAC-SHA256 key. */
+  key: Uint8Array;
+}
 
 export enum FrameKind {
   Metrics = 1,
@@ -58,6 +70,8 @@ export interface FrameHeader {
   bodyLength: number;
   rawLength: number;
   items: number;
+  /** Bytes 60-63: the session id of a sealed frame (FLAG_SESSION), 0 otherwise. */
+  session: number;
 }
 
 /**

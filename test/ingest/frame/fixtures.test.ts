@@ -25,7 +25,7 @@ test("heartbeat.bin: header fields, body, signature, and byte-exact re-encoding"
   const bytes = new Uint8Array(await Bun.file(join(dir, "heartbeat.bin")).arrayBuffer());
   expect(bytes.length).toBe(139);
   const f = splitFrames(bytes)[0]!.frame!;
-  expect(f.header).toEqual({ version: 1, kind: 5, flags: 0, agentId: 42, seq: 7, batchId: 3, createdMs: 1795000000000, sentMs: 1795000000123, bodyLength: 11, rawLength: 11, items: 1 });
+  expect(f.header).toEqual({ version: 1, kind: 5, flags: 0, agentId: 42, seq: 7, batchId: 3, createdMs: 1795000000000, sentMs: 1795000000123, bodyLength: 11, rawLength: 11, items: 1, session: 0 });
   expect(verifyFrame(f, publicKeyFromRaw(Buffer.from(PUBLIC_HEX, "hex")))).toBe(true);
   expect(decodeFrameBody(f.header, f.body).body).toEqual({ uptime: 3600 });
   const again = encodeFrame({ kind: FrameKind.Heartbeat, agentId: 42, seq: 7, batchId: 3, createdMs: 1795000000000, sentMs: 1795000000123, items: 1 }, packMap({ uptime: 3600 }), priv);
