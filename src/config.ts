@@ -35,6 +35,8 @@ export interface Config {
   /** `retention.metricsDays` / `retention.logsDays` (SERVERMIND_RETENTION_METRICS_DAYS / _LOGS_DAYS). */
   retentionMetricsDays: number;
   retentionLogsDays: number;
+  /** `ingest.maxSessions`: agent sessions kept in memory, at most (SERVERMIND_MAX_SESSIONS). */
+  maxSessions: number;
   /** `ingest.lz4`: LZ4 decoder, auto | native (liblz4) | js (SERVERMIND_LZ4). */
   lz4: "auto" | "native" | "js";
 }
@@ -92,6 +94,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxRequestBytes: envInt(env, "SERVERMIND_MAX_REQUEST_BYTES", 16 * 2 ** 20, 1024, 2 ** 30),
     retentionMetricsDays: envInt(env, "SERVERMIND_RETENTION_METRICS_DAYS", 30, 1, 36500),
     retentionLogsDays: envInt(env, "SERVERMIND_RETENTION_LOGS_DAYS", 14, 1, 36500),
+    maxSessions: envInt(env, "SERVERMIND_MAX_SESSIONS", 200_000, 1, 100_000_000),
     lz4: envChoice(env, "SERVERMIND_LZ4", ["auto", "native", "js"] as const, "auto"),
   };
 }

@@ -12,7 +12,7 @@ import { createIngest, type Ingest } from "./ingest/service.ts";
 import { ingestRoutes } from "./ingest/routes.ts";
 import { createStreamHandler, type StreamData } from "./ingest/agent/stream.ts";
 import { setClientIp } from "./http/client-ip.ts";
-import { createIngestHandler } from "./ingest/agent/http.ts";
+import { createIngestHandler, createSessionHandler } from "./ingest/agent/http.ts";
 import type { ServerCert } from "./tls/certs.ts";
 import type { IngestMetrics } from "./metrics/registry.ts";
 
@@ -64,6 +64,7 @@ export function startServer(o: StartOptions): RunningServer {
     idleTimeout: 60,
     routes: {
       "/api/v1/ingest": { POST: handleIngest },
+      "/api/v1/session": { POST: createSessionHandler(ingest.deps) },
       "/api/v1/stream": (req: Request, srv: Server<StreamData>) =>
         srv.upgrade(req, { data: { kind: "agent-stream", nonce: "", transport: "wss", inFlight: 0 } }) ? undefined : upgradeRequired(),
     },

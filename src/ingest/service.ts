@@ -8,6 +8,7 @@ import { Batcher } from "../batch/batcher.ts";
 import { createPgWriter } from "../store/postgres/writer.ts";
 import { AgentState } from "../store/postgres/agent-state.ts";
 import { AgentDirectory } from "./agent/directory.ts";
+import { SessionTable } from "./agent/sessions.ts";
 import { Gate } from "./gate.ts";
 import { DEFAULT_LIMITS, type FrameLimits } from "./frame/frame.ts";
 import { createIngestMetrics, Gauge, type IngestMetrics } from "../metrics/registry.ts";
@@ -28,7 +29,7 @@ export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = 
   const limits: FrameLimits = { ...DEFAULT_LIMITS, maxBodyBytes: Math.min(DEFAULT_LIMITS.maxBodyBytes, config.maxRequestBytes) };
   const lz4 = chooseInflate(config.lz4);
   const state = new AgentState(sql);
-  const directory = new AgentDirectory(sql);
+  const directory = new AgentDirectory(sql, undefined, undefined, new SessionTable({ max: config.maxSessions }));
   const pgWrite = createPgWriter({ sql, latest: state });
   const batcher = new Batcher({
     write: async (b) => {
@@ -60,6 +61,7 @@ export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = 
     new Gauge("ingest_gate_in_use", "Ingest slots in use.", () => gate.used),
     new Gauge("ingest_gate_capacity", "Ingest slots in all.", () => gate.capacity),
     new Gauge("ingest_gate_waiting", "Requests waiting for an ingest slot.", () => gate.waiting),
+    new Gauge("ingest_sessions", "Agent sessions open on this node.", () => directory.sessions.size),
   ];
   return {
     deps,

@@ -72,6 +72,8 @@ export function createIngestMetrics() {
     logLines: new Counter("ingest_log_lines_total", "Log lines committed."),
     bytes: new Counter("ingest_bytes_total", "Request body bytes read, by transport."),
     rejects: new Counter("ingest_rejects_total", "Frames refused, by reason."),
+    frameAuth: new Counter("ingest_frames_authenticated_total", "Frames whose trailer checked out, by how: signature (Ed25519) or session (HMAC)."),
+    sessionsOpened: new Counter("ingest_sessions_opened_total", "Agent sessions opened, by transport."),
     duplicates: new Counter("ingest_duplicate_batches_total", "Frames whose batch was already committed (acknowledged again, stored once)."),
     busy: new Counter("ingest_busy_total", "Requests answered 429/503 or streams told to slow down, by transport."),
     flushes: new Counter("batch_flushes_total", "Batches written, by trigger (rows, bytes, age)."),

@@ -1,10 +1,11 @@
 /**
- * A simulated agent built on the real frame codec: enrolls over HTTPS, builds signed frames and
- * sends them over HTTP/1.1, HTTP/2, HTTP/3 or WebSocket. Used by tests and the fleet benchmark.
+ * A simulated agent built on the real frame codec: enrolls over HTTPS, builds signed frames (or
+ * frames sealed with a session, once `session` is set) and sends them over HTTP/1.1, HTTP/2,
+ * HTTP/3 or WebSocket. Used by tests and the fleet benchmark.
  */
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
-import { encodeFrame, packLogs, packMap, packMetrics } from "../../src/ingest/frame/encode.ts";
-import { FrameKind } from "../../src/ingest/frame/frame.ts";
+import { encodeFrame, packLogs, packMap, packMetrics, type FrameAuth } from "../../src/ingest/frame/encode.ts";
+import { FrameKind, type SessionAuth } from "../../src/ingest/frame/frame.ts";
 
 export type HttpProtocol = "http1.1" | "http2" | "http3";
 
@@ -14,7 +15,11 @@ export interface SimAgent {
   publicKeyB64: string;
   seq: number;
   batch: number;
+  /** When set, frames are sealed with it instead of signed (docs/protocol.md 3.5). */
+  session?: SessionAuth;
 }
+
+const auth = (a: SimAgent): FrameAuth => a.session ?? a.privateKey;
 
 export function newKeys(): { privateKey: KeyObject; publicKeyB64: string } {
   const { publicKey, privateKey } = generateKeyPairSync("ed25519");
@@ -46,7 +51,7 @@ export function metricsFrame(a: SimAgent, series: number, stamps: number, endMs:
   return encodeFrame(
     { kind: FrameKind.Metrics, agentId: a.id, seq: ++a.seq, batchId: ++a.batch, createdMs: endMs, items: series * stamps },
     packMetrics({ ts, names, values }),
-    a.privateKey,
+    auth(a),
   );
 }
 
@@ -59,12 +64,42 @@ export function logsFrame(a: SimAgent, lines: number, endMs: number): Uint8Array
   return encodeFrame(
     { kind: FrameKind.Logs, agentId: a.id, seq: ++a.seq, batchId: ++a.batch, createdMs: endMs, items: lines },
     packLogs({ ts, severity, sources, sourceIndex, messages }),
-    a.privateKey,
+    auth(a),
   );
 }
 
 export function mapFrame(a: SimAgent, kind: FrameKind, body: Record<string, unknown>, batchId = ++a.batch): Uint8Array {
-  return encodeFrame({ kind, agentId: a.id, seq: ++a.seq, batchId, createdMs: Date.now(), items: 1 }, packMap(body), a.privateKey);
+  // a hello is always signed: it is what opens a session
+  return encodeFrame({ kind, agentId: a.id, seq: ++a.seq, batchId, createdMs: Date.now(), items: 1 }, packMap(body), kind === FrameKind.Hello ? a.privateKey : auth(a));
+}
+
+export interface SessionAnswer {
+  status: number;
+  body: { agentId?: number; session?: { id: number; key: string; expiresMs: number }; error?: { code: string; message: string } };
+}
+
+/** Sends `hello` (default: a fresh signed session hello) to POST /api/v1/session. */
+export async function requestSession(baseUrl: string, a: SimAgent, protocol: HttpProtocol = "http2", hello?: Uint8Array): Promise<SessionAnswer> {
+  const r = await fetch(`${baseUrl}/api/v1/session`, {
+    method: "POST",
+    headers: { "content-type": "application/vnd.servermind.frames", "x-servermind-transport": protocol === "http1.1" ? "h1" : protocol === "http2" ? "h2" : "h3" },
+    body: hello ?? mapFrame(a, FrameKind.Hello, { nonce: "", version: "sim" }, 0),
+    tls: { rejectUnauthorized: false },
+    protocol,
+  } as RequestInit);
+  return { status: r.status, body: (await r.json()) as SessionAnswer["body"] };
+}
+
+export function sessionAuth(s: { id: number; key: string }): SessionAuth {
+  return { id: s.id, key: new Uint8Array(Buffer.from(s.key, "base64")) };
+}
+
+/** Opens a session and seals the agent's frames with it from now on. */
+export async function openSession(baseUrl: string, a: SimAgent, protocol: HttpProtocol = "http2"): Promise<SessionAuth> {
+  const r = await requestSession(baseUrl, a, protocol);
+  if (r.status !== 200 || !r.body.session) throw new Error(`session refused: ${r.status} ${JSON.stringify(r.body.error)}`);
+  a.session = sessionAuth(r.body.session);
+  return a.session;
 }
 
 export interface IngestResponse {
@@ -89,6 +124,8 @@ export async function post(baseUrl: string, frames: Uint8Array[] | Uint8Array, p
 export async function openStream(baseUrl: string, a: SimAgent): Promise<{
   send(frames: Uint8Array[] | Uint8Array): Promise<any>;
   messages: any[];
+  /** The session the welcome carried (not applied to the agent: set `a.session` to use it). */
+  session?: SessionAuth;
   /** Resolves when the server or we close the stream, with the close code. */
   closed: Promise<{ code: number; reason: string }>;
   /** Sends a text message (answers to commands). */
@@ -120,6 +157,7 @@ export async function openStream(baseUrl: string, a: SimAgent): Promise<{
   if (w.type !== "welcome") throw new Error(`stream refused: ${JSON.stringify(w)}`);
   const stream = {
     messages,
+    session: w.session ? sessionAuth(w.session) : undefined,
     closed,
     onCommand: undefined as ((m: any) => void) | undefined,
     sendText: (text: string) => ws.send(text),

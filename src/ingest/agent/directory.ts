@@ -2,11 +2,13 @@
  * Who may send frames: each enrolled agent's Ed25519 public key, its revocation state and its
  * replay window, cached in memory and re-read from PostgreSQL every `recheckMs` so that a
  * revocation made on any node takes effect within that time. Unknown ids are remembered
- * briefly (bounded) so garbage cannot turn into a query per frame.
+ * briefly (bounded) so garbage cannot turn into a query per frame. The agents' sessions
+ * (docs/protocol.md 3.5) are kept beside them and go with a revocation.
  */
 import type { Sql } from "postgres";
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { ReplayWindow } from "./replay-window.ts";
+import { SessionTable } from "./sessions.ts";
 
 export interface AgentEntry {
   id: number;
@@ -29,6 +31,7 @@ export class AgentDirectory {
     private readonly sql: Sql,
     private readonly recheckMs = 15_000,
     private readonly maxUnknown = 10_000,
+    readonly sessions = new SessionTable(),
   ) {}
 
   async lookup(id: number): Promise<AgentEntry | undefined> {
@@ -57,6 +60,7 @@ export class AgentDirectory {
     }
     const r = rows[0]!;
     if (prev) {
+      if (r.revoked) this.sessions.drop(id);
       prev.revoked = r.revoked;
       prev.checkedAt = now;
       return prev;
@@ -75,6 +79,7 @@ export class AgentDirectory {
   /** Forgets an agent at once on this node (after revocation). */
   invalidate(id: number): void {
     this.entries.delete(id);
+    this.sessions.drop(id);
   }
 
   /** Highest sequence number seen per agent, for the agent-state flusher. */

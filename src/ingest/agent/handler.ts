@@ -4,11 +4,11 @@
  * batcher; the result waits until their batch commits. A bad frame is rejected alone: its
  * valid neighbours in the same request are still stored and acknowledged.
  */
-import { FrameError, FrameKind, KIND_NAMES, type FrameBody, type FrameLimits, type RejectCode } from "../frame/frame.ts";
-import { decodeFrameBody, splitFrames, verifyFrame, type Inflate } from "../frame/decode.ts";
+import { FLAG_SESSION, FrameError, FrameKind, KIND_NAMES, type FrameBody, type FrameLimits, type RejectCode } from "../frame/frame.ts";
+import { decodeFrameBody, splitFrames, verifyFrame, verifySealedFrame, type Inflate, type RawFrame } from "../frame/decode.ts";
 import { metricRows } from "../../store/postgres/writer.ts";
 import type { Batcher } from "../../batch/batcher.ts";
-import type { AgentDirectory } from "./directory.ts";
+import type { AgentDirectory, AgentEntry } from "./directory.ts";
 import type { AgentState } from "../../store/postgres/agent-state.ts";
 import type { IngestMetrics } from "../../metrics/registry.ts";
 
@@ -54,6 +54,7 @@ export const REJECT_STATUS: Record<Reject["code"], number> = {
   too_large: 413,
   unknown_agent: 401,
   bad_signature: 401,
+  unknown_session: 401,
   revoked_agent: 403,
   replayed_seq: 409,
   store_unavailable: 503,
@@ -67,6 +68,19 @@ export function resultStatus(r: IngestResult): number {
 
 /** What the store must hold for `seenOnly` frames: nothing; they are acknowledged on receipt. */
 const SEEN_ONLY = new Set([FrameKind.Heartbeat]);
+
+/** Checks a frame's trailer, signed or sealed with a session; throws FrameError, or says which it was. */
+export function authenticate(f: RawFrame, agent: AgentEntry, directory: AgentDirectory): "session" | "signature" {
+  const h = f.header;
+  if (h.flags & FLAG_SESSION) {
+    const key = directory.sessions.key(h.agentId, h.session);
+    if (!key) throw new FrameError("unknown_session", `session ${h.session} of agent ${h.agentId} is not open on this server (expired, replaced, or lost in a restart): open a new session or sign the frame, and resend`);
+    if (!verifySealedFrame(f, key)) throw new FrameError("bad_signature", `session tag of frame seq ${h.seq} does not match session ${h.session} of agent ${h.agentId}`);
+    return "session";
+  }
+  if (!verifyFrame(f, agent.key)) throw new FrameError("bad_signature", `signature of frame seq ${h.seq} does not match agent ${h.agentId}'s key`);
+  return "signature";
+}
 
 export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport: string): Promise<IngestResult> {
   const { directory, batcher, state, metrics } = deps;
@@ -90,7 +104,7 @@ export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport:
       const agent = await directory.lookup(h.agentId);
       if (!agent) throw new FrameError("unknown_agent", `agent ${h.agentId} is not enrolled`);
       if (agent.revoked) throw new FrameError("revoked_agent", `agent ${h.agentId} has been revoked`);
-      if (!verifyFrame(entry.frame, agent.key)) throw new FrameError("bad_signature", `signature of frame seq ${h.seq} does not match agent ${h.agentId}'s key`);
+      metrics.frameAuth.inc({ auth: authenticate(entry.frame, agent, directory) });
       if (!agent.replay.accept(h.seq)) throw new FrameError("replayed_seq", `sequence number ${h.seq} was already used or is older than the replay window (highest ${agent.replay.highest})`);
       const data = decodeFrameBody(h, entry.frame.body, deps.inflate);
       if (data.kind === FrameKind.Hello) throw new FrameError("bad_body", "hello frames belong to the stream handshake, not to a batch");

@@ -5,8 +5,9 @@
  * every binary message holds one or more frames and is answered by an "ack" message. Each frame
  * is still checked against its own agent's key, so one stream may carry frames of several
  * agents (a relay); the handshake only keeps unauthenticated peers from sending anything.
- * When the gate is full, the frames of a message are rejected as "busy" and a "slow" message
- * tells the agent how long to pause.
+ * The welcome carries a session (docs/protocol.md 3.5), so the agent's frames can be sealed
+ * rather than signed. When the gate is full, the frames of a message are rejected as "busy" and
+ * a "slow" message tells the agent how long to pause.
  */
 import type { ServerWebSocket, WebSocketHandler } from "bun";
 import { randomBytes } from "node:crypto";
@@ -14,6 +15,7 @@ import { FrameKind } from "../frame/frame.ts";
 import { decodeFrameBody, splitFrames, verifyFrame } from "../frame/decode.ts";
 import { ingestFrames, type IngestDeps, type Reject } from "./handler.ts";
 import { Busy, type Gate } from "../gate.ts";
+import { sessionJson } from "./http.ts";
 import type { StreamRegistry } from "./stream-registry.ts";
 
 export interface StreamData {
@@ -71,7 +73,9 @@ async function authenticate(ws: ServerWebSocket<StreamData>, deps: StreamDeps, b
   if (nonce !== ws.data.nonce) return fail("hello does not carry this connection's challenge nonce");
   ws.data.agentId = f.header.agentId;
   deps.state.touch(f.header.agentId, f.header.seq, ws.data.transport);
-  send(ws, { type: "welcome", agentId: f.header.agentId });
+  const session = deps.directory.sessions.open(f.header.agentId);
+  deps.metrics.sessionsOpened.inc({ transport: ws.data.transport });
+  send(ws, { type: "welcome", agentId: f.header.agentId, session: sessionJson(session) });
   deps.streams?.add(f.header.agentId, ws);
 }
 

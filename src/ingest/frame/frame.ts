@@ -154,6 +154,7 @@ export type RejectCode =
   | "unknown_agent"
   | "revoked_agent"
   | "bad_signature"
+  | "unknown_session"
   | "replayed_seq";
 
 export class FrameError extends Error {

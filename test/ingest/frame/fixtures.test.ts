@@ -7,7 +7,7 @@ import { expect, test } from "bun:test";
 import { createPrivateKey, createPublicKey } from "node:crypto";
 import { join } from "node:path";
 import { encodeFrame, packMap, packMetrics } from "../../../src/ingest/frame/encode.ts";
-import { decodeFrameBody, splitFrames, verifyFrame } from "../../../src/ingest/frame/decode.ts";
+import { decodeFrameBody, splitFrames, verifyFrame, verifySealedFrame } from "../../../src/ingest/frame/decode.ts";
 import { FrameKind } from "../../../src/ingest/frame/frame.ts";
 import { publicKeyFromRaw } from "../../../src/ingest/agent/directory.ts";
 
@@ -46,5 +46,21 @@ test("metrics-2x2.bin: two series x two timestamps, uncompressed (under 128 byte
     packMetrics({ ts: Float64Array.of(1795000000000, 1795000010000), names: ["cpu.util", "mem.used"], values: Float64Array.of(12.5, 13, 1024, 2048) }),
     priv,
   );
+  expect(Buffer.from(again).equals(Buffer.from(bytes))).toBe(true);
+});
+
+test("heartbeat-sealed.bin: the same heartbeat sealed with session 0x01020304 under the documented key", async () => {
+  const bytes = new Uint8Array(await Bun.file(join(dir, "heartbeat-sealed.bin")).arrayBuffer());
+  expect(bytes.length).toBe(139);
+  const f = splitFrames(bytes)[0]!.frame!;
+  expect(f.header).toMatchObject({ kind: 5, flags: 2, agentId: 42, seq: 9, batchId: 3, session: 0x01020304 });
+  const key = new Uint8Array(32).fill(2);
+  expect(verifySealedFrame(f, key)).toBe(true);
+  expect(verifySealedFrame(f, new Uint8Array(32).fill(3))).toBe(false);
+  expect(verifyFrame(f, publicKeyFromRaw(Buffer.from(PUBLIC_HEX, "hex")))).toBe(false); // sealed frames are never signature-checked
+  // the tag is HMAC-SHA256 of the first 75 bytes, then 32 zero bytes
+  expect(Buffer.from(bytes.subarray(75, 107)).toString("hex")).toBe(new Bun.CryptoHasher("sha256", key).update(bytes.subarray(0, 75)).digest("hex"));
+  expect(bytes.subarray(107).every((b) => b === 0)).toBe(true);
+  const again = encodeFrame({ kind: FrameKind.Heartbeat, agentId: 42, seq: 9, batchId: 3, createdMs: 1795000000000, sentMs: 1795000000123, items: 1 }, packMap({ uptime: 3600 }), { id: 0x01020304, key });
   expect(Buffer.from(again).equals(Buffer.from(bytes))).toBe(true);
 });
