@@ -4,13 +4,16 @@
  * 1. Starts a PostgreSQL (embedded, fsync on) and the server as its own process.
  * 2. Enrolls `agents` agents (keys inserted directly: enrollment is not what is measured) and
  *    registers their series with one frame each (reported separately as `registration`).
- * 3. Sends `samples` samples in frames of metrics x stamps samples over `connections`
- *    concurrent connections, split across the chosen transports, each request waiting for its
- *    ack (= committed). Then counts the rows in PostgreSQL: lost and duplicated samples.
- * 4. Measures the ceiling in the same run: raw binary COPY of the same rows into the same table,
- *    in transactions of the same size, on the same number of connections.
+ *    With `--auth session` (the default, as our agent does) every agent first opens a session
+ *    and seals its frames with it; `--auth signature` signs every frame with Ed25519.
+ * 3. `--rounds` times (3; 1 with --quick): sends `samples` samples in frames of metrics x stamps
+ *    samples over `connections` concurrent connections, split across the chosen transports,
+ *    each request waiting for its ack (= committed); and measures the ceiling of the same rows:
+ *    raw binary COPY into the same table, in transactions of the same size, on the same number
+ *    of connections. The two alternate in order from round to round, each after a CHECKPOINT.
+ * 4. Counts the rows in PostgreSQL: lost and duplicated samples over all rounds.
  * 5. A logs workload (200 lines a frame) against its own COPY ceiling.
- * Prints one JSON line last.
+ * Prints one JSON line last: medians over the rounds, and each round under `per_round`.
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, chmodSync } from "node:fs";
@@ -24,8 +27,8 @@ import { CopyWriter } from "../src/store/postgres/copy-binary.ts";
 import { encodeLogs, encodeMetricBlocks } from "../src/store/postgres/writer.ts";
 import { decodeFrameBody, splitFrames } from "../src/ingest/frame/decode.ts";
 import type { LogsBody, MetricsBody } from "../src/ingest/frame/frame.ts";
-import { logsFrame, metricNames, metricsFrame, newKeys, openStream, post, type SimAgent } from "../test/support/sim-agent.ts";
-import { arg, environment, flag, percentile, round, rssMb, cpuSeconds, treeCpuSeconds } from "./support.ts";
+import { logsFrame, metricNames, metricsFrame, newKeys, openSession, openStream, post, type SimAgent } from "../test/support/sim-agent.ts";
+import { arg, environment, flag, median, percentile, round, rssMb, cpuSeconds, treeCpuSeconds } from "./support.ts";
 import { readFileSync } from "node:fs";
 import { runClickhouseBench } from "./clickhouse-tier.ts";
 
@@ -39,6 +42,9 @@ const PER_REQUEST = Number(arg("frames-per-request", "4"));
 const TRANSPORTS = arg("transport", "h2,wss,h3").split(",") as Array<"h1" | "h2" | "h3" | "wss">;
 const LOG_LINES = Number(arg("log-lines", quick ? "100000" : "1000000"));
 const WRITERS = Number(arg("writers", "2"));
+const ROUNDS = Number(arg("rounds", quick ? "1" : "3"));
+const AUTH = arg("auth", "session") as "session" | "signature";
+if (AUTH !== "session" && AUTH !== "signature") throw new Error(`--auth ${AUTH}: use session or signature`);
 
 const log = (s: string) => console.error(`[bench] ${s}`);
 
@@ -162,6 +168,18 @@ async function main() {
   const server = await startServer(pg.url, dir);
   log(`server pid ${server.pid} at ${server.url}`);
 
+  // Sessions: every agent opens its own, as our agent does (docs/protocol.md 3.5), 64 at a time.
+  let sessionsPerS: number | undefined;
+  if (AUTH === "session") {
+    const t = performance.now();
+    let next = 0;
+    await Promise.all(Array.from({ length: CONNECTIONS }, async () => {
+      while (next < agents.length) await openSession(server.url, agents[next++]!, "http2");
+    }));
+    sessionsPerS = agents.length / ((performance.now() - t) / 1000);
+    log(`${agents.length} sessions opened at ${Math.round(sessionsPerS)}/s`);
+  }
+
   const names = metricNames(METRICS);
   const samplesPerFrame = METRICS * STAMPS;
   const base = Date.now() - 3_600_000;
@@ -174,48 +192,86 @@ async function main() {
   const regSamples = agents.length * samplesPerFrame;
   log(`registration: ${round(regSamples / reg.seconds / 1e6)}M samples/s`);
 
-  // The measured run: frames built (and signed) before the clock starts.
-  const frameCount = Math.ceil(SAMPLES / samplesPerFrame);
-  log(`building ${frameCount} frames`);
-  const frames: Uint8Array[] = [];
-  for (let i = 0; i < frameCount; i++) {
-    const a = agents[i % agents.length]!;
-    const round_ = Math.floor(i / agents.length) + 1;
-    frames.push(metricsFrame(a, METRICS, STAMPS, base + round_ * STAMPS * 10_000, names));
-  }
-  const jobs: Job[] = [];
-  for (let i = 0; i < frames.length; i += PER_REQUEST) jobs.push({ frames: frames.slice(i, i + PER_REQUEST), samples: 0 });
   const pgPid = Number(readFileSync(join(dir, "pg", "postmaster.pid"), "utf8").split("\n")[0]);
-  const cpu0 = cpuSeconds(server.pid);
-  const pg0 = treeCpuSeconds(pgPid);
-  const client0 = process.cpuUsage();
-  log(`sending ${frameCount * samplesPerFrame} samples over ${CONNECTIONS} connections (${TRANSPORTS.join(", ")})`);
-  const run = await drive(server.url, agents, jobs, TRANSPORTS);
-  const serverCpu = cpuSeconds(server.pid) - cpu0;
-  const pgCpu = treeCpuSeconds(pgPid) - pg0;
-  const clientUsage = process.cpuUsage(client0);
-  const clientCpu = (clientUsage.user + clientUsage.system) / 1e6;
-  const rss = rssMb(server.pid);
+  const frameCount = Math.ceil(SAMPLES / samplesPerFrame);
   const sent = frameCount * samplesPerFrame;
+  const ids = Int32Array.from(names, (_, i) => i + 1);
+  const rowsPerBatch = Number(process.env.SERVERMIND_BATCH_MAX_ROWS ?? 20_000);
+  let stamp = 0; // rounds of frames built so far: each round gets later timestamps
+  const rounds: Array<{ samples_per_s: number; ceiling_samples_per_s: number; ratio: number; server_cpu_s_per_million: number; postgres_cpu_s_per_million: number; load_generator_cpu_s_per_million: number; ack_p50_ms: number; ack_p99_ms: number }> = [];
+  const latencies: number[] = [];
+  let rejected = 0;
+  const rejectCodes: Record<string, number> = {};
+  let ceilingOffset = 1_000_000_000;
+
+  // Each round: the end-to-end run and the raw-COPY ceiling of the same rows, in alternating
+  // order (a checkpoint first, so neither pays for the other's dirty pages).
+  for (let r = 0; r < ROUNDS; r++) {
+    log(`round ${r + 1}/${ROUNDS}: building ${frameCount} frames`);
+    const frames: Uint8Array[] = [];
+    for (let i = 0; i < frameCount; i++) {
+      const a = agents[i % agents.length]!;
+      if (i % agents.length === 0) stamp++;
+      frames.push(metricsFrame(a, METRICS, STAMPS, base + stamp * STAMPS * 10_000, names));
+    }
+    const jobs: Job[] = [];
+    for (let i = 0; i < frames.length; i += PER_REQUEST) jobs.push({ frames: frames.slice(i, i + PER_REQUEST), samples: 0 });
+    const bodies = frames.map((f) => {
+      const e = splitFrames(f)[0]!.frame!;
+      return { agent: e.header.agentId + ceilingOffset, batch: e.header.batchId, body: decodeFrameBody(e.header, e.body).body as MetricsBody };
+    });
+    ceilingOffset += 1_000_000;
+    const chunks = encodeChunks(bodies, Math.max(1, Math.floor(rowsPerBatch / Math.ceil(METRICS / 10))), (w, agent, batch, b: MetricsBody) => encodeMetricBlocks(w, agent, batch, b, ids));
+
+    const e2e = async () => {
+      await sql`checkpoint`;
+      const cpu0 = cpuSeconds(server.pid);
+      const pg0 = treeCpuSeconds(pgPid);
+      const client0 = process.cpuUsage();
+      log(`round ${r + 1}: sending ${sent} samples over ${CONNECTIONS} connections (${TRANSPORTS.join(", ")}, ${AUTH})`);
+      const run = await drive(server.url, agents, jobs, TRANSPORTS);
+      const u = process.cpuUsage(client0);
+      latencies.push(...run.latencies);
+      rejected += run.rejected;
+      for (const [k, v] of Object.entries(run.rejectCodes)) rejectCodes[k] = (rejectCodes[k] ?? 0) + v;
+      return { seconds: run.seconds, serverCpu: cpuSeconds(server.pid) - cpu0, pgCpu: treeCpuSeconds(pgPid) - pg0, clientCpu: (u.user + u.system) / 1e6, latencies: run.latencies };
+    };
+    const ceiling = async () => {
+      await sql`checkpoint`;
+      log(`round ${r + 1}: measuring the COPY ceiling`);
+      return copyCeiling(pg.url, "metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals)", chunks);
+    };
+    let run: Awaited<ReturnType<typeof e2e>>;
+    let ceilingSecs: number;
+    if (r % 2 === 0) {
+      run = await e2e();
+      ceilingSecs = await ceiling();
+    } else {
+      ceilingSecs = await ceiling();
+      run = await e2e();
+    }
+    const perM = sent / 1e6;
+    rounds.push({
+      samples_per_s: Math.round(sent / run.seconds),
+      ceiling_samples_per_s: Math.round(sent / ceilingSecs),
+      ratio: round(ceilingSecs / run.seconds),
+      server_cpu_s_per_million: round(run.serverCpu / perM),
+      postgres_cpu_s_per_million: round(run.pgCpu / perM),
+      load_generator_cpu_s_per_million: round(run.clientCpu / perM),
+      ack_p50_ms: round(percentile(run.latencies, 50), 1),
+      ack_p99_ms: round(percentile(run.latencies, 99), 1),
+    });
+    log(`round ${r + 1}: ${JSON.stringify(rounds.at(-1))}`);
+  }
+  const rss = rssMb(server.pid);
 
   const [c] = await sql`
     select coalesce(sum(cardinality(vals)), 0)::bigint as stored,
-           (select count(*) from (select agent_id, t0, series[1] from metric_blocks group by 1, 2, 3 having count(*) > 1) d)::bigint as dup_rows
-    from metric_blocks`;
+           (select count(*) from (select agent_id, t0, series[1] from metric_blocks where agent_id < 1000000000 group by 1, 2, 3 having count(*) > 1) d)::bigint as dup_rows
+    from metric_blocks where agent_id < 1000000000`;
   const stored = Number(c!.stored) - regSamples;
   const duplicated = Number(c!.dup_rows) * 10 * STAMPS;
-  const lost = Math.max(0, sent - (stored - duplicated));
-
-  // Ceiling: the same rows, raw COPY into the same table (agent ids moved out of the way).
-  log("measuring the COPY ceiling");
-  const bodies = frames.map((f) => {
-    const e = splitFrames(f)[0]!.frame!;
-    return { agent: e.header.agentId + 1_000_000_000, batch: e.header.batchId, body: decodeFrameBody(e.header, e.body).body as MetricsBody };
-  });
-  const ids = Int32Array.from(names, (_, i) => i + 1);
-  const rowsPerBatch = Number(process.env.SERVERMIND_BATCH_MAX_ROWS ?? 20_000);
-  const chunks = encodeChunks(bodies, Math.max(1, Math.floor(rowsPerBatch / Math.ceil(METRICS / 10))), (w, agent, batch, b: MetricsBody) => encodeMetricBlocks(w, agent, batch, b, ids));
-  const ceilingSecs = await copyCeiling(pg.url, "metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals)", chunks);
+  const lost = Math.max(0, sent * ROUNDS - (stored - duplicated));
 
   // Logs workload
   log(`logs: ${LOG_LINES} lines in frames of 200`);
@@ -223,11 +279,13 @@ async function main() {
   for (let i = 0; i < LOG_LINES / 200; i++) logFrames.push(logsFrame(agents[i % agents.length]!, 200, base + i));
   const logJobs: Job[] = [];
   for (let i = 0; i < logFrames.length; i += PER_REQUEST) logJobs.push({ frames: logFrames.slice(i, i + PER_REQUEST), samples: 0 });
+  await sql`checkpoint`;
   const logRun = await drive(server.url, agents, logJobs, TRANSPORTS);
   const logBodies = logFrames.map((f) => {
     const e = splitFrames(f)[0]!.frame!;
     return { agent: e.header.agentId + 1_000_000_000, batch: e.header.batchId, body: decodeFrameBody(e.header, e.body).body as LogsBody };
   });
+  await sql`checkpoint`;
   const logCeilingSecs = await copyCeiling(pg.url, "logs (agent_id, batch_id, ts, severity, source, message)", encodeChunks(logBodies, 50, encodeLogs));
   const [lc] = await sql`select count(*)::bigint as n from logs where agent_id < 1000000000`;
 
@@ -241,8 +299,8 @@ async function main() {
   await pg.stop();
   rmSync(dir, { recursive: true, force: true });
 
-  const samplesPerS = sent / run.seconds;
-  const ceiling = sent / ceilingSecs;
+  const med = (k: keyof (typeof rounds)[number]) => median(rounds.map((x) => x[k]));
+  latencies.sort((a, b) => a - b);
   const result = {
     bench: "ingest-e2e",
     ...environment(),
@@ -253,22 +311,26 @@ async function main() {
     frames_per_request: PER_REQUEST,
     connections: CONNECTIONS,
     transport: TRANSPORTS.join("+"),
+    auth: AUTH,
     samples: sent,
-    samples_per_s: Math.round(samplesPerS),
-    ceiling_samples_per_s: Math.round(ceiling),
-    ratio: round(samplesPerS / ceiling),
+    rounds: ROUNDS,
+    // medians over the rounds; each round's own numbers are under `per_round`
+    samples_per_s: med("samples_per_s"),
+    ceiling_samples_per_s: med("ceiling_samples_per_s"),
+    ratio: med("ratio"),
     registration_samples_per_s: Math.round(regSamples / reg.seconds),
-    server_cpu_s_per_million: round(serverCpu / (sent / 1e6)),
+    ...(sessionsPerS ? { sessions_opened_per_s: Math.round(sessionsPerS) } : {}),
+    server_cpu_s_per_million: med("server_cpu_s_per_million"),
     server_rss_mb: Math.round(rss),
-    postgres_cpu_s_per_million: round(pgCpu / (sent / 1e6)),
-    load_generator_cpu_s_per_million: round(clientCpu / (sent / 1e6)),
-    run_seconds: round(run.seconds, 2),
-    ack_p50_ms: round(percentile(run.latencies, 50), 1),
-    ack_p99_ms: round(percentile(run.latencies, 99), 1),
+    postgres_cpu_s_per_million: med("postgres_cpu_s_per_million"),
+    load_generator_cpu_s_per_million: med("load_generator_cpu_s_per_million"),
+    ack_p50_ms: round(percentile(latencies, 50), 1),
+    ack_p99_ms: round(percentile(latencies, 99), 1),
     lost,
     duplicated,
-    rejected: run.rejected,
-    reject_codes: run.rejectCodes,
+    rejected,
+    reject_codes: rejectCodes,
+    per_round: rounds,
     log_lines: Number(lc!.n),
     log_lines_per_s: Math.round(LOG_LINES / logRun.seconds),
     log_ceiling_lines_per_s: Math.round(LOG_LINES / logCeilingSecs),
@@ -276,7 +338,7 @@ async function main() {
     ...(clickhouse ? { clickhouse } : {}),
   };
   console.log(JSON.stringify(result));
-  if (lost || duplicated || run.rejected) process.exitCode = 1;
+  if (lost || duplicated || rejected) process.exitCode = 1;
 }
 
 await main();
