@@ -150,6 +150,10 @@ function cmdStatus(c: AgentConfig): number {
     http3: ship.h3 ?? null,
     lastHandshakeMs: ship.lastHandshakeMs ?? null,
     lastHandshakeResumed: ship.lastHandshakeResumed ?? null,
+    session: ship.session ?? null,
+    sessionsOpened: ship.sessionsOpened ?? null,
+    unknownSessionRejects: ship.unknownSessionRejects ?? null,
+    sealedFrames: ship.sealedFrames ?? null,
     statusAge: ship.updatedAt ? Math.round((Date.now() - ship.updatedAt) / 1000) : null,
     processes: sup.processes ?? sup,
   };

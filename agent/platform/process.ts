@@ -56,7 +56,7 @@ export async function runPlatform(c: AgentConfig): Promise<() => Promise<void>> 
     requestTimeoutMs: c.requestTimeoutMs, heartbeatMs: Math.max(c.intervalMs, 10_000), version: AGENT_VERSION,
     heartbeat: () => {
       const st = shipper.status();
-      return { uptime: (Date.now() - startedAt) / 1000, version: AGENT_VERSION, transport: st.transport ?? "none", spool: { frames: st.spool.frames, bytes: st.spool.bytes, dropped: st.spool.droppedFrames }, processes: processes() };
+      return { uptime: (Date.now() - startedAt) / 1000, version: AGENT_VERSION, transport: st.transport ?? "none", session: st.session, spool: { frames: st.spool.frames, bytes: st.spool.bytes, dropped: st.spool.droppedFrames }, processes: processes() };
     },
     log: (m) => console.error(`platform: ${m}`),
     onCommand: (msg, reply) => void forwardCommand(msg, reply),

@@ -1,5 +1,6 @@
 /**
- * POST /api/v1/ingest over HTTP/3 with the server certificate pinned, through node:quic.
+ * POST /api/v1/ingest (and /api/v1/session) over HTTP/3 with the server certificate pinned,
+ * through node:quic.
  *
  * Bun's fetch cannot pin an HTTP/3 connection (it refuses a custom `ca` or
  * checkServerIdentity), but node:quic can: the session is opened with verifyPeer "manual"
@@ -9,6 +10,7 @@
  */
 import { createHash } from "node:crypto";
 import { normalizeFingerprint } from "./pin.ts";
+import { interpretSessionAnswer, type SessionAnswer } from "./session.ts";
 import { interpretHttpAnswer, TransportError, type SendResult, type Transport } from "./transport.ts";
 
 export interface QuicTransportOptions {
@@ -117,48 +119,58 @@ export async function connectQuicTransport(o: QuicTransportOptions): Promise<Qui
   }
   const handshakeMs = performance.now() - started;
   let closed = false;
+
+  /** One POST as a bidirectional stream; a failure ends the session (it is not worth trusting). */
+  async function post(path: string, body: Uint8Array): Promise<{ status: number; retryAfter: string | null; text: string }> {
+    if (closed) throw new TransportError("h3: session closed");
+    try {
+      return await withTimeout(
+        (async () => {
+          let headers: Record<string, string> = {};
+          const stream = await session.createBidirectionalStream({
+            headers: {
+              ":method": "POST", ":scheme": "https", ":authority": authority, ":path": path,
+              "content-type": "application/vnd.servermind.frames", "content-length": String(body.length), "x-servermind-transport": "h3",
+            },
+            body,
+            onheaders: (h: Record<string, string>) => {
+              headers = h;
+            },
+          } as Parameters<Session["createBidirectionalStream"]>[0]);
+          const chunks: Uint8Array[] = [];
+          let size = 0;
+          for await (const batch of stream as unknown as AsyncIterable<Uint8Array[]>) {
+            for (const c of batch) {
+              size += c.length;
+              if (size > 16 << 20) throw new TransportError("h3: answer over 16 MiB");
+              chunks.push(c);
+            }
+          }
+          const status = Number(headers[":status"]);
+          if (!Number.isInteger(status)) throw new TransportError("h3: answer without a :status");
+          return { status, retryAfter: headers["retry-after"] ?? null, text: Buffer.concat(chunks).toString("utf8") };
+        })(),
+        o.timeoutMs,
+        "h3: request",
+      );
+    } catch (e) {
+      closed = true;
+      s.destroy();
+      throw e instanceof TransportError ? e : new TransportError(`h3: request failed: ${e instanceof Error ? e.message : e}`);
+    }
+  }
+
   return {
     name: "h3",
     handshakeMs,
     resumed: o.ticket !== undefined,
     async send(frames): Promise<SendResult> {
-      if (closed) throw new TransportError("h3: session closed");
-      const body = Buffer.concat(frames);
-      try {
-        return await withTimeout(
-          (async () => {
-            let headers: Record<string, string> = {};
-            const stream = await session.createBidirectionalStream({
-              headers: {
-                ":method": "POST", ":scheme": "https", ":authority": authority, ":path": "/api/v1/ingest",
-                "content-type": "application/vnd.servermind.frames", "content-length": String(body.length), "x-servermind-transport": "h3",
-              },
-              body,
-              onheaders: (h: Record<string, string>) => {
-                headers = h;
-              },
-            } as Parameters<Session["createBidirectionalStream"]>[0]);
-            const chunks: Uint8Array[] = [];
-            let size = 0;
-            for await (const batch of stream as unknown as AsyncIterable<Uint8Array[]>) {
-              for (const c of batch) {
-                size += c.length;
-                if (size > 16 << 20) throw new TransportError("h3: answer over 16 MiB");
-                chunks.push(c);
-              }
-            }
-            const status = Number(headers[":status"]);
-            if (!Number.isInteger(status)) throw new TransportError("h3: answer without a :status");
-            return interpretHttpAnswer("h3", status, headers["retry-after"] ?? null, Buffer.concat(chunks).toString("utf8"));
-          })(),
-          o.timeoutMs,
-          "h3: request",
-        );
-      } catch (e) {
-        closed = true;
-        s.destroy();
-        throw e instanceof TransportError ? e : new TransportError(`h3: request failed: ${e instanceof Error ? e.message : e}`);
-      }
+      const r = await post("/api/v1/ingest", Buffer.concat(frames));
+      return interpretHttpAnswer("h3", r.status, r.retryAfter, r.text);
+    },
+    async openSession(hello): Promise<SessionAnswer> {
+      const r = await post("/api/v1/session", hello);
+      return interpretSessionAnswer("h3", r.status, r.text);
     },
     close() {
       if (closed) return;

@@ -1,4 +1,6 @@
 /** What the ship loop needs from a transport, whichever protocol carries the frames. */
+import type { SessionAnswer, SessionGrant } from "./session.ts";
+
 export interface Ack {
   batch: number;
   seq: number;
@@ -25,6 +27,13 @@ export interface Transport {
   /** Sends frames (one request or message) and resolves with the server's answer for them. */
   send(frames: Uint8Array[]): Promise<SendResult>;
   close(): void;
+  /** WebSocket: the session this connection's welcome granted, when it carried a valid one. */
+  readonly session?: SessionGrant;
+  /**
+   * HTTP: opens a session with one signed hello frame (POST /api/v1/session). Resolves with the
+   * server's answer, whatever its status; throws TransportError when the request itself fails.
+   */
+  openSession?(hello: Uint8Array): Promise<SessionAnswer>;
 }
 
 /** A transport failed in a way worth falling back from (connect, TLS, timeout, garbage). */

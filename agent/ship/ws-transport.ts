@@ -3,12 +3,14 @@
  * fingerprint check in checkServerIdentity), optionally through an HTTP CONNECT proxy.
  *
  * Handshake: the server sends {"type":"challenge","nonce"}; we answer with a signed Hello frame
- * carrying the nonce; the server answers {"type":"welcome"}. Then each send() is one binary
+ * carrying the nonce; the server answers {"type":"welcome"}, with a session (docs/protocol.md 3.5)
+ * from servers that have them, exposed as the transport's `session`. Then each send() is one binary
  * message answered by one {"type":"ack"} message (one message in flight at a time, so answers
  * match sends by order). {"type":"slow","retryAfterMs"} asks us to pause. {"type":"command"}
  * messages may arrive at any time and go to `onCommand`; other unknown types are ignored.
  */
 import type { PinnedTls } from "./pin.ts";
+import { parseSessionGrant, type SessionGrant } from "./session.ts";
 import { parseAnswer, TransportError, type SendResult, type Transport } from "./transport.ts";
 
 export interface WsTransportOptions {
@@ -48,6 +50,8 @@ export async function connectWsTransport(o: WsTransportOptions): Promise<Transpo
   let pending: { resolve: (r: SendResult) => void; reject: (e: Error) => void; timer: Timer } | undefined;
   let closedWith: Error | undefined;
   let pauseUntil = 0;
+  // from the welcome; absent or malformed (older servers send none) means frames stay signed
+  let session: SessionGrant | undefined;
 
   const fail = (e: Error) => {
     if (!closedWith) queueMicrotask(() => o.onClose?.(e));
@@ -81,6 +85,7 @@ export async function connectWsTransport(o: WsTransportOptions): Promise<Transpo
           }
         } else if (m?.type === "welcome") {
           welcomed = true;
+          session = parseSessionGrant(m.session);
           clearTimeout(timer);
           resolve();
         } else if (m?.type === "error") {
@@ -145,6 +150,7 @@ export async function connectWsTransport(o: WsTransportOptions): Promise<Transpo
 
   return {
     name: "wss",
+    session,
     send(frames) {
       if (closedWith) return Promise.reject(closedWith);
       if (pending) return Promise.reject(new TransportError("wss: a send is already waiting for its ack"));
