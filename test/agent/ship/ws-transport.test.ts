@@ -1,4 +1,4 @@
-import { expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { connectWsTransport, proxyFor } from "../../../agent/ship/ws-transport.ts";
 import { pinnedTls } from "../../../agent/ship/pin.ts";
 import { createSelfSigned } from "../../../src/tls/self-signed.ts";
@@ -44,4 +44,51 @@ test("HTTPS_PROXY applies unless NO_PROXY names the host", () => {
   expect(proxyFor("https://ingest.example.com:8443", { HTTPS_PROXY: "http://p:3128", NO_PROXY: "other.com,*" })).toBeUndefined();
   expect(proxyFor("https://ingest.example.com:8443", { HTTPS_PROXY: "http://p:3128", NO_PROXY: "other.com" })).toBe("http://p:3128");
   expect(proxyFor("https://ingest.example.com:8443", {})).toBeUndefined();
+});
+
+describe("the welcome's session", () => {
+  const cert = createSelfSigned(["127.0.0.1"]);
+  /** A stream endpoint whose welcome carries `session` (left out when undefined). */
+  async function welcomeWith(session: unknown) {
+    const server = Bun.serve({
+      hostname: "127.0.0.1", port: 0, tls: { cert: cert.certPem, key: cert.keyPem },
+      fetch: (req, srv) => (srv.upgrade(req, { data: undefined }) ? undefined : new Response("no", { status: 400 })),
+      websocket: {
+        open(ws) {
+          ws.send(JSON.stringify({ type: "challenge", nonce: "abc" }));
+        },
+        message(ws) {
+          ws.send(JSON.stringify(session === undefined ? { type: "welcome", agentId: 1 } : { type: "welcome", agentId: 1, session }));
+        },
+      },
+    });
+    try {
+      const t = await connectWsTransport({
+        baseUrl: `https://127.0.0.1:${server.port}`, tls: pinnedTls(cert.certPem, cert.fingerprint), timeoutMs: 3000,
+        hello: () => new TextEncoder().encode("Hello"),
+      });
+      t.close();
+      return t.session;
+    } finally {
+      server.stop(true);
+    }
+  }
+  const key = Buffer.alloc(32, 9).toString("base64");
+
+  test("a valid session is the transport's", async () => {
+    const s = await welcomeWith({ id: 77, key, expiresMs: 1_900_000_000_000 });
+    expect(s?.id).toBe(77);
+    expect(s?.expiresMs).toBe(1_900_000_000_000);
+    expect(Buffer.from(s!.key).equals(Buffer.alloc(32, 9))).toBe(true);
+  });
+
+  test("an older server's welcome has none", async () => {
+    expect(await welcomeWith(undefined)).toBeUndefined();
+  });
+
+  test("a malformed session is ignored, and the connection still works", async () => {
+    for (const bad of [{ id: 0, key, expiresMs: 1 }, { id: 2 ** 32, key, expiresMs: 1 }, { id: 5, key: "c2hvcnQ=", expiresMs: 1 }, { id: 5, key }, "yes"]) {
+      expect(await welcomeWith(bad)).toBeUndefined();
+    }
+  });
 });
