@@ -271,7 +271,8 @@ describe("flow control", () => {
       const logs: string[] = [];
       const sh = shipper(spool, { transport, agentId: revoked.agentId, key: privateKeyOf(revoked), log: (m) => logs.push(m) });
       sh.start();
-      await until(() => logs.length > 0);
+      // over HTTP the refused session request is logged first; the frames' refusal follows
+      await until(() => logs.some((l) => l.includes("refuses this agent's identity")));
       const st = sh.status();
       await sh.stop();
       expect(st.lastError).toMatch(/revoked/);
@@ -279,6 +280,95 @@ describe("flow control", () => {
       expect(st.state).toBe("rejected");
     }
   });
+});
+
+describe("sessions", () => {
+  const metrics = () => s.ingest.deps.metrics;
+  const authed = (auth: "session" | "signature") => metrics().frameAuth.get({ auth });
+  const SHORT = { wss: "wss", http2: "h2", http3: "h3" } as const;
+
+  for (const transport of ["wss", "http2", "http3"] as const) {
+    test(`${transport}: frames are accepted as sealed, and after the server loses the session nothing is lost or signed`, async () => {
+      // an agent of its own: the server keeps 4 sessions per agent
+      const id = (await enroll({ serverUrl: s.url, token: await s.token(), fingerprint: s.fingerprint, version: "test" })).identity;
+      const stored = async (ids: number[]) =>
+        (await s.db.sql`select count(*)::int as n from ingest_batches where agent_id = ${id.agentId} and batch_id in ${s.db.sql(ids)}`)[0]!.n as number;
+      const spool = newSpool();
+      const logs: string[] = [];
+      const sh = shipper(spool, { transport, agentId: id.agentId, key: privateKeyOf(id), log: (m) => logs.push(m) });
+      const sealed0 = authed("session");
+      const signed0 = authed("signature");
+      const opened0 = metrics().sessionsOpened.get({ transport: SHORT[transport] });
+      const unknown0 = metrics().rejects.get({ reason: "unknown_session" });
+
+      const ids = addMetrics(spool, 10);
+      sh.start();
+      await until(() => spool.stats().frames === 0);
+      expect(await stored(ids)).toBe(10);
+      let st = sh.status();
+      expect(st).toMatchObject({ state: "connected", transport: SHORT[transport], session: "open", sessionsOpened: 1, unknownSessionRejects: 0 });
+      expect(st.sealedFrames).toBe(st.sentFrames); // 10 batches and a heartbeat
+      expect(authed("session") - sealed0).toBe(st.sentFrames);
+      expect(authed("signature") - signed0).toBe(0);
+      expect(metrics().sessionsOpened.get({ transport: SHORT[transport] }) - opened0).toBe(1);
+
+      // the node forgets the agent's sessions, as a restart would
+      s.ingest.deps.directory.sessions.drop(id.agentId);
+      const lostAt = Date.now();
+      const more = addMetrics(spool, 10);
+      sh.wake();
+      await until(() => spool.stats().frames === 0, 10_000);
+      expect(Date.now() - lostAt).toBeLessThan(5000); // not the minute an identity problem waits
+      expect(await stored(more)).toBe(10);
+      st = sh.status();
+      expect(st).toMatchObject({ state: "connected", session: "open", sessionsOpened: 2 });
+      expect(st.unknownSessionRejects).toBeGreaterThan(0);
+      expect(metrics().rejects.get({ reason: "unknown_session" }) - unknown0).toBe(st.unknownSessionRejects);
+      // everything else went sealed, under the new session: not a single frame was signed
+      expect(st.sealedFrames).toBe(st.sentFrames);
+      expect(authed("session") - sealed0).toBe(st.sentFrames - st.unknownSessionRejects);
+      expect(authed("signature") - signed0).toBe(0);
+      expect(metrics().sessionsOpened.get({ transport: SHORT[transport] }) - opened0).toBe(2);
+      expect(logs.join("\n")).toContain("unknown_session");
+      await sh.stop();
+    }, 30_000);
+  }
+
+  test("auto: HTTP/3 opens a session by POST; after a fallback the WebSocket's welcome brings its own", async () => {
+    const { connectQuicTransport } = await import("../../../agent/ship/quic-transport.ts");
+    const { connectWsTransport } = await import("../../../agent/ship/ws-transport.ts");
+    const { encodeFrame, packMap } = await import("../../../src/ingest/frame/encode.ts");
+    const id = (await enroll({ serverUrl: s.url, token: await s.token(), fingerprint: s.fingerprint, version: "test" })).identity;
+    const key = privateKeyOf(id);
+    const spool = newSpool();
+    let h3: Awaited<ReturnType<typeof connectQuicTransport>> | undefined;
+    const sh = shipper(spool, {
+      transport: "auto", quicProbeMs: 60_000, agentId: id.agentId, key,
+      connect: async (kind) => {
+        if (kind === "h3") return (h3 = await connectQuicTransport({ baseUrl: id.serverUrl, fingerprint: id.fingerprint, timeoutMs: 3000 }));
+        return connectWsTransport({
+          baseUrl: id.serverUrl, tls: pinnedTls(id.serverCertPem, id.fingerprint), timeoutMs: 3000,
+          hello: (nonce) => encodeFrame({ kind: FrameKind.Hello, agentId: id.agentId, seq: spool.nextSeq(), batchId: 0, createdMs: Date.now(), items: 1 }, packMap({ nonce, version: "test" }), key),
+        });
+      },
+    });
+    const signed0 = authed("signature");
+    addMetrics(spool, 3);
+    sh.start();
+    await until(() => spool.stats().frames === 0);
+    expect(sh.status()).toMatchObject({ transport: "h3", session: "open", sessionsOpened: 1 });
+    h3!.close(); // the QUIC connection goes away: the next send fails and falls back
+    const more = addMetrics(spool, 3);
+    sh.wake();
+    await until(() => spool.stats().frames === 0);
+    const st = sh.status();
+    await sh.stop();
+    expect(st).toMatchObject({ transport: "wss", h3: "failed", session: "open", sessionsOpened: 2, unknownSessionRejects: 0 });
+    expect(st.sealedFrames).toBe(st.sentFrames);
+    expect(authed("signature") - signed0).toBe(0);
+    const [r] = await s.db.sql`select count(*)::int as n from ingest_batches where agent_id = ${id.agentId} and batch_id in ${s.db.sql(more)}`;
+    expect(r!.n).toBe(3);
+  }, 30_000);
 });
 
 describe("misbehaving servers", () => {
