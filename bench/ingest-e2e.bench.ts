@@ -114,9 +114,14 @@ async function drive(url: string, agents: SimAgent[], jobs: Job[], transports: t
   return { seconds: (performance.now() - t0) / 1000, latencies: latencies.sort((a, b) => a - b), acked, rejected, rejectCodes };
 }
 
-/** Raw COPY of pre-encoded row sets, `WRITERS` transactions at a time. */
-async function copyCeiling(url: string, table: string, chunks: Uint8Array[]): Promise<number> {
+/**
+ * Raw COPY of pre-encoded row sets, `WRITERS` transactions at a time. With `pgPid`, also the
+ * CPU PostgreSQL spent meanwhile, read before the connections close (their backends exit).
+ */
+async function copyCeiling(url: string, table: string, chunks: Uint8Array[], pgPid?: number): Promise<{ secs: number; pgCpu: number }> {
   const sql = createPgClient(url, WRITERS);
+  await sql`select 1`; // connected before the clock starts
+  const pg0 = pgPid ? treeCpuSeconds(pgPid) : 0;
   let next = 0;
   const t0 = performance.now();
   await Promise.all(
@@ -136,8 +141,9 @@ async function copyCeiling(url: string, table: string, chunks: Uint8Array[]): Pr
     }),
   );
   const secs = (performance.now() - t0) / 1000;
+  const pgCpu = pgPid ? treeCpuSeconds(pgPid) - pg0 : 0;
   await sql.end();
-  return secs;
+  return { secs, pgCpu };
 }
 
 function encodeChunks<T>(bodies: Array<{ agent: number; batch: number; body: T }>, perChunk: number, enc: (w: CopyWriter, agent: number, batch: number, b: T) => void): Uint8Array[] {
@@ -157,6 +163,7 @@ async function main() {
   const sql = createPgClient(pg.url, 4);
   await migrate(sql);
   for (const t of timeSeriesTables(3, 3)) await ensurePartitions(sql, t);
+  if (process.env.XDROP) await sql.unsafe(process.env.XDROP);
 
   log(`enrolling ${AGENTS} agents`);
   const agents: SimAgent[] = [];
@@ -198,7 +205,7 @@ async function main() {
   const ids = Int32Array.from(names, (_, i) => i + 1);
   const rowsPerBatch = Number(process.env.SERVERMIND_BATCH_MAX_ROWS ?? 20_000);
   let stamp = 0; // rounds of frames built so far: each round gets later timestamps
-  const rounds: Array<{ samples_per_s: number; ceiling_samples_per_s: number; ratio: number; server_cpu_s_per_million: number; postgres_cpu_s_per_million: number; load_generator_cpu_s_per_million: number; ack_p50_ms: number; ack_p99_ms: number }> = [];
+  const rounds: Array<{ samples_per_s: number; ceiling_samples_per_s: number; ratio: number; server_cpu_s_per_million: number; postgres_cpu_s_per_million: number; ceiling_postgres_cpu_s_per_million: number; load_generator_cpu_s_per_million: number; ack_p50_ms: number; ack_p99_ms: number }> = [];
   const latencies: number[] = [];
   let rejected = 0;
   const rejectCodes: Record<string, number> = {};
@@ -236,10 +243,13 @@ async function main() {
       for (const [k, v] of Object.entries(run.rejectCodes)) rejectCodes[k] = (rejectCodes[k] ?? 0) + v;
       return { seconds: run.seconds, serverCpu: cpuSeconds(server.pid) - cpu0, pgCpu: treeCpuSeconds(pgPid) - pg0, clientCpu: (u.user + u.system) / 1e6, latencies: run.latencies };
     };
+    let ceilingPgCpu = 0;
     const ceiling = async () => {
       await sql`checkpoint`;
       log(`round ${r + 1}: measuring the COPY ceiling`);
-      return copyCeiling(pg.url, "metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals)", chunks);
+      const c = await copyCeiling(pg.url, "metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals)", chunks, pgPid);
+      ceilingPgCpu = c.pgCpu;
+      return c.secs;
     };
     let run: Awaited<ReturnType<typeof e2e>>;
     let ceilingSecs: number;
@@ -257,6 +267,7 @@ async function main() {
       ratio: round(ceilingSecs / run.seconds),
       server_cpu_s_per_million: round(run.serverCpu / perM),
       postgres_cpu_s_per_million: round(run.pgCpu / perM),
+      ceiling_postgres_cpu_s_per_million: round(ceilingPgCpu / perM),
       load_generator_cpu_s_per_million: round(run.clientCpu / perM),
       ack_p50_ms: round(percentile(run.latencies, 50), 1),
       ack_p99_ms: round(percentile(run.latencies, 99), 1),
@@ -286,7 +297,7 @@ async function main() {
     return { agent: e.header.agentId + 1_000_000_000, batch: e.header.batchId, body: decodeFrameBody(e.header, e.body).body as LogsBody };
   });
   await sql`checkpoint`;
-  const logCeilingSecs = await copyCeiling(pg.url, "logs (agent_id, batch_id, ts, severity, source, message)", encodeChunks(logBodies, 50, encodeLogs));
+  const logCeilingSecs = (await copyCeiling(pg.url, "logs (agent_id, batch_id, ts, severity, source, message)", encodeChunks(logBodies, 50, encodeLogs))).secs;
   const [lc] = await sql`select count(*)::bigint as n from logs where agent_id < 1000000000`;
 
   // --clickhouse: ship what PostgreSQL committed into ClickHouse, against a raw insert of the same rows, and time the range reads on both tiers
@@ -323,6 +334,8 @@ async function main() {
     server_cpu_s_per_million: med("server_cpu_s_per_million"),
     server_rss_mb: Math.round(rss),
     postgres_cpu_s_per_million: med("postgres_cpu_s_per_million"),
+    // PostgreSQL's CPU for the same rows by raw COPY: what the end-to-end path adds on its side
+    ceiling_postgres_cpu_s_per_million: med("ceiling_postgres_cpu_s_per_million"),
     load_generator_cpu_s_per_million: med("load_generator_cpu_s_per_million"),
     ack_p50_ms: round(percentile(latencies, 50), 1),
     ack_p99_ms: round(percentile(latencies, 99), 1),

@@ -6,7 +6,8 @@
  */
 import type { Sql } from "postgres";
 import type { MetricsBody } from "../../ingest/frame/frame.ts";
-import type { LatestSink } from "./writer.ts";
+import { copyInto, type LatestSink } from "./writer.ts";
+import { CopyWriter } from "./copy-binary.ts";
 
 interface Activity {
   seen: number;
@@ -21,6 +22,7 @@ export class AgentState implements LatestSink {
   private dirtyLatest = new Set<number>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private flushing: Promise<void> | undefined;
+  private readonly copy = new CopyWriter(1 << 16);
 
   constructor(private readonly sql: Sql, private readonly intervalMs = 2000) {}
 
@@ -106,24 +108,34 @@ export class AgentState implements LatestSink {
         where a.id = v.id`;
     }
     if (this.dirtyLatest.size) {
-      // One JSON document for the whole flush; names only where they changed since the last one.
+      // Binary COPY into a temporary staging table, then one upsert: for 2,000 agents x 100
+      // series that costs PostgreSQL about a quarter of the CPU of the same rows sent as one
+      // JSON document (docs/architecture.md). NaN (no value) is written as a NULL element.
+      // Names go only where they changed since the last write, as one newline-joined text.
       const ids = [...this.dirtyLatest].sort((a, b) => a - b);
       this.dirtyLatest.clear();
-      const docs: string[] = [];
+      const w = this.copy.begin();
       const written: Array<[{ writtenKey: string }, string]> = [];
       for (const id of ids) {
         const l = this.latest.get(id)!;
-        const names = l.key === l.writtenKey ? "null" : JSON.stringify(l.names);
+        w.row(4);
+        w.int8(id);
+        w.timestamptz(l.ts);
+        if (l.key === l.writtenKey) w.null();
+        else w.text(l.key);
+        w.float8ArrayNanAsNull(l.values);
         written.push([l, l.key]);
-        docs.push(`{"id":${id},"ts":${l.ts},"n":${names},"v":${JSON.stringify(Array.from(l.values))}}`);
       }
-      await this.sql`
-        insert into metric_latest (agent_id, ts, names, vals)
-        select x.id, to_timestamp(x.ts / 1000.0), coalesce(x.n, '{}'), x.v
-        from jsonb_to_recordset((${"[" + docs.join(",") + "]"}::text)::jsonb) as x(id int8, ts float8, n text[], v float8[])
-        join agents a on a.id = x.id
-        on conflict (agent_id) do update set ts = excluded.ts, vals = excluded.vals,
-          names = case when cardinality(excluded.names) > 0 then excluded.names else metric_latest.names end`;
+      await this.sql.begin(async (tx) => {
+        await tx`create temporary table if not exists metric_latest_in (agent_id int8, ts timestamptz, names text, vals float8[]) on commit delete rows`;
+        await copyInto(tx, "metric_latest_in", w.end());
+        await tx`
+          insert into metric_latest (agent_id, ts, names, vals)
+          select x.agent_id, x.ts, coalesce(string_to_array(x.names, E'\n'), '{}'), x.vals
+          from metric_latest_in x join agents a on a.id = x.agent_id
+          on conflict (agent_id) do update set ts = excluded.ts, vals = excluded.vals,
+            names = case when cardinality(excluded.names) > 0 then excluded.names else metric_latest.names end`;
+      });
       for (const [l, key] of written) l.writtenKey = key;
     }
   }

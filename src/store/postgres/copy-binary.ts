@@ -104,14 +104,14 @@ export class CopyWriter {
     this.pos += 4;
   }
 
-  private arrayHeader(count: number, elemSize: number, oid: number): number {
-    const total = 20 + count * (4 + elemSize);
+  private arrayHeader(count: number, elemSize: number, oid: number, nulls = 0): number {
+    const total = 20 + count * 4 + (count - nulls) * elemSize;
     this.ensure(4 + total);
     const dv = this.dv;
     let p = this.pos;
     dv.setInt32(p, total);
     dv.setInt32(p + 4, 1); // dimensions
-    dv.setInt32(p + 8, 0); // has nulls
+    dv.setInt32(p + 8, nulls ? 1 : 0); // has nulls
     dv.setInt32(p + 12, oid);
     dv.setInt32(p + 16, count);
     dv.setInt32(p + 20, 1); // lower bound
@@ -138,6 +138,26 @@ export class CopyWriter {
       dv.setInt32(p, 8);
       dv.setFloat64(p + 4, src[i]!);
       p += 12;
+    }
+    this.pos = p;
+  }
+
+  /** float8[] of all of `src`, with NaN written as NULL (no value), so it sorts and aggregates as missing. */
+  float8ArrayNanAsNull(src: Float64Array): void {
+    let nulls = 0;
+    for (let i = 0; i < src.length; i++) if (src[i] !== src[i]) nulls++;
+    let p = this.arrayHeader(src.length, 8, OID.float8, nulls);
+    const dv = this.dv;
+    for (let i = 0; i < src.length; i++) {
+      const v = src[i]!;
+      if (v !== v) {
+        dv.setInt32(p, -1);
+        p += 4;
+      } else {
+        dv.setInt32(p, 8);
+        dv.setFloat64(p + 4, v);
+        p += 12;
+      }
     }
     this.pos = p;
   }

@@ -27,7 +27,8 @@ export interface PgWriterOptions {
   latest?: LatestSink;
 }
 
-async function copyInto(tx: TransactionSql, target: string, bytes: Uint8Array): Promise<void> {
+/** Binary COPY of `bytes` (a CopyWriter's output) into `target` within the transaction. */
+export async function copyInto(tx: TransactionSql, target: string, bytes: Uint8Array): Promise<void> {
   const stream: Writable = await tx.unsafe(`copy ${target} from stdin (format binary)`).writable();
   const done = once(stream, "finish");
   stream.end(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));

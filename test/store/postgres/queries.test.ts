@@ -58,6 +58,20 @@ test("metric_latest holds the newest value of every series of every host (the fl
   expect(rows[1]!.mem).toBeNull();
 });
 
+test("metric_latest: a series without a value is a NULL element; unchanged names are kept, new ones replace them", async () => {
+  const c = await enroll(s.url, await s.token(), "gamma");
+  const latest = async () => (await s.db.sql`select names, vals[1] as v1, vals[2] is null as v2_null, vals[2] as v2 from metric_latest where agent_id = ${c.id}`)[0]!;
+  expect((await post(s.url, metrics(c, ["cpu.util", "none"], T0, 3, (series) => (series === 1 ? NaN : 7)))).status).toBe(200);
+  await s.ingest.deps.state.flush();
+  expect(await latest()).toMatchObject({ names: ["cpu.util", "none"], v1: 7, v2_null: true });
+  expect((await post(s.url, metrics(c, ["cpu.util", "none"], T0 + 30_000, 3, (series) => (series === 1 ? NaN : 8)))).status).toBe(200);
+  await s.ingest.deps.state.flush(); // names unchanged: written as NULL and kept
+  expect(await latest()).toMatchObject({ names: ["cpu.util", "none"], v1: 8, v2_null: true });
+  expect((await post(s.url, metrics(c, ["cpu.util", "mem.used"], T0 + 60_000, 3, (series) => (series === 1 ? 512 : 9)))).status).toBe(200);
+  await s.ingest.deps.state.flush();
+  expect(await latest()).toMatchObject({ names: ["cpu.util", "mem.used"], v1: 9, v2_null: false, v2: 512 });
+});
+
 test("seriesRange downsamples into at most maxPoints buckets, skipping missing samples", async () => {
   const [cpu, mem] = await seriesRange(s.db.sql, a.id, ["cpu.util", "mem.used"], new Date(T0), new Date(T0 + 3_600_000), 60);
   expect(cpu!.t.length).toBe(60);
