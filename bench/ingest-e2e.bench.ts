@@ -163,7 +163,6 @@ async function main() {
   const sql = createPgClient(pg.url, 4);
   await migrate(sql);
   for (const t of timeSeriesTables(3, 3)) await ensurePartitions(sql, t);
-  if (process.env.XDROP) await sql.unsafe(process.env.XDROP);
 
   log(`enrolling ${AGENTS} agents`);
   const agents: SimAgent[] = [];
