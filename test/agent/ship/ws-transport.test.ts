@@ -2,24 +2,30 @@ import { describe, expect, test } from "bun:test";
 import { connectWsTransport, proxyFor } from "../../../agent/ship/ws-transport.ts";
 import { pinnedTls } from "../../../agent/ship/pin.ts";
 import { createSelfSigned } from "../../../src/tls/self-signed.ts";
+import type { ServerWebSocket } from "bun";
 
-test("commands and unknown message kinds pushed mid-send do not disturb the ack of that send", async () => {
-  const cert = createSelfSigned(["127.0.0.1"]);
-  const server = Bun.serve({
+const cert = createSelfSigned(["127.0.0.1"]);
+
+/** A scripted stream endpoint (the transport's parsing alone; shipper.test.ts runs the real server): challenge "abc", then `message`. */
+function scriptedStream(message: (ws: ServerWebSocket<undefined>, bytes: Uint8Array) => void) {
+  return Bun.serve({
     hostname: "127.0.0.1", port: 0, tls: { cert: cert.certPem, key: cert.keyPem },
     fetch: (req, srv) => (srv.upgrade(req, { data: undefined }) ? undefined : new Response("no", { status: 400 })),
     websocket: {
       open(ws) {
         ws.send(JSON.stringify({ type: "challenge", nonce: "abc" }));
       },
-      message(ws, m) {
-        const bytes = m as Uint8Array;
-        if (bytes[0] === 0x48) return void ws.send(JSON.stringify({ type: "welcome", agentId: 1 })); // "H"ello
-        ws.send(JSON.stringify({ type: "command", command: "collect-inventory", id: 7 }));
-        ws.send(JSON.stringify({ type: "something-new", x: 1 }));
-        ws.send(JSON.stringify({ type: "ack", acks: [{ batch: 5, seq: 9, status: "ok" }], rejects: [] }));
-      },
+      message: (ws, m) => message(ws, m as Uint8Array),
     },
+  });
+}
+
+test("commands and unknown message kinds pushed mid-send do not disturb the ack of that send", async () => {
+  const server = scriptedStream((ws, bytes) => {
+    if (bytes[0] === 0x48) return void ws.send(JSON.stringify({ type: "welcome", agentId: 1 })); // "H"ello
+    ws.send(JSON.stringify({ type: "command", command: "collect-inventory", id: 7 }));
+    ws.send(JSON.stringify({ type: "something-new", x: 1 }));
+    ws.send(JSON.stringify({ type: "ack", acks: [{ batch: 5, seq: 9, status: "ok" }], rejects: [] }));
   });
   try {
     const commands: unknown[] = [];
@@ -47,21 +53,9 @@ test("HTTPS_PROXY applies unless NO_PROXY names the host", () => {
 });
 
 describe("the welcome's session", () => {
-  const cert = createSelfSigned(["127.0.0.1"]);
   /** A stream endpoint whose welcome carries `session` (left out when undefined). */
   async function welcomeWith(session: unknown) {
-    const server = Bun.serve({
-      hostname: "127.0.0.1", port: 0, tls: { cert: cert.certPem, key: cert.keyPem },
-      fetch: (req, srv) => (srv.upgrade(req, { data: undefined }) ? undefined : new Response("no", { status: 400 })),
-      websocket: {
-        open(ws) {
-          ws.send(JSON.stringify({ type: "challenge", nonce: "abc" }));
-        },
-        message(ws) {
-          ws.send(JSON.stringify(session === undefined ? { type: "welcome", agentId: 1 } : { type: "welcome", agentId: 1, session }));
-        },
-      },
-    });
+    const server = scriptedStream((ws) => ws.send(JSON.stringify(session === undefined ? { type: "welcome", agentId: 1 } : { type: "welcome", agentId: 1, session })));
     try {
       const t = await connectWsTransport({
         baseUrl: `https://127.0.0.1:${server.port}`, tls: pinnedTls(cert.certPem, cert.fingerprint), timeoutMs: 3000,
