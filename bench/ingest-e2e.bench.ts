@@ -41,7 +41,7 @@ const CONNECTIONS = Number(arg("connections", "64"));
 const PER_REQUEST = Number(arg("frames-per-request", "4"));
 const TRANSPORTS = arg("transport", "h2,wss,h3").split(",") as Array<"h1" | "h2" | "h3" | "wss">;
 const LOG_LINES = Number(arg("log-lines", quick ? "100000" : "1000000"));
-const WRITERS = Number(arg("writers", "2"));
+const WRITERS = Number(arg("writers", "3")); // the server's default (SERVERMIND_WRITERS)
 const ROUNDS = Number(arg("rounds", quick ? "1" : "3"));
 const AUTH = arg("auth", "session") as "session" | "signature";
 if (AUTH !== "session" && AUTH !== "signature") throw new Error(`--auth ${AUTH}: use session or signature`);

@@ -90,7 +90,7 @@ export function loadConfig(env: Env = process.env): Config {
     batchMaxRows: envInt(env, "SERVERMIND_BATCH_MAX_ROWS", 20_000, 1, 10_000_000),
     batchMaxAgeMs: envInt(env, "SERVERMIND_BATCH_MAX_AGE_MS", 50, 1, 60_000),
     maxPendingBytes: envInt(env, "SERVERMIND_MAX_PENDING_BYTES", 256 * 2 ** 20, 2 ** 20, 16 * 2 ** 30),
-    writers: envInt(env, "SERVERMIND_WRITERS", 2, 1, 64),
+    writers: envInt(env, "SERVERMIND_WRITERS", 3, 1, 64),
     maxRequestBytes: envInt(env, "SERVERMIND_MAX_REQUEST_BYTES", 16 * 2 ** 20, 1024, 2 ** 30),
     retentionMetricsDays: envInt(env, "SERVERMIND_RETENTION_METRICS_DAYS", 30, 1, 36500),
     retentionLogsDays: envInt(env, "SERVERMIND_RETENTION_LOGS_DAYS", 14, 1, 36500),

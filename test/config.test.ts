@@ -3,7 +3,7 @@ import { loadConfig } from "../src/config.ts";
 
 test("defaults: port 8443 on all addresses, embedded database under ./data, HTTP/3 on", () => {
   const c = loadConfig({});
-  expect(c).toMatchObject({ port: 8443, host: "0.0.0.0", databaseUrl: "", http3: true, writers: 2 });
+  expect(c).toMatchObject({ port: 8443, host: "0.0.0.0", databaseUrl: "", http3: true, writers: 3 });
   expect(c.dataDir.endsWith("/data")).toBe(true);
 });
 
