@@ -1,14 +1,15 @@
 /**
  * Frame decode alone on one core (npm run bench:decode [-- --quick]): frames/s, samples/s and
  * MB/s of splitFrames + decodeFrameBody (LZ4 block + msgpack + validation), with and without
- * the Ed25519 check, next to plain msgpackr unpack of the same (uncompressed) bodies.
+ * the Ed25519 check, and sealed with a session (HMAC-SHA256, docs/protocol.md 3.5), next to
+ * plain msgpackr unpack of the same (uncompressed) bodies.
  * Also sizes and decode speed of the alternative body encodings we rejected, to justify the
  * packed float64 layout: one msgpack map per sample, and per-series arrays of numbers.
  */
 import { generateKeyPairSync } from "node:crypto";
 import { Packr, unpack } from "msgpackr";
 import { encodeFrame, packLogs, packMetrics } from "../src/ingest/frame/encode.ts";
-import { decodeFrameBody, splitFrames, verifyFrame, type Inflate } from "../src/ingest/frame/decode.ts";
+import { decodeFrameBody, splitFrames, verifyFrame, verifySealedFrame, type Inflate } from "../src/ingest/frame/decode.ts";
 import { loadNativeLz4 } from "../src/ingest/lz4-native.ts";
 import { FrameKind } from "../src/ingest/frame/frame.ts";
 import { lz4Compress, lz4Decompress } from "../src/ingest/frame/lz4.ts";
@@ -44,6 +45,8 @@ const ts = Float64Array.from({ length: 10 }, (_, i) => now + i * 10_000);
 const values = Float64Array.from({ length: 1000 }, (_, i) => (i % 3 === 0 ? Math.round(Math.random() * 10000) / 100 : i % 3 === 1 ? 1e9 + i * 4096 : 0));
 const metricsBody = packMetrics({ ts, names, values });
 const metricsFrame = encodeFrame({ kind: FrameKind.Metrics, agentId: 1, seq: 1, batchId: 1, createdMs: now, items: 1000 }, metricsBody, privateKey);
+const session = { id: 1, key: new Uint8Array(32).fill(5) };
+const sealedFrame = encodeFrame({ kind: FrameKind.Metrics, agentId: 1, seq: 1, batchId: 1, createdMs: now, items: 1000 }, metricsBody, session);
 const lines = Array.from({ length: 200 }, (_, i) => `sshd[${4000 + i}]: Accepted publickey for deploy from 10.1.2.${i % 250} port ${50000 + i} ssh2: ED25519 SHA256:abc`);
 const logsBody = packLogs({ ts: Float64Array.from(lines, (_, i) => now + i), severity: new Uint8Array(200).fill(6), sources: ["sshd"], sourceIndex: new Uint16Array(200), messages: lines });
 const logsFrame = encodeFrame({ kind: FrameKind.Logs, agentId: 1, seq: 2, batchId: 2, createdMs: now, items: 200 }, logsBody, privateKey);
@@ -58,12 +61,19 @@ function decodeVerified(frame: Uint8Array) {
   decodeFrameBody(e.header, e.body);
 }
 
+function decodeSealed(frame: Uint8Array) {
+  const e = splitFrames(frame)[0]!.frame!;
+  if (!verifySealedFrame(e, session.key)) throw new Error("session tag");
+  decodeFrameBody(e.header, e.body);
+}
+
 // Rejected alternatives, same samples
 const perSample = packr.pack(names.flatMap((n, s) => Array.from(ts, (t, j) => ({ name: n, t, v: values[s * 10 + j] }))));
 const perSeries = packr.pack({ t: Array.from(ts), s: names.map((n, s) => ({ n, v: Array.from(values.subarray(s * 10, s * 10 + 10)) })) });
 
 const mFrames = rate(() => decodeOnly(metricsFrame));
 const mFramesSig = rate(() => decodeVerified(metricsFrame));
+const mFramesSealed = rate(() => decodeSealed(sealedFrame));
 const mPlain = rate(() => unpack(metricsBody));
 const lFrames = rate(() => decodeOnly(logsFrame));
 const lPlain = rate(() => unpack(logsBody));
@@ -89,6 +99,7 @@ console.log(JSON.stringify({
     samples_per_s: Math.round(mFrames * 1000),
     wire_mb_per_s: round((mFrames * metricsFrame.length) / 1e6, 1),
     frames_per_s_with_signature: Math.round(mFramesSig),
+    frames_per_s_sealed_with_session: Math.round(mFramesSealed),
     plain_msgpackr_unpack_per_s: Math.round(mPlain),
     ratio_to_plain_unpack: round(mFrames / mPlain, 2),
     lz4_decompress_mb_per_s: round((lz4Rate * metricsBody.length) / 1e6, 1),
