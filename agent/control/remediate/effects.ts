@@ -15,7 +15,7 @@
  * root is "/" (createHostServices); any other root gets createDetachedServices, which skips every
  * effect and says so, so tests on prepared roots never reach the host's services.
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { Control } from "../../monitor/cis/controls.ts";
 import type { RootFs } from "../../monitor/cis/root-fs.ts";
 
@@ -87,6 +87,7 @@ function run(argv: string[]): Outcome {
 }
 
 const SSHD = ["/usr/sbin/sshd", "/usr/bin/sshd"];
+const PRIVSEP_DIR = "/run/sshd";
 const UNIT_DIRS = ["/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
 
 /** The running system ("/"): sshd -t, systemctl (or SIGHUP without systemd), /proc/sys. */
@@ -95,7 +96,22 @@ export function createHostServices(): HostServices {
     live: true,
     validateSshd() {
       const bin = SSHD.find((b) => existsSync(b));
-      return bin ? run([bin, "-t"]) : { status: "skipped", output: "sshd is not installed" };
+      if (!bin) return { status: "skipped", output: "sshd is not installed" };
+      // `sshd -t` refuses to run without its privilege separation directory, whatever the
+      // configuration says; ssh.service creates it at start (RuntimeDirectory=sshd), so on a host
+      // where sshd is not running yet it is missing. Made here as the unit would make it, so that
+      // a missing directory is never taken for a rejected configuration.
+      let made = "";
+      if (!existsSync(PRIVSEP_DIR)) {
+        try {
+          mkdirSync(PRIVSEP_DIR, { mode: 0o755 });
+          made = ` (created ${PRIVSEP_DIR}, as ssh.service does)`;
+        } catch (e) {
+          return { status: "failed", output: `sshd -t needs ${PRIVSEP_DIR}, which could not be created: ${(e as NodeJS.ErrnoException).code ?? e}` };
+        }
+      }
+      const r = run([bin, "-t"]);
+      return { ...r, output: r.output + made };
     },
     reloadSshd() {
       if (existsSync("/run/systemd/system")) {
