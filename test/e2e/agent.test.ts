@@ -285,6 +285,10 @@ describe("compiled agent against the real server", () => {
     expect(st.spool.frames).toBeGreaterThanOrEqual(0);
     expect(Date.parse(st.lastAck)).toBeGreaterThan(Date.now() - 30_000);
     expect(st.processes.map((x: { name: string }) => x.name).sort()).toEqual(["collector", "control", "monitor", "platform"]);
+    // the compiled agent seals its frames with a session (docs/protocol.md 3.5), and says so in its heartbeats
+    expect(st.session).toBe("open");
+    expect(st.sealedFrames).toBeGreaterThan(0);
+    await until("a heartbeat reporting the session", async () => ((await server.db.sql`select status->>'session' as s from agents where id = ${agentId}`)[0]?.s === "open" ? true : undefined), 15_000);
     expect(agent.output()).not.toMatch(/smt_/); // the token never appears in the agent's output
   });
 
