@@ -5,6 +5,7 @@
  * violations with who acknowledged or resolved them, export). Parameterized SQL only.
  */
 import type { Sql } from "postgres";
+import { inScope } from "../store/postgres/queries-console.ts";
 
 export type Verdict = "pass" | "fail" | "notapplicable" | "error";
 
@@ -103,8 +104,6 @@ export interface ControlPassRate {
 
 /** Hosts a console role may see: null = every host, else those carrying one of the tags. */
 export type ScopeTags = string[] | null;
-
-const inScope = (sql: Sql, scopeTags: ScopeTags | undefined) => (scopeTags ? sql`and a.tags && ${scopeTags}::text[]` : sql``);
 
 export async function controlPassRates(sql: Sql, scopeTags: ScopeTags = null): Promise<ControlPassRate[]> {
   const rows = await sql`

@@ -4,6 +4,7 @@
  * on its own, and `loadScoreInputs` gathers the inputs from PostgreSQL.
  */
 import type { Sql } from "postgres";
+import { inScope } from "../store/postgres/queries-console.ts";
 
 export const WEIGHTS = { config: 30, integrity: 15, patches: 15, network: 15, authentication: 15, agent: 10 } as const;
 export type Category = keyof typeof WEIGHTS;
@@ -156,7 +157,7 @@ export async function latestScores(sql: Sql, scopeTags: string[] | null = null):
   return sql<LatestScore[]>`
     select a.id::int as agent_id, a.hostname, s.ts, s.score, s.breakdown
     from agents a left join lateral (select ts, score, breakdown from security_scores where agent_id = a.id order by ts desc limit 1) s on true
-    where a.revoked_at is null ${scopeTags ? sql`and a.tags && ${scopeTags}::text[]` : sql``}
+    where a.revoked_at is null ${inScope(sql, scopeTags)}
     order by s.score asc nulls last, a.hostname limit 5000`;
 }
 

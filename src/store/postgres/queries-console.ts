@@ -50,10 +50,15 @@ function like(s: string): string {
   return `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
+/** `and a.tags && <scope>` for a query over `agents a`; nothing when every host is in scope (null). */
+export function inScope(sql: Sql, scopeTags: string[] | null | undefined) {
+  return scopeTags ? sql`and a.tags && ${scopeTags}::text[]` : sql``;
+}
+
 function fleetWhere(sql: Sql, q: Pick<FleetQuery, "search" | "scopeTags">) {
   return sql`where true
     ${q.search ? sql`and (a.hostname ilike ${like(q.search)} or ${q.search} = any(a.tags) or a.os ilike ${like(q.search)})` : sql``}
-    ${q.scopeTags === null ? sql`` : sql`and a.tags && ${q.scopeTags}::text[]`}`;
+    ${inScope(sql, q.scopeTags)}`;
 }
 
 export async function fleetOverview(sql: Sql, q: FleetQuery): Promise<FleetRow[]> {
@@ -121,8 +126,7 @@ export async function agentDetail(sql: Sql, id: number, scopeTags: string[] | nu
   const [a] = await sql<AgentDetail[]>`
     select id, hostname, os, arch, agent_version, tags, enrolled_at, revoked_at, last_seen, transport, status,
       coalesce(revoked_at is null and last_seen > now() - make_interval(secs => ${ONLINE_WINDOW_S}), false) as online
-    from agents where id = ${id}
-      ${scopeTags === null ? sql`` : sql`and tags && ${scopeTags}::text[]`}`;
+    from agents a where id = ${id} ${inScope(sql, scopeTags)}`;
   return a ? { ...a, id: Number(a.id) } : undefined;
 }
 
