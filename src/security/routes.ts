@@ -55,6 +55,9 @@ export interface SecurityRoute {
 const json = (v: unknown, status = 200) => new Response(JSON.stringify(v), { status, headers: { "content-type": "application/json" } });
 const html = (s: { toString(): string }, headers: Record<string, string> = {}) => new Response(String(s), { headers: { "content-type": "text/html; charset=utf-8", ...headers } });
 const fail = (status: number, code: string, message: string) => json({ error: { code, message } }, status);
+/** A remediation or rollback outcome replaces the whole result area, whichever form posted it. */
+const remediationHtml = (deps: SecurityDeps, model: object) =>
+  html(deps.views.render("partials/security-remediation", model), { "hx-retarget": "#remediation-result", "hx-reswap": "outerHTML" });
 
 /** A millisecond timestamp from the query string, or the default when absent or not a number. */
 function msParam(q: URLSearchParams, name: string, def: number): number {
@@ -236,7 +239,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
       if (!req.htmx) return json({ command: cmd.id, result }, (result as any)?.ok ? 200 : 502);
       const model = remediationModel(result, { agentId: id, hostname: (await hostname(deps, id)) ?? undefined, controls, csrf: req.csrf, canApply: true });
       // the confirmation form posts into its own .form-result; the outcome replaces the whole result
-      return html(deps.views.render("partials/security-remediation", model), { "hx-retarget": "#remediation-result", "hx-reswap": "outerHTML" });
+      return remediationHtml(deps, model);
     },
   },
   {
@@ -253,7 +256,7 @@ export const SECURITY_ROUTES: SecurityRoute[] = [
       if (!known.length) return fail(404, "not_found", "no remediation with that snapshot on this host");
       const { cmd, result } = await issue(req, deps, id, "cis.rollback", { snapshot });
       if (!req.htmx) return json({ command: cmd.id, result }, (result as any)?.ok ? 200 : 502);
-      return html(deps.views.render("partials/security-remediation", remediationModel(result, { agentId: id })), { "hx-retarget": "#remediation-result", "hx-reswap": "outerHTML" });
+      return remediationHtml(deps, remediationModel(result, { agentId: id }));
     },
   },
   {

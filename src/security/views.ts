@@ -23,6 +23,9 @@ export const isoSecond = (d: unknown) => (d ? new Date(d as string).toISOString(
 /** ok from 80, warn from 50, crit below: the badge colours of the console. */
 export const scoreLevel = (n: number | null | undefined) => (n === null || n === undefined ? "none" : n >= 80 ? "ok" : n >= 50 ? "warn" : "crit");
 
+/** An event or violation severity (0-10) as a badge colour: crit from 7, warn from 4, else info. */
+export const severityLevel = (severity: unknown) => (Number(severity) >= 7 ? "crit" : Number(severity) >= 4 ? "warn" : "info");
+
 export function categoriesModel(s: SecurityScore | null) {
   return Object.entries(s?.categories ?? {}).map(([name, c]) => ({
     name, score: c.score === null ? "?" : c.score, known: c.score !== null, weight: c.weight, detail: c.detail, level: scoreLevel(c.score),
@@ -37,7 +40,7 @@ export function violationModel(v: any, ctx: { canAck: boolean; csrf?: string }) 
   const info = controlInfo(String(v.control_id));
   return {
     id: Number(v.id), agentId: Number(v.agent_id), hostname: v.hostname, control: v.control_id, title: info?.title ?? "",
-    severity: v.severity, sevLevel: Number(v.severity) >= 7 ? "crit" : Number(v.severity) >= 4 ? "warn" : "info", observed: v.observed,
+    severity: v.severity, sevLevel: severityLevel(v.severity), observed: v.observed,
     firstSeen: isoSecond(v.first_seen), lastSeen: isoSecond(v.last_seen),
     acknowledged: !!v.acknowledged_at, ackAt: isoSecond(v.acknowledged_at), ackBy: v.acknowledged_by ?? "", ackNote: v.ack_note ?? "",
     resolved: !!v.resolved_at, resolvedAt: isoSecond(v.resolved_at), resolvedBy: v.resolved_by ?? "",
@@ -59,7 +62,7 @@ export function incidentsModel(agentId: number, incidents: Incident[]) {
     agentId,
     incidents: incidents.map((i) => ({
       title: i.title, from: isoSecond(i.startMs), to: isoSecond(i.endMs), severity: i.severity,
-      level: i.severity >= 7 ? "crit" : i.severity >= 4 ? "warn" : "info", kinds: i.kinds.join(", "),
+      level: severityLevel(i.severity), kinds: i.kinds.join(", "),
       steps: i.timeline.map((s) => ({ ts: isoSecond(s.ts), kind: s.kind, summary: s.summary, severity: s.severity })),
     })),
   };
@@ -130,7 +133,7 @@ export function fimEventsModel(rows: FimEventRow[]) {
     const fact = (f: any) => (f ? [f.type, f.mode, `${f.uid}:${f.gid}`, `${f.size} B`, f.sha256 ? `sha256 ${String(f.sha256).slice(0, 16)}…` : "", f.target ? `→ ${f.target}` : ""].filter(Boolean).join(" · ") : "(none)");
     return {
       ts: isoSecond(e.ts), type: e.type.replace(/^fim\./, ""), severity: e.severity,
-      level: e.severity >= 7 ? "crit" : e.severity >= 4 ? "warn" : "info",
+      level: severityLevel(e.severity),
       path: e.path ?? e.data?.to ?? "", from: e.data?.from ?? "",
       changes: Array.isArray(e.data?.changes) ? e.data!.changes.join(", ") : "",
       detectedBy: e.data?.detectedBy ?? "",
