@@ -59,11 +59,13 @@ export function securityPageRoutes(s: ConsoleServices, pages: Pages): ConsoleRou
         const seeAuto = can(req, "compliance.policies.view") || can(req, "compliance.policies.edit");
         return pages.page(req, "pages/security", "Security", {
           ...v,
-          hosts: hosts.map((h) => ({
-            agentId: h.agent_id, hostname: h.hostname, scored: h.score !== null, score: h.score ?? "–", level: scoreLevel(h.score),
-            at: isoSecond(h.ts), categories: categoriesModel(h.breakdown),
-            hover: categoriesModel(h.breakdown).map((c) => `${c.name} ${c.score}`).join(" · "),
-          })),
+          hosts: hosts.map((h) => {
+            const categories = categoriesModel(h.breakdown);
+            return {
+              agentId: h.agent_id, hostname: h.hostname, scored: h.score !== null, score: h.score ?? "–", level: scoreLevel(h.score),
+              at: isoSecond(h.ts), categories, hover: categories.map((c) => `${c.name} ${c.score}`).join(" · "),
+            };
+          }),
           controls: passRateModel(await controlPassRates(sql, scope)),
           canExport: can(req, "compliance.reports.export"),
           seeAuto,
@@ -78,13 +80,14 @@ export function securityPageRoutes(s: ConsoleServices, pages: Pages): ConsoleRou
         const control = (req.query.get("control") ?? "").trim();
         const hostGroup = (req.query.get("hostGroup") ?? "").trim();
         const enabled = req.query.get("enabled") === "true";
+        const info = controlInfo(control);
         const problems: string[] = [];
-        if (!controlInfo(control)) problems.push(`${control ? `"${control.slice(0, 128)}"` : "An empty id"} is not a known control.`);
-        else if (!controlInfo(control)!.automatic) problems.push(`${control} cannot be fixed automatically (its remediation is manual).`);
+        if (!info) problems.push(`${control ? `"${control.slice(0, 128)}"` : "An empty id"} is not a known control.`);
+        else if (!info.automatic) problems.push(`${control} cannot be fixed automatically (its remediation is manual).`);
         if (hostGroup !== "*" && !TAG_RE.test(hostGroup)) problems.push("Host group is * (every host) or a host tag such as group:web or env=prod.");
         if (problems.length) return pages.formErrors(req, problems);
         return pages.partial("partials/security-auto-remediation-confirm", {
-          control, title: controlInfo(control)!.title, hostGroup, enabled: String(enabled), on: enabled,
+          control, title: info!.title, hostGroup, enabled: String(enabled), on: enabled,
           phrase: `auto-remediate ${control}`, csrf: req.csrf,
         });
       },
