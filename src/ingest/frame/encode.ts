@@ -133,8 +133,7 @@ export function encodeFrame(f: FrameFields, body: Uint8Array, auth: FrameAuth): 
   dv.setUint32(48, wire.length, true);
   dv.setUint32(52, body.length, true);
   dv.setUint32(56, f.items, true);
-  dv.setUint32(60, 0, true);
-  out.set(wire, HEADER_SIZE);
+  out.set(wire, HEADER_SIZE); // bytes 60-63 (session id) and the trailer: sealFrame
   return sealFrame(out, auth);
 }
 
