@@ -7,7 +7,7 @@ import { Unpackr } from "msgpackr";
 import { verify, type KeyObject } from "node:crypto";
 import { lz4Decompress, Lz4Error } from "./lz4.ts";
 import {
-  DEFAULT_LIMITS, FLAG_LZ4, FLAG_SESSION, FrameError, FrameKind, HEADER_SIZE, KIND_NAMES, KNOWN_FLAGS, MAGIC, SIGNATURE_SIZE, VERSION,
+  DEFAULT_LIMITS, FLAG_LZ4, FLAG_SESSION, FrameError, sessionTag, FrameKind, HEADER_SIZE, KIND_NAMES, KNOWN_FLAGS, MAGIC, SIGNATURE_SIZE, VERSION,
   type FrameBody, type FrameHeader, type FrameLimits, type LogsBody, type MetricsBody, type SecurityEvent,
 } from "./frame.ts";
 
@@ -132,7 +132,7 @@ export function verifyFrame(f: RawFrame, key: KeyObject): boolean {
  */
 export function verifySealedFrame(f: RawFrame, sessionKey: Uint8Array): boolean {
   if (!(f.header.flags & FLAG_SESSION)) return false;
-  const tag = new Bun.CryptoHasher("sha256", sessionKey).update(f.signed).digest() as Uint8Array;
+  const tag = sessionTag(sessionKey, f.signed);
   const got = f.signature;
   let diff = 0;
   for (let i = 0; i < tag.length; i++) diff |= tag[i]! ^ got[i]!;

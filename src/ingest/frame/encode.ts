@@ -5,7 +5,7 @@ import { Packr } from "msgpackr/pack";
 import { sign, type KeyObject } from "node:crypto";
 import { lz4Compress } from "./lz4.ts";
 import {
-  FLAG_LZ4, FLAG_SESSION, FrameKind, HEADER_SIZE, MAGIC, SIGNATURE_SIZE, VERSION,
+  FLAG_LZ4, FLAG_SESSION, FrameKind, sessionTag, HEADER_SIZE, MAGIC, SIGNATURE_SIZE, VERSION,
   type HeartbeatBody, type SessionAuth, type HelloBody, type InventoryBody, type LogsBody, type MetricsBody, type SecurityBody,
 } from "./frame.ts";
 
@@ -97,7 +97,7 @@ export function sealFrame(out: Uint8Array, auth: FrameAuth): Uint8Array {
     if (!Number.isInteger(auth.id) || auth.id < 1 || auth.id > 0xffffffff) throw new Error(`session id ${auth.id} is not a non-zero u32`);
     dv.setUint16(6, flags | FLAG_SESSION, true);
     dv.setUint32(60, auth.id, true);
-    const tag = new Bun.CryptoHasher("sha256", auth.key).update(out.subarray(0, end)).digest() as Uint8Array;
+    const tag = sessionTag(auth.key, out.subarray(0, end));
     out.set(tag, end);
     out.fill(0, end + tag.length);
   } else {

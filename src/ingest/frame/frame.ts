@@ -30,7 +30,11 @@ export const FLAG_LZ4 = 1;
 /** The trailer is an HMAC under a session key (docs/protocol.md 2.1), not an Ed25519 signature. */
 export const FLAG_SESSION = 2;
 export const KNOWN_FLAGS = FLAG_LZ4 | FLAG_SESSION;
-export const SESSION_TAG_SIZE = 32;
+
+/** The tag of a sealed frame: HMAC-SHA256 of its header and wire body under the session key. */
+export function sessionTag(key: Uint8Array, signed: Uint8Array): Uint8Array {
+  return new Bun.CryptoHasher("sha256", key).update(signed).digest() as Uint8Array;
+}
 
 /** A session opened by a signed hello: frames sealed with it skip the per-frame Ed25519 check. */
 export interface SessionAuth {
