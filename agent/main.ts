@@ -14,10 +14,10 @@ import { commandKeyPaths } from "./identity/command-key.ts";
 import { IdentityError } from "./identity/error.ts";
 import { ensureUsers, prepareLayout, readGroupsOf, USERS } from "./supervisor/layout.ts";
 import { CAP_DAC_READ_SEARCH, dropPrivileges, readOnlyLaunch, verifyDropped } from "./supervisor/privileges.ts";
+import { createSupervisor, type ProcessState } from "./supervisor/supervisor.ts";
 
 /** Set by the supervisor for a process it started already dropped (setpriv). */
 const LAUNCHED_DROPPED = "SERVERMIND_AGENT_LAUNCHED_DROPPED";
-import { createSupervisor, type ProcessState } from "./supervisor/supervisor.ts";
 
 type Role = (typeof ROLES)[number];
 /** Each process loads only its own code (dynamic imports), which keeps every process smaller. */
