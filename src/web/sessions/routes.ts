@@ -5,7 +5,7 @@ import type { ConsoleServices } from "../deps.ts";
 import { done, type Pages } from "../respond.ts";
 import { listSessions, revokeSession } from "../../auth/session.ts";
 import { auditRequest } from "../audit-request.ts";
-import { rolesOfUsers } from "../../auth/roles.ts";
+import { rolesOfUsers, type Role } from "../../auth/roles.ts";
 import { combineHoldings, coversGrants, roleHolding } from "../../auth/boundaries.ts";
 import { ago, isoMinute } from "../format.ts";
 
@@ -22,8 +22,8 @@ export function sessionRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
         // another user's session is revocable only by someone who may act on that user
         // (src/auth/boundaries.ts; the revoke route, /users/:id/sessions/:sid/revoke, checks it)
         const others = [...new Set(rows.filter((r) => r.user_id !== mine).map((r) => r.user_id))];
-        const rolesBy = all && can(req, "sessions.revoke") ? await rolesOfUsers(sql, others) : new Map();
-        const reachable = new Set(others.filter((id) => coversGrants(req.grants!, combineHoldings((rolesBy.get(id) ?? []).map(roleHolding)))));
+        const rolesBy = all && can(req, "sessions.revoke") ? await rolesOfUsers(sql, others) : new Map<number, Role[]>();
+        const reachable = new Set([...rolesBy].filter(([, roles]) => coversGrants(req.grants!, combineHoldings(roles.map(roleHolding)))).map(([id]) => id));
         return pages.page(req, "pages/sessions", "Sessions", {
           all,
           policy,
