@@ -12,8 +12,8 @@ import { auditRequest } from "./audit-request.ts";
 export type BoundaryReason = "target_holds_more" | "grant_exceeds_actor";
 
 /**
- * `subject` completes the sentence: "You cannot <action>: <subject> holds ... that you do not".
- * For grants, `subject` names what is granted ("the role ops").
+ * The message reads "You cannot <action>: <subject> holds <excess>, which you do not hold." or,
+ * for grants, "... <subject> would grant <excess> ..." (`subject` then names the roles given).
  */
 export async function refuseBeyond(
   sql: Sql, pages: Pages, req: ConsoleRequest,
@@ -29,7 +29,7 @@ export async function refuseBeyond(
   return pages.formErrors(req, [message], 403);
 }
 
-/** The two checks every route that acts on a user or grants a role makes; each returns the refusal or null. */
+/** The checks every route that acts on a user or a role, or grants a role, makes; each returns the refusal or null. */
 export function boundaryChecks(sql: Sql, pages: Pages) {
   return {
     /** The actor must cover everything `user` holds now. */

@@ -64,13 +64,14 @@ export function roleRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
       async handler(req) {
         const r = await getRole(sql, roleId(req));
         if (!r) return pages.notFound(req, `Role ${req.params.id}`);
-        // a role holding more than the viewer, or held by someone who does, is shown read-only
+        // a role holding more than the viewer is shown read-only (edits also check its holders)
         const excess = excessOf(req.grants!, roleHolding(r));
         const within = isEmptyExcess(excess);
         const editable = !r.builtin && can(req, "roles.edit") && within;
         return pages.page(req, "pages/role-edit", r.name, {
           r, editable,
-          beyond: within || r.builtin ? "" : `This role holds ${describeExcess(excess)}, which you do not hold, so you cannot change it.`, groups: groupsFor(new Set(r.permissions), !editable), tags: r.scope_tags.join(", "), count: r.permissions.length,
+          beyond: within || r.builtin ? "" : `This role holds ${describeExcess(excess)}, which you do not hold, so you cannot change it.`,
+          groups: groupsFor(new Set(r.permissions), !editable), tags: r.scope_tags.join(", "), count: r.permissions.length,
           phrase: r.name,
           deleteForm: !r.builtin && can(req, "roles.delete") && coversGrants(req.grants!, roleHolding(r))
             ? dangerForm(pages, { id: "delete-role", action: `/roles/${r.id}/delete`, phrase: r.name, button: "Delete role", csrf: req.csrf, description: "Users holding this role lose its permissions at their next request." })
