@@ -44,7 +44,7 @@ function jsonFits(v: unknown, depth: number): boolean {
     case "string":
       return textFits(v);
     case "number":
-      return Number.isFinite(v);
+      return Number.isFinite(v); // -0 counts as 0, as in JSON and in msgpackr's encoder
     case "boolean":
       return true;
     case "object": {
