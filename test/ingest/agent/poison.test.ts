@@ -6,7 +6,8 @@
  * or refused with their specific code; no connection may stay in an aborted transaction, and
  * the next batch must still commit. (Before the fix, the NUL wedged every store writer.)
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+setDefaultTimeout(60_000);
 import { Unpackr } from "msgpackr";
 import { startTestServer, type TestServer } from "../../support/server.ts";
 import { enroll, logsFrame, metricsFrame, post, type SimAgent } from "../../support/sim-agent.ts";

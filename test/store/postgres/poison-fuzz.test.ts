@@ -10,7 +10,8 @@
  * with data PostgreSQL refuses must be rejected alone as `store_rejected`, and no connection may
  * be left in a transaction afterwards.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+setDefaultTimeout(60_000);
 import { readFileSync } from "node:fs";
 import { Unpackr } from "msgpackr";
 import { fuzzSeed, rng } from "../../support/rng.ts";
