@@ -6,6 +6,8 @@
  * heavy load gets large transactions, with no tuning. At most `writers` batches are written at once; finished batches wait their turn in a
  * queue whose size is bounded by `maxPendingBytes` together with the open batch: the gate asks
  * `hasRoom()` before it admits a request, so memory stays bounded and nothing is dropped.
+ * A batch the store refuses for its data (`isRefusal`) is split until only the frames at fault
+ * are rejected (`store_rejected`), so one agent's bad frame never costs the others theirs.
  */
 import { FrameError } from "../ingest/frame/frame.ts";
 import { Batch, type FrameStatus, type PendingFrame } from "./batch.ts";
@@ -139,8 +141,9 @@ export class Batcher {
         b.accept(statuses);
         return;
       } catch (err) {
-        this.o.onError?.(err, attempt);
+        // a refusal is no store trouble: onRefused tells of the frames found at fault
         if (this.o.isRefusal?.(err)) return this.split(b, err);
+        this.o.onError?.(err, attempt);
         if (attempt >= attempts) {
           b.reject(new Error(`store write failed after ${attempts} attempts: ${err instanceof Error ? err.message : err}`));
           return;

@@ -141,6 +141,7 @@ describe("Batcher", () => {
     const guilty = new Set([3, 11]);
     const writes: number[] = [];
     const refused: number[] = [];
+    let storeErrors = 0;
     const write = async (batch: Batch): Promise<FrameStatus[]> => {
       writes.push(batch.frames.length);
       if (batch.frames.some((f) => guilty.has(f.agentId))) throw Object.assign(new Error("invalid byte sequence"), { code: "22021" });
@@ -150,12 +151,14 @@ describe("Batcher", () => {
       write, maxRows: 1e9, maxBytes: 1e9, maxAgeMs: 50, maxPendingBytes: 1e9, writers: 1, attempts: 3, clock: c.clock,
       isRefusal: (e) => (e as { code?: string }).code === "22021",
       onRefused: (f) => refused.push(f.agentId),
+      onError: () => storeErrors++, // a refusal is not store trouble
     });
     const ps = Array.from({ length: 16 }, (_, i) => b.push(frame(i, 1)).then((s) => s, (e: FrameError) => e.code));
     c.runDeferred();
     const out = await Promise.all(ps);
     expect(out).toEqual(Array.from({ length: 16 }, (_, i) => (guilty.has(i) ? "store_rejected" : "ok")));
     expect(refused.sort((x, y) => x - y)).toEqual([3, 11]);
+    expect(storeErrors).toBe(0);
     // no retry of a refusal: 1 + 2 + 4 + 4 + 4 writes (halves of 8, 4, 2, 1 around each guilty frame)
     expect(writes.length).toBeLessThanOrEqual(1 + 2 * 2 * Math.log2(16));
     await b.drain();
