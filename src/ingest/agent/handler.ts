@@ -57,6 +57,8 @@ export const REJECT_STATUS: Record<Reject["code"], number> = {
   unknown_session: 401,
   revoked_agent: 403,
   replayed_seq: 409,
+  bad_name: 422,
+  store_rejected: 422,
   store_unavailable: 503,
   busy: 503,
 };
@@ -128,7 +130,7 @@ export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport:
               else if (data.kind === FrameKind.Metrics) metrics.samples.with({})(h.items);
               else if (data.kind === FrameKind.Logs) metrics.logLines.with({})(h.items);
             },
-            (err: Error) => reject("store_unavailable", err.message, h.batchId, h.seq),
+            (err: Error) => reject(err instanceof FrameError && err.code === "store_rejected" ? "store_rejected" : "store_unavailable", err.message, h.batchId, h.seq),
           ),
       );
     } catch (e) {

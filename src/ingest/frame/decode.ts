@@ -170,6 +170,25 @@ function timestamps(ts: Float64Array, field: string): void {
   }
 }
 
+/**
+ * Names (series, log sources, event types, paths) are stored as PostgreSQL text, which cannot
+ * hold U+0000; a name is an identifier, so one that holds it is refused (`bad_name`) rather
+ * than altered. Free text (log messages, event data) is stored whatever it holds (pg-text.ts).
+ */
+function checkName(s: string, field: string): void {
+  if (s.indexOf("\u0000") >= 0 || !s.isWellFormed()) throw new FrameError("bad_name", `${field} holds U+0000 or an unpaired surrogate, which a name may not hold`);
+}
+
+/** Maps (event data, inventory, heartbeats) nest at most this deep; jsonb and its readers recurse. */
+export const MAX_MAP_DEPTH = 64;
+
+function checkDepth(v: unknown, field: string, depth = 0): void {
+  if (v === null || typeof v !== "object") return;
+  if (depth >= MAX_MAP_DEPTH) throw new FrameError("bad_body", `${field} nests deeper than ${MAX_MAP_DEPTH} levels`);
+  if (Array.isArray(v)) for (const x of v) checkDepth(x, field, depth + 1);
+  else if (!(v instanceof Uint8Array)) for (const k in v) checkDepth((v as Record<string, unknown>)[k], field, depth + 1);
+}
+
 function object(v: unknown, what: string): Record<string, unknown> {
   // Plain maps only: msgpackr also yields class instances (extensions, the 0xc1 marker).
   if (v === null || typeof v !== "object" || Object.getPrototypeOf(v) !== Object.prototype) {
@@ -188,6 +207,7 @@ const NAMES_MEMO_MAX = 20_000;
 function seriesNames(joined: string): string[] {
   const hit = namesMemo.get(joined);
   if (hit) return hit;
+  checkName(joined, "metrics.n");
   const names = joined.split("\n");
   if (names.length > 100_000) throw new FrameError("bad_body", `metrics.n lists ${names.length} series, over 100000`);
   for (let i = 0; i < names.length; i++) {
@@ -222,6 +242,7 @@ function decodeLogs(o: Record<string, unknown>, items: number): LogsBody {
   const sev = o.s;
   if (!(sev instanceof Uint8Array) || sev.length !== items) throw new FrameError("bad_body", `logs.s must be ${items} severity bytes`);
   const sources = strings(o.src, "logs.src", 1024);
+  sources.forEach((x, i) => checkName(x, `logs.src[${i}]`));
   const si = o.si;
   if (!(si instanceof Uint8Array) || si.length !== items * 2) throw new FrameError("bad_body", `logs.si must be ${items} u16 source indexes`);
   const dv = new DataView(si.buffer, si.byteOffset, si.byteLength);
@@ -246,7 +267,9 @@ function decodeSecurity(o: Record<string, unknown>, items: number): SecurityEven
     if (typeof type !== "string" || type.length === 0 || type.length > 128) throw new FrameError("bad_body", `security.e[${i}].type must be a short string`);
     if (typeof severity !== "number" || !Number.isInteger(severity) || severity < 0 || severity > 10) throw new FrameError("bad_body", `security.e[${i}].severity must be 0-10`);
     if (path !== undefined && typeof path !== "string") throw new FrameError("bad_body", `security.e[${i}].path must be a string`);
-    if (data !== undefined) object(data, `security.e[${i}].data`);
+    checkName(type, `security.e[${i}].type`);
+    if (path !== undefined) checkName(path as string, `security.e[${i}].path`);
+    if (data !== undefined) checkDepth(object(data, `security.e[${i}].data`), `security.e[${i}].data`);
     return { ts, type, severity, path: path as string | undefined, data: data as Record<string, unknown> | undefined };
   });
 }
@@ -284,8 +307,10 @@ export function decodeFrameBody(h: FrameHeader, wire: Uint8Array, inflate: Infla
     case FrameKind.SecurityEvents:
       return { kind: h.kind, body: { events: decodeSecurity(o, h.items) } };
     case FrameKind.Inventory:
+      checkDepth(o, "inventory");
       return { kind: h.kind, body: o };
     case FrameKind.Heartbeat:
+      checkDepth(o, "heartbeat");
       return { kind: h.kind, body: o };
     case FrameKind.Hello: {
       if (typeof o.nonce !== "string" || typeof o.version !== "string") throw new FrameError("bad_body", "hello needs string nonce and version");

@@ -159,7 +159,11 @@ export type RejectCode =
   | "revoked_agent"
   | "bad_signature"
   | "unknown_session"
-  | "replayed_seq";
+  | "replayed_seq"
+  // a name (series, log source, event type, path) PostgreSQL's text cannot hold: U+0000
+  | "bad_name"
+  // PostgreSQL refused the frame's data after its batch was split (src/batch/batcher.ts)
+  | "store_rejected";
 
 export class FrameError extends Error {
   constructor(
