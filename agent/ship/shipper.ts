@@ -4,7 +4,10 @@
  * One request in flight at a time, oldest batches first. Each transmission gets a fresh
  * sequence number; the batch id is the spool id, so a resend is recognised and stored once.
  * A batch leaves the spool only on an ack ("ok", "dup"), or when the server rejects it as
- * permanently invalid (counted and logged, never silent). Transport failures back off with full
+ * permanently invalid (counted and logged, never silent; docs/protocol.md lists which codes those
+ * are). A request over the server's size limit (413 `too_large`, WebSocket close 1009) is sent
+ * again as smaller requests; a batch over the limit on its own is dropped and logged.
+ * Transport failures back off with full
  * jitter; HTTP/3 failing falls back to WebSocket at once and is probed again after quicProbeMs.
  * While a backlog drains, sending is limited to replayPerSecond frames per second.
  *
