@@ -72,7 +72,8 @@ export function interpretHttpAnswer(name: string, status: number, retryAfter: st
     body = JSON.parse(text);
   } catch {
     if (status === 429 || status === 503) return { acks: [], rejects: [], retryAfterMs: retryAfterMs ?? 5000 };
-    throw new TransportError(`${name}: HTTP ${status} with a body that is not JSON (${text.length} bytes)`);
+    // an early 413 (the server refused the request from its Content-Length) has an empty body
+    throw new TransportError(`${name}: HTTP ${status} with a body that is not JSON (${text.length} bytes)`, false, status === 413);
   }
   if ((status === 429 || status === 503) && !body?.acks) return { acks: [], rejects: [], retryAfterMs: retryAfterMs ?? 5000 };
   if (body?.error && !body?.acks) throw new TransportError(`${name}: HTTP ${status} ${String(body.error.code)}: ${String(body.error.message).slice(0, 300)}`, false, status === 413);

@@ -10,7 +10,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createShipper, type Shipper, type ShipperOptions } from "../../../agent/ship/shipper.ts";
-import { TransportError, type SendResult, type Transport } from "../../../agent/ship/transport.ts";
+import { interpretHttpAnswer, TransportError, type SendResult, type Transport } from "../../../agent/ship/transport.ts";
 import { createSpool } from "../../../agent/spool/spool.ts";
 import { splitFrames } from "../../../src/ingest/frame/decode.ts";
 import { packMetrics } from "../../../src/ingest/frame/encode.ts";
@@ -82,3 +82,18 @@ for (const [name, error] of [
     expect(connects).toBeGreaterThan(1); // the server closes the connection after a 413 / 1009
   });
 }
+
+test("an HTTP 413 is recognised as 'too large' with the server's JSON body and with the empty body of an early refusal", () => {
+  const thrown = (status: number, text: string) => {
+    try {
+      interpretHttpAnswer("h2", status, null, text);
+    } catch (e) {
+      return e as TransportError;
+    }
+    throw new Error("no error");
+  };
+  expect(thrown(413, "").tooLarge).toBe(true);
+  expect(thrown(413, JSON.stringify({ error: { code: "too_large", message: "over" } })).tooLarge).toBe(true);
+  expect(thrown(400, "").tooLarge).toBe(false);
+  expect(thrown(401, JSON.stringify({ error: { code: "bad_token", message: "x" } })).tooLarge).toBe(false);
+});

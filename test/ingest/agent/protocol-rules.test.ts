@@ -198,3 +198,30 @@ describe("revocation is told only to an authenticated sender", () => {
     expect(ghost.msgs.at(-1)).toMatchObject({ type: "error", code: "bad_hello", message: "agent 987654322 is not enrolled" });
   });
 });
+
+describe("request and message limits", () => {
+  test("an HTTP request over ingest.maxRequestBytes: 413, and a body that is not an acks answer", async () => {
+    const r = await fetch(`${s.url}/api/v1/ingest`, { method: "POST", body: new Uint8Array(s.config.maxRequestBytes + 1), tls: { rejectUnauthorized: false } });
+    expect(r.status).toBe(413);
+    // refused from its Content-Length before the body is read: no JSON, and the connection closes
+    expect(await r.text()).toBe("");
+    expect(r.headers.get("connection")).toBe("close");
+  });
+
+  test("a WebSocket message over maxBodyBytes + 1024 bytes closes the stream with 1009; one at the limit is answered", async () => {
+    const limit = Math.min(8 * 2 ** 20, s.config.maxRequestBytes) + 1024;
+    const open = async () => {
+      const b = await enroll(s.url, await s.token(), `rules-ws-limit-${Math.random()}`);
+      const { openStream } = await import("../../support/sim-agent.ts");
+      return openStream(s.url, b);
+    };
+    const st = await open();
+    const atLimit = await st.send(new Uint8Array(limit)); // garbage, but within the limit: answered
+    expect(atLimit.type).toBe("ack");
+    expect(atLimit.rejects[0].code).toBe("bad_magic");
+    st.close();
+    const st2 = await open();
+    void st2.send(new Uint8Array(limit + 1));
+    expect((await st2.closed).code).toBe(1009);
+  });
+});
