@@ -14,7 +14,8 @@ import { publicKeyFromRaw } from "../../../src/ingest/agent/directory.ts";
 import { Unpackr } from "msgpackr";
 import { startTestServer, type TestServer } from "../../support/server.ts";
 import { post, requestSession } from "../../support/sim-agent.ts";
-import { AGENT_ID, AGENT_KEY, AGENT_PUBLIC_HEX, encodeVector, FIXTURES, hexLines, SESSION, T, VECTORS } from "./vectors.ts";
+import { canonicalJson, commandPayload, signCommand, verifyCommand } from "../../../src/ingest/frame/commands.ts";
+import { AGENT_ID, AGENT_KEY, AGENT_PUBLIC_HEX, COMMAND_KEY, COMMAND_VECTOR, encodeVector, FIXTURES, hexLines, SESSION, T, VECTORS } from "./vectors.ts";
 
 const fixture = (file: string) => new Uint8Array(readFileSync(join(FIXTURES, file)));
 const publicKey = publicKeyFromRaw(Buffer.from(AGENT_PUBLIC_HEX, "hex"));
@@ -142,5 +143,34 @@ describe("(c) the real server", () => {
     expect(r.status).toBe(400);
     expect(r.body.error!.code).toBe("bad_hello");
     expect(r.body.error!.message).toMatch(/server's clock/);
+  });
+});
+
+describe("the command vector (docs/protocol.md 8)", () => {
+  const signed = signCommand(COMMAND_VECTOR, COMMAND_KEY);
+  const commandPublic = Buffer.from(createPublicKey(COMMAND_KEY).export({ format: "jwk" }).x!, "base64url").toString("base64");
+
+  test("the document shows its command public key, signing input (text and hex) and signature", () => {
+    const payload = commandPayload(COMMAND_VECTOR);
+    expect(DOC).toContain(commandPublic);
+    expect(DOC).toContain(payload.toString("utf8").split("\n")[1]!);
+    const block = /<!-- command-signing-input -->\s*```[a-z]*\n([\s\S]*?)```/.exec(DOC);
+    expect(block).not.toBeNull();
+    expect(block![1]!.replace(/\s+/g, "")).toBe(payload.toString("hex"));
+    expect(DOC).toContain(signed.sig);
+  });
+
+  test("it verifies with the command public key, and one changed character breaks it", () => {
+    const opts = { publicKey: createPublicKey(COMMAND_KEY), agentId: AGENT_ID, allow: new Set(["cis.remediate"]), now: T + 1000 };
+    expect(verifyCommand(signed, opts).ok).toBe(true);
+    expect(verifyCommand({ ...signed, requestedBy: "user:7 Zoe Ñúñez" }, opts).ok).toBe(false);
+  });
+
+  test("canonical JSON: the documented rules for keys, numbers and strings", () => {
+    expect(canonicalJson({ b: 1, a: [2, { d: null, c: true }], B: "x", é: 0, "10": 1, "9": 2 })).toBe('{"10":1,"9":2,"B":"x","a":[2,{"c":true,"d":null}],"b":1,"é":0}');
+    expect(canonicalJson([1e21, 1e-7, 0.1, -0, 100, 1.5e300, 2 ** 53])).toBe("[1e+21,1e-7,0.1,0,100,1.5e+300,9007199254740992]");
+    expect(canonicalJson('"\\/\u0001\n\u007fé\u2028😀\ud800')).toBe('"\\"\\\\/\\u0001\\n\u007fé\u2028😀\\ud800"');
+    expect(() => canonicalJson({ a: undefined })).toThrow();
+    expect(() => canonicalJson(NaN)).toThrow();
   });
 });

@@ -11,6 +11,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { encodeFrame, packLogs, packMap, packMetrics, packSecurity, type FrameAuth, type FrameFields } from "../../../src/ingest/frame/encode.ts";
 import { FrameKind, type SessionAuth } from "../../../src/ingest/frame/frame.ts";
+import { commandPayload, signCommand, type Command } from "../../../src/ingest/frame/commands.ts";
 
 export const FIXTURES = join(import.meta.dir, "../../fixtures/frames");
 
@@ -113,6 +114,20 @@ export const VECTORS: Vector[] = [
   },
 ];
 
+/** The example server command key: seed = 32 bytes 0x03. */
+export const COMMAND_KEY = keyFromSeed(new Uint8Array(32).fill(3));
+
+/** A signed command (docs/protocol.md 8): non-ASCII in a string, keys given out of order. */
+export const COMMAND_VECTOR: Command = {
+  requestedBy: "user:7 Zoë Ñúñez",
+  v: 1,
+  id: "0b0e9a52-7d7e-4c1a-9f43-2b6f0e1d2a3b",
+  agentId: AGENT_ID,
+  action: "cis.remediate",
+  args: { dryRun: true, controls: ["smx.ssh.root-login"] },
+  issuedMs: T,
+};
+
 export function encodeVector(v: Vector): Uint8Array {
   const auth: FrameAuth = v.auth === "sealed" ? SESSION : AGENT_KEY;
   return encodeFrame(v.fields, v.body(), auth);
@@ -131,4 +146,5 @@ if (import.meta.main && process.argv[2] === "write") {
     writeFileSync(join(FIXTURES, v.file), bytes);
     console.log(`<!-- vector: ${v.file} -->\n\`\`\`\n${hexLines(bytes)}\n\`\`\`\n`);
   }
+  console.log(`signing input:\n${commandPayload(COMMAND_VECTOR).toString("utf8")}\n\nhex:\n${hexLines(commandPayload(COMMAND_VECTOR))}\n\nsig: ${signCommand(COMMAND_VECTOR, COMMAND_KEY).sig}`);
 }
