@@ -107,6 +107,9 @@ function checkHeader(h: FrameHeader, limits: FrameLimits): FrameError | undefine
   if ((h.flags & ~KNOWN_FLAGS) !== 0) return new FrameError("bad_flags", `frame flags 0x${h.flags.toString(16)} set unknown bits`);
   const size = checkSize(h, limits);
   if (size) return size;
+  // created at is stored (an inventory's collected_at): the same range as body timestamps
+  const created = timestampProblem(h.createdMs, "created at (header bytes 32-39)");
+  if (created) return created;
   if (h.flags & FLAG_SESSION && h.session === 0) return new FrameError("bad_flags", "a frame sealed with a session (flag bit 1) needs its session id in bytes 60-63");
   if (!(h.flags & FLAG_SESSION) && h.session !== 0) return new FrameError("bad_flags", `bytes 60-63 hold ${h.session}, but they must be zero unless flag bit 1 (session) is set`);
   if (!(h.flags & FLAG_LZ4) && h.rawLength !== h.bodyLength) return new FrameError("bad_body", `uncompressed frame declares raw length ${h.rawLength} but carries ${h.bodyLength} bytes`);

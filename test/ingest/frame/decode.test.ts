@@ -165,6 +165,13 @@ describe("bad frames", () => {
       expect(code(() => decodeOne(make(NaN)))).toBe("bad_timestamp");
     }
     expect(() => decodeOne(metricsAt(NOW + 0.25))).toThrow(/not a whole number of ms/);
+    // the header's created at (stored as an inventory's collected_at) follows the same range
+    const inv = (createdMs: number) => code(() => decodeOne(encodeFrame({ ...fields(FrameKind.Inventory, 1), createdMs }, packMap({ os: "x" }), privateKey)));
+    expect(inv(MIN)).toBe("none");
+    expect(inv(MAX - 1)).toBe("none");
+    expect(inv(MAX)).toBe("bad_timestamp");
+    expect(inv(0)).toBe("bad_timestamp");
+    expect(inv(-1)).toBe("bad_timestamp");
   });
 
   test("corrupt lz4 and malformed msgpack", () => {

@@ -101,7 +101,7 @@ test("(d) the hex in docs/protocol.md is each fixture, byte for byte", () => {
     expect(documented.get(v.file)).toBe(Buffer.from(fixture(v.file)).toString("hex"));
   }
   // and the plain blocks are laid out as hexLines() prints them (16 bytes a line)
-  expect(DOC).toContain(hexLines(fixture("logs.bin")));
+  expect(DOC.includes(hexLines(fixture("logs.bin")))).toBe(true);
 });
 
 describe("(c) the real server", () => {
@@ -152,12 +152,12 @@ describe("the command vector (docs/protocol.md 8)", () => {
 
   test("the document shows its command public key, signing input (text and hex) and signature", () => {
     const payload = commandPayload(COMMAND_VECTOR);
-    expect(DOC).toContain(commandPublic);
-    expect(DOC).toContain(payload.toString("utf8").split("\n")[1]!);
+    expect(DOC.includes(commandPublic)).toBe(true);
+    expect(DOC.includes(payload.toString("utf8").split("\n")[1]!)).toBe(true);
     const block = /<!-- command-signing-input -->\s*```[a-z]*\n([\s\S]*?)```/.exec(DOC);
     expect(block).not.toBeNull();
     expect(block![1]!.replace(/\s+/g, "")).toBe(payload.toString("hex"));
-    expect(DOC).toContain(signed.sig);
+    expect(DOC.includes(signed.sig)).toBe(true);
   });
 
   test("it verifies with the command public key, and one changed character breaks it", () => {
