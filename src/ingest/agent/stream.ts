@@ -86,7 +86,7 @@ async function authenticate(ws: ServerWebSocket<StreamData>, deps: StreamDeps, b
 }
 
 export function createStreamHandler(deps: StreamDeps): WebSocketHandler<StreamData> {
-  /** Text messages from an agent: only answers to commands (docs/protocol.md, section 6). */
+  /** Text messages from an agent: only answers to commands (docs/protocol.md, section 8.2). */
   async function textMessage(ws: ServerWebSocket<StreamData>, text: string): Promise<void> {
     let m: { type?: unknown; id?: unknown; result?: unknown };
     try {

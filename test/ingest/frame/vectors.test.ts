@@ -146,7 +146,7 @@ describe("(c) the real server", () => {
   });
 });
 
-describe("the command vector (docs/protocol.md 8)", () => {
+describe("the command vector (docs/protocol.md 9)", () => {
   const signed = signCommand(COMMAND_VECTOR, COMMAND_KEY);
   const commandPublic = Buffer.from(createPublicKey(COMMAND_KEY).export({ format: "jwk" }).x!, "base64url").toString("base64");
 

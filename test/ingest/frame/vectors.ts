@@ -117,7 +117,7 @@ export const VECTORS: Vector[] = [
 /** The example server command key: seed = 32 bytes 0x03. */
 export const COMMAND_KEY = keyFromSeed(new Uint8Array(32).fill(3));
 
-/** A signed command (docs/protocol.md 8): non-ASCII in a string, keys given out of order. */
+/** A signed command (docs/protocol.md 9.4): non-ASCII in a string, keys given out of order. */
 export const COMMAND_VECTOR: Command = {
   requestedBy: "user:7 Zoë Ñúñez",
   v: 1,
