@@ -16,7 +16,7 @@ let a: SimAgent;
 beforeAll(async () => {
   s = await startTestServer();
   a = await enroll(s.url, await s.token(), "rules-1");
-});
+}, 60_000);
 afterAll(async () => {
   await s?.close();
 });

@@ -110,7 +110,7 @@ describe("(c) the real server", () => {
     s = await startTestServer();
     // agent 42 holds the example key
     await s.db.sql`insert into agents (id, hostname, public_key) overriding system value values (${AGENT_ID}, 'vectors', ${Buffer.from(AGENT_PUBLIC_HEX, "hex")})`;
-  });
+  }, 60_000);
   afterAll(async () => {
     await s?.close();
   });
