@@ -97,3 +97,27 @@ test("an HTTP 413 is recognised as 'too large' with the server's JSON body and w
   expect(thrown(400, "").tooLarge).toBe(false);
   expect(thrown(401, JSON.stringify({ error: { code: "bad_token", message: "x" } })).tooLarge).toBe(false);
 });
+
+test("a WebSocket hello refused as revoked_agent (close 4403) is an identity problem: the loop waits long, it does not hammer", async () => {
+  const spool = createSpool({ path: join(mkdtempSync(join(tmpdir(), "sm-limit-")), "spool.db"), maxBytes: 1 << 24 });
+  const logs: string[] = [];
+  let connects = 0;
+  const sh = createShipper({
+    spool, agentId: 42, key: privateKey as KeyObject, serverUrl: "https://unused.invalid", tls: { ca: "" } as ShipperOptions["tls"],
+    fingerprint: "00".repeat(32), transport: "wss", maxFramesPerRequest: 8, replayPerSecond: 1e6, quicProbeMs: 600_000,
+    requestTimeoutMs: 1000, heartbeatMs: 3_600_000, heartbeat: () => ({ version: "test" }), version: "test",
+    random: () => 0, log: (m) => logs.push(m),
+    connect: async () => {
+      connects++;
+      throw new TransportError("wss: server refused the hello: revoked_agent: agent 42 has been revoked");
+    },
+  });
+  running.push(sh);
+  sh.start();
+  const end = Date.now() + 3000;
+  while (sh.status().state !== "rejected" && Date.now() < end) await Bun.sleep(5);
+  expect(sh.status().state).toBe("rejected");
+  expect(logs.some((l) => /refuses this agent's identity .*revoked_agent/.test(l))).toBe(true);
+  await Bun.sleep(300);
+  expect(connects).toBe(1); // waiting at least a minute before the next try
+});
