@@ -105,14 +105,27 @@ export function splitFrames(buf: Uint8Array, limits: FrameLimits = DEFAULT_LIMIT
 function checkHeader(h: FrameHeader, limits: FrameLimits): FrameError | undefined {
   if (!(h.kind in KIND_NAMES)) return new FrameError("unknown_kind", `frame kind ${h.kind} is unknown (known: 1-6)`);
   if ((h.flags & ~KNOWN_FLAGS) !== 0) return new FrameError("bad_flags", `frame flags 0x${h.flags.toString(16)} set unknown bits`);
-  if (h.bodyLength > limits.maxBodyBytes) return new FrameError("too_large", `frame body of ${h.bodyLength} bytes exceeds the limit of ${limits.maxBodyBytes} (ingest.maxBodyBytes)`);
-  if (h.rawLength > limits.maxRawBytes) return new FrameError("too_large", `frame body expands to ${h.rawLength} bytes, over the limit of ${limits.maxRawBytes} (ingest.maxRawBytes)`);
-  if (h.items > limits.maxItems) return new FrameError("too_large", `frame claims ${h.items} items, over the limit of ${limits.maxItems}`);
+  const size = checkSize(h, limits);
+  if (size) return size;
+  // created at is stored (an inventory's collected_at): the same range as body timestamps
+  const created = timestampProblem(h.createdMs, "created at (header bytes 32-39)");
+  if (created) return created;
   if (h.flags & FLAG_SESSION && h.session === 0) return new FrameError("bad_flags", "a frame sealed with a session (flag bit 1) needs its session id in bytes 60-63");
   if (!(h.flags & FLAG_SESSION) && h.session !== 0) return new FrameError("bad_flags", `bytes 60-63 hold ${h.session}, but they must be zero unless flag bit 1 (session) is set`);
   if (!(h.flags & FLAG_LZ4) && h.rawLength !== h.bodyLength) return new FrameError("bad_body", `uncompressed frame declares raw length ${h.rawLength} but carries ${h.bodyLength} bytes`);
   // LZ4 expands at most 255:1; a larger claim is a lie meant to make us allocate.
   if (h.flags & FLAG_LZ4 && h.rawLength > h.bodyLength * 255 + 16) return new FrameError("bad_lz4", `LZ4 body of ${h.bodyLength} bytes cannot expand to the declared ${h.rawLength}`);
+  return undefined;
+}
+
+/**
+ * The per-frame size limits. Sending fewer frames per request cannot fix these (the frame itself
+ * is too big), so they are 422 codes of their own, not the request-level 413 `too_large`.
+ */
+function checkSize(h: FrameHeader, limits: FrameLimits): FrameError | undefined {
+  if (h.bodyLength > limits.maxBodyBytes) return new FrameError("frame_too_large", `frame body of ${h.bodyLength} bytes exceeds the limit of ${limits.maxBodyBytes} (ingest.maxBodyBytes): split its content into smaller frames`);
+  if (h.rawLength > limits.maxRawBytes) return new FrameError("frame_too_large", `frame body expands to ${h.rawLength} bytes, over the limit of ${limits.maxRawBytes} (ingest.maxRawBytes): split its content into smaller frames`);
+  if (h.items > limits.maxItems) return new FrameError("too_many_items", `frame claims ${h.items} items, over the limit of ${limits.maxItems}: split its content into smaller frames`);
   return undefined;
 }
 
@@ -163,10 +176,20 @@ function strings(v: unknown, field: string, maxLen: number, count?: number): str
   return v as string[];
 }
 
+/**
+ * A body timestamp: a whole number of ms in [2000-01-01, 2100-01-01). Fractions are refused, not
+ * truncated: the store keeps whole ms, and acknowledging a value it then changes would be a lie.
+ */
+function timestampProblem(t: unknown, field: string): FrameError | undefined {
+  if (typeof t !== "number" || !(t >= MIN_TS && t < MAX_TS)) return new FrameError("bad_timestamp", `${field} = ${String(t)} is not a time from 2000-01-01 (inclusive) to 2100-01-01 (exclusive) in ms`);
+  if (!Number.isInteger(t)) return new FrameError("bad_timestamp", `${field} = ${t} is not a whole number of ms (fractions are refused, not truncated)`);
+  return undefined;
+}
+
 function timestamps(ts: Float64Array, field: string): void {
   for (let i = 0; i < ts.length; i++) {
-    const t = ts[i]!;
-    if (!(t >= MIN_TS && t < MAX_TS)) throw new FrameError("bad_body", `${field}[${i}] = ${t} is not a time between 2000 and 2100 in ms`);
+    const problem = timestampProblem(ts[i], `${field}[${i}]`);
+    if (problem) throw problem;
   }
 }
 
@@ -263,14 +286,15 @@ function decodeSecurity(o: Record<string, unknown>, items: number): SecurityEven
   return e.map((raw, i) => {
     const ev = object(raw, `security.e[${i}]`);
     const { ts, type, severity, path, data } = ev;
-    if (typeof ts !== "number" || !(ts >= MIN_TS && ts < MAX_TS)) throw new FrameError("bad_body", `security.e[${i}].ts is not a time in ms`);
+    const tsProblem = timestampProblem(ts, `security.e[${i}].ts`);
+    if (tsProblem) throw tsProblem;
     if (typeof type !== "string" || type.length === 0 || type.length > 128) throw new FrameError("bad_body", `security.e[${i}].type must be a short string`);
     if (typeof severity !== "number" || !Number.isInteger(severity) || severity < 0 || severity > 10) throw new FrameError("bad_body", `security.e[${i}].severity must be 0-10`);
     if (path !== undefined && typeof path !== "string") throw new FrameError("bad_body", `security.e[${i}].path must be a string`);
     checkName(type, `security.e[${i}].type`);
     if (path !== undefined) checkName(path as string, `security.e[${i}].path`);
     if (data !== undefined) checkDepth(object(data, `security.e[${i}].data`), `security.e[${i}].data`);
-    return { ts, type, severity, path: path as string | undefined, data: data as Record<string, unknown> | undefined };
+    return { ts: ts as number, type: type as string, severity, path: path as string | undefined, data: data as Record<string, unknown> | undefined };
   });
 }
 
