@@ -1,4 +1,10 @@
-/** Password hashing (argon2id through Bun.password) and the admin-set password policy. */
+/**
+ * Password hashing (argon2id through Bun.password) and the admin-set password policy, including
+ * a strength estimate by zxcvbn-ts with its common-password and English dictionaries.
+ */
+import { ZxcvbnFactory } from "@zxcvbn-ts/core";
+import * as common from "@zxcvbn-ts/language-common";
+import * as en from "@zxcvbn-ts/language-en";
 import type { PasswordPolicy } from "../settings/console-settings.ts";
 
 export function hashPassword(password: string): Promise<string> {
@@ -26,5 +32,26 @@ export function checkPasswordPolicy(password: string, p: PasswordPolicy, usernam
   if (p.requireDigit && !/[0-9]/.test(password)) problems.push("Include a digit.");
   if (p.requireSymbol && !/[^A-Za-z0-9]/.test(password)) problems.push("Include a symbol such as ! or #.");
   if (username && password.toLowerCase().includes(username.toLowerCase())) problems.push("Do not include your username.");
+  const min = p.minStrength ?? 3;
+  if (min > 0 && password.length <= 256) {
+    const r = passwordStrength(password, username);
+    if (r.score < min) {
+      const why = [r.warning, ...r.suggestions].filter(Boolean).join(" ");
+      problems.push(`This password is too easy to guess (strength ${r.score} of 4, at least ${min} needed).${why ? ` ${why}` : ""}`);
+    }
+  }
   return problems;
+}
+
+let estimator: ZxcvbnFactory | undefined;
+
+/** zxcvbn's score (0-4: guessable within 10^3, 10^6, 10^8, 10^10 guesses, or beyond) and its advice. */
+export function passwordStrength(password: string, username = ""): { score: number; warning: string; suggestions: string[] } {
+  estimator ??= new ZxcvbnFactory({
+    dictionary: { ...common.dictionary, ...en.dictionary },
+    graphs: common.adjacencyGraphs,
+    translations: en.translations,
+  });
+  const r = estimator.check(password, username ? [username, "servermind"] : ["servermind"]);
+  return { score: r.score, warning: r.feedback.warning ?? "", suggestions: r.feedback.suggestions ?? [] };
 }

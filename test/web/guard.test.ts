@@ -217,12 +217,12 @@ test("an expired password must be changed before anything else; MFA can be enfor
   await h.services.settings.set("password", { ...(await h.services.settings.get()).password, expiryDays: 0 });
 
   // MFA required for the auditor role only: an auditor must enroll, a viewer need not
-  await h.services.settings.set("mfa", { enforce: "roles", roles: ["auditor"] });
+  await h.services.settings.set("mfa", { enforce: "roles", roles: ["auditor"], requireForAdmins: true });
   await h.userWithRole("auditor", "hank");
   await h.userWithRole("viewer", "ivy");
   expect((await login("hank", TEST_PASSWORD)).r.headers.get("location")).toBe("/account/mfa");
   expect((await login("ivy", TEST_PASSWORD)).r.headers.get("location")).toBe("/hosts");
-  await h.services.settings.set("mfa", { enforce: "off", roles: [] });
+  await h.services.settings.set("mfa", { enforce: "off", roles: [], requireForAdmins: true });
 });
 
 test("background polls of live tables do not keep an idle session alive", async () => {

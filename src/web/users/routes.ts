@@ -7,6 +7,7 @@ import { createUser, getUser, PolicyError, resetMfa, setPassword } from "../../a
 import { listRoles, setUserRoles, userGrants } from "../../auth/roles.ts";
 import { listSessions, revokeSession, revokeUserSessions } from "../../auth/session.ts";
 import { auditRequest } from "../audit-request.ts";
+import { clearAccountThrottle } from "../../auth/throttle.ts";
 import { ago, isoMinute } from "../format.ts";
 import { dangerForm } from "../danger-form.ts";
 
@@ -137,6 +138,7 @@ export function userRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const u = await getUser(sql, userId(req));
         if (!u) return pages.notFound(req, `User ${req.params.id}`);
         await sql`update console_users set locked_until = null, failed_logins = 0 where id = ${u.id}`;
+        await clearAccountThrottle(sql, u.username); // sign-in throttle counters of this account (src/auth/throttle.ts)
         await auditRequest(sql, req, "user_management", "users.unlock", u.username, true);
         return done(req, `/users/${u.id}`);
       },
