@@ -166,14 +166,6 @@ export async function clearAccountThrottle(sql: Sql, username: string): Promise<
   await sql`delete from signin_throttle where key in (${`acct:${user}`}, ${`mfa:${user}`}) or key like ${`acct-ip:${user.replace(/[\\%_]/g, "\\$&")}|%`}`;
 }
 
-/** Seconds until an account may try again from this address; 0 when it may now. */
-export async function pausedFor(sql: Sql, username: string, ip: string): Promise<number> {
-  const user = accountKey(username);
-  const [row] = await sql`select coalesce(max(ceil(extract(epoch from blocked_until - now()))), 0)::int as s from signin_throttle
-    where key in (${`ip:${addressKey(ip)}`}, ${`acct-ip:${user}|${addressKey(ip)}`}) and blocked_until > now()`;
-  return Number(row?.s ?? 0);
-}
-
 /** Drops counters that have decayed and are not in a window. */
 export async function pruneThrottle(sql: Sql, limits: ThrottleLimits): Promise<number> {
   const r = await sql`delete from signin_throttle where last_failure_at < now() - make_interval(mins => ${limits.decayMinutes})
