@@ -279,3 +279,14 @@ test("a backup code completes sign-in and resets the counters like a TOTP code",
   const [{ n }] = await h.db.sql`select count(*)::int as n from signin_throttle where key like 'acct%backup-user%'`;
   expect(n).toBe(0);
 }, 60_000);
+
+test("guessing the current password on the password-change form counts too", async () => {
+  const u = await h.userWithRole("viewer", "changer");
+  const ip = freshIp();
+  const change = (current: string) => h.send("/account/password", { session: u, form: { current, password: "Quiet-Lantern-Orbit-42", password2: "Quiet-Lantern-Orbit-42" }, headers: { [TEST_IP_HEADER]: ip } });
+  for (let i = 0; i < 5; i++) expect((await change(`guess-${i}`)).status).toBe(401);
+  const paused = await change(TEST_PASSWORD);
+  expect(paused.status).toBe(429);
+  expect(Number(paused.headers.get("retry-after"))).toBeGreaterThan(0);
+  expect((await login("changer", TEST_PASSWORD, ip)).r.status).toBe(429);
+}, 60_000);
