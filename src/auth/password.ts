@@ -15,11 +15,14 @@ export function verifyPassword(password: string, hash: string): Promise<boolean>
   return Bun.password.verify(password, hash).catch(() => false);
 }
 
-/** A fixed hash to verify against when the user does not exist, so timing does not reveal it. */
-let dummy: Promise<string> | undefined;
+/**
+ * A fixed hash with hashPassword()'s parameters, of 32 random bytes nobody kept, to verify
+ * against when the user does not exist or has no local password, so timing does not reveal it.
+ * Stored rather than computed at first use, so even the first such request costs the same.
+ */
+export const DUMMY_HASH = "$argon2id$v=19$m=19456,t=2,p=1$QMB21sfBqYMIEfiXqAP7s3FAx7TBftFrNe8+Bj0jEIQ$GDfSuzwjYfMOuAFT4Nh01WeNz8+GPvqqm59WTRyeyP8";
 export function dummyVerify(password: string): Promise<boolean> {
-  dummy ??= hashPassword("not-a-real-password-used-for-timing");
-  return dummy.then((h) => verifyPassword(password, h)).then(() => false);
+  return verifyPassword(password, DUMMY_HASH).then(() => false);
 }
 
 /** Every rule the password breaks, as sentences for the form; empty when it is acceptable. */
