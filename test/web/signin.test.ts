@@ -290,3 +290,25 @@ test("guessing the current password on the password-change form counts too", asy
   expect(Number(paused.headers.get("retry-after"))).toBeGreaterThan(0);
   expect((await login("changer", TEST_PASSWORD, ip)).r.status).toBe(429);
 }, 60_000);
+
+test("the security settings page shows and saves the strength minimum and MFA for administrators", async () => {
+  const admin = await h.userWithRole("admin");
+  const page = await (await h.send("/settings", { session: admin })).text();
+  expect(page).toContain('name="min_strength" type="number" min="0" max="4" value="3"');
+  expect(page).toMatch(/name="mfa_admins" checked/);
+  const before = await h.services.settings.get();
+  const form = {
+    min_length: "12", require_lower: "on", require_upper: "on", require_digit: "on", expiry_days: "0", history: "5",
+    lockout_threshold: "5", lockout_minutes: "15", min_strength: "4", mfa_enforce: "off", mfa_admins_shown: "1",
+    idle_minutes: "30", absolute_hours: "12", confirm: "apply security settings", reauth: TEST_PASSWORD,
+  };
+  try {
+    expect((await h.send("/settings/security", { session: admin, form })).status).toBe(303);
+    const after = await h.services.settings.get();
+    expect(after.password.minStrength).toBe(4);
+    expect(after.mfa.requireForAdmins).toBe(false);
+  } finally {
+    await h.services.settings.set("password", before.password);
+    await h.services.settings.set("mfa", before.mfa);
+  }
+}, 60_000);
