@@ -156,19 +156,27 @@ export async function signInSucceeded(sql: Sql, limits: ThrottleLimits, ticket: 
     await tx`update signin_throttle set failures = greatest(0, failures - ${attempts}),
         blocked_until = case when failures - ${attempts} < ${limits.ip} then null else blocked_until end
       where key = ${`ip:${ticket.ipKey}`}`;
-    await tx`delete from signin_throttle where key in (${`acct:${ticket.username}`}, ${`mfa:${ticket.username}`}, ${`acct-ip:${ticket.username}|${ticket.ipKey}`})`;
+    // one row per statement, in beginAttempt's order, so the two never wait for each other in a cycle
+    for (const key of [`acct:${ticket.username}`, `mfa:${ticket.username}`, `acct-ip:${ticket.username}|${ticket.ipKey}`]) {
+      await tx`delete from signin_throttle where key = ${key}`;
+    }
   });
 }
 
 /** An administrator clears an account's counters (the users page's unlock). */
 export async function clearAccountThrottle(sql: Sql, username: string): Promise<void> {
   const user = accountKey(username);
-  await sql`delete from signin_throttle where key in (${`acct:${user}`}, ${`mfa:${user}`}) or key like ${`acct-ip:${user.replace(/[\\%_]/g, "\\$&")}|%`}`;
+  await sql`delete from signin_throttle where key = ${`acct:${user}`}`;
+  await sql`delete from signin_throttle where key = ${`mfa:${user}`}`;
+  await sql`delete from signin_throttle where key like ${`acct-ip:${user.replace(/[\\%_]/g, "\\$&")}|%`}`;
 }
 
 /** Drops counters that have decayed and are not in a window. */
 export async function pruneThrottle(sql: Sql, limits: ThrottleLimits): Promise<number> {
-  const r = await sql`delete from signin_throttle where last_failure_at < now() - make_interval(mins => ${limits.decayMinutes})
-    and (blocked_until is null or blocked_until < now())`;
+  // skip rows a sign-in holds, so pruning never waits for (or deadlocks with) an attempt
+  const r = await sql`delete from signin_throttle where key in (select key from signin_throttle
+    where last_failure_at < now() - make_interval(mins => ${limits.decayMinutes})
+      and (blocked_until is null or blocked_until < now())
+    for update skip locked)`;
   return r.count;
 }
