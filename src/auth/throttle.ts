@@ -171,6 +171,17 @@ export async function clearAccountThrottle(sql: Sql, username: string): Promise<
   await sql`delete from signin_throttle where key like ${`acct-ip:${user.replace(/[\\%_]/g, "\\$&")}|%`}`;
 }
 
+/**
+ * Accounts whose sign-in is paused from some address or for the second factor, with the latest
+ * end of those windows: what the users pages show as locked (and the Unlock button clears).
+ */
+export async function pausedAccounts(sql: Sql): Promise<Map<string, Date>> {
+  const rows = await sql`select case when key like 'mfa:%' then substr(key, 5) else split_part(substr(key, 9), '|', 1) end as username,
+      max(blocked_until) as until
+    from signin_throttle where (key like 'mfa:%' or key like 'acct-ip:%') and blocked_until > now() group by 1`;
+  return new Map(rows.map((r) => [r.username as string, new Date(r.until)]));
+}
+
 /** Drops counters that have decayed and are not in a window. */
 export async function pruneThrottle(sql: Sql, limits: ThrottleLimits): Promise<number> {
   // skip rows a sign-in holds, so pruning never waits for (or deadlocks with) an attempt

@@ -6,7 +6,7 @@ import type { Sql } from "postgres";
 import { createHash, randomBytes } from "node:crypto";
 import { checkPasswordPolicy, hashPassword, verifyPassword, dummyVerify } from "./password.ts";
 import { verifyTotp } from "./totp.ts";
-import { clearAccountThrottle } from "./throttle.ts";
+import { clearAccountThrottle, pausedAccounts } from "./throttle.ts";
 import type { SecretBox } from "./secret-box.ts";
 import type { ConsoleSettings, PasswordPolicy } from "../settings/console-settings.ts";
 import { keepingAnAdmin } from "./roles.ts";
@@ -77,7 +77,18 @@ export async function listUsers(sql: Sql): Promise<UserListRow[]> {
       coalesce(array_agg(r.name order by r.name) filter (where r.name is not null), '{}') as roles
     from console_users u left join user_roles ur on ur.user_id = u.id left join console_roles r on r.id = ur.role_id
     group by u.id order by u.username`;
-  return rows.map((u) => ({ ...(u as unknown as UserListRow), id: Number(u.id) }));
+  const paused = await pausedAccounts(sql);
+  return rows.map((u) => ({ ...(u as unknown as UserListRow), id: Number(u.id), locked_until: lockedUntil(u.locked_until, paused.get(u.username)) }));
+}
+
+function lockedUntil(legacy: Date | null, paused: Date | undefined): Date | null {
+  if (!paused) return legacy;
+  return legacy && new Date(legacy).getTime() > paused.getTime() ? legacy : paused;
+}
+
+/** When the user may sign in again from everywhere: the legacy lock or the latest throttle pause (src/auth/throttle.ts). */
+export async function lockedOrPausedUntil(sql: Sql, user: Pick<User, "username" | "locked_until">): Promise<Date | null> {
+  return lockedUntil(user.locked_until, (await pausedAccounts(sql)).get(user.username));
 }
 
 /** Disables or re-enables an account; disabling the last active administrator throws LastAdminError. */

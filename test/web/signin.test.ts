@@ -312,3 +312,19 @@ test("the security settings page shows and saves the strength minimum and MFA fo
     await h.services.settings.set("mfa", before.mfa);
   }
 }, 60_000);
+
+test("a paused account shows as locked on the users pages, and Unlock clears its counters", async () => {
+  const admin = await h.userWithRole("admin");
+  const target = await h.userWithRole("viewer", "paused-user");
+  const ip = freshIp();
+  const pre = await preCsrf();
+  for (let i = 0; i < 5; i++) await login("paused-user", `nope-${i}`, ip, pre);
+  expect((await login("paused-user", TEST_PASSWORD, ip, pre)).r.status).toBe(429);
+  const list = await (await h.send("/users", { session: admin })).text();
+  expect(list).toMatch(/paused-user<\/a>((?!<\/tr>).)*<span class="badge crit">locked<\/span>/s); // in that user's row
+  const detail = await (await h.send(`/users/${target.userId}`, { session: admin })).text();
+  expect(detail).toContain("locked until");
+  expect(detail).toContain(`action="/users/${target.userId}/unlock"`);
+  expect((await h.send(`/users/${target.userId}/unlock`, { session: admin, form: {} })).status).toBe(303);
+  expect((await login("paused-user", TEST_PASSWORD, ip, pre)).r.headers.get("location")).toBe("/hosts");
+}, 60_000);
