@@ -6,6 +6,7 @@ import type { Sql } from "postgres";
 import { createHash, randomBytes } from "node:crypto";
 import { checkPasswordPolicy, hashPassword, verifyPassword, dummyVerify } from "./password.ts";
 import { verifyTotp } from "./totp.ts";
+import { clearAccountThrottle, pausedAccounts } from "./throttle.ts";
 import type { SecretBox } from "./secret-box.ts";
 import type { ConsoleSettings, PasswordPolicy } from "../settings/console-settings.ts";
 import { keepingAnAdmin } from "./roles.ts";
@@ -76,7 +77,18 @@ export async function listUsers(sql: Sql): Promise<UserListRow[]> {
       coalesce(array_agg(r.name order by r.name) filter (where r.name is not null), '{}') as roles
     from console_users u left join user_roles ur on ur.user_id = u.id left join console_roles r on r.id = ur.role_id
     group by u.id order by u.username`;
-  return rows.map((u) => ({ ...(u as unknown as UserListRow), id: Number(u.id) }));
+  const paused = await pausedAccounts(sql);
+  return rows.map((u) => ({ ...(u as unknown as UserListRow), id: Number(u.id), locked_until: lockedUntil(u.locked_until, paused.get(u.username)) }));
+}
+
+function lockedUntil(legacy: Date | null, paused: Date | undefined): Date | null {
+  if (!paused) return legacy;
+  return legacy && new Date(legacy).getTime() > paused.getTime() ? legacy : paused;
+}
+
+/** When the user may sign in again from everywhere: the legacy lock or the latest throttle pause (src/auth/throttle.ts). */
+export async function lockedOrPausedUntil(sql: Sql, user: Pick<User, "username" | "locked_until">): Promise<Date | null> {
+  return lockedUntil(user.locked_until, (await pausedAccounts(sql)).get(user.username));
 }
 
 /** Disables or re-enables an account; disabling the last active administrator throws LastAdminError. */
@@ -86,7 +98,8 @@ export async function setDisabled(sql: Sql, userId: number, disabled: boolean): 
 
 /** Clears a lockout and the failure count (an administrator's unlock). */
 export async function unlockUser(sql: Sql, userId: number): Promise<void> {
-  await sql`update console_users set locked_until = null, failed_logins = 0 where id = ${userId}`;
+  const [u] = await sql`update console_users set locked_until = null, failed_logins = 0 where id = ${userId} returning username`;
+  if (u) await clearAccountThrottle(sql, u.username as string); // the sign-in throttle's counters of this account
 }
 
 /** Deletes an account (sessions, MFA and roles go with it); the last active administrator throws LastAdminError. */
@@ -158,38 +171,27 @@ export function passwordExpired(user: User, policy: PasswordPolicy, now = Date.n
 
 export type LoginResult =
   | { ok: true; user: User }
-  | { ok: false; reason: "unknown" | "bad_password" | "locked" | "disabled" | "no_password"; user?: User; lockedUntil?: Date };
+  | { ok: false; reason: "unknown" | "bad_password" | "disabled" | "no_password"; user?: User };
 
-/** Checks a password, counting failures and locking the account at the policy's threshold. */
-export async function checkLogin(sql: Sql, username: string, password: string, policy: PasswordPolicy): Promise<LoginResult> {
+/**
+ * Checks a password. Every outcome costs one argon2id verification (against a fixed dummy hash
+ * when there is no account or no local password), so the time taken does not tell which
+ * usernames exist. Counting and refusing attempts is src/auth/throttle.ts's job, done before.
+ */
+export async function checkLogin(sql: Sql, username: string, password: string): Promise<LoginResult> {
   const user = await getUserByName(sql, username.trim());
-  if (!user) {
+  if (!user || !user.password_hash) {
     await dummyVerify(password);
-    return { ok: false, reason: "unknown" };
+    return user ? { ok: false, reason: "no_password", user } : { ok: false, reason: "unknown" };
   }
-  if (user.locked_until && new Date(user.locked_until).getTime() > Date.now()) {
-    return { ok: false, reason: "locked", user, lockedUntil: new Date(user.locked_until) };
-  }
+  const good = await verifyPassword(password, user.password_hash);
   if (user.disabled_at) return { ok: false, reason: "disabled", user };
-  if (!user.password_hash) return { ok: false, reason: "no_password", user };
-  if (await verifyPassword(password, user.password_hash)) {
-    await sql`update console_users set failed_logins = 0, locked_until = null where id = ${user.id}`;
-    return { ok: true, user };
-  }
-  const lockedUntil = await recordLoginFailure(sql, user.id, policy);
-  if (lockedUntil) return { ok: false, reason: "locked", user, lockedUntil };
-  return { ok: false, reason: "bad_password", user };
+  return good ? { ok: true, user } : { ok: false, reason: "bad_password", user };
 }
 
-/** Counts a failed password or second factor; returns the lock end when this failure locks the account. */
-export async function recordLoginFailure(sql: Sql, userId: number, policy: PasswordPolicy): Promise<Date | undefined> {
-  const [r] = await sql`update console_users set
-      failed_logins = case when failed_logins + 1 >= ${policy.lockoutThreshold} then 0 else failed_logins + 1 end,
-      locked_until = case when failed_logins + 1 >= ${policy.lockoutThreshold}
-        then now() + make_interval(mins => ${policy.lockoutMinutes}) else locked_until end
-    where id = ${userId} returning locked_until`;
-  const lockedUntil = r?.locked_until ? new Date(r.locked_until) : undefined;
-  return lockedUntil && lockedUntil.getTime() > Date.now() ? lockedUntil : undefined;
+/** A completed sign-in: when it happened, and the legacy lockout columns cleared. */
+export async function recordSignIn(sql: Sql, userId: number): Promise<void> {
+  await sql`update console_users set last_login_at = now(), failed_logins = 0, locked_until = null where id = ${userId}`;
 }
 
 /** Verifies a TOTP code once (the step is recorded) or a backup code (consumed). */
@@ -253,8 +255,20 @@ export async function resetMfa(sql: Sql, userId: number): Promise<void> {
   });
 }
 
+/**
+ * Permissions that decide who may do what in the console: whoever holds one of them is an
+ * administrator for the MFA rule (users, roles, SSO and its mappings, the security policy,
+ * audit retention). The built-in admin role holds them all.
+ */
+export function isAdminPermission(p: string): boolean {
+  if (/^(users|roles|sso)\./.test(p)) return !p.endsWith(".view");
+  return p === "settings.security.edit" || p === "audit.retention.edit" || p === "sessions.revoke";
+}
+
 /** True when the MFA policy requires this user to have TOTP. */
-export function mfaRequired(settings: ConsoleSettings, roleNames: string[]): boolean {
+export function mfaRequired(settings: ConsoleSettings, grants: { roles: string[]; permissions: ReadonlySet<string> }): boolean {
+  const roleNames = grants.roles;
+  if (settings.mfa.requireForAdmins !== false && [...grants.permissions].some(isAdminPermission)) return true;
   if (settings.mfa.enforce === "all") return true;
   if (settings.mfa.enforce === "roles") return roleNames.some((r) => settings.mfa.roles.includes(r));
   return false;

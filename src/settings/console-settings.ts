@@ -14,14 +14,20 @@ export interface PasswordPolicy {
   expiryDays: number;
   /** refuse the last N passwords */
   history: number;
+  /** wrong attempts per (account, source IP) before backoff windows start (src/auth/throttle.ts) */
   lockoutThreshold: number;
+  /** the longest backoff window, in minutes; never an account-wide lock */
   lockoutMinutes: number;
+  /** lowest zxcvbn score (0-4) a new password needs; 0 turns the estimate off */
+  minStrength: number;
 }
 
 export interface MfaPolicy {
   /** off: optional; all: every local user; roles: users holding one of `roles` */
   enforce: "off" | "all" | "roles";
   roles: string[];
+  /** local users holding an administrative permission (src/auth/users.ts ADMIN_PERMISSIONS) need TOTP */
+  requireForAdmins: boolean;
 }
 
 export interface SessionPolicy {
@@ -45,9 +51,9 @@ export interface ConsoleSettings {
 export const DEFAULT_SETTINGS: ConsoleSettings = {
   password: {
     minLength: 12, requireLower: true, requireUpper: true, requireDigit: true, requireSymbol: false,
-    expiryDays: 0, history: 5, lockoutThreshold: 5, lockoutMinutes: 15,
+    expiryDays: 0, history: 5, lockoutThreshold: 5, lockoutMinutes: 15, minStrength: 3,
   },
-  mfa: { enforce: "off", roles: [] },
+  mfa: { enforce: "off", roles: [], requireForAdmins: true },
   session: { idleMinutes: 30, absoluteHours: 12 },
   audit: { retentionDays: 365, syslogHost: "", syslogPort: 514 },
 };

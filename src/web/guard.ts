@@ -5,7 +5,8 @@
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { loadSession, markReauth, revokeSession, SESSION_COOKIE } from "../auth/session.ts";
-import { checkSecondFactor, getUser, recordLoginFailure } from "../auth/users.ts";
+import { checkSecondFactor, getUser } from "../auth/users.ts";
+import { beginAttempt, signInSucceeded, throttleLimits } from "../auth/throttle.ts";
 import { userGrants } from "../auth/roles.ts";
 import { verifyPassword } from "../auth/password.ts";
 import type { ConsoleRequest, ConsoleRoute } from "./route.ts";
@@ -185,8 +186,14 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
     const user = req.user!;
     const credential = req.form.get("reauth") ?? "";
     if (credential) {
+      // re-authentication is a sign-in attempt too: the same throttle, charged before checking,
+      // so a stolen session cannot be used to guess the password or the code
+      const limits = throttleLimits((await s.settings.get()).password);
+      const isCode = /^\d{6}$/.test(credential.trim()) && Boolean(user.totp_secret);
+      const attempt = await beginAttempt(s.sql, limits, { username: user.username, ip: req.ip, factor: isCode ? "second" : "password" });
+      if (!attempt.ok) return `Too many wrong attempts. Try again in ${attempt.retryAfterS} seconds.`;
       let problem: string | null = null;
-      if (/^\d{6}$/.test(credential.trim()) && user.totp_secret) {
+      if (isCode) {
         if ((await checkSecondFactor(s.sql, s.secrets, user, credential.trim())) !== "totp") problem = "That authenticator code is not valid. Enter a current code or your password.";
         else req.reauth = "totp";
       } else if (!user.password_hash || !(await verifyPassword(credential, user.password_hash))) {
@@ -195,16 +202,15 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
         req.reauth = "password";
       }
       if (problem) {
-        // wrong credentials here count toward the lockout like at sign-in, so a stolen session
-        // cannot be used to guess the password; a lock also ends this session
-        const until = await recordLoginFailure(s.sql, user.id, (await s.settings.get()).password);
-        if (until) {
-          await revokeSession(s.sql, session.id, "locked during re-authentication");
-          await auditRequest(s.sql, req, "security_event", "account.locked", user.username, false, { until: until.toISOString(), during: "re-authentication" });
-          return "Too many wrong attempts: the account is locked and this session has ended.";
+        if (attempt.ticket.lastBeforePause) {
+          // the counter is full: this session ends, and signing in again waits for the pause
+          await revokeSession(s.sql, session.id, "too many wrong re-authentications");
+          await auditRequest(s.sql, req, "security_event", "reauth.throttled", user.username, false, { during: "re-authentication" });
+          return "Too many wrong attempts: sign-in is paused for this account from this address and this session has ended.";
         }
         return problem;
       }
+      await signInSucceeded(s.sql, limits, attempt.ticket);
       await markReauth(s.sql, session.id);
       return null;
     }

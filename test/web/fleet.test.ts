@@ -126,7 +126,7 @@ test("first-run setup needs the printed code, then closes", async () => {
     expect(weak.status).toBe(422);
     const ok = await post({ code: h2.setupCode!.toLowerCase(), username: "root", password: TEST_PASSWORD, password2: TEST_PASSWORD });
     expect(ok.status).toBe(303);
-    expect(ok.headers.get("location")).toBe("/login?setup=done");
+    expect(ok.headers.get("location")).toBe("/account/mfa"); // TOTP enrolment next (test/web/signin.test.ts)
     expect(existsSync(join(h2.dataDir, "setup-code"))).toBe(false);
     const again = await post({ code: h2.setupCode!, username: "root2", password: TEST_PASSWORD, password2: TEST_PASSWORD });
     expect(again.status).toBe(409);

@@ -5,7 +5,8 @@
  * checking a password and `breakGlassSignIn` to do the whole check in one call.
  */
 import type { Sql } from "postgres";
-import { checkLogin, checkSecondFactor, getUserByName, recordLoginFailure, type User } from "../users.ts";
+import { checkLogin, checkSecondFactor, getUserByName, type User } from "../users.ts";
+import { beginAttempt, signInSucceeded, throttleLimits } from "../throttle.ts";
 import type { PasswordPolicy } from "../../settings/console-settings.ts";
 import type { SecretBox } from "../secret-box.ts";
 import type { RequestInfo, SsoAudit } from "./audit-event.ts";
@@ -28,8 +29,8 @@ export type BreakGlassResult =
   | { ok: false; reason: string };
 
 /**
- * Password and TOTP in one step, for the login form while SSO is enforced. Wrong passwords and
- * codes count toward the console's lockout.
+ * Password and TOTP in one step, for the login form while SSO is enforced. Each call is one
+ * attempt for the sign-in throttle (src/auth/throttle.ts), charged before anything is checked.
  */
 export async function breakGlassSignIn(
   sql: Sql,
@@ -49,7 +50,14 @@ export async function breakGlassSignIn(
       action: "break_glass.refused", success: false, details: { reason: gate.reason } });
     return { ok: false, reason: gate.reason };
   }
-  const login = await checkLogin(sql, input.username, input.password, passwordPolicy);
+  const limits = throttleLimits(passwordPolicy);
+  const attempt = await beginAttempt(sql, limits, { username: input.username, ip: req.ip, factor: policy.enforced ? "second" : "password" });
+  if (!attempt.ok) {
+    await audit({ ...base, actor: { type: "anonymous", name: input.username.slice(0, 64) }, category: "security_event",
+      action: "login.throttled", success: false, details: { retry_after_s: attempt.retryAfterS } });
+    return { ok: false, reason: "throttled" };
+  }
+  const login = await checkLogin(sql, input.username, input.password);
   if (!login.ok) {
     await audit({ ...base, actor: { type: "anonymous", name: input.username.slice(0, 64) }, category: policy.enforced ? "security_event" : "authentication",
       action: policy.enforced ? "break_glass.refused" : "login", success: false, details: { reason: login.reason } });
@@ -60,14 +68,15 @@ export async function breakGlassSignIn(
     const code = input.totp.replace(/\s/g, "");
     const factor = /^\d{6}$/.test(code) ? await checkSecondFactor(sql, secrets, login.user, code) : null;
     if (!factor) {
-      await recordLoginFailure(sql, login.user.id, passwordPolicy);
       await audit({ ...base, actor: { type: "user", id: login.user.id, name: login.user.username }, category: "security_event",
         action: "break_glass.refused", success: false, details: { reason: "bad_totp" } });
       return { ok: false, reason: "bad_totp" };
     }
+    await signInSucceeded(sql, limits, attempt.ticket);
     await audit({ ...base, actor: { type: "user", id: login.user.id, name: login.user.username }, category: "security_event",
       action: "break_glass.used", success: true, details: { factor } });
     return { ok: true, user: login.user, breakGlass: true };
   }
+  await signInSucceeded(sql, limits, attempt.ticket);
   return { ok: true, user: login.user, breakGlass: false };
 }

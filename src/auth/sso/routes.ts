@@ -22,6 +22,8 @@ import { redeemReauthTicket } from "./sign-in.ts";
 import { beginOidcSignIn, finishOidcSignIn, OIDC_BINDING_COOKIE, oidcLogoutUrl, type SignInOutcome } from "./oidc/flow.ts";
 import { beginSamlSignIn, finishSamlSignIn, samlMetadata } from "./saml/flow.ts";
 import { LdapDirectories } from "./ldap/flow.ts";
+import { beginAttempt, signInSucceeded, throttleLimits } from "../throttle.ts";
+import { DEFAULT_SETTINGS } from "../../settings/console-settings.ts";
 import { Counter } from "../../metrics/registry.ts";
 
 function escapeAttr(s: string): string {
@@ -70,6 +72,9 @@ export interface SsoPlugin {
   /** For /metrics: sso_logins_total{kind,result}. */
   metrics: Array<{ render(): string }>;
 }
+
+/** Directory sign-ins use the default throttle numbers (the console's settings are not a dependency here). */
+const LDAP_LIMITS = throttleLimits(DEFAULT_SETTINGS.password);
 
 export function createSso(deps: SsoDeps): SsoPlugin {
   const loginPath = deps.config.loginPath ?? "/login";
@@ -180,7 +185,11 @@ export function createSso(deps: SsoDeps): SsoPlugin {
         const form = await request.formData();
         provider = String(form.get("provider") ?? "");
         username = String(form.get("username") ?? "").trim();
+        // the console's sign-in throttle (src/auth/throttle.ts), charged before the directory is asked
+        const attempt = await beginAttempt(deps.sql, LDAP_LIMITS, { username, ip: req.ip, factor: "password" });
+        if (!attempt.ok) throw new SsoError("throttled", "Too many sign-in attempts.", { provider, retry_after_s: attempt.retryAfterS });
         const done = await ldap.signIn(provider, username, String(form.get("password") ?? ""), req);
+        await signInSucceeded(deps.sql, LDAP_LIMITS, attempt.ticket);
         counted("ldap", true);
         return redirect(done.location, [done.setCookie]);
       } catch (e) {

@@ -5,6 +5,8 @@ import type { ConsoleServices } from "../deps.ts";
 import { done, type Pages } from "../respond.ts";
 import { enableTotp, newBackupCodes, PolicyError, remainingBackupCodes, setPassword } from "../../auth/users.ts";
 import { verifyPassword } from "../../auth/password.ts";
+import { beginAttempt, signInSucceeded, throttleLimits } from "../../auth/throttle.ts";
+import type { ConsoleRequest } from "../route.ts";
 import { newTotpSecret, otpauthUri, verifyTotp } from "../../auth/totp.ts";
 import { revokeUserSessions, setPendingTotp, setStage } from "../../auth/session.ts";
 import { auditRequest } from "../audit-request.ts";
@@ -25,6 +27,28 @@ export function accountRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
       return null;
     }
   }
+  /**
+   * The signed-in user's current password, asked again before a change: a sign-in attempt for
+   * the throttle (src/auth/throttle.ts), so a stolen session cannot be used to guess it.
+   */
+  async function checkCurrentPassword(req: ConsoleRequest, password: string, action: string): Promise<"ok" | "wrong" | Response> {
+    const u = req.user!;
+    const limits = throttleLimits((await s.settings.get()).password);
+    const attempt = await beginAttempt(sql, limits, { username: u.username, ip: req.ip, factor: "password" });
+    if (!attempt.ok) {
+      await auditRequest(sql, req, "security_event", "login.throttled", u.username, false, { retry_after_s: attempt.retryAfterS, during: action });
+      const res = pages.formErrors(req, [`Too many wrong attempts. Try again in ${attempt.retryAfterS} seconds.`], 429);
+      res.headers.set("retry-after", String(attempt.retryAfterS));
+      return res;
+    }
+    if (!u.password_hash || !(await verifyPassword(password, u.password_hash))) {
+      await auditRequest(sql, req, "authentication", action, u.username, false, { reason: "wrong current password" });
+      return "wrong";
+    }
+    await signInSucceeded(sql, limits, attempt.ticket);
+    return "ok";
+  }
+
   return [
     {
       method: "GET", path: "/account", access: "signed-in",
@@ -56,10 +80,9 @@ export function accountRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
         const current = req.form.get("current") ?? "";
         const next = req.form.get("password") ?? "";
         if (next !== req.form.get("password2")) return pages.formErrors(req, ["The two new passwords differ."]);
-        if (!u.password_hash || !(await verifyPassword(current, u.password_hash))) {
-          await auditRequest(sql, req, "authentication", "password.change", u.username, false, { reason: "wrong current password" });
-          return pages.formErrors(req, ["Your current password is not correct."], 401);
-        }
+        const checked = await checkCurrentPassword(req, current, "password.change");
+        if (checked instanceof Response) return checked;
+        if (checked === "wrong") return pages.formErrors(req, ["Your current password is not correct."], 401);
         if (next === current) return pages.formErrors(req, ["The new password must differ from the current one."]);
         try {
           await setPassword(sql, u, next, (await s.settings.get()).password);
@@ -101,10 +124,9 @@ export function accountRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
         if (!secret) return pages.formErrors(req, ["Reload the page to get a new QR code."]);
         if (u.totp_enabled_at) {
           // replacing an existing authenticator needs the password, not just a live session
-          if (!u.password_hash || !(await verifyPassword(req.form.get("password") ?? "", u.password_hash))) {
-            await auditRequest(sql, req, "authentication", "mfa.replace", u.username, false, { reason: "wrong password" });
-            return pages.formErrors(req, ["Enter your current password to replace your authenticator."], 401);
-          }
+          const checked = await checkCurrentPassword(req, req.form.get("password") ?? "", "mfa.replace");
+          if (checked instanceof Response) return checked;
+          if (checked === "wrong") return pages.formErrors(req, ["Enter your current password to replace your authenticator."], 401);
         }
         const step = verifyTotp(secret, (req.form.get("code") ?? "").trim(), Date.now());
         if (step === null) {

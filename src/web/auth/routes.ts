@@ -1,11 +1,12 @@
 /** First-run setup, sign-in (password, then TOTP), sign-out. */
-import type { ConsoleRoute } from "../route.ts";
+import type { ConsoleRequest, ConsoleRoute } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import { done, redirect, type Pages } from "../respond.ts";
 import { consumeSetupCode, removeSetupCodeFile, setupOpen } from "../../auth/setup-code.ts";
-import { checkLogin, checkSecondFactor, createUser, getUser, mfaRequired, passwordExpired, PolicyError, recordLoginFailure } from "../../auth/users.ts";
+import { checkLogin, checkSecondFactor, createUser, getUser, mfaRequired, passwordExpired, PolicyError, recordSignIn } from "../../auth/users.ts";
 import { checkPasswordPolicy } from "../../auth/password.ts";
 import { roleIdByName, userGrants } from "../../auth/roles.ts";
+import { beginAttempt, signInSucceeded, throttleLimits } from "../../auth/throttle.ts";
 import { createSession, revokeSession, SESSION_COOKIE, setStage, type SessionStage } from "../../auth/session.ts";
 import { cookie, stagePath } from "../guard.ts";
 import { auditRequest } from "../audit-request.ts";
@@ -15,8 +16,12 @@ function safeNext(next: string | null): string {
   return next && /^\/[A-Za-z0-9/_?=&%.-]*$/.test(next) && !next.startsWith("//") ? next : "/hosts";
 }
 
-function lockedMessage(until: Date): string {
-  return `This account is locked after too many failed sign-ins. Try again after ${until.toISOString().slice(11, 16)} UTC, or ask an administrator to unlock it.`;
+/** 429 with Retry-After; the same for every username, known or not. */
+function throttled(pages: Pages, req: ConsoleRequest, retryAfterS: number): Response {
+  const wait = retryAfterS < 120 ? `${retryAfterS} seconds` : `${Math.ceil(retryAfterS / 60)} minutes`;
+  const res = pages.formErrors(req, [`Too many sign-in attempts. Try again in ${wait}.`], 429);
+  res.headers.set("retry-after", String(retryAfterS));
+  return res;
 }
 
 export function authRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
@@ -26,7 +31,7 @@ export function authRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
     const user = (await getUser(sql, userId))!;
     const settings = await s.settings.get();
     if (user.totp_enabled_at) return "mfa";
-    if (mfaRequired(settings, (await userGrants(sql, userId)).roles)) return "enroll";
+    if (mfaRequired(settings, await userGrants(sql, userId))) return "enroll";
     if (passwordExpired(user, settings.password)) return "password";
     return "full";
   }
@@ -61,10 +66,16 @@ export function authRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           return pages.formErrors(req, ["That setup code is not correct. Use the code the server printed at start (also in the setup-code file in its data directory)."], 403);
         }
         try {
-          const id = await createUser(sql, { username, password, displayName: f.get("display_name") ?? "", email: f.get("email") ?? "", roleIds: [(await roleIdByName(sql, "admin"))!] }, (await s.settings.get()).password);
+          const settings = await s.settings.get();
+          const id = await createUser(sql, { username, password, displayName: f.get("display_name") ?? "", email: f.get("email") ?? "", roleIds: [(await roleIdByName(sql, "admin"))!] }, settings.password);
           removeSetupCodeFile(s.dataDir);
           await auditRequest(sql, req, "user_management", "setup.admin_created", username, true, { userId: id }, username);
-          return done(req, "/login?setup=done");
+          // the first administrator enrolls an authenticator before anything else: the session
+          // starts in the enroll stage, and a later password sign-in without TOTP returns there
+          const { token } = await createSession(sql, id, "enroll", req.ip, req.userAgent, settings.session);
+          const res = done(req, stagePath("enroll"));
+          res.headers.append("set-cookie", cookie(SESSION_COOKIE, token, settings.session.absoluteHours * 3600));
+          return res;
         } catch (e) {
           if (e instanceof PolicyError) return pages.formErrors(req, e.problems);
           throw e;
@@ -91,22 +102,27 @@ export function authRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const password = req.form.get("password") ?? "";
         if (!username || !password) return pages.formErrors(req, ["Enter your username and password."]);
         const settings = await s.settings.get();
-        const r = await checkLogin(sql, username, password, settings.password);
+        const limits = throttleLimits(settings.password);
+        // charged before the password is looked at; unknown usernames are counted the same way
+        const attempt = await beginAttempt(sql, limits, { username, ip: req.ip, factor: "password" });
+        if (!attempt.ok) {
+          await auditRequest(sql, req, "security_event", "login.throttled", username, false, { retry_after_s: attempt.retryAfterS }, username);
+          return throttled(pages, req, attempt.retryAfterS);
+        }
+        const r = await checkLogin(sql, username, password);
         if (!r.ok) {
           await auditRequest(sql, req, "authentication", "login.password", username, false, { reason: r.reason }, username);
-          if (r.reason === "locked") {
-            await auditRequest(sql, req, "security_event", "account.locked", username, false, { until: r.lockedUntil?.toISOString() }, username);
-            return pages.formErrors(req, [lockedMessage(r.lockedUntil!)], 423);
-          }
           return pages.formErrors(req, ["Wrong username or password."], 401);
         }
         const ssoRefusal = await breakGlassGate(s, r.user.id, req); // SSO enforced: break-glass accounts only (issue 6)
         if (ssoRefusal) return pages.formErrors(req, [ssoRefusal], 403);
         const stage = await stageAfterPassword(r.user.id);
+        // with a second factor still to come, the counters keep counting until it is given
+        if (stage !== "mfa") await signInSucceeded(sql, limits, attempt.ticket);
         const { token } = await createSession(sql, r.user.id, stage, req.ip, req.userAgent, settings.session);
         const reqAs = { ...req, user: r.user };
         await auditRequest(sql, reqAs, "authentication", stage === "full" ? "login.success" : "login.password", username, true, { next_step: stage });
-        if (stage === "full") await sql`update console_users set last_login_at = now() where id = ${r.user.id}`;
+        if (stage === "full") await recordSignIn(sql, r.user.id);
         const res = done(req, stage === "full" ? safeNext(req.form.get("next")) : stagePath(stage));
         res.headers.append("set-cookie", cookie(SESSION_COOKIE, token, settings.session.absoluteHours * 3600));
         return res;
@@ -123,14 +139,19 @@ export function authRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const code = (req.form.get("code") ?? "").trim();
         if (!code) return pages.formErrors(req, ["Enter the 6-digit code from your authenticator app, or a backup code."]);
         const settings = await s.settings.get();
+        const limits = throttleLimits(settings.password);
+        const attempt = await beginAttempt(sql, limits, { username: user.username, ip: req.ip, factor: "second" });
+        if (!attempt.ok) {
+          await auditRequest(sql, req, "security_event", "login.throttled", user.username, false, { retry_after_s: attempt.retryAfterS, step: "second factor" });
+          return throttled(pages, req, attempt.retryAfterS);
+        }
         const kind = await checkSecondFactor(sql, s.secrets, user, code);
         if (!kind) {
           await auditRequest(sql, req, "authentication", "login.totp", user.username, false);
-          const until = await recordLoginFailure(sql, user.id, settings.password);
-          if (until) {
-            await revokeSession(sql, req.session!.id, "locked");
-            await auditRequest(sql, req, "security_event", "account.locked", user.username, false, { until: until.toISOString() });
-            return pages.formErrors(req, [lockedMessage(until)], 423);
+          if (attempt.ticket.lastBeforePause) {
+            // the counter is full: this half-signed-in session ends, sign-in starts over later
+            await revokeSession(sql, req.session!.id, "too many wrong codes");
+            return pages.formErrors(req, ["That code is not valid, and that was the last try for now: sign in again later."], 401);
           }
           return pages.formErrors(req, ["That code is not valid. Codes change every 30 seconds and each works once."], 401);
         }
@@ -138,7 +159,8 @@ export function authRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           await revokeSession(sql, req.session!.id, "break-glass needs TOTP");
           return pages.formErrors(req, ["While SSO is enforced, a break-glass sign-in needs a code from the authenticator app, not a backup code."], 403);
         }
-        await sql`update console_users set failed_logins = 0, last_login_at = now() where id = ${user.id}`;
+        await signInSucceeded(sql, limits, attempt.ticket, 2); // this code and the password before it
+        await recordSignIn(sql, user.id);
         const stage: SessionStage = passwordExpired(user, settings.password) ? "password" : "full";
         await setStage(sql, req.session!.id, stage);
         await auditRequest(sql, req, "authentication", "login.success", user.username, true, { second_factor: kind });

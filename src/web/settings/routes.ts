@@ -5,7 +5,7 @@ import type { ConsoleServices } from "../deps.ts";
 import { done, type Pages } from "../respond.ts";
 import { listRoles } from "../../auth/roles.ts";
 import { auditRequest } from "../audit-request.ts";
-import type { ConsoleSettings } from "../../settings/console-settings.ts";
+import { DEFAULT_SETTINGS, type ConsoleSettings } from "../../settings/console-settings.ts";
 
 export const SECURITY_PHRASE = "apply security settings";
 export const AUDIT_PHRASE = "apply audit settings";
@@ -37,8 +37,13 @@ export function parseSecurityForm(f: URLSearchParams, roleNames: string[]): { va
       history: intField(f, "history", "Password history", 0, 24, p),
       lockoutThreshold: intField(f, "lockout_threshold", "Failed sign-ins before lockout", 1, 100, p),
       lockoutMinutes: intField(f, "lockout_minutes", "Lockout duration (minutes)", 1, 1440, p),
+      // forms from before these fields existed keep the defaults
+      minStrength: f.has("min_strength") ? intField(f, "min_strength", "Minimum password strength", 0, 4, p) : DEFAULT_SETTINGS.password.minStrength,
     },
-    mfa: { enforce: enforce as ConsoleSettings["mfa"]["enforce"], roles: mfaRoles },
+    mfa: {
+      enforce: enforce as ConsoleSettings["mfa"]["enforce"], roles: mfaRoles,
+      requireForAdmins: f.has("mfa_admins_shown") ? f.get("mfa_admins") === "on" : DEFAULT_SETTINGS.mfa.requireForAdmins,
+    },
     session: {
       idleMinutes: intField(f, "idle_minutes", "Idle timeout (minutes)", 1, 1440, p),
       absoluteHours: intField(f, "absolute_hours", "Absolute timeout (hours)", 1, 720, p),

@@ -89,6 +89,7 @@ export async function recordBreakGlassUse(s: ConsoleServices, user: { id: number
 
 const SSO_ERRORS: Record<string, string> = {
   bad_credentials: "Wrong username or password.",
+  throttled: "Too many sign-in attempts. Wait a few minutes and try again.",
   disabled: "This account is disabled.",
   username_taken: "An account with your username already exists here; ask an administrator to link it to your sign-in provider.",
   not_provisioned: "No account is linked to your identity and accounts are not created automatically. Ask an administrator.",

@@ -3,7 +3,7 @@ import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
 import { can } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import { done, type Pages } from "../respond.ts";
-import { createUser, deleteUser, getUser, listUsers, PolicyError, resetMfa, setDisabled, setPassword, unlockUser } from "../../auth/users.ts";
+import { createUser, deleteUser, getUser, listUsers, lockedOrPausedUntil, PolicyError, resetMfa, setDisabled, setPassword, unlockUser } from "../../auth/users.ts";
 import { LastAdminError, listRoles, setUserRoles, userGrants } from "../../auth/roles.ts";
 import { coversGrants, describeExcess, excessOf, isEmptyExcess, roleHolding } from "../../auth/boundaries.ts";
 import { boundaryChecks } from "../boundary.ts";
@@ -81,10 +81,11 @@ export function userRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         })) : [];
         const mk = (id: string, action: string, button: string, description: string) =>
           dangerForm(pages, { id, action: `/users/${u.id}/${action}`, phrase: u.username, button, description, csrf: req.csrf });
+        const locked = await lockedOrPausedUntil(sql, u); // includes sign-in throttle pauses
         return pages.page(req, "pages/user-edit", u.username, {
           u, roles, sessions, showSessions: can(req, "sessions.view"),
-          locked: u.locked_until && new Date(u.locked_until).getTime() > Date.now(),
-          lockedUntil: isoMinute(u.locked_until), mfa: Boolean(u.totp_enabled_at), disabled: Boolean(u.disabled_at),
+          locked: locked !== null && locked.getTime() > Date.now(),
+          lockedUntil: isoMinute(locked), mfa: Boolean(u.totp_enabled_at), disabled: Boolean(u.disabled_at),
           created: isoMinute(u.created_at), lastLogin: ago(u.last_login_at),
           beyond: within ? "" : `${u.username} holds ${describeExcess(excess)}, which you do not hold, so you cannot change this account.`,
           canEdit: within && can(req, "users.edit"), canDisable: within && can(req, "users.disable"), canUnlock: within && can(req, "users.unlock"),

@@ -7,6 +7,7 @@ import { DEFAULT_SETTINGS } from "../../../src/settings/console-settings.ts";
 import { createSecretBox } from "../../../src/auth/secret-box.ts";
 import { randomBytes } from "node:crypto";
 import { breakGlassSignIn, localLoginGate } from "../../../src/auth/sso/break-glass.ts";
+import { clearAccountThrottle } from "../../../src/auth/throttle.ts";
 import type { SsoPolicy } from "../../../src/auth/sso/types.ts";
 
 const PW = "Correct-Horse-9-Battery";
@@ -56,7 +57,10 @@ describe("break-glass local sign-in while SSO is enforced", () => {
     const wrong = totp(secret) === "000000" ? "111111" : "000000";
     expect(await signIn("glass", PW, wrong)).toMatchObject({ ok: false, reason: "bad_totp" });
     expect(await lastEvent()).toMatchObject({ category: "security_event", action: "break_glass.refused", actor_name: "glass" });
-    await db.sql`update console_users set failed_logins = 0 where username = 'glass'`;
+    // a fifth wrong attempt from this address fills the (account, address) counter; the sixth is refused unchecked
+    expect(await signIn("glass", PW, wrong)).toMatchObject({ ok: false, reason: "bad_totp" });
+    expect(await signIn("glass", PW, totp(secret))).toEqual({ ok: false, reason: "throttled" });
+    await clearAccountThrottle(db.sql, "glass");
   });
 
   test("password + TOTP signs in and raises a security event; the same code does not work twice", async () => {

@@ -176,3 +176,18 @@ describe.skipIf(!ldapAvailable)("ssoPlugin: LDAP from the login form", () => {
     expect(viaFetchMetadata.status).toBe(403);
   });
 });
+
+describe("ssoPlugin: LDAP sign-in throttle", () => {
+  test("directory sign-ins count in the console's sign-in throttle, and are refused before the directory is asked", async () => {
+    const post = () => h.handle(new Request(`${PUBLIC}/auth/ldap/login`, {
+      method: "POST", body: new URLSearchParams({ provider: "no-such-dir", username: "ldap-guess", password: "guess" }),
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: PUBLIC, "user-agent": "routes-test" },
+    }));
+    const reasons: string[] = [];
+    for (let i = 0; i < 6; i++) reasons.push(new URL((await post()).headers.get("location")!, PUBLIC).searchParams.get("sso_error")!);
+    expect(reasons.slice(0, 5).every((r) => r !== "throttled")).toBe(true);
+    expect(reasons[5]).toBe("throttled");
+    const row = (await auditRows(h, "sso.login")).at(-1)!;
+    expect(row).toMatchObject({ success: false, actor_name: "ldap-guess", details: { reason: "throttled" } });
+  });
+});
