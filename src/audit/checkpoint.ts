@@ -71,7 +71,6 @@ export async function checkpointInTx(tx: Sql, seq: number, opts: { every?: numbe
   const [last] = await tx`select seq, keyed_from from audit_checkpoints order by seq desc limit 1`;
   const lastSeq = last ? Number(last.seq) : 0;
   if (seq <= lastSeq) return null;
-  if (!opts.force && seq - lastSeq < (opts.every ?? checkpointEvery())) return null;
   let keyedFrom = last ? Number(last.keyed_from) : 0;
   if (!last) {
     const [k] = await tx`select min(id) as id from audit_log where alg = 1`;
@@ -80,6 +79,7 @@ export async function checkpointInTx(tx: Sql, seq: number, opts: { every?: numbe
   }
   // the first checkpoint covers the keyed part: legacy rows are pinned by the first keyed row's link
   const fromSeq = last ? lastSeq : keyedFrom - 1;
+  if (!opts.force && seq - fromSeq < (opts.every ?? checkpointEvery())) return null;
   const d = segmentDigest();
   let after = fromSeq;
   let mac: Uint8Array | undefined;
