@@ -89,7 +89,7 @@ test("with CLICKHOUSE_URL the server ships committed metrics to ClickHouse and r
   const { createActivationToken } = await import("../src/ingest/agent/enroll.ts");
   const ch = await startTestClickhouse();
   const db = await testDatabase(2);
-  const srv = await spawnServer({ DATABASE_URL: db.url, CLICKHOUSE_URL: ch.url });
+  const srv = await spawnServer({ DATABASE_URL: db.url, CLICKHOUSE_URL: ch.url, SERVERMIND_METRICS_TOKEN: "main-test-token" });
   try {
     expect(srv.output()).toContain("ClickHouse tier on");
     const url = `https://127.0.0.1:${srv.port}`;
@@ -98,7 +98,7 @@ test("with CLICKHOUSE_URL the server ships committed metrics to ClickHouse and r
     let shipped = "";
     for (let i = 0; i < 100 && !/^clickhouse_shipped_batches_total [1-9]/m.test(shipped); i++) {
       await Bun.sleep(200);
-      shipped = await (await fetch(`${url}/metrics`, { tls: { rejectUnauthorized: false } })).text();
+      shipped = await (await fetch(`${url}/metrics`, { headers: { authorization: "Bearer main-test-token" }, tls: { rejectUnauthorized: false } })).text();
     }
     expect(shipped).toMatch(/^clickhouse_shipped_batches_total [1-9]/m);
     expect(shipped).toMatch(/^cluster_/m);
