@@ -5,6 +5,9 @@
 -- alg 1: HMAC-SHA256 with a key kept outside PostgreSQL. Every row written from now on is alg 1.
 alter table audit_log add column alg smallint not null default 0 check (alg in (0, 1));
 
+-- The audit page filters by category, newest first.
+create index audit_log_category on audit_log (category, id);
+
 -- Signed checkpoints: {seq, mac of the row at seq, digest of the rows since the previous
 -- checkpoint, time}, signed with an Ed25519 key kept outside PostgreSQL. Also appended to
 -- <data>/audit/checkpoints.ndjson.
