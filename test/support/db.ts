@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { startEmbeddedPg, type EmbeddedPg } from "../../src/store/postgres/embedded.ts";
 import { createPgClient } from "../../src/store/postgres/client.ts";
 import { migrate } from "../../src/store/postgres/migrate.ts";
-import { ensureRuntimeRole, grantRuntimeRole, withCredentials } from "../../src/store/postgres/runtime-role.ts";
+import { ensureRuntimeRole, grantRuntimeRole, runtimeRoleName, withCredentials } from "../../src/store/postgres/runtime-role.ts";
 
 let server: Promise<{ url: string; embedded?: EmbeddedPg; dir?: string }> | undefined;
 
@@ -86,6 +86,8 @@ export async function testDatabase(poolSize = 8): Promise<TestDb> {
       await sql.end({ timeout: 5 });
       const a = createPgClient(base.url, 1);
       await a.unsafe(`drop database if exists ${name} with (force)`);
+      // a server started on this database (src/db.ts) generated its runtime role `<database>_app`
+      await a.unsafe(`drop role if exists ${runtimeRoleName(name)}`);
       await a.end();
     },
   };
