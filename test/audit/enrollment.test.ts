@@ -28,7 +28,7 @@ test("a successful enrollment and a refused one are both in the audit trail, wit
   expect(reuse.status).toBe(401);
   const rows = await s.db.sql`select actor_type, actor_id, actor_name, ip, user_agent, category, action, target, success, details
     from audit_log where action = 'agents.enroll' order by id`;
-  expect(rows).toEqual([
+  expect([...rows]).toEqual([
     { actor_type: "agent", actor_id: String(agentId), actor_name: "web-7", ip: "127.0.0.1", user_agent: "servermind-agent/9.9 (test)",
       category: "security_event", action: "agents.enroll", target: `agent ${agentId}`, success: true, details: { token: Number(t!.id) } },
     { actor_type: "anonymous", actor_id: "", actor_name: "web-8", ip: "127.0.0.1", user_agent: "servermind-agent/9.9 (test)",
