@@ -124,6 +124,12 @@ test("an untouched chain verifies online and offline; checkpoints are signed eve
     const off = await verifyChainExport(await exportTo(db), keys.publicKeyPem);
     expect(off).toMatchObject({ ok: true, checked: 35, checkpoints: 3, keyed: false });
     expect(await verifyChainExport(await exportTo(db), keys.publicKeyPem, keys.hmacKey)).toMatchObject({ ok: true, keyed: true });
+    // the CLI's own export (npm run audit:export) verifies the same way
+    const out = join(process.env.SERVERMIND_DATA!, "cli-export.ndjson");
+    expect(await quiet(() => runAuditCli(["export", "--out", out]))).toBe(0);
+    useAuditKeys(keys, process.env.SERVERMIND_DATA);
+    expect(statSync(out).mode & 0o777).toBe(0o600);
+    expect(await verifyChainExport(out, readFileSync(pubFile, "utf8"))).toMatchObject({ ok: true, checked: 35, checkpoints: 3 });
   } finally {
     await db.drop();
   }
