@@ -1,10 +1,17 @@
 /**
  * RFC 5425 forwarding: audit records reach a real TLS receiver (a node:tls server on 127.0.0.1
- * with a self-signed certificate, parsing the octet-counted framing); a receiver whose
- * certificate is not signed by the pinned CA gets nothing.
+ * with a self-signed certificate, parsing the octet-counted framing, and Debian's rsyslog with
+ * its gtls driver); a receiver whose certificate is not signed by the pinned CA gets nothing.
  */
 import { test, expect, afterAll } from "bun:test";
 import { createServer, type Server, type TLSSocket } from "node:tls";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect } from "node:net";
+import { requireComponent } from "../support/ci.ts";
+import { freePort } from "../../src/store/postgres/embedded.ts";
 import { testDatabase } from "../support/db.ts";
 import { audit, onAudit } from "../../src/audit/audit.ts";
 import { createSyslogForwarder, formatSyslog, octetCounted, syslogTransportFromEnv } from "../../src/audit/syslog.ts";
@@ -102,3 +109,55 @@ test("a receiver with a certificate outside the pinned CA gets no message", asyn
     await r.close();
   }
 });
+
+const hasRsyslogGtls = spawnSync("sh", ["-c", "command -v rsyslogd"]).status === 0 &&
+  ["/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so", "/usr/lib/aarch64-linux-gnu/rsyslog/lmnsd_gtls.so"].some((f) => existsSync(f));
+
+test("Debian's rsyslog (imtcp + gtls) receives the forwarded records intact", async () => {
+  if (!requireComponent(hasRsyslogGtls, "rsyslogd with its gtls driver (Debian packages rsyslog, rsyslog-gnutls)")) return;
+  const dir = mkdtempSync(join(tmpdir(), "servermind-rsyslog-"));
+  const cert = createSelfSigned(["127.0.0.1"], "rsyslog receiver");
+  writeFileSync(join(dir, "cert.pem"), cert.certPem);
+  writeFileSync(join(dir, "key.pem"), cert.keyPem, { mode: 0o600 });
+  const port = await freePort();
+  const out = join(dir, "out.log");
+  writeFileSync(join(dir, "rsyslog.conf"), [
+    `global(workDirectory="${dir}" DefaultNetstreamDriver="gtls" DefaultNetstreamDriverCAFile="${dir}/cert.pem"`,
+    `  DefaultNetstreamDriverCertFile="${dir}/cert.pem" DefaultNetstreamDriverKeyFile="${dir}/key.pem")`,
+    `module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")`,
+    `input(type="imtcp" port="${port}" address="127.0.0.1")`,
+    `template(name="raw" type="string" string="%rawmsg%\\n")`,
+    `*.* action(type="omfile" file="${out}" template="raw")`,
+  ].join("\n"));
+  const daemon = spawn("rsyslogd", ["-n", "-f", join(dir, "rsyslog.conf"), "-i", join(dir, "rsyslogd.pid")], { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  daemon.stderr!.on("data", (d) => (stderr += d));
+  const fwd = createSyslogForwarder(() => ({ host: "127.0.0.1", port }), { kind: "tls", ca: cert.certPem }, () => {});
+  try {
+    // wait (at most 10 s) until rsyslog listens
+    for (const end = Date.now() + 10_000; ; ) {
+      const up = await new Promise<boolean>((ok) => {
+        const c = connect(port, "127.0.0.1", () => (c.destroy(), ok(true)));
+        c.on("error", () => ok(false));
+      });
+      if (up) break;
+      if (Date.now() > end || daemon.exitCode !== null) throw new Error(`rsyslogd did not start: ${stderr}`);
+      await Bun.sleep(50);
+    }
+    const recs = [];
+    for (let i = 0; i < 5; i++) recs.push(await audit(db.sql, ev(`rsyslog.${i}`, `target é ${i}`)));
+    for (const r of recs) fwd.send(r);
+    const want = recs.map((r) => formatSyslog(r));
+    let got: string[] = [];
+    for (const end = Date.now() + 10_000; got.length < want.length && Date.now() < end; ) {
+      await Bun.sleep(50);
+      got = existsSync(out) ? readFileSync(out, "utf8").split("\n").filter(Boolean) : [];
+    }
+    expect(got).toEqual(want);
+  } finally {
+    fwd.close();
+    daemon.kill("SIGTERM");
+    await new Promise((ok) => (daemon.exitCode !== null ? ok(null) : daemon.once("exit", ok)));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 30_000);
