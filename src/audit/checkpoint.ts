@@ -1,6 +1,6 @@
 /**
  * Signed checkpoints of the audit chain. A checkpoint pins {seq: the last record it covers,
- * mac: that record's hash, from_seq: the previous checkpoint's seq, digest: the plain digest of
+ * mac and head_ts: that record's hash and time, from_seq: the previous checkpoint's seq, digest: the plain digest of
  * the records in (from_seq, seq], keyed_from: the first keyed record, ts} with an Ed25519
  * signature made by a key kept outside PostgreSQL. It is stored in audit_checkpoints and also
  * appended to <data>/audit/checkpoints.ndjson, so deleting checkpoint rows does not hide them.
@@ -21,6 +21,8 @@ export interface Checkpoint {
   from_seq: number;
   mac: Uint8Array;
   digest: Uint8Array;
+  /** The time of the record at `seq` (so a verifier can tell a retention purge from a deletion). */
+  head_ts: Date;
   ts: Date;
   keyed_from: number;
   signature: Uint8Array;
@@ -39,7 +41,7 @@ export function checkpointPayload(c: Omit<Checkpoint, "signature">): Buffer {
   return Buffer.from(canonicalJson({
     format: "servermind-audit-checkpoint", v: 1, seq: Number(c.seq), from_seq: Number(c.from_seq),
     mac: Buffer.from(c.mac).toString("hex"), digest: Buffer.from(c.digest).toString("hex"),
-    ts: new Date(c.ts).toISOString(), keyed_from: Number(c.keyed_from),
+    head_ts: new Date(c.head_ts).toISOString(), ts: new Date(c.ts).toISOString(), keyed_from: Number(c.keyed_from),
   }));
 }
 
@@ -51,15 +53,16 @@ export function verifyCheckpointSignature(c: Checkpoint, publicKey: KeyObject | 
 export function checkpointJson(c: Checkpoint): Record<string, unknown> {
   return {
     type: "checkpoint", seq: Number(c.seq), from_seq: Number(c.from_seq), mac: Buffer.from(c.mac).toString("hex"),
-    digest: Buffer.from(c.digest).toString("hex"), ts: new Date(c.ts).toISOString(), keyed_from: Number(c.keyed_from),
-    signature: Buffer.from(c.signature).toString("base64"),
+    digest: Buffer.from(c.digest).toString("hex"), head_ts: new Date(c.head_ts).toISOString(), ts: new Date(c.ts).toISOString(),
+    keyed_from: Number(c.keyed_from), signature: Buffer.from(c.signature).toString("base64"),
   };
 }
 
 export function checkpointFromJson(o: Record<string, unknown>): Checkpoint {
   return {
     seq: Number(o.seq), from_seq: Number(o.from_seq), mac: Buffer.from(String(o.mac), "hex"), digest: Buffer.from(String(o.digest), "hex"),
-    ts: new Date(String(o.ts)), keyed_from: Number(o.keyed_from), signature: Buffer.from(String(o.signature), "base64"),
+    head_ts: new Date(String(o.head_ts)), ts: new Date(String(o.ts)), keyed_from: Number(o.keyed_from),
+    signature: Buffer.from(String(o.signature), "base64"),
   };
 }
 
@@ -83,21 +86,23 @@ export async function checkpointInTx(tx: Sql, seq: number, opts: { every?: numbe
   const d = segmentDigest();
   let after = fromSeq;
   let mac: Uint8Array | undefined;
+  let headTs: Date | undefined;
   for (;;) {
     const rows = await tx<AuditRecord[]>`select * from audit_log where id > ${after} and id <= ${seq} order by id limit 2000`;
     if (rows.length === 0) break;
     for (const r of rows) {
       d.add(Number(r.id), r.prev_hash, r);
       mac = r.hash;
+      headTs = new Date(r.ts);
     }
     after = Number(rows[rows.length - 1]!.id);
   }
-  if (!mac || after !== seq) return null;
-  const body = { seq, from_seq: fromSeq, mac, digest: d.digest(), ts: new Date(), keyed_from: keyedFrom };
+  if (!mac || !headTs || after !== seq) return null;
+  const body = { seq, from_seq: fromSeq, mac, digest: d.digest(), head_ts: headTs, ts: new Date(), keyed_from: keyedFrom };
   const signature = sign(null, checkpointPayload(body), auditKeys().signingKey);
   const c: Checkpoint = { ...body, signature };
-  await tx`insert into audit_checkpoints (seq, from_seq, mac, digest, ts, keyed_from, signature)
-    values (${c.seq}, ${c.from_seq}, ${c.mac}, ${c.digest}, ${c.ts}, ${c.keyed_from}, ${c.signature})`;
+  await tx`insert into audit_checkpoints (seq, from_seq, mac, digest, head_ts, ts, keyed_from, signature)
+    values (${c.seq}, ${c.from_seq}, ${c.mac}, ${c.digest}, ${c.head_ts}, ${c.ts}, ${c.keyed_from}, ${c.signature})`;
   return c;
 }
 

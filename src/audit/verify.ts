@@ -11,7 +11,9 @@
  *   - every checkpoint's Ed25519 signature; that checkpoints follow each other (from_seq);
  *   - the record a checkpoint names exists and carries the signed mac, and the records of its
  *     segment still hash to the signed digest (this needs no HMAC key);
- *   - no checkpoint names a record past the end of the chain (a deleted tail).
+ *   - no checkpoint names a record past the end of the chain (a deleted tail);
+ *   - a checkpointed record missing before the first kept one was older than the shortest
+ *     retention (30 days) when verified, as a retention purge requires (a deleted head).
  * Not detectable: removal of records newer than the last checkpoint (at most
  * SERVERMIND_AUDIT_CHECKPOINT_EVERY records / SERVERMIND_AUDIT_CHECKPOINT_SECONDS), and, offline
  * without the HMAC key, a change to such unpinned records.
@@ -45,6 +47,9 @@ export interface Anchor {
 
 type Broken = { id: number; reason: string };
 
+/** The shortest audit retention audit_purge_by_retention() keeps (migration 410). */
+export const MIN_RETENTION_MS = 30 * 86400_000;
+
 /** Sorts, de-duplicates and checks checkpoints; returns them or the first problem. */
 function prepareCheckpoints(list: Checkpoint[], publicKey: KeyObject | string): Checkpoint[] | Broken {
   const bySeq = new Map<number, Checkpoint>();
@@ -64,7 +69,7 @@ function prepareCheckpoints(list: Checkpoint[], publicKey: KeyObject | string): 
 }
 
 /** The streaming checker: feed records in id order, then call finish(). */
-export function createChainChecker(anchor: Anchor, checkpoints: Checkpoint[], publicKey: KeyObject | string, hmacKey?: Uint8Array) {
+export function createChainChecker(anchor: Anchor, checkpoints: Checkpoint[], publicKey: KeyObject | string, hmacKey?: Uint8Array, now = new Date()) {
   const prepared = prepareCheckpoints(checkpoints, publicKey);
   let broken: Broken | undefined = Array.isArray(prepared) ? undefined : prepared;
   const cps = Array.isArray(prepared) ? prepared : [];
@@ -89,8 +94,14 @@ export function createChainChecker(anchor: Anchor, checkpoints: Checkpoint[], pu
     if (firstId === null) {
       firstId = id;
       if (id < Number(anchor.first_id)) return fail(id, "row older than the retention anchor");
-      // checkpoints entirely before the first kept record were purged with their records
-      while (ci < cps.length && cps[ci]!.seq < id) ci++;
+      // checkpoints entirely before the first kept record were purged with their records, which
+      // the purge does only to records older than the shortest retention
+      for (; ci < cps.length && cps[ci]!.seq < id; ci++) {
+        const cp = cps[ci]!;
+        if (now.getTime() - cp.head_ts.getTime() < MIN_RETENTION_MS) {
+          return fail(cp.seq, `record ${cp.seq} (written ${cp.head_ts.toISOString()}, pinned by a signed checkpoint) is gone from the start of the chain, but no retention purge deletes records younger than 30 days`);
+        }
+      }
       if (ci < cps.length && cps[ci]!.from_seq + 1 === id) digest = segmentDigest();
     } else if (id <= lastId!) {
       return fail(id, "records are out of order");
@@ -145,7 +156,7 @@ export function readCheckpointLog(file = checkpointLogFile()): Checkpoint[] {
 
 export async function loadCheckpoints(sql: Sql): Promise<Checkpoint[]> {
   const rows = await sql<Checkpoint[]>`select * from audit_checkpoints order by seq`;
-  return rows.map((r) => ({ ...r, seq: Number(r.seq), from_seq: Number(r.from_seq), keyed_from: Number(r.keyed_from), ts: new Date(r.ts) }));
+  return rows.map((r) => ({ ...r, seq: Number(r.seq), from_seq: Number(r.from_seq), keyed_from: Number(r.keyed_from), head_ts: new Date(r.head_ts), ts: new Date(r.ts) }));
 }
 
 /** Verifies the live chain with this process's keys, streaming records in pages. */

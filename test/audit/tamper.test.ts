@@ -242,3 +242,26 @@ test("rows from before migration 410 keep their plain hashes; the keyed chain st
     await db.drop();
   }
 }, 30_000);
+
+test("deleting the oldest records and moving the anchor like a purge is caught while they are younger than the shortest retention", async () => {
+  const db = await chain();
+  try {
+    await asOwner(db.sql, async (tx) => {
+      const [next] = await tx`select id, prev_hash from audit_log where id = 16`;
+      await tx`delete from audit_log where id <= 15`;
+      await tx`update audit_anchor set first_id = 16, prev_hash = ${next!.prev_hash}`;
+    });
+    const r = await verifyAuditChain(db.sql);
+    expect(r.ok).toBe(false);
+    expect(r.brokenAt!.reason).toContain("no retention purge deletes records younger than 30 days");
+    expect(await verdicts(db)).toEqual({ online: 1, offline: 1 });
+    // the same chain 31 days from now is what a real purge leaves: it verifies
+    const { createChainChecker, loadCheckpoints } = await import("../../src/audit/verify.ts");
+    const [a] = await db.sql`select first_id, prev_hash from audit_anchor`;
+    const later = createChainChecker({ first_id: Number(a!.first_id), prev_hash: a!.prev_hash }, await loadCheckpoints(db.sql), keys.publicKey, keys.hmacKey, new Date(Date.now() + 31 * 86400_000));
+    for (const row of await db.sql<AuditRecord[]>`select * from audit_log order by id`) later.add({ ...row, ts: new Date(row.ts) });
+    expect(later.finish()).toMatchObject({ ok: true, checked: 20, checkpoints: 2 });
+  } finally {
+    await db.drop();
+  }
+}, 30_000);

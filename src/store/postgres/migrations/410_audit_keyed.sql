@@ -8,14 +8,15 @@ alter table audit_log add column alg smallint not null default 0 check (alg in (
 -- The audit page filters by category, newest first.
 create index audit_log_category on audit_log (category, id);
 
--- Signed checkpoints: {seq, mac of the row at seq, digest of the rows since the previous
--- checkpoint, time}, signed with an Ed25519 key kept outside PostgreSQL. Also appended to
+-- Signed checkpoints: {seq, mac and time of the row at seq, digest of the rows since the
+-- previous checkpoint, time}, signed with an Ed25519 key kept outside PostgreSQL. Also appended to
 -- <data>/audit/checkpoints.ndjson.
 create table audit_checkpoints (
   seq        bigint primary key,
   from_seq   bigint not null,
   mac        bytea not null,
   digest     bytea not null,
+  head_ts    timestamptz not null,
   ts         timestamptz not null,
   keyed_from bigint not null,
   signature  bytea not null
