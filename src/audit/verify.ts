@@ -102,7 +102,6 @@ export function createChainChecker(anchor: Anchor, checkpoints: Checkpoint[], pu
           return fail(cp.seq, `record ${cp.seq} (written ${cp.head_ts.toISOString()}, pinned by a signed checkpoint) is gone from the start of the chain, but no retention purge deletes records younger than 30 days`);
         }
       }
-      if (ci < cps.length && cps[ci]!.from_seq + 1 === id) digest = segmentDigest();
     } else if (id <= lastId!) {
       return fail(id, "records are out of order");
     }
@@ -118,6 +117,8 @@ export function createChainChecker(anchor: Anchor, checkpoints: Checkpoint[], pu
     } else {
       return fail(id, `unknown hash algorithm ${alg}`);
     }
+    // a segment is digested only when its first record is here (not cut by a purge)
+    if (!digest && ci < cps.length && id === cps[ci]!.from_seq + 1) digest = segmentDigest();
     digest?.add(id, row.prev_hash, row);
     const cp = cps[ci];
     if (cp && cp.seq === id) {

@@ -231,6 +231,11 @@ test("rows from before migration 410 keep their plain hashes; the keyed chain st
     expect([Number(cp!.seq), Number(cp!.from_seq), Number(cp!.keyed_from)]).toEqual([13, 3, 4]);
     expect(await verifyAuditChain(db.sql)).toMatchObject({ ok: true, checked: 15, checkpoints: 1 });
     expect((await verifyChainExport(await exportTo(db), keys.publicKeyPem)).ok).toBe(true);
+    // the first keyed segment starts after the legacy rows and is digested offline too
+    await asOwner(db.sql, (tx) => tx`update audit_log set target = 'edited' where id = 5`);
+    expect((await verifyChainExport(await exportTo(db), keys.publicKeyPem)).brokenAt!.reason).toContain("digest");
+    await asOwner(db.sql, (tx) => tx`update audit_log set target = 'user 2' where id = 5`);
+    expect((await verifyChainExport(await exportTo(db), keys.publicKeyPem)).ok).toBe(true);
     // rewriting the legacy part breaks the first keyed record's (signed) link
     await asOwner(db.sql, async (tx) => {
       await tx`update audit_log set actor_name = 'mallory' where id = 2`;
