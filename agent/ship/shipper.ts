@@ -4,7 +4,10 @@
  * One request in flight at a time, oldest batches first. Each transmission gets a fresh
  * sequence number; the batch id is the spool id, so a resend is recognised and stored once.
  * A batch leaves the spool only on an ack ("ok", "dup"), or when the server rejects it as
- * permanently invalid (counted and logged, never silent). Transport failures back off with full
+ * permanently invalid (counted and logged, never silent; docs/protocol.md lists which codes those
+ * are). A request over the server's size limit (413 `too_large`, WebSocket close 1009) is sent
+ * again as smaller requests; a batch over the limit on its own is dropped and logged.
+ * Transport failures back off with full
  * jitter; HTTP/3 failing falls back to WebSocket at once and is probed again after quicProbeMs.
  * While a backlog drains, sending is limited to replayPerSecond frames per second.
  *
@@ -95,6 +98,9 @@ export interface Shipper {
 const PERMANENT_KEEP = new Set(["busy", "store_unavailable", "replayed_seq"]);
 const IDENTITY_PROBLEMS = new Set(["unknown_agent", "revoked_agent", "bad_signature"]);
 
+/** After a request over the server's size limit, fewer frames are sent per request for this long. */
+export const SHRINK_MS = 300_000;
+
 /** A session is not used in its last minute (clocks differ, a send takes time). */
 export const USE_MARGIN_MS = 60_000;
 /** The next session is fetched this long before the current one expires. */
@@ -132,6 +138,9 @@ export function createShipper(o: ShipperOptions): Shipper {
   /** No session is sought before this time (after a refusal or repeated losses). */
   let sessionRetryAt = 0;
   let lastSessionLossAt = -Infinity;
+  /** Frames per request: lowered after a request over the server's limit, restored after SHRINK_MS. */
+  let perRequest = o.maxFramesPerRequest;
+  let perRequestResetAt = 0;
   const st: Omit<ShipStatus, "spool" | "session"> = {
     state: "starting", transport: null, lastAckMs: null, lastError: null,
     sentFrames: 0, ackedFrames: 0, rejectedFrames: 0, lastReconnectMs: null, h3: "untried",
@@ -304,6 +313,26 @@ export function createShipper(o: ShipperOptions): Shipper {
     log(`the server does not know this agent's session (unknown_session, ${out.sessionLost} frames); resending them ${sessionRetryAt ? "signed" : "with a new session"}`);
   }
 
+  /**
+   * The server refused a request as over its size limit (413 `too_large`, WebSocket close 1009):
+   * fewer frames per request fix that; a frame that is alone over the limit never fits and is
+   * dropped with a log line rather than sent again forever.
+   */
+  function requestTooLarge(ids: number[], msg: string) {
+    closeTransport(); // the server closes the connection after such a request
+    if (ids.length <= 1) {
+      if (ids.length === 1) {
+        o.spool.ack(ids);
+        st.rejectedFrames++;
+        log(`batch ${ids[0]} alone is over the server's request limit (${msg}); dropped`);
+      }
+      return;
+    }
+    perRequest = Math.max(1, Math.floor(ids.length / 2));
+    perRequestResetAt = now() + SHRINK_MS;
+    log(`request over the server's size limit (${msg}); sending at most ${perRequest} frames per request for ${SHRINK_MS / 60_000} min`);
+  }
+
   async function run() {
     while (!stopped) {
       const kind = pickKind();
@@ -326,7 +355,8 @@ export function createShipper(o: ShipperOptions): Shipper {
       }
       const sealWith = sessionFor(transport);
       const auth: FrameAuth = sealWith ?? o.key;
-      const batch = o.spool.peek(o.maxFramesPerRequest);
+      if (perRequest < o.maxFramesPerRequest && now() >= perRequestResetAt) perRequest = o.maxFramesPerRequest;
+      const batch = o.spool.peek(perRequest);
       const frames: Uint8Array[] = [];
       const t = now();
       const withHeartbeat = t >= nextHeartbeat;
@@ -344,6 +374,10 @@ export function createShipper(o: ShipperOptions): Shipper {
       try {
         res = await transport.send(frames);
       } catch (e) {
+        if (e instanceof TransportError && e.tooLarge) {
+          requestTooLarge(batch.map((x) => x.id), e.message);
+          continue;
+        }
         await failed(transport.name as "h3" | "h2" | "wss", e);
         continue;
       }
@@ -386,7 +420,7 @@ export function createShipper(o: ShipperOptions): Shipper {
         await wait(res.retryAfterMs + Math.floor((o.random ?? Math.random)() * 1000));
         continue;
       }
-      if (batch.length === o.maxFramesPerRequest) {
+      if (batch.length === perRequest) {
         // a backlog: replay it at the configured rate
         await wait((batch.length * 1000) / o.replayPerSecond);
       }
@@ -407,7 +441,7 @@ export function createShipper(o: ShipperOptions): Shipper {
       log(`HTTP/3 unavailable (${msg}); falling back to WebSocket, next HTTP/3 probe in ${Math.round(o.quicProbeMs / 1000)} s`);
       return; // fall back at once
     }
-    if (/bad_hello: .*(revoked|not enrolled|does not match the agent's key)/.test(msg)) {
+    if (/bad_hello: .*(revoked|not enrolled|does not match the agent's key)|revoked_agent:/.test(msg)) {
       // the WebSocket handshake refused our identity: as for rejected frames, wait long
       st.state = "rejected";
       const ms = Math.max(60_000, backoff.next());

@@ -42,6 +42,8 @@ export class TransportError extends Error {
     message: string,
     /** True when this runtime cannot use the protocol with a pinned certificate at all. */
     readonly unsupported = false,
+    /** The request or message was over the server's size limit (HTTP 413, WebSocket close 1009): send fewer frames. */
+    readonly tooLarge = false,
   ) {
     super(message);
   }
@@ -70,10 +72,11 @@ export function interpretHttpAnswer(name: string, status: number, retryAfter: st
     body = JSON.parse(text);
   } catch {
     if (status === 429 || status === 503) return { acks: [], rejects: [], retryAfterMs: retryAfterMs ?? 5000 };
-    throw new TransportError(`${name}: HTTP ${status} with a body that is not JSON (${text.length} bytes)`);
+    // an early 413 (the server refused the request from its Content-Length) has an empty body
+    throw new TransportError(`${name}: HTTP ${status} with a body that is not JSON (${text.length} bytes)`, false, status === 413);
   }
   if ((status === 429 || status === 503) && !body?.acks) return { acks: [], rejects: [], retryAfterMs: retryAfterMs ?? 5000 };
-  if (body?.error && !body?.acks) throw new TransportError(`${name}: HTTP ${status} ${String(body.error.code)}: ${String(body.error.message).slice(0, 300)}`);
+  if (body?.error && !body?.acks) throw new TransportError(`${name}: HTTP ${status} ${String(body.error.code)}: ${String(body.error.message).slice(0, 300)}`, false, status === 413);
   const res = parseAnswer(body, `${name} HTTP ${status}`);
   if (retryAfterMs !== undefined) res.retryAfterMs = retryAfterMs;
   return res;

@@ -142,7 +142,8 @@ export async function connectWsTransport(o: WsTransportOptions): Promise<Transpo
     };
     ws.onclose = (ev) => {
       clearTimeout(timer);
-      const e = new TransportError(`wss: connection closed (${ev.code}${ev.reason ? ` ${ev.reason}` : ""})`);
+      // 1009: the message was over the server's limit (docs/protocol.md, Limits)
+      const e = new TransportError(`wss: connection closed (${ev.code}${ev.reason ? ` ${ev.reason}` : ""})`, false, ev.code === 1009);
       fail(e);
       reject(e);
     };

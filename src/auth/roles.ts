@@ -1,5 +1,5 @@
 /** Roles: built-in ones synced from the catalog at start, custom ones edited in the console. */
-import type { Sql } from "postgres";
+import type { Sql, TransactionSql } from "postgres";
 import { BUILTIN_ROLES, isPermission } from "./permissions.ts";
 
 export interface Role {
@@ -85,10 +85,61 @@ export async function userGrants(sql: Sql, userId: number): Promise<Grants> {
   return { roles: rows.map((r) => r.name as string), permissions, scopeTags: rows.length === 0 ? [] : scope };
 }
 
+/** Replaces a user's roles; throws LastAdminError (nothing changed) if that leaves no active administrator. */
 export async function setUserRoles(sql: Sql, userId: number, roleIds: number[]): Promise<void> {
-  await sql.begin(async (tx) => {
+  await keepingAnAdmin(sql, async (tx) => {
     // roles kept keep their origin (user_roles.granted_by: 'manual' or an SSO provider's mapping)
     await tx`delete from user_roles where user_id = ${userId} and not (role_id = any(${roleIds}::bigint[]))`;
     for (const r of roleIds) await tx`insert into user_roles (user_id, role_id) values (${userId}, ${r}) on conflict do nothing`;
   });
+}
+
+/** The roles each of these users holds (users without roles map to []). */
+export async function rolesOfUsers(sql: Sql, userIds: number[]): Promise<Map<number, Role[]>> {
+  const out = new Map<number, Role[]>(userIds.map((id) => [id, []]));
+  if (!userIds.length) return out;
+  const rows = await sql`select ur.user_id, r.* from user_roles ur join console_roles r on r.id = ur.role_id
+    where ur.user_id = any(${userIds}::bigint[]) order by r.name`;
+  for (const r of rows) {
+    const { user_id, ...role } = r;
+    out.get(Number(user_id))?.push({ ...(role as unknown as Role), id: Number(role.id) });
+  }
+  return out;
+}
+
+/** The users holding a role. */
+export async function roleHolders(sql: Sql, roleId: number): Promise<Array<{ id: number; username: string }>> {
+  const rows = await sql`select u.id, u.username from user_roles ur join console_users u on u.id = ur.user_id
+    where ur.role_id = ${roleId} order by u.username`;
+  return rows.map((r) => ({ id: Number(r.id), username: r.username as string }));
+}
+
+/** Raised when a change would leave the console without an active administrator. */
+export class LastAdminError extends Error {
+  constructor() {
+    super("This is the last active administrator; give another user the admin role first.");
+  }
+}
+
+/** Enabled users holding the built-in admin role. */
+async function activeAdminCount(sql: Sql | TransactionSql): Promise<number> {
+  const [{ n }] = await sql`select count(distinct u.id)::int as n from user_roles ur join console_roles r on r.id = ur.role_id
+    join console_users u on u.id = ur.user_id where r.name = 'admin' and r.builtin and u.disabled_at is null`;
+  return n;
+}
+
+/**
+ * Runs a change that could remove an administrator (roles replaced, user disabled or deleted) in
+ * one transaction, serialized with every other such change by an advisory lock, and rolls it
+ * back with LastAdminError when it takes the count of active administrators from some to none.
+ * (Two administrators demoting each other at once cannot both succeed.)
+ */
+export async function keepingAnAdmin<T>(sql: Sql, change: (tx: TransactionSql) => Promise<T>): Promise<T> {
+  return (await sql.begin(async (tx) => {
+    await tx`select pg_advisory_xact_lock(hashtext('servermind.console.admins'))`;
+    const before = await activeAdminCount(tx);
+    const out = await change(tx);
+    if (before > 0 && (await activeAdminCount(tx)) === 0) throw new LastAdminError();
+    return out;
+  })) as T;
 }

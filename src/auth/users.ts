@@ -8,6 +8,7 @@ import { checkPasswordPolicy, hashPassword, verifyPassword, dummyVerify } from "
 import { verifyTotp } from "./totp.ts";
 import type { SecretBox } from "./secret-box.ts";
 import type { ConsoleSettings, PasswordPolicy } from "../settings/console-settings.ts";
+import { keepingAnAdmin } from "./roles.ts";
 
 export interface User {
   id: number;
@@ -17,6 +18,8 @@ export interface User {
   password_hash: string | null;
   password_changed_at: Date | null;
   auth_source: string;
+  /** may sign in with a local password while SSO is enforced (src/auth/sso/break-glass.ts) */
+  break_glass: boolean;
   /** sealed with the SecretBox; never the raw key */
   totp_secret: string | null;
   totp_enabled_at: Date | null;
@@ -49,6 +52,58 @@ export async function getUserByName(sql: Sql, username: string): Promise<User | 
 export async function countUsers(sql: Sql): Promise<number> {
   const [{ n }] = await sql`select count(*)::int as n from console_users`;
   return n;
+}
+
+export interface UserListRow {
+  id: number;
+  username: string;
+  display_name: string;
+  email: string;
+  auth_source: string;
+  totp_enabled_at: Date | null;
+  locked_until: Date | null;
+  disabled_at: Date | null;
+  last_login_at: Date | null;
+  created_at: Date;
+  /** role names, sorted */
+  roles: string[];
+}
+
+/** Every user with the names of its roles, by username. */
+export async function listUsers(sql: Sql): Promise<UserListRow[]> {
+  const rows = await sql`select u.id, u.username, u.display_name, u.email, u.auth_source, u.totp_enabled_at, u.locked_until,
+      u.disabled_at, u.last_login_at, u.created_at,
+      coalesce(array_agg(r.name order by r.name) filter (where r.name is not null), '{}') as roles
+    from console_users u left join user_roles ur on ur.user_id = u.id left join console_roles r on r.id = ur.role_id
+    group by u.id order by u.username`;
+  return rows.map((u) => ({ ...(u as unknown as UserListRow), id: Number(u.id) }));
+}
+
+/** Disables or re-enables an account; disabling the last active administrator throws LastAdminError. */
+export async function setDisabled(sql: Sql, userId: number, disabled: boolean): Promise<void> {
+  await keepingAnAdmin(sql, (tx) => tx`update console_users set disabled_at = ${disabled ? tx`now()` : null} where id = ${userId}`);
+}
+
+/** Clears a lockout and the failure count (an administrator's unlock). */
+export async function unlockUser(sql: Sql, userId: number): Promise<void> {
+  await sql`update console_users set locked_until = null, failed_logins = 0 where id = ${userId}`;
+}
+
+/** Deletes an account (sessions, MFA and roles go with it); the last active administrator throws LastAdminError. */
+export async function deleteUser(sql: Sql, userId: number): Promise<void> {
+  await keepingAnAdmin(sql, (tx) => tx`delete from console_users where id = ${userId}`);
+}
+
+/** Accounts flagged for break-glass sign-in, with whether they have TOTP. */
+export async function listBreakGlass(sql: Sql): Promise<Array<{ username: string; totp: boolean }>> {
+  const rows = await sql`select username, totp_enabled_at is not null as totp from console_users where break_glass order by username`;
+  return rows.map((r) => ({ username: r.username as string, totp: Boolean(r.totp) }));
+}
+
+/** Sets or clears the break-glass flag; only accounts with a local password can carry it (false if not). */
+export async function setBreakGlass(sql: Sql, userId: number, on: boolean): Promise<boolean> {
+  const r = await sql`update console_users set break_glass = ${on} where id = ${userId} and password_hash is not null`;
+  return r.count === 1;
 }
 
 export interface NewUser {

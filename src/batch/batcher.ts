@@ -6,7 +6,10 @@
  * heavy load gets large transactions, with no tuning. At most `writers` batches are written at once; finished batches wait their turn in a
  * queue whose size is bounded by `maxPendingBytes` together with the open batch: the gate asks
  * `hasRoom()` before it admits a request, so memory stays bounded and nothing is dropped.
+ * A batch the store refuses for its data (`isRefusal`) is split until only the frames at fault
+ * are rejected (`store_rejected`), so one agent's bad frame never costs the others theirs.
  */
+import { FrameError } from "../ingest/frame/frame.ts";
 import { Batch, type FrameStatus, type PendingFrame } from "./batch.ts";
 
 export interface Clock {
@@ -38,6 +41,14 @@ export interface BatcherOptions {
   writers: number;
   /** Attempts per batch before its frames are rejected (the agents resend them). */
   attempts?: number;
+  /**
+   * Whether a write error blames some frames of the batch rather than the store (PostgreSQL
+   * refused their data). Such a batch is split in halves, each written on its own, down to the
+   * single frames at fault, which are rejected as `store_rejected`; the rest commit.
+   */
+  isRefusal?: (err: unknown) => boolean;
+  /** Told of each frame rejected as `store_rejected`. */
+  onRefused?: (frame: PendingFrame, err: unknown) => void;
   clock?: Clock;
   onFlush?: (reason: FlushReason, batch: Batch) => void;
   onError?: (err: unknown, attempt: number) => void;
@@ -130,6 +141,8 @@ export class Batcher {
         b.accept(statuses);
         return;
       } catch (err) {
+        // a refusal is no store trouble: onRefused tells of the frames found at fault
+        if (this.o.isRefusal?.(err)) return this.split(b, err);
         this.o.onError?.(err, attempt);
         if (attempt >= attempts) {
           b.reject(new Error(`store write failed after ${attempts} attempts: ${err instanceof Error ? err.message : err}`));
@@ -137,6 +150,27 @@ export class Batcher {
         }
         await new Promise((r) => setTimeout(r, 50 * attempt));
       }
+    }
+  }
+
+  /**
+   * Bisects a batch PostgreSQL refused: each half is written (and retried) on its own, in this
+   * writer's turn, so the frames at fault are found in about 2 log2(n) transactions and every
+   * other frame commits. Transient errors of a half are retried as for any batch.
+   */
+  private async split(b: Batch, err: unknown): Promise<void> {
+    if (b.frames.length === 1) {
+      const f = b.frames[0]!;
+      this.o.onRefused?.(f, err);
+      const why = err instanceof Error ? err.message : String(err);
+      f.reject(new FrameError("store_rejected", `PostgreSQL refused this frame (${why}); it is not stored and must not be resent`));
+      return;
+    }
+    const mid = b.frames.length >> 1;
+    for (const part of [b.frames.slice(0, mid), b.frames.slice(mid)]) {
+      const half = new Batch(b.openedAt);
+      for (const f of part) half.add(f);
+      await this.writeWithRetry(half);
     }
   }
 

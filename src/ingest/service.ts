@@ -5,7 +5,7 @@
 import type { Sql } from "postgres";
 import type { Config } from "../config.ts";
 import { Batcher } from "../batch/batcher.ts";
-import { createPgWriter } from "../store/postgres/writer.ts";
+import { createPgWriter, isDataRefusal } from "../store/postgres/writer.ts";
 import { AgentState } from "../store/postgres/agent-state.ts";
 import { AgentDirectory } from "./agent/directory.ts";
 import { SessionTable } from "./agent/sessions.ts";
@@ -47,6 +47,8 @@ export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = 
     maxPendingBytes: config.maxPendingBytes,
     writers: config.writers,
     onFlush: (reason) => metrics.flushes.inc({ trigger: reason }),
+    isRefusal: isDataRefusal,
+    onRefused: (f, err) => console.error(`frame refused by PostgreSQL (agent ${f.agentId}, batch ${f.batchId}): ${err instanceof Error ? err.message : err}`),
     onError: (err, attempt) => {
       metrics.writeErrors.inc({ store: "postgres" });
       console.error(`store write failed (attempt ${attempt}): ${err instanceof Error ? err.message : err}`);

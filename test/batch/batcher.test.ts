@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { Batcher, type Clock } from "../../src/batch/batcher.ts";
 import type { Batch, FrameStatus } from "../../src/batch/batch.ts";
-import { FrameKind } from "../../src/ingest/frame/frame.ts";
+import { FrameError, FrameKind } from "../../src/ingest/frame/frame.ts";
 
 function fakeClock() {
   let now = 0;
@@ -134,6 +134,50 @@ describe("Batcher", () => {
     const p = b.push(frame(3, 1));
     c.runDeferred();
     expect(await p).toBe("ok");
+  });
+
+  test("a batch the store refuses is split until only the guilty frames are rejected as store_rejected", async () => {
+    const c = fakeClock();
+    const guilty = new Set([3, 11]);
+    const writes: number[] = [];
+    const refused: number[] = [];
+    let storeErrors = 0;
+    const write = async (batch: Batch): Promise<FrameStatus[]> => {
+      writes.push(batch.frames.length);
+      if (batch.frames.some((f) => guilty.has(f.agentId))) throw Object.assign(new Error("invalid byte sequence"), { code: "22021" });
+      return batch.frames.map(() => "ok");
+    };
+    const b = new Batcher({
+      write, maxRows: 1e9, maxBytes: 1e9, maxAgeMs: 50, maxPendingBytes: 1e9, writers: 1, attempts: 3, clock: c.clock,
+      isRefusal: (e) => (e as { code?: string }).code === "22021",
+      onRefused: (f) => refused.push(f.agentId),
+      onError: () => storeErrors++, // a refusal is not store trouble
+    });
+    const ps = Array.from({ length: 16 }, (_, i) => b.push(frame(i, 1)).then((s) => s, (e: FrameError) => e.code));
+    c.runDeferred();
+    const out = await Promise.all(ps);
+    expect(out).toEqual(Array.from({ length: 16 }, (_, i) => (guilty.has(i) ? "store_rejected" : "ok")));
+    expect(refused.sort((x, y) => x - y)).toEqual([3, 11]);
+    expect(storeErrors).toBe(0);
+    // no retry of a refusal: 1 + 2 + 4 + 4 + 4 writes (halves of 8, 4, 2, 1 around each guilty frame)
+    expect(writes.length).toBeLessThanOrEqual(1 + 2 * 2 * Math.log2(16));
+    await b.drain();
+    expect(b.pendingBytes).toBe(0);
+  });
+
+  test("a transient error in a half of a split batch is retried, and ends in store_unavailable as before", async () => {
+    const c = fakeClock();
+    let transient = 3; // the half holding frame 0 loses its connection three times in a row
+    const write = async (batch: Batch): Promise<FrameStatus[]> => {
+      if (batch.frames.length > 1 && batch.frames.some((f) => f.agentId === 3)) throw Object.assign(new Error("bad"), { code: "22P05" });
+      if (batch.frames.length === 2 && batch.frames[0]!.agentId === 0 && transient-- > 0) throw new Error("write CONNECTION_CLOSED");
+      if (batch.frames.some((f) => f.agentId === 3)) throw Object.assign(new Error("bad"), { code: "22P05" });
+      return batch.frames.map(() => "ok");
+    };
+    const b = new Batcher({ write, maxRows: 1e9, maxBytes: 1e9, maxAgeMs: 50, maxPendingBytes: 1e9, writers: 1, attempts: 3, clock: c.clock, isRefusal: (e) => (e as { code?: string }).code === "22P05" });
+    const ps = Array.from({ length: 4 }, (_, i) => b.push(frame(i, 1)).then((s) => s, (e: Error) => (e instanceof FrameError ? e.code : "unavailable")));
+    c.runDeferred();
+    expect(await Promise.all(ps)).toEqual(["unavailable", "unavailable", "ok", "store_rejected"]);
   });
 
   test("drain() waits for everything accepted", async () => {

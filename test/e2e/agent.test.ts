@@ -85,6 +85,24 @@ describe("compiled agent against the real server", () => {
     expect(names.some((n) => n.startsWith('cpu.usage_pct{cpu="0"}'))).toBe(true);
   });
 
+  test("a NUL in a watched log file is stored exactly and blocks nothing (issue #13)", async () => {
+    appendFileSync(join(agent.dir, "logs", "app.log"), "e2e nul x\0y\ne2e after the nul\n");
+    const rows = await until("the NUL line and the next", async () => {
+      const r = await server.db.sql<{ message: string; message_raw: Buffer | null }[]>`
+        select message, message_raw from logs where agent_id = ${agentId} and message like 'e2e nul%' or agent_id = ${agentId} and message = 'e2e after the nul' order by message`;
+      return r.length === 2 ? r : undefined;
+    });
+    expect(rows[0]!.message).toBe("e2e after the nul");
+    expect(rows[0]!.message_raw).toBeNull();
+    expect(rows[1]!.message).toBe("e2e nul x\uFFFDy");
+    expect(Buffer.from(rows[1]!.message_raw!).toString("utf8")).toBe("e2e nul x\0y");
+    // metrics keep arriving: no writer is wedged
+    const before = (await samples("mem.used_bytes")).length;
+    await until("metrics after the NUL", async () => (await samples("mem.used_bytes")).length >= before + 2);
+    const stuck = await server.db.sql`select state from pg_stat_activity where datname = current_database() and state like 'idle in transaction%'`;
+    expect(stuck.length).toBe(0);
+  });
+
   test("Monitor reports a changed watched file as a security event", async () => {
     await Bun.sleep(2 * INTERVAL); // the baseline
     writeFileSync(join(agent.dir, "watched.conf"), "PermitRootLogin yes\n");

@@ -35,12 +35,12 @@ test("built-in roles cannot be changed or deleted, names are unique", async () =
 test("no escalation: a role editor cannot grant permissions it does not hold, to roles or users", async () => {
   const editor = await h.userWith(["roles.view", "roles.create", "roles.edit", "users.view", "users.create", "users.edit", "hosts.view"]);
   const r = await h.send("/roles", { session: editor, form: { name: "sneaky", permissions: ["hosts.view", "users.delete"] } });
-  expect(r.status).toBe(422);
-  expect(await r.text()).toContain("You cannot grant permissions you do not hold: users.delete.");
+  expect(r.status).toBe(403);
+  expect(await r.text()).toContain("You cannot create the role sneaky: the role sneaky as written would grant the permission users.delete, which you do not hold.");
   const admin = (await roleIdByName(h.db.sql, "admin"))!;
   const u = await h.send("/users", { session: editor, form: { username: "sneak", password: TEST_PASSWORD, password2: TEST_PASSWORD, roles: String(admin) } });
   expect(u.status).toBe(403);
-  expect(await u.text()).toContain("You cannot give a role with permissions you do not hold yourself.");
+  expect(await u.text()).toContain("You cannot give these roles to a new user: the role admin would grant the permissions");
   const target = await h.userWithRole("viewer");
   const up = await h.send(`/users/${target.userId}/roles`, { session: editor, form: { roles: String(admin) } });
   expect(up.status).toBe(403);

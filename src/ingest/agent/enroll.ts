@@ -4,6 +4,7 @@
  */
 import type { Sql } from "postgres";
 import { createHash, randomBytes } from "node:crypto";
+import { ed25519KeyProblem, KEY_BASE64 } from "./ed25519-key.ts";
 
 export class EnrollError extends Error {
   constructor(readonly status: number, readonly code: string, message: string) {
@@ -55,9 +56,17 @@ export function parseEnrollRequest(body: unknown): EnrollRequest {
     arch: str("arch", 50, false),
     version: str("version", 50, false),
   };
-  const raw = Buffer.from(req.publicKey, "base64");
-  if (raw.length !== 32) throw new EnrollError(400, "bad_request", `"publicKey" must be the base64 of a 32-byte Ed25519 key, got ${raw.length} bytes`);
+  checkPublicKey(req.publicKey);
   return req;
+}
+
+/** The key must be standard base64 (not base64url) of 32 bytes naming a usable Ed25519 point. */
+function checkPublicKey(b64: string): void {
+  if (!KEY_BASE64.test(b64)) {
+    throw new EnrollError(400, "bad_request", `"publicKey" must be the standard base64 (A-Z a-z 0-9 + /, with "=" padding: 44 characters) of a 32-byte Ed25519 key, got ${Buffer.from(b64, "base64").length} bytes in ${b64.length} characters`);
+  }
+  const problem = ed25519KeyProblem(Buffer.from(b64, "base64"));
+  if (problem) throw new EnrollError(400, "bad_request", `"publicKey" is not a valid Ed25519 public key: ${problem}`);
 }
 
 export async function enrollAgent(sql: Sql, req: EnrollRequest): Promise<{ agentId: number; tokenId: number }> {

@@ -1,6 +1,6 @@
 /**
  * Our agent's protocol, transport-independent: a buffer of frames in, acknowledgements out.
- * Each frame is checked in order: header, agent, signature, replay, body. Valid frames join the
+ * Each frame is checked in order: header, agent, signature (then revocation), replay, body. Valid frames join the
  * batcher; the result waits until their batch commits. A bad frame is rejected alone: its
  * valid neighbours in the same request are still stored and acknowledged.
  */
@@ -51,12 +51,17 @@ export const REJECT_STATUS: Record<Reject["code"], number> = {
   bad_lz4: 400,
   bad_msgpack: 400,
   bad_body: 422,
+  bad_timestamp: 422,
+  frame_too_large: 422,
+  too_many_items: 422,
   too_large: 413,
   unknown_agent: 401,
   bad_signature: 401,
   unknown_session: 401,
   revoked_agent: 403,
   replayed_seq: 409,
+  bad_name: 422,
+  store_rejected: 422,
   store_unavailable: 503,
   busy: 503,
 };
@@ -68,6 +73,28 @@ export function resultStatus(r: IngestResult): number {
 
 /** What the store must hold for `seenOnly` frames: nothing; they are acknowledged on receipt. */
 const SEEN_ONLY = new Set([FrameKind.Heartbeat]);
+
+/** The answer for an agent id nobody enrolled, and for a revoked agent's frame that does not authenticate. */
+export function notEnrolled(agentId: number): FrameError {
+  return new FrameError("unknown_agent", `agent ${agentId} is not enrolled`);
+}
+
+/**
+ * Authenticates a frame, then checks its agent is not revoked: only a sender that proves it
+ * holds the agent's key (or session) learns of the revocation; anyone else gets the answer for
+ * an unknown agent.
+ */
+export function authenticateAgent(f: RawFrame, agent: AgentEntry, directory: AgentDirectory): "session" | "signature" {
+  let how: "session" | "signature";
+  try {
+    how = authenticate(f, agent, directory);
+  } catch (e) {
+    if (agent.revoked && e instanceof FrameError) throw notEnrolled(f.header.agentId);
+    throw e;
+  }
+  if (agent.revoked) throw new FrameError("revoked_agent", `agent ${f.header.agentId} has been revoked`);
+  return how;
+}
 
 /** Checks a frame's trailer, signed or sealed with a session; throws FrameError, or says which it was. */
 export function authenticate(f: RawFrame, agent: AgentEntry, directory: AgentDirectory): "session" | "signature" {
@@ -102,9 +129,8 @@ export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport:
     const { header: h } = entry.frame;
     try {
       const agent = await directory.lookup(h.agentId);
-      if (!agent) throw new FrameError("unknown_agent", `agent ${h.agentId} is not enrolled`);
-      if (agent.revoked) throw new FrameError("revoked_agent", `agent ${h.agentId} has been revoked`);
-      metrics.frameAuth.inc({ auth: authenticate(entry.frame, agent, directory) });
+      if (!agent) throw notEnrolled(h.agentId);
+      metrics.frameAuth.inc({ auth: authenticateAgent(entry.frame, agent, directory) });
       if (!agent.replay.accept(h.seq)) throw new FrameError("replayed_seq", `sequence number ${h.seq} was already used or is older than the replay window (highest ${agent.replay.highest})`);
       const data = decodeFrameBody(h, entry.frame.body, deps.inflate);
       if (data.kind === FrameKind.Hello) throw new FrameError("bad_body", "hello frames belong to the stream handshake, not to a batch");
@@ -128,7 +154,7 @@ export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport:
               else if (data.kind === FrameKind.Metrics) metrics.samples.with({})(h.items);
               else if (data.kind === FrameKind.Logs) metrics.logLines.with({})(h.items);
             },
-            (err: Error) => reject("store_unavailable", err.message, h.batchId, h.seq),
+            (err: Error) => reject(err instanceof FrameError && err.code === "store_rejected" ? "store_rejected" : "store_unavailable", err.message, h.batchId, h.seq),
           ),
       );
     } catch (e) {

@@ -5,7 +5,7 @@
  * POST /api/v1/session opens a session (docs/protocol.md 3.5) for the agent whose signed
  * hello it carries.
  */
-import { ingestFrames, resultStatus, type IngestDeps } from "./handler.ts";
+import { ingestFrames, notEnrolled, resultStatus, type IngestDeps } from "./handler.ts";
 import { Busy, type Gate } from "../gate.ts";
 import { BodyTooLarge, readBody } from "../body.ts";
 import { FrameKind } from "../frame/frame.ts";
@@ -52,9 +52,13 @@ export function createSessionHandler(deps: IngestDeps) {
     const h = f.header;
     if (h.kind !== FrameKind.Hello) return refuse("bad_hello", 400, `the body must be a hello frame (kind 6), not kind ${h.kind}`);
     const agent = await deps.directory.lookup(h.agentId);
-    if (!agent) return refuse("unknown_agent", 401, `agent ${h.agentId} is not enrolled`);
+    if (!agent) return refuse("unknown_agent", 401, notEnrolled(h.agentId).message);
+    if (!verifyFrame(f, agent.key)) {
+      // only the key's holder learns of a revocation: anyone else gets the unknown-agent answer
+      if (agent.revoked) return refuse("unknown_agent", 401, notEnrolled(h.agentId).message);
+      return refuse("bad_signature", 401, "the hello must be signed with the agent's Ed25519 key (a sealed hello cannot open a session)");
+    }
     if (agent.revoked) return refuse("revoked_agent", 403, `agent ${h.agentId} has been revoked`);
-    if (!verifyFrame(f, agent.key)) return refuse("bad_signature", 401, "the hello must be signed with the agent's Ed25519 key (a sealed hello cannot open a session)");
     const skew = h.createdMs - Date.now();
     if (Math.abs(skew) > HELLO_MAX_SKEW_MS) return refuse("bad_hello", 400, `the hello was created ${Math.round(skew / 1000)} s from the server's clock; at most ${HELLO_MAX_SKEW_MS / 1000} s is accepted (check the agent's clock)`);
     let nonce: unknown;

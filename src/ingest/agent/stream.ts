@@ -13,7 +13,7 @@ import type { ServerWebSocket, WebSocketHandler } from "bun";
 import { randomBytes } from "node:crypto";
 import { FrameKind } from "../frame/frame.ts";
 import { decodeFrameBody, splitFrames, verifyFrame } from "../frame/decode.ts";
-import { ingestFrames, type IngestDeps, type Reject } from "./handler.ts";
+import { ingestFrames, notEnrolled, type IngestDeps, type Reject } from "./handler.ts";
 import { Busy, type Gate } from "../gate.ts";
 import { sessionJson } from "./http.ts";
 import type { StreamRegistry } from "./stream-registry.ts";
@@ -59,9 +59,9 @@ async function authenticate(ws: ServerWebSocket<StreamData>, deps: StreamDeps, b
   };
   if (!f || f.header.kind !== FrameKind.Hello) return fail("the first message must be exactly one Hello frame");
   const agent = await deps.directory.lookup(f.header.agentId);
-  if (!agent) return fail(`agent ${f.header.agentId} is not enrolled`);
-  if (agent.revoked) return fail(`agent ${f.header.agentId} has been revoked`);
-  if (!verifyFrame(f, agent.key)) return fail("hello signature does not match the agent's key");
+  if (!agent) return fail(notEnrolled(f.header.agentId).message);
+  // a revoked agent's hello that does not verify gets the answer for an unknown agent
+  if (!verifyFrame(f, agent.key)) return fail(agent.revoked ? notEnrolled(f.header.agentId).message : "hello signature does not match the agent's key");
   if (!agent.replay.accept(f.header.seq)) return fail(`hello sequence number ${f.header.seq} was already used`);
   let nonce: string;
   try {
@@ -71,6 +71,12 @@ async function authenticate(ws: ServerWebSocket<StreamData>, deps: StreamDeps, b
     return fail(`hello body is invalid: ${e instanceof Error ? e.message : e}`);
   }
   if (nonce !== ws.data.nonce) return fail("hello does not carry this connection's challenge nonce");
+  if (agent.revoked) {
+    // told only to the key's holder, after its signed hello verified: close 4403, not 4401
+    deps.metrics.rejects.inc({ reason: "revoked_agent" });
+    send(ws, { type: "error", code: "revoked_agent", message: `agent ${f.header.agentId} has been revoked` });
+    return ws.close(4403, "agent revoked");
+  }
   ws.data.agentId = f.header.agentId;
   deps.state.touch(f.header.agentId, f.header.seq, ws.data.transport);
   const session = deps.directory.sessions.open(f.header.agentId);
@@ -80,7 +86,7 @@ async function authenticate(ws: ServerWebSocket<StreamData>, deps: StreamDeps, b
 }
 
 export function createStreamHandler(deps: StreamDeps): WebSocketHandler<StreamData> {
-  /** Text messages from an agent: only answers to commands (docs/protocol.md, section 6). */
+  /** Text messages from an agent: only answers to commands (docs/protocol.md, section 8.2). */
   async function textMessage(ws: ServerWebSocket<StreamData>, text: string): Promise<void> {
     let m: { type?: unknown; id?: unknown; result?: unknown };
     try {

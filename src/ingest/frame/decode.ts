@@ -105,14 +105,27 @@ export function splitFrames(buf: Uint8Array, limits: FrameLimits = DEFAULT_LIMIT
 function checkHeader(h: FrameHeader, limits: FrameLimits): FrameError | undefined {
   if (!(h.kind in KIND_NAMES)) return new FrameError("unknown_kind", `frame kind ${h.kind} is unknown (known: 1-6)`);
   if ((h.flags & ~KNOWN_FLAGS) !== 0) return new FrameError("bad_flags", `frame flags 0x${h.flags.toString(16)} set unknown bits`);
-  if (h.bodyLength > limits.maxBodyBytes) return new FrameError("too_large", `frame body of ${h.bodyLength} bytes exceeds the limit of ${limits.maxBodyBytes} (ingest.maxBodyBytes)`);
-  if (h.rawLength > limits.maxRawBytes) return new FrameError("too_large", `frame body expands to ${h.rawLength} bytes, over the limit of ${limits.maxRawBytes} (ingest.maxRawBytes)`);
-  if (h.items > limits.maxItems) return new FrameError("too_large", `frame claims ${h.items} items, over the limit of ${limits.maxItems}`);
+  const size = checkSize(h, limits);
+  if (size) return size;
+  // created at is stored (an inventory's collected_at): the same range as body timestamps
+  const created = timestampProblem(h.createdMs, "created at (header bytes 32-39)");
+  if (created) return created;
   if (h.flags & FLAG_SESSION && h.session === 0) return new FrameError("bad_flags", "a frame sealed with a session (flag bit 1) needs its session id in bytes 60-63");
   if (!(h.flags & FLAG_SESSION) && h.session !== 0) return new FrameError("bad_flags", `bytes 60-63 hold ${h.session}, but they must be zero unless flag bit 1 (session) is set`);
   if (!(h.flags & FLAG_LZ4) && h.rawLength !== h.bodyLength) return new FrameError("bad_body", `uncompressed frame declares raw length ${h.rawLength} but carries ${h.bodyLength} bytes`);
   // LZ4 expands at most 255:1; a larger claim is a lie meant to make us allocate.
   if (h.flags & FLAG_LZ4 && h.rawLength > h.bodyLength * 255 + 16) return new FrameError("bad_lz4", `LZ4 body of ${h.bodyLength} bytes cannot expand to the declared ${h.rawLength}`);
+  return undefined;
+}
+
+/**
+ * The per-frame size limits. Sending fewer frames per request cannot fix these (the frame itself
+ * is too big), so they are 422 codes of their own, not the request-level 413 `too_large`.
+ */
+function checkSize(h: FrameHeader, limits: FrameLimits): FrameError | undefined {
+  if (h.bodyLength > limits.maxBodyBytes) return new FrameError("frame_too_large", `frame body of ${h.bodyLength} bytes exceeds the limit of ${limits.maxBodyBytes} (ingest.maxBodyBytes): split its content into smaller frames`);
+  if (h.rawLength > limits.maxRawBytes) return new FrameError("frame_too_large", `frame body expands to ${h.rawLength} bytes, over the limit of ${limits.maxRawBytes} (ingest.maxRawBytes): split its content into smaller frames`);
+  if (h.items > limits.maxItems) return new FrameError("too_many_items", `frame claims ${h.items} items, over the limit of ${limits.maxItems}: split its content into smaller frames`);
   return undefined;
 }
 
@@ -163,11 +176,40 @@ function strings(v: unknown, field: string, maxLen: number, count?: number): str
   return v as string[];
 }
 
+/**
+ * A body timestamp: a whole number of ms in [2000-01-01, 2100-01-01). Fractions are refused, not
+ * truncated: the store keeps whole ms, and acknowledging a value it then changes would be a lie.
+ */
+function timestampProblem(t: unknown, field: string): FrameError | undefined {
+  if (typeof t !== "number" || !(t >= MIN_TS && t < MAX_TS)) return new FrameError("bad_timestamp", `${field} = ${String(t)} is not a time from 2000-01-01 (inclusive) to 2100-01-01 (exclusive) in ms`);
+  if (!Number.isInteger(t)) return new FrameError("bad_timestamp", `${field} = ${t} is not a whole number of ms (fractions are refused, not truncated)`);
+  return undefined;
+}
+
 function timestamps(ts: Float64Array, field: string): void {
   for (let i = 0; i < ts.length; i++) {
-    const t = ts[i]!;
-    if (!(t >= MIN_TS && t < MAX_TS)) throw new FrameError("bad_body", `${field}[${i}] = ${t} is not a time between 2000 and 2100 in ms`);
+    const problem = timestampProblem(ts[i], `${field}[${i}]`);
+    if (problem) throw problem;
   }
+}
+
+/**
+ * Names (series, log sources, event types, paths) are stored as PostgreSQL text, which cannot
+ * hold U+0000; a name is an identifier, so one that holds it is refused (`bad_name`) rather
+ * than altered. Free text (log messages, event data) is stored whatever it holds (pg-text.ts).
+ */
+function checkName(s: string, field: string): void {
+  if (s.indexOf("\u0000") >= 0 || !s.isWellFormed()) throw new FrameError("bad_name", `${field} holds U+0000 or an unpaired surrogate, which a name may not hold`);
+}
+
+/** Maps (event data, inventory, heartbeats) nest at most this deep; jsonb and its readers recurse. */
+export const MAX_MAP_DEPTH = 64;
+
+function checkDepth(v: unknown, field: string, depth = 0): void {
+  if (v === null || typeof v !== "object") return;
+  if (depth >= MAX_MAP_DEPTH) throw new FrameError("bad_body", `${field} nests deeper than ${MAX_MAP_DEPTH} levels`);
+  if (Array.isArray(v)) for (const x of v) checkDepth(x, field, depth + 1);
+  else if (!(v instanceof Uint8Array)) for (const k in v) checkDepth((v as Record<string, unknown>)[k], field, depth + 1);
 }
 
 function object(v: unknown, what: string): Record<string, unknown> {
@@ -188,6 +230,7 @@ const NAMES_MEMO_MAX = 20_000;
 function seriesNames(joined: string): string[] {
   const hit = namesMemo.get(joined);
   if (hit) return hit;
+  checkName(joined, "metrics.n");
   const names = joined.split("\n");
   if (names.length > 100_000) throw new FrameError("bad_body", `metrics.n lists ${names.length} series, over 100000`);
   for (let i = 0; i < names.length; i++) {
@@ -222,6 +265,7 @@ function decodeLogs(o: Record<string, unknown>, items: number): LogsBody {
   const sev = o.s;
   if (!(sev instanceof Uint8Array) || sev.length !== items) throw new FrameError("bad_body", `logs.s must be ${items} severity bytes`);
   const sources = strings(o.src, "logs.src", 1024);
+  sources.forEach((x, i) => checkName(x, `logs.src[${i}]`));
   const si = o.si;
   if (!(si instanceof Uint8Array) || si.length !== items * 2) throw new FrameError("bad_body", `logs.si must be ${items} u16 source indexes`);
   const dv = new DataView(si.buffer, si.byteOffset, si.byteLength);
@@ -242,12 +286,15 @@ function decodeSecurity(o: Record<string, unknown>, items: number): SecurityEven
   return e.map((raw, i) => {
     const ev = object(raw, `security.e[${i}]`);
     const { ts, type, severity, path, data } = ev;
-    if (typeof ts !== "number" || !(ts >= MIN_TS && ts < MAX_TS)) throw new FrameError("bad_body", `security.e[${i}].ts is not a time in ms`);
+    const tsProblem = timestampProblem(ts, `security.e[${i}].ts`);
+    if (tsProblem) throw tsProblem;
     if (typeof type !== "string" || type.length === 0 || type.length > 128) throw new FrameError("bad_body", `security.e[${i}].type must be a short string`);
     if (typeof severity !== "number" || !Number.isInteger(severity) || severity < 0 || severity > 10) throw new FrameError("bad_body", `security.e[${i}].severity must be 0-10`);
     if (path !== undefined && typeof path !== "string") throw new FrameError("bad_body", `security.e[${i}].path must be a string`);
-    if (data !== undefined) object(data, `security.e[${i}].data`);
-    return { ts, type, severity, path: path as string | undefined, data: data as Record<string, unknown> | undefined };
+    checkName(type, `security.e[${i}].type`);
+    if (path !== undefined) checkName(path as string, `security.e[${i}].path`);
+    if (data !== undefined) checkDepth(object(data, `security.e[${i}].data`), `security.e[${i}].data`);
+    return { ts: ts as number, type: type as string, severity, path: path as string | undefined, data: data as Record<string, unknown> | undefined };
   });
 }
 
@@ -284,8 +331,10 @@ export function decodeFrameBody(h: FrameHeader, wire: Uint8Array, inflate: Infla
     case FrameKind.SecurityEvents:
       return { kind: h.kind, body: { events: decodeSecurity(o, h.items) } };
     case FrameKind.Inventory:
+      checkDepth(o, "inventory");
       return { kind: h.kind, body: o };
     case FrameKind.Heartbeat:
+      checkDepth(o, "heartbeat");
       return { kind: h.kind, body: o };
     case FrameKind.Hello: {
       if (typeof o.nonce !== "string" || typeof o.version !== "string") throw new FrameError("bad_body", "hello needs string nonce and version");

@@ -27,7 +27,7 @@ export const VERSION = 1;
 export const HEADER_SIZE = 64;
 export const SIGNATURE_SIZE = 64;
 export const FLAG_LZ4 = 1;
-/** The trailer is an HMAC under a session key (docs/protocol.md 2.1), not an Ed25519 signature. */
+/** The trailer is an HMAC under a session key (docs/protocol.md 3.5), not an Ed25519 signature. */
 export const FLAG_SESSION = 2;
 export const KNOWN_FLAGS = FLAG_LZ4 | FLAG_SESSION;
 
@@ -152,14 +152,21 @@ export type RejectCode =
   | "unknown_kind"
   | "bad_flags"
   | "too_large"
+  | "frame_too_large"
+  | "too_many_items"
   | "bad_lz4"
   | "bad_msgpack"
   | "bad_body"
+  | "bad_timestamp"
   | "unknown_agent"
   | "revoked_agent"
   | "bad_signature"
   | "unknown_session"
-  | "replayed_seq";
+  | "replayed_seq"
+  // a name (series, log source, event type, path) PostgreSQL's text cannot hold: U+0000
+  | "bad_name"
+  // PostgreSQL refused the frame's data after its batch was split (src/batch/batcher.ts)
+  | "store_rejected";
 
 export class FrameError extends Error {
   constructor(

@@ -8,6 +8,7 @@ import type { Sql } from "postgres";
 import type { MetricsBody } from "../../ingest/frame/frame.ts";
 import { copyInto, type LatestSink } from "./writer.ts";
 import { CopyWriter } from "./copy-binary.ts";
+import { jsonForPg } from "./pg-text.ts";
 
 interface Activity {
   seen: number;
@@ -104,7 +105,7 @@ export class AgentState implements LatestSink {
       this.heartbeats.clear();
       await this.sql`
         update agents a set status = v.status::jsonb
-        from unnest(${rows.map((r) => r[0])}::int8[], ${rows.map((r) => JSON.stringify(r[1]))}::text[]) as v(id, status)
+        from unnest(${rows.map((r) => r[0])}::int8[], ${rows.map((r) => jsonForPg(r[1]).text)}::text[]) as v(id, status)
         where a.id = v.id`;
     }
     if (this.dirtyLatest.size) {

@@ -69,11 +69,17 @@ export class CopyWriter {
     this.pos += 12;
   }
 
-  /** timestamptz from Unix milliseconds. */
+  /**
+   * timestamptz from Unix milliseconds. A time that does not fit in the format's int8 of
+   * microseconds throws an error with PostgreSQL's code for it (22008, datetime field
+   * overflow) rather than wrap around: the writer then refuses just that frame.
+   */
   timestamptz(ms: number): void {
+    const us = Math.round((ms - PG_EPOCH_MS) * 1000);
+    if (!(Math.abs(us) < 9.2e18)) throw Object.assign(new RangeError(`time ${ms} ms is out of range`), { code: "22008" });
     this.ensure(12);
     this.dv.setInt32(this.pos, 8);
-    this.putInt64(this.pos + 4, Math.round((ms - PG_EPOCH_MS) * 1000));
+    this.putInt64(this.pos + 4, us);
     this.pos += 12;
   }
 

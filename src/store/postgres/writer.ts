@@ -6,11 +6,11 @@
  */
 import type { Sql, TransactionSql } from "postgres";
 import { createHash } from "node:crypto";
-import { once } from "node:events";
 import type { Writable } from "node:stream";
 import type { Batch, FrameStatus, PendingFrame } from "../../batch/batch.ts";
 import { FrameKind, type LogsBody, type MetricsBody, type SecurityEvent } from "../../ingest/frame/frame.ts";
 import { CopyWriter } from "./copy-binary.ts";
+import { displayText, jsonForPg, rawText, textFits } from "./pg-text.ts";
 import { SeriesCache } from "./series.ts";
 
 /** Series per metric_blocks row: 10 series x 10 timestamps = 100 samples (docs/architecture.md). */
@@ -27,12 +27,53 @@ export interface PgWriterOptions {
   latest?: LatestSink;
 }
 
-/** Binary COPY of `bytes` (a CopyWriter's output) into `target` within the transaction. */
+/**
+ * Binary COPY of `bytes` (a CopyWriter's output) into `target` within the transaction; resolves
+ * when PostgreSQL has answered the whole COPY, rejects with its error.
+ *
+ * postgres.js (3.4) resolves the query with the stream as soon as the COPY starts, and when
+ * PostgreSQL refuses the data after the stream has ended, it settles that query again (a no-op)
+ * and neither finishes nor destroys the stream: waiting for "finish" then hangs for ever, the
+ * transaction stays "idle in transaction (aborted)" and the writer is lost. So the query's own
+ * resolve/reject are hooked: the second settle is the COPY's real outcome.
+ */
 export async function copyInto(tx: TransactionSql, target: string, bytes: Uint8Array): Promise<void> {
-  const stream: Writable = await tx.unsafe(`copy ${target} from stdin (format binary)`).writable();
-  const done = once(stream, "finish");
+  const q = tx.unsafe(`copy ${target} from stdin (format binary)`) as unknown as {
+    resolve: (x: unknown) => void;
+    reject: (e: unknown) => void;
+    writable(): Promise<Writable>;
+  };
+  let started = false;
+  const outcome = new Promise<void>((resolve, reject) => {
+    const first = { resolve: q.resolve, reject: q.reject };
+    q.resolve = (x) => {
+      if (started) return resolve();
+      started = true;
+      first.resolve(x);
+    };
+    q.reject = (e) => {
+      first.reject(e);
+      reject(e);
+    };
+  });
+  outcome.catch(() => {}); // when the COPY cannot even start, writable() throws the same error
+  const stream = await q.writable();
+  stream.on("error", () => {}); // the error also reaches `outcome`
   stream.end(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-  await done;
+  await outcome;
+}
+
+/**
+ * SQLSTATE classes that blame the data, not the database: 22 (data exception: a byte sequence,
+ * a value out of range) and 54 (program limit: nesting too deep, a row too large). Such an
+ * error fails every retry of the same rows, so the batch is split to find the frame at fault.
+ */
+const DATA_CLASSES = new Set(["22", "54"]);
+
+/** Whether `err` says PostgreSQL refused some rows of the batch rather than failed. */
+export function isDataRefusal(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code.length === 5 && DATA_CLASSES.has(code.slice(0, 2));
 }
 
 /** Rows a metrics frame produces in metric_blocks. */
@@ -67,13 +108,21 @@ export function encodeMetricBlocks(w: CopyWriter, agentId: number, batchId: numb
 
 export function encodeLogs(w: CopyWriter, agentId: number, batchId: number, b: LogsBody): void {
   for (let i = 0; i < b.messages.length; i++) {
-    w.row(6);
+    const m = b.messages[i]!;
+    w.row(7);
     w.int8(agentId);
     w.int8(batchId);
     w.timestamptz(b.ts[i]!);
     w.int2(b.severity[i]!);
     w.text(b.sources[b.sourceIndex[i]!]!);
-    w.text(b.messages[i]!);
+    if (textFits(m)) {
+      w.text(m);
+      w.null();
+    } else {
+      // U+0000 is real log data: a display form in `message`, the exact line in `message_raw`
+      w.text(displayText(m));
+      w.bytes(rawText(m));
+    }
   }
 }
 
@@ -81,7 +130,7 @@ const JSONB_V1 = Uint8Array.of(1);
 
 export function encodeSecurity(w: CopyWriter, agentId: number, batchId: number, events: SecurityEvent[]): void {
   for (const e of events) {
-    w.row(7);
+    w.row(8);
     w.int8(agentId);
     w.int8(batchId);
     w.timestamptz(e.ts);
@@ -89,8 +138,15 @@ export function encodeSecurity(w: CopyWriter, agentId: number, batchId: number, 
     w.int2(e.severity);
     if (e.path === undefined) w.null();
     else w.text(e.path);
-    if (e.data === undefined) w.null();
-    else w.bytes(Buffer.concat([JSONB_V1, Buffer.from(JSON.stringify(e.data))]));
+    if (e.data === undefined) {
+      w.null();
+      w.null();
+    } else {
+      const j = jsonForPg(e.data);
+      w.bytes(Buffer.concat([JSONB_V1, Buffer.from(j.text)]));
+      if (j.raw) w.bytes(j.raw);
+      else w.null();
+    }
   }
 }
 
@@ -177,20 +233,25 @@ export function createPgWriter(o: PgWriterOptions) {
         // One COPY at a time: a transaction is one connection, and two COPYs started on it at
         // once break the protocol (CONNECTION_CLOSED) when a batch holds metrics and logs.
         if (nm) await copyInto(tx, "metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals)", m.end());
-        if (nl) await copyInto(tx, "logs (agent_id, batch_id, ts, severity, source, message)", l.end());
-        if (ns) await copyInto(tx, "security_events (agent_id, batch_id, ts, type, severity, path, data)", s.end());
+        if (nl) await copyInto(tx, "logs (agent_id, batch_id, ts, severity, source, message, message_raw)", l.end());
+        if (ns) await copyInto(tx, "security_events (agent_id, batch_id, ts, type, severity, path, data, data_raw)", s.end());
         for (const f of inventories) {
-          const json = stableJson(f.data.body);
-          const hash = createHash("sha256").update(json).digest();
+          const exact = stableJson(f.data.body);
+          const j = jsonForPg(f.data.body);
+          const json = j.raw ? j.text : exact;
+          const raw = j.raw ? Buffer.from(j.raw) : null;
+          const hash = createHash("sha256").update(exact).digest();
           const at = new Date(f.createdMs);
+          // a refusal like PostgreSQL's datetime_field_overflow: only this frame is at fault
+          if (Number.isNaN(at.getTime())) throw Object.assign(new Error(`inventory created at ${f.createdMs} ms is not a time`), { code: "22008" });
           const changed = await tx`
-            insert into inventory_current (agent_id, collected_at, hash, data)
-            values (${f.agentId}, ${at}, ${hash}, (${json}::text)::jsonb)
-            on conflict (agent_id) do update set collected_at = excluded.collected_at, hash = excluded.hash, data = excluded.data
+            insert into inventory_current (agent_id, collected_at, hash, data, data_raw)
+            values (${f.agentId}, ${at}, ${hash}, (${json}::text)::jsonb, ${raw})
+            on conflict (agent_id) do update set collected_at = excluded.collected_at, hash = excluded.hash, data = excluded.data, data_raw = excluded.data_raw
               where inventory_current.hash is distinct from excluded.hash
             returning 1`;
           if (changed.length) {
-            await tx`insert into inventory_history (agent_id, collected_at, hash, data) values (${f.agentId}, ${at}, ${hash}, (${json}::text)::jsonb)`;
+            await tx`insert into inventory_history (agent_id, collected_at, hash, data, data_raw) values (${f.agentId}, ${at}, ${hash}, (${json}::text)::jsonb, ${raw})`;
           } else {
             await tx`update inventory_current set collected_at = ${at} where agent_id = ${f.agentId}`;
           }

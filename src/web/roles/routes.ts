@@ -3,7 +3,9 @@ import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
 import { can } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import { done, type Pages } from "../respond.ts";
-import { createRole, deleteRole, getRole, listRoles, updateRole, validateRole } from "../../auth/roles.ts";
+import { createRole, deleteRole, getRole, listRoles, roleHolders, updateRole, validateRole } from "../../auth/roles.ts";
+import { coversGrants, describeExcess, excessOf, isEmptyExcess, roleHolding } from "../../auth/boundaries.ts";
+import { boundaryChecks } from "../boundary.ts";
 import { permissionGroups } from "../../auth/permissions.ts";
 import { auditRequest } from "../audit-request.ts";
 import { dangerForm } from "../danger-form.ts";
@@ -28,11 +30,10 @@ export function roleRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
     }));
   }
 
-  /** A user may not grant permissions they do not hold (no escalation through roles). */
-  function escalation(req: ConsoleRequest, perms: string[]): string[] {
-    const missing = perms.filter((p) => !req.grants!.permissions.has(p));
-    return missing.length ? [`You cannot grant permissions you do not hold: ${missing.join(", ")}.`] : [];
-  }
+  // No escalation through roles (src/auth/boundaries.ts): a role is created or edited only into
+  // permissions and a host scope the editor holds, and only a role within the editor's holding,
+  // held by users within it, can be edited or deleted.
+  const bounds = boundaryChecks(sql, pages);
 
   return [
     {
@@ -48,9 +49,11 @@ export function roleRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const name = (req.form.get("name") ?? "").trim();
         const perms = req.form.getAll("permissions");
         const tags = parseTags(req.form.get("scope_tags") ?? "");
-        const problems = [...validateRole(name, perms, tags), ...escalation(req, perms)];
+        const problems = validateRole(name, perms, tags);
         if ((await listRoles(sql)).some((r) => r.name.toLowerCase() === name.toLowerCase())) problems.push(`A role named ${name} exists.`);
         if (problems.length) return pages.formErrors(req, problems);
+        const beyond = await bounds.roleContents(req, name, perms, tags, `create the role ${name}`);
+        if (beyond) return beyond;
         const id = await createRole(sql, name, (req.form.get("description") ?? "").slice(0, 200), perms, tags);
         await auditRequest(sql, req, "user_management", "roles.create", name, true, { roleId: id, permissions: perms, scope_tags: tags });
         return done(req, `/roles/${id}`);
@@ -61,11 +64,16 @@ export function roleRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
       async handler(req) {
         const r = await getRole(sql, roleId(req));
         if (!r) return pages.notFound(req, `Role ${req.params.id}`);
-        const editable = !r.builtin && can(req, "roles.edit");
+        // a role holding more than the viewer is shown read-only (edits also check its holders)
+        const excess = excessOf(req.grants!, roleHolding(r));
+        const within = isEmptyExcess(excess);
+        const editable = !r.builtin && can(req, "roles.edit") && within;
         return pages.page(req, "pages/role-edit", r.name, {
-          r, editable, groups: groupsFor(new Set(r.permissions), !editable), tags: r.scope_tags.join(", "), count: r.permissions.length,
+          r, editable,
+          beyond: within || r.builtin ? "" : `This role holds ${describeExcess(excess)}, which you do not hold, so you cannot change it.`,
+          groups: groupsFor(new Set(r.permissions), !editable), tags: r.scope_tags.join(", "), count: r.permissions.length,
           phrase: r.name,
-          deleteForm: !r.builtin && can(req, "roles.delete")
+          deleteForm: !r.builtin && can(req, "roles.delete") && coversGrants(req.grants!, roleHolding(r))
             ? dangerForm(pages, { id: "delete-role", action: `/roles/${r.id}/delete`, phrase: r.name, button: "Delete role", csrf: req.csrf, description: "Users holding this role lose its permissions at their next request." })
             : "",
         });
@@ -79,8 +87,15 @@ export function roleRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         if (r.builtin) return pages.formErrors(req, ["Built-in roles cannot be changed; create a custom role instead."], 409);
         const perms = req.form.getAll("permissions");
         const tags = parseTags(req.form.get("scope_tags") ?? "");
-        const problems = [...validateRole(r.name, perms, tags), ...escalation(req, perms)];
+        const problems = validateRole(r.name, perms, tags);
         if (problems.length) return pages.formErrors(req, problems);
+        const action = `edit the role ${r.name}`;
+        const refused = (await bounds.onRole(req, r, action))
+          ?? (await bounds.roleContents(req, r.name, perms, tags, action))
+          // the holders must be within the editor now; with the new contents within it too, they
+          // stay within it after the edit (their holding is the union of their roles')
+          ?? (await bounds.onUsers(req, await roleHolders(sql, r.id), action));
+        if (refused) return refused;
         await updateRole(sql, r.id, (req.form.get("description") ?? "").slice(0, 200), perms, tags);
         await auditRequest(sql, req, "user_management", "roles.edit", r.name, true, {
           added: perms.filter((p) => !r.permissions.includes(p)),
@@ -96,6 +111,9 @@ export function roleRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const r = await getRole(sql, roleId(req));
         if (!r) return pages.notFound(req, `Role ${req.params.id}`);
         if (r.builtin) return pages.formErrors(req, ["Built-in roles cannot be deleted."], 409);
+        const action = `delete the role ${r.name}`;
+        const refused = (await bounds.onRole(req, r, action)) ?? (await bounds.onUsers(req, await roleHolders(sql, r.id), action));
+        if (refused) return refused;
         await deleteRole(sql, r.id);
         await auditRequest(sql, req, "user_management", "roles.delete", r.name, true);
         return done(req, "/roles");

@@ -5,6 +5,8 @@ import type { ConsoleServices } from "../deps.ts";
 import { done, type Pages } from "../respond.ts";
 import { listSessions, revokeSession } from "../../auth/session.ts";
 import { auditRequest } from "../audit-request.ts";
+import { rolesOfUsers, type Role } from "../../auth/roles.ts";
+import { combineHoldings, coversGrants, roleHolding } from "../../auth/boundaries.ts";
 import { ago, isoMinute } from "../format.ts";
 
 export function sessionRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
@@ -17,6 +19,11 @@ export function sessionRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
         const all = can(req, "sessions.view");
         const rows = await listSessions(sql, all ? null : req.user!.id, policy);
         const mine = req.user!.id;
+        // another user's session is revocable only by someone who may act on that user
+        // (src/auth/boundaries.ts; the revoke route, /users/:id/sessions/:sid/revoke, checks it)
+        const others = [...new Set(rows.filter((r) => r.user_id !== mine).map((r) => r.user_id))];
+        const rolesBy = all && can(req, "sessions.revoke") ? await rolesOfUsers(sql, others) : new Map<number, Role[]>();
+        const reachable = new Set([...rolesBy].filter(([, roles]) => coversGrants(req.grants!, combineHoldings(roles.map(roleHolding)))).map(([id]) => id));
         return pages.page(req, "pages/sessions", "Sessions", {
           all,
           policy,
@@ -24,7 +31,7 @@ export function sessionRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
             ...r, created: isoMinute(r.created_at), lastSeen: ago(r.last_seen_at), current: r.id === req.session!.id,
             own: r.user_id === mine,
             revokeUrl: r.user_id === mine ? `/sessions/${r.id}/revoke` : `/users/${r.user_id}/sessions/${r.id}/revoke`,
-            canRevoke: r.id !== req.session!.id && (r.user_id === mine || can(req, "sessions.revoke")),
+            canRevoke: r.id !== req.session!.id && (r.user_id === mine || (can(req, "sessions.revoke") && reachable.has(r.user_id))),
           })),
         });
       },

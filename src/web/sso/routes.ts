@@ -9,6 +9,8 @@ import type { ConsoleServices } from "../deps.ts";
 import { done, type Pages } from "../respond.ts";
 import { auditRequest } from "../audit-request.ts";
 import { listRoles } from "../../auth/roles.ts";
+import { getUserByName, listBreakGlass, setBreakGlass } from "../../auth/users.ts";
+import { boundaryChecks } from "../boundary.ts";
 import { getProvider, listGroupMappings, listProviders, saveProvider, SECRET_FIELDS, setGroupMappings, type ProviderKind } from "../../auth/sso/providers.ts";
 import { loadSsoPolicy, saveSsoPolicy } from "../../auth/sso/policy.ts";
 import { importIdpMetadata } from "../../auth/sso/saml/metadata.ts";
@@ -35,13 +37,14 @@ function shownConfig(config: Record<string, unknown>): string {
 async function reauthHref(s: ConsoleServices, req: ConsoleRequest): Promise<string> {
   const source = req.user?.auth_source ?? "";
   if (!source.startsWith("sso:")) return "";
-  const [p] = await s.sql`select kind from sso_providers where id = ${source.slice(4)} and enabled`;
+  const p = (await listProviders(s.sql)).find((x) => x.id === source.slice(4) && x.enabled);
   if (!p || p.kind === "ldap") return "";
   return `/auth/${p.kind}/login?provider=${encodeURIComponent(source.slice(4))}&reauth=${encodeURIComponent(req.url.pathname)}`;
 }
 
 export function ssoAdminRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   const { sql } = s;
+  const bounds = boundaryChecks(sql, pages);
   return [
     {
       method: "GET", path: "/sso", access: "sso.view",
@@ -49,7 +52,7 @@ export function ssoAdminRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[]
         const providers = await listProviders(sql);
         const mappings = await listGroupMappings(sql);
         const policy = await loadSsoPolicy(sql);
-        const breakGlass = await sql`select username, totp_enabled_at is not null as totp from console_users where break_glass order by username`;
+        const breakGlass = await listBreakGlass(sql);
         const edit = req.query.get("edit") ?? "";
         const editing = edit ? await getProvider<Record<string, unknown>>(sql, s.secrets, edit, undefined, true) : undefined;
         return pages.page(req, "pages/sso", "Sign-in", {
@@ -133,8 +136,9 @@ export function ssoAdminRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[]
       method: "POST", path: "/sso/mappings", access: "sso.mappings.edit", dangerous: { phrase: () => SSO_MAPPINGS_PHRASE },
       async handler(req) {
         const provider = req.form.get("provider") ?? "";
-        if (!(await sql`select 1 from sso_providers where id = ${provider}`).length) return pages.formErrors(req, ["Choose an identity provider."]);
-        const roles = new Set((await listRoles(sql)).map((r) => r.name));
+        if (!(await listProviders(sql)).some((p) => p.id === provider)) return pages.formErrors(req, ["Choose an identity provider."]);
+        const allRoles = await listRoles(sql);
+        const roles = new Set(allRoles.map((r) => r.name));
         const problems: string[] = [];
         const mappings: Array<{ group: string; role: string }> = [];
         for (const [i, line] of (req.form.get("mappings") ?? "").split(/\r?\n/).entries()) {
@@ -148,6 +152,9 @@ export function ssoAdminRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[]
           else mappings.push({ group, role });
         }
         if (problems.length) return pages.formErrors(req, problems);
+        // a mapping grants its role to every member of the group: only roles within the editor's holding
+        const beyond = await bounds.granting(req, allRoles.filter((r) => mappings.some((m) => m.role === r.name)), "map groups to these roles");
+        if (beyond) return beyond;
         const before = (await listGroupMappings(sql)).filter((m) => m.provider_id === provider).map((m) => `${m.external_group} = ${m.role}`);
         await setGroupMappings(sql, provider, mappings);
         await auditRequest(sql, req, "config_change", "sso.mappings.saved", `provider:${provider}`, true,
@@ -161,8 +168,12 @@ export function ssoAdminRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[]
       async handler(req) {
         const username = (req.form.get("username") ?? "").trim().toLowerCase();
         const on = req.form.get("flag") === "on";
-        const [u] = await sql`update console_users set break_glass = ${on} where username = ${username} and password_hash is not null returning id, totp_enabled_at`;
-        if (!u) return pages.formErrors(req, [`There is no local account named ${username} (break-glass accounts need a local password).`]);
+        const u = await getUserByName(sql, username);
+        const noAccount = `There is no local account named ${username} (break-glass accounts need a local password).`;
+        if (!u || !u.password_hash) return pages.formErrors(req, [noAccount]);
+        const refused = await bounds.onUser(req, u, `${on ? "flag" : "unflag"} ${u.username} for break-glass sign-in`);
+        if (refused) return refused;
+        if (!(await setBreakGlass(sql, u.id, on))) return pages.formErrors(req, [noAccount]);
         await auditRequest(sql, req, "security_event", on ? "break_glass.flagged" : "break_glass.unflagged", `user:${username}`, true, { totpEnrolled: !!u.totp_enabled_at });
         return done(req, "/sso?saved=break-glass");
       },

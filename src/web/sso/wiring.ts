@@ -6,6 +6,7 @@
  */
 import { audit } from "../../audit/audit.ts";
 import { createSession, loadSession, markReauth, revokeSession, SESSION_COOKIE } from "../../auth/session.ts";
+import { getUser } from "../../auth/users.ts";
 import type { SsoConfig, SsoDeps } from "../../auth/sso/deps.ts";
 import { loadSsoPolicy } from "../../auth/sso/policy.ts";
 import { listProviders } from "../../auth/sso/providers.ts";
@@ -63,7 +64,7 @@ export function consoleSsoDeps(s: ConsoleServices, config: SsoConfig): SsoDeps {
 export async function breakGlassGate(s: ConsoleServices, userId: number, req: { ip: string; userAgent: string }): Promise<string | null> {
   const policy = await loadSsoPolicy(s.sql);
   if (!policy.enforced) return null;
-  const [u] = await s.sql`select username, break_glass, totp_enabled_at from console_users where id = ${userId}`;
+  const u = await getUser(s.sql, userId);
   const gate = localLoginGate(policy, { break_glass: !!u?.break_glass, totp_enabled_at: u?.totp_enabled_at ?? null });
   if (gate.allowed) return null;
   await audit(s.sql, { actor: { type: "user", id: userId, name: u?.username ?? "" }, ip: req.ip, userAgent: req.userAgent,

@@ -12,7 +12,7 @@ let a: SimAgent;
 beforeAll(async () => {
   s = await startTestServer();
   a = await enroll(s.url, await s.token(), "app-1");
-});
+}, 60_000); // starting a server takes longer than the 5 s default on a loaded machine
 afterAll(async () => {
   await s?.close();
 });

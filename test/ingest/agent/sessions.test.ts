@@ -183,9 +183,14 @@ describe("sealed frames", () => {
     await revokeAgent(s.db.sql, b.id);
     s.ingest.deps.directory.invalidate(b.id); // what the cluster bus does on every node
     expect(s.ingest.deps.directory.sessions.key(b.id, sess.id)).toBeUndefined();
+    // the sealed frame no longer authenticates: the answer for an unknown agent, not "revoked"
     const r = await post(s.url, metricsFrame(b, 10, 10, Date.now() - 300_000));
-    expect(r.status).toBe(403);
-    expect(r.body.rejects![0]!.code).toBe("revoked_agent");
+    expect(r.status).toBe(401);
+    expect(r.body.rejects![0]!.code).toBe("unknown_agent");
+    b.session = undefined; // signed, it proves the key: now it learns of the revocation
+    const signed = await post(s.url, metricsFrame(b, 10, 10, Date.now() - 300_000));
+    expect(signed.status).toBe(403);
+    expect(signed.body.rejects![0]!.code).toBe("revoked_agent");
   });
 });
 

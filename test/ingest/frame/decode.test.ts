@@ -128,12 +128,50 @@ describe("bad frames", () => {
 
   test("oversized bodies and lz4 bombs are refused before decompression", () => {
     const small: FrameLimits = { maxBodyBytes: 100, maxRawBytes: 1000, maxItems: 10 };
-    expect(code(() => decodeOne(good, small))).toBe("too_large");
+    expect(code(() => decodeOne(good, small))).toBe("frame_too_large");
     const bomb = good.slice();
     new DataView(bomb.buffer).setUint32(52, 0xffff_fff0, true);
-    expect(code(() => decodeOne(bomb))).toBe("too_large");
+    expect(code(() => decodeOne(bomb))).toBe("frame_too_large");
     const lie = frameAround(new Uint8Array(100), FrameKind.Inventory, 1, FLAG_LZ4, 20_000_000);
     expect(code(() => decodeOne(lie))).toBe("bad_lz4");
+  });
+
+  test("per-frame limits have codes of their own, never the request-level too_large", () => {
+    const body = packMap({ n: 1 });
+    const at = (limits: FrameLimits, items: number, rawLength?: number) => code(() => decodeOne(frameAround(body, FrameKind.Inventory, items, rawLength === undefined ? 0 : FLAG_LZ4, rawLength), limits));
+    const lim: FrameLimits = { maxBodyBytes: 1000, maxRawBytes: 2000, maxItems: 10 };
+    expect(at(lim, 10)).toBe("none"); // at the item limit (inventory: the count is not checked against the body)
+    expect(at(lim, 11)).toBe("too_many_items");
+    expect(at({ ...lim, maxBodyBytes: body.length - 1 }, 1)).toBe("frame_too_large");
+    expect(at(lim, 1, 2001)).toBe("frame_too_large"); // raw length over the limit, before the 255:1 rule
+    // the LZ4 ratio rule: raw length at most 255 x wire length + 16, else bad_lz4
+    const wire = lz4Compress(body).length;
+    expect(at(DEFAULT_LIMITS, 1, wire * 255 + 17)).toBe("bad_lz4");
+    expect(at(DEFAULT_LIMITS, 1, wire * 255 + 16)).toBe("bad_lz4"); // allowed claim, but the block does not expand to it
+  });
+
+  test("timestamps: whole ms from 2000-01-01 (inclusive) to 2100-01-01 (exclusive); fractions are refused, not truncated", () => {
+    const MIN = Date.UTC(2000, 0, 1);
+    const MAX = Date.UTC(2100, 0, 1);
+    const metricsAt = (t: number) => frameAround(packMetrics({ ts: Float64Array.of(t), names: ["a"], values: Float64Array.of(1) }), FrameKind.Metrics, 1);
+    const logsAt = (t: number) => frameAround(packLogs({ ts: Float64Array.of(t), severity: Uint8Array.of(6), sources: ["s"], sourceIndex: Uint16Array.of(0), messages: ["m"] }), FrameKind.Logs, 1);
+    const eventAt = (t: number) => frameAround(packSecurity({ events: [{ ts: t, type: "x", severity: 1 }] }), FrameKind.SecurityEvents, 1);
+    for (const make of [metricsAt, logsAt, eventAt]) {
+      expect(code(() => decodeOne(make(MIN)))).toBe("none");
+      expect(code(() => decodeOne(make(MAX - 1)))).toBe("none");
+      expect(code(() => decodeOne(make(MAX)))).toBe("bad_timestamp");
+      expect(code(() => decodeOne(make(MIN - 1)))).toBe("bad_timestamp");
+      expect(code(() => decodeOne(make(NOW + 0.5)))).toBe("bad_timestamp");
+      expect(code(() => decodeOne(make(NaN)))).toBe("bad_timestamp");
+    }
+    expect(() => decodeOne(metricsAt(NOW + 0.25))).toThrow(/not a whole number of ms/);
+    // the header's created at (stored as an inventory's collected_at) follows the same range
+    const inv = (createdMs: number) => code(() => decodeOne(encodeFrame({ ...fields(FrameKind.Inventory, 1), createdMs }, packMap({ os: "x" }), privateKey)));
+    expect(inv(MIN)).toBe("none");
+    expect(inv(MAX - 1)).toBe("none");
+    expect(inv(MAX)).toBe("bad_timestamp");
+    expect(inv(0)).toBe("bad_timestamp");
+    expect(inv(-1)).toBe("bad_timestamp");
   });
 
   test("corrupt lz4 and malformed msgpack", () => {
