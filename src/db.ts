@@ -16,7 +16,7 @@ import { startEmbeddedPg, type EmbeddedPg } from "./store/postgres/embedded.ts";
 import { createPgClient } from "./store/postgres/client.ts";
 import { migrate } from "./store/postgres/migrate.ts";
 import { ensureRuntimeRole, grantRuntimeRole, runtimeRoleName, withCredentials } from "./store/postgres/runtime-role.ts";
-import { loadOrCreateSecretFile, secretsDir } from "./audit/keys.ts";
+import { loadOrCreateSecretFile, secretsDir } from "./secret-file.ts";
 
 export interface Database {
   /** The runtime role's pool: every query of the running server. */

@@ -9,7 +9,8 @@
  * Files are created with an exclusive create, so two processes starting at once keep one key.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { loadOrCreateSecretFile, secretsDir } from "../secret-file.ts";
 import { join, resolve } from "node:path";
 
 export interface AuditKeys {
@@ -18,24 +19,6 @@ export interface AuditKeys {
   publicKey: KeyObject;
   /** SPKI PEM of the public key, as written to audit-checkpoint.pub. */
   publicKeyPem: string;
-}
-
-export function secretsDir(dataDir: string): string {
-  return join(dataDir, "secrets");
-}
-
-/** Reads `file`, or creates it once with `make()` (mode 0600, exclusive create) and reads it back. */
-export function loadOrCreateSecretFile(file: string, make: () => string): string {
-  if (!existsSync(file)) {
-    mkdirSync(join(file, ".."), { recursive: true, mode: 0o700 });
-    try {
-      writeFileSync(file, make(), { mode: 0o600, flag: "wx" });
-      chmodSync(file, 0o600);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e; // another process made it first
-    }
-  }
-  return readFileSync(file, "utf8");
 }
 
 export function loadAuditKeys(dataDir: string, env: Record<string, string | undefined> = process.env): AuditKeys {
