@@ -1,7 +1,8 @@
 /**
  * Versioned migrations: every `NNN_name.sql` in ./migrations, applied in order, each in its own
  * transaction, recorded in schema_migrations. An advisory lock keeps two nodes from racing.
- * Ranges: 001-099 ingest and storage, 100-199 console and accounts, 200-299 security, 300+ later.
+ * Ranges: 001-099 ingest and storage, 100-199 console and accounts, 200-299 security, 300-399
+ * storage tiers and cluster, 410+ audit integrity and database roles (issue 12), later ones above.
  */
 import type { Sql } from "postgres";
 import { readdirSync, readFileSync } from "node:fs";
