@@ -52,7 +52,7 @@ export async function prepareRuntimeRole(owner: Sql, ownerUrl: string, dataDir: 
   return { url: withCredentials(ownerUrl, role, password), role };
 }
 
-export async function openDatabase(config: Config, log: (s: string) => void = console.log, env: Record<string, string | undefined> = process.env): Promise<Database> {
+export async function openDatabase(config: Config, log: (s: string) => void = console.log): Promise<Database> {
   let url = config.databaseUrl;
   let embedded: EmbeddedPg | undefined;
   if (!url) {
@@ -66,7 +66,7 @@ export async function openDatabase(config: Config, log: (s: string) => void = co
   try {
     const applied = await migrate(ownerSql);
     if (applied.length) log(`applied migrations ${applied.join(", ")}`);
-    const runtime = await prepareRuntimeRole(ownerSql, url, config.dataDir, env.DATABASE_RUNTIME_URL || undefined);
+    const runtime = await prepareRuntimeRole(ownerSql, url, config.dataDir, config.databaseRuntimeUrl || undefined);
     role = runtime.role;
     sql = createPgClient(runtime.url, config.dbPoolSize);
     await sql`select 1`;

@@ -11,7 +11,7 @@ import { createPgClient } from "../../../src/store/postgres/client.ts";
 import { audit, verifyAuditChain } from "../../../src/audit/audit.ts";
 import { purgeAudit } from "../../../src/audit/retention.ts";
 import { prepareRuntimeRole } from "../../../src/db.ts";
-import { runtimeRoleName } from "../../../src/store/postgres/runtime-role.ts";
+import { runtimeRoleName, withCredentials } from "../../../src/store/postgres/runtime-role.ts";
 
 const db = await testDatabase(2);
 const app = createPgClient(await db.runtimeUrl(), 2);
@@ -91,6 +91,17 @@ test("prepareRuntimeRole creates a plain LOGIN role with a 0600 password file un
       await c.end();
     }
     await expect(prepareRuntimeRole(other.sql, other.url, dir, other.url)).rejects.toThrow(/owner connection's own role/);
+    // DATABASE_RUNTIME_URL: an existing role of the operator's, granted by the owner at start
+    const mine = new URL(await db.runtimeUrl());
+    const own = withCredentials(other.url, decodeURIComponent(mine.username), decodeURIComponent(mine.password));
+    expect(await prepareRuntimeRole(other.sql, other.url, dir, own)).toEqual({ url: own, role: decodeURIComponent(mine.username) });
+    const c2 = createPgClient(own, 1);
+    try {
+      await audit(c2, ev("via.runtime.url"));
+      await expect(c2`truncate audit_log`).rejects.toThrow(/permission denied/);
+    } finally {
+      await c2.end();
+    }
   } finally {
     await other.drop();
     await other.sql.end().catch(() => {});
