@@ -4,10 +4,25 @@
  *   bun src/cli.ts agent revoke ID
  * The embedded database must not be in use by a running server when the CLI starts it;
  * with a running server, point DATABASE_URL at the same PostgreSQL instead.
+ * Every command is audited like its console counterpart, the actor being the operating-system
+ * user who ran it (category config_change, user agent "servermind-cli").
  */
+import { userInfo } from "node:os";
 import { loadConfig } from "./config.ts";
 import { openDatabase } from "./db.ts";
 import { createActivationToken, revokeAgent } from "./ingest/agent/enroll.ts";
+import { audit, type AuditEvent } from "./audit/audit.ts";
+import { loadAuditKeys, useAuditKeys } from "./audit/keys.ts";
+
+function cliActor(): AuditEvent["actor"] {
+  let name = "unknown";
+  try {
+    name = userInfo().username;
+  } catch {
+    // no passwd entry for this uid (containers): keep "unknown"
+  }
+  return { type: "system", name: `cli:${name}` };
+}
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -22,7 +37,11 @@ async function run(args: string[]): Promise<number> {
     console.error(USAGE);
     return 2;
   }
-  const db = await openDatabase(loadConfig(), () => {});
+  const config = loadConfig();
+  useAuditKeys(loadAuditKeys(config.dataDir), config.dataDir);
+  const db = await openDatabase(config, () => {});
+  const record = (action: string, target: string, success: boolean, details: Record<string, unknown> = {}) =>
+    audit(db.sql, { actor: cliActor(), ip: "local", userAgent: "servermind-cli", category: "config_change", action, target, success, details });
   try {
     if (noun === "token") {
       const ttl = Number(flag(args, "--ttl-hours") ?? 24);
@@ -31,6 +50,7 @@ async function run(args: string[]): Promise<number> {
         return 2;
       }
       const t = await createActivationToken(db.sql, { label: flag(args, "--label"), createdBy: "cli", ttlHours: ttl });
+      await record("agents.token.create", `token ${t.id}`, true, { label: flag(args, "--label") ?? "", expires: t.expiresAt.toISOString() });
       console.log(t.token);
       console.error(`activation token #${t.id}, single use, expires ${t.expiresAt.toISOString()}`);
       return 0;
@@ -41,6 +61,7 @@ async function run(args: string[]): Promise<number> {
       return 2;
     }
     const ok = await revokeAgent(db.sql, id);
+    await record("agents.revoke", `agent ${id}`, ok);
     console.log(ok ? `agent ${id} revoked` : `agent ${id} not found or already revoked`);
     return ok ? 0 : 1;
   } finally {

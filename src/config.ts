@@ -13,6 +13,10 @@ export interface Config {
   dataDir: string;
   /** `db.url`: external PostgreSQL; empty means the embedded one (DATABASE_URL). */
   databaseUrl: string;
+  /** `db.runtimeUrl`: the least-privilege role the server runs as; empty means a generated one (DATABASE_RUNTIME_URL). */
+  databaseRuntimeUrl: string;
+  /** `metrics.token`: the bearer token /metrics requires; empty turns /metrics off (SERVERMIND_METRICS_TOKEN). */
+  metricsToken: string;
   /** `db.poolSize`: connections for the store writer and queries (SERVERMIND_DB_POOL). */
   dbPoolSize: number;
   /** `tls.cert` / `tls.key`: PEM files; empty means a generated self-signed pair (SERVERMIND_TLS_CERT/KEY). */
@@ -82,6 +86,8 @@ export function loadConfig(env: Env = process.env): Config {
     port: envInt(env, "SERVERMIND_PORT", 8443, 0, 65535),
     dataDir: resolve(env.SERVERMIND_DATA || "./data"),
     databaseUrl: env.DATABASE_URL ?? "",
+    databaseRuntimeUrl: env.DATABASE_RUNTIME_URL ?? "",
+    metricsToken: env.SERVERMIND_METRICS_TOKEN ?? "",
     dbPoolSize: envInt(env, "SERVERMIND_DB_POOL", 8, 2, 200),
     tlsCert,
     tlsKey,

@@ -23,14 +23,20 @@ import { startSecurityJobs } from "./security/jobs.ts";
 import type { CommandDeps } from "./security/issue.ts";
 import { securityConsoleRoutes } from "./web/security/routes.ts";
 import { audit } from "./audit/audit.ts";
+import { loadAuditKeys, useAuditKeys } from "./audit/keys.ts";
+import { scheduleCheckpoints } from "./audit/checkpoint.ts";
 import { downloadsPlugin } from "./downloads/routes.ts";
 import { resolve } from "node:path";
 
 async function main(): Promise<void> {
   const config = loadConfig();
   const chConfig = loadClickhouseConfig();
+  // the audit chain key and checkpoint signing key, outside PostgreSQL (docs/security.md, "Audit trail")
+  useAuditKeys(loadAuditKeys(config.dataDir), config.dataDir);
   const db = await openDatabase(config);
-  const upkeep = startPartitionUpkeep(db.sql, timeSeriesTables(config.retentionMetricsDays, config.retentionLogsDays));
+  console.log(`database: migrations as the owner, queries as the least-privilege role ${db.runtimeRole}`);
+  // partitions are DDL on tables the owner owns: the owner's small pool creates and drops them
+  const upkeep = startPartitionUpkeep(db.ownerSql, timeSeriesTables(config.retentionMetricsDays, config.retentionLogsDays));
   await upkeep.ready;
   const cert = loadOrCreateCert({ certFile: config.tlsCert, keyFile: config.tlsKey, dataDir: config.dataDir, names: config.tlsNames });
   if (cert.generated) console.log(`generated a self-signed certificate: ${cert.path}`);
@@ -38,7 +44,8 @@ async function main(): Promise<void> {
   const extraMetrics: Array<{ render(): string }> = [];
   const tier = chConfig.url
     ? await startClickhouseTier({
-        sql: db.sql, url: chConfig.url, maxBatches: chConfig.shipBatches,
+        // the tier creates its indexes on owner tables (DDL), so it uses the owner's pool
+        sql: db.ownerSql, url: chConfig.url, maxBatches: chConfig.shipBatches,
         retentionMetricsDays: chConfig.retentionDays, retentionLogsDays: chConfig.retentionDays, writeErrors: metrics.writeErrors,
       })
     : undefined;
@@ -91,6 +98,7 @@ async function main(): Promise<void> {
   server.ingest.deps.onCommandResult = (agentId, id, result) => replies.deliver(agentId, id, result);
   extraMetrics.push(...bus.metrics);
   const securityJobs = startSecurityJobs(db.sql, commandDeps);
+  const stopCheckpoints = scheduleCheckpoints(db.sql);
   server.ingest.deps.onStored = securityJobs.onStored;
   console.log(`ServerMind listening on ${server.url} (TLS 1.3; HTTP/1.1, HTTP/2${config.http3 ? ", HTTP/3" : ""}, WSS)`);
   console.log(`LZ4 frames decoded by ${server.ingest.lz4}`);
@@ -103,6 +111,7 @@ async function main(): Promise<void> {
     console.log(`${signal}: stopping`);
     const steps: Array<[string, () => unknown]> = [
       ["security jobs", () => securityJobs.stop()],
+      ["audit checkpoints", () => stopCheckpoints()],
       ["command replies", () => replies.stop()],
       ["cluster bus", () => bus!.stop()],
       ["server", () => server.stop()],

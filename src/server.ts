@@ -12,6 +12,8 @@ import { createIngest, type Ingest } from "./ingest/service.ts";
 import { ingestRoutes } from "./ingest/routes.ts";
 import { createStreamHandler, type StreamData } from "./ingest/agent/stream.ts";
 import { setClientIp } from "./http/client-ip.ts";
+import { withSecurityHeaders } from "./http/security-headers.ts";
+import { metricsGate } from "./http/metrics-auth.ts";
 import { createIngestHandler, createSessionHandler } from "./ingest/agent/http.ts";
 import type { ServerCert } from "./tls/certs.ts";
 import type { IngestMetrics } from "./metrics/registry.ts";
@@ -70,7 +72,9 @@ export function startServer(o: StartOptions): RunningServer {
     },
     async fetch(req, srv) {
       setClientIp(req, srv.requestIP(req)?.address);
-      return app.handle(req); // Bun adds Alt-Svc (h3) itself when http3 is on
+      // every answer gets the security headers here; /metrics needs its bearer token first
+      // (Bun adds Alt-Svc (h3) itself when http3 is on)
+      return withSecurityHeaders(metricsGate(req, o.config.metricsToken) ?? (await app.handle(req)));
     },
     websocket: createStreamHandler(ingest.deps),
   });

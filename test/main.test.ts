@@ -68,8 +68,15 @@ test("with DATABASE_URL the server uses that PostgreSQL and starts no embedded o
     const token = (await new Response(cli.stdout).text()).trim();
     expect(await cli.exited).toBe(0);
     expect(token).toMatch(/^smt_[A-Za-z0-9_-]{43}$/);
-    const [row] = await db.sql`select label, used_at from activation_tokens`;
+    const [row] = await db.sql`select id, label, used_at from activation_tokens`;
     expect(row).toMatchObject({ label: "ci", used_at: null });
+    // the CLI's token creation is audited like the console's
+    const [rec] = await db.sql`select actor_type, actor_name, user_agent, category, target, success from audit_log where action = 'agents.token.create'`;
+    expect(rec).toMatchObject({ actor_type: "system", user_agent: "servermind-cli", category: "config_change", target: `token ${row!.id}`, success: true });
+    expect(rec!.actor_name).toStartWith("cli:");
+    // the server's own connections use the generated least-privilege role, not the owner
+    const users = (await db.sql`select distinct usename from pg_stat_activity where datname = current_database() and application_name = 'servermind'`).map((r) => r.usename);
+    expect(users).toContain(`${new URL(db.url).pathname.slice(1)}_app`);
     const bad = Bun.spawn([process.execPath, "src/cli.ts", "token", "mint"], { env, stdout: "pipe", stderr: "pipe" });
     expect(await bad.exited).toBe(2);
     expect(await new Response(bad.stderr).text()).toContain("usage:");
@@ -89,7 +96,7 @@ test("with CLICKHOUSE_URL the server ships committed metrics to ClickHouse and r
   const { createActivationToken } = await import("../src/ingest/agent/enroll.ts");
   const ch = await startTestClickhouse();
   const db = await testDatabase(2);
-  const srv = await spawnServer({ DATABASE_URL: db.url, CLICKHOUSE_URL: ch.url });
+  const srv = await spawnServer({ DATABASE_URL: db.url, CLICKHOUSE_URL: ch.url, SERVERMIND_METRICS_TOKEN: "main-test-token" });
   try {
     expect(srv.output()).toContain("ClickHouse tier on");
     const url = `https://127.0.0.1:${srv.port}`;
@@ -98,7 +105,7 @@ test("with CLICKHOUSE_URL the server ships committed metrics to ClickHouse and r
     let shipped = "";
     for (let i = 0; i < 100 && !/^clickhouse_shipped_batches_total [1-9]/m.test(shipped); i++) {
       await Bun.sleep(200);
-      shipped = await (await fetch(`${url}/metrics`, { tls: { rejectUnauthorized: false } })).text();
+      shipped = await (await fetch(`${url}/metrics`, { headers: { authorization: "Bearer main-test-token" }, tls: { rejectUnauthorized: false } })).text();
     }
     expect(shipped).toMatch(/^clickhouse_shipped_batches_total [1-9]/m);
     expect(shipped).toMatch(/^cluster_/m);

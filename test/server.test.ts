@@ -1,7 +1,7 @@
 /** The one port: TLS 1.3 only, HTTP/1.1 + HTTP/2 + HTTP/3, Alt-Svc, /metrics valid for promtool. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { startTestServer, type TestServer } from "./support/server.ts";
+import { metricsAuth, startTestServer, type TestServer } from "./support/server.ts";
 import { requireComponent } from "./support/ci.ts";
 import { enroll, metricsFrame, post } from "./support/sim-agent.ts";
 
@@ -55,7 +55,7 @@ test("/metrics is valid Prometheus text that counts frames, samples and rejects"
   const a = await enroll(s.url, await s.token(), "m-1");
   await post(s.url, metricsFrame(a, 10, 10, Date.now()));
   await post(s.url, new Uint8Array(70).fill(1));
-  const text = await (await fetch(`${s.url}/metrics`, { tls: { rejectUnauthorized: false } })).text();
+  const text = await (await fetch(`${s.url}/metrics`, { headers: metricsAuth, tls: { rejectUnauthorized: false } })).text();
   expect(text).toMatch(/^ingest_samples_total 100$/m);
   expect(text).toMatch(/^ingest_rejects_total\{reason="bad_magic"\} 1$/m);
   expect(text).toMatch(/^store_copy_seconds_count [1-9]/m);

@@ -1,8 +1,9 @@
 /** Reading the audit trail: filtered pages for the console and streamed exports of any size. */
 import type { Sql } from "postgres";
-import type { AuditRecord } from "./audit.ts";
+import type { AuditCategory, AuditRecord } from "./audit.ts";
 
 export interface AuditFilter {
+  category?: AuditCategory;
   action?: string;
   user?: string;
   status?: "success" | "failure";
@@ -15,6 +16,7 @@ export async function listAudit(sql: Sql, f: AuditFilter, limit: number, beforeI
   return sql<AuditRecord[]>`
     select * from audit_log
     where true
+      ${f.category ? sql`and category = ${f.category}` : sql``}
       ${f.action ? sql`and action ilike ${likePattern(f.action)}` : sql``}
       ${f.user ? sql`and (actor_name ilike ${likePattern(f.user)} or on_behalf_of ilike ${likePattern(f.user)})` : sql``}
       ${f.status ? sql`and success = ${f.status === "success"}` : sql``}
@@ -84,7 +86,8 @@ export function exportAudit(sql: Sql, f: AuditFilter, format: "csv" | "ndjson"):
       const rows = await sql<AuditRecord[]>`
         select * from audit_log
         where id > ${after}
-          ${f.action ? sql`and action ilike ${likePattern(f.action)}` : sql``}
+          ${f.category ? sql`and category = ${f.category}` : sql``}
+      ${f.action ? sql`and action ilike ${likePattern(f.action)}` : sql``}
           ${f.user ? sql`and (actor_name ilike ${likePattern(f.user)} or on_behalf_of ilike ${likePattern(f.user)})` : sql``}
           ${f.status ? sql`and success = ${f.status === "success"}` : sql``}
           ${f.from ? sql`and ts >= ${f.from}` : sql``}

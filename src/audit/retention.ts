@@ -1,44 +1,47 @@
 /**
- * Audit retention: the only way rows leave audit_log. The purge runs in one transaction that
- * sets `servermind.audit_purge` for itself (the append-only trigger allows DELETE only then),
- * moves the chain anchor to the oldest kept row, and is then audited itself.
+ * Audit retention: the only way rows leave audit_log. The deletion itself is the database
+ * function audit_purge_by_retention() (migration 410): SECURITY DEFINER, owned by the owner role,
+ * so the runtime role (which has no DELETE on audit_log) can run it but cannot choose what it
+ * deletes: it reads the retention from the audit settings, keeps at least 30 days, and moves the
+ * chain anchor to the oldest kept row. Every purge that deleted something is audited.
  */
 import type { Sql } from "postgres";
-import { audit } from "./audit.ts";
+import { audit, type AuditEvent } from "./audit.ts";
 
-export async function purgeAudit(sql: Sql, retentionDays: number, now = new Date()): Promise<number> {
-  const cutoff = new Date(now.getTime() - retentionDays * 86400_000);
-  const deleted = await sql.begin(async (tx) => {
-    await tx`select pg_advisory_xact_lock(${0x5e7a0d17})`;
-    await tx`select set_config('servermind.audit_purge', 'on', true)`;
-    const [last] = await tx`select max(id) as id from audit_log where ts < ${cutoff}`;
-    if (!last || last.id === null) return 0;
-    const [next] = await tx`select id, prev_hash from audit_log where id > ${last.id} order by id limit 1`;
-    const [{ prev_hash }] = await tx`select hash as prev_hash from audit_log where id = ${last.id}`;
-    const res = await tx`delete from audit_log where id <= ${last.id}`;
-    await tx`update audit_anchor set first_id = ${next ? next.id : Number(last.id) + 1}, prev_hash = ${next ? next.prev_hash : prev_hash} where id = 1`;
-    return res.count;
-  });
-  if (deleted === 0) return 0;
+export interface PurgeActor {
+  actor: AuditEvent["actor"];
+  ip?: string;
+  userAgent?: string;
+  details?: Record<string, unknown>;
+}
+
+const RETENTION: PurgeActor = { actor: { type: "system", name: "retention" } };
+
+/** Runs the retention purge; returns the number of rows deleted. `by` is who asked (audited). */
+export async function purgeAudit(sql: Sql, by: PurgeActor = RETENTION): Promise<number> {
+  const [{ n }] = await sql`select audit_purge_by_retention()::bigint as n`;
+  const deleted = Number(n);
+  if (deleted === 0 && by === RETENTION) return 0;
+  const [s] = await sql`select value->>'retentionDays' as days from console_settings where key = 'audit'`;
   await audit(sql, {
-    actor: { type: "system", name: "retention" },
+    actor: by.actor, ip: by.ip, userAgent: by.userAgent,
     category: "config_change",
     action: "audit.purge",
     target: "audit_log",
     success: true,
-    details: { deleted, retentionDays, before: cutoff.toISOString() },
+    details: { ...by.details, deleted, retentionDays: Math.max(30, Number(s?.days ?? 365)) },
   });
   return deleted;
 }
 
-/** Runs the purge every `everyMs` with the retention read at each run; returns a stop function. */
-export function scheduleAuditPurge(sql: Sql, retentionDays: () => Promise<number>, everyMs = 3600_000): () => void {
+/** Runs the purge every `everyMs`; returns a stop function. */
+export function scheduleAuditPurge(sql: Sql, everyMs = 3600_000): () => void {
   let running = false;
   const run = async () => {
     if (running) return;
     running = true;
     try {
-      await purgeAudit(sql, await retentionDays());
+      await purgeAudit(sql);
     } catch (e) {
       console.error(`audit retention purge failed: ${e instanceof Error ? e.message : e}`);
     } finally {

@@ -105,6 +105,7 @@ const catalog: Array<[group: string, id: string, description: string, dangerous?
   ["Audit", "audit.export", "Export the audit trail"],
   ["Audit", "audit.verify", "Verify the audit hash chain"],
   ["Audit", "audit.retention.edit", "Change audit retention and forwarding", true],
+  ["Audit", "audit.purge", "Purge audit records older than the retention period now", true],
   ["Settings", "settings.view", "See settings"],
   ["Settings", "settings.general.edit", "Edit general settings"],
   ["Settings", "settings.security.edit", "Edit password, MFA and session policy", true],

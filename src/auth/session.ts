@@ -24,7 +24,12 @@ export interface Session {
   revoked_at: Date | null;
 }
 
-export const SESSION_COOKIE = "sm_session";
+/**
+ * `__Host-` makes the browser refuse the cookie unless it is Secure, Path=/ and has no Domain
+ * (src/web/guard.ts cookie() sets exactly that), so no sibling host or plain-HTTP page can set
+ * or overwrite it.
+ */
+export const SESSION_COOKIE = "__Host-sm_session";
 
 export function tokenHash(token: string): Buffer {
   return createHash("sha256").update(token).digest();

@@ -10,7 +10,8 @@
  */
 import { Elysia } from "elysia";
 import type { Sql } from "postgres";
-import { enrollAgent, EnrollError, parseEnrollRequest } from "./agent/enroll.ts";
+import { enrollAgent, EnrollError, parseEnrollRequest, type EnrollRequest } from "./agent/enroll.ts";
+import { auditEnrollment } from "../audit/enrollment.ts";
 import { BodyTooLarge, readBody } from "./body.ts";
 import { renderMetrics } from "../metrics/registry.ts";
 import type { Ingest } from "./service.ts";
@@ -35,6 +36,7 @@ export function ingestRoutes(o: IngestRoutesOptions) {
     .post(
       "/api/v1/enroll",
       async ({ request }) => {
+        let enrolling: EnrollRequest | undefined;
         try {
           const text = await new Response((await readBody(request, 16 * 1024)) as BodyInit).text();
           let body: unknown;
@@ -43,10 +45,15 @@ export function ingestRoutes(o: IngestRoutesOptions) {
           } catch {
             throw new EnrollError(400, "bad_request", "enrollment body is not valid JSON");
           }
-          const { agentId } = await enrollAgent(o.sql, parseEnrollRequest(body));
+          enrolling = parseEnrollRequest(body);
+          const { agentId, tokenId } = await enrollAgent(o.sql, enrolling);
+          await auditEnrollment(o.sql, request, { hostname: enrolling.hostname, agentId, tokenId });
           return json({ agentId, fingerprint: o.fingerprint, ...(o.commandKey ? { commandKey: o.commandKey } : {}) });
         } catch (e) {
-          if (e instanceof EnrollError) return json({ error: { code: e.code, message: e.message } }, e.status);
+          if (e instanceof EnrollError) {
+            await auditEnrollment(o.sql, request, { hostname: enrolling?.hostname, error: e.code });
+            return json({ error: { code: e.code, message: e.message } }, e.status);
+          }
           if (e instanceof BodyTooLarge) return json({ error: { code: "too_large", message: "enrollment body over 16 KiB" } }, 413);
           throw e;
         }

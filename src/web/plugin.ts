@@ -83,7 +83,7 @@ export async function startConsole(deps: ConsoleDeps, log: (line: string) => voi
   const setupCode = await ensureSetupCode(deps.sql, deps.dataDir, log);
   const settings = createSettingsStore(deps.sql);
   await settings.get();
-  const stopPurge = scheduleAuditPurge(deps.sql, async () => (await settings.get()).audit.retentionDays);
+  const stopPurge = scheduleAuditPurge(deps.sql); // the retention is read by the purge function itself
   const syslog = createSyslogForwarder(() => {
     const a = settings.cached().audit;
     return a.syslogHost ? { host: a.syslogHost, port: a.syslogPort } : null;

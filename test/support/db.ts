@@ -6,10 +6,12 @@
 import type { Sql } from "postgres";
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { startEmbeddedPg, type EmbeddedPg } from "../../src/store/postgres/embedded.ts";
 import { createPgClient } from "../../src/store/postgres/client.ts";
 import { migrate } from "../../src/store/postgres/migrate.ts";
+import { ensureRuntimeRole, grantRuntimeRole, runtimeRoleName, withCredentials } from "../../src/store/postgres/runtime-role.ts";
 
 let server: Promise<{ url: string; embedded?: EmbeddedPg; dir?: string }> | undefined;
 
@@ -30,9 +32,29 @@ export async function startTestServerDatabase(): Promise<void> {
 }
 
 export interface TestDb {
+  /** The owner's URL and pool (the embedded superuser, or DATABASE_URL's role). */
   url: string;
   sql: Sql;
+  /** The URL of the least-privilege runtime role, granted in this database on first call. */
+  runtimeUrl(): Promise<string>;
   drop(): Promise<void>;
+}
+
+/** One runtime role per test run (roles are cluster-wide); each database grants it on demand. */
+const RUNTIME_ROLE = "servermind_test_app";
+let runtimePassword: Promise<string> | undefined;
+function runtimeRole(base: string): Promise<string> {
+  runtimePassword ??= (async () => {
+    const password = randomBytes(18).toString("base64url");
+    const admin = createPgClient(base, 1);
+    try {
+      await ensureRuntimeRole(admin, RUNTIME_ROLE, password);
+    } finally {
+      await admin.end();
+    }
+    return password;
+  })();
+  return runtimePassword;
 }
 
 let counter = 0;
@@ -48,13 +70,24 @@ export async function testDatabase(poolSize = 8): Promise<TestDb> {
   const url = u.toString();
   const sql = createPgClient(url, poolSize);
   await migrate(sql);
+  let granted: Promise<string> | undefined;
   return {
     url,
     sql,
+    runtimeUrl() {
+      granted ??= (async () => {
+        const password = await runtimeRole(base.url);
+        await grantRuntimeRole(sql, RUNTIME_ROLE);
+        return withCredentials(url, RUNTIME_ROLE, password);
+      })();
+      return granted;
+    },
     async drop() {
       await sql.end({ timeout: 5 });
       const a = createPgClient(base.url, 1);
       await a.unsafe(`drop database if exists ${name} with (force)`);
+      // a server started on this database (src/db.ts) generated its runtime role `<database>_app`
+      await a.unsafe(`drop role if exists ${runtimeRoleName(name)}`);
       await a.end();
     },
   };

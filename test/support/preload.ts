@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll } from "bun:test";
 import { startTestServerDatabase, stopTestServer } from "./db.ts";
+import { generateAuditKeys, useAuditKeys } from "../../src/audit/keys.ts";
 
 beforeAll(async () => {
   await startTestServerDatabase();
@@ -13,3 +14,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await stopTestServer();
 });
+
+// The audit chain key and checkpoint signing key of this test run: in memory, never under ./data.
+useAuditKeys(generateAuditKeys());

@@ -11,6 +11,10 @@ import { commandDispatcher, startCommandReplies } from "../../src/cluster/comman
 
 let cert: ReturnType<typeof createSelfSigned> | undefined;
 
+/** The /metrics bearer token of test servers; scrapes send `metricsAuth`. */
+export const TEST_METRICS_TOKEN = "test-metrics-token";
+export const metricsAuth = { authorization: `Bearer ${TEST_METRICS_TOKEN}` };
+
 export interface TestServer extends RunningServer {
   db: TestDb;
   config: Config;
@@ -31,7 +35,7 @@ export async function startTestServer(env: Record<string, string> = {}, opts: Te
   const db = await testDatabase();
   for (const t of timeSeriesTables(3, 3)) await ensurePartitions(db.sql, t);
   cert ??= createSelfSigned(["127.0.0.1", "localhost"]);
-  const config = loadConfig({ SERVERMIND_HOST: "127.0.0.1", SERVERMIND_PORT: "0", ...env });
+  const config = loadConfig({ SERVERMIND_HOST: "127.0.0.1", SERVERMIND_PORT: "0", SERVERMIND_METRICS_TOKEN: TEST_METRICS_TOKEN, ...env });
   const commandKey = generateKeyPairSync("ed25519").privateKey;
   const publicB64 = Buffer.from(createPublicKey(commandKey).export({ format: "jwk" }).x!, "base64url").toString("base64");
   const s = startServer({ config, sql: db.sql, commandKey: publicB64, cert: { cert: cert.certPem, key: cert.keyPem, fingerprint: cert.fingerprint, generated: true, path: "" } });

@@ -69,7 +69,7 @@ function checkPublicKey(b64: string): void {
   if (problem) throw new EnrollError(400, "bad_request", `"publicKey" is not a valid Ed25519 public key: ${problem}`);
 }
 
-export async function enrollAgent(sql: Sql, req: EnrollRequest): Promise<{ agentId: number }> {
+export async function enrollAgent(sql: Sql, req: EnrollRequest): Promise<{ agentId: number; tokenId: number }> {
   const key = Buffer.from(req.publicKey, "base64");
   return await sql.begin(async (tx) => {
     const [t] = await tx<{ id: string }[]>`
@@ -84,7 +84,7 @@ export async function enrollAgent(sql: Sql, req: EnrollRequest): Promise<{ agent
       values (${req.hostname}, ${key}, ${req.os ?? ""}, ${req.arch ?? ""}, ${req.version ?? ""})
       returning id`;
     await tx`update activation_tokens set used_at = now(), used_by_agent = ${a!.id} where id = ${t.id}`;
-    return { agentId: Number(a!.id) };
+    return { agentId: Number(a!.id), tokenId: Number(t.id) };
   });
 }
 

@@ -1,7 +1,8 @@
 /**
  * Versioned migrations: every `NNN_name.sql` in ./migrations, applied in order, each in its own
  * transaction, recorded in schema_migrations. An advisory lock keeps two nodes from racing.
- * Ranges: 001-099 ingest and storage, 100-199 console and accounts, 200-299 security, 300+ later.
+ * Ranges: 001-099 ingest and storage, 100-199 console and accounts, 200-299 security, 300-399
+ * storage tiers and cluster, 410+ audit integrity and database roles (issue 12), later ones above.
  */
 import type { Sql } from "postgres";
 import { readdirSync, readFileSync } from "node:fs";
@@ -17,10 +18,18 @@ export interface Migration {
 }
 
 export function listMigrations(dir = DIR): Migration[] {
-  return readdirSync(dir)
+  const list = readdirSync(dir)
     .filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f))
     .sort()
     .map((f) => ({ version: f.slice(0, 3), name: f.slice(4, -4), sql: readFileSync(join(dir, f), "utf8") }));
+  // the version alone is recorded as applied: two files with one version would skip the second
+  const seen = new Map<string, string>();
+  for (const m of list) {
+    const other = seen.get(m.version);
+    if (other) throw new Error(`migrations ${m.version}_${other}.sql and ${m.version}_${m.name}.sql share the version ${m.version}; renumber one`);
+    seen.set(m.version, m.name);
+  }
+  return list;
 }
 
 /** Applies what is missing and returns the versions applied now. */

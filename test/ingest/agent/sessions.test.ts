@@ -1,6 +1,6 @@
 /** Sessions (docs/protocol.md 3.5) against the real server, and the session table alone. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startTestServer, type TestServer } from "../../support/server.ts";
+import { metricsAuth, startTestServer, type TestServer } from "../../support/server.ts";
 import { enroll, mapFrame, metricsFrame, openSession, openStream, post, requestSession, sessionAuth, type SimAgent } from "../../support/sim-agent.ts";
 import { FrameKind } from "../../../src/ingest/frame/frame.ts";
 import { encodeFrame, packMap, restampFrame } from "../../../src/ingest/frame/encode.ts";
@@ -19,7 +19,7 @@ afterAll(async () => {
 });
 
 const rows = async (agentId: number) => (await s.db.sql`select count(*)::int as n from metric_blocks where agent_id = ${agentId}`)[0]!.n as number;
-const scrape = async () => (await fetch(`${s.url}/metrics`, { tls: { rejectUnauthorized: false } })).text();
+const scrape = async () => (await fetch(`${s.url}/metrics`, { headers: metricsAuth, tls: { rejectUnauthorized: false } })).text();
 const counter = (text: string, name: string, labels: string) => Number(text.match(new RegExp(`^${name}\\{${labels}\\} (\\d+)`, "m"))?.[1] ?? 0);
 const hello = (agent: SimAgent, fields: { nonce?: string; createdMs?: number } = {}) =>
   encodeFrame({ kind: FrameKind.Hello, agentId: agent.id, seq: ++agent.seq, batchId: 0, createdMs: fields.createdMs ?? Date.now(), items: 1 }, packMap({ nonce: fields.nonce ?? "", version: "sim" }), agent.privateKey);
