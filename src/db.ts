@@ -5,10 +5,13 @@ import type { Config } from "./config.ts";
 import { startEmbeddedPg, type EmbeddedPg } from "./store/postgres/embedded.ts";
 import { createPgClient } from "./store/postgres/client.ts";
 import { migrate } from "./store/postgres/migrate.ts";
+import { createStoreHealth, type StoreHealth } from "./store/postgres/health.ts";
 
 export interface Database {
   sql: Sql;
   embedded?: EmbeddedPg;
+  /** Probes PostgreSQL on a connection of its own (for /healthz and request deadlines). */
+  health: StoreHealth;
   close(): Promise<void>;
 }
 
@@ -29,11 +32,15 @@ export async function openDatabase(config: Config, log: (s: string) => void = co
     await embedded?.stop();
     throw e;
   }
+  const probe = createPgClient(url, 1);
+  const health = createStoreHealth(probe, { timeoutMs: config.healthTimeoutMs, intervalMs: 1000 });
   return {
     sql,
     embedded,
+    health,
     async close() {
-      await sql.end({ timeout: 5 });
+      health.stop();
+      await Promise.all([sql.end({ timeout: 2 }), probe.end({ timeout: 1 })]);
       await embedded?.stop();
     },
   };

@@ -132,7 +132,8 @@ export class Batcher {
       } catch (err) {
         this.o.onError?.(err, attempt);
         if (attempt >= attempts) {
-          b.reject(new Error(`store write failed after ${attempts} attempts: ${err instanceof Error ? err.message : err}`));
+          // the agents get no internal detail (addresses, SQL); onError logged each attempt's
+          b.reject(new Error(`store write failed after ${attempts} attempts; resend later`));
           return;
         }
         await new Promise((r) => setTimeout(r, 50 * attempt));
