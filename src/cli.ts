@@ -22,7 +22,7 @@ async function run(args: string[]): Promise<number> {
     console.error(USAGE);
     return 2;
   }
-  const db = await openDatabase(loadConfig(), () => {});
+  const db = await openDatabase(loadConfig(), () => {}, { shareRunning: true });
   try {
     if (noun === "token") {
       const ttl = Number(flag(args, "--ttl-hours") ?? 24);

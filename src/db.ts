@@ -15,11 +15,16 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export async function openDatabase(config: Config, log: (s: string) => void = console.log): Promise<Database> {
+export interface OpenOptions {
+  /** Use the embedded PostgreSQL of a server that runs on the same data directory (the CLI). */
+  shareRunning?: boolean;
+}
+
+export async function openDatabase(config: Config, log: (s: string) => void = console.log, o: OpenOptions = {}): Promise<Database> {
   let url = config.databaseUrl;
   let embedded: EmbeddedPg | undefined;
   if (!url) {
-    embedded = await startEmbeddedPg({ dataDir: join(config.dataDir, "pg") });
+    embedded = await startEmbeddedPg({ dataDir: join(config.dataDir, "pg"), shareRunning: o.shareRunning });
     url = embedded.url;
     log(`embedded PostgreSQL running on 127.0.0.1:${embedded.port}, data in ${join(config.dataDir, "pg")}`);
   }

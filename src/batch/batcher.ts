@@ -132,8 +132,7 @@ export class Batcher {
       } catch (err) {
         this.o.onError?.(err, attempt);
         if (attempt >= attempts) {
-          // the agents get no internal detail (addresses, SQL); onError logged each attempt's
-          b.reject(new Error(`store write failed after ${attempts} attempts; resend later`));
+          b.reject(new Error(`store write failed after ${attempts} attempts: ${err instanceof Error ? err.message : err}`));
           return;
         }
         await new Promise((r) => setTimeout(r, 50 * attempt));

@@ -128,7 +128,8 @@ export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport:
               else if (data.kind === FrameKind.Metrics) metrics.samples.with({})(h.items);
               else if (data.kind === FrameKind.Logs) metrics.logLines.with({})(h.items);
             },
-            (err: Error) => reject("store_unavailable", err.message, h.batchId, h.seq),
+            // the cause (addresses, SQL) is in the server log, not for the agent
+            () => reject("store_unavailable", "the database did not commit this frame; resend it later", h.batchId, h.seq),
           ),
       );
     } catch (e) {
