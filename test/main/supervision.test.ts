@@ -166,6 +166,14 @@ test("an orphaned postmaster (its server SIGKILLed) is stopped and replaced at t
     const [pm] = postmasterTree(join(dir, "pg"));
     expect(pm).not.toBe(orphan);
     expect(await healthz(q.url)).toBe(200);
+    // the CLI next to a running server shares its PostgreSQL (and leaves it running)
+    const env: Record<string, string | undefined> = { ...process.env, SERVERMIND_DATA: dir };
+    delete env.DATABASE_URL;
+    const cli = Bun.spawn([process.execPath, "src/cli.ts", "token", "create", "--label", "ci"], { env: env as Record<string, string>, stdout: "pipe", stderr: "pipe" });
+    expect((await new Response(cli.stdout).text()).trim()).toMatch(/^smt_/);
+    expect(await cli.exited).toBe(0);
+    expect(postmasterTree(join(dir, "pg"))[0]).toBe(pm!);
+    expect(await healthz(q.url)).toBe(200);
   } finally {
     expect(await sigterm(q)).toBeLessThan(STOP_TIMEOUT_MS + SLACK_MS);
   }

@@ -24,7 +24,7 @@ import { roleIdByName } from "../../src/auth/roles.ts";
 import { createSession, SESSION_COOKIE } from "../../src/auth/session.ts";
 import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
 import { FrameKind } from "../../src/ingest/frame/frame.ts";
-import { enroll, mapFrame, newKeys, metricsFrame, openSession, post, requestSession, type SimAgent } from "../support/sim-agent.ts";
+import { enroll, mapFrame, newKeys, metricsFrame, openSession, openStream, post, requestSession, type SimAgent } from "../support/sim-agent.ts";
 import { postmasterTree, signalTree } from "../support/pg-freeze.ts";
 import { isStoreUnavailable } from "../../src/store/postgres/unavailable.ts";
 
@@ -152,6 +152,7 @@ test("PostgreSQL frozen (SIGSTOP): 503 + Retry-After on every route within the d
   // frames acknowledged before the freeze
   const before = await post(server.url, metricsFrame(a, 10, 10, Date.now() - 60_000));
   expect(before.status).toBe(200);
+  const stream = await openStream(server.url, a);
   const tree = postmasterTree(join(dir, "pg"));
   expect(tree.length).toBeGreaterThan(1);
   signalTree(tree, "SIGSTOP");
@@ -171,6 +172,13 @@ test("PostgreSQL frozen (SIGSTOP): 503 + Retry-After on every route within the d
       expect(r.ms).toBeLessThan(DB_TIMEOUT_MS + SLACK_MS);
       expectGeneric(r.body);
     }
+    // an authenticated stream: the message's frames are refused store_unavailable, and the agent told to pause
+    refused.push(a.batch + 1);
+    const onStream = await timed(() => stream.send(metricsFrame(a, 10, 10, Date.now())));
+    expect(onStream.value).toMatchObject({ type: "ack", acks: [], rejects: [{ code: "store_unavailable" }] });
+    expect(onStream.ms).toBeLessThan(DB_TIMEOUT_MS + SLACK_MS);
+    expectGeneric(JSON.stringify(onStream.value));
+    stream.close();
     const ws = await helloOverStream(fresh.pop()!);
     expect(ws.messages.at(-1)).toMatchObject({ type: "error", code: "store_unavailable" });
     expect(ws.code).toBe(1013);
@@ -197,8 +205,8 @@ test("PostgreSQL frozen (SIGSTOP): 503 + Retry-After on every route within the d
   const fresher = await post(server.url, metricsFrame(a, 10, 10, Date.now() + 10_000));
   expect(fresher.status).toBe(200);
   const [c] = await sql`select count(*)::int as rows, count(distinct batch_id)::int as batches from metric_blocks where agent_id = ${a.id}`;
-  // 10 series = one row per frame: before, frozen (and resent), everyRouteClass's ingest, after; each batch once
-  expect(c).toEqual({ rows: 4, batches: 4 });
+  // 10 series = one row per frame: before, frozen (and resent), everyRouteClass's ingest, the stream's, after; each batch once
+  expect(c).toEqual({ rows: 5, batches: 5 });
   expect((await requestSession(server.url, fresh[0]!)).status).toBe(200);
 }, 60_000);
 
