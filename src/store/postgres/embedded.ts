@@ -313,7 +313,8 @@ async function stopPid(pid: number, graceMs: number): Promise<void> {
     if (!alive()) return;
     if (sig === "SIGKILL") for (const kid of childrenOf(pid)) signal(kid, "SIGKILL");
     signal(pid, sig);
-    signal(pid, "SIGCONT"); // a stopped (frozen) postmaster acts on nothing until continued
+    // a stopped (frozen) postmaster or backend acts on nothing until continued; we are ending them anyway
+    for (const p of [pid, ...childrenOf(pid)]) signal(p, "SIGCONT");
     if (await waitGone(ms)) return;
   }
 }
