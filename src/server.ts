@@ -17,7 +17,7 @@ import type { ServerCert } from "./tls/certs.ts";
 import type { IngestMetrics } from "./metrics/registry.ts";
 import { createStoreHealth, type StoreHealth } from "./store/postgres/health.ts";
 import { errorResponse } from "./http/errors.ts";
-import { hardDeadline, storeAwareDeadline } from "./http/store-deadline.ts";
+import { storeAwareDeadline } from "./http/store-deadline.ts";
 
 /** TLS 1.3 (0x0304): older handshakes are refused with a protocol_version alert. */
 export const TLS_MIN_VERSION = 0x0304;
@@ -55,8 +55,7 @@ export function startServer(o: StartOptions): RunningServer {
     ingestRoutes({ sql: o.sql, ingest, health, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes, extraMetrics: o.extraMetrics, commandKey: o.commandKey }),
     ...(o.plugins ?? []),
   ]);
-  const handleIngest = hardDeadline(o.config.dbTimeoutMs, "ingest", createIngestHandler(ingest.deps, o.config.maxRequestBytes));
-  const handleSession = hardDeadline(o.config.dbTimeoutMs, "session", createSessionHandler(ingest.deps));
+  const handleIngest = createIngestHandler(ingest.deps, o.config.maxRequestBytes);
   const upgradeRequired = () =>
     new Response(JSON.stringify({ error: { code: "upgrade_required", message: "this endpoint takes a WebSocket upgrade" } }), {
       status: 426,
@@ -72,7 +71,7 @@ export function startServer(o: StartOptions): RunningServer {
     idleTimeout: 60,
     routes: {
       "/api/v1/ingest": { POST: handleIngest },
-      "/api/v1/session": { POST: handleSession },
+      "/api/v1/session": { POST: createSessionHandler(ingest.deps) },
       "/api/v1/stream": (req: Request, srv: Server<StreamData>) =>
         srv.upgrade(req, { data: { kind: "agent-stream", nonce: "", transport: "wss", inFlight: 0 } }) ? undefined : upgradeRequired(),
     },

@@ -1,24 +1,13 @@
 /**
- * Bounds how long a request may wait on a database that does not answer. Two flavours:
- *   - `hardDeadline`: the agent endpoints, whose contract allows a 503 at any time (the agent
- *     resends; a batch that commits later is acknowledged as `dup`): 503 at `timeoutMs`, always.
- *   - `storeAwareDeadline`: everything else (console, login, enrollment, SSO). At `timeoutMs` the
- *     request gets 503 if the store's health probe is failing; if the store answers, the request
- *     is only slow (a 30-day range read) and goes on. A 500 while the store is down becomes 503.
+ * Bounds how long a request to the Elysia app (console, login, enrollment, SSO) may wait on a
+ * database that does not answer. At `timeoutMs` the request gets 503 + Retry-After if the
+ * store's health probe is failing; if the store answers, the request is only slow (a 30-day
+ * range read) and goes on. A 500 while the store is down becomes 503. (The agent endpoints,
+ * whose contract allows a 503 at any time, have a hard deadline of their own: src/ingest/agent.)
  */
 import type { StoreHealth } from "../store/postgres/health.ts";
-import { StoreUnavailable, withDeadline } from "../store/postgres/unavailable.ts";
+import { StoreUnavailable } from "../store/postgres/unavailable.ts";
 import { errorResponse, storeUnavailableResponse } from "./errors.ts";
-
-export function hardDeadline<A extends unknown[]>(timeoutMs: number, what: string, handler: (req: Request, ...rest: A) => Promise<Response>) {
-  return async (req: Request, ...rest: A): Promise<Response> => {
-    try {
-      return await withDeadline(handler(req, ...rest), timeoutMs, what);
-    } catch (e) {
-      return errorResponse(e, req);
-    }
-  };
-}
 
 /** After this many deadlines with a healthy store, stop checking and just wait for the request. */
 const MAX_ROUNDS = 12;
