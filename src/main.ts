@@ -132,7 +132,7 @@ async function stopInOrder(steps: Array<[string, () => unknown]>, totalMs: numbe
   let failed = false;
   for (const [name, step] of steps) {
     const last = name === steps.at(-1)![0];
-    const budget = Math.max(0, last ? end - Date.now() - 500 : Math.min(STEP_MS, end - Date.now() - 2500));
+    const budget = Math.round(Math.max(0, last ? end - Date.now() - 500 : Math.min(STEP_MS, end - Date.now() - 2500)));
     let t: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<"timeout">((r) => (t = setTimeout(() => r("timeout"), budget)));
     try {
