@@ -1,11 +1,13 @@
 /**
  * Builds the Elysia app from feature plugins. No listen(): src/server.ts serves it, tests call
- * app.handle(). Errors become a JSON 500 that names no internals; the detail goes to the log.
+ * app.handle(). Errors become a generic 500 (or 503 + Retry-After when the database is unavailable) that
+ * names no internals; the detail goes to the log.
  */
 import { Elysia, type AnyElysia } from "elysia";
+import { errorResponse } from "./http/errors.ts";
 
 export function createApp(plugins: AnyElysia[]) {
-  let app = new Elysia({ name: "servermind" }).onError(({ code, error }) => {
+  let app = new Elysia({ name: "servermind" }).onError(({ code, error, request }) => {
     if (code === "NOT_FOUND") {
       return new Response(JSON.stringify({ error: { code: "not_found", message: "no such route" } }), {
         status: 404,
@@ -18,11 +20,7 @@ export function createApp(plugins: AnyElysia[]) {
         headers: { "content-type": "application/json" },
       });
     }
-    console.error(`request failed: ${error instanceof Error ? error.stack : String(error)}`);
-    return new Response(JSON.stringify({ error: { code: "internal", message: "internal error" } }), {
-      status: 500,
-      headers: { "content-type": "application/json" },
-    });
+    return errorResponse(error, request);
   });
   for (const p of plugins) app = app.use(p) as typeof app;
   return app;

@@ -39,7 +39,7 @@ async function run(args: string[]): Promise<number> {
   }
   const config = loadConfig();
   useAuditKeys(loadAuditKeys(config.dataDir), config.dataDir);
-  const db = await openDatabase(config, () => {});
+  const db = await openDatabase(config, () => {}, { shareRunning: true });
   const record = (action: string, target: string, success: boolean, details: Record<string, unknown> = {}) =>
     audit(db.sql, { actor: cliActor(), ip: "local", userAgent: "servermind-cli", category: "config_change", action, target, success, details });
   try {

@@ -43,6 +43,12 @@ export interface Config {
   maxSessions: number;
   /** `ingest.lz4`: LZ4 decoder, auto | native (liblz4) | js (SERVERMIND_LZ4). */
   lz4: "auto" | "native" | "js";
+  /** `db.timeoutMs`: longest a request waits on a database that does not answer before 503 + Retry-After (SERVERMIND_DB_TIMEOUT_MS). */
+  dbTimeoutMs: number;
+  /** `db.healthTimeoutMs`: longest /healthz (and each background probe) waits for PostgreSQL (SERVERMIND_HEALTH_TIMEOUT_MS). */
+  healthTimeoutMs: number;
+  /** `server.stopTimeoutMs`: SIGTERM/SIGINT end the process within this, whatever the database does (SERVERMIND_STOP_TIMEOUT_MS). */
+  stopTimeoutMs: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -102,5 +108,8 @@ export function loadConfig(env: Env = process.env): Config {
     retentionLogsDays: envInt(env, "SERVERMIND_RETENTION_LOGS_DAYS", 14, 1, 36500),
     maxSessions: envInt(env, "SERVERMIND_MAX_SESSIONS", 200_000, 1, 100_000_000),
     lz4: envChoice(env, "SERVERMIND_LZ4", ["auto", "native", "js"] as const, "auto"),
+    dbTimeoutMs: envInt(env, "SERVERMIND_DB_TIMEOUT_MS", 5000, 100, 600_000),
+    healthTimeoutMs: envInt(env, "SERVERMIND_HEALTH_TIMEOUT_MS", 2000, 100, 60_000),
+    stopTimeoutMs: envInt(env, "SERVERMIND_STOP_TIMEOUT_MS", 10_000, 1000, 600_000),
   };
 }

@@ -17,6 +17,7 @@ import { createPgClient } from "./store/postgres/client.ts";
 import { migrate } from "./store/postgres/migrate.ts";
 import { ensureRuntimeRole, grantRuntimeRole, runtimeRoleName, withCredentials } from "./store/postgres/runtime-role.ts";
 import { loadOrCreateSecretFile, secretsDir } from "./secret-file.ts";
+import { createStoreHealth, type StoreHealth } from "./store/postgres/health.ts";
 
 export interface Database {
   /** The runtime role's pool: every query of the running server. */
@@ -26,6 +27,8 @@ export interface Database {
   /** The runtime role's name. */
   runtimeRole: string;
   embedded?: EmbeddedPg;
+  /** Probes PostgreSQL on a connection of its own (for /healthz and request deadlines). */
+  health: StoreHealth;
   close(): Promise<void>;
 }
 
@@ -52,22 +55,29 @@ export async function prepareRuntimeRole(owner: Sql, ownerUrl: string, dataDir: 
   return { url: withCredentials(ownerUrl, role, password), role };
 }
 
-export async function openDatabase(config: Config, log: (s: string) => void = console.log): Promise<Database> {
+export interface OpenOptions {
+  /** Use the embedded PostgreSQL of a server that runs on the same data directory (the CLI). */
+  shareRunning?: boolean;
+}
+
+export async function openDatabase(config: Config, log: (s: string) => void = console.log, o: OpenOptions = {}): Promise<Database> {
   let url = config.databaseUrl;
   let embedded: EmbeddedPg | undefined;
   if (!url) {
-    embedded = await startEmbeddedPg({ dataDir: join(config.dataDir, "pg") });
+    embedded = await startEmbeddedPg({ dataDir: join(config.dataDir, "pg"), shareRunning: o.shareRunning });
     url = embedded.url;
     log(`embedded PostgreSQL running on 127.0.0.1:${embedded.port}, data in ${join(config.dataDir, "pg")}`);
   }
   const ownerSql = createPgClient(url, 3);
   let sql: Sql | undefined;
   let role: string;
+  let runtimeUrl: string;
   try {
     const applied = await migrate(ownerSql);
     if (applied.length) log(`applied migrations ${applied.join(", ")}`);
     const runtime = await prepareRuntimeRole(ownerSql, url, config.dataDir, config.databaseRuntimeUrl || undefined);
     role = runtime.role;
+    runtimeUrl = runtime.url;
     sql = createPgClient(runtime.url, config.dbPoolSize);
     await sql`select 1`;
   } catch (e) {
@@ -76,14 +86,18 @@ export async function openDatabase(config: Config, log: (s: string) => void = co
     await embedded?.stop();
     throw e;
   }
+  // the probe connects as the runtime role: it sees what the server's own queries would
+  const probe = createPgClient(runtimeUrl, 1);
+  const health = createStoreHealth(probe, { timeoutMs: config.healthTimeoutMs, intervalMs: 1000 });
   return {
     sql,
     ownerSql,
     runtimeRole: role,
     embedded,
+    health,
     async close() {
-      await sql.end({ timeout: 5 });
-      await ownerSql.end({ timeout: 5 });
+      health.stop();
+      await Promise.all([sql.end({ timeout: 2 }), ownerSql.end({ timeout: 2 }), probe.end({ timeout: 1 })]);
       await embedded?.stop();
     },
   };

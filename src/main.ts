@@ -91,7 +91,7 @@ async function main(): Promise<void> {
   extraMetrics.push(...sso.metrics);
   const downloads = downloadsPlugin({ distDir: resolve(process.env.SERVERMIND_AGENT_DIST || "dist/agent"), certPem: cert.cert });
   const server = startServer({
-    config, sql: db.sql, cert, metrics, extraMetrics, commandKey: commandKey.publicKeyB64,
+    config, sql: db.sql, health: db.health, cert, metrics, extraMetrics, commandKey: commandKey.publicKeyB64,
     plugins: [consolePlugin(consoleDeps, consoleServices), sso.plugin, downloads],
   });
   bus = await startClusterBus({ sql: db.sql, streams: server.ingest.deps.streams!, directory: server.ingest.deps.directory });
@@ -121,21 +121,56 @@ async function main(): Promise<void> {
       ["partition upkeep", () => upkeep.stop()],
       ["database", () => db.close()],
     ];
+    // a stop that hangs (database frozen, writers wedged) must not keep the process: see stopInOrder
     clearInterval(fleetTimer);
-    let failed = false;
-    for (const [name, step] of steps) {
-      try {
-        await step();
-      } catch (e) {
-        failed = true;
-        console.error(`stopping ${name} failed: ${e instanceof Error ? e.message : e}`);
-      }
-    }
-    process.exit(failed ? 1 : 0);
+    process.exit(await stopInOrder(steps, config.stopTimeoutMs, () => db.embedded?.kill()));
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
 }
+
+/**
+ * Runs the stop steps in order, each for at most STEP_MS (the database, last, gets what is
+ * left), all within `totalMs`: SIGTERM finishes in bounded time whatever PostgreSQL does.
+ * Frames not committed by then were never acknowledged, so agents resend them. When time runs
+ * out, `kill` ends the embedded PostgreSQL at once. Returns the exit code.
+ */
+async function stopInOrder(steps: Array<[string, () => unknown]>, totalMs: number, kill: () => void): Promise<number> {
+  const STEP_MS = Math.min(5000, totalMs / 3);
+  const end = Date.now() + totalMs;
+  let failed = false;
+  for (const [name, step] of steps) {
+    const last = name === steps.at(-1)![0];
+    const budget = Math.round(Math.max(0, last ? end - Date.now() - 500 : Math.min(STEP_MS, end - Date.now() - 2500)));
+    let t: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<"timeout">((r) => (t = setTimeout(() => r("timeout"), budget)));
+    try {
+      const r = await Promise.race([Promise.resolve().then(step), timedOut]);
+      if (r === "timeout") {
+        failed = true;
+        console.error(`stopping ${name} did not finish within ${budget} ms; going on`);
+        if (last) kill();
+      }
+    } catch (e) {
+      failed = true;
+      console.error(`stopping ${name} failed: ${e instanceof Error ? e.message : e}`);
+    } finally {
+      clearTimeout(t);
+    }
+  }
+  return failed ? 1 : 0;
+}
+
+/**
+ * postgres.js can throw from a timer when PostgreSQL drops a connection it is writing to (a
+ * stopped or killed database): that must not take the server down with the database, which
+ * the supervisor is bringing back. Anything else that escapes is a bug: logged, then exit.
+ */
+process.on("uncaughtException", (e) => {
+  const fromDriver = e instanceof Error && /node_modules\/postgres\/src\//.test(e.stack ?? "");
+  console.error(`uncaught ${fromDriver ? "database driver error (ignored)" : "error"}: ${e instanceof Error ? e.stack : e}`);
+  if (!fromDriver) process.exit(1);
+});
 
 main().catch((e) => {
   console.error(`servermind: ${e instanceof Error ? e.message : e}`);

@@ -17,6 +17,9 @@ import { metricsGate } from "./http/metrics-auth.ts";
 import { createIngestHandler, createSessionHandler } from "./ingest/agent/http.ts";
 import type { ServerCert } from "./tls/certs.ts";
 import type { IngestMetrics } from "./metrics/registry.ts";
+import { createStoreHealth, type StoreHealth } from "./store/postgres/health.ts";
+import { errorResponse } from "./http/errors.ts";
+import { storeAwareDeadline } from "./http/store-deadline.ts";
 
 /** TLS 1.3 (0x0304): older handshakes are refused with a protocol_version alert. */
 export const TLS_MIN_VERSION = 0x0304;
@@ -42,12 +45,16 @@ export interface StartOptions {
   commandKey?: string;
   /** More metrics for /metrics (ClickHouse tier, cluster bus); read at each scrape, so it may grow later. */
   extraMetrics?: Array<{ render(): string }>;
+  /** The database's health probe (src/db.ts gives it a connection of its own); made from `sql` when absent. */
+  health?: StoreHealth;
 }
 
 export function startServer(o: StartOptions): RunningServer {
   const ingest = createIngest(o.sql, o.config, o.metrics);
+  const ownHealth = o.health ? undefined : createStoreHealth(o.sql, { timeoutMs: o.config.healthTimeoutMs, intervalMs: 1000 });
+  const health = o.health ?? ownHealth!;
   const app = createApp([
-    ingestRoutes({ sql: o.sql, ingest, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes, extraMetrics: o.extraMetrics, commandKey: o.commandKey }),
+    ingestRoutes({ sql: o.sql, ingest, health, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes, extraMetrics: o.extraMetrics, commandKey: o.commandKey }),
     ...(o.plugins ?? []),
   ]);
   const handleIngest = createIngestHandler(ingest.deps, o.config.maxRequestBytes);
@@ -72,10 +79,11 @@ export function startServer(o: StartOptions): RunningServer {
     },
     async fetch(req, srv) {
       setClientIp(req, srv.requestIP(req)?.address);
-      // every answer gets the security headers here; /metrics needs its bearer token first
-      // (Bun adds Alt-Svc (h3) itself when http3 is on)
-      return withSecurityHeaders(metricsGate(req, o.config.metricsToken) ?? (await app.handle(req)));
+      // every answer gets the security headers here; /metrics needs its bearer token first; a
+      // request the database holds past its deadline is answered 503 (Bun adds Alt-Svc (h3) itself)
+      return withSecurityHeaders(metricsGate(req, o.config.metricsToken) ?? (await storeAwareDeadline(req, app.handle(req), health, o.config.dbTimeoutMs)));
     },
+    ...productionErrors(),
     websocket: createStreamHandler(ingest.deps),
   });
   const port = server.port!;
@@ -88,9 +96,19 @@ export function startServer(o: StartOptions): RunningServer {
     server,
     async stop() {
       // Finish requests in flight (their acks wait for commits), then cut what remains.
-      await Promise.race([server.stop(false), Bun.sleep(5000)]);
-      await server.stop(true);
+      // (a request that failed while the database was down may surface here: it was answered already)
+      await Promise.race([server.stop(false).catch(() => {}), Bun.sleep(5000)]);
+      await server.stop(true).catch(() => {});
       await ingest.stop();
+      ownHealth?.stop();
     },
   };
+}
+
+/**
+ * Never Bun's development error page (a stack trace, the working directory, the database
+ * port): whatever escapes a handler gets the generic answer of src/http/errors.ts.
+ */
+function productionErrors() {
+  return { development: false, error: (e: Error) => errorResponse(e) };
 }

@@ -6,7 +6,7 @@
  * The last two are served by Bun's router directly (src/server.ts), ahead of Elysia: they carry
  * all the volume and need nothing of a framework.
  *   GET  /metrics         our own metrics, Prometheus text format
- *   GET  /healthz         liveness and database reachability
+ *   GET  /healthz         liveness and database reachability, answered within the health timeout
  */
 import { Elysia } from "elysia";
 import type { Sql } from "postgres";
@@ -15,6 +15,8 @@ import { auditEnrollment } from "../audit/enrollment.ts";
 import { BodyTooLarge, readBody } from "./body.ts";
 import { renderMetrics } from "../metrics/registry.ts";
 import type { Ingest } from "./service.ts";
+import type { StoreHealth } from "../store/postgres/health.ts";
+import { STORE_RETRY_AFTER_S } from "../http/errors.ts";
 
 function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
@@ -23,6 +25,8 @@ function json(body: unknown, status = 200, headers: Record<string, string> = {})
 export interface IngestRoutesOptions {
   sql: Sql;
   ingest: Ingest;
+  /** /healthz asks it, within its timeout. */
+  health: StoreHealth;
   fingerprint: string;
   maxRequestBytes: number;
   extraMetrics?: Array<{ render(): string }>;
@@ -66,11 +70,9 @@ export function ingestRoutes(o: IngestRoutesOptions) {
       return new Response(text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
     })
     .get("/healthz", async () => {
-      try {
-        await o.sql`select 1`;
-        return json({ status: "ok" });
-      } catch (e) {
-        return json({ status: "degraded", database: e instanceof Error ? e.message : String(e) }, 503);
-      }
+      // ok, or degraded with the store's state ("timeout" | "unreachable"), within the health timeout
+      const store = await o.health.check();
+      if (store === "ok") return json({ status: "ok" });
+      return json({ status: "degraded", store }, 503, { "retry-after": String(STORE_RETRY_AFTER_S), "cache-control": "no-store" });
     });
 }

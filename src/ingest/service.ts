@@ -56,7 +56,7 @@ export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = 
   });
   const gate = new Gate({ maxConcurrent: 64, maxWaitMs: 2000, maxWaiters: 1024, hasRoom: () => batcher.hasRoom() });
   state.start();
-  const deps: StreamDeps & IngestDeps = { directory, batcher, state, metrics, limits, inflate: lz4.inflate, gate, streams: new StreamRegistry() };
+  const deps: StreamDeps & IngestDeps = { directory, batcher, state, metrics, limits, inflate: lz4.inflate, gate, streams: new StreamRegistry(), storeTimeoutMs: config.dbTimeoutMs };
   const gauges = [
     new Gauge("batch_pending_bytes", "Bytes of accepted frames not yet committed.", () => batcher.pendingBytes),
     new Gauge("batch_queue_depth", "Batches queued or being written.", () => batcher.queuedBatches),

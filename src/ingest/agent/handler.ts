@@ -154,7 +154,11 @@ export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport:
               else if (data.kind === FrameKind.Metrics) metrics.samples.with({})(h.items);
               else if (data.kind === FrameKind.Logs) metrics.logLines.with({})(h.items);
             },
-            (err: Error) => reject(err instanceof FrameError && err.code === "store_rejected" ? "store_rejected" : "store_unavailable", err.message, h.batchId, h.seq),
+            // a refused frame says why; any other cause (addresses, SQL) is in the server log, not for the agent
+            (err: Error) =>
+              err instanceof FrameError && err.code === "store_rejected"
+                ? reject("store_rejected", err.message, h.batchId, h.seq)
+                : reject("store_unavailable", "the database did not commit this frame; resend it later", h.batchId, h.seq),
           ),
       );
     } catch (e) {

@@ -11,6 +11,10 @@ import { BodyTooLarge, readBody } from "../body.ts";
 import { FrameKind } from "../frame/frame.ts";
 import { decodeFrameBody, splitFrames, verifyFrame } from "../frame/decode.ts";
 import type { Session } from "./sessions.ts";
+import { withDeadline } from "../../store/postgres/unavailable.ts";
+
+/** Longest a request waits on the database, once its body is in (SERVERMIND_DB_TIMEOUT_MS); past it: 503 + Retry-After via src/http/errors.ts. */
+type StoreDeadline = { storeTimeoutMs?: number };
 
 /** A session hello is one small frame. */
 const MAX_SESSION_REQUEST = 64 * 1024;
@@ -33,7 +37,7 @@ export function sessionJson(s: Session) {
   return { id: s.id, key: Buffer.from(s.key).toString("base64"), expiresMs: s.expiresMs };
 }
 
-export function createSessionHandler(deps: IngestDeps) {
+export function createSessionHandler(deps: IngestDeps & StoreDeadline) {
   return async function handleSession(request: Request): Promise<Response> {
     const refuse = (code: string, status: number, message: string) => {
       deps.metrics.rejects.inc({ reason: code });
@@ -51,7 +55,7 @@ export function createSessionHandler(deps: IngestDeps) {
     if (!f) return refuse("bad_hello", 400, entries[0]?.error ? `the hello frame is malformed: ${entries[0].error.message}` : "the body must be exactly one hello frame");
     const h = f.header;
     if (h.kind !== FrameKind.Hello) return refuse("bad_hello", 400, `the body must be a hello frame (kind 6), not kind ${h.kind}`);
-    const agent = await deps.directory.lookup(h.agentId);
+    const agent = await withDeadline(deps.directory.lookup(h.agentId), deps.storeTimeoutMs ?? 5000, "session");
     if (!agent) return refuse("unknown_agent", 401, notEnrolled(h.agentId).message);
     if (!verifyFrame(f, agent.key)) {
       // only the key's holder learns of a revocation: anyone else gets the unknown-agent answer
@@ -77,7 +81,7 @@ export function createSessionHandler(deps: IngestDeps) {
   };
 }
 
-export function createIngestHandler(deps: IngestDeps & { gate: Gate }, maxRequestBytes: number) {
+export function createIngestHandler(deps: IngestDeps & StoreDeadline & { gate: Gate }, maxRequestBytes: number) {
   return async function handleIngest(request: Request): Promise<Response> {
     let release: () => void;
     try {
@@ -97,7 +101,8 @@ export function createIngestHandler(deps: IngestDeps & { gate: Gate }, maxReques
         return json({ error: { code: "too_large", message: e.message } }, 413);
       }
       if (buf.length === 0) return json({ error: { code: "truncated", message: "empty request body: send one or more frames" } }, 400);
-      const result = await ingestFrames(deps, buf, transportOf(request));
+      // frames refused at the deadline may still commit: the agent's resend is then acknowledged "dup"
+      const result = await withDeadline(ingestFrames(deps, buf, transportOf(request)), deps.storeTimeoutMs ?? 5000, "ingest");
       const status = resultStatus(result);
       return json(result, status, status === 503 ? { "retry-after": "2" } : {});
     } finally {

@@ -17,6 +17,7 @@ import { ingestFrames, notEnrolled, type IngestDeps, type Reject } from "./handl
 import { Busy, type Gate } from "../gate.ts";
 import { sessionJson } from "./http.ts";
 import type { StreamRegistry } from "./stream-registry.ts";
+import { isStoreUnavailable, withDeadline } from "../../store/postgres/unavailable.ts";
 
 export interface StreamData {
   kind: "agent-stream";
@@ -34,6 +35,8 @@ export interface StreamDeps extends IngestDeps {
   maxInFlight?: number;
   /** Open streams by agent, for messages pushed to agents (src/cluster/bus.ts). */
   streams?: StreamRegistry;
+  /** Longest a message waits on the database before its frames are refused as store_unavailable (SERVERMIND_DB_TIMEOUT_MS). */
+  storeTimeoutMs?: number;
 }
 
 function send(ws: ServerWebSocket<StreamData>, msg: unknown): void {
@@ -58,7 +61,7 @@ async function authenticate(ws: ServerWebSocket<StreamData>, deps: StreamDeps, b
     ws.close(4401, "authentication failed");
   };
   if (!f || f.header.kind !== FrameKind.Hello) return fail("the first message must be exactly one Hello frame");
-  const agent = await deps.directory.lookup(f.header.agentId);
+  const agent = await withDeadline(deps.directory.lookup(f.header.agentId), deps.storeTimeoutMs ?? 5000, "hello");
   if (!agent) return fail(notEnrolled(f.header.agentId).message);
   // a revoked agent's hello that does not verify gets the answer for an unknown agent
   if (!verifyFrame(f, agent.key)) return fail(agent.revoked ? notEnrolled(f.header.agentId).message : "hello signature does not match the agent's key");
@@ -83,6 +86,23 @@ async function authenticate(ws: ServerWebSocket<StreamData>, deps: StreamDeps, b
   deps.metrics.sessionsOpened.inc({ transport: ws.data.transport });
   send(ws, { type: "welcome", agentId: f.header.agentId, session: sessionJson(session) });
   deps.streams?.add(f.header.agentId, ws);
+}
+
+/**
+ * The database did not answer in time: the message's frames are refused (the agent resends
+ * them; a batch that commits meanwhile comes back as `dup`), the agent is told to pause, and a
+ * stream still waiting for its hello is closed with 1013 (try again later).
+ */
+function storeUnavailable(ws: ServerWebSocket<StreamData>, deps: IngestDeps, buf: Uint8Array): void {
+  deps.metrics.rejects.inc({ reason: "store_unavailable" });
+  if (ws.data.agentId === undefined) {
+    send(ws, { type: "error", code: "store_unavailable", message: "the database is not answering; reconnect later" });
+    ws.close(1013, "database unavailable");
+    return;
+  }
+  const rejects = busyRejects(buf, deps, "the database is not answering; resend later").map((r) => ({ ...r, code: "store_unavailable" as Reject["code"] }));
+  send(ws, { type: "ack", acks: [], rejects });
+  send(ws, { type: "slow", retryAfterMs: 5000 });
 }
 
 export function createStreamHandler(deps: StreamDeps): WebSocketHandler<StreamData> {
@@ -137,13 +157,14 @@ export function createStreamHandler(deps: StreamDeps): WebSocketHandler<StreamDa
         }
         ws.data.inFlight++;
         try {
-          const r = await ingestFrames(deps, buf, ws.data.transport);
+          const r = await withDeadline(ingestFrames(deps, buf, ws.data.transport), deps.storeTimeoutMs ?? 5000, "stream message");
           send(ws, { type: "ack", ...r });
         } finally {
           ws.data.inFlight--;
           release();
         }
       } catch (e) {
+        if (isStoreUnavailable(e)) return storeUnavailable(ws, deps, buf);
         console.error(`stream message failed: ${e instanceof Error ? e.stack : e}`);
         send(ws, { type: "error", code: "internal", message: "internal error; frames in this message were not stored" });
       }

@@ -7,7 +7,7 @@ export function createPgClient(url: string, max = 8): Sql {
     onnotice: () => {},
     prepare: true,
     idle_timeout: 0,
-    connect_timeout: 10,
+    connect_timeout: 5,
     connection: { application_name: "servermind" },
   });
 }
