@@ -2,14 +2,18 @@
  * Loaded once before the test run (bunfig.toml). Starts the shared embedded PostgreSQL (or
  * checks DATABASE_URL) before any test file's hooks run, so their default timeouts do not have
  * to cover initdb on a busy machine, and stops it when the run ends.
+ *
+ * It starts at module scope, not in a beforeAll hook: when a hook or test times out, bun kills
+ * every process spawned inside the hooks and tests of the run so far ("killed N dangling
+ * processes"), which took the shared PostgreSQL down with the first slow hook and failed every
+ * later file with "the database system is shutting down". Processes started here are not
+ * tracked.
  */
-import { afterAll, beforeAll } from "bun:test";
+import { afterAll } from "bun:test";
 import { startTestServerDatabase, stopTestServer } from "./db.ts";
 import { generateAuditKeys, useAuditKeys } from "../../src/audit/keys.ts";
 
-beforeAll(async () => {
-  await startTestServerDatabase();
-}, { timeout: 120_000 });
+await startTestServerDatabase();
 
 afterAll(async () => {
   await stopTestServer();
