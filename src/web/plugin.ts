@@ -64,10 +64,13 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
   ];
 }
 
+/** The one console route outside the guard: the static assets, public (what the sign-in page needs). */
+export const ASSET_ROUTE = { method: "GET", path: "/assets/:file", access: "public", hostData: "none" } as const;
+
 export function consolePlugin(deps: ConsoleDeps, services = createServices(deps)) {
   const guard = createGuard(services, createPages(services.views));
   const assets = loadAssets();
-  const app = new Elysia({ name: "console" }).get("/assets/:file", ({ params, request }) => serveAsset(assets, params.file, request));
+  const app = new Elysia({ name: "console" }).get(ASSET_ROUTE.path, ({ params, request }) => serveAsset(assets, params.file, request));
   for (const route of consoleRoutes(services)) {
     app.route(route.method, route.path, ({ request, params }: { request: Request; params: Record<string, string> }) =>
       guard(route, request, params ?? {}), { parse: "none" });

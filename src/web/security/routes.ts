@@ -140,7 +140,7 @@ export function securityApiRoutes(s: ConsoleServices, pages: Pages): ConsoleRout
         const note = req.form.get("note") ?? "";
         const ok = await acknowledgeViolation(sql, v, `${req.user!.username} (${req.user!.id})`, note);
         await auditRequest(sql, req, "security_event", "cis.violation.acknowledge", `violation:${v.id}`, ok, { note });
-        if (!ok) return fail(req, 404, "not_found", "no such unacknowledged violation");
+        if (!ok) return fail(req, 409, "conflict", "this violation is already acknowledged");
         const row = await violationRow(sql, v);
         return req.htmx.request ? pages.partial("partials/security-violation-row", violationModel(row, { canAck: false })) : json({ violation: row });
       },
