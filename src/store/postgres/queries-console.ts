@@ -12,6 +12,7 @@
  */
 import type { Sql } from "postgres";
 import type { HostScope } from "../../auth/host-scope.ts";
+import type { RangeStore, SeriesPoints } from "../range.ts";
 
 export const FLEET_METRICS = {
   cpu: "cpu.usage_pct",
@@ -149,6 +150,11 @@ export async function listHosts(sql: Sql, scope: HostScope): Promise<ScopedHost[
 export async function seriesNames(sql: Sql, host: ScopedHost): Promise<string[]> {
   const rows = await sql`select name from metric_series where agent_id = ${host.id} order by name limit 5000`;
   return rows.map((r) => r.name as string);
+}
+
+/** One host's metric series over a range, from whichever tier `store` routes to. */
+export function hostSeriesRange(store: RangeStore, host: ScopedHost, names: string[], from: Date, to: Date, maxPoints?: number): Promise<SeriesPoints[]> {
+  return store.seriesRange(host.id, names, from, to, maxPoints);
 }
 
 export interface LogRow {

@@ -6,11 +6,11 @@ import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
 import { can } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import type { Pages } from "../respond.ts";
-import { hostLogs, inventory, seriesNames, setAgentTags } from "../../store/postgres/queries-console.ts";
+import { hostLogs, hostSeriesRange, inventory, seriesNames, setAgentTags } from "../../store/postgres/queries-console.ts";
+import { postgresRangeStore } from "../../store/range.ts";
 import { TAG_RE } from "../../auth/roles.ts";
 import { auditRequest } from "../audit-request.ts";
 import { done } from "../respond.ts";
-import { seriesRange } from "../../store/postgres/queries.ts";
 import { lineChart } from "../chart/svg.ts";
 import { ago, isoMinute, isoSecond } from "../format.ts";
 import { toSections } from "./structured-view.ts";
@@ -107,9 +107,7 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const names = await seriesNames(sql, a);
         const specs = CHARTS.map((c) => ({ c, names: c.pick(names) })).filter((x) => x.names.length > 0);
         const wanted = specs.flatMap((x) => x.names);
-        const data = s.ranges
-          ? await s.ranges.seriesRange(a.id, wanted, new Date(from), new Date(to), 240)
-          : await seriesRange(sql, a.id, wanted, new Date(from), new Date(to), 240);
+        const data = await hostSeriesRange(s.ranges ?? postgresRangeStore(sql), a, wanted, new Date(from), new Date(to), 240);
         const byName = new Map(data.map((d) => [d.name, d.t.map((t, i): [number, number] => [t, d.avg[i]!])]));
         const charts = specs.map(({ c, names: ns }) => ({
           svg: lineChart(ns.map((n) => ({ name: shortName(n), points: byName.get(n) ?? [] })), { title: c.title, unit: c.unit, from, to, yMin: 0, yMax: c.yMax }),
