@@ -21,7 +21,6 @@ import { commandDispatcher, startCommandReplies } from "./cluster/command-replie
 import { loadOrCreateCommandKey } from "./security/command-key.ts";
 import { startSecurityJobs } from "./security/jobs.ts";
 import type { CommandDeps } from "./security/issue.ts";
-import { securityConsoleRoutes } from "./web/security/routes.ts";
 import { audit } from "./audit/audit.ts";
 import { loadAuditKeys, useAuditKeys } from "./audit/keys.ts";
 import { scheduleCheckpoints } from "./audit/checkpoint.ts";
@@ -78,10 +77,9 @@ async function main(): Promise<void> {
     audit: (e) => audit(db.sql, e).then(() => {}),
     dispatch: (agentId, command) => commandDispatcher(bus!, replies)(agentId, command),
   };
-  const securityDeps = { ...commandDeps, principal: async () => null };
   const consoleDeps = {
     sql: db.sql, config, dataDir: config.dataDir, serverFingerprint: cert.fingerprint,
-    ranges: routedRangeStore(router), extraRoutes: securityConsoleRoutes(securityDeps),
+    ranges: routedRangeStore(router), security: { commandKey: commandDeps.commandKey, dispatch: commandDeps.dispatch },
   };
   const consoleRuntime = await startConsole(consoleDeps);
   const consoleServices = createServices(consoleDeps);

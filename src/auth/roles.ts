@@ -68,8 +68,14 @@ export async function deleteRole(sql: Sql, id: number): Promise<void> {
 export interface Grants {
   roles: string[];
   permissions: Set<string>;
-  /** null: every host; otherwise hosts carrying at least one of these tags */
+  /**
+   * null: every host; otherwise hosts carrying at least one of these tags. The union over ALL
+   * roles, whatever they grant: host access is decided per permission from `roleScopes`
+   * (src/auth/host-scope.ts), never from this.
+   */
   scopeTags: string[] | null;
+  /** Each role's permissions and scope tags, from which the guard builds per-permission HostScopes. */
+  roleScopes: Array<{ permissions: string[]; tags: string[] }>;
 }
 
 export async function userGrants(sql: Sql, userId: number): Promise<Grants> {
@@ -82,7 +88,8 @@ export async function userGrants(sql: Sql, userId: number): Promise<Grants> {
     if ((r.scope_tags as string[]).length === 0) scope = null;
     else if (scope) scope.push(...(r.scope_tags as string[]));
   }
-  return { roles: rows.map((r) => r.name as string), permissions, scopeTags: rows.length === 0 ? [] : scope };
+  const roleScopes = rows.map((r) => ({ permissions: r.permissions as string[], tags: r.scope_tags as string[] }));
+  return { roles: rows.map((r) => r.name as string), permissions, scopeTags: rows.length === 0 ? [] : scope, roleScopes };
 }
 
 /** Replaces a user's roles; throws LastAdminError (nothing changed) if that leaves no active administrator. */

@@ -33,16 +33,27 @@ export function pubkeyPin(certPem: string): string {
   return `sha256//${createHash("sha256").update(spki).digest("base64")}`;
 }
 
+/**
+ * What this plugin serves, declared like the console's routes (src/web/route.ts): every route is
+ * public (agents and install scripts fetch them before any sign-in) and touches no host data.
+ * The route matrix test (test/web/route-matrix.test.ts) fails on a mounted route missing here.
+ */
+export const DOWNLOAD_ROUTES = [
+  { method: "GET", path: "/api/v1/agent/SHA256SUMS", access: "public", hostData: "none" },
+  { method: "GET", path: "/api/v1/agent/download/:target", access: "public", hostData: "none" },
+  { method: "GET", path: "/install.sh", access: "public", hostData: "none" },
+] as const;
+
 export function downloadsPlugin(opts: DownloadsOptions) {
   const pin = opts.certPem ? pubkeyPin(opts.certPem) : "";
   const fingerprint = opts.certPem ? createHash("sha256").update(new X509Certificate(opts.certPem).raw).digest("hex") : "";
   return new Elysia({ name: "downloads" })
-    .get("/api/v1/agent/SHA256SUMS", () => {
+    .get(DOWNLOAD_ROUTES[0].path, () => {
       const f = join(opts.distDir, "SHA256SUMS");
       if (!existsSync(f)) return notFound("no agent binaries are built on this server: run npm run build:agent");
       return new Response(Bun.file(f), { headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-cache" } });
     })
-    .get("/api/v1/agent/download/:target", ({ params }) => {
+    .get(DOWNLOAD_ROUTES[1].path, ({ params }) => {
       const t = params.target;
       if (!(AGENT_TARGETS as readonly string[]).includes(t)) return notFound(`unknown target "${t.slice(0, 40)}" (known: ${AGENT_TARGETS.join(", ")})`);
       const name = `servermind-agent-${t}${t.startsWith("windows") ? ".exe" : ""}`;
@@ -52,7 +63,7 @@ export function downloadsPlugin(opts: DownloadsOptions) {
         headers: { "content-type": "application/octet-stream", "content-disposition": `attachment; filename="${name}"`, "cache-control": "no-cache" },
       });
     })
-    .get("/install.sh", ({ request }) => {
+    .get(DOWNLOAD_ROUTES[2].path, ({ request }) => {
       const u = new URL(request.url);
       const serverUrl = opts.publicUrl ?? `https://${request.headers.get("host") ?? u.host}`;
       return new Response(renderInstallScript({ serverUrl, pubkeyPin: pin, fingerprint }), {

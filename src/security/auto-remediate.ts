@@ -2,16 +2,20 @@
  * Auto-remediation: for every open violation whose control has auto-remediation switched on
  * for a group the host belongs to (agent tag, or '*'), issue one signed `cis.remediate` per host
  * (dryRun false) on behalf of the system, at most once per violation. Run it after posture
- * consumed new scans. Every command is recorded and audited like a user's.
+ * consumed new scans, with the system's HostScope. Every command is recorded and audited like a
+ * user's.
  */
-import { issueCommand, type CommandDeps } from "./issue.ts";
+import type { HostScope } from "../auth/host-scope.ts";
+import { findHost, inScope } from "../store/postgres/queries-console.ts";
+import { commandHost, type CommandDeps } from "./issue.ts";
 
 export const AUTO_REQUESTER = { type: "system" as const, id: "auto-remediation", name: "auto-remediation" };
 
-export async function runAutoRemediation(deps: CommandDeps, maxHosts = 100): Promise<Array<{ agentId: number; controls: string[]; ok: boolean }>> {
-  const rows = await deps.sql`
+export async function runAutoRemediation(deps: CommandDeps, scope: HostScope, maxHosts = 100): Promise<Array<{ agentId: number; controls: string[]; ok: boolean }>> {
+  const sql = deps.sql;
+  const rows = await sql`
     select v.agent_id, array_agg(v.control_id order by v.control_id) as controls
-    from cis_violations v join agents a on a.id = v.agent_id and a.revoked_at is null
+    from cis_violations v join agents a on a.id = v.agent_id and a.revoked_at is null ${inScope(sql, scope)}
     where v.resolved_at is null
       and exists (select 1 from cis_auto_remediation r where r.control_id = v.control_id and r.enabled
                   and (r.host_group = '*' or r.host_group = any(a.tags)))
@@ -21,9 +25,11 @@ export async function runAutoRemediation(deps: CommandDeps, maxHosts = 100): Pro
     group by v.agent_id order by v.agent_id limit ${maxHosts}`;
   const out = [];
   for (const r of rows) {
+    const host = await findHost(sql, scope, Number(r.agent_id));
+    if (!host) continue;
     const controls = r.controls as string[];
-    const { result } = await issueCommand(deps, AUTO_REQUESTER, Number(r.agent_id), "cis.remediate", { controls, dryRun: false });
-    out.push({ agentId: Number(r.agent_id), controls, ok: !!(result as any)?.ok });
+    const { result } = await commandHost(deps, AUTO_REQUESTER, host, "cis.remediate", { controls, dryRun: false });
+    out.push({ agentId: host.id, controls, ok: !!(result as any)?.ok });
   }
   return out;
 }

@@ -4,6 +4,7 @@
  * `fim.status` report (watches, cap, ignore globs, rate limit, last rescan).
  */
 import type { Sql } from "postgres";
+import type { ScopedHost } from "../store/postgres/queries-console.ts";
 
 export interface FimEventRow {
   ts: Date;
@@ -13,15 +14,15 @@ export interface FimEventRow {
   data: Record<string, any> | null;
 }
 
-export async function recentFimEvents(sql: Sql, agentId: number, since: Date, o: { limit?: number; withStatus?: boolean } = {}): Promise<FimEventRow[]> {
+export async function recentFimEvents(sql: Sql, host: ScopedHost, since: Date, o: { limit?: number; withStatus?: boolean } = {}): Promise<FimEventRow[]> {
   return sql<FimEventRow[]>`
     select ts, type, severity, path, data from security_events
-    where agent_id = ${agentId} and type like 'fim.%' and ts >= ${since} ${o.withStatus ? sql`` : sql`and type <> 'fim.status'`}
+    where agent_id = ${host.id} and type like 'fim.%' and ts >= ${since} ${o.withStatus ? sql`` : sql`and type <> 'fim.status'`}
     order by ts desc limit ${Math.min(o.limit ?? 1000, 1000)}`;
 }
 
 /** The newest `fim.status` event of a host, or null when its agent has not sent one. */
-export async function latestFimStatus(sql: Sql, agentId: number): Promise<{ ts: Date; data: Record<string, any> } | null> {
-  const [row] = await sql`select ts, data from security_events where agent_id = ${agentId} and type = 'fim.status' order by ts desc limit 1`;
+export async function latestFimStatus(sql: Sql, host: ScopedHost): Promise<{ ts: Date; data: Record<string, any> } | null> {
+  const [row] = await sql`select ts, data from security_events where agent_id = ${host.id} and type = 'fim.status' order by ts desc limit 1`;
   return row ? { ts: row.ts, data: (row.data ?? {}) as Record<string, any> } : null;
 }

@@ -7,6 +7,7 @@
  */
 import type { Sql } from "postgres";
 import { AUTH_FAILURE_PATTERN } from "./score.ts";
+import type { ScopedHost } from "../store/postgres/queries-console.ts";
 
 export type SignalKind = "fim" | "cis" | "auth" | "crash" | "disconnect" | "metric";
 
@@ -78,7 +79,8 @@ export function correlate(agentId: number, signals: Signal[], windowMs: number):
   return out.reverse(); // newest first
 }
 
-export async function gatherSignals(sql: Sql, agentId: number, o: IncidentOptions): Promise<Signal[]> {
+export async function gatherSignals(sql: Sql, host: ScopedHost, o: IncidentOptions): Promise<Signal[]> {
+  const agentId = host.id;
   const from = new Date(o.fromMs);
   const to = new Date(o.toMs);
   const max = o.maxPerKind ?? 500;
@@ -141,6 +143,6 @@ async function thresholdBreaches(sql: Sql, agentId: number, th: Threshold, from:
   }));
 }
 
-export async function hostIncidents(sql: Sql, agentId: number, o: IncidentOptions): Promise<Incident[]> {
-  return correlate(agentId, await gatherSignals(sql, agentId, o), o.windowMs ?? 15 * 60_000);
+export async function hostIncidents(sql: Sql, host: ScopedHost, o: IncidentOptions): Promise<Incident[]> {
+  return correlate(host.id, await gatherSignals(sql, host, o), o.windowMs ?? 15 * 60_000);
 }

@@ -6,6 +6,7 @@
 import { randomUUID, type KeyObject } from "node:crypto";
 import type { Sql } from "postgres";
 import { signCommand, type Command, type SignedCommand } from "../ingest/frame/commands.ts";
+import type { ScopedHost } from "../store/postgres/queries-console.ts";
 
 export interface SecurityAuditEvent {
   actor: { type: "user" | "system"; id: string | number; name: string };
@@ -28,6 +29,16 @@ export interface CommandDeps {
 
 export type Requester = SecurityAuditEvent["actor"];
 
+/** A command to a host found within the requester's scope: what the console and auto-remediation call. */
+export function commandHost(deps: CommandDeps, who: Requester, host: ScopedHost, action: string, args: Record<string, unknown>) {
+  return issueCommand(deps, who, host.id, action, args);
+}
+
+/**
+ * Signs, records, delivers and audits one command to an agent by id. The low-level step under
+ * commandHost, for callers that are not acting on a user's behalf (agent and cluster tests, the
+ * ping of the e2e harness); console routes never call it directly.
+ */
 export async function issueCommand(deps: CommandDeps, who: Requester, agentId: number, action: string, args: Record<string, unknown>) {
   const now = deps.now?.() ?? Date.now();
   const cmd: Command = { v: 1, id: randomUUID(), agentId, action, args, issuedMs: now, requestedBy: `${who.type}:${who.id} ${who.name}` };
@@ -63,12 +74,18 @@ export interface AppliedRemediation {
 }
 
 /** Remediations applied on a host that left a snapshot, newest first: what can be rolled back. */
-export async function appliedRemediations(sql: Sql, agentId: number, limit = 20): Promise<AppliedRemediation[]> {
+export async function appliedRemediations(sql: Sql, host: ScopedHost, limit = 20): Promise<AppliedRemediation[]> {
   return sql<AppliedRemediation[]>`
     select c.id, c.issued_at, c.requested_by, coalesce(c.args->'controls', '[]'::jsonb) as controls, c.snapshot,
       exists (select 1 from security_commands r where r.agent_id = c.agent_id and r.action = 'cis.rollback' and r.status = 'ok'
         and r.args->>'snapshot' = c.snapshot) as rolled_back
     from security_commands c
-    where c.agent_id = ${agentId} and c.action = 'cis.remediate' and c.status = 'ok' and c.snapshot is not null
+    where c.agent_id = ${host.id} and c.action = 'cis.remediate' and c.status = 'ok' and c.snapshot is not null
     order by c.issued_at desc limit ${limit}`;
+}
+
+/** Whether a remediation on this host left this snapshot (what a rollback may name). */
+export async function knownSnapshot(sql: Sql, host: ScopedHost, snapshot: string): Promise<boolean> {
+  const rows = await sql`select 1 from security_commands where agent_id = ${host.id} and snapshot = ${snapshot} limit 1`;
+  return rows.length > 0;
 }

@@ -7,6 +7,12 @@ import { consumeScanEvents } from "./posture.ts";
 import { runAutoRemediation } from "./auto-remediate.ts";
 import { scoreHost } from "./score.ts";
 import type { CommandDeps } from "./issue.ts";
+import { HostScope } from "../auth/host-scope.ts";
+import { listHosts } from "../store/postgres/queries-console.ts";
+
+/** The jobs act for the server itself, on every host. */
+const AUTO_SCOPE = HostScope.system("auto-remediation job");
+const SCORE_SCOPE = HostScope.system("security score job");
 
 /**
  * Turns shipped CIS scans into posture, runs enabled auto-remediation, and scores hosts. The
@@ -27,7 +33,7 @@ export function startSecurityJobs(sql: Sql, deps: CommandDeps) {
       do {
         again = false;
         while ((await consumeScanEvents(sql)) > 0);
-        await runAutoRemediation(deps);
+        await runAutoRemediation(deps, AUTO_SCOPE);
       } while (again);
     })().finally(() => (running = undefined));
     return running;
@@ -36,8 +42,7 @@ export function startSecurityJobs(sql: Sql, deps: CommandDeps) {
   const timers = [
     every(30_000, posture, "security posture job"),
     every(15 * 60_000, async () => {
-      const agents = await sql<{ id: string }[]>`select id from agents where revoked_at is null`;
-      for (const a of agents) await scoreHost(sql, Number(a.id));
+      for (const host of await listHosts(sql, SCORE_SCOPE)) await scoreHost(sql, host);
     }, "security score job"),
   ];
   const scanStored = () => {

@@ -3,9 +3,12 @@
  * folds them into the latest verdict per host and control, opens, refreshes and resolves
  * violations, and answers the posture dashboard (pass rates per control across the fleet,
  * violations with who acknowledged or resolved them, export). Parameterized SQL only.
+ * Console reads and actions take a HostScope or a ScopedHost/ScopedViolation (found within one);
+ * recordScan/consumeScanEvents are the ingest side (data an agent sent about itself).
  */
 import type { Sql } from "postgres";
-import { inScope } from "../store/postgres/queries-console.ts";
+import type { HostScope } from "../auth/host-scope.ts";
+import { findHost, inScope, type ScopedHost } from "../store/postgres/queries-console.ts";
 
 export type Verdict = "pass" | "fail" | "notapplicable" | "error";
 
@@ -86,10 +89,32 @@ export async function consumeScanEvents(sql: Sql, limit = 500): Promise<number> 
   return rows.length;
 }
 
-export async function acknowledgeViolation(sql: Sql, id: number, by: string, note: string): Promise<boolean> {
+declare const scopedViolation: unique symbol;
+/** A violation whose host lies in a HostScope (only findViolation makes one). */
+export interface ScopedViolation {
+  id: number;
+  host: ScopedHost;
+  readonly [scopedViolation]: true;
+}
+
+/** A violation by id, with its host, or undefined when it does not exist or its host is out of scope. */
+export async function findViolation(sql: Sql, scope: HostScope, id: number): Promise<ScopedViolation | undefined> {
+  if (!Number.isSafeInteger(id) || id <= 0) return undefined;
+  const [v] = await sql`select agent_id from cis_violations where id = ${id}`;
+  const host = v ? await findHost(sql, scope, Number(v.agent_id)) : undefined;
+  return host ? ({ id, host } as ScopedViolation) : undefined;
+}
+
+export async function acknowledgeViolation(sql: Sql, v: ScopedViolation, by: string, note: string): Promise<boolean> {
   const r = await sql`update cis_violations set acknowledged_at = now(), acknowledged_by = ${by}, ack_note = ${note.slice(0, 2000)}
-    where id = ${id} and acknowledged_at is null returning id`;
+    where id = ${v.id} and agent_id = ${v.host.id} and acknowledged_at is null returning id`;
   return r.length === 1;
+}
+
+/** One violation as the list shows it (with its hostname). */
+export async function violationRow(sql: Sql, v: ScopedViolation) {
+  const [row] = await sql`select v.*, a.hostname from cis_violations v join agents a on a.id = v.agent_id where v.id = ${v.id} and v.agent_id = ${v.host.id}`;
+  return row;
 }
 
 export interface ControlPassRate {
@@ -102,16 +127,13 @@ export interface ControlPassRate {
   pass_rate: number | null;
 }
 
-/** Hosts a console role may see: null = every host, else those carrying one of the tags. */
-export type ScopeTags = string[] | null;
-
-export async function controlPassRates(sql: Sql, scopeTags: ScopeTags = null): Promise<ControlPassRate[]> {
+export async function controlPassRates(sql: Sql, scope: HostScope): Promise<ControlPassRate[]> {
   const rows = await sql`
     select r.control_id, max(r.category) as category, max(r.severity)::int as severity,
       count(*) filter (where r.status in ('pass', 'fail'))::int as hosts,
       count(*) filter (where r.status = 'pass')::int as passed,
       count(*) filter (where r.status = 'fail')::int as failed
-    from cis_results r join agents a on a.id = r.agent_id and a.revoked_at is null ${inScope(sql, scopeTags)}
+    from cis_results r join agents a on a.id = r.agent_id and a.revoked_at is null ${inScope(sql, scope)}
     group by r.control_id order by r.control_id`;
   return rows.map((r) => ({ ...(r as any), pass_rate: r.hosts ? r.passed / r.hosts : null }));
 }
@@ -120,24 +142,23 @@ export interface ViolationFilter {
   agentId?: number;
   open?: boolean;
   limit?: number;
-  scopeTags?: ScopeTags;
 }
 
-export async function listViolations(sql: Sql, f: ViolationFilter = {}) {
+export async function listViolations(sql: Sql, scope: HostScope, f: ViolationFilter = {}) {
   const limit = Math.min(f.limit ?? 500, 5000);
   return sql`
-    select v.id, v.agent_id, a.hostname, v.control_id, v.severity, v.observed, v.first_seen, v.last_seen,
+    select v.id, v.agent_id, a.hostname, a.tags, v.control_id, v.severity, v.observed, v.first_seen, v.last_seen,
       v.acknowledged_at, v.acknowledged_by, v.ack_note, v.resolved_at, v.resolved_by
     from cis_violations v join agents a on a.id = v.agent_id
     where (${f.agentId ?? null}::bigint is null or v.agent_id = ${f.agentId ?? null})
       and (${f.open ?? null}::boolean is null or (v.resolved_at is null) = ${f.open ?? null})
-      ${inScope(sql, f.scopeTags)}
+      ${inScope(sql, scope)}
     order by v.resolved_at is not null, v.severity desc, v.first_seen desc
     limit ${limit}`;
 }
 
-export async function hostResults(sql: Sql, agentId: number) {
-  return sql`select control_id, status, severity, category, observed, scanned_at from cis_results where agent_id = ${agentId} order by control_id`;
+export async function hostResults(sql: Sql, host: ScopedHost) {
+  return sql`select control_id, status, severity, category, observed, scanned_at from cis_results where agent_id = ${host.id} order by control_id`;
 }
 
 const csvCell = (v: unknown) => {
@@ -146,22 +167,12 @@ const csvCell = (v: unknown) => {
   return `"${(/^[=+\-@\t\r]/.test(s) ? "'" + s : s).replace(/"/g, '""')}"`;
 };
 
-/** Violations (all, or one host's) as CSV or JSON for auditors. */
-export async function exportPosture(sql: Sql, format: "csv" | "json", f: ViolationFilter = {}): Promise<string> {
-  const rows = await listViolations(sql, { ...f, limit: 5000 });
-  if (format === "json") return JSON.stringify({ generatedAt: new Date().toISOString(), violations: rows, controls: await controlPassRates(sql) });
+/** Violations (all in the scope, or one host's) as CSV or JSON for auditors. */
+export async function exportPosture(sql: Sql, scope: HostScope, format: "csv" | "json", f: ViolationFilter = {}): Promise<string> {
+  const rows = await listViolations(sql, scope, { ...f, limit: 5000 });
+  if (format === "json") return JSON.stringify({ generatedAt: new Date().toISOString(), violations: rows, controls: await controlPassRates(sql, scope) });
   const cols = ["id", "hostname", "agent_id", "control_id", "severity", "observed", "first_seen", "last_seen", "acknowledged_at", "acknowledged_by", "ack_note", "resolved_at", "resolved_by"];
   return [cols.join(","), ...rows.map((r: any) => cols.map((c) => csvCell(r[c])).join(","))].join("\n") + "\n";
-}
-
-/** Hosts (agent ids) where auto-remediation is on for a control: by tag, or '*' for all. */
-export async function autoRemediationTargets(sql: Sql, controlId: string): Promise<number[]> {
-  const rows = await sql`
-    select a.id from agents a
-    where a.revoked_at is null and exists (
-      select 1 from cis_auto_remediation r where r.control_id = ${controlId} and r.enabled
-        and (r.host_group = '*' or r.host_group = any(a.tags)))`;
-  return rows.map((r) => Number(r.id));
 }
 
 export interface AutoRemediationSetting {
@@ -172,11 +183,20 @@ export interface AutoRemediationSetting {
   set_at: Date;
 }
 
-export async function listAutoRemediation(sql: Sql): Promise<AutoRemediationSetting[]> {
-  return sql<AutoRemediationSetting[]>`select control_id, host_group, enabled, set_by, set_at from cis_auto_remediation order by control_id, host_group limit 5000`;
+/**
+ * The auto-remediation settings whose host group lies in the scope: all of them for an all-hosts
+ * scope; for a tag scope, the settings of those tags (not "*" nor other groups).
+ */
+export async function listAutoRemediation(sql: Sql, scope: HostScope): Promise<AutoRemediationSetting[]> {
+  return sql<AutoRemediationSetting[]>`select control_id, host_group, enabled, set_by, set_at from cis_auto_remediation
+    ${scope.tags === null ? sql`` : sql`where host_group = any(${[...scope.tags]}::text[])`}
+    order by control_id, host_group limit 5000`;
 }
 
-export async function setAutoRemediation(sql: Sql, controlId: string, hostGroup: string, enabled: boolean, by: string) {
+/** Switches auto-remediation of a control for a host group; false (nothing stored) when the group is outside the scope. */
+export async function setAutoRemediation(sql: Sql, scope: HostScope, controlId: string, hostGroup: string, enabled: boolean, by: string): Promise<boolean> {
+  if (!scope.coversGroup(hostGroup)) return false;
   await sql`insert into cis_auto_remediation (control_id, host_group, enabled, set_by) values (${controlId}, ${hostGroup}, ${enabled}, ${by})
     on conflict (control_id, host_group) do update set enabled = excluded.enabled, set_by = excluded.set_by, set_at = now()`;
+  return true;
 }

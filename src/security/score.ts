@@ -4,7 +4,8 @@
  * on its own, and `loadScoreInputs` gathers the inputs from PostgreSQL.
  */
 import type { Sql } from "postgres";
-import { inScope } from "../store/postgres/queries-console.ts";
+import type { HostScope } from "../auth/host-scope.ts";
+import { inScope, type ScopedHost } from "../store/postgres/queries-console.ts";
 
 export const WEIGHTS = { config: 30, integrity: 15, patches: 15, network: 15, authentication: 15, agent: 10 } as const;
 export type Category = keyof typeof WEIGHTS;
@@ -109,7 +110,8 @@ export function computeScore(i: ScoreInputs): SecurityScore {
 
 export const AUTH_FAILURE_PATTERN = "(Failed password|authentication failure|Invalid user|Failed publickey|FAILED LOGIN|maximum authentication attempts)";
 
-export async function loadScoreInputs(sql: Sql, agentId: number, nowMs = Date.now()): Promise<ScoreInputs> {
+export async function loadScoreInputs(sql: Sql, host: ScopedHost, nowMs = Date.now()): Promise<ScoreInputs> {
+  const agentId = host.id;
   const now = new Date(nowMs);
   const [cis, fim, inv, auth, agent] = await Promise.all([
     sql`select control_id, status, severity, category from cis_results where agent_id = ${agentId}`,
@@ -133,15 +135,15 @@ export async function loadScoreInputs(sql: Sql, agentId: number, nowMs = Date.no
 }
 
 /** Computes, stores (for the trend chart) and returns the current score. */
-export async function scoreHost(sql: Sql, agentId: number, nowMs = Date.now()): Promise<SecurityScore> {
-  const s = computeScore(await loadScoreInputs(sql, agentId, nowMs));
-  await sql`insert into security_scores (agent_id, ts, score, breakdown) values (${agentId}, ${new Date(nowMs)}, ${s.score}, ${sql.json(s as any)})
+export async function scoreHost(sql: Sql, host: ScopedHost, nowMs = Date.now()): Promise<SecurityScore> {
+  const s = computeScore(await loadScoreInputs(sql, host, nowMs));
+  await sql`insert into security_scores (agent_id, ts, score, breakdown) values (${host.id}, ${new Date(nowMs)}, ${s.score}, ${sql.json(s as any)})
     on conflict (agent_id, ts) do update set score = excluded.score, breakdown = excluded.breakdown`;
   return s;
 }
 
-export async function scoreTrend(sql: Sql, agentId: number, since: Date) {
-  return sql`select ts, score from security_scores where agent_id = ${agentId} and ts >= ${since} order by ts limit 5000`;
+export async function scoreTrend(sql: Sql, host: ScopedHost, since: Date) {
+  return sql`select ts, score from security_scores where agent_id = ${host.id} and ts >= ${since} order by ts limit 5000`;
 }
 
 export interface LatestScore {
@@ -153,16 +155,16 @@ export interface LatestScore {
 }
 
 /** The latest stored score of every live host (in scope), worst first, hosts never scored last. */
-export async function latestScores(sql: Sql, scopeTags: string[] | null = null): Promise<LatestScore[]> {
+export async function latestScores(sql: Sql, scope: HostScope): Promise<LatestScore[]> {
   return sql<LatestScore[]>`
     select a.id::int as agent_id, a.hostname, s.ts, s.score, s.breakdown
     from agents a left join lateral (select ts, score, breakdown from security_scores where agent_id = a.id order by ts desc limit 1) s on true
-    where a.revoked_at is null ${inScope(sql, scopeTags)}
+    where a.revoked_at is null ${inScope(sql, scope)}
     order by s.score asc nulls last, a.hostname limit 5000`;
 }
 
 /** The latest stored score of one host, computing (and storing) one when there is none yet. */
-export async function currentScore(sql: Sql, agentId: number, nowMs = Date.now()): Promise<SecurityScore> {
-  const [row] = await sql`select breakdown from security_scores where agent_id = ${agentId} order by ts desc limit 1`;
-  return row ? (row.breakdown as SecurityScore) : scoreHost(sql, agentId, nowMs);
+export async function currentScore(sql: Sql, host: ScopedHost, nowMs = Date.now()): Promise<SecurityScore> {
+  const [row] = await sql`select breakdown from security_scores where agent_id = ${host.id} order by ts desc limit 1`;
+  return row ? (row.breakdown as SecurityScore) : scoreHost(sql, host, nowMs);
 }

@@ -6,6 +6,16 @@ import type { SettingsStore } from "../settings/console-settings.ts";
 import type { SecretBox } from "../auth/secret-box.ts";
 import type { RangeStore } from "../store/range.ts";
 import type { ConsoleRoute } from "./route.ts";
+import type { CommandDeps } from "../security/issue.ts";
+import type { Threshold } from "../security/incidents.ts";
+
+/**
+ * How the security routes reach agents: the command key signs, `dispatch` delivers. Audit
+ * records of the commands are written by the console (with the request's IP and user agent).
+ */
+export interface SecurityCommandDeps extends Pick<CommandDeps, "commandKey" | "dispatch" | "now"> {
+  thresholds?: Threshold[];
+}
 
 export interface ConsoleDeps {
   sql: Sql;
@@ -26,8 +36,13 @@ export interface ConsoleDeps {
    */
   ranges?: RangeStore;
   /**
-   * Routes of other features (security posture, remediation) served through the console's
-   * guard: session, permission, CSRF and dangerous-operation checks apply to them too.
+   * Signing and delivery of security commands (scan, remediate, rollback). Without it the
+   * security routes are still served, and a command answers that no command channel is set up.
+   */
+  security?: SecurityCommandDeps;
+  /**
+   * Routes of other features served through the console's guard: session, permission, host
+   * scope, CSRF and dangerous-operation checks apply to them too.
    */
   extraRoutes?: ConsoleRoute[];
 }

@@ -1,7 +1,10 @@
 /**
  * The one path every console request takes: build a ConsoleRequest, load the session, check the
- * session stage, the route's permission, the CSRF token on state-changing requests and, for
- * dangerous routes, the typed confirmation and a fresh re-authentication. Then the handler runs.
+ * session stage, the route's permission, the CSRF token on state-changing requests; resolve the
+ * principal's host scope for the route's permission and, on routes that name one host (or one
+ * violation) in the path, find it within that scope (404 otherwise, exactly as for a host that
+ * does not exist); for dangerous routes, the typed confirmation and a fresh re-authentication.
+ * Then the handler runs.
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { loadSession, markReauth, revokeSession, SESSION_COOKIE } from "../auth/session.ts";
@@ -9,7 +12,10 @@ import { checkSecondFactor, getUser } from "../auth/users.ts";
 import { beginAttempt, signInSucceeded, throttleLimits } from "../auth/throttle.ts";
 import { userGrants } from "../auth/roles.ts";
 import { verifyPassword } from "../auth/password.ts";
-import type { ConsoleRequest, ConsoleRoute } from "./route.ts";
+import { scopeFor, type ConsoleRequest, type ConsoleRoute } from "./route.ts";
+import { HostScope } from "../auth/host-scope.ts";
+import { findHost } from "../store/postgres/queries-console.ts";
+import { findViolation } from "../security/posture.ts";
 import type { ConsoleServices } from "./deps.ts";
 import { html, redirect, securityHeaders, type Pages } from "./respond.ts";
 import { auditRequest } from "./audit-request.ts";
@@ -57,6 +63,7 @@ async function readForm(request: Request): Promise<URLSearchParams | FormProblem
   const len = Number(request.headers.get("content-length") ?? 0);
   if (len > MAX_FORM_BYTES) return { problem: `The form is ${len} bytes; the limit is ${MAX_FORM_BYTES}.`, status: 413 };
   const type = request.headers.get("content-type") ?? "";
+  if (type.startsWith("application/json")) return jsonForm(await request.text());
   if (type.startsWith("multipart/form-data")) {
     const fd = await request.formData();
     const p = new URLSearchParams();
@@ -66,6 +73,26 @@ async function readForm(request: Request): Promise<URLSearchParams | FormProblem
   const text = await request.text();
   if (text.length > MAX_FORM_BYTES) return { problem: `The form is ${text.length} bytes; the limit is ${MAX_FORM_BYTES}.`, status: 413 };
   return withoutNul(new URLSearchParams(text));
+}
+
+/**
+ * API clients may post a JSON object instead of a form: its fields become form fields (a list
+ * repeats the field, true/false become "true"/"false"), so handlers read one shape.
+ */
+function jsonForm(text: string): URLSearchParams | FormProblem {
+  if (text.length > MAX_FORM_BYTES) return { problem: `The body is ${text.length} bytes; the limit is ${MAX_FORM_BYTES}.`, status: 413 };
+  let body: unknown;
+  try {
+    body = text ? JSON.parse(text) : {};
+  } catch {
+    return { problem: "The body is not valid JSON.", status: 400 };
+  }
+  if (!body || typeof body !== "object" || Array.isArray(body)) return { problem: "The body must be a JSON object.", status: 400 };
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(body as Record<string, unknown>)) {
+    for (const x of Array.isArray(v) ? v : [v]) if (x !== null && typeof x !== "object") p.append(k, String(x));
+  }
+  return withoutNul(p);
 }
 
 /** PostgreSQL text cannot hold NUL: a form carrying one is refused with the field's name. */
@@ -126,8 +153,11 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
       session: live,
       user: live ? user : null,
       grants: live && live.stage === "full" ? await userGrants(s.sql, live.user_id) : null,
+      scope: HostScope.none(),
       raw: request,
     };
+    // the hosts this request may touch: those the user's roles granting the route's permission cover
+    if (route.access !== "public" && route.access !== "signed-in") req.scope = scopeFor(req, route.access);
     const res = await decide(route, req, form);
     for (const c of setCookies) res.headers.append("set-cookie", c);
     return res;
@@ -145,7 +175,7 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
       if (route.access !== "signed-in") {
         if (req.session.stage !== "full" || !req.grants?.permissions.has(route.access)) {
           await auditRequest(s.sql, req, "security_event", "access.denied", `${req.method} ${req.url.pathname}`, false, { permission: route.access });
-          return pages.forbidden(req, route.access);
+          return apiError(req, 403, "forbidden", `this needs the ${route.access} permission`) ?? pages.forbidden(req, route.access);
         }
       }
     }
@@ -153,15 +183,26 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
       const sent = req.raw.headers.get("x-csrf-token") ?? req.form.get("_csrf") ?? "";
       if (!sameToken(sent, req.csrf)) {
         await auditRequest(s.sql, req, "security_event", "csrf.rejected", `${req.method} ${req.url.pathname}`, false);
-        return html(pages.render("partials/form-errors", { problems: ["This form has expired or did not come from this console. Reload the page and try again."] }), 403);
+        const message = "This form has expired or did not come from this console. Reload the page and try again.";
+        return apiError(req, 403, "csrf", message) ?? html(pages.render("partials/form-errors", { problems: [message] }), 403);
       }
-      if (!(form instanceof URLSearchParams)) return pages.formErrors(req, [form.problem], form.status);
+      if (!(form instanceof URLSearchParams)) return apiError(req, form.status, "bad_request", form.problem) ?? pages.formErrors(req, [form.problem], form.status);
+    }
+    if (route.hostData === "host" || route.hostData === "violation") {
+      // out of scope and nonexistent answer the same, before any confirmation is asked for
+      const id = Number(req.params.id);
+      if (route.hostData === "host") req.host = await findHost(s.sql, req.scope, id);
+      else {
+        req.violation = await findViolation(s.sql, req.scope, id);
+        req.host = req.violation?.host;
+      }
+      if (!req.host) return notFound(req, route.hostData);
     }
     if (route.dangerous) {
       const problem = await checkDanger(route, req);
       if (problem) {
         await auditRequest(s.sql, req, "security_event", "dangerous.refused", `${req.method} ${req.url.pathname}`, false, { reason: problem });
-        return pages.formErrors(req, [problem], 403);
+        return apiError(req, 403, "confirmation_required", problem) ?? pages.formErrors(req, [problem], 403);
       }
     }
     try {
@@ -174,6 +215,19 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
         problems: [],
       }, 500);
     }
+  }
+
+  /** The same answer for a host (or violation) that does not exist and one outside the scope. */
+  function notFound(req: ConsoleRequest, what: "host" | "violation"): Response {
+    const message = what === "host" ? "no such host" : "no such violation";
+    if (req.url.pathname.startsWith("/api/") && req.htmx.request) return pages.formErrors(req, [message], 404);
+    return apiError(req, 404, "not_found", message) ?? pages.notFound(req, what === "host" ? `Host ${req.params.id}` : `Violation ${req.params.id}`);
+  }
+
+  /** Refusals of the JSON API (/api/..., not from htmx) are JSON; null for every other request. */
+  function apiError(req: ConsoleRequest, status: number, code: string, message: string): Response | null {
+    if (!req.url.pathname.startsWith("/api/") || req.htmx.request) return null;
+    return new Response(JSON.stringify({ error: { code, message } }), { status, headers: securityHeaders(new Headers({ "content-type": "application/json" })) });
   }
 
   /** Typed confirmation plus re-authentication within the last five minutes. */

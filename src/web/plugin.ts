@@ -1,7 +1,8 @@
 /**
  * The web console as one Elysia plugin. Every route comes from a feature's table and runs through
- * the same guard (session, stage, permission, CSRF, dangerous-operation checks). The composition
- * root mounts `consolePlugin(deps)` and calls `startConsole(deps)` once at start.
+ * the same guard (session, stage, permission, host scope, CSRF, dangerous-operation checks): the
+ * HTML pages, htmx partials, JSON API (/api/security/*) and exports alike. The composition root
+ * mounts `consolePlugin(deps)` and calls `startConsole(deps)` once at start.
  */
 import { Elysia } from "elysia";
 import type { ConsoleDeps, ConsoleServices } from "./deps.ts";
@@ -23,6 +24,7 @@ import { auditRoutes } from "./audit/routes.ts";
 import { settingsRoutes } from "./settings/routes.ts";
 import { ssoAdminRoutes } from "./sso/routes.ts";
 import { securityPageRoutes } from "./security/pages.ts";
+import { securityApiRoutes } from "./security/routes.ts";
 import { syncBuiltinRoles } from "../auth/roles.ts";
 import { createSecretBox, loadSecretKey } from "../auth/secret-box.ts";
 import { ensureSetupCode } from "../auth/setup-code.ts";
@@ -41,7 +43,7 @@ export function createServices(deps: ConsoleDeps): ConsoleServices {
   };
 }
 
-/** Every route of the console, in one list (the permission test walks it). */
+/** Every route of the console, in one list (the permission and route-matrix tests walk it). */
 export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
   const pages = createPages(s.views);
   return [
@@ -50,6 +52,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...fleetRoutes(s, pages),
     ...hostRoutes(s, pages),
     ...securityPageRoutes(s, pages),
+    ...securityApiRoutes(s, pages),
     ...enrollmentRoutes(s, pages),
     ...userRoutes(s, pages),
     ...roleRoutes(s, pages),
@@ -61,10 +64,13 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
   ];
 }
 
+/** The one console route outside the guard: the static assets, public (what the sign-in page needs). */
+export const ASSET_ROUTE = { method: "GET", path: "/assets/:file", access: "public", hostData: "none" } as const;
+
 export function consolePlugin(deps: ConsoleDeps, services = createServices(deps)) {
   const guard = createGuard(services, createPages(services.views));
   const assets = loadAssets();
-  const app = new Elysia({ name: "console" }).get("/assets/:file", ({ params, request }) => serveAsset(assets, params.file, request));
+  const app = new Elysia({ name: "console" }).get(ASSET_ROUTE.path, ({ params, request }) => serveAsset(assets, params.file, request));
   for (const route of consoleRoutes(services)) {
     app.route(route.method, route.path, ({ request, params }: { request: Request; params: Record<string, string> }) =>
       guard(route, request, params ?? {}), { parse: "none" });

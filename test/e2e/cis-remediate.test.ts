@@ -12,10 +12,9 @@ import { join } from "node:path";
 import { audit, type AuditEvent } from "../../src/audit/audit.ts";
 import { issueCommand } from "../../src/security/issue.ts";
 import { startSecurityJobs } from "../../src/security/jobs.ts";
-import { securityPlugin } from "../../src/security/routes.ts";
+import { consoleHarness, type ConsoleHarness, type TestSession } from "../support/console-app.ts";
 import { agentBinary, agentDirs, enrollAgent, runAgent, startE2eServer, until, type AgentRun, type E2eServer } from "../support/agent-harness.ts";
 import { makeCisRoot } from "../support/cis-root.ts";
-import { consoleSecurityViews } from "../support/security-views.ts";
 
 setDefaultTimeout(180_000);
 
@@ -38,10 +37,14 @@ beforeAll(async () => {
   agent = runAgent(bin, dir, env);
   jobs = startSecurityJobs(server.db.sql, deps());
   server.ingest.deps.onStored = jobs.onStored;
+  h = await consoleHarness(server.db, { security: { commandKey: server.commandKey, dispatch: server.dispatch } });
+  users.alice = await h.userWith(["compliance.view", "compliance.scan", "compliance.remediate"], "alice");
+  users.viewer = await h.userWith(["compliance.view"], "viewer");
 });
 
 afterAll(async () => {
   jobs?.stop();
+  await h?.close();
   await agent?.stop();
   await server?.close();
   if (root) rmSync(root, { recursive: true, force: true });
@@ -57,9 +60,13 @@ const deps = () => ({
   dispatch: server.dispatch,
 });
 
-async function call(method: "GET" | "POST", path: string, body?: Record<string, unknown>, permissions = ["compliance.view", "compliance.scan", "compliance.remediate"]) {
-  const app = securityPlugin({ ...deps(), views: consoleSecurityViews(), principal: async () => ({ id: 7, name: "alice", permissions: new Set(permissions) }) });
-  const res = await app.handle(new Request(`http://127.0.0.1${path}`, { method, headers: { "content-type": "application/json" }, body: body ? JSON.stringify(body) : undefined }));
+let h: ConsoleHarness;
+const users: Record<string, TestSession> = {};
+
+/** The console's API through its guard, as "alice" (scan and remediate) or "viewer" (compliance.view). */
+async function call(method: "GET" | "POST", path: string, body?: Record<string, unknown>, user: "alice" | "viewer" = "alice") {
+  if (method === "POST") await h.reauth(users[user]!); // within the 5-minute re-authentication window, however slow the agent
+  const res = await h.send(path, { method, session: users[user], json: method === "POST" ? body ?? {} : undefined });
   return { status: res.status, body: (await res.json()) as any };
 }
 
@@ -93,9 +100,10 @@ describe("CIS cycle with the compiled agent on a known-bad root", () => {
     expect(snapshot()).toEqual(before); // a dry run changes nothing
 
     const unconfirmed = await call("POST", `/api/security/hosts/${agentId}/remediate`, { controls: CONTROLS, dryRun: false });
-    expect(unconfirmed.status).toBe(428);
-    const phrase = unconfirmed.body.error.phrase as string;
-    const forbidden = await call("POST", `/api/security/hosts/${agentId}/remediate`, { controls: CONTROLS, dryRun: false, confirm: phrase }, ["compliance.view"]);
+    expect(unconfirmed.status).toBe(403);
+    const phrase = /^Type (.+) exactly/.exec(unconfirmed.body.error.message)![1]!;
+    expect(phrase).toBe(`remediate ${(await server.db.sql`select hostname from agents where id = ${agentId}`)[0]!.hostname}`);
+    const forbidden = await call("POST", `/api/security/hosts/${agentId}/remediate`, { controls: CONTROLS, dryRun: false, confirm: phrase }, "viewer");
     expect(forbidden.status).toBe(403);
     expect(snapshot()).toEqual(before);
 
@@ -118,10 +126,9 @@ describe("CIS cycle with the compiled agent on a known-bad root", () => {
     const third = await scan();
     for (const c of CONTROLS) expect(third.get(c)).toEqual({ resolved: false }); // reopened
 
-    const actions = audits.filter((a) => a.action !== "command.ping").map((a) => [a.action, a.success]);
-    for (const a of [["cis.remediate.dry-run", true], ["cis.remediate", true], ["cis.rollback", true]]) expect(actions).toContainEqual(a);
-    const logged = await server.db.sql`select action from audit_log where action in ('cis.remediate', 'cis.rollback', 'cis.remediate.dry-run')`;
-    expect(logged.length).toBeGreaterThanOrEqual(3);
+    // the console audits its requests' commands, with the client's address
+    const logged = await server.db.sql`select action, success, actor_name, ip from audit_log where action in ('cis.remediate', 'cis.rollback', 'cis.remediate.dry-run') order by id`;
+    for (const a of ["cis.remediate.dry-run", "cis.remediate", "cis.rollback"]) expect(logged).toContainEqual({ action: a, success: true, actor_name: "alice", ip: "192.0.2.10" });
     const cmds = await server.db.sql`select action, status from security_commands where agent_id = ${agentId} and action <> 'ping' and action <> 'cis.scan' order by issued_at`;
     expect(cmds.map((c) => [c.action, c.status])).toEqual([["cis.remediate", "ok"], ["cis.remediate", "ok"], ["cis.rollback", "ok"]]);
   });

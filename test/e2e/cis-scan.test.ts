@@ -15,11 +15,10 @@ import { issueCommand } from "../../src/security/issue.ts";
 import { signCommand } from "../../src/ingest/frame/commands.ts";
 import { consumeScanEvents } from "../../src/security/posture.ts";
 import { startSecurityJobs } from "../../src/security/jobs.ts";
-import { securityPlugin } from "../../src/security/routes.ts";
+import { consoleHarness } from "../support/console-app.ts";
 import { lookupUser } from "../../agent/supervisor/layout.ts";
 import { agentBinary, agentDirs, credentials, enrollAgent, runAgent, startE2eServer, until, type AgentRun, type E2eServer } from "../support/agent-harness.ts";
 import { requireComponent } from "../support/ci.ts";
-import { consoleSecurityViews } from "../support/security-views.ts";
 
 setDefaultTimeout(180_000);
 const isRoot = process.getuid?.() === 0;
@@ -56,10 +55,12 @@ describe("on-demand CIS scan with the compiled agent", () => {
     await consumeScanEvents(server.db.sql);
     const jobs = startSecurityJobs(server.db.sql, deps());
     server.ingest.deps.onStored = jobs.onStored;
-    const app = securityPlugin({ ...deps(), views: consoleSecurityViews(), principal: async () => ({ id: 1, name: "alice", permissions: new Set(["compliance.scan"]) }) });
+    // the console's API through its guard, over the server's database and command channel
+    const h = await consoleHarness(server.db, { security: { commandKey: server.commandKey, dispatch: server.dispatch } });
+    const alice = await h.userWith(["compliance.scan"], "alice");
 
     const t0 = performance.now();
-    const res = await app.handle(new Request(`http://127.0.0.1/api/security/hosts/${agentId}/scan`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" }));
+    const res = await h.send(`/api/security/hosts/${agentId}/scan`, { session: alice, json: {} });
     const replyMs = performance.now() - t0;
     const body = (await res.json()) as { command: string; result: { ok: boolean; action: string; summary: Record<string, number>; startedMs: number; durationMs: number } };
     expect(res.status).toBe(200);
@@ -70,6 +71,7 @@ describe("on-demand CIS scan with the compiled agent", () => {
       (await server.db.sql`select passed, failed, not_applicable, errors from cis_scans where agent_id = ${agentId} and scanned_at = ${scannedAt}`)[0], 15_000, 50);
     const landedMs = performance.now() - t0;
     jobs.stop();
+    await h.close();
     server.ingest.deps.onStored = undefined;
     console.log(`on-demand scan: reply after ${replyMs.toFixed(0)} ms (scan took ${body.result.durationMs} ms in Monitor), cis_scans row after ${landedMs.toFixed(0)} ms`);
     expect({ passed: row.passed, failed: row.failed, not_applicable: row.not_applicable, errors: row.errors }).toEqual({

@@ -3,6 +3,8 @@
  * real server (TLS, HTTP/2) and a real PostgreSQL. A user signs in, opens Security from the main
  * navigation, sees a host's score and a violation, and acknowledges it through the htmx form.
  */
+import { HostScope } from "../../src/auth/host-scope.ts";
+import { findHost } from "../../src/store/postgres/queries-console.ts";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdirSync } from "node:fs";
 import { chromium, type Browser } from "playwright-core";
@@ -43,7 +45,7 @@ test.skipIf(!haveChromium)("sign in, open Security, see a host's score and a vio
       { id: "smx.files.passwd", status: "pass", severity: 6, category: "files", observed: "0644 0:0" },
     ],
   });
-  const score = (await scoreHost(sql, agentId)).score;
+  const score = (await scoreHost(sql, (await findHost(sql, HostScope.system("test"), agentId))!)).score;
   const role = await createRole(sql, "security-officer", "", ["hosts.view", "compliance.view", "compliance.exceptions.edit"], []);
   const userId = await createUser(sql, { username: "sofia", password: PASSWORD, roleIds: [role] }, DEFAULT_SETTINGS.password);
 

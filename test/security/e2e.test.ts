@@ -7,7 +7,6 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { generateKeyPairSync } from "node:crypto";
 import { startTestServer, type TestServer } from "../support/server.ts";
 import { enroll, post, type SimAgent } from "../support/sim-agent.ts";
 import { encodeFrame, packSecurity } from "../../src/ingest/frame/encode.ts";
@@ -16,9 +15,9 @@ import { createFim } from "../../agent/monitor/fim/fim.ts";
 import { defaultFimOptions } from "../../agent/monitor/fim/config.ts";
 import { scanEvent, scanRoot } from "../../agent/monitor/cis/scan.ts";
 import { consumeScanEvents, listViolations } from "../../src/security/posture.ts";
-import { securityPlugin } from "../../src/security/routes.ts";
+import { consoleHarness } from "../support/console-app.ts";
+import { HostScope } from "../../src/auth/host-scope.ts";
 import { makeCisRoot } from "../support/cis-root.ts";
-import { consoleSecurityViews } from "../support/security-views.ts";
 
 let s: TestServer;
 let a: SimAgent;
@@ -68,15 +67,9 @@ describe("security events end to end", () => {
     console.log(`FIM change -> PostgreSQL row: p50 ${lat[14].toFixed(0)} ms, p95 ${p95.toFixed(0)} ms, max ${lat[29].toFixed(0)} ms`);
     expect(p95).toBeLessThan(2000);
 
-    const app = securityPlugin({
-      sql: s.db.sql,
-      principal: async () => ({ id: 1, name: "alice", permissions: new Set(["fim.view"]) }),
-      audit: () => {},
-      commandKey: generateKeyPairSync("ed25519").privateKey,
-      dispatch: async () => ({ ok: false }),
-      views: consoleSecurityViews(),
-    });
-    const r = (await (await app.handle(new Request(`http://127.0.0.1/api/security/hosts/${a.id}/fim`))).json()) as any;
+    const h = await consoleHarness(s.db);
+    const r = (await (await h.send(`/api/security/hosts/${a.id}/fim`, { session: await h.userWith(["fim.view"]) })).json()) as any;
+    await h.close();
     expect(r.events.length).toBe(30);
     expect(r.events[0]).toMatchObject({ type: "fim.modify", path: join(root, "etc/sshd_config"), data: { changes: ["content"], detectedBy: "realtime" } });
   }, 60_000);
@@ -88,7 +81,7 @@ describe("security events end to end", () => {
     expect(r.body.acks![0].status).toBe("ok");
     expect(await consumeScanEvents(s.db.sql)).toBe(1);
     expect(await consumeScanEvents(s.db.sql)).toBe(0); // consumed once
-    const v = await listViolations(s.db.sql, { agentId: a.id, open: true });
+    const v = await listViolations(s.db.sql, HostScope.system("test"), { agentId: a.id, open: true });
     expect(v.map((x) => x.control_id)).toContain("smx.files.shadow");
   }, 30_000);
 });

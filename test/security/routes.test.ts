@@ -1,76 +1,80 @@
+/**
+ * The security API (/api/security/*) through the console's one guard over a real PostgreSQL,
+ * with a real remediation executor behind the command channel: permissions, scan results to
+ * posture, remediation with confirmation, rollback, incidents.
+ */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { testDatabase, type TestDb } from "../support/db.ts";
 import { makeCisRoot } from "../support/cis-root.ts";
-import { SECURITY_ROUTES, securityPlugin, type Principal, type SecurityAuditEvent } from "../../src/security/routes.ts";
+import { consoleHarness, type ConsoleHarness, type TestSession } from "../support/console-app.ts";
+import { consoleRoutes } from "../../src/web/plugin.ts";
 import { consumeScanEvents } from "../../src/security/posture.ts";
 import { createRemediator } from "../../agent/control/remediate/executor.ts";
 import { scanEvent, scanRoot } from "../../agent/monitor/cis/scan.ts";
-import { consoleSecurityViews } from "../support/security-views.ts";
 
-let db: TestDb;
+let h: ConsoleHarness;
 let agentId: number;
 let batch = 0;
 const root = makeCisRoot("bad");
 const snapDir = mkdtempSync(join(tmpdir(), "servermind-route-snap-"));
 const key = generateKeyPairSync("ed25519");
-const audits: SecurityAuditEvent[] = [];
-const ALL = new Set(SECURITY_ROUTES.map((r) => r.permission));
-const users: Record<string, Principal> = {
-  admin: { id: 1, name: "alice", permissions: ALL },
-  viewer: { id: 2, name: "bob", permissions: new Set(["compliance.view"]) },
-  nobody: { id: 3, name: "eve", permissions: new Set() },
-};
+const users: Record<string, TestSession> = {};
 let remediator: ReturnType<typeof createRemediator>;
-let app: ReturnType<typeof securityPlugin>;
+const apiRoutes = () => consoleRoutes(h.services).filter((r) => r.path.startsWith("/api/security/"));
 
 async function postScan() {
   const e = scanEvent(scanRoot(root, { runtime: false }));
-  await db.sql`insert into security_events (agent_id, batch_id, ts, type, severity, path, data) values (${agentId}, ${++batch}, ${new Date()}, ${e.type}, ${e.severity}, null, ${db.sql.json(e.data as any)})`;
-  expect(await consumeScanEvents(db.sql)).toBe(1);
+  await h.db.sql`insert into security_events (agent_id, batch_id, ts, type, severity, path, data) values (${agentId}, ${++batch}, ${new Date()}, ${e.type}, ${e.severity}, null, ${h.db.sql.json(e.data as any)})`;
+  expect(await consumeScanEvents(h.db.sql)).toBe(1);
 }
 
-const call = (user: string | null, method: string, path: string, body?: unknown, htmx = false) =>
-  app.handle(new Request(`http://127.0.0.1${path}`, { method, headers: { ...(user ? { "x-test-user": user } : {}), ...(body ? { "content-type": "application/json" } : {}), ...(htmx ? { "hx-request": "true" } : {}) }, body: body ? JSON.stringify(body) : undefined }));
+const call = (user: string | null, method: string, path: string, body?: Record<string, unknown>, htmx = false) =>
+  h.send(path, { method, session: user ? users[user] : undefined, json: method === "POST" ? body ?? {} : undefined, headers: { "user-agent": "routes-test/1", ...(htmx ? { "hx-request": "true" } : {}) } });
 
 beforeAll(async () => {
-  db = await testDatabase(4);
-  const [a] = await db.sql`insert into agents (hostname, public_key, tags, last_seen, status) values ('web-1', ${Buffer.alloc(32, 1)}, ${["prod"]}, now(), ${db.sql.json({ processes: { collector: "ok", monitor: "ok", control: "ok", platform: "ok" } })}) returning id`;
-  agentId = Number(a.id);
-  remediator = createRemediator({ root, snapshotDir: snapDir, publicKey: key.publicKey, agentId });
-  app = securityPlugin({
-    sql: db.sql,
-    principal: async (r) => users[r.headers.get("x-test-user") ?? ""] ?? null,
-    audit: (e) => void audits.push(e),
-    commandKey: key.privateKey,
-    views: consoleSecurityViews(),
-    dispatch: async (_id, cmd) => {
-      if (cmd.action === "cis.scan") return { ok: true };
-      const r = remediator.execute(JSON.parse(JSON.stringify(cmd))); // as it crosses the wire
-      if (r.ok) await postScan(); // Monitor reports the effect with its next scan
-      return r;
+  h = await consoleHarness(undefined, {
+    security: {
+      commandKey: key.privateKey,
+      dispatch: async (_id, cmd) => {
+        if (cmd.action === "cis.scan") return { ok: true };
+        const r = remediator.execute(JSON.parse(JSON.stringify(cmd))); // as it crosses the wire
+        if (r.ok) await postScan(); // Monitor reports the effect with its next scan
+        return r;
+      },
     },
   });
+  const [a] = await h.db.sql`insert into agents (hostname, public_key, tags, last_seen, status) values ('web-1', ${Buffer.alloc(32, 1)}, ${["prod"]}, now(), ${h.db.sql.json({ processes: { collector: "ok", monitor: "ok", control: "ok", platform: "ok" } })}) returning id`;
+  agentId = Number(a!.id);
+  remediator = createRemediator({ root, snapshotDir: snapDir, publicKey: key.publicKey, agentId });
+  users.admin = await h.userWith([...new Set(apiRoutes().map((r) => r.access))], "alice");
+  await h.reauth(users.admin);
+  users.viewer = await h.userWith(["compliance.view"], "bob");
+  users.nobody = await h.userWith([], "eve");
 }, 30_000);
 
 afterAll(async () => {
-  await db.drop();
+  await h.close();
   rmSync(root, { recursive: true, force: true });
   rmSync(snapDir, { recursive: true, force: true });
 });
 
+const audits = async () => h.db.sql`select actor_name, action, success, ip, user_agent from audit_log where action like 'cis.%' order by id`;
+
 describe("security routes", () => {
-  test("every route enforces its permission and audits refusals", async () => {
-    for (const r of SECURITY_ROUTES) {
+  test("every route enforces its permission (JSON refusal) and audits refusals", async () => {
+    expect(apiRoutes().length).toBe(14);
+    for (const r of apiRoutes()) {
       const path = r.path.replace(":id", String(agentId));
-      expect((await call(null, r.method, path, r.method === "POST" ? {} : undefined)).status).toBe(401);
-      const before = audits.length;
-      const res = await call("nobody", r.method, path, r.method === "POST" ? {} : undefined);
+      const anon = await call(null, r.method, path);
+      expect({ path, status: anon.status, to: anon.headers.get("location")?.split("?")[0] }).toEqual({ path, status: 303, to: "/login" });
+      const res = await call("nobody", r.method, path);
       expect({ path, status: res.status }).toEqual({ path, status: 403 });
-      expect(audits.slice(before)).toEqual([expect.objectContaining({ action: "permission.denied", success: false, details: { permission: r.permission } })]);
+      expect(await res.json()).toEqual({ error: { code: "forbidden", message: `this needs the ${r.access} permission` } });
+      const [last] = await h.db.sql`select action, success, details from audit_log order by id desc limit 1`;
+      expect(last).toMatchObject({ action: "access.denied", success: false, details: { permission: r.access } });
     }
     expect((await call("viewer", "POST", `/api/security/hosts/${agentId}/remediate`, { controls: ["smx.files.passwd"] })).status).toBe(403);
   });
@@ -102,13 +106,13 @@ describe("security routes", () => {
     const target = v.violations.find((x: any) => x.control_id === "smx.accounts.uid0");
     const ack = await call("admin", "POST", `/api/security/posture/violations/${target.id}/ack`, { note: "<script>known test host</script>" }, true);
     const row = await ack.text();
-    expect(row).toContain("by alice (1)");
+    expect(row).toContain(`by alice (${users.admin!.userId})`);
     expect(row).not.toContain("<script>");
     expect(row).toContain("&lt;script&gt;known test host&lt;/script&gt;");
     const csv = await (await call("admin", "GET", "/api/security/posture/export?format=csv")).text();
     expect(csv.split("\n")[0]).toStartWith("id,hostname,agent_id,control_id");
     expect(csv).toContain('"smx.accounts.uid0"');
-    expect(csv).toContain('"alice (1)"');
+    expect(csv).toContain(`"alice (${users.admin!.userId})"`);
   });
 
   test("remediation: dry run, confirmation, signed apply, verify, rollback, verify; all audited", async () => {
@@ -118,14 +122,14 @@ describe("security routes", () => {
     expect(dry.result.changes.map((c: any) => c.path)).toEqual(["/etc/passwd", "/etc/ssh/sshd_config", "/etc/sysctl.d/99-sysctl.conf"]);
 
     const unconfirmed = await call("admin", "POST", `/api/security/hosts/${agentId}/remediate`, { controls, dryRun: false });
-    expect(unconfirmed.status).toBe(428);
-    expect(((await unconfirmed.json()) as any).error.phrase).toBe("remediate web-1");
+    expect(unconfirmed.status).toBe(403);
+    expect(await unconfirmed.json()).toEqual({ error: { code: "confirmation_required", message: "Type remediate web-1 exactly to confirm this action." } });
 
     const applied = (await (await call("admin", "POST", `/api/security/hosts/${agentId}/remediate`, { controls, dryRun: false, confirm: "remediate web-1" })).json()) as any;
     expect(applied.result.ok).toBe(true);
     for (const c of controls) expect(applied.result.verdicts[c]).toBe("pass");
     const open = (await (await call("viewer", "GET", `/api/security/posture/violations?agent=${agentId}`)).json()) as any;
-    for (const c of controls) expect(open.violations.find((x: any) => x.control_id === c)).toMatchObject({ resolved_by: "remediation by user:1 alice" });
+    for (const c of controls) expect(open.violations.find((x: any) => x.control_id === c)).toMatchObject({ resolved_by: `remediation by user:${users.admin!.userId} alice` });
 
     const rb = (await (await call("admin", "POST", `/api/security/hosts/${agentId}/rollback`, { snapshot: applied.result.snapshot, confirm: `rollback web-1` })).json()) as any;
     expect(rb.result.ok).toBe(true);
@@ -133,18 +137,20 @@ describe("security routes", () => {
     const again = (await (await call("viewer", "GET", `/api/security/posture/violations?agent=${agentId}&open=true`)).json()) as any;
     for (const c of controls) expect(again.violations.map((x: any) => x.control_id)).toContain(c); // reopened as new violations
 
-    const acts = audits.filter((a) => a.action.startsWith("cis.re") || a.action === "cis.rollback").map((a) => [a.action, a.success, a.actor.name]);
-    expect(acts).toEqual([
+    const acts = (await audits()).filter((a) => a.action.startsWith("cis.re") || a.action === "cis.rollback");
+    expect(acts.map((a) => [a.action, a.success, a.actor_name])).toEqual([
       ["cis.remediate.dry-run", true, "alice"],
       ["cis.remediate", true, "alice"],
       ["cis.rollback", true, "alice"],
     ]);
-    const cmds = await db.sql`select action, status, requested_by from security_commands where agent_id = ${agentId} order by issued_at`;
+    // the console's request context: the client's address and user agent are on every record
+    for (const a of acts) expect({ ip: a.ip, ua: a.user_agent }).toEqual({ ip: "192.0.2.10", ua: "routes-test/1" });
+    const cmds = await h.db.sql`select action, status, requested_by from security_commands where agent_id = ${agentId} order by issued_at`;
     expect(cmds.map((c) => [c.action, c.status])).toEqual([["cis.remediate", "ok"], ["cis.remediate", "ok"], ["cis.rollback", "ok"]]);
   });
 
   test("htmx form post: dry run returns the diff partial, escaped", async () => {
-    const r = await app.handle(new Request(`http://127.0.0.1/api/security/hosts/${agentId}/remediate`, { method: "POST", headers: { "x-test-user": "admin", "hx-request": "true", "content-type": "application/x-www-form-urlencoded" }, body: "controls=smx.ssh.root-login,smx.packages.no-telnetd&dryRun=true" }));
+    const r = await h.send(`/api/security/hosts/${agentId}/remediate`, { session: users.admin, headers: { "hx-request": "true" }, form: { controls: "smx.ssh.root-login,smx.packages.no-telnetd", dryRun: "true" } });
     const body = await r.text();
     expect(r.headers.get("content-type")).toContain("text/html");
     expect(body).toStartWith('<div id="remediation-result" class="remediation"><p>Dry run: nothing was changed.</p>');
@@ -157,10 +163,10 @@ describe("security routes", () => {
 
   test("incidents correlate FIM, auth failures and new CIS failures on one timeline", async () => {
     const t = Date.now() - 60_000;
-    await db.sql`insert into security_events (agent_id, batch_id, ts, type, severity, path, data) values
+    await h.db.sql`insert into security_events (agent_id, batch_id, ts, type, severity, path, data) values
       (${agentId}, ${++batch}, ${new Date(t)}, 'fim.modify', 8, '/etc/shadow', '{"changes":["content"]}'),
       (${agentId}, ${batch}, ${new Date(t - 3 * 3_600_000)}, 'fim.modify', 2, '/usr/bin/ls', '{"packageManager":{"via":"lock"}}')`;
-    await db.sql`insert into logs (agent_id, batch_id, ts, severity, source, message)
+    await h.db.sql`insert into logs (agent_id, batch_id, ts, severity, source, message)
       select ${agentId}, ${++batch}, ${new Date(t - 120_000)}::timestamptz + make_interval(secs => g), 4, 'sshd', 'Failed password for root from 203.0.113.9 port 22 ssh2'
       from generate_series(1, 25) g`;
     const r = (await (await call("admin", "GET", `/api/security/hosts/${agentId}/incidents`)).json()) as any;

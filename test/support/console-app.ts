@@ -6,11 +6,11 @@ import { Elysia } from "elysia";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { securityRoutesWithoutAgents } from "./security-views.ts";
+import { commandsWithoutAgents } from "./security-views.ts";
 import { testDatabase, type TestDb } from "./db.ts";
 import { loadConfig } from "../../src/config.ts";
 import { consolePlugin, createServices, startConsole } from "../../src/web/plugin.ts";
-import type { ConsoleServices } from "../../src/web/deps.ts";
+import type { ConsoleServices, SecurityCommandDeps } from "../../src/web/deps.ts";
 import { createUser } from "../../src/auth/users.ts";
 import { createRole, roleIdByName } from "../../src/auth/roles.ts";
 import { createSession, SESSION_COOKIE } from "../../src/auth/session.ts";
@@ -24,10 +24,15 @@ export interface ConsoleHarness {
   app: { handle(req: Request): Promise<Response> };
   setupCode: string | null;
   dataDir: string;
-  /** Sends a request; `session` adds the cookie, and the session's CSRF token on non-GET. */
-  send(path: string, o?: { method?: string; form?: Record<string, string | string[]>; session?: TestSession; headers?: Record<string, string>; csrf?: string | null }): Promise<Response>;
-  /** A user holding a role with exactly these permissions, signed in. */
-  userWith(permissions: string[], name?: string): Promise<TestSession>;
+  /**
+   * Sends a request; `session` adds the cookie, and the session's CSRF token on non-GET. `json`
+   * sends a JSON body (as API clients do) instead of a form.
+   */
+  send(path: string, o?: { method?: string; form?: Record<string, string | string[]>; json?: unknown; session?: TestSession; headers?: Record<string, string>; csrf?: string | null }): Promise<Response>;
+  /** A user holding a role with exactly these permissions (scoped to `tags` when given), signed in. */
+  userWith(permissions: string[], name?: string, tags?: string[]): Promise<TestSession>;
+  /** Marks the session as re-authenticated just now (dangerous operations then need only the phrase). */
+  reauth(session: TestSession): Promise<void>;
   /** A user holding a built-in role, signed in. */
   userWithRole(role: string, name?: string): Promise<TestSession>;
   close(): Promise<void>;
@@ -44,8 +49,11 @@ export interface TestSession {
 export const TEST_PASSWORD = "Correct-Horse-9-Battery";
 let n = 0;
 
-/** `shared`: mount the console over another test's database (which that test keeps and drops). */
-export async function consoleHarness(shared?: TestDb): Promise<ConsoleHarness> {
+/**
+ * `shared`: mount the console over another test's database (which that test keeps and drops).
+ * `security`: the command channel of the security routes (default: signed, no agent answers).
+ */
+export async function consoleHarness(shared?: TestDb, o: { security?: SecurityCommandDeps } = {}): Promise<ConsoleHarness> {
   const db = shared ?? (await testDatabase(4));
   const dataDir = mkdtempSync(join(tmpdir(), "servermind-console-"));
   const deps = {
@@ -54,9 +62,8 @@ export async function consoleHarness(shared?: TestDb): Promise<ConsoleHarness> {
     dataDir,
     serverFingerprint: "ab".repeat(32),
     clientIp: (r: Request) => r.headers.get(TEST_IP_HEADER) ?? "192.0.2.10",
-    // The security feature's routes, served through the console guard as src/main.ts does, so
-    // the route enumeration tests cover them too. No agent answers commands here.
-    extraRoutes: securityRoutesWithoutAgents(db.sql),
+    // commands of the security routes are signed but no agent answers them here
+    security: o.security ?? commandsWithoutAgents(),
   };
   const started = await startConsole(deps, () => {});
   const services = createServices(deps);
@@ -70,12 +77,15 @@ export async function consoleHarness(shared?: TestDb): Promise<ConsoleHarness> {
   const h: ConsoleHarness = {
     db, services, app, setupCode: started.setupCode, dataDir,
     async send(path, o = {}) {
-      const method = o.method ?? (o.form ? "POST" : "GET");
+      const method = o.method ?? (o.form || o.json !== undefined ? "POST" : "GET");
       const headers = new Headers(o.headers ?? {});
       if (o.session) headers.append("cookie", `${SESSION_COOKIE}=${o.session.token}`);
       if (method !== "GET" && o.session && o.csrf !== null) headers.set("x-csrf-token", o.csrf ?? o.session.csrf);
       let body: string | undefined;
-      if (o.form) {
+      if (o.json !== undefined) {
+        body = JSON.stringify(o.json);
+        headers.set("content-type", "application/json");
+      } else if (o.form) {
         const p = new URLSearchParams();
         for (const [k, v] of Object.entries(o.form)) for (const x of Array.isArray(v) ? v : [v]) p.append(k, x);
         body = p.toString();
@@ -83,14 +93,17 @@ export async function consoleHarness(shared?: TestDb): Promise<ConsoleHarness> {
       }
       return app.handle(new Request(`http://console.test${path}`, { method, headers, body }));
     },
-    async userWith(permissions, name = `u${n++}x${Date.now() % 100000}`) {
-      const roleId = await createRole(db.sql, `r-${name}`, "", permissions, []);
+    async userWith(permissions, name = `u${n++}x${Date.now() % 100000}`, tags = []) {
+      const roleId = await createRole(db.sql, `r-${name}`, "", permissions, tags);
       const id = await createUser(db.sql, { username: name, password: TEST_PASSWORD, roleIds: [roleId] }, DEFAULT_SETTINGS.password);
       return session(id, name);
     },
     async userWithRole(role, name = `u${n++}x${Date.now() % 100000}`) {
       const id = await createUser(db.sql, { username: name, password: TEST_PASSWORD, roleIds: [(await roleIdByName(db.sql, role))!] }, DEFAULT_SETTINGS.password);
       return session(id, name);
+    },
+    async reauth(session) {
+      await db.sql`update console_sessions set reauth_at = now() where id = ${session.sessionId}`;
     },
     async close() {
       started.stop();

@@ -9,7 +9,7 @@ import { loadConfig } from "../../src/config.ts";
 import { startServer, type RunningServer } from "../../src/server.ts";
 import { createSelfSigned } from "../../src/tls/self-signed.ts";
 import { consolePlugin, startConsole } from "../../src/web/plugin.ts";
-import { securityRoutesWithoutAgents } from "./security-views.ts";
+import { commandsWithoutAgents } from "./security-views.ts";
 import { testDatabase, type TestDb } from "./db.ts";
 
 export interface ConsoleServer {
@@ -27,8 +27,8 @@ export async function startConsoleServer(): Promise<ConsoleServer> {
   const config = loadConfig({ SERVERMIND_HOST: "127.0.0.1", SERVERMIND_PORT: "0", SERVERMIND_HTTP3: "false", SERVERMIND_DATA: dataDir });
   const deps = {
     sql: db.sql, config, dataDir, serverFingerprint: cert.fingerprint,
-    // the security feature's routes through the console guard, as src/main.ts mounts them; no agent answers commands
-    extraRoutes: securityRoutesWithoutAgents(db.sql),
+    // commands of the security routes are signed but no agent answers them here
+    security: commandsWithoutAgents(),
   };
   const started = await startConsole(deps, () => {});
   const server = startServer({

@@ -1,4 +1,5 @@
 import { test, expect, afterAll } from "bun:test";
+import { HostScope } from "../../src/auth/host-scope.ts";
 import { consoleHarness } from "../support/console-app.ts";
 import { fleetOverview } from "../../src/store/postgres/queries-console.ts";
 import { existsSync, readFileSync } from "node:fs";
@@ -9,6 +10,7 @@ import { PRE_CSRF_COOKIE } from "../../src/web/guard.ts";
 const h = await consoleHarness();
 afterAll(() => h.close());
 const { sql } = h.db;
+const ALL = HostScope.system("test");
 
 async function agent(hostname: string, tags: string[], seenAgoS: number | null, latest?: Record<string, number>) {
   const [{ id }] = await sql`insert into agents (hostname, public_key, tags, agent_version, transport, os, arch, last_seen)
@@ -25,11 +27,11 @@ const db1 = await agent("db-1", ["env=prod"], 3600, { "cpu.usage_pct": 12.25, "m
 await agent("lab-1", ["env=lab"], null);
 
 test("fleet overview: status, metrics at a glance, sort and search", async () => {
-  const all = await fleetOverview(sql, { scopeTags: null, sort: "cpu", desc: true });
+  const all = await fleetOverview(sql, ALL, { sort: "cpu", desc: true });
   expect(all.map((r) => [r.hostname, r.online, r.cpu])).toEqual([["web-1", true, 91.5], ["db-1", false, 12.25], ["lab-1", false, null]]);
-  expect((await fleetOverview(sql, { scopeTags: null, search: "db" })).map((r) => r.hostname)).toEqual(["db-1"]);
-  expect((await fleetOverview(sql, { scopeTags: null, search: "env=lab" })).map((r) => r.hostname)).toEqual(["lab-1"]);
-  expect((await fleetOverview(sql, { scopeTags: ["group:web"] })).map((r) => r.hostname)).toEqual(["web-1"]);
+  expect((await fleetOverview(sql, ALL, { search: "db" })).map((r) => r.hostname)).toEqual(["db-1"]);
+  expect((await fleetOverview(sql, ALL, { search: "env=lab" })).map((r) => r.hostname)).toEqual(["lab-1"]);
+  expect((await fleetOverview(sql, HostScope.forPermission([{ permissions: ["hosts.view"], tags: ["group:web"] }], "hosts.view"), {})).map((r) => r.hostname)).toEqual(["web-1"]);
 
   const admin = await h.userWithRole("admin");
   const page = await (await h.send("/hosts?sort=cpu&dir=desc", { session: admin })).text();

@@ -51,7 +51,7 @@ test("holding just the permission is enough to pass the permission check (GET ro
     const res = await h.send(concrete(r.path), { session: s });
     expect({ route: r.path, refused: res.status === 403 }).toEqual({ route: r.path, refused: false });
   }
-});
+}, 30_000); // a user and a request per GET route
 
 test("signed-out requests to every non-public route go to the login page", async () => {
   for (const r of routes) {
@@ -97,7 +97,7 @@ test("no route answers 500 to garbage ids, query strings or form values (as an a
       expect({ route: `${r.method} ${path}`, status: res.status < 500 }).toEqual({ route: `${r.method} ${path}`, status: true });
     }
   }
-});
+}, 30_000); // 8 garbage ids per route: about 6 s here, and it grows with the route table
 
 test("the audit page shows who acted for whom (an AI assistant acting for a user)", async () => {
   const { audit } = await import("../../src/audit/audit.ts");

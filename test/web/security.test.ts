@@ -3,6 +3,8 @@
  * served through the guard over a real PostgreSQL: posture page, host security section,
  * acknowledge (CSRF, who), export, auto-remediation confirmation, escaping of hostile strings.
  */
+import { HostScope } from "../../src/auth/host-scope.ts";
+import { findHost } from "../../src/store/postgres/queries-console.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { consoleHarness, TEST_PASSWORD, type ConsoleHarness } from "../support/console-app.ts";
 import { recordScan } from "../../src/security/posture.ts";
@@ -18,6 +20,9 @@ async function agent(hostname: string, tags: string[], fill: number) {
     values (${hostname}, ${Buffer.alloc(32, fill)}, ${tags}, now(), ${h.db.sql.json({ processes: { collector: "ok", monitor: "ok" } })}) returning id`;
   return Number(a!.id);
 }
+
+/** The host as the system sees it (the scoring job's scope). */
+const host = async (id: number) => (await findHost(h.db.sql, HostScope.system("test"), id))!;
 
 const violationId = async (agentId: number, control: string) =>
   Number((await h.db.sql`select id from cis_violations where agent_id = ${agentId} and control_id = ${control} and resolved_at is null`)[0]!.id);
@@ -45,9 +50,9 @@ beforeAll(async () => {
     ],
   });
   await recordScan(h.db.sql, db2, t0, { results: [{ id: "smx.ssh.root-login", status: "pass", severity: 8, category: "ssh", observed: "no" }] });
-  await scoreHost(h.db.sql, web, Date.now() - 86_400_000);
-  await scoreHost(h.db.sql, web);
-  await scoreHost(h.db.sql, db2);
+  await scoreHost(h.db.sql, await host(web), Date.now() - 86_400_000);
+  await scoreHost(h.db.sql, await host(web));
+  await scoreHost(h.db.sql, await host(db2));
   const now = Date.now();
   await h.db.sql`insert into security_events (agent_id, batch_id, ts, type, severity, path, data) values
     (${web}, 1, ${new Date(now - 60_000)}, 'fim.modify', 8, ${`/etc/${HOSTILE}`}, ${h.db.sql.json({ changes: ["content"], detectedBy: "realtime",
@@ -321,7 +326,7 @@ describe("auto-remediation setting", () => {
 });
 
 test("the periodic fim.status report counts neither against the integrity score nor as a file change", async () => {
-  const s = await scoreHost(h.db.sql, web);
+  const s = await scoreHost(h.db.sql, await host(web));
   // of the three FIM events only the unlabelled change of /etc/<script>… counts (severity 8: 15 points)
   expect(s.categories.integrity).toMatchObject({ score: 85, detail: "1 unexplained file changes in 7 days" });
 });

@@ -23,6 +23,7 @@ import { beginOidcSignIn, finishOidcSignIn, OIDC_BINDING_COOKIE, oidcLogoutUrl, 
 import { beginSamlSignIn, finishSamlSignIn, samlMetadata } from "./saml/flow.ts";
 import { LdapDirectories } from "./ldap/flow.ts";
 import { beginAttempt, signInSucceeded, throttleLimits } from "../throttle.ts";
+import { getUser } from "../users.ts";
 import { DEFAULT_SETTINGS } from "../../settings/console-settings.ts";
 import { Counter } from "../../metrics/registry.ts";
 
@@ -134,7 +135,7 @@ export function createSso(deps: SsoDeps): SsoPlugin {
       if (!sameOrigin(request, true)) return new Response("cross-origin sign-out refused", { status: 403 });
       const ended = await deps.endSession(request);
       if (!ended) return redirect(loginPath);
-      const [u] = await deps.sql`select username, auth_source from console_users where id = ${ended.userId}`;
+      const u = await getUser(deps.sql, ended.userId);
       await deps.audit({ actor: { type: "user", id: ended.userId, name: u?.username ?? "" }, ip: req.ip, userAgent: req.userAgent,
         category: "authentication", action: "sso.logout", target: String(u?.auth_source ?? ""), success: true });
       const source = String(u?.auth_source ?? "");

@@ -1,11 +1,18 @@
 /**
- * Read queries for the web console over the ingest tables (001_ingest.sql) that the shared
- * src/store/postgres/queries.ts does not cover: the sortable, searchable, scoped fleet table,
- * host detail, logs with a severity filter, inventory, activation tokens. Plain functions
- * taking `sql`; every filter is a parameter. Metric ranges come from queries.ts seriesRange. Metric names follow the agent's collectors
- * (agent/collect: cpu.usage_pct, mem.used_pct, disk.used_pct{mount="/"}).
+ * The hosts model: the console's queries over agents and their ingest tables (001_ingest.sql)
+ * that the shared src/store/postgres/queries.ts does not cover: the sortable, searchable fleet
+ * table, host detail, logs with a severity filter, inventory, activation tokens. Plain functions
+ * taking `sql`; every filter is a parameter. Metric ranges come from queries.ts seriesRange.
+ * Metric names follow the agent's collectors (agent/collect: cpu.usage_pct, mem.used_pct,
+ * disk.used_pct{mount="/"}).
+ *
+ * Host scope: every function over host data takes a HostScope (src/auth/host-scope.ts) or a
+ * ScopedHost. A ScopedHost is only returned by `findHost`/`listHosts`, which look the host up
+ * within a scope, so a per-host query cannot be called for a host outside the caller's scope.
  */
 import type { Sql } from "postgres";
+import type { HostScope } from "../../auth/host-scope.ts";
+import type { RangeStore, SeriesPoints } from "../range.ts";
 
 export const FLEET_METRICS = {
   cpu: "cpu.usage_pct",
@@ -39,8 +46,6 @@ export interface FleetQuery {
   search?: string;
   sort?: FleetSort;
   desc?: boolean;
-  /** null: every host; otherwise only hosts with one of these tags */
-  scopeTags: string[] | null;
   /** a page of the sorted list; no limit means every host */
   offset?: number;
   limit?: number;
@@ -50,18 +55,18 @@ function like(s: string): string {
   return `%${s.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
-/** `and a.tags && <scope>` for a query over `agents a`; nothing when every host is in scope (null). */
-export function inScope(sql: Sql, scopeTags: string[] | null | undefined) {
-  return scopeTags ? sql`and a.tags && ${scopeTags}::text[]` : sql``;
+/** `and a.tags && <scope>` for a query over `agents a`; nothing when every host is in scope. */
+export function inScope(sql: Sql, scope: HostScope) {
+  return scope.tags === null ? sql`` : sql`and a.tags && ${[...scope.tags]}::text[]`;
 }
 
-function fleetWhere(sql: Sql, q: Pick<FleetQuery, "search" | "scopeTags">) {
+function fleetWhere(sql: Sql, scope: HostScope, q: Pick<FleetQuery, "search">) {
   return sql`where true
     ${q.search ? sql`and (a.hostname ilike ${like(q.search)} or ${q.search} = any(a.tags) or a.os ilike ${like(q.search)})` : sql``}
-    ${inScope(sql, q.scopeTags)}`;
+    ${inScope(sql, scope)}`;
 }
 
-export async function fleetOverview(sql: Sql, q: FleetQuery): Promise<FleetRow[]> {
+export async function fleetOverview(sql: Sql, scope: HostScope, q: FleetQuery): Promise<FleetRow[]> {
   const order = {
     hostname: sql`a.hostname`,
     status: sql`coalesce(a.revoked_at is null and a.last_seen > now() - make_interval(secs => ${ONLINE_WINDOW_S}), false)`,
@@ -80,7 +85,7 @@ export async function fleetOverview(sql: Sql, q: FleetQuery): Promise<FleetRow[]
       l.vals[array_position(l.names, ${FLEET_METRICS.mem})] as mem,
       l.vals[array_position(l.names, ${FLEET_METRICS.disk})] as disk
     from agents a left join metric_latest l on l.agent_id = a.id
-    ${fleetWhere(sql, q)}
+    ${fleetWhere(sql, scope, q)}
     order by ${order} ${q.desc ? sql`desc nulls last` : sql`asc nulls last`}, a.hostname, a.id
     ${q.limit === undefined ? sql`` : sql`limit ${q.limit}`} offset ${q.offset ?? 0}`;
   for (const r of rows) {
@@ -98,12 +103,12 @@ export interface FleetSummary {
 }
 
 /** Counts over the whole filtered fleet, for the header of a paged table. */
-export async function fleetSummary(sql: Sql, q: Pick<FleetQuery, "search" | "scopeTags">): Promise<FleetSummary> {
+export async function fleetSummary(sql: Sql, scope: HostScope, q: Pick<FleetQuery, "search">): Promise<FleetSummary> {
   const [r] = await sql`
     select count(*)::int as total,
       count(*) filter (where a.revoked_at is null and a.last_seen > now() - make_interval(secs => ${ONLINE_WINDOW_S}))::int as online,
       count(*) filter (where a.revoked_at is not null)::int as revoked
-    from agents a ${fleetWhere(sql, q)}`;
+    from agents a ${fleetWhere(sql, scope, q)}`;
   return { total: r!.total, online: r!.online, revoked: r!.revoked };
 }
 
@@ -122,17 +127,34 @@ export interface AgentDetail {
   online: boolean;
 }
 
-export async function agentDetail(sql: Sql, id: number, scopeTags: string[] | null): Promise<AgentDetail | undefined> {
-  const [a] = await sql<AgentDetail[]>`
-    select id, hostname, os, arch, agent_version, tags, enrolled_at, revoked_at, last_seen, transport, status,
-      coalesce(revoked_at is null and last_seen > now() - make_interval(secs => ${ONLINE_WINDOW_S}), false) as online
-    from agents a where id = ${id} ${inScope(sql, scopeTags)}`;
-  return a ? { ...a, id: Number(a.id) } : undefined;
+declare const scoped: unique symbol;
+/** A host found within a HostScope (only findHost/listHosts make one): per-host queries take it. */
+export type ScopedHost = AgentDetail & { readonly [scoped]: HostScope };
+
+const detailColumns = (sql: Sql) => sql`a.id, a.hostname, a.os, a.arch, a.agent_version, a.tags, a.enrolled_at, a.revoked_at, a.last_seen,
+  a.transport, a.status, coalesce(a.revoked_at is null and a.last_seen > now() - make_interval(secs => ${ONLINE_WINDOW_S}), false) as online`;
+
+/** One host (revoked ones too), or undefined when it does not exist or lies outside the scope. */
+export async function findHost(sql: Sql, scope: HostScope, id: number): Promise<ScopedHost | undefined> {
+  if (!Number.isSafeInteger(id) || id <= 0) return undefined;
+  const [a] = await sql<AgentDetail[]>`select ${detailColumns(sql)} from agents a where a.id = ${id} ${inScope(sql, scope)}`;
+  return a ? ({ ...a, id: Number(a.id) } as ScopedHost) : undefined;
 }
 
-export async function seriesNames(sql: Sql, agentId: number): Promise<string[]> {
-  const rows = await sql`select name from metric_series where agent_id = ${agentId} order by name limit 5000`;
+/** Every live (unrevoked) host in the scope, by id. */
+export async function listHosts(sql: Sql, scope: HostScope): Promise<ScopedHost[]> {
+  const rows = await sql<AgentDetail[]>`select ${detailColumns(sql)} from agents a where a.revoked_at is null ${inScope(sql, scope)} order by a.id limit 100000`;
+  return rows.map((a) => ({ ...a, id: Number(a.id) }) as ScopedHost);
+}
+
+export async function seriesNames(sql: Sql, host: ScopedHost): Promise<string[]> {
+  const rows = await sql`select name from metric_series where agent_id = ${host.id} order by name limit 5000`;
   return rows.map((r) => r.name as string);
+}
+
+/** One host's metric series over a range, from whichever tier `store` routes to. */
+export function hostSeriesRange(store: RangeStore, host: ScopedHost, names: string[], from: Date, to: Date, maxPoints?: number): Promise<SeriesPoints[]> {
+  return store.seriesRange(host.id, names, from, to, maxPoints);
 }
 
 export interface LogRow {
@@ -142,17 +164,17 @@ export interface LogRow {
   message: string;
 }
 
-export async function hostLogs(sql: Sql, agentId: number, opts: { search?: string; since: Date; minSeverity?: number; limit: number }): Promise<LogRow[]> {
+export async function hostLogs(sql: Sql, host: ScopedHost, opts: { search?: string; since: Date; minSeverity?: number; limit: number }): Promise<LogRow[]> {
   return sql<LogRow[]>`
     select ts, severity, source, message from logs
-    where agent_id = ${agentId} and ts >= ${opts.since}
+    where agent_id = ${host.id} and ts >= ${opts.since}
       ${opts.search ? sql`and message ilike ${like(opts.search)}` : sql``}
       ${opts.minSeverity !== undefined ? sql`and severity <= ${opts.minSeverity}` : sql``}
     order by ts desc limit ${opts.limit}`;
 }
 
-export async function inventory(sql: Sql, agentId: number): Promise<{ collected_at: Date; data: unknown } | undefined> {
-  const [r] = await sql`select collected_at, data from inventory_current where agent_id = ${agentId}`;
+export async function inventory(sql: Sql, host: ScopedHost): Promise<{ collected_at: Date; data: unknown } | undefined> {
+  const [r] = await sql`select collected_at, data from inventory_current where agent_id = ${host.id}`;
   return r ? { collected_at: r.collected_at, data: r.data } : undefined;
 }
 
@@ -168,10 +190,12 @@ export interface TokenRow {
   revoked_at: Date | null;
 }
 
-export async function listActivationTokens(sql: Sql): Promise<TokenRow[]> {
+/** Activation tokens; the host that used one is named only when it lies in the scope. */
+export async function listActivationTokens(sql: Sql, scope: HostScope): Promise<TokenRow[]> {
   const rows = await sql<TokenRow[]>`
-    select t.id, t.label, t.created_by, t.created_at, t.expires_at, t.used_at, t.used_by_agent, a.hostname as used_by_hostname, t.revoked_at
-    from activation_tokens t left join agents a on a.id = t.used_by_agent
+    select t.id, t.label, t.created_by, t.created_at, t.expires_at, t.used_at,
+      a.id as used_by_agent, a.hostname as used_by_hostname, t.revoked_at
+    from activation_tokens t left join agents a on a.id = t.used_by_agent ${inScope(sql, scope)}
     order by t.created_at desc limit 200`;
   return rows.map((r) => ({ ...r, id: Number(r.id) }));
 }
@@ -181,12 +205,12 @@ export async function revokeActivationToken(sql: Sql, id: number): Promise<boole
   return r.count === 1;
 }
 
-export async function revokeAgent(sql: Sql, id: number): Promise<boolean> {
-  const r = await sql`update agents set revoked_at = now() where id = ${id} and revoked_at is null`;
+export async function revokeAgent(sql: Sql, host: ScopedHost): Promise<boolean> {
+  const r = await sql`update agents set revoked_at = now() where id = ${host.id} and revoked_at is null`;
   return r.count === 1;
 }
 
 /** Host tags, set in the console; roles scope hosts by them ("group:<name>" for host groups). */
-export async function setAgentTags(sql: Sql, id: number, tags: string[]): Promise<void> {
-  await sql`update agents set tags = ${tags}::text[] where id = ${id}`;
+export async function setAgentTags(sql: Sql, host: ScopedHost, tags: string[]): Promise<void> {
+  await sql`update agents set tags = ${tags}::text[] where id = ${host.id}`;
 }

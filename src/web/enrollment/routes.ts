@@ -9,7 +9,7 @@ import { can } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import { done, type Pages } from "../respond.ts";
 import { createActivationToken } from "../../ingest/agent/enroll.ts";
-import { listActivationTokens, revokeActivationToken, revokeAgent, agentDetail, fleetOverview } from "../../store/postgres/queries-console.ts";
+import { listActivationTokens, revokeActivationToken, revokeAgent, fleetOverview } from "../../store/postgres/queries-console.ts";
 import { auditRequest } from "../audit-request.ts";
 import { isoMinute, ago } from "../format.ts";
 
@@ -41,7 +41,7 @@ export function enrollmentRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute
   const { sql } = s;
 
   async function tokenRows(req: ConsoleRequest) {
-    return (await listActivationTokens(sql)).map((t) => {
+    return (await listActivationTokens(sql, req.scope)).map((t) => {
       const expired = new Date(t.expires_at).getTime() < Date.now();
       const state = t.revoked_at ? "revoked" : t.used_at ? "used" : expired ? "expired" : "active";
       return { ...t, state, created: isoMinute(t.created_at), expires: isoMinute(t.expires_at), usedBy: t.used_by_hostname ?? "", canRevoke: state === "active" && can(req, "agents.tokens.revoke") };
@@ -49,11 +49,11 @@ export function enrollmentRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute
   }
   return [
     {
-      method: "GET", path: "/enrollment", access: "agents.enroll",
+      method: "GET", path: "/enrollment", access: "agents.enroll", hostData: "fleet",
       async handler(req) {
         const sums = readChecksums(s.agentDistDir ?? "dist/agent");
         const tokens = await tokenRows(req);
-        const agents = (await fleetOverview(sql, { scopeTags: req.grants!.scopeTags, sort: "hostname" })).map((a) => ({
+        const agents = (await fleetOverview(sql, req.scope, { sort: "hostname" })).map((a) => ({
           id: a.id, hostname: a.hostname, version: a.agent_version, lastSeen: ago(a.last_seen), revoked: Boolean(a.revoked_at),
         }));
         return pages.page(req, "pages/enrollment", "Enrollment", {
@@ -67,7 +67,7 @@ export function enrollmentRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute
       },
     },
     {
-      method: "POST", path: "/enrollment/tokens", access: "agents.enroll",
+      method: "POST", path: "/enrollment/tokens", access: "agents.enroll", hostData: "fleet",
       async handler(req) {
         const label = (req.form.get("label") ?? "").trim();
         const hours = Number(req.form.get("hours") ?? "24");
@@ -95,20 +95,13 @@ export function enrollmentRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute
       },
     },
     {
-      method: "POST", path: "/agents/:id/revoke", access: "agents.revoke",
-      dangerous: {
-        async phrase(req) {
-          const a = await agentDetail(sql, Number(req.params.id) || 0, req.grants!.scopeTags);
-          return a ? a.hostname : `agent ${req.params.id}`;
-        },
-      },
+      method: "POST", path: "/agents/:id/revoke", access: "agents.revoke", hostData: "host",
+      dangerous: { phrase: (req) => req.host!.hostname },
       async handler(req) {
-        const id = Number(req.params.id);
-        const a = Number.isSafeInteger(id) ? await agentDetail(sql, id, req.grants!.scopeTags) : undefined;
-        if (!a) return pages.notFound(req, `Host ${req.params.id}`);
-        const ok = await revokeAgent(sql, id);
-        await auditRequest(sql, req, "security_event", "agents.revoke", `${a.hostname} (agent ${id})`, ok);
-        return done(req, `/hosts/${id}`);
+        const a = req.host!;
+        const ok = await revokeAgent(sql, a);
+        await auditRequest(sql, req, "security_event", "agents.revoke", `${a.hostname} (agent ${a.id})`, ok);
+        return done(req, `/hosts/${a.id}`);
       },
     },
   ];

@@ -99,16 +99,15 @@ export function parseFleetQuery(req: ConsoleRequest): FleetParams {
 export function fleetRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   return [
     {
-      method: "GET", path: "/hosts", access: "hosts.view",
+      method: "GET", path: "/hosts", access: "hosts.view", hostData: "fleet",
       async handler(req) {
         const p = parseFleetQuery(req);
-        const scopeTags = req.grants!.scopeTags;
         const [rows, summary] = await Promise.all([
-          fleetOverview(s.sql, {
-            search: p.q, sort: p.sort, desc: p.desc, scopeTags,
+          fleetOverview(s.sql, req.scope, {
+            search: p.q, sort: p.sort, desc: p.desc,
             ...(p.per === null ? {} : { limit: p.per, offset: (p.page - 1) * p.per }),
           }),
-          fleetSummary(s.sql, { search: p.q, scopeTags }),
+          fleetSummary(s.sql, req.scope, { search: p.q }),
         ]);
         const view = fleetView(rows, summary, p);
         if (req.htmx.request && req.htmx.target === "fleet-table") return pages.partial("partials/fleet-table", view);

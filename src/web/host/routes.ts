@@ -6,11 +6,11 @@ import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
 import { can } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import type { Pages } from "../respond.ts";
-import { agentDetail, hostLogs, inventory, seriesNames, setAgentTags } from "../../store/postgres/queries-console.ts";
+import { hostLogs, hostSeriesRange, inventory, seriesNames, setAgentTags } from "../../store/postgres/queries-console.ts";
+import { postgresRangeStore } from "../../store/range.ts";
 import { TAG_RE } from "../../auth/roles.ts";
 import { auditRequest } from "../audit-request.ts";
 import { done } from "../respond.ts";
-import { seriesRange } from "../../store/postgres/queries.ts";
 import { lineChart } from "../chart/svg.ts";
 import { ago, isoMinute, isoSecond } from "../format.ts";
 import { toSections } from "./structured-view.ts";
@@ -42,11 +42,6 @@ export const CHARTS: ChartSpec[] = [
 
 const SEVERITY = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
 
-function agentId(req: ConsoleRequest): number | null {
-  const id = Number(req.params.id);
-  return Number.isSafeInteger(id) && id > 0 ? id : null;
-}
-
 function shortName(name: string): string {
   const m = /\{[^=]+="?([^"}]*)"?\}$/.exec(name);
   const base = name.replace(/\{.*$/, "").split(".").slice(1).join(".").replace(/_pct|_bytes_per_s/, "");
@@ -57,19 +52,13 @@ function shortName(name: string): string {
 export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   const { sql } = s;
 
-  async function load(req: ConsoleRequest) {
-    const id = agentId(req);
-    return id === null ? undefined : agentDetail(sql, id, req.grants!.scopeTags);
-  }
-
   return [
     {
-      method: "GET", path: "/hosts/:id", access: "hosts.view",
+      method: "GET", path: "/hosts/:id", access: "hosts.view", hostData: "host",
       async handler(req) {
-        const a = await load(req);
-        if (!a) return pages.notFound(req, `Host ${req.params.id}`);
+        const a = req.host!;
         const range = RANGES[req.query.get("range") ?? ""] ? req.query.get("range")! : "1h";
-        const inv = can(req, "inventory.view") ? await inventory(sql, a.id) : undefined;
+        const inv = can(req, "inventory.view", a) ? await inventory(sql, a) : undefined;
         const status = a.status as Record<string, unknown>;
         return pages.page(req, "pages/host", a.hostname, {
           a,
@@ -77,13 +66,13 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           lastSeen: ago(a.last_seen),
           enrolled: isoMinute(a.enrolled_at),
           range,
-          canMetrics: can(req, "metrics.view"),
-          canLogs: can(req, "logs.view"),
-          canSecurity: can(req, "compliance.view"),
-          canInventory: can(req, "inventory.view"),
-          canProcesses: can(req, "processes.view"),
-          canRevoke: can(req, "agents.revoke") && !a.revoked_at,
-          canTag: can(req, "hosts.edit"),
+          canMetrics: can(req, "metrics.view", a),
+          canLogs: can(req, "logs.view", a),
+          canSecurity: can(req, "compliance.view", a),
+          canInventory: can(req, "inventory.view", a),
+          canProcesses: can(req, "processes.view", a),
+          canRevoke: can(req, "agents.revoke", a) && !a.revoked_at,
+          canTag: can(req, "hosts.edit", a),
           tagText: a.tags.join(", "),
           revokeForm: dangerForm(pages, {
             id: "revoke-agent", action: `/agents/${a.id}/revoke`, phrase: a.hostname, button: "Revoke agent", csrf: req.csrf,
@@ -96,33 +85,29 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
       },
     },
     {
-      method: "POST", path: "/hosts/:id/tags", access: "hosts.edit",
+      method: "POST", path: "/hosts/:id/tags", access: "hosts.edit", hostData: "host",
       async handler(req) {
-        const a = await load(req);
-        if (!a) return pages.notFound(req, `Host ${req.params.id}`);
+        const a = req.host!;
         const tags = [...new Set((req.form.get("tags") ?? "").split(/[\s,]+/).map((t) => t.trim()).filter(Boolean))];
         const bad = tags.filter((t) => !TAG_RE.test(t));
         if (bad.length) return pages.formErrors(req, [`Bad tags: ${bad.join(", ")}. Tags are 1-64 letters, digits and : . _ = - (e.g. env=prod, group:web).`]);
         if (tags.length > 32) return pages.formErrors(req, [`${tags.length} tags; at most 32.`]);
-        await setAgentTags(sql, a.id, tags);
+        await setAgentTags(sql, a, tags);
         await auditRequest(sql, req, "config_change", "hosts.tags", `${a.hostname} (agent ${a.id})`, true, { before: a.tags, after: tags });
         return done(req, `/hosts/${a.id}`);
       },
     },
     {
-      method: "GET", path: "/hosts/:id/charts", access: "metrics.view",
+      method: "GET", path: "/hosts/:id/charts", access: "metrics.view", hostData: "host",
       async handler(req) {
-        const a = await load(req);
-        if (!a) return pages.notFound(req, `Host ${req.params.id}`);
+        const a = req.host!;
         const key = RANGES[req.query.get("range") ?? ""] ? req.query.get("range")! : "1h";
         const to = Date.now();
         const from = to - RANGES[key]!;
-        const names = await seriesNames(sql, a.id);
+        const names = await seriesNames(sql, a);
         const specs = CHARTS.map((c) => ({ c, names: c.pick(names) })).filter((x) => x.names.length > 0);
         const wanted = specs.flatMap((x) => x.names);
-        const data = s.ranges
-          ? await s.ranges.seriesRange(a.id, wanted, new Date(from), new Date(to), 240)
-          : await seriesRange(sql, a.id, wanted, new Date(from), new Date(to), 240);
+        const data = await hostSeriesRange(s.ranges ?? postgresRangeStore(sql), a, wanted, new Date(from), new Date(to), 240);
         const byName = new Map(data.map((d) => [d.name, d.t.map((t, i): [number, number] => [t, d.avg[i]!])]));
         const charts = specs.map(({ c, names: ns }) => ({
           svg: lineChart(ns.map((n) => ({ name: shortName(n), points: byName.get(n) ?? [] })), { title: c.title, unit: c.unit, from, to, yMin: 0, yMax: c.yMax }),
@@ -134,15 +119,14 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
       },
     },
     {
-      method: "GET", path: "/hosts/:id/logs", access: "logs.view",
+      method: "GET", path: "/hosts/:id/logs", access: "logs.view", hostData: "host",
       async handler(req) {
-        const a = await load(req);
-        if (!a) return pages.notFound(req, `Host ${req.params.id}`);
+        const a = req.host!;
         const q = (req.query.get("q") ?? "").trim().slice(0, 200);
         const sevRaw = req.query.get("severity") ?? "";
         const sev = /^[0-7]$/.test(sevRaw) ? Number(sevRaw) : undefined;
         const range = RANGES[req.query.get("range") ?? ""] ?? RANGES["24h"]!;
-        const rows = await hostLogs(sql, a.id, { search: q, minSeverity: sev, since: new Date(Date.now() - range), limit: 200 });
+        const rows = await hostLogs(sql, a, { search: q, minSeverity: sev, since: new Date(Date.now() - range), limit: 200 });
         return pages.partial(req.htmx.target === "logs-table" ? "partials/host-logs-table" : "partials/host-logs", {
           id: a.id, q, severity: sevRaw,
           severities: SEVERITY.map((name, i) => ({ i: String(i), name, selected: String(i) === sevRaw })),

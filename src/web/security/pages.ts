@@ -3,13 +3,14 @@
  * control, violations with acknowledge, export links, auto-remediation settings) and the
  * security section of a host page (/hosts/:id/security, lazy-loaded: score and trend, CIS
  * results with remediation, rollback, FIM events and status, incident timeline).
- * Actions post to the security routes (src/security/routes.ts, mounted by ./routes.ts).
+ * Actions post to the security API (./routes.ts). Every read is scoped: the fleet page by
+ * `req.scope` (compliance.view), the host section by the host the guard found within it, and
+ * each extra panel (FIM, incidents, remediation) by its own permission's scope for that host.
  */
 import type { ConsoleRequest, ConsoleRoute } from "../route.ts";
-import { can } from "../route.ts";
+import { can, scopeFor } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import type { Pages } from "../respond.ts";
-import { agentDetail } from "../../store/postgres/queries-console.ts";
 import { TAG_RE } from "../../auth/roles.ts";
 import { controlPassRates, hostResults, listAutoRemediation, listViolations } from "../../security/posture.ts";
 import { currentScore, latestScores, scoreTrend } from "../../security/score.ts";
@@ -31,28 +32,32 @@ export function parseViolationFilter(q: URLSearchParams): { state: "open" | "all
   return { state: q.get("state") === "all" ? "all" : "open", host: Number.isSafeInteger(host) && host > 0 ? host : undefined };
 }
 
+/** Auto-remediation settings are shown for the groups inside the policy permission's scope. */
+function autoScope(req: ConsoleRequest) {
+  return scopeFor(req, can(req, "compliance.policies.edit") ? "compliance.policies.edit" : "compliance.policies.view");
+}
+
 export function securityPageRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   const { sql } = s;
   const views = createSecurityViews(s.views);
 
   async function violations(req: ConsoleRequest, hosts: Array<{ agent_id: number; hostname: string }>) {
     const f = parseViolationFilter(req.query);
-    const rows = await listViolations(sql, { open: f.state === "open" ? true : undefined, agentId: f.host, scopeTags: req.grants!.scopeTags, limit: 500 });
-    const canAck = can(req, "compliance.exceptions.edit");
+    const rows = await listViolations(sql, req.scope, { open: f.state === "open" ? true : undefined, agentId: f.host, limit: 500 });
     return {
       state: f.state,
       states: [{ v: "open", l: "Open" }, { v: "all", l: "All (with resolved)" }].map((o) => ({ ...o, selected: o.v === f.state })),
       hostOptions: hosts.map((h) => ({ id: h.agent_id, hostname: h.hostname, selected: h.agent_id === f.host })),
-      violations: rows.map((v) => violationModel(v, { canAck, csrf: req.csrf })),
+      violations: rows.map((v) => violationModel(v, { canAck: can(req, "compliance.exceptions.edit", { tags: v.tags }), csrf: req.csrf })),
       count: rows.length,
     };
   }
 
   return [
     {
-      method: "GET", path: "/security", access: "compliance.view",
+      method: "GET", path: "/security", access: "compliance.view", hostData: "fleet",
       async handler(req) {
-        const scope = req.grants!.scopeTags;
+        const scope = req.scope;
         const hosts = await latestScores(sql, scope);
         const v = await violations(req, hosts);
         if (req.htmx.request && req.htmx.target === "security-violations") return pages.partial("partials/security-violations", v);
@@ -69,13 +74,13 @@ export function securityPageRoutes(s: ConsoleServices, pages: Pages): ConsoleRou
           controls: passRateModel(await controlPassRates(sql, scope)),
           canExport: can(req, "compliance.reports.export"),
           seeAuto,
-          autoHtml: seeAuto ? pages.render("partials/security-auto-remediation", autoRemediationModel(await listAutoRemediation(sql), { canEdit: can(req, "compliance.policies.edit"), csrf: req.csrf })) : "",
+          autoHtml: seeAuto ? pages.render("partials/security-auto-remediation", autoRemediationModel(await listAutoRemediation(sql, autoScope(req)), { canEdit: can(req, "compliance.policies.edit"), csrf: req.csrf })) : "",
         });
       },
     },
     {
       // Step two of changing an auto-remediation setting: the typed confirmation for exactly it.
-      method: "GET", path: "/security/auto-remediation/confirm", access: "compliance.policies.edit",
+      method: "GET", path: "/security/auto-remediation/confirm", access: "compliance.policies.edit", hostData: "fleet",
       async handler(req) {
         const control = (req.query.get("control") ?? "").trim();
         const hostGroup = (req.query.get("hostGroup") ?? "").trim();
@@ -86,6 +91,8 @@ export function securityPageRoutes(s: ConsoleServices, pages: Pages): ConsoleRou
         else if (!info.automatic) problems.push(`${control} cannot be fixed automatically (its remediation is manual).`);
         if (hostGroup !== "*" && !TAG_RE.test(hostGroup)) problems.push("Host group is * (every host) or a host tag such as group:web or env=prod.");
         if (problems.length) return pages.formErrors(req, problems);
+        // a host group outside the scope answers like a host that does not exist
+        if (!req.scope.coversGroup(hostGroup)) return pages.notFound(req, `Host group ${hostGroup}`);
         return pages.partial("partials/security-auto-remediation-confirm", {
           control, title: info!.title, hostGroup, enabled: String(enabled), on: enabled,
           phrase: `auto-remediate ${control}`, csrf: req.csrf,
@@ -93,28 +100,26 @@ export function securityPageRoutes(s: ConsoleServices, pages: Pages): ConsoleRou
       },
     },
     {
-      method: "GET", path: "/hosts/:id/security", access: "compliance.view",
+      method: "GET", path: "/hosts/:id/security", access: "compliance.view", hostData: "host",
       async handler(req) {
-        const id = Number(req.params.id);
-        const a = Number.isSafeInteger(id) && id > 0 ? await agentDetail(sql, id, req.grants!.scopeTags) : undefined;
-        if (!a) return pages.notFound(req, `Host ${req.params.id}`);
+        const a = req.host!;
         const now = Date.now();
-        const [score, trend, results] = await Promise.all([currentScore(sql, a.id, now), scoreTrend(sql, a.id, new Date(now - 30 * DAY)), hostResults(sql, a.id)]);
+        const [score, trend, results] = await Promise.all([currentScore(sql, a, now), scoreTrend(sql, a, new Date(now - 30 * DAY)), hostResults(sql, a)]);
         const points = trend.map((r) => [new Date(r.ts).getTime(), Number(r.score)] as [number, number]);
-        const canFim = can(req, "fim.view");
-        const canIncidents = can(req, "security.events.view");
-        const canRemediate = can(req, "compliance.remediate");
+        const canFim = can(req, "fim.view", a);
+        const canIncidents = can(req, "security.events.view", a);
+        const canRemediate = can(req, "compliance.remediate", a);
         const [fim, fimStatus, incidents, rollbacks] = await Promise.all([
-          canFim ? recentFimEvents(sql, a.id, new Date(now - 7 * DAY), { limit: 100 }) : [],
-          canFim ? latestFimStatus(sql, a.id) : null,
-          canIncidents ? hostIncidents(sql, a.id, { fromMs: now - 7 * DAY, toMs: now }) : [],
-          canRemediate ? appliedRemediations(sql, a.id) : [],
+          canFim ? recentFimEvents(sql, a, new Date(now - 7 * DAY), { limit: 100 }) : [],
+          canFim ? latestFimStatus(sql, a) : null,
+          canIncidents ? hostIncidents(sql, a, { fromMs: now - 7 * DAY, toMs: now }) : [],
+          canRemediate ? appliedRemediations(sql, a) : [],
         ]);
         return pages.partial("partials/host-security", {
           id: a.id, hostname: a.hostname, csrf: req.csrf,
           scoreCard: pages.render("partials/security-score", scoreModel(a.id, score, views.scoreChart(points, now - 30 * DAY, now))),
           cis: pages.render("partials/security-cis-results", cisResultsModel(results, { agentId: a.id, canRemediate, csrf: req.csrf })),
-          canScan: can(req, "compliance.scan"),
+          canScan: can(req, "compliance.scan", a),
           canRemediate,
           rollbacks: rollbacksModel(rollbacks, { agentId: a.id, hostname: a.hostname, canRollback: canRemediate, csrf: req.csrf }),
           canFim, fim: fimEventsModel(fim), fimStatus: fimStatusModel(fimStatus),
