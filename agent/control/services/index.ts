@@ -9,7 +9,7 @@
  * manager every command answers so, naming the init system.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { isServiceOp, normalizeUnit } from "../../../src/operations/service-names.ts";
+import { isServiceOp, normalizeUnit } from "../../../src/ingest/frame/service-commands.ts";
 import { ServiceError, type ServiceManager } from "./manager.ts";
 import { createSystemd } from "./systemd.ts";
 

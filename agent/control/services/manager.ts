@@ -1,5 +1,5 @@
 /** The service-manager interface Control's service operations run through, and its result shapes. */
-import type { ServiceOp } from "../../../src/operations/service-names.ts";
+import type { ServiceOp } from "../../../src/ingest/frame/service-commands.ts";
 
 export interface UnitRow {
   unit: string;

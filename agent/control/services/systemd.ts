@@ -5,7 +5,7 @@
  * operations. Every user-supplied unit name was validated by the caller and is passed after
  * `--` (or as the value of --unit=, which cannot be taken for an option).
  */
-import type { ServiceOp } from "../../../src/operations/service-names.ts";
+import type { ServiceOp } from "../../../src/ingest/frame/service-commands.ts";
 import type { ActionOutcome, JournalLine, ServiceManager, UnitRow, UnitStatus } from "./manager.ts";
 import { ServiceError } from "./manager.ts";
 import { runProgram, type RunResult } from "./run.ts";

@@ -1,6 +1,7 @@
 /**
- * What a service operation may name, shared by the server (checks before it signs) and the
- * agent's Control process (checks again before it runs anything). Unit names are strict: ASCII
+ * Service commands on the wire (service.list / service.status / service.action): what they may
+ * name, shared by the server (checks before it signs) and the agent's Control process (checks
+ * again before it runs anything). Unit names are strict: ASCII
  * letters, digits and `:_.@-`, not starting with `-` (so never an option), at most 200
  * characters, and with a unit suffix systemd knows (a bare name means `.service`).
  */
