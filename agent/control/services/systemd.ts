@@ -16,6 +16,8 @@ export interface SystemdOptions {
   timeoutMs?: number;
   systemctl?: string;
   journalctl?: string;
+  /** extra environment for the programs (e.g. XDG_RUNTIME_DIR of a user instance) */
+  env?: Record<string, string>;
 }
 
 const SHOW_PROPS = ["Id", "Description", "LoadState", "ActiveState", "SubState", "UnitFileState", "MainPID", "ActiveEnterTimestamp", "FragmentPath"];
@@ -82,7 +84,7 @@ export function createSystemd(o: SystemdOptions = {}): ServiceManager {
   const systemctl = o.systemctl ?? "systemctl";
   const journalctl = o.journalctl ?? "journalctl";
   const scope = o.user ? ["--user"] : [];
-  const ctl = (args: string[]) => runProgram([systemctl, ...scope, "--no-pager", ...args], { timeoutMs: o.timeoutMs });
+  const ctl = (args: string[]) => runProgram([systemctl, ...scope, "--no-pager", ...args], { timeoutMs: o.timeoutMs, env: o.env });
   const failed = (what: string, r: RunResult) =>
     new ServiceError(r.timedOut ? `${what} did not finish within ${Math.round((o.timeoutMs ?? 30_000) / 1000)} s` : `${what} failed (exit ${r.code}): ${trimOutput(r) || "no output"}`);
 
@@ -109,7 +111,7 @@ export function createSystemd(o: SystemdOptions = {}): ServiceManager {
       let journal: JournalLine[] = [];
       let journalNote: string | undefined;
       if (n > 0) {
-        const j = await runProgram([journalctl, "--no-pager", "-o", "json", "-n", String(n), o.user ? `--user-unit=${unit}` : `--unit=${unit}`], { timeoutMs: o.timeoutMs });
+        const j = await runProgram([journalctl, "--no-pager", "-o", "json", "-n", String(n), o.user ? `--user-unit=${unit}` : `--unit=${unit}`], { timeoutMs: o.timeoutMs, env: o.env });
         if (j.code === 0) journal = parseJournal(j.stdout);
         else journalNote = j.timedOut ? "journalctl did not finish in time" : `journalctl failed: ${trimOutput(j).slice(0, 300) || `exit ${j.code}`}`;
         if (!journal.length && !journalNote && /No journal files/i.test(j.stderr)) journalNote = "no journal files on this host";
