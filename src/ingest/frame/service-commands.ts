@@ -29,9 +29,9 @@ export function normalizeUnit(name: unknown): string | null {
   return suffixed;
 }
 
-/** Units whose stop/disable can cut the host off from its operators: SSH and this agent. */
+/** Units whose stop/disable can cut the host off from its operators: SSH (service or socket-activated) and this agent. */
 export function isCriticalUnit(unit: string): boolean {
-  const stem = unit.replace(/\.service$/, "");
+  const stem = unit.replace(/\.(service|socket)$/, "");
   return stem === "ssh" || stem === "sshd" || stem.startsWith("sshd@") || stem.startsWith("ssh@") || stem.startsWith("servermind-agent");
 }
 
