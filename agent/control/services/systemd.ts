@@ -94,6 +94,16 @@ export function createSystemd(o: SystemdOptions = {}): ServiceManager {
     return parseShow(r.stdout);
   }
 
+  /**
+   * enabled / disabled / static / masked ...: `is-enabled` reads the unit files now, where the
+   * manager's UnitFileState property can lag until its next reload.
+   */
+  async function enabledState(unit: string, fallback: string): Promise<string> {
+    const r = await ctl(["is-enabled", "--", unit]);
+    const first = r.stdout.trim().split("\n")[0]?.trim() ?? "";
+    return /^[a-z-]+$/.test(first) ? first : fallback;
+  }
+
   return {
     name: o.user ? "systemd (user instance)" : "systemd",
     async list() {
@@ -123,7 +133,7 @@ export function createSystemd(o: SystemdOptions = {}): ServiceManager {
         load: p.LoadState ?? "",
         active: p.ActiveState ?? "",
         sub: p.SubState ?? "",
-        enabled: p.UnitFileState ?? "",
+        enabled: await enabledState(unit, p.UnitFileState ?? ""),
         mainPid: Number.isFinite(pid) && pid > 0 ? pid : null,
         since: p.ActiveEnterTimestamp ?? "",
         fragment: p.FragmentPath ?? "",
@@ -136,7 +146,7 @@ export function createSystemd(o: SystemdOptions = {}): ServiceManager {
       let after: ActionOutcome["after"] = null;
       try {
         const p = await show(unit);
-        after = { active: p.ActiveState ?? "", sub: p.SubState ?? "", enabled: p.UnitFileState ?? "" };
+        after = { active: p.ActiveState ?? "", sub: p.SubState ?? "", enabled: await enabledState(unit, p.UnitFileState ?? "") };
       } catch {
         after = null;
       }
