@@ -51,24 +51,32 @@ const ACTION: Record<ServiceKind, string> = {
 };
 
 /** One command to one host: recorded, signed, delivered, recorded again, audited. */
-async function run(deps: ServiceOpsDeps, who: Requester, host: ScopedHost, op: ServiceKind, unit: string, runId: string, extra: Record<string, unknown> = {}): Promise<ServiceOutcome> {
+async function run(deps: ServiceOpsDeps, who: Requester, host: ScopedHost, op: ServiceKind, unit: string, runId: string, extra: Record<string, unknown> = {}, o: { skipOffline?: boolean } = {}): Promise<ServiceOutcome> {
   const { sql } = deps;
   const requestedBy = `${who.type}:${who.id} ${who.name}`;
   const [row] = await sql<{ id: number }[]>`insert into service_operations (run_id, agent_id, unit, op, requested_by)
     values (${runId}, ${host.id}, ${unit}, ${op}, ${requestedBy}) returning id`;
   const args: Record<string, unknown> = op === "list" ? {} : op === "status" ? { unit, ...extra } : { unit, op };
-  // the command's own audit record is the service_operation one written below
-  const { cmd, result } = await commandHost({ ...deps, audit: () => {} }, who, host, ACTION[op], args);
-  const r = (result && typeof result === "object" ? result : { ok: false, error: "the agent gave no result" }) as Record<string, unknown>;
+  let commandId: string | null = null;
+  let r: Record<string, unknown>;
+  if (o.skipOffline && !host.online) {
+    // a group run does not wait out the delivery timeout for agents that are not connected
+    r = { ok: false, error: `the agent is offline (last seen ${host.last_seen ? new Date(host.last_seen).toISOString() : "never"}); nothing was sent` };
+  } else {
+    // the command's own audit record is the service_operation one written below
+    const { cmd, result } = await commandHost({ ...deps, audit: () => {} }, who, host, ACTION[op], args);
+    commandId = cmd.id;
+    r = (result && typeof result === "object" ? result : { ok: false, error: "the agent gave no result" }) as Record<string, unknown>;
+  }
   const ok = r.ok === true;
   const error = ok ? null : String(r.error ?? "failed");
-  await sql`update service_operations set command_id = ${cmd.id}, status = ${ok ? "ok" : "failed"}, error = ${error}, finished_at = now(),
+  await sql`update service_operations set command_id = ${commandId}, status = ${ok ? "ok" : "failed"}, error = ${error}, finished_at = now(),
     result = ${sql.json(summary(op, r) as any)} where id = ${row!.id}`;
   await deps.audit({
-    action: op === "list" || op === "status" ? `service.${op}` : `service.${op}`,
+    action: `service.${op}`,
     target: `agent:${host.id}`,
     success: ok,
-    details: { host: host.hostname, agentId: host.id, unit, op, result: ok ? "ok" : "failed", command: cmd.id, run: runId, ...(error ? { error } : {}) },
+    details: { host: host.hostname, agentId: host.id, unit, op, result: ok ? "ok" : "failed", command: commandId, run: runId, ...(error ? { error } : {}) },
   });
   return { operation: Number(row!.id), host: { id: host.id, hostname: host.hostname }, unit, op, ok, error, result: r };
 }
@@ -110,7 +118,11 @@ export async function groupHosts(sql: Sql, scope: HostScope, group: string): Pro
   return hosts.filter((h) => g === "*" || (h.tags ?? []).includes(g));
 }
 
-/** One op on every given host, a few at a time; one outcome per host, in host order. */
+/**
+ * One op on every given host, a few at a time; one outcome per host, in host order. Hosts not
+ * seen within the online window fail at once ("offline", nothing sent) instead of each holding a
+ * worker for the delivery timeout.
+ */
 export async function runOnHosts(deps: ServiceOpsDeps, who: Requester, hosts: ScopedHost[], unit: unknown, op: unknown): Promise<{ run: string; outcomes: ServiceOutcome[] }> {
   if (!isServiceOp(op)) throw new ServiceRequestError("op must be one of start, stop, restart, reload, enable, disable");
   const u = checkedUnit(unit);
@@ -120,7 +132,7 @@ export async function runOnHosts(deps: ServiceOpsDeps, who: Requester, hosts: Sc
   const outcomes: ServiceOutcome[] = new Array(hosts.length);
   let next = 0;
   const worker = async () => {
-    for (let i = next++; i < hosts.length; i = next++) outcomes[i] = await run(deps, who, hosts[i]!, op, u, runId);
+    for (let i = next++; i < hosts.length; i = next++) outcomes[i] = await run(deps, who, hosts[i]!, op, u, runId, {}, { skipOffline: true });
   };
   await Promise.all(Array.from({ length: Math.min(GROUP_CONCURRENCY, hosts.length) }, worker));
   return { run: runId, outcomes };

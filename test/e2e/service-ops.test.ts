@@ -5,7 +5,7 @@
  * results back in the console, rows in service_operations and `service_operation` audit
  * records. Also: an out-of-scope host answers 404 and sends nothing, an op needs its own
  * permission, stopping "sshd" needs the typed confirmation, and a group run returns one result
- * per host (a second, enrolled but stopped agent fails by timeout without holding up the first).
+ * per host (a second, enrolled but never started agent fails at once as offline, and nothing is sent to it).
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { consoleHarness, type ConsoleHarness, type TestSession } from "../support/console-app.ts";
@@ -160,7 +160,7 @@ describe.if(run)("service operations through the console, the agent and a real s
     expect((await call("POST", `/api/hosts/${agentId}/services/restart`, "op", { unit: "sshd" })).json.ok).toBe(true);
   });
 
-  test("a group run needs confirmation and answers one row per host: the running agent done, the stopped one failed", async () => {
+  test("a group run needs confirmation and answers one row per host: the running agent done, the offline one failed without a command", async () => {
     const body = { group: "group:web", unit: APP };
     const refused = await call("POST", "/api/services/run/start", "op", body);
     expect(refused.status).toBe(403);
@@ -173,11 +173,19 @@ describe.if(run)("service operations through the console, the agent and a real s
     expect(r.json).toMatchObject({ group: "group:web", unit: APP, op: "start", hosts: 2, ok: 1, failed: 1 });
     const byHost = Object.fromEntries(r.json.results.map((x: any) => [x.host.id, x]));
     expect(byHost[agentId]).toMatchObject({ ok: true, after: { active: "active" } });
-    expect(byHost[idleId].ok).toBe(false);
+    expect(byHost[idleId]).toMatchObject({ ok: false, error: expect.stringMatching(/offline.*nothing was sent/) });
+    expect(ms).toBeLessThan(20_000);
     expect(await active(APP)).toBe("ActiveState=active");
     console.log(`group run over 2 hosts (one offline): ${ms.toFixed(0)} ms`);
-    const rows = await server.db.sql`select agent_id, status from service_operations where run_id = ${r.json.run} order by agent_id`;
-    expect(rows.map((x) => [Number(x.agent_id), x.status])).toEqual([[agentId, "ok"], [idleId, "failed"]].sort((a, b) => (a[0] as number) - (b[0] as number)));
+    const rows = await server.db.sql`select agent_id, status, command_id from service_operations where run_id = ${r.json.run} order by agent_id`;
+    expect(rows.map((x) => [Number(x.agent_id), x.status, x.command_id !== null])).toEqual([[agentId, "ok", true], [idleId, "failed", false]].sort((a, b) => (a[0] as number) - (b[0] as number)));
+    // the group page offers the tag; an htmx run answers the per-host table fragment
+    const page = await call("GET", "/services", "op");
+    expect(page.text).toContain('<option value="group:web">group:web (2)</option>');
+    const fragment = await call("POST", "/api/services/run/restart", "op", { ...body, confirm: `restart ${APP} on group:web` }, { htmx: true });
+    expect(fragment.status).toBe(200);
+    expect(fragment.text).toContain(`data-host="${agentId}"`);
+    expect(fragment.text).toContain("1 of 2 hosts done, 1 failed");
     // the out-of-scope principal's group is empty: nothing to run
     const none = await call("POST", "/api/services/run/start", "other", { group: "group:web", unit: APP });
     expect(none.status).toBe(400);
