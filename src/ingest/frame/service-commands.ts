@@ -1,16 +1,17 @@
 /**
  * Service commands on the wire (service.list / service.status / service.action): what they may
  * name, shared by the server (checks before it signs) and the agent's Control process (checks
- * again before it runs anything). Unit names are strict: ASCII
- * letters, digits and `:_.@-`, not starting with `-` (so never an option), at most 200
- * characters, and with a unit suffix systemd knows (a bare name means `.service`).
+ * again before it runs anything). Unit names are strict: ASCII letters, digits and `:_.@-`
+ * (plus systemd's `\xNN` escapes), not starting with `-` (so never an option) or `.`, at most
+ * 200 characters, and with a unit suffix systemd knows (a bare name means `.service`).
  */
 export const SERVICE_OPS = ["start", "stop", "restart", "reload", "enable", "disable"] as const;
 export type ServiceOp = (typeof SERVICE_OPS)[number];
 
 export const UNIT_SUFFIXES = [".service", ".socket", ".timer", ".target", ".path", ".mount", ".automount", ".swap", ".slice", ".scope", ".device"] as const;
 
-const UNIT_RE = /^[A-Za-z0-9:_.@-]+$/;
+/** Letters, digits, `:_.@-`, and systemd's `\xNN` escapes (e.g. `systemd-fsck@dev-disk-by\x2duuid-….service`). */
+const UNIT_RE = /^(?:[A-Za-z0-9:_.@-]|\\x[0-9a-f]{2})+$/;
 
 export function isServiceOp(op: unknown): op is ServiceOp {
   return typeof op === "string" && (SERVICE_OPS as readonly string[]).includes(op);
@@ -23,7 +24,7 @@ export function normalizeUnit(name: unknown): string | null {
   if (!n || n.length > 200 || n.startsWith("-") || n.startsWith(".") || !UNIT_RE.test(n)) return null;
   if (n.includes("..")) return null;
   const suffixed = UNIT_SUFFIXES.some((s) => n.endsWith(s)) ? n : `${n}.service`;
-  // the part before the suffix must not be empty, nor end in "@@" or "-"
+  // the part before the suffix must not be empty nor end in "-"
   const stem = suffixed.slice(0, suffixed.lastIndexOf("."));
   if (!stem || stem.endsWith("-")) return null;
   return suffixed;

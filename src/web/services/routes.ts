@@ -75,7 +75,7 @@ export function serviceRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
       (state === "all" || u.active === state) &&
       (!search || u.unit!.toLowerCase().includes(search) || (u.description ?? "").toLowerCase().includes(search)));
     const level = (a: string) => (a === "active" ? "ok" : a === "failed" ? "crit" : a === "activating" || a === "deactivating" || a === "reloading" ? "warn" : "");
-    return { type, state, search, total: all.length, units: units.slice(0, 1000).map((u) => ({ ...u, level: level(u.active ?? "") })), truncated: units.length > 1000 };
+    return { type, state, search, total: all.length, units: units.slice(0, 1000).map((u) => ({ ...u, q: encodeURIComponent(u.unit!), level: level(u.active ?? "") })), truncated: units.length > 1000 };
   }
 
   const statusModel = (r: ServiceOutcome) => {
@@ -89,7 +89,7 @@ export function serviceRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
   };
 
   const actionModel = (r: ServiceOutcome) => ({
-    host: r.host, unit: r.unit, op: r.op, ok: r.ok, error: r.error,
+    host: r.host, unit: r.unit, unitQ: encodeURIComponent(r.unit), op: r.op, ok: r.ok, error: r.error,
     exitCode: r.result.exitCode ?? null, timedOut: r.result.timedOut === true, output: String(r.result.output ?? ""),
     after: (r.result.after ?? null) as { active: string; sub: string; enabled: string } | null,
   });
@@ -131,6 +131,7 @@ export function serviceRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
           states: STATES.map((t) => ({ value: t, selected: t === rows.state })),
           ops: allowedOps(req).map((op) => ({ op, path: `/api/hosts/${host.id}/services/${op}` })),
           unit: normalizeUnit(req.query.get("unit")) ?? "",
+          unitQ: encodeURIComponent(normalizeUnit(req.query.get("unit")) ?? ""),
           recent: (await recentOperations(sql, host, 10)).map((o) => ({ ...o, at: o.requested_at.toISOString().replace("T", " ").slice(0, 19) })),
         });
       },

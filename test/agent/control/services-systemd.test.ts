@@ -111,6 +111,14 @@ describe.if(run)("systemd (a real user instance)", () => {
     await sd.ctl("stop", "--no-block", "--", "sm-test-slow.service");
   }, 30_000);
 
+  test("a unit name with systemd's \\x escapes works end to end", async () => {
+    const name = "sm-test-by\\x2dname.service";
+    await sd.addUnit(name, `[Unit]\nDescription=escaped\n[Service]\nExecStart=/bin/sleep 300\n`);
+    expect(await handle("service.action", { unit: name, op: "start" })).toMatchObject({ ok: true, unit: name, after: { active: "active" } });
+    expect((await manager(name)).ActiveState).toBe("active");
+    expect(await handle("service.action", { unit: name, op: "stop" })).toMatchObject({ ok: true, after: { active: "inactive" } });
+  }, 30_000);
+
   test("names that could be options or shell never reach systemctl", async () => {
     for (const unit of ["-H evil", "--help", "a;b.service", "x y", "../etc/passwd", "", ".service", 42]) {
       const r = (await handle("service.action", { unit, op: "stop" })) as any;

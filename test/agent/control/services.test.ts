@@ -20,7 +20,8 @@ test("unit names: canonical forms accepted, anything that could be an option or 
   expect(normalizeUnit("dev-vda.device")).toBe("dev-vda.device");
   expect(normalizeUnit("systemd-tmpfiles-clean.timer")).toBe("systemd-tmpfiles-clean.timer");
   expect(normalizeUnit("a:b_c.d")).toBe("a:b_c.d.service");
-  for (const bad of ["-H", "--root=/", "-", "", " ", "a b", "a;b", "a|b", "$(id)", "`id`", "a/b", "../x", ".service", "x-.service", "a\nb", "ü.service", "x".repeat(201), null, 7, ["nginx"]]) {
+  expect(normalizeUnit("systemd-fsck@dev-disk-by\\x2duuid-1234.service")).toBe("systemd-fsck@dev-disk-by\\x2duuid-1234.service");
+  for (const bad of ["-H", "--root=/", "-", "", " ", "a b", "a;b", "a|b", "$(id)", "`id`", "a/b", "../x", ".service", "x-.service", "a\nb", "ü.service", "a\\b.service", "a\\x2.service", "a\\X2D.service", "x".repeat(201), null, 7, ["nginx"]]) {
     expect({ bad, got: normalizeUnit(bad) }).toEqual({ bad, got: null });
   }
 });
