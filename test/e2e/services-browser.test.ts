@@ -83,6 +83,14 @@ test.skipIf(!ready)("open Services from the host page, start a unit, stop sshd o
   // only the ops the role allows are offered
   expect(await page.locator("#service-action-form button[data-op]").evaluateAll((b) => b.map((x) => x.getAttribute("data-op")))).toEqual(["start", "stop"]);
 
+  // a unit from the list opens its status (htmx into the Status card)
+  await page.click('#service-units tr[data-unit="sshd.service"] a');
+  await page.locator('#service-status .service-status[data-unit="sshd.service"]').waitFor({ timeout: 15_000 });
+  const status = await page.locator("#service-status").innerText();
+  expect(status).toContain("stand-in for the SSH daemon");
+  const pid = (await sd.ctl("show", "--property=MainPID", "--value", "--", "sshd.service")).out.trim();
+  expect(status).toMatch(new RegExp(`main pid\\s+${pid}\\b`, "i"));
+
   await page.fill("#service-action-form input[name=unit]", APP);
   await page.click("#service-action-form button[data-op=start]");
   await page.locator("#service-action-result .service-result.ok").waitFor({ timeout: 15_000 });
@@ -104,7 +112,7 @@ test.skipIf(!ready)("open Services from the host page, start a unit, stop sshd o
   await page.screenshot({ path: "test-artifacts/services-host.png", fullPage: true });
 
   const audited = await sql`select action, details from audit_log where category = 'service_operation' and success order by id`;
-  expect(audited.map((r) => `${r.action} ${r.details.unit}`)).toEqual(["service.list *", `service.start ${APP}`, "service.stop sshd.service"]);
+  expect(audited.map((r) => `${r.action} ${r.details.unit}`)).toEqual(["service.list *", "service.status sshd.service", `service.start ${APP}`, "service.stop sshd.service"]);
   expect(audited.at(-1)!.details).toMatchObject({ host: "web-7", dangerous: true, reauth: "password" });
   expect(problems).toEqual([]);
   await ctx.close();
