@@ -73,7 +73,7 @@ export function parseJournal(text: string): JournalLine[] {
     else if (Array.isArray(e.MESSAGE)) message = Buffer.from(e.MESSAGE.filter((b): b is number => typeof b === "number")).toString("utf8");
     const us = Number(e.__REALTIME_TIMESTAMP);
     const pr = Number(e.PRIORITY);
-    out.push({ ts: Number.isFinite(us) ? Math.floor(us / 1000) : 0, priority: e.PRIORITY === undefined || !Number.isFinite(pr) ? null : pr, message: message.slice(0, 4096) });
+    out.push({ ts: Number.isFinite(us) ? Math.floor(us / 1000) : 0, priority: e.PRIORITY === undefined || !Number.isFinite(pr) ? null : pr, message: message.slice(0, 2048) });
   }
   return out;
 }
