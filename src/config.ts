@@ -39,6 +39,22 @@ export interface Config {
   maxSessions: number;
   /** `ingest.lz4`: LZ4 decoder, auto | native (liblz4) | js (SERVERMIND_LZ4). */
   lz4: "auto" | "native" | "js";
+  /** `ingest.clients`: how much a client that has not authenticated may cost (src/ingest/clients.ts). */
+  clients: ClientLimits;
+}
+
+/** Bounds on clients that have not (yet) proven who they are; docs/operations.md "Slow and unauthenticated clients". */
+export interface ClientLimits {
+  /** A request body must arrive within graceMs + bytes / minBodyRate seconds (SERVERMIND_BODY_GRACE_MS). */
+  bodyGraceMs: number;
+  /** Bytes per second a request body must keep up after the grace (SERVERMIND_BODY_MIN_RATE). */
+  minBodyRate: number;
+  /** A WebSocket without an authenticated hello this long after opening is closed (SERVERMIND_HELLO_TIMEOUT_MS). */
+  helloTimeoutMs: number;
+  /** Unauthenticated requests and streams in flight per client address (SERVERMIND_MAX_UNAUTH_PER_IP). */
+  maxUnauthenticatedPerIp: number;
+  /** Agent connections this node is sized for; the start check wants file descriptors for them (SERVERMIND_MAX_AGENTS). */
+  maxAgents: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -96,5 +112,12 @@ export function loadConfig(env: Env = process.env): Config {
     retentionLogsDays: envInt(env, "SERVERMIND_RETENTION_LOGS_DAYS", 14, 1, 36500),
     maxSessions: envInt(env, "SERVERMIND_MAX_SESSIONS", 200_000, 1, 100_000_000),
     lz4: envChoice(env, "SERVERMIND_LZ4", ["auto", "native", "js"] as const, "auto"),
+    clients: {
+      bodyGraceMs: envInt(env, "SERVERMIND_BODY_GRACE_MS", 10_000, 100, 600_000),
+      minBodyRate: envInt(env, "SERVERMIND_BODY_MIN_RATE", 4096, 1, 2 ** 30),
+      helloTimeoutMs: envInt(env, "SERVERMIND_HELLO_TIMEOUT_MS", 10_000, 100, 600_000),
+      maxUnauthenticatedPerIp: envInt(env, "SERVERMIND_MAX_UNAUTH_PER_IP", 128, 1, 1_000_000),
+      maxAgents: envInt(env, "SERVERMIND_MAX_AGENTS", 10_000, 1, 10_000_000),
+    },
   };
 }

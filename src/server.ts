@@ -10,7 +10,8 @@ import type { Config } from "./config.ts";
 import { createApp } from "./app.ts";
 import { createIngest, type Ingest } from "./ingest/service.ts";
 import { ingestRoutes } from "./ingest/routes.ts";
-import { createStreamHandler, type StreamData } from "./ingest/agent/stream.ts";
+import { createStreamHandler, newStreamData, type StreamData, type StreamDeps } from "./ingest/agent/stream.ts";
+import { BodyReader, BodyTooLarge, BodyTooSlow } from "./ingest/body.ts";
 import { setClientIp } from "./http/client-ip.ts";
 import { createIngestHandler, createSessionHandler } from "./ingest/agent/http.ts";
 import type { ServerCert } from "./tls/certs.ts";
@@ -42,6 +43,47 @@ export interface StartOptions {
   extraMetrics?: Array<{ render(): string }>;
 }
 
+const upgradeRequired = () =>
+  new Response(JSON.stringify({ error: { code: "upgrade_required", message: "this endpoint takes a WebSocket upgrade" } }), {
+    status: 426,
+    headers: { "content-type": "application/json" },
+  });
+
+/** The stream upgrade, counted against the address's cap on unauthenticated clients until its hello. */
+function upgradeStream(req: Request, srv: Server<StreamData>, ip: string, deps: StreamDeps): Response | undefined {
+  if (!deps.clients.enter(ip)) {
+    deps.metrics.unauthenticatedRefused.inc({ transport: "wss" });
+    const message = `${deps.clients.limits.maxUnauthenticatedPerIp} requests or streams from this address are already waiting to authenticate (SERVERMIND_MAX_UNAUTH_PER_IP)`;
+    return new Response(JSON.stringify({ error: { code: "too_many_unauthenticated", message } }), { status: 429, headers: { "content-type": "application/json", "retry-after": "1", connection: "close" } });
+  }
+  if (srv.upgrade(req, { data: newStreamData(ip) })) return undefined;
+  deps.clients.leave(ip);
+  return upgradeRequired();
+}
+
+/** Bytes of a request body nobody read that are still taken in before answering. */
+const UNREAD_BODY_MAX = 64 * 1024;
+
+/**
+ * Answers only after the request's body is in. A route that answers without reading a small
+ * body (a 404, a refusal) would otherwise respond while its DATA frames are still arriving,
+ * which over HTTP/2 often left the client with no answer at all. The body is read (and
+ * dropped) at the minimum pace, up to 64 kB; beyond that the connection is closed after the
+ * answer.
+ */
+async function afterBody(req: Request, res: Response, config: Config): Promise<Response> {
+  if (!req.body || req.bodyUsed) return res;
+  const pace = { graceMs: config.clients.bodyGraceMs, minRate: config.clients.minBodyRate };
+  try {
+    const body = new BodyReader(req, UNREAD_BODY_MAX, pace);
+    while (await body.next());
+    return res;
+  } catch (e) {
+    if (!(e instanceof BodyTooLarge) && !(e instanceof BodyTooSlow)) throw e;
+    return new Response(res.body, { status: res.status, statusText: res.statusText, headers: [...res.headers, ["connection", "close"]] });
+  }
+}
+
 export function startServer(o: StartOptions): RunningServer {
   const ingest = createIngest(o.sql, o.config, o.metrics);
   const app = createApp([
@@ -49,11 +91,8 @@ export function startServer(o: StartOptions): RunningServer {
     ...(o.plugins ?? []),
   ]);
   const handleIngest = createIngestHandler(ingest.deps, o.config.maxRequestBytes);
-  const upgradeRequired = () =>
-    new Response(JSON.stringify({ error: { code: "upgrade_required", message: "this endpoint takes a WebSocket upgrade" } }), {
-      status: 426,
-      headers: { "content-type": "application/json" },
-    });
+  const handleSession = createSessionHandler(ingest.deps);
+  const peer = (req: Request, srv: Server<StreamData>) => srv.requestIP(req)?.address ?? "unknown";
   const server = Bun.serve<StreamData>({
     hostname: o.config.host,
     port: o.config.port,
@@ -63,14 +102,14 @@ export function startServer(o: StartOptions): RunningServer {
     maxRequestBodySize: o.config.maxRequestBytes,
     idleTimeout: 60,
     routes: {
-      "/api/v1/ingest": { POST: handleIngest },
-      "/api/v1/session": { POST: createSessionHandler(ingest.deps) },
-      "/api/v1/stream": (req: Request, srv: Server<StreamData>) =>
-        srv.upgrade(req, { data: { kind: "agent-stream", nonce: "", transport: "wss", inFlight: 0 } }) ? undefined : upgradeRequired(),
+      "/api/v1/ingest": { POST: (req: Request, srv: Server<StreamData>) => handleIngest(req, peer(req, srv)) },
+      "/api/v1/session": { POST: (req: Request, srv: Server<StreamData>) => handleSession(req, peer(req, srv)) },
+      "/api/v1/stream": (req: Request, srv: Server<StreamData>) => upgradeStream(req, srv, peer(req, srv), ingest.deps),
     },
     async fetch(req, srv) {
       setClientIp(req, srv.requestIP(req)?.address);
-      return app.handle(req); // Bun adds Alt-Svc (h3) itself when http3 is on
+      // Bun adds Alt-Svc (h3) itself when http3 is on
+      return await afterBody(req, await app.handle(req), o.config);
     },
     websocket: createStreamHandler(ingest.deps),
   });
