@@ -12,6 +12,8 @@ import { createIngest, type Ingest } from "./ingest/service.ts";
 import { ingestRoutes } from "./ingest/routes.ts";
 import { createStreamHandler, newStreamData, type StreamData, type StreamDeps } from "./ingest/agent/stream.ts";
 import { BodyReader, BodyTooLarge, BodyTooSlow } from "./ingest/body.ts";
+import { AcceptGuard, fileLimit, fileLimitWarning } from "./http/open-files.ts";
+import { renderMetrics } from "./metrics/registry.ts";
 import { setClientIp } from "./http/client-ip.ts";
 import { createIngestHandler, createSessionHandler } from "./ingest/agent/http.ts";
 import type { ServerCert } from "./tls/certs.ts";
@@ -84,16 +86,53 @@ async function afterBody(req: Request, res: Response, config: Config): Promise<R
   }
 }
 
+/**
+ * Listens, and stops listening while the process is near its open-files limit (AcceptGuard):
+ * the port then refuses connections at once, where a full descriptor table made every accept
+ * fail and the event loop spin. Connections already open stay with the listener that took them;
+ * a new listener on the same port takes new ones once descriptors are free.
+ */
+function listenGuarded(options: Bun.Serve.Options<StreamData>, config: Config) {
+  let current = Bun.serve<StreamData>(options);
+  const port = current.port!;
+  const retired: Array<Server<StreamData>> = [];
+  const warning = fileLimitWarning(config);
+  if (warning) console.error(warning);
+  const limit = fileLimit() ?? Infinity;
+  const guard = new AcceptGuard({
+    limit,
+    reserve: Math.max(32, Math.floor(limit / 50)),
+    pause() {
+      retired.push(current);
+      void current.stop(false);
+    },
+    resume() {
+      try {
+        current = Bun.serve<StreamData>({ ...options, port } as Bun.Serve.Options<StreamData>);
+      } catch (e) {
+        console.error(`listening again on port ${port} failed: ${e instanceof Error ? e.message : e}; retrying`);
+        guard.paused = true;
+      }
+    },
+  }).start();
+  return {
+    port,
+    guard,
+    current: () => current,
+    all: () => [...new Set([...retired, current])],
+  };
+}
+
 export function startServer(o: StartOptions): RunningServer {
   const ingest = createIngest(o.sql, o.config, o.metrics);
   const app = createApp([
-    ingestRoutes({ sql: o.sql, ingest, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes, extraMetrics: o.extraMetrics, commandKey: o.commandKey }),
+    ingestRoutes({ sql: o.sql, ingest, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes, extraMetrics: [{ render: () => renderMetrics([...listener.guard.metrics, ...(o.extraMetrics ?? [])]) }], commandKey: o.commandKey }),
     ...(o.plugins ?? []),
   ]);
   const handleIngest = createIngestHandler(ingest.deps, o.config.maxRequestBytes);
   const handleSession = createSessionHandler(ingest.deps);
   const peer = (req: Request, srv: Server<StreamData>) => srv.requestIP(req)?.address ?? "unknown";
-  const server = Bun.serve<StreamData>({
+  const options: Bun.Serve.Options<StreamData> = {
     hostname: o.config.host,
     port: o.config.port,
     tls: { cert: o.cert.cert, key: o.cert.key, minVersion: TLS_MIN_VERSION } as Bun.TLSOptions,
@@ -112,19 +151,24 @@ export function startServer(o: StartOptions): RunningServer {
       return await afterBody(req, await app.handle(req), o.config);
     },
     websocket: createStreamHandler(ingest.deps),
-  });
-  const port = server.port!;
+  } as Bun.Serve.Options<StreamData>;
+  const listener = listenGuarded(options, o.config);
+  const port = listener.port;
   const host = o.config.host === "0.0.0.0" || o.config.host === "::" ? "127.0.0.1" : o.config.host;
   return {
     url: `https://${host.includes(":") ? `[${host}]` : host}:${port}`,
     port,
     fingerprint: o.cert.fingerprint,
     ingest,
-    server,
+    get server() {
+      return listener.current();
+    },
     async stop() {
+      listener.guard.stop();
       // Finish requests in flight (their acks wait for commits), then cut what remains.
-      await Promise.race([server.stop(false), Bun.sleep(5000)]);
-      await server.stop(true);
+      const all = listener.all();
+      await Promise.race([Promise.all(all.map((s) => s.stop(false))), Bun.sleep(5000)]);
+      await Promise.all(all.map((s) => s.stop(true)));
       await ingest.stop();
     },
   };

@@ -28,7 +28,7 @@ export function slowPost(o: RawClientOptions & { path?: string; contentLength?: 
   let out = "";
   let gaveUp = false;
   let tick: ReturnType<typeof setInterval> | undefined;
-  const s = tls.connect({ host: "127.0.0.1", port: o.port, localAddress: o.localAddress, rejectUnauthorized: false, ALPNProtocols: ["http/1.1"] }, () => {
+  const s = tls.connect({ host: "127.0.0.1", port: o.port, localAddress: o.localAddress, rejectUnauthorized: false, ALPNProtocols: ["http/1.1"] } as tls.ConnectionOptions, () => {
     const head = `POST ${o.path ?? "/api/v1/ingest"} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/vnd.servermind.frames\r\nContent-Length: ${o.contentLength ?? 10_000_000}\r\n\r\n`;
     s.write(Buffer.concat([Buffer.from(head), o.firstBytes ?? Buffer.from("x")]));
     tick = setInterval(() => {
@@ -71,7 +71,7 @@ export function silentSocket(o: RawClientOptions & { pingEveryMs?: number }): { 
   let rest = Buffer.alloc(0);
   let onStatus: (n: number) => void;
   const upgraded = new Promise<number>((r) => (onStatus = r));
-  const s = tls.connect({ host: "127.0.0.1", port: o.port, localAddress: o.localAddress, rejectUnauthorized: false, ALPNProtocols: ["http/1.1"] }, () => {
+  const s = tls.connect({ host: "127.0.0.1", port: o.port, localAddress: o.localAddress, rejectUnauthorized: false, ALPNProtocols: ["http/1.1"] } as tls.ConnectionOptions, () => {
     s.write(
       `GET /api/v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
         `Sec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
