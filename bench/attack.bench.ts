@@ -112,7 +112,9 @@ const ATTACK = {
 
 async function startServer(dbUrl: string, dataDir: string) {
   const port = await freePort();
+  // --server-dir runs another checkout's server (e.g. the code before a change) against the same attack
   const child = spawn(process.execPath, ["src/main.ts"], {
+    cwd: arg("server-dir", "."),
     env: { ...process.env, DATABASE_URL: dbUrl, SERVERMIND_PORT: String(port), SERVERMIND_HOST: "127.0.0.1", SERVERMIND_DATA: dataDir, SERVERMIND_HTTP3: "false" },
     stdio: ["ignore", "pipe", "inherit"],
   });
