@@ -53,6 +53,8 @@ export interface ClientLimits {
   helloTimeoutMs: number;
   /** Unauthenticated requests and streams in flight per client address (SERVERMIND_MAX_UNAUTH_PER_IP). */
   maxUnauthenticatedPerIp: number;
+  /** Failed authentications (bad signature or tag, unknown agent, bad hello) per address per second before it is refused without checking (SERVERMIND_MAX_AUTH_FAILURES_PER_IP). */
+  maxAuthFailuresPerIp: number;
   /** Agent connections this node is sized for; the start check wants file descriptors for them (SERVERMIND_MAX_AGENTS). */
   maxAgents: number;
 }
@@ -117,6 +119,7 @@ export function loadConfig(env: Env = process.env): Config {
       minBodyRate: envInt(env, "SERVERMIND_BODY_MIN_RATE", 4096, 1, 2 ** 30),
       helloTimeoutMs: envInt(env, "SERVERMIND_HELLO_TIMEOUT_MS", 10_000, 100, 600_000),
       maxUnauthenticatedPerIp: envInt(env, "SERVERMIND_MAX_UNAUTH_PER_IP", 128, 1, 1_000_000),
+      maxAuthFailuresPerIp: envInt(env, "SERVERMIND_MAX_AUTH_FAILURES_PER_IP", 20, 1, 1_000_000),
       maxAgents: envInt(env, "SERVERMIND_MAX_AGENTS", 10_000, 1, 10_000_000),
     },
   };

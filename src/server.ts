@@ -53,11 +53,12 @@ const upgradeRequired = () =>
 
 /** The stream upgrade, counted against the address's cap on unauthenticated clients until its hello. */
 function upgradeStream(req: Request, srv: Server<StreamData>, ip: string, deps: StreamDeps): Response | undefined {
-  if (!deps.clients.enter(ip)) {
-    deps.metrics.unauthenticatedRefused.inc({ transport: "wss" });
-    const message = `${deps.clients.limits.maxUnauthenticatedPerIp} requests or streams from this address are already waiting to authenticate (SERVERMIND_MAX_UNAUTH_PER_IP)`;
-    return new Response(JSON.stringify({ error: { code: "too_many_unauthenticated", message } }), { status: 429, headers: { "content-type": "application/json", "retry-after": "1", connection: "close" } });
-  }
+  const refuse = (reason: string, code: string, message: string) => {
+    deps.metrics.unauthenticatedRefused.inc({ transport: "wss", reason });
+    return new Response(JSON.stringify({ error: { code, message } }), { status: 429, headers: { "content-type": "application/json", "retry-after": "1", connection: "close" } });
+  };
+  if (!deps.clients.mayTry(ip)) return refuse("failures", "too_many_failures", `this address failed to authenticate ${deps.clients.limits.maxAuthFailuresPerIp} times this second (SERVERMIND_MAX_AUTH_FAILURES_PER_IP)`);
+  if (!deps.clients.enter(ip)) return refuse("per_ip_cap", "too_many_unauthenticated", `${deps.clients.limits.maxUnauthenticatedPerIp} requests or streams from this address are already waiting to authenticate (SERVERMIND_MAX_UNAUTH_PER_IP)`);
   if (srv.upgrade(req, { data: newStreamData(ip) })) return undefined;
   deps.clients.leave(ip);
   return upgradeRequired();

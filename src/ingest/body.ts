@@ -46,6 +46,11 @@ export class BodyReader {
     return this.finished;
   }
 
+  /** Every byte of the body is in: the end was read, or the declared length was reached. */
+  get complete(): boolean {
+    return (this.finished && !this.slow) || this.len === this.declared;
+  }
+
   /** Reads the next chunk; false once the body has ended. Throws BodyTooLarge or BodyTooSlow. */
   async next(): Promise<boolean> {
     if (this.finished) return false;

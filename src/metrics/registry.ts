@@ -77,7 +77,7 @@ export function createIngestMetrics() {
     duplicates: new Counter("ingest_duplicate_batches_total", "Frames whose batch was already committed (acknowledged again, stored once)."),
     busy: new Counter("ingest_busy_total", "Requests answered 429/503 or streams told to slow down, by transport."),
     clientTimeouts: new Counter("ingest_client_timeouts_total", "Clients cut for being slow, by kind: body_rate (a request body below the minimum rate, 408), hello (a WebSocket without an authenticated hello in time)."),
-    unauthenticatedRefused: new Counter("ingest_unauthenticated_refused_total", "Requests and streams refused because their address already had the most unauthenticated ones in flight, by transport."),
+    unauthenticatedRefused: new Counter("ingest_unauthenticated_refused_total", "Requests and streams refused (429) before authentication, by transport and reason: per_ip_cap (too many unauthenticated in flight from the address), failures (too many failed authentications from it this second)."),
     unauthenticatedCut: new Counter("ingest_unauthenticated_cut_total", "Requests answered before their body was read whole because no frame in it authenticated, by reason."),
     flushes: new Counter("batch_flushes_total", "Batches written, by trigger (rows, bytes, age)."),
     writeErrors: new Counter("store_write_errors_total", "Failed batch writes, by store."),

@@ -116,3 +116,43 @@ export function silentSocket(o: RawClientOptions & { pingEveryMs?: number }): { 
   );
   return { upgraded, done, close: () => s.destroy() };
 }
+
+/**
+ * Sends `body` to `path` again and again over one HTTP/1.1 connection from `localAddress`
+ * (reconnecting when the server closes it), waiting `pauseMs` after each answer (more after a
+ * 429), until `maxMs`. Returns how many answers of each status it got.
+ */
+export async function repeatPost(o: RawClientOptions & { path: string; body: Uint8Array; pauseMs: number }): Promise<Record<string, number>> {
+  const end = performance.now() + (o.maxMs ?? 10_000);
+  const counts: Record<string, number> = {};
+  const head = Buffer.from(`POST ${o.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/vnd.servermind.frames\r\nContent-Length: ${o.body.length}\r\n\r\n`);
+  const request = Buffer.concat([head, o.body]);
+  while (performance.now() < end) {
+    await new Promise<void>((resolve) => {
+      let buf = Buffer.alloc(0);
+      const s = tls.connect({ host: "127.0.0.1", port: o.port, localAddress: o.localAddress, rejectUnauthorized: false, ALPNProtocols: ["http/1.1"] } as tls.ConnectionOptions, () => s.write(request));
+      const limit = setTimeout(() => s.destroy(), Math.max(0, end - performance.now()));
+      s.on("data", (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        for (;;) {
+          const at = buf.indexOf("\r\n\r\n");
+          if (at < 0) return;
+          const headers = buf.subarray(0, at).toString("latin1");
+          const length = Number(/content-length: *(\d+)/i.exec(headers)?.[1] ?? 0);
+          if (buf.length < at + 4 + length) return;
+          const status = /^HTTP\/1\.1 (\d{3})/.exec(headers)?.[1] ?? "0";
+          counts[status] = (counts[status] ?? 0) + 1;
+          buf = buf.subarray(at + 4 + length);
+          if (/connection: *close/i.test(headers) || performance.now() >= end) return s.destroy();
+          setTimeout(() => !s.destroyed && s.write(request), status === "429" ? 1000 : o.pauseMs);
+        }
+      });
+      s.on("error", () => {});
+      s.on("close", () => {
+        clearTimeout(limit);
+        resolve();
+      });
+    });
+  }
+  return counts;
+}

@@ -43,7 +43,7 @@ export function createSessionHandler(deps: IngestDeps & { clients: Unauthenticat
     };
     // the whole exchange is unauthenticated until the hello's signature checks out
     if (!deps.clients.enter(ip)) {
-      deps.metrics.unauthenticatedRefused.inc({ transport: "https" });
+      deps.metrics.unauthenticatedRefused.inc({ transport: "https", reason: "per_ip_cap" });
       return refuse("too_many_unauthenticated", 429, `${deps.clients.limits.maxUnauthenticatedPerIp} requests or streams from this address are already waiting to authenticate (SERVERMIND_MAX_UNAUTH_PER_IP)`, { connection: "close", "retry-after": "1" });
     }
     let buf: Uint8Array;
@@ -64,10 +64,20 @@ export function createSessionHandler(deps: IngestDeps & { clients: Unauthenticat
     if (!f) return refuse("bad_hello", 400, entries[0]?.error ? `the hello frame is malformed: ${entries[0].error.message}` : "the body must be exactly one hello frame");
     const h = f.header;
     if (h.kind !== FrameKind.Hello) return refuse("bad_hello", 400, `the body must be a hello frame (kind 6), not kind ${h.kind}`);
+    if (!deps.clients.mayTry(ip)) {
+      deps.metrics.unauthenticatedRefused.inc({ transport: "https", reason: "failures" });
+      return refuse("too_many_failures", 429, TOO_MANY_FAILURES(deps.clients.limits.maxAuthFailuresPerIp), { "retry-after": "1" });
+    }
     const agent = await deps.directory.lookup(h.agentId);
-    if (!agent) return refuse("unknown_agent", 401, `agent ${h.agentId} is not enrolled`);
+    if (!agent) {
+      deps.clients.failed(ip);
+      return refuse("unknown_agent", 401, `agent ${h.agentId} is not enrolled`);
+    }
     if (agent.revoked) return refuse("revoked_agent", 403, `agent ${h.agentId} has been revoked`);
-    if (!verifyFrame(f, agent.key)) return refuse("bad_signature", 401, "the hello must be signed with the agent's Ed25519 key (a sealed hello cannot open a session)");
+    if (!verifyFrame(f, agent.key)) {
+      deps.clients.failed(ip);
+      return refuse("bad_signature", 401, "the hello must be signed with the agent's Ed25519 key (a sealed hello cannot open a session)");
+    }
     const skew = h.createdMs - Date.now();
     if (Math.abs(skew) > HELLO_MAX_SKEW_MS) return refuse("bad_hello", 400, `the hello was created ${Math.round(skew / 1000)} s from the server's clock; at most ${HELLO_MAX_SKEW_MS / 1000} s is accepted (check the agent's clock)`);
     let nonce: unknown;
@@ -98,12 +108,15 @@ export interface IngestHandlerDeps extends IngestDeps {
 
 type Unauthenticated = { rejects: Reject[]; cut?: string };
 
+const TOO_MANY_FAILURES = (limit: number) =>
+  `this address failed to authenticate ${limit} times this second (SERVERMIND_MAX_AUTH_FAILURES_PER_IP); nothing more from it is checked until the next second`;
+
 /**
  * Reads frames until one authenticates (its agent is enrolled and not revoked, and its session
  * tag or signature checks out), without a gate token. Returns undefined once one has; otherwise
  * the refusals of what was read, and `cut` when reading stopped before the body's end.
  */
-async function authenticatePrefix(deps: IngestDeps, body: BodyReader): Promise<Unauthenticated | undefined> {
+async function authenticatePrefix(deps: IngestDeps, body: BodyReader, clients: UnauthenticatedClients, ip: string): Promise<Unauthenticated | undefined> {
   const rejects: Reject[] = [];
   const refuse = (code: Reject["code"], message: string, h?: FrameHeader) => rejects.push({ batch: h?.batchId ?? null, seq: h?.seq ?? null, code, message });
   let scan = 0;
@@ -117,7 +130,7 @@ async function authenticatePrefix(deps: IngestDeps, body: BodyReader): Promise<U
       } catch (e) {
         if (!(e instanceof FrameError)) throw e;
         refuse(e.code, e.message);
-        return { rejects, cut: body.done ? undefined : "unreadable" };
+        return { rejects, cut: body.complete ? undefined : "unreadable" };
       }
       if (h.bodyLength > deps.limits.maxBodyBytes) {
         refuse("too_large", `frame body of ${h.bodyLength} bytes exceeds the limit of ${deps.limits.maxBodyBytes} (ingest.maxBodyBytes)`, h);
@@ -130,9 +143,13 @@ async function authenticatePrefix(deps: IngestDeps, body: BodyReader): Promise<U
       const [entry] = splitFrames(buf.subarray(scan, end), deps.limits);
       scan = end;
       if (entry!.error) refuse(entry!.error.code, entry!.error.message, h);
+      else if (!clients.mayTry(ip)) return { rejects, cut: "failures" };
       else {
         const agent = await deps.directory.lookup(h.agentId);
-        if (!agent) refuse("unknown_agent", `agent ${h.agentId} is not enrolled`, h);
+        if (!agent) {
+          refuse("unknown_agent", `agent ${h.agentId} is not enrolled`, h);
+          clients.failed(ip);
+        }
         else if (agent.revoked) refuse("revoked_agent", `agent ${h.agentId} has been revoked`, h);
         else {
           try {
@@ -141,10 +158,11 @@ async function authenticatePrefix(deps: IngestDeps, body: BodyReader): Promise<U
           } catch (e) {
             if (!(e instanceof FrameError)) throw e;
             refuse(e.code, e.message, h);
+            if (e.code === "bad_signature") clients.failed(ip);
           }
         }
       }
-      if (rejects.filter((r) => r.code === "bad_signature" || r.code === "unknown_agent").length >= MAX_COSTLY_REFUSALS) return { rejects, cut: body.done && scan === buf.length ? undefined : "budget" };
+      if (rejects.filter((r) => r.code === "bad_signature" || r.code === "unknown_agent").length >= MAX_COSTLY_REFUSALS) return { rejects, cut: "budget" };
     }
     if (!(await body.next())) {
       // the body ended inside a frame, or with none: report the tail as the frame splitter would
@@ -169,7 +187,7 @@ export function createIngestHandler(deps: IngestHandlerDeps, maxRequestBytes: nu
   };
   return async function handleIngest(request: Request, ip: string): Promise<Response> {
     if (!deps.clients.enter(ip)) {
-      deps.metrics.unauthenticatedRefused.inc({ transport: "https" });
+      deps.metrics.unauthenticatedRefused.inc({ transport: "https", reason: "per_ip_cap" });
       return refuse("too_many_unauthenticated", 429, `${deps.clients.limits.maxUnauthenticatedPerIp} requests or streams from this address are already waiting to authenticate (SERVERMIND_MAX_UNAUTH_PER_IP)`, { ...close, "retry-after": "1" });
     }
     let counted = true;
@@ -180,16 +198,22 @@ export function createIngestHandler(deps: IngestHandlerDeps, maxRequestBytes: nu
     let body: BodyReader | undefined;
     try {
       body = new BodyReader(request, maxRequestBytes, pace);
-      const refused = await authenticatePrefix(deps, body);
+      const refused = await authenticatePrefix(deps, body, deps.clients, ip);
       if (refused) {
         if (refused.rejects.length === 0) return refuse("truncated", 400, "empty request body: send one or more frames", {});
         for (const r of refused.rejects) deps.metrics.rejects.inc({ reason: r.code });
+        // a body not read to its end leaves the connection unusable: it is closed after the answer
+        const unread = !body.complete;
         if (refused.cut) {
           deps.metrics.unauthenticatedCut.inc({ reason: refused.cut });
           body.cancel();
         }
+        if (refused.cut === "failures") {
+          deps.metrics.unauthenticatedRefused.inc({ transport: "https", reason: "failures" });
+          return refuse("too_many_failures", 429, TOO_MANY_FAILURES(deps.clients.limits.maxAuthFailuresPerIp), { ...(unread ? close : {}), "retry-after": "1" });
+        }
         const result = { acks: [], rejects: refused.rejects };
-        return json(result, resultStatus(result), refused.cut ? close : {});
+        return json(result, resultStatus(result), unread ? close : {});
       }
       authenticated();
       body.trust();
@@ -200,8 +224,9 @@ export function createIngestHandler(deps: IngestHandlerDeps, maxRequestBytes: nu
       } catch (e) {
         if (!(e instanceof Busy)) throw e;
         deps.metrics.busy.inc({ transport: "https" });
+        const unread = !body.complete;
         body.cancel();
-        return json({ error: { code: "busy", message: e.message } }, 503, { "retry-after": String(e.retryAfterS), ...close });
+        return json({ error: { code: "busy", message: e.message } }, 503, { "retry-after": String(e.retryAfterS), ...(unread ? close : {}) });
       }
       try {
         body.resume();

@@ -81,6 +81,7 @@ async function authenticate(ws: ServerWebSocket<StreamData>, deps: StreamDeps, b
   const f = entries.length === 1 ? entries[0]!.frame : undefined;
   const fail = (message: string) => {
     deps.metrics.rejects.inc({ reason: "bad_hello" });
+    deps.clients.failed(ws.data.ip);
     send(ws, { type: "error", code: "bad_hello", message });
     ws.close(CLOSE_BAD_HELLO, "authentication failed");
   };

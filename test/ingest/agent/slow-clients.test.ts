@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startTestServer, type TestServer } from "../../support/server.ts";
-import { enroll, metricsFrame, openStream, post, type SimAgent } from "../../support/sim-agent.ts";
+import { enroll, metricsFrame, newKeys, openStream, post, type SimAgent } from "../../support/sim-agent.ts";
 import { silentSocket, slowPost } from "../../support/raw-clients.ts";
 
 async function metric(url: string, line: string): Promise<number> {
@@ -82,7 +82,7 @@ describe("slow and silent clients", () => {
   });
 
   test("a request of forged frames is cut after four of them, without a gate token", async () => {
-    const forger: SimAgent = { ...a, privateKey: (await import("../../support/sim-agent.ts")).newKeys().privateKey, seq: a.seq + 100, session: undefined };
+    const forger: SimAgent = { ...a, privateKey: newKeys().privateKey, seq: a.seq + 100, session: undefined };
     const frames = Array.from({ length: 6 }, () => metricsFrame(forger, 5, 5, Date.now()));
     const r = await post(s.url, frames, "http1.1");
     expect(r.status).toBe(401);
@@ -96,7 +96,7 @@ describe("per-address cap on unauthenticated clients", () => {
   let s: TestServer;
   let a: SimAgent;
   beforeAll(async () => {
-    s = await startTestServer({ SERVERMIND_MAX_UNAUTH_PER_IP: "4", SERVERMIND_HELLO_TIMEOUT_MS: "20000", SERVERMIND_BODY_GRACE_MS: "20000" });
+    s = await startTestServer({ SERVERMIND_MAX_UNAUTH_PER_IP: "4", SERVERMIND_HELLO_TIMEOUT_MS: "20000", SERVERMIND_BODY_GRACE_MS: "20000", SERVERMIND_MAX_AUTH_FAILURES_PER_IP: "6" });
     a = await enroll(s.url, await s.token(), "cap-victim");
   }, 30_000);
   afterAll(async () => {
@@ -127,7 +127,20 @@ describe("per-address cap on unauthenticated clients", () => {
     again.close();
     await again.done;
     const text = await (await fetch(`${s.url}/metrics`, { tls: { rejectUnauthorized: false } })).text();
-    expect(text).toContain('ingest_unauthenticated_refused_total{transport="wss"} 1');
-    expect(text).toContain('ingest_unauthenticated_refused_total{transport="https"} 2');
+    expect(text).toContain('ingest_unauthenticated_refused_total{reason="per_ip_cap",transport="wss"} 1');
+    expect(text).toContain('ingest_unauthenticated_refused_total{reason="per_ip_cap",transport="https"} 2');
   }, 30_000);
+
+  test("an address that keeps failing to authenticate is refused without checking for the rest of the second", async () => {
+    const forger: SimAgent = { ...a, privateKey: newKeys().privateKey, seq: a.seq + 1000, session: undefined };
+    const forged = Array.from({ length: 4 }, () => metricsFrame(forger, 5, 5, Date.now()));
+    let answer: Awaited<ReturnType<typeof post>> | undefined;
+    for (let i = 0; i < 6 && answer?.status !== 429; i++) answer = await post(s.url, forged, "http1.1");
+    expect(answer!.status).toBe(429);
+    expect(answer!.body.error!.code).toBe("too_many_failures");
+    expect(answer!.retryAfter).toBe("1");
+    await Bun.sleep(1100); // the next second: checked again, and a real agent gets through
+    expect((await post(s.url, metricsFrame(a, 5, 5, Date.now()))).status).toBe(200);
+    expect(await metric(s.url, 'ingest_unauthenticated_refused_total{reason="failures",transport="https"}')).toBeGreaterThanOrEqual(1);
+  });
 });
