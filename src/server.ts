@@ -127,7 +127,7 @@ function listenGuarded(options: Bun.Serve.Options<StreamData>, config: Config) {
 export function startServer(o: StartOptions): RunningServer {
   const ingest = createIngest(o.sql, o.config, o.metrics);
   const app = createApp([
-    ingestRoutes({ sql: o.sql, ingest, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes, extraMetrics: [{ render: () => renderMetrics([...listener.guard.metrics, ...(o.extraMetrics ?? [])]) }], commandKey: o.commandKey }),
+    ingestRoutes({ sql: o.sql, ingest, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes, extraMetrics: [{ render: () => renderMetrics([...listener.guard.metrics, ...(o.extraMetrics ?? [])]) }], commandKey: o.commandKey, pace: { graceMs: o.config.clients.bodyGraceMs, minRate: o.config.clients.minBodyRate } }),
     ...(o.plugins ?? []),
   ]);
   const handleIngest = createIngestHandler(ingest.deps, o.config.maxRequestBytes);

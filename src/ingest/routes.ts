@@ -11,7 +11,7 @@
 import { Elysia } from "elysia";
 import type { Sql } from "postgres";
 import { enrollAgent, EnrollError, parseEnrollRequest } from "./agent/enroll.ts";
-import { BodyTooLarge, readBody } from "./body.ts";
+import { BodyTooLarge, BodyTooSlow, readBody, type BodyPace } from "./body.ts";
 import { renderMetrics } from "../metrics/registry.ts";
 import type { Ingest } from "./service.ts";
 
@@ -27,6 +27,8 @@ export interface IngestRoutesOptions {
   extraMetrics?: Array<{ render(): string }>;
   /** The server's command public key (base64), handed to agents at enrollment. */
   commandKey?: string;
+  /** The minimum pace of a request body (docs/protocol.md 5.1). */
+  pace?: BodyPace;
 }
 
 export function ingestRoutes(o: IngestRoutesOptions) {
@@ -36,7 +38,7 @@ export function ingestRoutes(o: IngestRoutesOptions) {
       "/api/v1/enroll",
       async ({ request }) => {
         try {
-          const text = await new Response((await readBody(request, 16 * 1024)) as BodyInit).text();
+          const text = await new Response((await readBody(request, 16 * 1024, o.pace)) as BodyInit).text();
           let body: unknown;
           try {
             body = JSON.parse(text);
@@ -48,6 +50,10 @@ export function ingestRoutes(o: IngestRoutesOptions) {
         } catch (e) {
           if (e instanceof EnrollError) return json({ error: { code: e.code, message: e.message } }, e.status);
           if (e instanceof BodyTooLarge) return json({ error: { code: "too_large", message: "enrollment body over 16 KiB" } }, 413);
+          if (e instanceof BodyTooSlow) {
+            deps.metrics.clientTimeouts.inc({ kind: "body_rate" });
+            return json({ error: { code: "too_slow", message: e.message } }, 408, { connection: "close" });
+          }
           throw e;
         }
       },

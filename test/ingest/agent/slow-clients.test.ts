@@ -74,6 +74,14 @@ describe("slow and silent clients", () => {
     expect(s.ingest.deps.clients.inFlight).toBe(0);
   }, 30_000);
 
+  test("session and enrollment bodies keep the same pace: a trickle gets 408", async () => {
+    const slow = ["/api/v1/session", "/api/v1/enroll"].map((path) => slowPost({ port: s.port, path, contentLength: 10_000, everyMs: 300, maxMs: 15_000 }).done);
+    for (const res of await Promise.all(slow)) {
+      expect(res.status).toBe(408);
+      expect(res.closedMs).toBeLessThan(8000);
+    }
+  }, 20_000);
+
   test("a body of garbage is answered at its first bytes and the connection closed; it never waits for the declared length", async () => {
     const garbage = new TextEncoder().encode("GET / HTTP/1.1\r\n".repeat(8));
     const res = await slowPost({ port: s.port, firstBytes: garbage, everyMs: 300, maxMs: 10_000 }).done;
