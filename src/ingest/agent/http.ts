@@ -200,7 +200,6 @@ export function createIngestHandler(deps: IngestHandlerDeps, maxRequestBytes: nu
       body = new BodyReader(request, maxRequestBytes, pace);
       const refused = await authenticatePrefix(deps, body, deps.clients, ip);
       if (refused) {
-        if (refused.rejects.length === 0) return refuse("truncated", 400, "empty request body: send one or more frames", {});
         for (const r of refused.rejects) deps.metrics.rejects.inc({ reason: r.code });
         // a body not read to its end leaves the connection unusable: it is closed after the answer
         const unread = !body.complete;
@@ -212,6 +211,7 @@ export function createIngestHandler(deps: IngestHandlerDeps, maxRequestBytes: nu
           deps.metrics.unauthenticatedRefused.inc({ transport: "https", reason: "failures" });
           return refuse("too_many_failures", 429, TOO_MANY_FAILURES(deps.clients.limits.maxAuthFailuresPerIp), { ...(unread ? close : {}), "retry-after": "1" });
         }
+        if (refused.rejects.length === 0) return refuse("truncated", 400, "empty request body: send one or more frames", {});
         const result = { acks: [], rejects: refused.rejects };
         return json(result, resultStatus(result), unread ? close : {});
       }
