@@ -13,10 +13,18 @@ import type { Config } from "../config.ts";
 import { Counter, Gauge } from "../metrics/registry.ts";
 
 /** The soft limit on open files (`ulimit -n`), or undefined when it cannot be read. */
-export function fileLimit(limits = (() => { try { return readFileSync("/proc/self/limits", "utf8"); } catch { return ""; } })()): number | undefined {
+export function fileLimit(limits: string = readLimits()): number | undefined {
   const m = /^Max open files\s+(\d+|unlimited)\s/m.exec(limits);
   if (!m) return undefined;
   return m[1] === "unlimited" ? Infinity : Number(m[1]);
+}
+
+function readLimits(): string {
+  try {
+    return readFileSync("/proc/self/limits", "utf8");
+  } catch {
+    return "";
+  }
 }
 
 /** Descriptors open now; Infinity when the table is full (counting needs one); undefined when they cannot be counted. */
