@@ -32,6 +32,9 @@ import { metricNames, metricsFrame, newKeys, openSession, openStream, post, type
 import { repeatPost, silentSocket, slowPost } from "../test/support/raw-clients.ts";
 import { arg, cpuSeconds, environment, flag, median, percentile, round, rssMb } from "./support.ts";
 
+/** The server this bench starts scrapes its own /metrics with this token. */
+const METRICS_TOKEN = "bench-attack-metrics";
+
 const quick = flag("quick");
 const log = (s: string) => console.error(`[attack] ${s}`);
 
@@ -115,7 +118,7 @@ async function startServer(dbUrl: string, dataDir: string) {
   // --server-dir runs another checkout's server (e.g. the code before a change) against the same attack
   const child = spawn(process.execPath, ["src/main.ts"], {
     cwd: arg("server-dir", "."),
-    env: { ...process.env, DATABASE_URL: dbUrl, SERVERMIND_PORT: String(port), SERVERMIND_HOST: "127.0.0.1", SERVERMIND_DATA: dataDir, SERVERMIND_HTTP3: "false" },
+    env: { ...process.env, DATABASE_URL: dbUrl, SERVERMIND_PORT: String(port), SERVERMIND_HOST: "127.0.0.1", SERVERMIND_DATA: dataDir, SERVERMIND_HTTP3: "false", SERVERMIND_METRICS_TOKEN: METRICS_TOKEN },
     stdio: ["ignore", "pipe", "inherit"],
   });
   await new Promise<void>((ok, fail) => {
@@ -257,7 +260,7 @@ async function main() {
   const t0 = performance.now();
   Object.assign(attackStats, await alone.done);
   const attackAloneCores = (cpuSeconds(server.pid) - cpu0) / ((performance.now() - t0) / 1000);
-  const metricsText = await (await fetch(`${server.url}/metrics`, { tls: { rejectUnauthorized: false } })).text();
+  const metricsText = await (await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` }, tls: { rejectUnauthorized: false } } as RequestInit)).text();
   const serverCounters = Object.fromEntries(
     metricsText.split("\n").filter((l) => /^(ingest_client_timeouts_total|ingest_unauthenticated_refused_total|ingest_unauthenticated_cut_total)\{/.test(l)).map((l) => {
       const i = l.lastIndexOf(" ");

@@ -5,12 +5,12 @@
  * Real server, real TLS, real PostgreSQL; every attacker is bounded in time.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startTestServer, type TestServer } from "../../support/server.ts";
+import { metricsAuth, startTestServer, type TestServer } from "../../support/server.ts";
 import { enroll, metricsFrame, newKeys, openStream, post, type SimAgent } from "../../support/sim-agent.ts";
 import { silentSocket, slowPost } from "../../support/raw-clients.ts";
 
 async function metric(url: string, line: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`, { tls: { rejectUnauthorized: false } })).text();
+  const text = await (await fetch(`${url}/metrics`, { headers: metricsAuth, tls: { rejectUnauthorized: false } } as RequestInit)).text();
   const m = text.split("\n").find((l) => l.startsWith(line + " "));
   return m ? Number(m.slice(line.length + 1)) : 0;
 }
@@ -134,7 +134,7 @@ describe("per-address cap on unauthenticated clients", () => {
     expect(await again.upgraded).toBe(101);
     again.close();
     await again.done;
-    const text = await (await fetch(`${s.url}/metrics`, { tls: { rejectUnauthorized: false } })).text();
+    const text = await (await fetch(`${s.url}/metrics`, { headers: metricsAuth, tls: { rejectUnauthorized: false } } as RequestInit)).text();
     expect(text).toContain('ingest_unauthenticated_refused_total{reason="per_ip_cap",transport="wss"} 1');
     expect(text).toContain('ingest_unauthenticated_refused_total{reason="per_ip_cap",transport="https"} 2');
   }, 30_000);
