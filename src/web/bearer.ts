@@ -41,8 +41,8 @@ const challenge = (error?: string) => ({ "www-authenticate": error ? `Bearer rea
 export function bearerSecret(request: Request): string | null {
   const h = request.headers.get("authorization");
   if (!h) return null;
-  const m = /^Bearer\s+(\S*)\s*$/i.exec(h);
-  return m ? m[1]! : null;
+  const m = /^Bearer(?:\s+(\S*))?\s*$/i.exec(h.trim());
+  return m ? m[1] ?? "" : null;
 }
 
 /**
