@@ -16,7 +16,7 @@ import { createSelfSigned } from "../../src/tls/self-signed.ts";
 import { consolePlugin, consoleRoutes, createServices, startConsole } from "../../src/web/plugin.ts";
 import { BUILTIN_ROLES, PERMISSIONS } from "../../src/auth/permissions.ts";
 import { createRole, setUserRoles } from "../../src/auth/roles.ts";
-import { createUser, setDisabled } from "../../src/auth/users.ts";
+import { createUser, deleteUser, setDisabled } from "../../src/auth/users.ts";
 import { createSession, SESSION_COOKIE } from "../../src/auth/session.ts";
 import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
 import { recordScan } from "../../src/security/posture.ts";
@@ -237,6 +237,10 @@ describe("API tokens", () => {
     const dead = await call("/api/hosts", { bearer: secret });
     expect(dead.status).toBe(401);
     expect(dead.headers.get("www-authenticate")).toContain("Bearer");
+    // deleting the owner deletes the token
+    await deleteUser(db.sql, users.carol!.id);
+    expect((await db.sql`select count(*)::int as n from api_tokens where user_id = ${users.carol!.id}`)[0]!.n).toBe(0);
+    expect((await call("/api/me", { bearer: secret })).status).toBe(401);
   });
 
   test("expiry and revocation end a token; last use is recorded at most once a minute", async () => {
