@@ -37,7 +37,7 @@ function refusal(status: number, code: string, message: string, headers: Record<
 
 const challenge = (error?: string) => ({ "www-authenticate": error ? `Bearer realm="servermind", error="${error}"` : `Bearer realm="servermind"` });
 
-/** The bearer secret in the Authorization header, "" when it carries none. */
+/** The bearer secret in the Authorization header ("" for "Bearer" alone); null without a Bearer header. */
 export function bearerSecret(request: Request): string | null {
   const h = request.headers.get("authorization");
   if (!h) return null;
@@ -50,11 +50,12 @@ export function bearerSecret(request: Request): string | null {
  * refusal to send. Otherwise the token's principal.
  */
 export async function bearerPrincipal(
-  s: { sql: Sql; settings: SettingsStore }, request: Request, url: URL, ip: string, hasSessionCookie: boolean,
+  s: { sql: Sql; settings: SettingsStore }, request: Request, url: URL, routePath: string, ip: string, hasSessionCookie: boolean,
 ): Promise<BearerPrincipal | Response | null> {
   const secret = bearerSecret(request);
   if (secret === null) return null;
-  if (!url.pathname.startsWith("/api/")) {
+  // the declared route and the requested path both under /api/
+  if (!routePath.startsWith("/api/") || !url.pathname.startsWith("/api/")) {
     return refusal(401, "token_not_accepted", "API tokens are accepted on /api/ routes only; sign in to use the console pages.", challenge("invalid_request"));
   }
   if (hasSessionCookie) {

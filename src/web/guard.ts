@@ -126,7 +126,7 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
     const cookies = parseCookies(request.headers.get("cookie"));
     const ip = s.clientIp?.(request) || clientIp(request);
     // an API token (Authorization: Bearer, /api/* only) instead of a session: ./bearer.ts
-    const bearer = await bearerPrincipal(s, request, url, ip, Boolean(cookies[SESSION_COOKIE]));
+    const bearer = await bearerPrincipal(s, request, url, route.path, ip, Boolean(cookies[SESSION_COOKIE]));
     if (bearer instanceof Response) return bearer;
     if (bearer) {
       const form = await readForm(request);
