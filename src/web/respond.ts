@@ -58,6 +58,7 @@ const NAV: NavItem[] = [
   { href: "/users", label: "Users", access: "users.view" },
   { href: "/roles", label: "Roles", access: "roles.view" },
   { href: "/sessions", label: "Sessions", access: "signed-in" },
+  { href: "/tokens", label: "API tokens", access: "api.tokens.view" },
   { href: "/audit", label: "Audit log", access: "audit.view" },
   { href: "/settings", label: "Settings", access: "settings.view" },
   { href: "/sso", label: "Sign-in", access: "sso.view" },

@@ -138,6 +138,11 @@ export function serviceRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
     },
     {
       method: "GET", path: "/api/hosts/:id/services", access: "services.view", hostData: "host",
+      doc: {
+        summary: "A host's service units, live from its service manager",
+        params: { id: "agent id" },
+        responses: { "200": "{host, operation, ok, manager, units: [{unit, load, active, sub, description}]}; ok false with error when the agent could not list them", "503": "no command channel to agents" },
+      },
       async handler(req) {
         const d = deps(req);
         if (!d) return noChannel(req);
@@ -150,6 +155,12 @@ export function serviceRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
     },
     {
       method: "GET", path: "/api/hosts/:id/services/status", access: "services.view", hostData: "host",
+      doc: {
+        summary: "One unit's status and its recent journal lines",
+        params: { id: "agent id" },
+        query: { unit: "unit name, e.g. nginx.service (a bare name means .service)", lines: "journal lines, 0-200 (default 20)" },
+        responses: { "200": "{host, operation, ok, manager, status: {unit, description, load, active, sub, enabled, mainPid, since, fragment, journal}}", "400": "bad unit name" },
+      },
       async handler(req) {
         const d = deps(req);
         if (!d) return noChannel(req);
@@ -182,6 +193,13 @@ export function serviceRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
   for (const op of SERVICE_OPS) {
     routes.push({
       method: "POST", path: `/api/hosts/:id/services/${op}`, access: OP_PERMISSION[op], hostData: "host",
+      doc: {
+        summary: `${op[0]!.toUpperCase()}${op.slice(1)} a unit on one host`,
+        description: op === "stop" || op === "disable" ? "Stopping or disabling ssh/sshd or the agent's own unit is dangerous: typed confirmation and re-authentication in the console (an API token cannot)." : undefined,
+        params: { id: "agent id" },
+        body: { unit: "unit name, e.g. nginx.service", confirm: "the typed phrase, for dangerous operations", reauth: "password or authenticator code, for dangerous operations" },
+        responses: { "200": "{operation, host, unit, op, ok, error, exitCode, timedOut, output, after: {active, sub, enabled}}; ok false when the operation failed on the host", "400": "bad unit name" },
+      },
       dangerous: { phrase: hostPhrase(op) },
       async handler(req) {
         const d = deps(req);
@@ -201,6 +219,12 @@ export function serviceRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
     });
     routes.push({
       method: "POST", path: `/api/services/run/${op}`, access: OP_PERMISSION[op], hostData: "fleet",
+      doc: {
+        summary: `${op[0]!.toUpperCase()}${op.slice(1)} a unit on every host of a tag`,
+        description: "Only hosts within the scope of the permission are reached. More than one host makes it dangerous: typed confirmation and re-authentication in the console.",
+        body: { group: "a host tag, or * for every host", unit: "unit name", confirm: "the typed phrase", reauth: "password or authenticator code" },
+        responses: { "200": "{run, group, unit, op, hosts, ok, failed, results: [one per host]}", "400": "bad unit name, or no host of the group in scope" },
+      },
       dangerous: {
         async phrase(req) {
           const unit = normalizeUnit(req.form.get("unit"));
