@@ -59,9 +59,10 @@ async function run(deps: ServiceOpsDeps, who: Requester, host: ScopedHost, op: S
   const args: Record<string, unknown> = op === "list" ? {} : op === "status" ? { unit, ...extra } : { unit, op };
   let commandId: string | null = null;
   let r: Record<string, unknown>;
-  if (o.skipOffline && !host.online) {
-    // a group run does not wait out the delivery timeout for agents that are not connected
-    r = { ok: false, error: `the agent is offline (last seen ${host.last_seen ? new Date(host.last_seen).toISOString() : "never"}); nothing was sent` };
+  if (o.skipOffline && host.last_seen && !host.online) {
+    // a group run does not wait out the delivery timeout for agents that went silent (one never
+    // seen may just have connected without shipping data yet: it is tried)
+    r = { ok: false, error: `the agent is offline (last seen ${new Date(host.last_seen).toISOString()}); nothing was sent` };
   } else {
     // the command's own audit record is the service_operation one written below
     const { cmd, result } = await commandHost({ ...deps, audit: () => {} }, who, host, ACTION[op], args);
@@ -119,9 +120,9 @@ export async function groupHosts(sql: Sql, scope: HostScope, group: string): Pro
 }
 
 /**
- * One op on every given host, a few at a time; one outcome per host, in host order. Hosts not
- * seen within the online window fail at once ("offline", nothing sent) instead of each holding a
- * worker for the delivery timeout.
+ * One op on every given host, a few at a time; one outcome per host, in host order. Hosts seen
+ * before but not within the online window fail at once ("offline", nothing sent) instead of each
+ * holding a worker for the delivery timeout.
  */
 export async function runOnHosts(deps: ServiceOpsDeps, who: Requester, hosts: ScopedHost[], unit: unknown, op: unknown): Promise<{ run: string; outcomes: ServiceOutcome[] }> {
   if (!isServiceOp(op)) throw new ServiceRequestError("op must be one of start, stop, restart, reload, enable, disable");

@@ -5,7 +5,7 @@
  * results back in the console, rows in service_operations and `service_operation` audit
  * records. Also: an out-of-scope host answers 404 and sends nothing, an op needs its own
  * permission, stopping "sshd" needs the typed confirmation, and a group run returns one result
- * per host (a second, enrolled but never started agent fails at once as offline, and nothing is sent to it).
+ * per host (a second agent, last seen ten minutes ago, fails at once as offline, and nothing is sent to it).
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { consoleHarness, type ConsoleHarness, type TestSession } from "../support/console-app.ts";
@@ -48,6 +48,8 @@ beforeAll(async () => {
   idleDir = idle.dir;
   idleId = await enrollAgent(bin, idle.env, server);
   await server.db.sql`update agents set tags = ${server.db.sql.array(["group:web"])} where id in ${server.db.sql([agentId, idleId])}`;
+  // the idle agent was last heard from ten minutes ago: offline
+  await server.db.sql`update agents set last_seen = now() - interval '10 minutes' where id = ${idleId}`;
   hostname = (await server.db.sql`select hostname from agents where id = ${agentId}`)[0]!.hostname;
   h = await consoleHarness(server.db, { security: { commandKey: server.commandKey, dispatch: server.dispatch } });
   users.op = await h.userWith(["services.view", "services.start", "services.stop", "services.restart", "services.enable"], "svc-op");
