@@ -67,7 +67,10 @@ async function readForm(request: Request): Promise<URLSearchParams | FormProblem
   if (type.startsWith("multipart/form-data")) {
     const fd = await request.formData();
     const p = new URLSearchParams();
-    for (const [k, v] of fd) if (typeof v === "string") p.append(k, v);
+    for (const [k, v] of fd) {
+      if (typeof v === "string") p.append(k, v);
+      else p.append(`${k}.base64`, Buffer.from(await v.arrayBuffer()).toString("base64")), p.append(`${k}.name`, v.name); // file parts (uploads), binary-safe
+    }
     return withoutNul(p);
   }
   const text = await request.text();

@@ -25,6 +25,7 @@ import { settingsRoutes } from "./settings/routes.ts";
 import { ssoAdminRoutes } from "./sso/routes.ts";
 import { securityPageRoutes } from "./security/pages.ts";
 import { securityApiRoutes } from "./security/routes.ts";
+import { fileRoutes } from "./files/routes.ts";
 import { syncBuiltinRoles } from "../auth/roles.ts";
 import { createSecretBox, loadSecretKey } from "../auth/secret-box.ts";
 import { ensureSetupCode } from "../auth/setup-code.ts";
@@ -53,6 +54,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...hostRoutes(s, pages),
     ...securityPageRoutes(s, pages),
     ...securityApiRoutes(s, pages),
+    ...fileRoutes(s, pages),
     ...enrollmentRoutes(s, pages),
     ...userRoutes(s, pages),
     ...roleRoutes(s, pages),
