@@ -16,7 +16,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import type { Sql } from "postgres";
 import { signCommand, type Command } from "../ingest/frame/commands.ts";
-import { HostScope } from "../auth/host-scope.ts";
 import type { CommandDeps, Requester } from "../security/issue.ts";
 import type { ScopedHost } from "../store/postgres/queries-console.ts";
 import { unifiedDiff } from "../../agent/control/remediate/diff.ts";
@@ -96,7 +95,8 @@ export async function userPolicy(sql: Sql, userId: number, permission: string, h
     where ur.user_id = ${userId} order by r.id`;
   const rules: PolicyRule[] = [];
   for (const r of rows) {
-    if (!HostScope.forPermission([{ permissions: r.permissions, tags: r.scope_tags }], permission).covers(host.tags)) continue;
+    // the role grants the permission and its scope (empty: every host) covers the host
+    if (!r.permissions.includes(permission) || (r.scope_tags.length > 0 && !host.tags.some((t) => r.scope_tags.includes(t)))) continue;
     const roots = r.allowed_roots ?? (r.builtin && r.name === "admin" ? ["/"] : []);
     if (roots.length) rules.push({ roots, denied: r.denied ?? [] });
   }
