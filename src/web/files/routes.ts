@@ -17,6 +17,7 @@ import type { ConsoleRequest, ConsoleRoute } from "../route.ts";
 import { can } from "../route.ts";
 import { securityHeaders, type Pages } from "../respond.ts";
 import { auditRequest } from "../audit-request.ts";
+import { filePolicyRoutes } from "./policy-routes.ts";
 import {
   cleanPath, FILE_PERMISSION, fileCommand, fileSnapshots, MAX_DOWNLOAD, MAX_WRITE, previewWrite, sha256, snapshotOperation, userPolicy,
   type FileOp, type FileResult,
@@ -125,6 +126,7 @@ export function fileRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   };
 
   return [
+    ...filePolicyRoutes(s, pages),
     {
       method: "GET", path: "/hosts/:id/files", access: "files.view", hostData: "host",
       async handler(req) {
