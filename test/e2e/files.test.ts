@@ -97,6 +97,12 @@ describe("file operations with the compiled agent", () => {
     expect(preview.body.diff).toContain("-port = 80");
     expect(preview.body.diff).toContain("+port = 443");
     expect(disk("srv/app/config.ini").bytes.toString()).toBe(ORIGINAL); // a preview changes nothing
+    // the console's preview partial (htmx): the diff and the confirmation the apply needs
+    await h.reauth(users.alice!);
+    const partial = await (await h.send(api("/preview"), { session: users.alice, form: { path: "/srv/app/config.ini", content: next }, headers: { "hx-request": "true" } })).text();
+    expect(partial).toContain("+port = 443");
+    expect(partial).toContain(`write ${hostname}:/srv/app/config.ini`);
+    expect(partial).toContain(`value="${sha(ORIGINAL)}"`);
     const apply = { path: "/srv/app/config.ini", content: next, ifMatch: preview.body.ifMatch, sha256: preview.body.sha256 };
     const unconfirmed = await call("POST", "/write", apply);
     expect(unconfirmed.status).toBe(403);
@@ -195,6 +201,7 @@ describe("file operations with the compiled agent", () => {
     expect(write.details).toMatchObject({ host: hostname, agentId, before: sha(ORIGINAL), after: sha(next), result: "ok" });
     expect(audit.find((a) => a.action === "file.write" && !a.success)!.details).toMatchObject({ result: "conflict" });
     expect(audit.some((a) => a.action === "file.rollback" && a.success)).toBe(true);
+    expect(audit.find((a) => a.action === "file.download")!.details).toMatchObject({ path: "/tmp/big.bin", before: sha(blob), result: "ok" });
     expect(audit.some((a) => a.action === "file.read" && !a.success && a.details.result === "denied")).toBe(true);
     const stored = await server.db.sql`select args::text as a, result::text as r from security_commands where action like 'file.%'`;
     for (const s of stored) expect(s.a + s.r).not.toContain(small.subarray(0, 64).toString("base64"));

@@ -56,7 +56,7 @@ export function fileRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
     req.htmx.request ? pages.formErrors(req, [message], status) : json({ error: { code, message } }, status);
 
   /** Runs one file command for the request's host with the user's policy for `op`. */
-  async function run(req: ConsoleRequest, op: FileOp, args: Record<string, unknown>, audited = op !== "list") {
+  async function run(req: ConsoleRequest, op: FileOp, args: Record<string, unknown>, audited = op !== "list", auditAs = `file.${op}`) {
     const host = req.host!;
     if (!s.security) return { id: "", result: { ok: false, code: "unavailable", error: "no command channel to agents is set up on this server" } as FileResult };
     if (host.revoked_at) return { id: "", result: { ok: false, code: "not_found", error: "no such host" } as FileResult };
@@ -66,7 +66,7 @@ export function fileRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
     if (audited) {
       const r = done.result;
       const str = (v: unknown) => (typeof v === "string" ? v : null);
-      await auditRequest(sql, req, "file_operation", `file.${op}`, `agent:${host.id}:${String(args.path ?? args.snapshot ?? "")}`, !!r.ok, {
+      await auditRequest(sql, req, "file_operation", auditAs, `agent:${host.id}:${String(args.path ?? args.snapshot ?? "")}`, !!r.ok, {
         host: host.hostname, agentId: host.id, path: str(args.path) ?? str(r.path), ...(args.to ? { to: args.to } : {}),
         before: op === "read" ? str(r.sha256) : str(r.before), after: op === "read" ? str(r.sha256) : str(r.after), sent: str(args.sha256),
         ...(r.snapshot ? { snapshot: r.snapshot } : {}), ...(args.snapshot ? { rollback: args.snapshot } : {}),
@@ -179,7 +179,7 @@ export function fileRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
       async handler(req) {
         const path = pathOf(req, req.query);
         if (!path) return badPath(req);
-        const first = await run(req, "read", { path, offset: 0 });
+        const first = await run(req, "read", { path, offset: 0 }, true, "file.download");
         if (!first.result.ok) return answer(req, first);
         const size = Number(first.result.size);
         if (size > MAX_DOWNLOAD) return fail(req, 413, "too_large", `${path} is ${size} bytes; downloads are limited to ${MAX_DOWNLOAD}`);
