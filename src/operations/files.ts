@@ -29,7 +29,6 @@ export const FILE_PERMISSION: Record<FileOp | "download", string> = {
   chown: "files.write", rename: "files.write", rollback: "files.write", delete: "files.delete",
 };
 
-export const MAX_CHUNK = 512 * 1024;
 /** Largest file the console writes or uploads in one command (the agent refuses more). */
 export const MAX_WRITE = 4 * 1024 * 1024;
 /** Largest download streamed through the console. */
@@ -38,12 +37,6 @@ export const MAX_DOWNLOAD = 64 * 1024 * 1024;
 export interface PolicyRule {
   roots: string[];
   denied: string[];
-}
-
-export class FileOpsError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
-    super(message);
-  }
 }
 
 export const sha256 = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");

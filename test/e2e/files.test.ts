@@ -147,7 +147,7 @@ describe("file operations with the compiled agent", () => {
     expect(up.status).toBe(413);
     const small = blob.subarray(0, 700_000);
     const fd2 = new FormData();
-    fd2.append("path", "/tmp/blob.bin");
+    fd2.append("path", "/tmp/"); // a directory: the uploaded file's name is appended
     fd2.append("file", new Blob([small]), "blob.bin");
     const up2 = await h.app.handle(new Request(`http://console.test${api("/upload")}`, {
       method: "POST", body: fd2, headers: { cookie: `${SESSION_COOKIE}=${users.alice!.token}`, "x-csrf-token": users.alice!.csrf },

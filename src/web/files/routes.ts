@@ -31,10 +31,18 @@ const statusOf = (r: FileResult) => (r.ok ? 200 : (STATUS[r.code ?? ""] ?? 502))
 const SCRATCH = ["/tmp", "/var/tmp"];
 const scratch = (p: string | null) => p !== null && SCRATCH.some((t) => p.startsWith(t + "/"));
 
+/** The target path of a form: `path`, with an uploaded file's name appended when it ends in "/". */
+function formPath(form: URLSearchParams): string | null {
+  const raw = form.get("path") ?? "";
+  const name = form.get("file.name");
+  if (raw.endsWith("/") && name && !name.includes("/")) return cleanPath(raw + name);
+  return cleanPath(raw);
+}
+
 /** "<verb> <hostname>:<path>"; null (no confirmation) for scratch paths when `always` is false. */
 const danger = (verb: string, always: boolean, extra?: string) => ({
   phrase(req: ConsoleRequest) {
-    const path = cleanPath(req.form.get("path"));
+    const path = formPath(req.form);
     const other = extra ? cleanPath(req.form.get(extra)) : null;
     if (!always && scratch(path) && (!extra || scratch(other))) return null;
     return `${verb} ${req.host!.hostname}:${path ?? req.form.get("snapshot") ?? ""}`;
@@ -108,7 +116,7 @@ export function fileRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   }
 
   const write = (upload: boolean) => async (req: ConsoleRequest) => {
-    const path = pathOf(req, req.form);
+    const path = formPath(req.form);
     if (!path) return badPath(req);
     const content = contentOf(req.form);
     if (!content) return fail(req, 400, "bad_request", upload ? "a file is required" : "content is required");
