@@ -14,7 +14,8 @@ import {
 } from "node:fs";
 import { createHash, randomBytes } from "node:crypto";
 import { fdPath, FileOpError, resolvePath, verifyHeld, type Resolved } from "./resolve.ts";
-import { enforce, refusal, type FilePolicy, type Guard } from "./policy.ts";
+import { ALWAYS_DENIED, enforce, refusal, type FilePolicy, type Guard } from "./policy.ts";
+import { join } from "node:path";
 import { loadSnapshot, saveSnapshot, type Snapshot } from "../remediate/snapshot.ts";
 import { realpathSync } from "node:fs";
 
@@ -88,11 +89,25 @@ function open(c: FilesContext, policy: FilePolicy, path: unknown, followLeaf: bo
   const r = resolvePath(c.root, String(path ?? ""), { followLeaf });
   try {
     enforce(policy, r.path, r.host, c);
+    // a hard link elsewhere to an always-denied file (e.g. /etc/shadow) is that file
+    if (r.stat?.isFile() && r.stat.nlink > 1 && hardLinkToDenied(c, r.stat)) throw new FileOpError("denied", `${r.path} is a hard link to an always-denied file`);
     return r;
   } catch (e) {
     r.close();
     throw e;
   }
+}
+
+function hardLinkToDenied(c: FilesContext, st: Stats): boolean {
+  for (const d of ALWAYS_DENIED) {
+    try {
+      const x = lstatSync(c.root === "/" ? d : join(c.root, d));
+      if (x.isFile() && x.dev === st.dev && x.ino === st.ino) return true;
+    } catch {
+      /* not present */
+    }
+  }
+  return false;
 }
 
 const withResolved = <T>(r: Resolved, f: (r: Resolved) => T): T => {

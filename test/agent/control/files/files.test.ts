@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeEach, describe, expect, test } from "bun:test";
 import { generateKeyPairSync, createHash, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createFilesHandler } from "../../../../agent/control/files/index.ts";
@@ -62,6 +62,13 @@ describe("path policy and resolution", () => {
     const r = run("file.read", { path: "/srv/in" });
     expect(r).toMatchObject({ ok: true, path: "/srv/app/config.ini" });
     expect(Buffer.from(r.content, "base64").toString()).toBe("[main]\nport = 80\n");
+  });
+
+  test("a hard link inside an allowed root to /etc/shadow is refused", () => {
+    linkSync(join(root, "etc/shadow"), join(root, "srv/app/hard"));
+    expect(run("file.read", { path: "/srv/app/hard" })).toMatchObject({ ok: false, code: "denied" });
+    expect(run("file.chmod", { path: "/srv/app/hard", mode: 0o644 }).code).toBe("denied");
+    expect(statSync(join(root, "etc/shadow")).mode & 0o777).toBe(0o640);
   });
 
   test('".." is refused, and a link climbing above the root stays inside it', () => {
