@@ -49,6 +49,24 @@ export interface Config {
   healthTimeoutMs: number;
   /** `server.stopTimeoutMs`: SIGTERM/SIGINT end the process within this, whatever the database does (SERVERMIND_STOP_TIMEOUT_MS). */
   stopTimeoutMs: number;
+  /** `ingest.clients`: how much a client that has not authenticated may cost (src/ingest/clients.ts). */
+  clients: ClientLimits;
+}
+
+/** Bounds on clients that have not (yet) proven who they are; docs/operations.md "Slow and unauthenticated clients". */
+export interface ClientLimits {
+  /** A request body must arrive within graceMs + bytes / minBodyRate seconds (SERVERMIND_BODY_GRACE_MS). */
+  bodyGraceMs: number;
+  /** Bytes per second a request body must keep up after the grace (SERVERMIND_BODY_MIN_RATE). */
+  minBodyRate: number;
+  /** A WebSocket without an authenticated hello this long after opening is closed (SERVERMIND_HELLO_TIMEOUT_MS). */
+  helloTimeoutMs: number;
+  /** Unauthenticated requests and streams in flight per client address (SERVERMIND_MAX_UNAUTH_PER_IP). */
+  maxUnauthenticatedPerIp: number;
+  /** Failed authentications (bad signature or tag, unknown agent, bad hello) per address per second before it is refused without checking (SERVERMIND_MAX_AUTH_FAILURES_PER_IP). */
+  maxAuthFailuresPerIp: number;
+  /** Agent connections this node is sized for; the start check wants file descriptors for them (SERVERMIND_MAX_AGENTS). */
+  maxAgents: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -111,5 +129,13 @@ export function loadConfig(env: Env = process.env): Config {
     dbTimeoutMs: envInt(env, "SERVERMIND_DB_TIMEOUT_MS", 5000, 100, 600_000),
     healthTimeoutMs: envInt(env, "SERVERMIND_HEALTH_TIMEOUT_MS", 2000, 100, 60_000),
     stopTimeoutMs: envInt(env, "SERVERMIND_STOP_TIMEOUT_MS", 10_000, 1000, 600_000),
+    clients: {
+      bodyGraceMs: envInt(env, "SERVERMIND_BODY_GRACE_MS", 10_000, 100, 600_000),
+      minBodyRate: envInt(env, "SERVERMIND_BODY_MIN_RATE", 4096, 1, 2 ** 30),
+      helloTimeoutMs: envInt(env, "SERVERMIND_HELLO_TIMEOUT_MS", 10_000, 100, 600_000),
+      maxUnauthenticatedPerIp: envInt(env, "SERVERMIND_MAX_UNAUTH_PER_IP", 128, 1, 1_000_000),
+      maxAuthFailuresPerIp: envInt(env, "SERVERMIND_MAX_AUTH_FAILURES_PER_IP", 20, 1, 1_000_000),
+      maxAgents: envInt(env, "SERVERMIND_MAX_AGENTS", 10_000, 1, 10_000_000),
+    },
   };
 }

@@ -96,6 +96,7 @@ const HOST_MODELS = [
   "src/security/incidents.ts",
   "src/security/issue.ts",
   "src/security/auto-remediate.ts",
+  "src/operations/services.ts",
 ];
 /** Exported functions of those models that need no scope, and why. */
 const SCOPE_EXEMPT: Record<string, string> = {
@@ -105,6 +106,7 @@ const SCOPE_EXEMPT: Record<string, string> = {
   "src/security/incidents.ts correlate": "pure: signals in, incidents out",
   "src/security/issue.ts issueCommand": "low-level signer under commandHost; the console only calls commandHost(ScopedHost)",
   "src/store/postgres/queries-console.ts revokeActivationToken": "activation tokens are not host data",
+  "src/operations/services.ts needsConfirmation": "pure: unit, op and host count in, yes/no out",
 };
 
 /** Each exported function's name and its parameter list, read from the source. */

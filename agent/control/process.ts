@@ -5,9 +5,10 @@
  * stateDir/control/server-command.pub) over its canonical encoding (src/ingest/frame/commands.ts),
  * (3) it names this agent, is not older than five minutes and was not seen before, and (4) its
  * action is on the allow-list: "ping" (changes nothing), "cis.remediate" and "cis.rollback"
- * (agent/control/remediate/, snapshots first, exact rollback) and the file operations `file.*`
- * (agent/control/files/: path policy, race-free resolution, snapshot and rollback). Everything
- * else is refused, and so is everything while no key is installed.
+ * (agent/control/remediate/, snapshots first, exact rollback), "service.list", "service.status"
+ * and "service.action" (agent/control/services/: systemctl, every call with a timeout), and the
+ * file operations `file.*` (agent/control/files/: path policy, race-free resolution, snapshot and
+ * rollback). Everything else is refused, and so is everything while no key is installed.
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
@@ -17,10 +18,11 @@ import { readCommandTrust } from "../identity/command-key.ts";
 import { listenIpc, type Message } from "../ipc/socket.ts";
 import { createNonceSet, verifyCommand } from "../../src/ingest/frame/commands.ts";
 import { createControlSecurityHandler } from "./remediate/index.ts";
+import { createServiceHandler, SERVICE_ACTIONS } from "./services/index.ts";
 import { createControlFilesHandler, FILE_ACTIONS } from "./files/index.ts";
 
 const SECURITY_ACTIONS = new Set(["cis.remediate", "cis.rollback"]);
-export const ALLOWED_ACTIONS: ReadonlySet<string> = new Set(["ping", ...SECURITY_ACTIONS, ...FILE_ACTIONS]);
+export const ALLOWED_ACTIONS: ReadonlySet<string> = new Set(["ping", ...SECURITY_ACTIONS, ...SERVICE_ACTIONS, ...FILE_ACTIONS]);
 
 export interface CommandCheckerOptions {
   key: KeyObject | undefined;
@@ -48,6 +50,23 @@ export function createCommandChecker(o: CommandCheckerOptions) {
   };
 }
 
+/**
+ * Control's request handler: service.* commands are verified here (same checks, allow-list
+ * SERVICE_ACTIONS) and run by `services`, asynchronously; every other request goes to the checker.
+ */
+export function createControlHandler(o: CommandCheckerOptions & { services: (action: string, args: Record<string, unknown>) => Promise<unknown> }) {
+  const check = createCommandChecker(o);
+  const seen = createNonceSet();
+  return async (m: Message): Promise<Message> => {
+    const signed = m.command as Record<string, unknown> | undefined;
+    const action = typeof signed?.action === "string" ? signed.action : "";
+    if (m.t !== "command" || !o.key || !SERVICE_ACTIONS.has(action)) return check(m);
+    const v = verifyCommand(signed, { publicKey: o.key, agentId: o.agentId, allow: SERVICE_ACTIONS, seen, now: o.now?.() });
+    if (!v.ok) return { t: "result", result: { ok: false, error: v.reason } };
+    return { t: "result", result: await o.services(v.command.action, v.command.args) };
+  };
+}
+
 export async function runControl(c: AgentConfig): Promise<() => Promise<void>> {
   const p = agentPaths(c);
   mkdirSync(dirname(p.controlSocket), { recursive: true });
@@ -56,6 +75,6 @@ export async function runControl(c: AgentConfig): Promise<() => Promise<void>> {
   const agentId = trust?.agentId ?? 0;
   const security = key ? createControlSecurityHandler({ root: c.root, stateDir: c.stateDir, agentId }) : undefined;
   const files = key ? createControlFilesHandler({ root: c.root, stateDir: c.stateDir, runDir: c.runDir, agentId }) : undefined;
-  const server = listenIpc(p.controlSocket, createCommandChecker({ key, agentId, security, files }));
+  const server = listenIpc(p.controlSocket, createControlHandler({ key, agentId, security, files, services: createServiceHandler() }));
   return async () => server.stop();
 }

@@ -191,3 +191,26 @@ export async function pruneThrottle(sql: Sql, limits: ThrottleLimits): Promise<n
     for update skip locked)`;
   return r.count;
 }
+
+/**
+ * For credentials that are not sign-ins (API bearer tokens): the seconds left in `key`'s backoff
+ * window, or 0 when none is open. Check before evaluating the credential.
+ */
+export async function keyBlockedFor(sql: Sql, key: string): Promise<number> {
+  const [row] = await sql`select greatest(1, ceil(extract(epoch from blocked_until - now())))::int as s
+    from signin_throttle where key = ${key} and blocked_until > now()`;
+  return row ? Number(row.s) : 0;
+}
+
+/**
+ * Counts one failed credential against `key` (same decay and backoff as sign-in counters);
+ * true when this failure opened a backoff window. Successful uses are not charged.
+ */
+export async function chargeKeyFailure(sql: Sql, limits: ThrottleLimits, key: string, limit: number): Promise<boolean> {
+  try {
+    return await sql.begin((tx) => charge(tx as unknown as Sql, limits, key, limit));
+  } catch (e) {
+    if (e instanceof Refused) return false; // a window is already open
+    throw e;
+  }
+}

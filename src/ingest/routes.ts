@@ -12,7 +12,7 @@ import { Elysia } from "elysia";
 import type { Sql } from "postgres";
 import { enrollAgent, EnrollError, parseEnrollRequest, type EnrollRequest } from "./agent/enroll.ts";
 import { auditEnrollment } from "../audit/enrollment.ts";
-import { BodyTooLarge, readBody } from "./body.ts";
+import { BodyTooLarge, BodyTooSlow, readBody, type BodyPace } from "./body.ts";
 import { renderMetrics } from "../metrics/registry.ts";
 import type { Ingest } from "./service.ts";
 import type { StoreHealth } from "../store/postgres/health.ts";
@@ -32,6 +32,8 @@ export interface IngestRoutesOptions {
   extraMetrics?: Array<{ render(): string }>;
   /** The server's command public key (base64), handed to agents at enrollment. */
   commandKey?: string;
+  /** The minimum pace of a request body (docs/protocol.md 5.1). */
+  pace?: BodyPace;
 }
 
 export function ingestRoutes(o: IngestRoutesOptions) {
@@ -42,7 +44,7 @@ export function ingestRoutes(o: IngestRoutesOptions) {
       async ({ request }) => {
         let enrolling: EnrollRequest | undefined;
         try {
-          const text = await new Response((await readBody(request, 16 * 1024)) as BodyInit).text();
+          const text = await new Response((await readBody(request, 16 * 1024, o.pace)) as BodyInit).text();
           let body: unknown;
           try {
             body = JSON.parse(text);
@@ -59,6 +61,10 @@ export function ingestRoutes(o: IngestRoutesOptions) {
             return json({ error: { code: e.code, message: e.message } }, e.status);
           }
           if (e instanceof BodyTooLarge) return json({ error: { code: "too_large", message: "enrollment body over 16 KiB" } }, 413);
+          if (e instanceof BodyTooSlow) {
+            deps.metrics.clientTimeouts.inc({ kind: "body_rate" });
+            return json({ error: { code: "too_slow", message: e.message } }, 408, { connection: "close" });
+          }
           throw e;
         }
       },

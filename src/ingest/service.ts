@@ -16,6 +16,7 @@ import type { IngestDeps } from "./agent/handler.ts";
 import type { StreamDeps } from "./agent/stream.ts";
 import { StreamRegistry } from "./agent/stream-registry.ts";
 import { chooseInflate } from "./lz4-native.ts";
+import { UnauthenticatedClients } from "./clients.ts";
 
 export interface Ingest {
   deps: StreamDeps;
@@ -56,7 +57,8 @@ export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = 
   });
   const gate = new Gate({ maxConcurrent: 64, maxWaitMs: 2000, maxWaiters: 1024, hasRoom: () => batcher.hasRoom() });
   state.start();
-  const deps: StreamDeps & IngestDeps = { directory, batcher, state, metrics, limits, inflate: lz4.inflate, gate, streams: new StreamRegistry(), storeTimeoutMs: config.dbTimeoutMs };
+  const clients = new UnauthenticatedClients(config.clients);
+  const deps: StreamDeps & IngestDeps = { directory, batcher, state, metrics, limits, inflate: lz4.inflate, gate, streams: new StreamRegistry(), storeTimeoutMs: config.dbTimeoutMs, clients };
   const gauges = [
     new Gauge("batch_pending_bytes", "Bytes of accepted frames not yet committed.", () => batcher.pendingBytes),
     new Gauge("batch_queue_depth", "Batches queued or being written.", () => batcher.queuedBatches),
@@ -64,6 +66,8 @@ export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = 
     new Gauge("ingest_gate_capacity", "Ingest slots in all.", () => gate.capacity),
     new Gauge("ingest_gate_waiting", "Requests waiting for an ingest slot.", () => gate.waiting),
     new Gauge("ingest_sessions", "Agent sessions open on this node.", () => directory.sessions.size),
+    new Gauge("ingest_unauthenticated_in_flight", "Requests and streams that have not authenticated yet.", () => clients.inFlight),
+    new Gauge("ingest_streams", "Authenticated agent streams open on this node.", () => deps.streams!.connections),
   ];
   return {
     deps,

@@ -31,7 +31,11 @@ const MAX_RESULTS = 2000;
 
 /** Stores one scan; returns how many violations were opened and resolved. */
 export async function recordScan(sql: Sql, agentId: number, scannedAt: Date, scan: ScanData): Promise<{ opened: number; resolved: number }> {
-  const rows = (Array.isArray(scan.results) ? scan.results : []).filter((r) => r && typeof r.id === "string" && VERDICTS.has(r.status)).slice(0, MAX_RESULTS);
+  // one verdict per control, the last one reported: a scan naming a control twice would make
+  // the upserts below touch one row twice, which PostgreSQL refuses (21000) for the whole scan
+  const byControl = new Map<string, ScanResultRow>();
+  for (const r of Array.isArray(scan.results) ? scan.results : []) if (r && typeof r.id === "string" && VERDICTS.has(r.status)) byControl.set(r.id, r);
+  const rows = [...byControl.values()].slice(0, MAX_RESULTS);
   const count = (s: Verdict) => rows.filter((r) => r.status === s).length;
   return sql.begin(async (tx) => {
     await tx`insert into cis_scans (agent_id, scanned_at, platform, os, passed, failed, not_applicable, errors)

@@ -1,6 +1,6 @@
 /** Audit records for console actions: the actor, IP and user-agent come from the request. */
 import type { Sql } from "postgres";
-import { audit, type AuditCategory } from "../audit/audit.ts";
+import { audit, type AuditCategory, type AuditEvent } from "../audit/audit.ts";
 import type { ConsoleRequest } from "./route.ts";
 
 export function auditRequest(
@@ -14,8 +14,15 @@ export function auditRequest(
   actorName?: string,
 ) {
   const user = req.user;
+  const t = req.token;
+  // an API token acts for its owner: actor id "token:<id>"; an AI client's token is an "ai" actor
+  // named after the client, on behalf of the owner
+  const actor: AuditEvent["actor"] = t && user
+    ? (t.aiClient ? { type: "ai", id: `token:${t.id}`, name: t.clientName, onBehalfOf: user.username } : { type: "user", id: `token:${t.id}`, name: user.username })
+    : user ? { type: "user", id: user.id, name: user.username } : { type: "anonymous", name: actorName ?? "" };
+  if (t) details = { ...details, token: { id: t.id, name: t.name } };
   return audit(sql, {
-    actor: user ? { type: "user", id: user.id, name: user.username } : { type: "anonymous", name: actorName ?? "" },
+    actor,
     ip: req.ip,
     userAgent: req.userAgent,
     category,

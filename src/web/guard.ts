@@ -20,6 +20,7 @@ import type { ConsoleServices } from "./deps.ts";
 import { html, redirect, securityHeaders, type Pages } from "./respond.ts";
 import { auditRequest } from "./audit-request.ts";
 import { clientIp } from "../http/client-ip.ts";
+import { bearerPrincipal, type BearerPrincipal } from "./bearer.ts";
 
 export const PRE_CSRF_COOKIE = "sm_csrf";
 export const REAUTH_WINDOW_MS = 5 * 60_000;
@@ -130,6 +131,14 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
   return async function run(route: ConsoleRoute, request: Request, params: Record<string, string>): Promise<Response> {
     const url = new URL(request.url);
     const cookies = parseCookies(request.headers.get("cookie"));
+    const ip = s.clientIp?.(request) || clientIp(request);
+    // an API token (Authorization: Bearer, /api/* only) instead of a session: ./bearer.ts
+    const bearer = await bearerPrincipal(s, request, url, route.path, ip, Boolean(cookies[SESSION_COOKIE]));
+    if (bearer instanceof Response) return bearer;
+    if (bearer) {
+      const form = await readForm(request);
+      return decide(route, tokenRequest(request, url, params, ip, bearer, form), form);
+    }
     const setCookies: string[] = [];
     const form = await readForm(request);
     const settings = await s.settings.get();
@@ -148,7 +157,7 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
       params,
       query: cleanQuery(url),
       form: form instanceof URLSearchParams ? form : new URLSearchParams(),
-      ip: s.clientIp?.(request) || clientIp(request),
+      ip,
       userAgent: request.headers.get("user-agent") ?? "",
       htmx: {
         request: request.headers.get("hx-request") === "true",
@@ -163,32 +172,45 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
       scope: HostScope.none(),
       raw: request,
     };
-    // the hosts this request may touch: those the user's roles granting the route's permission cover
-    if (route.access !== "public" && route.access !== "signed-in") req.scope = scopeFor(req, route.access);
     const res = await decide(route, req, form);
     for (const c of setCookies) res.headers.append("set-cookie", c);
     return res;
   };
 
+  /** The ConsoleRequest of a token-authenticated API call: no session, no CSRF, never htmx. */
+  function tokenRequest(request: Request, url: URL, params: Record<string, string>, ip: string, p: BearerPrincipal, form: URLSearchParams | FormProblem): ConsoleRequest {
+    const req: ConsoleRequest = {
+      method: request.method, url, params, query: cleanQuery(url),
+      form: form instanceof URLSearchParams ? form : new URLSearchParams(),
+      ip, userAgent: request.headers.get("user-agent") ?? "",
+      htmx: { request: false, boosted: false, target: "", trigger: "" },
+      csrf: "", session: null, user: p.user, grants: p.grants, scope: HostScope.none(), token: p.token, raw: request,
+    };
+    return req;
+  }
+
   async function decide(route: ConsoleRoute, req: ConsoleRequest, form: URLSearchParams | FormProblem): Promise<Response> {
+    // the hosts this request may touch: those the user's roles granting the route's permission cover
+    if (route.access !== "public" && route.access !== "signed-in") req.scope = scopeFor(req, route.access);
     if (route.access !== "public") {
-      if (!req.session) {
+      if (!req.session && !req.token) {
         if (req.method === "GET" && !req.htmx.request) return redirect(req, `/login?next=${encodeURIComponent(req.url.pathname + req.url.search)}`);
         return redirect(req, "/login");
       }
-      if (req.session.stage !== "full" && !route.stages?.includes(req.session.stage as "mfa")) {
+      if (req.session && req.session.stage !== "full" && !route.stages?.includes(req.session.stage as "mfa")) {
         return redirect(req, stagePath(req.session.stage));
       }
       if (route.access !== "signed-in") {
-        if (req.session.stage !== "full" || !req.grants?.permissions.has(route.access)) {
+        if ((req.session && req.session.stage !== "full") || !req.grants?.permissions.has(route.access)) {
           await auditRequest(s.sql, req, "security_event", "access.denied", `${req.method} ${req.url.pathname}`, false, { permission: route.access });
           return apiError(req, 403, "forbidden", `this needs the ${route.access} permission`) ?? pages.forbidden(req, route.access);
         }
       }
     }
     if (req.method !== "GET") {
+      // a token request carries no ambient credential (no cookie): nothing for CSRF to abuse
       const sent = req.raw.headers.get("x-csrf-token") ?? req.form.get("_csrf") ?? "";
-      if (!sameToken(sent, req.csrf)) {
+      if (!req.token && !sameToken(sent, req.csrf)) {
         await auditRequest(s.sql, req, "security_event", "csrf.rejected", `${req.method} ${req.url.pathname}`, false);
         const message = "This form has expired or did not come from this console. Reload the page and try again.";
         return apiError(req, 403, "csrf", message) ?? html(pages.render("partials/form-errors", { problems: [message] }), 403);
@@ -204,6 +226,11 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
         req.host = req.violation?.host;
       }
       if (!req.host) return notFound(req, route.hostData);
+    }
+    if (route.dangerous && req.token && (await route.dangerous.phrase(req)) !== null) {
+      // a token can neither type the confirmation nor re-authenticate: dangerous operations need a person
+      await auditRequest(s.sql, req, "security_event", "dangerous.refused", `${req.method} ${req.url.pathname}`, false, { reason: "api token" });
+      return apiError(req, 403, "dangerous_by_token", "This is a dangerous operation: it needs typed confirmation and re-authentication by a signed-in user, which an API token cannot give. Use the console.")!;
     }
     if (route.dangerous) {
       const problem = await checkDanger(route, req);

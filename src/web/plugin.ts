@@ -1,7 +1,7 @@
 /**
  * The web console as one Elysia plugin. Every route comes from a feature's table and runs through
  * the same guard (session, stage, permission, host scope, CSRF, dangerous-operation checks): the
- * HTML pages, htmx partials, JSON API (/api/security/*) and exports alike. The composition root
+ * HTML pages, htmx partials, JSON API (/api/*, with a session or an API token) and exports alike. The composition root
  * mounts `consolePlugin(deps)` and calls `startConsole(deps)` once at start.
  */
 import { Elysia } from "elysia";
@@ -26,6 +26,10 @@ import { ssoAdminRoutes } from "./sso/routes.ts";
 import { securityPageRoutes } from "./security/pages.ts";
 import { securityApiRoutes } from "./security/routes.ts";
 import { fileRoutes } from "./files/routes.ts";
+import { serviceRoutes } from "./services/routes.ts";
+import { tokenRoutes } from "./tokens/routes.ts";
+import { apiRoutes } from "./api/routes.ts";
+import { openApiRoute } from "./api/openapi.ts";
 import { syncBuiltinRoles } from "../auth/roles.ts";
 import { createSecretBox, loadSecretKey } from "../auth/secret-box.ts";
 import { ensureSetupCode } from "../auth/setup-code.ts";
@@ -47,7 +51,7 @@ export function createServices(deps: ConsoleDeps): ConsoleServices {
 /** Every route of the console, in one list (the permission and route-matrix tests walk it). */
 export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
   const pages = createPages(s.views);
-  return [
+  const routes: ConsoleRoute[] = [
     ...authRoutes(s, pages),
     ...accountRoutes(s, pages),
     ...fleetRoutes(s, pages),
@@ -55,6 +59,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...securityPageRoutes(s, pages),
     ...securityApiRoutes(s, pages),
     ...fileRoutes(s, pages),
+    ...serviceRoutes(s, pages),
     ...enrollmentRoutes(s, pages),
     ...userRoutes(s, pages),
     ...roleRoutes(s, pages),
@@ -62,8 +67,13 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...auditRoutes(s, pages),
     ...settingsRoutes(s, pages),
     ...ssoAdminRoutes(s, pages),
+    ...tokenRoutes(s, pages),
+    ...apiRoutes(s),
     ...(s.extraRoutes ?? []),
   ];
+  // the OpenAPI document describes every /api/ route of this table, itself included
+  routes.push(openApiRoute(() => routes));
+  return routes;
 }
 
 /** The one console route outside the guard: the static assets, public (what the sign-in page needs). */

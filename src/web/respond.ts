@@ -53,10 +53,12 @@ interface NavItem {
 const NAV: NavItem[] = [
   { href: "/hosts", label: "Fleet", access: "hosts.view" },
   { href: "/security", label: "Security", access: "compliance.view" },
+  { href: "/services", label: "Services", access: "services.view" },
   { href: "/enrollment", label: "Enrollment", access: "agents.enroll" },
   { href: "/users", label: "Users", access: "users.view" },
   { href: "/roles", label: "Roles", access: "roles.view" },
   { href: "/sessions", label: "Sessions", access: "signed-in" },
+  { href: "/tokens", label: "API tokens", access: "api.tokens.view" },
   { href: "/audit", label: "Audit log", access: "audit.view" },
   { href: "/settings", label: "Settings", access: "settings.view" },
   { href: "/sso", label: "Sign-in", access: "sso.view" },

@@ -55,7 +55,34 @@ export interface ConsoleRequest {
   violation?: ScopedViolation;
   /** Set on dangerous routes after the guard checked confirmation and re-authentication. */
   reauth?: "recent" | "password" | "totp";
+  /**
+   * Set when an API token (Authorization: Bearer, /api/* only) authenticated the request: then
+   * `session` is null, `user` is the token's owner and `grants` what the token may do now.
+   */
+  token?: TokenPrincipal;
   raw: Request;
+}
+
+/** The API token behind a request (src/auth/api-tokens.ts). */
+export interface TokenPrincipal {
+  id: number;
+  name: string;
+  aiClient: boolean;
+  clientName: string;
+}
+
+/** Documentation of a route for the OpenAPI document (src/web/api/openapi.ts); all optional. */
+export interface RouteDoc {
+  summary?: string;
+  description?: string;
+  /** Path parameters (`:name` in the path) and what they are. */
+  params?: Record<string, string>;
+  /** Query-string parameters and what they are. */
+  query?: Record<string, string>;
+  /** Fields of a POST body (form or JSON object) and what they are. */
+  body?: Record<string, string>;
+  /** Status codes besides the refusals every route may give, and what they mean. */
+  responses?: Record<string, string>;
 }
 
 export interface ConsoleRoute {
@@ -67,6 +94,8 @@ export interface ConsoleRoute {
   dangerous?: DangerSpec;
   /** What host data the route touches; see HostData. Absent: "none". */
   hostData?: HostData;
+  /** For the OpenAPI document of the /api/ routes. */
+  doc?: RouteDoc;
   handler(req: ConsoleRequest): Promise<Response> | Response;
 }
 
@@ -78,5 +107,5 @@ export function can(req: ConsoleRequest, permission: string, host?: { tags: read
 
 /** The hosts the user may reach with `permission` (for a second permission a page also checks). */
 export function scopeFor(req: ConsoleRequest, permission: string): HostScope {
-  return req.grants && req.session?.stage === "full" ? HostScope.forPermission(req.grants.roleScopes, permission) : HostScope.none(permission);
+  return req.grants && (req.session?.stage === "full" || req.token) ? HostScope.forPermission(req.grants.roleScopes, permission) : HostScope.none(permission);
 }

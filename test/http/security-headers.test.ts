@@ -1,6 +1,6 @@
 /**
  * Issue 12, finding 7: every answer of the real server carries the security headers (console
- * HTML, JSON, 404, /metrics, /install.sh, enrollment errors), /metrics needs its bearer token,
+ * HTML, JSON, 404, /metrics, /install.sh, enrollment errors, the agent endpoints), /metrics needs its bearer token,
  * and the session cookie is a `__Host-` cookie. The server runs as the least-privilege database
  * role here, as src/main.ts runs it.
  */
@@ -68,6 +68,11 @@ test("a sweep of representative paths: every answer carries HSTS, nosniff, Refer
     ["installer script", "/install.sh"],
     ["enrollment error (JSON 400)", "/api/v1/enroll", { method: "POST", body: "{", headers: { "content-type": "application/json" } }],
     ["asset", "/assets/console.css"],
+    // the agent endpoints, served by Bun's router ahead of the app
+    ["ingest refusal (empty body)", "/api/v1/ingest", { method: "POST", body: new Uint8Array(0) }],
+    ["ingest refusal (garbage)", "/api/v1/ingest", { method: "POST", body: new Uint8Array(80).fill(7) }],
+    ["session refusal", "/api/v1/session", { method: "POST", body: new Uint8Array(10) }],
+    ["stream without upgrade (426)", "/api/v1/stream"],
   ];
   for (const [what, path, init] of cases) {
     const res = await get(base, path, { redirect: "manual", ...init });

@@ -11,6 +11,7 @@ import { createSelfSigned } from "../../src/tls/self-signed.ts";
 import { consolePlugin, startConsole } from "../../src/web/plugin.ts";
 import { commandsWithoutAgents } from "./security-views.ts";
 import { testDatabase, type TestDb } from "./db.ts";
+import type { SecurityCommandDeps } from "../../src/web/deps.ts";
 
 export interface ConsoleServer {
   url: string;
@@ -20,7 +21,8 @@ export interface ConsoleServer {
   close(): Promise<void>;
 }
 
-export async function startConsoleServer(): Promise<ConsoleServer> {
+/** `security`: how commands reach agents (default: signed, but no agent answers). */
+export async function startConsoleServer(o: { security?: SecurityCommandDeps } = {}): Promise<ConsoleServer> {
   const db = await testDatabase(6);
   const dataDir = mkdtempSync(join(tmpdir(), "servermind-e2e-"));
   const cert = createSelfSigned(["127.0.0.1", "localhost"]);
@@ -28,7 +30,7 @@ export async function startConsoleServer(): Promise<ConsoleServer> {
   const deps = {
     sql: db.sql, config, dataDir, serverFingerprint: cert.fingerprint,
     // commands of the security routes are signed but no agent answers them here
-    security: commandsWithoutAgents(),
+    security: o.security ?? commandsWithoutAgents(),
   };
   const started = await startConsole(deps, () => {});
   const server = startServer({

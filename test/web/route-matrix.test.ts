@@ -1,10 +1,11 @@
 /**
  * The access matrix, generated from the router: every route the console and downloads plugins
- * mount (read from Elysia's own route list, so a route added anywhere is covered) × seven
- * principals × {a host in the principal's scope, a host outside it}, against the real server
+ * mount (read from Elysia's own route list, so a route added anywhere is covered) × eight
+ * principals (seven with a session, one with an API token scoped to group:web) × {a host in the
+ * principal's scope, a host outside it}, against the real server
  * (TLS, HTTP/1.1) over a real PostgreSQL. The expected outcome of each case is derived from the
  * route's declaration (access, hostData) and the principal's roles:
- *   - signed out, non-public route: redirect to /login;
+ *   - signed out, non-public route: redirect to /login; an API token outside /api/: 401;
  *   - signed in without the route's permission: 403 "not allowed" (HTML, or JSON on /api/);
  *   - a route that names one host (hostData "host" / "violation"): 404, exactly as a host that does
  *     not exist, when the host lies outside the scope of the route's permission; otherwise past the
@@ -27,7 +28,8 @@ import { DOWNLOAD_ROUTES, downloadsPlugin } from "../../src/downloads/routes.ts"
 import type { HostData } from "../../src/web/route.ts";
 import { BUILTIN_ROLES, PERMISSIONS } from "../../src/auth/permissions.ts";
 import { HostScope, type RoleScope } from "../../src/auth/host-scope.ts";
-import { createRole } from "../../src/auth/roles.ts";
+import { createRole, roleIdByName } from "../../src/auth/roles.ts";
+import { createApiToken } from "../../src/auth/api-tokens.ts";
 import { createUser } from "../../src/auth/users.ts";
 import { createSession, SESSION_COOKIE } from "../../src/auth/session.ts";
 import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
@@ -44,8 +46,12 @@ interface Declared {
 
 const builtin = (name: string) => BUILTIN_ROLES.find((r) => r.name === name)!.permissions;
 const SCOPE = ["group:web"];
-/** The principals: name and roles (permissions + scope tags); null roles = signed out. */
-const PRINCIPALS: Array<{ name: string; roles: RoleScope[] | null }> = [
+/**
+ * The principals: name and roles (permissions + scope tags); null roles = signed out. A token
+ * principal calls with `Authorization: Bearer` and no cookie: its owner is an admin, the token
+ * carries `token.permissions` over `token.tags`, so its roles are what tokenGrants leaves.
+ */
+const PRINCIPALS: Array<{ name: string; roles: RoleScope[] | null; token?: { permissions: string[]; tags: string[] } }> = [
   { name: "anonymous", roles: null },
   { name: "no-roles", roles: [] },
   { name: "viewer", roles: [{ permissions: builtin("viewer"), tags: [] }] },
@@ -53,6 +59,7 @@ const PRINCIPALS: Array<{ name: string; roles: RoleScope[] | null }> = [
   { name: "scoped-operator", roles: [{ permissions: builtin("operator"), tags: SCOPE }] },
   { name: "helpdesk", roles: [{ permissions: PERMISSIONS.map((p) => p.id).filter((p) => p.startsWith("users.")), tags: [] }] },
   { name: "admin", roles: [{ permissions: builtin("admin"), tags: [] }] },
+  { name: "token-web-operator", roles: [{ permissions: builtin("operator"), tags: SCOPE }], token: { permissions: builtin("operator"), tags: SCOPE } },
 ];
 const OUT_MARKER = "db-out-of-scope-9";
 
@@ -64,6 +71,7 @@ let mounted: Array<{ method: string; path: string }>;
 let declared: Declared[];
 const hosts: Record<"in" | "out", { id: number; tags: string[]; violation: number }> = {} as any;
 const sessions: Record<string, { token: string; csrf: string } | null> = {};
+const bearers: Record<string, string> = {};
 
 async function host(hostname: string, tags: string[], fill: number) {
   const [a] = await db.sql`insert into agents (hostname, public_key, tags, last_seen) values (${hostname}, ${Buffer.alloc(32, fill)}, ${tags}, now()) returning id`;
@@ -99,6 +107,13 @@ beforeAll(async () => {
       continue;
     }
     const roleIds = [];
+    if (p.token) {
+      // an admin owner; the token narrows it to its permissions and tags
+      const userId = await createUser(db.sql, { username: `m-${p.name}`, password: "Correct-Horse-9-Battery", roleIds: [(await roleIdByName(db.sql, "admin"))!] }, DEFAULT_SETTINGS.password);
+      bearers[p.name] = (await createApiToken(db.sql, userId, { name: "matrix", permissions: p.token.permissions, scopeTags: p.token.tags, expiresInDays: 1, aiClient: false, clientName: "" })).token;
+      sessions[p.name] = null;
+      continue;
+    }
     for (const [i, r] of p.roles.entries()) roleIds.push(await createRole(db.sql, `m-${p.name}-${i}`, "", [...r.permissions], [...r.tags]));
     const userId = await createUser(db.sql, { username: `m-${p.name}`, password: "Correct-Horse-9-Battery", roleIds }, DEFAULT_SETTINGS.password);
     const { token, session } = await createSession(db.sql, userId, "full", "127.0.0.1", "matrix", DEFAULT_SETTINGS.session);
@@ -120,6 +135,8 @@ type Outcome = "login" | "forbidden" | "not-found" | "allowed";
 function expected(r: Declared, p: (typeof PRINCIPALS)[number], which: "in" | "out"): Outcome {
   if (r.access === "public") return "allowed";
   if (!p.roles) return "login";
+  // an API token is refused (401) everywhere but /api/
+  if (p.token && !r.path.startsWith("/api/")) return "login";
   if (r.access === "signed-in") return "allowed";
   if (!p.roles.some((role) => role.permissions.includes(r.access))) return "forbidden";
   const hostData = r.hostData ?? "none";
@@ -143,6 +160,7 @@ async function run(r: Declared, p: (typeof PRINCIPALS)[number], which: "in" | "o
   const s = sessions[p.name];
   const headers: Record<string, string> = { "user-agent": "route-matrix" };
   if (s) headers.cookie = `${SESSION_COOKIE}=${s.token}`;
+  if (bearers[p.name]) headers.authorization = `Bearer ${bearers[p.name]}`;
   let body: string | undefined;
   if (r.method === "POST") {
     if (s) headers["x-csrf-token"] = s.csrf;
@@ -153,6 +171,7 @@ async function run(r: Declared, p: (typeof PRINCIPALS)[number], which: "in" | "o
   const text = await res.text();
   let got: Outcome = "allowed";
   if (res.status === 303 && (res.headers.get("location") ?? "").startsWith("/login")) got = "login";
+  else if (res.status === 401 && (res.headers.get("www-authenticate") ?? "").startsWith("Bearer")) got = "login";
   else if (res.status === 403 && (text.includes("do not grant the permission") || text.includes('"code":"forbidden"'))) got = "forbidden";
   else if (res.status === 404) got = "not-found";
   return { status: res.status, got, text };
@@ -172,7 +191,7 @@ function matches(r: Declared, want: Outcome, got: Outcome): boolean {
   return got === "allowed" || got === "not-found";
 }
 
-test("the access matrix: every mounted route × 7 principals × {host in scope, host out of scope}", async () => {
+test("the access matrix: every mounted route × 8 principals × {host in scope, host out of scope}", async () => {
   // every mounted route is declared, and every declaration is mounted
   const key = (r: { method: string; path: string }) => `${r.method} ${r.path}`;
   const declaredKeys = new Set(declared.map(key));
@@ -180,7 +199,7 @@ test("the access matrix: every mounted route × 7 principals × {host in scope, 
   expect(declared.map(key).filter((k) => !mounted.some((m) => key(m) === k))).toEqual([]);
   for (const r of declared) {
     // a route naming a host in its path must say so, so the guard resolves it within the scope
-    if (/^\/(hosts|agents|api\/security\/hosts)\/:id/.test(r.path)) expect({ route: key(r), hostData: r.hostData }).toEqual({ route: key(r), hostData: "host" });
+    if (/^\/(hosts|agents|api\/security\/hosts|api\/hosts)\/:id/.test(r.path)) expect({ route: key(r), hostData: r.hostData }).toEqual({ route: key(r), hostData: "host" });
     if (r.hostData && r.hostData !== "none") expect({ route: key(r), permission: r.access !== "public" && r.access !== "signed-in" }).toEqual({ route: key(r), permission: true });
   }
 
@@ -221,7 +240,7 @@ test("the access matrix: every mounted route × 7 principals × {host in scope, 
   const outcomes = new Set(results.map((x) => x.got));
   for (const o of ["login", "forbidden", "not-found", "allowed"] as const) expect(outcomes).toContain(o);
   // no command reached the out-of-scope host from a scoped principal
-  const [{ n }] = await db.sql`select count(*)::int as n from security_commands where agent_id = ${hosts.out.id} and requested_by like '%m-scoped-%'`;
+  const [{ n }] = await db.sql`select count(*)::int as n from security_commands where agent_id = ${hosts.out.id} and (requested_by like '%m-scoped-%' or requested_by like '%m-token-%')`;
   expect(n).toBe(0);
   expect(ms).toBeLessThan(60_000);
 }, 120_000);

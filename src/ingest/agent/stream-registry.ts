@@ -13,11 +13,13 @@ export interface AgentSocket {
 
 export class StreamRegistry {
   private byAgent = new Map<number, Array<AgentSocket>>();
+  private sockets = 0;
 
   add(agentId: number, ws: AgentSocket): void {
     const list = this.byAgent.get(agentId);
     if (list) list.push(ws);
     else this.byAgent.set(agentId, [ws]);
+    this.sockets++;
   }
 
   remove(ws: AgentSocket): void {
@@ -26,7 +28,9 @@ export class StreamRegistry {
     const list = this.byAgent.get(id);
     if (!list) return;
     const i = list.indexOf(ws);
-    if (i >= 0) list.splice(i, 1);
+    if (i < 0) return;
+    list.splice(i, 1);
+    this.sockets--;
     if (list.length === 0) this.byAgent.delete(id);
   }
 
@@ -36,6 +40,11 @@ export class StreamRegistry {
 
   get size(): number {
     return this.byAgent.size;
+  }
+
+  /** Streams held, all agents. */
+  get connections(): number {
+    return this.sockets;
   }
 
   /** Sends one JSON message down the agent's newest stream; false if it has none here. */
@@ -51,6 +60,7 @@ export class StreamRegistry {
   close(agentId: number, code: number, reason: string): number {
     const list = this.byAgent.get(agentId) ?? [];
     this.byAgent.delete(agentId);
+    this.sockets -= list.length;
     for (const ws of list) ws.close(code, reason);
     return list.length;
   }

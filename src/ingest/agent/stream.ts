@@ -8,6 +8,9 @@
  * The welcome carries a session (docs/protocol.md 3.5), so the agent's frames can be sealed
  * rather than signed. When the gate is full, the frames of a message are rejected as "busy" and
  * a "slow" message tells the agent how long to pause.
+ * Until its hello authenticates, a stream counts against its address's cap on unauthenticated
+ * clients, and it must authenticate within `helloTimeoutMs` of opening or be closed with
+ * 4408 (pings and pongs do not keep it open).
  */
 import type { ServerWebSocket, WebSocketHandler } from "bun";
 import { randomBytes } from "node:crypto";
@@ -18,6 +21,14 @@ import { Busy, type Gate } from "../gate.ts";
 import { sessionJson } from "./http.ts";
 import type { StreamRegistry } from "./stream-registry.ts";
 import { isStoreUnavailable, withDeadline } from "../../store/postgres/unavailable.ts";
+import type { UnauthenticatedClients } from "../clients.ts";
+
+/** Close code for a stream that did not authenticate within helloTimeoutMs (docs/protocol.md). */
+export const CLOSE_HELLO_TIMEOUT = 4408;
+/** Close code for a stream whose hello was refused. */
+export const CLOSE_BAD_HELLO = 4401;
+/** Close code for a revoked agent's verified hello. */
+export const CLOSE_REVOKED = 4403;
 
 export interface StreamData {
   kind: "agent-stream";
@@ -25,6 +36,22 @@ export interface StreamData {
   agentId?: number;
   transport: string;
   inFlight: number;
+  /** The peer's address; counted in `clients` while `unauthenticated`. */
+  ip: string;
+  unauthenticated?: boolean;
+  helloTimer?: ReturnType<typeof setTimeout>;
+}
+
+/** What the upgrade handler puts on a new stream. */
+export function newStreamData(ip: string): StreamData {
+  return { kind: "agent-stream", nonce: "", transport: "wss", inFlight: 0, ip, unauthenticated: true };
+}
+
+/** The stream is no longer unauthenticated (authenticated, or closed): stop its clock, give back its count. */
+function settled(ws: ServerWebSocket<StreamData>, deps: StreamDeps): void {
+  clearTimeout(ws.data.helloTimer);
+  if (ws.data.unauthenticated) deps.clients.leave(ws.data.ip);
+  ws.data.unauthenticated = false;
 }
 
 export interface StreamDeps extends IngestDeps {
@@ -37,6 +64,8 @@ export interface StreamDeps extends IngestDeps {
   streams?: StreamRegistry;
   /** Longest a message waits on the database before its frames are refused as store_unavailable (SERVERMIND_DB_TIMEOUT_MS). */
   storeTimeoutMs?: number;
+  /** The cap and deadlines for clients that have not authenticated. */
+  clients: UnauthenticatedClients;
 }
 
 function send(ws: ServerWebSocket<StreamData>, msg: unknown): void {
@@ -57,8 +86,9 @@ async function authenticate(ws: ServerWebSocket<StreamData>, deps: StreamDeps, b
   const f = entries.length === 1 ? entries[0]!.frame : undefined;
   const fail = (message: string) => {
     deps.metrics.rejects.inc({ reason: "bad_hello" });
+    deps.clients.failed(ws.data.ip);
     send(ws, { type: "error", code: "bad_hello", message });
-    ws.close(4401, "authentication failed");
+    ws.close(CLOSE_BAD_HELLO, "authentication failed");
   };
   if (!f || f.header.kind !== FrameKind.Hello) return fail("the first message must be exactly one Hello frame");
   const agent = await withDeadline(deps.directory.lookup(f.header.agentId), deps.storeTimeoutMs ?? 5000, "hello");
@@ -74,13 +104,15 @@ async function authenticate(ws: ServerWebSocket<StreamData>, deps: StreamDeps, b
     return fail(`hello body is invalid: ${e instanceof Error ? e.message : e}`);
   }
   if (nonce !== ws.data.nonce) return fail("hello does not carry this connection's challenge nonce");
+  if (ws.readyState !== 1) return; // closed (e.g. the hello deadline) while the agent was looked up
   if (agent.revoked) {
     // told only to the key's holder, after its signed hello verified: close 4403, not 4401
     deps.metrics.rejects.inc({ reason: "revoked_agent" });
     send(ws, { type: "error", code: "revoked_agent", message: `agent ${f.header.agentId} has been revoked` });
-    return ws.close(4403, "agent revoked");
+    return ws.close(CLOSE_REVOKED, "agent revoked");
   }
   ws.data.agentId = f.header.agentId;
+  settled(ws, deps);
   deps.state.touch(f.header.agentId, f.header.seq, ws.data.transport);
   const session = deps.directory.sessions.open(f.header.agentId);
   deps.metrics.sessionsOpened.inc({ transport: ws.data.transport });
@@ -129,9 +161,16 @@ export function createStreamHandler(deps: StreamDeps): WebSocketHandler<StreamDa
     perMessageDeflate: false,
     open(ws) {
       ws.data.nonce = randomBytes(24).toString("base64url");
+      const ms = deps.clients.limits.helloTimeoutMs;
+      ws.data.helloTimer = setTimeout(() => {
+        if (ws.data.agentId !== undefined) return;
+        deps.metrics.clientTimeouts.inc({ kind: "hello" });
+        ws.close(CLOSE_HELLO_TIMEOUT, `no authenticated hello within ${ms} ms`);
+      }, ms);
       send(ws, { type: "challenge", nonce: ws.data.nonce });
     },
     close(ws) {
+      settled(ws, deps);
       deps.streams?.remove(ws);
     },
     async message(ws, msg) {

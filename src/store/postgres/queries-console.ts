@@ -157,6 +157,18 @@ export function hostSeriesRange(store: RangeStore, host: ScopedHost, names: stri
   return store.seriesRange(host.id, names, from, to, maxPoints);
 }
 
+/** A host's latest value of every metric it reports (metric_latest), or undefined before its first report. */
+export async function latestMetrics(sql: Sql, host: ScopedHost): Promise<{ ts: Date; values: Record<string, number | null> } | undefined> {
+  const [r] = await sql`select ts, names, vals from metric_latest where agent_id = ${host.id}`;
+  if (!r) return undefined;
+  const values: Record<string, number | null> = {};
+  (r.names as string[]).forEach((n, i) => {
+    const v = (r.vals as number[])[i];
+    values[n] = v === undefined || v === null || Number.isNaN(v) ? null : v;
+  });
+  return { ts: r.ts, values };
+}
+
 export interface LogRow {
   ts: Date;
   severity: number;

@@ -163,6 +163,7 @@ export function fileRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
     },
     {
       method: "GET", path: "/api/hosts/:id/files", access: "files.view", hostData: "host",
+      doc: { summary: "List a directory on a host", query: { path: "absolute directory path" }, responses: { "200": "{path, entries: [{name, type, size, mode, uid, gid, mtimeMs, target?, denied?}], truncated}", "403": "outside your file policy or always denied on the agent" } },
       async handler(req) {
         const path = pathOf(req, req.query);
         if (!path) return badPath(req);
@@ -172,6 +173,7 @@ export function fileRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
     },
     {
       method: "GET", path: "/api/hosts/:id/files/content", access: "files.read", hostData: "host",
+      doc: { summary: "Read one chunk of a file (base64, SHA-256 of the chunk; of the whole file at offset 0)", query: { path: "absolute file path", offset: "byte offset (default 0)", length: "bytes, at most 524288" }, responses: { "200": "file.read result (docs/protocol.md 9.3)" } },
       async handler(req) {
         const path = pathOf(req, req.query);
         if (!path) return badPath(req);
@@ -184,6 +186,7 @@ export function fileRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
     },
     {
       method: "GET", path: "/api/hosts/:id/files/download", access: "files.download", hostData: "host",
+      doc: { summary: "Download a file, streamed (at most 64 MiB); x-content-sha256 carries its SHA-256", query: { path: "absolute file path" }, responses: { "200": "the bytes", "413": "over the download limit" } },
       async handler(req) {
         const path = pathOf(req, req.query);
         if (!path) return badPath(req);
@@ -225,6 +228,7 @@ export function fileRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
     },
     {
       method: "POST", path: "/api/hosts/:id/files/preview", access: "files.write", hostData: "host",
+      doc: { summary: "Preview a write: unified diff, ifMatch (SHA-256 the preview is based on) and sha256 of the new content", body: { path: "absolute file path", content: "new text", contentBase64: "new bytes (instead of content)" } },
       async handler(req) {
         const path = pathOf(req, req.form);
         if (!path) return badPath(req);
@@ -241,8 +245,8 @@ export function fileRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         });
       },
     },
-    { method: "POST", path: "/api/hosts/:id/files/write", access: "files.write", hostData: "host", dangerous: danger("write", false), handler: write(false) },
-    { method: "POST", path: "/api/hosts/:id/files/upload", access: "files.write", hostData: "host", dangerous: danger("write", false), handler: write(true) },
+    { method: "POST", path: "/api/hosts/:id/files/write", access: "files.write", hostData: "host", dangerous: danger("write", false), doc: { summary: "Write a file (refused with 409 when it changed since the preview)", body: { path: "absolute file path", content: "text", contentBase64: "bytes", ifMatch: "SHA-256 from the preview, or absent", sha256: "the preview's sha256 of the new content", mode: "octal, e.g. 0644", confirm: "write <hostname>:<path> outside /tmp", reauth: "password or TOTP code" } }, handler: write(false) },
+    { method: "POST", path: "/api/hosts/:id/files/upload", access: "files.write", hostData: "host", dangerous: danger("write", false), doc: { summary: "Upload a file (multipart; a path ending in / takes the file name)", body: { path: "target path or directory/", file: "the file part (1 MiB at most)", ifMatch: "default absent" } }, handler: write(true) },
     {
       method: "POST", path: "/api/hosts/:id/files/chmod", access: "files.write", hostData: "host", dangerous: danger("chmod", false),
       async handler(req) {

@@ -72,6 +72,7 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           canFiles: can(req, "files.view", a),
           canInventory: can(req, "inventory.view", a),
           canProcesses: can(req, "processes.view", a),
+          canServices: can(req, "services.view", a) && !a.revoked_at,
           canRevoke: can(req, "agents.revoke", a) && !a.revoked_at,
           canTag: can(req, "hosts.edit", a),
           tagText: a.tags.join(", "),

@@ -1,0 +1,158 @@
+/**
+ * Misbehaving clients over real TLS, for tests and the attack bench: a slow POST that declares a
+ * large body and trickles it (slowloris), and a WebSocket that never says hello but pings.
+ * `localAddress` picks the client's loopback address (127.0.0.0/8), so per-address caps can be
+ * exercised from one machine. Every client ends by itself within `maxMs`.
+ */
+import tls from "node:tls";
+import { randomBytes } from "node:crypto";
+
+export interface RawClientOptions {
+  port: number;
+  localAddress?: string;
+  /** The client gives up (and closes) after this long. */
+  maxMs?: number;
+}
+
+export interface SlowPostResult {
+  /** HTTP status the server answered with, 0 for none. */
+  status: number;
+  /** When the server closed the connection, ms after the start (or the client gave up: `gaveUp`). */
+  closedMs: number;
+  gaveUp: boolean;
+}
+
+/** POST `path` with a large Content-Length, then one byte every `everyMs` (HTTP/1.1). */
+export function slowPost(o: RawClientOptions & { path?: string; contentLength?: number; everyMs?: number; firstBytes?: Uint8Array }): { done: Promise<SlowPostResult>; close(): void } {
+  const t0 = performance.now();
+  let out = "";
+  let gaveUp = false;
+  let tick: ReturnType<typeof setInterval> | undefined;
+  const s = tls.connect({ host: "127.0.0.1", port: o.port, localAddress: o.localAddress, rejectUnauthorized: false, ALPNProtocols: ["http/1.1"] } as tls.ConnectionOptions, () => {
+    const head = `POST ${o.path ?? "/api/v1/ingest"} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/vnd.servermind.frames\r\nContent-Length: ${o.contentLength ?? 10_000_000}\r\n\r\n`;
+    s.write(Buffer.concat([Buffer.from(head), o.firstBytes ?? Buffer.from("x")]));
+    tick = setInterval(() => {
+      if (!s.destroyed && s.writable) s.write("x");
+    }, o.everyMs ?? 300);
+  });
+  const limit = setTimeout(() => {
+    gaveUp = true;
+    s.destroy();
+  }, o.maxMs ?? 30_000);
+  s.on("data", (d) => (out += d));
+  s.on("error", () => {});
+  const done = new Promise<SlowPostResult>((resolve) =>
+    s.on("close", () => {
+      clearInterval(tick);
+      clearTimeout(limit);
+      const m = /^HTTP\/1\.1 (\d{3})/.exec(out);
+      resolve({ status: m ? Number(m[1]) : 0, closedMs: performance.now() - t0, gaveUp });
+    }),
+  );
+  return { done, close: () => s.destroy() };
+}
+
+export interface SilentSocketResult {
+  /** Status of the upgrade answer (101 when it was accepted). */
+  status: number;
+  /** Close code of the server's close frame, 0 for none. */
+  closeCode: number;
+  closedMs: number;
+  gaveUp: boolean;
+}
+
+/** Opens the agent stream and never says hello; sends a ping every `pingEveryMs`. */
+export function silentSocket(o: RawClientOptions & { pingEveryMs?: number }): { upgraded: Promise<number>; done: Promise<SilentSocketResult>; close(): void } {
+  const t0 = performance.now();
+  let head = "";
+  let status = 0;
+  let closeCode = 0;
+  let gaveUp = false;
+  let rest = Buffer.alloc(0);
+  let onStatus: (n: number) => void;
+  const upgraded = new Promise<number>((r) => (onStatus = r));
+  const s = tls.connect({ host: "127.0.0.1", port: o.port, localAddress: o.localAddress, rejectUnauthorized: false, ALPNProtocols: ["http/1.1"] } as tls.ConnectionOptions, () => {
+    s.write(
+      `GET /api/v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
+  });
+  const ping = setInterval(() => {
+    // a masked, empty ping frame
+    if (status === 101 && !s.destroyed && s.writable) s.write(Buffer.concat([Buffer.from([0x89, 0x80]), randomBytes(4)]));
+  }, o.pingEveryMs ?? 200);
+  const limit = setTimeout(() => {
+    gaveUp = true;
+    s.destroy();
+  }, o.maxMs ?? 30_000);
+  s.on("data", (d: Buffer) => {
+    if (!status) {
+      head += d.toString("latin1");
+      const end = head.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0);
+      onStatus(status);
+      rest = Buffer.from(head.slice(end + 4), "latin1");
+    } else rest = Buffer.concat([rest, d]);
+    // server frames are unmasked; look for a close frame (opcode 8) and read its code
+    while (rest.length >= 2) {
+      const len7 = rest[1]! & 0x7f;
+      const hdr = len7 === 126 ? 4 : len7 === 127 ? 10 : 2;
+      if (rest.length < hdr) break;
+      const len = len7 === 126 ? rest.readUInt16BE(2) : len7 === 127 ? Number(rest.readBigUInt64BE(2)) : len7;
+      if (rest.length < hdr + len) break;
+      if ((rest[0]! & 0x0f) === 8 && len >= 2) closeCode = rest.readUInt16BE(hdr);
+      rest = rest.subarray(hdr + len);
+    }
+  });
+  s.on("error", () => {});
+  const done = new Promise<SilentSocketResult>((resolve) =>
+    s.on("close", () => {
+      clearInterval(ping);
+      clearTimeout(limit);
+      onStatus(status);
+      resolve({ status, closeCode, closedMs: performance.now() - t0, gaveUp });
+    }),
+  );
+  return { upgraded, done, close: () => s.destroy() };
+}
+
+/**
+ * Sends `body` to `path` again and again over one HTTP/1.1 connection from `localAddress`
+ * (reconnecting when the server closes it), waiting `pauseMs` after each answer (more after a
+ * 429), until `maxMs`. Returns how many answers of each status it got.
+ */
+export async function repeatPost(o: RawClientOptions & { path: string; body: Uint8Array; pauseMs: number }): Promise<Record<string, number>> {
+  const end = performance.now() + (o.maxMs ?? 10_000);
+  const counts: Record<string, number> = {};
+  const head = Buffer.from(`POST ${o.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/vnd.servermind.frames\r\nContent-Length: ${o.body.length}\r\n\r\n`);
+  const request = Buffer.concat([head, o.body]);
+  while (performance.now() < end) {
+    await new Promise<void>((resolve) => {
+      let buf = Buffer.alloc(0);
+      const s = tls.connect({ host: "127.0.0.1", port: o.port, localAddress: o.localAddress, rejectUnauthorized: false, ALPNProtocols: ["http/1.1"] } as tls.ConnectionOptions, () => s.write(request));
+      const limit = setTimeout(() => s.destroy(), Math.max(0, end - performance.now()));
+      s.on("data", (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        for (;;) {
+          const at = buf.indexOf("\r\n\r\n");
+          if (at < 0) return;
+          const headers = buf.subarray(0, at).toString("latin1");
+          const length = Number(/content-length: *(\d+)/i.exec(headers)?.[1] ?? 0);
+          if (buf.length < at + 4 + length) return;
+          const status = /^HTTP\/1\.1 (\d{3})/.exec(headers)?.[1] ?? "0";
+          counts[status] = (counts[status] ?? 0) + 1;
+          buf = buf.subarray(at + 4 + length);
+          if (/connection: *close/i.test(headers) || performance.now() >= end) return s.destroy();
+          setTimeout(() => !s.destroyed && s.write(request), status === "429" ? 1000 : o.pauseMs);
+        }
+      });
+      s.on("error", () => {});
+      s.on("close", () => {
+        clearTimeout(limit);
+        resolve();
+      });
+    });
+  }
+  return counts;
+}

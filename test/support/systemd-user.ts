@@ -1,0 +1,95 @@
+/**
+ * A real systemd service manager for tests on machines where systemd is not PID 1 (CI
+ * containers, VMs booted by another init): a `systemd --user` instance for root, started in a
+ * private mount namespace whose /run is a fresh tmpfs holding /run/systemd/system (the marker
+ * systemd checks before it agrees to run as a user instance; the rest of the machine does not
+ * see it). Its runtime dir (control socket) and config dir (unit files, enable symlinks) are
+ * temporary directories outside the namespace, so `systemctl --user` with XDG_RUNTIME_DIR and
+ * XDG_CONFIG_HOME pointing there reaches it from any process, the agent's Control included.
+ */
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+
+export interface SystemdUser {
+  dir: string;
+  /** XDG_RUNTIME_DIR and XDG_CONFIG_HOME for systemctl/journalctl (and the agent) */
+  env: Record<string, string>;
+  /** Writes a unit file into the instance's config dir and reloads the manager. */
+  addUnit(name: string, text: string): Promise<void>;
+  /** `systemctl --user ARGS` with the instance's environment; stdout, stderr and exit code. */
+  ctl(...args: string[]): Promise<{ code: number; out: string }>;
+  stop(): Promise<void>;
+}
+
+const SYSTEMD = ["/usr/lib/systemd/systemd", "/lib/systemd/systemd"].find((p) => existsSync(p));
+
+/** Why a user instance cannot run here, or null when it can be tried. */
+export function systemdUserUnavailable(): string | null {
+  if (!SYSTEMD) return "systemd (the systemd package) is not installed";
+  if (!Bun.which("systemctl")) return "systemctl is not installed";
+  if (!Bun.which("unshare")) return "unshare (util-linux) is not installed";
+  if (process.getuid?.() !== 0) return "starting systemd in a private mount namespace needs root";
+  return null;
+}
+
+export async function startSystemdUser(): Promise<SystemdUser> {
+  const dir = mkdtempSync(join(tmpdir(), "sm-systemd-user-"));
+  const rt = join(dir, "runtime");
+  const cfg = join(dir, "config");
+  mkdirSync(rt, { mode: 0o700 });
+  chmodSync(rt, 0o700);
+  mkdirSync(join(cfg, "systemd", "user"), { recursive: true });
+  const env = { XDG_RUNTIME_DIR: rt, XDG_CONFIG_HOME: cfg };
+  const script = `mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p /run/systemd/system && exec ${SYSTEMD} --user`;
+  const proc: Subprocess = Bun.spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], {
+    env: { ...process.env, ...env }, stdin: "ignore", stdout: "pipe", stderr: "pipe",
+  });
+  let log = "";
+  void (async () => {
+    const d = new TextDecoder();
+    for await (const c of proc.stderr as ReadableStream<Uint8Array>) log = (log + d.decode(c)).slice(-8000);
+  })();
+  const ctl = async (...args: string[]) => {
+    const p = Bun.spawn(["systemctl", "--user", "--no-pager", ...args], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
+    const timer = setTimeout(() => p.kill("SIGKILL"), 20_000);
+    const [o, e] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
+    const code = await p.exited;
+    clearTimeout(timer);
+    return { code, out: o + e };
+  };
+  const stop = async () => {
+    proc.kill("SIGTERM");
+    const ok = await Promise.race([proc.exited.then(() => true), Bun.sleep(5000).then(() => false)]);
+    if (!ok) proc.kill("SIGKILL");
+    await proc.exited;
+    rmSync(dir, { recursive: true, force: true });
+  };
+  // ready when the manager answers on its private socket (bounded: 15 s)
+  const end = Date.now() + 15_000;
+  for (;;) {
+    if (proc.exitCode !== null) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`systemd --user exited (${proc.exitCode}): ${log.trim() || "no output"}`);
+    }
+    // (is-system-running would answer "offline": outside the namespace systemd is not booted)
+    if (existsSync(join(rt, "systemd", "private")) && /SystemState=(running|degraded)/.test((await ctl("show", "--property=SystemState")).out)) break;
+    if (Date.now() > end) {
+      await stop();
+      throw new Error(`systemd --user did not come up in 15 s: ${log.trim()}`);
+    }
+    await Bun.sleep(100);
+  }
+  return {
+    dir,
+    env,
+    ctl,
+    async addUnit(name, text) {
+      writeFileSync(join(cfg, "systemd", "user", name), text);
+      const r = await ctl("daemon-reload");
+      if (r.code !== 0) throw new Error(`daemon-reload failed: ${r.out}`);
+    },
+    stop,
+  };
+}
