@@ -6,8 +6,9 @@
  * (3) it names this agent, is not older than five minutes and was not seen before, and (4) its
  * action is on the allow-list: "ping" (changes nothing), "cis.remediate" and "cis.rollback"
  * (agent/control/remediate/, snapshots first, exact rollback), "service.list", "service.status"
- * and "service.action" (agent/control/services/: systemctl, every call with a timeout). Everything else is refused, and
- * so is everything while no key is installed.
+ * and "service.action" (agent/control/services/: systemctl, every call with a timeout), and the
+ * file operations `file.*` (agent/control/files/: path policy, race-free resolution, snapshot and
+ * rollback). Everything else is refused, and so is everything while no key is installed.
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
@@ -18,9 +19,10 @@ import { listenIpc, type Message } from "../ipc/socket.ts";
 import { createNonceSet, verifyCommand } from "../../src/ingest/frame/commands.ts";
 import { createControlSecurityHandler } from "./remediate/index.ts";
 import { createServiceHandler, SERVICE_ACTIONS } from "./services/index.ts";
+import { createControlFilesHandler, FILE_ACTIONS } from "./files/index.ts";
 
 const SECURITY_ACTIONS = new Set(["cis.remediate", "cis.rollback"]);
-export const ALLOWED_ACTIONS: ReadonlySet<string> = new Set(["ping", ...SECURITY_ACTIONS, ...SERVICE_ACTIONS]);
+export const ALLOWED_ACTIONS: ReadonlySet<string> = new Set(["ping", ...SECURITY_ACTIONS, ...SERVICE_ACTIONS, ...FILE_ACTIONS]);
 
 export interface CommandCheckerOptions {
   key: KeyObject | undefined;
@@ -28,6 +30,8 @@ export interface CommandCheckerOptions {
   now?: () => number;
   /** Runs remediation commands (the remediator checks the signature itself too). */
   security?: (signed: unknown) => unknown;
+  /** Runs file commands (checks the signature itself too). */
+  files?: (signed: unknown) => unknown;
 }
 
 /** Handles one {t: "command", command: <signed command>} request from Platform. */
@@ -39,6 +43,7 @@ export function createCommandChecker(o: CommandCheckerOptions) {
     const signed = m.command as Record<string, unknown> | undefined;
     const action = typeof signed?.action === "string" ? signed.action : "";
     if (SECURITY_ACTIONS.has(action) && o.security) return { t: "result", result: o.security(signed) };
+    if (FILE_ACTIONS.has(action) && o.files) return { t: "result", result: o.files(signed) };
     const v = verifyCommand(signed, { publicKey: o.key, agentId: o.agentId, allow: new Set(["ping"]), seen, now: o.now?.() });
     if (!v.ok) return { t: "result", result: { ok: false, error: v.reason } };
     return { t: "result", result: { ok: true, result: "pong" } };
@@ -69,6 +74,7 @@ export async function runControl(c: AgentConfig): Promise<() => Promise<void>> {
   const key = trust?.key;
   const agentId = trust?.agentId ?? 0;
   const security = key ? createControlSecurityHandler({ root: c.root, stateDir: c.stateDir, agentId }) : undefined;
-  const server = listenIpc(p.controlSocket, createControlHandler({ key, agentId, security, services: createServiceHandler() }));
+  const files = key ? createControlFilesHandler({ root: c.root, stateDir: c.stateDir, runDir: c.runDir, agentId }) : undefined;
+  const server = listenIpc(p.controlSocket, createControlHandler({ key, agentId, security, files, services: createServiceHandler() }));
   return async () => server.stop();
 }

@@ -68,7 +68,14 @@ async function readForm(request: Request): Promise<URLSearchParams | FormProblem
   if (type.startsWith("multipart/form-data")) {
     const fd = await request.formData();
     const p = new URLSearchParams();
-    for (const [k, v] of fd) if (typeof v === "string") p.append(k, v);
+    let size = 0;
+    for (const [k, v] of fd) {
+      size += k.length + (typeof v === "string" ? v.length : v.size);
+      // without a content-length (chunked), the parts are what is counted
+      if (size > MAX_FORM_BYTES) return { problem: `The form is over ${MAX_FORM_BYTES} bytes; the limit is ${MAX_FORM_BYTES}.`, status: 413 };
+      if (typeof v === "string") p.append(k, v);
+      else p.append(`${k}.base64`, Buffer.from(await v.arrayBuffer()).toString("base64")), p.append(`${k}.name`, v.name); // file parts (uploads), binary-safe
+    }
     return withoutNul(p);
   }
   const text = await request.text();

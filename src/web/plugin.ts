@@ -25,6 +25,7 @@ import { settingsRoutes } from "./settings/routes.ts";
 import { ssoAdminRoutes } from "./sso/routes.ts";
 import { securityPageRoutes } from "./security/pages.ts";
 import { securityApiRoutes } from "./security/routes.ts";
+import { fileRoutes } from "./files/routes.ts";
 import { serviceRoutes } from "./services/routes.ts";
 import { tokenRoutes } from "./tokens/routes.ts";
 import { apiRoutes } from "./api/routes.ts";
@@ -57,6 +58,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...hostRoutes(s, pages),
     ...securityPageRoutes(s, pages),
     ...securityApiRoutes(s, pages),
+    ...fileRoutes(s, pages),
     ...serviceRoutes(s, pages),
     ...enrollmentRoutes(s, pages),
     ...userRoutes(s, pages),

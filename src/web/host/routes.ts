@@ -69,6 +69,7 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           canMetrics: can(req, "metrics.view", a),
           canLogs: can(req, "logs.view", a),
           canSecurity: can(req, "compliance.view", a),
+          canFiles: can(req, "files.view", a),
           canInventory: can(req, "inventory.view", a),
           canProcesses: can(req, "processes.view", a),
           canServices: can(req, "services.view", a) && !a.revoked_at,
