@@ -30,7 +30,7 @@ import { migrate } from "../src/store/postgres/migrate.ts";
 import { ensurePartitions, timeSeriesTables } from "../src/store/postgres/partitions.ts";
 import { metricNames, metricsFrame, newKeys, openSession, openStream, post, type SimAgent } from "../test/support/sim-agent.ts";
 import { repeatPost, silentSocket, slowPost } from "../test/support/raw-clients.ts";
-import { arg, cpuSeconds, environment, flag, median, percentile, round, rssMb } from "./support.ts";
+import { arg, cpuSeconds, environment, flag, median, percentile, round, rssMb, spawnServer } from "./support.ts";
 
 /** The server this bench starts scrapes its own /metrics with this token. */
 const METRICS_TOKEN = "bench-attack-metrics";
@@ -114,22 +114,12 @@ const ATTACK = {
 };
 
 async function startServer(dbUrl: string, dataDir: string) {
-  const port = await freePort();
   // --server-dir runs another checkout's server (e.g. the code before a change) against the same attack
-  const child = spawn(process.execPath, ["src/main.ts"], {
+  return spawnServer({
+    port: await freePort(),
     cwd: arg("server-dir", "."),
-    env: { ...process.env, DATABASE_URL: dbUrl, SERVERMIND_PORT: String(port), SERVERMIND_HOST: "127.0.0.1", SERVERMIND_DATA: dataDir, SERVERMIND_HTTP3: "false", SERVERMIND_METRICS_TOKEN: METRICS_TOKEN },
-    stdio: ["ignore", "pipe", "inherit"],
+    env: { DATABASE_URL: dbUrl, SERVERMIND_DATA: dataDir, SERVERMIND_HTTP3: "false", SERVERMIND_METRICS_TOKEN: METRICS_TOKEN },
   });
-  await new Promise<void>((ok, fail) => {
-    let out = "";
-    child.stdout!.on("data", (d) => {
-      out += d;
-      if (out.includes("listening on")) ok();
-    });
-    child.once("exit", (c) => fail(new Error(`server exited with ${c}: ${out}`)));
-  });
-  return { url: `https://127.0.0.1:${port}`, port, pid: child.pid!, stop: () => new Promise<void>((r) => { child.once("exit", () => r()); child.kill("SIGTERM"); }) };
 }
 
 function startAttack(port: number, seconds: number, agentId: number) {

@@ -5,7 +5,6 @@
  * descriptors, CPU at that message rate, and the heartbeats' ack latency. Sizing in
  * docs/operations.md comes from here. Bounded: `--seconds` of heartbeats, then everything stops.
  */
-import { spawn } from "node:child_process";
 import { chmodSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,7 +14,7 @@ import { migrate } from "../src/store/postgres/migrate.ts";
 import { ensurePartitions, timeSeriesTables } from "../src/store/postgres/partitions.ts";
 import { FrameKind } from "../src/ingest/frame/frame.ts";
 import { mapFrame, newKeys, openStream, type SimAgent } from "../test/support/sim-agent.ts";
-import { arg, cpuSeconds, environment, flag, percentile, round, rssMb } from "./support.ts";
+import { arg, cpuSeconds, environment, flag, percentile, round, rssMb, spawnServer } from "./support.ts";
 
 const quick = flag("quick");
 const AGENTS = Number(arg("agents", quick ? "1000" : "5000"));
@@ -37,21 +36,11 @@ async function main() {
     const rows = await sql`insert into agents ${sql(keys.map((k, j) => ({ hostname: `held-${i + j}`, public_key: Buffer.from(k.publicKeyB64, "base64") })))} returning id`;
     rows.forEach((r, j) => agents.push({ id: Number(r.id), ...keys[j]!, seq: 0, batch: 0 }));
   }
-  const port = await freePort();
-  const child = spawn(process.execPath, ["src/main.ts"], {
-    env: { ...process.env, DATABASE_URL: pg.url, SERVERMIND_PORT: String(port), SERVERMIND_HOST: "127.0.0.1", SERVERMIND_DATA: dir, SERVERMIND_HTTP3: "false", SERVERMIND_MAX_AGENTS: String(AGENTS) },
-    stdio: ["ignore", "pipe", "inherit"],
+  const server = await spawnServer({
+    port: await freePort(),
+    env: { DATABASE_URL: pg.url, SERVERMIND_DATA: dir, SERVERMIND_HTTP3: "false", SERVERMIND_MAX_AGENTS: String(AGENTS) },
   });
-  await new Promise<void>((ok, fail) => {
-    let out = "";
-    child.stdout!.on("data", (d) => {
-      out += d;
-      if (out.includes("listening on")) ok();
-    });
-    child.once("exit", (c) => fail(new Error(`server exited with ${c}: ${out}`)));
-  });
-  const url = `https://127.0.0.1:${port}`;
-  const pid = child.pid!;
+  const { url, pid } = server;
   await Bun.sleep(1000);
   const rss0 = rssMb(pid);
   const fds0 = fds(pid);
@@ -95,8 +84,7 @@ async function main() {
   const rss2 = rssMb(pid);
   latencies.sort((x, y) => x - y);
   for (const st of streams) st.close();
-  child.kill("SIGTERM");
-  await new Promise((r) => child.once("exit", r));
+  await server.stop();
   await sql.end();
   await pg.stop();
   rmSync(dir, { recursive: true, force: true });

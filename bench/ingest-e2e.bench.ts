@@ -15,7 +15,6 @@
  * 5. A logs workload (200 lines a frame) against its own COPY ceiling.
  * Prints one JSON line last: medians over the rounds, and each round under `per_round`.
  */
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -28,7 +27,7 @@ import { encodeLogs, encodeMetricBlocks } from "../src/store/postgres/writer.ts"
 import { decodeFrameBody, splitFrames } from "../src/ingest/frame/decode.ts";
 import type { LogsBody, MetricsBody } from "../src/ingest/frame/frame.ts";
 import { logsFrame, metricNames, metricsFrame, newKeys, openSession, openStream, post, type SimAgent } from "../test/support/sim-agent.ts";
-import { arg, environment, flag, median, percentile, round, rssMb, cpuSeconds, treeCpuSeconds } from "./support.ts";
+import { arg, environment, flag, median, percentile, round, rssMb, cpuSeconds, spawnServer, treeCpuSeconds } from "./support.ts";
 import { readFileSync } from "node:fs";
 import { runClickhouseBench } from "./clickhouse-tier.ts";
 
@@ -49,21 +48,8 @@ if (AUTH !== "session" && AUTH !== "signature") throw new Error(`--auth ${AUTH}:
 const log = (s: string) => console.error(`[bench] ${s}`);
 
 async function startServer(dbUrl: string, dataDir: string) {
-  const port = await freePort();
-  const extra = (process.env.BENCH_SERVER_FLAGS ?? "").split(" ").filter(Boolean);
-  const child = spawn(process.execPath, [...extra, "src/main.ts"], {
-    env: { ...process.env, DATABASE_URL: dbUrl, SERVERMIND_PORT: String(port), SERVERMIND_HOST: "127.0.0.1", SERVERMIND_DATA: dataDir, SERVERMIND_WRITERS: String(WRITERS) },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  await new Promise<void>((ok, fail) => {
-    let out = "";
-    child.stdout!.on("data", (d) => {
-      out += d;
-      if (out.includes("listening on")) ok();
-    });
-    child.once("exit", (c) => fail(new Error(`server exited with ${c}: ${out}`)));
-  });
-  return { url: `https://127.0.0.1:${port}`, pid: child.pid!, stop: () => new Promise<void>((r) => { child.once("exit", () => r()); child.kill("SIGTERM"); }) };
+  const bunFlags = (process.env.BENCH_SERVER_FLAGS ?? "").split(" ").filter(Boolean);
+  return spawnServer({ port: await freePort(), bunFlags, env: { DATABASE_URL: dbUrl, SERVERMIND_DATA: dataDir, SERVERMIND_WRITERS: String(WRITERS) } });
 }
 
 type Job = { frames: Uint8Array[]; samples: number };

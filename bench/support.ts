@@ -1,6 +1,7 @@
 /** Shared bench plumbing: environment facts, process CPU/RSS from /proc, percentiles, JSON output. */
 import { cpus, platform, release } from "node:os";
 import { readFileSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
 
 export function environment() {
   return { bun: Bun.version, cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, os: `${platform()} ${release()}` };
@@ -56,3 +57,44 @@ export function arg(name: string, def: string): string {
 }
 
 export const flag = (name: string) => process.argv.includes(`--${name}`);
+
+export interface ServerProcess {
+  url: string;
+  port: number;
+  pid: number;
+  child: ChildProcess;
+  /** SIGTERM, resolved when the process has exited. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the real server (`src/main.ts`) as a child process on 127.0.0.1 with `env` on top of
+ * this process's environment, and resolves once it logs "listening on".
+ */
+export async function spawnServer(o: { port: number; env: Record<string, string>; cwd?: string; bunFlags?: string[] }): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [...(o.bunFlags ?? []), "src/main.ts"], {
+    cwd: o.cwd,
+    env: { ...process.env, SERVERMIND_PORT: String(o.port), SERVERMIND_HOST: "127.0.0.1", ...o.env },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  await new Promise<void>((ok, fail) => {
+    let out = "";
+    child.stdout!.on("data", (d) => {
+      out += d;
+      if (out.includes("listening on")) ok();
+    });
+    child.once("exit", (c) => fail(new Error(`server exited with ${c}: ${out}`)));
+  });
+  return {
+    url: `https://127.0.0.1:${o.port}`,
+    port: o.port,
+    pid: child.pid!,
+    child,
+    stop: () =>
+      new Promise<void>((r) => {
+        if (child.exitCode !== null || child.signalCode !== null) return r();
+        child.once("exit", () => r());
+        child.kill("SIGTERM");
+      }),
+  };
+}
