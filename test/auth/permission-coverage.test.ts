@@ -105,8 +105,8 @@ test("every permission in the catalogue gates a mounted route, a check in src/, 
   expect(ungated).toEqual([]);
 
   const routes = [...routeAccess.keys()].filter((id) => id !== "public" && id !== "signed-in").length;
-  const byCheckOnly = PERMISSIONS.filter((p) => !routeAccess.has(p.id) && checked.has(p.id)).length;
-  console.log(`permission coverage: ${PERMISSIONS.length} permissions; ${routes} are the access of a mounted route (${mountedCount} routes), ${byCheckOnly} more are checked in src/, ${Object.keys(ALLOWED_WITHOUT_ROUTE).length} allow-listed`);
+  const byCheckOnly = PERMISSIONS.filter((p) => !routeAccess.has(p.id) && checked.has(p.id)).map((p) => p.id);
+  console.log(`permission coverage: ${PERMISSIONS.length} permissions; ${routes} are the access of a mounted route (${mountedCount} routes), ${byCheckOnly.length} more are checked in src/ (${byCheckOnly.join(", ")}), ${Object.keys(ALLOWED_WITHOUT_ROUTE).length} allow-listed`);
 });
 
 test("routes and checks name only catalogue permissions (an unknown id is never held, so it locks everyone out)", () => {
