@@ -25,8 +25,8 @@ import { mountedRouteTables } from "../support/mounted-routes.ts";
 
 /** Permissions gated by something other than a console route or a check in src/ (keep it short). */
 const ALLOWED_WITHOUT_ROUTE: Record<string, string> = {
-  "ai.assistant.use": "gated by the MCP tool layer (mcp helper, issue #14), pending",
-  "ai.assistant.act": "gated by the MCP tool layer's approvals (mcp helper, issue #14), pending",
+  "ai.assistant.use": "gated by the MCP tool layer (mcp branch), pending",
+  "ai.assistant.act": "gated by the MCP tool layer's approvals (mcp branch), pending",
   "backups.view": "gated by the backups routes (issue #15), pending",
   "backups.run": "gated by the backups routes (issue #15), pending",
   "backups.restore": "gated by the backups routes (issue #15), pending",
