@@ -1,7 +1,9 @@
 /**
- * The permission catalog: every `resource.action` the product knows, including those of
- * features that come later (compliance, FIM, services, files, backups, SSO, ...), so roles
- * created today keep their meaning. Built-in roles are defined here and synced at start.
+ * The permission catalog: every `resource.action` the product checks. Each one gates something
+ * real (a console route's `access`, or a `can(req, ...)` check in a handler); the coverage test
+ * (test/auth/permission-coverage.test.ts) fails for a permission that gates nothing, so a feature
+ * adds its permissions when it lands (migration 460 pruned those of features that did not exist).
+ * Built-in roles are defined here and synced at start.
  */
 
 export interface PermissionDef {
@@ -15,43 +17,14 @@ export interface PermissionDef {
 const catalog: Array<[group: string, id: string, description: string, dangerous?: boolean]> = [
   ["Hosts", "hosts.view", "See hosts in the fleet overview"],
   ["Hosts", "hosts.edit", "Rename hosts and edit their tags"],
-  ["Hosts", "hosts.delete", "Remove a host and its data", true],
-  ["Hosts", "hosts.groups.view", "See host groups"],
-  ["Hosts", "hosts.groups.edit", "Create and edit host groups"],
   ["Metrics", "metrics.view", "See metric charts"],
-  ["Metrics", "metrics.export", "Export metric data"],
-  ["Metrics", "metrics.dashboards.edit", "Create and edit dashboards"],
   ["Logs", "logs.view", "See host logs"],
-  ["Logs", "logs.search", "Search logs across hosts"],
-  ["Logs", "logs.export", "Export logs"],
   ["Inventory", "inventory.view", "See hardware and software inventory"],
-  ["Inventory", "inventory.export", "Export inventory"],
-  ["Inventory", "inventory.history.view", "See inventory changes over time"],
   ["Processes", "processes.view", "See running processes"],
-  ["Processes", "processes.kill", "Kill processes on a host", true],
-  ["Agents", "agents.view", "See agents and their status"],
   ["Agents", "agents.enroll", "Create activation tokens"],
   ["Agents", "agents.tokens.revoke", "Revoke activation tokens"],
   ["Agents", "agents.revoke", "Revoke an enrolled agent", true],
-  ["Agents", "agents.download", "Download agent binaries"],
-  ["Agents", "agents.update", "Push agent updates", true],
-  ["Agents", "agents.config.edit", "Change agent configuration"],
-  ["Alerts", "alerts.view", "See alerts"],
-  ["Alerts", "alerts.acknowledge", "Acknowledge alerts"],
-  ["Alerts", "alerts.rules.view", "See alert rules"],
-  ["Alerts", "alerts.rules.edit", "Create and edit alert rules"],
-  ["Alerts", "alerts.rules.delete", "Delete alert rules"],
-  ["Alerts", "alerts.silence", "Silence alerts"],
-  ["Notifications", "notifications.view", "See notification channels"],
-  ["Notifications", "notifications.edit", "Edit notification channels"],
-  ["Notifications", "notifications.test", "Send test notifications"],
   ["Security", "security.events.view", "See security events"],
-  ["Security", "security.events.acknowledge", "Acknowledge security events"],
-  ["Security", "security.rules.view", "See detection rules"],
-  ["Security", "security.rules.edit", "Edit detection rules", true],
-  ["Vulnerabilities", "vulnerabilities.view", "See vulnerability findings"],
-  ["Vulnerabilities", "vulnerabilities.scan", "Start vulnerability scans"],
-  ["Vulnerabilities", "vulnerabilities.suppress", "Suppress findings"],
   ["Compliance", "compliance.view", "See compliance results"],
   ["Compliance", "compliance.scan", "Start compliance scans"],
   ["Compliance", "compliance.policies.view", "See compliance policies"],
@@ -60,10 +33,6 @@ const catalog: Array<[group: string, id: string, description: string, dangerous?
   ["Compliance", "compliance.reports.export", "Export compliance reports"],
   ["Compliance", "compliance.remediate", "Run automated remediation", true],
   ["File integrity", "fim.view", "See file integrity events"],
-  ["File integrity", "fim.baseline.view", "See FIM baselines"],
-  ["File integrity", "fim.baseline.accept", "Accept changes into the baseline"],
-  ["File integrity", "fim.rules.view", "See FIM watch rules"],
-  ["File integrity", "fim.rules.edit", "Edit FIM watch rules"],
   ["Services", "services.view", "See services on hosts"],
   ["Services", "services.start", "Start services"],
   ["Services", "services.stop", "Stop services", true],
@@ -79,14 +48,6 @@ const catalog: Array<[group: string, id: string, description: string, dangerous?
   ["Backups", "backups.restore", "Restore from a backup", true],
   ["Backups", "backups.delete", "Delete backup snapshots", true],
   ["Backups", "backups.policies.edit", "Edit backup policies"],
-  ["Commands", "commands.run", "Run commands on hosts", true],
-  ["Commands", "commands.history.view", "See command history"],
-  ["Patches", "patches.view", "See missing patches"],
-  ["Patches", "patches.apply", "Apply patches", true],
-  ["Containers", "containers.view", "See containers"],
-  ["Containers", "containers.manage", "Start, stop and remove containers", true],
-  ["Network", "network.view", "See connections and listening ports"],
-  ["Network", "network.firewall.edit", "Edit host firewall rules", true],
   ["Users", "users.view", "See console users"],
   ["Users", "users.create", "Create users"],
   ["Users", "users.edit", "Edit users and their roles"],
@@ -107,10 +68,7 @@ const catalog: Array<[group: string, id: string, description: string, dangerous?
   ["Audit", "audit.retention.edit", "Change audit retention and forwarding", true],
   ["Audit", "audit.purge", "Purge audit records older than the retention period now", true],
   ["Settings", "settings.view", "See settings"],
-  ["Settings", "settings.general.edit", "Edit general settings"],
   ["Settings", "settings.security.edit", "Edit password, MFA and session policy", true],
-  ["Settings", "settings.retention.edit", "Edit data retention", true],
-  ["Settings", "settings.integrations.edit", "Edit integrations"],
   ["SSO", "sso.view", "See identity providers"],
   ["SSO", "sso.edit", "Configure OIDC, SAML and LDAP", true],
   ["SSO", "sso.mappings.edit", "Edit group-to-role mappings", true],
@@ -120,9 +78,6 @@ const catalog: Array<[group: string, id: string, description: string, dangerous?
   ["API", "api.tokens.revoke", "Revoke API tokens"],
   ["AI", "ai.assistant.use", "Use the AI assistant"],
   ["AI", "ai.assistant.act", "Let the AI assistant act on hosts", true],
-  ["AI", "ai.settings.edit", "Configure the AI assistant", true],
-  ["Reports", "reports.view", "See reports"],
-  ["Reports", "reports.create", "Create scheduled reports"],
   ["System", "system.health.view", "See server health and self-monitoring"],
   ["System", "system.license.view", "See license information"],
 ];
@@ -156,9 +111,9 @@ export const BUILTIN_ROLES: readonly BuiltinRole[] = [
   { name: "admin", description: "Everything, including users, roles and security settings", permissions: all },
   {
     name: "operator",
-    description: "Runs the fleet: hosts, agents, alerts, services, files, backups; no user or security administration",
+    description: "Runs the fleet: hosts, agents, compliance, services, files, backups; no user or security administration",
     permissions: all.filter((p) =>
-      !/^(users|roles|sso|settings|audit)\./.test(p) && p !== "sessions.view" && p !== "sessions.revoke" && p !== "ai.settings.edit",
+      !/^(users|roles|sso|settings|audit)\./.test(p) && p !== "sessions.view" && p !== "sessions.revoke",
     ).concat(["settings.view"]),
   },
   {

@@ -60,7 +60,7 @@ test("canGrant: a role within the actor's permissions and scope; unscoped needs 
   expect(canGrant(scopedEditor, ["hosts.view"], ["a", "b"])).toBe(true);
   expect(canGrant(scopedEditor, ["hosts.view"], null)).toBe(false); // clearing the scope
   expect(canGrant(scopedEditor, ["hosts.view"], ["c"])).toBe(false);
-  expect(canGrant(scopedEditor, ["hosts.delete"], ["a"])).toBe(false);
+  expect(canGrant(scopedEditor, ["hosts.edit"], ["a"])).toBe(false);
   expect(canGrant(scopedEditor, [], ["a"])).toBe(true);
   // an empty-permission unscoped role still widens: combined with the holder's other roles it
   // would apply their permissions to every host

@@ -19,13 +19,10 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Elysia } from "elysia";
 import { loadConfig } from "../../src/config.ts";
 import { startServer, type RunningServer } from "../../src/server.ts";
 import { createSelfSigned } from "../../src/tls/self-signed.ts";
-import { ASSET_ROUTE, consolePlugin, consoleRoutes, createServices, startConsole } from "../../src/web/plugin.ts";
-import { DOWNLOAD_ROUTES, downloadsPlugin } from "../../src/downloads/routes.ts";
-import type { HostData } from "../../src/web/route.ts";
+import { startConsole } from "../../src/web/plugin.ts";
 import { BUILTIN_ROLES, PERMISSIONS } from "../../src/auth/permissions.ts";
 import { HostScope, type RoleScope } from "../../src/auth/host-scope.ts";
 import { createRole, roleIdByName } from "../../src/auth/roles.ts";
@@ -36,13 +33,7 @@ import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
 import { recordScan } from "../../src/security/posture.ts";
 import { testDatabase, type TestDb } from "../support/db.ts";
 import { commandsWithoutAgents } from "../support/security-views.ts";
-
-interface Declared {
-  method: string;
-  path: string;
-  access: string;
-  hostData?: HostData;
-}
+import { mountedRouteTables, type DeclaredRoute as Declared } from "../support/mounted-routes.ts";
 
 const builtin = (name: string) => BUILTIN_ROLES.find((r) => r.name === name)!.permissions;
 const SCOPE = ["group:web"];
@@ -89,12 +80,9 @@ beforeAll(async () => {
   const config = loadConfig({ SERVERMIND_HOST: "127.0.0.1", SERVERMIND_PORT: "0", SERVERMIND_HTTP3: "false", SERVERMIND_DATA: dataDir });
   const deps = { sql: db.sql, config, dataDir, serverFingerprint: cert.fingerprint, security: { ...commandsWithoutAgents(), dispatch: async () => ({ ok: true }) } };
   stopConsole = (await startConsole(deps, () => {})).stop;
-  const services = createServices(deps);
-  const consoleApp = consolePlugin(deps, services);
-  const downloads = downloadsPlugin({ distDir: join(dataDir, "no-agent-build") });
-  // the routes as the router holds them (both plugins, as src/main.ts mounts them)
-  mounted = new Elysia().use(consoleApp).use(downloads).routes.map((r) => ({ method: r.method, path: r.path }));
-  declared = [...consoleRoutes(services), ASSET_ROUTE, ...DOWNLOAD_ROUTES];
+  const tables = mountedRouteTables(deps);
+  const { consoleApp, downloads } = tables;
+  ({ mounted, declared } = tables);
   server = startServer({
     config, sql: db.sql, cert: { cert: cert.certPem, key: cert.keyPem, fingerprint: cert.fingerprint, generated: true, path: "" },
     plugins: [consoleApp, downloads],
