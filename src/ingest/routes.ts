@@ -17,6 +17,7 @@ import { renderMetrics } from "../metrics/registry.ts";
 import type { Ingest } from "./service.ts";
 import type { StoreHealth } from "../store/postgres/health.ts";
 import { STORE_RETRY_AFTER_S } from "../http/errors.ts";
+import { clientIp } from "../http/client-ip.ts";
 
 function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
@@ -34,6 +35,11 @@ export interface IngestRoutesOptions {
   commandKey?: string;
   /** The minimum pace of a request body (docs/protocol.md 5.1). */
   pace?: BodyPace;
+  /**
+   * Asked before an enrollment is accepted (the license's seat limit, src/license/): a refusal
+   * is answered with its status and code. Never asked for ingest.
+   */
+  admitEnrollment?: (from: { ip?: string; userAgent?: string; hostname?: string }) => Promise<{ status: number; code: string; message: string } | null>;
 }
 
 export function ingestRoutes(o: IngestRoutesOptions) {
@@ -52,6 +58,8 @@ export function ingestRoutes(o: IngestRoutesOptions) {
             throw new EnrollError(400, "bad_request", "enrollment body is not valid JSON");
           }
           enrolling = parseEnrollRequest(body);
+          const refused = await o.admitEnrollment?.({ ip: clientIp(request), userAgent: request.headers.get("user-agent") ?? "", hostname: enrolling.hostname });
+          if (refused) throw new EnrollError(refused.status, refused.code, refused.message);
           const { agentId, tokenId } = await enrollAgent(o.sql, enrolling);
           await auditEnrollment(o.sql, request, { hostname: enrolling.hostname, agentId, tokenId });
           return json({ agentId, fingerprint: o.fingerprint, ...(o.commandKey ? { commandKey: o.commandKey } : {}) });
