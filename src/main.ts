@@ -97,7 +97,7 @@ async function main(): Promise<void> {
   const downloads = downloadsPlugin({ distDir: resolve(process.env.SERVERMIND_AGENT_DIST || "dist/agent"), certPem: cert.cert });
   const server = startServer({
     config, sql: db.sql, health: db.health, cert, metrics, extraMetrics, commandKey: commandKey.publicKeyB64,
-    admitEnrollment: (from) => license.admitEnrollment(from),
+    seats: license.seats,
     plugins: [consolePlugin(consoleDeps, consoleServices), sso.plugin, downloads],
   });
   bus = await startClusterBus({ sql: db.sql, streams: server.ingest.deps.streams!, directory: server.ingest.deps.directory });

@@ -51,7 +51,7 @@ export interface StartOptions {
   /** The database's health probe (src/db.ts gives it a connection of its own); made from `sql` when absent. */
   health?: StoreHealth;
   /** The license's seat check at enrollment (src/license/service.ts); without it, no limit. */
-  admitEnrollment?: IngestRoutesOptions["admitEnrollment"];
+  seats?: IngestRoutesOptions["seats"];
 }
 
 const upgradeRequired = () =>
@@ -138,7 +138,7 @@ export function startServer(o: StartOptions): RunningServer {
   const ownHealth = o.health ? undefined : createStoreHealth(o.sql, { timeoutMs: o.config.healthTimeoutMs, intervalMs: 1000 });
   const health = o.health ?? ownHealth!;
   const app = createApp([
-    ingestRoutes({ sql: o.sql, ingest, health, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes, extraMetrics: [{ render: () => renderMetrics([...listener.guard.metrics, ...(o.extraMetrics ?? [])]) }], commandKey: o.commandKey, admitEnrollment: o.admitEnrollment, pace: { graceMs: o.config.clients.bodyGraceMs, minRate: o.config.clients.minBodyRate } }),
+    ingestRoutes({ sql: o.sql, ingest, health, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes, extraMetrics: [{ render: () => renderMetrics([...listener.guard.metrics, ...(o.extraMetrics ?? [])]) }], commandKey: o.commandKey, seats: o.seats, pace: { graceMs: o.config.clients.bodyGraceMs, minRate: o.config.clients.minBodyRate } }),
     ...(o.plugins ?? []),
   ]);
   const handleIngest = createIngestHandler(ingest.deps, o.config.maxRequestBytes);

@@ -23,6 +23,19 @@ function json(body: unknown, status = 200, headers: Record<string, string> = {})
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
 }
 
+export interface EnrollmentRefusal {
+  status: number;
+  code: string;
+  message: string;
+}
+
+export interface EnrollmentSeats {
+  check(tx: Sql): Promise<EnrollmentRefusal | null>;
+  refused(from: { ip?: string; userAgent?: string; hostname?: string }, r: EnrollmentRefusal): Promise<void>;
+  /** After an enrollment committed (the seats in use changed). */
+  enrolled(): Promise<void>;
+}
+
 export interface IngestRoutesOptions {
   sql: Sql;
   ingest: Ingest;
@@ -36,10 +49,11 @@ export interface IngestRoutesOptions {
   /** The minimum pace of a request body (docs/protocol.md 5.1). */
   pace?: BodyPace;
   /**
-   * Asked before an enrollment is accepted (the license's seat limit, src/license/): a refusal
-   * is answered with its status and code. Never asked for ingest.
+   * The license's seat limit (src/license/service.ts), asked inside the enrollment's transaction
+   * once the token is accepted; a refusal is answered with its status and code, then reported.
+   * Never asked for ingest.
    */
-  admitEnrollment?: (from: { ip?: string; userAgent?: string; hostname?: string }) => Promise<{ status: number; code: string; message: string } | null>;
+  seats?: EnrollmentSeats;
 }
 
 export function ingestRoutes(o: IngestRoutesOptions) {
@@ -49,6 +63,7 @@ export function ingestRoutes(o: IngestRoutesOptions) {
       "/api/v1/enroll",
       async ({ request }) => {
         let enrolling: EnrollRequest | undefined;
+        let refused: EnrollmentRefusal | null = null;
         try {
           const text = await new Response((await readBody(request, 16 * 1024, o.pace)) as BodyInit).text();
           let body: unknown;
@@ -58,14 +73,19 @@ export function ingestRoutes(o: IngestRoutesOptions) {
             throw new EnrollError(400, "bad_request", "enrollment body is not valid JSON");
           }
           enrolling = parseEnrollRequest(body);
-          const refused = await o.admitEnrollment?.({ ip: clientIp(request), userAgent: request.headers.get("user-agent") ?? "", hostname: enrolling.hostname });
-          if (refused) throw new EnrollError(refused.status, refused.code, refused.message);
-          const { agentId, tokenId } = await enrollAgent(o.sql, enrolling);
+          // the seat check comes after the token's: only a token holder learns that seats are full
+          const admit = o.seats && (async (tx: Sql) => {
+            refused = await o.seats!.check(tx);
+            if (refused) throw new EnrollError(refused.status, refused.code, refused.message);
+          });
+          const { agentId, tokenId } = await enrollAgent(o.sql, enrolling, admit);
           await auditEnrollment(o.sql, request, { hostname: enrolling.hostname, agentId, tokenId });
+          await o.seats?.enrolled();
           return json({ agentId, fingerprint: o.fingerprint, ...(o.commandKey ? { commandKey: o.commandKey } : {}) });
         } catch (e) {
           if (e instanceof EnrollError) {
             await auditEnrollment(o.sql, request, { hostname: enrolling?.hostname, error: e.code });
+            if (refused) await o.seats!.refused({ ip: clientIp(request), userAgent: request.headers.get("user-agent") ?? "", hostname: enrolling?.hostname }, refused);
             return json({ error: { code: e.code, message: e.message } }, e.status);
           }
           if (e instanceof BodyTooLarge) return json({ error: { code: "too_large", message: "enrollment body over 16 KiB" } }, 413);

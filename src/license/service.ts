@@ -11,6 +11,7 @@ import { audit, type AuditEvent } from "../audit/audit.ts";
 import { LicenseError, verifyLicense, type LicensePayload } from "./format.ts";
 import { vendorKey, type VendorKey } from "./key.ts";
 import { evaluate, seatFree, type LicenseStatus } from "./state.ts";
+import type { EnrollmentSeats } from "../ingest/routes.ts";
 
 export function licensePath(dataDir: string, env: Record<string, string | undefined> = process.env): string {
   return env.SERVERMIND_LICENSE_FILE || join(dataDir, "license.txt");
@@ -49,12 +50,6 @@ export function installLicenseFile(path: string, text: string, key: VendorKey): 
   return payload;
 }
 
-export interface EnrollmentRefusal {
-  status: number;
-  code: "license_seats_exhausted";
-  message: string;
-}
-
 export interface LicenseService {
   readonly path: string;
   readonly key: VendorKey;
@@ -62,8 +57,8 @@ export interface LicenseService {
   refresh(): Promise<LicenseStatus>;
   /** The last evaluated status (refresh() first). */
   current(): LicenseStatus | null;
-  /** null: enroll; otherwise why not (audited). */
-  admitEnrollment(from: { ip?: string; userAgent?: string; hostname?: string }): Promise<EnrollmentRefusal | null>;
+  /** The enrollment hook (src/ingest/routes.ts): the seat check inside the enrollment's transaction, and the audit of a refusal after it. */
+  readonly seats: EnrollmentSeats;
   start(intervalMs?: number): void;
   stop(): void;
 }
@@ -130,16 +125,26 @@ export function createLicenseService(o: { sql: Sql; dataDir: string; env?: Recor
     key,
     refresh,
     current: () => status,
-    async admitEnrollment(from) {
-      const s = await refresh();
-      if (seatFree(s)) return null;
-      const what = s.license ? `license ${s.license.id} covers ${s.seats} agents` : `community mode allows ${s.seats} agents (no license installed)`;
-      const message = `${s.agents} agents are enrolled and the ${what}: revoke an agent or install a license with more seats`;
-      await record({
-        action: "license.enrollment_refused", category: "security_event", success: false, ip: from.ip, userAgent: from.userAgent,
-        target: from.hostname ?? "", details: { agents: s.agents, seats: s.seats, state: s.state },
-      });
-      return { status: 403, code: "license_seats_exhausted", message };
+    seats: {
+      // inside the enrollment's transaction: counts with `tx`, evaluates, writes nothing
+      async check(tx) {
+        const [row] = await tx<{ n: number }[]>`select count(*)::int as n from agents where revoked_at is null`;
+        const inst = installed();
+        const s = evaluate({ license: inst.license, agents: Number(row!.n), now: now(), fileProblem: inst.problem, keyOverridden: key.overridden });
+        if (seatFree(s)) return null;
+        const what = s.license ? `license ${s.license.id} covers ${s.seats} agents` : `community mode allows ${s.seats} agents (no license installed)`;
+        return { status: 403, code: "license_seats_exhausted", message: `${s.agents} agents are enrolled and the ${what}: revoke an agent or install a license with more seats` };
+      },
+      async enrolled() {
+        await refresh();
+      },
+      async refused(from) {
+        const s = await refresh();
+        await record({
+          action: "license.enrollment_refused", category: "security_event", success: false, ip: from.ip, userAgent: from.userAgent,
+          target: from.hostname ?? "", details: { agents: s.agents, seats: s.seats, state: s.state },
+        });
+      },
     },
     start(intervalMs = 60_000) {
       timer ??= setInterval(() => void refresh().catch((e) => log(`license refresh failed: ${e instanceof Error ? e.message : e}`)), intervalMs);

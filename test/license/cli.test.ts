@@ -1,9 +1,11 @@
 /** `npm run license -- keygen | sign | show | install | status` as processes, against a real database. */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, setDefaultTimeout, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { testDatabase, type TestDb } from "../support/db.ts";
+
+setDefaultTimeout(120_000);
 
 let db: TestDb;
 let dir: string;

@@ -1,10 +1,12 @@
 /** The console's license page and banner, for users with system.license.view only. */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, setDefaultTimeout, expect, test } from "bun:test";
 import { generateKeyPairSync } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { rawPublicKey, signLicense } from "../../src/license/format.ts";
 import { consoleHarness, type ConsoleHarness } from "../support/console-app.ts";
+
+setDefaultTimeout(120_000);
 
 const vendor = generateKeyPairSync("ed25519");
 let h: ConsoleHarness;

@@ -3,7 +3,7 @@
  * enrollments beyond its seats with license_seats_exhausted, and never an ingest frame; the
  * community limit applies without a license; state changes and refusals are audited.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, setDefaultTimeout, describe, expect, test } from "bun:test";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,6 +19,8 @@ import { COMMUNITY_SEATS } from "../../src/license/state.ts";
 import { testDatabase, type TestDb } from "../support/db.ts";
 import { enroll, logsFrame, metricsFrame, newKeys, post } from "../support/sim-agent.ts";
 
+setDefaultTimeout(120_000);
+
 const vendor = generateKeyPairSync("ed25519");
 const licenseEnv = { SERVERMIND_LICENSE_PUBLIC_KEY: rawPublicKey(vendor.publicKey) };
 const cert = createSelfSigned(["127.0.0.1", "localhost"]);
@@ -33,14 +35,14 @@ async function setup(): Promise<Setup> {
   const license = createLicenseService({ sql: db.sql, dataDir: dir, env: licenseEnv, log: (l) => logs.push(l) });
   const config = loadConfig({ SERVERMIND_HOST: "127.0.0.1", SERVERMIND_PORT: "0", SERVERMIND_HTTP3: "false", SERVERMIND_DATA: dir });
   const server = startServer({
-    config, sql: db.sql, admitEnrollment: (from) => license.admitEnrollment(from),
+    config, sql: db.sql, seats: license.seats,
     cert: { cert: cert.certPem, key: cert.keyPem, fingerprint: cert.fingerprint, generated: true, path: "" },
   });
   return { db, dir, server, license, logs, async close() { await server.stop(); await db.drop(); rmSync(dir, { recursive: true, force: true }); } };
 }
 
-async function tryEnroll(url: string, db: TestDb, hostname: string) {
-  const token = (await createActivationToken(db.sql, { createdBy: "test" })).token;
+async function tryEnroll(url: string, db: TestDb, hostname: string, token?: string) {
+  token ??= (await createActivationToken(db.sql, { createdBy: "test" })).token;
   const r = await fetch(`${url}/api/v1/enroll`, {
     method: "POST", headers: { "content-type": "application/json" },
     body: JSON.stringify({ token, publicKey: newKeys().publicKeyB64, hostname }), tls: { rejectUnauthorized: false },
@@ -127,5 +129,30 @@ describe("no license: community mode", () => {
     // each change of state audited once: community, the unusable file, the valid license
     const states = (await s.db.sql`select details from audit_log where action = 'license.state' order by id`).map((r) => [r.details.state, r.details.problem ? "problem" : ""]);
     expect(states).toEqual([["community", ""], ["community", "problem"], ["valid", ""]]);
+  }, 60_000);
+});
+
+describe("the seat check at the boundary", () => {
+  let s: Setup;
+  beforeAll(async () => {
+    s = await setup();
+    writeFileSync(join(s.dir, "license.txt"), signLicense({ v: 1, id: "lic-3", licensee: "B", seats: 3, issuedAt: "2026-01-01T00:00:00Z", expiresAt: "2099-01-01T00:00:00Z", features: [] }, vendor.privateKey));
+  });
+  afterAll(() => s.close());
+
+  test("concurrent enrollments take exactly the free seats; a refused token stays usable; a bad token learns nothing of seats", async () => {
+    await tryEnroll(s.server.url, s.db, "first");
+    const tokens = await Promise.all(Array.from({ length: 6 }, async () => (await createActivationToken(s.db.sql, { createdBy: "t" })).token));
+    const results = await Promise.all(tokens.map((t, i) => tryEnroll(s.server.url, s.db, `race-${i}`, t)));
+    expect(results.map((r) => r.status).sort(), JSON.stringify(results)).toEqual([200, 200, 403, 403, 403, 403]);
+    expect(results.filter((r) => r.status === 403 && r.body.error!.code === "license_seats_exhausted")).toHaveLength(4);
+    expect((await s.db.sql`select count(*)::int as n from agents where revoked_at is null`)[0]!.n).toBe(3);
+    // without a valid token the answer is about the token, whatever the seats
+    const bad = await tryEnroll(s.server.url, s.db, "nobody", "smt_" + "x".repeat(43));
+    expect([bad.status, bad.body.error!.code]).toEqual([401, "bad_token"]);
+    // a refusal does not use up the token: after a seat is freed, the same token enrolls
+    const refusedToken = tokens[results.findIndex((r) => r.status === 403)]!;
+    await s.db.sql`update agents set revoked_at = now() where hostname = 'first'`;
+    expect((await tryEnroll(s.server.url, s.db, "again", refusedToken)).status).toBe(200);
   }, 60_000);
 });
