@@ -156,3 +156,21 @@ describe("the seat check at the boundary", () => {
     expect((await tryEnroll(s.server.url, s.db, "again", refusedToken)).status).toBe(200);
   }, 60_000);
 });
+
+test("the composition root (src/main.ts) wires the license: its start line, and the seat limit at enrollment", async () => {
+  const { startServerProcess } = await import("../support/server-process.ts");
+  const dir = mkdtempSync(join(tmpdir(), "servermind-license-main-"));
+  const file = join(dir, "one-seat.license");
+  writeFileSync(file, signLicense({ v: 1, id: "lic-main", licensee: "Main Ltd", seats: 1, issuedAt: "2026-01-01T00:00:00Z", expiresAt: "2099-01-01T00:00:00Z", features: [] }, vendor.privateKey));
+  const srv = await startServerProcess({ ...licenseEnv, SERVERMIND_LICENSE_FILE: file });
+  try {
+    expect(srv.output()).toContain("LICENSE: SERVERMIND_LICENSE_PUBLIC_KEY is set");
+    expect(srv.output()).toContain("license: Main Ltd (lic-main), 1 seats, expires 2099-01-01");
+    expect((await tryEnroll(srv.url, srv.db, "only")).status).toBe(200);
+    const second = await tryEnroll(srv.url, srv.db, "second");
+    expect([second.status, second.body.error?.code]).toEqual([403, "license_seats_exhausted"]);
+  } finally {
+    await srv.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
