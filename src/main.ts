@@ -26,6 +26,7 @@ import { loadAuditKeys, useAuditKeys } from "./audit/keys.ts";
 import { scheduleCheckpoints } from "./audit/checkpoint.ts";
 import { downloadsPlugin } from "./downloads/routes.ts";
 import { resolve } from "node:path";
+import { createLicenseService } from "./license/service.ts";
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -77,7 +78,13 @@ async function main(): Promise<void> {
     audit: (e) => audit(db.sql, e).then(() => {}),
     dispatch: (agentId, command) => commandDispatcher(bus!, replies)(agentId, command),
   };
+  // the license: offline, verified against the vendor key; limits enrollments, never ingest (docs/licensing.md)
+  const license = createLicenseService({ sql: db.sql, dataDir: config.dataDir });
+  const licenseStatus = await license.refresh();
+  console.log(`license: ${licenseStatus.license ? `${licenseStatus.license.licensee} (${licenseStatus.license.id}), ${licenseStatus.seats} seats, expires ${licenseStatus.license.expiresAt}` : `none; community mode, up to ${licenseStatus.seats} agents`}; ${licenseStatus.agents} enrolled`);
+  license.start();
   const consoleDeps = {
+    license,
     sql: db.sql, config, dataDir: config.dataDir, serverFingerprint: cert.fingerprint,
     ranges: routedRangeStore(router), security: { commandKey: commandDeps.commandKey, dispatch: commandDeps.dispatch },
   };
@@ -90,6 +97,7 @@ async function main(): Promise<void> {
   const downloads = downloadsPlugin({ distDir: resolve(process.env.SERVERMIND_AGENT_DIST || "dist/agent"), certPem: cert.cert });
   const server = startServer({
     config, sql: db.sql, health: db.health, cert, metrics, extraMetrics, commandKey: commandKey.publicKeyB64,
+    seats: license.seats,
     plugins: [consolePlugin(consoleDeps, consoleServices), sso.plugin, downloads],
   });
   bus = await startClusterBus({ sql: db.sql, streams: server.ingest.deps.streams!, directory: server.ingest.deps.directory });
@@ -109,6 +117,7 @@ async function main(): Promise<void> {
     console.log(`${signal}: stopping`);
     const steps: Array<[string, () => unknown]> = [
       ["security jobs", () => securityJobs.stop()],
+      ["license", () => license.stop()],
       ["audit checkpoints", () => stopCheckpoints()],
       ["command replies", () => replies.stop()],
       ["cluster bus", () => bus!.stop()],

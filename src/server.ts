@@ -9,7 +9,7 @@ import type { AnyElysia } from "elysia";
 import type { Config } from "./config.ts";
 import { createApp } from "./app.ts";
 import { createIngest, type Ingest } from "./ingest/service.ts";
-import { ingestRoutes } from "./ingest/routes.ts";
+import { ingestRoutes, type IngestRoutesOptions } from "./ingest/routes.ts";
 import { createStreamHandler, newStreamData, type StreamData, type StreamDeps } from "./ingest/agent/stream.ts";
 import { BodyReader, BodyTooLarge, BodyTooSlow } from "./ingest/body.ts";
 import { AcceptGuard, fileLimit, fileLimitWarning } from "./http/open-files.ts";
@@ -50,6 +50,8 @@ export interface StartOptions {
   extraMetrics?: Array<{ render(): string }>;
   /** The database's health probe (src/db.ts gives it a connection of its own); made from `sql` when absent. */
   health?: StoreHealth;
+  /** The license's seat check at enrollment (src/license/service.ts); without it, no limit. */
+  seats?: IngestRoutesOptions["seats"];
 }
 
 const upgradeRequired = () =>
@@ -136,7 +138,7 @@ export function startServer(o: StartOptions): RunningServer {
   const ownHealth = o.health ? undefined : createStoreHealth(o.sql, { timeoutMs: o.config.healthTimeoutMs, intervalMs: 1000 });
   const health = o.health ?? ownHealth!;
   const app = createApp([
-    ingestRoutes({ sql: o.sql, ingest, health, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes, extraMetrics: [{ render: () => renderMetrics([...listener.guard.metrics, ...(o.extraMetrics ?? [])]) }], commandKey: o.commandKey, pace: { graceMs: o.config.clients.bodyGraceMs, minRate: o.config.clients.minBodyRate } }),
+    ingestRoutes({ sql: o.sql, ingest, health, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes, extraMetrics: [{ render: () => renderMetrics([...listener.guard.metrics, ...(o.extraMetrics ?? [])]) }], commandKey: o.commandKey, seats: o.seats, pace: { graceMs: o.config.clients.bodyGraceMs, minRate: o.config.clients.minBodyRate } }),
     ...(o.plugins ?? []),
   ]);
   const handleIngest = createIngestHandler(ingest.deps, o.config.maxRequestBytes);

@@ -17,9 +17,23 @@ import { renderMetrics } from "../metrics/registry.ts";
 import type { Ingest } from "./service.ts";
 import type { StoreHealth } from "../store/postgres/health.ts";
 import { STORE_RETRY_AFTER_S } from "../http/errors.ts";
+import { clientIp } from "../http/client-ip.ts";
 
 function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
+}
+
+export interface EnrollmentRefusal {
+  status: number;
+  code: string;
+  message: string;
+}
+
+export interface EnrollmentSeats {
+  check(tx: Sql): Promise<EnrollmentRefusal | null>;
+  refused(from: { ip?: string; userAgent?: string; hostname?: string }, r: EnrollmentRefusal): Promise<void>;
+  /** After an enrollment committed (the seats in use changed). */
+  enrolled(): Promise<void>;
 }
 
 export interface IngestRoutesOptions {
@@ -34,6 +48,12 @@ export interface IngestRoutesOptions {
   commandKey?: string;
   /** The minimum pace of a request body (docs/protocol.md 5.1). */
   pace?: BodyPace;
+  /**
+   * The license's seat limit (src/license/service.ts), asked inside the enrollment's transaction
+   * once the token is accepted; a refusal is answered with its status and code, then reported.
+   * Never asked for ingest.
+   */
+  seats?: EnrollmentSeats;
 }
 
 export function ingestRoutes(o: IngestRoutesOptions) {
@@ -43,6 +63,7 @@ export function ingestRoutes(o: IngestRoutesOptions) {
       "/api/v1/enroll",
       async ({ request }) => {
         let enrolling: EnrollRequest | undefined;
+        let refused: EnrollmentRefusal | null = null;
         try {
           const text = await new Response((await readBody(request, 16 * 1024, o.pace)) as BodyInit).text();
           let body: unknown;
@@ -52,12 +73,19 @@ export function ingestRoutes(o: IngestRoutesOptions) {
             throw new EnrollError(400, "bad_request", "enrollment body is not valid JSON");
           }
           enrolling = parseEnrollRequest(body);
-          const { agentId, tokenId } = await enrollAgent(o.sql, enrolling);
+          // the seat check comes after the token's: only a token holder learns that seats are full
+          const admit = o.seats && (async (tx: Sql) => {
+            refused = await o.seats!.check(tx);
+            if (refused) throw new EnrollError(refused.status, refused.code, refused.message);
+          });
+          const { agentId, tokenId } = await enrollAgent(o.sql, enrolling, admit);
           await auditEnrollment(o.sql, request, { hostname: enrolling.hostname, agentId, tokenId });
+          await o.seats?.enrolled();
           return json({ agentId, fingerprint: o.fingerprint, ...(o.commandKey ? { commandKey: o.commandKey } : {}) });
         } catch (e) {
           if (e instanceof EnrollError) {
             await auditEnrollment(o.sql, request, { hostname: enrolling?.hostname, error: e.code });
+            if (refused) await o.seats!.refused({ ip: clientIp(request), userAgent: request.headers.get("user-agent") ?? "", hostname: enrolling?.hostname }, refused);
             return json({ error: { code: e.code, message: e.message } }, e.status);
           }
           if (e instanceof BodyTooLarge) return json({ error: { code: "too_large", message: "enrollment body over 16 KiB" } }, 413);

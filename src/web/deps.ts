@@ -8,6 +8,7 @@ import type { RangeStore } from "../store/range.ts";
 import type { ConsoleRoute } from "./route.ts";
 import type { CommandDeps } from "../security/issue.ts";
 import type { Threshold } from "../security/incidents.ts";
+import type { LicenseService } from "../license/service.ts";
 
 /**
  * How the security routes reach agents: the command key signs, `dispatch` delivers. Audit
@@ -45,6 +46,8 @@ export interface ConsoleDeps {
    * scope, CSRF and dangerous-operation checks apply to them too.
    */
   extraRoutes?: ConsoleRoute[];
+  /** The license (src/license/service.ts); the composition root shares it with enrollment. Made from sql and dataDir when absent. */
+  license?: LicenseService;
 }
 
 export interface ConsoleServices extends ConsoleDeps {
@@ -52,4 +55,5 @@ export interface ConsoleServices extends ConsoleDeps {
   views: Renderer;
   /** seals TOTP keys at rest (key: SERVERMIND_SECRET_KEY or <dataDir>/secret.key) */
   secrets: SecretBox;
+  license: LicenseService;
 }

@@ -29,6 +29,8 @@ import { fileRoutes } from "./files/routes.ts";
 import { serviceRoutes } from "./services/routes.ts";
 import { tokenRoutes } from "./tokens/routes.ts";
 import { apiRoutes } from "./api/routes.ts";
+import { licenseRoutes } from "./license/routes.ts";
+import { createLicenseService } from "../license/service.ts";
 import { openApiRoute } from "./api/openapi.ts";
 import { syncBuiltinRoles } from "../auth/roles.ts";
 import { createSecretBox, loadSecretKey } from "../auth/secret-box.ts";
@@ -45,12 +47,13 @@ export function createServices(deps: ConsoleDeps): ConsoleServices {
     settings: createSettingsStore(deps.sql),
     views: createRenderer(VIEWS_DIR),
     secrets: createSecretBox(loadSecretKey(deps.dataDir)),
+    license: deps.license ?? createLicenseService({ sql: deps.sql, dataDir: deps.dataDir }),
   };
 }
 
 /** Every route of the console, in one list (the permission and route-matrix tests walk it). */
 export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
-  const pages = createPages(s.views);
+  const pages = createPages(s.views, s.license);
   const routes: ConsoleRoute[] = [
     ...authRoutes(s, pages),
     ...accountRoutes(s, pages),
@@ -68,6 +71,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...settingsRoutes(s, pages),
     ...ssoAdminRoutes(s, pages),
     ...tokenRoutes(s, pages),
+    ...licenseRoutes(s, pages),
     ...apiRoutes(s),
     ...(s.extraRoutes ?? []),
   ];
@@ -80,7 +84,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
 export const ASSET_ROUTE = { method: "GET", path: "/assets/:file", access: "public", hostData: "none" } as const;
 
 export function consolePlugin(deps: ConsoleDeps, services = createServices(deps)) {
-  const guard = createGuard(services, createPages(services.views));
+  const guard = createGuard(services, createPages(services.views, services.license));
   const assets = loadAssets();
   const app = new Elysia({ name: "console" }).get(ASSET_ROUTE.path, ({ params, request }) => serveAsset(assets, params.file, request));
   for (const route of consoleRoutes(services)) {

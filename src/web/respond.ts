@@ -76,7 +76,8 @@ export interface Pages {
   render(view: string, data: object): SafeHtml;
 }
 
-export function createPages(views: Renderer): Pages {
+/** `license`: its warnings show as a banner on every page to users with system.license.view. */
+export function createPages(views: Renderer, license?: { current(): { warnings: string[] } | null }): Pages {
   const pages: Pages = {
     render: (view, data) => views.render(view, data),
     page(req, view, title, data, status = 200) {
@@ -92,8 +93,10 @@ export function createPages(views: Renderer): Pages {
             ...n, active: path === n.href || path.startsWith(`${n.href}/`),
           }))
         : [];
+      const licenseWarnings = signedIn && license && can(req, "system.license.view") ? (license.current()?.warnings ?? []) : [];
       return html(views.render("layout", {
         title,
+        licenseWarnings,
         content,
         nav,
         signedIn,

@@ -15,6 +15,7 @@ import { createUser } from "../../src/auth/users.ts";
 import { createRole, roleIdByName } from "../../src/auth/roles.ts";
 import { createSession, SESSION_COOKIE } from "../../src/auth/session.ts";
 import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
+import { createLicenseService } from "../../src/license/service.ts";
 
 export const TEST_IP_HEADER = "x-test-client-ip";
 
@@ -53,7 +54,7 @@ let n = 0;
  * `shared`: mount the console over another test's database (which that test keeps and drops).
  * `security`: the command channel of the security routes (default: signed, no agent answers).
  */
-export async function consoleHarness(shared?: TestDb, o: { security?: SecurityCommandDeps } = {}): Promise<ConsoleHarness> {
+export async function consoleHarness(shared?: TestDb, o: { security?: SecurityCommandDeps; licenseEnv?: Record<string, string> } = {}): Promise<ConsoleHarness> {
   const db = shared ?? (await testDatabase(4));
   const dataDir = mkdtempSync(join(tmpdir(), "servermind-console-"));
   const deps = {
@@ -64,6 +65,8 @@ export async function consoleHarness(shared?: TestDb, o: { security?: SecurityCo
     clientIp: (r: Request) => r.headers.get(TEST_IP_HEADER) ?? "192.0.2.10",
     // commands of the security routes are signed but no agent answers them here
     security: o.security ?? commandsWithoutAgents(),
+    // licenses verified against a test vendor key (src/license/key.ts) when given
+    ...(o.licenseEnv ? { license: createLicenseService({ sql: db.sql, dataDir, env: o.licenseEnv, log: () => {} }) } : {}),
   };
   const started = await startConsole(deps, () => {});
   const services = createServices(deps);

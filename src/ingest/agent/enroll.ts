@@ -69,7 +69,15 @@ function checkPublicKey(b64: string): void {
   if (problem) throw new EnrollError(400, "bad_request", `"publicKey" is not a valid Ed25519 public key: ${problem}`);
 }
 
-export async function enrollAgent(sql: Sql, req: EnrollRequest): Promise<{ agentId: number; tokenId: number }> {
+/** Serializes the seat check and insert of enrollments that have an `admit` check. */
+const ENROLL_LOCK_ID = 0x5345_4154; // "SEAT"
+
+/**
+ * `admit`: asked after the token and key are accepted, inside the transaction (it must use `tx`,
+ * not another connection), with other admitted enrollments held back until this one commits
+ * (the license's seat limit); it throws EnrollError to refuse, and nothing is used up.
+ */
+export async function enrollAgent(sql: Sql, req: EnrollRequest, admit?: (tx: Sql) => Promise<void>): Promise<{ agentId: number; tokenId: number }> {
   const key = Buffer.from(req.publicKey, "base64");
   return await sql.begin(async (tx) => {
     const [t] = await tx<{ id: string }[]>`
@@ -79,6 +87,10 @@ export async function enrollAgent(sql: Sql, req: EnrollRequest): Promise<{ agent
     if (!t) throw new EnrollError(401, "bad_token", "activation token is unknown, already used, revoked or expired");
     const existing = await tx`select 1 from agents where public_key = ${key}`;
     if (existing.length) throw new EnrollError(409, "key_in_use", "this public key is already enrolled; generate a new key pair");
+    if (admit) {
+      await tx`select pg_advisory_xact_lock(${ENROLL_LOCK_ID})`;
+      await admit(tx as unknown as Sql);
+    }
     const [a] = await tx<{ id: string }[]>`
       insert into agents (hostname, public_key, os, arch, agent_version)
       values (${req.hostname}, ${key}, ${req.os ?? ""}, ${req.arch ?? ""}, ${req.version ?? ""})
