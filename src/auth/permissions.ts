@@ -78,7 +78,6 @@ const catalog: Array<[group: string, id: string, description: string, dangerous?
   ["API", "api.tokens.revoke", "Revoke API tokens"],
   ["AI", "ai.assistant.use", "Use the AI assistant"],
   ["AI", "ai.assistant.act", "Let the AI assistant act on hosts", true],
-  ["System", "system.health.view", "See server health and self-monitoring"],
   ["System", "system.license.view", "See license information"],
 ];
 

@@ -33,8 +33,6 @@ const ALLOWED_WITHOUT_ROUTE: Record<string, string> = {
   "backups.delete": "gated by the backups routes (issue #15), pending",
   "backups.policies.edit": "gated by the backups routes (issue #15), pending",
   // system.* belong to the license helper's system pages (issue #14), left alone here: pending
-  "system.license.view": "gated by the license page (license helper, issue #14), pending",
-  "system.health.view": "no gate on this branch; kept for the license helper's system.* pages (issue #14), pending",
 };
 
 /** The permission-check forms the scan accepts, each with the literal id as group 1. */
@@ -136,7 +134,7 @@ const prunedIds = () => [...code(readFileSync(MIGRATION_460, "utf8").replace(/--
 
 test("migration 460 prunes only ids the catalogue no longer holds", () => {
   const ids = prunedIds();
-  expect(ids.length).toBe(47);
+  expect(ids.length).toBe(48);
   expect(ids.filter((id) => PERMISSION_IDS.has(id))).toEqual([]);
   for (const gone of ["alerts.view", "notifications.edit", "vulnerabilities.scan", "containers.manage", "network.firewall.edit", "processes.kill", "patches.apply", "reports.view", "commands.run", "ai.settings.edit"]) {
     expect(ids).toContain(gone);

@@ -1,5 +1,5 @@
 -- Issue #14: the permission catalogue (src/auth/permissions.ts) keeps only permissions that gate
--- something (test/auth/permission-coverage.test.ts). These 47 gated nothing (alerts,
+-- something (test/auth/permission-coverage.test.ts). These 48 gated nothing (alerts,
 -- notifications, vulnerabilities, containers, network, patches, reports, commands and other
 -- features that do not exist) and left the catalogue; strip them from custom roles and API
 -- tokens so no stored grant names an unknown permission (validateRole and validateTokenRequest
@@ -23,7 +23,8 @@ insert into pruned_permissions (id) values
   ('network.view'), ('network.firewall.edit'),
   ('settings.general.edit'), ('settings.retention.edit'), ('settings.integrations.edit'),
   ('ai.settings.edit'),
-  ('reports.view'), ('reports.create');
+  ('reports.view'), ('reports.create'),
+  ('system.health.view');
 
 update console_roles r set
   permissions = array(select u.p from unnest(r.permissions) with ordinality as u(p, n)
