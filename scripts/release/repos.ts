@@ -33,7 +33,7 @@ export function buildAptRepo(dir: string, debs: Array<{ file: string; arch: stri
 }
 
 export function signRpms(files: string[], signer: Signer): void {
-  run(["rpmsign", "--define", `_gpg_name ${signer.fingerprint}`, "--define", `_gpg_path ${signer.home}`, "--addsign", ...files], { env: signer.env });
+  run(["rpmsign", "--define", `__gpg ${Bun.which("gpg") ?? "/usr/bin/gpg"}`, "--define", `_gpg_name ${signer.fingerprint}`, "--define", `_gpg_path ${signer.home}`, "--addsign", ...files], { env: signer.env });
 }
 
 export function buildYumRepo(dir: string, rpms: string[], signer: Signer): void {
