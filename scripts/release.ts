@@ -118,7 +118,7 @@ export async function release(opts: ReleaseOptions): Promise<ReleaseResult> {
     const serverPkgs = packagesOfMetafile(bundleMetafile("src/main.ts", work), ROOT);
     const sbomOf = (file: string) => {
       const name = file.split("/").pop()!;
-      const pkgs = name.includes("server") ? serverPkgs : agentPkgs;
+      const pkgs = name.startsWith("servermind-server") ? serverPkgs : agentPkgs;
       writeFileSync(join(sbomDir, `${name}.cdx.json`), JSON.stringify(cyclonedx({ name, file, version }, pkgs, bunVersion), null, 2) + "\n");
     };
     for (const a of agents) sbomOf(join(out, "agent", a.file!));

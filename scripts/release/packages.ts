@@ -85,7 +85,7 @@ export function buildDeb(work: string, out: string, s: StageInput, target: Linux
   const kb = Number(run(["du", "-sk", "--exclude=DEBIAN", root]).stdout.split(/\s/)[0]);
   writeFileSync(join(deb, "control"), [
     `Package: ${s.pkg}`, `Version: ${s.version}-1`, `Architecture: ${arch}`, "Maintainer: ServerMind release <release@servermind.invalid>",
-    `Installed-Size: ${kb}`, "Depends: adduser | passwd, systemd | systemd-standalone-sysusers", "Section: admin", "Priority: optional",
+    `Installed-Size: ${kb}`, "Depends: libc6, passwd", "Section: admin", "Priority: optional",
     "Homepage: https://servermind.invalid/", `Description: ${SUMMARY[s.pkg]}`, ...DESCRIPTION[s.pkg].split("\n").map((l) => ` ${l}`), "",
   ].join("\n"));
   writeFileSync(join(deb, "conffiles"), `/etc/servermind/${CONFIG[s.pkg]}\n`);
