@@ -237,9 +237,14 @@ describe.skipIf(!enabled)("npm run release (linux-x64)", () => {
           }
           await Bun.sleep(250);
         }
-        // the console's views and htmx come from /usr/share/servermind
-        const page = await fetch(`https://127.0.0.1:${port}/assets/htmx.min.js`, { tls: { rejectUnauthorized: false } }).catch(() => undefined);
-        if (page) expect(page.status).toBe(200);
+        // the console's htmx and views come from /usr/share/servermind
+        const htmx = await fetch(`https://127.0.0.1:${port}/assets/htmx.min.js`, { tls: { rejectUnauthorized: false } });
+        expect(htmx.status).toBe(200);
+        expect(await htmx.text()).toBe(readFileSync("/usr/share/servermind/htmx.min.js", "utf8"));
+        const login = await fetch(`https://127.0.0.1:${port}/login`, { tls: { rejectUnauthorized: false }, redirect: "manual" });
+        expect(login.status).toBe(200);
+        expect(login.headers.get("content-type")).toContain("text/html");
+        expect(await login.text()).toContain("<form");
       } finally {
         child.kill("SIGTERM");
         await Promise.race([child.exited, Bun.sleep(15_000)]);
