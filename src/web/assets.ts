@@ -4,6 +4,7 @@ import { createRequire } from "node:module";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { securityHeaders } from "./respond.ts";
+import { sharePath } from "../share.ts";
 
 const require = createRequire(import.meta.url);
 
@@ -19,11 +20,11 @@ function load(path: string, type: string): Asset {
 }
 
 export function loadAssets(): Map<string, Asset> {
-  const dir = join(import.meta.dir, "assets");
+  const dir = sharePath("assets", join(import.meta.dir, "assets"));
   return new Map([
     ["console.css", load(join(dir, "console.css"), "text/css; charset=utf-8")],
     ["console.js", load(join(dir, "console.js"), "text/javascript; charset=utf-8")],
-    ["htmx.min.js", load(require.resolve("htmx.org/dist/htmx.min.js"), "text/javascript; charset=utf-8")],
+    ["htmx.min.js", load(process.env.SERVERMIND_SHARE ? sharePath("htmx.min.js", "") : require.resolve("htmx.org/dist/htmx.min.js"), "text/javascript; charset=utf-8")],
   ]);
 }
 

@@ -10,6 +10,7 @@
  *   {{> partials/name path}}       the same with `path`'s value as its innermost scope
  */
 import { readFileSync } from "node:fs";
+import { sharePath } from "../share.ts";
 import { join } from "node:path";
 
 export class SafeHtml {
@@ -168,4 +169,4 @@ export function createRenderer(dir: string): Renderer {
   };
 }
 
-export const VIEWS_DIR = join(import.meta.dir, "..", "..", "views");
+export const VIEWS_DIR = sharePath("views", join(import.meta.dir, "..", "..", "views"));

@@ -7,8 +7,9 @@
 import type { Sql } from "postgres";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { sharePath } from "../../share.ts";
 
-const DIR = join(import.meta.dir, "migrations");
+const DIR = sharePath("migrations", join(import.meta.dir, "migrations"));
 const LOCK_ID = 0x5e7e7d;
 
 export interface Migration {
