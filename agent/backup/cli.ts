@@ -3,7 +3,7 @@
  *   bun agent/backup/cli.ts --repo DIR <command> [args]
  * The password comes from SERVERMIND_BACKUP_PASSWORD (or SERVERMIND_BACKUP_RECOVERY_KEY to
  * open with the recovery key). Each command prints one JSON line on stdout.
- *   init                                  prints the recovery key once
+ *   init [--chunk-min B --chunk-avg B --chunk-max B]   prints the recovery key once
  *   backup PATH... [--exclude GLOB]... [--host NAME]
  *   snapshots
  *   restore SNAPSHOT|latest TARGET [--include PATH]...
@@ -43,7 +43,9 @@ async function main(argv: string[]): Promise<number> {
   const password = process.env.SERVERMIND_BACKUP_PASSWORD ?? "";
   const recoveryKey = process.env.SERVERMIND_BACKUP_RECOVERY_KEY;
   if (cmd === "init") {
-    const { repo, recoveryKey: rk } = await Repository.init(dest, password);
+    const sizes = ["min", "avg", "max"].map((k) => Number(opt.get(`chunk-${k}`)?.[0] ?? 0));
+    const chunker = sizes.every((n) => n > 0) ? { min: sizes[0]!, avg: sizes[1]!, max: sizes[2]! } : undefined;
+    const { repo, recoveryKey: rk } = await Repository.init(dest, password, { chunker });
     out({ id: repo.config.id, recovery_key: rk });
     return 0;
   }
