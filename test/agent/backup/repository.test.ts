@@ -233,3 +233,30 @@ test("retention policy: last, daily, weekly, monthly", () => {
   expect(ids({ weekly: 2 })).toEqual(["2026-02-10T10:00:00Z", "2026-03-04T20:00:00Z"]);
   expect(ids({ last: 1, monthly: 2 })).toEqual(["2026-02-10T10:00:00Z", "2026-03-04T20:00:00Z"]);
 });
+
+test("a destination that goes down mid-upload fails the run, leaves the repository consistent, and the next run completes", async () => {
+  const src = await dir("src");
+  await mixedTree(src);
+  const repoDir = await dir("repo");
+  await newRepo(repoDir);
+  const local = new LocalDestination(repoDir, false);
+  let puts = 0;
+  const flaky: typeof local = Object.assign(Object.create(local), {
+    put: async (name: string, data: Uint8Array) => {
+      if (name.startsWith("data/") && ++puts > 10) throw new Error("connection reset by destination");
+      return local.put(name, data);
+    },
+  });
+  const down = await Repository.open(flaky, PASSWORD);
+  await expect(backup(down, [src])).rejects.toThrow("connection reset");
+  const repo = await Repository.open(local, PASSWORD);
+  expect(await local.list("snapshots/")).toEqual([]);
+  const v = await verify(repo);
+  expect(v.ok).toBe(true);
+  expect(v.chunks).toBe(10);
+  const snap = await backup(repo, [src]);
+  expect(snap.stats.newChunks).toBe((await local.list("data/")).length - 10);
+  const out = await dir("out");
+  await restore(repo, snap.id, out);
+  expect(await describeTree(join(out, src))).toEqual(await describeTree(src));
+});
