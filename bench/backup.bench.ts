@@ -64,8 +64,10 @@ function generate(root: string, mb: number): { files: number; bytes: number } {
   };
   // 35 % text logs (64 KiB .. 8 MiB), 40 % random binary (256 KiB .. 32 MiB), 10 % small files (1..32 KiB), 15 % duplicates
   let i = 0;
-  while (bytes < budget * 0.35) put(`logs/d${i % 8}/app-${i++}.log`, text(65536 + r.int(8 * 1024 * 1024)));
-  while (bytes < budget * 0.75) put(`data/d${i % 8}/blob-${i++}.bin`, r.bytes(262144 + r.int(32 * 1024 * 1024)));
+  const logMax = Math.min(8 << 20, budget / 40);
+  const blobMax = Math.min(32 << 20, budget / 20);
+  while (bytes < budget * 0.35) put(`logs/d${i % 8}/app-${i++}.log`, text(16384 + r.int(logMax)));
+  while (bytes < budget * 0.75) put(`data/d${i % 8}/blob-${i++}.bin`, r.bytes(65536 + r.int(blobMax)));
   while (bytes < budget * 0.85) put(`small/d${i % 32}/f-${i++}.${i % 2 ? "txt" : "bin"}`, i % 2 ? text(1024 + r.int(32768)) : r.bytes(1024 + r.int(32768)));
   const originals = listFiles(root).filter((f) => !f.includes("/small/"));
   while (bytes < budget && originals.length) {

@@ -45,7 +45,7 @@ async function run(repo: Repository, paths: string[], opts: BackupOptions): Prom
 
   const entries: Entry[] = [];
   const stats = { files: 0, bytes: 0, newChunks: 0, newBytes: 0, storedBytes: 0 };
-  const limit = opts.concurrency ?? 4;
+  const limit = opts.concurrency ?? 16;
   const inflight = new Set<Promise<void>>();
   let uploaded = 0;
   const upload = async (id: string, plain: Uint8Array) => {

@@ -45,7 +45,7 @@ export class LocalDestination implements Destination {
 
   async get(name: string): Promise<Uint8Array> {
     try {
-      return new Uint8Array(await readFile(this.path(name)));
+      return await readFile(this.path(name));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new BackupError("not_found", `object ${name} not found`);
       throw e;

@@ -16,8 +16,10 @@ import { loadSnapshot } from "./snapshots.ts";
 export interface RestoreOptions {
   /** restore only entries at or below these paths (as backed up) */
   include?: string[];
-  /** chunk downloads in flight at once */
+  /** chunk downloads in flight at once, per file */
   concurrency?: number;
+  /** files restored at once */
+  files?: number;
 }
 
 export interface RestoreResult {
@@ -35,8 +37,12 @@ export async function restore(repo: Repository, ref: string, target: string, opt
   const result: RestoreResult = { files: 0, bytes: 0 };
 
   for (const e of entries) if (e.type === "dir") await mkdir(out(e.path), { recursive: true, mode: 0o700 });
-  for (const e of entries) {
-    if (e.type === "file") {
+  const files = entries.filter((e) => e.type === "file");
+  let nextFile = 0;
+  // Several files at once: a restore is bound by destination latency and disk, not one CPU.
+  const worker = async () => {
+    while (nextFile < files.length) {
+      const e = files[nextFile++]!;
       await mkdir(dirname(out(e.path)), { recursive: true });
       await restoreFile(repo, e, out(e.path), opts.concurrency ?? 4);
       result.files++;
@@ -44,7 +50,11 @@ export async function restore(repo: Repository, ref: string, target: string, opt
       await chmod(out(e.path), e.mode);
       if (isRoot) await lchown(out(e.path), e.uid, e.gid);
       await utimes(out(e.path), new Date(e.mtimeMs), new Date(e.mtimeMs));
-    } else if (e.type === "symlink") {
+    }
+  };
+  await Promise.all(Array.from({ length: opts.files ?? 4 }, worker));
+  for (const e of entries) {
+    if (e.type === "symlink") {
       await mkdir(dirname(out(e.path)), { recursive: true });
       await rm(out(e.path), { force: true });
       await symlink(e.target!, out(e.path));
