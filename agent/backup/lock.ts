@@ -26,22 +26,18 @@ export class Lock {
   ) {}
 
   static async take(repo: Repository, exclusive: boolean): Promise<Lock> {
-    const now = Date.now();
-    for (const name of await repo.dest.list("locks/")) {
-      let other: LockBody;
-      try {
-        other = await repo.getJson<LockBody>(name);
-      } catch {
-        continue;
-      }
-      if (now - other.time > STALE_MS) continue;
-      if (exclusive || other.exclusive) {
-        throw new BackupError("locked", `repository is locked by ${other.exclusive ? "a prune" : "a backup"} on ${other.host} (pid ${other.pid}) since ${new Date(other.time).toISOString()}`);
-      }
-    }
-    const body: LockBody = { time: now, host: thisHost(), pid: process.pid, exclusive };
+    await conflict(repo, exclusive, null);
+    const body: LockBody = { time: Date.now(), host: thisHost(), pid: process.pid, exclusive };
     const lock = new Lock(repo, `locks/${randomBytes(8).toString("hex")}`, body);
     await repo.putJson(lock.name, body);
+    // Check again with ours written: of two runs that started at the same instant, at least one
+    // sees the other and backs off (both may: then both fail, which is safe).
+    try {
+      await conflict(repo, exclusive, lock.name);
+    } catch (e) {
+      await repo.dest.delete(lock.name);
+      throw e;
+    }
     lock.timer = setInterval(() => {
       body.time = Date.now();
       repo.putJson(lock.name, body).catch(() => {});
@@ -53,5 +49,22 @@ export class Lock {
   async release(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     await this.repo.dest.delete(this.name);
+  }
+}
+
+async function conflict(repo: Repository, exclusive: boolean, own: string | null): Promise<void> {
+  const now = Date.now();
+  for (const name of await repo.dest.list("locks/")) {
+    if (name === own) continue;
+    let other: LockBody;
+    try {
+      other = await repo.getJson<LockBody>(name);
+    } catch {
+      continue; // unreadable: not a lock of this repository
+    }
+    if (now - other.time > STALE_MS) continue;
+    if (exclusive || other.exclusive) {
+      throw new BackupError("locked", `repository is locked by ${other.exclusive ? "a prune" : "a backup"} on ${other.host} (pid ${other.pid}) since ${new Date(other.time).toISOString()}`);
+    }
   }
 }

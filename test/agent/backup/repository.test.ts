@@ -260,3 +260,17 @@ test("a destination that goes down mid-upload fails the run, leaves the reposito
   await restore(repo, snap.id, out);
   expect(await describeTree(join(out, src))).toEqual(await describeTree(src));
 });
+
+test("a backup refuses while a prune holds the repository; a stale lock (killed run) is ignored", async () => {
+  const { repo } = await newRepo(await dir("repo"));
+  const src = await dir("src");
+  await writeFile(join(src, "a.txt"), "a");
+  await repo.putJson("locks/0123456789abcdef", { time: Date.now(), host: "other", pid: 1, exclusive: true });
+  const err = await backup(repo, [src]).catch((e) => e);
+  expect((err as BackupError).code).toBe("locked");
+  expect((err as BackupError).message).toContain("a prune on other");
+  expect(await repo.dest.list("locks/")).toEqual(["locks/0123456789abcdef"]); // ours backed off
+  await repo.putJson("locks/0123456789abcdef", { time: Date.now() - 2 * 60 * 60 * 1000, host: "other", pid: 1, exclusive: true });
+  expect((await backup(repo, [src])).stats.files).toBe(1);
+  expect((await prune(repo)).deleted).toBe(0);
+});
