@@ -32,6 +32,12 @@ export async function restore(repo: Repository, ref: string, target: string, opt
   const inc = opts.include?.map((p) => p.replace(/\/+$/, ""));
   const wanted = (e: Entry) => !inc || inc.some((p) => e.path === p || e.path.startsWith(`${p}/`) || p.startsWith(`${e.path}/`));
   const entries = snap.entries.filter(wanted);
+  // Snapshots are authenticated, but a restore still never writes outside its target.
+  for (const e of entries) {
+    if (!e.path.startsWith("/") || e.path.split("/").some((part) => part === ".." || part === ".")) {
+      throw new BackupError("corrupt", `snapshot ${snap.id}: entry path ${JSON.stringify(e.path)} is not a clean absolute path`);
+    }
+  }
   const out = (p: string) => join(target, p);
   const isRoot = process.getuid?.() === 0;
   const result: RestoreResult = { files: 0, bytes: 0 };

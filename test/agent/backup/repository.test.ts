@@ -274,3 +274,16 @@ test("a backup refuses while a prune holds the repository; a stale lock (killed 
   expect((await backup(repo, [src])).stats.files).toBe(1);
   expect((await prune(repo)).deleted).toBe(0);
 });
+
+test("restore refuses a snapshot entry that would write outside the target", async () => {
+  const { repo } = await newRepo(await dir("repo"));
+  const src = await dir("src");
+  await writeFile(join(src, "a.txt"), "a");
+  const snap = await backup(repo, [src]);
+  const evil = { ...snap, id: "e".repeat(32), entries: snap.entries.map((e) => (e.type === "file" ? { ...e, path: `${src}/../../../../escaped.txt` } : e)) };
+  await repo.putJson(`snapshots/${evil.id}`, evil);
+  const target = await dir("out");
+  const err = await restore(repo, evil.id, target).catch((e) => e);
+  expect((err as BackupError).code).toBe("corrupt");
+  expect((err as BackupError).message).toContain("not a clean absolute path");
+});
