@@ -1,0 +1,87 @@
+/** A repository in a local directory (or a mounted one: NFS, USB disk). */
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { dirname, join } from "node:path";
+import { checkName, type Destination } from "./destination.ts";
+import { BackupError } from "./error.ts";
+
+/** Temporary files end with this; they are never listed and are removed by `cleanTemp`. */
+const TEMP = ".tmp-";
+
+export class LocalDestination implements Destination {
+  constructor(
+    readonly root: string,
+    /** fsync each object before it is renamed into place (survives power loss, not only a killed process). */
+    private readonly fsync = true,
+  ) {}
+
+  private path(name: string): string {
+    checkName(name);
+    return join(this.root, name);
+  }
+
+  async put(name: string, data: Uint8Array): Promise<void> {
+    const final = this.path(name);
+    const temp = `${final}${TEMP}${randomBytes(6).toString("hex")}`;
+    await mkdir(dirname(final), { recursive: true });
+    const fh = await open(temp, "w", 0o600);
+    try {
+      let off = 0;
+      while (off < data.length) off += (await fh.write(data, off, data.length - off)).bytesWritten;
+      if (this.fsync) await fh.sync();
+    } catch (e) {
+      await fh.close().catch(() => {});
+      await unlink(temp).catch(() => {});
+      throw e;
+    }
+    await fh.close();
+    try {
+      await rename(temp, final);
+    } catch (e) {
+      await unlink(temp).catch(() => {});
+      throw e;
+    }
+  }
+
+  async get(name: string): Promise<Uint8Array> {
+    try {
+      return await readFile(this.path(name));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new BackupError("not_found", `object ${name} not found`);
+      throw e;
+    }
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const base = prefix.replace(/\/$/, "");
+    const out: string[] = [];
+    const walk = async (rel: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(join(this.root, rel), { withFileTypes: true });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "ENOENT" || (e as NodeJS.ErrnoException).code === "ENOTDIR") return;
+        throw e;
+      }
+      for (const e of entries) {
+        const name = rel ? `${rel}/${e.name}` : e.name;
+        if (e.isDirectory()) await walk(name);
+        else if (e.isFile() && !e.name.includes(TEMP)) out.push(name);
+      }
+    };
+    await walk(base);
+    return out.filter((n) => n.startsWith(prefix));
+  }
+
+  async delete(name: string): Promise<void> {
+    await rm(this.path(name), { force: true });
+  }
+
+  async exists(name: string): Promise<boolean> {
+    try {
+      return (await stat(this.path(name))).isFile();
+    } catch {
+      return false;
+    }
+  }
+}

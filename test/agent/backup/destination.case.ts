@@ -1,0 +1,85 @@
+/**
+ * One suite for every backup Destination (agent/backup/destination.ts): local today, SFTP,
+ * S3, … later. A destination test file calls `destinationSuite` with a factory.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { randomBytes } from "node:crypto";
+import type { Destination } from "../../../agent/backup/destination.ts";
+import { BackupError } from "../../../agent/backup/error.ts";
+
+export interface DestinationFixture {
+  dest: Destination;
+  cleanup(): Promise<void>;
+}
+
+export function destinationSuite(name: string, make: () => Promise<DestinationFixture>): void {
+  describe(`Destination: ${name}`, () => {
+    const fixtures: DestinationFixture[] = [];
+    const fresh = async () => {
+      const f = await make();
+      fixtures.push(f);
+      return f.dest;
+    };
+    afterAll(async () => {
+      for (const f of fixtures) await f.cleanup();
+    });
+
+    test("put then get returns the same bytes, including empty and large objects", async () => {
+      const d = await fresh();
+      const big = randomBytes(3 * 1024 * 1024);
+      await d.put("data/ab/abc", big);
+      await d.put("empty", new Uint8Array(0));
+      expect(Buffer.from(await d.get("data/ab/abc")).equals(big)).toBe(true);
+      expect((await d.get("empty")).length).toBe(0);
+    });
+
+    test("put replaces an object", async () => {
+      const d = await fresh();
+      await d.put("config", Buffer.from("one"));
+      await d.put("config", Buffer.from("two, longer"));
+      expect(Buffer.from(await d.get("config")).toString()).toBe("two, longer");
+    });
+
+    test("get of a missing object is BackupError not_found", async () => {
+      const d = await fresh();
+      const err = await d.get("snapshots/none").catch((e) => e);
+      expect(err).toBeInstanceOf(BackupError);
+      expect((err as BackupError).code).toBe("not_found");
+    });
+
+    test("list gives every object under a prefix, across sub-folders, and nothing else", async () => {
+      const d = await fresh();
+      const names = ["data/00/0011", "data/00/0022", "data/ff/ff33", "snapshots/s1", "keys/password", "config"];
+      for (const n of names) await d.put(n, Buffer.from(n));
+      expect((await d.list("data/")).sort()).toEqual(["data/00/0011", "data/00/0022", "data/ff/ff33"]);
+      expect(await d.list("snapshots/")).toEqual(["snapshots/s1"]);
+      expect(await d.list("locks/")).toEqual([]);
+    });
+
+    test("delete removes; deleting a missing object is fine; exists follows", async () => {
+      const d = await fresh();
+      await d.put("locks/a", Buffer.from("x"));
+      expect(await d.exists("locks/a")).toBe(true);
+      await d.delete("locks/a");
+      await d.delete("locks/a");
+      expect(await d.exists("locks/a")).toBe(false);
+      expect(await d.list("locks/")).toEqual([]);
+    });
+
+    test("concurrent puts of one name leave one whole object", async () => {
+      const d = await fresh();
+      const bodies = Array.from({ length: 6 }, (_, i) => Buffer.alloc(512 * 1024, i + 1));
+      await Promise.all(bodies.map((b) => d.put("data/cc/same", b)));
+      const got = Buffer.from(await d.get("data/cc/same"));
+      expect(bodies.some((b) => b.equals(got))).toBe(true);
+      expect(await d.list("data/")).toEqual(["data/cc/same"]);
+    });
+
+    test("names that could escape the repository are refused", async () => {
+      const d = await fresh();
+      for (const bad of ["../x", "data/../../x", "/abs", "a//b", ""]) {
+        await expect(d.put(bad, Buffer.from("x"))).rejects.toThrow();
+      }
+    });
+  });
+}
