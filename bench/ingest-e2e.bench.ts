@@ -23,7 +23,7 @@ import { createPgClient } from "../src/store/postgres/client.ts";
 import { migrate } from "../src/store/postgres/migrate.ts";
 import { ensurePartitions, timeSeriesTables } from "../src/store/postgres/partitions.ts";
 import { CopyWriter } from "../src/store/postgres/copy-binary.ts";
-import { encodeLogs, encodeMetricBlocks } from "../src/store/postgres/writer.ts";
+import { copyInto, encodeLogs, encodeMetricBlocks, LOGS_COPY, METRIC_BLOCKS_COPY } from "../src/store/postgres/writer.ts";
 import { decodeFrameBody, splitFrames } from "../src/ingest/frame/decode.ts";
 import type { LogsBody, MetricsBody } from "../src/ingest/frame/frame.ts";
 import { logsFrame, metricNames, metricsFrame, newKeys, openSession, openStream, post, type SimAgent } from "../test/support/sim-agent.ts";
@@ -115,14 +115,8 @@ async function copyCeiling(url: string, table: string, chunks: Uint8Array[], pgP
       for (;;) {
         const i = next++;
         if (i >= chunks.length) break;
-        await sql.begin(async (tx) => {
-          const s = await tx.unsafe(`copy ${table} from stdin (format binary)`).writable();
-          await new Promise<void>((ok, fail) => {
-            s.once("finish", ok);
-            s.once("error", fail);
-            s.end(Buffer.from(chunks[i]!));
-          });
-        });
+        // the writer's own COPY: a refused COPY fails here instead of hanging (src/store/postgres/writer.ts)
+        await sql.begin((tx) => copyInto(tx, table, chunks[i]!));
       }
     }),
   );
@@ -232,7 +226,7 @@ async function main() {
     const ceiling = async () => {
       await sql`checkpoint`;
       log(`round ${r + 1}: measuring the COPY ceiling`);
-      const c = await copyCeiling(pg.url, "metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals)", chunks, pgPid);
+      const c = await copyCeiling(pg.url, METRIC_BLOCKS_COPY, chunks, pgPid);
       ceilingPgCpu = c.pgCpu;
       return c.secs;
     };
@@ -282,7 +276,7 @@ async function main() {
     return { agent: e.header.agentId + 1_000_000_000, batch: e.header.batchId, body: decodeFrameBody(e.header, e.body).body as LogsBody };
   });
   await sql`checkpoint`;
-  const logCeilingSecs = (await copyCeiling(pg.url, "logs (agent_id, batch_id, ts, severity, source, message)", encodeChunks(logBodies, 50, encodeLogs))).secs;
+  const logCeilingSecs = (await copyCeiling(pg.url, LOGS_COPY, encodeChunks(logBodies, 50, encodeLogs))).secs;
   const [lc] = await sql`select count(*)::bigint as n from logs where agent_id < 1000000000`;
 
   // --clickhouse: ship what PostgreSQL committed into ClickHouse, against a raw insert of the same rows, and time the range reads on both tiers

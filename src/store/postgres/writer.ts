@@ -16,6 +16,11 @@ import { SeriesCache } from "./series.ts";
 /** Series per metric_blocks row: 10 series x 10 timestamps = 100 samples (docs/architecture.md). */
 export const SERIES_PER_ROW = 10;
 
+/** The COPY targets of the writer, column lists included (benches copy the same rows). */
+export const METRIC_BLOCKS_COPY = "metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals)";
+export const LOGS_COPY = "logs (agent_id, batch_id, ts, severity, source, message, message_raw)";
+export const SECURITY_EVENTS_COPY = "security_events (agent_id, batch_id, ts, type, severity, path, data, data_raw)";
+
 export interface LatestSink {
   /** Called after commit with each stored metrics frame, for the latest-values table. */
   metrics(agentId: number, body: MetricsBody): void;
@@ -232,9 +237,9 @@ export function createPgWriter(o: PgWriterOptions) {
         }
         // One COPY at a time: a transaction is one connection, and two COPYs started on it at
         // once break the protocol (CONNECTION_CLOSED) when a batch holds metrics and logs.
-        if (nm) await copyInto(tx, "metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals)", m.end());
-        if (nl) await copyInto(tx, "logs (agent_id, batch_id, ts, severity, source, message, message_raw)", l.end());
-        if (ns) await copyInto(tx, "security_events (agent_id, batch_id, ts, type, severity, path, data, data_raw)", s.end());
+        if (nm) await copyInto(tx, METRIC_BLOCKS_COPY, m.end());
+        if (nl) await copyInto(tx, LOGS_COPY, l.end());
+        if (ns) await copyInto(tx, SECURITY_EVENTS_COPY, s.end());
         for (const f of inventories) {
           const exact = stableJson(f.data.body);
           const j = jsonForPg(f.data.body);
