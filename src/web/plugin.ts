@@ -28,6 +28,7 @@ import { securityApiRoutes } from "./security/routes.ts";
 import { fileRoutes } from "./files/routes.ts";
 import { serviceRoutes } from "./services/routes.ts";
 import { tokenRoutes } from "./tokens/routes.ts";
+import { aiRoutes } from "./ai/routes.ts";
 import { apiRoutes } from "./api/routes.ts";
 import { openApiRoute } from "./api/openapi.ts";
 import { syncBuiltinRoles } from "../auth/roles.ts";
@@ -68,6 +69,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...settingsRoutes(s, pages),
     ...ssoAdminRoutes(s, pages),
     ...tokenRoutes(s, pages),
+    ...aiRoutes(s, pages),
     ...apiRoutes(s),
     ...(s.extraRoutes ?? []),
   ];
