@@ -159,8 +159,8 @@ export async function runApproved(deps: ServiceOpsDeps, a: Approval, approver: A
     const path = String(a.args.path);
     const [ra, rb] = await Promise.all([userPolicy(sql, a.user_id, FILE_PERMISSION.write, host), userPolicy(sql, approver.id, FILE_PERMISSION.write, host)]);
     const rules = intersectRules(ra, rb);
-    const args: Record<string, unknown> = { path, content: payload.toString("base64"), sha256: (a.args.content as { sha256: string }).sha256 };
-    if (typeof a.args.expected_sha256 === "string") args.ifMatch = a.args.expected_sha256;
+    // ifMatch: the file must still be as the AI client last read it ("absent": must not exist)
+    const args = { path, content: payload.toString("base64"), sha256: (a.args.content as { sha256: string }).sha256, ifMatch: String(a.args.expected_sha256) };
     const done: { id: string; result: FileResult } = await fileCommand(deps, who, host, "write", args, rules);
     const r = done.result;
     return { ok: !!r.ok, outcome: r.ok ? "ok" : String(r.code ?? "failed"), result: { command: done.id, ok: !!r.ok, path, before: r.before ?? null, after: r.after ?? null, snapshot: r.snapshot ?? null, ...(r.ok ? {} : { error: r.error ?? "failed" }) } };

@@ -241,17 +241,17 @@ export function registerTools(server: McpServer, deps: McpDeps, context: (extra:
     return { host: h, result: { path: r.path, size: r.size, offset: r.offset, length: r.length, eof: r.eof, sha256: r.sha256 ?? null, mode: r.mode, content: bytes.toString("utf8") } };
   }, true);
 
-  tool("write_file", "Ask to write a text file on a host. Never run directly: the request is queued for a person to approve in the console, and this answers with its id. Pass expected_sha256 (from read_file) so that the write is refused if the file changed meanwhile. Needs ai.assistant.act and files.write.", {
+  tool("write_file", "Ask to write a text file on a host. Never run directly: the request is queued for a person to approve in the console, and this answers with its id. expected_sha256 (from read_file, or \"absent\" for a new file) makes the write refused if the file changed meanwhile. Needs ai.assistant.act and files.write.", {
     host_id: hostId, path: pathArg,
     content: z.string().max(MAX_WRITE).describe("The new content (UTF-8 text)"),
-    expected_sha256: z.string().regex(/^[0-9a-f]{64}$/).optional().describe("SHA-256 of the file as you last read it; absent: write whatever is there"),
+    expected_sha256: z.string().regex(/^([0-9a-f]{64}|absent)$/).describe("SHA-256 of the file as you last read it (read_file), or \"absent\" to create a file that must not exist yet; the write is refused if the file is not in that state when it runs"),
     reason,
   }, async (c, a) => {
     scope(c, ACT_PERMISSION);
     const h = await host(c, FILE_PERMISSION.write, a.host_id);
     const path = checkedPath(a.path);
     const bytes = Buffer.from(a.content, "utf8");
-    const args = { host_id: h.id, path, content: { bytes: bytes.length, sha256: sha256(bytes) }, ...(a.expected_sha256 ? { expected_sha256: a.expected_sha256 } : {}) };
+    const args = { host_id: h.id, path, content: { bytes: bytes.length, sha256: sha256(bytes) }, expected_sha256: a.expected_sha256 };
     const id = await queueApproval(sql, { tool: "write_file", args, payload: bytes, hostId: h.id, permission: FILE_PERMISSION.write, reason: a.reason, tokenId: c.principal.token.id, userId: c.principal.user.id, clientName: c.client.name, clientVersion: c.client.version });
     return { host: h, outcome: `queued:${id}`, result: `queued for approval, id ${id}: write ${bytes.length} bytes to ${h.hostname}:${path}. A person must approve it in the console (/ai/approvals) before it runs.` };
   }, false);

@@ -112,7 +112,7 @@ describe("the MCP endpoint", () => {
       const stop = await client.callTool({ name: "service_action", arguments: { host_id: hosts.web, unit: "sshd", op: "stop", reason: "sshd is using 100% CPU; stop it until investigated" } });
       expect(stop.isError).toBeFalsy();
       const stopId = Number(/queued for approval, id (\d+)/.exec(textOf(stop))![1]);
-      const write = await client.callTool({ name: "write_file", arguments: { host_id: hosts.web, path: "/srv/app.conf", content: "port = 443\n", reason: "switch the app to TLS" } });
+      const write = await client.callTool({ name: "write_file", arguments: { host_id: hosts.web, path: "/srv/app.conf", content: "port = 443\n", expected_sha256: "absent", reason: "switch the app to TLS" } });
       const writeId = Number(/queued for approval, id (\d+)/.exec(textOf(write))![1]);
       expect(sent.length).toBe(n);
       // an acting tool on an out-of-scope host: not found, nothing queued
@@ -126,7 +126,7 @@ describe("the MCP endpoint", () => {
         [writeId, "write_file", "pending", "claude-test", "1.2.3"],
       ]);
       const sha = createHash("sha256").update("port = 443\n").digest("hex");
-      expect(rows[1]!.args).toEqual({ host_id: hosts.web, path: "/srv/app.conf", content: { bytes: 11, sha256: sha } });
+      expect(rows[1]!.args).toEqual({ host_id: hosts.web, path: "/srv/app.conf", content: { bytes: 11, sha256: sha }, expected_sha256: "absent" });
       expect(Buffer.from(rows[1]!.payload).toString()).toBe("port = 443\n");
 
       // the console: the queue shows the client's reason; a person lacking services.stop cannot approve
@@ -183,7 +183,7 @@ describe("the MCP endpoint", () => {
     expect([a.isError, textOf(a)]).toEqual([true, "this needs the ai.assistant.use permission, which this token does not have"]);
     await noUse.close();
     const noAct = await mcpClient(srv.url, await token(db, owner.id, ALL.filter((p) => p !== "ai.assistant.act")));
-    const b = await noAct.callTool({ name: "write_file", arguments: { host_id: hosts.web, path: "/srv/x", content: "x", reason: "because" } });
+    const b = await noAct.callTool({ name: "write_file", arguments: { host_id: hosts.web, path: "/srv/x", content: "x", expected_sha256: "absent", reason: "because" } });
     expect([b.isError, textOf(b)]).toEqual([true, "this needs the ai.assistant.act permission, which this token does not have"]);
     await noAct.close();
     const noLogs = await mcpClient(srv.url, await token(db, owner.id, ALL.filter((p) => p !== "logs.view")));
