@@ -8,7 +8,7 @@ import { loadOrCreateCert } from "./tls/certs.ts";
 import { startServer } from "./server.ts";
 import { startPartitionUpkeep, timeSeriesTables } from "./store/postgres/partitions.ts";
 import { consolePlugin, createServices, startConsole } from "./web/plugin.ts";
-import { mcpPlugin } from "./mcp/plugin.ts";
+import { mcpPlugin } from "./web/mcp/plugin.ts";
 import { consoleSsoDeps } from "./web/sso/wiring.ts";
 import { createSso } from "./auth/sso/routes.ts";
 import { loadSsoConfig } from "./auth/sso/config.ts";

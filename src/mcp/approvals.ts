@@ -12,7 +12,8 @@
 import type { Sql } from "postgres";
 import { getToken, tokenGrants } from "../auth/api-tokens.ts";
 import { userGrants, type Grants } from "../auth/roles.ts";
-import { HostScope } from "../auth/host-scope.ts";
+import type { HostScope } from "../auth/host-scope.ts";
+import { principalScope } from "./scope.ts";
 import { findHost, type ScopedHost, inScope } from "../store/postgres/queries-console.ts";
 import { serviceAction, type ServiceOpsDeps, type ServiceOutcome } from "../operations/services.ts";
 import { fileCommand, FILE_PERMISSION, userPolicy, within, type FileResult, type PolicyRule } from "../operations/files.ts";
@@ -140,12 +141,12 @@ export interface RunResult {
  */
 export async function runApproved(deps: ServiceOpsDeps, a: Approval, approver: Approver, payload: Buffer | null): Promise<RunResult> {
   const { sql } = deps;
-  const mine = HostScope.forPermission(approver.grants.roleScopes, a.permission);
+  const mine = principalScope(approver.grants, a.permission);
   const host: ScopedHost | undefined = await findHost(sql, mine, a.agent_id);
   if (!approver.grants.permissions.has(a.permission) || !host) return refused(`you need the ${a.permission} permission on ${a.hostname} to approve this`);
   const theirs = await requesterGrants(sql, a);
   if (typeof theirs === "string") return refused(theirs);
-  if (!theirs.permissions.has(a.permission) || !HostScope.forPermission(theirs.roleScopes, a.permission).covers(host.tags)) {
+  if (!principalScope(theirs, a.permission).covers(host.tags)) {
     return refused(`the requesting token no longer holds ${a.permission} on ${a.hostname}`);
   }
   if (host.revoked_at) return refused("the host's agent is revoked");

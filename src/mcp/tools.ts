@@ -15,8 +15,11 @@ import { z } from "zod";
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { Sql } from "postgres";
-import { HostScope } from "../auth/host-scope.ts";
-import type { BearerPrincipal } from "../web/bearer.ts";
+import type { HostScope } from "../auth/host-scope.ts";
+import type { Grants } from "../auth/roles.ts";
+import type { User } from "../auth/users.ts";
+import type { CommandDeps } from "../security/issue.ts";
+import { principalScope } from "./scope.ts";
 import { audit, type AuditEvent } from "../audit/audit.ts";
 import {
   fleetOverview, findHost, hostLogs, hostSeriesRange, latestMetrics, seriesNames, type ScopedHost,
@@ -26,7 +29,6 @@ import { latestScores, scoreHost } from "../security/score.ts";
 import { listViolations } from "../security/posture.ts";
 import { isDangerousOp, listServices, normalizeUnit, serviceStatus, ServiceRequestError, SERVICE_OPS, type ServiceOpsDeps } from "../operations/services.ts";
 import { cleanPath, fileCommand, FILE_PERMISSION, MAX_WRITE, sha256, userPolicy } from "../operations/files.ts";
-import type { SecurityCommandDeps } from "../web/deps.ts";
 import { queueApproval } from "./approvals.ts";
 
 export const USE_PERMISSION = "ai.assistant.use";
@@ -40,12 +42,20 @@ const OP_PERMISSION: Record<string, string> = {
 export interface McpDeps {
   sql: Sql;
   ranges?: RangeStore;
-  security?: SecurityCommandDeps;
+  /** Signing and delivery of commands to agents (absent: tools that need an agent refuse). */
+  security?: Pick<CommandDeps, "commandKey" | "dispatch" | "now">;
+}
+
+/** An API token's principal (src/web/bearer.ts resolves it): the owner, what the token may do now. */
+export interface TokenCaller {
+  user: User;
+  grants: Grants;
+  token: { id: number; name: string; aiClient: boolean; clientName: string };
 }
 
 /** Who is calling, for one HTTP request: the token's principal and the client from initialize. */
 export interface CallContext {
-  principal: BearerPrincipal;
+  principal: TokenCaller;
   client: { name: string; version: string };
   ip: string;
   userAgent: string;
@@ -71,9 +81,9 @@ export function registerTools(server: McpServer, deps: McpDeps, context: (extra:
 
   function scope(c: CallContext, permission: string): HostScope {
     if (!c.principal.grants.permissions.has(permission)) throw new ToolRefusal(`this needs the ${permission} permission, which this token does not have`);
-    return HostScope.forPermission(c.principal.grants.roleScopes, permission);
+    return principalScope(c.principal.grants, permission);
   }
-  async function host(c: CallContext, permission: string, id: number): Promise<ScopedHost> {
+  async function host(c: CallContext, permission: string, id: number) {
     const h = await findHost(sql, scope(c, permission), id);
     if (!h) throw new ToolRefusal(`no such host: ${id}`);
     return h;

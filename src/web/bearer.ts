@@ -62,7 +62,7 @@ export async function bearerPrincipal(
 }
 
 /**
- * The principal of a bearer secret (also the MCP endpoint's, src/mcp/http.ts): a refusal
+ * The principal of a bearer secret (also the MCP endpoint's, src/web/mcp/http.ts): a refusal
  * Response (both a cookie and a token, throttled address, bad token) or the token's principal.
  */
 export async function tokenPrincipal(

@@ -11,7 +11,7 @@ import { loadConfig } from "../../src/config.ts";
 import { startServer, type RunningServer } from "../../src/server.ts";
 import { createSelfSigned } from "../../src/tls/self-signed.ts";
 import { consolePlugin, createServices, startConsole } from "../../src/web/plugin.ts";
-import { mcpPlugin } from "../../src/mcp/plugin.ts";
+import { mcpPlugin } from "../../src/web/mcp/plugin.ts";
 import type { SecurityCommandDeps } from "../../src/web/deps.ts";
 import type { TestDb } from "../support/db.ts";
 import { createApiToken } from "../../src/auth/api-tokens.ts";

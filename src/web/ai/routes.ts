@@ -11,10 +11,9 @@
  */
 import type { ConsoleServices } from "../deps.ts";
 import type { ConsoleRequest, ConsoleRoute } from "../route.ts";
-import { scopeFor } from "../route.ts";
+import { can, scopeFor } from "../route.ts";
 import type { Pages } from "../respond.ts";
 import { auditRequest } from "../audit-request.ts";
-import { HostScope } from "../../auth/host-scope.ts";
 import { ACT_PERMISSION } from "../../mcp/tools.ts";
 import { claimDecision, findApproval, listApprovals, recordOutcome, runApproved, type Approval } from "../../mcp/approvals.ts";
 
@@ -60,7 +59,7 @@ export function aiRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         if (!a) return pages.notFound(req, `AI request ${req.params.id}`);
         if (a.status !== "pending") return list(req, "", `Request ${a.id} was already ${a.status}.`, 409);
         const grants = req.grants!;
-        if (!grants.permissions.has(a.permission) || !HostScope.forPermission(grants.roleScopes, a.permission).covers(a.tags)) {
+        if (!can(req, a.permission, { tags: a.tags })) {
           await auditRequest(sql, req, "ai_operation", "ai.approve", `agent:${a.agent_id}`, false, { ...details(a), outcome: "refused", error: `approver lacks ${a.permission}` });
           return list(req, "", `Approving this needs the ${a.permission} permission on ${a.hostname}, which you do not hold.`, 403);
         }

@@ -1,6 +1,7 @@
 /**
  * The MCP endpoint (`/mcp`, Streamable HTTP transport of the official SDK) on the server's TLS
- * port, as a plain `(Request) => Response` function; src/mcp/plugin.ts mounts it.
+ * port, as a plain `(Request) => Response` function; ./plugin.ts mounts it. The tools and the
+ * approval queue are framework-free, in src/mcp/.
  *
  * Authentication, on every request: `Authorization: Bearer smp_...` of a live API token marked
  * as an AI client, resolved by the same code as the JSON API's tokens (src/web/bearer.ts
@@ -17,13 +18,13 @@ import { randomUUID } from "node:crypto";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import type { Sql } from "postgres";
-import type { SettingsStore } from "../settings/console-settings.ts";
-import { bearerSecret, tokenPrincipal, type BearerPrincipal } from "../web/bearer.ts";
-import { securityHeaders } from "../web/respond.ts";
-import { audit } from "../audit/audit.ts";
-import { parseCookies } from "../web/guard.ts";
-import { SESSION_COOKIE } from "../auth/session.ts";
-import { registerTools, type CallContext, type McpDeps } from "./tools.ts";
+import type { SettingsStore } from "../../settings/console-settings.ts";
+import { bearerSecret, tokenPrincipal, type BearerPrincipal } from "../bearer.ts";
+import { securityHeaders } from "../respond.ts";
+import { audit } from "../../audit/audit.ts";
+import { parseCookies } from "../guard.ts";
+import { SESSION_COOKIE } from "../../auth/session.ts";
+import { registerTools, type CallContext, type McpDeps } from "../../mcp/tools.ts";
 
 export const MCP_PATH = "/mcp";
 export const MAX_SESSIONS = 1000;

@@ -1,10 +1,11 @@
 /**
- * Mounts the MCP endpoint (src/mcp/http.ts) at /mcp for POST, GET and DELETE: the thin Elysia
+ * Mounts the MCP endpoint (./http.ts) at /mcp for POST, GET and DELETE: the thin Elysia
  * adapter. It is outside the console's router and guard (it authenticates with AI-client tokens
  * itself); the composition root mounts it beside the console plugin.
+ * (Under src/web/ because it uses the console's token resolution, src/web/bearer.ts.)
  */
 import { Elysia } from "elysia";
-import { clientIp } from "../http/client-ip.ts";
+import { clientIp } from "../../http/client-ip.ts";
 import { createMcpHandler, MCP_PATH, type McpHttpDeps } from "./http.ts";
 
 export const MCP_METHODS = ["POST", "GET", "DELETE"] as const;
