@@ -192,6 +192,22 @@ describe("the MCP endpoint", () => {
     await noLogs.close();
   });
 
+  test("an approval runs within the requester too: a request whose token was revoked meanwhile is refused, nothing sent", async () => {
+    const secret = await token(db, owner.id, ALL);
+    const client = await mcpClient(srv.url, secret);
+    const r = await client.callTool({ name: "service_action", arguments: { host_id: hosts.web, unit: "nginx", op: "restart", reason: "reload the new config" } });
+    const id = Number(/queued for approval, id (\d+)/.exec(textOf(r))![1]);
+    await client.close();
+    await db.sql`update api_tokens set revoked_at = now(), revoked_by = 'test' where token_hash = ${createHash("sha256").update(secret).digest()}`;
+    const n = sent.length;
+    await db.sql`update console_sessions set reauth_at = now() where id = ${approver.sessionId}`;
+    const res = await consolePost(srv.url, approver, `/ai/approvals/${id}/approve`, { confirm: `approve request ${id}` });
+    expect(await res.text()).toContain("the requesting token has been revoked");
+    expect(sent.length).toBe(n);
+    const [row] = await db.sql`select status, outcome from ai_approvals where id = ${id}`;
+    expect([row!.status, row!.outcome]).toEqual(["approved", "refused"]);
+  });
+
   test("a session belongs to its token: another AI token presenting its id gets 404", async () => {
     const first = await mcpClient(srv.url, await token(db, owner.id, ALL));
     const sid = (first.transport as unknown as { sessionId: string }).sessionId;
