@@ -87,6 +87,10 @@ describe("the MCP endpoint", () => {
       // the fleet: only the in-scope host
       const list = JSON.parse(textOf(await client.callTool({ name: "list_hosts", arguments: {} })));
       expect(list.hosts.map((h: any) => h.hostname)).toEqual(["web-1"]);
+      // 50 calls in a row over the one session: each authenticated and scoped anew
+      const t0 = performance.now();
+      for (let i = 0; i < 50; i++) expect(JSON.parse(textOf(await client.callTool({ name: "list_hosts", arguments: {} }))).hosts.length).toBe(1);
+      console.log(`mcp: 50 list_hosts calls in ${(performance.now() - t0).toFixed(0)} ms`);
       // one host: in scope found, out of scope "not found" (exactly as a missing one)
       expect(JSON.parse(textOf(await client.callTool({ name: "get_host", arguments: { host_id: hosts.web } }))).hostname).toBe("web-1");
       const out = await client.callTool({ name: "get_host", arguments: { host_id: hosts.db } });
