@@ -114,9 +114,11 @@ export function registerTools(server: McpServer, deps: McpDeps, context: (extra:
         await auditAi(c, { category: "ai_operation", action: `mcp.${name}`, target: r.host ? `agent:${r.host.id}` : "", success: true, details: { ...base, outcome: r.outcome ?? "ok" } });
         return text(r.result);
       } catch (e) {
-        if (!(e instanceof ToolRefusal) && !(e instanceof ServiceRequestError)) throw e;
-        await auditAi(c, { category: "ai_operation", action: `mcp.${name}`, target: "", success: false, details: { ...base, outcome: "refused", error: e.message } });
-        return { ...text(e.message), isError: true };
+        const refusal = e instanceof ToolRefusal || e instanceof ServiceRequestError;
+        const message = refusal ? (e as Error).message : "the server could not complete this call; it has been logged";
+        if (!refusal) console.error(`mcp ${name} failed: ${e instanceof Error ? e.stack : e}`);
+        await auditAi(c, { category: "ai_operation", action: `mcp.${name}`, target: "", success: false, details: { ...base, outcome: refusal ? "refused" : "error", error: message } });
+        return { ...text(message), isError: true };
       }
     }) as never);
   }
