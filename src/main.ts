@@ -8,6 +8,7 @@ import { loadOrCreateCert } from "./tls/certs.ts";
 import { startServer } from "./server.ts";
 import { startPartitionUpkeep, timeSeriesTables } from "./store/postgres/partitions.ts";
 import { consolePlugin, createServices, startConsole } from "./web/plugin.ts";
+import { mcpPlugin } from "./web/mcp/plugin.ts";
 import { consoleSsoDeps } from "./web/sso/wiring.ts";
 import { createSso } from "./auth/sso/routes.ts";
 import { loadSsoConfig } from "./auth/sso/config.ts";
@@ -98,7 +99,7 @@ async function main(): Promise<void> {
   const server = startServer({
     config, sql: db.sql, health: db.health, cert, metrics, extraMetrics, commandKey: commandKey.publicKeyB64,
     seats: license.seats,
-    plugins: [consolePlugin(consoleDeps, consoleServices), sso.plugin, downloads],
+    plugins: [consolePlugin(consoleDeps, consoleServices), sso.plugin, downloads, mcpPlugin(consoleServices)],
   });
   bus = await startClusterBus({ sql: db.sql, streams: server.ingest.deps.streams!, directory: server.ingest.deps.directory });
   server.ingest.deps.onCommandResult = (agentId, id, result) => replies.deliver(agentId, id, result);

@@ -145,7 +145,9 @@ test("host-data queries take a scope", () => {
 
 test("only the guard builds a user's HostScope, only background jobs the system's, and nothing casts one", () => {
   const calls = (re: RegExp) => srcFiles.filter((f) => f !== "src/auth/host-scope.ts" && re.test(source(f)));
-  expect(calls(/HostScope\.forPermission\(/)).toEqual(["src/web/route.ts"]); // scopeFor(), which the guard calls per request
+  // scopeFor(), which the guard calls per request; principalScope(), the MCP endpoint's (the
+  // second entry point: AI-client tokens and the approver of their requests)
+  expect(calls(/HostScope\.forPermission\(/)).toEqual(["src/mcp/scope.ts", "src/web/route.ts"]);
   expect(source("src/web/guard.ts")).toContain("req.scope = scopeFor(req, route.access)");
   expect(calls(/HostScope\.system\(/)).toEqual(["src/security/jobs.ts"]);
   const casts = srcFiles.filter((f) => /\bas (HostScope|ScopedHost|ScopedViolation)\b|<(HostScope|ScopedHost|ScopedViolation)>/.test(source(f)));

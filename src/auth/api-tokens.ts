@@ -11,7 +11,7 @@
  * for any chosen permission.
  *
  * Expiry is required (at most MAX_TOKEN_DAYS). Last use (time and address) is written at most
- * once a minute per token. `ai_client` marks a token used by an AI client (an MCP server, later)
+ * once a minute per token. `ai_client` marks a token used by an AI client (the MCP endpoint, src/mcp/, accepts only these)
  * with the client's name; such requests are audited with the actor type "ai".
  */
 import type { Sql } from "postgres";

@@ -58,6 +58,16 @@ export async function bearerPrincipal(
   if (!routePath.startsWith("/api/") || !url.pathname.startsWith("/api/")) {
     return refusal(401, "token_not_accepted", "API tokens are accepted on /api/ routes only; sign in to use the console pages.", challenge("invalid_request"));
   }
+  return tokenPrincipal(s, request, url, secret, ip, hasSessionCookie);
+}
+
+/**
+ * The principal of a bearer secret (also the MCP endpoint's, src/web/mcp/http.ts): a refusal
+ * Response (both a cookie and a token, throttled address, bad token) or the token's principal.
+ */
+export async function tokenPrincipal(
+  s: { sql: Sql; settings: SettingsStore }, request: Request, url: URL, secret: string, ip: string, hasSessionCookie: boolean,
+): Promise<BearerPrincipal | Response> {
   if (hasSessionCookie) {
     return refusal(400, "ambiguous_credentials", "Send either a session cookie or an API token, not both.");
   }

@@ -28,6 +28,7 @@ import { securityApiRoutes } from "./security/routes.ts";
 import { fileRoutes } from "./files/routes.ts";
 import { serviceRoutes } from "./services/routes.ts";
 import { tokenRoutes } from "./tokens/routes.ts";
+import { aiRoutes } from "./ai/routes.ts";
 import { apiRoutes } from "./api/routes.ts";
 import { licenseRoutes } from "./license/routes.ts";
 import { createLicenseService } from "../license/service.ts";
@@ -72,6 +73,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...ssoAdminRoutes(s, pages),
     ...tokenRoutes(s, pages),
     ...licenseRoutes(s, pages),
+    ...aiRoutes(s, pages),
     ...apiRoutes(s),
     ...(s.extraRoutes ?? []),
   ];

@@ -59,6 +59,7 @@ const NAV: NavItem[] = [
   { href: "/roles", label: "Roles", access: "roles.view" },
   { href: "/sessions", label: "Sessions", access: "signed-in" },
   { href: "/tokens", label: "API tokens", access: "api.tokens.view" },
+  { href: "/ai/approvals", label: "AI approvals", access: "ai.assistant.act" },
   { href: "/audit", label: "Audit log", access: "audit.view" },
   { href: "/settings", label: "Settings", access: "settings.view" },
   { href: "/sso", label: "Sign-in", access: "sso.view" },

@@ -41,13 +41,14 @@ function h2Post(url: string, path: string, body: string): Promise<string> {
 
 const BODY = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: {} });
 
-test("node:http2: POST with a small JSON body to unknown paths gets its 404, 10 times of 10", async () => {
+// /mcp without a token answers 401 without reading the body either (docs/mcp.md)
+test("node:http2: POST with a small JSON body to an unknown path (404) or /mcp without a token (401) gets its answer, 10 times of 10", async () => {
   const answers: string[] = [];
   for (let i = 0; i < 10; i++) answers.push(await h2Post(s.url, i % 2 ? "/mcp" : "/no/such/path", BODY));
-  expect(answers).toEqual(Array(10).fill("404"));
+  expect(answers).toEqual(Array.from({ length: 10 }, (_, i) => (i % 2 ? "401" : "404")));
 }, 60_000);
 
-test("curl --http2: POST /mcp with a small JSON body gets its 404, 10 times of 10", async () => {
+test("curl --http2: POST /mcp (no token) with a small JSON body gets its 401, 10 times of 10", async () => {
   const hasCurl = Bun.spawnSync(["sh", "-c", "curl --version | grep -q HTTP2"]).exitCode === 0;
   if (!requireComponent(hasCurl, "curl with HTTP/2 (Debian package curl)")) return;
   const codes: string[] = [];
@@ -56,7 +57,7 @@ test("curl --http2: POST /mcp with a small JSON body gets its 404, 10 times of 1
     codes.push(await new Response(p.stdout).text());
     await p.exited;
   }
-  expect(codes).toEqual(Array(10).fill("404"));
+  expect(codes).toEqual(Array(10).fill("401"));
 }, 60_000);
 
 test("a body larger than the server takes in unread still gets its answer, and the connection is closed after it", async () => {
