@@ -25,8 +25,7 @@ import { mountedRouteTables } from "../support/mounted-routes.ts";
 
 /** Permissions gated by something other than a console route or a check in src/ (keep it short). */
 const ALLOWED_WITHOUT_ROUTE: Record<string, string> = {
-  "ai.assistant.use": "gated by the MCP tool layer (mcp branch), pending",
-  "ai.assistant.act": "gated by the MCP tool layer's approvals (mcp branch), pending",
+  "ai.assistant.use": "gated by every MCP tool call through USE_PERMISSION in src/mcp/tools.ts (test/mcp/mcp.test.ts checks the refusal)",
   "backups.view": "gated by the backups routes (issue #15), pending",
   "backups.run": "gated by the backups routes (issue #15), pending",
   "backups.restore": "gated by the backups routes (issue #15), pending",
