@@ -135,7 +135,9 @@ test("the server connects only to its PostgreSQL and the agent only to its serve
   const agentDirs_ = [env.SERVERMIND_AGENT_DIR!, env.SERVERMIND_AGENT_RUN_DIR!];
   // glibc's user and group lookups (the privilege split resolves its service users) first ask
   // the host's name-service cache daemon over this local socket: a file on this machine, no network
-  const NSCD = ["/var/run/nscd/socket", "/run/nscd/socket"];
+  // and a program the agent runs (e.g. a CIS check's tool) may log through the host's local
+  // syslog socket: also a file on this machine
+  const NSCD = ["/var/run/nscd/socket", "/run/nscd/socket", "/dev/log"];
   const badServer = serverAttempts.filter((a) => !local(a) && a.target !== pgTarget);
   const badAgent = agentAttempts.filter((a) => !local(a) && a.target !== `127.0.0.1:${port}` &&
     !(a.family === "AF_UNIX" && (NSCD.includes(a.target) || agentDirs_.some((d) => a.target.startsWith(`${d}/`)))));
