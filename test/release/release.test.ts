@@ -69,7 +69,7 @@ describe.skipIf(!enabled)("npm run release (linux-x64)", () => {
       "apt/dists/stable/InRelease", "apt/dists/stable/Release", "apt/dists/stable/Release.gpg", "apt/dists/stable/main/binary-amd64/Packages",
       "yum/repodata/repomd.xml", "yum/repodata/repomd.xml.asc", "sbom/servermind-server-linux-x64.cdx.json", "sbom/servermind-agent-linux-x64.cdx.json",
     ]) expect(existsSync(join(dist(), f)), f).toBe(true);
-  });
+  }, 120_000);
 
   test("SHA256SUMS: gpg --verify with the published key, sha256sum -c, and a tampered file fails", () => {
     const home = mkdtempSync(join(work, "gnupg-"));
@@ -91,7 +91,7 @@ describe.skipIf(!enabled)("npm run release (linux-x64)", () => {
     appendFileSync(join(copy, "SHA256SUMS"), "0".repeat(64) + "  evil\n");
     expect(sh(["gpg", "--batch", "--verify", join(copy, "SHA256SUMS.asc"), join(copy, "SHA256SUMS")], { env }).code).not.toBe(0);
     rmSync(copy, { recursive: true, force: true });
-  });
+  }, 120_000);
 
   test("SBOMs are CycloneDX and list the npm packages and the Bun version compiled in", () => {
     const server = JSON.parse(readFileSync(join(dist(), "sbom/servermind-server-linux-x64.cdx.json"), "utf8"));
@@ -105,7 +105,7 @@ describe.skipIf(!enabled)("npm run release (linux-x64)", () => {
     expect(agentNames).toContain("msgpackr");
     expect(agentNames).not.toContain("elysia");
     expect(readdirSync(join(dist(), "sbom")).length).toBe(6); // 2 binaries + 2 DEBs + 2 RPMs
-  });
+  }, 120_000);
 
   test("rpm -K passes on the signed packages, fails on a tampered one; rpm -qip shows the metadata", () => {
     const db = mkdtempSync(join(work, "rpmdb-"));
@@ -136,7 +136,7 @@ describe.skipIf(!enabled)("npm run release (linux-x64)", () => {
     // and without the key, the signature is not trusted
     const empty = mkdtempSync(join(work, "rpmdb-empty-"));
     expect(sh(["rpm", "--dbpath", empty, "-K", join(dist(), "packages", rpms[0]!)]).code).not.toBe(0);
-  });
+  }, 120_000);
 
   test("YUM repodata is signed by the release key", () => {
     const home = mkdtempSync(join(work, "gnupg-yum-"));
@@ -144,7 +144,7 @@ describe.skipIf(!enabled)("npm run release (linux-x64)", () => {
     const v = sh(["gpg", "--batch", "--verify", join(dist(), "yum/repodata/repomd.xml.asc"), join(dist(), "yum/repodata/repomd.xml")], { env: { GNUPGHOME: home } });
     expect(v.code, v.out).toBe(0);
     expect(readFileSync(join(dist(), "yum/repodata/repomd.xml"), "utf8")).toContain("primary");
-  });
+  }, 120_000);
 
   test("apt refuses a tampered package and a tampered Release", () => {
     // a package whose bytes changed after the repository was signed
@@ -169,7 +169,7 @@ describe.skipIf(!enabled)("npm run release (linux-x64)", () => {
     expect(u2.code, u2.out).not.toBe(0);
     expect(u2.out).toMatch(/BADSIG|signature|not signed/i);
     expect(a2.install("servermind-agent").code).not.toBe(0);
-  });
+  }, 120_000);
 
   test("apt-get install servermind-agent from the signed file: repository", () => {
     const a = apt("good", join(dist(), "apt"));

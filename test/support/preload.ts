@@ -9,15 +9,11 @@
  * later file with "the database system is shutting down". Processes started here are not
  * tracked.
  */
-import { afterAll, setDefaultTimeout } from "bun:test";
+import { afterAll } from "bun:test";
 import { startTestServerDatabase, stopTestServer } from "./db.ts";
 import { generateAuditKeys, useAuditKeys } from "../../src/audit/keys.ts";
 
 await startTestServerDatabase();
-
-// Tests (not hooks: those keep bun's 5 s unless they say otherwise) that start real servers run
-// close to 5 s on a busy 2-core machine; a hang still fails, after 15 s.
-setDefaultTimeout(15_000);
 
 afterAll(async () => {
   await stopTestServer();
