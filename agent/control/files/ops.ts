@@ -315,6 +315,17 @@ export function remove(c: FilesContext, policy: FilePolicy, args: Record<string,
 }
 
 /** Puts one path back the way the snapshot saw it; returns the sha256 of what is there now. */
+
+/** Sets owner and mode on the object at `path` through an fd opened with `flags` (same inode). */
+function restoreAttributes(path: string, flags: number, b: { uid?: number; gid?: number; mode?: number }): void {
+  const fd = openSync(path, flags);
+  try {
+    fchownSync(fd, b.uid!, b.gid!);
+    fchmodSync(fd, b.mode!);
+  } finally {
+    closeSync(fd);
+  }
+}
 function restoreTo(r: Resolved, b: Before): string | null {
   const cur = lstatIn(r);
   if (!b.exists) {
@@ -325,13 +336,7 @@ function restoreTo(r: Resolved, b: Before): string | null {
   }
   if (b.kind === "dir") {
     if (!cur) mkdirSync(fdPath(r.dirFd, r.name), { mode: b.mode });
-    const fd = openSync(fdPath(r.dirFd, r.name), C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
-    try {
-      fchownSync(fd, b.uid!, b.gid!);
-      fchmodSync(fd, b.mode!);
-    } finally {
-      closeSync(fd);
-    }
+    restoreAttributes(fdPath(r.dirFd, r.name), C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW, b);
     return null;
   }
   if (b.kind === "link") {
@@ -341,13 +346,7 @@ function restoreTo(r: Resolved, b: Before): string | null {
   }
   if (b.content === undefined) {
     // attributes only (chmod, chown): same inode
-    const fd = openSync(fdPath(r.dirFd, r.name), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
-    try {
-      fchownSync(fd, b.uid!, b.gid!);
-      fchmodSync(fd, b.mode!);
-    } finally {
-      closeSync(fd);
-    }
+    restoreAttributes(fdPath(r.dirFd, r.name), C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK, b);
     return null;
   }
   const bytes = Buffer.from(b.content, "base64");
