@@ -68,12 +68,25 @@ export async function runPlatform(c: AgentConfig): Promise<() => Promise<void>> 
   // (commands carry no secrets).
   const sockets: Record<CommandTarget, string> = { control: p.controlSocket, monitor: p.monitorCommandSocket };
   const clients: Partial<Record<CommandTarget, IpcClient>> = {};
+  // A process that is starting, or being restarted by the supervisor, has no socket yet: a
+  // command waits for it a little instead of failing at once.
+  const connectWithin = async (socket: string, ms: number): Promise<IpcClient> => {
+    const end = Date.now() + ms;
+    for (;;) {
+      try {
+        return await connectIpc(socket);
+      } catch (e) {
+        if (Date.now() + 250 > end) throw e;
+        await Bun.sleep(250);
+      }
+    }
+  };
   const forwardCommand = async (msg: Record<string, unknown>, reply: (result: unknown) => void) => {
     const cmd = (msg.command ?? {}) as Record<string, unknown>;
     const name = String(cmd.action ?? "?").slice(0, 64);
     const target = commandTarget(cmd.action);
     try {
-      if (!clients[target]?.connected) clients[target] = await connectIpc(sockets[target]);
+      if (!clients[target]?.connected) clients[target] = await connectWithin(sockets[target], 15_000);
       const r = await clients[target]!.request({ t: "command", command: cmd }, 60_000);
       const result = r.t === "result" ? r.result : { ok: false, error: String(r.message ?? "refused") };
       console.error(`platform: command "${name}" -> ${target}: ${(result as { ok?: boolean })?.ok ? "done" : `refused: ${String((result as { error?: unknown })?.error)}`}`);
