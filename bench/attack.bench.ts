@@ -21,16 +21,10 @@
  *    what the attackers got (408s, 4408 closes, 401s, 429s), server CPU and RSS; one JSON line last.
  */
 import { spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { startEmbeddedPg, freePort } from "../src/store/postgres/embedded.ts";
-import { createPgClient } from "../src/store/postgres/client.ts";
-import { migrate } from "../src/store/postgres/migrate.ts";
-import { ensurePartitions, timeSeriesTables } from "../src/store/postgres/partitions.ts";
+import { freePort } from "../src/store/postgres/embedded.ts";
 import { metricNames, metricsFrame, newKeys, openSession, openStream, post, type SimAgent } from "../test/support/sim-agent.ts";
 import { repeatPost, silentSocket, slowPost } from "../test/support/raw-clients.ts";
-import { arg, cpuSeconds, environment, flag, median, percentile, round, rssMb, spawnServer } from "./support.ts";
+import { arg, cpuSeconds, environment, flag, median, percentile, round, rssMb, spawnServer, benchDatabase } from "./support.ts";
 
 /** The server this bench starts scrapes its own /metrics with this token. */
 const METRICS_TOKEN = "bench-attack-metrics";
@@ -172,12 +166,8 @@ async function drive(url: string, agents: SimAgent[], jobs: Uint8Array[][]) {
 }
 
 async function main() {
-  const dir = mkdtempSync(join(tmpdir(), "servermind-attack-"));
-  chmodSync(dir, 0o755);
-  const pg = await startEmbeddedPg({ dataDir: join(dir, "pg") });
-  const sql = createPgClient(pg.url, 4);
-  await migrate(sql);
-  for (const t of timeSeriesTables(3, 3)) await ensurePartitions(sql, t);
+  const db = await benchDatabase({ prefix: "servermind-attack-" });
+  const { dir, sql, pg } = db;
   const agents: SimAgent[] = [];
   for (let i = 0; i < AGENTS; i++) {
     const k = newKeys();
@@ -259,9 +249,7 @@ async function main() {
   );
   const rss = rssMb(server.pid);
   await server.stop();
-  await sql.end();
-  await pg.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await db.close();
 
   const without = median(rounds.filter((x) => !x.attack).map((x) => x.samples_per_s));
   const withAttack = median(rounds.filter((x) => x.attack).map((x) => x.samples_per_s));

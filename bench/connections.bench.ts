@@ -5,16 +5,11 @@
  * descriptors, CPU at that message rate, and the heartbeats' ack latency. Sizing in
  * docs/operations.md comes from here. Bounded: `--seconds` of heartbeats, then everything stops.
  */
-import { chmodSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { startEmbeddedPg, freePort } from "../src/store/postgres/embedded.ts";
-import { createPgClient } from "../src/store/postgres/client.ts";
-import { migrate } from "../src/store/postgres/migrate.ts";
-import { ensurePartitions, timeSeriesTables } from "../src/store/postgres/partitions.ts";
+import { readdirSync } from "node:fs";
+import { freePort } from "../src/store/postgres/embedded.ts";
 import { FrameKind } from "../src/ingest/frame/frame.ts";
 import { mapFrame, newKeys, openStream, type SimAgent } from "../test/support/sim-agent.ts";
-import { arg, cpuSeconds, environment, flag, percentile, round, rssMb, spawnServer } from "./support.ts";
+import { arg, cpuSeconds, environment, flag, percentile, round, rssMb, spawnServer, benchDatabase } from "./support.ts";
 
 const quick = flag("quick");
 const AGENTS = Number(arg("agents", quick ? "1000" : "5000"));
@@ -24,12 +19,8 @@ const log = (s: string) => console.error(`[connections] ${s}`);
 const fds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
 
 async function main() {
-  const dir = mkdtempSync(join(tmpdir(), "servermind-conns-"));
-  chmodSync(dir, 0o755);
-  const pg = await startEmbeddedPg({ dataDir: join(dir, "pg") });
-  const sql = createPgClient(pg.url, 4);
-  await migrate(sql);
-  for (const t of timeSeriesTables(3, 3)) await ensurePartitions(sql, t);
+  const db = await benchDatabase({ prefix: "servermind-conns-" });
+  const { dir, sql, pg } = db;
   const agents: SimAgent[] = [];
   for (let i = 0; i < AGENTS; i += 500) {
     const keys = Array.from({ length: Math.min(500, AGENTS - i) }, () => newKeys());
@@ -85,9 +76,7 @@ async function main() {
   latencies.sort((x, y) => x - y);
   for (const st of streams) st.close();
   await server.stop();
-  await sql.end();
-  await pg.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await db.close();
 
   console.log(JSON.stringify({
     bench: "connections",

@@ -15,19 +15,15 @@
  * 5. A logs workload (200 lines a frame) against its own COPY ceiling.
  * Prints one JSON line last: medians over the rounds, and each round under `per_round`.
  */
-import { mkdtempSync, rmSync, chmodSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startEmbeddedPg, freePort } from "../src/store/postgres/embedded.ts";
+import { freePort } from "../src/store/postgres/embedded.ts";
 import { createPgClient } from "../src/store/postgres/client.ts";
-import { migrate } from "../src/store/postgres/migrate.ts";
-import { ensurePartitions, timeSeriesTables } from "../src/store/postgres/partitions.ts";
 import { CopyWriter } from "../src/store/postgres/copy-binary.ts";
 import { copyInto, encodeLogs, encodeMetricBlocks, LOGS_COPY, METRIC_BLOCKS_COPY } from "../src/store/postgres/writer.ts";
 import { decodeFrameBody, splitFrames } from "../src/ingest/frame/decode.ts";
 import type { LogsBody, MetricsBody } from "../src/ingest/frame/frame.ts";
 import { logsFrame, metricNames, metricsFrame, newKeys, openSession, openStream, post, type SimAgent } from "../test/support/sim-agent.ts";
-import { arg, environment, flag, median, percentile, round, rssMb, cpuSeconds, spawnServer, treeCpuSeconds } from "./support.ts";
+import { arg, environment, flag, median, percentile, round, rssMb, cpuSeconds, spawnServer, treeCpuSeconds, benchDatabase } from "./support.ts";
 import { readFileSync } from "node:fs";
 import { runClickhouseBench } from "./clickhouse-tier.ts";
 
@@ -137,12 +133,8 @@ function encodeChunks<T>(bodies: Array<{ agent: number; batch: number; body: T }
 }
 
 async function main() {
-  const dir = mkdtempSync(join(tmpdir(), "servermind-bench-"));
-  chmodSync(dir, 0o755);
-  const pg = await startEmbeddedPg({ dataDir: join(dir, "pg") });
-  const sql = createPgClient(pg.url, 4);
-  await migrate(sql);
-  for (const t of timeSeriesTables(3, 3)) await ensurePartitions(sql, t);
+  const db = await benchDatabase({ prefix: "servermind-bench-" });
+  const { dir, sql, pg } = db;
 
   log(`enrolling ${AGENTS} agents`);
   const agents: SimAgent[] = [];
@@ -285,9 +277,7 @@ async function main() {
     : undefined;
 
   await server.stop();
-  await sql.end();
-  await pg.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await db.close();
 
   const med = (k: keyof (typeof rounds)[number]) => median(rounds.map((x) => x[k]));
   latencies.sort((a, b) => a - b);

@@ -7,18 +7,12 @@
  * Reports median and p95 of `runs` runs each, as one JSON line.
  */
 import { HostScope } from "../src/auth/host-scope.ts";
-import { mkdtempSync, rmSync, chmodSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { startEmbeddedPg } from "../src/store/postgres/embedded.ts";
 import { createPgClient } from "../src/store/postgres/client.ts";
-import { migrate } from "../src/store/postgres/migrate.ts";
-import { ensurePartitions, timeSeriesTables } from "../src/store/postgres/partitions.ts";
 import { CopyWriter } from "../src/store/postgres/copy-binary.ts";
 import { encodeLogs, encodeMetricBlocks } from "../src/store/postgres/writer.ts";
 import { searchLogs, seriesRange } from "../src/store/postgres/queries.ts";
 import { FLEET_METRICS, fleetOverview } from "../src/store/postgres/queries-console.ts";
-import { arg, environment, flag, percentile, round } from "./support.ts";
+import { arg, environment, flag, percentile, round, benchDatabase } from "./support.ts";
 
 const quick = flag("quick");
 const HOSTS = Number(arg("hosts", "2000"));
@@ -49,12 +43,8 @@ async function time(runs: number, fn: () => Promise<unknown>) {
 }
 
 async function main() {
-  const dir = mkdtempSync(join(tmpdir(), "servermind-qbench-"));
-  chmodSync(dir, 0o755);
-  const pg = await startEmbeddedPg({ dataDir: join(dir, "pg") });
-  const sql = createPgClient(pg.url, 4);
-  await migrate(sql);
-  for (const t of timeSeriesTables(DAYS + 1, 3)) await ensurePartitions(sql, t);
+  const db = await benchDatabase({ prefix: "servermind-qbench-", partitionDays: DAYS + 1 });
+  const { sql } = db;
   const names = Array.from({ length: METRICS }, (_, i) => (i === 0 ? FLEET_METRICS.cpu : i === 1 ? FLEET_METRICS.mem : i === 2 ? FLEET_METRICS.disk : `m.${i}`));
 
   log(`${HOSTS} hosts with latest values`);
@@ -108,9 +98,7 @@ async function main() {
     logs_24h_rare_text: await time(RUNS, () => searchLogs(sql, { agentId: host, from: at(86_400_000), to: at(0), text: "port 20999" })),
   };
   const pts = await seriesRange(sql, host, four, at(DAYS * 86_400_000), at(0));
-  await sql.end();
-  await pg.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await db.close();
   console.log(JSON.stringify({ bench: "queries", ...environment(), quick, hosts: HOSTS, days: DAYS, runs: RUNS, max_points_returned: Math.max(...pts.map((p) => p.t.length)), ...results }));
 }
 

@@ -1,7 +1,14 @@
 /** Shared bench plumbing: environment facts, process CPU/RSS from /proc, percentiles, JSON output. */
 import { cpus, platform, release } from "node:os";
-import { readFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { spawn, type ChildProcess } from "node:child_process";
+import type { Sql } from "postgres";
+import { startEmbeddedPg, type EmbeddedPg } from "../src/store/postgres/embedded.ts";
+import { createPgClient } from "../src/store/postgres/client.ts";
+import { migrate } from "../src/store/postgres/migrate.ts";
+import { ensurePartitions, timeSeriesTables } from "../src/store/postgres/partitions.ts";
 
 export function environment() {
   return { bun: Bun.version, cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, os: `${platform()} ${release()}` };
@@ -85,16 +92,86 @@ export async function spawnServer(o: { port: number; env: Record<string, string>
     });
     child.once("exit", (c) => fail(new Error(`server exited with ${c}: ${out}`)));
   });
+  const stop = () =>
+    new Promise<void>((r) => {
+      if (child.exitCode !== null || child.signalCode !== null) return r();
+      child.once("exit", () => r());
+      child.kill("SIGTERM");
+    });
+  const forget = onInterrupt(stop);
   return {
     url: `https://127.0.0.1:${o.port}`,
     port: o.port,
     pid: child.pid!,
     child,
-    stop: () =>
-      new Promise<void>((r) => {
-        if (child.exitCode !== null || child.signalCode !== null) return r();
-        child.once("exit", () => r());
-        child.kill("SIGTERM");
-      }),
+    stop: async () => {
+      forget();
+      await stop();
+    },
+  };
+}
+
+const undoOnInterrupt = new Set<() => unknown>();
+let interruptHooked = false;
+
+/**
+ * Registers what a bench must stop if it is interrupted (Ctrl-C, or the SIGTERM of `timeout`),
+ * newest first; the returned function unregisters it once the bench stopped it itself. Without
+ * this, a killed bench left its PostgreSQL and server running.
+ */
+export function onInterrupt(undo: () => unknown): () => void {
+  undoOnInterrupt.add(undo);
+  if (!interruptHooked) {
+    interruptHooked = true;
+    for (const sig of ["SIGINT", "SIGTERM"] as const) {
+      process.once(sig, async () => {
+        console.error(`bench: ${sig}, stopping what it started`);
+        // the bench's own work now fails (its database goes away): that must not end us before the cleanup
+        process.on("unhandledRejection", () => {});
+        process.on("uncaughtException", () => {});
+        for (const u of [...undoOnInterrupt].reverse()) {
+          try {
+            await u();
+          } catch {
+            /* stop the rest anyway */
+          }
+        }
+        process.exit(sig === "SIGINT" ? 130 : 143);
+      });
+    }
+  }
+  return () => void undoOnInterrupt.delete(undo);
+}
+
+export interface BenchDatabase {
+  dir: string;
+  pg: EmbeddedPg;
+  sql: Sql;
+  /** Ends the pool, stops PostgreSQL and removes the directory. */
+  close(): Promise<void>;
+}
+
+/** A migrated embedded PostgreSQL of the bench's own, in a temp directory, stopped if the bench is interrupted. */
+export async function benchDatabase(o: { prefix: string; partitionDays?: number; pool?: number }): Promise<BenchDatabase> {
+  const dir = mkdtempSync(join(tmpdir(), o.prefix));
+  chmodSync(dir, 0o755); // the postgres user (when run as root) must reach its data directory
+  const pg = await startEmbeddedPg({ dataDir: join(dir, "pg") });
+  const remove = async () => {
+    await pg.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const forget = onInterrupt(remove);
+  const sql = createPgClient(pg.url, o.pool ?? 4);
+  await migrate(sql);
+  for (const t of timeSeriesTables(o.partitionDays ?? 3, 3)) await ensurePartitions(sql, t);
+  return {
+    dir,
+    pg,
+    sql,
+    async close() {
+      forget();
+      await sql.end();
+      await remove();
+    },
   };
 }
