@@ -129,10 +129,15 @@ export class LastAdminError extends Error {
 }
 
 /** Enabled users holding the built-in admin role. */
-async function activeAdminCount(sql: Sql | TransactionSql): Promise<number> {
+export async function activeAdminCount(sql: Sql | TransactionSql): Promise<number> {
   const [{ n }] = await sql`select count(distinct u.id)::int as n from user_roles ur join console_roles r on r.id = ur.role_id
     join console_users u on u.id = ur.user_id where r.name = 'admin' and r.builtin and u.disabled_at is null`;
   return n;
+}
+
+/** Serializes every change that could remove an administrator (held to the end of the transaction). */
+export async function lockAdmins(tx: TransactionSql): Promise<void> {
+  await tx`select pg_advisory_xact_lock(hashtext('servermind.console.admins'))`;
 }
 
 /**
@@ -143,7 +148,7 @@ async function activeAdminCount(sql: Sql | TransactionSql): Promise<number> {
  */
 export async function keepingAnAdmin<T>(sql: Sql, change: (tx: TransactionSql) => Promise<T>): Promise<T> {
   return (await sql.begin(async (tx) => {
-    await tx`select pg_advisory_xact_lock(hashtext('servermind.console.admins'))`;
+    await lockAdmins(tx);
     const before = await activeAdminCount(tx);
     const out = await change(tx);
     if (before > 0 && (await activeAdminCount(tx)) === 0) throw new LastAdminError();

@@ -7,6 +7,7 @@
  */
 import type { Sql } from "postgres";
 import { USERNAME_RE } from "../users.ts";
+import { activeAdminCount, lockAdmins } from "../roles.ts";
 import { SsoError, type ExternalIdentity, type LoginStage, type ProvisioningSettings, type SsoPolicy } from "./types.ts";
 import type { RequestInfo, SsoAudit } from "./audit-event.ts";
 
@@ -17,6 +18,11 @@ export interface ProvisionResult {
   roles: string[];
   rolesAdded: string[];
   rolesRemoved: string[];
+  /**
+   * Roles the groups no longer grant but which stay, because removing them would leave the
+   * console without an active administrator (the built-in admin role of the last one).
+   */
+  rolesKept: string[];
   totpEnrolled: boolean;
 }
 
@@ -73,12 +79,21 @@ export async function provisionUser(
       throw new SsoError("no_mapped_group", "None of your groups grants access to this console.", { groups: groups.slice(0, 50) });
     }
     const wanted = new Set(mapped.map((r) => Number(r.role_id)));
-    const held = await tx`select ur.role_id, r.name from user_roles ur join console_roles r on r.id = ur.role_id
+    const held = await tx`select ur.role_id, r.name, r.builtin from user_roles ur join console_roles r on r.id = ur.role_id
       where ur.user_id = ${userId} and ur.granted_by = ${grant}`;
     const rolesRemoved: string[] = [];
+    const rolesKept: string[] = [];
     for (const h of held) {
       if (wanted.has(Number(h.role_id))) continue;
+      const adminRole = h.builtin && h.name === "admin";
+      // as every other change that can remove an administrator: serialized, and never the last one
+      if (adminRole) await lockAdmins(tx);
       await tx`delete from user_roles where user_id = ${userId} and role_id = ${h.role_id} and granted_by = ${grant}`;
+      if (adminRole && (await activeAdminCount(tx)) === 0) {
+        await tx`insert into user_roles (user_id, role_id, granted_by) values (${userId}, ${h.role_id}, ${grant})`;
+        rolesKept.push(h.name);
+        continue;
+      }
       rolesRemoved.push(h.name);
     }
     const rolesAdded: string[] = [];
@@ -89,7 +104,7 @@ export async function provisionUser(
     }
     const roles = (await tx`select r.name from user_roles ur join console_roles r on r.id = ur.role_id
       where ur.user_id = ${userId} order by r.name`).map((r) => r.name as string);
-    return { userId, username, created, roles, rolesAdded, rolesRemoved, totpEnrolled };
+    return { userId, username, created, roles, rolesAdded, rolesRemoved, rolesKept, totpEnrolled };
   });
 
   const actor = { type: "system" as const, name: `sso:${ident.provider}` };
@@ -101,6 +116,11 @@ export async function provisionUser(
     await audit({ actor, ip: req.ip, userAgent: req.userAgent, category: "user_management", action: "sso.roles.synced",
       target: `user:${result.username}`, success: true,
       details: { provider: ident.provider, added: result.rolesAdded, removed: result.rolesRemoved, groups: ident.groups.slice(0, 100) } });
+  }
+  if (result.rolesKept.length) {
+    await audit({ actor, ip: req.ip, userAgent: req.userAgent, category: "user_management", action: "sso.roles.kept",
+      target: `user:${result.username}`, success: false,
+      details: { provider: ident.provider, kept: result.rolesKept, reason: "last active administrator", groups: ident.groups.slice(0, 100) } });
   }
   return result;
 }

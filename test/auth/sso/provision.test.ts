@@ -27,6 +27,7 @@ beforeAll(async () => {
     { group: "ops", role: "operator" },
     { group: "web-team", role: "web-operators" },
     { group: "auditors", role: "auditor" },
+    { group: "console-admins", role: "admin" },
   ]);
 }, 30_000);
 afterAll(() => db.drop());
@@ -92,6 +93,25 @@ describe("JIT provisioning and group-to-role mapping", () => {
     const all = await Promise.all(Array.from({ length: 4 }, () => provisionUser(db.sql, record, ident({ subject: "sub-race", username: "racer" }), {}, req)));
     expect(new Set(all.map((r) => r.userId)).size).toBe(1);
     expect(all.filter((r) => r.created)).toHaveLength(1);
+  });
+
+  test("leaving the admin group never removes the last active administrator: the role stays and that is audited", async () => {
+    const admin = (await roleIdByName(db.sql, "admin"))!;
+    const otherAdmins = await db.sql`select user_id from user_roles where role_id = ${admin}`;
+    expect(otherAdmins.length).toBe(0); // the SSO user below is the only administrator
+    const who = { subject: "sub-root", username: "root-sso" };
+    const first = await provisionUser(db.sql, record, ident({ ...who, groups: ["console-admins"] }), {}, req);
+    expect(first.rolesAdded).toEqual(["admin"]);
+    const left = await provisionUser(db.sql, record, ident({ ...who, groups: [] }), {}, req);
+    expect(left).toMatchObject({ rolesRemoved: [], rolesKept: ["admin"] });
+    expect(await rolesOf(first.userId)).toEqual(["admin:sso:corp"]);
+    const kept = events.filter((e) => e.action === "sso.roles.kept").at(-1)!;
+    expect(kept).toMatchObject({ success: false, target: "user:root-sso", details: { kept: ["admin"], reason: "last active administrator" } });
+    // once another administrator exists, the group decides again
+    await createUser(db.sql, { username: "local-admin", password: "Correct-Horse-9-Battery", roleIds: [admin] }, DEFAULT_SETTINGS.password);
+    const now = await provisionUser(db.sql, record, ident({ ...who, groups: [] }), {}, req);
+    expect(now).toMatchObject({ rolesRemoved: ["admin"], rolesKept: [] });
+    expect(await rolesOf(first.userId)).toEqual([]);
   });
 
   test("usernames are normalized", () => {
