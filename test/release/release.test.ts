@@ -39,6 +39,8 @@ function apt(name: string, repoDir: string) {
     "-o", `Dir::Etc::sourcelist=${join(base, "etc/sources.list")}`, "-o", `Dir::Etc::sourceparts=${join(base, "etc/sources.list.d")}`,
     "-o", `Dir::Etc::preferencesparts=${join(base, "etc/preferences.d")}`, "-o", `Dir::State::Lists=${join(base, "lists")}`,
     "-o", `Dir::Cache::archives=${join(base, "archives")}`, "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=", "-o", "APT::Sandbox::User=root",
+    // another apt-get on the machine (a developer installing a package) holds the dpkg lock for a while: wait for it
+    "-o", "DPkg::Lock::Timeout=60",
   ];
   return {
     update: () => sh(["apt-get", ...o, "update"]),
