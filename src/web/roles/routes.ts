@@ -6,6 +6,7 @@ import { done, type Pages } from "../respond.ts";
 import { createRole, deleteRole, getRole, listRoles, roleHolders, updateRole, validateRole } from "../../auth/roles.ts";
 import { coversGrants, describeExcess, excessOf, isEmptyExcess, roleHolding } from "../../auth/boundaries.ts";
 import { boundaryChecks } from "../boundary.ts";
+import { requireEnrollmentWhereDue } from "../../auth/mfa-due.ts";
 import { permissionGroups } from "../../auth/permissions.ts";
 import { auditRequest } from "../audit-request.ts";
 import { dangerForm } from "../danger-form.ts";
@@ -97,10 +98,12 @@ export function roleRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           ?? (await bounds.onUsers(req, await roleHolders(sql, r.id), action));
         if (refused) return refused;
         await updateRole(sql, r.id, (req.form.get("description") ?? "").slice(0, 200), perms, tags);
+        const enrolling = await requireEnrollmentWhereDue(sql, await s.settings.get(), (await roleHolders(sql, r.id)).map((h) => h.id));
         await auditRequest(sql, req, "user_management", "roles.edit", r.name, true, {
           added: perms.filter((p) => !r.permissions.includes(p)),
           removed: r.permissions.filter((p) => !perms.includes(p)),
           scope_tags: tags,
+          ...(enrolling.length ? { mfa_enrollment_required_now: enrolling.slice(0, 100) } : {}),
         });
         return done(req, `/roles/${r.id}`);
       },

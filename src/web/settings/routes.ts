@@ -4,6 +4,7 @@ import { can } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import { done, type Pages } from "../respond.ts";
 import { listRoles } from "../../auth/roles.ts";
+import { requireEnrollmentWhereDue } from "../../auth/mfa-due.ts";
 import { auditRequest } from "../audit-request.ts";
 import { DEFAULT_SETTINGS, type ConsoleSettings } from "../../settings/console-settings.ts";
 
@@ -80,9 +81,11 @@ export function settingsRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[]
         await s.settings.set("password", value.password);
         await s.settings.set("mfa", value.mfa);
         await s.settings.set("session", value.session);
+        const enrolling = await requireEnrollmentWhereDue(sql, await s.settings.get());
         await auditRequest(sql, req, "config_change", "settings.security", "console security policy", true, {
           before: { password: before.password, mfa: before.mfa, session: before.session },
           after: value,
+          ...(enrolling.length ? { mfa_enrollment_required_now: enrolling.slice(0, 100) } : {}),
         });
         return done(req, "/settings?saved=security");
       },

@@ -7,6 +7,7 @@ import { createUser, deleteUser, getUser, listUsers, lockedOrPausedUntil, Policy
 import { LastAdminError, listRoles, setUserRoles, userGrants } from "../../auth/roles.ts";
 import { coversGrants, describeExcess, excessOf, isEmptyExcess, roleHolding } from "../../auth/boundaries.ts";
 import { boundaryChecks } from "../boundary.ts";
+import { requireEnrollmentWhereDue } from "../../auth/mfa-due.ts";
 import { listSessions, revokeSession, revokeUserSessions } from "../../auth/session.ts";
 import { auditRequest } from "../audit-request.ts";
 import { ago, isoMinute } from "../format.ts";
@@ -114,7 +115,10 @@ export function userRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           if (e instanceof LastAdminError) return lastAdmin(req, e);
           throw e;
         }
-        await auditRequest(sql, req, "user_management", "users.roles", u.username, true, { before, after: chosen.map((r) => r.name) });
+        const enrolling = await requireEnrollmentWhereDue(sql, await s.settings.get(), [u.id]);
+        await auditRequest(sql, req, "user_management", "users.roles", u.username, true, {
+          before, after: chosen.map((r) => r.name), ...(enrolling.length ? { mfa_enrollment_required_now: true } : {}),
+        });
         return done(req, `/users/${u.id}`);
       },
     },
