@@ -20,8 +20,13 @@ const haveTools = TOOLS.every((t) => Bun.which(t));
 const enabled = requireComponent(isRoot && haveTools, `root and ${TOOLS.join(", ")} (the release test installs packages for real)`);
 
 function sh(argv: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) {
-  const p = Bun.spawnSync(argv, { cwd: opts.cwd, env: { ...process.env, DEBIAN_FRONTEND: "noninteractive", ...opts.env }, stdout: "pipe", stderr: "pipe", timeout: 180_000 });
-  return { code: p.exitCode, out: p.stdout.toString() + p.stderr.toString() };
+  for (let waited = 0; ; waited += 2) {
+    const p = Bun.spawnSync(argv, { cwd: opts.cwd, env: { ...process.env, DEBIAN_FRONTEND: "noninteractive", ...opts.env }, stdout: "pipe", stderr: "pipe", timeout: 180_000 });
+    const r = { code: p.exitCode, out: p.stdout.toString() + p.stderr.toString() };
+    // dpkg has no lock timeout of its own: wait (up to 60 s) while another apt-get or dpkg on the machine holds the lock
+    if (argv[0] !== "dpkg" || !/lock was locked by another process/.test(r.out) || waited >= 60) return r;
+    Bun.sleepSync(2000);
+  }
 }
 
 let work = "";
