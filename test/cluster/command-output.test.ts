@@ -75,3 +75,14 @@ test("chunk rules: whole seq 0-499, 1-200 lines of {ts, src, text} with a known 
   expect(checkChunk(0, [{ ts: "now", src: "journal", text: "a" }])).toBeNull();
   expect(checkChunk(0, [line("a\u0000b")])![0]!.text).toBe("a\uFFFDb");
 });
+
+test("docs/protocol.md 8.3: the example's bytes are the JSON shown, and the server's rules take its chunk", async () => {
+  const doc = await Bun.file(new URL("../../docs/protocol.md", import.meta.url)).text();
+  const block = /<!-- command-output-example -->\n```\n([\s\S]*?)```/.exec(doc)![1]!;
+  const bytes = Buffer.from(block.trim().split(/\s+/).map((h) => parseInt(h, 16)));
+  const m = JSON.parse(bytes.toString("utf8"));
+  expect(bytes.toString("utf8")).toBe(JSON.stringify({ type: "command-output", id: "0b0e9a52-7d7e-4c1a-9f43-2b6f0e1d2a3b", seq: 0, lines: [{ ts: 1795000000123, src: "journal", text: "tick 1" }] }));
+  expect(bytes.length).toBe(140);
+  expect(doc).toContain(bytes.toString("utf8"));
+  expect(checkChunk(m.seq, m.lines)).toEqual([{ ts: 1795000000123, src: "journal", text: "tick 1" }]);
+});
