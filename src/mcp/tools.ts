@@ -30,7 +30,9 @@ import {
 import { postgresRangeStore, type RangeStore } from "../store/range.ts";
 import { latestScores, scoreHost } from "../security/score.ts";
 import { listViolations } from "../security/posture.ts";
-import { isDangerousOp, listServices, normalizeUnit, operationProgress, serviceAction, serviceStatus, ServiceRequestError, SERVICE_OPS, type ServiceOpsDeps } from "../operations/services.ts";
+import {
+  groupHosts, isDangerousOp, listServices, MAX_GROUP_HOSTS, normalizeUnit, operationProgress, serviceAction, serviceStatus, ServiceRequestError, SERVICE_OPS, type ServiceOpsDeps,
+} from "../operations/services.ts";
 import { cleanPath, fileCommand, FILE_PERMISSION, MAX_WRITE, sha256, userPolicy } from "../operations/files.ts";
 import { queueApproval } from "./approvals.ts";
 
@@ -234,6 +236,25 @@ export function registerTools(server: McpServer, deps: McpDeps, context: (extra:
     const args = { host_id: h.id, unit, op: a.op };
     const id = await queueApproval(sql, { tool: "service_action", args, hostId: h.id, permission, reason: a.reason, tokenId: c.principal.token.id, userId: c.principal.user.id, clientName: c.client.name, clientVersion: c.client.version });
     return { host: h, outcome: `queued:${id}`, result: `queued for approval, id ${id}: ${a.op} ${unit} on ${h.hostname} (a dangerous operation). A person must approve it in the console (/ai/approvals) before it runs.` };
+  }, false);
+
+  tool("service_action_group", "Ask to start, stop, restart, reload, enable or disable a unit on every host of a tag (a group). An operation on more than one host is dangerous: it is never run directly but queued for a person to approve in the console, and this answers with the request's id. Only hosts within this token's scope are included, and only those listed in the request are ever reached. Needs ai.assistant.act and the operation's permission.", {
+    group: z.string().min(1).max(200).describe("A host tag, e.g. group:web (or * for every host in scope)"),
+    unit: z.string().min(1).max(256).describe("Unit name, e.g. nginx.service"),
+    op: z.enum(SERVICE_OPS).describe("The operation"),
+    reason,
+  }, async (c, a) => {
+    scope(c, ACT_PERMISSION);
+    const permission = OP_PERMISSION[a.op]!;
+    const hosts = await groupHosts(sql, scope(c, permission), a.group);
+    if (!hosts.length) throw new ToolRefusal(`no host of ${a.group} is within this token's scope`);
+    if (hosts.length > MAX_GROUP_HOSTS) throw new ToolRefusal(`a group run reaches at most ${MAX_GROUP_HOSTS} hosts; this group has ${hosts.length}`);
+    const unit = normalizeUnit(a.unit);
+    if (!unit) throw new ToolRefusal("unit must be a unit name of letters, digits and :_.@- (not starting with -), e.g. nginx.service");
+    const args = { group: a.group.trim(), unit, op: a.op, hosts: hosts.map((h) => h.id) };
+    // the row names the group's first host (the approval page shows requests by host scope)
+    const id = await queueApproval(sql, { tool: "service_action_group", args, hostId: hosts[0]!.id, permission, reason: a.reason, tokenId: c.principal.token.id, userId: c.principal.user.id, clientName: c.client.name, clientVersion: c.client.version });
+    return { host: hosts[0], outcome: `queued:${id}`, result: `queued for approval, id ${id}: ${a.op} ${unit} on ${a.group} (${hosts.length} host${hosts.length === 1 ? "" : "s"}: ${hosts.slice(0, 20).map((h) => h.hostname).join(", ")}${hosts.length > 20 ? ", ..." : ""}). A person must approve it in the console (/ai/approvals) before it runs.` };
   }, false);
 
   /** One file command as the token's owner, under the owner's path policy for `op`. */
