@@ -223,26 +223,39 @@ export interface OperationProgress {
   last: number;
 }
 
-const progressRow = (r: any) => ({
-  id: Number(r.id), run: r.run_id as string, host: { id: Number(r.agent_id), hostname: r.hostname as string }, unit: r.unit as string, op: r.op as string,
-  status: r.status as string, finished: r.status === "ok" || r.status === "failed", error: r.error as string | null, result: r.result as Record<string, unknown> | null,
-  requestedAt: r.requested_at as Date, finishedAt: r.finished_at as Date | null, commandId: r.command_id as string | null,
-});
+/**
+ * An operation not finished this long after it was asked for never will be (the server that
+ * waited for it stopped; every wait is bounded at 60 s): it is shown failed, so nothing polls it
+ * for ever.
+ */
+export const LOST_AFTER_S = 180;
+
+const progressRow = (r: any) => {
+  const lost = (r.status === "sent" || r.status === "queued") && r.lost === true;
+  return {
+    id: Number(r.id), run: r.run_id as string, host: { id: Number(r.agent_id), hostname: r.hostname as string }, unit: r.unit as string, op: r.op as string,
+    status: lost ? "failed" : (r.status as string), finished: lost || r.status === "ok" || r.status === "failed",
+    error: lost ? `no result within ${LOST_AFTER_S} s (the server waiting for it stopped)` : (r.error as string | null), result: r.result as Record<string, unknown> | null,
+    requestedAt: r.requested_at as Date, finishedAt: r.finished_at as Date | null, commandId: r.command_id as string | null,
+  };
+};
 
 /** One operation with its output so far, if its host lies within the scope (else undefined). */
 export async function operationProgress(sql: Sql, scope: HostScope, id: number, after = -1): Promise<OperationProgress | undefined> {
   if (!Number.isSafeInteger(id) || id <= 0) return undefined;
-  const [row] = await sql`select o.*, a.hostname from service_operations o join agents a on a.id = o.agent_id where o.id = ${id} ${inScope(sql, scope)}`;
+  const [row] = await sql`select o.*, a.hostname, o.requested_at < now() - make_interval(secs => ${LOST_AFTER_S}) as lost
+    from service_operations o join agents a on a.id = o.agent_id where o.id = ${id} ${inScope(sql, scope)}`;
   if (!row) return undefined;
   const { commandId, ...p } = progressRow(row);
-  const out = commandId ? await readCommandOutput(sql, commandId, Math.max(-1, Math.floor(after) || -1)) : { lines: [], last: after };
+  const out = commandId ? await readCommandOutput(sql, commandId, Number.isFinite(after) ? Math.max(-1, Math.floor(after)) : -1) : { lines: [], last: after };
   return { ...p, lines: out.lines, last: out.last };
 }
 
 /** The rows of a group run whose hosts lie within the scope, in host order (none: unknown run). */
 export async function runProgress(sql: Sql, scope: HostScope, run: string): Promise<Omit<OperationProgress, "lines" | "last">[]> {
   if (!/^[0-9a-f-]{36}$/.test(run)) return [];
-  const rows = await sql`select o.*, a.hostname from service_operations o join agents a on a.id = o.agent_id where o.run_id = ${run} ${inScope(sql, scope)} order by o.id`;
+  const rows = await sql`select o.*, a.hostname, o.requested_at < now() - make_interval(secs => ${LOST_AFTER_S}) as lost
+    from service_operations o join agents a on a.id = o.agent_id where o.run_id = ${run} ${inScope(sql, scope)} order by o.id`;
   return rows.map((r) => {
     const { commandId: _, ...p } = progressRow(r);
     return p;
