@@ -16,7 +16,7 @@ import { startSystemdUser, systemdUserUnavailable, type SystemdUser } from "../s
 
 setDefaultTimeout(180_000);
 
-const unavailable = systemdUserUnavailable();
+const unavailable = systemdUserUnavailable({ journal: true });
 const run = requireComponent(unavailable === null, `a systemd user instance (${unavailable})`);
 
 let server: E2eServer;

@@ -19,7 +19,7 @@ import { consolePost, mcpClient, person, PASSWORD, startMcpServer, textOf, token
 
 setDefaultTimeout(180_000);
 
-const unavailable = systemdUserUnavailable();
+const unavailable = systemdUserUnavailable({ journal: true });
 const run = requireComponent(unavailable === null, `a systemd user instance (${unavailable})`);
 
 let server: E2eServer;

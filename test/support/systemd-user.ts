@@ -33,9 +33,11 @@ export interface SystemdUser {
 
 const SYSTEMD = ["/usr/lib/systemd/systemd", "/lib/systemd/systemd"].find((p) => existsSync(p));
 
-/** Why a user instance cannot run here, or null when it can be tried. */
-export function systemdUserUnavailable(): string | null {
+/** Why a user instance (with `journal`: and its journald) cannot run here, or null when it can be tried. */
+export function systemdUserUnavailable(o: { journal?: boolean } = {}): string | null {
   if (!SYSTEMD) return "systemd (the systemd package) is not installed";
+  if (o.journal && !JOURNALD) return "systemd-journald (the systemd package) is not installed";
+  if (o.journal && !CGROUP_ROOTS.length) return "no writable cgroup hierarchy (to give the manager a user@0.service cgroup)";
   if (!Bun.which("systemctl")) return "systemctl is not installed";
   if (!Bun.which("unshare")) return "unshare (util-linux) is not installed";
   if (process.getuid?.() !== 0) return "starting systemd in a private mount namespace needs root";
