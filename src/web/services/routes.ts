@@ -282,9 +282,7 @@ export function serviceRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
             return pages.partial("partials/service-live", liveModel((await operationProgress(sql, req.scope, operation))!));
           }
           const r = await serviceAction(d, who(req), req.host!, req.form.get("unit"), op);
-          const m = actionModel(r);
-          if (!wantsJson(req)) return pages.partial("partials/service-result", m);
-          return json({ operation: r.operation, ...m });
+          return json({ operation: r.operation, ...actionModel(r) });
         } catch (e) {
           if (e instanceof ServiceRequestError) return fail(req, 400, "bad_request", e.message);
           throw e;
