@@ -25,7 +25,7 @@ export function checkChunk(seq: unknown, lines: unknown): OutputLine[] | null {
   for (const l of lines) {
     if (!l || typeof l !== "object") return null;
     const { ts, src, text } = l as Record<string, unknown>;
-    if (typeof ts !== "number" || !Number.isFinite(ts) || typeof src !== "string" || !SOURCES.has(src) || typeof text !== "string" || text.length > MAX_LINE_CHARS) return null;
+    if (typeof ts !== "number" || !Number.isFinite(ts) || typeof src !== "string" || !SOURCES.has(src) || typeof text !== "string" || text.length > MAX_LINE_CHARS || text.includes("\n")) return null;
     out.push({ ts: Math.floor(ts), src, text: text.replaceAll("\u0000", "\uFFFD") });
   }
   return out;

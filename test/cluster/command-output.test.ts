@@ -65,13 +65,14 @@ test("chunks arrive before the result and are stored in order; foreign, unknown,
   sb.close();
 });
 
-test("chunk rules: whole seq 0-499, 1-200 lines of {ts, src, text} with a known source and text up to 2,048 characters", () => {
+test("chunk rules: whole seq 0-499, 1-200 lines of {ts, src, text} with a known source and one line of text up to 2,048 characters", () => {
   expect(checkChunk(0, [line("a")])).toEqual([line("a")]);
   expect(checkChunk(499, [line("a")])).not.toBeNull();
   for (const seq of [-1, 500, 1.5, "0", null]) expect(checkChunk(seq, [line("a")])).toBeNull();
   expect(checkChunk(0, [])).toBeNull();
   expect(checkChunk(0, Array.from({ length: 201 }, () => line("a")))).toBeNull();
   expect(checkChunk(0, [line("x".repeat(2049))])).toBeNull();
+  expect(checkChunk(0, [line("two\nlines")])).toBeNull();
   expect(checkChunk(0, [{ ts: "now", src: "journal", text: "a" }])).toBeNull();
   expect(checkChunk(0, [line("a\u0000b")])![0]!.text).toBe("a\uFFFDb");
 });
