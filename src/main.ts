@@ -19,6 +19,7 @@ import { postgresRangeStore } from "./store/range.ts";
 import { startClusterBus } from "./cluster/bus.ts";
 import { createIngestMetrics } from "./metrics/registry.ts";
 import { commandDispatcher, startCommandReplies } from "./cluster/command-replies.ts";
+import { storeCommandOutput } from "./cluster/command-output.ts";
 import { loadOrCreateCommandKey } from "./security/command-key.ts";
 import { startSecurityJobs } from "./security/jobs.ts";
 import type { CommandDeps } from "./security/issue.ts";
@@ -103,6 +104,7 @@ async function main(): Promise<void> {
   });
   bus = await startClusterBus({ sql: db.sql, streams: server.ingest.deps.streams!, directory: server.ingest.deps.directory });
   server.ingest.deps.onCommandResult = (agentId, id, result) => replies.deliver(agentId, id, result);
+  server.ingest.deps.onCommandOutput = (agentId, id, seq, lines) => storeCommandOutput(db.sql, agentId, id, seq, lines);
   extraMetrics.push(...bus.metrics);
   const securityJobs = startSecurityJobs(db.sql, commandDeps);
   const stopCheckpoints = scheduleCheckpoints(db.sql);

@@ -20,6 +20,7 @@ import { createNonceSet, verifyCommand } from "../../src/ingest/frame/commands.t
 import { createControlSecurityHandler } from "./remediate/index.ts";
 import { createServiceHandler, SERVICE_ACTIONS } from "./services/index.ts";
 import { createControlFilesHandler, FILE_ACTIONS } from "./files/index.ts";
+import { createOutput, type OutputSink } from "./output.ts";
 
 const SECURITY_ACTIONS = new Set(["cis.remediate", "cis.rollback"]);
 export const ALLOWED_ACTIONS: ReadonlySet<string> = new Set(["ping", ...SECURITY_ACTIONS, ...SERVICE_ACTIONS, ...FILE_ACTIONS]);
@@ -52,18 +53,25 @@ export function createCommandChecker(o: CommandCheckerOptions) {
 
 /**
  * Control's request handler: service.* commands are verified here (same checks, allow-list
- * SERVICE_ACTIONS) and run by `services`, asynchronously; every other request goes to the checker.
+ * SERVICE_ACTIONS) and run by `services`, asynchronously, their output sent back as
+ * `{t: "progress", chunk}` messages before the result (agent/control/output.ts); every other
+ * request goes to the checker.
  */
-export function createControlHandler(o: CommandCheckerOptions & { services: (action: string, args: Record<string, unknown>) => Promise<unknown> }) {
+export function createControlHandler(o: CommandCheckerOptions & { services: (action: string, args: Record<string, unknown>, out: OutputSink) => Promise<unknown> }) {
   const check = createCommandChecker(o);
   const seen = createNonceSet();
-  return async (m: Message): Promise<Message> => {
+  return async (m: Message, progress: (p: Message) => void = () => {}): Promise<Message> => {
     const signed = m.command as Record<string, unknown> | undefined;
     const action = typeof signed?.action === "string" ? signed.action : "";
     if (m.t !== "command" || !o.key || !SERVICE_ACTIONS.has(action)) return check(m);
     const v = verifyCommand(signed, { publicKey: o.key, agentId: o.agentId, allow: SERVICE_ACTIONS, seen, now: o.now?.() });
     if (!v.ok) return { t: "result", result: { ok: false, error: v.reason } };
-    return { t: "result", result: await o.services(v.command.action, v.command.args) };
+    const out = createOutput((chunk) => progress({ chunk }));
+    try {
+      return { t: "result", result: await o.services(v.command.action, v.command.args, out) };
+    } finally {
+      out.close();
+    }
   };
 }
 

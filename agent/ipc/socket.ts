@@ -1,7 +1,9 @@
 /**
  * Messages between the agent's processes over Unix sockets: each message is a u32 little-endian
  * length and a msgpack body, at most `MAX_MESSAGE` bytes (a larger one closes the connection).
- * Every request carries an id and gets exactly one reply with the same id.
+ * Every request carries an id and gets exactly one reply with the same id; before it, the server
+ * may send any number of `{t: "progress", id, ...}` messages with that id (output of a command
+ * that is still running), which the client hands to the request's `onProgress`.
  *
  * Who may connect is decided by the file system: each socket lives in a directory whose group
  * is the one peer allowed to reach it (see agent/supervisor/layout.ts), mode 0750.
@@ -85,7 +87,7 @@ export interface IpcServer {
  * Serves requests on `path`; `handle` returns the reply (without id). The socket file is 0666:
  * its directory (0750, group = the one intended client) is what keeps everyone else out.
  */
-export function listenIpc(path: string, handle: (m: Message) => Promise<Message> | Message): IpcServer {
+export function listenIpc(path: string, handle: (m: Message, progress: (p: Message) => void) => Promise<Message> | Message): IpcServer {
   if (existsSync(path)) unlinkSync(path);
   const server: UnixSocketListener<Conn> = Bun.listen<Conn>({
     unix: path,
@@ -96,11 +98,17 @@ export function listenIpc(path: string, handle: (m: Message) => Promise<Message>
           reader: createMessageReader(
             async (m) => {
               let reply: Message;
+              let done = false;
+              // progress after the reply would be mistaken for nothing: dropped
+              const progress = (p: Message) => {
+                if (!done) writeAll(sock, encodeMessage({ ...p, t: "progress", id: m.id }));
+              };
               try {
-                reply = await handle(m);
+                reply = await handle(m, progress);
               } catch (e) {
                 reply = { t: "error", message: e instanceof Error ? e.message : String(e) };
               }
+              done = true;
               writeAll(sock, encodeMessage({ ...reply, id: m.id }));
             },
             () => sock.end(),
@@ -119,7 +127,8 @@ export function listenIpc(path: string, handle: (m: Message) => Promise<Message>
 }
 
 export interface IpcClient {
-  request(m: Message, timeoutMs?: number): Promise<Message>;
+  /** `onProgress` gets the `{t: "progress"}` messages sent for this request before its reply. */
+  request(m: Message, timeoutMs?: number, onProgress?: (p: Message) => void): Promise<Message>;
   close(): void;
   readonly connected: boolean;
 }
@@ -128,7 +137,7 @@ export interface IpcClient {
 export async function connectIpc(path: string): Promise<IpcClient> {
   let nextId = 1;
   let open = true;
-  const waiting = new Map<number, { resolve: (m: Message) => void; reject: (e: Error) => void; timer: Timer }>();
+  const waiting = new Map<number, { resolve: (m: Message) => void; reject: (e: Error) => void; timer: Timer; onProgress?: (p: Message) => void }>();
   const failAll = (e: Error) => {
     open = false;
     for (const w of waiting.values()) {
@@ -147,6 +156,14 @@ export async function connectIpc(path: string): Promise<IpcClient> {
             (m) => {
               const w = typeof m.id === "number" ? waiting.get(m.id) : undefined;
               if (!w) return;
+              if (m.t === "progress") {
+                try {
+                  w.onProgress?.(m);
+                } catch {
+                  /* a progress consumer must not break the connection */
+                }
+                return;
+              }
               waiting.delete(m.id as number);
               clearTimeout(w.timer);
               w.resolve(m);
@@ -174,7 +191,7 @@ export async function connectIpc(path: string): Promise<IpcClient> {
     get connected() {
       return open;
     },
-    request(m, timeoutMs = 10_000) {
+    request(m, timeoutMs = 10_000, onProgress) {
       if (!open) return Promise.reject(new Error(`IPC connection to ${path} is closed`));
       const id = nextId++;
       return new Promise((resolve, reject) => {
@@ -182,7 +199,7 @@ export async function connectIpc(path: string): Promise<IpcClient> {
           waiting.delete(id);
           reject(new Error(`IPC request to ${path} got no reply within ${timeoutMs} ms`));
         }, timeoutMs);
-        waiting.set(id, { resolve, reject, timer });
+        waiting.set(id, { resolve, reject, timer, onProgress });
         writeAll(sock, encodeMessage({ ...m, id }));
       });
     },

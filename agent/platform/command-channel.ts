@@ -11,7 +11,7 @@ export interface CommandChannelOptions {
   tls: PinnedTls;
   timeoutMs: number;
   hello: (nonce: string) => Uint8Array;
-  onCommand: (msg: Record<string, unknown>, reply: (result: unknown) => void) => void;
+  onCommand: (msg: Record<string, unknown>, reply: (result: unknown) => void, output?: (chunk: { seq: number; lines: unknown[] }) => void) => void;
   log: (m: string) => void;
   minBackoffMs?: number;
   maxBackoffMs?: number;

@@ -59,7 +59,7 @@ export async function runPlatform(c: AgentConfig): Promise<() => Promise<void>> 
       return { uptime: (Date.now() - startedAt) / 1000, version: AGENT_VERSION, transport: st.transport ?? "none", session: st.session, spool: { frames: st.spool.frames, bytes: st.spool.bytes, dropped: st.spool.droppedFrames }, processes: processes() };
     },
     log: (m) => console.error(`platform: ${m}`),
-    onCommand: (msg, reply) => void forwardCommand(msg, reply),
+    onCommand: (msg, reply, output) => void forwardCommand(msg, reply, output),
   });
 
   // Server commands go to the process that acts on them (COMMAND_ROUTES): Monitor for scans,
@@ -81,13 +81,17 @@ export async function runPlatform(c: AgentConfig): Promise<() => Promise<void>> 
       }
     }
   };
-  const forwardCommand = async (msg: Record<string, unknown>, reply: (result: unknown) => void) => {
+  const forwardCommand = async (msg: Record<string, unknown>, reply: (result: unknown) => void, output?: (chunk: { seq: number; lines: unknown[] }) => void) => {
     const cmd = (msg.command ?? {}) as Record<string, unknown>;
     const name = String(cmd.action ?? "?").slice(0, 64);
     const target = commandTarget(cmd.action);
     try {
       if (!clients[target]?.connected) clients[target] = await connectWithin(sockets[target], 15_000);
-      const r = await clients[target]!.request({ t: "command", command: cmd }, 60_000);
+      // output chunks of a running command go up the same stream as they arrive
+      const r = await clients[target]!.request({ t: "command", command: cmd }, 60_000, (p) => {
+        const c = p.chunk as { seq?: unknown; lines?: unknown } | undefined;
+        if (output && c && typeof c.seq === "number" && Array.isArray(c.lines)) output({ seq: c.seq, lines: c.lines });
+      });
       const result = r.t === "result" ? r.result : { ok: false, error: String(r.message ?? "refused") };
       console.error(`platform: command "${name}" -> ${target}: ${(result as { ok?: boolean })?.ok ? "done" : `refused: ${String((result as { error?: unknown })?.error)}`}`);
       reply(result);
@@ -102,7 +106,7 @@ export async function runPlatform(c: AgentConfig): Promise<() => Promise<void>> 
   const commands = startCommandChannel({
     serverUrl: identity.serverUrl, tls: pinnedTls(identity.serverCertPem, identity.fingerprint), timeoutMs: c.requestTimeoutMs,
     hello: (nonce) => encodeFrame({ kind: FrameKind.Hello, agentId: identity.agentId, seq: spool.nextSeq(), batchId: 0, createdMs: Date.now(), items: 1 }, packMap({ nonce, version: AGENT_VERSION }), key),
-    onCommand: (msg, reply) => void forwardCommand(msg, reply),
+    onCommand: (msg, reply, output) => void forwardCommand(msg, reply, output),
     log: (m) => console.error(`platform: ${m}`),
   });
 

@@ -57,7 +57,7 @@ export interface ShipperOptions {
   random?: () => number;
   log?: (msg: string) => void;
   /** Commands the server pushes on the WebSocket. */
-  onCommand?: (msg: Record<string, unknown>, reply: (result: unknown) => void) => void;
+  onCommand?: (msg: Record<string, unknown>, reply: (result: unknown) => void, output?: (chunk: { seq: number; lines: unknown[] }) => void) => void;
   /** Builds a transport; tests inject failures here. Defaults to the real HTTP and WSS transports. */
   connect?: (kind: "h3" | "h2" | "wss") => Promise<Transport>;
 }

@@ -25,7 +25,7 @@ export interface WsTransportOptions {
    * Receives {"type":"command"} messages the server pushes (Platform hands them to Control);
    * `reply` sends the answer back as {"type":"command-result","id","result"}.
    */
-  onCommand?: (msg: Record<string, unknown>, reply: (result: unknown) => void) => void;
+  onCommand?: (msg: Record<string, unknown>, reply: (result: unknown) => void, output?: (chunk: { seq: number; lines: unknown[] }) => void) => void;
   /** Called once when the stream ends, for whatever reason. */
   onClose?: (e: Error) => void;
 }
@@ -106,6 +106,12 @@ export async function connectWsTransport(o: WsTransportOptions): Promise<Transpo
               ws.send(JSON.stringify({ type: "command-result", id: m.id, result }));
             } catch {
               /* the stream closed; the server times the command out */
+            }
+          }, (chunk) => {
+            try {
+              ws.send(JSON.stringify({ type: "command-output", id: m.id, seq: chunk.seq, lines: chunk.lines }));
+            } catch {
+              /* the stream closed: the output is lost, the result still tries */
             }
           });
         } catch {

@@ -7,7 +7,9 @@
  * is NOW (live, its owner's current roles cut to the token) and the approving person must each
  * hold the operation's permission with a host scope covering the host; a file write carries
  * only the paths both may write (`intersectRules`). The command is sent in the approver's name
- * ("<approver> approving AI request N"). Framework-free: no Elysia, no request objects.
+ * ("<approver> approving AI request N"). A group request (`service_action_group`) reaches only the
+ * hosts it listed when it was made that are still in the group and within both scopes.
+ * Framework-free: no Elysia, no request objects.
  */
 import type { Sql } from "postgres";
 import { getToken, tokenGrants } from "../auth/api-tokens.ts";
@@ -15,7 +17,7 @@ import { userGrants, type Grants } from "../auth/roles.ts";
 import type { HostScope } from "../auth/host-scope.ts";
 import { principalScope } from "./scope.ts";
 import { findHost, type ScopedHost, inScope } from "../store/postgres/queries-console.ts";
-import { serviceAction, type ServiceOpsDeps, type ServiceOutcome } from "../operations/services.ts";
+import { groupHosts, runOnHosts, serviceAction, type ServiceOpsDeps, type ServiceOutcome } from "../operations/services.ts";
 import { fileCommand, FILE_PERMISSION, userPolicy, within, type FileResult, type PolicyRule } from "../operations/files.ts";
 
 export type ApprovalStatus = "pending" | "approved" | "rejected";
@@ -154,6 +156,19 @@ export async function runApproved(deps: ServiceOpsDeps, a: Approval, approver: A
   if (a.tool === "service_action") {
     const r: ServiceOutcome = await serviceAction(deps, who, host, a.args.unit, a.args.op);
     return { ok: r.ok, outcome: r.ok ? "ok" : "failed", result: { operation: r.operation, unit: r.unit, op: r.op, ok: r.ok, error: r.error, exitCode: r.result.exitCode ?? null, after: r.result.after ?? null } };
+  }
+  if (a.tool === "service_action_group") {
+    // the hosts listed in the request that are still in the group and within BOTH scopes
+    const listed = new Set(Array.isArray(a.args.hosts) ? (a.args.hosts as unknown[]).map(Number) : []);
+    const requester = principalScope(theirs, a.permission);
+    const hosts = (await groupHosts(sql, mine, String(a.args.group ?? ""))).filter((h) => listed.has(h.id) && requester.covers(h.tags));
+    if (!hosts.length) return refused(`no host of ${String(a.args.group)} listed in the request is within both your scope and the requesting token's`);
+    const { run, outcomes } = await runOnHosts(deps, who, hosts, a.args.unit, a.args.op);
+    const failed = outcomes.filter((o) => !o.ok).length;
+    return {
+      ok: failed === 0, outcome: failed === 0 ? "ok" : `failed on ${failed} of ${outcomes.length} hosts`,
+      result: { run, unit: outcomes[0]!.unit, op: outcomes[0]!.op, hosts: outcomes.length, failed, results: outcomes.map((o) => ({ host: o.host, operation: o.operation, ok: o.ok, error: o.error, after: o.result.after ?? null })) },
+    };
   }
   if (a.tool === "write_file") {
     if (!payload) return refused("the queued content is missing");

@@ -6,8 +6,11 @@
  * host outside it is "not found", as a missing one. The same model functions as the JSON API.
  *
  * Read-only tools run at once. Acting tools (service_action, write_file) need ai.assistant.act
- * plus the operation's own permission, and are never run here: they are queued for a person to
- * approve (src/mcp/approvals.ts) and the tool answers "queued for approval, id N".
+ * plus the operation's own permission. A dangerous operation is never run here: it is queued for
+ * a person to approve (src/mcp/approvals.ts) and the tool answers "queued for approval, id N".
+ * Dangerous are every file write, and stopping or disabling ssh/sshd or the agent's own unit
+ * (as in the console, src/ingest/frame/service-commands.ts isDangerousOp); an ordinary service
+ * operation on one host runs at once, as the token's owner, and answers with its result.
  * Every call is audited as `ai_operation` (client name and version, tool, arguments with file
  * contents replaced by size and SHA-256, outcome).
  */
@@ -27,7 +30,9 @@ import {
 import { postgresRangeStore, type RangeStore } from "../store/range.ts";
 import { latestScores, scoreHost } from "../security/score.ts";
 import { listViolations } from "../security/posture.ts";
-import { isDangerousOp, listServices, normalizeUnit, serviceStatus, ServiceRequestError, SERVICE_OPS, type ServiceOpsDeps } from "../operations/services.ts";
+import {
+  groupHosts, isDangerousOp, listServices, MAX_GROUP_HOSTS, normalizeUnit, operationProgress, serviceAction, serviceStatus, ServiceRequestError, SERVICE_OPS, type ServiceOpsDeps,
+} from "../operations/services.ts";
 import { cleanPath, fileCommand, FILE_PERMISSION, MAX_WRITE, sha256, userPolicy } from "../operations/files.ts";
 import { queueApproval } from "./approvals.ts";
 
@@ -204,7 +209,7 @@ export function registerTools(server: McpServer, deps: McpDeps, context: (extra:
     return { host: h, result: { host: h.id, manager: r.result.manager ?? null, status: r.result.status ?? null } };
   }, true);
 
-  tool("service_action", "Ask to start, stop, restart, reload, enable or disable a unit on a host. Never run directly: the request is queued for a person to approve in the console, and this answers with its id. Needs ai.assistant.act and the operation's permission (services.start / .stop / .restart / .enable).", {
+  tool("service_action", "Start, stop, restart, reload, enable or disable a unit on a host. An ordinary operation runs at once and answers with its result and the output it printed (systemctl, the unit's journal while it ran, its state changes). A dangerous one (stopping or disabling ssh/sshd or the ServerMind agent) is never run directly: it is queued for a person to approve in the console, and this answers with the request's id. Needs ai.assistant.act and the operation's permission (services.start / .stop / .restart / .enable).", {
     host_id: hostId,
     unit: z.string().min(1).max(256).describe("Unit name, e.g. nginx.service"),
     op: z.enum(SERVICE_OPS).describe("The operation"),
@@ -215,9 +220,41 @@ export function registerTools(server: McpServer, deps: McpDeps, context: (extra:
     const h = await host(c, permission, a.host_id);
     const unit = normalizeUnit(a.unit);
     if (!unit) throw new ToolRefusal("unit must be a unit name of letters, digits and :_.@- (not starting with -), e.g. nginx.service");
+    if (!isDangerousOp(unit, a.op)) {
+      // an ordinary operation on one host: run now, as the console would for the token's owner
+      const r = await serviceAction(opsDeps(c), who(c), h, unit, a.op);
+      const p = await operationProgress(sql, scope(c, permission), r.operation);
+      return {
+        host: h, outcome: r.ok ? "ok" : "failed",
+        result: {
+          ran: true, operation: r.operation, host: r.host, unit: r.unit, op: r.op, ok: r.ok, error: r.error,
+          exitCode: r.result.exitCode ?? null, timedOut: r.result.timedOut === true, after: r.result.after ?? null,
+          output: String(r.result.output ?? ""), lines: (p?.lines ?? []).slice(-200).map((l) => `${new Date(l.ts).toISOString()} ${l.src}: ${l.text}`),
+        },
+      };
+    }
     const args = { host_id: h.id, unit, op: a.op };
     const id = await queueApproval(sql, { tool: "service_action", args, hostId: h.id, permission, reason: a.reason, tokenId: c.principal.token.id, userId: c.principal.user.id, clientName: c.client.name, clientVersion: c.client.version });
-    return { host: h, outcome: `queued:${id}`, result: `queued for approval, id ${id}: ${a.op} ${unit} on ${h.hostname}${isDangerousOp(unit, a.op) ? " (a dangerous operation)" : ""}. A person must approve it in the console (/ai/approvals) before it runs.` };
+    return { host: h, outcome: `queued:${id}`, result: `queued for approval, id ${id}: ${a.op} ${unit} on ${h.hostname} (a dangerous operation). A person must approve it in the console (/ai/approvals) before it runs.` };
+  }, false);
+
+  tool("service_action_group", "Ask to start, stop, restart, reload, enable or disable a unit on every host of a tag (a group). An operation on more than one host is dangerous: it is never run directly but queued for a person to approve in the console, and this answers with the request's id. Only hosts within this token's scope are included, and only those listed in the request are ever reached. Needs ai.assistant.act and the operation's permission.", {
+    group: z.string().min(1).max(200).describe("A host tag, e.g. group:web (or * for every host in scope)"),
+    unit: z.string().min(1).max(256).describe("Unit name, e.g. nginx.service"),
+    op: z.enum(SERVICE_OPS).describe("The operation"),
+    reason,
+  }, async (c, a) => {
+    scope(c, ACT_PERMISSION);
+    const permission = OP_PERMISSION[a.op]!;
+    const hosts = await groupHosts(sql, scope(c, permission), a.group);
+    if (!hosts.length) throw new ToolRefusal(`no host of ${a.group} is within this token's scope`);
+    if (hosts.length > MAX_GROUP_HOSTS) throw new ToolRefusal(`a group run reaches at most ${MAX_GROUP_HOSTS} hosts; this group has ${hosts.length}`);
+    const unit = normalizeUnit(a.unit);
+    if (!unit) throw new ToolRefusal("unit must be a unit name of letters, digits and :_.@- (not starting with -), e.g. nginx.service");
+    const args = { group: a.group.trim(), unit, op: a.op, hosts: hosts.map((h) => h.id) };
+    // the row names the group's first host (the approval page shows requests by host scope)
+    const id = await queueApproval(sql, { tool: "service_action_group", args, hostId: hosts[0]!.id, permission, reason: a.reason, tokenId: c.principal.token.id, userId: c.principal.user.id, clientName: c.client.name, clientVersion: c.client.version });
+    return { host: hosts[0], outcome: `queued:${id}`, result: `queued for approval, id ${id}: ${a.op} ${unit} on ${a.group} (${hosts.length} host${hosts.length === 1 ? "" : "s"}: ${hosts.slice(0, 20).map((h) => h.hostname).join(", ")}${hosts.length > 20 ? ", ..." : ""}). A person must approve it in the console (/ai/approvals) before it runs.` };
   }, false);
 
   /** One file command as the token's owner, under the owner's path policy for `op`. */

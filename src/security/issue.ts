@@ -30,18 +30,19 @@ export interface CommandDeps {
 export type Requester = SecurityAuditEvent["actor"];
 
 /** A command to a host found within the requester's scope: what the console and auto-remediation call. */
-export function commandHost(deps: CommandDeps, who: Requester, host: ScopedHost, action: string, args: Record<string, unknown>) {
-  return issueCommand(deps, who, host.id, action, args);
+export function commandHost(deps: CommandDeps, who: Requester, host: ScopedHost, action: string, args: Record<string, unknown>, id?: string) {
+  return issueCommand(deps, who, host.id, action, args, id);
 }
 
 /**
  * Signs, records, delivers and audits one command to an agent by id. The low-level step under
  * commandHost, for callers that are not acting on a user's behalf (agent and cluster tests, the
- * ping of the e2e harness); console routes never call it directly.
+ * ping of the e2e harness); console routes never call it directly. `id` is the command's id
+ * (a fresh UUID unless the caller chose one first, to find the command's output while it runs).
  */
-export async function issueCommand(deps: CommandDeps, who: Requester, agentId: number, action: string, args: Record<string, unknown>) {
+export async function issueCommand(deps: CommandDeps, who: Requester, agentId: number, action: string, args: Record<string, unknown>, id: string = randomUUID()) {
   const now = deps.now?.() ?? Date.now();
-  const cmd: Command = { v: 1, id: randomUUID(), agentId, action, args, issuedMs: now, requestedBy: `${who.type}:${who.id} ${who.name}` };
+  const cmd: Command = { v: 1, id, agentId, action, args, issuedMs: now, requestedBy: `${who.type}:${who.id} ${who.name}` };
   const signed = signCommand(cmd, deps.commandKey);
   await deps.sql`insert into security_commands (id, agent_id, action, args, requested_by, issued_at)
     values (${cmd.id}, ${agentId}, ${action}, ${deps.sql.json(args as any)}, ${cmd.requestedBy}, ${new Date(now)})`;

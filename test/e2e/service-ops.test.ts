@@ -184,10 +184,16 @@ describe.if(run)("service operations through the console, the agent and a real s
     // the group page offers the tag; an htmx run answers the per-host table fragment
     const page = await call("GET", "/services", "op");
     expect(page.text).toContain('<option value="group:web">group:web (2)</option>');
+    // htmx: the per-host table comes at once and polls /api/services/runs/:run until every host is done
     const fragment = await call("POST", "/api/services/run/restart", "op", { ...body, confirm: `restart ${APP} on group:web` }, { htmx: true });
     expect(fragment.status).toBe(200);
     expect(fragment.text).toContain(`data-host="${agentId}"`);
-    expect(fragment.text).toContain("1 of 2 hosts done, 1 failed");
+    const runId = /data-run="([0-9a-f-]+)"/.exec(fragment.text)![1]!;
+    const filled = await until("the group table filled in", async () => {
+      const f = await call("GET", `/api/services/runs/${runId}?group=group:web`, "op", undefined, { htmx: true });
+      return f.text.includes('data-finished="true"') ? f : null;
+    }, 30_000, 200);
+    expect(filled.text).toContain("1 of 2 hosts done, 1 failed");
     // the out-of-scope principal's group is empty: nothing to run
     const none = await call("POST", "/api/services/run/start", "other", { group: "group:web", unit: APP });
     expect(none.status).toBe(400);

@@ -1,7 +1,8 @@
 /**
  * Service operations in a real browser (Debian's chromium via playwright-core) against the real
  * server: a user opens a host's Services page from the host page, starts a unit with the htmx
- * form, and stopping "sshd" first asks for the typed phrase and the password, then runs. The
+ * form, and stopping "sshd" first asks for the typed phrase and the password, then runs; a slow
+ * start shows its output (the unit's state changes) in the live fragment while it runs. The
  * commands are signed by the server and verified and run by Control's real handler in this
  * process, against a real systemd (a `systemd --user` instance); the network leg to a compiled
  * agent is covered by test/e2e/service-ops.test.ts.
@@ -19,6 +20,7 @@ import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
 import { createControlHandler } from "../../agent/control/process.ts";
 import { createServiceHandler } from "../../agent/control/services/index.ts";
 import { createSystemd } from "../../agent/control/services/systemd.ts";
+import { storeCommandOutput } from "../../src/cluster/command-output.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const PASSWORD = "Amber-Lantern-Quartz-4";
@@ -31,6 +33,8 @@ let browser: Browser;
 let sd: SystemdUser;
 let agentId = 0;
 const APP = "sm-browser-app.service";
+/** Takes about 2.5 s to start (a oneshot): its state changes show while it runs. */
+const SLOW = "sm-browser-slow.service";
 
 beforeAll(async () => {
   if (!ready) return;
@@ -39,13 +43,23 @@ beforeAll(async () => {
   const unit = (d: string) => `[Unit]\nDescription=${d}\n[Service]\nExecStart=/bin/sleep 600\n`;
   await sd.addUnit(APP, unit("ServerMind browser app"));
   await sd.addUnit("sshd.service", unit("stand-in for the SSH daemon"));
+  await sd.addUnit(SLOW, "[Unit]\nDescription=ServerMind slow oneshot\n[Service]\nType=oneshot\nExecStart=/bin/sleep 2.5\n");
   expect((await sd.ctl("start", "--", "sshd.service")).code).toBe(0);
   const { privateKey, publicKey } = generateKeyPairSync("ed25519");
   const control = createControlHandler({
     key: publicKey, get agentId() { return agentId; },
     services: createServiceHandler(() => ({ manager: createSystemd({ user: true, env: sd.env }) })),
   });
-  srv = await startConsoleServer({ security: { commandKey: privateKey, dispatch: async (_id, command) => (await control({ t: "command", command })).result } });
+  // Control's output chunks go where the server puts an agent's command-output messages
+  srv = await startConsoleServer({
+    security: {
+      commandKey: privateKey,
+      dispatch: async (id, command) => (await control({ t: "command", command }, (p) => {
+        const c = p.chunk as { seq: number; lines: unknown[] };
+        void storeCommandOutput(srv.db.sql, id, (command as { id: string }).id, c.seq, c.lines);
+      })).result,
+    },
+  });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"] });
 }, 60_000);
 
@@ -109,11 +123,22 @@ test.skipIf(!ready)("open Services from the host page, start a unit, stop sshd o
   await page.locator("#service-action-result .service-result.ok").waitFor({ timeout: 15_000 });
   expect(await page.locator("#service-action-result").innerText()).toContain("stop sshd.service on web-7: done");
   expect(await active("sshd.service")).toBe("ActiveState=inactive");
+  // a slow operation: the live fragment shows its output while it runs, then its result
+  await page.fill("#service-action-form input[name=unit]", SLOW);
+  await page.click("#service-action-form button[data-op=start]");
+  const t0 = performance.now();
+  await page.locator('#service-action-result .service-live[data-status="sent"] .live-output', { hasText: `${SLOW}: activating (start)` }).waitFor({ timeout: 15_000 });
+  const liveMs = performance.now() - t0;
+  await page.locator('#service-action-result .service-live[data-status="ok"]').waitFor({ timeout: 15_000 });
+  const doneMs = performance.now() - t0;
+  expect(await page.locator("#service-action-result").innerText()).toContain(`start ${SLOW} on web-7: done`);
+  expect(doneMs - liveMs).toBeGreaterThan(1000);
+  console.log(`browser: live state line shown after ${liveMs.toFixed(0)} ms, result after ${doneMs.toFixed(0)} ms`);
   await page.screenshot({ path: "test-artifacts/services-host.png", fullPage: true });
 
   const audited = await sql`select action, details from audit_log where category = 'service_operation' and success order by id`;
-  expect(audited.map((r) => `${r.action} ${r.details.unit}`)).toEqual(["service.list *", "service.status sshd.service", `service.start ${APP}`, "service.stop sshd.service"]);
-  expect(audited.at(-1)!.details).toMatchObject({ host: "web-7", dangerous: true, reauth: "password" });
+  expect(audited.map((r) => `${r.action} ${r.details.unit}`)).toEqual(["service.list *", "service.status sshd.service", `service.start ${APP}`, "service.stop sshd.service", `service.start ${SLOW}`]);
+  expect(audited.at(-2)!.details).toMatchObject({ host: "web-7", dangerous: true, reauth: "password" });
   expect(problems).toEqual([]);
   await ctx.close();
 }, 90_000);

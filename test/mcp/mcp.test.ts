@@ -79,7 +79,7 @@ describe("the MCP endpoint", () => {
     try {
       const tools = (await client.listTools()).tools;
       expect(tools.map((t) => t.name).sort()).toEqual([
-        "get_host", "host_logs", "host_metrics", "list_files", "list_hosts", "list_services", "read_file", "security_posture", "service_action", "service_status", "write_file",
+        "get_host", "host_logs", "host_metrics", "list_files", "list_hosts", "list_services", "read_file", "security_posture", "service_action", "service_action_group", "service_status", "write_file",
       ]);
       const action = tools.find((t) => t.name === "service_action")!;
       expect(action.inputSchema.required).toEqual(expect.arrayContaining(["host_id", "unit", "op", "reason"]));
@@ -164,6 +164,13 @@ describe("the MCP endpoint", () => {
       const [s] = await db.sql`select status, decided_by, outcome from ai_approvals where id = ${stopId}`;
       expect([s!.status, s!.decided_by, s!.outcome]).toEqual(["approved", "approver", "ok"]);
 
+      // an ordinary service operation is not queued: it runs at once (one service.action sent)
+      const m = sent.length;
+      const restart = await client.callTool({ name: "service_action", arguments: { host_id: hosts.web, unit: "nginx", op: "restart", reason: "reload the new config" } });
+      expect(JSON.parse(textOf(restart))).toMatchObject({ ran: true, unit: "nginx.service", op: "restart", ok: true });
+      expect(sent.slice(m)).toEqual([{ agentId: hosts.web, action: "service.action" }]);
+      expect((await db.sql`select count(*)::int as n from ai_approvals`)[0]!.n).toBe(2);
+
       // audit: every tool call, with the client and version; the decisions with the person
       const audit = await db.sql`select actor_type, actor_name, on_behalf_of, action, success, details from audit_log where category = 'ai_operation' order by id`;
       const calls = audit.filter((a) => String(a.action).startsWith("mcp."));
@@ -199,7 +206,7 @@ describe("the MCP endpoint", () => {
   test("an approval runs within the requester too: a request whose token was revoked meanwhile is refused, nothing sent", async () => {
     const secret = await token(db, owner.id, ALL);
     const client = await mcpClient(srv.url, secret);
-    const r = await client.callTool({ name: "service_action", arguments: { host_id: hosts.web, unit: "nginx", op: "restart", reason: "reload the new config" } });
+    const r = await client.callTool({ name: "service_action", arguments: { host_id: hosts.web, unit: "sshd", op: "stop", reason: "stop it until investigated" } });
     const id = Number(/queued for approval, id (\d+)/.exec(textOf(r))![1]);
     await client.close();
     await db.sql`update api_tokens set revoked_at = now(), revoked_by = 'test' where token_hash = ${createHash("sha256").update(secret).digest()}`;

@@ -15,6 +15,7 @@ import { ensurePartitions, timeSeriesTables } from "../../src/store/postgres/par
 import { generateKeyPairSync, createPublicKey, type KeyObject } from "node:crypto";
 import { startClusterBus, type ClusterBus } from "../../src/cluster/bus.ts";
 import { commandDispatcher, startCommandReplies } from "../../src/cluster/command-replies.ts";
+import { storeCommandOutput } from "../../src/cluster/command-output.ts";
 import { createActivationToken } from "../../src/ingest/agent/enroll.ts";
 import { testDatabase, type TestDb } from "./db.ts";
 
@@ -66,6 +67,7 @@ export async function startE2eServer(): Promise<E2eServer> {
     s = startServer({ config: loadConfig({ SERVERMIND_HOST: "127.0.0.1", SERVERMIND_PORT: String(port) }), sql: db.sql, cert, commandKey: commandPub });
     port = s.port;
     s.ingest.deps.onCommandResult = (agentId, id, result) => replies.deliver(agentId, id, result);
+    s.ingest.deps.onCommandOutput = (agentId, id, seq, lines) => storeCommandOutput(db.sql, agentId, id, seq, lines);
     bus = await startClusterBus({ sql: db.sql, streams: s.ingest.deps.streams!, directory: s.ingest.deps.directory });
   };
   await start();

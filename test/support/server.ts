@@ -8,6 +8,7 @@ import { testDatabase, type TestDb } from "./db.ts";
 import { generateKeyPairSync, createPublicKey, type KeyObject } from "node:crypto";
 import { startClusterBus } from "../../src/cluster/bus.ts";
 import { commandDispatcher, startCommandReplies } from "../../src/cluster/command-replies.ts";
+import { storeCommandOutput } from "../../src/cluster/command-output.ts";
 
 let cert: ReturnType<typeof createSelfSigned> | undefined;
 
@@ -45,6 +46,7 @@ export async function startTestServer(env: Record<string, string> = {}, opts: Te
     const bus = await startClusterBus({ sql: db.sql, streams: s.ingest.deps.streams!, directory: s.ingest.deps.directory });
     const replies = await startCommandReplies(db.sql);
     s.ingest.deps.onCommandResult = (agentId, id, result) => replies.deliver(agentId, id, result);
+    s.ingest.deps.onCommandOutput = (agentId, id, seq, lines) => storeCommandOutput(db.sql, agentId, id, seq, lines);
     dispatch = commandDispatcher(bus, replies, 30_000);
     stopCommands = async () => {
       await replies.stop();

@@ -6,12 +6,15 @@
  * Which manager: SERVERMIND_AGENT_SERVICE_MANAGER = "auto" (default: systemd when PID 1 is
  * systemd, i.e. /run/systemd/system exists), "systemd", "systemd-user" (the root user's own
  * `systemd --user` instance: unprivileged setups and the tests) or "none". Without a supported
- * manager every command answers so, naming the init system.
+ * manager every command answers so, naming the init system. SERVERMIND_AGENT_JOURNAL_DIR names
+ * a journal directory to read instead of the system's (containers whose journald writes
+ * elsewhere, and the tests).
  */
 import { existsSync, readFileSync } from "node:fs";
 import { isServiceOp, normalizeUnit } from "../../../src/ingest/frame/service-commands.ts";
 import { ServiceError, type ServiceManager } from "./manager.ts";
 import { createSystemd } from "./systemd.ts";
+import { NO_OUTPUT, type OutputSink } from "../output.ts";
 
 export const SERVICE_ACTIONS: ReadonlySet<string> = new Set(["service.list", "service.status", "service.action"]);
 
@@ -28,16 +31,17 @@ export function initName(root = "/"): string {
 
 export function detectServiceManager(env: Record<string, string | undefined> = process.env): Detected {
   const want = (env.SERVERMIND_AGENT_SERVICE_MANAGER ?? "auto").trim() || "auto";
-  if (want === "systemd") return { manager: createSystemd() };
-  if (want === "systemd-user") return { manager: createSystemd({ user: true }) };
+  const journalDir = env.SERVERMIND_AGENT_JOURNAL_DIR?.trim() || undefined;
+  if (want === "systemd") return { manager: createSystemd({ journalDir }) };
+  if (want === "systemd-user") return { manager: createSystemd({ user: true, journalDir }) };
   if (want === "none") return { manager: null, init: initName() };
-  if (existsSync("/run/systemd/system")) return { manager: createSystemd() };
+  if (existsSync("/run/systemd/system")) return { manager: createSystemd({ journalDir }) };
   return { manager: null, init: initName() };
 }
 
 /** Runs one verified service command; never throws (errors become {ok: false, error}). */
 export function createServiceHandler(detect: () => Detected = () => detectServiceManager()) {
-  return async (action: string, args: Record<string, unknown>): Promise<Record<string, unknown>> => {
+  return async (action: string, args: Record<string, unknown>, out: OutputSink = NO_OUTPUT): Promise<Record<string, unknown>> => {
     const d = detect();
     if (!d.manager) return { ok: false, manager: null, init: d.init, error: `no supported service manager on this host (init is ${d.init})` };
     const m = d.manager;
@@ -55,8 +59,8 @@ export function createServiceHandler(detect: () => Detected = () => detectServic
       if (action === "service.action") {
         if (!isServiceOp(args.op)) return { ok: false, manager: m.name, unit, error: "op must be one of start, stop, restart, reload, enable, disable" };
         const t0 = performance.now();
-        const out = await m.action(unit, args.op);
-        return { manager: m.name, unit, op: args.op, ms: Math.round(performance.now() - t0), ...out };
+        const done = await m.action(unit, args.op, out);
+        return { manager: m.name, unit, op: args.op, ms: Math.round(performance.now() - t0), ...done };
       }
       return { ok: false, error: `unknown service action ${action}` };
     } catch (e) {

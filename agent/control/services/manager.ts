@@ -1,5 +1,6 @@
 /** The service-manager interface Control's service operations run through, and its result shapes. */
 import type { ServiceOp } from "../../../src/ingest/frame/service-commands.ts";
+import type { OutputSink } from "../output.ts";
 
 export interface UnitRow {
   unit: string;
@@ -48,7 +49,8 @@ export interface ServiceManager {
   readonly name: string;
   list(): Promise<UnitRow[]>;
   status(unit: string, lines: number): Promise<UnitStatus>;
-  action(unit: string, op: ServiceOp): Promise<ActionOutcome>;
+  /** `out` gets the operation's output while it runs (docs/protocol.md, `command-output`). */
+  action(unit: string, op: ServiceOp, out?: OutputSink): Promise<ActionOutcome>;
 }
 
 export class ServiceError extends Error {}

@@ -8,7 +8,8 @@
 import type { ServiceOp } from "../../../src/ingest/frame/service-commands.ts";
 import type { ActionOutcome, JournalLine, ServiceManager, UnitRow, UnitStatus } from "./manager.ts";
 import { ServiceError } from "./manager.ts";
-import { runProgram, type RunResult } from "./run.ts";
+import { followProgram, runProgram, type RunResult } from "./run.ts";
+import { NO_OUTPUT, type OutputSink } from "../output.ts";
 
 export interface SystemdOptions {
   /** talk to the calling user's manager (`systemctl --user`) instead of the system one */
@@ -18,6 +19,10 @@ export interface SystemdOptions {
   journalctl?: string;
   /** extra environment for the programs (e.g. XDG_RUNTIME_DIR of a user instance) */
   env?: Record<string, string>;
+  /** read the journal from this directory (`journalctl --directory`) instead of the system's */
+  journalDir?: string;
+  /** how often the unit's state is read while an operation runs (ms, default 250) */
+  statePollMs?: number;
 }
 
 const SHOW_PROPS = ["Id", "Description", "LoadState", "ActiveState", "SubState", "UnitFileState", "MainPID", "ActiveEnterTimestamp", "FragmentPath"];
@@ -85,6 +90,7 @@ export function createSystemd(o: SystemdOptions = {}): ServiceManager {
   const journalctl = o.journalctl ?? "journalctl";
   const scope = o.user ? ["--user"] : [];
   const ctl = (args: string[]) => runProgram([systemctl, ...scope, "--no-pager", ...args], { timeoutMs: o.timeoutMs, env: o.env });
+  const journalArgs = (unit: string) => [journalctl, ...(o.journalDir ? [`--directory=${o.journalDir}`] : []), "--no-pager", "-o", "json", o.user ? `--user-unit=${unit}` : `--unit=${unit}`];
   const failed = (what: string, r: RunResult) =>
     new ServiceError(r.timedOut ? `${what} did not finish within ${Math.round((o.timeoutMs ?? 30_000) / 1000)} s` : `${what} failed (exit ${r.code}): ${trimOutput(r) || "no output"}`);
 
@@ -121,7 +127,7 @@ export function createSystemd(o: SystemdOptions = {}): ServiceManager {
       let journal: JournalLine[] = [];
       let journalNote: string | undefined;
       if (n > 0) {
-        const j = await runProgram([journalctl, "--no-pager", "-o", "json", "-n", String(n), o.user ? `--user-unit=${unit}` : `--unit=${unit}`], { timeoutMs: o.timeoutMs, env: o.env });
+        const j = await runProgram([...journalArgs(unit), "-n", String(n)], { timeoutMs: o.timeoutMs, env: o.env });
         if (j.code === 0) journal = parseJournal(j.stdout);
         else journalNote = j.timedOut ? "journalctl did not finish in time" : `journalctl failed: ${trimOutput(j).slice(0, 300) || `exit ${j.code}`}`;
         if (!journal.length && !journalNote && /No journal files/i.test(j.stderr)) journalNote = "no journal files on this host";
@@ -141,8 +147,43 @@ export function createSystemd(o: SystemdOptions = {}): ServiceManager {
         ...(journalNote ? { journalNote } : {}),
       };
     },
-    async action(unit, op: ServiceOp): Promise<ActionOutcome> {
-      const r = await ctl([op, "--", unit]);
+    /**
+     * With a live `out`, while systemctl runs: its output lines as printed ("systemctl"), the
+     * unit's journal entries from the start of the operation on ("journal", `journalctl -f`),
+     * and each change of its state, read every statePollMs ("state"). All three stop when
+     * systemctl ends (the journal a moment later, for entries still in flight).
+     */
+    async action(unit, op: ServiceOp, out: OutputSink = NO_OUTPUT): Promise<ActionOutcome> {
+      const live = out !== NO_OUTPUT;
+      const t0 = Date.now();
+      let following = live;
+      let journal: { stop(): Promise<void> } | undefined;
+      let polling: Promise<void> | undefined;
+      if (live) {
+        journal = followProgram([...journalArgs(unit), "-f", `--since=@${Math.floor(t0 / 1000)}`], (l) => {
+          for (const e of parseJournal(l)) if (e.ts >= t0 - 50) out.line("journal", e.message, e.ts);
+        }, { env: o.env, maxMs: (o.timeoutMs ?? 30_000) + 5000 });
+        polling = (async () => {
+          let last = "";
+          while (following) {
+            const r = await ctl(["show", "--property=ActiveState,SubState", "--", unit]);
+            const p = parseShow(r.stdout);
+            const state = `${p.ActiveState ?? "?"} (${p.SubState ?? "?"})`;
+            if (r.code === 0 && following && state !== last) {
+              last = state;
+              out.line("state", `${unit}: ${state}`);
+            }
+            await Bun.sleep(o.statePollMs ?? 250);
+          }
+        })();
+      }
+      const r = await runProgram([systemctl, ...scope, "--no-pager", op, "--", unit], { timeoutMs: o.timeoutMs, env: o.env, onLine: live ? (l) => out.line("systemctl", l) : undefined });
+      if (live) {
+        following = false;
+        await polling;
+        await Bun.sleep(300);
+        await journal!.stop();
+      }
       let after: ActionOutcome["after"] = null;
       try {
         const p = await show(unit);

@@ -58,6 +58,8 @@ export interface StreamDeps extends IngestDeps {
   gate: Gate;
   /** Where answers to commands go (src/cluster/command-replies.ts); without it they are refused. */
   onCommandResult?: (agentId: number, id: string, result: unknown) => Promise<boolean>;
+  /** Where output of running commands goes (src/cluster/command-output.ts); without it it is refused. */
+  onCommandOutput?: (agentId: number, id: string, seq: unknown, lines: unknown) => Promise<boolean>;
   /** Messages processed at once per connection before the agent is told to slow down. */
   maxInFlight?: number;
   /** Open streams by agent, for messages pushed to agents (src/cluster/bus.ts). */
@@ -138,18 +140,23 @@ function storeUnavailable(ws: ServerWebSocket<StreamData>, deps: IngestDeps, buf
 }
 
 export function createStreamHandler(deps: StreamDeps): WebSocketHandler<StreamData> {
-  /** Text messages from an agent: only answers to commands (docs/protocol.md, section 8.2). */
+  /** Text messages from an agent: answers to commands and their output (docs/protocol.md, section 8.2). */
   async function textMessage(ws: ServerWebSocket<StreamData>, text: string): Promise<void> {
-    let m: { type?: unknown; id?: unknown; result?: unknown };
+    let m: { type?: unknown; id?: unknown; result?: unknown; seq?: unknown; lines?: unknown };
     try {
       m = JSON.parse(text);
     } catch {
       return send(ws, { type: "error", code: "bad_message", message: "text messages must be JSON; frames travel in binary messages" });
     }
-    if (m?.type !== "command-result" || typeof m.id !== "string" || m.id.length > 100) {
-      return send(ws, { type: "error", code: "bad_message", message: 'the only text message an agent sends is {"type":"command-result","id":...,"result":...}' });
+    if ((m?.type !== "command-result" && m?.type !== "command-output") || typeof m.id !== "string" || m.id.length > 100) {
+      return send(ws, { type: "error", code: "bad_message", message: 'the text messages an agent sends are {"type":"command-result","id":...,"result":...} and {"type":"command-output","id":...,"seq":...,"lines":[...]}' });
     }
     if (ws.data.agentId === undefined) return send(ws, { type: "error", code: "bad_message", message: "authenticate with a hello frame first" });
+    if (m.type === "command-output") {
+      const stored = deps.onCommandOutput ? await deps.onCommandOutput(ws.data.agentId, m.id, m.seq, m.lines).catch(() => false) : false;
+      if (!stored) send(ws, { type: "error", code: "unknown_command", message: `output of command ${m.id} was not taken (unknown or old command, a repeated or bad chunk)` });
+      return;
+    }
     const known = deps.onCommandResult ? await deps.onCommandResult(ws.data.agentId, m.id, m.result).catch(() => false) : false;
     if (!known) send(ws, { type: "error", code: "unknown_command", message: `no command ${m.id} waits for an answer from this agent` });
   }

@@ -28,6 +28,7 @@ export function aiRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
       ...a, pending: a.status === "pending", requested: time(a.requested_at), decided: time(a.decided_at),
       argsJson: JSON.stringify(a.args, null, 1), resultJson: a.result ? JSON.stringify(a.result, null, 1) : "",
       phrase: `approve request ${a.id}`, ok: a.outcome === "ok",
+      target: a.tool === "service_action_group" ? `${String(a.args.group)} (${Array.isArray(a.args.hosts) ? a.args.hosts.length : 0} hosts)` : a.hostname,
     };
   }
 

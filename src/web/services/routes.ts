@@ -5,6 +5,11 @@
  * route so that the op's own permission gates it (services.start / .stop / .restart (reload
  * too) / .enable (disable too)). The /api/ routes answer JSON, or an HTML fragment to htmx.
  *
+ * Output streams back: an htmx request (or `wait=false` on the JSON API) is answered as soon as
+ * the command is sent, and the operation's output and result are read back while it runs from
+ * /api/services/operations/:op (the agent's `command-output` chunks, docs/protocol.md 8.2), a
+ * group run's per-host table from /api/services/runs/:run, filling in host by host.
+ *
  * Dangerous, so typed confirmation + fresh re-authentication (the guard checks them): stopping
  * or disabling ssh/sshd or the agent's own unit, and any op on more than one host. No SQL here:
  * src/operations/services.ts owns the table and issues the signed commands.
@@ -15,8 +20,8 @@ import { can } from "../route.ts";
 import { securityHeaders, type Pages } from "../respond.ts";
 import { auditRequest } from "../audit-request.ts";
 import {
-  groupHosts, isDangerousOp, listServices, needsConfirmation, normalizeUnit, recentOperations, runOnHosts, serviceAction, serviceStatus,
-  ServiceRequestError, SERVICE_OPS, type ServiceOp, type ServiceOpsDeps, type ServiceOutcome,
+  groupHosts, isDangerousOp, listServices, needsConfirmation, normalizeUnit, operationProgress, recentOperations, runOnHosts, runProgress, serviceAction, serviceStatus,
+  startOnHosts, startServiceAction, ServiceRequestError, SERVICE_OPS, type OperationProgress, type ServiceOp, type ServiceOpsDeps, type ServiceOutcome,
 } from "../../operations/services.ts";
 import { listHosts } from "../../store/postgres/queries-console.ts";
 import type { Requester } from "../../security/issue.ts";
@@ -94,6 +99,32 @@ export function serviceRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
     after: (r.result.after ?? null) as { active: string; sub: string; enabled: string } | null,
   });
 
+  const clock = (ts: number) => new Date(ts).toISOString().slice(11, 23);
+  /** An operation as it stands (running or finished), its output so far (the last 1000 lines). */
+  const liveModel = (p: OperationProgress) => {
+    const r = p.result ?? {};
+    return {
+      id: p.id, op: p.op, unit: p.unit, host: p.host, status: p.status, finished: p.finished, ok: p.status === "ok", error: p.error,
+      timedOut: r.timedOut === true, output: p.finished ? String(r.output ?? "") : "", after: (r.after ?? null) as { active: string; sub: string; enabled: string } | null,
+      lineCount: p.lines.length, lines: p.lines.slice(-1000).map((l) => ({ ...l, time: clock(l.ts) })),
+    };
+  };
+  const progressJson = (p: OperationProgress) => ({
+    operation: p.id, run: p.run, host: p.host, unit: p.unit, op: p.op, status: p.status, finished: p.finished, ok: p.finished ? p.status === "ok" : null, error: p.error,
+    result: p.result, requestedAt: p.requestedAt.toISOString(), finishedAt: p.finishedAt?.toISOString() ?? null, lines: p.lines, last: p.last,
+  });
+  const runModel = (rows: Omit<OperationProgress, "lines" | "last">[], group: string) => {
+    const finished = rows.every((r) => r.finished);
+    return {
+      run: rows[0]?.run ?? "", group, groupQ: encodeURIComponent(group), unit: rows[0]?.unit ?? "", op: rows[0]?.op ?? "", hosts: rows.length, finished,
+      ok: rows.filter((r) => r.status === "ok").length, failed: rows.filter((r) => r.status === "failed").length, pending: rows.filter((r) => !r.finished).length,
+      rows: rows.map((r) => ({
+        host: r.host, unitQ: encodeURIComponent(r.unit), status: r.status, finished: r.finished, ok: r.status === "ok", error: r.error,
+        after: (r.result?.after ?? null) as { active: string; sub: string; enabled: string } | null, output: String(r.result?.output ?? ""),
+      })),
+    };
+  };
+
   function runHandler(op: ServiceOp) {
     return async (req: ConsoleRequest) => {
       const d = deps(req);
@@ -101,6 +132,11 @@ export function serviceRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
       const group = (req.form.get("group") ?? "").trim();
       const hosts = await groupHosts(sql, req.scope, group);
       try {
+        if (!wantsJson(req) || req.form.get("wait") === "false") {
+          const { run } = await startOnHosts(d, who(req), hosts, req.form.get("unit"), op);
+          if (wantsJson(req)) return json({ run, group, op, hosts: hosts.length, follow: `/api/services/runs/${run}` }, 202);
+          return pages.partial("partials/service-run", runModel(await runProgress(sql, req.scope, run), group));
+        }
         const { run, outcomes } = await runOnHosts(d, who(req), hosts, req.form.get("unit"), op);
         const rows = outcomes.map(actionModel);
         const summary = { run, group, unit: rows[0]!.unit, op, hosts: rows.length, ok: rows.filter((r) => r.ok).length, failed: rows.filter((r) => !r.ok).length };
@@ -178,6 +214,38 @@ export function serviceRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
       },
     },
     {
+      method: "GET", path: "/api/services/operations/:op", access: "services.view", hostData: "fleet",
+      doc: {
+        summary: "One service operation as it runs: its output so far and, once finished, its result",
+        params: { op: "operation id (from a POST with wait=false, or a group run's rows)" },
+        query: { after: "only output chunks after this one (the `last` of the previous answer; default -1: all)" },
+        responses: { "200": "{operation, run, host, unit, op, status: queued|sent|ok|failed, finished, ok, error, result, requestedAt, finishedAt, lines: [{ts, src: systemctl|journal|state, text}], last}", "404": "no such operation on a host within your scope" },
+      },
+      async handler(req) {
+        const after = Number(req.query.get("after") ?? -1);
+        const p = await operationProgress(sql, req.scope, Number(req.params.op), Number.isFinite(after) ? after : -1);
+        if (!p) return fail(req, 404, "not_found", "no such operation");
+        if (!wantsJson(req)) return pages.partial("partials/service-live", liveModel(p));
+        return json(progressJson(p));
+      },
+    },
+    {
+      method: "GET", path: "/api/services/runs/:run", access: "services.view", hostData: "fleet",
+      doc: {
+        summary: "A group run's per-host table as it fills in",
+        params: { run: "run id (from POST /api/services/run/<op>)" },
+        responses: { "200": "{run, unit, op, hosts, finished, ok, failed, pending, results: [{operation, host, status, finished, ok, error, result}]} (hosts within your scope only)", "404": "no such run within your scope" },
+      },
+      async handler(req) {
+        const rows = await runProgress(sql, req.scope, req.params.run ?? "");
+        if (!rows.length) return fail(req, 404, "not_found", "no such run");
+        const m = runModel(rows, (req.query.get("group") ?? "").slice(0, 100) || "the group");
+        if (!wantsJson(req)) return pages.partial("partials/service-run", m);
+        return json({ run: m.run, unit: m.unit, op: m.op, hosts: m.hosts, finished: m.finished, ok: m.ok, failed: m.failed, pending: m.pending,
+          results: rows.map((r) => ({ operation: r.id, host: r.host, status: r.status, finished: r.finished, ok: r.finished ? r.status === "ok" : null, error: r.error, result: r.result })) });
+      },
+    },
+    {
       method: "GET", path: "/services", access: "services.view", hostData: "fleet",
       async handler(req) {
         const hosts = await listHosts(sql, req.scope);
@@ -197,8 +265,8 @@ export function serviceRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
         summary: `${op[0]!.toUpperCase()}${op.slice(1)} a unit on one host`,
         description: op === "stop" || op === "disable" ? "Stopping or disabling ssh/sshd or the agent's own unit is dangerous: typed confirmation and re-authentication in the console (an API token cannot)." : undefined,
         params: { id: "agent id" },
-        body: { unit: "unit name, e.g. nginx.service", confirm: "the typed phrase, for dangerous operations", reauth: "password or authenticator code, for dangerous operations" },
-        responses: { "200": "{operation, host, unit, op, ok, error, exitCode, timedOut, output, after: {active, sub, enabled}}; ok false when the operation failed on the host", "400": "bad unit name" },
+        body: { unit: "unit name, e.g. nginx.service", wait: "false: answer 202 as soon as the command is sent, then follow /api/services/operations/<operation> for its output and result", confirm: "the typed phrase, for dangerous operations", reauth: "password or authenticator code, for dangerous operations" },
+        responses: { "200": "{operation, host, unit, op, ok, error, exitCode, timedOut, output, after: {active, sub, enabled}}; ok false when the operation failed on the host", "202": "with wait=false: {operation, status: sent, follow}", "400": "bad unit name" },
       },
       dangerous: { phrase: hostPhrase(op) },
       async handler(req) {
@@ -207,10 +275,14 @@ export function serviceRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
         const g = gone(req);
         if (g) return g;
         try {
+          if (!wantsJson(req) || req.form.get("wait") === "false") {
+            // answered once sent; the output and the result are read back while it runs
+            const { operation } = await startServiceAction(d, who(req), req.host!, req.form.get("unit"), op);
+            if (wantsJson(req)) return json({ operation, status: "sent", follow: `/api/services/operations/${operation}` }, 202);
+            return pages.partial("partials/service-live", liveModel((await operationProgress(sql, req.scope, operation))!));
+          }
           const r = await serviceAction(d, who(req), req.host!, req.form.get("unit"), op);
-          const m = actionModel(r);
-          if (!wantsJson(req)) return pages.partial("partials/service-result", m);
-          return json({ operation: r.operation, ...m });
+          return json({ operation: r.operation, ...actionModel(r) });
         } catch (e) {
           if (e instanceof ServiceRequestError) return fail(req, 400, "bad_request", e.message);
           throw e;
@@ -222,8 +294,8 @@ export function serviceRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
       doc: {
         summary: `${op[0]!.toUpperCase()}${op.slice(1)} a unit on every host of a tag`,
         description: "Only hosts within the scope of the permission are reached. More than one host makes it dangerous: typed confirmation and re-authentication in the console.",
-        body: { group: "a host tag, or * for every host", unit: "unit name", confirm: "the typed phrase", reauth: "password or authenticator code" },
-        responses: { "200": "{run, group, unit, op, hosts, ok, failed, results: [one per host]}", "400": "bad unit name, or no host of the group in scope" },
+        body: { group: "a host tag, or * for every host", unit: "unit name", wait: "false: answer 202 once every host's row is recorded, then follow /api/services/runs/<run>", confirm: "the typed phrase", reauth: "password or authenticator code" },
+        responses: { "200": "{run, group, unit, op, hosts, ok, failed, results: [one per host]}", "202": "with wait=false: {run, group, op, hosts, follow}", "400": "bad unit name, or no host of the group in scope" },
       },
       dangerous: {
         async phrase(req) {

@@ -95,6 +95,23 @@ test("Control runs a service command only when signed, fresh, for this agent and
   // other actions still go to the ping/remediation checker
   expect((await handler(cmd("ping", {}))).result).toEqual({ ok: true, result: "pong" });
   expect(((await handler(cmd("service.shell", {}))).result as any).error).toMatch(/allow-list/);
+  // a service command's output goes out as progress chunks before the result
+  const chunks: unknown[] = [];
+  const talker = createControlHandler({
+    key: publicKey, agentId: 5, now: () => now,
+    services: async (_a, _args, out) => {
+      out.line("systemctl", "first line\nsecond line");
+      await Bun.sleep(300);
+      out.line("state", "x.service: active (running)");
+      return { ok: true };
+    },
+  });
+  const r = await talker(cmd("service.action", { unit: "x.service", op: "start" }), (p) => chunks.push(p.chunk));
+  expect(r.result).toEqual({ ok: true });
+  expect(chunks).toEqual([
+    { seq: 0, lines: [expect.objectContaining({ src: "systemctl", text: "first line" }), expect.objectContaining({ src: "systemctl", text: "second line" })] },
+    { seq: 1, lines: [expect.objectContaining({ src: "state", text: "x.service: active (running)" })] },
+  ]);
   // without an installed key nothing runs
   const keyless = createControlHandler({ key: undefined, agentId: 5, services: async () => ({ ok: true }) });
   expect(((await keyless(cmd("service.list", {}))).result as any).error).toMatch(/no server command key/);

@@ -44,3 +44,32 @@ test("the reader refuses oversize and non-msgpack input without throwing", () =>
   expect(errors[2]).toMatch(/not msgpack/);
   expect(got.length).toBe(1);
 });
+
+test("progress messages of a request reach its onProgress before the reply, in order; progress after the reply is dropped", async () => {
+  const path = join(mkdtempSync(join(tmpdir(), "sm-ipc-")), "p.sock");
+  let late: ((p: Record<string, unknown>) => void) | undefined;
+  const server = listenIpc(path, async (m, progress) => {
+    for (let i = 0; i < 3; i++) {
+      progress({ chunk: { seq: i, of: m.n } });
+      await Bun.sleep(10);
+    }
+    late = progress;
+    return { t: "result", n: m.n };
+  });
+  const c = await connectIpc(path);
+  const got: Array<[number, unknown]> = [];
+  const [a, b] = await Promise.all([
+    c.request({ t: "x", n: 1 }, 5000, (p) => got.push([1, p.chunk])),
+    c.request({ t: "x", n: 2 }, 5000, (p) => got.push([2, p.chunk])),
+  ]);
+  expect(a).toMatchObject({ t: "result", n: 1 });
+  expect(b).toMatchObject({ t: "result", n: 2 });
+  expect(got.filter(([r]) => r === 1).map(([, p]) => p)).toEqual([0, 1, 2].map((seq) => ({ seq, of: 1 })));
+  expect(got.filter(([r]) => r === 2).map(([, p]) => p)).toEqual([0, 1, 2].map((seq) => ({ seq, of: 2 })));
+  // a progress sent after the reply is not written (it would name a request nobody waits for)
+  late!({ chunk: { seq: 9 } });
+  expect(await c.request({ t: "x", n: 3 })).toMatchObject({ n: 3 });
+  expect(got.length).toBe(6);
+  c.close();
+  server.stop();
+});
