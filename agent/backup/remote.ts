@@ -10,6 +10,13 @@ export const TEMP = ".tmp-";
 export const tempName = (name: string) => `${name}${TEMP}${randomBytes(6).toString("hex")}`;
 export const isTemp = (name: string) => name.includes(TEMP);
 
+/**
+ * Whether a file name found on a server can be an object of the repository: not one of our
+ * temporary names, and not a server's own file (`.davfs.tmp…`, `.DAV/`, `.pureftpd-upload…`),
+ * which start with a dot — object names never do (destination.ts `checkName`).
+ */
+export const isObjectPart = (part: string) => !isTemp(part) && /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(part);
+
 /** Default deadline of one destination call (connect, one object up or down, one listing). */
 export const DEFAULT_TIMEOUT_MS = 60_000;
 

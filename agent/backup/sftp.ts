@@ -13,7 +13,7 @@ import { posix } from "node:path";
 import { Client, type SFTPWrapper } from "ssh2";
 import { checkName, type Destination } from "./destination.ts";
 import { BackupError } from "./error.ts";
-import { DEFAULT_TIMEOUT_MS, isTemp, Limiter, parents, tempName, withTimeout } from "./remote.ts";
+import { DEFAULT_TIMEOUT_MS, isObjectPart, Limiter, parents, tempName, withTimeout } from "./remote.ts";
 
 export interface SftpConfig {
   host: string;
@@ -188,7 +188,7 @@ export class SftpDestination implements Destination {
   }
 
   async list(prefix: string): Promise<string[]> {
-    const base = prefix.replace(/\/[^/]*$/, "");
+    const base = prefix.replace(/\/?[^/]*$/, "");
     const out: string[] = [];
     const walk = async (rel: string): Promise<void> => {
       let entries: { filename: string; attrs: { isDirectory(): boolean; isFile(): boolean } }[];
@@ -200,10 +200,10 @@ export class SftpDestination implements Destination {
       }
       const subdirs: string[] = [];
       for (const e of entries) {
-        if (e.filename === "." || e.filename === "..") continue;
+        if (!isObjectPart(e.filename)) continue;
         const n = rel ? `${rel}/${e.filename}` : e.filename;
         if (e.attrs.isDirectory()) subdirs.push(n);
-        else if (e.attrs.isFile() && !isTemp(e.filename)) out.push(n);
+        else if (e.attrs.isFile()) out.push(n);
       }
       await Promise.all(subdirs.map(walk));
     };

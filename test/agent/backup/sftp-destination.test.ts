@@ -27,7 +27,7 @@ const dest = (sub: string, over: Partial<ConstructorParameters<typeof SftpDestin
 if (available) {
   beforeAll(async () => {
     sshd = await startSshd();
-  });
+  }, 30_000);
   afterAll(async () => {
     await sshd?.stop();
   });
