@@ -60,7 +60,8 @@ export interface Daemon {
 }
 
 export async function startDaemon(what: string, cmd: string[], port: number, opts: { env?: Record<string, string>; ms?: number } = {}): Promise<Daemon> {
-  const proc = spawn(cmd[0]!, cmd.slice(1), { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.env } });
+  // its own process group: smbd, for one, signals its whole group when it stops
+  const proc = spawn(cmd[0]!, cmd.slice(1), { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.env }, detached: true });
   let log = "";
   proc.stdout!.on("data", (d) => (log = (log + String(d)).slice(-20_000)));
   proc.stderr!.on("data", (d) => (log = (log + String(d)).slice(-20_000)));
