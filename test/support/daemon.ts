@@ -59,7 +59,8 @@ export interface Daemon {
   stop(graceMs?: number): Promise<void>;
 }
 
-export async function startDaemon(what: string, cmd: string[], port: number, opts: { env?: Record<string, string>; ms?: number } = {}): Promise<Daemon> {
+/** Starts `cmd`; resolves once it listens on `port` (or at once when `port` is null: the caller waits its own way). */
+export async function startDaemon(what: string, cmd: string[], port: number | null, opts: { env?: Record<string, string>; ms?: number } = {}): Promise<Daemon> {
   // its own process group: smbd, for one, signals its whole group when it stops
   const proc = spawn(cmd[0]!, cmd.slice(1), { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...opts.env }, detached: true });
   let log = "";
@@ -91,7 +92,7 @@ export async function startDaemon(what: string, cmd: string[], port: number, opt
     },
   };
   try {
-    await waitForPort(port, opts.ms ?? 15_000, what, () => log);
+    if (port !== null) await waitForPort(port, opts.ms ?? 15_000, what, () => log);
   } catch (e) {
     await d.kill();
     throw e;

@@ -7,7 +7,7 @@ import { createSelfSigned } from "../../../src/tls/self-signed.ts";
 import { requireComponent } from "../../support/ci.ts";
 import { pureFtpdAvailable, startPureFtpd, type TestFtpd } from "../../support/pure-ftpd.ts";
 import { destinationSuite } from "./destination.case.ts";
-import { serverDestinationCases } from "./server-destination.case.ts";
+import { rawFiles, serverDestinationCases } from "./server-destination.case.ts";
 
 const available = requireComponent(pureFtpdAvailable(), "pure-ftpd (run as root) for the FTP/FTPS destination");
 let ftpd: TestFtpd;
@@ -32,7 +32,7 @@ if (available) {
 
   serverDestinationCases("FTPS", () => ({
     dest: (sub) => dest(sub),
-    rawDir: ftpd.dataDir,
+    raw: (sub) => rawFiles(join(ftpd.dataDir, sub)),
     kill: () => ftpd.kill(),
     restart: () => ftpd.restart(),
   }));

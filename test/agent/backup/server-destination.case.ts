@@ -20,8 +20,8 @@ import { cleanup, describeTree, mixedTree, PASSWORD, TEST_CHUNKER, TEST_SCRYPT, 
 export interface ServerUnderTest {
   /** a destination at `sub` (a fresh folder) on the running server */
   dest(sub: string): Destination & { close?(): Promise<void> };
-  /** the server's storage folder on this machine: `sub` of `dest(sub)` is `join(rawDir, sub)` */
-  rawDir: string;
+  /** every object the server stores under `sub`, by its own account (temporary names and the server's own files included) */
+  raw(sub: string): Promise<string[]>;
   /** the server gone at once (kill -9 of the daemon and its session processes) */
   kill(): Promise<void>;
   restart(): Promise<void>;
@@ -31,7 +31,7 @@ export interface ServerUnderTest {
 const objectLike = (f: string) => !f.includes(".tmp-") && !f.split("/").some((p) => p.startsWith("."));
 
 /** Files under `dir` (relative), temporary upload names and servers' own files included. */
-async function rawFiles(dir: string): Promise<string[]> {
+export async function rawFiles(dir: string): Promise<string[]> {
   try {
     return (await readdir(dir, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name).slice(dir.length + 1));
   } catch {
@@ -72,7 +72,7 @@ export function serverDestinationCases(name: string, server: () => ServerUnderTe
       const localMs = performance.now() - t;
 
       // the listing holds exactly the whole objects the server stores, no temporary names
-      const raw = await rawFiles(join(s.rawDir, "roundtrip"));
+      const raw = await s.raw("roundtrip");
       expect(raw.filter((f) => f.includes(".tmp-"))).toEqual([]);
       expect((await dest.list("data/")).sort()).toEqual(raw.filter((f) => f.startsWith("data/") && objectLike(f)).sort());
 
@@ -119,8 +119,9 @@ export function serverDestinationCases(name: string, server: () => ServerUnderTe
       expect(err).toBeInstanceOf(BackupError);
       expect((err as BackupError).code).toBe("destination");
 
-      const afterKill = await rawFiles(join(s.rawDir, "killed"));
       await s.restart();
+      // what the server holds now is what the killed run left (an object store is asked, so after the restart)
+      const afterKill = await s.raw("killed");
       await dest.close?.();
       dest = s.dest("killed");
       const again = await Repository.open(dest, PASSWORD);

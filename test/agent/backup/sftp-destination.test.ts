@@ -6,7 +6,7 @@ import { fingerprint, pinnedFingerprint, SftpDestination } from "../../../agent/
 import { requireComponent } from "../../support/ci.ts";
 import { sshdAvailable, startSshd, type TestSshd } from "../../support/sshd.ts";
 import { destinationSuite } from "./destination.case.ts";
-import { serverDestinationCases } from "./server-destination.case.ts";
+import { rawFiles, serverDestinationCases } from "./server-destination.case.ts";
 
 const available = requireComponent(sshdAvailable(), "openssh-server (/usr/sbin/sshd) for the SFTP destination");
 let sshd: TestSshd;
@@ -40,7 +40,7 @@ if (available) {
 
   serverDestinationCases("SFTP", () => ({
     dest: (sub) => dest(sub),
-    rawDir: sshd.dataDir,
+    raw: (sub) => rawFiles(join(sshd.dataDir, sub)),
     kill: () => sshd.kill(),
     restart: () => sshd.restart(),
   }));

@@ -6,7 +6,7 @@ import { SmbDestination, type SmbConfig } from "../../../agent/backup/smb.ts";
 import { requireComponent } from "../../support/ci.ts";
 import { smbdAvailable, startSmbd, type TestSmbd } from "../../support/smbd.ts";
 import { destinationSuite } from "./destination.case.ts";
-import { serverDestinationCases } from "./server-destination.case.ts";
+import { rawFiles, serverDestinationCases } from "./server-destination.case.ts";
 
 const available = requireComponent(smbdAvailable(), "samba's smbd + smbclient (run as root) for the SMB destination");
 let smbd: TestSmbd;
@@ -31,7 +31,7 @@ if (available) {
 
   serverDestinationCases("SMB", () => ({
     dest: (sub) => dest(sub),
-    rawDir: smbd.dataDir,
+    raw: (sub) => rawFiles(join(smbd.dataDir, sub)),
     kill: () => smbd.kill(),
     restart: () => smbd.restart(),
   }));

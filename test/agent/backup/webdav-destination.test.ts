@@ -7,7 +7,7 @@ import { apacheDavAvailable, startApacheDav, type TestDav } from "../../support/
 import { requireComponent } from "../../support/ci.ts";
 import { createSelfSigned } from "../../../src/tls/self-signed.ts";
 import { destinationSuite } from "./destination.case.ts";
-import { serverDestinationCases } from "./server-destination.case.ts";
+import { rawFiles, serverDestinationCases } from "./server-destination.case.ts";
 
 const available = requireComponent(apacheDavAvailable(), "apache2 with mod_dav/mod_dav_fs/mod_ssl for the WebDAV destination");
 let dav: TestDav;
@@ -31,7 +31,7 @@ if (available) {
 
   serverDestinationCases("WebDAV", () => ({
     dest: (sub) => dest(sub),
-    rawDir: dav.dataDir,
+    raw: (sub) => rawFiles(join(dav.dataDir, sub)),
     kill: () => dav.kill(),
     restart: () => dav.restart(),
   }));
