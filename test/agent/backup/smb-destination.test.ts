@@ -34,7 +34,7 @@ if (available) {
     raw: (sub) => rawFiles(join(smbd.dataDir, sub)),
     kill: () => smbd.kill(),
     restart: () => smbd.restart(),
-  }));
+  }), { treeMb: 8 }); // a process per smbclient run: the default 24 MB tree takes minutes here
 
   test("SMB: a wrong password is refused without the credentials in the error or on smbclient's command line", async () => {
     const d = dest("auth", { password: "not-the-password-123" });
