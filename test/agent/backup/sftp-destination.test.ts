@@ -1,12 +1,14 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { rm } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { BackupError } from "../../../agent/backup/error.ts";
 import { fingerprint, pinnedFingerprint, SftpDestination } from "../../../agent/backup/sftp.ts";
 import { requireComponent } from "../../support/ci.ts";
 import { sshdAvailable, startSshd, type TestSshd } from "../../support/sshd.ts";
 import { destinationSuite } from "./destination.case.ts";
 import { rawFiles, serverDestinationCases } from "./server-destination.case.ts";
+import { describeTree, mixedTree, PASSWORD } from "./support.ts";
 
 const available = requireComponent(sshdAvailable(), "openssh-server (/usr/sbin/sshd) for the SFTP destination");
 let sshd: TestSshd;
@@ -79,4 +81,32 @@ if (available) {
       silent.stop(true);
     }
   });
+}
+
+if (available) {
+  test("SFTP through the CLI with --dest-config: init, backup, verify, restore; the private key appears in no output", async () => {
+    const work = await mkdtemp(join(tmpdir(), "sm-cli-sftp-"));
+    try {
+      const src = join(work, "src");
+      await mixedTree(src);
+      const cfgFile = join(work, "dest.json");
+      await writeFile(cfgFile, JSON.stringify({ type: "sftp", host: "127.0.0.1", port: sshd.port, username: sshd.username, privateKey: sshd.privateKey, hostKey: sshd.hostKey, root: join(sshd.dataDir, "cli"), timeoutMs: 10_000 }), { mode: 0o600 });
+      const cli = resolve(import.meta.dir, "../../../agent/backup/cli.ts");
+      const keyLine = sshd.privateKey.split("\n")[1]!;
+      const run = async (...args: string[]) => {
+        const p = Bun.spawn([process.execPath, cli, "--dest-config", cfgFile, ...args], { env: { ...process.env, SERVERMIND_BACKUP_PASSWORD: PASSWORD }, stdout: "pipe", stderr: "pipe" });
+        const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+        expect(stdout + stderr).not.toContain(keyLine);
+        expect(code).toBe(0);
+        return JSON.parse(stdout.trim().split("\n").at(-1)!);
+      };
+      expect((await run("init", "--chunk-min", "16384", "--chunk-avg", "65536", "--chunk-max", "262144")).recovery_key).toBeTruthy();
+      expect((await run("backup", src)).newChunks).toBeGreaterThan(0);
+      expect((await run("verify")).ok).toBe(true);
+      await run("restore", "latest", join(work, "out"));
+      expect(await describeTree(join(work, "out", src))).toEqual(await describeTree(src));
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }, 120_000);
 }
