@@ -82,7 +82,13 @@ export async function startApacheDav(): Promise<TestDav> {
     spawnSync("/bin/chown", ["-R", "www-data:www-data", dataDir, join(dir, "run")]);
   }
   const cmd = [APACHE, "-f", join(dir, "httpd.conf"), "-DFOREGROUND"];
-  let daemon: Daemon = await startDaemon("apache2", cmd, port);
+  let daemon: Daemon;
+  try {
+    daemon = await startDaemon("apache2", cmd, port);
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   return {
     url: `https://127.0.0.1:${port}/`,
     caPem: cert.certPem,

@@ -45,7 +45,13 @@ export async function startAzurite(): Promise<TestAzurite> {
   const accountKey = randomBytes(64).toString("base64");
   const cmd = ["node", MAIN, "--blobHost", "127.0.0.1", "--blobPort", String(port), "--location", dir, "--silent", "--disableTelemetry", "--skipApiVersionCheck"];
   const env = { AZURITE_ACCOUNTS: `${accountName}:${accountKey}` };
-  let daemon: Daemon = await startDaemon("azurite", cmd, port, { env, ms: 60_000 });
+  let daemon: Daemon;
+  try {
+    daemon = await startDaemon("azurite", cmd, port, { env, ms: 60_000 });
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   const endpoint = `http://127.0.0.1:${port}/${accountName}`;
   const container = "servermind-test";
   await new BlobServiceClient(endpoint, new StorageSharedKeyCredential(accountName, accountKey)).getContainerClient(container).createIfNotExists();

@@ -68,7 +68,13 @@ export async function startPureFtpd(): Promise<TestFtpd> {
     "--umask=177:077",
     `--pidfile=${join(dir, "pure-ftpd.pid")}`,
   ];
-  let daemon: Daemon = await startDaemon("pure-ftpd", cmd, port);
+  let daemon: Daemon;
+  try {
+    daemon = await startDaemon("pure-ftpd", cmd, port);
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   return {
     port,
     caPem: cert.certPem,

@@ -72,7 +72,13 @@ export async function startSmbd(): Promise<TestSmbd> {
   const add = spawnSync("/usr/bin/smbpasswd", ["-c", conf, "-s", "-a", username], { input: `${password}\n${password}\n`, encoding: "utf8" });
   if (add.status !== 0) throw new Error(`smbpasswd -a failed: ${add.stderr}${add.stdout}`);
   const cmd = [SMBD, "--foreground", "--no-process-group", "--debug-stdout", "-s", conf];
-  let daemon: Daemon = await startDaemon("smbd", cmd, port, { ms: 30_000 });
+  let daemon: Daemon;
+  try {
+    daemon = await startDaemon("smbd", cmd, port, { ms: 30_000 });
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   return {
     port,
     share: "backup",

@@ -73,7 +73,13 @@ export async function startSshd(): Promise<TestSshd> {
     ].join("\n"),
   );
   const cmd = [SSHD, "-D", "-e", "-f", join(dir, "sshd_config")];
-  let daemon: Daemon = await startDaemon("sshd", cmd, port);
+  let daemon: Daemon;
+  try {
+    daemon = await startDaemon("sshd", cmd, port);
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   return {
     port,
     username,
