@@ -1,6 +1,7 @@
 /**
  * Small command line for the backup engine (used by the bench and the kill -9 test):
  *   bun agent/backup/cli.ts --repo DIR <command> [args]
+ *   bun agent/backup/cli.ts --dest-config FILE.json <command> [args]   (any destination: destinations.ts)
  * The password comes from SERVERMIND_BACKUP_PASSWORD (or SERVERMIND_BACKUP_RECOVERY_KEY to
  * open with the recovery key). Each command prints one JSON line on stdout.
  *   init [--chunk-min B --chunk-avg B --chunk-max B]   prints the recovery key once
@@ -12,7 +13,9 @@
  *   prune
  */
 import { backup } from "./backup.ts";
+import type { Destination } from "./destination.ts";
 import { BackupError } from "./error.ts";
+import { openDestination, type DestinationConfig } from "./destinations.ts";
 import { LocalDestination } from "./local.ts";
 import { forget, prune } from "./prune.ts";
 import { Repository } from "./repository.ts";
@@ -37,9 +40,18 @@ const out = (v: unknown) => console.log(JSON.stringify(v));
 async function main(argv: string[]): Promise<number> {
   const { pos, opt } = parse(argv);
   const dir = opt.get("repo")?.[0];
+  const destConfig = opt.get("dest-config")?.[0];
   const [cmd, ...args] = pos;
-  if (!dir || !cmd) throw new BackupError("usage", "usage: cli.ts --repo DIR init|backup|snapshots|restore|verify|forget|prune ...");
-  const dest = new LocalDestination(dir, !opt.has("no-fsync"));
+  if ((!dir && !destConfig) || !cmd) throw new BackupError("usage", "usage: cli.ts --repo DIR|--dest-config FILE init|backup|snapshots|restore|verify|forget|prune ...");
+  const dest = destConfig ? openDestination((await Bun.file(destConfig).json()) as DestinationConfig) : new LocalDestination(dir!, !opt.has("no-fsync"));
+  try {
+    return await command(dest, cmd, args, opt);
+  } finally {
+    await (dest as { close?(): Promise<void> }).close?.();
+  }
+}
+
+async function command(dest: Destination, cmd: string, args: string[], opt: Map<string, string[]>): Promise<number> {
   const password = process.env.SERVERMIND_BACKUP_PASSWORD ?? "";
   const recoveryKey = process.env.SERVERMIND_BACKUP_RECOVERY_KEY;
   if (cmd === "init") {

@@ -7,7 +7,9 @@ export type BackupErrorCode =
   | "missing"
   | "locked"
   | "bad_format"
-  | "usage";
+  | "usage"
+  /** the destination could not be reached, refused the credentials, or did not answer in time */
+  | "destination";
 
 export class BackupError extends Error {
   constructor(
