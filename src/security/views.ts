@@ -81,7 +81,7 @@ export function remediationModel(r: any, ctx: { agentId: number; hostname?: stri
   const dryRun = !!r?.dryRun;
   const ok = !!r?.ok;
   return {
-    ok, error: ok ? "" : String(r?.error ?? "failed"), dryRun, snapshot: r?.snapshot ?? "",
+    ok, error: ok ? "" : String(r?.error ?? "failed"), dryRun, snapshot: r?.snapshot ?? "", rollback: r?.action === "cis.rollback",
     changes, skipped: (Array.isArray(r?.skipped) ? r.skipped : []).map((s: any) => ({ id: s.id, reason: s.reason })),
     verdicts: Object.entries(r?.verdicts ?? {}).map(([id, verdict]) => ({ id, verdict, level: verdict === "pass" ? "ok" : "crit" })),
     apply: ok && dryRun && changes.length > 0 && !!ctx.canApply,
