@@ -86,8 +86,8 @@ export async function gatherSignals(sql: Sql, host: ScopedHost, o: IncidentOptio
   const max = o.maxPerKind ?? 500;
   const gap = o.disconnectGapMs ?? 5 * 60_000;
   const [fim, cis, auth, crash, batches, agent] = await Promise.all([
-    sql`select ts, type, severity, path, data from security_events where agent_id = ${agentId} and ts >= ${from} and ts < ${to}
-        and type like 'fim.%' and type <> 'fim.status' order by ts desc limit ${max}`,
+    sql`select ts, type, severity, path, data, servermind_change(agent_id, path, data->>'from', ts) as own_change from security_events
+        where agent_id = ${agentId} and ts >= ${from} and ts < ${to} and type like 'fim.%' and type <> 'fim.status' order by ts desc limit ${max}`,
     sql`select id, control_id, severity, observed, first_seen from cis_violations where agent_id = ${agentId} and first_seen >= ${from} and first_seen < ${to}
         order by first_seen desc limit ${max}`,
     sql`select date_trunc('minute', ts) as minute, count(*)::int as n, min(message) as sample from logs
@@ -102,7 +102,7 @@ export async function gatherSignals(sql: Sql, host: ScopedHost, o: IncidentOptio
   const signals: Signal[] = [];
   for (const r of fim) {
     const pm = (r.data as any)?.packageManager;
-    signals.push({ ts: new Date(r.ts).getTime(), kind: "fim", severity: Number(r.severity), summary: `${String(r.type).slice(4)} ${r.path ?? ""}${pm ? ` (package manager${pm.package ? `: ${pm.package}` : ""})` : ""}`.trim(), ref: { type: r.type, path: r.path } });
+    signals.push({ ts: new Date(r.ts).getTime(), kind: "fim", severity: Number(r.severity), summary: `${String(r.type).slice(4)} ${r.path ?? ""}${r.own_change ? ` (ServerMind: ${r.own_change})` : pm ? ` (package manager${pm.package ? `: ${pm.package}` : ""})` : ""}`.trim(), ref: { type: r.type, path: r.path } });
   }
   for (const r of cis) signals.push({ ts: new Date(r.first_seen).getTime(), kind: "cis", severity: Number(r.severity), summary: `control ${r.control_id} started failing`, ref: { violation: Number(r.id), control: r.control_id } });
   for (const r of auth) signals.push({ ts: new Date(r.minute).getTime(), kind: "auth", severity: r.n >= 20 ? 6 : 4, summary: `${r.n} authentication failures in a minute`, ref: { count: r.n, sample: String(r.sample).slice(0, 200) } });

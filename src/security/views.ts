@@ -138,6 +138,7 @@ export function fimEventsModel(rows: FimEventRow[]) {
       changes: Array.isArray(e.data?.changes) ? e.data!.changes.join(", ") : "",
       detectedBy: e.data?.detectedBy ?? "",
       packageManager: pm ? `package manager${pm.package ? `: ${pm.package}` : ""}${pm.via ? ` (${pm.via})` : ""}` : "",
+      ownChange: e.own_change ? `ServerMind: ${e.own_change}` : "",
       before: fact(e.data?.before), after: fact(e.data?.after),
       summary: e.type === "fim.rate_limited" || e.type === "fim.watch_limit" || e.type === "fim.queue_overflow" ? JSON.stringify(e.data ?? {}).slice(0, 300) : "",
     };

@@ -51,7 +51,7 @@ test.skipIf(!haveChromium)("dry run, apply and roll back from the host page show
   await recordScan(sql, agentId, new Date(Date.now() - 60_000), { os: report.os, results: report.results });
   const host = (await findHost(sql, HostScope.system("test"), agentId))!;
   const before = (await scoreHost(sql, host)).score;
-  const role = await createRole(sql, "remediator", "", ["hosts.view", "compliance.view", "compliance.remediate"], []);
+  const role = await createRole(sql, "remediator", "", ["hosts.view", "compliance.view", "compliance.remediate", "fim.view"], []);
   await createUser(sql, { username: "rita", password: PASSWORD, roleIds: [role] }, DEFAULT_SETTINGS.password);
 
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1360, height: 900 } });
@@ -102,6 +102,12 @@ test.skipIf(!haveChromium)("dry run, apply and roll back from the host page show
   expect(statSync(join(root, "etc/passwd")).mode & 0o777).toBe(0o666);
   await page.locator('#host-security tr[data-control="smx.files.passwd"] .badge', { hasText: "fail" }).waitFor({ timeout: 5000 });
   await page.locator("#remediation-rollbacks .badge", { hasText: "rolled back" }).waitFor({ timeout: 5000 });
+
+  // the file change Monitor reports for it is ServerMind's own, not an unexplained one
+  await sql`insert into security_events (agent_id, batch_id, ts, type, severity, path, data)
+    values (${agentId}, 1, now(), 'fim.permission', 8, '/etc/passwd', ${sql.json({ changes: ["mode"], detectedBy: "realtime" })})`;
+  await page.click('#host-security button:has-text("Reload")');
+  await page.locator(`#fim-${agentId} .own-change`, { hasText: "ServerMind: remediation rollback by" }).waitFor({ timeout: 5000 });
   expect(problems).toEqual([]);
   await ctx.close();
 }, 90_000);
