@@ -61,8 +61,40 @@ export interface Config {
   agentBuild: boolean;
   /** `agents.buildTargets`: which targets that start-time build makes, this machine's first (SERVERMIND_AGENT_BUILD_TARGETS). */
   agentBuildTargets: string[];
+  /**
+   * `incidents.thresholds`: metric thresholds whose breaches are incident signals
+   * (SERVERMIND_INCIDENT_THRESHOLDS, e.g. "cpu.usage_pct>95,disk.used_pct>90:6"; "off" for none).
+   */
+  incidentThresholds: MetricThreshold[];
   /** `ingest.clients`: how much a client that has not authenticated may cost (src/ingest/clients.ts). */
   clients: ClientLimits;
+}
+
+/** A metric breach that makes an incident signal: above or below a value, with a severity (default 4). */
+export interface MetricThreshold {
+  metric: string;
+  above?: number;
+  below?: number;
+  severity?: number;
+}
+
+/** Sustained saturation of the basics: CPU and memory above 95 %, a file system above 90 % full. */
+export const DEFAULT_INCIDENT_THRESHOLDS = "cpu.usage_pct>95,mem.used_pct>95,disk.used_pct>90:5";
+
+/**
+ * "metric>value[:severity]" or "metric<value[:severity]", comma separated; "off" or "none" for
+ * none. A metric with labels (disk.used_pct{mount="/"}) is matched by its bare name.
+ */
+export function parseThresholds(name: string, raw: string): MetricThreshold[] {
+  if (/^(off|none)$/i.test(raw.trim())) return [];
+  return raw.split(",").map((s) => s.trim()).filter(Boolean).map((item) => {
+    const m = /^([a-z][a-z0-9_.]*)\s*([<>])\s*(-?\d+(?:\.\d+)?)(?::(\d+))?$/i.exec(item);
+    const sev = m?.[4] === undefined ? undefined : Number(m[4]);
+    if (!m || (sev !== undefined && (sev < 1 || sev > 10))) {
+      throw new Error(`${name}: ${JSON.stringify(item)} is not metric>value or metric<value with an optional :severity from 1 to 10 (e.g. cpu.usage_pct>95:6)`);
+    }
+    return { metric: m[1]!, ...(m[2] === ">" ? { above: Number(m[3]) } : { below: Number(m[3]) }), ...(sev !== undefined ? { severity: sev } : {}) };
+  });
 }
 
 /** Bounds on clients that have not (yet) proven who they are; docs/operations.md "Slow and unauthenticated clients". */
@@ -172,6 +204,7 @@ export function loadConfig(env: Env = process.env): Config {
     healthTimeoutMs: envInt(env, "SERVERMIND_HEALTH_TIMEOUT_MS", 2000, 100, 60_000),
     stopTimeoutMs: envInt(env, "SERVERMIND_STOP_TIMEOUT_MS", 10_000, 1000, 600_000),
     publicUrl: envOrigin(env, "SERVERMIND_PUBLIC_URL", `https://${urlHost(tlsNames[0] ?? hostname())}:${port}`),
+    incidentThresholds: parseThresholds("SERVERMIND_INCIDENT_THRESHOLDS", env.SERVERMIND_INCIDENT_THRESHOLDS || DEFAULT_INCIDENT_THRESHOLDS),
     agentBuild: envBool(env, "SERVERMIND_AGENT_BUILD", true),
     agentBuildTargets: envList(env, "SERVERMIND_AGENT_BUILD_TARGETS", AGENT_TARGETS, hostTargetFirst(AGENT_TARGETS)),
     clients: {

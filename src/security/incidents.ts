@@ -8,6 +8,7 @@
 import type { Sql } from "postgres";
 import { AUTH_FAILURE_PATTERN } from "./score.ts";
 import type { ScopedHost } from "../store/postgres/queries-console.ts";
+import type { MetricThreshold } from "../config.ts";
 
 export type SignalKind = "fim" | "cis" | "auth" | "crash" | "disconnect" | "metric";
 
@@ -30,12 +31,8 @@ export interface Incident {
   timeline: Signal[];
 }
 
-export interface Threshold {
-  metric: string;
-  above?: number;
-  below?: number;
-  severity?: number;
-}
+/** A metric breach that makes a signal (config.ts MetricThreshold; SERVERMIND_INCIDENT_THRESHOLDS). */
+export type Threshold = MetricThreshold;
 
 export interface IncidentOptions {
   fromMs: number;
@@ -119,9 +116,14 @@ export async function gatherSignals(sql: Sql, host: ScopedHost, o: IncidentOptio
 }
 
 async function thresholdBreaches(sql: Sql, agentId: number, th: Threshold, from: Date, to: Date, max: number): Promise<Signal[]> {
-  const ids = await sql`select id from metric_series where agent_id = ${agentId} and name = ${th.metric}`;
-  if (!ids.length) return [];
-  const sid = Number(ids[0].id);
+  // the metric itself and its labelled series (disk.used_pct{mount="/"}, one per file system)
+  const series = await sql`select id, name from metric_series where agent_id = ${agentId} and (name = ${th.metric} or starts_with(name, ${th.metric + "{"})) order by name limit 50`;
+  const out: Signal[] = [];
+  for (const sr of series) out.push(...(await seriesBreaches(sql, agentId, th, Number(sr.id), String(sr.name), from, to, max)));
+  return out;
+}
+
+async function seriesBreaches(sql: Sql, agentId: number, th: Threshold, sid: number, name: string, from: Date, to: Date, max: number): Promise<Signal[]> {
   // One signal per minute in breach, with the worst value of that minute.
   const rows = await sql`
     select date_trunc('minute', s.t) as minute, max(s.v) as hi, min(s.v) as lo
@@ -138,8 +140,8 @@ async function thresholdBreaches(sql: Sql, agentId: number, th: Threshold, from:
     ts: new Date(r.minute).getTime(),
     kind: "metric" as const,
     severity: th.severity ?? 4,
-    summary: `${th.metric} ${th.above !== undefined ? `above ${th.above} (max ${r.hi})` : `below ${th.below} (min ${r.lo})`}`,
-    ref: { metric: th.metric, max: r.hi, min: r.lo },
+    summary: `${name} ${th.above !== undefined ? `above ${th.above} (max ${r.hi})` : `below ${th.below} (min ${r.lo})`}`,
+    ref: { metric: name, max: r.hi, min: r.lo },
   }));
 }
 

@@ -16,6 +16,7 @@ import type { TargetStatus } from "../downloads/agent-builds.ts";
  * records of the commands are written by the console (with the request's IP and user agent).
  */
 export interface SecurityCommandDeps extends Pick<CommandDeps, "commandKey" | "dispatch" | "now"> {
+  /** Overrides config.incidentThresholds (SERVERMIND_INCIDENT_THRESHOLDS) for incident timelines. */
   thresholds?: Threshold[];
 }
 

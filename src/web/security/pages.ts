@@ -139,7 +139,7 @@ export function securityPageRoutes(s: ConsoleServices, pages: Pages): ConsoleRou
           canRemediate ? fragments.rollbacks(req, a) : "",
           canFim ? recentFimEvents(sql, a, new Date(now - 7 * DAY), { limit: 100 }) : [],
           canFim ? latestFimStatus(sql, a) : null,
-          canIncidents ? hostIncidents(sql, a, { fromMs: now - 7 * DAY, toMs: now }) : [],
+          canIncidents ? hostIncidents(sql, a, { fromMs: now - 7 * DAY, toMs: now, thresholds: s.security?.thresholds ?? s.config.incidentThresholds }) : [],
         ]);
         return pages.partial("partials/host-security", {
           id: a.id, hostname: a.hostname, csrf: req.csrf, scoreCard, cis, rollbacksHtml,

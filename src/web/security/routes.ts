@@ -173,7 +173,7 @@ export function securityApiRoutes(s: ConsoleServices, pages: Pages): ConsoleRout
         const host = req.host!;
         const to = msParam(req.query, "to", now());
         const from = Math.max(msParam(req.query, "from", to - 7 * 86_400_000), to - 90 * 86_400_000); // at most 90 days
-        const incidents = await hostIncidents(sql, host, { fromMs: from, toMs: to, thresholds: s.security?.thresholds });
+        const incidents = await hostIncidents(sql, host, { fromMs: from, toMs: to, thresholds: s.security?.thresholds ?? s.config.incidentThresholds });
         return req.htmx.request ? pages.partial("partials/security-incidents", incidentsModel(host.id, incidents)) : json({ incidents });
       },
     },
