@@ -63,7 +63,7 @@ test.skipIf(!haveChromium)("CPU and disk above the default thresholds become sig
   const incident = page.locator(`#incidents-${id} article.incident`);
   await incident.first().waitFor({ timeout: 10_000 });
   expect(await incident.count()).toBe(1);
-  const metric = await incident.locator('li[data-kind="metric"]').allInnerTexts();
+  const metric = await incident.locator('li[data-kind="metric"]').allTextContents(); // the timeline is folded: text, not rendered text
   expect(metric.some((t) => t.includes("cpu.usage_pct above 95 (max 99)"))).toBe(true);
   expect(metric.some((t) => t.includes('disk.used_pct{mount="/"} above 90 (max 97)'))).toBe(true);
   expect(metric.some((t) => t.includes("mem.used_pct") || t.includes("/boot"))).toBe(false);
