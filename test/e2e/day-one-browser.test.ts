@@ -13,6 +13,7 @@ import { startConsoleServer, type ConsoleServer } from "../support/console-serve
 import { createRole } from "../../src/auth/roles.ts";
 import { createUser } from "../../src/auth/users.ts";
 import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
+import { totp } from "../../src/auth/totp.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const PASSWORD = "Harbor-Thistle-Copper-2";
@@ -131,3 +132,38 @@ test.skipIf(!haveChromium)("an unknown address is a page for a browser, JSON for
   expect(api.status()).toBe(404);
   expect(api.headers()["content-type"]).toContain("application/json");
 }, 30_000);
+
+test.skipIf(!haveChromium)("an ended session says so on the sign-in page, and the page asked for survives the second factor", async () => {
+  const { sql } = srv.db;
+  const role = Number((await sql`select id from console_roles where name = 'day-one'`)[0]!.id);
+  await createUser(sql, { username: "tom", password: PASSWORD, roleIds: [role] }, DEFAULT_SETTINGS.password);
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 900 } });
+  const p = await ctx.newPage();
+  await p.goto(`${srv.url}/login`);
+  await p.fill("#login-form input[name=username]", "tom");
+  await p.fill("#login-form input[name=password]", PASSWORD);
+  await p.click("#login-form button[type=submit]");
+  await p.waitForURL(/\/hosts$/);
+  // tom sets up an authenticator app
+  await p.goto(`${srv.url}/account/mfa`);
+  const secret = (await p.locator("#totp-secret").innerText()).replace(/\s/g, "");
+  const enrolledAt = Date.now();
+  await p.fill("#mfa-form input[name=code]", totp(secret, enrolledAt));
+  await p.click("#mfa-form button[type=submit]");
+  await p.click("text=I have saved them");
+  // the session ends elsewhere (revoked, as by an administrator or a timeout)
+  await sql`update console_sessions set revoked_at = now() where user_id = (select id from console_users where username = 'tom')`;
+  await p.goto(`${srv.url}/hosts/${web}?range=6h`);
+  await p.waitForURL(/\/login\?/);
+  expect(new URL(p.url()).searchParams.get("next")).toBe(`/hosts/${web}?range=6h`);
+  expect(await p.locator("#session-expired").innerText()).toContain("Your session has ended");
+  await p.fill("#login-form input[name=username]", "tom");
+  await p.fill("#login-form input[name=password]", PASSWORD);
+  await p.click("#login-form button[type=submit]");
+  await p.waitForURL(/\/login\/totp/);
+  // a code of a later step than the enrollment's (each code works once)
+  await p.fill("#totp-form input[name=code]", totp(secret, Math.max(Date.now(), (Math.floor(enrolledAt / 30_000) + 1) * 30_000)));
+  await p.click("#totp-form button[type=submit]");
+  await p.waitForURL(new RegExp(`/hosts/${web}\\?range=6h$`));
+  await ctx.close();
+}, 60_000);
