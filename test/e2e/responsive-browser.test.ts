@@ -128,6 +128,9 @@ test.skipIf(!haveChromium)("at 390 px no page scrolls sideways and every navigat
     return { label: e.textContent?.trim() ?? "", left: b.left, right: b.right, visible: b.width > 0 && b.height > 0 };
   }));
   expect(nav.length).toBeGreaterThan(5);
+  // the SSO administration page is named for what it is, not "Sign-in"
+  expect(nav.map((n) => n.label)).toContain("Single sign-on");
+  expect(nav.map((n) => n.label)).not.toContain("Sign-in");
   for (const n of nav) if (!n.visible || n.left < 0 || n.right > 390) problems.push(`nav item ${n.label} at ${Math.round(n.left)}-${Math.round(n.right)} px`);
   for (const path of PAGES()) {
     await open(page, path);
