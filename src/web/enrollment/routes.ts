@@ -10,17 +10,17 @@ import { createActivationToken } from "../../ingest/agent/enroll.ts";
 import { listActivationTokens, revokeActivationToken, revokeAgent, fleetOverview } from "../../store/postgres/queries-console.ts";
 import { auditRequest } from "../audit-request.ts";
 import { isoMinute, ago } from "../format.ts";
-
 import { installCommand } from "../../downloads/install-script.ts";
-import { distStatus } from "../../downloads/agent-builds.ts";
+import { distStatus, type TargetStatus } from "../../downloads/agent-builds.ts";
 import { agentBinaryName } from "../../downloads/targets.ts";
 
-/** What a target's row says: a live link only for a binary that is there. */
-const STATE_TEXT: Record<string, string> = {
-  queued: "queued: built after the targets above",
-  building: "building now…",
-  missing: "not built on this server (npm run build:agent -- --target ",
-};
+/** What a target's row says when it has no binary yet (only a ready binary is a link). */
+function stateNote(t: TargetStatus): string {
+  if (t.state === "queued") return "queued: built after the targets above";
+  if (t.state === "building") return "building now…";
+  if (t.state === "failed") return `build failed: ${t.error ?? ""}`;
+  return t.state === "missing" ? `not built on this server (npm run build:agent -- --target ${t.target})` : "";
+}
 
 export function enrollmentRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   const { sql } = s;
@@ -30,7 +30,7 @@ export function enrollmentRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute
     const status = s.agentBuilds?.status() ?? distStatus(s.agentDistDir ?? "dist/agent");
     const rows = status.map((t) => ({
       target: t.target, file: agentBinaryName(t.target), ready: t.state === "ready", href: `/api/v1/agent/download/${t.target}`, sha256: t.sha256 ?? "", state: t.state,
-      note: t.state === "failed" ? `build failed: ${t.error ?? ""}` : t.state === "missing" ? `${STATE_TEXT.missing}${t.target})` : (STATE_TEXT[t.state] ?? ""),
+      note: stateNote(t),
     }));
     return { downloads: rows, haveSums: rows.some((r) => r.ready), building: rows.some((r) => r.state === "queued" || r.state === "building") };
   }
