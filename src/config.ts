@@ -3,6 +3,8 @@
  * Every value is checked here, so a typo fails at start with a message naming the variable.
  */
 import { resolve } from "node:path";
+import { hostname } from "node:os";
+import { AGENT_TARGETS, hostTargetFirst } from "./downloads/targets.ts";
 
 export interface Config {
   /** `server.host`: address to listen on (SERVERMIND_HOST). */
@@ -49,8 +51,50 @@ export interface Config {
   healthTimeoutMs: number;
   /** `server.stopTimeoutMs`: SIGTERM/SIGINT end the process within this, whatever the database does (SERVERMIND_STOP_TIMEOUT_MS). */
   stopTimeoutMs: number;
+  /**
+   * `server.publicUrl`: the origin agents and browsers reach this server at (SERVERMIND_PUBLIC_URL;
+   * default https://<first SERVERMIND_TLS_NAMES name, else the machine's hostname>:<port>). The
+   * install one-liner, install.sh and SSO redirects use it, never a request's Host header.
+   */
+  publicUrl: string;
+  /** `agents.build`: build missing agent binaries at start, in the background (SERVERMIND_AGENT_BUILD, default on). */
+  agentBuild: boolean;
+  /** `agents.buildTargets`: which targets that start-time build makes, this machine's first (SERVERMIND_AGENT_BUILD_TARGETS). */
+  agentBuildTargets: string[];
+  /**
+   * `incidents.thresholds`: metric thresholds whose breaches are incident signals
+   * (SERVERMIND_INCIDENT_THRESHOLDS, e.g. "cpu.usage_pct>95,disk.used_pct>90:6"; "off" for none).
+   */
+  incidentThresholds: MetricThreshold[];
   /** `ingest.clients`: how much a client that has not authenticated may cost (src/ingest/clients.ts). */
   clients: ClientLimits;
+}
+
+/** A metric breach that makes an incident signal: above or below a value, with a severity (default 4). */
+export interface MetricThreshold {
+  metric: string;
+  above?: number;
+  below?: number;
+  severity?: number;
+}
+
+/** Sustained saturation of the basics: CPU and memory above 95 %, a file system above 90 % full. */
+export const DEFAULT_INCIDENT_THRESHOLDS = "cpu.usage_pct>95,mem.used_pct>95,disk.used_pct>90:5";
+
+/**
+ * "metric>value[:severity]" or "metric<value[:severity]", comma separated; "off" or "none" for
+ * none. A metric with labels (disk.used_pct{mount="/"}) is matched by its bare name.
+ */
+export function parseThresholds(name: string, raw: string): MetricThreshold[] {
+  if (/^(off|none)$/i.test(raw.trim())) return [];
+  return raw.split(",").map((s) => s.trim()).filter(Boolean).map((item) => {
+    const m = /^([a-z][a-z0-9_.]*)\s*([<>])\s*(-?\d+(?:\.\d+)?)(?::(\d+))?$/i.exec(item);
+    const sev = m?.[4] === undefined ? undefined : Number(m[4]);
+    if (!m || (sev !== undefined && (sev < 1 || sev > 10))) {
+      throw new Error(`${name}: ${JSON.stringify(item)} is not metric>value or metric<value with an optional :severity from 1 to 10 (e.g. cpu.usage_pct>95:6)`);
+    }
+    return { metric: m[1]!, ...(m[2] === ">" ? { above: Number(m[3]) } : { below: Number(m[3]) }), ...(sev !== undefined ? { severity: sev } : {}) };
+  });
 }
 
 /** Bounds on clients that have not (yet) proven who they are; docs/operations.md "Slow and unauthenticated clients". */
@@ -99,15 +143,45 @@ export function envChoice<T extends string>(env: Env, name: string, choices: rea
   return raw as T;
 }
 
+/** A comma-separated subset of `choices`, or `def` when unset; an unknown item throws naming the variable. */
+export function envList(env: Env, name: string, choices: readonly string[], def: string[]): string[] {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return def;
+  const items = raw.split(",").map((s) => s.trim()).filter(Boolean);
+  for (const i of items) if (!choices.includes(i)) throw new Error(`${name}: ${JSON.stringify(i)} is not one of ${choices.join(", ")}`);
+  return items;
+}
+
+/** An IPv6 address needs brackets in a URL. */
+function urlHost(name: string): string {
+  return name.includes(":") && !name.startsWith("[") ? `[${name}]` : name;
+}
+
+/** An http(s) origin (no path) from the environment, or `def`; the result has no trailing slash. */
+export function envOrigin(env: Env, name: string, def: string): string {
+  const raw = (env[name] || def).replace(/\/+$/, "");
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new Error(`${name} must be an absolute URL such as https://servermind.example.com:8443, got ${JSON.stringify(raw)}`);
+  }
+  if (u.protocol !== "https:" && u.protocol !== "http:") throw new Error(`${name} must be https://..., got ${JSON.stringify(raw)}`);
+  if (u.pathname !== "/" || u.search || u.hash) throw new Error(`${name} must be an origin without a path, got ${JSON.stringify(raw)}`);
+  return u.origin;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const tlsCert = env.SERVERMIND_TLS_CERT ?? "";
   const tlsKey = env.SERVERMIND_TLS_KEY ?? "";
   if (Boolean(tlsCert) !== Boolean(tlsKey)) {
     throw new Error("SERVERMIND_TLS_CERT and SERVERMIND_TLS_KEY must be set together");
   }
+  const port = envInt(env, "SERVERMIND_PORT", 8443, 0, 65535);
+  const tlsNames = (env.SERVERMIND_TLS_NAMES ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   return {
     host: env.SERVERMIND_HOST || "0.0.0.0",
-    port: envInt(env, "SERVERMIND_PORT", 8443, 0, 65535),
+    port,
     dataDir: resolve(env.SERVERMIND_DATA || "./data"),
     databaseUrl: env.DATABASE_URL ?? "",
     databaseRuntimeUrl: env.DATABASE_RUNTIME_URL ?? "",
@@ -115,7 +189,7 @@ export function loadConfig(env: Env = process.env): Config {
     dbPoolSize: envInt(env, "SERVERMIND_DB_POOL", 8, 2, 200),
     tlsCert,
     tlsKey,
-    tlsNames: (env.SERVERMIND_TLS_NAMES ?? "").split(",").map((s) => s.trim()).filter(Boolean),
+    tlsNames,
     http3: envBool(env, "SERVERMIND_HTTP3", true),
     batchMaxRows: envInt(env, "SERVERMIND_BATCH_MAX_ROWS", 20_000, 1, 10_000_000),
     batchMaxAgeMs: envInt(env, "SERVERMIND_BATCH_MAX_AGE_MS", 50, 1, 60_000),
@@ -129,6 +203,10 @@ export function loadConfig(env: Env = process.env): Config {
     dbTimeoutMs: envInt(env, "SERVERMIND_DB_TIMEOUT_MS", 5000, 100, 600_000),
     healthTimeoutMs: envInt(env, "SERVERMIND_HEALTH_TIMEOUT_MS", 2000, 100, 60_000),
     stopTimeoutMs: envInt(env, "SERVERMIND_STOP_TIMEOUT_MS", 10_000, 1000, 600_000),
+    publicUrl: envOrigin(env, "SERVERMIND_PUBLIC_URL", `https://${urlHost(tlsNames[0] ?? hostname())}:${port}`),
+    incidentThresholds: parseThresholds("SERVERMIND_INCIDENT_THRESHOLDS", env.SERVERMIND_INCIDENT_THRESHOLDS || DEFAULT_INCIDENT_THRESHOLDS),
+    agentBuild: envBool(env, "SERVERMIND_AGENT_BUILD", true),
+    agentBuildTargets: envList(env, "SERVERMIND_AGENT_BUILD_TARGETS", AGENT_TARGETS, hostTargetFirst(AGENT_TARGETS)),
     clients: {
       bodyGraceMs: envInt(env, "SERVERMIND_BODY_GRACE_MS", 10_000, 100, 600_000),
       minBodyRate: envInt(env, "SERVERMIND_BODY_MIN_RATE", 4096, 1, 2 ** 30),

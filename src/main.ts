@@ -26,7 +26,8 @@ import type { CommandDeps } from "./security/issue.ts";
 import { audit } from "./audit/audit.ts";
 import { loadAuditKeys, useAuditKeys } from "./audit/keys.ts";
 import { scheduleCheckpoints } from "./audit/checkpoint.ts";
-import { downloadsPlugin } from "./downloads/routes.ts";
+import { downloadsPlugin, pubkeyPin } from "./downloads/routes.ts";
+import { startAgentBuilds } from "./downloads/agent-builds.ts";
 import { resolve } from "node:path";
 import { createLicenseService } from "./license/service.ts";
 
@@ -85,18 +86,21 @@ async function main(): Promise<void> {
   const licenseStatus = await license.refresh();
   console.log(`license: ${licenseStatus.license ? `${licenseStatus.license.licensee} (${licenseStatus.license.id}), ${licenseStatus.seats} seats, expires ${licenseStatus.license.expiresAt}` : `none; community mode, up to ${licenseStatus.seats} agents`}; ${licenseStatus.agents} enrolled`);
   license.start();
+  // agent binaries: the ones missing are built in the background, so enrollment works after npm start
+  const agentDistDir = resolve(process.env.SERVERMIND_AGENT_DIST || "dist/agent");
+  const agentBuilds = startAgentBuilds({ distDir: agentDistDir, targets: config.agentBuildTargets, enabled: config.agentBuild, log: (l) => console.log(l) });
   const consoleDeps = {
-    license,
+    license, agentDistDir, agentBuilds, serverPubkeyPin: pubkeyPin(cert.cert),
     sql: db.sql, config, dataDir: config.dataDir, serverFingerprint: cert.fingerprint,
     ranges: routedRangeStore(router), security: { commandKey: commandDeps.commandKey, dispatch: commandDeps.dispatch },
   };
   const consoleRuntime = await startConsole(consoleDeps);
   const consoleServices = createServices(consoleDeps);
   // Enterprise sign-in (OIDC, SAML, LDAP): redirect URIs and the SAML entity ID use the public URL.
-  if (!process.env.SERVERMIND_PUBLIC_URL) console.log(`SSO: SERVERMIND_PUBLIC_URL is not set; identity providers will be sent to https://localhost:${config.port}`);
-  const sso = createSso(consoleSsoDeps(consoleServices, loadSsoConfig(process.env, `https://localhost:${config.port}`)));
+  if (!process.env.SERVERMIND_PUBLIC_URL) console.log(`SERVERMIND_PUBLIC_URL is not set; agents (install.sh) and identity providers will be sent to ${config.publicUrl}`);
+  const sso = createSso(consoleSsoDeps(consoleServices, loadSsoConfig(process.env, config.publicUrl)));
   extraMetrics.push(...sso.metrics);
-  const downloads = downloadsPlugin({ distDir: resolve(process.env.SERVERMIND_AGENT_DIST || "dist/agent"), certPem: cert.cert });
+  const downloads = downloadsPlugin({ distDir: agentDistDir, certPem: cert.cert, publicUrl: config.publicUrl });
   const server = startServer({
     config, sql: db.sql, health: db.health, cert, metrics, extraMetrics, commandKey: commandKey.publicKeyB64,
     seats: license.seats,
@@ -119,6 +123,7 @@ async function main(): Promise<void> {
     stopping = true;
     console.log(`${signal}: stopping`);
     const steps: Array<[string, () => unknown]> = [
+      ["agent builds", () => agentBuilds.stop()],
       ["security jobs", () => securityJobs.stop()],
       ["license", () => license.stop()],
       ["audit checkpoints", () => stopCheckpoints()],

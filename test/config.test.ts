@@ -17,3 +17,21 @@ test("bad values fail with the variable's name and the allowed range", () => {
 test("large byte limits parse without 32-bit overflow", () => {
   expect(loadConfig({ SERVERMIND_MAX_PENDING_BYTES: String(8 * 2 ** 30) }).maxPendingBytes).toBe(8 * 2 ** 30);
 });
+
+test("incident thresholds: defaults, the variable's syntax, off, and a bad item naming the variable", () => {
+  expect(loadConfig({}).incidentThresholds).toEqual([
+    { metric: "cpu.usage_pct", above: 95 }, { metric: "mem.used_pct", above: 95 }, { metric: "disk.used_pct", above: 90, severity: 5 },
+  ]);
+  expect(loadConfig({ SERVERMIND_INCIDENT_THRESHOLDS: "load.1>8:6, swap.used_pct > 50, mem.available_bytes<100000000" }).incidentThresholds).toEqual([
+    { metric: "load.1", above: 8, severity: 6 }, { metric: "swap.used_pct", above: 50 }, { metric: "mem.available_bytes", below: 100000000 },
+  ]);
+  expect(loadConfig({ SERVERMIND_INCIDENT_THRESHOLDS: "off" }).incidentThresholds).toEqual([]);
+  expect(() => loadConfig({ SERVERMIND_INCIDENT_THRESHOLDS: "cpu.usage_pct>=95" })).toThrow(/SERVERMIND_INCIDENT_THRESHOLDS/);
+  expect(() => loadConfig({ SERVERMIND_INCIDENT_THRESHOLDS: "cpu.usage_pct>95:11" })).toThrow(/severity from 1 to 10/);
+});
+
+test("the public URL: SERVERMIND_PUBLIC_URL as an origin, else the first TLS name and the port", () => {
+  expect(loadConfig({ SERVERMIND_PUBLIC_URL: "https://sm.example.com:9443/" }).publicUrl).toBe("https://sm.example.com:9443");
+  expect(loadConfig({ SERVERMIND_TLS_NAMES: "mon.example.net,10.0.0.5", SERVERMIND_PORT: "8443" }).publicUrl).toBe("https://mon.example.net:8443");
+  expect(() => loadConfig({ SERVERMIND_PUBLIC_URL: "https://sm.example.com/console" })).toThrow(/origin without a path/);
+});

@@ -9,6 +9,8 @@
  * protocol must be h3. One session is kept and reused; requests are bidirectional streams.
  */
 import { createHash } from "node:crypto";
+import { isIP } from "node:net";
+import { lookup } from "node:dns/promises";
 import { normalizeFingerprint } from "./pin.ts";
 import { interpretSessionAnswer, type SessionAnswer } from "./session.ts";
 import { interpretHttpAnswer, TransportError, type SendResult, type Transport } from "./transport.ts";
@@ -79,38 +81,60 @@ export async function connectQuicTransport(o: QuicTransportOptions): Promise<Qui
   let session: Session;
   let pending: Session | undefined;
   const started = performance.now();
+  // node:quic takes an address, not a name: resolve it first (IPv4 first, then IPv6), keeping the
+  // name for SNI. Each address gets the handshake bound; the first that opens is used.
+  let addresses: string[];
   try {
-    session = await withTimeout(
-      (async () => {
-        const s = await quic.connect(`${host.includes(":") ? `[${host}]` : host}:${port}`, {
-          alpn: "h3",
-          servername: /^[\d.:]+$/.test(host) ? "localhost" : host,
-          verifyPeer: "manual",
-          enableEarlyData: false,
-          ...(o.ticket ? { sessionTicket: o.ticket } : {}),
-          onsessionticket: (t: unknown) => {
-            if (t instanceof Uint8Array) o.onTicket?.(t);
-            else if (ArrayBuffer.isView(t)) o.onTicket?.(new Uint8Array(t.buffer, t.byteOffset, t.byteLength));
-          },
-        } as Parameters<Quic["connect"]>[1]);
-        pending = s;
-        const opened = (s as unknown as { opened: Promise<unknown>; closed?: Promise<unknown> });
-        opened.closed?.catch(() => {});
-        await opened.opened;
-        return s;
-      })(),
-      o.handshakeTimeoutMs ?? 3000,
-      `h3: QUIC handshake with ${authority}`,
-    );
+    addresses = isIP(host) ? [host] : (await lookup(host, { all: true })).sort((a, b) => a.family - b.family).map((a) => a.address);
   } catch (e) {
-    try {
-      (pending as unknown as { destroy?: () => void } | undefined)?.destroy?.();
-    } catch {
-      /* already gone */
-    }
-    throw e instanceof TransportError ? e : new TransportError(`h3: QUIC connection to ${authority} failed: ${e instanceof Error ? e.message : e}`);
+    throw new TransportError(`h3: cannot resolve ${host}: ${e instanceof Error ? e.message : e}`);
   }
-  const s = session as unknown as { peerCertificate?: { raw: Uint8Array }; alpnProtocol?: string | null; close(): Promise<void>; destroy(e?: Error): void };
+  let lastError: unknown = new TransportError(`h3: ${host} has no address`);
+  for (const address of addresses) {
+    try {
+      session = await open(address);
+      lastError = undefined;
+      break;
+    } catch (e) {
+      lastError = e;
+    }
+  }
+  if (lastError) throw lastError;
+
+  async function open(address: string): Promise<Session> {
+    try {
+      return await withTimeout(
+        (async () => {
+          const s = await quic.connect(`${address.includes(":") ? `[${address}]` : address}:${port}`, {
+            alpn: "h3",
+            servername: isIP(host) ? "localhost" : host,
+            verifyPeer: "manual",
+            enableEarlyData: false,
+            ...(o.ticket ? { sessionTicket: o.ticket } : {}),
+            onsessionticket: (t: unknown) => {
+              if (t instanceof Uint8Array) o.onTicket?.(t);
+              else if (ArrayBuffer.isView(t)) o.onTicket?.(new Uint8Array(t.buffer, t.byteOffset, t.byteLength));
+            },
+          } as Parameters<Quic["connect"]>[1]);
+          pending = s;
+          const opened = (s as unknown as { opened: Promise<unknown>; closed?: Promise<unknown> });
+          opened.closed?.catch(() => {});
+          await opened.opened;
+          return s;
+        })(),
+        o.handshakeTimeoutMs ?? 3000,
+        `h3: QUIC handshake with ${authority}${address !== host ? ` (${address})` : ""}`,
+      );
+    } catch (e) {
+      try {
+        (pending as unknown as { destroy?: () => void } | undefined)?.destroy?.();
+      } catch {
+        /* already gone */
+      }
+      throw e instanceof TransportError ? e : new TransportError(`h3: QUIC connection to ${authority} failed: ${e instanceof Error ? e.message : e}`);
+    }
+  }
+  const s = session! as unknown as { peerCertificate?: { raw: Uint8Array }; alpnProtocol?: string | null; close(): Promise<void>; destroy(e?: Error): void };
   const raw = s.peerCertificate?.raw;
   const got = raw ? createHash("sha256").update(raw).digest("hex") : "(none)";
   if (got !== want) {

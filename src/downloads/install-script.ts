@@ -5,8 +5,12 @@
  *
  * When the server knows its certificate, the script pins it: every curl call uses
  * --pinnedpubkey (the SHA-256 of the certificate's public key), and enrollment gets the
- * certificate fingerprint. The one-liner pins install.sh itself the same way:
- *   curl -fsS -k --pinnedpubkey sha256//PIN https://HOST:PORT/install.sh | sh -s -- --token TOKEN
+ * certificate fingerprint. The one-liner (installCommand) pins install.sh itself the same way.
+ * `-k` there only skips the CA and name checks a self-signed certificate cannot pass; curl
+ * still refuses (exit 90) any server whose public key is not the pinned one, before sending
+ * anything. The script is read into a variable and run only when curl succeeded, so a failed or
+ * refused download fails the command with curl's exit code (`curl | sh` would run an empty
+ * script and exit 0).
  */
 export interface InstallScriptOptions {
   /** https://host:port the agent talks to and downloads from. */
@@ -19,11 +23,25 @@ export interface InstallScriptOptions {
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
+/**
+ * The command the console shows, with the pin, the fingerprint and the configured public URL:
+ *   s=$(curl -fsS -k --pinnedpubkey 'sha256//PIN' https://HOST:PORT/install.sh) && sh -c "$s" install.sh --token T --fingerprint F
+ * POSIX sh, bash and zsh: an assignment's status is its command substitution's.
+ */
+export function installCommand(o: { serverUrl: string; pubkeyPin: string; fingerprint: string; token: string }): string {
+  const curl = o.pubkeyPin ? `curl -fsS -k --pinnedpubkey ${q(o.pubkeyPin)}` : "curl -fsS";
+  const fp = o.fingerprint ? ` --fingerprint ${o.fingerprint}` : "";
+  return `s=$(${curl} ${o.serverUrl}/install.sh) && sh -c "$s" install.sh --token ${o.token}${fp}`;
+}
+
 export function renderInstallScript(o: InstallScriptOptions): string {
   return `#!/bin/sh
-# ServerMind agent installer. Usage:
-#   curl -fsS -k --pinnedpubkey ${o.pubkeyPin || "sha256//PIN"} ${o.serverUrl}/install.sh | sh -s -- --token TOKEN
-# Environment: PREFIX (default /usr/local/bin), SERVERMIND_NO_SERVICE=1 to skip users and service.
+# ServerMind agent installer. Usage (as root):
+#   ${installCommand({ serverUrl: o.serverUrl, pubkeyPin: o.pubkeyPin, fingerprint: o.fingerprint || "SHA256", token: "TOKEN" })}
+# Arguments: --token TOKEN (enroll), --fingerprint SHA256 (must be this server's certificate),
+#   --server URL (another address of this server).
+# Environment: PREFIX (default /usr/local/bin), SERVERMIND_NO_SERVICE=1 to skip users and service
+#   (the agent's own variables, e.g. SERVERMIND_AGENT_DIR, reach its enroll step).
 set -eu
 
 SERVER=${q(o.serverUrl)}
@@ -31,15 +49,24 @@ PIN=${q(o.pubkeyPin)}
 FINGERPRINT=${q(o.fingerprint)}
 PREFIX="\${PREFIX:-/usr/local/bin}"
 TOKEN=""
+GIVEN_FP=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --token) TOKEN="$2"; shift 2 ;;
-    --server) SERVER="$2"; shift 2 ;;
+    --token) [ $# -ge 2 ] || { echo "install.sh: --token needs a value" >&2; exit 2; }; TOKEN="$2"; shift 2 ;;
+    --fingerprint) [ $# -ge 2 ] || { echo "install.sh: --fingerprint needs a value" >&2; exit 2; }; GIVEN_FP="$2"; shift 2 ;;
+    --server) [ $# -ge 2 ] || { echo "install.sh: --server needs a value" >&2; exit 2; }; SERVER="$2"; shift 2 ;;
     *) echo "install.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 
 fail() { echo "install.sh: $*" >&2; exit 1; }
+
+# a fingerprint given on the command line must be this server's (hex, any case, colons allowed)
+if [ -n "$GIVEN_FP" ]; then
+  GIVEN_FP=$(printf '%s' "$GIVEN_FP" | tr -d ':' | tr 'A-F' 'a-f')
+  if [ -z "$FINGERPRINT" ]; then FINGERPRINT="$GIVEN_FP"
+  elif [ "$GIVEN_FP" != "$FINGERPRINT" ]; then fail "--fingerprint $GIVEN_FP is not the certificate of $SERVER ($FINGERPRINT); nothing was installed"; fi
+fi
 
 command -v curl >/dev/null 2>&1 || fail "curl is required (it pins the server's key; wget cannot)"
 if [ -n "$PIN" ]; then
@@ -93,10 +120,13 @@ if [ "\${SERVERMIND_NO_SERVICE:-}" != 1 ]; then
       id "$u" >/dev/null 2>&1 || useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$u"
     done
   fi
-  if [ -n "$TOKEN" ]; then
-    if [ -n "$FINGERPRINT" ]; then "$PREFIX/servermind-agent" enroll --server "$SERVER" --token "$TOKEN" --fingerprint "$FINGERPRINT"
-    else "$PREFIX/servermind-agent" enroll --server "$SERVER" --token "$TOKEN"; fi
-  fi
+fi
+if [ -n "$TOKEN" ]; then
+  # the token reaches the agent through its environment, not its argv (ps)
+  if [ -n "$FINGERPRINT" ]; then SERVERMIND_AGENT_TOKEN="$TOKEN" "$PREFIX/servermind-agent" enroll --server "$SERVER" --fingerprint "$FINGERPRINT"
+  else SERVERMIND_AGENT_TOKEN="$TOKEN" "$PREFIX/servermind-agent" enroll --server "$SERVER"; fi
+fi
+if [ "\${SERVERMIND_NO_SERVICE:-}" != 1 ]; then
   if [ -d /run/systemd/system ]; then
     cat > /etc/systemd/system/servermind-agent.service <<UNIT
 [Unit]

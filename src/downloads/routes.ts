@@ -4,23 +4,26 @@
  *   GET /api/v1/agent/download/:target    one binary (linux-x64, linux-x64-musl, linux-arm64,
  *                                         darwin-arm64, darwin-x64, windows-x64)
  *   GET /install.sh                       the installer (see install-script.ts)
- * Files come from `distDir` (what `npm run build:agent` writes). Only the six known names can
- * be served, so no request can name another file.
+ * Files come from `distDir` (what `npm run build:agent` or the start-time build of
+ * agent-builds.ts writes). Only the six known names can be served, so no request can name
+ * another file. install.sh names the server by the configured public URL (SERVERMIND_PUBLIC_URL),
+ * never by the request's Host header, which the client chooses.
  */
 import { Elysia } from "elysia";
 import { createHash, X509Certificate } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { renderInstallScript } from "./install-script.ts";
+import { AGENT_TARGETS, agentBinaryName } from "./targets.ts";
 
-export const AGENT_TARGETS = ["linux-x64", "linux-x64-musl", "linux-arm64", "darwin-arm64", "darwin-x64", "windows-x64"] as const;
+export { AGENT_TARGETS };
 
 export interface DownloadsOptions {
   distDir: string;
   /** The server certificate (PEM). When given, install.sh pins its key and fingerprint. */
   certPem?: string;
-  /** Public URL of the server, when requests arrive through a proxy that changes Host. */
-  publicUrl?: string;
+  /** The server's public origin (config.publicUrl): what install.sh downloads from and enrolls with. */
+  publicUrl: string;
 }
 
 function notFound(message: string): Response {
@@ -50,23 +53,21 @@ export function downloadsPlugin(opts: DownloadsOptions) {
   return new Elysia({ name: "downloads" })
     .get(DOWNLOAD_ROUTES[0].path, () => {
       const f = join(opts.distDir, "SHA256SUMS");
-      if (!existsSync(f)) return notFound("no agent binaries are built on this server: run npm run build:agent");
+      if (!existsSync(f)) return notFound("no agent binaries are built on this server yet: the enrollment page shows the build's state (or run npm run build:agent)");
       return new Response(Bun.file(f), { headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-cache" } });
     })
     .get(DOWNLOAD_ROUTES[1].path, ({ params }) => {
       const t = params.target;
       if (!(AGENT_TARGETS as readonly string[]).includes(t)) return notFound(`unknown target "${t.slice(0, 40)}" (known: ${AGENT_TARGETS.join(", ")})`);
-      const name = `servermind-agent-${t}${t.startsWith("windows") ? ".exe" : ""}`;
+      const name = agentBinaryName(t);
       const f = join(opts.distDir, name);
-      if (!existsSync(f)) return notFound(`the ${t} binary is not built on this server`);
+      if (!existsSync(f)) return notFound(`the ${t} binary is not built on this server (yet: the enrollment page shows the build's state)`);
       return new Response(Bun.file(f), {
         headers: { "content-type": "application/octet-stream", "content-disposition": `attachment; filename="${name}"`, "cache-control": "no-cache" },
       });
     })
-    .get(DOWNLOAD_ROUTES[2].path, ({ request }) => {
-      const u = new URL(request.url);
-      const serverUrl = opts.publicUrl ?? `https://${request.headers.get("host") ?? u.host}`;
-      return new Response(renderInstallScript({ serverUrl, pubkeyPin: pin, fingerprint }), {
+    .get(DOWNLOAD_ROUTES[2].path, () => {
+      return new Response(renderInstallScript({ serverUrl: opts.publicUrl, pubkeyPin: pin, fingerprint }), {
         headers: { "content-type": "text/x-shellscript; charset=utf-8", "cache-control": "no-cache" },
       });
     });

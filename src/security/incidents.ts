@@ -8,6 +8,7 @@
 import type { Sql } from "postgres";
 import { AUTH_FAILURE_PATTERN } from "./score.ts";
 import type { ScopedHost } from "../store/postgres/queries-console.ts";
+import type { MetricThreshold } from "../config.ts";
 
 export type SignalKind = "fim" | "cis" | "auth" | "crash" | "disconnect" | "metric";
 
@@ -30,12 +31,8 @@ export interface Incident {
   timeline: Signal[];
 }
 
-export interface Threshold {
-  metric: string;
-  above?: number;
-  below?: number;
-  severity?: number;
-}
+/** A metric breach that makes a signal (config.ts MetricThreshold; SERVERMIND_INCIDENT_THRESHOLDS). */
+export type Threshold = MetricThreshold;
 
 export interface IncidentOptions {
   fromMs: number;
@@ -86,8 +83,8 @@ export async function gatherSignals(sql: Sql, host: ScopedHost, o: IncidentOptio
   const max = o.maxPerKind ?? 500;
   const gap = o.disconnectGapMs ?? 5 * 60_000;
   const [fim, cis, auth, crash, batches, agent] = await Promise.all([
-    sql`select ts, type, severity, path, data from security_events where agent_id = ${agentId} and ts >= ${from} and ts < ${to}
-        and type like 'fim.%' and type <> 'fim.status' order by ts desc limit ${max}`,
+    sql`select ts, type, severity, path, data, servermind_change(agent_id, path, data->>'from', ts) as own_change from security_events
+        where agent_id = ${agentId} and ts >= ${from} and ts < ${to} and type like 'fim.%' and type <> 'fim.status' order by ts desc limit ${max}`,
     sql`select id, control_id, severity, observed, first_seen from cis_violations where agent_id = ${agentId} and first_seen >= ${from} and first_seen < ${to}
         order by first_seen desc limit ${max}`,
     sql`select date_trunc('minute', ts) as minute, count(*)::int as n, min(message) as sample from logs
@@ -102,7 +99,7 @@ export async function gatherSignals(sql: Sql, host: ScopedHost, o: IncidentOptio
   const signals: Signal[] = [];
   for (const r of fim) {
     const pm = (r.data as any)?.packageManager;
-    signals.push({ ts: new Date(r.ts).getTime(), kind: "fim", severity: Number(r.severity), summary: `${String(r.type).slice(4)} ${r.path ?? ""}${pm ? ` (package manager${pm.package ? `: ${pm.package}` : ""})` : ""}`.trim(), ref: { type: r.type, path: r.path } });
+    signals.push({ ts: new Date(r.ts).getTime(), kind: "fim", severity: Number(r.severity), summary: `${String(r.type).slice(4)} ${r.path ?? ""}${r.own_change ? ` (ServerMind: ${r.own_change})` : pm ? ` (package manager${pm.package ? `: ${pm.package}` : ""})` : ""}`.trim(), ref: { type: r.type, path: r.path } });
   }
   for (const r of cis) signals.push({ ts: new Date(r.first_seen).getTime(), kind: "cis", severity: Number(r.severity), summary: `control ${r.control_id} started failing`, ref: { violation: Number(r.id), control: r.control_id } });
   for (const r of auth) signals.push({ ts: new Date(r.minute).getTime(), kind: "auth", severity: r.n >= 20 ? 6 : 4, summary: `${r.n} authentication failures in a minute`, ref: { count: r.n, sample: String(r.sample).slice(0, 200) } });
@@ -119,9 +116,14 @@ export async function gatherSignals(sql: Sql, host: ScopedHost, o: IncidentOptio
 }
 
 async function thresholdBreaches(sql: Sql, agentId: number, th: Threshold, from: Date, to: Date, max: number): Promise<Signal[]> {
-  const ids = await sql`select id from metric_series where agent_id = ${agentId} and name = ${th.metric}`;
-  if (!ids.length) return [];
-  const sid = Number(ids[0].id);
+  // the metric itself and its labelled series (disk.used_pct{mount="/"}, one per file system)
+  const series = await sql`select id, name from metric_series where agent_id = ${agentId} and (name = ${th.metric} or starts_with(name, ${th.metric + "{"})) order by name limit 50`;
+  const out: Signal[] = [];
+  for (const sr of series) out.push(...(await seriesBreaches(sql, agentId, th, Number(sr.id), String(sr.name), from, to, max)));
+  return out;
+}
+
+async function seriesBreaches(sql: Sql, agentId: number, th: Threshold, sid: number, name: string, from: Date, to: Date, max: number): Promise<Signal[]> {
   // One signal per minute in breach, with the worst value of that minute.
   const rows = await sql`
     select date_trunc('minute', s.t) as minute, max(s.v) as hi, min(s.v) as lo
@@ -138,8 +140,8 @@ async function thresholdBreaches(sql: Sql, agentId: number, th: Threshold, from:
     ts: new Date(r.minute).getTime(),
     kind: "metric" as const,
     severity: th.severity ?? 4,
-    summary: `${th.metric} ${th.above !== undefined ? `above ${th.above} (max ${r.hi})` : `below ${th.below} (min ${r.lo})`}`,
-    ref: { metric: th.metric, max: r.hi, min: r.lo },
+    summary: `${name} ${th.above !== undefined ? `above ${th.above} (max ${r.hi})` : `below ${th.below} (min ${r.lo})`}`,
+    ref: { metric: name, max: r.hi, min: r.lo },
   }));
 }
 

@@ -6,7 +6,7 @@
  * Console reads and actions take a HostScope or a ScopedHost/ScopedViolation (found within one);
  * recordScan/consumeScanEvents are the ingest side (data an agent sent about itself).
  */
-import type { Sql } from "postgres";
+import type { Sql, TransactionSql } from "postgres";
 import type { HostScope } from "../auth/host-scope.ts";
 import { findHost, inScope, type ScopedHost } from "../store/postgres/queries-console.ts";
 
@@ -40,37 +40,59 @@ export async function recordScan(sql: Sql, agentId: number, scannedAt: Date, sca
   return sql.begin(async (tx) => {
     await tx`insert into cis_scans (agent_id, scanned_at, platform, os, passed, failed, not_applicable, errors)
       values (${agentId}, ${scannedAt}, ${scan.platform ?? null}, ${scan.os ?? ""}, ${count("pass")}, ${count("fail")}, ${count("notapplicable")}, ${count("error")})`;
-    if (!rows.length) return { opened: 0, resolved: 0 };
-    const ids = rows.map((r) => r.id);
-    const statuses = rows.map((r) => r.status);
-    const severities = rows.map((r) => Math.max(0, Math.min(10, Math.round(Number(r.severity) || 0))));
-    const categories = rows.map((r) => String(r.category ?? ""));
-    const observed = rows.map((r) => String(r.observed ?? "").slice(0, 1000));
-    // Older scans arriving late never overwrite newer verdicts.
-    await tx`insert into cis_results (agent_id, control_id, status, severity, category, observed, scanned_at)
-      select ${agentId}, u.id, u.status, u.sev, u.cat, u.obs, ${scannedAt}
-      from unnest(${ids}::text[], ${statuses}::text[], ${severities}::int2[], ${categories}::text[], ${observed}::text[]) as u(id, status, sev, cat, obs)
-      on conflict (agent_id, control_id) do update set status = excluded.status, severity = excluded.severity, category = excluded.category,
-        observed = excluded.observed, scanned_at = excluded.scanned_at
-      where cis_results.scanned_at <= excluded.scanned_at`;
-    const failing = rows.filter((r) => r.status === "fail");
-    const opened = await tx`insert into cis_violations (agent_id, control_id, severity, observed, first_seen, last_seen)
-      select ${agentId}, u.id, u.sev, u.obs, ${scannedAt}, ${scannedAt}
-      from unnest(${failing.map((r) => r.id)}::text[], ${failing.map((r) => Math.max(0, Math.min(10, Math.round(Number(r.severity) || 0))))}::int2[], ${failing.map((r) => String(r.observed ?? "").slice(0, 1000))}::text[]) as u(id, sev, obs)
-      on conflict (agent_id, control_id) where resolved_at is null
-      do update set last_seen = greatest(cis_violations.last_seen, excluded.last_seen), observed = excluded.observed
-      returning (xmax = 0) as inserted`;
-    const passing = rows.filter((r) => r.status === "pass" || r.status === "notapplicable").map((r) => r.id);
-    // Who resolved it: the last applied remediation of that control since it opened, else the scan.
-    const resolved = await tx`update cis_violations v set resolved_at = ${scannedAt}, resolved_by = coalesce((
-        select 'remediation by ' || c.requested_by from security_commands c
-        where c.agent_id = v.agent_id and c.action = 'cis.remediate' and c.status <> 'failed' and c.args->>'dryRun' = 'false'
-          and c.args->'controls' ? v.control_id and c.issued_at >= v.first_seen and c.issued_at <= ${scannedAt}
-        order by c.issued_at desc limit 1), 'scan')
-      where v.agent_id = ${agentId} and v.resolved_at is null and v.control_id = any(${passing}::text[]) and v.first_seen <= ${scannedAt}
-      returning v.id`;
-    return { opened: opened.filter((r) => r.inserted).length, resolved: resolved.length };
+    return applyResults(tx, agentId, scannedAt, rows);
   });
+}
+
+/**
+ * The verdicts Control re-checked right after it applied or rolled back a remediation (its
+ * answer's `verdicts`): the host's CIS results and violations follow at once instead of at the
+ * next scan. Only controls the host already has results for change (a scan gave them their
+ * severity and category); it is no scan, so cis_scans gets no row.
+ */
+export async function recordVerdicts(sql: Sql, host: ScopedHost, verdicts: Record<string, unknown>, at: Date, note: string): Promise<number> {
+  const ids = Object.keys(verdicts).filter((id) => VERDICTS.has(String(verdicts[id]))).slice(0, MAX_RESULTS);
+  if (!ids.length) return 0;
+  const known = await sql`select control_id, severity, category from cis_results where agent_id = ${host.id} and control_id = any(${ids}::text[])`;
+  const rows: ScanResultRow[] = known.map((r) => ({
+    id: String(r.control_id), status: verdicts[String(r.control_id)] as Verdict, severity: Number(r.severity), category: String(r.category), observed: note,
+  }));
+  if (!rows.length) return 0;
+  await sql.begin((tx) => applyResults(tx, host.id, at, rows));
+  return rows.length;
+}
+
+async function applyResults(tx: TransactionSql, agentId: number, scannedAt: Date, rows: ScanResultRow[]): Promise<{ opened: number; resolved: number }> {
+  if (!rows.length) return { opened: 0, resolved: 0 };
+  const ids = rows.map((r) => r.id);
+  const statuses = rows.map((r) => r.status);
+  const severities = rows.map((r) => Math.max(0, Math.min(10, Math.round(Number(r.severity) || 0))));
+  const categories = rows.map((r) => String(r.category ?? ""));
+  const observed = rows.map((r) => String(r.observed ?? "").slice(0, 1000));
+  // Older scans arriving late never overwrite newer verdicts.
+  await tx`insert into cis_results (agent_id, control_id, status, severity, category, observed, scanned_at)
+    select ${agentId}, u.id, u.status, u.sev, u.cat, u.obs, ${scannedAt}
+    from unnest(${ids}::text[], ${statuses}::text[], ${severities}::int2[], ${categories}::text[], ${observed}::text[]) as u(id, status, sev, cat, obs)
+    on conflict (agent_id, control_id) do update set status = excluded.status, severity = excluded.severity, category = excluded.category,
+      observed = excluded.observed, scanned_at = excluded.scanned_at
+    where cis_results.scanned_at <= excluded.scanned_at`;
+  const failing = rows.filter((r) => r.status === "fail");
+  const opened = await tx`insert into cis_violations (agent_id, control_id, severity, observed, first_seen, last_seen)
+    select ${agentId}, u.id, u.sev, u.obs, ${scannedAt}, ${scannedAt}
+    from unnest(${failing.map((r) => r.id)}::text[], ${failing.map((r) => Math.max(0, Math.min(10, Math.round(Number(r.severity) || 0))))}::int2[], ${failing.map((r) => String(r.observed ?? "").slice(0, 1000))}::text[]) as u(id, sev, obs)
+    on conflict (agent_id, control_id) where resolved_at is null
+    do update set last_seen = greatest(cis_violations.last_seen, excluded.last_seen), observed = excluded.observed
+    returning (xmax = 0) as inserted`;
+  const passing = rows.filter((r) => r.status === "pass" || r.status === "notapplicable").map((r) => r.id);
+  // Who resolved it: the last applied remediation of that control since it opened, else the scan.
+  const resolved = await tx`update cis_violations v set resolved_at = ${scannedAt}, resolved_by = coalesce((
+      select 'remediation by ' || c.requested_by from security_commands c
+      where c.agent_id = v.agent_id and c.action = 'cis.remediate' and c.status <> 'failed' and c.args->>'dryRun' = 'false'
+        and c.args->'controls' ? v.control_id and c.issued_at >= v.first_seen and c.issued_at <= ${scannedAt}
+      order by c.issued_at desc limit 1), 'scan')
+    where v.agent_id = ${agentId} and v.resolved_at is null and v.control_id = any(${passing}::text[]) and v.first_seen <= ${scannedAt}
+    returning v.id`;
+  return { opened: opened.filter((r) => r.inserted).length, resolved: resolved.length };
 }
 
 /**

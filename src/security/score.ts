@@ -116,7 +116,8 @@ export async function loadScoreInputs(sql: Sql, host: ScopedHost, nowMs = Date.n
   const [cis, fim, inv, auth, agent] = await Promise.all([
     sql`select control_id, status, severity, category from cis_results where agent_id = ${agentId}`,
     sql`select severity from security_events where agent_id = ${agentId} and type like 'fim.%' and type not in ('fim.status', 'fim.rate_limited', 'fim.watch_limit', 'fim.queue_overflow')
-        and ts > ${new Date(nowMs - 7 * 86_400_000)} and ts <= ${now} and coalesce(data ? 'packageManager', false) = false limit 1000`,
+        and ts > ${new Date(nowMs - 7 * 86_400_000)} and ts <= ${now} and coalesce(data ? 'packageManager', false) = false
+        and servermind_change(agent_id, path, data->>'from', ts) is null limit 1000`,
     sql`select data from inventory_current where agent_id = ${agentId}`,
     sql`select count(*)::int as n from logs where agent_id = ${agentId} and ts > ${new Date(nowMs - 86_400_000)} and ts <= ${now} and message ~* ${AUTH_FAILURE_PATTERN}`,
     sql`select last_seen, status from agents where id = ${agentId}`,

@@ -81,7 +81,7 @@ export function remediationModel(r: any, ctx: { agentId: number; hostname?: stri
   const dryRun = !!r?.dryRun;
   const ok = !!r?.ok;
   return {
-    ok, error: ok ? "" : String(r?.error ?? "failed"), dryRun, snapshot: r?.snapshot ?? "",
+    ok, error: ok ? "" : String(r?.error ?? "failed"), dryRun, snapshot: r?.snapshot ?? "", rollback: r?.action === "cis.rollback",
     changes, skipped: (Array.isArray(r?.skipped) ? r.skipped : []).map((s: any) => ({ id: s.id, reason: s.reason })),
     verdicts: Object.entries(r?.verdicts ?? {}).map(([id, verdict]) => ({ id, verdict, level: verdict === "pass" ? "ok" : "crit" })),
     apply: ok && dryRun && changes.length > 0 && !!ctx.canApply,
@@ -138,6 +138,7 @@ export function fimEventsModel(rows: FimEventRow[]) {
       changes: Array.isArray(e.data?.changes) ? e.data!.changes.join(", ") : "",
       detectedBy: e.data?.detectedBy ?? "",
       packageManager: pm ? `package manager${pm.package ? `: ${pm.package}` : ""}${pm.via ? ` (${pm.via})` : ""}` : "",
+      ownChange: e.own_change ? `ServerMind: ${e.own_change}` : "",
       before: fact(e.data?.before), after: fact(e.data?.after),
       summary: e.type === "fim.rate_limited" || e.type === "fim.watch_limit" || e.type === "fim.queue_overflow" ? JSON.stringify(e.data ?? {}).slice(0, 300) : "",
     };

@@ -9,12 +9,14 @@ import type { ConsoleRoute } from "./route.ts";
 import type { CommandDeps } from "../security/issue.ts";
 import type { Threshold } from "../security/incidents.ts";
 import type { LicenseService } from "../license/service.ts";
+import type { TargetStatus } from "../downloads/agent-builds.ts";
 
 /**
  * How the security routes reach agents: the command key signs, `dispatch` delivers. Audit
  * records of the commands are written by the console (with the request's IP and user agent).
  */
 export interface SecurityCommandDeps extends Pick<CommandDeps, "commandKey" | "dispatch" | "now"> {
+  /** Overrides config.incidentThresholds (SERVERMIND_INCIDENT_THRESHOLDS) for incident timelines. */
   thresholds?: Threshold[];
 }
 
@@ -31,6 +33,10 @@ export interface ConsoleDeps {
   clientIp?: (req: Request) => string | undefined | null;
   /** Where `npm run build:agent` wrote the binaries and SHA256SUMS (default dist/agent). */
   agentDistDir?: string;
+  /** curl's public-key pin of the server certificate ("sha256//base64"), shown in the install one-liner. */
+  serverPubkeyPin?: string;
+  /** The start-time agent builds (src/downloads/agent-builds.ts); without it the dist directory is read as it is. */
+  agentBuilds?: { status(): TargetStatus[] };
   /**
    * Where host charts read ranges: the tier router (PostgreSQL or ClickHouse) when the
    * composition root has one; PostgreSQL directly otherwise.

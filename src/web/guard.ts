@@ -127,6 +127,29 @@ export function stagePath(stage: string): string {
   return "/hosts";
 }
 
+/**
+ * Where a request without a live session is sent: the sign-in page with the page to come back to
+ * (`next`: the page itself, or for htmx requests the page they came from) and, when the browser
+ * still sent a session cookie, `expired=1` so the page says the session ended.
+ */
+function loginPath(req: ConsoleRequest): string {
+  const q = new URLSearchParams();
+  let back = "";
+  if (req.method === "GET" && !req.htmx.request) back = req.url.pathname + req.url.search;
+  else {
+    try {
+      const from = new URL(req.raw.headers.get("hx-current-url") ?? "");
+      if (from.host === req.url.host) back = from.pathname + from.search;
+    } catch {
+      /* no usable page to come back to */
+    }
+  }
+  if (back && back !== "/" && !back.startsWith("/login")) q.set("next", back);
+  if (new RegExp(`(^|;\\s*)${SESSION_COOKIE}=`).test(req.raw.headers.get("cookie") ?? "")) q.set("expired", "1");
+  const qs = q.toString();
+  return qs ? `/login?${qs}` : "/login";
+}
+
 export function createGuard(s: ConsoleServices, pages: Pages) {
   return async function run(route: ConsoleRoute, request: Request, params: Record<string, string>): Promise<Response> {
     const url = new URL(request.url);
@@ -193,10 +216,7 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
     // the hosts this request may touch: those the user's roles granting the route's permission cover
     if (route.access !== "public" && route.access !== "signed-in") req.scope = scopeFor(req, route.access);
     if (route.access !== "public") {
-      if (!req.session && !req.token) {
-        if (req.method === "GET" && !req.htmx.request) return redirect(req, `/login?next=${encodeURIComponent(req.url.pathname + req.url.search)}`);
-        return redirect(req, "/login");
-      }
+      if (!req.session && !req.token) return redirect(req, loginPath(req));
       if (req.session && req.session.stage !== "full" && !route.stages?.includes(req.session.stage as "mfa")) {
         return redirect(req, stagePath(req.session.stage));
       }

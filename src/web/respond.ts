@@ -62,7 +62,7 @@ const NAV: NavItem[] = [
   { href: "/ai/approvals", label: "AI approvals", access: "ai.assistant.act" },
   { href: "/audit", label: "Audit log", access: "audit.view" },
   { href: "/settings", label: "Settings", access: "settings.view" },
-  { href: "/sso", label: "Sign-in", access: "sso.view" },
+  { href: "/sso", label: "Single sign-on", access: "sso.view" },
 ];
 
 export interface Pages {

@@ -30,7 +30,7 @@ const tls = { cert: cert.certPem, key: cert.keyPem, fingerprint: cert.fingerprin
 function serve(env: Record<string, string>) {
   const config = loadConfig({ SERVERMIND_HOST: "127.0.0.1", SERVERMIND_PORT: "0", SERVERMIND_HTTP3: "false", SERVERMIND_DATA: dataDir, ...env });
   const deps = { sql, config, dataDir, serverFingerprint: cert.fingerprint };
-  return { config, deps, server: startServer({ config, sql, cert: tls, plugins: [consolePlugin(deps), downloadsPlugin({ distDir: join(dataDir, "dist"), certPem: cert.certPem })] }) };
+  return { config, deps, server: startServer({ config, sql, cert: tls, plugins: [consolePlugin(deps), downloadsPlugin({ distDir: join(dataDir, "dist"), certPem: cert.certPem, publicUrl: config.publicUrl })] }) };
 }
 
 const console_ = await startConsole({ sql, config: loadConfig({}), dataDir, serverFingerprint: cert.fingerprint }, () => {});

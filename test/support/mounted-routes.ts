@@ -21,7 +21,7 @@ export interface DeclaredRoute {
 export function mountedRouteTables(deps: ConsoleDeps) {
   const services = createServices(deps);
   const consoleApp = consolePlugin(deps, services);
-  const downloads = downloadsPlugin({ distDir: join(deps.dataDir, "no-agent-build") });
+  const downloads = downloadsPlugin({ distDir: join(deps.dataDir, "no-agent-build"), publicUrl: deps.config.publicUrl });
   // the routes as the router holds them (both plugins, as src/main.ts mounts them)
   const mounted: Array<{ method: string; path: string }> = new Elysia().use(consoleApp).use(downloads).routes.map((r) => ({ method: r.method, path: r.path }));
   const declared: DeclaredRoute[] = [...consoleRoutes(services), ASSET_ROUTE, ...DOWNLOAD_ROUTES];

@@ -22,12 +22,13 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
-export async function startServerProcess(env: Record<string, string> = {}, opts: { ulimitFiles?: number; waitMs?: number } = {}): Promise<ServerProcess> {
+/** `env` may be a function of the port (e.g. SERVERMIND_PUBLIC_URL). */
+export async function startServerProcess(env: Record<string, string> | ((port: number) => Record<string, string>) = {}, opts: { ulimitFiles?: number; waitMs?: number } = {}): Promise<ServerProcess> {
   const db = await testDatabase(4);
   const dir = mkdtempSync(join(tmpdir(), "servermind-proc-"));
   chmodSync(dir, 0o755);
   const port = await freePort();
-  const fullEnv = { ...process.env, DATABASE_URL: db.url, SERVERMIND_DATA: dir, SERVERMIND_PORT: String(port), SERVERMIND_HOST: "127.0.0.1", SERVERMIND_HTTP3: "false", ...env };
+  const fullEnv = { ...process.env, DATABASE_URL: db.url, SERVERMIND_DATA: dir, SERVERMIND_PORT: String(port), SERVERMIND_HOST: "127.0.0.1", SERVERMIND_HTTP3: "false", SERVERMIND_AGENT_BUILD: "false", ...(typeof env === "function" ? env(port) : env) };
   const cmd = `${opts.ulimitFiles ? `ulimit -n ${opts.ulimitFiles}; ` : ""}exec "${process.execPath}" src/main.ts`;
   const child = spawn("bash", ["-c", cmd], { env: fullEnv, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";

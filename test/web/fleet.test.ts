@@ -161,17 +161,17 @@ test("the fleet table pages through large fleets, counts the whole fleet, and sh
     select 'bulk-' || lpad(g::text, 4, '0'), sha256(('bulk' || g)::bytea), now() from generate_series(1, 260) g`;
   const admin = await h.userWithRole("admin");
   const p1 = await (await h.send("/hosts?q=bulk", { session: admin })).text();
-  expect((p1.match(/<tr><td><span class="dot/g) ?? []).length).toBe(250);
+  expect((p1.match(/<tr class="host-\w+"><td><span class="dot/g) ?? []).length).toBe(250);
   expect(p1).toContain("Hosts 1–250 of 260");
   expect(p1).toMatch(/<span class="n">260<\/span> hosts/);
   expect(p1).toContain('href="/hosts?q=bulk&amp;sort=hostname&amp;dir=asc&amp;page=2"');
   const p2 = await (await h.send("/hosts?q=bulk&page=2", { session: admin, headers: { "hx-request": "true", "hx-target": "fleet-table" } })).text();
-  expect((p2.match(/<tr><td><span class="dot/g) ?? []).length).toBe(10);
+  expect((p2.match(/<tr class="host-\w+"><td><span class="dot/g) ?? []).length).toBe(10);
   expect(p2).toContain("Hosts 251–260 of 260");
   expect(p2).toContain("bulk-0260");
   expect(p2).toContain('hx-get="/hosts?q=bulk&amp;sort=hostname&amp;dir=asc&amp;page=2"'); // the poll keeps the page
   const all = await (await h.send("/hosts?q=bulk&per=all", { session: admin })).text();
-  expect((all.match(/<tr><td><span class="dot/g) ?? []).length).toBe(260);
+  expect((all.match(/<tr class="host-\w+"><td><span class="dot/g) ?? []).length).toBe(260);
   expect(all).not.toContain("Hosts 1–");
   expect((await h.send("/hosts?page=-3&per=bogus", { session: admin })).status).toBe(200);
 });

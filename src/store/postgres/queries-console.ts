@@ -27,6 +27,8 @@ export interface FleetRow {
   id: number;
   hostname: string;
   os: string;
+  /** The distribution as the inventory names it ("Debian GNU/Linux 12 (bookworm)"), or null before the first inventory. */
+  os_name: string | null;
   arch: string;
   agent_version: string;
   tags: string[];
@@ -60,9 +62,15 @@ export function inScope(sql: Sql, scope: HostScope) {
   return scope.tags === null ? sql`` : sql`and a.tags && ${[...scope.tags]}::text[]`;
 }
 
+/** A host's distribution from its current inventory: PRETTY_NAME, else name and version. */
+function osName(sql: Sql) {
+  return sql`(select coalesce(nullif(i.data->'os'->>'prettyName', ''), nullif(trim(concat_ws(' ', i.data->'os'->>'name', i.data->'os'->>'version')), ''))
+    from inventory_current i where i.agent_id = a.id)`;
+}
+
 function fleetWhere(sql: Sql, scope: HostScope, q: Pick<FleetQuery, "search">) {
   return sql`where true
-    ${q.search ? sql`and (a.hostname ilike ${like(q.search)} or ${q.search} = any(a.tags) or a.os ilike ${like(q.search)})` : sql``}
+    ${q.search ? sql`and (a.hostname ilike ${like(q.search)} or ${q.search} = any(a.tags) or a.os ilike ${like(q.search)} or ${osName(sql)} ilike ${like(q.search)})` : sql``}
     ${inScope(sql, scope)}`;
 }
 
@@ -76,10 +84,10 @@ export async function fleetOverview(sql: Sql, scope: HostScope, q: FleetQuery): 
     disk: sql`disk`,
     version: sql`a.agent_version`,
     transport: sql`a.transport`,
-    os: sql`a.os`,
+    os: sql`os_name`,
   }[q.sort ?? "hostname"];
   const rows = await sql<FleetRow[]>`
-    select a.id, a.hostname, a.os, a.arch, a.agent_version, a.tags, a.transport, a.last_seen, a.revoked_at,
+    select a.id, a.hostname, a.os, ${osName(sql)} as os_name, a.arch, a.agent_version, a.tags, a.transport, a.last_seen, a.revoked_at,
       coalesce(a.revoked_at is null and a.last_seen > now() - make_interval(secs => ${ONLINE_WINDOW_S}), false) as online,
       l.vals[array_position(l.names, ${FLEET_METRICS.cpu})] as cpu,
       l.vals[array_position(l.names, ${FLEET_METRICS.mem})] as mem,

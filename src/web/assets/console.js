@@ -31,4 +31,34 @@
     var r = document.createRange(); r.selectNodeContents(el);
     var s = window.getSelection(); s.removeAllRanges(); s.addRange(r);
   });
+  // "last seen 25 s ago" and the like stay true while the page is open: every <time class="ago">
+  // is rewritten from its datetime every 5 s, in the words the server uses (src/web/format.ts ago).
+  function ago(ms) {
+    var s = Math.round((Date.now() - ms) / 1000);
+    if (s < 0) return "just now";
+    if (s < 60) return s + " s ago";
+    if (s < 3600) return Math.floor(s / 60) + " min ago";
+    if (s < 86400) return Math.floor(s / 3600) + " h ago";
+    return Math.floor(s / 86400) + " d ago";
+  }
+  function refreshAgo() {
+    document.querySelectorAll("time.ago[datetime]").forEach(function (t) {
+      var ms = Date.parse(t.getAttribute("datetime"));
+      if (!isNaN(ms)) t.textContent = ago(ms);
+    });
+  }
+  setInterval(refreshAgo, 5000);
+  document.addEventListener("htmx:afterSettle", refreshAgo);
+  // A filter box above a long inventory table (packages, ports, users) hides the rows without its text.
+  document.addEventListener("input", function (e) {
+    var box = e.target;
+    if (!box || !box.classList || !box.classList.contains("table-filter")) return;
+    var table = box.nextElementSibling && box.nextElementSibling.querySelector("table");
+    if (!table) return;
+    var words = box.value.toLowerCase().split(/\s+/).filter(Boolean);
+    table.querySelectorAll("tbody tr").forEach(function (tr) {
+      var text = tr.textContent.toLowerCase();
+      tr.hidden = !words.every(function (w) { return text.indexOf(w) >= 0; });
+    });
+  });
 })();

@@ -89,6 +89,7 @@ export function authRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         if (await setupOpen(sql)) return redirect(req, "/setup");
         return pages.page(req, "pages/login", "Sign in", {
           next: req.query.get("next") ?? "",
+          expired: req.query.get("expired") === "1",
           setupDone: req.query.get("setup") === "done",
           signedOut: req.query.get("signed_out") === "1",
           sso: await ssoSignInOptions(s, req.query.get("sso_error")), // issue 6
@@ -123,14 +124,16 @@ export function authRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const reqAs = { ...req, user: r.user };
         await auditRequest(sql, reqAs, "authentication", stage === "full" ? "login.success" : "login.password", username, true, { next_step: stage });
         if (stage === "full") await recordSignIn(sql, r.user.id);
-        const res = done(req, stage === "full" ? safeNext(req.form.get("next")) : stagePath(stage));
+        // the page asked for before sign-in survives the second-factor step
+        const next = safeNext(req.form.get("next"));
+        const res = done(req, stage === "full" ? next : stage === "mfa" && next !== "/hosts" ? `${stagePath(stage)}?next=${encodeURIComponent(next)}` : stagePath(stage));
         res.headers.append("set-cookie", cookie(SESSION_COOKIE, token, settings.session.absoluteHours * 3600));
         return res;
       },
     },
     {
       method: "GET", path: "/login/totp", access: "signed-in", stages: ["mfa"],
-      handler: (req) => pages.page(req, "pages/login-totp", "Verify sign-in", { username: req.user!.username }),
+      handler: (req) => pages.page(req, "pages/login-totp", "Verify sign-in", { username: req.user!.username, next: req.query.get("next") ?? "" }),
     },
     {
       method: "POST", path: "/login/totp", access: "signed-in", stages: ["mfa"],
@@ -164,7 +167,7 @@ export function authRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const stage: SessionStage = passwordExpired(user, settings.password) ? "password" : "full";
         await setStage(sql, req.session!.id, stage);
         await auditRequest(sql, req, "authentication", "login.success", user.username, true, { second_factor: kind });
-        return done(req, stage === "full" ? "/hosts" : stagePath(stage));
+        return done(req, stage === "full" ? safeNext(req.form.get("next")) : stagePath(stage));
       },
     },
     {

@@ -15,7 +15,12 @@ export interface ChartOptions {
   yMin?: number;
   yMax?: number;
   unit?: string;
-  /** a gap longer than this breaks the line (default 2.5 of 240 buckets); Infinity joins every point */
+  /**
+   * a gap longer than this breaks the line; Infinity joins every point. Default: 2.5 times the
+   * larger of a bucket (span / 240) and the series' own sampling interval (the median distance
+   * between its points), so a 10 s agent interval in a 15-minute range (3.75 s buckets) is one
+   * line, and a missing stretch of a few samples still shows as a gap.
+   */
   gapMs?: number;
 }
 
@@ -32,6 +37,15 @@ function niceStep(range: number, ticks: number): number {
   const mag = 10 ** Math.floor(Math.log10(raw || 1));
   const n = raw / mag;
   return (n <= 1 ? 1 : n <= 2 ? 2 : n <= 5 ? 5 : 10) * mag;
+}
+
+/** The median distance in time between consecutive points (0 for fewer than two). */
+export function medianStep(points: Array<[number, number]>): number {
+  const d: number[] = [];
+  for (let i = 1; i < points.length; i++) d.push(points[i]![0] - points[i - 1]![0]);
+  if (!d.length) return 0;
+  d.sort((a, b) => a - b);
+  return d[Math.floor(d.length / 2)]!;
 }
 
 export function lineChart(series: Array<{ name: string; points: Array<[number, number]> }>, o: ChartOptions): SafeHtml {
@@ -66,8 +80,8 @@ export function lineChart(series: Array<{ name: string; points: Array<[number, n
   }
   series.forEach((s, i) => {
     if (s.points.length === 0) return;
-    // break the line where buckets are missing (gaps longer than 2.5 buckets)
-    const gap = o.gapMs ?? (span / 240) * 2.5;
+    // break the line where data is missing (see ChartOptions.gapMs)
+    const gap = o.gapMs ?? Math.max(span / 240, medianStep(s.points)) * 2.5;
     let d = "";
     let prev = -Infinity;
     for (const [t, v] of s.points) {

@@ -2,8 +2,6 @@
  * Agent enrollment: activation tokens (created here, shown once, stored as SHA-256), agent
  * downloads with their SHA-256 checksums and the install one-liner; revoking enrolled agents.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
 import { can } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
@@ -12,33 +10,30 @@ import { createActivationToken } from "../../ingest/agent/enroll.ts";
 import { listActivationTokens, revokeActivationToken, revokeAgent, fleetOverview } from "../../store/postgres/queries-console.ts";
 import { auditRequest } from "../audit-request.ts";
 import { isoMinute, ago } from "../format.ts";
+import { installCommand } from "../../downloads/install-script.ts";
+import { distStatus, type TargetStatus } from "../../downloads/agent-builds.ts";
+import { agentBinaryName } from "../../downloads/targets.ts";
 
-/** The targets `npm run build:agent` produces and /api/v1/agent/download/:target serves. */
-export const AGENT_TARGETS = ["linux-x64", "linux-x64-musl", "linux-arm64", "darwin-arm64", "darwin-x64", "windows-x64"];
-
-export function agentBinaryName(target: string): string {
-  return `servermind-agent-${target}${target.startsWith("windows") ? ".exe" : ""}`;
-}
-
-/** file name -> SHA-256 (hex) from the SHA256SUMS the agent build writes next to the binaries. */
-export function readChecksums(distDir: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const p = join(distDir, "SHA256SUMS");
-  if (!existsSync(p)) return out;
-  for (const line of readFileSync(p, "utf8").split("\n")) {
-    const m = /^([0-9a-f]{64})\s+\*?(\S+)$/.exec(line.trim());
-    if (m) out.set(m[2]!, m[1]!);
-  }
-  return out;
-}
-
-function installLine(req: ConsoleRequest, fingerprint: string, token: string): string {
-  const host = req.raw.headers.get("host") ?? req.url.host;
-  return `curl -fsSL https://${host}/install.sh | sh -s -- --token ${token} --fingerprint ${fingerprint}`;
+/** What a target's row says when it has no binary yet (only a ready binary is a link). */
+function stateNote(t: TargetStatus): string {
+  if (t.state === "queued") return "queued: built after the targets above";
+  if (t.state === "building") return "building now…";
+  if (t.state === "failed") return `build failed: ${t.error ?? ""}`;
+  return t.state === "missing" ? `not built on this server (npm run build:agent -- --target ${t.target})` : "";
 }
 
 export function enrollmentRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   const { sql } = s;
+  const installLine = (token: string) =>
+    installCommand({ serverUrl: s.config.publicUrl, pubkeyPin: s.serverPubkeyPin ?? "", fingerprint: s.serverFingerprint, token });
+  function downloads() {
+    const status = s.agentBuilds?.status() ?? distStatus(s.agentDistDir ?? "dist/agent");
+    const rows = status.map((t) => ({
+      target: t.target, file: agentBinaryName(t.target), ready: t.state === "ready", href: `/api/v1/agent/download/${t.target}`, sha256: t.sha256 ?? "", state: t.state,
+      note: stateNote(t),
+    }));
+    return { downloads: rows, haveSums: rows.some((r) => r.ready), building: rows.some((r) => r.state === "queued" || r.state === "building") };
+  }
 
   async function tokenRows(req: ConsoleRequest) {
     return (await listActivationTokens(sql, req.scope)).map((t) => {
@@ -51,7 +46,6 @@ export function enrollmentRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute
     {
       method: "GET", path: "/enrollment", access: "agents.enroll", hostData: "fleet",
       async handler(req) {
-        const sums = readChecksums(s.agentDistDir ?? "dist/agent");
         const tokens = await tokenRows(req);
         const agents = (await fleetOverview(sql, req.scope, { sort: "hostname" })).map((a) => ({
           id: a.id, hostname: a.hostname, version: a.agent_version, lastSeen: ago(a.last_seen), revoked: Boolean(a.revoked_at),
@@ -60,10 +54,18 @@ export function enrollmentRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute
           tokens,
           agents,
           fingerprint: s.serverFingerprint,
-          example: installLine(req, s.serverFingerprint, "TOKEN"),
-          downloads: AGENT_TARGETS.map((t) => ({ target: t, file: agentBinaryName(t), href: `/api/v1/agent/download/${t}`, sha256: sums.get(agentBinaryName(t)) ?? "" })),
-          haveSums: sums.size > 0,
+          pin: s.serverPubkeyPin ?? "",
+          publicUrl: s.config.publicUrl,
+          example: installLine("TOKEN"),
+          ...downloads(),
         });
+      },
+    },
+    {
+      // the downloads card alone: it polls itself while binaries are being built
+      method: "GET", path: "/enrollment/downloads", access: "agents.enroll",
+      async handler() {
+        return pages.partial("partials/enrollment-downloads", downloads());
       },
     },
     {
@@ -80,7 +82,7 @@ export function enrollmentRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute
         await auditRequest(sql, req, "config_change", "agents.token.create", `token ${id}`, true, { label, expires: expires.toISOString() });
         // the token list is refreshed out of band, next to the one-time display of the token
         const tokensCard = pages.render("partials/enrollment-tokens", { tokens: await tokenRows(req), csrf: req.csrf, oob: true });
-        return pages.partial("partials/token-created", { token, label, expires: isoMinute(expires), install: installLine(req, s.serverFingerprint, token), tokensCard });
+        return pages.partial("partials/token-created", { token, label, expires: isoMinute(expires), install: installLine(token), tokensCard });
       },
     },
     {

@@ -22,6 +22,8 @@ const COLUMNS: Array<{ key: FleetSort; label: string }> = [
   { key: "os", label: "OS" },
 ];
 
+const DESC_FIRST = new Set(["cpu", "mem", "disk", "last_seen"]);
+
 /** Rows per page unless the user asks for every host (`per=all`). */
 export const PAGE_SIZE = 250;
 
@@ -52,7 +54,7 @@ export function fleetRowView(r: FleetRow, now: number) {
     disk: pct(r.disk), diskVal: r.disk ?? 0, diskLevel: level(r.disk),
     transport: r.transport ?? "–",
     version: r.agent_version || "–",
-    os: [r.os, r.arch].filter(Boolean).join(" / ") || "–",
+    os: [r.os_name || r.os, r.arch].filter(Boolean).join(" / ") || "–",
   };
 }
 
@@ -68,7 +70,8 @@ export function fleetView(rows: FleetRow[], summary: FleetSummary, p: FleetParam
     rows: rows.map((r) => fleetRowView(r, now)),
     columns: COLUMNS.map((c) => {
       const active = c.key === p.sort;
-      const nextDir = active && !p.desc ? "desc" : "asc";
+      // measurements and times start with the largest and newest; names start at A
+      const nextDir = active ? (p.desc ? "asc" : "desc") : DESC_FIRST.has(c.key) ? "desc" : "asc";
       return { label: c.label, key: c.key, active, arrow: active ? (p.desc ? "▼" : "▲") : "", href: link({ sort: c.key, dir: nextDir }) };
     }),
     q: p.q, sort: p.sort, dir, per,

@@ -49,6 +49,19 @@ function shortName(name: string): string {
   return !short || /^\d+$/.test(short) ? name.replace(/\{.*$/, "") : short;
 }
 
+/** Legend names of one chart: short, unless two series would read alike ("used" of mem and swap). */
+export function legendNames(names: string[]): string[] {
+  const short = names.map(shortName);
+  return short.map((n, i) => (short.indexOf(n) !== short.lastIndexOf(n) ? names[i]!.replace(/\{.*$/, "").replace(/_pct$|_bytes_per_s$/, "") : n));
+}
+
+/** The distribution the inventory names ("Debian GNU/Linux 12 (bookworm)"), or "". */
+function osNameOf(data: unknown): string {
+  const os = (data as { os?: Record<string, unknown> } | null | undefined)?.os;
+  if (!os || typeof os !== "object") return "";
+  return String(os.prettyName || [os.name, os.version].filter(Boolean).join(" ") || "");
+}
+
 export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   const { sql } = s;
 
@@ -64,6 +77,7 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           a,
           state: a.revoked_at ? "revoked" : a.online ? "online" : "offline",
           lastSeen: ago(a.last_seen),
+          lastSeenIso: a.last_seen ? new Date(a.last_seen).toISOString() : "",
           enrolled: isoMinute(a.enrolled_at),
           range,
           canMetrics: can(req, "metrics.view", a),
@@ -76,6 +90,8 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           canRevoke: can(req, "agents.revoke", a) && !a.revoked_at,
           canTag: can(req, "hosts.edit", a),
           tagText: a.tags.join(", "),
+          tagsSaved: req.query.get("saved") === "tags",
+          osName: osNameOf(inv?.data),
           revokeForm: dangerForm(pages, {
             id: "revoke-agent", action: `/agents/${a.id}/revoke`, phrase: a.hostname, button: "Revoke agent", csrf: req.csrf,
             description: "The agent is refused from now on: its frames are rejected and it must be enrolled again.",
@@ -96,7 +112,7 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         if (tags.length > 32) return pages.formErrors(req, [`${tags.length} tags; at most 32.`]);
         await setAgentTags(sql, a, tags);
         await auditRequest(sql, req, "config_change", "hosts.tags", `${a.hostname} (agent ${a.id})`, true, { before: a.tags, after: tags });
-        return done(req, `/hosts/${a.id}`);
+        return done(req, `/hosts/${a.id}?saved=tags`);
       },
     },
     {
@@ -112,7 +128,7 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const data = await hostSeriesRange(s.ranges ?? postgresRangeStore(sql), a, wanted, new Date(from), new Date(to), 240);
         const byName = new Map(data.map((d) => [d.name, d.t.map((t, i): [number, number] => [t, d.avg[i]!])]));
         const charts = specs.map(({ c, names: ns }) => ({
-          svg: lineChart(ns.map((n) => ({ name: shortName(n), points: byName.get(n) ?? [] })), { title: c.title, unit: c.unit, from, to, yMin: 0, yMax: c.yMax }),
+          svg: lineChart(ns.map((n, i) => ({ name: legendNames(ns)[i]!, points: byName.get(n) ?? [] })), { title: c.title, unit: c.unit, from, to, yMin: 0, yMax: c.yMax }),
         }));
         return pages.partial("partials/host-charts", {
           charts, range: key, id: a.id, empty: charts.length === 0,
@@ -131,7 +147,7 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const rows = await hostLogs(sql, a, { search: q, minSeverity: sev, since: new Date(Date.now() - range), limit: 200 });
         return pages.partial(req.htmx.target === "logs-table" ? "partials/host-logs-table" : "partials/host-logs", {
           id: a.id, q, severity: sevRaw,
-          severities: SEVERITY.map((name, i) => ({ i: String(i), name, selected: String(i) === sevRaw })),
+          severities: SEVERITY.map((name, i) => ({ i: String(i), name: i === 0 ? `${name} only` : `${name} or more severe`, selected: String(i) === sevRaw })),
           rows: rows.map((r) => ({ ts: isoSecond(r.ts), sev: SEVERITY[r.severity] ?? String(r.severity), sevClass: r.severity <= 3 ? "crit" : r.severity === 4 ? "warn" : "info", source: r.source, message: r.message })),
           pollUrl: `/hosts/${a.id}/logs?${new URLSearchParams({ q, severity: sevRaw }).toString()}`,
         });

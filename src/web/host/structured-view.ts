@@ -6,10 +6,14 @@
 export interface Section {
   title: string;
   kv?: Array<{ k: string; v: string }>;
-  table?: { columns: string[]; rows: string[][]; more: number };
+  /** `filter`: the table is long enough to get a filter box (console.js filters its rows). */
+  table?: { columns: string[]; rows: string[][]; more: number; filter?: boolean };
 }
 
 const MAX_ROWS = 300;
+/** Tables (packages, ports, users) are shown whole up to here, with a filter box above them. */
+const MAX_TABLE_ROWS = 5000;
+const FILTER_FROM_ROWS = 20;
 const MAX_COLS = 8;
 
 function cell(v: unknown): string {
@@ -18,9 +22,17 @@ function cell(v: unknown): string {
   return String(v).slice(0, 500);
 }
 
-function title(k: string): string {
-  return k.replace(/[_-]+/g, " ").replace(/^\w/, (c) => c.toUpperCase());
+const LABELS: Record<string, string> = { os: "Operating system", prettyName: "Full name", versionId: "Version ID" };
+const ACRONYMS = new Set(["id", "os", "ip", "ipv4", "ipv6", "cpu", "pid", "ppid", "uid", "gid", "mac", "mtu", "tcp", "udp", "rss", "tls", "url"]);
+
+/** A key as people read it: "prettyName" -> "Full name", "os" -> "Operating system", "mem_total" -> "Mem total". */
+export function label(k: string): string {
+  if (LABELS[k]) return LABELS[k]!;
+  const words = k.replace(/([a-z0-9])([A-Z])/g, "$1 $2").split(/[\s_-]+/).filter(Boolean).map((w) => (ACRONYMS.has(w.toLowerCase()) ? w.toUpperCase() : w.toLowerCase()));
+  const out = words.join(" ");
+  return out.charAt(0).toUpperCase() + out.slice(1);
 }
+const title = label;
 
 export function toSections(data: unknown, rootTitle = "General"): Section[] {
   if (data === null || typeof data !== "object") return data === undefined ? [] : [{ title: rootTitle, kv: [{ k: "value", v: cell(data) }] }];
@@ -33,8 +45,8 @@ export function toSections(data: unknown, rootTitle = "General"): Section[] {
       const entries = Object.entries(v as Record<string, unknown>);
       if (entries.length && entries.every(([, x]) => x && typeof x === "object" && !Array.isArray(x))) {
         sections.push(tableSection(title(k), entries.map(([name, x]) => ({ name, ...(x as object) }))));
-      } else sections.push({ title: title(k), kv: entries.slice(0, MAX_ROWS).map(([kk, vv]) => ({ k: kk, v: cell(vv) })) });
-    } else general.push({ k, v: cell(v) });
+      } else sections.push({ title: title(k), kv: entries.slice(0, MAX_ROWS).map(([kk, vv]) => ({ k: label(kk), v: cell(vv) })) });
+    } else general.push({ k: label(k), v: cell(v) });
   }
   return general.length ? [{ title: rootTitle, kv: general }, ...sections] : sections;
 }
@@ -48,9 +60,10 @@ function tableSection(name: string, list: unknown[]): Section {
   return {
     title: `${name} (${list.length})`,
     table: {
-      columns: cols,
-      rows: list.slice(0, MAX_ROWS).map((r) => cols.map((c) => cell((r as Record<string, unknown>)[c]))),
-      more: Math.max(0, list.length - MAX_ROWS),
+      columns: cols.map(label),
+      rows: list.slice(0, MAX_TABLE_ROWS).map((r) => cols.map((c) => cell((r as Record<string, unknown>)[c]))),
+      more: Math.max(0, list.length - MAX_TABLE_ROWS),
+      ...(list.length > FILTER_FROM_ROWS ? { filter: true } : {}),
     },
   };
 }

@@ -23,6 +23,7 @@ import {
   passRateModel, rollbacksModel, scoreLevel, scoreModel, violationModel,
 } from "../../security/views.ts";
 import { createSecurityViews } from "./views.ts";
+import type { ScopedHost } from "../../store/postgres/queries-console.ts";
 
 const DAY = 86_400_000;
 
@@ -37,9 +38,34 @@ function autoScope(req: ConsoleRequest) {
   return scopeFor(req, can(req, "compliance.policies.edit") ? "compliance.policies.edit" : "compliance.policies.view");
 }
 
+/**
+ * The parts of a host's security section that a remediation or rollback changes: rendered by the
+ * section itself and, out of band, by the answer to an applied remediation or rollback.
+ */
+export function hostSecurityFragments(s: ConsoleServices, pages: Pages) {
+  const { sql } = s;
+  const views = createSecurityViews(s.views);
+  return {
+    async scoreCard(a: ScopedHost, oob = false, now = Date.now()) {
+      const [score, trend] = await Promise.all([currentScore(sql, a, now), scoreTrend(sql, a, new Date(now - 30 * DAY))]);
+      const points = trend.map((r) => [new Date(r.ts).getTime(), Number(r.score)] as [number, number]);
+      return pages.render("partials/security-score", { ...scoreModel(a.id, score, views.scoreChart(points, now - 30 * DAY, now)), oob });
+    },
+    async cis(req: ConsoleRequest, a: ScopedHost, oob = false) {
+      const canRemediate = can(req, "compliance.remediate", a);
+      return pages.render("partials/security-cis-results", { ...cisResultsModel(await hostResults(sql, a), { agentId: a.id, canRemediate, csrf: req.csrf }), oob });
+    },
+    async rollbacks(req: ConsoleRequest, a: ScopedHost, oob = false) {
+      const rows = await appliedRemediations(sql, a);
+      return pages.render("partials/security-rollbacks", { rollbacks: rollbacksModel(rows, { agentId: a.id, hostname: a.hostname, canRollback: true, csrf: req.csrf }), oob });
+    },
+  };
+}
+
 export function securityPageRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   const { sql } = s;
   const views = createSecurityViews(s.views);
+  const fragments = hostSecurityFragments(s, pages);
 
   async function violations(req: ConsoleRequest, hosts: Array<{ agent_id: number; hostname: string }>) {
     const f = parseViolationFilter(req.query);
@@ -104,24 +130,21 @@ export function securityPageRoutes(s: ConsoleServices, pages: Pages): ConsoleRou
       async handler(req) {
         const a = req.host!;
         const now = Date.now();
-        const [score, trend, results] = await Promise.all([currentScore(sql, a, now), scoreTrend(sql, a, new Date(now - 30 * DAY)), hostResults(sql, a)]);
-        const points = trend.map((r) => [new Date(r.ts).getTime(), Number(r.score)] as [number, number]);
         const canFim = can(req, "fim.view", a);
         const canIncidents = can(req, "security.events.view", a);
         const canRemediate = can(req, "compliance.remediate", a);
-        const [fim, fimStatus, incidents, rollbacks] = await Promise.all([
+        const [scoreCard, cis, rollbacksHtml, fim, fimStatus, incidents] = await Promise.all([
+          fragments.scoreCard(a, false, now),
+          fragments.cis(req, a),
+          canRemediate ? fragments.rollbacks(req, a) : "",
           canFim ? recentFimEvents(sql, a, new Date(now - 7 * DAY), { limit: 100 }) : [],
           canFim ? latestFimStatus(sql, a) : null,
-          canIncidents ? hostIncidents(sql, a, { fromMs: now - 7 * DAY, toMs: now }) : [],
-          canRemediate ? appliedRemediations(sql, a) : [],
+          canIncidents ? hostIncidents(sql, a, { fromMs: now - 7 * DAY, toMs: now, thresholds: s.security?.thresholds ?? s.config.incidentThresholds }) : [],
         ]);
         return pages.partial("partials/host-security", {
-          id: a.id, hostname: a.hostname, csrf: req.csrf,
-          scoreCard: pages.render("partials/security-score", scoreModel(a.id, score, views.scoreChart(points, now - 30 * DAY, now))),
-          cis: pages.render("partials/security-cis-results", cisResultsModel(results, { agentId: a.id, canRemediate, csrf: req.csrf })),
+          id: a.id, hostname: a.hostname, csrf: req.csrf, scoreCard, cis, rollbacksHtml,
           canScan: can(req, "compliance.scan", a),
           canRemediate,
-          rollbacks: rollbacksModel(rollbacks, { agentId: a.id, hostname: a.hostname, canRollback: canRemediate, csrf: req.csrf }),
           canFim, fim: fimEventsModel(fim), fimStatus: fimStatusModel(fimStatus),
           canIncidents, incidents: canIncidents ? pages.render("partials/security-incidents", incidentsModel(a.id, incidents)) : "",
         });

@@ -17,12 +17,13 @@ import { can } from "../route.ts";
 import { html, securityHeaders, type Pages } from "../respond.ts";
 import { auditRequest } from "../audit-request.ts";
 import { commandHost, knownSnapshot, type CommandDeps, type Requester } from "../../security/issue.ts";
-import { acknowledgeViolation, controlPassRates, exportPosture, hostResults, listAutoRemediation, listViolations, setAutoRemediation, violationRow } from "../../security/posture.ts";
+import { acknowledgeViolation, controlPassRates, exportPosture, hostResults, listAutoRemediation, listViolations, recordVerdicts, setAutoRemediation, violationRow } from "../../security/posture.ts";
 import { latestScores, scoreHost, scoreTrend } from "../../security/score.ts";
 import { hostIncidents } from "../../security/incidents.ts";
 import { recentFimEvents } from "../../security/fim.ts";
 import { autoRemediationModel, incidentsModel, passRateModel, remediationModel, scoreModel, violationModel } from "../../security/views.ts";
 import { createSecurityViews } from "./views.ts";
+import { hostSecurityFragments } from "./pages.ts";
 import type { ScopedHost } from "../../store/postgres/queries-console.ts";
 
 const json = (v: unknown, status = 200) => new Response(JSON.stringify(v), { status, headers: securityHeaders(new Headers({ "content-type": "application/json" })) });
@@ -50,6 +51,7 @@ const confirmPhrase = (verb: string) => ({
 export function securityApiRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   const { sql } = s;
   const views = createSecurityViews(s.views);
+  const fragments = hostSecurityFragments(s, pages);
   const now = () => s.security?.now?.() ?? Date.now();
 
   /** An error: JSON for API clients, the form-errors fragment for htmx. */
@@ -171,7 +173,7 @@ export function securityApiRoutes(s: ConsoleServices, pages: Pages): ConsoleRout
         const host = req.host!;
         const to = msParam(req.query, "to", now());
         const from = Math.max(msParam(req.query, "from", to - 7 * 86_400_000), to - 90 * 86_400_000); // at most 90 days
-        const incidents = await hostIncidents(sql, host, { fromMs: from, toMs: to, thresholds: s.security?.thresholds });
+        const incidents = await hostIncidents(sql, host, { fromMs: from, toMs: to, thresholds: s.security?.thresholds ?? s.config.incidentThresholds });
         return req.htmx.request ? pages.partial("partials/security-incidents", incidentsModel(host.id, incidents)) : json({ incidents });
       },
     },
@@ -202,10 +204,11 @@ export function securityApiRoutes(s: ConsoleServices, pages: Pages): ConsoleRout
         const done = await command(req, host, "cis.remediate", { controls, dryRun: req.form.get("dryRun") !== "false" });
         if (!done) return noChannel(req);
         const { cmd, result } = done;
+        const changed = await afterChange(req, host, result, "re-checked by Control after the remediation");
         if (!req.htmx.request) return json({ command: cmd.id, result }, (result as any)?.ok ? 200 : 502);
         const model = remediationModel(result, { agentId: host.id, hostname: host.hostname, controls, csrf: req.csrf, canApply: true });
         // the confirmation form posts into its own .form-result; the outcome replaces the whole result
-        return remediationHtml(model);
+        return remediationHtml(model, changed);
       },
     },
     {
@@ -219,8 +222,9 @@ export function securityApiRoutes(s: ConsoleServices, pages: Pages): ConsoleRout
         const done = await command(req, host, "cis.rollback", { snapshot });
         if (!done) return noChannel(req);
         const { cmd, result } = done;
+        const changed = await afterChange(req, host, result, "re-checked by Control after the rollback");
         if (!req.htmx.request) return json({ command: cmd.id, result }, (result as any)?.ok ? 200 : 502);
-        return remediationHtml(remediationModel(result, { agentId: host.id }));
+        return remediationHtml(remediationModel(result, { agentId: host.id }), changed);
       },
     },
     {
@@ -243,8 +247,24 @@ export function securityApiRoutes(s: ConsoleServices, pages: Pages): ConsoleRout
     },
   ];
 
+  /**
+   * After Control changed the host (an applied remediation or a rollback that succeeded): its
+   * re-checked verdicts become the host's CIS results and the score is recomputed now, not at the
+   * next scan and the 15-minute score job. Returns the refreshed parts of the host page (CIS
+   * table, score card, applied remediations) as out-of-band swaps, or "" when nothing changed.
+   */
+  async function afterChange(req: ConsoleRequest, host: ScopedHost, result: unknown, note: string): Promise<string> {
+    const r = result as { ok?: boolean; dryRun?: boolean; verdicts?: Record<string, unknown> } | null;
+    if (!r?.ok || r.dryRun) return "";
+    await recordVerdicts(sql, host, r.verdicts ?? {}, new Date(now()), note);
+    await scoreHost(sql, host, now());
+    if (!req.htmx.request) return "";
+    const parts = await Promise.all([fragments.cis(req, host, true), fragments.scoreCard(host, true, now()), fragments.rollbacks(req, host, true)]);
+    return parts.map(String).join("\n");
+  }
+
   /** A remediation or rollback outcome replaces the whole result area, whichever form posted it. */
-  function remediationHtml(model: object) {
-    return html(pages.render("partials/security-remediation", model), 200, { "hx-retarget": "#remediation-result", "hx-reswap": "outerHTML" });
+  function remediationHtml(model: object, oob = "") {
+    return html(String(pages.render("partials/security-remediation", model)) + oob, 200, { "hx-retarget": "#remediation-result", "hx-reswap": "outerHTML" });
   }
 }

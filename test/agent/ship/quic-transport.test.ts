@@ -59,3 +59,12 @@ test("session tickets resume the next handshake; the pin is still checked on a r
   console.log(`quic handshake to a pinned session, median ms: fresh ${median(fresh).toFixed(2)}, resumed with a ticket ${median(resumed).toFixed(2)}`);
   await expect(connectQuicTransport({ baseUrl: id.serverUrl, fingerprint: "cd".repeat(32), timeoutMs: 5000, ticket })).rejects.toThrow(TransportError);
 });
+
+test("a server URL with a host name (localhost) works: the name is resolved before node:quic connects", async () => {
+  const byName = id.serverUrl.replace("127.0.0.1", "localhost");
+  expect(byName).toContain("://localhost:");
+  const t = await connectQuicTransport({ baseUrl: byName, fingerprint: id.fingerprint, timeoutMs: 5000 });
+  const r = await t.send([frame(40)]);
+  expect(r.acks.map((a) => a.status)).toEqual(["ok"]);
+  t.close();
+});

@@ -1,5 +1,5 @@
 import { test, expect } from "bun:test";
-import { toSections } from "../../../src/web/host/structured-view.ts";
+import { label, toSections } from "../../../src/web/host/structured-view.ts";
 
 test("objects become key/value sections, arrays of objects become tables", () => {
   const s = toSections({
@@ -9,17 +9,24 @@ test("objects become key/value sections, arrays of objects become tables", () =>
     disks: { sda: { size: 100 }, sdb: { size: 200 } },
     tags: ["a", "b"],
   }, "System");
-  expect(s[0]).toEqual({ title: "System", kv: [{ k: "hostname", v: "web-1" }] });
-  expect(s.find((x) => x.title === "Os")!.kv).toEqual([{ k: "name", v: "Debian" }, { k: "version", v: "13" }]);
-  expect(s.find((x) => x.title === "Packages (2)")!.table).toEqual({ columns: ["name", "version", "arch"], rows: [["bash", "5.2", ""], ["curl", "", "amd64"]], more: 0 });
+  expect(s[0]).toEqual({ title: "System", kv: [{ k: "Hostname", v: "web-1" }] });
+  expect(s.find((x) => x.title === "Operating system")!.kv).toEqual([{ k: "Name", v: "Debian" }, { k: "Version", v: "13" }]);
+  expect(s.find((x) => x.title === "Packages (2)")!.table).toEqual({ columns: ["Name", "Version", "Arch"], rows: [["bash", "5.2", ""], ["curl", "", "amd64"]], more: 0 });
   expect(s.find((x) => x.title === "Disks (2)")!.table!.rows).toEqual([["sda", "100"], ["sdb", "200"]]);
   expect(s.find((x) => x.title === "Tags")!.kv).toEqual([{ k: "1", v: "a" }, { k: "2", v: "b" }]);
 });
 
-test("large lists are capped and say how many are left out", () => {
-  const s = toSections(Array.from({ length: 350 }, (_, i) => ({ pid: i })), "Processes");
-  expect(s[0]!.table!.rows.length).toBe(300);
-  expect(s[0]!.table!.more).toBe(50);
+test("keys read as words: camelCase and snake_case split, acronyms upper case, known keys named", () => {
+  expect(["os", "prettyName", "versionId", "mem_total", "listenAddress", "pid", "ipv4"].map(label)).toEqual(
+    ["Operating system", "Full name", "Version ID", "Mem total", "Listen address", "PID", "IPV4"]);
+});
+
+test("tables are shown whole up to 5000 rows, with a filter box when long; larger ones say how many are left out", () => {
+  expect(toSections([{ name: "a" }, { name: "b" }], "Packages")[0]!.table!.filter).toBeUndefined();
+  const s = toSections(Array.from({ length: 5100 }, (_, i) => ({ pid: i })), "Processes");
+  expect(s[0]!.table!.rows.length).toBe(5000);
+  expect(s[0]!.table!.more).toBe(100);
+  expect(s[0]!.table!.filter).toBe(true);
   expect(toSections(null)).toEqual([{ title: "General", kv: [{ k: "value", v: "" }] }]);
   expect(toSections(undefined)).toEqual([]);
 });
