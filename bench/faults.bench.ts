@@ -44,7 +44,7 @@ const log = (s: string) => console.error(`[faults] ${s}`);
 
 async function startServer(dir: string): Promise<{ url: string; port: number; child: ChildProcess; output: () => string }> {
   const port = await freePort();
-  const env: Record<string, string | undefined> = { ...process.env, SERVERMIND_DATA: dir, SERVERMIND_PORT: String(port), SERVERMIND_HOST: "127.0.0.1", SERVERMIND_HTTP3: "false" };
+  const env: Record<string, string | undefined> = { ...process.env, SERVERMIND_DATA: dir, SERVERMIND_PORT: String(port), SERVERMIND_HOST: "127.0.0.1", SERVERMIND_HTTP3: "false", SERVERMIND_AGENT_BUILD: "false" };
   delete env.DATABASE_URL;
   const child = spawn(process.execPath, ["src/main.ts"], { env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";

@@ -81,7 +81,7 @@ export interface ServerProcess {
 export async function spawnServer(o: { port: number; env: Record<string, string>; cwd?: string; bunFlags?: string[] }): Promise<ServerProcess> {
   const child = spawn(process.execPath, [...(o.bunFlags ?? []), "src/main.ts"], {
     cwd: o.cwd,
-    env: { ...process.env, SERVERMIND_PORT: String(o.port), SERVERMIND_HOST: "127.0.0.1", ...o.env },
+    env: { ...process.env, SERVERMIND_PORT: String(o.port), SERVERMIND_HOST: "127.0.0.1", SERVERMIND_AGENT_BUILD: "false", ...o.env },
     stdio: ["ignore", "pipe", "inherit"],
   });
   await new Promise<void>((ok, fail) => {

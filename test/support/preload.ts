@@ -13,6 +13,11 @@ import { afterAll } from "bun:test";
 import { startTestServerDatabase, stopTestServer } from "./db.ts";
 import { generateAuditKeys, useAuditKeys } from "../../src/audit/keys.ts";
 
+// Servers that tests start from src/main.ts do not build agent binaries in the background at
+// start (each would begin six builds, and the cross-compiled ones download their Bun runtime);
+// the test of that feature turns it on for its own server.
+process.env.SERVERMIND_AGENT_BUILD ??= "false";
+
 await startTestServerDatabase();
 
 afterAll(async () => {
