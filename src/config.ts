@@ -49,6 +49,8 @@ export interface Config {
   healthTimeoutMs: number;
   /** `server.stopTimeoutMs`: SIGTERM/SIGINT end the process within this, whatever the database does (SERVERMIND_STOP_TIMEOUT_MS). */
   stopTimeoutMs: number;
+  /** `alerts.intervalMs`: how often the elected node evaluates every alert rule (SERVERMIND_ALERT_INTERVAL_MS; docs/alerts.md). */
+  alertIntervalMs: number;
   /** `ingest.clients`: how much a client that has not authenticated may cost (src/ingest/clients.ts). */
   clients: ClientLimits;
 }
@@ -129,6 +131,7 @@ export function loadConfig(env: Env = process.env): Config {
     dbTimeoutMs: envInt(env, "SERVERMIND_DB_TIMEOUT_MS", 5000, 100, 600_000),
     healthTimeoutMs: envInt(env, "SERVERMIND_HEALTH_TIMEOUT_MS", 2000, 100, 60_000),
     stopTimeoutMs: envInt(env, "SERVERMIND_STOP_TIMEOUT_MS", 10_000, 1000, 600_000),
+    alertIntervalMs: envInt(env, "SERVERMIND_ALERT_INTERVAL_MS", 10_000, 1000, 600_000),
     clients: {
       bodyGraceMs: envInt(env, "SERVERMIND_BODY_GRACE_MS", 10_000, 100, 600_000),
       minBodyRate: envInt(env, "SERVERMIND_BODY_MIN_RATE", 4096, 1, 2 ** 30),
