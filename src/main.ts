@@ -109,7 +109,7 @@ async function main(): Promise<void> {
   const stopCheckpoints = scheduleCheckpoints(db.sql);
   server.ingest.deps.onStored = securityJobs.onStored;
   // alerts: every node competes for the evaluator lock; the holder evaluates and notifies (docs/alerts.md)
-  const alerts = startAlerts({ sql: db.sql, box: consoleServices.secrets, local: server.ingest.deps.state, intervalMs: config.alertIntervalMs });
+  const alerts = startAlerts({ sql: db.sql, lockUrl: db.runtimeUrl, box: consoleServices.secrets, local: server.ingest.deps.state, intervalMs: config.alertIntervalMs });
   console.log(`ServerMind listening on ${server.url} (TLS 1.3; HTTP/1.1, HTTP/2${config.http3 ? ", HTTP/3" : ""}, WSS)`);
   console.log(`LZ4 frames decoded by ${server.ingest.lz4}`);
   console.log(`server certificate SHA-256 fingerprint (pin it in agents): ${cert.fingerprint}`);

@@ -1,16 +1,20 @@
 /**
- * One evaluator per cluster: the node holding a PostgreSQL session advisory lock on a reserved
- * connection is the leader. The lock is the connection's, so when the node dies (process
- * killed, network gone, connection terminated) PostgreSQL releases it and the next node that
- * polls takes it over. A leader checks its connection every poll; when the check fails it
- * steps down at once, before another node could have taken over for long.
+ * One evaluator per cluster: the node holding a PostgreSQL session advisory lock is the leader.
+ * The lock lives on a connection of its own (a one-connection client that never retires it),
+ * so when the node dies (process killed, network gone, session terminated) PostgreSQL
+ * releases the lock and the next node that polls takes it over. The leader steps down at once
+ * when that connection closes, and checks every poll that its session still holds the lock.
+ * (A reserved connection of the shared pool was not used: postgres.js writes to a reserved
+ * connection's closed socket and throws from a timer.)
  */
-import type { ReservedSql, Sql } from "postgres";
+import type { Sql } from "postgres";
 
 /** The advisory lock key of the alert evaluator (migrate.ts uses 0x5e7e7d). */
 export const EVALUATOR_LOCK = 0x5e7e7a1e;
 
 export interface LeaderOptions {
+  /** Opens the lock client: one connection, never retired, calling `onclose` when it closes. */
+  connect(onclose: () => void): Sql;
   pollMs?: number;
   key?: number;
   onElected(): Promise<void> | void;
@@ -19,13 +23,24 @@ export interface LeaderOptions {
 }
 
 export class LeaderElection {
-  private conn: ReservedSql | undefined;
+  private readonly conn: Sql;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private running = false;
   private ticking: Promise<void> | undefined;
   leader = false;
 
-  constructor(private readonly sql: Sql, private readonly o: LeaderOptions) {}
+  constructor(private readonly o: LeaderOptions) {
+    this.conn = o.connect(() => {
+      if (this.leader) {
+        this.o.log?.("alert evaluator: the lock connection closed; stepping down");
+        this.depose();
+      }
+    });
+  }
+
+  private get key(): number {
+    return this.o.key ?? EVALUATOR_LOCK;
+  }
 
   start(): this {
     this.running = true;
@@ -44,53 +59,43 @@ export class LeaderElection {
   }
 
   private async tick(): Promise<void> {
-    const key = this.o.key ?? EVALUATOR_LOCK;
-    if (this.leader) {
-      try {
-        await Promise.race([this.conn!`select 1`, Bun.sleep(Math.max(1000, this.o.pollMs ?? 2000)).then(() => Promise.reject(new Error("lock connection check timed out")))]);
-      } catch (e) {
-        this.o.log?.(`alert evaluator: lost the lock connection (${e instanceof Error ? e.message : e}); stepping down`);
-        this.depose();
-      }
-      return;
-    }
-    let conn: ReservedSql | undefined;
     try {
-      conn = await this.sql.reserve();
-      const [r] = await conn`select pg_try_advisory_lock(${key}) as ok`;
-      if (!r!.ok) {
-        conn.release();
+      if (this.leader) {
+        const [r] = await this.conn`
+          select count(*)::int as n from pg_locks
+          where pid = pg_backend_pid() and locktype = 'advisory' and granted and objid = ${this.key}`;
+        if (r!.n === 0 && this.leader) {
+          this.o.log?.("alert evaluator: the lock is no longer held; stepping down");
+          this.depose();
+        }
         return;
       }
-      this.conn = conn;
+      const [r] = await this.conn`select pg_try_advisory_lock(${this.key}) as ok`;
+      if (!r!.ok || !this.running) {
+        if (r!.ok) await this.conn`select pg_advisory_unlock(${this.key})`;
+        return;
+      }
       this.leader = true;
       this.o.log?.("alert evaluator: elected (holds the advisory lock)");
       await this.o.onElected();
     } catch (e) {
-      this.o.log?.(`alert evaluator: election failed: ${e instanceof Error ? e.message : e}`);
-      if (this.conn === conn) this.depose();
-      else conn?.release();
+      this.o.log?.(`alert evaluator: lock check failed: ${e instanceof Error ? e.message : e}`);
+      if (this.leader) this.depose();
     }
   }
 
   private depose(): void {
-    const was = this.leader;
+    if (!this.leader) return;
     this.leader = false;
-    try {
-      this.conn?.release();
-    } catch {}
-    this.conn = undefined;
-    if (was) this.o.onDeposed();
+    this.o.onDeposed();
   }
 
-  /** Stops competing; a leader unlocks so another node takes over at its next poll. */
+  /** Stops competing; ending the lock connection releases the lock for the next node's poll. */
   async stop(): Promise<void> {
     this.running = false;
     clearTimeout(this.timer);
     await this.ticking;
-    if (this.leader && this.conn) {
-      await this.conn`select pg_advisory_unlock(${this.o.key ?? EVALUATOR_LOCK})`.catch(() => {});
-    }
     this.depose();
+    await this.conn.end({ timeout: 2 }).catch(() => {});
   }
 }

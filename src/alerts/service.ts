@@ -9,9 +9,12 @@ import { Evaluator, type CycleStats } from "./evaluator.ts";
 import { LeaderElection } from "./leader.ts";
 import { DEFAULT_RETRY, dispatchDue, type RetryPolicy } from "./dispatch.ts";
 import type { LocalLatest } from "./store.ts";
+import { createPgClient } from "../store/postgres/client.ts";
 
 export interface AlertsOptions {
   sql: Sql;
+  /** The database URL the evaluator lock connection opens (a connection of its own). */
+  lockUrl: string;
   box: SecretBox;
   local?: LocalLatest;
   intervalMs?: number;
@@ -46,7 +49,8 @@ export function startAlerts(o: AlertsOptions): AlertsService {
     return s;
   });
   const dispatch = () => serial(() => dispatchDue(o.sql, o.box, o.retry ?? DEFAULT_RETRY));
-  const election = new LeaderElection(o.sql, {
+  const election = new LeaderElection({
+    connect: (onclose) => createPgClient(o.lockUrl, 1, { onclose, maxLifetimeSeconds: 0 }),
     pollMs: o.pollMs,
     log,
     async onElected() {
