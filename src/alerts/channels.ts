@@ -5,6 +5,7 @@
  */
 import type { Sql } from "postgres";
 import nodemailer from "nodemailer";
+import { isIP } from "node:net";
 import type { SecretBox } from "../auth/secret-box.ts";
 import type { NotificationPayload } from "./payload.ts";
 import { emailMessage, pagerDutyBody, SIGNATURE_HEADER, slackBody, webhookSignature } from "./formats.ts";
@@ -162,7 +163,8 @@ async function sendEmail(c: ChannelConfig, password: string | undefined, p: Noti
     secure: false,
     requireTLS: true,
     auth: c.username ? { user: c.username, pass: password ?? "" } : undefined,
-    tls: { minVersion: "TLSv1.2", ...(c.tls_ca ? { ca: c.tls_ca } : {}), servername: c.host },
+    // a host name is also the TLS server name (SNI); an IP address is checked against the certificate's IP entries
+    tls: { minVersion: "TLSv1.2", ...(c.tls_ca ? { ca: c.tls_ca } : {}), ...(isIP(c.host ?? "") ? {} : { servername: c.host }) },
     connectionTimeout: TIMEOUT_MS,
     greetingTimeout: TIMEOUT_MS,
     socketTimeout: TIMEOUT_MS,

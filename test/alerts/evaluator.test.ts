@@ -6,6 +6,7 @@
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import { testDatabase, type TestDb } from "../support/db.ts";
 import { Evaluator } from "../../src/alerts/evaluator.ts";
+import { AgentState } from "../../src/store/postgres/agent-state.ts";
 import { addHost, addRule, disableStarterRules, queued, rule, setLatest, setSeen, transitionsOf } from "./support.ts";
 
 let db: TestDb;
@@ -229,4 +230,20 @@ test("a new evaluator (another leader) continues from the stored open alerts and
   await second.cycle(t0 + 10_000);
   expect((await db.sql`select count(*)::int as n from alert_instances`)[0]!.n).toBe(1);
   expect((await queued(db.sql)).length).toBe(1);
+});
+
+test("the evaluator reads this node's in-memory latest values (AgentState) before they reach metric_latest", async () => {
+  await disableStarterRules(db.sql);
+  const t0 = Date.now();
+  const h = await addHost(db.sql, "mem-1", [], t0);
+  await addRule(db.sql, rule({ name: "Load", kind: "metric_threshold", params: { metric: "load.1m", op: ">=", threshold: 8 } }));
+  const state = new AgentState(db.sql); // not started: nothing is flushed to metric_latest
+  state.metrics(h, { ts: new Float64Array([t0 - 1000, t0]), names: ["load.1m", "load.5m"], values: new Float64Array([3, 9, 2, 2]) });
+  state.touch(h, 1, "wss");
+  const ev = new Evaluator(db.sql, state);
+  await ev.load();
+  await ev.cycle(t0);
+  expect((await db.sql`select count(*)::int as n from metric_latest`)[0]!.n).toBe(0);
+  const rows = await db.sql`select subject, state, value from alert_instances`;
+  expect(rows.map((r) => [r.subject, r.state, r.value])).toEqual([["mem-1 load.1m", "firing", 9]]);
 });
