@@ -50,3 +50,32 @@ export async function dispatchDue(sql: Sql, box: SecretBox, policy: RetryPolicy 
   }));
   return due.length;
 }
+
+/** A test notification through one channel, now, recorded like any other (one attempt, no retry). */
+export async function sendTestNotification(sql: Sql, box: SecretBox, channelId: number, by: string): Promise<SendResult> {
+  const now = Date.now();
+  const payload: NotificationPayload = {
+    version: 1, group_key: "test", status: "firing", rule: { id: 0, name: "Test notification", kind: "test", severity: "info" },
+    group_labels: {}, title: `[TEST] ServerMind test notification from ${by}`, counts: { firing: 1, resolved: 0 },
+    alerts: [{
+      status: "firing", fingerprint: "test", subject: "test", summary: `A test sent by ${by} from the console`, value: null, labels: {},
+      started_at: new Date(now).toISOString(), fired_at: new Date(now).toISOString(), resolved_at: null, acknowledged: false,
+    }],
+  };
+  const [n] = await sql`insert into alert_notifications (group_key, channel_id, payload, next_attempt_at) values ('test', ${channelId}, ${sql.json(payload as any)}, 'infinity') returning id`;
+  const t0 = performance.now();
+  let r: SendResult;
+  try {
+    const ch = await channelForSending(sql, box, channelId);
+    r = ch ? await sendThrough(ch.channel, ch.secret, payload, now) : { ok: false, error: "channel deleted" };
+  } catch (e) {
+    r = { ok: false, error: e instanceof Error ? e.message : String(e) };
+  }
+  await sql.begin(async (tx) => {
+    await tx`insert into alert_delivery_attempts (notification_id, attempt, ok, status_code, error, duration_ms)
+      values (${n!.id}, 1, ${r.ok}, ${r.status ?? null}, ${r.error?.slice(0, 500) ?? null}, ${Math.round(performance.now() - t0)})`;
+    await tx`update alert_notifications set attempts = 1, status = ${r.ok ? "sent" : "failed"}, sent_at = ${r.ok ? new Date() : null},
+      last_error = ${r.ok ? null : r.error?.slice(0, 500) ?? "failed"} where id = ${n!.id}`;
+  });
+  return r;
+}
