@@ -7,14 +7,14 @@
  */
 import type { Sql } from "postgres";
 import { inTagScope, type Rule } from "./rules.ts";
-import { observe, RateHistory, SeriesIndex, type HostSnapshot, type HostView, type Observation } from "./conditions.ts";
+import { observe, RateHistory, ScopeIndex, SeriesIndex, type HostSnapshot, type HostView, type Observation } from "./conditions.ts";
 import { step, type OpenAlert } from "./state.ts";
 import { Grouper, type GroupAlert, type GroupNotification } from "./grouping.ts";
 import { buildPayload } from "./payload.ts";
 import { DATABASE_KINDS, observeFromDatabase } from "./sources.ts";
 import {
   enabledChannelIds, LatestCache, loadAcknowledged, loadActiveSilences, loadGroups, loadHosts, loadOpenAlerts, loadRules,
-  queueNotifications, saveGroups, writeCycle, type ActiveSilence, type CycleWrites, type LocalLatest,
+  queueNotifications, rulesVersion, saveGroups, writeCycle, type ActiveSilence, type CycleWrites, type LocalLatest,
 } from "./store.ts";
 
 export interface CycleStats {
@@ -53,6 +53,7 @@ export class Evaluator {
   private readonly rates = new RateHistory();
   private readonly cache: LatestCache;
   private grouper = new Grouper();
+  private rules: { version: string; list: Rule[] } | undefined;
 
   constructor(private readonly sql: Sql, local?: LocalLatest) {
     this.cache = new LatestCache(sql, local);
@@ -84,6 +85,7 @@ export class Evaluator {
       if (l) l.push(a);
       else byRule.set(a.ruleId, [a]);
     }
+    const scopes = new ScopeIndex(snap.hosts);
     const known = new Set(rules.map((r) => r.id));
     for (const [ruleId, list] of byRule) if (!known.has(ruleId)) for (const a of list) this.open.delete(a.fingerprint); // rule deleted
     const groupAlert = (rule: Rule, a: OpenAlert, status: GroupAlert["status"]): GroupAlert => ({
@@ -98,7 +100,7 @@ export class Evaluator {
       let cleared: Map<string, number> | undefined;
       if (!rule.enabled) active = [];
       else if (DATABASE_KINDS.has(rule.kind)) active = fromDb.get(rule.id) ?? [];
-      else ({ active, held, cleared } = observe(rule, snap, now, this.index, this.rates, (fp) => this.open.has(fp)));
+      else ({ active, held, cleared } = observe(rule, snap, now, this.index, this.rates, mine.length ? { fps: new Set(mine.map((a) => a.fingerprint)), agents: new Set(mine.map((a) => a.agentId)) } : undefined, scopes));
       const seen = new Set<string>();
       for (const o of active) {
         seen.add(o.fingerprint);
@@ -143,7 +145,9 @@ export class Evaluator {
   /** A whole cycle against the database. */
   async cycle(now = Date.now()): Promise<CycleStats> {
     const t0 = performance.now();
-    const rules = await loadRules(this.sql);
+    const version = await rulesVersion(this.sql);
+    if (this.rules?.version !== version) this.rules = { version, list: await loadRules(this.sql) };
+    const rules = this.rules.list;
     const hosts = await loadHosts(this.sql);
     this.cache.overlaySeen(hosts);
     const latest = await this.cache.refresh();

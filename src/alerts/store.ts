@@ -20,6 +20,12 @@ export function ruleFromRow(r: Row): Rule {
   };
 }
 
+/** Changes when a rule is added, deleted, enabled, disabled or saved (updated_at): rules are reloaded only then. */
+export async function rulesVersion(sql: Sql): Promise<string> {
+  const [r] = await sql`select count(*)::int || ':' || coalesce(md5(string_agg(id || ':' || enabled || ':' || updated_at, ',' order by id)), '') as v from alert_rules`;
+  return r!.v as string;
+}
+
 /** Every rule, enabled or not (an alert of a disabled rule resolves; of a deleted one, is gone). */
 export async function loadRules(sql: Sql): Promise<Rule[]> {
   return (await sql`select * from alert_rules order by id`).map(ruleFromRow);
@@ -44,6 +50,8 @@ export interface LocalLatest {
  */
 export class LatestCache {
   private readonly rows = new Map<number, LatestView>();
+  /** one string per distinct name set, so hosts that report the same series share their key */
+  private readonly keys = new Map<string, { key: string; names: string[] }>();
   private since = 0;
 
   constructor(private readonly sql: Sql, private readonly local?: LocalLatest) {}
@@ -53,9 +61,14 @@ export class LatestCache {
       select agent_id, extract(epoch from ts) * 1000 as t, names, vals from metric_latest
       where ts > to_timestamp(${this.since / 1000}) order by ts`;
     for (const r of rows) {
-      const names = r.names as string[];
+      const joined = (r.names as string[]).join("\n");
+      let k = this.keys.get(joined);
+      if (!k) {
+        if (this.keys.size > 10_000) this.keys.clear();
+        this.keys.set(joined, (k = { key: joined, names: r.names }));
+      }
       const t = Number(r.t);
-      this.rows.set(Number(r.agent_id), { ts: t, key: names.join("\n"), names, values: r.vals as number[] });
+      this.rows.set(Number(r.agent_id), { ts: t, key: k.key, names: k.names, values: r.vals as number[] });
       if (t > this.since) this.since = t - 1; // ts is stored in microseconds; keep the boundary row
     }
     const out = new Map(this.rows);
