@@ -167,6 +167,8 @@ test("email: SMTP with STARTTLS (TLS really negotiated, certificate verified aga
     const ch = channel("email", { host: "127.0.0.1", port: s.port, from: "alerts@servermind.test", to: ["ops@example.test", "oncall@example.test"], username: "alerts", tls_ca: cert.certPem });
     const res = await sendThrough(ch, "s3cret-pass", samplePayload());
     expect(res).toEqual({ ok: true, status: 250 });
+    // the server printed the message before its 250; the pipe may deliver it a moment later
+    for (let i = 0; i < 100 && s.messages().length === 0; i++) await Bun.sleep(20);
     const [m] = s.messages();
     expect(m.from).toBe("alerts@servermind.test");
     expect(m.to).toEqual(["ops@example.test", "oncall@example.test"]);
@@ -181,6 +183,7 @@ test("email: SMTP with STARTTLS (TLS really negotiated, certificate verified aga
     const other = createSelfSigned(["127.0.0.1"], "someone-else");
     const bad = await sendThrough({ ...ch, config: { ...ch.config, tls_ca: other.certPem } }, "s3cret-pass", samplePayload());
     expect(bad.ok).toBe(false);
+    await Bun.sleep(200);
     expect(s.messages().length).toBe(1);
   } finally {
     await stopChild(s.proc);
