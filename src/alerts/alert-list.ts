@@ -6,6 +6,7 @@
  */
 import type { Sql } from "postgres";
 import type { HostScope } from "../auth/host-scope.ts";
+import type { ScopedHost } from "../store/postgres/queries-console.ts";
 
 export interface AlertRow {
   id: number;
@@ -57,6 +58,22 @@ export async function listAlerts(sql: Sql, scope: HostScope, q: { includeResolve
     r.id = Number(r.id);
     r.rule_id = Number(r.rule_id);
     r.agent_id = r.agent_id === null ? null : Number(r.agent_id);
+  }
+  return rows;
+}
+
+/** One host's alerts (the host page): open ones and those resolved in the last 7 days. */
+export async function hostAlerts(sql: Sql, host: ScopedHost, limit = 50): Promise<AlertRow[]> {
+  const rows = await sql<AlertRow[]>`
+    select i.id, i.rule_id, r.name as rule_name, r.severity, i.agent_id, null as hostname, i.subject, i.state, i.value, i.summary,
+      i.started_at, i.fired_at, i.resolved_at, i.acknowledged_at, i.acknowledged_by, i.ack_note
+    from alert_instances i join alert_rules r on r.id = i.rule_id
+    where i.agent_id = ${host.id} and (i.state <> 'resolved' or i.resolved_at > now() - interval '7 days')
+    order by (i.state <> 'resolved') desc, i.started_at desc limit ${limit}`;
+  for (const r of rows) {
+    r.id = Number(r.id);
+    r.rule_id = Number(r.rule_id);
+    r.agent_id = Number(r.agent_id);
   }
   return rows;
 }

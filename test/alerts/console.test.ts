@@ -127,4 +127,16 @@ test("the alert list and acknowledgement stay within the host scope; an acknowle
   const after = await (await h.send("/alerts", { session: scoped })).text();
   expect(after).toContain("web-oncall");
   expect(after).toContain("acknowledged");
+
+  // the host page's alerts section: the host's alerts and their history, within the scope
+  const section = await h.send(`/hosts/${web}/alerts`, { session: scoped, headers: { "hx-request": "true" } });
+  expect(section.status).toBe(200);
+  const text = await section.text();
+  expect(text).toContain("Offline now");
+  expect(text).toContain("web-scope-1 not seen for");
+  expect(text).toContain("acknowledged");
+  expect((await h.send(`/hosts/${dbh}/alerts`, { session: scoped, headers: { "hx-request": "true" } })).status).toBe(404);
+  const admin = await h.userWithRole("admin", "host-page-admin");
+  const page = await (await h.send(`/hosts/${web}`, { session: admin })).text();
+  expect(page).toContain(`hx-get="/hosts/${web}/alerts"`);
 });

@@ -10,7 +10,7 @@ import type { ConsoleServices } from "../deps.ts";
 import { done, type Pages } from "../respond.ts";
 import { auditRequest } from "../audit-request.ts";
 import { ago, isoMinute } from "../format.ts";
-import { acknowledgeAlert, listAlerts, recentTransitions } from "../../alerts/alert-list.ts";
+import { acknowledgeAlert, hostAlerts, listAlerts, recentTransitions } from "../../alerts/alert-list.ts";
 import {
   createRule, createSilence, deleteRule, deliveryAttempts, expireSilence, getRule, listDeliveries, listRules, listSilences,
   unknownChannelIds, updateRule, validateSilence, type SilenceInput,
@@ -210,6 +210,18 @@ export function alertRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         await auditRequest(sql, req, "config_change", "alerts.acknowledge", `alert:${id(req)}${subject ? ` ${subject}` : ""}`, !!subject, { note });
         if (!subject) return pages.formErrors(req, ["No such open, unacknowledged alert."], 404);
         return done(req, "/alerts");
+      },
+    },
+    {
+      method: "GET", path: "/hosts/:id/alerts", access: "alerts.view", hostData: "host",
+      async handler(req) {
+        const h = req.host!;
+        const [alerts, timeline] = await Promise.all([hostAlerts(sql, h), recentTransitions(sql, req.scope, { agentId: h.id, limit: 20 })]);
+        return pages.partial("partials/host-alerts", {
+          id: h.id,
+          alerts: alerts.map((a) => ({ ...a, stateClass: STATE_CLASS[a.state], severityClass: SEVERITY_CLASS[a.severity], since: ago(a.resolved_at ?? a.fired_at ?? a.started_at), acked: a.acknowledged_at !== null })),
+          timeline: timeline.map((t) => ({ ...t, at: isoMinute(t.at), from: t.from_state ?? "—", toClass: STATE_CLASS[t.to_state] ?? "" })),
+        });
       },
     },
     { method: "GET", path: "/alerts/rules", access: "alerts.view", handler: (req) => rulesPage(req) },
