@@ -140,3 +140,17 @@ test("the alert list and acknowledgement stay within the host scope; an acknowle
   const page = await (await h.send(`/hosts/${web}`, { session: admin })).text();
   expect(page).toContain(`hx-get="/hosts/${web}/alerts"`);
 });
+
+test("ids that are not whole numbers within range (1e400, 20 digits, NaN) are refused as missing, never a database error", async () => {
+  const admin = await h.userWithRole("admin", "garbage-admin");
+  for (const bad of ["1e400", "99999999999999999999", "abc", "-1"]) {
+    expect({ bad, status: (await h.send(`/alerts/rules/${bad}`, { session: admin })).status }).toEqual({ bad, status: 404 });
+    expect({ bad, status: (await h.send(`/alerts/channels/${bad}`, { session: admin })).status }).toEqual({ bad, status: 404 });
+    expect({ bad, status: (await h.send(`/alerts/instances/${bad}/acknowledge`, { session: admin, form: {}, headers: { "hx-request": "true" } })).status }).toEqual({ bad, status: 404 });
+    const local = (ms: number) => new Date(ms).toISOString().slice(0, 16);
+    const silence = await h.send("/alerts/silences", { session: admin, form: { kind: "silence", rule_id: bad, starts_at: local(Date.now()), ends_at: local(Date.now() + 3_600_000), comment: "x" }, headers: { "hx-request": "true" } });
+    expect({ bad, status: silence.status }).toEqual({ bad, status: 422 });
+    const r = await h.send("/alerts/rules", { session: admin, form: { name: `g-${bad}`, kind: "host_offline", offline_seconds: "60", channel_ids: bad }, headers: { "hx-request": "true" } });
+    expect({ bad, status: r.status }).toEqual({ bad, status: 422 });
+  }
+});

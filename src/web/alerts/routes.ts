@@ -24,6 +24,8 @@ import { sendTestNotification } from "../../alerts/dispatch.ts";
 
 const list = (v: string | null) => [...new Set((v ?? "").split(/[\s,]+/).map((x) => x.trim()).filter(Boolean))];
 const int = (v: string | null, dflt: number) => (v === null || v.trim() === "" ? dflt : Number(v));
+/** A path or form id: a positive whole number within int8, else 0 (which matches nothing). */
+const idOf = (v: string | null | undefined) => (v && /^[1-9]\d{0,15}$/.test(v) ? Number(v) : 0);
 const optNum = (v: string | null) => (v === null || v.trim() === "" ? undefined : Number(v));
 
 /** A rule from its form: the parameters of its kind only. */
@@ -61,7 +63,7 @@ export function parseRuleForm(f: URLSearchParams): RuleInput {
     labels,
     params: p,
     forSeconds: int(f.get("for_seconds"), 0),
-    channelIds: f.getAll("channel_ids").flatMap((c) => c.split(",")).filter(Boolean).map(Number),
+    channelIds: f.getAll("channel_ids").flatMap((c) => c.split(",")).filter(Boolean).map((c) => idOf(c.trim()) || -1),
     groupBy: list(f.get("group_by")),
     groupWaitSeconds: int(f.get("group_wait_seconds"), 30),
     groupIntervalSeconds: int(f.get("group_interval_seconds"), 300),
@@ -139,7 +141,7 @@ function channelFormData(c: { name: string; kind: string; config: ChannelConfig;
   };
 }
 
-const id = (req: ConsoleRequest) => Number(req.params.id) || 0;
+const id = (req: ConsoleRequest) => idOf(req.params.id);
 
 export function alertRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   const { sql } = s;
@@ -279,7 +281,8 @@ export function alertRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
       method: "POST", path: "/alerts/silences", access: "alerts.silence",
       async handler(req) {
         const f = req.form;
-        const ruleId = Number(f.get("rule_id") ?? "") || null;
+        const ruleRaw = (f.get("rule_id") ?? "").trim();
+        const ruleId = ruleRaw === "" ? null : idOf(ruleRaw) || -1;
         // datetime-local values are UTC here (the console shows UTC times)
         const at = (v: string | null) => new Date(v && /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?$/.test(v) ? `${v}Z` : (v ?? ""));
         const x: SilenceInput = { kind: (f.get("kind") ?? "") as SilenceInput["kind"], tags: list(f.get("tags")), ruleId, startsAt: at(f.get("starts_at")), endsAt: at(f.get("ends_at")), comment: (f.get("comment") ?? "").trim() };
