@@ -45,18 +45,25 @@ export interface LocalLatest {
 
 /**
  * The latest value of every series: this node's in-memory values for the agents it serves,
- * and, for agents on other nodes, metric_latest read incrementally (only rows newer than the
- * last read), so a cycle reads a few changed rows instead of the whole table.
+ * and, for agents on other nodes, metric_latest read incrementally (rows whose sample time is
+ * newer than the newest read so far). The sample time is the agent's clock: a row whose time
+ * went backwards (an agent's clock set back) is not newer, so every `fullEvery`-th refresh
+ * reads the whole table again, bounding how late such a row is seen (6 cycles: 60 s).
  */
 export class LatestCache {
   private readonly rows = new Map<number, LatestView>();
   /** one string per distinct name set, so hosts that report the same series share their key */
   private readonly keys = new Map<string, { key: string; names: string[] }>();
   private since = 0;
+  private refreshes = 0;
 
-  constructor(private readonly sql: Sql, private readonly local?: LocalLatest) {}
+  constructor(private readonly sql: Sql, private readonly local?: LocalLatest, private readonly fullEvery = 6) {}
 
   async refresh(): Promise<Map<number, LatestView>> {
+    if (this.refreshes++ % this.fullEvery === 0) {
+      this.since = 0;
+      this.rows.clear(); // agents gone from the table (revoked, purged) go from the cache too
+    }
     const rows = await this.sql`
       select agent_id, extract(epoch from ts) * 1000 as t, names, vals from metric_latest
       where ts > to_timestamp(${this.since / 1000}) order by ts`;

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, expect, test } from "bun:test";
 import { testDatabase, type TestDb } from "../support/db.ts";
 import { Evaluator } from "../../src/alerts/evaluator.ts";
 import { AgentState } from "../../src/store/postgres/agent-state.ts";
+import { LatestCache } from "../../src/alerts/store.ts";
 import { addHost, addRule, disableStarterRules, queued, rule, setLatest, setSeen, transitionsOf } from "./support.ts";
 
 let db: TestDb;
@@ -246,4 +247,22 @@ test("the evaluator reads this node's in-memory latest values (AgentState) befor
   expect((await db.sql`select count(*)::int as n from metric_latest`)[0]!.n).toBe(0);
   const rows = await db.sql`select subject, state, value from alert_instances`;
   expect(rows.map((r) => [r.subject, r.state, r.value])).toEqual([["mem-1 load.1m", "firing", 9]]);
+});
+
+test("metric_latest read incrementally: a row whose sample time went backwards (agent clock set back) is seen at the next full read", async () => {
+  const t0 = Date.now();
+  const a = await addHost(db.sql, "skewed", [], t0);
+  const b = await addHost(db.sql, "steady", [], t0);
+  const cache = new LatestCache(db.sql, undefined, 3);
+  await setLatest(db.sql, a, t0, { "cpu.usage_pct": 10 });
+  await setLatest(db.sql, b, t0, { "cpu.usage_pct": 10 });
+  expect((await cache.refresh()).get(a)!.values[0]).toBe(10); // refresh 1: full
+  await setLatest(db.sql, a, t0 - 120_000, { "cpu.usage_pct": 99 }); // the agent's clock went back two minutes
+  await setLatest(db.sql, b, t0 + 10_000, { "cpu.usage_pct": 20 });
+  let m = await cache.refresh(); // refresh 2: incremental
+  expect([m.get(a)!.values[0], m.get(b)!.values[0]]).toEqual([10, 20]);
+  m = await cache.refresh(); // refresh 3: incremental
+  expect(m.get(a)!.values[0]).toBe(10);
+  m = await cache.refresh(); // refresh 4: full again
+  expect([m.get(a)!.values[0], m.get(b)!.values[0]]).toEqual([99, 20]);
 });
