@@ -22,9 +22,13 @@ export function backoffMs(failures: number, p: RetryPolicy): number {
 
 /** Sends up to `limit` due notifications; returns how many were attempted. */
 export async function dispatchDue(sql: Sql, box: SecretBox, policy: RetryPolicy = DEFAULT_RETRY, limit = 50): Promise<number> {
+  // claimed for five minutes (pushed forward), so a node that takes over meanwhile does not send them too
   const due = await sql`
-    select id, channel_id, payload, attempts from alert_notifications
-    where status = 'pending' and next_attempt_at <= now() order by next_attempt_at, id limit ${limit}`;
+    update alert_notifications n set next_attempt_at = now() + interval '5 minutes'
+    from (select id from alert_notifications where status = 'pending' and next_attempt_at <= now()
+          order by next_attempt_at, id limit ${limit} for update skip locked) d
+    where n.id = d.id
+    returning n.id, n.channel_id, n.payload, n.attempts`;
   await Promise.all(due.map(async (n) => {
     const attempt = n.attempts + 1;
     const t0 = performance.now();

@@ -54,8 +54,9 @@ export class Evaluator {
   private readonly cache: LatestCache;
   private grouper = new Grouper();
   private rules: { version: string; list: Rule[] } | undefined;
+  private needsLoad = false;
 
-  constructor(private readonly sql: Sql, local?: LocalLatest) {
+  constructor(private readonly sql: Sql, local?: LocalLatest, private readonly log: (m: string) => void = (m) => console.error(m)) {
     this.cache = new LatestCache(sql, local);
   }
 
@@ -99,7 +100,18 @@ export class Evaluator {
       let held = new Set<string>();
       let cleared: Map<string, number> | undefined;
       if (!rule.enabled) active = [];
-      else if (DATABASE_KINDS.has(rule.kind)) active = fromDb.get(rule.id) ?? [];
+      else if (DATABASE_KINDS.has(rule.kind)) {
+        const obs = fromDb.get(rule.id);
+        if (!obs) {
+          // its query failed this cycle: nothing is known, every open alert stays as it is
+          for (const a of mine) {
+            const host = a.agentId === null ? undefined : hostById.get(a.agentId);
+            if (a.state === "firing" && !silenced(silences, "silence", rule, host)) firing.push(groupAlert(rule, a, "firing"));
+          }
+          continue;
+        }
+        active = obs;
+      }
       else ({ active, held, cleared } = observe(rule, snap, now, this.index, this.rates, mine.length ? { fps: new Set(mine.map((a) => a.fingerprint)), agents: new Set(mine.map((a) => a.agentId)) } : undefined, scopes));
       const seen = new Set<string>();
       for (const o of active) {
@@ -142,8 +154,19 @@ export class Evaluator {
     return this.grouper.plan(now, new Map(rules.map((x) => [x.id, x])), r.firing, r.resolved);
   }
 
-  /** A whole cycle against the database. */
+  /**
+   * A whole cycle against the database. When a cycle fails part-way, memory may be ahead of
+   * what was stored: the next cycle reloads the open alerts and groups first.
+   */
   async cycle(now = Date.now()): Promise<CycleStats> {
+    if (this.needsLoad) await this.load();
+    this.needsLoad = true;
+    const stats = await this.run(now);
+    this.needsLoad = false;
+    return stats;
+  }
+
+  private async run(now: number): Promise<CycleStats> {
     const t0 = performance.now();
     const version = await rulesVersion(this.sql);
     if (this.rules?.version !== version) this.rules = { version, list: await loadRules(this.sql) };
@@ -156,14 +179,27 @@ export class Evaluator {
     for (const a of this.open.values()) if (a.id !== undefined && acked.has(a.id)) a.acknowledgedAt = acked.get(a.id)!;
     const hostMap = new Map(hosts.map((h) => [h.id, h]));
     const fromDb = new Map<number, Observation[]>();
-    for (const rule of rules) if (rule.enabled && DATABASE_KINDS.has(rule.kind)) fromDb.set(rule.id, await observeFromDatabase(this.sql, rule, hostMap, now));
+    for (const rule of rules) {
+      if (!rule.enabled || !DATABASE_KINDS.has(rule.kind)) continue;
+      try {
+        fromDb.set(rule.id, await observeFromDatabase(this.sql, rule, hostMap, now));
+      } catch (e) {
+        // one rule's failing query (say, a pattern PostgreSQL's regular expressions refuse) must not stop the others
+        this.log(`alert rule ${rule.id} (${rule.name}) could not be evaluated: ${e instanceof Error ? e.message : e}`);
+      }
+    }
     const t1 = performance.now();
     const result = this.evaluate(rules, { hosts, latest }, fromDb, silences, now);
     const evaluateMs = performance.now() - t1;
     await writeCycle(this.sql, result.writes);
     const plan = this.group(rules, result, now);
-    await this.queue(plan.notifications);
-    await saveGroups(this.sql, plan.changed, plan.dropped);
+    // the notifications and the groups' new state together: a crash between them neither loses nor repeats one
+    if (plan.notifications.length || plan.changed.length || plan.dropped.length) {
+      await this.sql.begin(async (tx) => {
+        await this.queue(tx as unknown as Sql, plan.notifications);
+        await saveGroups(tx as unknown as Sql, plan.changed, plan.dropped);
+      });
+    }
     return {
       rules: rules.length, hosts: hosts.length, opened: result.writes.opened.length,
       fired: [...result.writes.opened, ...result.writes.updated].filter((w) => w.transitions.some((t) => t.to === "firing")).length,
@@ -171,14 +207,14 @@ export class Evaluator {
     };
   }
 
-  private async queue(ns: GroupNotification[]): Promise<void> {
+  private async queue(sql: Sql, ns: GroupNotification[]): Promise<void> {
     if (!ns.length) return;
-    const all = await enabledChannelIds(this.sql);
+    const all = await enabledChannelIds(sql);
     const items = ns.flatMap((n) => {
       const payload = buildPayload(n);
       const channels = n.rule.channelIds.length ? n.rule.channelIds.filter((c) => all.includes(c)) : all;
       return channels.map((channelId) => ({ groupKey: n.groupKey, ruleId: n.rule.id, channelId, payload }));
     });
-    await queueNotifications(this.sql, items);
+    await queueNotifications(sql, items);
   }
 }

@@ -35,7 +35,7 @@ export interface AlertsService {
 
 export function startAlerts(o: AlertsOptions): AlertsService {
   const log = o.log ?? ((m: string) => console.log(m));
-  const evaluator = new Evaluator(o.sql, o.local);
+  const evaluator = new Evaluator(o.sql, o.local, log);
   let cycleTimer: ReturnType<typeof setInterval> | undefined;
   let dispatchTimer: ReturnType<typeof setInterval> | undefined;
   let running: Promise<unknown> | undefined;

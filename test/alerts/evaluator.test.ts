@@ -266,3 +266,43 @@ test("metric_latest read incrementally: a row whose sample time went backwards (
   m = await cache.refresh(); // refresh 4: full again
   expect([m.get(a)!.values[0], m.get(b)!.values[0]]).toEqual([99, 20]);
 });
+
+test("a rule whose query fails (a pattern PostgreSQL refuses) is skipped: other rules go on, its open alerts stay open", async () => {
+  await disableStarterRules(db.sql);
+  const t0 = Date.now();
+  const h = await addHost(db.sql, "logs-1", [], t0);
+  await addHost(db.sql, "gone-1", [], t0 - 600_000);
+  const logs = await addRule(db.sql, rule({ name: "Errors", kind: "log_pattern", params: { window_seconds: 600, min_count: 1, pattern: "error" } }));
+  await addRule(db.sql, rule({ name: "Offline", kind: "host_offline", params: { offline_seconds: 60 } }));
+  await db.sql`insert into logs (agent_id, batch_id, ts, severity, source, message) values (${h}, 1, ${new Date(t0)}, 3, 'app', 'error: disk')`;
+  const logged: string[] = [];
+  const ev = new Evaluator(db.sql, undefined, (m) => logged.push(m));
+  await ev.load();
+  await ev.cycle(t0);
+  expect((await db.sql`select count(*)::int as n from alert_instances where state = 'firing'`)[0]!.n).toBe(2);
+  // valid in JavaScript (validateRule accepts it), refused by PostgreSQL's regular expressions
+  await db.sql`update alert_rules set params = ${db.sql.json({ window_seconds: 600, min_count: 1, pattern: "(?<name>error)" })}, updated_at = now() where id = ${logs}`;
+  await ev.cycle(t0 + 10_000);
+  expect(logged.some((m) => m.includes(`alert rule ${logs} (Errors) could not be evaluated`))).toBe(true);
+  const rows = await db.sql`select r.name, i.state from alert_instances i join alert_rules r on r.id = i.rule_id order by r.name`;
+  expect(rows.map((r) => [r.name, r.state])).toEqual([["Errors", "firing"], ["Offline", "firing"]]);
+});
+
+test("after a cycle that failed part-way, the next one reloads the stored state first (no alert without its row)", async () => {
+  await disableStarterRules(db.sql);
+  const t0 = Date.now();
+  const h = await addHost(db.sql, "flaky-1", [], t0 - 600_000);
+  await addRule(db.sql, rule({ name: "Offline", kind: "host_offline", params: { offline_seconds: 60 } }));
+  const ev = new Evaluator(db.sql);
+  await ev.load();
+  // the transitions table refuses writes for a moment: the cycle fails after the evaluation
+  await db.sql`create function refuse() returns trigger language plpgsql as $$ begin raise exception 'refused'; end $$`;
+  await db.sql`create trigger refuse before insert on alert_transitions for each statement execute function refuse()`;
+  await expect(ev.cycle(t0)).rejects.toThrow(/refused/);
+  expect(ev.openAlerts.size).toBe(1); // memory ran ahead of the database
+  await db.sql`drop trigger refuse on alert_transitions`;
+  await ev.cycle(t0 + 10_000);
+  const rows = await db.sql`select state from alert_instances where agent_id = ${h}`;
+  expect(rows.map((r) => r.state)).toEqual(["firing"]);
+  expect(await transitionsOf(db.sql, [...ev.openAlerts.keys()][0]!)).toEqual(["->firing"]);
+});
