@@ -283,3 +283,22 @@ test("a channel that keeps failing: the notification is marked failed after the 
   expect(n!.last_error.length).toBeGreaterThan(3);
   expect((await db.sql`select count(*)::int as c from alert_delivery_attempts where not ok`)[0]!.c).toBe(3);
 });
+
+test("two dispatchers at once (an old and a new leader) send a due notification once", async () => {
+  let hits = 0;
+  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, async fetch() {
+    hits++;
+    await Bun.sleep(300);
+    return new Response("ok");
+  } });
+  try {
+    const ch = await createChannel(db.sql, box, { name: "slow", kind: "webhook", config: { url: `http://127.0.0.1:${server.port}/` }, secret: "k", enabled: true }, "test");
+    await db.sql`insert into alert_notifications (group_key, channel_id, payload) values ('g', ${ch}, ${db.sql.json(samplePayload() as any)})`;
+    const [a, b] = await Promise.all([dispatchDue(db.sql, box), dispatchDue(db.sql, box)]);
+    expect(a + b).toBe(1);
+    expect(hits).toBe(1);
+    expect((await db.sql`select status, attempts from alert_notifications`)[0]).toEqual({ status: "sent", attempts: 1 });
+  } finally {
+    server.stop(true);
+  }
+});
