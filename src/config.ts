@@ -66,6 +66,8 @@ export interface Config {
    * (SERVERMIND_INCIDENT_THRESHOLDS, e.g. "cpu.usage_pct>95,disk.used_pct>90:6"; "off" for none).
    */
   incidentThresholds: MetricThreshold[];
+  /** `alerts.intervalMs`: how often the elected node evaluates every alert rule (SERVERMIND_ALERT_INTERVAL_MS; docs/alerts.md). */
+  alertIntervalMs: number;
   /** `ingest.clients`: how much a client that has not authenticated may cost (src/ingest/clients.ts). */
   clients: ClientLimits;
 }
@@ -207,6 +209,7 @@ export function loadConfig(env: Env = process.env): Config {
     incidentThresholds: parseThresholds("SERVERMIND_INCIDENT_THRESHOLDS", env.SERVERMIND_INCIDENT_THRESHOLDS || DEFAULT_INCIDENT_THRESHOLDS),
     agentBuild: envBool(env, "SERVERMIND_AGENT_BUILD", true),
     agentBuildTargets: envList(env, "SERVERMIND_AGENT_BUILD_TARGETS", AGENT_TARGETS, hostTargetFirst(AGENT_TARGETS)),
+    alertIntervalMs: envInt(env, "SERVERMIND_ALERT_INTERVAL_MS", 10_000, 1000, 600_000),
     clients: {
       bodyGraceMs: envInt(env, "SERVERMIND_BODY_GRACE_MS", 10_000, 100, 600_000),
       minBodyRate: envInt(env, "SERVERMIND_BODY_MIN_RATE", 4096, 1, 2 ** 30),

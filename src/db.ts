@@ -26,6 +26,8 @@ export interface Database {
   ownerSql: Sql;
   /** The runtime role's name. */
   runtimeRole: string;
+  /** The runtime role's URL (the alert evaluator's lock connection opens it: src/alerts/leader.ts). */
+  runtimeUrl: string;
   embedded?: EmbeddedPg;
   /** Probes PostgreSQL on a connection of its own (for /healthz and request deadlines). */
   health: StoreHealth;
@@ -95,6 +97,7 @@ export async function openDatabase(config: Config, log: (s: string) => void = co
   return {
     sql,
     ownerSql,
+    runtimeUrl,
     runtimeRole: role,
     embedded,
     health,

@@ -30,6 +30,7 @@ import { downloadsPlugin, pubkeyPin } from "./downloads/routes.ts";
 import { startAgentBuilds } from "./downloads/agent-builds.ts";
 import { resolve } from "node:path";
 import { createLicenseService } from "./license/service.ts";
+import { startAlerts } from "./alerts/service.ts";
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -113,6 +114,8 @@ async function main(): Promise<void> {
   const securityJobs = startSecurityJobs(db.sql, commandDeps);
   const stopCheckpoints = scheduleCheckpoints(db.sql);
   server.ingest.deps.onStored = securityJobs.onStored;
+  // alerts: every node competes for the evaluator lock; the holder evaluates and notifies (docs/alerts.md)
+  const alerts = startAlerts({ sql: db.sql, lockUrl: db.runtimeUrl, box: consoleServices.secrets, local: server.ingest.deps.state, intervalMs: config.alertIntervalMs });
   console.log(`ServerMind listening on ${server.url} (TLS 1.3; HTTP/1.1, HTTP/2${config.http3 ? ", HTTP/3" : ""}, WSS)`);
   console.log(`LZ4 frames decoded by ${server.ingest.lz4}`);
   console.log(`server certificate SHA-256 fingerprint (pin it in agents): ${cert.fingerprint}`);
@@ -124,6 +127,7 @@ async function main(): Promise<void> {
     console.log(`${signal}: stopping`);
     const steps: Array<[string, () => unknown]> = [
       ["agent builds", () => agentBuilds.stop()],
+      ["alerts", () => alerts.stop()],
       ["security jobs", () => securityJobs.stop()],
       ["license", () => license.stop()],
       ["audit checkpoints", () => stopCheckpoints()],

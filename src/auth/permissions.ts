@@ -24,6 +24,14 @@ const catalog: Array<[group: string, id: string, description: string, dangerous?
   ["Agents", "agents.enroll", "Create activation tokens"],
   ["Agents", "agents.tokens.revoke", "Revoke activation tokens"],
   ["Agents", "agents.revoke", "Revoke an enrolled agent", true],
+  ["Alerts", "alerts.view", "See alerts, alert rules and silences"],
+  ["Alerts", "alerts.acknowledge", "Acknowledge alerts"],
+  ["Alerts", "alerts.rules.edit", "Create and edit alert rules"],
+  ["Alerts", "alerts.rules.delete", "Delete alert rules"],
+  ["Alerts", "alerts.silence", "Create and end silences and maintenance windows"],
+  ["Notifications", "notifications.view", "See notification channels and deliveries"],
+  ["Notifications", "notifications.edit", "Create, edit and delete notification channels"],
+  ["Notifications", "notifications.test", "Send test notifications"],
   ["Security", "security.events.view", "See security events"],
   ["Compliance", "compliance.view", "See compliance results"],
   ["Compliance", "compliance.scan", "Start compliance scans"],
@@ -98,7 +106,8 @@ export function permissionGroups(): Array<{ group: string; permissions: Permissi
 }
 
 const all = PERMISSIONS.map((p) => p.id);
-const viewOnly = all.filter((p) => /\.(view|history\.view)$/.test(p) && !p.startsWith("audit.") && !/^(users|roles|sessions|settings|sso|api)\./.test(p));
+// channel settings (webhook URLs, recipients) are not for viewers
+const viewOnly = all.filter((p) => /\.(view|history\.view)$/.test(p) && !p.startsWith("audit.") && !/^(users|roles|sessions|settings|sso|api|notifications)\./.test(p));
 
 export interface BuiltinRole {
   name: string;

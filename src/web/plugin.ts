@@ -29,6 +29,7 @@ import { fileRoutes } from "./files/routes.ts";
 import { serviceRoutes } from "./services/routes.ts";
 import { tokenRoutes } from "./tokens/routes.ts";
 import { aiRoutes } from "./ai/routes.ts";
+import { alertRoutes } from "./alerts/routes.ts";
 import { apiRoutes } from "./api/routes.ts";
 import { licenseRoutes } from "./license/routes.ts";
 import { createLicenseService } from "../license/service.ts";
@@ -74,6 +75,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...tokenRoutes(s, pages),
     ...licenseRoutes(s, pages),
     ...aiRoutes(s, pages),
+    ...alertRoutes(s, pages),
     ...apiRoutes(s),
     ...(s.extraRoutes ?? []),
   ];

@@ -53,6 +53,7 @@ interface NavItem {
 const NAV: NavItem[] = [
   { href: "/hosts", label: "Fleet", access: "hosts.view" },
   { href: "/security", label: "Security", access: "compliance.view" },
+  { href: "/alerts", label: "Alerts", access: "alerts.view" },
   { href: "/services", label: "Services", access: "services.view" },
   { href: "/enrollment", label: "Enrollment", access: "agents.enroll" },
   { href: "/users", label: "Users", access: "users.view" },

@@ -131,22 +131,26 @@ test("the built-in roles hold only catalogue permissions", () => {
 const MIGRATION_460 = join(SRC, "store/postgres/migrations/460_permissions_pruned.sql");
 const prunedIds = () => [...code(readFileSync(MIGRATION_460, "utf8").replace(/--.*$/gm, "")).matchAll(/\('([a-z_.]+)'\)/g)].map((m) => m[1]!);
 
-test("migration 460 prunes only ids the catalogue no longer holds", () => {
+/** Pruned by 460 and back since their feature landed (issue #18: alerts and notifications, migration 480). */
+const REINSTATED = ["alerts.view", "alerts.acknowledge", "alerts.rules.edit", "alerts.rules.delete", "alerts.silence", "notifications.view", "notifications.edit", "notifications.test"];
+
+test("migration 460 prunes only ids the catalogue no longer holds (or reinstated with their feature)", () => {
   const ids = prunedIds();
   expect(ids.length).toBe(48);
-  expect(ids.filter((id) => PERMISSION_IDS.has(id))).toEqual([]);
-  for (const gone of ["alerts.view", "notifications.edit", "vulnerabilities.scan", "containers.manage", "network.firewall.edit", "processes.kill", "patches.apply", "reports.view", "commands.run", "ai.settings.edit"]) {
+  expect(ids.filter((id) => PERMISSION_IDS.has(id) && !REINSTATED.includes(id))).toEqual([]);
+  for (const id of REINSTATED) expect({ id, inCatalogue: PERMISSION_IDS.has(id), was460: ids.includes(id) }).toEqual({ id, inCatalogue: true, was460: true });
+  for (const gone of ["alerts.rules.view", "vulnerabilities.scan", "containers.manage", "network.firewall.edit", "processes.kill", "patches.apply", "reports.view", "commands.run", "ai.settings.edit"]) {
     expect(ids).toContain(gone);
   }
 });
 
 test("migration 460 strips the pruned ids from custom roles and API tokens; the role is editable again", async () => {
-  const stale = ["hosts.view", "alerts.view", "compliance.view", "commands.run", "ai.settings.edit", "logs.view"];
+  const stale = ["hosts.view", "patches.view", "compliance.view", "commands.run", "ai.settings.edit", "logs.view"];
   // a role and a token as they were stored before the pruning (written directly: the app refuses unknown ids)
   const [{ id: roleId }] = await db.sql`insert into console_roles (name, description, permissions, scope_tags)
     values ('old-ops', '', ${stale}, ${["group:web"]}) returning id`;
   const [{ id: keptId }] = await db.sql`insert into console_roles (name, description, permissions) values ('untouched', '', ${["hosts.view"]}) returning id`;
-  expect(validateRole("old-ops", stale, ["group:web"])).toEqual(["Unknown permissions: alerts.view, commands.run, ai.settings.edit."]);
+  expect(validateRole("old-ops", stale, ["group:web"])).toEqual(["Unknown permissions: patches.view, commands.run, ai.settings.edit."]);
   const admin = await db.sql`select id from console_roles where name = 'admin'`;
   const userId = await createUser(db.sql, { username: "pruned-owner", password: "Correct-Horse-9-Battery", roleIds: admin.map((r) => Number(r.id)) }, DEFAULT_SETTINGS.password);
   const { row } = await createApiToken(db.sql, userId, { name: "old", permissions: ["hosts.view"], scopeTags: [], expiresInDays: 1, aiClient: false, clientName: "" });

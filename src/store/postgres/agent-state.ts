@@ -46,6 +46,20 @@ export class AgentState implements LatestSink {
     } else this.activity.set(agentId, { seen: Date.now(), seq, transport });
   }
 
+  /** The in-memory latest values of an agent whose frames this node took (read by src/alerts/). */
+  latestOf(agentId: number): { ts: number; key: string; names: readonly string[]; values: ArrayLike<number> } | undefined {
+    return this.latest.get(agentId);
+  }
+
+  /** When this node last heard from the agent, if not yet written to agents.last_seen. */
+  lastSeenOf(agentId: number): number | undefined {
+    return this.activity.get(agentId)?.seen;
+  }
+
+  agentIds(): Iterable<number> {
+    return this.latest.keys();
+  }
+
   heartbeat(agentId: number, body: Record<string, unknown>): void {
     this.heartbeats.set(agentId, body);
   }

@@ -74,6 +74,7 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const inv = can(req, "inventory.view", a) ? await inventory(sql, a) : undefined;
         const status = a.status as Record<string, unknown>;
         return pages.page(req, "pages/host", a.hostname, {
+          canAlerts: can(req, "alerts.view"),
           a,
           state: a.revoked_at ? "revoked" : a.online ? "online" : "offline",
           lastSeen: ago(a.last_seen),
