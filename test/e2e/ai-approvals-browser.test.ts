@@ -10,8 +10,9 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdirSync } from "node:fs";
 import { generateKeyPairSync } from "node:crypto";
-import { chromium, type Browser } from "playwright-core";
+import { type Browser } from "playwright-core";
 import { requireComponent } from "../support/ci.ts";
+import { launchChromium } from "../support/browser.ts";
 import { testDatabase, type TestDb } from "../support/db.ts";
 import { startSystemdUser, systemdUserUnavailable, type SystemdUser } from "../support/systemd-user.ts";
 import { createControlHandler } from "../../agent/control/process.ts";
@@ -46,7 +47,7 @@ beforeAll(async () => {
   });
   db = await testDatabase(6);
   srv = await startMcpServer(db, { commandKey: privateKey, dispatch: async (_id, command) => (await control({ t: "command", command })).result });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"] });
+  browser = await launchChromium(CHROMIUM);
 }, 60_000);
 
 afterAll(async () => {

@@ -5,8 +5,9 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdirSync } from "node:fs";
-import { chromium, type Browser } from "playwright-core";
+import { type Browser } from "playwright-core";
 import { requireComponent } from "../support/ci.ts";
+import { launchChromium } from "../support/browser.ts";
 import { startConsoleServer, type ConsoleServer } from "../support/console-server.ts";
 import { createRole } from "../../src/auth/roles.ts";
 import { createUser } from "../../src/auth/users.ts";
@@ -23,7 +24,7 @@ beforeAll(async () => {
   if (!haveChromium) return;
   mkdirSync("test-artifacts", { recursive: true });
   srv = await startConsoleServer();
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"] });
+  browser = await launchChromium(CHROMIUM);
 }, 60_000);
 
 afterAll(async () => {

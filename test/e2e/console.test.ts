@@ -4,8 +4,9 @@
  */
 import { test, expect, beforeAll, afterAll } from "bun:test";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { chromium, type Browser, type BrowserContext, type Locator, type Page } from "playwright-core";
+import { type Browser, type BrowserContext, type Locator, type Page } from "playwright-core";
 import { requireComponent } from "../support/ci.ts";
+import { launchChromium } from "../support/browser.ts";
 import { startConsoleServer, type ConsoleServer } from "../support/console-server.ts";
 import { totp } from "../../src/auth/totp.ts";
 
@@ -117,10 +118,7 @@ beforeAll(async () => {
   if (!haveChromium) return;
   mkdirSync(ARTIFACTS, { recursive: true });
   srv = await startConsoleServer();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium(CHROMIUM);
 });
 
 afterAll(async () => {

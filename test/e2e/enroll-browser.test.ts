@@ -10,8 +10,9 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium, type Browser } from "playwright-core";
+import { type Browser } from "playwright-core";
 import { requireComponent } from "../support/ci.ts";
+import { launchChromium } from "../support/browser.ts";
 import { startServerProcess, type ServerProcess } from "../support/server-process.ts";
 import { createRole } from "../../src/auth/roles.ts";
 import { createUser } from "../../src/auth/users.ts";
@@ -38,7 +39,7 @@ beforeAll(async () => {
     SERVERMIND_AGENT_BUILD: "true",
     SERVERMIND_AGENT_BUILD_TARGETS: hostTarget,
   }));
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"] });
+  browser = await launchChromium(CHROMIUM);
 }, 60_000);
 
 afterAll(async () => {

@@ -7,8 +7,9 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { chromium, type Browser } from "playwright-core";
+import { type Browser } from "playwright-core";
 import { requireComponent } from "../support/ci.ts";
+import { launchChromium } from "../support/browser.ts";
 import { startConsoleServer, type ConsoleServer } from "../support/console-server.ts";
 import { controlChannel } from "../support/control-channel.ts";
 import { makeCisRoot } from "../support/cis-root.ts";
@@ -33,7 +34,7 @@ beforeAll(async () => {
   if (!haveChromium) return;
   mkdirSync("test-artifacts", { recursive: true });
   srv = await startConsoleServer({ security: controlChannel(root) });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"] });
+  browser = await launchChromium(CHROMIUM);
 }, 60_000);
 
 afterAll(async () => {

@@ -10,8 +10,9 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdirSync } from "node:fs";
 import { generateKeyPairSync } from "node:crypto";
-import { chromium, type Browser } from "playwright-core";
+import { type Browser } from "playwright-core";
 import { requireComponent } from "../support/ci.ts";
+import { launchChromium } from "../support/browser.ts";
 import { startConsoleServer, type ConsoleServer } from "../support/console-server.ts";
 import { startSystemdUser, systemdUserUnavailable, type SystemdUser } from "../support/systemd-user.ts";
 import { createRole } from "../../src/auth/roles.ts";
@@ -60,7 +61,7 @@ beforeAll(async () => {
       })).result,
     },
   });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"] });
+  browser = await launchChromium(CHROMIUM);
 }, 60_000);
 
 afterAll(async () => {

@@ -9,8 +9,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { type Browser, type Page } from "playwright-core";
 import { requireComponent } from "../support/ci.ts";
+import { launchChromium } from "../support/browser.ts";
 import { testDatabase, type TestDb } from "../support/db.ts";
 import { startTestOp, type TestOp } from "../support/oidc-provider.ts";
 import { simpleSamlPhpAvailable, startSimpleSamlPhp, type TestIdp } from "../support/simplesamlphp.ts";
@@ -93,10 +94,7 @@ beforeAll(async () => {
   } });
   await setGroupMappings(db.sql, "dir", [{ group: "everyone", role: "viewer" }]);
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium(CHROMIUM);
 }, 60_000);
 
 afterAll(async () => {
