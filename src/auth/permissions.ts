@@ -51,11 +51,6 @@ const catalog: Array<[group: string, id: string, description: string, dangerous?
   ["Files", "files.download", "Download files from hosts"],
   ["Files", "files.write", "Write files on hosts", true],
   ["Files", "files.delete", "Delete files on hosts", true],
-  ["Backups", "backups.view", "See backup jobs and snapshots"],
-  ["Backups", "backups.run", "Start backups"],
-  ["Backups", "backups.restore", "Restore from a backup", true],
-  ["Backups", "backups.delete", "Delete backup snapshots", true],
-  ["Backups", "backups.policies.edit", "Edit backup policies"],
   ["Users", "users.view", "See console users"],
   ["Users", "users.create", "Create users"],
   ["Users", "users.edit", "Edit users and their roles"],
@@ -119,7 +114,7 @@ export const BUILTIN_ROLES: readonly BuiltinRole[] = [
   { name: "admin", description: "Everything, including users, roles and security settings", permissions: all },
   {
     name: "operator",
-    description: "Runs the fleet: hosts, agents, compliance, services, files, backups; no user or security administration",
+    description: "Runs the fleet: hosts, agents, compliance, services, files, alerts; no user or security administration",
     permissions: all.filter((p) =>
       !/^(users|roles|sso|settings|audit)\./.test(p) && p !== "sessions.view" && p !== "sessions.revoke",
     ).concat(["settings.view"]),

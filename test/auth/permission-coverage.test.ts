@@ -26,11 +26,6 @@ import { mountedRouteTables } from "../support/mounted-routes.ts";
 /** Permissions gated by something other than a console route or a check in src/ (keep it short). */
 const ALLOWED_WITHOUT_ROUTE: Record<string, string> = {
   "ai.assistant.use": "gated by every MCP tool call through USE_PERMISSION in src/mcp/tools.ts (test/mcp/mcp.test.ts checks the refusal)",
-  "backups.view": "gated by the backups routes (issue #15), pending",
-  "backups.run": "gated by the backups routes (issue #15), pending",
-  "backups.restore": "gated by the backups routes (issue #15), pending",
-  "backups.delete": "gated by the backups routes (issue #15), pending",
-  "backups.policies.edit": "gated by the backups routes (issue #15), pending",
   // system.* belong to the license helper's system pages (issue #14), left alone here: pending
 };
 
@@ -171,4 +166,23 @@ test("migration 460 strips the pruned ids from custom roles and API tokens; the 
   // no stored grant names an unknown permission
   const roles = await db.sql`select name, permissions from console_roles`;
   for (const x of roles) expect({ role: x.name, unknown: (x.permissions as string[]).filter((p) => !PERMISSION_IDS.has(p)) }).toEqual({ role: x.name, unknown: [] });
+});
+
+test("migration 465 strips backups.* (no route gates them yet) from custom roles and API tokens, order kept", async () => {
+  const MIGRATION_465 = join(SRC, "store/postgres/migrations/465_backup_permissions_pruned.sql");
+  for (const p of PERMISSIONS) expect(p.id.startsWith("backups.")).toBe(false);
+  const [{ id: roleId }] = await db.sql`insert into console_roles (name, description, permissions)
+    values ('old-backup-ops', '', ${["hosts.view", "backups.view", "logs.view", "backups.run"]}) returning id`;
+  const admin = await db.sql`select id from console_roles where name = 'admin'`;
+  const userId = await createUser(db.sql, { username: "backup-token-owner", password: "Correct-Horse-9-Battery", roleIds: admin.map((r) => Number(r.id)) }, DEFAULT_SETTINGS.password);
+  const { row } = await createApiToken(db.sql, userId, { name: "old-backups", permissions: ["hosts.view"], scopeTags: [], expiresInDays: 1, aiClient: false, clientName: "" });
+  await db.sql`update api_tokens set permissions = ${["backups.restore", "hosts.view"]} where id = ${row.id}`;
+
+  await db.sql.begin((tx) => tx.unsafe(readFileSync(MIGRATION_465, "utf8")));
+
+  const [r] = await db.sql`select permissions from console_roles where id = ${roleId}`;
+  expect(r!.permissions).toEqual(["hosts.view", "logs.view"]);
+  expect(validateRole("old-backup-ops", r!.permissions, [])).toEqual([]);
+  const [t] = await db.sql`select permissions from api_tokens where id = ${row.id}`;
+  expect(t!.permissions).toEqual(["hosts.view"]);
 });
