@@ -1,6 +1,7 @@
 /**
  * Incident timelines: signals of one host (FIM changes, new CIS failures, authentication
- * failures and service crashes from logs, agent disconnects, metric threshold breaches) are
+ * failures and service crashes from logs, agent disconnects, metric threshold breaches, and the
+ * transitions of its alerts: firing, resolved, acknowledged) are
  * sorted in time and grouped while each follows the previous one within `windowMs`. A group
  * becomes an incident when it mixes at least two kinds of signal or holds one of severity >= 8.
  * Computed on read from the stored data, so it never lags behind ingest.
@@ -10,7 +11,7 @@ import { AUTH_FAILURE_PATTERN } from "./score.ts";
 import type { ScopedHost } from "../store/postgres/queries-console.ts";
 import type { MetricThreshold } from "../config.ts";
 
-export type SignalKind = "fim" | "cis" | "auth" | "crash" | "disconnect" | "metric";
+export type SignalKind = "fim" | "cis" | "auth" | "crash" | "disconnect" | "metric" | "alert";
 
 export interface Signal {
   ts: number;
@@ -46,7 +47,7 @@ export interface IncidentOptions {
 
 export const CRASH_PATTERN = "(segfault|core dumped|Main process exited, code=(killed|dumped)|Failed with result '(signal|core-dump|exit-code|watchdog)'|Out of memory: Killed process)";
 
-const KIND_NAMES: Record<SignalKind, string> = { fim: "file changes", cis: "failed CIS controls", auth: "authentication failures", crash: "service crashes", disconnect: "agent disconnects", metric: "threshold breaches" };
+const KIND_NAMES: Record<SignalKind, string> = { fim: "file changes", cis: "failed CIS controls", auth: "authentication failures", crash: "service crashes", disconnect: "agent disconnects", metric: "threshold breaches", alert: "alerts" };
 
 export function correlate(agentId: number, signals: Signal[], windowMs: number): Incident[] {
   const sorted = [...signals].sort((a, b) => a.ts - b.ts);
@@ -76,13 +77,16 @@ export function correlate(agentId: number, signals: Signal[], windowMs: number):
   return out.reverse(); // newest first
 }
 
+/** Alert rule severities on the incident scale (0-10; 8 and above make an incident alone). */
+const ALERT_SEVERITY: Record<string, number> = { info: 3, warning: 5, critical: 8 };
+
 export async function gatherSignals(sql: Sql, host: ScopedHost, o: IncidentOptions): Promise<Signal[]> {
   const agentId = host.id;
   const from = new Date(o.fromMs);
   const to = new Date(o.toMs);
   const max = o.maxPerKind ?? 500;
   const gap = o.disconnectGapMs ?? 5 * 60_000;
-  const [fim, cis, auth, crash, batches, agent] = await Promise.all([
+  const [fim, cis, auth, crash, batches, agent, alerts] = await Promise.all([
     sql`select ts, type, severity, path, data, servermind_change(agent_id, path, data->>'from', ts) as own_change from security_events
         where agent_id = ${agentId} and ts >= ${from} and ts < ${to} and type like 'fim.%' and type <> 'fim.status' order by ts desc limit ${max}`,
     sql`select id, control_id, severity, observed, first_seen from cis_violations where agent_id = ${agentId} and first_seen >= ${from} and first_seen < ${to}
@@ -95,6 +99,11 @@ export async function gatherSignals(sql: Sql, host: ScopedHost, o: IncidentOptio
     sql`select committed_at from ingest_batches where agent_id = ${agentId} and committed_at >= ${new Date(o.fromMs - gap)} and committed_at < ${to}
         order by committed_at limit 100000`,
     sql`select last_seen from agents where id = ${agentId}`,
+    // the host's alerts (src/alerts): each stored transition but pending, which is not yet news
+    sql`select t.at, t.to_state, t.actor, t.value, i.id as instance_id, i.summary, r.name as rule, r.severity from alert_transitions t
+        join alert_instances i on i.id = t.instance_id join alert_rules r on r.id = i.rule_id
+        where i.agent_id = ${agentId} and t.at >= ${from} and t.at < ${to} and t.to_state <> 'pending'
+        order by t.at desc limit ${max}`,
   ]);
   const signals: Signal[] = [];
   for (const r of fim) {
@@ -111,6 +120,16 @@ export async function gatherSignals(sql: Sql, host: ScopedHost, o: IncidentOptio
     if (times[k] - times[k - 1] > gap) signals.push({ ts: times[k - 1], kind: "disconnect", severity: 5, summary: `agent silent for ${Math.round((times[k] - times[k - 1]) / 1000)} s`, ref: { until: times[k] } });
   }
   if (lastSeen !== null && o.toMs - lastSeen > gap && lastSeen >= o.fromMs) signals.push({ ts: lastSeen, kind: "disconnect", severity: 6, summary: `agent silent since ${new Date(lastSeen).toISOString()}`, ref: { ongoing: true } });
+  for (const r of alerts) {
+    const firing = r.to_state === "firing";
+    signals.push({
+      ts: new Date(r.at).getTime(), kind: "alert",
+      // a critical alert firing is an incident by itself; resolutions and acknowledgements only annotate one
+      severity: firing ? ALERT_SEVERITY[String(r.severity)] ?? 5 : 1,
+      summary: `alert "${r.rule}" ${r.to_state === "acknowledged" ? `acknowledged by ${r.actor}` : r.to_state}${firing && r.summary ? `: ${String(r.summary).slice(0, 160)}` : ""}`,
+      ref: { alert: Number(r.instance_id), state: r.to_state },
+    });
+  }
   for (const th of o.thresholds ?? []) signals.push(...(await thresholdBreaches(sql, agentId, th, from, to, max)));
   return signals;
 }
