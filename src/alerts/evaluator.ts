@@ -13,7 +13,7 @@ import { Grouper, type GroupAlert, type GroupNotification } from "./grouping.ts"
 import { buildPayload } from "./payload.ts";
 import { DATABASE_KINDS, observeFromDatabase } from "./sources.ts";
 import {
-  enabledChannelIds, LatestCache, loadAcknowledged, loadActiveSilences, loadGroups, loadHosts, loadOpenAlerts, loadRules,
+  enabledChannelIds, LatestCache, loadAcknowledged, loadActiveSilences, loadGroups, loadHosts, loadOpenAlerts, loadResolvedAmong, loadRules,
   queueNotifications, rulesVersion, saveGroups, writeCycle, type ActiveSilence, type CycleWrites, type LocalLatest,
 } from "./store.ts";
 
@@ -64,8 +64,14 @@ export class Evaluator {
   async load(): Promise<void> {
     this.open.clear();
     for (const a of await loadOpenAlerts(this.sql)) this.open.set(a.fingerprint, a);
-    this.grouper = new Grouper(await loadGroups(this.sql));
+    const groups = await loadGroups(this.sql);
+    this.grouper = new Grouper(groups);
+    // told firing, resolved since, not told resolved yet (the last leader held that in memory)
+    const told = [...new Set(groups.flatMap((g) => g.lastFiring))].filter((fp) => !this.open.has(fp));
+    this.carriedResolved = await loadResolvedAmong(this.sql, told);
   }
+
+  private carriedResolved: Array<OpenAlert & { resolvedAt: number }> = [];
 
   get openAlerts(): ReadonlyMap<string, OpenAlert> {
     return this.open;
@@ -94,6 +100,12 @@ export class Evaluator {
       startedAt: a.startedAt, firedAt: a.firedAt, resolvedAt: status === "resolved" ? now : null, acknowledged: a.acknowledgedAt !== null,
       labels: alertLabels(rule, a.agentId === null ? undefined : hostById.get(a.agentId)),
     });
+    const ruleById = new Map(rules.map((r) => [r.id, r]));
+    for (const a of this.carriedResolved) {
+      const rule = ruleById.get(a.ruleId);
+      if (rule) resolved.push({ ...groupAlert(rule, a, "resolved"), resolvedAt: a.resolvedAt });
+    }
+    this.carriedResolved = [];
     for (const rule of rules) {
       const mine = byRule.get(rule.id) ?? [];
       let active: Observation[];

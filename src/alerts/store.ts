@@ -112,6 +112,28 @@ export async function loadOpenAlerts(sql: Sql): Promise<OpenAlert[]> {
   }));
 }
 
+/**
+ * The newest instance of each of these fingerprints when it is resolved: alerts whose firing a
+ * group told and whose resolution the previous leader had not told yet (it waits in memory for
+ * the group's interval), so a new leader tells it.
+ */
+export async function loadResolvedAmong(sql: Sql, fingerprints: string[]): Promise<Array<OpenAlert & { resolvedAt: number }>> {
+  if (!fingerprints.length) return [];
+  const rows = await sql`
+    select * from (
+      select distinct on (fingerprint) id, rule_id, fingerprint, agent_id, subject, state, value, summary,
+        extract(epoch from started_at) * 1000 as started, extract(epoch from fired_at) * 1000 as fired,
+        extract(epoch from acknowledged_at) * 1000 as acked, extract(epoch from resolved_at) * 1000 as resolved
+      from alert_instances where fingerprint = any(${fingerprints}::text[]) order by fingerprint, id desc) newest
+    where state = 'resolved'`;
+  return rows.map((r) => ({
+    id: Number(r.id), ruleId: Number(r.rule_id), fingerprint: r.fingerprint, agentId: r.agent_id === null ? null : Number(r.agent_id),
+    subject: r.subject, state: "firing" as const, value: r.value, summary: r.summary, startedAt: Number(r.started),
+    firedAt: r.fired === null ? null : Number(r.fired), acknowledgedAt: r.acked === null ? null : Number(r.acked),
+    resolvedAt: r.resolved === null ? Date.now() : Number(r.resolved),
+  }));
+}
+
 /** Acknowledgements made since the alerts were loaded (the console writes them). */
 export async function loadAcknowledged(sql: Sql, ids: number[]): Promise<Map<number, number>> {
   if (!ids.length) return new Map();

@@ -233,6 +233,33 @@ test("a new evaluator (another leader) continues from the stored open alerts and
   expect((await queued(db.sql)).length).toBe(1);
 });
 
+test("a resolution the old leader held back for group_interval is told by the new leader, once", async () => {
+  await disableStarterRules(db.sql);
+  const t0 = Date.now();
+  const a = await addHost(db.sql, "edge-a", [], t0 - 600_000);
+  await addHost(db.sql, "edge-b", [], t0 - 600_000);
+  await addRule(db.sql, rule({ name: "Offline", kind: "host_offline", params: { offline_seconds: 60 }, groupWaitSeconds: 0, groupIntervalSeconds: 300 }));
+  const first = new Evaluator(db.sql);
+  await first.load();
+  await first.cycle(t0);
+  expect((await queued(db.sql)).map((n) => n.payload.status)).toEqual(["firing"]);
+  // edge-a comes back: resolved at once, its notification waits for group_interval in the leader's memory
+  await setSeen(db.sql, [a], t0 + 20_000);
+  await first.cycle(t0 + 20_000);
+  expect((await queued(db.sql)).length).toBe(1);
+  // the leader dies; the next one takes over
+  const second = new Evaluator(db.sql);
+  await second.load();
+  await second.cycle(t0 + 200_000);
+  expect((await queued(db.sql)).length).toBe(1); // group_interval still holds
+  await second.cycle(t0 + 301_000);
+  const sent = await queued(db.sql);
+  expect(sent.length).toBe(2);
+  expect(JSON.stringify(sent[1]!.payload)).toContain("edge-a");
+  await second.cycle(t0 + 700_000);
+  expect((await queued(db.sql)).length).toBe(2); // told once
+});
+
 test("the evaluator reads this node's in-memory latest values (AgentState) before they reach metric_latest", async () => {
   await disableStarterRules(db.sql);
   const t0 = Date.now();
