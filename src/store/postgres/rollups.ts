@@ -62,6 +62,10 @@ export async function rollupStep(o: RollupOptions): Promise<RollupStep> {
     if (picked.length === 0) return { leader: true, pairs: 0, minuteRows: 0, expired };
     const agents = picked.map((p) => p.agent_id);
     const hours = picked.map((p) => p.hour.toISOString());
+    // constant bounds as well as the per-pair ones, so the planner prunes partitions and uses the
+    // (agent_id, t0) index instead of joining the pairs against every block
+    const lo = new Date(Math.min(...picked.map((p) => p.hour.getTime())));
+    const hi = new Date(Math.max(...picked.map((p) => p.hour.getTime())) + HOUR);
     // (1) the marks; the statements below start later, so they see every block these marks cover
     await tx`
       delete from metric_rollup_dirty d using unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
@@ -69,10 +73,11 @@ export async function rollupStep(o: RollupOptions): Promise<RollupStep> {
     // (2) replace both tiers of those hours
     await tx`
       delete from metric_rollup_1m r using unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
-      where r.agent_id = p.a and r.bucket >= p.h and r.bucket < p.h + interval '1 hour'`;
+      where r.agent_id = p.a and r.bucket >= p.h and r.bucket < p.h + interval '1 hour'
+        and r.agent_id = any(${agents}::int8[]) and r.bucket >= ${lo} and r.bucket < ${hi}`;
     await tx`
       delete from metric_rollup_1h r using unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
-      where r.agent_id = p.a and r.bucket = p.h`;
+      where r.agent_id = p.a and r.bucket = p.h and r.agent_id = any(${agents}::int8[]) and r.bucket >= ${lo} and r.bucket < ${hi}`;
     const minute = await tx`
       insert into metric_rollup_1m (agent_id, series_id, bucket, min, max, sum, count)
       select p.a, b.series[k.i], date_bin('1 minute', s.t, timestamptz 'epoch'), min(s.v), max(s.v), sum(s.v), count(*)
@@ -83,13 +88,15 @@ export async function rollupStep(o: RollupOptions): Promise<RollupStep> {
         select b.t0 + make_interval(secs => o.off / 1000.0) as t, o.v
         from unnest(b.ts_off, b.vals[(k.i - 1) * cardinality(b.ts_off) + 1 : k.i * cardinality(b.ts_off)]) as o(off, v)
       ) s
-      where s.t >= p.h and s.t < p.h + interval '1 hour' and s.v <> 'NaN'::float8
+      where b.agent_id = any(${agents}::int8[]) and b.t0 >= ${new Date(lo.getTime() - HOUR)} and b.t0 < ${hi}
+        and s.t >= p.h and s.t < p.h + interval '1 hour' and s.v <> 'NaN'::float8
       group by 1, 2, 3`;
     await tx`
       insert into metric_rollup_1h (agent_id, series_id, bucket, min, max, sum, count)
       select r.agent_id, r.series_id, p.h, min(r.min), max(r.max), sum(r.sum), sum(r.count)
       from unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
       join metric_rollup_1m r on r.agent_id = p.a and r.bucket >= p.h and r.bucket < p.h + interval '1 hour'
+      where r.agent_id = any(${agents}::int8[]) and r.bucket >= ${lo} and r.bucket < ${hi}
       group by 1, 2, 3`;
     await o.beforeCommit?.(tx);
     return { leader: true, pairs: picked.length, minuteRows: minute.count, expired };
