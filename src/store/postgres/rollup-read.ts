@@ -124,34 +124,36 @@ export async function seriesRangeTiered(
       select distinct hour from metric_rollup_dirty
       where agent_id = ${agentId} and hour >= ${new Date(Math.floor(from.getTime() / HOUR) * HOUR)} and hour < ${to}`;
     const plan = planRead(from.getTime(), to.getTime(), tier, dirty.map((d) => d.hour.getTime()));
-    const iso = (xs: Iv[], k: 0 | 1) => xs.map((x) => new Date(x[k]).toISOString());
+    // one statement per interval, each with constant bounds: a statement over several intervals
+    // would be bounded by the first and last, i.e. scan the whole range (the head and the tail
+    // of a 90-day read are 90 days apart)
     const out: Agg[] = [];
     for (const [table, ivs] of [["metric_rollup_1h", plan.hour], ["metric_rollup_1m", plan.minute]] as const) {
-      if (ivs.length === 0) continue;
-      out.push(...await tx<Agg[]>`
-        select r.series_id as sid, date_bin(make_interval(secs => ${secs}), r.bucket, ${origin}) as bucket,
-               min(r.min) as min, max(r.max) as max, sum(r.sum) as sum, sum(r.count)::float8 as count
-        from unnest(${iso(ivs, 0)}::timestamptz[], ${iso(ivs, 1)}::timestamptz[]) iv(a, b)
-        join ${tx(table)} r on r.agent_id = ${agentId} and r.series_id = any(${sids}::int4[]) and r.bucket >= iv.a and r.bucket < iv.b
-        where r.bucket >= ${new Date(ivs[0]![0])} and r.bucket < ${new Date(ivs[ivs.length - 1]![1])}
-        group by 1, 2`);
+      for (const [a, b] of ivs) {
+        out.push(...await tx<Agg[]>`
+          select r.series_id as sid, date_bin(make_interval(secs => ${secs}), r.bucket, ${origin}) as bucket,
+                 min(r.min) as min, max(r.max) as max, sum(r.sum) as sum, sum(r.count)::float8 as count
+          from ${tx(table)} r
+          where r.agent_id = ${agentId} and r.series_id = any(${sids}::int4[]) and r.bucket >= ${new Date(a)} and r.bucket < ${new Date(b)}
+          group by 1, 2`);
+      }
     }
-    if (plan.raw.length) {
-      const lo = new Date(plan.raw[0]![0] - MAX_METRICS_SPAN_MS);
-      const hi = new Date(plan.raw[plan.raw.length - 1]![1]);
+    for (const [a, b] of plan.raw) {
+      const from = new Date(a);
+      const to = new Date(b);
       out.push(...await tx<Agg[]>`
         select w.sid, date_bin(make_interval(secs => ${secs}), s.t, ${origin}) as bucket,
                min(s.v) as min, max(s.v) as max, sum(s.v) as sum, count(*)::float8 as count
-        from unnest(${iso(plan.raw, 0)}::timestamptz[], ${iso(plan.raw, 1)}::timestamptz[]) iv(a, b)
-        join metric_blocks b on b.agent_id = ${agentId} and b.t0 >= iv.a - make_interval(secs => ${MAX_METRICS_SPAN_MS / 1000}) and b.t0 < iv.b and b.t1 >= iv.a
+        from metric_blocks b
         cross join lateral unnest(${sids}::int4[]) as w(sid)
         cross join lateral (select array_position(b.series, w.sid) as k) p
         cross join lateral (
           select b.t0 + make_interval(secs => o.off / 1000.0) as t, o.v
           from unnest(b.ts_off, b.vals[(p.k - 1) * cardinality(b.ts_off) + 1 : p.k * cardinality(b.ts_off)]) as o(off, v)
         ) s
-        where b.t0 >= ${lo} and b.t0 < ${hi} and b.series && ${sids}::int4[] and p.k is not null
-          and s.t >= iv.a and s.t < iv.b and s.v <> 'NaN'::float8
+        where b.agent_id = ${agentId} and b.t0 >= ${new Date(a - MAX_METRICS_SPAN_MS)} and b.t0 < ${to} and b.t1 >= ${from}
+          and b.series && ${sids}::int4[] and p.k is not null
+          and s.t >= ${from} and s.t < ${to} and s.v <> 'NaN'::float8
         group by 1, 2`);
     }
     return out;
