@@ -17,3 +17,10 @@ test("bad values fail with the variable's name and the allowed range", () => {
 test("large byte limits parse without 32-bit overflow", () => {
   expect(loadConfig({ SERVERMIND_MAX_PENDING_BYTES: String(8 * 2 ** 30) }).maxPendingBytes).toBe(8 * 2 ** 30);
 });
+
+test("retention per metric tier: raw 30 days, 1-minute rollups 90, 1-hour rollups 730, each settable", () => {
+  expect(loadConfig({})).toMatchObject({ retentionMetricsDays: 30, retentionRollup1mDays: 90, retentionRollup1hDays: 730 });
+  const c = loadConfig({ SERVERMIND_RETENTION_ROLLUP_1M_DAYS: "120", SERVERMIND_RETENTION_ROLLUP_1H_DAYS: "1825" });
+  expect([c.retentionRollup1mDays, c.retentionRollup1hDays]).toEqual([120, 1825]);
+  expect(() => loadConfig({ SERVERMIND_RETENTION_ROLLUP_1H_DAYS: "0" })).toThrow(/SERVERMIND_RETENTION_ROLLUP_1H_DAYS/);
+});

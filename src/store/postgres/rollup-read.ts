@@ -13,7 +13,15 @@
  */
 import type { Sql } from "postgres";
 import { MAX_METRICS_SPAN_MS } from "../../ingest/frame/decode.ts";
-import type { SeriesPoints } from "./queries.ts";
+
+/** queries.ts SeriesPoints (declared here too, so the two modules do not import each other). */
+export interface TieredPoints {
+  name: string;
+  t: number[];
+  avg: number[];
+  min: number[];
+  max: number[];
+}
 
 export type Tier = "raw" | "1m" | "1h";
 
@@ -115,7 +123,7 @@ export async function seriesRangeTiered(
   to: Date,
   grid: { originMs: number; bucketMs: number },
   tier: Tier,
-): Promise<SeriesPoints[]> {
+): Promise<TieredPoints[]> {
   const sids = ids.map((r) => r.id);
   const origin = new Date(grid.originMs);
   const secs = grid.bucketMs / 1000;
@@ -173,7 +181,7 @@ export async function seriesRangeTiered(
     }
   }
   return ids.map(({ id, name }) => {
-    const p: SeriesPoints = { name, t: [], avg: [], min: [], max: [] };
+    const p: TieredPoints = { name, t: [], avg: [], min: [], max: [] };
     const m = acc.get(id);
     if (!m) return p;
     for (const t of [...m.keys()].sort((x, y) => x - y)) {
