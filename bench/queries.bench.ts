@@ -2,32 +2,35 @@
  * Latency of the console's telemetry queries (npm run bench:queries [-- --quick]) on data of a
  * realistic shape, written with the same COPY encoders as the ingest path:
  *   - fleet overview: the console's fleet query (latest cpu/mem/disk) over `hosts` hosts
- *   - one host's 4 metrics over 1 h, 24 h and 7 d, downsampled to <= 1000 points
+ *   - one host's 4 metrics over 1 h, 24 h, 7 d, 30 d and 90 d, downsampled to <= 1000 points
+ *     (the host has `days` of history, 90 by default; ranges longer than that are skipped).
+ *     Before timing, the rollup job (src/store/postgres/rollups.ts) is run until it has rolled
+ *     up every closed hour, as a running server's would have; its time is reported. On a
+ *     checkout without rollups the bench runs the same reads on raw blocks (a "before" number).
  *   - one host's logs over 1 h and 24 h, newest 200, with and without a text filter
- * Reports median and p95 of `runs` runs each, as one JSON line.
+ * Reports median and p95 of `runs` runs each, as one JSON line; `range_p95_ms` repeats the p95
+ * per range. --quick: 5 runs, 10 metrics per host instead of 100 (the same 90 days).
  */
 import { HostScope } from "../src/auth/host-scope.ts";
 import { createPgClient } from "../src/store/postgres/client.ts";
 import { CopyWriter } from "../src/store/postgres/copy-binary.ts";
-import { encodeLogs, encodeMetricBlocks } from "../src/store/postgres/writer.ts";
+import { copyInto, encodeLogs, encodeMetricBlocks, LOGS_COPY, METRIC_BLOCKS_COPY } from "../src/store/postgres/writer.ts";
 import { searchLogs, seriesRange } from "../src/store/postgres/queries.ts";
 import { FLEET_METRICS, fleetOverview } from "../src/store/postgres/queries-console.ts";
+import { ensurePartitions, timeSeriesTables } from "../src/store/postgres/partitions.ts";
 import { arg, environment, flag, percentile, round, benchDatabase } from "./support.ts";
 
 const quick = flag("quick");
 const HOSTS = Number(arg("hosts", "2000"));
-const DAYS = Number(arg("days", quick ? "1" : "7"));
+const DAYS = Number(arg("days", "90"));
 const RUNS = Number(arg("runs", quick ? "5" : "20"));
 const LOG_HOSTS = Number(arg("log-hosts", quick ? "10" : "100"));
 const LINES_PER_HOST = Number(arg("lines-per-host", quick ? "5000" : "10000"));
-const METRICS = 100;
+const METRICS = Number(arg("metrics", quick ? "10" : "100"));
 const log = (s: string) => console.error(`[bench] ${s}`);
 
 async function copy(sql: ReturnType<typeof createPgClient>, target: string, bytes: Uint8Array) {
-  await sql.begin(async (tx) => {
-    const s = await tx.unsafe(`copy ${target} from stdin (format binary)`).writable();
-    await new Promise<void>((ok, fail) => { s.once("finish", ok); s.once("error", fail); s.end(Buffer.from(bytes)); });
-  });
+  await sql.begin((tx) => copyInto(tx, target, bytes));
 }
 
 async function time(runs: number, fn: () => Promise<unknown>) {
@@ -45,6 +48,10 @@ async function time(runs: number, fn: () => Promise<unknown>) {
 async function main() {
   const db = await benchDatabase({ prefix: "servermind-qbench-", partitionDays: DAYS + 1 });
   const { sql } = db;
+  // the rollup tiers' partitions (a checkout without rollups lists no such tables and skips them)
+  for (const t of timeSeriesTables(DAYS + 1, 3, { minuteDays: DAYS + 1, hourDays: DAYS + 1 })) {
+    if (t.table.startsWith("metric_rollup_")) await ensurePartitions(sql, t);
+  }
   const names = Array.from({ length: METRICS }, (_, i) => (i === 0 ? FLEET_METRICS.cpu : i === 1 ? FLEET_METRICS.mem : i === 2 ? FLEET_METRICS.disk : `m.${i}`));
 
   log(`${HOSTS} hosts with latest values`);
@@ -67,11 +74,11 @@ async function main() {
     const values = new Float64Array(METRICS * 10).map((_, i) => 50 + 40 * Math.sin((t / 600_000) + i));
     encodeMetricBlocks(w, host, ++batch, { ts, names, values }, ids);
     if (w.pos > 8 << 20) {
-      await copy(sql, "metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals)", w.end());
+      await copy(sql, METRIC_BLOCKS_COPY, w.end());
       w = new CopyWriter().begin();
     }
   }
-  await copy(sql, "metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals)", w.end());
+  await copy(sql, METRIC_BLOCKS_COPY, w.end());
 
   log(`${LOG_HOSTS} hosts x ${LINES_PER_HOST} log lines over 24 h`);
   const words = ["sshd", "kernel", "cron", "nginx", "systemd", "postgres"];
@@ -81,25 +88,43 @@ async function main() {
     const ts = Float64Array.from({ length: n }, (_, i) => end - 86_400_000 + Math.floor((i * 86_400_000) / n));
     const messages = Array.from({ length: n }, (_, i) => `${words[i % 6]}[${1000 + (i % 97)}]: ${i % 50 === 0 ? "Failed password for root" : "session opened for user app"} from 10.0.${i % 255}.${(i * 7) % 255} port ${20000 + i}`);
     encodeLogs(lw, host + a, ++batch, { ts, severity: new Uint8Array(n).fill(6), sources: ["syslog"], sourceIndex: new Uint16Array(n), messages });
-    await copy(sql, "logs (agent_id, batch_id, ts, severity, source, message)", lw.end());
+    await copy(sql, LOGS_COPY, lw.end());
   }
+  let rollup: { seconds: number; pairs: number } | null = null;
+  const rollups = await import("../src/store/postgres/rollups.ts").catch(() => null);
+  if (rollups) {
+    log("rolling up every closed hour (the rollup job)");
+    const t = performance.now();
+    let pairs = 0;
+    for (let i = 0; i < 10_000; i++) {
+      const r = await rollups.rollupStep({ sql, rawDays: DAYS + 1, maxPairs: 200 });
+      pairs += r.pairs;
+      if (r.pairs === 0) break;
+    }
+    rollup = { seconds: round((performance.now() - t) / 1000, 1), pairs };
+  } else log("no rollups in this checkout: ranges read raw blocks");
   await sql`vacuum analyze`;
 
   const at = (msAgo: number) => new Date(end - msAgo);
-  const four = [FLEET_METRICS.cpu, FLEET_METRICS.mem, FLEET_METRICS.disk, "m.42"];
+  const four = [FLEET_METRICS.cpu, FLEET_METRICS.mem, FLEET_METRICS.disk, `m.${Math.min(42, METRICS - 1)}`];
+  const ranges: Array<[string, number]> = [["1h", 3_600_000], ["24h", 86_400_000], ["7d", 7 * 86_400_000], ["30d", 30 * 86_400_000], ["90d", 90 * 86_400_000]];
+  const range: Record<string, { median_ms: number; p95_ms: number } | null> = {};
+  for (const [name, ms] of ranges) {
+    log(`range ${name}`);
+    range[`range_${name}`] = ms <= DAYS * 86_400_000 ? await time(RUNS, () => seriesRange(sql, host, four, at(ms), at(0))) : null;
+  }
   const results = {
     // the console's own fleet query (every host, sorted by CPU), as the fleet page runs it
     fleet_latest: await time(RUNS, () => fleetOverview(sql, HostScope.system("bench"), { sort: "cpu", desc: true })),
-    range_1h: await time(RUNS, () => seriesRange(sql, host, four, at(3_600_000), at(0))),
-    range_24h: await time(RUNS, () => seriesRange(sql, host, four, at(86_400_000), at(0))),
-    range_7d: DAYS >= 7 ? await time(RUNS, () => seriesRange(sql, host, four, at(7 * 86_400_000), at(0))) : null,
+    ...range,
     logs_1h: await time(RUNS, () => searchLogs(sql, { agentId: host, from: at(3_600_000), to: at(0) })),
     logs_24h_text: await time(RUNS, () => searchLogs(sql, { agentId: host, from: at(86_400_000), to: at(0), text: "failed password" })),
     logs_24h_rare_text: await time(RUNS, () => searchLogs(sql, { agentId: host, from: at(86_400_000), to: at(0), text: "port 20999" })),
   };
   const pts = await seriesRange(sql, host, four, at(DAYS * 86_400_000), at(0));
   await db.close();
-  console.log(JSON.stringify({ bench: "queries", ...environment(), quick, hosts: HOSTS, days: DAYS, runs: RUNS, max_points_returned: Math.max(...pts.map((p) => p.t.length)), ...results }));
+  const range_p95_ms = Object.fromEntries(ranges.map(([name]) => [name, range[`range_${name}`]?.p95_ms ?? null]));
+  console.log(JSON.stringify({ bench: "queries", ...environment(), quick, hosts: HOSTS, days: DAYS, metrics: METRICS, runs: RUNS, rollups: rollup, max_points_returned: Math.max(...pts.map((p) => p.t.length)), ...results, range_p95_ms }));
 }
 
 await main();

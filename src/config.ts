@@ -41,6 +41,9 @@ export interface Config {
   /** `retention.metricsDays` / `retention.logsDays` (SERVERMIND_RETENTION_METRICS_DAYS / _LOGS_DAYS). */
   retentionMetricsDays: number;
   retentionLogsDays: number;
+  /** `retention.rollup1mDays` / `retention.rollup1hDays`: metric rollup tiers (SERVERMIND_RETENTION_ROLLUP_1M_DAYS / _1H_DAYS). */
+  retentionRollup1mDays: number;
+  retentionRollup1hDays: number;
   /** `ingest.maxSessions`: agent sessions kept in memory, at most (SERVERMIND_MAX_SESSIONS). */
   maxSessions: number;
   /** `ingest.lz4`: LZ4 decoder, auto | native (liblz4) | js (SERVERMIND_LZ4). */
@@ -200,6 +203,8 @@ export function loadConfig(env: Env = process.env): Config {
     maxRequestBytes: envInt(env, "SERVERMIND_MAX_REQUEST_BYTES", 16 * 2 ** 20, 1024, 2 ** 30),
     retentionMetricsDays: envInt(env, "SERVERMIND_RETENTION_METRICS_DAYS", 30, 1, 36500),
     retentionLogsDays: envInt(env, "SERVERMIND_RETENTION_LOGS_DAYS", 14, 1, 36500),
+    retentionRollup1mDays: envInt(env, "SERVERMIND_RETENTION_ROLLUP_1M_DAYS", 90, 1, 36500),
+    retentionRollup1hDays: envInt(env, "SERVERMIND_RETENTION_ROLLUP_1H_DAYS", 730, 1, 36500),
     maxSessions: envInt(env, "SERVERMIND_MAX_SESSIONS", 200_000, 1, 100_000_000),
     lz4: envChoice(env, "SERVERMIND_LZ4", ["auto", "native", "js"] as const, "auto"),
     dbTimeoutMs: envInt(env, "SERVERMIND_DB_TIMEOUT_MS", 5000, 100, 600_000),

@@ -7,6 +7,7 @@ import { openDatabase } from "./db.ts";
 import { loadOrCreateCert } from "./tls/certs.ts";
 import { startServer } from "./server.ts";
 import { startPartitionUpkeep, timeSeriesTables } from "./store/postgres/partitions.ts";
+import { startRollups } from "./store/postgres/rollups.ts";
 import { consolePlugin, createServices, startConsole } from "./web/plugin.ts";
 import { mcpPlugin } from "./web/mcp/plugin.ts";
 import { consoleSsoDeps } from "./web/sso/wiring.ts";
@@ -40,8 +41,12 @@ async function main(): Promise<void> {
   const db = await openDatabase(config);
   console.log(`database: migrations as the owner, queries as the least-privilege role ${db.runtimeRole}`);
   // partitions are DDL on tables the owner owns: the owner's small pool creates and drops them
-  const upkeep = startPartitionUpkeep(db.ownerSql, timeSeriesTables(config.retentionMetricsDays, config.retentionLogsDays));
+  const upkeep = startPartitionUpkeep(db.ownerSql, timeSeriesTables(config.retentionMetricsDays, config.retentionLogsDays, {
+    minuteDays: config.retentionRollup1mDays, hourDays: config.retentionRollup1hDays,
+  }));
   await upkeep.ready;
+  // metric rollups for long chart ranges: one node at a time (advisory lock), exactly once
+  const rollups = startRollups({ sql: db.sql, rawDays: config.retentionMetricsDays });
   const cert = loadOrCreateCert({ certFile: config.tlsCert, keyFile: config.tlsKey, dataDir: config.dataDir, names: config.tlsNames });
   if (cert.generated) console.log(`generated a self-signed certificate: ${cert.path}`);
   const metrics = createIngestMetrics();
@@ -137,6 +142,7 @@ async function main(): Promise<void> {
       ["sso (LDAP pools)", () => sso.close()],
       ["ClickHouse tier", () => tier?.stop()],
       ["console", () => consoleRuntime.stop()],
+      ["metric rollups", () => rollups.stop()],
       ["partition upkeep", () => upkeep.stop()],
       ["database", () => db.close()],
     ];

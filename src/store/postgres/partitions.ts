@@ -9,6 +9,8 @@ export interface PartitionedTable {
   table: string;
   column: string;
   retentionDays: number;
+  /** Days per partition (default 1); partitions start on multiples of it since the epoch. */
+  spanDays?: number;
 }
 
 const DAY = 86_400_000;
@@ -33,9 +35,10 @@ export async function listPartitions(sql: Sql, table: string): Promise<string[]>
 export async function ensurePartitions(sql: Sql, t: PartitionedTable, now = Date.now(), aheadDays = 2): Promise<string[]> {
   const have = new Set(await listPartitions(sql, t.table));
   const created: string[] = [];
-  const first = Math.floor(now / DAY) * DAY - t.retentionDays * DAY;
+  const span = (t.spanDays ?? 1) * DAY;
+  const first = Math.floor((Math.floor(now / DAY) * DAY - t.retentionDays * DAY) / span) * span;
   const last = Math.floor(now / DAY) * DAY + aheadDays * DAY;
-  for (let d = first; d <= last; d += DAY) {
+  for (let d = first; d <= last; d += span) {
     const name = dayName(t.table, d);
     if (have.has(name)) continue;
     await sql.begin(async (tx) => {
@@ -44,9 +47,9 @@ export async function ensurePartitions(sql: Sql, t: PartitionedTable, now = Date
       await tx.unsafe(
         `with moved as (delete from ${t.table}_default where ${t.column} >= $1 and ${t.column} < $2 returning *)
          insert into ${name} select * from moved`,
-        [iso(d), iso(d + DAY)],
+        [iso(d), iso(d + span)],
       );
-      await tx.unsafe(`alter table ${t.table} attach partition ${name} for values from ('${iso(d)}') to ('${iso(d + DAY)}')`);
+      await tx.unsafe(`alter table ${t.table} attach partition ${name} for values from ('${iso(d)}') to ('${iso(d + span)}')`);
     });
     created.push(name);
   }
@@ -61,7 +64,7 @@ export async function dropExpired(sql: Sql, t: PartitionedTable, now = Date.now(
     const m = /_p(\d{4})(\d{2})(\d{2})$/.exec(name);
     if (!m) continue;
     const start = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
-    if (start + DAY <= cutoff) {
+    if (start + (t.spanDays ?? 1) * DAY <= cutoff) {
       await sql.unsafe(`drop table ${name}`);
       dropped.push(name);
     }
@@ -70,11 +73,22 @@ export async function dropExpired(sql: Sql, t: PartitionedTable, now = Date.now(
   return dropped;
 }
 
-export function timeSeriesTables(metricsDays: number, logsDays: number): PartitionedTable[] {
+/**
+ * The partitioned tables and their retention. `rollups` adds the rollup tiers (rollups.ts):
+ * 1-minute in 7-day partitions, 1-hour in 30-day ones; without it their rows stay in the
+ * default partitions (tests), which works the same, only without dropping whole partitions.
+ */
+export function timeSeriesTables(metricsDays: number, logsDays: number, rollups?: { minuteDays: number; hourDays: number }): PartitionedTable[] {
   return [
     { table: "metric_blocks", column: "t0", retentionDays: metricsDays },
     { table: "logs", column: "ts", retentionDays: logsDays },
     { table: "security_events", column: "ts", retentionDays: Math.max(metricsDays, 90) },
+    ...(rollups
+      ? [
+          { table: "metric_rollup_1m", column: "bucket", retentionDays: rollups.minuteDays, spanDays: 7 },
+          { table: "metric_rollup_1h", column: "bucket", retentionDays: rollups.hourDays, spanDays: 30 },
+        ]
+      : []),
   ];
 }
 
@@ -85,7 +99,8 @@ export function startPartitionUpkeep(sql: Sql, tables: PartitionedTable[], every
       await ensurePartitions(sql, t);
       await dropExpired(sql, t);
     }
-    const keep = Math.max(...tables.map((t) => t.retentionDays));
+    // batch dedupe only needs to outlive the raw tables, not the rollup tiers
+    const keep = Math.max(...tables.filter((t) => !t.table.startsWith("metric_rollup_")).map((t) => t.retentionDays));
     await sql`delete from ingest_batches where committed_at < now() - make_interval(days => ${keep})`;
   };
   const ready = run();

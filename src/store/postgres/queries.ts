@@ -4,6 +4,7 @@
  */
 import type { Sql } from "postgres";
 import { MAX_METRICS_SPAN_MS } from "../../ingest/frame/decode.ts";
+import { chooseTier, seriesRangeTiered, tierGrid } from "./rollup-read.ts";
 
 /** Bucket width: whole seconds, at least one, at most `maxPoints` buckets. */
 export function rangeBucketMs(from: Date, to: Date, maxPoints = 1000): number {
@@ -35,11 +36,21 @@ export interface SeriesPoints {
 /**
  * One host's metrics over [from, to), downsampled to at most `maxPoints` buckets per series
  * (avg, min and max per bucket; missing samples are skipped).
+ *
+ * Short ranges read raw blocks in buckets of rangeBucketMs starting at `from`. Long ones
+ * (chooseTier: 6 hours and more) read the rollup tiers, in buckets aligned to the tier's width
+ * (rollup-read.ts), so the first bucket may start up to a minute (an hour) before `from`.
  */
 export async function seriesRange(sql: Sql, agentId: number, names: string[], from: Date, to: Date, maxPoints = 1000): Promise<SeriesPoints[]> {
   const bucketMs = rangeBucketMs(from, to, maxPoints);
   const ids = await resolveSeries(sql, agentId, names);
   if (ids.length === 0) return names.map((name) => ({ name, t: [], avg: [], min: [], max: [] }));
+  const tier = chooseTier(to.getTime() - from.getTime(), bucketMs);
+  if (tier !== "raw") {
+    const got = await seriesRangeTiered(sql, agentId, ids, from, to, tierGrid(from.getTime(), to.getTime(), maxPoints, tier), tier);
+    const byName = new Map(got.map((p) => [p.name, p]));
+    return names.map((name) => byName.get(name) ?? { name, t: [], avg: [], min: [], max: [] });
+  }
   const sids = ids.map((r) => r.id);
   const earliest = new Date(from.getTime() - MAX_METRICS_SPAN_MS);
   const rows = await sql<{ sid: number; bucket: Date; avg: number; min: number; max: number }[]>`

@@ -1,0 +1,135 @@
+/**
+ * The rollup job: keeps metric_rollup_1m and metric_rollup_1h (migration 490) equal to what
+ * metric_blocks holds, one (agent, hour) at a time.
+ *
+ * Exactly once. Inserts into metric_blocks leave a mark (agent, hour) in metric_rollup_dirty in
+ * the inserting transaction. A step, in one transaction under an advisory lock (one node runs it;
+ * the others' steps return `leader: false`):
+ *   1. deletes the marks of up to `maxPairs` (agent, hour) pairs whose hour ended `closeAfterMs` ago,
+ *   2. deletes those hours' 1-minute and 1-hour rows and recomputes them wholly, 1-minute from
+ *      the raw samples and 1-hour from those 1-minute rows.
+ * Each statement of a READ COMMITTED transaction sees everything committed before it started, so
+ * the recompute (2) sees every block whose mark (1) deleted; a block committed later left its own
+ * mark, which stays for the next step. A crash or error rolls all of it back, marks included, and
+ * a recompute replaces the rows, so no sample is ever counted twice or dropped. Late data (an
+ * agent resending its spool hours later) marks its hour again and the hour is recomputed.
+ *
+ * Readers (rollup-read.ts) read a dirty hour raw, so the job's lag never changes an answer; it
+ * only decides how much is read raw.
+ */
+import type { Sql, TransactionSql } from "postgres";
+
+export const ROLLUP_LOCK = 0x5e7e490;
+const HOUR = 3_600_000;
+const DAY = 86_400_000;
+
+export interface RollupOptions {
+  sql: Sql;
+  /** Days metric_blocks keeps (marks older than what raw still holds are dropped, not recomputed). */
+  rawDays: number;
+  /** (agent, hour) pairs per step (transaction). */
+  maxPairs?: number;
+  /** An hour is rolled up once it ended this long ago (frames of the hour still arriving are read raw). */
+  closeAfterMs?: number;
+  now?: () => number;
+  /** Test hook: runs inside the step's transaction after the rows were rewritten, before commit. */
+  beforeCommit?: (tx: TransactionSql) => Promise<unknown>;
+}
+
+export interface RollupStep {
+  /** false when another node holds the rollup lock */
+  leader: boolean;
+  /** (agent, hour) pairs recomputed */
+  pairs: number;
+  /** 1-minute rows written */
+  minuteRows: number;
+  /** marks dropped because raw no longer holds their hour */
+  expired: number;
+}
+
+/** One step of the job (see the module comment). */
+export async function rollupStep(o: RollupOptions): Promise<RollupStep> {
+  const now = (o.now ?? Date.now)();
+  const closedBefore = new Date(now - (o.closeAfterMs ?? 120_000) - HOUR);
+  const rawCutoff = new Date(Math.floor(now / DAY) * DAY - o.rawDays * DAY + HOUR);
+  return await o.sql.begin(async (tx) => {
+    const [lock] = await tx<{ ok: boolean }[]>`select pg_try_advisory_xact_lock(${ROLLUP_LOCK}) as ok`;
+    if (!lock!.ok) return { leader: false, pairs: 0, minuteRows: 0, expired: 0 };
+    const expired = (await tx`delete from metric_rollup_dirty where hour < ${rawCutoff}`).count;
+    const picked = await tx<{ agent_id: string; hour: Date }[]>`
+      select distinct agent_id, hour from metric_rollup_dirty where hour <= ${closedBefore}
+      order by hour, agent_id limit ${o.maxPairs ?? 100}`;
+    if (picked.length === 0) return { leader: true, pairs: 0, minuteRows: 0, expired };
+    const agents = picked.map((p) => p.agent_id);
+    const hours = picked.map((p) => p.hour.toISOString());
+    // constant bounds as well as the per-pair ones, so the planner prunes partitions and uses the
+    // (agent_id, t0) index instead of joining the pairs against every block
+    const lo = new Date(Math.min(...picked.map((p) => p.hour.getTime())));
+    const hi = new Date(Math.max(...picked.map((p) => p.hour.getTime())) + HOUR);
+    // (1) the marks; the statements below start later, so they see every block these marks cover
+    await tx`
+      delete from metric_rollup_dirty d using unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
+      where d.agent_id = p.a and d.hour = p.h`;
+    // (2) replace both tiers of those hours
+    await tx`
+      delete from metric_rollup_1m r using unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
+      where r.agent_id = p.a and r.bucket >= p.h and r.bucket < p.h + interval '1 hour'
+        and r.agent_id = any(${agents}::int8[]) and r.bucket >= ${lo} and r.bucket < ${hi}`;
+    await tx`
+      delete from metric_rollup_1h r using unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
+      where r.agent_id = p.a and r.bucket = p.h and r.agent_id = any(${agents}::int8[]) and r.bucket >= ${lo} and r.bucket < ${hi}`;
+    const minute = await tx`
+      insert into metric_rollup_1m (agent_id, series_id, bucket, min, max, sum, count)
+      select p.a, b.series[k.i], date_bin('1 minute', s.t, timestamptz 'epoch'), min(s.v), max(s.v), sum(s.v), count(*)
+      from unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
+      join metric_blocks b on b.agent_id = p.a and b.t0 >= p.h - interval '1 hour' and b.t0 < p.h + interval '1 hour' and b.t1 >= p.h
+      cross join lateral generate_subscripts(b.series, 1) k(i)
+      cross join lateral (
+        select b.t0 + make_interval(secs => o.off / 1000.0) as t, o.v
+        from unnest(b.ts_off, b.vals[(k.i - 1) * cardinality(b.ts_off) + 1 : k.i * cardinality(b.ts_off)]) as o(off, v)
+      ) s
+      where b.agent_id = any(${agents}::int8[]) and b.t0 >= ${new Date(lo.getTime() - HOUR)} and b.t0 < ${hi}
+        and s.t >= p.h and s.t < p.h + interval '1 hour' and s.v <> 'NaN'::float8
+      group by 1, 2, 3`;
+    await tx`
+      insert into metric_rollup_1h (agent_id, series_id, bucket, min, max, sum, count)
+      select r.agent_id, r.series_id, p.h, min(r.min), max(r.max), sum(r.sum), sum(r.count)
+      from unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
+      join metric_rollup_1m r on r.agent_id = p.a and r.bucket >= p.h and r.bucket < p.h + interval '1 hour'
+      where r.agent_id = any(${agents}::int8[]) and r.bucket >= ${lo} and r.bucket < ${hi}
+      group by 1, 2, 3`;
+    await o.beforeCommit?.(tx);
+    return { leader: true, pairs: picked.length, minuteRows: minute.count, expired };
+  });
+}
+
+/**
+ * Runs steps every `everyMs` (back to back while a step finds a full batch, at most `maxSteps`
+ * in a row, so a backfill after an outage proceeds without starving the pool); returns a stop
+ * function that waits for a running step.
+ */
+export function startRollups(o: RollupOptions & { everyMs?: number; maxSteps?: number; log?: (s: string) => void }): { stop(): Promise<void>; runNow(): Promise<void> } {
+  const log = o.log ?? ((s) => console.error(s));
+  let running: Promise<void> = Promise.resolve();
+  let stopped = false;
+  const run = async () => {
+    for (let i = 0; i < (o.maxSteps ?? 50) && !stopped; i++) {
+      const r = await rollupStep(o);
+      if (!r.leader || r.pairs < (o.maxPairs ?? 100)) break;
+    }
+  };
+  const tick = () => {
+    running = running.then(run).catch((e) => log(`metric rollups failed: ${e instanceof Error ? e.message : e}`));
+    return running;
+  };
+  const timer = setInterval(() => void tick(), o.everyMs ?? 30_000);
+  void tick();
+  return {
+    runNow: tick,
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
