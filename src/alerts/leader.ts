@@ -2,8 +2,9 @@
  * One evaluator per cluster: the node holding a PostgreSQL session advisory lock is the leader.
  * The lock lives on a connection of its own (a one-connection client that never retires it),
  * so when the node dies (process killed, network gone, session terminated) PostgreSQL
- * releases the lock and the next node that polls takes it over. The leader steps down at once
- * when that connection closes, and checks every poll that its session still holds the lock.
+ * releases the lock and the next node that polls takes it over, acting two polls after it got
+ * the lock. The leader steps down at once when that connection closes, and checks every poll
+ * that its session still holds the lock, so it is gone before the next one acts.
  * (A reserved connection of the shared pool was not used: postgres.js writes to a reserved
  * connection's closed socket and throws from a timer.)
  */
@@ -75,6 +76,15 @@ export class LeaderElection {
         if (r!.ok) await this.conn`select pg_advisory_unlock(${this.key})`;
         return;
       }
+      // A lock freed by a terminated session is free at once, but the node that held it learns
+      // of that only at its connection's close or its next poll. Holding the lock, this node
+      // waits two polls before it acts, so the old leader has stepped down by then: never two
+      // evaluators at once, at the cost of a slower takeover.
+      await Bun.sleep(2 * (this.o.pollMs ?? 2000));
+      const [held] = await this.conn`
+        select count(*)::int as n from pg_locks
+        where pid = pg_backend_pid() and locktype = 'advisory' and granted and objid = ${this.key}`;
+      if (held!.n === 0 || !this.running) return;
       this.leader = true;
       this.o.log?.("alert evaluator: elected (holds the advisory lock)");
       await this.o.onElected();
