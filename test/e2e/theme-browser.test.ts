@@ -48,8 +48,12 @@ async function signedIn(colorScheme: "light" | "dark"): Promise<{ page: Page; er
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 900 }, colorScheme });
   const page = await ctx.newPage();
   const errors: string[] = [];
-  // (the browser's own request for /favicon.ico, which the console does not serve, is not the page's error)
-  page.on("console", (m) => { if (m.type() === "error" && !m.location().url.endsWith("/favicon.ico")) errors.push(`${m.text()} ${m.location().url}`); });
+  // (the browser's own request for /favicon.ico, which the console does not serve, and the 404 of
+  // the page a test opens on purpose are not the page's errors)
+  page.on("console", (m) => {
+    const url = m.location().url;
+    if (m.type() === "error" && !url.endsWith("/favicon.ico") && !url.endsWith("/no-such-page")) errors.push(`${m.text()} ${url}`);
+  });
   page.on("pageerror", (e) => errors.push(String(e)));
   await page.goto(`${srv.url}/login`);
   await page.fill("#login-form input[name=username]", "dora");
@@ -144,6 +148,12 @@ test.skipIf(!haveChromium)("the theme toggle switches light / dark / system and 
   await page.waitForLoadState("networkidle");
   expect(await bg()).toBe(darkBg);
   expect(await page.inputValue("#theme-select")).toBe("dark");
+  // the static "Not found" page takes the chosen theme too, and has its skip link
+  const missing = await page.goto(`${srv.url}/no-such-page`);
+  expect(missing?.status()).toBe(404);
+  expect(await bg()).toBe(darkBg);
+  expect(await page.evaluate(() => document.querySelector("a[href], button, input, select, textarea")?.textContent)).toBe("Skip to content");
+  await page.goto(`${srv.url}/hosts`);
   // light wins over a dark system; "system" follows the system again
   await page.emulateMedia({ colorScheme: "dark" });
   await page.selectOption("#theme-select", "light");
