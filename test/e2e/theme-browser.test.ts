@@ -211,3 +211,17 @@ test.skipIf(!haveChromium)("'/' focuses the fleet search box, but typing '/' in 
   expect(errors).toEqual([]);
   await page.context().close();
 }, 60_000);
+
+test("the dark values for the system's choice and for the user's choice are the same list", async () => {
+  const css = await Bun.file("src/web/assets/console.css").text();
+  const chosen = css.match(/:root\[data-theme="dark"\] \{([^}]*)\}/)?.[1];
+  const system = css.match(/@media \(prefers-color-scheme: dark\) \{\s*:root:not\(\[data-theme="light"\]\) \{([^}]*)\}/)?.[1];
+  const norm = (s: string | undefined) => (s ?? "").split(";").map((d) => d.trim()).filter(Boolean);
+  expect(norm(chosen).length).toBeGreaterThan(20);
+  expect(norm(system)).toEqual(norm(chosen));
+  // every custom property the light theme defines has a dark value
+  const light = new Set([...css.slice(0, css.indexOf("}")).matchAll(/(--[\w-]+):/g)].map((m) => m[1]));
+  const dark = new Set(norm(chosen).map((d) => d.split(":")[0]!.trim()));
+  const colourless = ["--radius", "--mono"];
+  expect([...light].filter((p) => !dark.has(p!) && !colourless.includes(p!))).toEqual([]);
+});
