@@ -8,10 +8,12 @@ import { errorResponse } from "./http/errors.ts";
 
 const NOT_FOUND_PAGE = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Not found · ServerMind</title><link rel="stylesheet" href="/assets/console.css"></head>
-<body><main id="main"><section class="card narrow" id="not-found"><h1>Not found</h1><p>There is no page at this address.</p>
+<title>Not found · ServerMind</title><link rel="stylesheet" href="/assets/console.css"><script src="/assets/console.js"></script></head>
+<body><a class="skip-link" href="#main">Skip to content</a><main id="main" tabindex="-1"><section class="card narrow" id="not-found"><h1>Not found</h1><p>There is no page at this address.</p>
 <p><a href="/hosts">Back to the console</a></p></section></main></body></html>
 `;
+/** The "Not found" page loads the console's own stylesheet and script (theme, skip link) and nothing else. */
+const NOT_FOUND_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 export function createApp(plugins: AnyElysia[]) {
   let app = new Elysia({ name: "servermind" }).onError(({ code, error, request }) => {
@@ -19,7 +21,7 @@ export function createApp(plugins: AnyElysia[]) {
       // a person in a browser gets a page; API clients and agents get JSON
       const path = new URL(request.url).pathname;
       if (!path.startsWith("/api/") && /text\/html/.test(request.headers.get("accept") ?? "")) {
-        return new Response(NOT_FOUND_PAGE, { status: 404, headers: { "content-type": "text/html; charset=utf-8" } });
+        return new Response(NOT_FOUND_PAGE, { status: 404, headers: { "content-type": "text/html; charset=utf-8", "content-security-policy": NOT_FOUND_CSP } });
       }
       return new Response(JSON.stringify({ error: { code: "not_found", message: "no such route" } }), {
         status: 404,

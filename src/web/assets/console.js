@@ -1,6 +1,49 @@
 // ServerMind console behaviour. Served as a file so the Content-Security-Policy can forbid inline script.
 (function () {
   "use strict";
+  // Colour theme (issue #17): "light", "dark" or (nothing stored) the system's preference, kept in
+  // localStorage across pages. It is set on <html data-theme> before the body is drawn (this file is
+  // loaded without defer); console.css holds both themes as custom properties.
+  var THEME_KEY = "servermind.theme";
+  function storedTheme() {
+    try { var t = localStorage.getItem(THEME_KEY); return t === "light" || t === "dark" ? t : "system"; } catch (_) { return "system"; }
+  }
+  function applyTheme(t) {
+    if (t === "light" || t === "dark") document.documentElement.setAttribute("data-theme", t);
+    else document.documentElement.removeAttribute("data-theme");
+    var sel = document.getElementById("theme-select");
+    if (sel) sel.value = t;
+  }
+  applyTheme(storedTheme());
+  document.addEventListener("DOMContentLoaded", function () { applyTheme(storedTheme()); });
+  document.addEventListener("htmx:afterSettle", function () { applyTheme(storedTheme()); });
+  document.addEventListener("change", function (e) {
+    if (!e.target || e.target.id !== "theme-select") return;
+    var t = e.target.value;
+    try { if (t === "system") localStorage.removeItem(THEME_KEY); else localStorage.setItem(THEME_KEY, t); } catch (_) { /* storage off: this page only */ }
+    applyTheme(t);
+  });
+  // "/" focuses the page's search box, unless the user is typing in a field.
+  document.addEventListener("keydown", function (e) {
+    if (e.key !== "/" || e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented) return;
+    var t = e.target;
+    if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+    var box = document.querySelector("main input[type=search]");
+    if (!box) return;
+    e.preventDefault();
+    box.focus();
+    box.select();
+  });
+  // The skip link moves focus to the main content (the browser scrolls; focus follows the tabindex).
+  document.addEventListener("click", function (e) {
+    var a = e.target && e.target.closest && e.target.closest("a.skip-link");
+    if (!a) return;
+    var main = document.getElementById("main");
+    if (!main) return;
+    e.preventDefault();
+    main.focus();
+    main.scrollIntoView();
+  });
   // A thin progress bar at the top for every user-started request (not for background polls).
   var active = new Set();
   function bar() { return document.getElementById("progress"); }
