@@ -119,7 +119,7 @@ beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   srv = await startConsoleServer();
   browser = await launchChromium(CHROMIUM);
-});
+}, 60_000);
 
 afterAll(async () => {
   await browser?.close();
