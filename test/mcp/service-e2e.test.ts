@@ -40,7 +40,9 @@ beforeAll(async () => {
   const bin = await agentBinary();
   sd = await startSystemdUser({ journal: true });
   const unit = (d: string, start = "") => `[Unit]\nDescription=${d}\n[Service]\n${start}ExecStart=/bin/sh -c 'echo "${d} up"; exec sleep 600'\n`;
-  await sd.addUnit(APP, unit("ServerMind MCP app", "ExecStartPre=/bin/sh -c 'echo starting; sleep 1'\n"));
+  // the "up" line comes from ExecStartPost, which the restart waits for (ExecStart's own echo
+  // runs after systemctl has returned, so whether the result holds it was a race)
+  await sd.addUnit(APP, unit("ServerMind MCP app", "ExecStartPre=/bin/sh -c 'echo starting; sleep 1'\nExecStartPost=/bin/sh -c 'echo \"ServerMind MCP app up\"; sleep 1'\n"));
   await sd.addUnit("sshd.service", unit("stand-in for the SSH daemon"));
   await sd.addUnit("servermind-agent.service", unit("stand-in for the agent unit"));
   for (const u of ["sshd.service", "servermind-agent.service"]) expect((await sd.ctl("start", "--", u)).code).toBe(0);
