@@ -20,6 +20,8 @@ export interface ScoreInputs {
   fim: Array<{ severity: number }>;
   /** From inventory: pending updates when the agent reports them. */
   updates: { security: number; other: number } | null;
+  /** Why the agent could not count them (no supported package manager, timeout), when it said so. */
+  updatesUnknown?: string;
   /** Listening sockets from inventory (null when no inventory yet). */
   ports: Array<{ proto: string; address: string; port: number }> | null;
   /** Authentication failures in logs in the last 24 h. */
@@ -70,7 +72,7 @@ export function computeScore(i: ScoreInputs): SecurityScore {
 
   cats.patches = i.updates
     ? { score: clamp(100 - 10 * i.updates.security - 1 * i.updates.other), weight: WEIGHTS.patches, detail: `${i.updates.security} security and ${i.updates.other} other updates pending` }
-    : { score: null, weight: WEIGHTS.patches, detail: "the agent does not report pending updates yet" };
+    : { score: null, weight: WEIGHTS.patches, detail: i.updatesUnknown ? `pending updates unknown: ${i.updatesUnknown}` : "the agent has not reported pending updates yet" };
 
   if (i.ports) {
     // inventory is the agent's JSON: an entry without an address counts as listening everywhere
@@ -127,7 +129,8 @@ export async function loadScoreInputs(sql: Sql, host: ScopedHost, nowMs = Date.n
   return {
     cis: cis as any,
     fim: fim.map((r) => ({ severity: Number(r.severity) })),
-    updates: u && typeof u.security === "number" ? { security: u.security, other: Number(u.other ?? 0) } : null,
+    updates: u && u.status !== "unknown" && typeof u.security === "number" && typeof u.other === "number" ? { security: u.security, other: u.other } : null,
+    updatesUnknown: u && u.status === "unknown" ? String(u.reason ?? "not reported").slice(0, 200) : undefined,
     ports: d && Array.isArray(d.ports) ? d.ports : null,
     authFailures: auth[0].n,
     agent: { lastSeenMs: agent[0]?.last_seen ? new Date(agent[0].last_seen).getTime() : null, processes: agent[0]?.status?.processes ?? null },
