@@ -9,6 +9,7 @@ import { testDatabase, type TestDb } from "../support/db.ts";
 import { HostScope } from "../../src/auth/host-scope.ts";
 import { findHost, type ScopedHost } from "../../src/store/postgres/queries-console.ts";
 import { loadScoreInputs, scoreHost, currentScore } from "../../src/security/score.ts";
+import { consoleHarness } from "../support/console-app.ts";
 
 let db: TestDb;
 let n = 0;
@@ -72,4 +73,18 @@ test("malformed counts from an agent are not reported counts", async () => {
   const h = await hostWith(ok(1, 0, ["sudo"]));
   await scoreHost(db.sql, h);
   expect((await currentScore(db.sql, h)).categories.patches.detail).toBe("1 security and 0 other updates pending (apt): sudo");
+});
+
+test("the host page's score breakdown shows the counts", async () => {
+  const h = await consoleHarness(db);
+  try {
+    const host = await hostWith(ok(3, 5, ["curl", "openssl", "sudo"]));
+    await scoreHost(db.sql, host);
+    const s = await h.userWith(["compliance.view"]);
+    const res = await h.send(`/hosts/${host.id}/security`, { session: s, headers: { "hx-request": "true" } });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain('<tr data-category="patches"><th>patches</th><td><span class="badge warn">70</span></td><td>15</td><td>3 security and 5 other updates pending (apt): curl, openssl, sudo</td></tr>');
+  } finally {
+    await h.close();
+  }
 });
