@@ -30,7 +30,7 @@ const ok = (security: number, other: number, names: string[] = []) =>
 
 beforeAll(async () => {
   db = await testDatabase();
-});
+}, 60_000);
 afterAll(async () => {
   await db?.drop();
 });
@@ -87,4 +87,4 @@ test("the host page's score breakdown shows the counts", async () => {
   } finally {
     await h.close();
   }
-});
+}, 30_000);
