@@ -9,6 +9,8 @@ import {
   type RunResult,
 } from "../../../../agent/collect/inventory/updates.ts";
 import { requireComponent } from "../../../support/ci.ts";
+import { packMap } from "../../../../src/ingest/frame/encode.ts";
+import { readFileSync } from "node:fs";
 
 const APT_DEBIAN = `Reading package lists...
 Building dependency tree...
@@ -177,4 +179,13 @@ describe("the real reader on this machine", () => {
     expect(u.total).toBe(new Set(sim.stdout.split("\n").filter((l) => /^Inst \S+ \[/.test(l)).map((l) => l.split(" ")[1])).size);
     expect(u.securityPackages.length).toBe(Math.min(u.security, MAX_NAMES));
   }, UPDATES_TIMEOUT_MS + 10_000);
+});
+
+test("the wire example in docs/protocol.md 4.3 is what the agent packs", () => {
+  const doc = readFileSync(new URL("../../../../docs/protocol.md", import.meta.url), "utf8");
+  const hex = /is the (\d+) bytes `([0-9a-f ]+)\s*\n?([0-9a-f \n]*)`/.exec(doc)!;
+  const bytes = (hex[2]! + " " + hex[3]!).trim().split(/\s+/).map((b) => parseInt(b, 16));
+  const packed = packMap({ status: "ok", source: "apt", security: 1, other: 0, total: 1, securityPackages: ["sudo"] } as never);
+  expect(bytes.length).toBe(Number(hex[1]));
+  expect([...packed]).toEqual(bytes);
 });
