@@ -150,7 +150,7 @@ export async function readPendingUpdates({ run, has, timeoutMs = UPDATES_TIMEOUT
 /** The real runner: async (the Collector's event loop keeps ticking), killed at the timeout, output capped. */
 export const runAsync: AsyncRun = async (argv, timeoutMs) => {
   try {
-    const p = Bun.spawn(argv, { stdout: "pipe", stderr: "ignore", stdin: "ignore", env: { ...process.env, LC_ALL: "C", LANG: "C" } });
+    const p = Bun.spawn(argv, { stdout: "pipe", stderr: "ignore", stdin: "ignore", env: { ...process.env, PATH: searchPath(), LC_ALL: "C", LANG: "C" } });
     let timedOut = false;
     const timer = setTimeout(() => { timedOut = true; p.kill("SIGKILL"); }, timeoutMs);
     const chunks: Uint8Array[] = [];
@@ -168,4 +168,7 @@ export const runAsync: AsyncRun = async (argv, timeoutMs) => {
   }
 };
 
-export const hasProgram = (program: string): boolean => Bun.which(program) !== null;
+/** The service's PATH, or systemd's default when it has none. */
+const searchPath = () => process.env.PATH || "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+export const hasProgram = (program: string): boolean => Bun.which(program, { PATH: searchPath() }) !== null;
