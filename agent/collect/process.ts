@@ -18,7 +18,7 @@ import { createJournalTail, journalctlAvailable } from "./logs/journald.ts";
 import { toLogsBody } from "./logs/batch.ts";
 import type { LogLine } from "./logs/line.ts";
 import { collectInventory, runCommand } from "./inventory/index.ts";
-import { hasProgram, readPendingUpdates, runAsync, type PendingUpdates } from "./inventory/updates.ts";
+import { hasProgram, killRunningChecks, readPendingUpdates, runAsync, type PendingUpdates } from "./inventory/updates.ts";
 import { createOutbox } from "./outbox.ts";
 
 const MAX_LINES_PER_FRAME = 1000;
@@ -137,7 +137,8 @@ export async function runCollector(c: AgentConfig): Promise<() => Promise<void>>
   const updatesPath = join(p.collectorDir, "updates.json");
   let updates: PendingUpdates | undefined;
   try {
-    updates = JSON.parse(readFileSync(updatesPath, "utf8")) as PendingUpdates;
+    const cached = JSON.parse(readFileSync(updatesPath, "utf8"));
+    updates = cached && typeof cached === "object" && (cached.status === "ok" || cached.status === "unknown") ? (cached as PendingUpdates) : undefined;
   } catch {
     updates = undefined;
   }
@@ -156,9 +157,11 @@ export async function runCollector(c: AgentConfig): Promise<() => Promise<void>>
     if (checking || stopped) return;
     checking = true;
     try {
-      updates = c.root === "/"
+      const fresh: PendingUpdates = c.root === "/"
         ? await readPendingUpdates({ run: runAsync, has: hasProgram })
         : { status: "unknown", reason: "collect.root is not / (package manager not queried)" };
+      if (stopped) return; // killed by the shutdown: keep the last real result
+      updates = fresh;
       try {
         writeFileSync(updatesPath, JSON.stringify(updates));
       } catch { /* the cache is an optimisation */ }
@@ -178,6 +181,7 @@ export async function runCollector(c: AgentConfig): Promise<() => Promise<void>>
     clearTimeout(timer);
     clearInterval(logTimer);
     clearInterval(invTimer);
+    killRunningChecks();
     flushLogs();
     await outbox.flush(3000);
     outbox.close();

@@ -147,10 +147,19 @@ export async function readPendingUpdates({ run, has, timeoutMs = UPDATES_TIMEOUT
   return { status: "unknown", reason: "no supported package manager (apt-get, dnf, yum)" };
 }
 
+const running = new Set<{ kill(signal?: number | NodeJS.Signals): void }>();
+
+/** Kills the checks still running (Collector's shutdown). */
+export function killRunningChecks(): void {
+  for (const p of running) p.kill("SIGKILL");
+  running.clear();
+}
+
 /** The real runner: async (the Collector's event loop keeps ticking), killed at the timeout, output capped. */
 export const runAsync: AsyncRun = async (argv, timeoutMs) => {
   try {
     const p = Bun.spawn(argv, { stdout: "pipe", stderr: "ignore", stdin: "ignore", env: { ...process.env, PATH: searchPath(), LC_ALL: "C", LANG: "C" } });
+    running.add(p);
     let timedOut = false;
     const timer = setTimeout(() => { timedOut = true; p.kill("SIGKILL"); }, timeoutMs);
     const chunks: Uint8Array[] = [];
@@ -161,6 +170,7 @@ export const runAsync: AsyncRun = async (argv, timeoutMs) => {
     }
     const code = await p.exited;
     clearTimeout(timer);
+    running.delete(p);
     if (timedOut) return { code: null, stdout: "" };
     return { code, stdout: Buffer.concat(chunks).toString("utf8") };
   } catch {

@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import {
-  hasProgram, MAX_NAMES, parseAptSimulation, parseDnfCheckUpdate, parseDnfUpdateinfo, readPendingUpdates, runAsync, UPDATES_TIMEOUT_MS,
+  hasProgram, killRunningChecks, MAX_NAMES, parseAptSimulation, parseDnfCheckUpdate, parseDnfUpdateinfo, readPendingUpdates, runAsync, UPDATES_TIMEOUT_MS,
   type RunResult,
 } from "../../../../agent/collect/inventory/updates.ts";
 import { requireComponent } from "../../../support/ci.ts";
@@ -160,6 +160,14 @@ describe("the real reader on this machine", () => {
   test("runAsync kills a command at its timeout", async () => {
     const t0 = performance.now();
     expect(await runAsync(["sleep", "10"], 300)).toEqual({ code: null, stdout: "" });
+    expect(performance.now() - t0).toBeLessThan(3000);
+  });
+  test("killRunningChecks stops a check in progress (Collector's shutdown)", async () => {
+    const t0 = performance.now();
+    const r = runAsync(["sleep", "10"], 60_000);
+    await Bun.sleep(200);
+    killRunningChecks();
+    expect(await r).toMatchObject({ code: 137 });
     expect(performance.now() - t0).toBeLessThan(3000);
   });
   test("apt-get here gives a well-formed result within the timeout", async () => {
