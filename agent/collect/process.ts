@@ -18,6 +18,7 @@ import { createJournalTail, journalctlAvailable } from "./logs/journald.ts";
 import { toLogsBody } from "./logs/batch.ts";
 import type { LogLine } from "./logs/line.ts";
 import { collectInventory, runCommand } from "./inventory/index.ts";
+import { hasProgram, killRunningChecks, readPendingUpdates, runAsync, type PendingUpdates } from "./inventory/updates.ts";
 import { createOutbox } from "./outbox.ts";
 
 const MAX_LINES_PER_FRAME = 1000;
@@ -130,23 +131,57 @@ export async function runCollector(c: AgentConfig): Promise<() => Promise<void>>
   const logTimer = setInterval(flushLogs, c.logsMs);
 
   // inventory
+  // Pending updates: the package manager's simulation runs asynchronously (bounded), so metric
+  // ticks go on meanwhile. At start the inventory goes out at once with the last result (kept in
+  // collectorDir/updates.json), and again when the fresh check is done; hourly, check then send.
+  const updatesPath = join(p.collectorDir, "updates.json");
+  let updates: PendingUpdates | undefined;
+  try {
+    const cached = JSON.parse(readFileSync(updatesPath, "utf8"));
+    updates = cached && typeof cached === "object" && (cached.status === "ok" || cached.status === "unknown") ? (cached as PendingUpdates) : undefined;
+  } catch {
+    updates = undefined;
+  }
   const sendInventory = () => {
     try {
-      const inv = collectInventory({ fs, run: c.root === "/" ? runCommand : () => undefined });
-      outbox.push({ kind: FrameKind.Inventory, items: 1, createdMs: Date.now(), body: packMap(inv as unknown as Record<string, unknown>) });
+      const inv: Record<string, unknown> = { ...collectInventory({ fs, run: c.root === "/" ? runCommand : () => undefined }) };
+      if (updates) inv.updates = updates;
+      outbox.push({ kind: FrameKind.Inventory, items: 1, createdMs: Date.now(), body: packMap(inv) });
     } catch (e) {
       errors.set("inventory", (errors.get("inventory") ?? 0) + 1);
       log(`inventory failed: ${e instanceof Error ? e.message : e}`);
     }
   };
+  let checking = false;
+  const refreshAndSend = async () => {
+    if (checking || stopped) return;
+    checking = true;
+    try {
+      const fresh: PendingUpdates = c.root === "/"
+        ? await readPendingUpdates({ run: runAsync, has: hasProgram })
+        : { status: "unknown", reason: "collect.root is not / (package manager not queried)" };
+      if (stopped) return; // killed by the shutdown: keep the last real result
+      updates = fresh;
+      try {
+        writeFileSync(updatesPath, JSON.stringify(updates));
+      } catch { /* the cache is an optimisation */ }
+    } catch (e) {
+      updates = { status: "unknown", reason: `update check failed: ${e instanceof Error ? e.message : e}` };
+    } finally {
+      checking = false;
+    }
+    if (!stopped) sendInventory();
+  };
   sendInventory();
-  const invTimer = setInterval(sendInventory, c.inventoryMs);
+  void refreshAndSend();
+  const invTimer = setInterval(() => void refreshAndSend(), c.inventoryMs);
 
   return async () => {
     stopped = true;
     clearTimeout(timer);
     clearInterval(logTimer);
     clearInterval(invTimer);
+    killRunningChecks();
     flushLogs();
     await outbox.flush(3000);
     outbox.close();

@@ -19,7 +19,9 @@ export interface ScoreInputs {
   /** FIM events of the last 7 days not made by the package manager. */
   fim: Array<{ severity: number }>;
   /** From inventory: pending updates when the agent reports them. */
-  updates: { security: number; other: number } | null;
+  updates: { security: number; other: number; source?: string; securityPackages?: string[] } | null;
+  /** Why the agent could not count them (no supported package manager, timeout), when it said so. */
+  updatesUnknown?: string;
   /** Listening sockets from inventory (null when no inventory yet). */
   ports: Array<{ proto: string; address: string; port: number }> | null;
   /** Authentication failures in logs in the last 24 h. */
@@ -60,6 +62,12 @@ function weightedPass(rows: ScoreInputs["cis"]): { score: number | null; pass: n
 
 const isLoopback = (a: string) => a.startsWith("127.") || a === "::1" || a === "0:0:0:0:0:0:0:1";
 
+function patchesDetail(u: NonNullable<ScoreInputs["updates"]>): string {
+  const names = u.securityPackages?.slice(0, 5) ?? [];
+  const more = u.security > names.length && names.length ? `, and ${u.security - names.length} more` : "";
+  return `${u.security} security and ${u.other} other updates pending${u.source ? ` (${u.source})` : ""}${names.length ? `: ${names.join(", ")}${more}` : ""}`;
+}
+
 export function computeScore(i: ScoreInputs): SecurityScore {
   const cats = {} as Record<Category, CategoryScore>;
   const cfg = weightedPass(i.cis.filter((r) => r.category !== "ssh" && r.category !== "authentication"));
@@ -69,8 +77,8 @@ export function computeScore(i: ScoreInputs): SecurityScore {
   cats.integrity = { score: clamp(100 - fimPenalty), weight: WEIGHTS.integrity, detail: `${i.fim.length} unexplained file changes in 7 days` };
 
   cats.patches = i.updates
-    ? { score: clamp(100 - 10 * i.updates.security - 1 * i.updates.other), weight: WEIGHTS.patches, detail: `${i.updates.security} security and ${i.updates.other} other updates pending` }
-    : { score: null, weight: WEIGHTS.patches, detail: "the agent does not report pending updates yet" };
+    ? { score: clamp(100 - 10 * i.updates.security), weight: WEIGHTS.patches, detail: patchesDetail(i.updates) }
+    : { score: null, weight: WEIGHTS.patches, detail: i.updatesUnknown ? `pending updates unknown: ${i.updatesUnknown}` : "the agent has not reported pending updates yet" };
 
   if (i.ports) {
     // inventory is the agent's JSON: an entry without an address counts as listening everywhere
@@ -110,6 +118,21 @@ export function computeScore(i: ScoreInputs): SecurityScore {
 
 export const AUTH_FAILURE_PATTERN = "(Failed password|authentication failure|Invalid user|Failed publickey|FAILED LOGIN|maximum authentication attempts)";
 
+const count = (n: unknown) => (typeof n === "number" && Number.isInteger(n) && n >= 0 ? n : undefined);
+
+/** `inventory.updates` as the agent sends it (docs/protocol.md 4.3); anything else is "not reported". */
+function readUpdates(u: any): ScoreInputs["updates"] {
+  if (!u || typeof u !== "object" || u.status === "unknown") return null;
+  const security = count(u.security);
+  const other = count(u.other);
+  if (security === undefined || other === undefined) return null;
+  return {
+    security, other,
+    source: typeof u.source === "string" ? u.source.slice(0, 16) : undefined,
+    securityPackages: Array.isArray(u.securityPackages) ? u.securityPackages.filter((n: unknown) => typeof n === "string").slice(0, 50).map((n: string) => n.slice(0, 128)) : undefined,
+  };
+}
+
 export async function loadScoreInputs(sql: Sql, host: ScopedHost, nowMs = Date.now()): Promise<ScoreInputs> {
   const agentId = host.id;
   const now = new Date(nowMs);
@@ -127,7 +150,8 @@ export async function loadScoreInputs(sql: Sql, host: ScopedHost, nowMs = Date.n
   return {
     cis: cis as any,
     fim: fim.map((r) => ({ severity: Number(r.severity) })),
-    updates: u && typeof u.security === "number" ? { security: u.security, other: Number(u.other ?? 0) } : null,
+    updates: readUpdates(u),
+    updatesUnknown: u && u.status === "unknown" ? String(u.reason ?? "not reported").slice(0, 200) : undefined,
     ports: d && Array.isArray(d.ports) ? d.ports : null,
     authFailures: auth[0].n,
     agent: { lastSeenMs: agent[0]?.last_seen ? new Date(agent[0].last_seen).getTime() : null, processes: agent[0]?.status?.processes ?? null },

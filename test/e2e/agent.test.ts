@@ -78,6 +78,11 @@ describe("compiled agent against the real server", () => {
     const inv = await until("inventory", async () => (await server.db.sql`select data from inventory_current where agent_id = ${agentId}`)[0]);
     expect(inv.data.os.id).toBe("debian");
     expect(inv.data.users.some((u: { name: string }) => u.name === "root")).toBe(true);
+    // pending updates (issue #17 item 8): the Collector's own check with this machine's apt, sent
+    // as a second inventory once done (bounded by the reader's 120 s timeout)
+    const upd = await until("pending updates in the inventory", async () => (await server.db.sql`select data->'updates' as u from inventory_current where agent_id = ${agentId}`)[0]?.u ?? undefined, 150_000, 500);
+    expect(upd).toMatchObject({ status: "ok", source: "apt" });
+    expect(upd.total).toBe(upd.security + upd.other);
     const names = (await server.db.sql`select name from metric_series where agent_id = ${agentId}`).map((r) => r.name as string);
     for (const n of ["cpu.usage_pct", "load.1", "mem.used_pct", "swap.used_bytes", "proc.total", "proc.threads", "fd.allocated", "tcp.listen", "system.uptime_s"]) expect(names).toContain(n);
     expect(names.some((n) => n.startsWith('disk.used_pct{mount="/"'))).toBe(true);

@@ -42,7 +42,7 @@ describe("security score formula (docs/security-score.md)", () => {
     });
     expect(s.categories.config.score).toBe(25); // 2 of 8 severity points pass
     expect(s.categories.integrity.score).toBe(100 - 15 - 5 - 1);
-    expect(s.categories.patches.score).toBe(100 - 30 - 12);
+    expect(s.categories.patches.score).toBe(100 - 30); // other (non-security) updates are not scored
     expect(s.categories.network.score).toBe(100 - 15 - 3); // telnet counted once across v4/v6
     expect(s.categories.authentication.score).toBe(0); // 0 % pass, minus 10 for 55 failures
     expect(s.categories.agent.score).toBe(60 - 20);
