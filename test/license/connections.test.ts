@@ -18,7 +18,7 @@ import { createActivationToken } from "../../src/ingest/agent/enroll.ts";
 import { testDatabase, type TestDb } from "../support/db.ts";
 import { agentBinary, agentDirs, until } from "../support/agent-harness.ts";
 import { requireComponent } from "../support/ci.ts";
-import { stopChild } from "../support/process.ts";
+import { stopTraced } from "../support/process.ts";
 
 setDefaultTimeout(300_000);
 const hasStrace = Bun.spawnSync(["strace", "-V"], { stdout: "ignore", stderr: "ignore" }).exitCode === 0;
@@ -77,8 +77,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (agent) await stopChild(agent, 10_000);
-  if (server) await stopChild(server, 8000);
+  if (agent) await stopTraced(agent, 10_000);
+  if (server) await stopTraced(server, 8000);
   await db?.drop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -119,9 +119,9 @@ test("the server connects only to its PostgreSQL and the agent only to its serve
   const started = Date.now();
   await until("metrics from the traced agent", async () => (await db.sql`select 1 from metric_blocks limit 1`).length > 0, 60_000, 250);
   await Bun.sleep(Math.max(0, RUN_MS - (Date.now() - started)));
-  await stopChild(agent, 10_000);
+  await stopTraced(agent, 10_000);
   agent = undefined;
-  await stopChild(server, 8000);
+  await stopTraced(server, 8000);
   server = undefined;
 
   const serverAttempts = attempts(readFileSync(serverLog, "utf8"));
