@@ -29,6 +29,7 @@ export class LeaderElection {
   private running = false;
   private ticking: Promise<void> | undefined;
   leader = false;
+  private wake: (() => void) | undefined;
 
   constructor(private readonly o: LeaderOptions) {
     this.conn = o.connect(() => {
@@ -80,7 +81,11 @@ export class LeaderElection {
       // of that only at its connection's close or its next poll. Holding the lock, this node
       // waits two polls before it acts, so the old leader has stepped down by then: never two
       // evaluators at once, at the cost of a slower takeover.
-      await Bun.sleep(2 * (this.o.pollMs ?? 2000));
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 2 * (this.o.pollMs ?? 2000));
+        this.wake = () => (clearTimeout(t), r()); // stop() does not wait out the grace
+      });
+      this.wake = undefined;
       const [held] = await this.conn`
         select count(*)::int as n from pg_locks
         where pid = pg_backend_pid() and locktype = 'advisory' and granted and objid = ${this.key}`;
@@ -104,6 +109,7 @@ export class LeaderElection {
   async stop(): Promise<void> {
     this.running = false;
     clearTimeout(this.timer);
+    this.wake?.();
     await this.ticking;
     this.depose();
     await this.conn.end({ timeout: 2 }).catch(() => {});
