@@ -147,6 +147,8 @@ test.skipIf(!haveChromium)("the theme toggle switches light / dark / system and 
   await page.waitForURL(/\/hosts$/);
   await page.waitForLoadState("networkidle");
   expect(await bg()).toBe(darkBg);
+  // the swapped-in select shows the choice once htmx has settled the new body (a few ms)
+  await page.waitForFunction(() => (document.getElementById("theme-select") as HTMLSelectElement | null)?.value === "dark", null, { timeout: 5000 });
   expect(await page.inputValue("#theme-select")).toBe("dark");
   // the static "Not found" page takes the chosen theme too, and has its skip link
   const missing = await page.goto(`${srv.url}/no-such-page`);

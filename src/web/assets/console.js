@@ -12,10 +12,15 @@
     if (t === "light" || t === "dark") document.documentElement.setAttribute("data-theme", t);
     else document.documentElement.removeAttribute("data-theme");
     var sel = document.getElementById("theme-select");
-    if (sel) sel.value = t;
+    if (!sel) return;
+    // the markup's default too (not only the value), so a swap that settles attributes keeps it
+    for (var i = 0; i < sel.options.length; i++) sel.options[i].defaultSelected = sel.options[i].value === t;
+    sel.value = t;
   }
   applyTheme(storedTheme());
   document.addEventListener("DOMContentLoaded", function () { applyTheme(storedTheme()); });
+  // new content from htmx (a boosted page replaces the body, and with it the select)
+  document.addEventListener("htmx:load", function () { applyTheme(storedTheme()); });
   document.addEventListener("htmx:afterSettle", function () { applyTheme(storedTheme()); });
   document.addEventListener("change", function (e) {
     if (!e.target || e.target.id !== "theme-select") return;
