@@ -20,7 +20,39 @@ export type DestinationConfig =
   | ({ type: "ftp" } & FtpConfig)
   | ({ type: "smb" } & SmbConfig)
   | ({ type: "s3" } & S3Config)
+  | ({ type: "gcs" } & S3PresetConfig)
+  | ({ type: "b2" } & S3PresetConfig & { region: string })
+  | ({ type: "r2" } & S3PresetConfig & { accountId: string })
+  | ({ type: "wasabi" } & S3PresetConfig & { region: string })
   | ({ type: "azure" } & AzureConfig);
+
+/**
+ * A hosted S3-compatible service by name: the endpoint (and region) follow from the preset, so a
+ * user gives only the bucket and keys. `endpoint` overrides the preset's (a private endpoint, or
+ * a test's local S3 server).
+ */
+export type S3PresetConfig = Omit<S3Config, "endpoint"> & { endpoint?: string };
+
+/** The S3 configuration a preset stands for (docs/backup-format.md, the S3 table). */
+export function s3Preset(cfg: Extract<DestinationConfig, { type: "gcs" | "b2" | "r2" | "wasabi" }>): S3Config {
+  const { type, ...rest } = cfg;
+  const base = { ...rest } as S3Config & { accountId?: string };
+  delete base.accountId;
+  const need = (v: string | undefined, what: string) => {
+    if (!v || !/^[a-z0-9-]{1,64}$/i.test(v)) throw new BackupError("usage", `${type}: ${what} is required (letters, digits and dashes)`);
+    return v;
+  };
+  switch (type) {
+    case "gcs": // the XML interoperability API, HMAC keys; GCS ignores the region but SigV4 needs one
+      return { ...base, endpoint: cfg.endpoint ?? "https://storage.googleapis.com", region: cfg.region ?? "auto" };
+    case "b2":
+      return { ...base, endpoint: cfg.endpoint ?? `https://s3.${need(cfg.region, "region (e.g. us-west-004)")}.backblazeb2.com` };
+    case "r2":
+      return { ...base, endpoint: cfg.endpoint ?? `https://${need(cfg.accountId, "accountId")}.r2.cloudflarestorage.com`, region: "auto" };
+    case "wasabi":
+      return { ...base, endpoint: cfg.endpoint ?? `https://s3.${need(cfg.region, "region (e.g. eu-central-1)")}.wasabisys.com` };
+  }
+}
 
 export type ClosableDestination = Destination & { close?(): Promise<void> };
 
@@ -38,6 +70,11 @@ export function openDestination(cfg: DestinationConfig): ClosableDestination {
       return new SmbDestination(cfg);
     case "s3":
       return new S3Destination(cfg);
+    case "gcs":
+    case "b2":
+    case "r2":
+    case "wasabi":
+      return new S3Destination(s3Preset(cfg));
     case "azure":
       return new AzureBlobDestination(cfg);
     default:
