@@ -8,11 +8,10 @@
  * the other request is rejected with a note; the outcomes show in the Decided table.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync } from "node:fs";
 import { generateKeyPairSync } from "node:crypto";
 import { type Browser } from "playwright-core";
 import { requireComponent } from "../support/ci.ts";
-import { launchChromium } from "../support/browser.ts";
+import { haveChromium, launchChromium, signIn, watchedPage } from "../support/browser.ts";
 import { testDatabase, type TestDb } from "../support/db.ts";
 import { startSystemdUser, systemdUserUnavailable, type SystemdUser } from "../support/systemd-user.ts";
 import { createControlHandler } from "../../agent/control/process.ts";
@@ -20,9 +19,8 @@ import { createServiceHandler } from "../../agent/control/services/index.ts";
 import { createSystemd } from "../../agent/control/services/systemd.ts";
 import { mcpClient, person, PASSWORD, startMcpServer, textOf, token, type McpTestServer } from "../mcp/support.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const unavailable = systemdUserUnavailable();
-const ready = requireComponent(existsSync(CHROMIUM), "Debian chromium (/usr/bin/chromium, apt-get install chromium)") &&
+const ready = haveChromium() &&
   requireComponent(unavailable === null, `a systemd user instance (${unavailable})`);
 
 let db: TestDb;
@@ -34,7 +32,6 @@ const PERMS = ["ai.assistant.use", "ai.assistant.act", "hosts.view", "services.v
 
 beforeAll(async () => {
   if (!ready) return;
-  mkdirSync("test-artifacts", { recursive: true });
   sd = await startSystemdUser();
   const unit = (d: string) => `[Unit]\nDescription=${d}\n[Service]\nExecStart=/bin/sleep 600\n`;
   await sd.addUnit("sshd.service", unit("stand-in for the SSH daemon"));
@@ -47,7 +44,7 @@ beforeAll(async () => {
   });
   db = await testDatabase(6);
   srv = await startMcpServer(db, { commandKey: privateKey, dispatch: async (_id, command) => (await control({ t: "command", command })).result });
-  browser = await launchChromium(CHROMIUM);
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {
@@ -75,16 +72,8 @@ test.skipIf(!ready)("a queued AI request shows the client's reason; approve need
   await client.close();
   expect(await active("sshd.service")).toBe("active");
 
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1360, height: 900 } });
-  const page = await ctx.newPage();
-  const problems: string[] = [];
-  page.on("console", (m) => { if (/Content Security Policy|Refused to/i.test(m.text())) problems.push(m.text()); });
-  page.on("pageerror", (e) => problems.push(String(e)));
-  await page.goto(`${srv.url}/login`);
-  await page.fill("#login-form input[name=username]", "rita");
-  await page.fill("#login-form input[name=password]", PASSWORD);
-  await page.click("#login-form button[type=submit]");
-  await page.waitForURL(/\/hosts$/);
+  const { ctx, page, problems } = await watchedPage(browser);
+  await signIn(page, srv.url, "rita", PASSWORD);
 
   await page.goto(`${srv.url}/ai/approvals`);
   const req = page.locator(`#ai-request-${sshdId}`);

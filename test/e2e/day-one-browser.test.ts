@@ -6,19 +6,16 @@
  * HTML page for an unknown address.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync } from "node:fs";
 import { type Browser, type Page } from "playwright-core";
-import { requireComponent } from "../support/ci.ts";
-import { launchChromium } from "../support/browser.ts";
+import { haveChromium, launchChromium, signIn } from "../support/browser.ts";
 import { startConsoleServer, type ConsoleServer } from "../support/console-server.ts";
 import { createRole } from "../../src/auth/roles.ts";
 import { createUser } from "../../src/auth/users.ts";
 import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
 import { totp } from "../../src/auth/totp.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const PASSWORD = "Harbor-Thistle-Copper-2";
-const haveChromium = requireComponent(existsSync(CHROMIUM), "Debian chromium (/usr/bin/chromium, apt-get install chromium)");
+const chromiumReady = haveChromium();
 
 let srv: ConsoleServer;
 let browser: Browser;
@@ -27,10 +24,9 @@ let web = 0;
 let old = 0;
 
 beforeAll(async () => {
-  if (!haveChromium) return;
-  mkdirSync("test-artifacts", { recursive: true });
+  if (!chromiumReady) return;
   srv = await startConsoleServer();
-  browser = await launchChromium(CHROMIUM);
+  browser = await launchChromium();
   const { sql } = srv.db;
   const host = async (name: string, key: number, lastSeen: Date, cpu: number) => {
     const [a] = await sql`insert into agents (hostname, public_key, tags, agent_version, transport, os, arch, last_seen)
@@ -55,11 +51,7 @@ beforeAll(async () => {
   await createUser(sql, { username: "olga", password: PASSWORD, roleIds: [role] }, DEFAULT_SETTINGS.password);
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 900 } });
   page = await ctx.newPage();
-  await page.goto(`${srv.url}/login`);
-  await page.fill("#login-form input[name=username]", "olga");
-  await page.fill("#login-form input[name=password]", PASSWORD);
-  await page.click("#login-form button[type=submit]");
-  await page.waitForURL(/\/hosts$/);
+  await signIn(page, srv.url, "olga", PASSWORD);
 }, 90_000);
 
 afterAll(async () => {
@@ -67,7 +59,7 @@ afterAll(async () => {
   await srv?.close();
 });
 
-test.skipIf(!haveChromium)("fleet: the OS column names the distribution and search finds it; CPU sorts highest first; an offline host is greyed", async () => {
+test.skipIf(!chromiumReady)("fleet: the OS column names the distribution and search finds it; CPU sorts highest first; an offline host is greyed", async () => {
   const row = page.locator("#fleet-table tbody tr", { hasText: "web-1" });
   expect(await row.innerText()).toContain("Debian GNU/Linux 12 (bookworm) / x64");
   await page.fill("#fleet-search", "debian");
@@ -85,7 +77,7 @@ test.skipIf(!haveChromium)("fleet: the OS column names the distribution and sear
   expect(await old1.locator("meter").first().evaluate((m) => getComputedStyle(m).filter)).toBe("grayscale(1)");
 }, 30_000);
 
-test.skipIf(!haveChromium)("host page: distribution, counting last-seen time, saved tags confirmed, legends and labels read as words, Logs before Security", async () => {
+test.skipIf(!chromiumReady)("host page: distribution, counting last-seen time, saved tags confirmed, legends and labels read as words, Logs before Security", async () => {
   await page.goto(`${srv.url}/hosts/${web}`);
   expect(await page.locator(".page-head .os-name").innerText()).toBe("Debian GNU/Linux 12 (bookworm)");
   const seen = page.locator(".page-head time.ago");
@@ -124,7 +116,7 @@ test.skipIf(!haveChromium)("host page: distribution, counting last-seen time, sa
   await page.screenshot({ path: "test-artifacts/day-one-host.png", fullPage: true });
 }, 30_000);
 
-test.skipIf(!haveChromium)("an unknown address is a page for a browser, JSON for an API client", async () => {
+test.skipIf(!chromiumReady)("an unknown address is a page for a browser, JSON for an API client", async () => {
   const r = await page.goto(`${srv.url}/no/such/page`);
   expect(r!.status()).toBe(404);
   expect(r!.headers()["content-type"]).toContain("text/html");
@@ -134,17 +126,13 @@ test.skipIf(!haveChromium)("an unknown address is a page for a browser, JSON for
   expect(api.headers()["content-type"]).toContain("application/json");
 }, 30_000);
 
-test.skipIf(!haveChromium)("an ended session says so on the sign-in page, and the page asked for survives the second factor", async () => {
+test.skipIf(!chromiumReady)("an ended session says so on the sign-in page, and the page asked for survives the second factor", async () => {
   const { sql } = srv.db;
   const role = Number((await sql`select id from console_roles where name = 'day-one'`)[0]!.id);
   await createUser(sql, { username: "tom", password: PASSWORD, roleIds: [role] }, DEFAULT_SETTINGS.password);
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 900 } });
   const p = await ctx.newPage();
-  await p.goto(`${srv.url}/login`);
-  await p.fill("#login-form input[name=username]", "tom");
-  await p.fill("#login-form input[name=password]", PASSWORD);
-  await p.click("#login-form button[type=submit]");
-  await p.waitForURL(/\/hosts$/);
+  await signIn(p, srv.url, "tom", PASSWORD);
   // tom sets up an authenticator app
   await p.goto(`${srv.url}/account/mfa`);
   const secret = (await p.locator("#totp-secret").innerText()).replace(/\s/g, "");

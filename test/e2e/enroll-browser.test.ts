@@ -7,12 +7,11 @@
  * not the server's and an unreachable server all fail the command with a non-zero status.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Browser } from "playwright-core";
-import { requireComponent } from "../support/ci.ts";
-import { launchChromium } from "../support/browser.ts";
+import { haveChromium, launchChromium, signIn, watchedPage } from "../support/browser.ts";
 import { startServerProcess, type ServerProcess } from "../support/server-process.ts";
 import { createRole } from "../../src/auth/roles.ts";
 import { createUser } from "../../src/auth/users.ts";
@@ -20,9 +19,8 @@ import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
 import { createSelfSigned } from "../../src/tls/self-signed.ts";
 import { pubkeyPin } from "../../src/downloads/routes.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const PASSWORD = "Cobalt-Meadow-Lantern-9";
-const haveChromium = requireComponent(existsSync(CHROMIUM), "Debian chromium (/usr/bin/chromium, apt-get install chromium)");
+const chromiumReady = haveChromium();
 const hostTarget = process.arch === "arm64" ? "linux-arm64" : "linux-x64";
 
 let srv: ServerProcess;
@@ -30,8 +28,7 @@ let browser: Browser;
 const scratch = mkdtempSync(join(tmpdir(), "sm-enroll-e2e-"));
 
 beforeAll(async () => {
-  if (!haveChromium) return;
-  mkdirSync("test-artifacts", { recursive: true });
+  if (!chromiumReady) return;
   const dist = join(scratch, "dist");
   srv = await startServerProcess((port) => ({
     SERVERMIND_PUBLIC_URL: `https://127.0.0.1:${port}`,
@@ -39,7 +36,7 @@ beforeAll(async () => {
     SERVERMIND_AGENT_BUILD: "true",
     SERVERMIND_AGENT_BUILD_TARGETS: hostTarget,
   }));
-  browser = await launchChromium(CHROMIUM);
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {
@@ -61,21 +58,13 @@ async function runLine(line: string, dir: string): Promise<{ code: number; out: 
   return { code, out: out + err };
 }
 
-test.skipIf(!haveChromium)("npm start builds the agent, the console's one-liner pins the server, installs and enrolls; tampering fails loudly", async () => {
+test.skipIf(!chromiumReady)("npm start builds the agent, the console's one-liner pins the server, installs and enrolls; tampering fails loudly", async () => {
   const { sql } = srv.db;
   const role = await createRole(sql, "enroller", "", ["hosts.view", "agents.enroll"], []);
   await createUser(sql, { username: "erin", password: PASSWORD, roleIds: [role] }, DEFAULT_SETTINGS.password);
 
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1360, height: 900 } });
-  const page = await ctx.newPage();
-  const problems: string[] = [];
-  page.on("console", (m) => { if (/Content Security Policy|Refused to/i.test(m.text())) problems.push(m.text()); });
-  page.on("pageerror", (e) => problems.push(String(e)));
-  await page.goto(`${srv.url}/login`);
-  await page.fill("#login-form input[name=username]", "erin");
-  await page.fill("#login-form input[name=password]", PASSWORD);
-  await page.click("#login-form button[type=submit]");
-  await page.waitForURL(/\/hosts$/);
+  const { ctx, page, problems } = await watchedPage(browser);
+  await signIn(page, srv.url, "erin", PASSWORD);
   await page.goto(`${srv.url}/enrollment`);
 
   // the host's binary is built by the server itself; the page follows the build without a reload

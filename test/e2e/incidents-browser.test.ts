@@ -5,27 +5,23 @@
  * timeline holds the breaches, the labelled disk series included.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync } from "node:fs";
 import { type Browser } from "playwright-core";
-import { requireComponent } from "../support/ci.ts";
-import { launchChromium } from "../support/browser.ts";
+import { haveChromium, launchChromium, signIn, watchedPage } from "../support/browser.ts";
 import { startConsoleServer, type ConsoleServer } from "../support/console-server.ts";
 import { createRole } from "../../src/auth/roles.ts";
 import { createUser } from "../../src/auth/users.ts";
 import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const PASSWORD = "Saffron-Glacier-Anchor-8";
-const haveChromium = requireComponent(existsSync(CHROMIUM), "Debian chromium (/usr/bin/chromium, apt-get install chromium)");
+const chromiumReady = haveChromium();
 
 let srv: ConsoleServer;
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!haveChromium) return;
-  mkdirSync("test-artifacts", { recursive: true });
+  if (!chromiumReady) return;
   srv = await startConsoleServer();
-  browser = await launchChromium(CHROMIUM);
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {
@@ -33,7 +29,7 @@ afterAll(async () => {
   await srv?.close();
 });
 
-test.skipIf(!haveChromium)("CPU and disk above the default thresholds become signals of the host's incident", async () => {
+test.skipIf(!chromiumReady)("CPU and disk above the default thresholds become signals of the host's incident", async () => {
   const { sql } = srv.db;
   const [a] = await sql`insert into agents (hostname, public_key, last_seen) values ('hot-1', ${Buffer.alloc(32, 11)}, now()) returning id`;
   const id = Number(a!.id);
@@ -53,13 +49,8 @@ test.skipIf(!haveChromium)("CPU and disk above the default thresholds become sig
   const role = await createRole(sql, "responder", "", ["hosts.view", "compliance.view", "security.events.view"], []);
   await createUser(sql, { username: "ivan", password: PASSWORD, roleIds: [role] }, DEFAULT_SETTINGS.password);
 
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1360, height: 900 } });
-  const page = await ctx.newPage();
-  await page.goto(`${srv.url}/login`);
-  await page.fill("#login-form input[name=username]", "ivan");
-  await page.fill("#login-form input[name=password]", PASSWORD);
-  await page.click("#login-form button[type=submit]");
-  await page.waitForURL(/\/hosts$/);
+  const { ctx, page } = await watchedPage(browser);
+  await signIn(page, srv.url, "ivan", PASSWORD);
   await page.goto(`${srv.url}/hosts/${id}`);
   const incident = page.locator(`#incidents-${id} article.incident`);
   await incident.first().waitFor({ timeout: 10_000 });

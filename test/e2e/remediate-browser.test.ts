@@ -5,11 +5,10 @@
  * reload, no 15-minute score job); Roll back restores the file and the table says "fail" again.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser } from "playwright-core";
-import { requireComponent } from "../support/ci.ts";
-import { launchChromium } from "../support/browser.ts";
+import { haveChromium, launchChromium, signIn, watchedPage } from "../support/browser.ts";
 import { startConsoleServer, type ConsoleServer } from "../support/console-server.ts";
 import { controlChannel } from "../support/control-channel.ts";
 import { makeCisRoot } from "../support/cis-root.ts";
@@ -22,19 +21,17 @@ import { findHost } from "../../src/store/postgres/queries-console.ts";
 import { HostScope } from "../../src/auth/host-scope.ts";
 import { scanRoot } from "../../agent/monitor/cis/scan.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const PASSWORD = "Ochre-Falcon-Harbor-3";
-const haveChromium = requireComponent(existsSync(CHROMIUM), "Debian chromium (/usr/bin/chromium, apt-get install chromium)");
+const chromiumReady = haveChromium();
 
 let srv: ConsoleServer;
 let browser: Browser;
 const root = makeCisRoot("bad");
 
 beforeAll(async () => {
-  if (!haveChromium) return;
-  mkdirSync("test-artifacts", { recursive: true });
+  if (!chromiumReady) return;
   srv = await startConsoleServer({ security: controlChannel(root) });
-  browser = await launchChromium(CHROMIUM);
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {
@@ -43,7 +40,7 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-test.skipIf(!haveChromium)("dry run, apply and roll back from the host page show their results, and the CIS table and score follow at once", async () => {
+test.skipIf(!chromiumReady)("dry run, apply and roll back from the host page show their results, and the CIS table and score follow at once", async () => {
   const { sql } = srv.db;
   const [a] = await sql`insert into agents (hostname, public_key, tags, last_seen) values ('web-9', ${Buffer.alloc(32, 9)}, ${["group:web"]}, now()) returning id`;
   const agentId = Number(a!.id);
@@ -55,16 +52,8 @@ test.skipIf(!haveChromium)("dry run, apply and roll back from the host page show
   const role = await createRole(sql, "remediator", "", ["hosts.view", "compliance.view", "compliance.remediate", "fim.view"], []);
   await createUser(sql, { username: "rita", password: PASSWORD, roleIds: [role] }, DEFAULT_SETTINGS.password);
 
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1360, height: 900 } });
-  const page = await ctx.newPage();
-  const problems: string[] = [];
-  page.on("console", (m) => { if (/Content Security Policy|Refused to|targetError|error/i.test(m.text())) problems.push(m.text()); });
-  page.on("pageerror", (e) => problems.push(String(e)));
-  await page.goto(`${srv.url}/login`);
-  await page.fill("#login-form input[name=username]", "rita");
-  await page.fill("#login-form input[name=password]", PASSWORD);
-  await page.click("#login-form button[type=submit]");
-  await page.waitForURL(/\/hosts$/);
+  const { ctx, page, problems } = await watchedPage(browser, { watch: /Content Security Policy|Refused to|targetError|error/i });
+  await signIn(page, srv.url, "rita", PASSWORD);
   await page.goto(`${srv.url}/hosts/${agentId}`);
 
   const row = page.locator('#host-security tr[data-control="smx.files.passwd"]');

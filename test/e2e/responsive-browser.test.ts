@@ -5,10 +5,8 @@
  * wider than its card at 1366 px, and at 390 px every item of the main navigation is on screen.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync } from "node:fs";
 import { type Browser, type Page } from "playwright-core";
-import { requireComponent } from "../support/ci.ts";
-import { launchChromium } from "../support/browser.ts";
+import { haveChromium, launchChromium } from "../support/browser.ts";
 import { startConsoleServer, type ConsoleServer } from "../support/console-server.ts";
 import { createRole } from "../../src/auth/roles.ts";
 import { createUser } from "../../src/auth/users.ts";
@@ -17,9 +15,8 @@ import { recordScan } from "../../src/security/posture.ts";
 import { PERMISSIONS } from "../../src/auth/permissions.ts";
 import { totp } from "../../src/auth/totp.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const PASSWORD = "Juniper-Coast-Ember-6";
-const haveChromium = requireComponent(existsSync(CHROMIUM), "Debian chromium (/usr/bin/chromium, apt-get install chromium)");
+const chromiumReady = haveChromium();
 
 let srv: ConsoleServer;
 let browser: Browser;
@@ -28,10 +25,9 @@ let totpSecret = "";
 let totpStep = 0;
 
 beforeAll(async () => {
-  if (!haveChromium) return;
-  mkdirSync("test-artifacts", { recursive: true });
+  if (!chromiumReady) return;
   srv = await startConsoleServer();
-  browser = await launchChromium(CHROMIUM);
+  browser = await launchChromium();
   const { sql } = srv.db;
   for (let i = 0; i < 6; i++) {
     const [a] = await sql`insert into agents (hostname, public_key, tags, agent_version, transport, os, arch, last_seen)
@@ -96,7 +92,7 @@ async function open(page: Page, path: string) {
   await page.waitForFunction(() => !document.querySelector(".loading"), undefined, { timeout: 10_000 }).catch(() => {});
 }
 
-test.skipIf(!haveChromium)("no page scrolls sideways at 1366 px, and no table is wider than its card", async () => {
+test.skipIf(!chromiumReady)("no page scrolls sideways at 1366 px, and no table is wider than its card", async () => {
   const page = await signedIn(1366);
   const problems: string[] = [];
   for (const path of PAGES()) {
@@ -121,7 +117,7 @@ test.skipIf(!haveChromium)("no page scrolls sideways at 1366 px, and no table is
   await page.context().close();
 }, 120_000);
 
-test.skipIf(!haveChromium)("at 390 px no page scrolls sideways and every navigation item is on screen", async () => {
+test.skipIf(!chromiumReady)("at 390 px no page scrolls sideways and every navigation item is on screen", async () => {
   const page = await signedIn(390);
   const problems: string[] = [];
   const nav = await page.locator(".mainnav a").evaluateAll((els) => els.map((e) => {

@@ -6,10 +6,8 @@
 import { HostScope } from "../../src/auth/host-scope.ts";
 import { findHost } from "../../src/store/postgres/queries-console.ts";
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync } from "node:fs";
 import { type Browser } from "playwright-core";
-import { requireComponent } from "../support/ci.ts";
-import { launchChromium } from "../support/browser.ts";
+import { haveChromium, launchChromium, signIn, watchedPage } from "../support/browser.ts";
 import { startConsoleServer, type ConsoleServer } from "../support/console-server.ts";
 import { createRole } from "../../src/auth/roles.ts";
 import { createUser } from "../../src/auth/users.ts";
@@ -17,18 +15,16 @@ import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
 import { recordScan } from "../../src/security/posture.ts";
 import { scoreHost } from "../../src/security/score.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const PASSWORD = "Amber-Lantern-Quartz-4";
-const haveChromium = requireComponent(existsSync(CHROMIUM), "Debian chromium (/usr/bin/chromium, apt-get install chromium)");
+const chromiumReady = haveChromium();
 
 let srv: ConsoleServer;
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!haveChromium) return;
-  mkdirSync("test-artifacts", { recursive: true });
+  if (!chromiumReady) return;
   srv = await startConsoleServer();
-  browser = await launchChromium(CHROMIUM);
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {
@@ -36,7 +32,7 @@ afterAll(async () => {
   await srv?.close();
 });
 
-test.skipIf(!haveChromium)("sign in, open Security, see a host's score and a violation, acknowledge it", async () => {
+test.skipIf(!chromiumReady)("sign in, open Security, see a host's score and a violation, acknowledge it", async () => {
   const { sql } = srv.db;
   const [a] = await sql`insert into agents (hostname, public_key, tags, last_seen) values ('web-7', ${Buffer.alloc(32, 7)}, ${["group:web"]}, now()) returning id`;
   const agentId = Number(a!.id);
@@ -50,17 +46,9 @@ test.skipIf(!haveChromium)("sign in, open Security, see a host's score and a vio
   const role = await createRole(sql, "security-officer", "", ["hosts.view", "compliance.view", "compliance.exceptions.edit"], []);
   const userId = await createUser(sql, { username: "sofia", password: PASSWORD, roleIds: [role] }, DEFAULT_SETTINGS.password);
 
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1360, height: 900 } });
-  const page = await ctx.newPage();
-  const problems: string[] = [];
-  page.on("console", (m) => { if (/Content Security Policy|Refused to/i.test(m.text())) problems.push(m.text()); });
-  page.on("pageerror", (e) => problems.push(String(e)));
+  const { ctx, page, problems } = await watchedPage(browser);
 
-  await page.goto(`${srv.url}/login`);
-  await page.fill("#login-form input[name=username]", "sofia");
-  await page.fill("#login-form input[name=password]", PASSWORD);
-  await page.click("#login-form button[type=submit]");
-  await page.waitForURL(/\/hosts$/);
+  await signIn(page, srv.url, "sofia", PASSWORD);
   await page.click('.mainnav a:has-text("Security")');
   await page.waitForURL(/\/security$/);
 

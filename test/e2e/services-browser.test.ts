@@ -8,11 +8,10 @@
  * agent is covered by test/e2e/service-ops.test.ts.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync } from "node:fs";
 import { generateKeyPairSync } from "node:crypto";
 import { type Browser } from "playwright-core";
 import { requireComponent } from "../support/ci.ts";
-import { launchChromium } from "../support/browser.ts";
+import { haveChromium, launchChromium, signIn, watchedPage } from "../support/browser.ts";
 import { startConsoleServer, type ConsoleServer } from "../support/console-server.ts";
 import { startSystemdUser, systemdUserUnavailable, type SystemdUser } from "../support/systemd-user.ts";
 import { createRole } from "../../src/auth/roles.ts";
@@ -23,10 +22,9 @@ import { createServiceHandler } from "../../agent/control/services/index.ts";
 import { createSystemd } from "../../agent/control/services/systemd.ts";
 import { storeCommandOutput } from "../../src/cluster/command-output.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const PASSWORD = "Amber-Lantern-Quartz-4";
 const unavailable = systemdUserUnavailable();
-const ready = requireComponent(existsSync(CHROMIUM), "Debian chromium (/usr/bin/chromium, apt-get install chromium)") &&
+const ready = haveChromium() &&
   requireComponent(unavailable === null, `a systemd user instance (${unavailable})`);
 
 let srv: ConsoleServer;
@@ -39,7 +37,6 @@ const SLOW = "sm-browser-slow.service";
 
 beforeAll(async () => {
   if (!ready) return;
-  mkdirSync("test-artifacts", { recursive: true });
   sd = await startSystemdUser();
   const unit = (d: string) => `[Unit]\nDescription=${d}\n[Service]\nExecStart=/bin/sleep 600\n`;
   await sd.addUnit(APP, unit("ServerMind browser app"));
@@ -61,7 +58,7 @@ beforeAll(async () => {
       })).result,
     },
   });
-  browser = await launchChromium(CHROMIUM);
+  browser = await launchChromium();
 }, 60_000);
 
 afterAll(async () => {
@@ -79,17 +76,9 @@ test.skipIf(!ready)("open Services from the host page, start a unit, stop sshd o
   const role = await createRole(sql, "service-operator", "", ["hosts.view", "services.view", "services.start", "services.stop"], []);
   await createUser(sql, { username: "otto", password: PASSWORD, roleIds: [role] }, DEFAULT_SETTINGS.password);
 
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1360, height: 900 } });
-  const page = await ctx.newPage();
-  const problems: string[] = [];
-  page.on("console", (m) => { if (/Content Security Policy|Refused to/i.test(m.text())) problems.push(m.text()); });
-  page.on("pageerror", (e) => problems.push(String(e)));
+  const { ctx, page, problems } = await watchedPage(browser);
 
-  await page.goto(`${srv.url}/login`);
-  await page.fill("#login-form input[name=username]", "otto");
-  await page.fill("#login-form input[name=password]", PASSWORD);
-  await page.click("#login-form button[type=submit]");
-  await page.waitForURL(/\/hosts$/);
+  await signIn(page, srv.url, "otto", PASSWORD);
   await page.goto(`${srv.url}/hosts/${agentId}`);
   await page.click("#host-services-link");
   await page.waitForURL(new RegExp(`/hosts/${agentId}/services$`));

@@ -7,24 +7,21 @@
  * while typing in a field; and the console raises no CSP violation or other console error.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync } from "node:fs";
 import { type Browser, type Page } from "playwright-core";
-import { requireComponent } from "../support/ci.ts";
-import { CHROMIUM, launchChromium } from "../support/browser.ts";
+import { haveChromium, launchChromium, signIn } from "../support/browser.ts";
 import { startConsoleServer, type ConsoleServer } from "../support/console-server.ts";
 import { createRole } from "../../src/auth/roles.ts";
 import { createUser } from "../../src/auth/users.ts";
 import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
 
 const PASSWORD = "Lantern-Meadow-Quartz-4";
-const haveChromium = requireComponent(existsSync(CHROMIUM), "Debian chromium (/usr/bin/chromium, apt-get install chromium)");
+const chromiumReady = haveChromium();
 
 let srv: ConsoleServer;
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!haveChromium) return;
-  mkdirSync("test-artifacts", { recursive: true });
+  if (!chromiumReady) return;
   srv = await startConsoleServer();
   browser = await launchChromium();
   const { sql } = srv.db;
@@ -55,11 +52,7 @@ async function signedIn(colorScheme: "light" | "dark"): Promise<{ page: Page; er
     if (m.type() === "error" && !url.endsWith("/favicon.ico") && !url.endsWith("/no-such-page")) errors.push(`${m.text()} ${url}`);
   });
   page.on("pageerror", (e) => errors.push(String(e)));
-  await page.goto(`${srv.url}/login`);
-  await page.fill("#login-form input[name=username]", "dora");
-  await page.fill("#login-form input[name=password]", PASSWORD);
-  await page.click("#login-form button[type=submit]");
-  await page.waitForURL(/\/hosts$/);
+  await signIn(page, srv.url, "dora", PASSWORD);
   await page.waitForLoadState("networkidle");
   return { page, errors };
 }
@@ -103,7 +96,7 @@ function contrast(a: string, b: string): number {
   return (hi! + 0.05) / (lo! + 0.05);
 }
 
-test.skipIf(!haveChromium)("the dark theme follows the system, with readable contrast for text, cards and charts", async () => {
+test.skipIf(!chromiumReady)("the dark theme follows the system, with readable contrast for text, cards and charts", async () => {
   const light = await signedIn("light");
   const dark = await signedIn("dark");
   const l = await colours(light.page);
@@ -130,7 +123,7 @@ test.skipIf(!haveChromium)("the dark theme follows the system, with readable con
   await dark.page.context().close();
 }, 60_000);
 
-test.skipIf(!haveChromium)("the theme toggle switches light / dark / system and is kept across a navigation", async () => {
+test.skipIf(!chromiumReady)("the theme toggle switches light / dark / system and is kept across a navigation", async () => {
   const { page, errors } = await signedIn("light");
   const bg = () => page.evaluate(() => getComputedStyle(document.documentElement).backgroundColor);
   const lightBg = await bg();
@@ -171,7 +164,7 @@ test.skipIf(!haveChromium)("the theme toggle switches light / dark / system and 
   await page.context().close();
 }, 60_000);
 
-test.skipIf(!haveChromium)("the skip link is the first Tab stop and moves focus to the main content", async () => {
+test.skipIf(!chromiumReady)("the skip link is the first Tab stop and moves focus to the main content", async () => {
   const { page, errors } = await signedIn("light");
   for (const path of ["/hosts", "/alerts"]) {
     await page.goto(`${srv.url}${path}`);
@@ -195,7 +188,7 @@ test.skipIf(!haveChromium)("the skip link is the first Tab stop and moves focus 
   await page.context().close();
 }, 60_000);
 
-test.skipIf(!haveChromium)("'/' focuses the fleet search box, but typing '/' in a field stays in the field", async () => {
+test.skipIf(!chromiumReady)("'/' focuses the fleet search box, but typing '/' in a field stays in the field", async () => {
   const { page, errors } = await signedIn("light");
   await page.keyboard.press("/");
   expect(await page.evaluate(() => document.activeElement?.id)).toBe("fleet-search");

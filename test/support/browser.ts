@@ -4,7 +4,9 @@
  * Chromium's own network traffic (background networking, component updates, sync), which the
  * closed network here refuses, many connections at a time.
  */
-import { chromium, type Browser } from "playwright-core";
+import { existsSync, mkdirSync } from "node:fs";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { requireComponent } from "./ci.ts";
 
 export const CHROMIUM = "/usr/bin/chromium";
 
@@ -12,6 +14,42 @@ export const CHROMIUM_ARGS = [
   "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ];
 
+/** Whether a file's browser tests can run; a loud skip without chromium (a failure under CI=true). */
+export function haveChromium(): boolean {
+  return requireComponent(existsSync(CHROMIUM), "Debian chromium (/usr/bin/chromium, apt-get install chromium)");
+}
+
+/** Chromium, with `test-artifacts/` ready for the screenshots tests take when they fail. */
 export function launchChromium(executablePath = CHROMIUM): Promise<Browser> {
+  mkdirSync("test-artifacts", { recursive: true });
   return chromium.launch({ executablePath, args: CHROMIUM_ARGS });
+}
+
+export interface WatchedPage {
+  ctx: BrowserContext;
+  page: Page;
+  /** what the page reported that a console page never may: CSP refusals, script errors, and `watch` */
+  problems: string[];
+}
+
+/** A page in a fresh context (its own cookies), watched for CSP refusals and script errors. */
+export async function watchedPage(browser: Browser, opts: { width?: number; height?: number; watch?: RegExp } = {}): Promise<WatchedPage> {
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: opts.width ?? 1360, height: opts.height ?? 900 } });
+  const page = await ctx.newPage();
+  const problems: string[] = [];
+  const watch = opts.watch ?? /Content Security Policy|Refused to/i;
+  page.on("console", (m) => {
+    if (watch.test(m.text())) problems.push(m.text());
+  });
+  page.on("pageerror", (e) => problems.push(String(e)));
+  return { ctx, page, problems };
+}
+
+/** Signs in through the login form and waits for `landing` (the fleet page by default). */
+export async function signIn(page: Page, url: string, username: string, password: string, landing: RegExp = /\/hosts$/): Promise<void> {
+  await page.goto(`${url}/login`);
+  await page.fill("#login-form input[name=username]", username);
+  await page.fill("#login-form input[name=password]", password);
+  await page.click("#login-form button[type=submit]");
+  await page.waitForURL(landing);
 }
