@@ -9,22 +9,19 @@
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { consoleHarness, type ConsoleHarness, type TestSession } from "../support/console-app.ts";
-import { agentBinary, agentDirs, enrollAgent, runAgent, startE2eServer, until, type AgentRun, type E2eServer } from "../support/agent-harness.ts";
-import { requireComponent } from "../support/ci.ts";
-import { startSystemdUser, systemdUserUnavailable, type SystemdUser } from "../support/systemd-user.ts";
-import { rmSync } from "node:fs";
+import { until, type E2eServer } from "../support/agent-harness.ts";
+import { serviceFleetAvailable, startServiceFleet, type ServiceFleet } from "../support/service-fleet.ts";
+import type { SystemdUser } from "../support/systemd-user.ts";
 
 setDefaultTimeout(180_000);
 
-const unavailable = systemdUserUnavailable();
-const run = requireComponent(unavailable === null, `a systemd user instance (${unavailable})`);
+const run = serviceFleetAvailable();
 
+let fleet: ServiceFleet;
 let server: E2eServer;
 let sd: SystemdUser;
-let agent: AgentRun;
 let agentId: number;
 let idleId: number;
-let idleDir: string;
 let hostname: string;
 let h: ConsoleHarness;
 const users: Record<string, TestSession> = {};
@@ -32,25 +29,10 @@ const APP = "sm-e2e-app.service";
 
 beforeAll(async () => {
   if (!run) return;
-  const bin = await agentBinary();
-  sd = await startSystemdUser();
   const unit = (d: string) => `[Unit]\nDescription=${d}\n[Service]\nExecStart=/bin/sleep 600\nExecReload=/bin/true\n[Install]\nWantedBy=default.target\n`;
-  await sd.addUnit(APP, unit("ServerMind e2e app"));
-  await sd.addUnit("sshd.service", unit("stand-in for the SSH daemon"));
-  expect((await sd.ctl("start", "--", "sshd.service")).code).toBe(0);
-  server = await startE2eServer();
-  const { dir, env } = agentDirs();
-  Object.assign(env, { SERVERMIND_AGENT_INTERVAL_MS: "5000", SERVERMIND_AGENT_SERVICE_MANAGER: "systemd-user", ...sd.env });
-  agentId = await enrollAgent(bin, env, server);
-  agent = runAgent(bin, dir, env);
-  // a second host in the same group that is enrolled but whose agent is not running
-  const idle = agentDirs();
-  idleDir = idle.dir;
-  idleId = await enrollAgent(bin, idle.env, server);
-  await server.db.sql`update agents set tags = ${server.db.sql.array(["group:web"])} where id in ${server.db.sql([agentId, idleId])}`;
-  // the idle agent was last heard from ten minutes ago: offline
-  await server.db.sql`update agents set last_seen = now() - interval '10 minutes' where id = ${idleId}`;
-  hostname = (await server.db.sql`select hostname from agents where id = ${agentId}`)[0]!.hostname;
+  // a second host in the same group is enrolled but offline (the fleet's idle agent)
+  fleet = await startServiceFleet({ units: { [APP]: unit("ServerMind e2e app"), "sshd.service": unit("stand-in for the SSH daemon") }, started: ["sshd.service"], tag: "group:web" });
+  ({ server, sd, agentId, idleId, hostname } = fleet);
   h = await consoleHarness(server.db, { security: { commandKey: server.commandKey, dispatch: server.dispatch } });
   users.op = await h.userWith(["services.view", "services.start", "services.stop", "services.restart", "services.enable"], "svc-op");
   users.viewer = await h.userWith(["services.view"], "svc-viewer");
@@ -59,10 +41,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await h?.close();
-  await agent?.stop();
-  await server?.close();
-  await sd?.stop();
-  if (idleDir) rmSync(idleDir, { recursive: true, force: true });
+  await fleet?.stop();
 });
 
 async function call(method: "GET" | "POST", path: string, user: string, body?: Record<string, unknown>, o: { htmx?: boolean } = {}) {

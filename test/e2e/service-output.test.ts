@@ -8,23 +8,18 @@
  * table fills in host by host (/api/services/runs/:run).
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { rmSync } from "node:fs";
 import { consoleHarness, type ConsoleHarness, type TestSession } from "../support/console-app.ts";
-import { agentBinary, agentDirs, enrollAgent, runAgent, startE2eServer, until, type AgentRun, type E2eServer } from "../support/agent-harness.ts";
-import { requireComponent } from "../support/ci.ts";
-import { startSystemdUser, systemdUserUnavailable, type SystemdUser } from "../support/systemd-user.ts";
+import { until, type E2eServer } from "../support/agent-harness.ts";
+import { serviceFleetAvailable, startServiceFleet, type ServiceFleet } from "../support/service-fleet.ts";
 
 setDefaultTimeout(180_000);
 
-const unavailable = systemdUserUnavailable({ journal: true });
-const run = requireComponent(unavailable === null, `a systemd user instance (${unavailable})`);
+const run = serviceFleetAvailable({ journal: true });
 
+let fleet: ServiceFleet;
 let server: E2eServer;
-let sd: SystemdUser;
-let agent: AgentRun;
 let agentId: number;
 let idleId: number;
-let idleDir: string;
 let h: ConsoleHarness;
 let op: TestSession;
 /** A unit that takes about 3 s to start and prints a line every 0.6 s while it does. */
@@ -33,19 +28,9 @@ const TICKS = 5;
 
 beforeAll(async () => {
   if (!run) return;
-  const bin = await agentBinary();
-  sd = await startSystemdUser({ journal: true });
-  await sd.addUnit(TICKER, `[Unit]\nDescription=ServerMind e2e ticker\n[Service]\nType=oneshot\nRemainAfterExit=no\nExecStart=/bin/sh -c 'for i in ${Array.from({ length: TICKS }, (_, i) => i + 1).join(" ")}; do echo "tick $i"; sleep 0.6; done'\n`);
-  server = await startE2eServer();
-  const { dir, env } = agentDirs();
-  Object.assign(env, { SERVERMIND_AGENT_INTERVAL_MS: "5000", SERVERMIND_AGENT_SERVICE_MANAGER: "systemd-user", SERVERMIND_AGENT_JOURNAL_DIR: sd.journalDir!, ...sd.env });
-  agentId = await enrollAgent(bin, env, server);
-  agent = runAgent(bin, dir, env);
-  const idle = agentDirs();
-  idleDir = idle.dir;
-  idleId = await enrollAgent(bin, idle.env, server);
-  await server.db.sql`update agents set tags = ${server.db.sql.array(["group:out"])} where id in ${server.db.sql([agentId, idleId])}`;
-  await server.db.sql`update agents set last_seen = now() - interval '10 minutes' where id = ${idleId}`;
+  const ticker = `[Unit]\nDescription=ServerMind e2e ticker\n[Service]\nType=oneshot\nRemainAfterExit=no\nExecStart=/bin/sh -c 'for i in ${Array.from({ length: TICKS }, (_, i) => i + 1).join(" ")}; do echo "tick $i"; sleep 0.6; done'\n`;
+  fleet = await startServiceFleet({ journal: true, units: { [TICKER]: ticker }, tag: "group:out" });
+  ({ server, agentId, idleId } = fleet);
   h = await consoleHarness(server.db, { security: { commandKey: server.commandKey, dispatch: server.dispatch } });
   op = await h.userWith(["services.view", "services.start", "services.stop", "services.restart", "services.enable"], "svc-out");
   // the agent's command channel is up once a status comes back
@@ -57,10 +42,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await h?.close();
-  await agent?.stop();
-  await server?.close();
-  await sd?.stop();
-  if (idleDir) rmSync(idleDir, { recursive: true, force: true });
+  await fleet?.stop();
 });
 
 async function call(method: "GET" | "POST", path: string, body?: Record<string, unknown>, o: { htmx?: boolean } = {}) {

@@ -10,24 +10,21 @@
  * result.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { rmSync } from "node:fs";
 import { issueCommand } from "../../src/security/issue.ts";
-import { agentBinary, agentDirs, enrollAgent, runAgent, startE2eServer, until, type AgentRun, type E2eServer } from "../support/agent-harness.ts";
-import { requireComponent } from "../support/ci.ts";
-import { startSystemdUser, systemdUserUnavailable, type SystemdUser } from "../support/systemd-user.ts";
+import { until, type E2eServer } from "../support/agent-harness.ts";
+import { serviceFleetAvailable, startServiceFleet, type ServiceFleet } from "../support/service-fleet.ts";
+import type { SystemdUser } from "../support/systemd-user.ts";
 import { consolePost, mcpClient, person, PASSWORD, startMcpServer, textOf, token, type McpTestServer, type Person } from "./support.ts";
 
 setDefaultTimeout(180_000);
 
-const unavailable = systemdUserUnavailable({ journal: true });
-const run = requireComponent(unavailable === null, `a systemd user instance (${unavailable})`);
+const run = serviceFleetAvailable({ journal: true });
 
+let fleet: ServiceFleet;
 let server: E2eServer;
 let sd: SystemdUser;
-let agent: AgentRun;
 let agentId: number;
 let idleId: number;
-let idleDir: string;
 let hostname: string;
 let srv: McpTestServer;
 let owner: Person;
@@ -37,26 +34,16 @@ const PERMS = ["ai.assistant.use", "ai.assistant.act", "hosts.view", "services.v
 
 beforeAll(async () => {
   if (!run) return;
-  const bin = await agentBinary();
-  sd = await startSystemdUser({ journal: true });
   const unit = (d: string, start = "") => `[Unit]\nDescription=${d}\n[Service]\n${start}ExecStart=/bin/sh -c 'echo "${d} up"; exec sleep 600'\n`;
   // the "up" line comes from ExecStartPost, which the restart waits for (ExecStart's own echo
   // runs after systemctl has returned, so whether the result holds it was a race)
-  await sd.addUnit(APP, unit("ServerMind MCP app", "ExecStartPre=/bin/sh -c 'echo starting; sleep 1'\nExecStartPost=/bin/sh -c 'echo \"ServerMind MCP app up\"; sleep 1'\n"));
-  await sd.addUnit("sshd.service", unit("stand-in for the SSH daemon"));
-  await sd.addUnit("servermind-agent.service", unit("stand-in for the agent unit"));
-  for (const u of ["sshd.service", "servermind-agent.service"]) expect((await sd.ctl("start", "--", u)).code).toBe(0);
-  server = await startE2eServer();
-  const { dir, env } = agentDirs();
-  Object.assign(env, { SERVERMIND_AGENT_INTERVAL_MS: "5000", SERVERMIND_AGENT_SERVICE_MANAGER: "systemd-user", SERVERMIND_AGENT_JOURNAL_DIR: sd.journalDir!, ...sd.env });
-  agentId = await enrollAgent(bin, env, server);
-  agent = runAgent(bin, dir, env);
-  const idle = agentDirs();
-  idleDir = idle.dir;
-  idleId = await enrollAgent(bin, idle.env, server);
-  await server.db.sql`update agents set tags = ${server.db.sql.array(["group:web"])} where id in ${server.db.sql([agentId, idleId])}`;
-  await server.db.sql`update agents set last_seen = now() - interval '10 minutes' where id = ${idleId}`;
-  hostname = (await server.db.sql`select hostname from agents where id = ${agentId}`)[0]!.hostname;
+  const units = {
+    [APP]: unit("ServerMind MCP app", "ExecStartPre=/bin/sh -c 'echo starting; sleep 1'\nExecStartPost=/bin/sh -c 'echo \"ServerMind MCP app up\"; sleep 1'\n"),
+    "sshd.service": unit("stand-in for the SSH daemon"),
+    "servermind-agent.service": unit("stand-in for the agent unit"),
+  };
+  fleet = await startServiceFleet({ journal: true, units, started: ["sshd.service", "servermind-agent.service"], tag: "group:web" });
+  ({ server, sd, agentId, idleId, hostname } = fleet);
   srv = await startMcpServer(server.db, { commandKey: server.commandKey, dispatch: server.dispatch });
   owner = await person(server.db, "aiowner", PERMS, ["group:web"]);
   approver = await person(server.db, "human", PERMS);
@@ -65,10 +52,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await srv?.stop();
-  await agent?.stop();
-  await server?.close();
-  await sd?.stop();
-  if (idleDir) rmSync(idleDir, { recursive: true, force: true });
+  await fleet?.stop();
 });
 
 const active = async (unit: string) => (await sd.ctl("show", "--property=ActiveState", "--value", "--", unit)).out.trim();
