@@ -45,7 +45,7 @@ export async function dumpDatabase(sql: Sql, dir: string): Promise<DumpManifest>
       select c.relname as name, p.relname as parent, pg_get_expr(c.relpartbound, c.oid) as bound
       from pg_inherits i join pg_class c on c.oid = i.inhrelid join pg_class p on p.oid = i.inhparent
       join pg_namespace n on n.oid = c.relnamespace
-      where n.nspname = 'public' and c.relispartition order by c.relname`;
+      where n.nspname = 'public' and c.relispartition and c.relkind in ('r', 'p') order by c.relname`;
     const sequences = await tx<{ name: string; lastValue: string }[]>`
       select sequencename as name, last_value::text as "lastValue" from pg_sequences
       where schemaname = 'public' and last_value is not null order by 1`;

@@ -73,10 +73,15 @@ async function signIn(url: string, username: string, password: string): Promise<
   return r.headers.getSetCookie().find((c) => c.startsWith("__Host-sm_session="))?.split(";")[0];
 }
 
-/** Whether a session cookie opens a signed-in page. */
+/**
+ * Whether a session cookie is a live session: "/" sends a signed-in browser to its next step
+ * (the hosts page, or enrolling a second factor, which an admin must have) and anyone else to /login.
+ */
 async function signedIn(url: string, cookie: string): Promise<boolean> {
-  const r = await fetch(`${url}/hosts`, { redirect: "manual", tls: { rejectUnauthorized: false }, headers: { cookie } });
-  return r.status === 200;
+  const r = await fetch(`${url}/`, { redirect: "manual", tls: { rejectUnauthorized: false }, headers: { cookie } });
+  const to = r.headers.get("location") ?? "";
+  if (r.status < 300 || r.status >= 400) throw new Error(`/ answered ${r.status}`);
+  return !to.startsWith("/login");
 }
 
 async function withOwnerDb<T>(dataDir: string, fn: (sql: ReturnType<typeof createPgClient>) => Promise<T>): Promise<T> {
@@ -137,7 +142,7 @@ test("ServerMind backs itself up and a fresh data directory restored from it ser
     expect((await backupCli(["--dest", repoDir, "verify"])).code).toBe(0);
     // the run is in the audit trail of the live server
     const runs = await withOwnerDb(dataDir, (sql) => sql`select target, success from audit_log where action = 'selfbackup.run'`);
-    expect(runs).toEqual([{ target: `snapshot ${r.snapshot}`, success: true }]);
+    expect([...runs]).toEqual([{ target: `snapshot ${r.snapshot}`, success: true }]);
   } finally {
     await srv.stop();
   }
@@ -150,7 +155,7 @@ test("ServerMind backs itself up and a fresh data directory restored from it ser
   const newDir = join(scratch, "restored");
   const started = performance.now();
   const restored = await backupCli(["--dest", repoDir, "restore", "latest", "--data-dir", newDir]);
-  expect(restored.code).toBe(0);
+  if (restored.code !== 0) throw new Error(`restore failed: ${restored.stderr}`);
   console.log(`restore into a fresh data directory took ${Math.round(performance.now() - started)} ms (${restored.stdout.trim()})`);
   for (const f of ["tls/server.key", "command.key", "secret.key", "secrets/audit-hmac.key", "secrets/audit-checkpoint.key", "secrets/db-runtime.password"]) {
     expect(existsSync(join(newDir, f))).toBe(true);
@@ -178,8 +183,8 @@ test("ServerMind backs itself up and a fresh data directory restored from it ser
     expect(sent.status).toBe(200);
     expect(sent.body.acks?.[0]?.status).toBe("ok");
     await withOwnerDb(newDir, async (sql) => {
-      expect((await sql`select name from roles where name = 'dr-auditors'`).length).toBe(1);
-      expect((await sql`select u.username from users u join user_roles ur on ur.user_id = u.id join roles r on r.id = ur.role_id where r.name = 'dr-auditors'`).map((x) => x.username)).toEqual(["carol"]);
+      expect((await sql`select name from console_roles where name = 'dr-auditors'`).length).toBe(1);
+      expect((await sql`select u.username from console_users u join user_roles ur on ur.user_id = u.id join console_roles r on r.id = ur.role_id where r.name = 'dr-auditors'`).map((x) => x.username)).toEqual(["carol"]);
       expect((await sql`select hostname from agents where id = ${agentId}`)[0]?.hostname).toBe("dr-web-1");
       expect((await sql`select count(*)::int as n from metric_blocks where agent_id = ${agentId}`)[0]!.n).toBeGreaterThanOrEqual(2);
       expect((await sql`select count(*)::int as n from audit_log where action = 'selfbackup.restore'`)[0]!.n).toBe(1);
