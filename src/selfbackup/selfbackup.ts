@@ -158,8 +158,7 @@ export async function restoreSelfBackup(repo: Repository, ref: string, target: R
   const log = target.log ?? (() => {});
   const dataDir = resolve(target.dataDir);
   if (existsSync(dataDir) && readdirSync(dataDir).length) throw new SelfBackupError("not_empty", `${dataDir} is not empty; restore into a new directory`);
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  chmodSync(dataDir, 0o700);
+  if (!existsSync(dataDir)) mkdirSync(dataDir, { recursive: true, mode: 0o700 }); // an existing empty directory keeps its mode
   const snapshot = await pickSnapshot(repo, ref);
   if (snapshot.host !== SELF_HOST || snapshot.paths.length !== 1) throw new SelfBackupError("bad_format", `snapshot ${snapshot.id} is not a ServerMind self-backup`);
   const scratch = join(dataDir, RESTORING);
