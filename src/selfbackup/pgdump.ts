@@ -15,9 +15,10 @@
  * not fire for rows that were already checked when first written).
  */
 import type { Sql } from "postgres";
-import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, createReadStream, fsyncSync, mkdirSync, openSync, writeSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
+import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { listMigrations, migrate } from "../store/postgres/migrate.ts";
 import { SelfBackupError } from "./error.ts";
@@ -58,13 +59,8 @@ export async function dumpDatabase(sql: Sql, dir: string): Promise<DumpManifest>
         select attname as name from pg_attribute
         where attrelid = ${rel.oid} and attnum > 0 and not attisdropped and attgenerated = '' order by attnum`).map((r) => r.name);
       const file = `tables/${String(i).padStart(4, "0")}-${rel.name.replace(/[^a-z0-9_]/gi, "_")}.copy`;
-      const out = createWriteStream(join(dir, file), { mode: 0o600 });
       const readable = await tx.unsafe(`copy ${ident(rel.name)} (${columns.map(ident).join(", ")}) to stdout`).readable();
-      let rows = 0;
-      readable.on("data", (b: Buffer) => {
-        for (let j = b.indexOf(10); j >= 0; j = b.indexOf(10, j + 1)) rows++;
-      });
-      await pipeline(readable, out);
+      const rows = await drainTo(readable, join(dir, file));
       tables.push({ name: rel.name, file, columns, rows });
     }
     const manifest: DumpManifest = {
@@ -74,6 +70,36 @@ export async function dumpDatabase(sql: Sql, dir: string): Promise<DumpManifest>
     writeFileSync(join(dir, "manifest.json"), JSON.stringify(manifest, null, 1), { mode: 0o600 });
     return manifest;
   });
+}
+
+/**
+ * Writes a COPY TO STDOUT stream to a file, consuming every chunk as it arrives (synchronous
+ * writes, no backpressure). postgres.js (3.4) pauses its socket when a chunk finds the stream's
+ * buffer full and resumes it only from the stream's read(); when that happens on the last chunk
+ * (for instance a whole table arrived before our listener was attached), read() is never called
+ * again and the connection hangs on its next query. So at the end the stream's read() is called
+ * once more: it only resumes the socket. Returns the number of rows (lines).
+ */
+async function drainTo(readable: Readable, path: string): Promise<number> {
+  const fd = openSync(path, "w", 0o600);
+  let rows = 0; // one line per row in the text format (newlines inside values are escaped)
+  try {
+    await new Promise<void>((resolveDone, reject) => {
+      readable.on("data", (b: Buffer) => {
+        for (let j = b.indexOf(10); j >= 0; j = b.indexOf(10, j + 1)) rows++;
+        for (let off = 0; off < b.length; ) off += writeSync(fd, b, off, b.length - off);
+      });
+      readable.once("end", () => {
+        (readable as Readable & { _read(n: number): void })._read(0);
+        resolveDone();
+      });
+      readable.once("error", reject);
+    });
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  return rows;
 }
 
 export function readDumpManifest(dir: string): DumpManifest {
