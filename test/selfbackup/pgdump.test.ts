@@ -25,6 +25,9 @@ test("a dump taken under writes loads into an empty database with every table's 
   try {
     useAuditKeys(generateAuditKeys());
     for (const t of timeSeriesTables(7, 7)) await ensurePartitions(src.sql, t);
+    // a table of some megabytes: COPY's output outruns the file writes (regression: the dump hung on it)
+    await src.sql`insert into metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals)
+      select 1, g, now() - g * interval '1 second', now() - g * interval '1 second', '{0}', array[g % 50], array[g / 7.0] from generate_series(1, 20000) g`;
     await createRole(src.sql, "dump-role", "with a \"quote\" and a \\ backslash\nand a newline", ["audit.view"], ["group:web"]);
     for (let i = 0; i < 20; i++) await audit(src.sql, { actor: { type: "system", name: "test" }, category: "config_change", action: "dump.test", target: `t${i}`, success: true, details: { i, text: "tab\there" } });
 
