@@ -10,7 +10,7 @@
  */
 import { afterAll, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, startEmbeddedPg } from "../../src/store/postgres/embedded.ts";
@@ -153,6 +153,8 @@ test("ServerMind backs itself up and a fresh data directory restored from it ser
 
   // 4. restore into a fresh directory
   const newDir = join(scratch, "restored");
+  // an existing empty directory keeps its mode: 0755 lets the embedded cluster stay in it when tests run as root
+  mkdirSync(newDir, { mode: 0o755 });
   const started = performance.now();
   const restored = await backupCli(["--dest", repoDir, "restore", "latest", "--data-dir", newDir]);
   if (restored.code !== 0) throw new Error(`restore failed: ${restored.stderr}`);
