@@ -3,7 +3,8 @@
  * data directory's keys, certificates and secret files, into a backup repository
  * (agent/backup, docs/backup-format.md) — and rebuilding a fresh data directory from it.
  *
- * A run stages everything under `<data>/.selfbackup-staging` (mode 0700, removed afterwards):
+ * A run stages everything under `<data>/.selfbackup-staging-<random>` (mode 0700, removed
+ * afterwards; its own name, so a CLI run beside the server's scheduled one cannot clobber it):
  *   manifest.json     what this backup is (format, ServerMind version, time, database kind)
  *   files/…           the data directory, less PostgreSQL's own files (pg/, pg.secret, pg.log…)
  *   external/<name>   TLS certificate, key and license kept outside the data directory, if any
@@ -15,6 +16,7 @@
  */
 import type { Sql } from "postgres";
 import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { basename, join, resolve } from "node:path";
 import { backup } from "../../agent/backup/backup.ts";
 import { restore } from "../../agent/backup/restore.ts";
@@ -34,7 +36,7 @@ const RESTORING = ".selfbackup-restore";
 
 /** Data-directory entries that are not backed up: PostgreSQL's own files (the dump replaces them), the one-time setup code, our own scratch. */
 export function isExcluded(name: string): boolean {
-  return name === "pg" || name.startsWith("pg.") || name === "setup-code" || name === STAGING || name === RESTORING;
+  return name === "pg" || name.startsWith("pg.") || name === "setup-code" || name.startsWith(STAGING) || name === RESTORING;
 }
 
 export interface BackupManifest {
@@ -76,8 +78,7 @@ function serverVersion(): string {
 export async function runSelfBackup(repo: Repository, src: SelfBackupSource): Promise<SelfBackupResult> {
   const started = performance.now();
   const dataDir = resolve(src.dataDir);
-  const staging = join(dataDir, STAGING);
-  rmSync(staging, { recursive: true, force: true });
+  const staging = join(dataDir, `${STAGING}-${randomBytes(6).toString("hex")}`);
   mkdirSync(staging, { mode: 0o700 });
   try {
     let files = 0;
