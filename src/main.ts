@@ -32,10 +32,12 @@ import { startAgentBuilds } from "./downloads/agent-builds.ts";
 import { resolve } from "node:path";
 import { createLicenseService } from "./license/service.ts";
 import { startAlerts } from "./alerts/service.ts";
+import { loadScheduleConfig, startSelfBackupSchedule } from "./selfbackup/schedule.ts";
 
 async function main(): Promise<void> {
   const config = loadConfig();
   const chConfig = loadClickhouseConfig();
+  const selfBackupSchedule = loadScheduleConfig();
   // the audit chain key and checkpoint signing key, outside PostgreSQL (docs/security.md, "Audit trail")
   useAuditKeys(loadAuditKeys(config.dataDir), config.dataDir);
   const db = await openDatabase(config);
@@ -121,6 +123,8 @@ async function main(): Promise<void> {
   server.ingest.deps.onStored = securityJobs.onStored;
   // alerts: every node competes for the evaluator lock; the holder evaluates and notifies (docs/alerts.md)
   const alerts = startAlerts({ sql: db.sql, lockUrl: db.runtimeUrl, box: consoleServices.secrets, local: server.ingest.deps.state, intervalMs: config.alertIntervalMs });
+  // backups of ServerMind itself, when SERVERMIND_SELF_BACKUP_DEST is set (docs/operations.md)
+  const selfBackup = selfBackupSchedule && startSelfBackupSchedule({ config, sql: db.ownerSql, schedule: selfBackupSchedule });
   console.log(`ServerMind listening on ${server.url} (TLS 1.3; HTTP/1.1, HTTP/2${config.http3 ? ", HTTP/3" : ""}, WSS)`);
   console.log(`LZ4 frames decoded by ${server.ingest.lz4}`);
   console.log(`server certificate SHA-256 fingerprint (pin it in agents): ${cert.fingerprint}`);
@@ -136,6 +140,7 @@ async function main(): Promise<void> {
       ["security jobs", () => securityJobs.stop()],
       ["license", () => license.stop()],
       ["audit checkpoints", () => stopCheckpoints()],
+      ["self-backup", () => selfBackup?.stop()],
       ["command replies", () => replies.stop()],
       ["cluster bus", () => bus!.stop()],
       ["server", () => server.stop()],
