@@ -85,7 +85,7 @@ async function main(): Promise<void> {
     sql: db.sql,
     commandKey: commandKey.privateKey,
     audit: (e) => audit(db.sql, e).then(() => {}),
-    dispatch: (agentId, command) => commandDispatcher(bus!, replies)(agentId, command),
+    dispatch: (agentId, command, timeoutMs) => commandDispatcher(bus!, replies, timeoutMs)(agentId, command),
   };
   // the license: offline, verified against the vendor key; limits enrollments, never ingest (docs/licensing.md)
   const license = createLicenseService({ sql: db.sql, dataDir: config.dataDir });
