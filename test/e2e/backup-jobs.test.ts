@@ -111,13 +111,13 @@ describe("backup jobs on a managed host, with the compiled agent", () => {
     expect((await call("GET", "/api/backups/destinations")).body.destinations.find((d: any) => d.name === "dav").secrets).toEqual({ password: "set" });
 
     // the destination is reached from the host (Control writes, reads back and deletes one object)
-    const t = await call("POST", `/api/hosts/${agentId}/backups/destinations/${local.body.id}/test`);
+    const t = await call("POST", `/api/hosts/${agentId}/backups/test`, { destination: local.body.id });
     expect(t.body).toMatchObject({ ok: true, repository: false });
-    const tDav = await call("POST", `/api/hosts/${agentId}/backups/destinations/${dav.body.id}/test`);
+    const tDav = await call("POST", `/api/hosts/${agentId}/backups/test`, { destination: dav.body.id });
     expect(tDav.body.ok).toBe(false);
     expect(tDav.text).not.toContain(DAV_PASSWORD);
     // a host outside the user's scope is not there
-    expect((await call("POST", `/api/hosts/${agentId}/backups/destinations/${local.body.id}/test`, {}, "scoped")).status).toBe(404);
+    expect((await call("POST", `/api/hosts/${agentId}/backups/test`, { destination: local.body.id }, "scoped")).status).toBe(404);
 
     const job = await call("POST", "/api/backups/jobs", { name: "app-files", host: agentId, paths: src, excludes: "*.tmp", destination: local.body.id, keep_last: 5, keep_daily: 0, keep_weekly: 0, keep_monthly: 0 });
     expect(job.status).toBe(200);
@@ -125,9 +125,9 @@ describe("backup jobs on a managed host, with the compiled agent", () => {
     expect((await call("POST", "/api/backups/jobs", { name: "bad", host: agentId, paths: "relative/path", destination: local.body.id })).status).toBe(400);
 
     // first run: creates the repository; the recovery key comes once, to the user who started it
-    expect((await call("POST", `/api/hosts/${agentId}/backups/jobs/${jobId}/run`, {}, "viewer")).status).toBe(403);
-    expect((await call("POST", `/api/hosts/${agentId}/backups/jobs/${jobId}/run`, {}, "scoped")).status).toBe(404);
-    const r1 = await call("POST", `/api/hosts/${agentId}/backups/jobs/${jobId}/run`);
+    expect((await call("POST", `/api/hosts/${agentId}/backups/run`, { job: jobId }, "viewer")).status).toBe(403);
+    expect((await call("POST", `/api/hosts/${agentId}/backups/run`, { job: jobId }, "scoped")).status).toBe(404);
+    const r1 = await call("POST", `/api/hosts/${agentId}/backups/run`, { job: jobId });
     expect(r1.status).toBe(202);
     const run1 = await finish(r1.body.run);
     expect(run1.final).toMatchObject({ status: "ok", kind: "backup", files: 2, bytesRead: big.length + 17 });
@@ -145,7 +145,7 @@ describe("backup jobs on a managed host, with the compiled agent", () => {
 
     // second run after one changed file: only the change is new data
     writeFileSync(join(src, "conf/app.ini"), "[main]\nport = 443\n");
-    const r2 = await call("POST", `/api/hosts/${agentId}/backups/jobs/${jobId}/run`, {}, "runner");
+    const r2 = await call("POST", `/api/hosts/${agentId}/backups/run`, { job: jobId }, "runner");
     const run2 = (await finish(r2.body.run, "runner")).final;
     expect(run2).toMatchObject({ status: "ok", files: 2, bytesRead: big.length + 18 });
     expect(run2.newBytes).toBe(18);
@@ -162,7 +162,7 @@ describe("backup jobs on a managed host, with the compiled agent", () => {
 
     // restore the first snapshot to another path, byte for byte
     const elsewhere = join(work, "restored");
-    const rr = await call("POST", `/api/hosts/${agentId}/backups/jobs/${jobId}/restore`, { snapshot: run1.final.snapshot, target: elsewhere });
+    const rr = await call("POST", `/api/hosts/${agentId}/backups/restore`, { job: jobId, snapshot: run1.final.snapshot, target: elsewhere });
     expect(rr.status).toBe(202);
     const restored = (await finish(rr.body.run)).final;
     expect(restored).toMatchObject({ status: "ok", kind: "restore", files: 2 });
@@ -172,14 +172,14 @@ describe("backup jobs on a managed host, with the compiled agent", () => {
 
     // over the original location: dangerous (phrase + re-authentication), then the latest snapshot comes back
     writeFileSync(join(src, "conf/app.ini"), "broken");
-    const bare = await call("POST", `/api/hosts/${agentId}/backups/jobs/${jobId}/restore`, { snapshot: "latest" });
+    const bare = await call("POST", `/api/hosts/${agentId}/backups/restore`, { job: jobId, snapshot: "latest" });
     expect(bare.status).toBe(403);
     expect(bare.body.error.code).toBe("confirmation_required");
     expect(readFileSync(join(src, "conf/app.ini"), "utf8")).toBe("broken");
     await h.reauth(users.ops!);
-    const wrong = await call("POST", `/api/hosts/${agentId}/backups/jobs/${jobId}/restore`, { snapshot: "latest", confirm: "restore something" });
+    const wrong = await call("POST", `/api/hosts/${agentId}/backups/restore`, { job: jobId, snapshot: "latest", confirm: "restore something" });
     expect(wrong.status).toBe(403);
-    const over = await call("POST", `/api/hosts/${agentId}/backups/jobs/${jobId}/restore`, { snapshot: "latest", confirm: `restore app-files over ${hostname}` });
+    const over = await call("POST", `/api/hosts/${agentId}/backups/restore`, { job: jobId, snapshot: "latest", confirm: `restore app-files over ${hostname}` });
     expect(over.status).toBe(202);
     expect((await finish(over.body.run)).final.status).toBe("ok");
     expect(readFileSync(join(src, "conf/app.ini"), "utf8")).toBe("[main]\nport = 443\n");

@@ -264,17 +264,18 @@ export function backupRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
       },
     },
     {
-      method: "POST", path: "/api/hosts/:id/backups/destinations/:dest/test", access: "backups.manage", hostData: "host",
+      method: "POST", path: "/api/hosts/:id/backups/test", access: "backups.manage", hostData: "host",
       doc: {
         summary: "Test a destination FROM a host: its agent lists, writes, reads back and deletes one object there",
-        params: { id: "agent id (the host that will reach the destination)", dest: "destination id" },
-        responses: { "200": "{ok, repository: whether a repository exists there, ms, error?}", "404": "no such destination" },
+        params: { id: "agent id (the host that will reach the destination)" },
+        body: { destination: "destination id" },
+        responses: { "200": "{ok, repository: whether a repository exists there, ms, error?}", "400": "no such destination" },
       },
       async handler(req) {
         const d = deps(req);
         if (!d) return noChannel(req);
-        const dest = await getDestination(sql, box, idParam(req.params.dest));
-        if (!dest) return fail(req, 404, "not_found", "no such destination");
+        const dest = await getDestination(sql, box, idParam(req.form.get("destination") ?? ""));
+        if (!dest) return fail(req, 400, "bad_request", "no such destination");
         const r = await testDestination(d, who(req), dest.id, req.host!);
         const out = { ok: r.ok === true, host: { id: req.host!.id, hostname: req.host!.hostname }, destination: dest.id, repository: r.repository ?? null, ms: r.ms ?? null, ...(r.ok === true ? {} : { error: String(r.error ?? "failed") }) };
         if (wantsJson(req)) return json(out);
@@ -331,18 +332,19 @@ export function backupRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
       },
     },
     {
-      method: "POST", path: "/api/hosts/:id/backups/jobs/:job/run", access: "backups.run", hostData: "host",
+      method: "POST", path: "/api/hosts/:id/backups/run", access: "backups.run", hostData: "host",
       doc: {
         summary: "Run a backup job now on one of its hosts",
         description: "The first run on a host creates the repository; its recovery key is shown ONCE (in this run's answer to the user who started it) and deleted from the server.",
-        params: { id: "agent id", job: "job id" },
-        responses: { "202": "{run, follow}: follow /api/backups/runs/<run> for progress and statistics", "404": "no such job for this host" },
+        params: { id: "agent id" },
+        body: { job: "job id" },
+        responses: { "202": "{run, follow}: follow /api/backups/runs/<run> for progress and statistics", "400": "no such job for this host" },
       },
       async handler(req) {
         const d = deps(req);
         if (!d) return noChannel(req);
-        const j = await visibleJob(req, idParam(req.params.job));
-        if (!j || !jobCovers(j, req.host!) || req.host!.revoked_at) return fail(req, 404, "not_found", "no such job on this host");
+        const j = await visibleJob(req, idParam(req.form.get("job") ?? ""));
+        if (!j || !jobCovers(j, req.host!) || req.host!.revoked_at) return fail(req, 400, "bad_request", "no such job on this host");
         try {
           const { run } = await startBackup(d, who(req), j, req.host!, "manual");
           if (wantsJson(req)) return json({ run, status: "running", follow: `/api/backups/runs/${run}` }, 202);
@@ -355,43 +357,45 @@ export function backupRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
     {
       method: "GET", path: "/hosts/:id/backups/restore", access: "backups.restore", hostData: "host",
       async handler(req) {
-        const j = await visibleJob(req, idParam(req.query.get("job") ?? ""));
-        if (!j) return pages.notFound(req, "backup job");
+        // the jobs whose backups could land here: those reaching this host (a restore may come from another host of the job)
+        const jobs = (await listJobs(sql, req.scope)).filter((x) => jobCovers(x, req.host!));
+        const j = jobs.find((x) => x.id === idParam(req.query.get("job") ?? "")) ?? jobs[0];
+        if (!j) return pages.page(req, "pages/backup-restore", `Restore onto ${req.host!.hostname}`, { none: true, host: { id: req.host!.id, hostname: req.host!.hostname } });
         const sources = await jobHosts(req, j, "backups.restore");
         const source = sources.find((h) => h.id === (idParam(req.query.get("source") ?? "") || req.host!.id)) ?? sources[0];
         const snaps = source ? await jobSnapshots(sql, j.id, source.id) : [];
         return pages.page(req, "pages/backup-restore", `Restore ${j.name} onto ${req.host!.hostname}`, {
-          job: jobJson(j), host: { id: req.host!.id, hostname: req.host!.hostname }, phrase: `restore ${j.name} over ${req.host!.hostname}`,
+          job: jobJson(j), jobs: jobs.map((x) => ({ id: x.id, name: x.name, selected: x.id === j.id })), host: { id: req.host!.id, hostname: req.host!.hostname }, phrase: `restore ${j.name} over ${req.host!.hostname}`,
           sources: sources.map((h) => ({ id: h.id, hostname: h.hostname, selected: h.id === source?.id })),
           snapshots: snaps.map((x) => ({ ...x, at: stamp(x.finished_at), size: bytes(x.bytes) })),
         });
       },
     },
     {
-      method: "POST", path: "/api/hosts/:id/backups/jobs/:job/restore", access: "backups.restore", hostData: "host",
+      method: "POST", path: "/api/hosts/:id/backups/restore", access: "backups.restore", hostData: "host",
       doc: {
         summary: "Restore a snapshot (or some of its paths) onto this host",
         description: "target empty or / restores over the original location: dangerous, typed confirmation `restore <job> over <hostname>` and re-authentication in the console (an API token cannot).",
-        params: { id: "agent id of the host to restore onto", job: "job id" },
-        body: { source: "agent id whose repository holds the snapshot (default: this host)", snapshot: "snapshot id, or latest", target: "absolute directory to restore under (empty: the original location)", include: "paths to restore, one per line (default: everything)", confirm: "the typed phrase, for the original location", reauth: "password or authenticator code" },
-        responses: { "202": "{run, follow}", "400": "bad request", "404": "no such job or source host in your scope" },
+        params: { id: "agent id of the host to restore onto" },
+        body: { job: "job id", source: "agent id whose repository holds the snapshot (default: this host)", snapshot: "snapshot id, or latest", target: "absolute directory to restore under (empty: the original location)", include: "paths to restore, one per line (default: everything)", confirm: "the typed phrase, for the original location", reauth: "password or authenticator code" },
+        responses: { "202": "{run, follow}", "400": "bad request: no such job, or no such source host in your scope" },
       },
       dangerous: {
         async phrase(req) {
           const target = (req.form.get("target") ?? "").trim();
           if (target !== "" && target !== "/") return null;
-          const j = await getJob(sql, idParam(req.params.job));
+          const j = await getJob(sql, idParam(req.form.get("job") ?? ""));
           return j ? `restore ${j.name} over ${req.host!.hostname}` : null;
         },
       },
       async handler(req) {
         const d = deps(req);
         if (!d) return noChannel(req);
-        const j = await visibleJob(req, idParam(req.params.job));
-        if (!j) return fail(req, 404, "not_found", "no such job");
+        const j = await visibleJob(req, idParam(req.form.get("job") ?? ""));
+        if (!j) return fail(req, 400, "bad_request", "no such job");
         const sourceId = idParam(req.form.get("source") ?? "") || req.host!.id;
         const source = sourceId === req.host!.id ? req.host! : await findHost(sql, req.scope, sourceId);
-        if (!source || !jobCovers(j, source)) return fail(req, 404, "not_found", "no such source host for this job within your scope");
+        if (!source || !jobCovers(j, source)) return fail(req, 400, "bad_request", "no such source host for this job within your scope");
         // another host than the job's own: only a host the job reaches
         if (!jobCovers(j, req.host!) && req.host!.id !== source.id) return fail(req, 400, "bad_request", "restore onto a host the job reaches (or onto the source host)");
         const target = (req.form.get("target") ?? "").trim() || "/";
