@@ -32,6 +32,7 @@ import { startAgentBuilds } from "./downloads/agent-builds.ts";
 import { resolve } from "node:path";
 import { createLicenseService } from "./license/service.ts";
 import { startAlerts } from "./alerts/service.ts";
+import { startBackupScheduler } from "./backups/scheduler.ts";
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -121,6 +122,11 @@ async function main(): Promise<void> {
   server.ingest.deps.onStored = securityJobs.onStored;
   // alerts: every node competes for the evaluator lock; the holder evaluates and notifies (docs/alerts.md)
   const alerts = startAlerts({ sql: db.sql, lockUrl: db.runtimeUrl, box: consoleServices.secrets, local: server.ingest.deps.state, intervalMs: config.alertIntervalMs });
+  // scheduled backup jobs: one scheduler per cluster; the runs go to the hosts as signed commands
+  const backupScheduler = startBackupScheduler({
+    lockUrl: db.runtimeUrl,
+    deps: { sql: db.sql, box: consoleServices.secrets, commandKey: commandDeps.commandKey, dispatch: commandDeps.dispatch, audit: (e) => audit(db.sql, { actor: { type: "system", id: "backup-scheduler", name: "backup scheduler" }, category: "backup", ...e }).then(() => {}) },
+  });
   console.log(`ServerMind listening on ${server.url} (TLS 1.3; HTTP/1.1, HTTP/2${config.http3 ? ", HTTP/3" : ""}, WSS)`);
   console.log(`LZ4 frames decoded by ${server.ingest.lz4}`);
   console.log(`server certificate SHA-256 fingerprint (pin it in agents): ${cert.fingerprint}`);
@@ -133,6 +139,7 @@ async function main(): Promise<void> {
     const steps: Array<[string, () => unknown]> = [
       ["agent builds", () => agentBuilds.stop()],
       ["alerts", () => alerts.stop()],
+      ["backup scheduler", () => backupScheduler.stop()],
       ["security jobs", () => securityJobs.stop()],
       ["license", () => license.stop()],
       ["audit checkpoints", () => stopCheckpoints()],

@@ -14,6 +14,8 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { issueCommand } from "../../src/security/issue.ts";
+import { runDueJobs } from "../../src/backups/scheduler.ts";
+import { audit as writeAudit } from "../../src/audit/audit.ts";
 import { consoleHarness, type ConsoleHarness, type TestSession } from "../support/console-app.ts";
 import { agentBinary, agentDirs, enrollAgent, runAgent, startE2eServer, until, type AgentRun, type E2eServer } from "../support/agent-harness.ts";
 
@@ -185,10 +187,32 @@ describe("backup jobs on a managed host, with the compiled agent", () => {
     expect(readFileSync(join(src, "conf/app.ini"), "utf8")).toBe("[main]\nport = 443\n");
     expect(tree(join(elsewhere, src))["/data.bin"]).toBe(tree(src)["/data.bin"]);
 
+    // the scheduler (one per cluster; here called directly): a due job of a tag starts on its hosts, once per due time
+    const sched = await call("POST", "/api/backups/jobs", { name: "web-etc", tag: "group:web", paths: join(src, "conf"), destination: local.body.id, schedule: "interval", every_minutes: 60 });
+    expect(sched.status).toBe(200);
+    expect((await call("POST", "/api/backups/jobs", { name: "x", tag: "group:web", paths: src, destination: local.body.id, schedule: "interval", every_minutes: 1 })).status).toBe(400);
+    const [{ next_run_at: planned }] = await server.db.sql`select next_run_at from backup_jobs where id = ${sched.body.id}`;
+    expect(planned.getTime()).toBeGreaterThan(Date.now() + 59 * 60_000);
+    const deps = {
+      sql: server.db.sql, box: h.services.secrets, commandKey: server.commandKey, dispatch: server.dispatch,
+      audit: (e: any) => writeAudit(server.db.sql, { actor: { type: "system", id: "backup-scheduler", name: "backup scheduler" }, category: "backup", ...e }).then(() => {}),
+    };
+    expect(await runDueJobs(deps)).toEqual([]); // not due yet
+    await server.db.sql`update backup_jobs set next_run_at = now() - interval '1 minute' where id = ${sched.body.id}`;
+    const startedRuns = await runDueJobs(deps);
+    expect(startedRuns.length).toBe(1);
+    expect(await runDueJobs(deps)).toEqual([]); // claimed: the same due time does not start it twice
+    const scheduled = await finish(startedRuns[0]!);
+    expect(scheduled.final).toMatchObject({ status: "ok", trigger: "schedule", files: 1 });
+    // a scheduled first run's recovery key goes once to a user who manages backups
+    expect(scheduled.seen.filter((x) => x.recoveryKey).length).toBe(1);
+    const schedKey = scheduled.seen.find((x) => x.recoveryKey).recoveryKey as string;
+    expect((await server.db.sql`select count(*)::int as n from audit_log where category = 'backup' and action = 'backup.run' and actor_type = 'system'`)[0]!.n).toBe(1);
+
     // no secret anywhere: pages, API answers, command rows, audit rows
     const [jobRow] = await server.db.sql`select password_sealed from backup_jobs where id = ${jobId}`;
     const repoPassword = h.services.secrets.open(jobRow!.password_sealed);
-    const secrets = [DAV_PASSWORD, repoPassword, recoveryKey];
+    const secrets = [DAV_PASSWORD, repoPassword, recoveryKey, schedKey];
     const texts = [
       await (await h.send("/backups", { session: users.ops })).text(),
       await (await h.send(`/backups/jobs/${jobId}`, { session: users.ops })).text(),
