@@ -16,6 +16,8 @@ import { join } from "node:path";
 import { issueCommand } from "../../src/security/issue.ts";
 import { runDueJobs } from "../../src/backups/scheduler.ts";
 import { audit as writeAudit } from "../../src/audit/audit.ts";
+import { pgBinDir, startPgCluster } from "../support/pg-cluster.ts";
+import { requireComponent } from "../support/ci.ts";
 import { consoleHarness, type ConsoleHarness, type TestSession } from "../support/console-app.ts";
 import { agentBinary, agentDirs, enrollAgent, runAgent, startE2eServer, until, type AgentRun, type E2eServer } from "../support/agent-harness.ts";
 
@@ -24,6 +26,7 @@ setDefaultTimeout(240_000);
 let server: E2eServer;
 let agent: AgentRun;
 let agentId: number;
+let agentState: string;
 let hostname: string;
 let work: string;
 let h: ConsoleHarness;
@@ -38,6 +41,7 @@ beforeAll(async () => {
   chmodSync(work, 0o755);
   const { dir, env } = agentDirs();
   Object.assign(env, { SERVERMIND_AGENT_INTERVAL_MS: "2000" });
+  agentState = env.SERVERMIND_AGENT_DIR!;
   agentId = await enrollAgent(bin, env, server);
   agent = runAgent(bin, dir, env);
   hostname = (await server.db.sql`select hostname from agents where id = ${agentId}`)[0]!.hostname;
@@ -228,5 +232,44 @@ describe("backup jobs on a managed host, with the compiled agent", () => {
     const audit = await server.db.sql`select action, success from audit_log where category = 'backup' order by id`;
     const actions = audit.map((a) => a.action);
     for (const a of ["backup.destination.create", "backup.destination.update", "backup.destination.test", "backup.job.create", "backup.run", "backup.recovery-key.shown", "backup.restore"]) expect(actions).toContain(a);
+  });
+
+  test("a PostgreSQL dump job: pg_dump's output streamed into the snapshot, restored and readable by pg_restore", async () => {
+    const bin = pgBinDir();
+    if (!requireComponent(bin !== null, "pg_dump with a PostgreSQL server of its major version (Debian postgresql-15)")) return;
+    const pg = await startPgCluster(bin!);
+    try {
+      await pg.psql("postgres", "create database appdb");
+      await pg.psql("appdb", "create table items (id int primary key, name text); insert into items select g, 'item-' || g from generate_series(1, 5000) g");
+      const dumpPassword = `pg-${randomBytes(8).toString("hex")}`;
+      const repoDir = join(work, "repo-db");
+      const dest = await call("POST", "/api/backups/destinations", { name: "db-disk", type: "local", settings: JSON.stringify({ path: repoDir }) });
+      const job = await call("POST", "/api/backups/jobs", { name: "appdb", host: agentId, paths: "", destination: dest.body.id, dump_kind: "postgres", dump_host: "127.0.0.1", dump_port: pg.port, dump_user: "postgres", dump_database: "appdb", dump_password: dumpPassword });
+      expect(job.status).toBe(200);
+      expect((await call("GET", "/api/backups/jobs")).body.jobs.find((j: any) => j.id === job.body.id).dump).toMatchObject({ kind: "postgres", database: "appdb", password: "set" });
+      const r = await call("POST", `/api/hosts/${agentId}/backups/run`, { job: job.body.id });
+      const run = (await finish(r.body.run)).final;
+      expect(run).toMatchObject({ status: "ok", files: 1 });
+      expect(run.bytesRead).toBeGreaterThan(10_000);
+      expect(run.lines.map((l: any) => l.text).join("\n")).toMatch(/dumping postgres database appdb with pg_dump[\s\S]*dump of appdb: /);
+      const dumpDir = join(agentState, "control", "backup-dumps", `job-${job.body.id}`);
+      expect(existsSync(join(dumpDir, "appdb.pgdump"))).toBe(false); // removed after the run
+
+      const out = join(work, "db-restored");
+      const rr = await call("POST", `/api/hosts/${agentId}/backups/restore`, { job: job.body.id, snapshot: run.snapshot, target: out });
+      expect((await finish(rr.body.run)).final.status).toBe("ok");
+      const file = join(out, dumpDir, "appdb.pgdump");
+      const listed = Bun.spawnSync([join(bin!, "pg_restore"), "-f", "-", "--data-only", "-t", "items", file], { stdout: "pipe", stderr: "pipe" });
+      expect(listed.exitCode).toBe(0);
+      const sqlText = listed.stdout.toString();
+      expect(sqlText).toContain("COPY public.items");
+      expect(sqlText).toContain("4999\titem-4999");
+      // the dump password never shows up in an answer, a command row or an audit row
+      const texts = [(await call("GET", "/api/backups/jobs")).text, await (await h.send(`/backups/jobs/${job.body.id}`, { session: users.ops })).text(),
+        JSON.stringify(await server.db.sql`select args, result from security_commands where action like 'backup.%'`), JSON.stringify(await server.db.sql`select details from audit_log`)];
+      for (const t of texts) expect(t.includes(dumpPassword)).toBe(false);
+    } finally {
+      await pg.stop();
+    }
   });
 });
