@@ -217,11 +217,22 @@ describe("backup jobs on a managed host, with the compiled agent", () => {
     const [jobRow] = await server.db.sql`select password_sealed from backup_jobs where id = ${jobId}`;
     const repoPassword = h.services.secrets.open(jobRow!.password_sealed);
     const secrets = [DAV_PASSWORD, repoPassword, recoveryKey, schedKey];
+    const page200 = async (path: string, headers: Record<string, string> = {}) => {
+      const res = await h.send(path, { session: users.ops, headers });
+      expect({ path, status: res.status }).toEqual({ path, status: 200 });
+      return res.text();
+    };
+    const restorePage = await page200(`/hosts/${agentId}/backups/restore?job=${jobId}`);
+    expect(restorePage).toContain(`restore app-files over ${hostname}`);
+    expect(restorePage).toContain(run1.final.snapshot);
+    const livePartial = await page200(`/api/backups/runs/${r2.body.run}`, { "hx-request": "true" });
+    expect(livePartial).toContain(`data-status="ok"`);
+    expect(livePartial).toContain("18 B");
     const texts = [
-      await (await h.send("/backups", { session: users.ops })).text(),
-      await (await h.send(`/backups/jobs/${jobId}`, { session: users.ops })).text(),
-      await (await h.send(`/backups/runs/${r1.body.run}`, { session: users.ops })).text(),
-      await (await h.send(`/hosts/${agentId}/backups/restore?job=${jobId}`, { session: users.ops })).text(),
+      await page200("/backups"),
+      await page200(`/backups/jobs/${jobId}`),
+      await page200(`/backups/runs/${r1.body.run}`),
+      restorePage, livePartial,
       (await call("GET", "/api/backups/destinations")).text, (await call("GET", "/api/backups/jobs")).text, (await call("GET", "/api/backups/runs")).text,
       JSON.stringify(await server.db.sql`select args, result from security_commands where action like 'backup.%'`),
       JSON.stringify(await server.db.sql`select details from audit_log where category = 'backup'`),
