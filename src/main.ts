@@ -33,6 +33,7 @@ import { resolve } from "node:path";
 import { createLicenseService } from "./license/service.ts";
 import { startAlerts } from "./alerts/service.ts";
 import { loadScheduleConfig, startSelfBackupSchedule } from "./selfbackup/schedule.ts";
+import { startBackupScheduler } from "./backups/scheduler.ts";
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -87,7 +88,7 @@ async function main(): Promise<void> {
     sql: db.sql,
     commandKey: commandKey.privateKey,
     audit: (e) => audit(db.sql, e).then(() => {}),
-    dispatch: (agentId, command) => commandDispatcher(bus!, replies)(agentId, command),
+    dispatch: (agentId, command, timeoutMs) => commandDispatcher(bus!, replies, timeoutMs)(agentId, command),
   };
   // the license: offline, verified against the vendor key; limits enrollments, never ingest (docs/licensing.md)
   const license = createLicenseService({ sql: db.sql, dataDir: config.dataDir });
@@ -125,6 +126,11 @@ async function main(): Promise<void> {
   const alerts = startAlerts({ sql: db.sql, lockUrl: db.runtimeUrl, box: consoleServices.secrets, local: server.ingest.deps.state, intervalMs: config.alertIntervalMs });
   // backups of ServerMind itself, when SERVERMIND_SELF_BACKUP_DEST is set (docs/operations.md)
   const selfBackup = selfBackupSchedule && startSelfBackupSchedule({ config, sql: db.ownerSql, schedule: selfBackupSchedule });
+  // scheduled backup jobs: one scheduler per cluster; the runs go to the hosts as signed commands
+  const backupScheduler = startBackupScheduler({
+    lockUrl: db.runtimeUrl,
+    deps: { sql: db.sql, box: consoleServices.secrets, commandKey: commandDeps.commandKey, dispatch: commandDeps.dispatch, audit: (e) => audit(db.sql, { actor: { type: "system", id: "backup-scheduler", name: "backup scheduler" }, category: "backup", ...e }).then(() => {}) },
+  });
   console.log(`ServerMind listening on ${server.url} (TLS 1.3; HTTP/1.1, HTTP/2${config.http3 ? ", HTTP/3" : ""}, WSS)`);
   console.log(`LZ4 frames decoded by ${server.ingest.lz4}`);
   console.log(`server certificate SHA-256 fingerprint (pin it in agents): ${cert.fingerprint}`);
@@ -137,6 +143,7 @@ async function main(): Promise<void> {
     const steps: Array<[string, () => unknown]> = [
       ["agent builds", () => agentBuilds.stop()],
       ["alerts", () => alerts.stop()],
+      ["backup scheduler", () => backupScheduler.stop()],
       ["security jobs", () => securityJobs.stop()],
       ["license", () => license.stop()],
       ["audit checkpoints", () => stopCheckpoints()],

@@ -150,7 +150,8 @@ test("only the guard builds a user's HostScope, only background jobs the system'
   // second entry point: AI-client tokens and the approver of their requests)
   expect(calls(/HostScope\.forPermission\(/)).toEqual(["src/mcp/scope.ts", "src/web/route.ts"]);
   expect(source("src/web/guard.ts")).toContain("req.scope = scopeFor(req, route.access)");
-  expect(calls(/HostScope\.system\(/)).toEqual(["src/security/jobs.ts"]);
+  // the security jobs and the backup scheduler (it starts due jobs on every host they reach)
+  expect(calls(/HostScope\.system\(/).sort()).toEqual(["src/backups/scheduler.ts", "src/security/jobs.ts"]);
   const casts = srcFiles.filter((f) => /\bas (HostScope|ScopedHost|ScopedViolation)\b|<(HostScope|ScopedHost|ScopedViolation)>/.test(source(f)));
   expect(casts.filter((f) => f !== "src/store/postgres/queries-console.ts" && f !== "src/security/posture.ts")).toEqual([]);
 });

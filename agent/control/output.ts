@@ -5,7 +5,7 @@
  * Bounded: at most `maxChunks` chunks of at most `maxLines` lines, each line cut at 2,048
  * characters; lines past the last chunk are not sent (the command's result still comes).
  */
-export type OutputSource = "systemctl" | "journal" | "state" | "file";
+export type OutputSource = "systemctl" | "journal" | "state" | "file" | "backup";
 
 export interface OutputLine {
   /** ms since the epoch */

@@ -8,7 +8,8 @@
  * (agent/control/remediate/, snapshots first, exact rollback), "service.list", "service.status"
  * and "service.action" (agent/control/services/: systemctl, every call with a timeout), and the
  * file operations `file.*` (agent/control/files/: path policy, race-free resolution, snapshot and
- * rollback). Everything else is refused, and so is everything while no key is installed.
+ * rollback), and the backup jobs `backup.*` (agent/control/backups/: the job's destination and
+ * repository password travel inside the signed command only). Everything else is refused, and so is everything while no key is installed.
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
@@ -21,9 +22,13 @@ import { createControlSecurityHandler } from "./remediate/index.ts";
 import { createServiceHandler, SERVICE_ACTIONS } from "./services/index.ts";
 import { createControlFilesHandler, FILE_ACTIONS } from "./files/index.ts";
 import { createOutput, type OutputSink } from "./output.ts";
+import { BACKUP_ACTIONS, createBackupHandler } from "./backups/index.ts";
+import { join } from "node:path";
 
 const SECURITY_ACTIONS = new Set(["cis.remediate", "cis.rollback"]);
-export const ALLOWED_ACTIONS: ReadonlySet<string> = new Set(["ping", ...SECURITY_ACTIONS, ...SERVICE_ACTIONS, ...FILE_ACTIONS]);
+export const ALLOWED_ACTIONS: ReadonlySet<string> = new Set(["ping", ...SECURITY_ACTIONS, ...SERVICE_ACTIONS, ...FILE_ACTIONS, ...BACKUP_ACTIONS]);
+/** Commands that run asynchronously with their output streamed back. */
+const STREAMED_ACTIONS: ReadonlySet<string> = new Set([...SERVICE_ACTIONS, ...BACKUP_ACTIONS]);
 
 export interface CommandCheckerOptions {
   key: KeyObject | undefined;
@@ -57,18 +62,22 @@ export function createCommandChecker(o: CommandCheckerOptions) {
  * `{t: "progress", chunk}` messages before the result (agent/control/output.ts); every other
  * request goes to the checker.
  */
-export function createControlHandler(o: CommandCheckerOptions & { services: (action: string, args: Record<string, unknown>, out: OutputSink) => Promise<unknown> }) {
+type Streamed = (action: string, args: Record<string, unknown>, out: OutputSink) => Promise<unknown>;
+export function createControlHandler(o: CommandCheckerOptions & { services: Streamed; backups?: Streamed }) {
   const check = createCommandChecker(o);
   const seen = createNonceSet();
   return async (m: Message, progress: (p: Message) => void = () => {}): Promise<Message> => {
     const signed = m.command as Record<string, unknown> | undefined;
     const action = typeof signed?.action === "string" ? signed.action : "";
-    if (m.t !== "command" || !o.key || !SERVICE_ACTIONS.has(action)) return check(m);
-    const v = verifyCommand(signed, { publicKey: o.key, agentId: o.agentId, allow: SERVICE_ACTIONS, seen, now: o.now?.() });
+    if (m.t !== "command" || !o.key || !STREAMED_ACTIONS.has(action)) return check(m);
+    const v = verifyCommand(signed, { publicKey: o.key, agentId: o.agentId, allow: STREAMED_ACTIONS, seen, now: o.now?.() });
     if (!v.ok) return { t: "result", result: { ok: false, error: v.reason } };
-    const out = createOutput((chunk) => progress({ chunk }));
+    const run = BACKUP_ACTIONS.has(v.command.action) ? o.backups : o.services;
+    if (!run) return { t: "result", result: { ok: false, error: `${v.command.action} is not available on this agent` } };
+    // a backup reports every 2 s for hours: more chunks than a service operation
+    const out = createOutput((chunk) => progress({ chunk }), BACKUP_ACTIONS.has(v.command.action) ? { flushMs: 1000, maxChunks: 490 } : {});
     try {
-      return { t: "result", result: await o.services(v.command.action, v.command.args, out) };
+      return { t: "result", result: await run(v.command.action, v.command.args, out) };
     } finally {
       out.close();
     }
@@ -83,6 +92,7 @@ export async function runControl(c: AgentConfig): Promise<() => Promise<void>> {
   const agentId = trust?.agentId ?? 0;
   const security = key ? createControlSecurityHandler({ root: c.root, stateDir: c.stateDir, agentId }) : undefined;
   const files = key ? createControlFilesHandler({ root: c.root, stateDir: c.stateDir, runDir: c.runDir, agentId }) : undefined;
-  const server = listenIpc(p.controlSocket, createControlHandler({ key, agentId, security, files, services: createServiceHandler() }));
+  const server = listenIpc(p.controlSocket, createControlHandler({ key, agentId, security, files, services: createServiceHandler(),
+    backups: createBackupHandler({ dumpDir: join(c.stateDir, "control", "backup-dumps") }) }));
   return async () => server.stop();
 }

@@ -25,6 +25,8 @@ export const COMMAND_ROUTES: Readonly<Record<string, "monitor">> = {
   "cis.scan": "monitor", // read-only: Monitor scans and ships the results as a `cis.scan` event
 };
 export type CommandTarget = "control" | "monitor";
+/** How long Platform waits for Control's answer: a backup job runs for hours, everything else a minute. */
+export const commandTimeoutMs = (action: unknown): number => (typeof action === "string" && action.startsWith("backup.") ? 24 * 3600_000 : 60_000);
 export const commandTarget = (action: unknown): CommandTarget => (typeof action === "string" && Object.hasOwn(COMMAND_ROUTES, action) ? COMMAND_ROUTES[action]! : "control");
 
 const ACCEPTED_KINDS: Record<string, Set<number>> = {
@@ -88,7 +90,7 @@ export async function runPlatform(c: AgentConfig): Promise<() => Promise<void>> 
     try {
       if (!clients[target]?.connected) clients[target] = await connectWithin(sockets[target], 15_000);
       // output chunks of a running command go up the same stream as they arrive
-      const r = await clients[target]!.request({ t: "command", command: cmd }, 60_000, (p) => {
+      const r = await clients[target]!.request({ t: "command", command: cmd }, commandTimeoutMs(cmd.action), (p) => {
         const c = p.chunk as { seq?: unknown; lines?: unknown } | undefined;
         if (output && c && typeof c.seq === "number" && Array.isArray(c.lines)) output({ seq: c.seq, lines: c.lines });
       });

@@ -17,6 +17,7 @@ export const AUDIT_CATEGORIES = [
   "file_operation",
   "security_event",
   "ai_operation",
+  "backup",
 ] as const;
 export type AuditCategory = (typeof AUDIT_CATEGORIES)[number];
 export type ActorType = "user" | "agent" | "ai" | "system" | "anonymous";

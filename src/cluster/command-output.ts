@@ -1,7 +1,8 @@
 /**
  * Output of running commands. The agent sends `{"type": "command-output", "id", "seq", "lines"}`
  * on its stream while a command runs (docs/protocol.md 8.2); each chunk is checked, stored in
- * `command_output` (only for a command sent to that agent in the last two minutes, so it works
+ * `command_output` (only for a command sent to that agent in the last two minutes, a backup job's
+ * in the last day, so it works
  * on whichever node receives it) and read back by the console while it waits for the result.
  */
 import type { Sql } from "postgres";
@@ -9,7 +10,7 @@ import type { Sql } from "postgres";
 export const MAX_CHUNKS = 500;
 export const MAX_LINES_PER_CHUNK = 200;
 export const MAX_LINE_CHARS = 2048;
-const SOURCES = new Set(["systemctl", "journal", "state", "file"]);
+const SOURCES = new Set(["systemctl", "journal", "state", "file", "backup"]);
 
 export interface OutputLine {
   ts: number;
@@ -37,7 +38,8 @@ export async function storeCommandOutput(sql: Sql, agentId: number, id: string, 
   if (!checked) return false;
   const r = await sql`insert into command_output (command_id, seq, lines)
     select id, ${seq as number}, ${sql.json(checked as any)} from security_commands
-    where id = ${id} and agent_id = ${agentId} and issued_at > now() - interval '2 minutes'
+    where id = ${id} and agent_id = ${agentId}
+      and (issued_at > now() - interval '2 minutes' or (action like 'backup.%' and issued_at > now() - interval '1 day'))
     on conflict do nothing returning 1`;
   return r.length > 0;
 }

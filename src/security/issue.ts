@@ -23,7 +23,7 @@ export interface CommandDeps {
   /** The server's Ed25519 command key (private half); agents hold the public half. */
   commandKey: KeyObject;
   /** Delivers a signed command to the agent and resolves with the agent's result. */
-  dispatch(agentId: number, command: SignedCommand): Promise<unknown>;
+  dispatch(agentId: number, command: SignedCommand, timeoutMs?: number): Promise<unknown>;
   now?: () => number;
 }
 

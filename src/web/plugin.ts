@@ -27,6 +27,7 @@ import { securityPageRoutes } from "./security/pages.ts";
 import { securityApiRoutes } from "./security/routes.ts";
 import { fileRoutes } from "./files/routes.ts";
 import { serviceRoutes } from "./services/routes.ts";
+import { backupRoutes } from "./backups/routes.ts";
 import { tokenRoutes } from "./tokens/routes.ts";
 import { aiRoutes } from "./ai/routes.ts";
 import { alertRoutes } from "./alerts/routes.ts";
@@ -65,6 +66,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...securityApiRoutes(s, pages),
     ...fileRoutes(s, pages),
     ...serviceRoutes(s, pages),
+    ...backupRoutes(s, pages),
     ...enrollmentRoutes(s, pages),
     ...userRoutes(s, pages),
     ...roleRoutes(s, pages),

@@ -55,6 +55,7 @@ const NAV: NavItem[] = [
   { href: "/security", label: "Security", access: "compliance.view" },
   { href: "/alerts", label: "Alerts", access: "alerts.view" },
   { href: "/services", label: "Services", access: "services.view" },
+  { href: "/backups", label: "Backups", access: "backups.view" },
   { href: "/enrollment", label: "Enrollment", access: "agents.enroll" },
   { href: "/users", label: "Users", access: "users.view" },
   { href: "/roles", label: "Roles", access: "roles.view" },

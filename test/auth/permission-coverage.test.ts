@@ -168,9 +168,11 @@ test("migration 460 strips the pruned ids from custom roles and API tokens; the 
   for (const x of roles) expect({ role: x.name, unknown: (x.permissions as string[]).filter((p) => !PERMISSION_IDS.has(p)) }).toEqual({ role: x.name, unknown: [] });
 });
 
-test("migration 465 strips backups.* (no route gates them yet) from custom roles and API tokens, order kept", async () => {
+test("migration 465 strips backups.* (no route gated them then) from custom roles and API tokens, order kept; issue #15 brings them back with their routes", async () => {
   const MIGRATION_465 = join(SRC, "store/postgres/migrations/465_backup_permissions_pruned.sql");
-  for (const p of PERMISSIONS) expect(p.id.startsWith("backups.")).toBe(false);
+  // back since the backup pages landed (src/web/backups/routes.ts, migration 510): each gates a route
+  expect(PERMISSIONS.filter((p) => p.id.startsWith("backups.")).map((p) => p.id).sort()).toEqual(["backups.manage", "backups.restore", "backups.run", "backups.view"]);
+  for (const id of ["backups.view", "backups.manage", "backups.run", "backups.restore"]) expect({ id, gated: routeAccess.has(id) }).toEqual({ id, gated: true });
   const [{ id: roleId }] = await db.sql`insert into console_roles (name, description, permissions)
     values ('old-backup-ops', '', ${["hosts.view", "backups.view", "logs.view", "backups.run"]}) returning id`;
   const admin = await db.sql`select id from console_roles where name = 'admin'`;

@@ -44,7 +44,7 @@ export interface E2eServer {
   /** The server's command key; agents get its public half at enrollment. */
   commandKey: KeyObject;
   /** Sends a signed command down the agent's stream and waits for its answer, as src/main.ts wires it. */
-  dispatch(agentId: number, command: { id: string }): Promise<unknown>;
+  dispatch(agentId: number, command: { id: string }, timeoutMs?: number): Promise<unknown>;
   /** The running server's ingest path (its deps carry the hooks src/main.ts sets). */
   readonly ingest: RunningServer["ingest"];
   stop(): Promise<void>;
@@ -87,7 +87,7 @@ export async function startE2eServer(): Promise<E2eServer> {
     fingerprint: c.fingerprint,
     token: async () => (await createActivationToken(db.sql, { createdBy: "e2e" })).token,
     commandKey,
-    dispatch: (agentId, command) => commandDispatcher(bus!, replies, 30_000)(agentId, command),
+    dispatch: (agentId, command, timeoutMs = 30_000) => commandDispatcher(bus!, replies, timeoutMs)(agentId, command),
     async stop() {
       await bus?.stop();
       bus = undefined;
