@@ -12,7 +12,7 @@ import { inScope } from "../store/postgres/queries-console.ts";
 
 export class BackupRequestError extends Error {}
 
-export const DESTINATION_TYPES = ["local", "sftp", "webdav", "ftp", "smb", "s3", "azure"] as const;
+export const DESTINATION_TYPES = ["local", "sftp", "webdav", "ftp", "smb", "s3", "gcs", "b2", "r2", "wasabi", "azure"] as const;
 export type DestinationType = (typeof DESTINATION_TYPES)[number];
 /** The fields of a destination's configuration that are secrets (agent/backup/destinations.ts). */
 export const SECRET_FIELDS = ["password", "privateKey", "passphrase", "secretAccessKey", "sessionToken", "accountKey", "sasToken"] as const;
@@ -77,7 +77,8 @@ export function checkDestinationConfig(type: string, config: unknown): Record<st
     out[k] = v;
   }
   const need: Record<DestinationType, string[]> = {
-    local: ["path"], sftp: ["host", "username", "root"], webdav: ["url"], ftp: ["host", "username", "root"], smb: ["host", "share", "username"], s3: ["endpoint", "bucket", "accessKeyId"], azure: ["account", "container"],
+    local: ["path"], sftp: ["host", "username", "root"], webdav: ["url"], ftp: ["host", "username", "root"], smb: ["host", "share", "username"], s3: ["endpoint", "bucket", "accessKeyId"],
+    gcs: ["bucket", "accessKeyId"], b2: ["region", "bucket", "accessKeyId"], r2: ["accountId", "bucket", "accessKeyId"], wasabi: ["region", "bucket", "accessKeyId"], azure: ["account", "container"],
   };
   for (const k of need[type as DestinationType]) if (out[k] === undefined || out[k] === "") throw new BackupRequestError(`a ${type} destination needs ${k}`);
   if (type === "local" && !(typeof out.path === "string" && out.path.startsWith("/"))) throw new BackupRequestError("path must be an absolute path on the host");

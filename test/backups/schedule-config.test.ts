@@ -30,6 +30,11 @@ test("destination settings: required fields per type, secrets only in their own 
   expect(() => checkDestinationConfig("webdav", { url: "https://x/", password: "p" })).toThrow(/secret/);
   expect(() => checkDestinationConfig("s3", { endpoint: "e", bucket: "b", accessKeyId: "a", secretAccessKey: "s" })).toThrow(/secret/);
   expect(() => checkDestinationConfig("nfs", {})).toThrow(/type must be/);
+  // the hosted S3 services by preset: endpoint from the preset, region or account where it needs one
+  expect(checkDestinationConfig("gcs", { bucket: "b", accessKeyId: "GOOG1", root: "sm" })).toEqual({ bucket: "b", accessKeyId: "GOOG1", root: "sm" });
+  expect(() => checkDestinationConfig("b2", { bucket: "b", accessKeyId: "k" })).toThrow(/needs region/);
+  expect(() => checkDestinationConfig("r2", { bucket: "b", accessKeyId: "k" })).toThrow(/needs accountId/);
+  expect(repositoryConfig({ type: "wasabi", region: "eu-central-1", root: "sm" }, 3, 7)).toEqual({ type: "wasabi", region: "eu-central-1", root: "sm/job-3/host-7" });
   expect(() => checkDestinationConfig("local", { path: "/x", nested: { a: 1 } })).toThrow(/string, number or boolean/);
   expect(() => checkDestinationConfig("local", [])).toThrow(/JSON object/);
 });

@@ -7,7 +7,7 @@
 create table backup_destinations (
   id          bigint generated always as identity primary key,
   name        text not null unique,
-  type        text not null check (type in ('local', 'sftp', 'webdav', 'ftp', 'smb', 's3', 'azure')),
+  type        text not null check (type in ('local', 'sftp', 'webdav', 'ftp', 'smb', 's3', 'gcs', 'b2', 'r2', 'wasabi', 'azure')),
   -- the configuration without its secret fields (agent/backup/destinations.ts SECRET_FIELDS)
   config      jsonb not null default '{}',
   -- the secret fields as one sealed JSON object ('' when there are none)
