@@ -110,12 +110,26 @@ async function main() {
   };
   await sql`drop index inventory_current_gin`;
 
-  // the write side: one changed document (2,000 packages), with and without the trigger
+  // the write side: one changed document (2,000 packages), with and without the trigger; the
+  // same package list (only pending updates changed) and every version changed (an upgrade of all)
   const [{ data }] = await sql`select data from inventory_current where agent_id = 2`;
-  const write = () => sql`update inventory_current set data = ${sql.json(data)}, hash = ${Buffer.from(String(Math.random()))} where agent_id = 2`;
-  const writeWithTrigger = await time(RUNS, write);
+  let round_ = 0;
+  const write = (allChanged: boolean) => () => {
+    round_++;
+    const d = allChanged
+      ? { ...data, packages: data.packages.map((p: { version: string }) => ({ ...p, version: `${p.version}.${round_}` })) }
+      : { ...data, updates: { ...data.updates, other: round_ } };
+    return sql`update inventory_current set data = ${sql.json(d)}, hash = ${Buffer.from(String(round_))} where agent_id = 2`;
+  };
+  const writes = {
+    write_one_inventory_same_packages: await time(RUNS, write(false)),
+    write_one_inventory_all_packages_changed: await time(RUNS, write(true)),
+  };
   await sql`alter table inventory_current disable trigger inventory_current_index`;
-  const writeWithout = await time(RUNS, write);
+  const writesWithout = {
+    write_one_inventory_same_packages_no_index: await time(RUNS, write(false)),
+    write_one_inventory_all_packages_changed_no_index: await time(RUNS, write(true)),
+  };
   await sql`alter table inventory_current enable trigger inventory_current_index`;
 
   await db.close();
@@ -124,7 +138,7 @@ async function main() {
     load_seconds: loadSeconds, package_rows: packageRows, package_table_mb: mb, gin_build_seconds: ginBuildSeconds,
     common_matches: check.hosts.length,
     ...results, ...gin,
-    write_one_inventory_with_index: writeWithTrigger, write_one_inventory_without_index: writeWithout,
+    ...writes, ...writesWithout,
   }));
 }
 

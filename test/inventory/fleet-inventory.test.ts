@@ -112,6 +112,11 @@ test("the index follows the document: a changed inventory replaces the rows, a m
   await sql`update inventory_current set data = ${sql.json({ os: debian, packages: pkgs(["valkey", "8.0.1-1"]) } as never)}, hash = ${Buffer.from("v2")} where agent_id = ${id}`;
   expect(await names(ALL, "package", "redis")).toEqual([]);
   expect(await names(ALL, "package", "valkey")).toEqual(["churn-1"]);
+  // an upgrade of one package (and a duplicate entry): the index says exactly what the document says
+  await sql`update inventory_current set data = ${sql.json({ os: debian, packages: pkgs(["valkey", "8.0.2-1"], ["valkey", "8.0.2-1"], ["jq", "1.6-2"]) } as never)}, hash = ${Buffer.from("v3")} where agent_id = ${id}`;
+  expect(await names(ALL, "package", "valkey = 8.0.2-1")).toEqual(["churn-1"]);
+  expect(await names(ALL, "package", "valkey = 8.0.1-1")).toEqual([]);
+  expect((await sql`select name, version from inventory_packages where agent_id = ${id} order by name`).map((r) => `${r.name} ${r.version}`)).toEqual(["jq 1.6-2", "valkey 8.0.2-1"]);
   // garbage from an agent: wrong types everywhere; the insert succeeds and the good rows are kept
   const bad = await host("garbage-1", ["lab"], {
     os: "not an object", packages: [1, "x", null, { name: 7 }, { name: "ok-pkg", version: 3 }], ports: [{ port: "80" }, { port: 70000 }, { proto: "tcp", port: 8080 }], users: { name: "x" },

@@ -52,15 +52,21 @@ create function inventory_index_host(p_agent bigint, d jsonb) returns void langu
 declare
   u jsonb := case when jsonb_typeof(d->'updates') = 'object' then d->'updates' end;
 begin
-  delete from inventory_packages where agent_id = p_agent;
+  -- packages by difference: an inventory whose package list did not change (only its pending
+  -- updates, say) writes no package row; an upgrade writes the changed packages only
+  with n as (
+    select distinct left(e->>'name', 256) as name, left(coalesce(e->>'version', ''), 256) as version, left(coalesce(e->>'arch', ''), 64) as arch
+    from jsonb_array_elements(case when jsonb_typeof(d->'packages') = 'array' then d->'packages' else '[]'::jsonb end) e
+    where jsonb_typeof(e) = 'object' and jsonb_typeof(e->'name') = 'string'
+  ), gone as (
+    delete from inventory_packages p where p.agent_id = p_agent
+      and not exists (select 1 from n where n.name = p.name and n.version = p.version and n.arch = p.arch)
+  )
+  insert into inventory_packages (agent_id, name, version, arch)
+    select p_agent, n.name, n.version, n.arch from n
+    where not exists (select 1 from inventory_packages p where p.agent_id = p_agent and p.name = n.name and p.version = n.version and p.arch = n.arch);
   delete from inventory_ports where agent_id = p_agent;
   delete from inventory_users where agent_id = p_agent;
-  if jsonb_typeof(d->'packages') = 'array' then
-    insert into inventory_packages (agent_id, name, version, arch)
-      select p_agent, left(e->>'name', 256), left(coalesce(e->>'version', ''), 256), left(coalesce(e->>'arch', ''), 64)
-      from jsonb_array_elements(d->'packages') e
-      where jsonb_typeof(e) = 'object' and jsonb_typeof(e->'name') = 'string';
-  end if;
   if jsonb_typeof(d->'ports') = 'array' then
     insert into inventory_ports (agent_id, proto, address, port)
       select p_agent, left(coalesce(e->>'proto', ''), 16), left(coalesce(e->>'address', ''), 64), (e->>'port')::numeric::integer
