@@ -140,6 +140,13 @@ test("the page: results with links to host pages and CSV; a scoped user never se
   expect(page).toContain(`<span class="n" id="inventory-count">2</span> of ${n} hosts`);
   expect(page).toContain('href="/inventory"'); // the nav item
 
+  // a broad glob: 20 matches listed per host, the rest counted, all of them in the CSV
+  const glob = await (await h.send("/inventory?kind=package&q=lib-filler-*", { session: admin })).text();
+  expect(glob).toContain("<div>lib-filler-019 1.0 (all)</div><div class=\"muted\">and 580 more (in the CSV)</div>");
+  expect(glob).not.toContain("lib-filler-020");
+  expect(glob).toContain('<span class="n">600</span> matching packages');
+  expect((await (await h.send("/inventory?kind=package&q=lib-filler-*&format=csv", { session: admin })).text()).split("\r\n").length).toBe(602);
+
   const partial = await (await h.send("/inventory?kind=user&q=postgres", { session: admin, headers: { "hx-request": "true", "hx-target": "inventory-results" } })).text();
   expect(partial.startsWith('<div id="inventory-results">')).toBe(true);
 

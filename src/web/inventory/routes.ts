@@ -13,6 +13,9 @@ import { KINDS, MAX_QUERY, parseInventoryQuery, type Kind } from "../../inventor
 import type { ScopedHost } from "../../store/postgres/queries-console.ts";
 import type { Sql } from "postgres";
 
+/** Matches listed per host on the inventory page; the rest are counted ("and N more") and in the CSV. */
+export const ITEMS_SHOWN = 20;
+
 /** Packages shown at once on a host page; the line above the table says how many matched. */
 export const PACKAGE_PAGE = 500;
 
@@ -85,7 +88,8 @@ export function inventoryRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[
             }
             view = {
               asked: true, problem: "",
-              hosts: r.hosts.map((h) => ({ ...h, os: h.os || "–" })),
+              // a broad glob can match dozens of packages per host: the page lists the first ones (the CSV has all)
+              hosts: r.hosts.map((h) => ({ ...h, os: h.os || "–", items: h.items.slice(0, ITEMS_SHOWN), more: Math.max(0, h.items.length - ITEMS_SHOWN) })),
               count: r.hosts.length, of: r.hostsWithInventory, items: r.items,
               itemLabel: { package: "matching packages", port: "listening sockets", user: "accounts", updates: "pending security updates" }[kind],
               constraint: parsed.query.kind === "package" && parsed.query.op ? `${parsed.query.op} ${parsed.query.version}` : "",
