@@ -98,6 +98,7 @@ const HOST_MODELS = [
   "src/security/auto-remediate.ts",
   "src/operations/services.ts",
   "src/alerts/alert-list.ts",
+  "src/inventory/queries.ts",
 ];
 /** Exported functions of those models that need no scope, and why. */
 const SCOPE_EXEMPT: Record<string, string> = {

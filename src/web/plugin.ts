@@ -15,6 +15,7 @@ import { loadAssets, serveAsset } from "./assets.ts";
 import { authRoutes } from "./auth/routes.ts";
 import { accountRoutes } from "./auth/account-routes.ts";
 import { fleetRoutes } from "./fleet/routes.ts";
+import { inventoryRoutes } from "./inventory/routes.ts";
 import { hostRoutes } from "./host/routes.ts";
 import { enrollmentRoutes } from "./enrollment/routes.ts";
 import { userRoutes } from "./users/routes.ts";
@@ -62,6 +63,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...accountRoutes(s, pages),
     ...fleetRoutes(s, pages),
     ...hostRoutes(s, pages),
+    ...inventoryRoutes(s, pages),
     ...securityPageRoutes(s, pages),
     ...securityApiRoutes(s, pages),
     ...fileRoutes(s, pages),

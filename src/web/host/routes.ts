@@ -15,6 +15,7 @@ import { lineChart } from "../chart/svg.ts";
 import { ago, isoMinute, isoSecond } from "../format.ts";
 import { toSections } from "./structured-view.ts";
 import { dangerForm } from "../danger-form.ts";
+import { packagesView } from "../inventory/routes.ts";
 
 export const RANGES: Record<string, number> = {
   "15m": 15 * 60_000, "1h": 3600_000, "6h": 6 * 3600_000, "24h": 86400_000, "7d": 7 * 86400_000, "30d": 30 * 86400_000,
@@ -62,6 +63,13 @@ function osNameOf(data: unknown): string {
   return String(os.prettyName || [os.name, os.version].filter(Boolean).join(" ") || "");
 }
 
+/** The document without its package list: the page shows packages searchable on the server (partials/host-packages). */
+function withoutPackages(data: unknown): unknown {
+  if (!data || typeof data !== "object" || Array.isArray(data)) return data;
+  const { packages: _, ...rest } = data as Record<string, unknown>;
+  return rest;
+}
+
 export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   const { sql } = s;
 
@@ -98,7 +106,8 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
             description: "The agent is refused from now on: its frames are rejected and it must be enrolled again.",
           }),
           inventoryAt: inv ? isoMinute(inv.collected_at) : "",
-          inventory: inv ? toSections(inv.data, "System") : [],
+          inventory: inv ? toSections(withoutPackages(inv.data), "System") : [],
+          packages: inv ? await packagesView(sql, a, "") : null,
           processes: toSections(status?.processes ?? status, "Processes"),
         });
       },

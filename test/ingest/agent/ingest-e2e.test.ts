@@ -90,6 +90,8 @@ describe("stored values", () => {
     expect((await post(s.url, mapFrame(a, FrameKind.Inventory, changed))).status).toBe(200);
     const [cur] = await s.db.sql`select data from inventory_current where agent_id = ${a.id}`;
     expect(cur!.data.packages[0].version).toBe("3.0.16");
+    // the fleet inventory's rows (migration 505's trigger) follow the stored document
+    expect((await s.db.sql`select version from inventory_packages where agent_id = ${a.id} and name = 'openssl'`).map((r) => r.version)).toEqual(["3.0.16"]);
     expect(await count("inventory_history", a.id)).toBe(2);
   });
 
