@@ -278,6 +278,8 @@
   function zoomTo(a, b) {
     var from = Math.round(Math.min(a, b)), to = Math.round(Math.max(a, b));
     if (to - from < 10000) { var mid = (from + to) / 2; from = Math.round(mid - 5000); to = Math.round(mid + 5000); }
+    // the charts' cursors are synced, so every chart reports the one selection: act on it once
+    if (state && !state.w.range && Math.abs(state.w.from - from) < 2000 && Math.abs(state.w.to - to) < 2000) return;
     go({ range: null, from: from, to: to }, true);
   }
 

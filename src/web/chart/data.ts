@@ -194,6 +194,25 @@ export function alignColumns(cols: Array<{ t: number[]; v: number[] }>): { t: nu
   return { t, values };
 }
 
+/**
+ * Marks the gaps of a chart: where consecutive times lie further apart than the series' gaps
+ * allow, a time with no value is put between them, so the line breaks there (a stretch without
+ * data is drawn as a gap, never as a line across it). The client joins shorter holes (charts.js).
+ */
+export function breakGaps(t: number[], values: Array<Array<number | null>>, gapMs: number): { t: number[]; values: Array<Array<number | null>> } {
+  const outT: number[] = [];
+  const outV: Array<Array<number | null>> = values.map(() => []);
+  for (let i = 0; i < t.length; i++) {
+    if (i > 0 && t[i]! - t[i - 1]! > gapMs) {
+      outT.push(Math.round((t[i]! + t[i - 1]!) / 2));
+      for (const v of outV) v.push(null);
+    }
+    outT.push(t[i]!);
+    values.forEach((v, k) => outV[k]!.push(v[i]!));
+  }
+  return { t: outT, values: outV };
+}
+
 /** The sum, per bucket, of several series of one host (interfaces, devices); a bucket any of them has. */
 export function sumSeries(parts: SeriesPoints[]): { t: number[]; v: number[] } {
   const by = new Map<number, number>();
@@ -201,6 +220,14 @@ export function sumSeries(parts: SeriesPoints[]): { t: number[]; v: number[] } {
   const t = [...by.keys()].sort((a, b) => a - b);
   return { t, v: t.map((x) => by.get(x)!) };
 }
+
+/** Where a chart's shared axis breaks: the smallest gap of its series that have an interval (two points or more). */
+function chartGap(gaps: number[], points: number[]): number {
+  const real = gaps.filter((_, i) => points[i]! > 1);
+  return real.length ? Math.min(...real) : Infinity;
+}
+
+const spread = (a: { t: number[]; values: Array<Array<number | null>> }) => [a.t, a.values] as const;
 
 /** Six significant digits are more than a chart shows and keep the JSON short. */
 function round(v: number): number {
@@ -224,11 +251,12 @@ export async function hostCharts(store: RangeStore, host: HostForChart, w: Chart
   const byName = new Map(data.map((d) => [d.name, d]));
   const charts = specs.map(({ c, names }): ChartData => {
     const pts = names.map((n) => byName.get(n) ?? { name: n, t: [], avg: [], min: [], max: [] });
-    const { t, values } = alignColumns(pts.map((p) => ({ t: p.t, v: p.avg })));
+    const gaps = pts.map((p) => gapFor(p.t, bucketMs));
+    const { t, values } = breakGaps(...spread(alignColumns(pts.map((p) => ({ t: p.t, v: p.avg })))), chartGap(gaps, pts.map((p) => p.t.length)));
     const labels = legendNames(names);
     return {
       id: c.id, title: c.title, unit: c.unit, max: c.max, t,
-      series: pts.map((p, i) => ({ name: p.name, label: labels[i]!, host: host.id, unit: c.unit, gapMs: gapFor(p.t, bucketMs), values: values[i]! })),
+      series: pts.map((p, i) => ({ name: p.name, label: labels[i]!, host: host.id, unit: c.unit, gapMs: gaps[i]!, values: values[i]! })),
     };
   });
   return { from: w.from, to: w.to, range: w.range, width: w.width, bucketMs, hosts: [{ id: host.id, hostname: host.hostname, state: host.state }], charts };
@@ -248,10 +276,11 @@ export async function compareCharts(store: RangeStore, hosts: HostForChart[], w:
   COMPARE_CHARTS.forEach((c, ci) => {
     const lines = hosts.map((h, hi) => ({ h, col: perHost[hi]![ci] })).filter((x) => x.col !== null) as Array<{ h: HostForChart; col: { t: number[]; v: number[] } }>;
     if (!lines.length) return;
-    const { t, values } = alignColumns(lines.map((x) => x.col));
+    const gaps = lines.map((x) => gapFor(x.col.t, bucketMs));
+    const { t, values } = breakGaps(...spread(alignColumns(lines.map((x) => x.col))), chartGap(gaps, lines.map((x) => x.col.t.length)));
     charts.push({
       id: c.id, title: c.title, unit: c.unit, max: c.max, t,
-      series: lines.map((x, i) => ({ name: x.h.hostname, label: x.h.hostname, host: x.h.id, unit: c.unit, gapMs: gapFor(x.col.t, bucketMs), values: values[i]! })),
+      series: lines.map((x, i) => ({ name: x.h.hostname, label: x.h.hostname, host: x.h.id, unit: c.unit, gapMs: gaps[i]!, values: values[i]! })),
     });
   });
   return { from: w.from, to: w.to, range: w.range, width: w.width, bucketMs, hosts: hosts.map((h) => ({ id: h.id, hostname: h.hostname, state: h.state })), charts };
