@@ -47,6 +47,18 @@
     return withDate ? d.getFullYear() + "-" + pad2(d.getMonth() + 1) + "-" + pad2(d.getDate()) + " " + hms : hms;
   }
 
+  /** Time axis labels in 24-hour local time: seconds for short steps, the date for steps of a day and more. */
+  function timeTicks(u, splits, axisIdx, space, incr) {
+    return splits.map(function (v) {
+      var d = new Date(v * 1000);
+      var date = pad2(d.getMonth() + 1) + "-" + pad2(d.getDate());
+      var hm = pad2(d.getHours()) + ":" + pad2(d.getMinutes());
+      if (incr >= 86400) return date;
+      if (incr < 60) return hm + ":" + pad2(d.getSeconds());
+      return d.getHours() === 0 && d.getMinutes() === 0 ? date : hm;
+    });
+  }
+
   // --- colours from the theme's custom properties (console.css, light and dark)
   function colours() {
     var cs = getComputedStyle(document.documentElement);
@@ -224,7 +236,7 @@
         },
         series: series,
         axes: [
-          { stroke: col.muted, grid: { stroke: col.grid, width: 1 }, ticks: { stroke: col.grid, width: 1 } },
+          { stroke: col.muted, grid: { stroke: col.grid, width: 1 }, ticks: { stroke: col.grid, width: 1 }, values: timeTicks },
           {
             stroke: col.muted, grid: { stroke: col.grid, width: 1 }, ticks: { stroke: col.grid, width: 1 }, size: 72,
             incrs: c.unit === "bytes" || c.unit === "bytes/s" ? BIN_INCRS : undefined,
@@ -233,6 +245,7 @@
         ],
         cursor: {
           drag: { x: true, y: false, setScale: false },
+          y: false,
           sync: { key: "servermind-charts" },
           bind: { dblclick: function () { return function () { resetZoom(); return null; }; } },
         },
