@@ -113,6 +113,7 @@ export function chartRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           max: MAX_COMPARE_HOSTS,
           problems,
           src,
+          pickerOpen: !ok || picked.length < 2,
           range,
           ranges: Object.keys(CHART_RANGES).map((r) => ({ r, href: `${base}range=${r}`, active: r === range })),
         }, problems.length ? 400 : 200);
