@@ -4,7 +4,8 @@
  * legend's value at the pointer equal to the stored sample, drag to zoom (the URL carries the
  * window, finer data is fetched), reload and back restore it, double-click returns to the range,
  * several hosts on one chart with one series per host and the offline one grey, the 15-minute
- * range one unbroken line for a 10 s agent (broken only by a real outage), and no CSP violation.
+ * range one unbroken line for a 10 s agent (broken only by a real outage), live refresh that pauses
+ * while the tab is hidden, and no CSP violation.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdirSync } from "node:fs";
@@ -229,7 +230,7 @@ test.skipIf(!haveChromium)("a host's charts: drawn from stored samples, the lege
   expect(problems).toEqual([]);
 }, 120_000);
 
-test.skipIf(!haveChromium)("the 15-minute range draws one unbroken line for a 10 s agent, and breaks it only at an outage", async () => {
+test.skipIf(!haveChromium)("the 15-minute range draws one unbroken line for a 10 s agent, breaks it only at an outage, and refreshes live while the tab is visible", async () => {
   const gapsOf = async (host: number) => {
     await page.goto(`${srv.url}/hosts/${host}?range=15m`);
     await chartsDrawn(3);
@@ -241,8 +242,40 @@ test.skipIf(!haveChromium)("the 15-minute range draws one unbroken line for a 10
   expect(await gapsOf(hosts.steady!)).toEqual([0, 0, 0]);
   await page.screenshot({ path: "test-artifacts/charts-15m.png", fullPage: true });
   expect(await gapsOf(hosts.gappy!)).toEqual([1, 1, 1]);
+
+  // live: a range ending now is polled (every 10 s for 15 minutes) as a background request
+  const polls: Array<{ q: URLSearchParams; poll: string | null }> = [];
+  const onRequest = (r: { url(): string; headers(): Record<string, string> }) => {
+    const u = new URL(r.url());
+    if (u.pathname === `/api/hosts/${hosts.gappy}/charts`) polls.push({ q: u.searchParams, poll: r.headers()["x-console-poll"] ?? null });
+  };
+  page.on("request", onRequest);
+  try {
+    const t0 = Date.now();
+    while (polls.length === 0 && Date.now() - t0 < 15_000) await Bun.sleep(250);
+    expect(polls.length).toBeGreaterThanOrEqual(1);
+    expect(polls[0]!.q.get("range")).toBe("15m");
+    expect(polls[0]!.poll).toBe("1"); // does not count as activity for the session's idle timeout
+    // hidden tab: no polling; shown again: fetched at once
+    await page.evaluate(() => {
+      Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+      document.dispatchEvent(new Event("visibilitychange"));
+    });
+    const hiddenAt = polls.length;
+    await Bun.sleep(12_000);
+    expect(polls.length).toBe(hiddenAt);
+    await page.evaluate(() => {
+      Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
+      document.dispatchEvent(new Event("visibilitychange"));
+    });
+    const t1 = Date.now();
+    while (polls.length === hiddenAt && Date.now() - t1 < 3000) await Bun.sleep(100);
+    expect(polls.length).toBe(hiddenAt + 1);
+  } finally {
+    page.off("request", onRequest);
+  }
   expect(problems).toEqual([]);
-}, 60_000);
+}, 90_000);
 
 test.skipIf(!haveChromium)("several hosts on one chart: one series per host, samples 5 s apart joined, the offline host grey; the theme's colours", async () => {
   const ids = [hosts.steady!, hosts.shifted!, hosts.offline!];
