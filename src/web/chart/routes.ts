@@ -35,7 +35,8 @@ const windowDoc = {
 async function scopedHosts(s: ConsoleServices, req: ConsoleRequest, ids: number[]): Promise<ScopedHost[] | string> {
   const found = await Promise.all(ids.map((id) => findHost(s.sql, req.scope, id)));
   const missing = ids.find((_, i) => !found[i]);
-  return missing === undefined ? (found as ScopedHost[]) : `no such host: ${missing}`;
+  if (missing !== undefined) return `no such host: ${missing}`;
+  return found.filter((a): a is NonNullable<typeof a> => a !== undefined);
 }
 
 async function forChart(s: ConsoleServices, a: ScopedHost): Promise<HostForChart> {
