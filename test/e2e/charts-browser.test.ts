@@ -164,7 +164,8 @@ test.skipIf(!haveChromium)("a host's charts: drawn from stored samples, the lege
   const idx = await plot("cpu", (fig) => fig._uplot.cursor.idx as number);
   expect(Math.abs(idx - k)).toBeLessThanOrEqual(2);
   expect(cpu.v[idx]).not.toBeNull();
-  const f = Math.round((cpu.t[idx]! * 1000 - START) / 10_000);
+  // the bucket [t, t + bucket) holds one sample (buckets are finer than 10 s): the first sample time at or after t
+  const f = Math.ceil((cpu.t[idx]! * 1000 - START) / 10_000 - 1e-9);
   const legend = await page.locator('#charts figure[data-chart="cpu"] .u-legend .u-series').nth(1).locator(".u-value").innerText();
   expect(legend).toBe(`${String(Number(cpuAt(f).toFixed(1)))} %`);
   // bytes per second with a binary prefix in the network legend at the same instant (cursors are synced)
