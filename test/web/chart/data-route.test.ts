@@ -74,7 +74,7 @@ test("a host's charts: one time axis per chart, at most about `width` points, th
   const present = cpu.t.map((t, i) => [t, cpu.series[0]!.values[i]] as const).filter(([, v]) => v !== null);
   expect(present.length).toBeGreaterThanOrEqual(85);
   for (const [t, v] of present) {
-    const f = Math.round((t - START) / 10_000); // buckets start on whole seconds from `from`; samples on 10 s steps from START
+    const f = Math.ceil((t - START) / 10_000 - 1e-9); // the bucket [t, t + 1 s) holds the sample at or after t
     expect(v).toBe(cpuAt(f));
   }
   // a fixed window (a zoom): finer than the range it came from
@@ -103,7 +103,7 @@ test("several hosts on one chart: one series per host on a shared axis, interfac
   }
   const net = charts[2]!;
   const i = net.series[0]!.values.findIndex((v) => v !== null);
-  const f = Math.round((net.t[i]! - START) / 10_000);
+  const f = Math.ceil((net.t[i]! - START) / 10_000 - 1e-9); // 6 s buckets: the one sample at or after the bucket's start
   expect(net.series[0]!.values[i]).toBe(1000 * f + 500); // eth0 + eth1, not lo
   expect((await get(`/api/charts?hosts=${web},${db}&range=15m`)).body.charts[0].series.length).toBe(2);
 });
