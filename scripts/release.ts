@@ -44,6 +44,7 @@ function stageShare(dir: string): void {
   cpSync(join(ROOT, "src/web/assets"), join(dir, "assets"), { recursive: true });
   cpSync(join(ROOT, "src/store/postgres/migrations"), join(dir, "migrations"), { recursive: true });
   cpSync(join(ROOT, "node_modules/htmx.org/dist/htmx.min.js"), join(dir, "htmx.min.js"));
+  for (const f of ["uPlot.iife.min.js", "uPlot.min.css"]) cpSync(join(ROOT, "node_modules/uplot/dist", f), join(dir, f));
 }
 
 function compile(entry: string, target: string, outfile: string, metafile: string): void {

@@ -2,7 +2,8 @@
  * Where the server's read-only files live: the console's views and assets, htmx and the SQL
  * migrations. From a checkout they sit beside the sources; a compiled server (the DEB/RPM
  * packages, docs/releases.md) has no sources beside it, so `SERVERMIND_SHARE` names a directory
- * holding `views/`, `assets/`, `migrations/` and `htmx.min.js` (/usr/share/servermind).
+ * holding `views/`, `assets/`, `migrations/`, `htmx.min.js`,
+ * `uPlot.iife.min.js` and `uPlot.min.css` (/usr/share/servermind).
  */
 import { join } from "node:path";
 

@@ -1,4 +1,4 @@
-/** Static files of the console, served from memory: our CSS and JS, and htmx from node_modules. */
+/** Static files of the console, served from memory: our CSS and JS, and htmx and uPlot from node_modules. */
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { createHash } from "node:crypto";
@@ -24,7 +24,11 @@ export function loadAssets(): Map<string, Asset> {
   return new Map([
     ["console.css", load(join(dir, "console.css"), "text/css; charset=utf-8")],
     ["console.js", load(join(dir, "console.js"), "text/javascript; charset=utf-8")],
+    ["charts.js", load(join(dir, "charts.js"), "text/javascript; charset=utf-8")],
     ["htmx.min.js", load(process.env.SERVERMIND_SHARE ? sharePath("htmx.min.js", "") : require.resolve("htmx.org/dist/htmx.min.js"), "text/javascript; charset=utf-8")],
+    // uPlot (the interactive charts' library) from node_modules, as htmx
+    ["uPlot.iife.min.js", load(process.env.SERVERMIND_SHARE ? sharePath("uPlot.iife.min.js", "") : require.resolve("uplot/dist/uPlot.iife.min.js"), "text/javascript; charset=utf-8")],
+    ["uPlot.min.css", load(process.env.SERVERMIND_SHARE ? sharePath("uPlot.min.css", "") : require.resolve("uplot/dist/uPlot.min.css"), "text/css; charset=utf-8")],
   ]);
 }
 

@@ -17,6 +17,7 @@ import { accountRoutes } from "./auth/account-routes.ts";
 import { fleetRoutes } from "./fleet/routes.ts";
 import { inventoryRoutes } from "./inventory/routes.ts";
 import { hostRoutes } from "./host/routes.ts";
+import { chartRoutes } from "./chart/routes.ts";
 import { enrollmentRoutes } from "./enrollment/routes.ts";
 import { userRoutes } from "./users/routes.ts";
 import { roleRoutes } from "./roles/routes.ts";
@@ -64,6 +65,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...fleetRoutes(s, pages),
     ...hostRoutes(s, pages),
     ...inventoryRoutes(s, pages),
+    ...chartRoutes(s, pages),
     ...securityPageRoutes(s, pages),
     ...securityApiRoutes(s, pages),
     ...fileRoutes(s, pages),

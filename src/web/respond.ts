@@ -52,6 +52,7 @@ interface NavItem {
 
 const NAV: NavItem[] = [
   { href: "/hosts", label: "Fleet", access: "hosts.view" },
+  { href: "/charts", label: "Charts", access: "metrics.view" },
   { href: "/inventory", label: "Inventory", access: "inventory.view" },
   { href: "/security", label: "Security", access: "compliance.view" },
   { href: "/alerts", label: "Alerts", access: "alerts.view" },

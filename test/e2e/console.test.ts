@@ -166,7 +166,7 @@ test.skipIf(!haveChromium)("the console in chromium: setup with TOTP, roles, sig
   await srv.db.sql`update metric_latest set vals[1] = 99.5 where agent_id = ${host}`;
   await until(async () => (await A.page.locator("#fleet-table").innerText()).includes("99.5%"), "the polled table to show the new CPU value", 15_000);
   await A.page.goto(`${srv.url}/hosts/${host}`);
-  await hasCount(A.page.locator("#charts svg.chart"), 5);
+  await hasCount(A.page.locator("#charts figure.uchart canvas"), 5); // CPU, memory, load, network rx and tx (assets/charts.js)
   await hasText(A.page.locator("#logs-table"), "Failed password for invalid user");
   await A.page.fill('#host-logs input[name=q]', "SYN");
   await hasCount(A.page.locator("#logs-table tbody tr"), 1);

@@ -94,8 +94,8 @@ test.skipIf(!chromiumReady)("host page: distribution, counting last-seen time, s
   expect(levels.some((l) => /and worse/.test(l))).toBe(false);
 
   // the memory chart tells memory from swap
-  await page.locator("#charts svg.chart").first().waitFor({ timeout: 10_000 });
-  const legends = await page.locator('#charts svg.chart[aria-label="Memory"] text.legend').allTextContents();
+  await page.locator('#charts figure[data-chart="mem"] canvas').first().waitFor({ timeout: 10_000 });
+  const legends = await page.locator('#charts figure[data-chart="mem"] .u-legend .u-series:not(:first-child) .u-label').allTextContents();
   expect(legends).toEqual(["mem.used", "swap.used"]);
 
   // inventory keys as words, and a filter on the 400 packages

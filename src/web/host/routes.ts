@@ -1,17 +1,16 @@
 /**
- * Host detail: status header, metric charts over a selectable range (server-rendered SVG),
+ * Host detail: status header, metric charts over a selectable range (interactive, src/web/chart/),
  * live logs with search (a partial polling for itself), inventory and the agent's processes.
  */
 import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
 import { can } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import type { Pages } from "../respond.ts";
-import { hostLogs, hostSeriesRange, inventory, seriesNames, setAgentTags } from "../../store/postgres/queries-console.ts";
-import { postgresRangeStore } from "../../store/range.ts";
+import { hostLogs, inventory, seriesNames, setAgentTags } from "../../store/postgres/queries-console.ts";
 import { TAG_RE } from "../../auth/roles.ts";
 import { auditRequest } from "../audit-request.ts";
 import { done } from "../respond.ts";
-import { lineChart } from "../chart/svg.ts";
+import { CHART_RANGES, DEFAULT_RANGE, HOST_CHARTS } from "../chart/data.ts";
 import { ago, isoMinute, isoSecond } from "../format.ts";
 import { toSections } from "./structured-view.ts";
 import { dangerForm } from "../danger-form.ts";
@@ -21,40 +20,7 @@ export const RANGES: Record<string, number> = {
   "15m": 15 * 60_000, "1h": 3600_000, "6h": 6 * 3600_000, "24h": 86400_000, "7d": 7 * 86400_000, "30d": 30 * 86400_000,
 };
 
-interface ChartSpec {
-  title: string;
-  unit?: string;
-  yMax?: number;
-  pick(names: string[]): string[];
-}
-
-const exact = (...want: string[]) => (names: string[]) => want.filter((w) => names.includes(w));
-const prefix = (p: string, n = 4) => (names: string[]) => names.filter((x) => x.startsWith(p)).slice(0, n);
-
-export const CHARTS: ChartSpec[] = [
-  { title: "CPU", unit: "%", yMax: 100, pick: exact("cpu.usage_pct", "cpu.iowait_pct", "cpu.steal_pct") },
-  { title: "Memory", unit: "%", yMax: 100, pick: exact("mem.used_pct", "swap.used_pct") },
-  { title: "Disk used", unit: "%", yMax: 100, pick: prefix("disk.used_pct") },
-  { title: "Load", pick: exact("load.1", "load.5", "load.15") },
-  { title: "Network receive", unit: "B/s", pick: prefix("net.rx_bytes_per_s", 3) },
-  { title: "Network transmit", unit: "B/s", pick: prefix("net.tx_bytes_per_s", 3) },
-  { title: "Disk I/O", unit: "B/s", pick: (n) => [...prefix("diskio.read_bytes_per_s", 2)(n), ...prefix("diskio.write_bytes_per_s", 2)(n)] },
-];
-
 const SEVERITY = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
-
-function shortName(name: string): string {
-  const m = /\{[^=]+="?([^"}]*)"?\}$/.exec(name);
-  const base = name.replace(/\{.*$/, "").split(".").slice(1).join(".").replace(/_pct|_bytes_per_s/, "");
-  const short = m ? `${base} ${m[1]}` : base;
-  return !short || /^\d+$/.test(short) ? name.replace(/\{.*$/, "") : short;
-}
-
-/** Legend names of one chart: short, unless two series would read alike ("used" of mem and swap). */
-export function legendNames(names: string[]): string[] {
-  const short = names.map(shortName);
-  return short.map((n, i) => (short.indexOf(n) !== short.lastIndexOf(n) ? names[i]!.replace(/\{.*$/, "").replace(/_pct$|_bytes_per_s$/, "") : n));
-}
 
 /** The distribution the inventory names ("Debian GNU/Linux 12 (bookworm)"), or "". */
 function osNameOf(data: unknown): string {
@@ -78,7 +44,7 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
       method: "GET", path: "/hosts/:id", access: "hosts.view", hostData: "host",
       async handler(req) {
         const a = req.host!;
-        const range = RANGES[req.query.get("range") ?? ""] ? req.query.get("range")! : "1h";
+        const range = CHART_RANGES[req.query.get("range") ?? ""] ? req.query.get("range")! : DEFAULT_RANGE;
         const inv = can(req, "inventory.view", a) ? await inventory(sql, a) : undefined;
         const status = a.status as Record<string, unknown>;
         return pages.page(req, "pages/host", a.hostname, {
@@ -126,23 +92,15 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
       },
     },
     {
+      // the charts panel; assets/charts.js draws it from /api/hosts/:id/charts (src/web/chart/)
       method: "GET", path: "/hosts/:id/charts", access: "metrics.view", hostData: "host",
       async handler(req) {
         const a = req.host!;
-        const key = RANGES[req.query.get("range") ?? ""] ? req.query.get("range")! : "1h";
-        const to = Date.now();
-        const from = to - RANGES[key]!;
+        const key = CHART_RANGES[req.query.get("range") ?? ""] ? req.query.get("range")! : DEFAULT_RANGE;
         const names = await seriesNames(sql, a);
-        const specs = CHARTS.map((c) => ({ c, names: c.pick(names) })).filter((x) => x.names.length > 0);
-        const wanted = specs.flatMap((x) => x.names);
-        const data = await hostSeriesRange(s.ranges ?? postgresRangeStore(sql), a, wanted, new Date(from), new Date(to), 240);
-        const byName = new Map(data.map((d) => [d.name, d.t.map((t, i): [number, number] => [t, d.avg[i]!])]));
-        const charts = specs.map(({ c, names: ns }) => ({
-          svg: lineChart(ns.map((n, i) => ({ name: legendNames(ns)[i]!, points: byName.get(n) ?? [] })), { title: c.title, unit: c.unit, from, to, yMin: 0, yMax: c.yMax }),
-        }));
         return pages.partial("partials/host-charts", {
-          charts, range: key, id: a.id, empty: charts.length === 0,
-          ranges: Object.keys(RANGES).map((r) => ({ r, active: r === key })),
+          range: key, id: a.id, empty: !HOST_CHARTS.some((c) => c.pick(names).length > 0), offline: !a.online,
+          ranges: Object.keys(CHART_RANGES).map((r) => ({ r, active: r === key })),
         });
       },
     },
