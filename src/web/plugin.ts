@@ -16,6 +16,7 @@ import { authRoutes } from "./auth/routes.ts";
 import { accountRoutes } from "./auth/account-routes.ts";
 import { fleetRoutes } from "./fleet/routes.ts";
 import { hostRoutes } from "./host/routes.ts";
+import { logSearchRoutes } from "./logs/routes.ts";
 import { enrollmentRoutes } from "./enrollment/routes.ts";
 import { userRoutes } from "./users/routes.ts";
 import { roleRoutes } from "./roles/routes.ts";
@@ -61,6 +62,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...accountRoutes(s, pages),
     ...fleetRoutes(s, pages),
     ...hostRoutes(s, pages),
+    ...logSearchRoutes(s, pages),
     ...securityPageRoutes(s, pages),
     ...securityApiRoutes(s, pages),
     ...fileRoutes(s, pages),

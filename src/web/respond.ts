@@ -52,6 +52,7 @@ interface NavItem {
 
 const NAV: NavItem[] = [
   { href: "/hosts", label: "Fleet", access: "hosts.view" },
+  { href: "/logs", label: "Logs", access: "logs.view" },
   { href: "/security", label: "Security", access: "compliance.view" },
   { href: "/alerts", label: "Alerts", access: "alerts.view" },
   { href: "/services", label: "Services", access: "services.view" },
