@@ -106,6 +106,8 @@ export async function indexSealedLogPartitions(sql: Sql, now = Date.now()): Prom
   for (const name of await listPartitions(sql, "logs")) {
     const m = /^logs_p(\d{4})(\d{2})(\d{2})$/.exec(name);
     if (!m || Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) + DAY > today) continue;
+    // an empty day needs no index yet (late lines for it get one at a later run)
+    if ((await sql.unsafe(`select 1 from ${name} limit 1`)).length === 0) continue;
     const index = `${name}_message_trgm`;
     const [have] = await sql<{ valid: boolean }[]>`select i.indisvalid as valid from pg_index i join pg_class c on c.oid = i.indexrelid where c.relname = ${index}`;
     if (have?.valid) continue;
@@ -128,7 +130,9 @@ export function startPartitionUpkeep(sql: Sql, tables: PartitionedTable[], every
     await sql`delete from ingest_batches where committed_at < now() - make_interval(days => ${keep})`;
   };
   // the log search's trigram builds may take minutes: in the background, never two at once,
-  // not part of `ready` (start does not wait for them)
+  // not part of `ready`, and first a few minutes after start (a concurrent build holds a lock
+  // on its partition that DDL on the parent, such as the ClickHouse shipper's index at start,
+  // would queue behind)
   let building = false;
   const index = () => {
     if (building || !tables.some((t) => t.table === "logs")) return;
@@ -137,7 +141,14 @@ export function startPartitionUpkeep(sql: Sql, tables: PartitionedTable[], every
       .catch((e) => console.error(`log search index build failed (retried at the next upkeep): ${e.message}`))
       .finally(() => (building = false));
   };
-  const ready = run().then(index);
+  const ready = run();
+  const first = setTimeout(index, Math.min(everyMs, 5 * 60_000));
   const timer = setInterval(() => void run().then(index).catch((e) => console.error(`partition upkeep failed: ${e.message}`)), everyMs);
-  return { ready, stop: () => clearInterval(timer) };
+  return {
+    ready,
+    stop: () => {
+      clearTimeout(first);
+      clearInterval(timer);
+    },
+  };
 }
