@@ -18,6 +18,7 @@ import { fleetRoutes } from "./fleet/routes.ts";
 import { inventoryRoutes } from "./inventory/routes.ts";
 import { hostRoutes } from "./host/routes.ts";
 import { chartRoutes } from "./chart/routes.ts";
+import { logSearchRoutes } from "./logs/routes.ts";
 import { enrollmentRoutes } from "./enrollment/routes.ts";
 import { userRoutes } from "./users/routes.ts";
 import { roleRoutes } from "./roles/routes.ts";
@@ -66,6 +67,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...hostRoutes(s, pages),
     ...inventoryRoutes(s, pages),
     ...chartRoutes(s, pages),
+    ...logSearchRoutes(s, pages),
     ...securityPageRoutes(s, pages),
     ...securityApiRoutes(s, pages),
     ...fileRoutes(s, pages),

@@ -54,6 +54,7 @@ const NAV: NavItem[] = [
   { href: "/hosts", label: "Fleet", access: "hosts.view" },
   { href: "/charts", label: "Charts", access: "metrics.view" },
   { href: "/inventory", label: "Inventory", access: "inventory.view" },
+  { href: "/logs", label: "Logs", access: "logs.view" },
   { href: "/security", label: "Security", access: "compliance.view" },
   { href: "/alerts", label: "Alerts", access: "alerts.view" },
   { href: "/services", label: "Services", access: "services.view" },

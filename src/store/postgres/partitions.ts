@@ -92,6 +92,32 @@ export function timeSeriesTables(metricsDays: number, logsDays: number, rollups?
   ];
 }
 
+/**
+ * The log search's trigram index (migration 500) on each `logs` partition whose day is over:
+ * built once, CONCURRENTLY (late lines for that day keep flowing in meanwhile), never on the
+ * partitions that take today's ingest, where it would cost most of the COPY rate. A failed
+ * concurrent build leaves an invalid index; it is dropped and built again at the next run.
+ * Nothing happens without the pg_trgm extension. Returns the partitions indexed now.
+ */
+export async function indexSealedLogPartitions(sql: Sql, now = Date.now()): Promise<string[]> {
+  if ((await sql`select 1 from pg_extension where extname = 'pg_trgm'`).length === 0) return [];
+  const today = Math.floor(now / DAY) * DAY;
+  const done: string[] = [];
+  for (const name of await listPartitions(sql, "logs")) {
+    const m = /^logs_p(\d{4})(\d{2})(\d{2})$/.exec(name);
+    if (!m || Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) + DAY > today) continue;
+    // an empty day needs no index yet (late lines for it get one at a later run)
+    if ((await sql.unsafe(`select 1 from ${name} limit 1`)).length === 0) continue;
+    const index = `${name}_message_trgm`;
+    const [have] = await sql<{ valid: boolean }[]>`select i.indisvalid as valid from pg_index i join pg_class c on c.oid = i.indexrelid where c.relname = ${index}`;
+    if (have?.valid) continue;
+    if (have) await sql.unsafe(`drop index concurrently if exists ${index}`);
+    await sql.unsafe(`create index concurrently ${index} on ${name} using gin (message gin_trgm_ops)`);
+    done.push(name);
+  }
+  return done;
+}
+
 /** Runs partition upkeep now and then every `everyMs`; returns a stop function. */
 export function startPartitionUpkeep(sql: Sql, tables: PartitionedTable[], everyMs = 3_600_000): { ready: Promise<void>; stop(): void } {
   const run = async () => {
@@ -103,7 +129,26 @@ export function startPartitionUpkeep(sql: Sql, tables: PartitionedTable[], every
     const keep = Math.max(...tables.filter((t) => !t.table.startsWith("metric_rollup_")).map((t) => t.retentionDays));
     await sql`delete from ingest_batches where committed_at < now() - make_interval(days => ${keep})`;
   };
+  // the log search's trigram builds may take minutes: in the background, never two at once,
+  // not part of `ready`, and first a few minutes after start (a concurrent build holds a lock
+  // on its partition that DDL on the parent, such as the ClickHouse shipper's index at start,
+  // would queue behind)
+  let building = false;
+  const index = () => {
+    if (building || !tables.some((t) => t.table === "logs")) return;
+    building = true;
+    void indexSealedLogPartitions(sql)
+      .catch((e) => console.error(`log search index build failed (retried at the next upkeep): ${e.message}`))
+      .finally(() => (building = false));
+  };
   const ready = run();
-  const timer = setInterval(() => void run().catch((e) => console.error(`partition upkeep failed: ${e.message}`)), everyMs);
-  return { ready, stop: () => clearInterval(timer) };
+  const first = setTimeout(index, Math.min(everyMs, 5 * 60_000));
+  const timer = setInterval(() => void run().then(index).catch((e) => console.error(`partition upkeep failed: ${e.message}`)), everyMs);
+  return {
+    ready,
+    stop: () => {
+      clearTimeout(first);
+      clearInterval(timer);
+    },
+  };
 }

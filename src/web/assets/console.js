@@ -62,6 +62,10 @@
     active.add(e.detail.xhr);
     update();
   });
+  // Pollers marked data-pause-hidden (the log search's live tail) skip their turn while the tab is hidden.
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    if (document.hidden && e.detail && e.detail.elt && e.detail.elt.hasAttribute && e.detail.elt.hasAttribute("data-pause-hidden")) e.preventDefault();
+  });
   document.addEventListener("htmx:afterRequest", function (e) {
     active.delete(e.detail.xhr);
     update();
