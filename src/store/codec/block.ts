@@ -32,9 +32,9 @@ export class CodecError extends Error {
 }
 
 export const BLOCK_VERSION = 1;
-/** Upper bounds the decoder accepts (a frame has at most a few hundred timestamps). */
-export const MAX_BLOCK_TIMESTAMPS = 65_536;
-export const MAX_BLOCK_SERIES = 65_536;
+/** Upper bounds of a block (a frame holds at most 1,000,000 samples, 100,000 series). */
+export const MAX_BLOCK_TIMESTAMPS = 1 << 21;
+export const MAX_BLOCK_SERIES = 1 << 17;
 export const MAX_BLOCK_SAMPLES = 1 << 22;
 
 const KIND_CONST = 0;
