@@ -2,7 +2,7 @@
  * The metric block codec (src/store/codec/block.ts) against today's float8[] rows, same run
  * (bun bench/codec.bench.ts [--quick] [--samples N]):
  *   1. encode and decode samples/s on one core, per workload;
- *   2. for each layout x workload: the CPU to build the COPY stream (encoding included), raw
+ *   2. for each layout x workload: the CPU (process.cpuUsage) to build the COPY stream (encoding included), raw
  *      binary COPY samples/s (two writers, 200,000 samples per transaction), bytes per sample on
  *      disk (pg_total_relation_size: table + index + TOAST).
  * Workloads (1,000 agents x 100 series, frames of 10 timestamps 10 s apart):
@@ -146,14 +146,15 @@ async function main() {
         await sql.unsafe("drop table if exists m");
         await sql.unsafe(L.ddl);
         const chunks: Uint8Array[] = [];
-        const tb = performance.now();
+        const cpu0 = process.cpuUsage();
         const w = new CopyWriter();
         for (let s = 0; s < fs.length; s += PER_TX / (SERIES * NTS)) {
           w.begin();
           for (let k = s; k < Math.min(fs.length, s + PER_TX / (SERIES * NTS)); k++) L.encode(w, fs[k]!.agent, k + 1, fs[k]!.t0, fs[k]!.values);
           chunks.push(w.end().slice());
         }
-        buildRuns.push((performance.now() - tb) / 1000 / (samples / 1e6));
+        const cpu1 = process.cpuUsage(cpu0);
+        buildRuns.push((cpu1.user + cpu1.system) / 1e6 / (samples / 1e6));
         const t = performance.now();
         let next = 0;
         await Promise.all([0, 1].map(async () => {

@@ -57,7 +57,10 @@ test("an agent moves from node A to node B mid-stream and loses nothing", async 
   for (let i = 10; i < 40; i++) {
     const batch = i + 1;
     if (acked.has(batch)) continue;
-    const f = i < 25 ? restampFrame(frames[i]!, ++a.seq, Date.now(), a.privateKey) : frames[i]!;
+    // every frame gets a new sequence number, as the agent stamps them when it sends: frames 25..39
+    // keep numbers below A's hello, which B refuses once A's agent-state flush has stored that
+    // hello as last_seq (a race on the 2 s flush timer that failed this test now and then)
+    const f = restampFrame(frames[i]!, ++a.seq, Date.now(), a.privateKey);
     const r = await sb.send(f);
     expect(r.rejects).toEqual([]);
     note(r);
