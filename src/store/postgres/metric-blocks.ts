@@ -147,3 +147,31 @@ export async function readBlockRows(sql: Sql | TransactionSql, agentId: number, 
 export async function countStoredSamples(sql: Sql | TransactionSql, agentId: number, batchId?: number): Promise<number> {
   return (await readBlockRows(sql, agentId, batchId)).reduce((n, r) => n + r.vals.length, 0);
 }
+
+/**
+ * Samples stored for the agents with ids below `belowAgentId` (both layouts), and how many of
+ * them repeat an (agent, t0, series) already stored: a bench's lost/duplicated check.
+ */
+export async function sampleCensus(sql: Sql, belowAgentId: number): Promise<{ stored: number; duplicated: number }> {
+  const seen = new Set<string>();
+  let stored = 0, duplicated = 0;
+  const note = (agent: string, t0: number, series: ArrayLike<number>, nts: number) => {
+    stored += series.length * nts;
+    for (let j = 0; j < series.length; j++) {
+      const k = `${agent}:${t0}:${series[j]}`;
+      if (seen.has(k)) duplicated += nts;
+      else seen.add(k);
+    }
+  };
+  for await (const rows of sql<{ agent_id: string; t0: number; block: Uint8Array | null; series: number[] | null; n: number | null }[]>`
+    select agent_id, (extract(epoch from t0) * 1000)::float8 as t0, block, series, cardinality(ts_off) as n
+    from metric_blocks where agent_id < ${belowAgentId}`.cursor(2000)) {
+    for (const r of rows) {
+      if (r.block) {
+        const d = decodeBlock(r.block);
+        note(r.agent_id, r.t0, d.sids, d.tsOff.length);
+      } else note(r.agent_id, r.t0, r.series!, r.n!);
+    }
+  }
+  return { stored, duplicated };
+}
