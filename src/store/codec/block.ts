@@ -10,7 +10,8 @@
  *   series ids: number of runs, then per run zz(start - end of the previous run) and its length
  *               (ids that count up by one, as the series dictionary hands them out, cost ~3 bytes)
  *   per series: a mode byte, then its payload:
- *     kind (bits 0-1) 0 CONST: the value's 8 bytes (little-endian bit pattern)
+ *     kind (bits 0-1) 0 CONST: the value's 8 bytes (little-endian bit pattern), or with bit 3
+ *                              set zz(k), value = k / 10^scale (whole and short decimal constants)
  *                     1 DELTA: integers k (value = k / 10^scale): zz(k0), zz of each delta
  *                     2 DOD:   the same with zz(k0), zz(k1 - k0), zz of each delta-of-delta
  *                     3 XOR:   first value's 8 bytes, then per value the XOR with the previous
@@ -42,6 +43,8 @@ const KIND_DELTA = 1;
 const KIND_DOD = 2;
 const KIND_XOR = 3;
 const NAN_MASK = 4;
+/** CONST only: the value is zz(k) with value = k / 10^scale, not its 8 bytes. */
+const CONST_VARINT = 8;
 const MAX_SCALE = 6;
 const POW10 = [1, 10, 100, 1000, 10_000, 100_000, 1_000_000];
 /** Integers (scaled values) are kept below 2^50 so deltas of deltas stay exact in a double. */
@@ -200,8 +203,21 @@ export function encodeBlock(
     if (same) {
       out.ensure(9);
       b = out.buf;
-      b[out.pos] = KIND_CONST;
-      out.pos = put8(b, out.pos + 1, lo0, hi0);
+      // a whole (or short decimal) constant as a varint: 0 or 1 in 2 bytes instead of 9
+      const v = values[v0]!;
+      let k: number | undefined;
+      let sc = 0;
+      if (Number.isFinite(v) && !(v === 0 && hi0 !== 0)) {
+        k = scaled(v, 0);
+        while (k === undefined && sc < MAX_SCALE) k = scaled(v, ++sc);
+      }
+      if (k !== undefined) {
+        b[out.pos] = KIND_CONST | CONST_VARINT | (sc << 4);
+        out.pos = putVarint(b, out.pos + 1, zz(k));
+      } else {
+        b[out.pos] = KIND_CONST;
+        out.pos = put8(b, out.pos + 1, lo0, hi0);
+      }
       continue;
     }
     // integers at some decimal scale, canonical NaNs as a bitmap
@@ -383,9 +399,14 @@ export function decodeBlock(bytes: Uint8Array, want?: { has(id: number): boolean
     const wanted = keep === n || want!.has(all[s]!);
     const mode = r.byte();
     const kind = mode & 3;
-    if ((mode & 8) !== 0) throw new CodecError("bad series mode");
+    if ((mode & CONST_VARINT) !== 0 && kind !== KIND_CONST) throw new CodecError("bad series mode");
     const base = kept * nts;
-    if (kind === KIND_CONST) {
+    if (kind === KIND_CONST && (mode & CONST_VARINT) !== 0) {
+      if ((mode & NAN_MASK) !== 0 || mode >>> 4 > MAX_SCALE) throw new CodecError("bad series mode");
+      const k = r.zz();
+      const v = mode >>> 4 === 0 ? k : k / POW10[mode >>> 4]!;
+      if (wanted) values.fill(v, base, base + nts);
+    } else if (kind === KIND_CONST) {
       if (mode !== KIND_CONST) throw new CodecError("bad series mode");
       if (r.p + 8 > bytes.length) throw new CodecError("block truncated");
       if (wanted) {

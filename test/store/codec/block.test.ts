@@ -116,9 +116,12 @@ test("shapes get their compact modes: constant, counter, decimal gauge, regular 
     encodeBlock(sink, tsOff, [1], 0, 1, Float64Array.from(vals), 0);
     return sink.pos;
   };
-  const header = size(Array(nts).fill(5)) - 9; // version, counts, timestamps, one id run
+  const header = size(Array(nts).fill(Math.PI)) - 9; // version, counts, timestamps, one id run
   expect(header).toBeLessThanOrEqual(3 + 1 + 3 + 8 + 3);
-  expect(size(Array(nts).fill(123.456)) - header).toBe(9); // constant: mode + 8 bytes
+  expect(size(Array(nts).fill(-Math.E)) - header).toBe(9); // constant: mode + 8 bytes
+  expect(size(Array(nts).fill(0)) - header).toBe(2); // whole constant: mode + varint
+  expect(size(Array(nts).fill(4096)) - header).toBe(3);
+  expect(size(Array(nts).fill(123.456)) - header).toBe(4); // short decimal constant
   expect(size(Array.from({ length: nts }, (_, i) => 1_000_000 + i * 3)) - header).toBeLessThanOrEqual(1 + 3 + 9); // counter
   expect(size(Array.from({ length: nts }, (_, i) => 20 + ((i * 7) % 5) / 10)) - header).toBeLessThanOrEqual(1 + 2 + 9); // 1-decimal gauge
   expect(size([NaN, 1, 2, NaN, 4, 5, 6, 7, 8, 9]) - header).toBeLessThanOrEqual(1 + 2 + 9); // counter with missing samples
