@@ -138,33 +138,36 @@ export async function gatherSignals(sql: Sql, host: ScopedHost, o: IncidentOptio
 async function thresholdBreaches(sql: Sql, agentId: number, th: Threshold, from: Date, to: Date, max: number): Promise<Signal[]> {
   // the metric itself and its labelled series (disk.used_pct{mount="/"}, one per file system)
   const series = await sql`select id, name from metric_series where agent_id = ${agentId} and (name = ${th.metric} or starts_with(name, ${th.metric + "{"})) order by name limit 50`;
-  const out: Signal[] = [];
-  for (const sr of series) out.push(...(await seriesBreaches(sql, agentId, th, Number(sr.id), String(sr.name), from, to, max)));
-  return out;
-}
-
-async function seriesBreaches(sql: Sql, agentId: number, th: Threshold, sid: number, name: string, from: Date, to: Date, max: number): Promise<Signal[]> {
-  // One signal per minute in breach, with the worst value of that minute (raw blocks are
-  // decoded in the server: store/postgres/metric-blocks.ts).
-  const minutes = new Map<number, { hi: number; lo: number }>();
-  await readRawSamples(sql, agentId, [sid], from.getTime(), to.getTime(), (_sid, t, v) => {
+  if (series.length === 0) return [];
+  // One signal per series and minute in breach, with the worst value of that minute; the raw
+  // blocks are read once for all the series and decoded in the server (store/postgres/metric-blocks.ts).
+  const minutes = new Map<number, Map<number, { hi: number; lo: number }>>(series.map((sr) => [Number(sr.id), new Map()]));
+  await readRawSamples(sql, agentId, [...minutes.keys()], from.getTime(), to.getTime(), (sid, t, v) => {
     if (!((th.above !== undefined && th.above !== null && v > th.above) || (th.below !== undefined && th.below !== null && v < th.below))) return;
+    const byMinute = minutes.get(sid)!;
     const minute = Math.floor(t / 60_000) * 60_000;
-    const m = minutes.get(minute);
-    if (!m) minutes.set(minute, { hi: v, lo: v });
+    const m = byMinute.get(minute);
+    if (!m) byMinute.set(minute, { hi: v, lo: v });
     else {
       if (v > m.hi) m.hi = v;
       if (v < m.lo) m.lo = v;
     }
   });
-  const rows = [...minutes].sort((x, y) => y[0] - x[0]).slice(0, max).map(([minute, m]) => ({ minute, hi: m.hi, lo: m.lo }));
-  return rows.map((r) => ({
-    ts: new Date(r.minute).getTime(),
-    kind: "metric" as const,
-    severity: th.severity ?? 4,
-    summary: `${name} ${th.above !== undefined ? `above ${th.above} (max ${r.hi})` : `below ${th.below} (min ${r.lo})`}`,
-    ref: { metric: name, max: r.hi, min: r.lo },
-  }));
+  const out: Signal[] = [];
+  for (const sr of series) {
+    const name = String(sr.name);
+    const rows = [...minutes.get(Number(sr.id))!].sort((x, y) => y[0] - x[0]).slice(0, max);
+    for (const [minute, r] of rows) {
+      out.push({
+        ts: minute,
+        kind: "metric" as const,
+        severity: th.severity ?? 4,
+        summary: `${name} ${th.above !== undefined ? `above ${th.above} (max ${r.hi})` : `below ${th.below} (min ${r.lo})`}`,
+        ref: { metric: name, max: r.hi, min: r.lo },
+      });
+    }
+  }
+  return out;
 }
 
 export async function hostIncidents(sql: Sql, host: ScopedHost, o: IncidentOptions): Promise<Incident[]> {
