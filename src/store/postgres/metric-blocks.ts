@@ -12,6 +12,7 @@
 import type { Sql, TransactionSql } from "postgres";
 import { ByteSink, decodeBlock, encodeBlock } from "../codec/block.ts";
 import type { CopyWriter } from "./copy-binary.ts";
+import { decodeFloat8ArraySend } from "../clickhouse/writer.ts";
 
 /** Encoded block bytes a row aims to stay under (the row adds ~60 bytes of header and columns). */
 export const BLOCK_TARGET_BYTES = 1900;
@@ -69,20 +70,33 @@ export async function readRawSamples(
 ): Promise<void> {
   const from = new Date(fromMs), to = new Date(toMs), earliest = new Date(fromMs - SPAN_MS);
   const want = sids ? new Set(sids) : undefined;
-  const blocks = await sql<{ t0: number; block: Uint8Array }[]>`
-    select (extract(epoch from t0) * 1000)::float8 as t0, block from metric_blocks
-    where agent_id = ${agentId} and t0 >= ${earliest} and t0 < ${to} and t1 >= ${from} and block is not null`;
-  for (const r of blocks) visitBlock(r.t0, r.block, want, fromMs, toMs, visit);
-  // rows written before migration 495 (float8[] values), unnested in PostgreSQL as before
-  const legacy = await sql<{ sid: number; t: number; v: number }[]>`
-    select b.series[k.i] as sid, (extract(epoch from b.t0) * 1000)::float8 + o.off as t, o.v
-    from metric_blocks b
-    cross join lateral generate_subscripts(b.series, 1) k(i)
-    cross join lateral unnest(b.ts_off, b.vals[(k.i - 1) * cardinality(b.ts_off) + 1 : k.i * cardinality(b.ts_off)]) as o(off, v)
-    where b.agent_id = ${agentId} and b.t0 >= ${earliest} and b.t0 < ${to} and b.t1 >= ${from} and b.block is null
-      ${sids ? sql`and b.series && ${sids}::int4[] and b.series[k.i] = any(${sids}::int4[])` : sql``}
-      and o.v <> 'NaN'::float8`;
-  for (const r of legacy) if (r.t >= fromMs && r.t < toMs) visit(r.sid, r.t, r.v);
+  // one statement for both layouts (a read is often a few small intervals: round trips count);
+  // rows stored before migration 495 come as float8[] in binary and are sliced here
+  const rows = await sql<{ t0: number; block: Uint8Array | null; ts_off: number[] | null; series: number[] | null; vals: Uint8Array | null }[]>`
+    select (extract(epoch from t0) * 1000)::float8 as t0, block,
+           case when block is null then ts_off end as ts_off, case when block is null then series end as series,
+           case when block is null then array_send(vals) end as vals
+    from metric_blocks
+    where agent_id = ${agentId} and t0 >= ${earliest} and t0 < ${to} and t1 >= ${from}
+      ${sids ? sql`and (block is not null or series && ${sids}::int4[])` : sql``}`;
+  for (const r of rows) {
+    if (r.block) visitBlock(r.t0, r.block, want, fromMs, toMs, visit);
+    else visitLegacy(r.t0, r.ts_off!, r.series!, decodeFloat8ArraySend(r.vals!), want, fromMs, toMs, visit);
+  }
+}
+
+function visitLegacy(t0: number, tsOff: number[], series: number[], vals: Float64Array, want: Set<number> | undefined, fromMs: number, toMs: number, visit: SampleVisitor): void {
+  const nts = tsOff.length;
+  if (vals.length !== nts * series.length) throw new Error(`a metric_blocks row has ${vals.length} values for ${series.length} series x ${nts} timestamps`);
+  for (let j = 0; j < series.length; j++) {
+    const sid = series[j]!;
+    if (want && !want.has(sid)) continue;
+    for (let i = 0; i < nts; i++) {
+      const t = t0 + tsOff[i]!;
+      const v = vals[j * nts + i]!;
+      if (t >= fromMs && t < toMs && v === v) visit(sid, t, v);
+    }
+  }
 }
 
 /** Visits the samples of one block row in [fromMs, toMs) of the wanted series. */
