@@ -16,7 +16,7 @@
 import type { Sql } from "postgres";
 import { randomBytes } from "node:crypto";
 import { CopyWriter } from "../src/store/postgres/copy-binary.ts";
-import { encodeMetricBlocks } from "../src/store/postgres/writer.ts";
+import { encodeMetricBlocks, METRIC_BLOCKS_COPY } from "../src/store/postgres/writer.ts";
 import { createClickhouse } from "../src/store/clickhouse/client.ts";
 import { createClickhouseQueries } from "../src/store/clickhouse/queries.ts";
 import { ensureSchema, schemaStatements } from "../src/store/clickhouse/schema.ts";
@@ -62,7 +62,7 @@ async function writeHistory(sql: Sql, days: number, log: (s: string) => void) {
     }
     await sql.begin(async (tx) => {
       await tx`insert into ingest_batches (agent_id, batch_id, kind) select ${agentId}, unnest(${ids}::int8[]), 1`;
-      const stream = await tx.unsafe("copy metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals) from stdin (format binary)").writable();
+      const stream = await tx.unsafe(`copy ${METRIC_BLOCKS_COPY} from stdin (format binary)`).writable();
       await new Promise<void>((ok, fail) => {
         stream.once("finish", ok);
         stream.once("error", fail);

@@ -9,6 +9,7 @@
 import type { Sql } from "postgres";
 import { AUTH_FAILURE_PATTERN } from "./score.ts";
 import type { ScopedHost } from "../store/postgres/queries-console.ts";
+import { readRawSamples } from "../store/postgres/metric-blocks.ts";
 import type { MetricThreshold } from "../config.ts";
 
 export type SignalKind = "fim" | "cis" | "auth" | "crash" | "disconnect" | "metric" | "alert";
@@ -137,31 +138,36 @@ export async function gatherSignals(sql: Sql, host: ScopedHost, o: IncidentOptio
 async function thresholdBreaches(sql: Sql, agentId: number, th: Threshold, from: Date, to: Date, max: number): Promise<Signal[]> {
   // the metric itself and its labelled series (disk.used_pct{mount="/"}, one per file system)
   const series = await sql`select id, name from metric_series where agent_id = ${agentId} and (name = ${th.metric} or starts_with(name, ${th.metric + "{"})) order by name limit 50`;
+  if (series.length === 0) return [];
+  // One signal per series and minute in breach, with the worst value of that minute; the raw
+  // blocks are read once for all the series and decoded in the server (store/postgres/metric-blocks.ts).
+  const minutes = new Map<number, Map<number, { hi: number; lo: number }>>(series.map((sr) => [Number(sr.id), new Map()]));
+  await readRawSamples(sql, agentId, [...minutes.keys()], from.getTime(), to.getTime(), (sid, t, v) => {
+    if (!((th.above !== undefined && th.above !== null && v > th.above) || (th.below !== undefined && th.below !== null && v < th.below))) return;
+    const byMinute = minutes.get(sid)!;
+    const minute = Math.floor(t / 60_000) * 60_000;
+    const m = byMinute.get(minute);
+    if (!m) byMinute.set(minute, { hi: v, lo: v });
+    else {
+      if (v > m.hi) m.hi = v;
+      if (v < m.lo) m.lo = v;
+    }
+  });
   const out: Signal[] = [];
-  for (const sr of series) out.push(...(await seriesBreaches(sql, agentId, th, Number(sr.id), String(sr.name), from, to, max)));
+  for (const sr of series) {
+    const name = String(sr.name);
+    const rows = [...minutes.get(Number(sr.id))!].sort((x, y) => y[0] - x[0]).slice(0, max);
+    for (const [minute, r] of rows) {
+      out.push({
+        ts: minute,
+        kind: "metric" as const,
+        severity: th.severity ?? 4,
+        summary: `${name} ${th.above !== undefined ? `above ${th.above} (max ${r.hi})` : `below ${th.below} (min ${r.lo})`}`,
+        ref: { metric: name, max: r.hi, min: r.lo },
+      });
+    }
+  }
   return out;
-}
-
-async function seriesBreaches(sql: Sql, agentId: number, th: Threshold, sid: number, name: string, from: Date, to: Date, max: number): Promise<Signal[]> {
-  // One signal per minute in breach, with the worst value of that minute.
-  const rows = await sql`
-    select date_trunc('minute', s.t) as minute, max(s.v) as hi, min(s.v) as lo
-    from metric_blocks b
-    cross join lateral (select array_position(b.series, ${sid}::int4) as k) p
-    cross join lateral (
-      select b.t0 + make_interval(secs => o.off / 1000.0) as t, o.v
-      from unnest(b.ts_off, b.vals[(p.k - 1) * cardinality(b.ts_off) + 1 : p.k * cardinality(b.ts_off)]) as o(off, v)) s
-    where b.agent_id = ${agentId} and b.t0 >= ${new Date(from.getTime() - 3_600_000)} and b.t0 < ${to} and p.k is not null
-      and s.t >= ${from} and s.t < ${to} and s.v <> 'NaN'::float8
-      and ((${th.above ?? null}::float8 is not null and s.v > ${th.above ?? null}) or (${th.below ?? null}::float8 is not null and s.v < ${th.below ?? null}))
-    group by 1 order by 1 desc limit ${max}`;
-  return rows.map((r) => ({
-    ts: new Date(r.minute).getTime(),
-    kind: "metric" as const,
-    severity: th.severity ?? 4,
-    summary: `${name} ${th.above !== undefined ? `above ${th.above} (max ${r.hi})` : `below ${th.below} (min ${r.lo})`}`,
-    ref: { metric: name, max: r.hi, min: r.lo },
-  }));
 }
 
 export async function hostIncidents(sql: Sql, host: ScopedHost, o: IncidentOptions): Promise<Incident[]> {

@@ -29,6 +29,7 @@ import { FrameKind } from "../../ingest/frame/frame.ts";
 import { Counter, Gauge, Histogram } from "../../metrics/registry.ts";
 import type { Clickhouse } from "./client.ts";
 import { decodeFloat8ArraySend, writeLogLines, writeMetricSamples, type LogRow, type MetricBlockRow } from "./writer.ts";
+import { decodeBlock } from "../codec/block.ts";
 
 const SHIP_LOCK = 0x5e7e300;
 
@@ -80,18 +81,31 @@ export async function ensureShipIndexes(sql: Sql): Promise<void> {
   });
 }
 
-/** The metric_blocks rows of the given batches, values in binary (decodeFloat8ArraySend). */
+/**
+ * The metric_blocks rows of the given batches: compressed blocks as stored (migration 495), rows
+ * stored before with their values in binary (decodeFloat8ArraySend).
+ */
 function metricBlocksQuery(sql: Sql | TransactionSql, agents: Array<string | number>, batches: Array<string | number>) {
-  return sql<Array<Omit<MetricBlockRow, "vals"> & { vals: Uint8Array }>>`
-    select mb.agent_id, mb.batch_id, floor(extract(epoch from mb.t0) * 1000)::int8 as t0, mb.ts_off, mb.series, array_send(mb.vals) as vals
+  return sql<Array<Omit<MetricBlockRow, "vals"> & { vals: Uint8Array | null; block: Uint8Array | null }>>`
+    select mb.agent_id, mb.batch_id, floor(extract(epoch from mb.t0) * 1000)::int8 as t0, mb.ts_off, mb.series,
+           case when mb.block is null then array_send(mb.vals) end as vals, mb.block
     from metric_blocks mb
     join unnest(${agents as string[]}::int8[], ${batches as string[]}::int8[]) as b(agent_id, batch_id)
       on mb.agent_id = b.agent_id and mb.batch_id = b.batch_id`;
 }
 
+/** A row of metricBlocksQuery as the ClickHouse writer takes it (blocks decoded here). */
+function blockRow(r: Omit<MetricBlockRow, "vals"> & { vals: Uint8Array | null; block: Uint8Array | null }): MetricBlockRow {
+  if (r.block) {
+    const d = decodeBlock(r.block);
+    return { agent_id: r.agent_id, batch_id: r.batch_id, t0: r.t0, ts_off: Array.from(d.tsOff), series: Array.from(d.sids), vals: d.values };
+  }
+  return { agent_id: r.agent_id, batch_id: r.batch_id, t0: r.t0, ts_off: r.ts_off, series: r.series, vals: decodeFloat8ArraySend(r.vals!) };
+}
+
 export async function readMetricBlocks(sql: Sql | TransactionSql, agents: Array<string | number>, batches: Array<string | number>): Promise<MetricBlockRow[]> {
   const rows = await metricBlocksQuery(sql, agents, batches);
-  return rows.map((r) => ({ ...r, vals: decodeFloat8ArraySend(r.vals) }));
+  return rows.map(blockRow);
 }
 
 export function createShipperMetrics(writeErrors?: Counter) {
@@ -158,7 +172,7 @@ export class Shipper {
       let t1 = performance.now();
       if (m.agents.length) {
         for await (const rows of metricBlocksQuery(tx, m.agents, m.ids).cursor(slice)) {
-          const blocks = rows.map((r) => ({ ...r, vals: decodeFloat8ArraySend(r.vals) }));
+          const blocks = rows.map(blockRow);
           const t2 = performance.now();
           readMs += t2 - t1;
           samples += await writeMetricSamples(ch, blocks);

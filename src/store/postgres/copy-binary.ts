@@ -62,6 +62,20 @@ export class CopyWriter {
     this.pos += 6;
   }
 
+  int4(v: number): void {
+    this.ensure(8);
+    this.dv.setInt32(this.pos, 4);
+    this.dv.setInt32(this.pos + 4, v);
+    this.pos += 8;
+  }
+
+  float8(v: number): void {
+    this.ensure(12);
+    this.dv.setInt32(this.pos, 8);
+    this.dv.setFloat64(this.pos + 4, v);
+    this.pos += 12;
+  }
+
   int8(v: number): void {
     this.ensure(12);
     this.dv.setInt32(this.pos, 8);

@@ -3,7 +3,7 @@
  * Latencies are measured by bench/queries.bench.ts.
  */
 import type { Sql } from "postgres";
-import { MAX_METRICS_SPAN_MS } from "../../ingest/frame/decode.ts";
+import { BucketAgg, readRawSamples } from "./metric-blocks.ts";
 import { chooseTier, seriesRangeTiered, tierGrid } from "./rollup-read.ts";
 
 /** Bucket width: whole seconds, at least one, at most `maxPoints` buckets. */
@@ -37,7 +37,7 @@ export interface SeriesPoints {
  * One host's metrics over [from, to), downsampled to at most `maxPoints` buckets per series
  * (avg, min and max per bucket; missing samples are skipped).
  *
- * Short ranges read raw blocks in buckets of rangeBucketMs starting at `from`. Long ones
+ * Short ranges read raw blocks (decoded in the server) in buckets of rangeBucketMs starting at `from`. Long ones
  * (chooseTier: 6 hours and more) read the rollup tiers, in buckets aligned to the tier's width
  * (rollup-read.ts), so the first bucket may start up to a minute (an hour) before `from`.
  */
@@ -52,28 +52,19 @@ export async function seriesRange(sql: Sql, agentId: number, names: string[], fr
     return names.map((name) => byName.get(name) ?? { name, t: [], avg: [], min: [], max: [] });
   }
   const sids = ids.map((r) => r.id);
-  const earliest = new Date(from.getTime() - MAX_METRICS_SPAN_MS);
-  const rows = await sql<{ sid: number; bucket: Date; avg: number; min: number; max: number }[]>`
-    select w.sid, date_bin(make_interval(secs => ${bucketMs / 1000}), s.t, ${from}) as bucket,
-           avg(s.v) as avg, min(s.v) as min, max(s.v) as max
-    from metric_blocks b
-    cross join lateral unnest(${sids}::int4[]) as w(sid)
-    cross join lateral (select array_position(b.series, w.sid) as k) p
-    cross join lateral (
-      select b.t0 + make_interval(secs => o.off / 1000.0) as t, o.v
-      from unnest(b.ts_off, b.vals[(p.k - 1) * cardinality(b.ts_off) + 1 : p.k * cardinality(b.ts_off)]) as o(off, v)
-    ) s
-    where b.agent_id = ${agentId} and b.t0 >= ${earliest} and b.t0 < ${to} and b.t1 >= ${from}
-      and b.series && ${sids}::int4[] and p.k is not null
-      and s.t >= ${from} and s.t < ${to} and s.v <> 'NaN'::float8
-    group by 1, 2 order by 1, 2`;
+  // raw blocks are decoded and bucketed here (metric-blocks.ts): PostgreSQL cannot read them
+  const agg = new BucketAgg(from.getTime(), bucketMs);
+  await readRawSamples(sql, agentId, sids, from.getTime(), to.getTime(), agg.add);
   const byId = new Map(ids.map((r) => [r.id, { name: r.name, t: [] as number[], avg: [] as number[], min: [] as number[], max: [] as number[] }]));
-  for (const r of rows) {
-    const p = byId.get(r.sid)!;
-    p.t.push(r.bucket.getTime());
-    p.avg.push(r.avg);
-    p.min.push(r.min);
-    p.max.push(r.max);
+  for (const [sid, m] of agg.by) {
+    const p = byId.get(sid)!;
+    for (const t of [...m.keys()].sort((x, y) => x - y)) {
+      const a = m.get(t)!;
+      p.t.push(t);
+      p.avg.push(a.sum / a.count);
+      p.min.push(a.min);
+      p.max.push(a.max);
+    }
   }
   const byName = new Map([...byId.values()].map((p) => [p.name, p]));
   return names.map((name) => byName.get(name) ?? { name, t: [], avg: [], min: [], max: [] });

@@ -12,7 +12,7 @@
  * agree even while the job commits.
  */
 import type { Sql } from "postgres";
-import { MAX_METRICS_SPAN_MS } from "../../ingest/frame/decode.ts";
+import { BucketAgg, readRawSamples } from "./metric-blocks.ts";
 
 /** queries.ts SeriesPoints (declared here too, so the two modules do not import each other). */
 export interface TieredPoints {
@@ -147,22 +147,10 @@ export async function seriesRangeTiered(
       }
     }
     for (const [a, b] of plan.raw) {
-      const from = new Date(a);
-      const to = new Date(b);
-      out.push(...await tx<Agg[]>`
-        select w.sid, date_bin(make_interval(secs => ${secs}), s.t, ${origin}) as bucket,
-               min(s.v) as min, max(s.v) as max, sum(s.v) as sum, count(*)::float8 as count
-        from metric_blocks b
-        cross join lateral unnest(${sids}::int4[]) as w(sid)
-        cross join lateral (select array_position(b.series, w.sid) as k) p
-        cross join lateral (
-          select b.t0 + make_interval(secs => o.off / 1000.0) as t, o.v
-          from unnest(b.ts_off, b.vals[(p.k - 1) * cardinality(b.ts_off) + 1 : p.k * cardinality(b.ts_off)]) as o(off, v)
-        ) s
-        where b.agent_id = ${agentId} and b.t0 >= ${new Date(a - MAX_METRICS_SPAN_MS)} and b.t0 < ${to} and b.t1 >= ${from}
-          and b.series && ${sids}::int4[] and p.k is not null
-          and s.t >= ${from} and s.t < ${to} and s.v <> 'NaN'::float8
-        group by 1, 2`);
+      // raw blocks are decoded and bucketed here (metric-blocks.ts)
+      const agg = new BucketAgg(grid.originMs, grid.bucketMs);
+      await readRawSamples(tx, agentId, sids, a, b, agg.add);
+      for (const [sid, m] of agg.by) for (const [t, x] of m) out.push({ sid, bucket: new Date(t), ...x });
     }
     return out;
   });

@@ -18,6 +18,9 @@
  * only decides how much is read raw.
  */
 import type { Sql, TransactionSql } from "postgres";
+import { CopyWriter } from "./copy-binary.ts";
+import { BucketAgg, visitBlock } from "./metric-blocks.ts";
+import { copyInto } from "./writer.ts";
 
 export const ROLLUP_LOCK = 0x5e7e490;
 const HOUR = 3_600_000;
@@ -78,19 +81,9 @@ export async function rollupStep(o: RollupOptions): Promise<RollupStep> {
     await tx`
       delete from metric_rollup_1h r using unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
       where r.agent_id = p.a and r.bucket = p.h and r.agent_id = any(${agents}::int8[]) and r.bucket >= ${lo} and r.bucket < ${hi}`;
-    const minute = await tx`
-      insert into metric_rollup_1m (agent_id, series_id, bucket, min, max, sum, count)
-      select p.a, b.series[k.i], date_bin('1 minute', s.t, timestamptz 'epoch'), min(s.v), max(s.v), sum(s.v), count(*)
-      from unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
-      join metric_blocks b on b.agent_id = p.a and b.t0 >= p.h - interval '1 hour' and b.t0 < p.h + interval '1 hour' and b.t1 >= p.h
-      cross join lateral generate_subscripts(b.series, 1) k(i)
-      cross join lateral (
-        select b.t0 + make_interval(secs => o.off / 1000.0) as t, o.v
-        from unnest(b.ts_off, b.vals[(k.i - 1) * cardinality(b.ts_off) + 1 : k.i * cardinality(b.ts_off)]) as o(off, v)
-      ) s
-      where b.agent_id = any(${agents}::int8[]) and b.t0 >= ${new Date(lo.getTime() - HOUR)} and b.t0 < ${hi}
-        and s.t >= p.h and s.t < p.h + interval '1 hour' and s.v <> 'NaN'::float8
-      group by 1, 2, 3`;
+    // 1-minute rows from raw: blocks are decoded here (metric-blocks.ts), in this transaction,
+    // so the read is a statement after the marks' delete like the SQL it replaced
+    const minuteRows = await recomputeMinutes(tx, agents, hours, lo, hi);
     await tx`
       insert into metric_rollup_1h (agent_id, series_id, bucket, min, max, sum, count)
       select r.agent_id, r.series_id, p.h, min(r.min), max(r.max), sum(r.sum), sum(r.count)
@@ -99,8 +92,61 @@ export async function rollupStep(o: RollupOptions): Promise<RollupStep> {
       where r.agent_id = any(${agents}::int8[]) and r.bucket >= ${lo} and r.bucket < ${hi}
       group by 1, 2, 3`;
     await o.beforeCommit?.(tx);
-    return { leader: true, pairs: picked.length, minuteRows: minute.count, expired };
+    return { leader: true, pairs: picked.length, minuteRows, expired };
   });
+}
+
+/**
+ * Computes and inserts the 1-minute rows of the (agent, hour) pairs from their raw samples, both
+ * layouts (compressed blocks decoded here, pre-495 float8[] rows unnested by PostgreSQL); returns
+ * the rows written.
+ */
+async function recomputeMinutes(tx: TransactionSql, agents: string[], hours: string[], lo: Date, hi: Date): Promise<number> {
+  const byAgent = new Map<string, BucketAgg>();
+  const aggOf = (a: string) => {
+    let g = byAgent.get(a);
+    if (!g) byAgent.set(a, (g = new BucketAgg(0, 60_000)));
+    return g;
+  };
+  // a block spanning two picked hours of an agent comes once per hour, each time cut to that hour
+  const blocks = await tx<{ a: string; h: number; t0: number; block: Uint8Array }[]>`
+    select p.a::text as a, (extract(epoch from p.h) * 1000)::float8 as h, (extract(epoch from b.t0) * 1000)::float8 as t0, b.block
+    from unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
+    join metric_blocks b on b.agent_id = p.a and b.t0 >= p.h - interval '1 hour' and b.t0 < p.h + interval '1 hour' and b.t1 >= p.h
+    where b.agent_id = any(${agents}::int8[]) and b.t0 >= ${new Date(lo.getTime() - HOUR)} and b.t0 < ${hi} and b.block is not null`;
+  for (const r of blocks) visitBlock(r.t0, r.block, undefined, r.h, r.h + HOUR, aggOf(r.a).add);
+  const legacy = await tx<{ a: string; sid: number; t: number; v: number }[]>`
+    select p.a::text as a, b.series[k.i] as sid, s.t, s.v
+    from unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
+    join metric_blocks b on b.agent_id = p.a and b.t0 >= p.h - interval '1 hour' and b.t0 < p.h + interval '1 hour' and b.t1 >= p.h
+    cross join lateral generate_subscripts(b.series, 1) k(i)
+    cross join lateral (
+      select (extract(epoch from b.t0) * 1000)::float8 + o.off as t, o.v
+      from unnest(b.ts_off, b.vals[(k.i - 1) * cardinality(b.ts_off) + 1 : k.i * cardinality(b.ts_off)]) as o(off, v)
+    ) s
+    where b.agent_id = any(${agents}::int8[]) and b.t0 >= ${new Date(lo.getTime() - HOUR)} and b.t0 < ${hi} and b.block is null
+      and s.t >= extract(epoch from p.h) * 1000 and s.t < extract(epoch from p.h) * 1000 + ${HOUR} and s.v <> 'NaN'::float8`;
+  for (const r of legacy) aggOf(r.a).add(r.sid, r.t, r.v);
+  const w = new CopyWriter(1 << 16).begin();
+  let rows = 0;
+  for (const [a, g] of byAgent) {
+    const agent = Number(a);
+    for (const [sid, m] of g.by) {
+      for (const [bucket, x] of m) {
+        w.row(7);
+        w.int8(agent);
+        w.int4(sid);
+        w.timestamptz(bucket);
+        w.float8(x.min);
+        w.float8(x.max);
+        w.float8(x.sum);
+        w.int4(x.count);
+        rows++;
+      }
+    }
+  }
+  if (rows) await copyInto(tx, "metric_rollup_1m (agent_id, series_id, bucket, min, max, sum, count)", w.end());
+  return rows;
 }
 
 /**

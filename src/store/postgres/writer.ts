@@ -10,14 +10,19 @@ import type { Writable } from "node:stream";
 import type { Batch, FrameStatus, PendingFrame } from "../../batch/batch.ts";
 import { FrameKind, type LogsBody, type MetricsBody, type SecurityEvent } from "../../ingest/frame/frame.ts";
 import { CopyWriter } from "./copy-binary.ts";
+import { encodeMetricBlocksCompressed, METRIC_BLOCKS_COPY_COLUMNS } from "./metric-blocks.ts";
 import { displayText, jsonForPg, rawText, textFits } from "./pg-text.ts";
 import { SeriesCache } from "./series.ts";
 
-/** Series per metric_blocks row: 10 series x 10 timestamps = 100 samples (docs/architecture.md). */
+/**
+ * Series per metric_blocks row before migration 495 (10 series x 10 timestamps = 100 samples);
+ * rows now hold a compressed block of up to a whole frame (metric-blocks.ts), and this stays
+ * the batcher's weight of a frame (an upper bound of its rows).
+ */
 export const SERIES_PER_ROW = 10;
 
 /** The COPY targets of the writer, column lists included (benches copy the same rows). */
-export const METRIC_BLOCKS_COPY = "metric_blocks (agent_id, batch_id, t0, t1, ts_off, series, vals)";
+export const METRIC_BLOCKS_COPY = METRIC_BLOCKS_COPY_COLUMNS;
 export const LOGS_COPY = "logs (agent_id, batch_id, ts, severity, source, message, message_raw)";
 export const SECURITY_EVENTS_COPY = "security_events (agent_id, batch_id, ts, type, severity, path, data, data_raw)";
 
@@ -86,6 +91,7 @@ export function metricRows(b: MetricsBody): number {
   return Math.ceil(b.names.length / SERIES_PER_ROW);
 }
 
+/** The metric_blocks rows of one frame (compressed blocks, metric-blocks.ts). */
 export function encodeMetricBlocks(w: CopyWriter, agentId: number, batchId: number, b: MetricsBody, sids: Int32Array): void {
   const nts = b.ts.length;
   if (nts === 0 || b.names.length === 0) return;
@@ -98,17 +104,7 @@ export function encodeMetricBlocks(w: CopyWriter, agentId: number, batchId: numb
   }
   const off = new Int32Array(nts);
   for (let i = 0; i < nts; i++) off[i] = b.ts[i]! - t0;
-  for (let g = 0; g < b.names.length; g += SERIES_PER_ROW) {
-    const n = Math.min(SERIES_PER_ROW, b.names.length - g);
-    w.row(7);
-    w.int8(agentId);
-    w.int8(batchId);
-    w.timestamptz(t0);
-    w.timestamptz(t1);
-    w.int4Array(off);
-    w.int4Array(sids, g, n);
-    w.float8Array(b.values, g * nts, n * nts);
-  }
+  encodeMetricBlocksCompressed(w, agentId, batchId, t0, t1, off, sids, b.values);
 }
 
 export function encodeLogs(w: CopyWriter, agentId: number, batchId: number, b: LogsBody): void {

@@ -237,10 +237,12 @@ describe("transports", () => {
     await until(() => spool.stats().frames === 0);
     await sh.stop();
     expect(await committed(ids)).toBe(2);
-    // one block per committed metrics batch of this agent: the resent batch was not stored twice
-    const [r] = await s.db.sql`select (select count(*)::int from metric_blocks where agent_id = ${identity.agentId}) as blocks,
-      (select count(*)::int from ingest_batches where agent_id = ${identity.agentId} and kind = 1) as batches`;
+    // the blocks of every committed metrics batch of this agent, none twice: the resent batch was not stored again
+    const [r] = await s.db.sql`select (select count(distinct batch_id)::int from metric_blocks where agent_id = ${identity.agentId}) as blocks,
+      (select count(*)::int from ingest_batches where agent_id = ${identity.agentId} and kind = 1) as batches,
+      (select count(*)::int from (select batch_id, block from metric_blocks where agent_id = ${identity.agentId} group by 1, 2 having count(*) > 1) d) as twice`;
     expect(r!.blocks).toBe(r!.batches);
+    expect(r!.twice).toBe(0);
   });
 });
 

@@ -21,6 +21,7 @@ import { FrameError, FrameKind, type FrameBody, type FrameHeader, type LogsBody,
 import { Batcher } from "../../../src/batch/batcher.ts";
 import type { FrameStatus } from "../../../src/batch/batch.ts";
 import { createPgWriter, isDataRefusal } from "../../../src/store/postgres/writer.ts";
+import { readBlockRows } from "../../../src/store/postgres/metric-blocks.ts";
 
 const FRAMES = 400;
 const seed = fuzzSeed();
@@ -241,7 +242,7 @@ test(`poison frames are refused at decode or stored exactly; their neighbours al
       expect(got).toEqual((f.data.body.events as SecurityEvent[]).map(show).sort());
     } else if (f.data.kind === FrameKind.Metrics) {
       const b = f.data.body as MetricsBody;
-      const rows = await db.sql<{ series: number[]; vals: number[] }[]>`select series, vals from metric_blocks where agent_id = ${where.a} and batch_id = ${where.b}`;
+      const rows = await readBlockRows(db.sql, where.a, where.b);
       const got = new Map<string, number[]>();
       const nts = b.ts.length;
       for (const r of rows) r.series.forEach((id, s) => got.set(seriesNames.get(id)!, r.vals.slice(s * nts, (s + 1) * nts).map(Number)));

@@ -13,6 +13,7 @@ import { ensurePartitions, listPartitions, timeSeriesTables } from "../../../src
 import { createPgClient } from "../../../src/store/postgres/client.ts";
 import { testDatabase, type TestDb } from "../../support/db.ts";
 import { join } from "node:path";
+import { readBlockRows } from "../../../src/store/postgres/metric-blocks.ts";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -46,9 +47,7 @@ async function writeFrames(frames: Array<{ ts: number[]; values: (s: number, t: 
 }
 
 async function rawCount(): Promise<number> {
-  const [r] = await db.sql`
-    select count(*)::int as n from metric_blocks b, unnest(b.vals) v where b.agent_id = ${agent} and v <> 'NaN'::float8`;
-  return r!.n;
+  return (await readBlockRows(db.sql, agent)).reduce((n, r) => n + r.vals.filter((v) => !Number.isNaN(v)).length, 0);
 }
 
 async function tierCounts(): Promise<{ m: number; h: number; mRows: number }> {

@@ -1,0 +1,494 @@
+/**
+ * The compressed encoding of one metric block: the timestamps of a frame (offsets in ms from the
+ * block's t0), a list of series ids, and each series' values over those timestamps (series-major).
+ * Written by the server's writer into a `bytea`, read back by the server (docs/architecture.md,
+ * "Metric storage layout").
+ *
+ * Layout, all integers as LEB128 varints (zig-zag where signed):
+ *   u8 version (1) | nts | nseries
+ *   timestamps: zz(off[0]), then zz of each delta-of-delta (the first delta counts from 0)
+ *   series ids: number of runs, then per run zz(start - end of the previous run) and its length
+ *               (ids that count up by one, as the series dictionary hands them out, cost ~3 bytes)
+ *   per series: a mode byte, then its payload:
+ *     kind (bits 0-1) 0 CONST: the value's 8 bytes (little-endian bit pattern), or with bit 3
+ *                              set zz(k), value = k / 10^scale (whole and short decimal constants)
+ *                     1 DELTA: integers k (value = k / 10^scale): zz(k0), zz of each delta
+ *                     2 DOD:   the same with zz(k0), zz(k1 - k0), zz of each delta-of-delta
+ *                     3 XOR:   first value's 8 bytes, then per value the XOR with the previous
+ *                              one: a byte (leading zero bytes << 4 | trailing zero bytes) and the
+ *                              bytes between them
+ *     bit 2: a bitmap of ceil(nts/8) bytes follows the mode byte, marking samples that are the
+ *            canonical NaN (a missing sample); DELTA/DOD then cover only the other samples
+ *     bits 4-7: scale (0-6) for DELTA/DOD
+ * The encoder tries CONST, then integers at the smallest decimal scale that reproduces every value
+ * bit for bit (by doing the decoder's division), and falls back to XOR; bit patterns (NaN
+ * payloads, -0, subnormals, infinities) always round-trip exactly.
+ *
+ * Decoding malformed bytes throws CodecError and nothing else; every count is bounded before
+ * anything is allocated, and every loop is bounded by the input's length.
+ */
+
+export class CodecError extends Error {
+  override name = "CodecError";
+}
+
+export const BLOCK_VERSION = 1;
+/** Upper bounds of a block (a frame holds at most 1,000,000 samples, 100,000 series). */
+export const MAX_BLOCK_TIMESTAMPS = 1 << 21;
+export const MAX_BLOCK_SERIES = 1 << 17;
+export const MAX_BLOCK_SAMPLES = 1 << 22;
+
+const KIND_CONST = 0;
+const KIND_DELTA = 1;
+const KIND_DOD = 2;
+const KIND_XOR = 3;
+const NAN_MASK = 4;
+/** CONST only: the value is zz(k) with value = k / 10^scale, not its 8 bytes. */
+const CONST_VARINT = 8;
+const MAX_SCALE = 6;
+const POW10 = [1, 10, 100, 1000, 10_000, 100_000, 1_000_000];
+/** Integers (scaled values) are kept below 2^50 so deltas of deltas stay exact in a double. */
+const INT_LIMIT = 2 ** 50;
+const NAN_HI = 0x7ff80000;
+
+if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) throw new Error("the block codec assumes a little-endian host");
+
+/** A growable output buffer (reused: `reset()` between blocks). */
+export class ByteSink {
+  buf: Uint8Array;
+  pos = 0;
+  constructor(initial = 4096) {
+    this.buf = new Uint8Array(initial);
+  }
+  reset(): this {
+    this.pos = 0;
+    return this;
+  }
+  ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+  }
+  /** The bytes written since reset (a view, valid until the next write). */
+  bytes(): Uint8Array {
+    return this.buf.subarray(0, this.pos);
+  }
+}
+
+function zz(v: number): number {
+  return v >= 0 ? v * 2 : -v * 2 - 1;
+}
+
+function varintLen(u: number): number {
+  if (u < 128) return 1;
+  if (u < 16384) return 2;
+  if (u < 2097152) return 3;
+  let n = 3;
+  u = Math.floor(u / 2097152);
+  while (u > 0) {
+    n++;
+    u = Math.floor(u / 128);
+  }
+  return n;
+}
+
+/** Writes an unsigned integer (< 2^53); the caller has ensured 8 bytes of room. */
+function putVarint(b: Uint8Array, p: number, u: number): number {
+  while (u >= 0x80000000) {
+    b[p++] = (u % 128) | 128;
+    u = Math.floor(u / 128);
+  }
+  while (u >= 128) {
+    b[p++] = (u & 127) | 128;
+    u >>>= 7;
+  }
+  b[p++] = u;
+  return p;
+}
+
+function put8(b: Uint8Array, p: number, lo: number, hi: number): number {
+  b[p] = lo & 255;
+  b[p + 1] = (lo >>> 8) & 255;
+  b[p + 2] = (lo >>> 16) & 255;
+  b[p + 3] = lo >>> 24;
+  b[p + 4] = hi & 255;
+  b[p + 5] = (hi >>> 8) & 255;
+  b[p + 6] = (hi >>> 16) & 255;
+  b[p + 7] = hi >>> 24;
+  return p + 8;
+}
+
+/** Scratch space of the encoder, grown on demand. */
+let ks = new Float64Array(1024);
+let wordsOf: { buf: ArrayBufferLike | null; words: Uint32Array } = { buf: null, words: new Uint32Array(0) };
+
+function words(a: Float64Array): Uint32Array {
+  if (wordsOf.buf !== a.buffer) wordsOf = { buf: a.buffer, words: new Uint32Array(a.buffer, 0, a.buffer.byteLength >>> 2) };
+  return wordsOf.words;
+}
+
+/** Whether the finite, non-negative-zero value v equals k / 10^s for an integer k below the limit. */
+function scaled(v: number, s: number): number | undefined {
+  if (s === 0) return Number.isInteger(v) && Math.abs(v) < INT_LIMIT ? v : undefined;
+  const k = Math.round(v * POW10[s]!);
+  return Math.abs(k) < INT_LIMIT && k / POW10[s]! === v ? k : undefined;
+}
+
+/**
+ * Appends the encoding of one block to `out`: timestamps `tsOff[0..nts)`, series ids
+ * `sids[sidFrom..sidFrom+n)` and their values `values[valFrom .. valFrom + n*nts)`, series-major.
+ */
+export function encodeBlock(
+  out: ByteSink, tsOff: ArrayLike<number>, sids: ArrayLike<number>, sidFrom: number, n: number,
+  values: Float64Array, valFrom: number,
+): void {
+  const nts = tsOff.length;
+  if (nts < 1 || nts > MAX_BLOCK_TIMESTAMPS || n < 1 || n > MAX_BLOCK_SERIES || n * nts > MAX_BLOCK_SAMPLES) {
+    throw new CodecError(`a block of ${n} series x ${nts} timestamps is out of range`);
+  }
+  if (ks.length < nts) ks = new Float64Array(nts * 2);
+  const w = words(values);
+  const wBase = (values.byteOffset >>> 2) + valFrom * 2;
+  // header, timestamps, ids: at most 1 + 8 + 8 + nts*8 + 8 + n*16 bytes
+  out.ensure(25 + nts * 8 + n * 16);
+  let b = out.buf;
+  let p = out.pos;
+  b[p++] = BLOCK_VERSION;
+  p = putVarint(b, p, nts);
+  p = putVarint(b, p, n);
+  let prev = 0, prevDelta = 0;
+  for (let i = 0; i < nts; i++) {
+    const t = tsOff[i]!;
+    if (!Number.isInteger(t) || t < -0x80000000 || t > 0x7fffffff) throw new CodecError(`timestamp offset ${t} is not an int4`);
+    if (i === 0) p = putVarint(b, p, zz(t));
+    else {
+      const d = t - prev;
+      p = putVarint(b, p, zz(d - prevDelta));
+      prevDelta = d;
+    }
+    prev = t;
+  }
+  // series ids as runs of consecutive ids
+  let runs = 1;
+  for (let j = 1; j < n; j++) if (sids[sidFrom + j] !== sids[sidFrom + j - 1]! + 1) runs++;
+  p = putVarint(b, p, runs);
+  let end = 0;
+  for (let j = 0; j < n;) {
+    const start = sids[sidFrom + j]!;
+    if (!Number.isInteger(start) || start < -0x80000000 || start > 0x7fffffff) throw new CodecError(`series id ${start} is not an int4`);
+    let len = 1;
+    while (j + len < n && sids[sidFrom + j + len] === start + len) len++;
+    p = putVarint(b, p, zz(start - end));
+    p = putVarint(b, p, len);
+    end = start + len;
+    j += len;
+  }
+  out.pos = p;
+  const maskBytes = (nts + 7) >>> 3;
+  for (let j = 0; j < n; j++) {
+    const base = wBase + j * nts * 2;
+    const v0 = valFrom + j * nts;
+    const lo0 = w[base]!, hi0 = w[base + 1]!;
+    // CONST
+    let same = true;
+    for (let i = 1; i < nts; i++) {
+      if (w[base + 2 * i] !== lo0 || w[base + 2 * i + 1] !== hi0) {
+        same = false;
+        break;
+      }
+    }
+    if (same) {
+      out.ensure(9);
+      b = out.buf;
+      // a whole (or short decimal) constant as a varint: 0 or 1 in 2 bytes instead of 9
+      const v = values[v0]!;
+      let k: number | undefined;
+      let sc = 0;
+      if (Number.isFinite(v) && !(v === 0 && hi0 !== 0)) {
+        k = scaled(v, 0);
+        while (k === undefined && sc < MAX_SCALE) k = scaled(v, ++sc);
+      }
+      if (k !== undefined) {
+        b[out.pos] = KIND_CONST | CONST_VARINT | (sc << 4);
+        out.pos = putVarint(b, out.pos + 1, zz(k));
+      } else {
+        b[out.pos] = KIND_CONST;
+        out.pos = put8(b, out.pos + 1, lo0, hi0);
+      }
+      continue;
+    }
+    // integers at some decimal scale, canonical NaNs as a bitmap
+    let m = 0, nans = 0, s = 0, ok = true;
+    for (let i = 0; i < nts && ok; i++) {
+      const lo = w[base + 2 * i]!, hi = w[base + 2 * i + 1]!;
+      if (hi === NAN_HI && lo === 0) {
+        nans++;
+        continue;
+      }
+      const v = values[v0 + i]!;
+      if (!Number.isFinite(v) || (v === 0 && hi !== 0)) {
+        ok = false;
+        break;
+      }
+      let k = scaled(v, s);
+      while (k === undefined && s < MAX_SCALE) k = scaled(v, ++s);
+      if (k === undefined) ok = false;
+      else ks[m++] = k;
+    }
+    if (ok && s > 0) {
+      // a value found at a lower scale must also come back at the final one
+      m = 0;
+      for (let i = 0; i < nts && ok; i++) {
+        const lo = w[base + 2 * i]!, hi = w[base + 2 * i + 1]!;
+        if (hi === NAN_HI && lo === 0) continue;
+        const k = scaled(values[v0 + i]!, s);
+        if (k === undefined) ok = false;
+        else ks[m++] = k;
+      }
+    }
+    if (ok && m > 0) {
+      let deltaLen = varintLen(zz(ks[0]!)), dodLen = deltaLen;
+      let pd = 0;
+      for (let i = 1; i < m; i++) {
+        const d = ks[i]! - ks[i - 1]!;
+        deltaLen += varintLen(zz(d));
+        dodLen += varintLen(zz(i === 1 ? d : d - pd));
+        pd = d;
+      }
+      const kind = dodLen < deltaLen ? KIND_DOD : KIND_DELTA;
+      out.ensure(1 + maskBytes + m * 8);
+      b = out.buf;
+      let q = out.pos;
+      b[q++] = kind | (nans ? NAN_MASK : 0) | (s << 4);
+      if (nans) {
+        b.fill(0, q, q + maskBytes);
+        for (let i = 0; i < nts; i++) if (w[base + 2 * i + 1] === NAN_HI && w[base + 2 * i] === 0) b[q + (i >>> 3)]! |= 1 << (i & 7);
+        q += maskBytes;
+      }
+      q = putVarint(b, q, zz(ks[0]!));
+      pd = 0;
+      for (let i = 1; i < m; i++) {
+        const d = ks[i]! - ks[i - 1]!;
+        q = putVarint(b, q, zz(kind === KIND_DELTA || i === 1 ? d : d - pd));
+        pd = d;
+      }
+      out.pos = q;
+      continue;
+    }
+    // XOR of bit patterns
+    out.ensure(9 + (nts - 1) * 9);
+    b = out.buf;
+    let q = out.pos;
+    b[q++] = KIND_XOR;
+    q = put8(b, q, lo0, hi0);
+    let plo = lo0, phi = hi0;
+    for (let i = 1; i < nts; i++) {
+      const lo = w[base + 2 * i]!, hi = w[base + 2 * i + 1]!;
+      const xl = (lo ^ plo) >>> 0, xh = (hi ^ phi) >>> 0;
+      plo = lo;
+      phi = hi;
+      if (xl === 0 && xh === 0) {
+        b[q++] = 0x80;
+        continue;
+      }
+      const lz = xh !== 0 ? Math.clz32(xh) >>> 3 : 4 + (Math.clz32(xl) >>> 3);
+      const tz = xl !== 0 ? (31 - Math.clz32(xl & -xl)) >>> 3 : 4 + ((31 - Math.clz32(xh & -xh)) >>> 3);
+      b[q++] = (lz << 4) | tz;
+      for (let k = tz, e = 8 - lz; k < e; k++) b[q++] = k < 4 ? (xl >>> (8 * k)) & 255 : (xh >>> (8 * (k - 4))) & 255;
+    }
+    out.pos = q;
+  }
+}
+
+/** One decoded block. `values` holds the kept series only, series-major, in `sids` order. */
+export interface DecodedBlock {
+  tsOff: Int32Array;
+  sids: Int32Array;
+  values: Float64Array;
+}
+
+class Reader {
+  p: number;
+  constructor(readonly b: Uint8Array, p = 0) {
+    this.p = p;
+  }
+  byte(): number {
+    if (this.p >= this.b.length) throw new CodecError("block truncated");
+    return this.b[this.p++]!;
+  }
+  varint(): number {
+    const b = this.b;
+    if (this.p >= b.length) throw new CodecError("block truncated");
+    const first = b[this.p++]!;
+    if (first < 128) return first;
+    let v = first & 127, mul = 128;
+    for (let i = 1; i < 8; i++) {
+      if (this.p >= b.length) throw new CodecError("block truncated");
+      const x = b[this.p++]!;
+      v += (x & 127) * mul;
+      if (x < 128) {
+        if (v > Number.MAX_SAFE_INTEGER) break;
+        return v;
+      }
+      mul *= 128;
+    }
+    throw new CodecError("varint too long");
+  }
+  zz(): number {
+    const u = this.varint();
+    return u % 2 === 0 ? u / 2 : -(u + 1) / 2;
+  }
+}
+
+function int4(v: number, what: string): number {
+  if (v < -0x80000000 || v > 0x7fffffff) throw new CodecError(`${what} ${v} is out of range`);
+  return v;
+}
+
+/**
+ * Decodes a block; with `want`, keeps only the series whose ids it holds (the others are skipped
+ * without decoding their values). Throws CodecError on malformed input.
+ */
+export function decodeBlock(bytes: Uint8Array, want?: { has(id: number): boolean }): DecodedBlock {
+  const r = new Reader(bytes);
+  if (r.byte() !== BLOCK_VERSION) throw new CodecError("unknown block version");
+  const nts = r.varint();
+  const n = r.varint();
+  if (nts < 1 || nts > MAX_BLOCK_TIMESTAMPS || n < 1 || n > MAX_BLOCK_SERIES || n * nts > MAX_BLOCK_SAMPLES) {
+    throw new CodecError(`a block of ${n} series x ${nts} timestamps is out of range`);
+  }
+  if (nts + 2 * n > bytes.length) throw new CodecError("block truncated");
+  const tsOff = new Int32Array(nts);
+  let t = 0, d = 0;
+  for (let i = 0; i < nts; i++) {
+    const x = r.zz();
+    if (i === 0) t = x;
+    else {
+      d += x;
+      t += d;
+    }
+    tsOff[i] = int4(t, "timestamp offset");
+  }
+  const all = new Int32Array(n);
+  const runs = r.varint();
+  if (runs < 1 || runs > n) throw new CodecError("bad series runs");
+  let j = 0, end = 0;
+  for (let k = 0; k < runs; k++) {
+    const start = int4(end + r.zz(), "series id");
+    const len = r.varint();
+    if (len < 1 || j + len > n) throw new CodecError("bad series run length");
+    int4(start + len - 1, "series id");
+    for (let i = 0; i < len; i++) all[j++] = start + i;
+    end = start + len;
+  }
+  if (j !== n) throw new CodecError("series runs do not add up");
+  let keep = n;
+  if (want) {
+    keep = 0;
+    for (let i = 0; i < n; i++) if (want.has(all[i]!)) keep++;
+  }
+  const sids = keep === n ? all : new Int32Array(keep);
+  const values = new Float64Array(keep * nts);
+  const out = new Uint32Array(values.buffer);
+  const maskBytes = (nts + 7) >>> 3;
+  let kept = 0;
+  for (let s = 0; s < n; s++) {
+    const wanted = keep === n || want!.has(all[s]!);
+    const mode = r.byte();
+    const kind = mode & 3;
+    if ((mode & CONST_VARINT) !== 0 && kind !== KIND_CONST) throw new CodecError("bad series mode");
+    const base = kept * nts;
+    if (kind === KIND_CONST && (mode & CONST_VARINT) !== 0) {
+      if ((mode & NAN_MASK) !== 0 || mode >>> 4 > MAX_SCALE) throw new CodecError("bad series mode");
+      const k = r.zz();
+      const v = mode >>> 4 === 0 ? k : k / POW10[mode >>> 4]!;
+      if (wanted) values.fill(v, base, base + nts);
+    } else if (kind === KIND_CONST) {
+      if (mode !== KIND_CONST) throw new CodecError("bad series mode");
+      if (r.p + 8 > bytes.length) throw new CodecError("block truncated");
+      if (wanted) {
+        const lo = bytes[r.p]! | (bytes[r.p + 1]! << 8) | (bytes[r.p + 2]! << 16) | (bytes[r.p + 3]! << 24);
+        const hi = bytes[r.p + 4]! | (bytes[r.p + 5]! << 8) | (bytes[r.p + 6]! << 16) | (bytes[r.p + 7]! << 24);
+        for (let i = 0; i < nts; i++) {
+          out[2 * (base + i)] = lo;
+          out[2 * (base + i) + 1] = hi;
+        }
+      }
+      r.p += 8;
+    } else if (kind === KIND_XOR) {
+      if (mode !== KIND_XOR) throw new CodecError("bad series mode");
+      if (r.p + 8 > bytes.length) throw new CodecError("block truncated");
+      let lo = bytes[r.p]! | (bytes[r.p + 1]! << 8) | (bytes[r.p + 2]! << 16) | (bytes[r.p + 3]! << 24);
+      let hi = bytes[r.p + 4]! | (bytes[r.p + 5]! << 8) | (bytes[r.p + 6]! << 16) | (bytes[r.p + 7]! << 24);
+      r.p += 8;
+      if (wanted) {
+        out[2 * base] = lo;
+        out[2 * base + 1] = hi;
+      }
+      for (let i = 1; i < nts; i++) {
+        const h = r.byte();
+        const lz = h >>> 4, tz = h & 15;
+        const e = 8 - lz;
+        if (e < tz) throw new CodecError("bad xor header");
+        if (r.p + e - tz > bytes.length) throw new CodecError("block truncated");
+        let xl = 0, xh = 0;
+        for (let k = tz; k < e; k++) {
+          const x = bytes[r.p++]!;
+          if (k < 4) xl |= x << (8 * k);
+          else xh |= x << (8 * (k - 4));
+        }
+        lo ^= xl;
+        hi ^= xh;
+        if (wanted) {
+          out[2 * (base + i)] = lo;
+          out[2 * (base + i) + 1] = hi;
+        }
+      }
+    } else {
+      const scale = mode >>> 4;
+      if (scale > MAX_SCALE) throw new CodecError("bad scale");
+      let maskAt = -1;
+      let m = nts;
+      if (mode & NAN_MASK) {
+        if (r.p + maskBytes > bytes.length) throw new CodecError("block truncated");
+        maskAt = r.p;
+        m = 0;
+        for (let i = 0; i < nts; i++) if ((bytes[maskAt + (i >>> 3)]! & (1 << (i & 7))) === 0) m++;
+        if ((nts & 7) !== 0 && bytes[maskAt + maskBytes - 1]! >>> (nts & 7) !== 0) throw new CodecError("bad nan mask");
+        r.p += maskBytes;
+        if (m === 0) throw new CodecError("empty integer series");
+      }
+      const div = POW10[scale]!;
+      let k = 0, dd = 0, c = 0;
+      for (let i = 0; i < nts; i++) {
+        if (maskAt >= 0 && (bytes[maskAt + (i >>> 3)]! & (1 << (i & 7))) !== 0) {
+          if (wanted) {
+            out[2 * (base + i)] = 0;
+            out[2 * (base + i) + 1] = NAN_HI;
+          }
+          continue;
+        }
+        const x = r.zz();
+        if (c === 0) k = x;
+        else if (kind === KIND_DELTA || c === 1) {
+          dd = x;
+          k += x;
+        } else {
+          dd += x;
+          k += dd;
+        }
+        c++;
+        if (wanted) values[base + i] = scale === 0 ? k : k / div;
+      }
+    }
+    if (wanted) {
+      if (keep !== n) sids[kept] = all[s]!;
+      kept++;
+    }
+  }
+  if (r.p !== bytes.length) throw new CodecError("trailing bytes after the block");
+  return { tsOff, sids, values };
+}

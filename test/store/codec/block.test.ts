@@ -1,0 +1,178 @@
+/**
+ * The metric block codec: exact round trips of bit patterns over random and shaped series, the
+ * mode each shape gets (its size), and a decoder that answers malformed bytes with CodecError only.
+ */
+import { expect, test } from "bun:test";
+import { ByteSink, CodecError, decodeBlock, encodeBlock } from "../../../src/store/codec/block.ts";
+
+/** Deterministic PRNG (mulberry32), so a failure names its seed. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const SPECIALS = [NaN, Infinity, -Infinity, -0, 0, Number.MIN_VALUE, -Number.MIN_VALUE, 2.2250738585072014e-308 / 3,
+  Number.MAX_VALUE, -Number.MAX_VALUE, 2 ** 53, -(2 ** 53), 2 ** 50 - 1, -(2 ** 50 - 1), 0.1, 1e-300, 123.456];
+
+/** Values of one series of `nts` samples, in one of several shapes; some set raw bit patterns. */
+function series(r: () => number, nts: number, out: Float64Array, at: number): void {
+  const words = new Uint32Array(out.buffer);
+  const shape = Math.floor(r() * 9);
+  let x = Math.floor(r() * 1e6);
+  const scale = [1, 10, 100, 1000, 1e6][Math.floor(r() * 5)]!;
+  for (let i = 0; i < nts; i++) {
+    let v: number;
+    switch (shape) {
+      case 0: v = 42.5; break; // constant
+      case 1: x += Math.floor(r() * 10); v = x; break; // counter
+      case 2: x += Math.floor(r() * 21) - 10; v = x / scale; break; // decimal gauge
+      case 3: v = (r() - 0.5) * 10 ** Math.floor(r() * 40 - 20); break; // noisy doubles
+      case 4: v = SPECIALS[Math.floor(r() * SPECIALS.length)]!; break;
+      case 5: v = r() < 0.3 ? NaN : (x += 3); break; // counter with gaps
+      case 6: v = r() < 0.5 ? -0 : 0; break;
+      case 7: v = 0; break;
+      default: v = 0; break;
+    }
+    out[at + i] = v;
+    if (shape === 8) {
+      // arbitrary bit patterns: NaN payloads, signalling NaNs, subnormals
+      words[2 * (at + i)] = Math.floor(r() * 2 ** 32);
+      words[2 * (at + i) + 1] = r() < 0.5 ? (0x7ff00000 | Math.floor(r() * 0x100000)) >>> 0 : Math.floor(r() * 2 ** 32);
+    }
+  }
+}
+
+function bits(a: Float64Array): Uint32Array {
+  return new Uint32Array(a.buffer, a.byteOffset, a.length * 2);
+}
+
+test("random blocks of every shape round-trip bit for bit (2,000 blocks)", () => {
+  const sink = new ByteSink(16); // tiny initial size: exercises growth
+  for (let seed = 1; seed <= 2000; seed++) {
+    const r = rng(seed);
+    const nts = 1 + Math.floor(r() * (seed % 10 === 0 ? 300 : 12));
+    const n = 1 + Math.floor(r() * 30);
+    const tsOff = new Int32Array(nts);
+    let t = Math.floor((r() - 0.5) * 1e6);
+    for (let i = 0; i < nts; i++) {
+      tsOff[i] = t;
+      t += r() < 0.8 ? 10_000 : Math.floor((r() - 0.3) * 1e5);
+    }
+    const first = Math.floor((r() - 0.5) * 2 ** 31);
+    const sids = Int32Array.from({ length: n + 3 }, (_, i) => (r() < 0.8 ? first + i : Math.floor((r() - 0.5) * 2 ** 32)));
+    const pad = Math.floor(r() * 3);
+    const values = new Float64Array(pad + n * nts + 2);
+    for (let j = 0; j < n; j++) series(r, nts, values, pad + j * nts);
+    const sidFrom = Math.floor(r() * 3);
+    sink.reset();
+    encodeBlock(sink, tsOff, sids, sidFrom, n, values, pad);
+    const got = decodeBlock(sink.bytes());
+    expect([...got.tsOff], `seed ${seed}`).toEqual([...tsOff]);
+    expect([...got.sids], `seed ${seed}`).toEqual([...sids.subarray(sidFrom, sidFrom + n)]);
+    expect([...bits(got.values)], `seed ${seed}`).toEqual([...bits(values.subarray(pad, pad + n * nts))]);
+    // the filtered read keeps the wanted series only, in order
+    const want = new Set([sids[sidFrom]!, sids[sidFrom + n - 1]!]);
+    const some = decodeBlock(sink.bytes(), want);
+    const idx = [...sids.subarray(sidFrom, sidFrom + n)].map((id, j) => [id, j] as const).filter(([id]) => want.has(id));
+    expect([...some.sids]).toEqual(idx.map(([id]) => id));
+    for (let k = 0; k < idx.length; k++) {
+      const j = idx[k]![1];
+      expect([...bits(some.values.subarray(k * nts, (k + 1) * nts))]).toEqual([...bits(values.subarray(pad + j * nts, pad + (j + 1) * nts))]);
+    }
+  }
+});
+
+test("every special value, alone and mixed, keeps its exact bit pattern", () => {
+  const sink = new ByteSink();
+  for (const a of SPECIALS) {
+    for (const b of SPECIALS) {
+      const values = Float64Array.of(a, b, a, a, b);
+      sink.reset();
+      encodeBlock(sink, Int32Array.of(0, 1, 2, 3, 4), [7], 0, 1, values, 0);
+      expect([...bits(decodeBlock(sink.bytes()).values)]).toEqual([...bits(values)]);
+    }
+  }
+  // a NaN that is not the canonical one is not mistaken for a missing sample
+  const values = Float64Array.of(1, 2, 3, 4);
+  new Uint32Array(values.buffer)[3] = 0x7ff80001;
+  new Uint32Array(values.buffer)[2] = 5;
+  sink.reset();
+  encodeBlock(sink, Int32Array.of(0, 1, 2, 3), [1], 0, 1, values, 0);
+  expect([...bits(decodeBlock(sink.bytes()).values)]).toEqual([...bits(values)]);
+});
+
+test("shapes get their compact modes: constant, counter, decimal gauge, regular timestamps", () => {
+  const sink = new ByteSink();
+  const nts = 10;
+  const tsOff = Int32Array.from({ length: nts }, (_, i) => i * 10_000);
+  const size = (vals: number[]) => {
+    sink.reset();
+    encodeBlock(sink, tsOff, [1], 0, 1, Float64Array.from(vals), 0);
+    return sink.pos;
+  };
+  const header = size(Array(nts).fill(Math.PI)) - 9; // version, counts, timestamps, one id run
+  expect(header).toBeLessThanOrEqual(3 + 1 + 3 + 8 + 3);
+  expect(size(Array(nts).fill(-Math.E)) - header).toBe(9); // constant: mode + 8 bytes
+  expect(size(Array(nts).fill(0)) - header).toBe(2); // whole constant: mode + varint
+  expect(size(Array(nts).fill(4096)) - header).toBe(3);
+  expect(size(Array(nts).fill(123.456)) - header).toBe(4); // short decimal constant
+  expect(size(Array.from({ length: nts }, (_, i) => 1_000_000 + i * 3)) - header).toBeLessThanOrEqual(1 + 3 + 9); // counter
+  expect(size(Array.from({ length: nts }, (_, i) => 20 + ((i * 7) % 5) / 10)) - header).toBeLessThanOrEqual(1 + 2 + 9); // 1-decimal gauge
+  expect(size([NaN, 1, 2, NaN, 4, 5, 6, 7, 8, 9]) - header).toBeLessThanOrEqual(1 + 2 + 9); // counter with missing samples
+});
+
+test("the decoder answers malformed bytes with CodecError only: truncations, flips, random bytes", () => {
+  const sink = new ByteSink();
+  const r = rng(99);
+  const samples: Uint8Array[] = [];
+  for (let k = 0; k < 40; k++) {
+    const nts = 1 + Math.floor(r() * 12), n = 1 + Math.floor(r() * 8);
+    const values = new Float64Array(n * nts);
+    for (let j = 0; j < n; j++) series(r, nts, values, j * nts);
+    sink.reset();
+    encodeBlock(sink, Int32Array.from({ length: nts }, (_, i) => i * 10_000), Int32Array.from({ length: n }, (_, i) => 100 + i), 0, n, values, 0);
+    samples.push(sink.bytes().slice());
+  }
+  let refused = 0, decoded = 0;
+  const tryDecode = (b: Uint8Array) => {
+    try {
+      decodeBlock(b);
+      decoded++;
+    } catch (e) {
+      if (!(e instanceof CodecError)) throw new Error(`not a CodecError on ${Buffer.from(b).toString("hex")}: ${e}`);
+      refused++;
+    }
+  };
+  const started = Date.now();
+  for (const s of samples) {
+    for (let len = 0; len < s.length; len++) tryDecode(s.subarray(0, len)); // every truncation
+    tryDecode(Buffer.concat([s, Uint8Array.of(0)])); // trailing byte
+    for (let k = 0; k < 300; k++) {
+      const b = s.slice();
+      const flips = 1 + Math.floor(r() * 3);
+      for (let f = 0; f < flips; f++) b[Math.floor(r() * b.length)] = Math.floor(r() * 256);
+      tryDecode(b);
+    }
+  }
+  for (let k = 0; k < 5000; k++) tryDecode(Uint8Array.from({ length: Math.floor(r() * 64) }, () => Math.floor(r() * 256)));
+  // huge counts in a short input are refused before anything is allocated
+  tryDecode(Uint8Array.of(1, 0xff, 0xff, 0x03, 0xff, 0xff, 0x03));
+  tryDecode(Uint8Array.of(1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01));
+  expect(Date.now() - started).toBeLessThan(20_000);
+  expect(refused).toBeGreaterThan(samples.length * 100);
+  expect(decoded + refused).toBe(samples.reduce((a, s) => a + s.length + 301, 0) + 5002);
+});
+
+test("the encoder refuses what it cannot store: empty blocks, non-int4 offsets or ids", () => {
+  const sink = new ByteSink();
+  expect(() => encodeBlock(sink, [], [1], 0, 1, new Float64Array(0), 0)).toThrow(CodecError);
+  expect(() => encodeBlock(sink, [0], [1], 0, 0, new Float64Array(1), 0)).toThrow(CodecError);
+  expect(() => encodeBlock(sink.reset(), [2 ** 31], [1], 0, 1, new Float64Array(1), 0)).toThrow(CodecError);
+  expect(() => encodeBlock(sink.reset(), [0], [2 ** 31], 0, 1, new Float64Array(1), 0)).toThrow(CodecError);
+});
