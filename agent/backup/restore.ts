@@ -7,7 +7,6 @@
 import { createHash } from "node:crypto";
 import { chmod, lchown, lutimes, mkdir, open, rename, rm, symlink, utimes } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { chunkId } from "./crypto.ts";
 import { BackupError } from "./error.ts";
 import { chunkName, type Repository } from "./repository.ts";
 import type { Entry } from "./snapshot.ts";
@@ -82,13 +81,13 @@ export async function restore(repo: Repository, ref: string, target: string, opt
 export async function readChunk(repo: Repository, id: string, file: string): Promise<Uint8Array> {
   let plain: Uint8Array;
   try {
-    plain = await repo.getObject(chunkName(id));
+    plain = await repo.getObjectAsync(chunkName(id), id);
   } catch (e) {
+    if (e instanceof BackupError && e.code === "corrupt" && e.message.endsWith("does not match its id")) throw new BackupError("corrupt", `${file}: chunk ${id} does not match its id`);
     if (e instanceof BackupError && e.code === "not_found") throw new BackupError("missing", `${file}: chunk ${id} is missing from the repository`);
     if (e instanceof BackupError && e.code === "corrupt") throw new BackupError("corrupt", `${file}: chunk ${id} is corrupted (${e.message})`);
     throw e;
   }
-  if (chunkId(repo.idKey, plain) !== id) throw new BackupError("corrupt", `${file}: chunk ${id} does not match its id`);
   return plain;
 }
 
