@@ -6,6 +6,8 @@
  * Workers that cannot start (or die) make the pool run every job in the calling thread with
  * the same functions: slower, never different bytes. Idle workers do not keep the process alive.
  */
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { BackupError, type BackupErrorCode } from "./error.ts";
 
 export type PoolJob =
@@ -35,8 +37,17 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
-/** Where the worker lives: beside this file when run from source, an extra entrypoint of the compiled agent (agent/build.ts). */
-export const WORKER_ENTRY = "./seal-worker.ts";
+/**
+ * The worker's script: beside this file when run from source. A compiled executable embeds it
+ * only as an extra entrypoint (agent/build.ts), under its path relative to the entrypoints'
+ * common folder, as .js (agent/backup/seal-worker.js for the agent); not found: null.
+ */
+export function workerUrl(): string | null {
+  if (!Bun.main.startsWith("/$bunfs/") && !import.meta.url.startsWith("file:///$bunfs/")) return new URL("./seal-worker.ts", import.meta.url).href;
+  const root = dirname(Bun.main);
+  for (const rel of ["backup/seal-worker.js", "seal-worker.js", "agent/backup/seal-worker.js"]) if (existsSync(join(root, rel))) return join(root, rel);
+  return null;
+}
 
 export class CryptoPool {
   private slots: Slot[] = [];
@@ -49,15 +60,20 @@ export class CryptoPool {
       this.broken = true;
       return;
     }
+    const url = workerUrl();
+    if (!url) {
+      this.broken = true;
+      return;
+    }
     try {
-      for (let i = 0; i < size; i++) this.slots.push(this.spawn());
+      for (let i = 0; i < size; i++) this.slots.push(this.spawn(url));
     } catch {
       this.fail();
     }
   }
 
-  private spawn(): Slot {
-    const w = new Worker(new URL(WORKER_ENTRY, import.meta.url).href);
+  private spawn(url: string): Slot {
+    const w = new Worker(url);
     const slot: Slot = { w, busy: 0, ready: false, queue: [] };
     w.onmessage = (ev: MessageEvent<PoolReply>) => this.reply(slot, ev.data);
     w.onerror = () => this.fail();
@@ -123,13 +139,15 @@ export class CryptoPool {
     let slot = this.slots[0]!;
     for (const s of this.slots) if (s.busy < slot.busy) slot = s;
     const seq = this.seq++;
+    // Our own copy of exactly the input (cloning a view would copy its whole underlying buffer),
+    // moved to the worker without a second copy.
+    const own = { ...job, data: job.data.slice() } as Job;
     return new Promise<Uint8Array>((resolve, reject) => {
       if (slot.busy++ === 0) held(slot.w, true);
       if (slot.ready) {
         this.pending.set(seq, { slot, inline, resolve, reject });
-        slot.w.postMessage({ ...job, seq }); // copies the input
+        slot.w.postMessage({ ...own, seq }, [own.data.buffer as ArrayBuffer]);
       } else {
-        const own = { ...job, data: job.data.slice() } as Job;
         this.pending.set(seq, { slot, queued: own, inline, resolve, reject });
         slot.queue.push({ ...own, seq } as PoolJob);
       }

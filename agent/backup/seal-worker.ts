@@ -21,8 +21,9 @@ self.onmessage = (ev: MessageEvent<PoolJob>) => {
       out = unseal(job.key, job.aad, job.data);
       if (job.idKey && chunkId(job.idKey, out) !== job.id) throw new BackupError("corrupt", `${job.aad}: content does not match its id`);
     }
-    // A view into a pooled or larger buffer is copied by postMessage; a whole buffer is moved.
-    if (out.byteOffset === 0 && out.byteLength === out.buffer.byteLength) transfer.push(out.buffer as ArrayBuffer);
+    // Cloning a view would copy its whole underlying buffer: move exactly the result instead.
+    if (out.byteOffset !== 0 || out.byteLength !== out.buffer.byteLength) out = out.slice();
+    transfer.push(out.buffer as ArrayBuffer);
     reply = { seq: job.seq, out };
   } catch (e) {
     reply = { seq: job.seq, error: { code: e instanceof BackupError ? e.code : null, message: e instanceof Error ? e.message : String(e) } };
