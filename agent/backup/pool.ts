@@ -55,12 +55,15 @@ export class CryptoPool {
   private seq = 0;
   private broken = false;
 
-  constructor(readonly size: number) {
+  /** `url`: the worker script (tests give one that does not load); default workerUrl(). */
+  constructor(
+    readonly size: number,
+    url: string | null = workerUrl(),
+  ) {
     if (size < 1) {
       this.broken = true;
       return;
     }
-    const url = workerUrl();
     if (!url) {
       this.broken = true;
       return;
