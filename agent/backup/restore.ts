@@ -41,15 +41,21 @@ export async function restore(repo: Repository, ref: string, target: string, opt
   const isRoot = process.getuid?.() === 0;
   const result: RestoreResult = { files: 0, bytes: 0 };
 
-  for (const e of entries) if (e.type === "dir") await mkdir(out(e.path), { recursive: true, mode: 0o700 });
+  const made = new Set<string>();
+  const mkdirs = async (dir: string) => {
+    if (made.has(dir)) return;
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    made.add(dir);
+  };
+  for (const e of entries) if (e.type === "dir") await mkdirs(out(e.path));
   const files = entries.filter((e) => e.type === "file");
   let nextFile = 0;
   // Several files at once: a restore is bound by destination latency and disk, not one CPU.
   const worker = async () => {
     while (nextFile < files.length) {
       const e = files[nextFile++]!;
-      await mkdir(dirname(out(e.path)), { recursive: true });
-      await restoreFile(repo, e, out(e.path), opts.concurrency ?? 4);
+      await mkdirs(dirname(out(e.path)));
+      await restoreFile(repo, e, out(e.path), opts.concurrency ?? 2);
       result.files++;
       result.bytes += e.size;
       await chmod(out(e.path), e.mode);
@@ -57,7 +63,8 @@ export async function restore(repo: Repository, ref: string, target: string, opt
       await utimes(out(e.path), new Date(e.mtimeMs), new Date(e.mtimeMs));
     }
   };
-  await Promise.all(Array.from({ length: opts.files ?? 4 }, worker));
+  // 8 files × 2 chunks: small files keep the workers busy, big ones still read ahead; at most 16 chunks in flight
+  await Promise.all(Array.from({ length: opts.files ?? 8 }, worker));
   for (const e of entries) {
     if (e.type === "symlink") {
       await mkdir(dirname(out(e.path)), { recursive: true });
