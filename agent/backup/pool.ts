@@ -130,8 +130,11 @@ export class CryptoPool {
     else p.resolve(r.out!);
   }
 
-  /** Runs `job` on the least busy worker; `inline` computes the same result in this thread (the fallback). */
-  run(job: Job, inline: (data: Uint8Array) => Uint8Array): Promise<Uint8Array> {
+  /**
+   * Runs `job` on the least busy worker; `inline` computes the same result in this thread (the
+   * fallback). With `give`, job.data's buffer may be moved to the worker (left empty here).
+   */
+  run(job: Job, inline: (data: Uint8Array) => Uint8Array, give = false): Promise<Uint8Array> {
     if (this.broken) {
       try {
         return Promise.resolve(inline(job.data));
@@ -144,7 +147,9 @@ export class CryptoPool {
     const seq = this.seq++;
     // Our own copy of exactly the input (cloning a view would copy its whole underlying buffer),
     // moved to the worker without a second copy.
-    const own = { ...job, data: job.data.slice() } as Job;
+    // A caller that gives its buffer away (`give`, e.g. an object just fetched) saves the copy.
+    const whole = job.data.byteOffset === 0 && job.data.byteLength === job.data.buffer.byteLength;
+    const own = { ...job, data: give && whole ? job.data : job.data.slice() } as Job;
     return new Promise<Uint8Array>((resolve, reject) => {
       if (slot.busy++ === 0) held(slot.w, true);
       if (slot.ready) {

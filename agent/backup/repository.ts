@@ -151,7 +151,7 @@ export class Repository {
       if (id !== undefined && chunkId(this.idKey, plain) !== id) throw new BackupError("corrupt", `${name}: content does not match its id`);
       return plain;
     };
-    return cryptoPool().run({ op: "open", key: this.encKey, aad: name, data: sealed, ...(id !== undefined ? { idKey: this.idKey, id } : {}) }, (data) => check(unseal(this.encKey, name, data)));
+    return cryptoPool().run({ op: "open", key: this.encKey, aad: name, data: sealed, ...(id !== undefined ? { idKey: this.idKey, id } : {}) }, (data) => check(unseal(this.encKey, name, data)), true);
   }
 
   async getObject(name: string): Promise<Uint8Array> {
