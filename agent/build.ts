@@ -30,13 +30,15 @@ export interface BuildResult {
 
 export async function buildAgent(opts: { outDir: string; targets: readonly string[]; bytecode: boolean; log?: (m: string) => void }): Promise<BuildResult[]> {
   const entry = resolve(import.meta.dir, "main.ts");
+  const worker = resolve(import.meta.dir, "backup/seal-worker.ts");
   mkdirSync(opts.outDir, { recursive: true });
   const results: BuildResult[] = [];
   for (const t of opts.targets) {
     const file = join(opts.outDir, binaryName(t));
     rmSync(file, { force: true });
     // --smol: JSC's small heap; the agent's four processes are idle most of the time
-    const args = [process.execPath, "build", entry, "--compile", "--minify", "--compile-exec-argv=--smol", `--target=bun-${t}`, "--outfile", file];
+    // The backup engine's worker (agent/backup/pool.ts) is embedded as a second entrypoint.
+    const args = [process.execPath, "build", entry, worker, "--compile", "--minify", "--compile-exec-argv=--smol", `--target=bun-${t}`, "--outfile", file];
     if (opts.bytecode) args.push("--bytecode");
     const started = performance.now();
     const p = Bun.spawnSync(args, { stdout: "pipe", stderr: "pipe", timeout: 600_000 });

@@ -16,8 +16,10 @@ import { listSnapshots } from "./snapshots.ts";
 export interface BackupOptions {
   excludes?: string[];
   host?: string;
-  /** uploads in flight at once */
+  /** chunks being sealed or uploaded at once */
   concurrency?: number;
+  /** plaintext bytes of those chunks held in memory at once, at most (one chunk may exceed it) */
+  inflightBytes?: number;
   /** called after each chunk upload (tests use it to stop a run midway) */
   onChunk?: (uploaded: number) => void;
 }
@@ -46,17 +48,28 @@ async function run(repo: Repository, paths: string[], opts: BackupOptions): Prom
   const entries: Entry[] = [];
   const stats = { files: 0, bytes: 0, newChunks: 0, newBytes: 0, storedBytes: 0 };
   const limit = opts.concurrency ?? 16;
+  const maxBytes = opts.inflightBytes ?? 64 << 20;
+  // Sealing (zstd + AES-GCM) runs on the worker pool while this thread reads, chunks and hashes
+  // the next pieces; in flight is bounded in count and in bytes.
   const inflight = new Set<Promise<void>>();
+  let inflightBytes = 0;
   let uploaded = 0;
   const upload = async (id: string, plain: Uint8Array) => {
     const name = chunkName(id);
-    const sealed = repo.sealObject(name, plain);
-    stats.storedBytes += sealed.length;
-    while (inflight.size >= limit) await Promise.race(inflight);
-    const p = repo.dest.put(name, sealed).then(() => {
-      inflight.delete(p);
-      opts.onChunk?.(++uploaded);
-    });
+    while (inflight.size >= limit || (inflight.size > 0 && inflightBytes + plain.length > maxBytes)) await Promise.race(inflight);
+    const size = plain.length;
+    inflightBytes += size;
+    const p = repo
+      .sealObjectAsync(name, plain)
+      .then((sealed) => {
+        stats.storedBytes += sealed.length;
+        return repo.dest.put(name, sealed);
+      })
+      .then(() => {
+        inflight.delete(p);
+        inflightBytes -= size;
+        opts.onChunk?.(++uploaded);
+      });
     inflight.add(p);
     p.catch(() => {});
   };

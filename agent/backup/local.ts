@@ -9,6 +9,9 @@ import { BackupError } from "./error.ts";
 const TEMP = ".tmp-";
 
 export class LocalDestination implements Destination {
+  /** folders this instance made or found: one mkdir per folder, not one per object (a folder removed since is made again) */
+  private readonly made = new Set<string>();
+
   constructor(
     readonly root: string,
     /** fsync each object before it is renamed into place (survives power loss, not only a killed process). */
@@ -23,8 +26,19 @@ export class LocalDestination implements Destination {
   async put(name: string, data: Uint8Array): Promise<void> {
     const final = this.path(name);
     const temp = `${final}${TEMP}${randomBytes(6).toString("hex")}`;
-    await mkdir(dirname(final), { recursive: true });
-    const fh = await open(temp, "w", 0o600);
+    const dir = dirname(final);
+    if (!this.made.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.made.add(dir);
+    }
+    let fh;
+    try {
+      fh = await open(temp, "w", 0o600);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+      await mkdir(dir, { recursive: true }); // the folder was removed since
+      fh = await open(temp, "w", 0o600);
+    }
     try {
       let off = 0;
       while (off < data.length) off += (await fh.write(data, off, data.length - off)).bytesWritten;

@@ -5,9 +5,10 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { Chunker, DEFAULT_CHUNKER, gearTable, type ChunkerParams } from "./chunker.ts";
-import { DEFAULT_SCRYPT, formatRecoveryKey, parseRecoveryKey, recoveryKek, scryptKey, seal, unseal, type ScryptParams } from "./crypto.ts";
+import { chunkId, DEFAULT_SCRYPT, formatRecoveryKey, parseRecoveryKey, recoveryKek, scryptKey, seal, unseal, type ScryptParams } from "./crypto.ts";
 import type { Destination } from "./destination.ts";
 import { BackupError } from "./error.ts";
+import { cryptoPool } from "./pool.ts";
 
 export const FORMAT_VERSION = 1;
 
@@ -132,6 +133,25 @@ export class Repository {
 
   sealObject(name: string, plain: Uint8Array, compress = true): Uint8Array {
     return seal(this.encKey, name, plain, compress, this.config.compression.level);
+  }
+
+  /** `sealObject` on the worker pool (pool.ts): the same bytes; `plain` may be reused as soon as this returns. */
+  sealObjectAsync(name: string, plain: Uint8Array, compress = true): Promise<Uint8Array> {
+    const level = this.config.compression.level;
+    return cryptoPool().run({ op: "seal", key: this.encKey, aad: name, data: plain, compress, level }, (data) => seal(this.encKey, name, data, compress, level));
+  }
+
+  /**
+   * Fetches and opens an object on the worker pool; with `id`, also checks that the plaintext's
+   * keyed id is `id` (BackupError "corrupt" if not).
+   */
+  async getObjectAsync(name: string, id?: string): Promise<Uint8Array> {
+    const sealed = await this.dest.get(name);
+    const check = (plain: Uint8Array) => {
+      if (id !== undefined && chunkId(this.idKey, plain) !== id) throw new BackupError("corrupt", `${name}: content does not match its id`);
+      return plain;
+    };
+    return cryptoPool().run({ op: "open", key: this.encKey, aad: name, data: sealed, ...(id !== undefined ? { idKey: this.idKey, id } : {}) }, (data) => check(unseal(this.encKey, name, data)), true);
   }
 
   async getObject(name: string): Promise<Uint8Array> {

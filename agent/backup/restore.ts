@@ -7,7 +7,6 @@
 import { createHash } from "node:crypto";
 import { chmod, lchown, lutimes, mkdir, open, rename, rm, symlink, utimes } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { chunkId } from "./crypto.ts";
 import { BackupError } from "./error.ts";
 import { chunkName, type Repository } from "./repository.ts";
 import type { Entry } from "./snapshot.ts";
@@ -42,15 +41,21 @@ export async function restore(repo: Repository, ref: string, target: string, opt
   const isRoot = process.getuid?.() === 0;
   const result: RestoreResult = { files: 0, bytes: 0 };
 
-  for (const e of entries) if (e.type === "dir") await mkdir(out(e.path), { recursive: true, mode: 0o700 });
+  const made = new Set<string>();
+  const mkdirs = async (dir: string) => {
+    if (made.has(dir)) return;
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    made.add(dir);
+  };
+  for (const e of entries) if (e.type === "dir") await mkdirs(out(e.path));
   const files = entries.filter((e) => e.type === "file");
   let nextFile = 0;
   // Several files at once: a restore is bound by destination latency and disk, not one CPU.
   const worker = async () => {
     while (nextFile < files.length) {
       const e = files[nextFile++]!;
-      await mkdir(dirname(out(e.path)), { recursive: true });
-      await restoreFile(repo, e, out(e.path), opts.concurrency ?? 4);
+      await mkdirs(dirname(out(e.path)));
+      await restoreFile(repo, e, out(e.path), opts.concurrency ?? 2);
       result.files++;
       result.bytes += e.size;
       await chmod(out(e.path), e.mode);
@@ -58,7 +63,8 @@ export async function restore(repo: Repository, ref: string, target: string, opt
       await utimes(out(e.path), new Date(e.mtimeMs), new Date(e.mtimeMs));
     }
   };
-  await Promise.all(Array.from({ length: opts.files ?? 4 }, worker));
+  // 8 files × 2 chunks: small files keep the workers busy, big ones still read ahead; at most 16 chunks in flight
+  await Promise.all(Array.from({ length: opts.files ?? 8 }, worker));
   for (const e of entries) {
     if (e.type === "symlink") {
       await mkdir(dirname(out(e.path)), { recursive: true });
@@ -82,13 +88,13 @@ export async function restore(repo: Repository, ref: string, target: string, opt
 export async function readChunk(repo: Repository, id: string, file: string): Promise<Uint8Array> {
   let plain: Uint8Array;
   try {
-    plain = await repo.getObject(chunkName(id));
+    plain = await repo.getObjectAsync(chunkName(id), id);
   } catch (e) {
+    if (e instanceof BackupError && e.code === "corrupt" && e.message.endsWith("does not match its id")) throw new BackupError("corrupt", `${file}: chunk ${id} does not match its id`);
     if (e instanceof BackupError && e.code === "not_found") throw new BackupError("missing", `${file}: chunk ${id} is missing from the repository`);
     if (e instanceof BackupError && e.code === "corrupt") throw new BackupError("corrupt", `${file}: chunk ${id} is corrupted (${e.message})`);
     throw e;
   }
-  if (chunkId(repo.idKey, plain) !== id) throw new BackupError("corrupt", `${file}: chunk ${id} does not match its id`);
   return plain;
 }
 
