@@ -400,6 +400,8 @@ async function main() {
     log_ratio: round(LOG_LINES / logRun.seconds / (LOG_LINES / logCeilingSecs)),
     ...(clickhouse ? { clickhouse } : {}),
     // on disk, registration + every round (ServerMind: the metric tables less the ceiling's rows; VictoriaMetrics: after a forced merge)
+    // samples per series on disk: bytes per sample fall as series get longer (per-series costs spread thinner)
+    points_per_series: round(smSamples / (AGENTS * METRICS), 1),
     bytes_per_sample: round((storage.bytes - ceilingBytes) / smSamples, 2),
     rollup_bytes_per_sample: round(storage.rollupBytes / smSamples, 2),
     metric_relations: storage.tables,

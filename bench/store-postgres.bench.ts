@@ -227,6 +227,7 @@ async function sideBySide(): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {
     agents: SM_AGENTS,
     samples_stored: smSamples,
+    points_per_series: round(smSamples / (SM_AGENTS * SM_METRICS), 1),
     samples_per_s: Math.round(steadySamples / smSteadyS),
     create_samples_per_s: Math.round(createSamples / smCreateS),
     bytes_per_sample: round(storage.bytes / smSamples, 2),
