@@ -211,7 +211,8 @@ async function sideBySide(): Promise<Record<string, unknown>> {
       for (;;) {
         const i = next++;
         if (i >= batches.length) break;
-        ok += (await write(batches[i]!)).filter((s) => s === "ok").length;
+        const statuses = await write(batches[i]!); // (not `ok += await ...`: that reads ok before the await)
+        ok += statuses.filter((s) => s === "ok").length;
       }
     }));
     if (ok !== frames.length) throw new Error(`servermind writer stored ${ok} of ${frames.length} frames`);
