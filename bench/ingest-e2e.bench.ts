@@ -27,7 +27,7 @@ import { encodeFrame, packMetrics } from "../src/ingest/frame/encode.ts";
 import { FrameKind } from "../src/ingest/frame/frame.ts";
 import { arg, environment, flag, median, percentile, round, rssMb, cpuSeconds, spawnServer, treeCpuSeconds, benchDatabase, metricStorage, workloadArg } from "./support.ts";
 import { realisticWorkload } from "./workload-realistic.ts";
-import { requireVictoria, startVictoria, vmImportLines, type VmBody } from "./victoria.ts";
+import { requireVictoria, startVictoria, vmRequests as vmBodies, type VmBody, type VmPath } from "./victoria.ts";
 import { readFileSync } from "node:fs";
 import { runClickhouseBench } from "./clickhouse-tier.ts";
 
@@ -48,6 +48,8 @@ const WORKLOAD = workloadArg();
 const VM = !flag("no-vm"); // VictoriaMetrics side by side (bench/victoria.ts)
 const VM_SENDERS = Number(arg("vm-senders", "8"));
 const VM_FRAMES_PER_REQUEST = Number(arg("vm-frames-per-request", "50"));
+const VM_PATH = arg("vm-path", "remote-write") as VmPath;
+if (VM_PATH !== "remote-write" && VM_PATH !== "import") throw new Error(`--vm-path ${VM_PATH}: use remote-write or import`);
 if (VM) requireVictoria();
 const realistic = WORKLOAD === "realistic" ? realisticWorkload(METRICS) : undefined;
 
@@ -63,17 +65,14 @@ function workloadFrame(a: SimAgent, endMs: number, names: string[]): Uint8Array 
   );
 }
 
-/** The same samples as VictoriaMetrics import requests (one JSON line per series and frame). */
-function vmRequests(frames: Uint8Array[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < frames.length; i += VM_FRAMES_PER_REQUEST) {
-    out.push(vmImportLines(frames.slice(i, i + VM_FRAMES_PER_REQUEST).map((f): VmBody => {
-      const e = splitFrames(f)[0]!.frame!;
-      const b = decodeFrameBody(e.header, e.body).body as MetricsBody;
-      return { host: e.header.agentId, names: b.names, ts: b.ts, values: b.values };
-    })));
-  }
-  return out;
+/** The same samples as VictoriaMetrics requests (`--vm-path`), VM_FRAMES_PER_REQUEST frames each. */
+function vmRequests(frames: Uint8Array[]): Array<string | Uint8Array> {
+  const bodies = frames.map((f): VmBody => {
+    const e = splitFrames(f)[0]!.frame!;
+    const b = decodeFrameBody(e.header, e.body).body as MetricsBody;
+    return { host: e.header.agentId, names: b.names, ts: b.ts, values: b.values };
+  });
+  return vmBodies(bodies, VM_PATH, VM_FRAMES_PER_REQUEST);
 }
 
 const log = (s: string) => console.error(`[bench] ${s}`);
@@ -321,7 +320,7 @@ async function main() {
       vm_bytes_per_sample: round(vmBytes / smSamples, 2),
       vm_samples_stored: vmRows,
       vm_per_round: vmRounds,
-      vm_import: { path: "/api/v1/import", senders: VM_SENDERS, frames_per_request: VM_FRAMES_PER_REQUEST },
+      vm_import: { path: VM_PATH === "import" ? "/api/v1/import" : "/api/v1/write", senders: VM_SENDERS, frames_per_request: VM_FRAMES_PER_REQUEST },
     };
     if (vmRows !== smSamples) log(`victoria-metrics holds ${vmRows} samples, ${smSamples} were sent`);
     await vm.stop();

@@ -26,7 +26,7 @@ import { Batch, type PendingFrame } from "../src/batch/batch.ts";
 import { FrameKind, type MetricsBody } from "../src/ingest/frame/frame.ts";
 import { metricNames } from "../test/support/sim-agent.ts";
 import { realisticWorkload } from "./workload-realistic.ts";
-import { requireVictoria, startVictoria, vmImportLines } from "./victoria.ts";
+import { requireVictoria, startVictoria, vmRequests, type VmPath } from "./victoria.ts";
 
 const quick = flag("quick");
 const SAMPLES = Number(arg("samples", quick ? "1000000" : "4000000"));
@@ -39,6 +39,8 @@ if (VM) requireVictoria();
 const SM_AGENTS = Number(arg("agents", quick ? "200" : "1000"));
 const SM_METRICS = 100;
 const SM_WRITERS = Number(arg("writers", "3"));
+const VM_PATH = arg("vm-path", "remote-write") as VmPath;
+if (VM_PATH !== "remote-write" && VM_PATH !== "import") throw new Error(`--vm-path ${VM_PATH}: use remote-write or import`);
 const realistic = WORKLOAD === "realistic" ? realisticWorkload(SM_METRICS) : undefined;
 const log = (s: string) => console.error(`[bench] ${s}`);
 
@@ -238,11 +240,7 @@ async function sideBySide(): Promise<Record<string, unknown>> {
   if (!VM) return out;
 
   const vm = await startVictoria(log);
-  const requests = (frames: Array<{ agent: number; body: MetricsBody }>) => {
-    const r: string[] = [];
-    for (let i = 0; i < frames.length; i += 50) r.push(vmImportLines(frames.slice(i, i + 50).map((f) => ({ host: f.agent, ...f.body }))));
-    return r;
-  };
+  const requests = (frames: Array<{ agent: number; body: MetricsBody }>) => vmRequests(frames.map((f) => ({ host: f.agent, ...f.body })), VM_PATH, 50);
   const vc = await vm.ingest(requests(create), 8);
   await vm.flush();
   const vs = await vm.ingest(requests(steady), 8);
@@ -259,6 +257,7 @@ async function sideBySide(): Promise<Record<string, unknown>> {
     vm_cpu_s_per_million: round(vs.cpuSeconds / (steadySamples / 1e6)),
     vm_bytes_per_sample: round(vmBytes / smSamples, 2),
     vm_samples_stored: vmRows,
+    vm_import: { path: VM_PATH === "import" ? "/api/v1/import" : "/api/v1/write", senders: 8, frames_per_request: 50 },
     vs_vm: round((out.samples_per_s as number) / vmSps),
   };
 }

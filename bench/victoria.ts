@@ -1,9 +1,14 @@
 /**
  * VictoriaMetrics side by side (bench:ingest, bench:store): starts Debian's single-node
  * `victoria-metrics` on 127.0.0.1 with a temp data directory, feeds it the same samples the bench
- * gave ServerMind through its JSON-lines import (/api/v1/import, one line per series and frame,
- * several senders at once), and measures samples/s, its CPU seconds (/proc/<pid>/stat) and its
- * bytes on disk after a flush and a forced merge.
+ * gave ServerMind, several senders at once, and measures samples/s, its CPU seconds
+ * (/proc/<pid>/stat) and its bytes on disk after a flush and a forced merge.
+ *
+ * Ingest paths (`--vm-path`): `remote-write` (the default: Prometheus remote write, protobuf
+ * with a snappy block of one literal, which VictoriaMetrics reads without decompression work)
+ * or `import` (/api/v1/import, JSON lines, one per series and frame). Measured on this machine
+ * with the same 1 M samples, 8 senders: remote write cost VictoriaMetrics 0.37-0.55 CPU-s per
+ * million samples, the Prometheus text import 0.50-0.74, the JSON import 0.57-0.71.
  *
  * Install: `apt-get install victoria-metrics` (or VM_BINARY=/path/to/victoria-metrics).
  */
@@ -51,12 +56,116 @@ export function vmImportLines(bodies: VmBody[]): string {
   return parts.join("");
 }
 
+/** Bytes of an unsigned varint. */
+const varintLen = (v: number) => (v < 128 ? 1 : v < 16384 ? 2 : v < 2097152 ? 3 : v < 268435456 ? 4 : Math.ceil(Math.log2(v + 1) / 7));
+
+class Out {
+  buf: Uint8Array;
+  dv: DataView;
+  pos = 0;
+  constructor(size: number) {
+    this.buf = new Uint8Array(size);
+    this.dv = new DataView(this.buf.buffer);
+  }
+  varint(v: number) {
+    while (v >= 128) {
+      this.buf[this.pos++] = (v % 128) | 128;
+      v = Math.floor(v / 128);
+    }
+    this.buf[this.pos++] = v;
+  }
+  bytes(b: Uint8Array) {
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+}
+
+const utf8 = new TextEncoder();
+/** protobuf Label { name = 1; value = 2 } as a length-delimited field 1 of a TimeSeries */
+function labelField(name: string, value: string): Uint8Array {
+  const n = utf8.encode(name);
+  const v = utf8.encode(value);
+  const inner = 2 + varintLen(n.length) + n.length + varintLen(v.length) + v.length;
+  const o = new Out(1 + varintLen(inner) + inner);
+  o.buf[o.pos++] = 0x0a;
+  o.varint(inner);
+  o.buf[o.pos++] = 0x0a;
+  o.varint(n.length);
+  o.bytes(n);
+  o.buf[o.pos++] = 0x12;
+  o.varint(v.length);
+  o.bytes(v);
+  return o.buf;
+}
+
+/**
+ * A Prometheus remote-write request (WriteRequest { repeated TimeSeries timeseries = 1 }, each
+ * with labels __name__ and host and one Sample { double value = 1; int64 timestamp = 2 } per
+ * stamp), snappy-framed as a single literal: the body for POST /api/v1/write.
+ */
+export function vmRemoteWrite(bodies: VmBody[]): Uint8Array {
+  const nameLabels = new Map<string, Uint8Array>();
+  let size = 0;
+  const plan: Array<{ labels: Uint8Array[]; ts: number[]; inner: number }> = [];
+  for (const b of bodies) {
+    const host = labelField("host", `h${b.host}`);
+    const ts = Array.from(b.ts, (t) => Math.round(t));
+    let samples = 0;
+    for (const t of ts) samples += 2 + 10 + varintLen(t); // field tag + length + (0x09 + 8 bytes) + (0x10 + varint)
+    for (const n of b.names) {
+      let nl = nameLabels.get(n);
+      if (!nl) nameLabels.set(n, (nl = labelField("__name__", vmName(n))));
+      const inner = nl.length + host.length + samples;
+      plan.push({ labels: [nl, host], ts, inner });
+      size += 1 + varintLen(inner) + inner;
+    }
+  }
+  const o = new Out(varintLen(size) + 5 + size);
+  o.varint(size); // snappy: the uncompressed length, then one literal of `size` bytes (tag 63 << 2: 4-byte length - 1)
+  o.buf[o.pos++] = 63 << 2;
+  o.dv.setUint32(o.pos, size - 1, true);
+  o.pos += 4;
+  let i = 0;
+  for (const b of bodies) {
+    const n = b.ts.length;
+    for (let j = 0; j < b.names.length; j++) {
+      const p = plan[i++]!;
+      o.buf[o.pos++] = 0x0a;
+      o.varint(p.inner);
+      for (const l of p.labels) o.bytes(l);
+      for (let k = 0; k < n; k++) {
+        o.buf[o.pos++] = 0x12;
+        o.varint(10 + varintLen(p.ts[k]!));
+        o.buf[o.pos++] = 0x09;
+        o.dv.setFloat64(o.pos, b.values[j * n + k]!, true);
+        o.pos += 8;
+        o.buf[o.pos++] = 0x10;
+        o.varint(p.ts[k]!);
+      }
+    }
+  }
+  if (o.pos !== o.buf.length) throw new Error(`remote-write encoder: ${o.pos} of ${o.buf.length} bytes written`);
+  return o.buf;
+}
+
+export type VmPath = "remote-write" | "import";
+
+/** The request bodies for `path`, `perRequest` bodies each. */
+export function vmRequests(bodies: VmBody[], path: VmPath, perRequest = 50): Array<string | Uint8Array> {
+  const out: Array<string | Uint8Array> = [];
+  for (let i = 0; i < bodies.length; i += perRequest) {
+    const chunk = bodies.slice(i, i + perRequest);
+    out.push(path === "import" ? vmImportLines(chunk) : vmRemoteWrite(chunk));
+  }
+  return out;
+}
+
 export interface Victoria {
   url: string;
   pid: number;
   dataDir: string;
   /** POSTs the request bodies with `senders` at a time; resolves with the wall time. */
-  ingest(requests: string[], senders: number): Promise<{ seconds: number; cpuSeconds: number }>;
+  ingest(requests: Array<string | Uint8Array>, senders: number): Promise<{ seconds: number; cpuSeconds: number }>;
   /** Makes everything received searchable and on disk. */
   flush(): Promise<void>;
   /** Flushes, forces a merge of every partition, and waits until the data directory stops shrinking. */
@@ -133,7 +242,10 @@ export async function startVictoria(log: (s: string) => void = () => {}): Promis
           for (;;) {
             const i = next++;
             if (i >= requests.length) break;
-            const r = await fetch(`${url}/api/v1/import`, { method: "POST", body: requests[i]! });
+            const body = requests[i]!;
+            const r = typeof body === "string"
+              ? await fetch(`${url}/api/v1/import`, { method: "POST", body })
+              : await fetch(`${url}/api/v1/write`, { method: "POST", body: body as Uint8Array<ArrayBuffer>, headers: { "content-type": "application/x-protobuf", "content-encoding": "snappy", "x-prometheus-remote-write-version": "0.1.0" } });
             if (r.status !== 204 && r.status !== 200) throw new Error(`victoria-metrics import: ${r.status} ${await r.text()}`);
           }
         }),
