@@ -209,6 +209,12 @@ export async function startVictoria(log: (s: string) => void = () => {}): Promis
     rmSync(dataDir, { recursive: true, force: true });
   };
   const forget = onInterrupt(stop);
+  // a bench that fails with an error exits without stopping it: not left running, nor its directory
+  const onExit = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  process.once("exit", onExit);
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`victoria-metrics exited with ${child.exitCode} before it was ready`);
@@ -282,6 +288,7 @@ export async function startVictoria(log: (s: string) => void = () => {}): Promis
     cpuSeconds: () => cpuSeconds(child.pid!),
     async stop() {
       forget();
+      process.off("exit", onExit);
       await stop();
     },
   };
