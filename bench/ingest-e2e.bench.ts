@@ -312,12 +312,14 @@ async function main() {
     await vm.compact();
     const vmRows = await vm.rows();
     const vmBytes = vm.diskBytes();
+  const vmSplit = vm.diskSplit();
     const vmSps = median(vmRounds.map((x) => x.samples_per_s));
     vmResult = {
       vm_samples_per_s: vmSps,
       vm_create_samples_per_s: Math.round(regSamples / vmCreate!.seconds),
       vm_cpu_s_per_million: median(vmRounds.map((x) => x.cpu_s_per_million)),
       vm_bytes_per_sample: round(vmBytes / smSamples, 2),
+    vm_index_bytes_per_sample: round(vmSplit.index / smSamples, 2),
       vm_samples_stored: vmRows,
       vm_per_round: vmRounds,
       vm_import: { path: VM_PATH === "import" ? "/api/v1/import" : "/api/v1/write", senders: VM_SENDERS, frames_per_request: VM_FRAMES_PER_REQUEST },

@@ -247,6 +247,7 @@ async function sideBySide(): Promise<Record<string, unknown>> {
   await vm.compact();
   const vmRows = await vm.rows();
   const vmBytes = vm.diskBytes();
+  const vmSplit = vm.diskSplit();
   await vm.stop();
   if (vmRows !== smSamples) log(`victoria-metrics holds ${vmRows} samples, ${smSamples} were sent`);
   const vmSps = Math.round(steadySamples / vs.seconds);
@@ -256,6 +257,7 @@ async function sideBySide(): Promise<Record<string, unknown>> {
     vm_create_samples_per_s: Math.round(createSamples / vc.seconds),
     vm_cpu_s_per_million: round(vs.cpuSeconds / (steadySamples / 1e6)),
     vm_bytes_per_sample: round(vmBytes / smSamples, 2),
+    vm_index_bytes_per_sample: round(vmSplit.index / smSamples, 2),
     vm_samples_stored: vmRows,
     vm_import: { path: VM_PATH === "import" ? "/api/v1/import" : "/api/v1/write", senders: 8, frames_per_request: 50 },
     vs_vm: round((out.samples_per_s as number) / vmSps),

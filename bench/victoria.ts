@@ -172,6 +172,8 @@ export interface Victoria {
   compact(): Promise<void>;
   /** Bytes under the data directory's `data` and `indexdb` (caches not counted). */
   diskBytes(): number;
+  /** The same split: samples (`data`) and the series index (`indexdb`). */
+  diskSplit(): { data: number; index: number };
   /** Samples VictoriaMetrics says it holds (its own /metrics: vm_rows, small + big parts). */
   rows(): Promise<number>;
   cpuSeconds(): number;
@@ -279,6 +281,7 @@ export async function startVictoria(log: (s: string) => void = () => {}): Promis
     diskBytes() {
       return dirBytes(join(dataDir, "data")) + dirBytes(join(dataDir, "indexdb"));
     },
+    diskSplit: () => ({ data: dirBytes(join(dataDir, "data")), index: dirBytes(join(dataDir, "indexdb")) }),
     async rows() {
       const text = await get("/metrics");
       let n = 0;
