@@ -220,12 +220,16 @@ async function sideBySide(): Promise<Record<string, unknown>> {
     if (ok !== frames.length) throw new Error(`servermind writer stored ${ok} of ${frames.length} frames`);
     return (performance.now() - t) / 1000;
   };
-  const smCreateS = await run(create);
-  await sql`checkpoint`;
-  const smSteadyS = await run(steady);
-  const storage = await metricStorage(sql);
-  log(`metric relations counted: ${JSON.stringify(storage.tables)}`);
-  await db.close();
+  let smCreateS: number, smSteadyS: number, storage: Awaited<ReturnType<typeof metricStorage>>;
+  try {
+    smCreateS = await run(create);
+    await sql`checkpoint`;
+    smSteadyS = await run(steady);
+    storage = await metricStorage(sql);
+    log(`metric relations counted: ${JSON.stringify(storage.tables)}`);
+  } finally {
+    await db.close(); // also when the writer fails: no PostgreSQL or directory left behind
+  }
   const smSamples = createSamples + steadySamples;
   const out: Record<string, unknown> = {
     agents: SM_AGENTS,
