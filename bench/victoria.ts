@@ -267,14 +267,20 @@ export async function startVictoria(log: (s: string) => void = () => {}): Promis
     async compact() {
       await get("/internal/force_flush");
       await get("/internal/force_merge");
-      // the merge runs in the background: wait until the size has stayed put for 3 s (at most 5 min)
+      // the merge runs in the background: wait until no merge is active (its own /metrics) and
+      // the size has stayed put for 3 s, at most 5 min
+      const activeMerges = async () => {
+        let n = 0;
+        for (const m of (await get("/metrics")).matchAll(/^vm_active_merges\{[^}]*\} (\d+)/gm)) n += Number(m[1]);
+        return n;
+      };
       let last = -1;
       let still = 0;
       const end = Date.now() + 300_000;
       while (still < 3 && Date.now() < end) {
         await Bun.sleep(1000);
         const b = vm.diskBytes();
-        still = b === last ? still + 1 : 0;
+        still = b === last && (await activeMerges()) === 0 ? still + 1 : 0;
         last = b;
       }
     },
