@@ -24,7 +24,11 @@ import { sampleCensus } from "../src/store/postgres/metric-blocks.ts";
 import { decodeFrameBody, splitFrames } from "../src/ingest/frame/decode.ts";
 import type { LogsBody, MetricsBody } from "../src/ingest/frame/frame.ts";
 import { logsFrame, metricNames, metricsFrame, newKeys, openSession, openStream, post, type SimAgent } from "../test/support/sim-agent.ts";
-import { arg, environment, flag, median, percentile, round, rssMb, cpuSeconds, spawnServer, treeCpuSeconds, benchDatabase } from "./support.ts";
+import { encodeFrame, packMetrics } from "../src/ingest/frame/encode.ts";
+import { FrameKind } from "../src/ingest/frame/frame.ts";
+import { arg, environment, flag, median, percentile, round, rssMb, cpuSeconds, spawnServer, treeCpuSeconds, benchDatabase, metricStorage, workloadArg } from "./support.ts";
+import { realisticWorkload } from "./workload-realistic.ts";
+import { requireVictoria, startVictoria, vmRequests as vmBodies, type VmBody, type VmPath } from "./victoria.ts";
 import { readFileSync } from "node:fs";
 import { runClickhouseBench } from "./clickhouse-tier.ts";
 
@@ -41,6 +45,36 @@ const WRITERS = Number(arg("writers", "3")); // the server's default (SERVERMIND
 const ROUNDS = Number(arg("rounds", quick ? "1" : "3"));
 const AUTH = arg("auth", "session") as "session" | "signature";
 if (AUTH !== "session" && AUTH !== "signature") throw new Error(`--auth ${AUTH}: use session or signature`);
+const WORKLOAD = workloadArg();
+const VM = !flag("no-vm"); // VictoriaMetrics side by side (bench/victoria.ts)
+const VM_SENDERS = Number(arg("vm-senders", "8"));
+const VM_FRAMES_PER_REQUEST = Number(arg("vm-frames-per-request", "50"));
+const VM_PATH = arg("vm-path", "remote-write") as VmPath;
+if (VM_PATH !== "remote-write" && VM_PATH !== "import") throw new Error(`--vm-path ${VM_PATH}: use remote-write or import`);
+if (VM) requireVictoria();
+const realistic = WORKLOAD === "realistic" ? realisticWorkload(METRICS) : undefined;
+
+/** A metrics frame of the chosen workload: hash-random values (sim-agent's), or the realistic replay for this agent. */
+function workloadFrame(a: SimAgent, endMs: number, names: string[]): Uint8Array {
+  if (!realistic) return metricsFrame(a, METRICS, STAMPS, endMs, names);
+  const ts = new Float64Array(STAMPS);
+  for (let i = 0; i < STAMPS; i++) ts[i] = endMs - (STAMPS - 1 - i) * 10_000;
+  return encodeFrame(
+    { kind: FrameKind.Metrics, agentId: a.id, seq: ++a.seq, batchId: ++a.batch, createdMs: endMs, items: METRICS * STAMPS },
+    packMetrics({ ts, names, values: realistic.frameValues(a.id, ts) }),
+    a.session ?? a.privateKey,
+  );
+}
+
+/** The same samples as VictoriaMetrics requests (`--vm-path`), VM_FRAMES_PER_REQUEST frames each. */
+function vmRequests(frames: Uint8Array[]): Array<string | Uint8Array> {
+  const bodies = frames.map((f): VmBody => {
+    const e = splitFrames(f)[0]!.frame!;
+    const b = decodeFrameBody(e.header, e.body).body as MetricsBody;
+    return { host: e.header.agentId, names: b.names, ts: b.ts, values: b.values };
+  });
+  return vmBodies(bodies, VM_PATH, VM_FRAMES_PER_REQUEST);
+}
 
 const log = (s: string) => console.error(`[bench] ${s}`);
 
@@ -159,17 +193,26 @@ async function main() {
     log(`${agents.length} sessions opened at ${Math.round(sessionsPerS)}/s`);
   }
 
-  const names = metricNames(METRICS);
+  const names = realistic ? realistic.names : metricNames(METRICS);
+  if (realistic) log(`realistic workload: ${JSON.stringify(realistic.mix())} of ${METRICS} series per agent, a ${realistic.cycle}-tick recording`);
+  const vm = VM ? await startVictoria(log) : undefined;
   const samplesPerFrame = METRICS * STAMPS;
   const base = Date.now() - 3_600_000;
   // Registration: the first frame of every agent creates its series.
   const regJobs: Job[] = [];
   for (let i = 0; i < agents.length; i += PER_REQUEST) {
-    regJobs.push({ frames: agents.slice(i, i + PER_REQUEST).map((a) => metricsFrame(a, METRICS, STAMPS, base, names)), samples: 0 });
+    regJobs.push({ frames: agents.slice(i, i + PER_REQUEST).map((a) => workloadFrame(a, base, names)), samples: 0 });
   }
   const reg = await drive(server.url, agents, regJobs, ["h2"]);
   const regSamples = agents.length * samplesPerFrame;
   log(`registration: ${round(regSamples / reg.seconds / 1e6)}M samples/s`);
+  // VictoriaMetrics, the same first frames: this pass creates its series
+  let vmCreate: { seconds: number; cpuSeconds: number } | undefined;
+  if (vm) {
+    vmCreate = await vm.ingest(vmRequests(regJobs.flatMap((j) => j.frames)), VM_SENDERS);
+    await vm.flush();
+    log(`victoria-metrics, creating series: ${round(regSamples / vmCreate.seconds / 1e6)}M samples/s`);
+  }
 
   const pgPid = Number(readFileSync(join(dir, "pg", "postmaster.pid"), "utf8").split("\n")[0]);
   const frameCount = Math.ceil(SAMPLES / samplesPerFrame);
@@ -182,6 +225,8 @@ async function main() {
   let rejected = 0;
   const rejectCodes: Record<string, number> = {};
   let ceilingOffset = 1_000_000_000;
+  let ceilingBytes = 0; // what the ceiling's rows added to the metric tables: not ServerMind's
+  const vmRounds: Array<{ samples_per_s: number; cpu_s_per_million: number }> = [];
 
   // Each round: the end-to-end run and the raw-COPY ceiling of the same rows, in alternating
   // order (a checkpoint first, so neither pays for the other's dirty pages).
@@ -191,7 +236,7 @@ async function main() {
     for (let i = 0; i < frameCount; i++) {
       const a = agents[i % agents.length]!;
       if (i % agents.length === 0) stamp++;
-      frames.push(metricsFrame(a, METRICS, STAMPS, base + stamp * STAMPS * 10_000, names));
+      frames.push(workloadFrame(a, base + stamp * STAMPS * 10_000, names));
     }
     const jobs: Job[] = [];
     for (let i = 0; i < frames.length; i += PER_REQUEST) jobs.push({ frames: frames.slice(i, i + PER_REQUEST), samples: 0 });
@@ -219,7 +264,9 @@ async function main() {
     const ceiling = async () => {
       await sql`checkpoint`;
       log(`round ${r + 1}: measuring the COPY ceiling`);
+      const size0 = await metricStorage(sql);
       const c = await copyCeiling(pg.url, METRIC_BLOCKS_COPY, chunks, pgPid);
+      ceilingBytes += (await metricStorage(sql)).bytes - size0.bytes;
       ceilingPgCpu = c.pgCpu;
       return c.secs;
     };
@@ -245,8 +292,42 @@ async function main() {
       ack_p99_ms: round(percentile(run.latencies, 99), 1),
     });
     log(`round ${r + 1}: ${JSON.stringify(rounds.at(-1))}`);
+    if (vm) {
+      // the same samples into VictoriaMetrics, its series existing already (steady state)
+      const requests = vmRequests(frames);
+      await sql`checkpoint`;
+      const v = await vm.ingest(requests, VM_SENDERS);
+      await vm.flush();
+      vmRounds.push({ samples_per_s: Math.round(sent / v.seconds), cpu_s_per_million: round(v.cpuSeconds / (sent / 1e6)) });
+      log(`round ${r + 1}: victoria-metrics ${JSON.stringify(vmRounds.at(-1))}`);
+    }
   }
   const rss = rssMb(server.pid);
+  // ServerMind's bytes: the metric tables (every partition, index and TOAST) less what the ceiling's rows added
+  const storage = await metricStorage(sql);
+  const smSamples = regSamples + sent * ROUNDS;
+  log(`metric relations counted: ${JSON.stringify(storage.tables)}; ceiling rows' share ${ceilingBytes} bytes subtracted`);
+  let vmResult: Record<string, unknown> = {};
+  if (vm) {
+    log("victoria-metrics: flush and forced merge");
+    await vm.compact();
+    const vmRows = await vm.rows();
+    const vmBytes = vm.diskBytes();
+  const vmSplit = vm.diskSplit();
+    const vmSps = median(vmRounds.map((x) => x.samples_per_s));
+    vmResult = {
+      vm_samples_per_s: vmSps,
+      vm_create_samples_per_s: Math.round(regSamples / vmCreate!.seconds),
+      vm_cpu_s_per_million: median(vmRounds.map((x) => x.cpu_s_per_million)),
+      vm_bytes_per_sample: round(vmBytes / smSamples, 2),
+    vm_index_bytes_per_sample: round(vmSplit.index / smSamples, 2),
+      vm_samples_stored: vmRows,
+      vm_per_round: vmRounds,
+      vm_import: { path: VM_PATH === "import" ? "/api/v1/import" : "/api/v1/write", senders: VM_SENDERS, frames_per_request: VM_FRAMES_PER_REQUEST },
+    };
+    if (vmRows !== smSamples) log(`victoria-metrics holds ${vmRows} samples, ${smSamples} were sent`);
+    await vm.stop();
+  }
 
   // compressed blocks are counted by decoding them (src/store/postgres/metric-blocks.ts)
   const census = await sampleCensus(sql, 1_000_000_000);
@@ -291,6 +372,7 @@ async function main() {
     connections: CONNECTIONS,
     transport: TRANSPORTS.join("+"),
     auth: AUTH,
+    workload: WORKLOAD,
     samples: sent,
     rounds: ROUNDS,
     // medians over the rounds; each round's own numbers are under `per_round`
@@ -317,6 +399,14 @@ async function main() {
     log_ceiling_lines_per_s: Math.round(LOG_LINES / logCeilingSecs),
     log_ratio: round(LOG_LINES / logRun.seconds / (LOG_LINES / logCeilingSecs)),
     ...(clickhouse ? { clickhouse } : {}),
+    // on disk, registration + every round (ServerMind: the metric tables less the ceiling's rows; VictoriaMetrics: after a forced merge)
+    // samples per series on disk: bytes per sample fall as series get longer (per-series costs spread thinner)
+    points_per_series: round(smSamples / (AGENTS * METRICS), 1),
+    bytes_per_sample: round((storage.bytes - ceilingBytes) / smSamples, 2),
+    rollup_bytes_per_sample: round(storage.rollupBytes / smSamples, 2),
+    metric_relations: storage.tables,
+    ...vmResult,
+    ...(vm ? { vs_vm: round(med("samples_per_s") / (vmResult.vm_samples_per_s as number)) } : {}),
   };
   console.log(JSON.stringify(result));
   if (lost || duplicated || rejected) process.exitCode = 1;

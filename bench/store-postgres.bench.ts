@@ -6,6 +6,13 @@
  *   array-f8:   one row per (agent, 10 series, 10 ts) with float8[] values (our layout)
  *   array-f8-partitioned: the same into a range-partitioned parent (routing cost)
  *   array-bytea: the same rows with values as raw little-endian float64 bytes
+ * Then ServerMind's own write path (src/store/postgres/writer.ts, whatever layout it writes) on a
+ * migrated database: `--agents` hosts x 100 series, frames of 10 stamps, a first pass that
+ * creates the series, then `samples` more with later timestamps (steady state), in batches of
+ * 200 frames on `--writers` connections; its bytes per sample are the sizes of the metric
+ * tables (bench/support.ts metricStorage). VictoriaMetrics gets the same samples (bench/victoria.ts;
+ * `--no-vm` skips it). `--workload realistic` takes the values from bench/workload-realistic.ts
+ * for every layout; the default keeps hash-random values.
  */
 import { mkdtempSync, rmSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,13 +20,29 @@ import { join } from "node:path";
 import { startEmbeddedPg } from "../src/store/postgres/embedded.ts";
 import { createPgClient } from "../src/store/postgres/client.ts";
 import { CopyWriter } from "../src/store/postgres/copy-binary.ts";
-import { arg, environment, flag, median, round } from "./support.ts";
+import { arg, benchDatabase, environment, flag, median, metricStorage, round, workloadArg } from "./support.ts";
+import { createPgWriter } from "../src/store/postgres/writer.ts";
+import { Batch, type PendingFrame } from "../src/batch/batch.ts";
+import { FrameKind, type MetricsBody } from "../src/ingest/frame/frame.ts";
+import { metricNames } from "../test/support/sim-agent.ts";
+import { realisticWorkload } from "./workload-realistic.ts";
+import { requireVictoria, startVictoria, vmRequests, type VmPath } from "./victoria.ts";
 
 const quick = flag("quick");
 const SAMPLES = Number(arg("samples", quick ? "1000000" : "4000000"));
 const REPEAT = Number(arg("repeat", quick ? "1" : "3"));
 const PER_TX = 200_000; // samples per transaction, like a group-commit batch
 const AGENTS = 1000;
+const WORKLOAD = workloadArg();
+const VM = !flag("no-vm");
+if (VM) requireVictoria();
+const SM_AGENTS = Number(arg("agents", quick ? "200" : "1000"));
+const SM_METRICS = 100;
+const SM_WRITERS = Number(arg("writers", "3"));
+const VM_PATH = arg("vm-path", "remote-write") as VmPath;
+if (VM_PATH !== "remote-write" && VM_PATH !== "import") throw new Error(`--vm-path ${VM_PATH}: use remote-write or import`);
+const realistic = WORKLOAD === "realistic" ? realisticWorkload(SM_METRICS) : undefined;
+const log = (s: string) => console.error(`[bench] ${s}`);
 
 type Layout = { name: string; ddl: string; columns: string; encode: (w: CopyWriter, agent: number, t0: number, vals: Float64Array) => void };
 
@@ -89,7 +112,13 @@ async function main() {
   const pg = await startEmbeddedPg({ dataDir: join(dir, "pg") });
   const sql = createPgClient(pg.url, 2);
   const results: Record<string, unknown>[] = [];
-  const vals = new Float64Array(100).map(() => Math.round(Math.random() * 10000) / 100);
+  const fixed = new Float64Array(100).map(() => Math.round(Math.random() * 10000) / 100);
+  const vals = (agent: number, t0: number) => {
+    if (!realistic) return fixed;
+    const v = new Float64Array(100);
+    for (let s = 0; s < 10; s++) for (let t = 0; t < 10; t++) v[s * 10 + t] = realistic.value(agent, s, t0 / 10_000 + t);
+    return v;
+  };
   for (const L of layouts) {
     const runs: number[] = [];
     let bytes = 0;
@@ -101,7 +130,9 @@ async function main() {
         const w = new CopyWriter().begin();
         for (let k = s; k < Math.min(SAMPLES, s + PER_TX); k += 100) {
           const block = k / 100;
-          encodeFixed(L, w, 1 + (block % AGENTS), 1_790_000_000_000 + Math.floor(block / AGENTS) * 100_000, vals);
+          const agent = 1 + (block % AGENTS);
+          const t0 = 1_790_000_000_000 + Math.floor(block / AGENTS) * 100_000;
+          encodeFixed(L, w, agent, t0, vals(agent, t0));
         }
         chunks.push(w.end().slice());
       }
@@ -129,7 +160,112 @@ async function main() {
   rmSync(dir, { recursive: true, force: true });
   const f8 = results.find((r) => r.layout === "array-f8")!;
   const ps = results.find((r) => r.layout === "per-sample")!;
-  console.log(JSON.stringify({ bench: "store-postgres", ...environment(), quick, samples: SAMPLES, repeat: REPEAT, results, array_vs_per_sample: round((f8.samples_per_s as number) / (ps.samples_per_s as number), 2) }));
+  const side = await sideBySide();
+  console.log(JSON.stringify({ bench: "store-postgres", ...environment(), quick, workload: WORKLOAD, samples: SAMPLES, repeat: REPEAT, results, array_vs_per_sample: round((f8.samples_per_s as number) / (ps.samples_per_s as number), 2), ...side }));
+}
+
+/** Frames of every agent for `stamps` x 10 stamps from `fromMs`: metric bodies as the server decodes them. */
+function smFrames(fromMs: number, perAgent: number, names: string[]): Array<{ agent: number; body: MetricsBody }> {
+  const out: Array<{ agent: number; body: MetricsBody }> = [];
+  for (let k = 0; k < perAgent; k++) {
+    for (let a = 1; a <= SM_AGENTS; a++) {
+      const ts = Float64Array.from({ length: 10 }, (_, i) => fromMs + (k * 10 + i) * 10_000);
+      const values = realistic ? realistic.frameValues(a, ts) : new Float64Array(SM_METRICS * 10).map(() => Math.round(Math.random() * 100_000) / 100);
+      out.push({ agent: a, body: { ts, names, values, namesKey: names.join("\n") } });
+    }
+  }
+  return out;
+}
+
+/**
+ * ServerMind's write path (createPgWriter, as the server's batcher calls it) and VictoriaMetrics
+ * on the same samples: a first pass of one frame per agent creates the series, then SAMPLES more.
+ */
+async function sideBySide(): Promise<Record<string, unknown>> {
+  const names = realistic ? realistic.names : metricNames(SM_METRICS);
+  const steadyFrames = Math.max(1, Math.round(SAMPLES / (SM_METRICS * 10 * SM_AGENTS)));
+  const from = Math.floor(Date.now() / 10_000) * 10_000 - 6 * 3_600_000; // inside the partitions benchDatabase made
+  const create = smFrames(from, 1, names);
+  const steady = smFrames(from + 100_000, steadyFrames, names);
+  const createSamples = create.length * SM_METRICS * 10;
+  const steadySamples = steady.length * SM_METRICS * 10;
+  log(`servermind writer: ${SM_AGENTS} agents x ${SM_METRICS} series, ${createSamples} samples creating them, then ${steadySamples}${realistic ? ` (realistic: ${JSON.stringify(realistic.mix())})` : ""}`);
+
+  const db = await benchDatabase({ prefix: "servermind-store-bench-sm-" });
+  const { sql } = db;
+  await sql`insert into agents (id, hostname, public_key) overriding system value select g, 'bench-' || g, decode(lpad(to_hex(g), 64, '0'), 'hex') from generate_series(1, ${SM_AGENTS}) g`;
+  const write = createPgWriter({ sql });
+  let batchId = 0;
+  const run = async (frames: Array<{ agent: number; body: MetricsBody }>) => {
+    const batches: Batch[] = [];
+    for (let i = 0; i < frames.length; i += 200) {
+      const b = new Batch(performance.now());
+      for (const f of frames.slice(i, i + 200)) {
+        const pf: PendingFrame = { agentId: f.agent, batchId: ++batchId, seq: batchId, createdMs: Date.now(), data: { kind: FrameKind.Metrics, body: f.body }, bytes: f.body.values.byteLength, rows: 10, receivedAt: performance.now(), transport: "bench", accept() {}, reject() {} };
+        b.add(pf);
+      }
+      batches.push(b);
+    }
+    let next = 0;
+    let ok = 0;
+    const t = performance.now();
+    await Promise.all(Array.from({ length: SM_WRITERS }, async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= batches.length) break;
+        const statuses = await write(batches[i]!); // (not `ok += await ...`: that reads ok before the await)
+        ok += statuses.filter((s) => s === "ok").length;
+      }
+    }));
+    if (ok !== frames.length) throw new Error(`servermind writer stored ${ok} of ${frames.length} frames`);
+    return (performance.now() - t) / 1000;
+  };
+  let smCreateS: number, smSteadyS: number, storage: Awaited<ReturnType<typeof metricStorage>>;
+  try {
+    smCreateS = await run(create);
+    await sql`checkpoint`;
+    smSteadyS = await run(steady);
+    storage = await metricStorage(sql);
+    log(`metric relations counted: ${JSON.stringify(storage.tables)}`);
+  } finally {
+    await db.close(); // also when the writer fails: no PostgreSQL or directory left behind
+  }
+  const smSamples = createSamples + steadySamples;
+  const out: Record<string, unknown> = {
+    agents: SM_AGENTS,
+    samples_stored: smSamples,
+    points_per_series: round(smSamples / (SM_AGENTS * SM_METRICS), 1),
+    samples_per_s: Math.round(steadySamples / smSteadyS),
+    create_samples_per_s: Math.round(createSamples / smCreateS),
+    bytes_per_sample: round(storage.bytes / smSamples, 2),
+    rollup_bytes_per_sample: round(storage.rollupBytes / smSamples, 2),
+    metric_relations: storage.tables,
+  };
+  if (!VM) return out;
+
+  const vm = await startVictoria(log);
+  const requests = (frames: Array<{ agent: number; body: MetricsBody }>) => vmRequests(frames.map((f) => ({ host: f.agent, ...f.body })), VM_PATH, 50);
+  const vc = await vm.ingest(requests(create), 8);
+  await vm.flush();
+  const vs = await vm.ingest(requests(steady), 8);
+  await vm.compact();
+  const vmRows = await vm.rows();
+  const vmBytes = vm.diskBytes();
+  const vmSplit = vm.diskSplit();
+  await vm.stop();
+  if (vmRows !== smSamples) log(`victoria-metrics holds ${vmRows} samples, ${smSamples} were sent`);
+  const vmSps = Math.round(steadySamples / vs.seconds);
+  return {
+    ...out,
+    vm_samples_per_s: vmSps,
+    vm_create_samples_per_s: Math.round(createSamples / vc.seconds),
+    vm_cpu_s_per_million: round(vs.cpuSeconds / (steadySamples / 1e6)),
+    vm_bytes_per_sample: round(vmBytes / smSamples, 2),
+    vm_index_bytes_per_sample: round(vmSplit.index / smSamples, 2),
+    vm_samples_stored: vmRows,
+    vm_import: { path: VM_PATH === "import" ? "/api/v1/import" : "/api/v1/write", senders: 8, frames_per_request: 50 },
+    vs_vm: round((out.samples_per_s as number) / vmSps),
+  };
 }
 
 function encodeFixed(L: Layout, w: CopyWriter, agent: number, t0: number, vals: Float64Array) {

@@ -175,3 +175,42 @@ export async function benchDatabase(o: { prefix: string; partitionDays?: number;
     },
   };
 }
+
+export interface MetricStorage {
+  /** bytes of every metric relation except the rollup tiers (heap, TOAST, indexes; every partition) */
+  bytes: number;
+  /** bytes of the rollup tiers (tables named metric_rollup%) */
+  rollupBytes: number;
+  /** bytes per table, partitions summed under their root table */
+  tables: Record<string, number>;
+}
+
+/**
+ * What the metric tables take on disk, whatever the layout: pg_total_relation_size (heap, TOAST,
+ * indexes) of every table named metric% and of every partition whose root is so named, summed
+ * per root table. The rollup tiers (metric_rollup%) are reported apart.
+ */
+export async function metricStorage(sql: Sql): Promise<MetricStorage> {
+  const rows = await sql<{ root: string; bytes: string }[]>`
+    select coalesce(r.relname, c.relname)::text as root, sum(pg_total_relation_size(c.oid))::bigint as bytes
+    from pg_class c
+    left join pg_class r on r.oid = pg_partition_root(c.oid)
+    where c.relkind = 'r' and c.relnamespace = 'public'::regnamespace
+      and (c.relname like 'metric%' or r.relname like 'metric%')
+    group by 1 order by 1`;
+  const tables = Object.fromEntries(rows.map((r) => [r.root, Number(r.bytes)]));
+  let bytes = 0;
+  let rollupBytes = 0;
+  for (const [t, b] of Object.entries(tables)) {
+    if (t.startsWith("metric_rollup")) rollupBytes += b;
+    else bytes += b;
+  }
+  return { bytes, rollupBytes, tables };
+}
+
+/** `--workload hash-random` (the default: values from Math.random, as before) or `realistic` (bench/workload-realistic.ts). */
+export function workloadArg(): "hash-random" | "realistic" {
+  const w = arg("workload", "hash-random");
+  if (w !== "hash-random" && w !== "realistic") throw new Error(`--workload ${w}: use hash-random or realistic`);
+  return w;
+}
