@@ -14,6 +14,7 @@ import { lookupUser } from "../../agent/supervisor/layout.ts";
 import { agentBinary, agentDirs, credentials, enrollAgent, runAgent, startE2eServer, until, type AgentRun, type E2eServer } from "../support/agent-harness.ts";
 import { requireComponent } from "../support/ci.ts";
 import { consoleHarness } from "../support/console-app.ts";
+import { readBlockRows } from "../../src/store/postgres/metric-blocks.ts";
 
 setDefaultTimeout(240_000);
 const INTERVAL = 1000;
@@ -44,16 +45,15 @@ afterAll(async () => {
   await server?.close();
 });
 
-/** Timestamps of one series with how many times each is stored. */
+/** Timestamps of one series with how many times each is stored (either block layout). */
 async function samples(name: string): Promise<Array<{ ts: number; n: number }>> {
-  const rows = await server.db.sql<{ ts: string; n: number }[]>`
-    select (extract(epoch from b.t0) * 1000)::bigint + o.off as ts, count(*)::int as n
-    from metric_blocks b
-    cross join lateral unnest(b.ts_off) as o(off)
-    join metric_series s on s.id = any(b.series) and s.agent_id = b.agent_id
-    where b.agent_id = ${agentId} and s.name = ${name}
-    group by 1 order by 1`;
-  return rows.map((r) => ({ ts: Number(r.ts), n: r.n }));
+  const ids = new Set((await server.db.sql<{ id: number }[]>`select id::int as id from metric_series where agent_id = ${agentId} and name = ${name}`).map((r) => r.id));
+  const count = new Map<number, number>();
+  for (const r of await readBlockRows(server.db.sql, agentId)) {
+    if (!r.series.some((sid) => ids.has(sid))) continue;
+    for (const off of r.tsOff) count.set(r.t0 + off, (count.get(r.t0 + off) ?? 0) + 1);
+  }
+  return [...count].sort((x, y) => x[0] - y[0]).map(([ts, n]) => ({ ts, n }));
 }
 
 function gaps(s: Array<{ ts: number }>): number[] {
