@@ -13,7 +13,7 @@ import { copyInto, encodeMetricBlocks, METRIC_BLOCKS_COPY } from "../src/store/p
 import { ensurePartitions, timeSeriesTables } from "../src/store/postgres/partitions.ts";
 import { postgresRangeStore } from "../src/store/range.ts";
 import { CHART_RANGES, hostCharts } from "../src/web/chart/data.ts";
-import { arg, benchDatabase, environment, percentile, round } from "./support.ts";
+import { arg, benchDatabase, environment, latencies, percentile, round } from "./support.ts";
 
 const DAYS = Number(arg("days", "90"));
 const RUNS = Number(arg("runs", "10"));
@@ -66,13 +66,7 @@ async function main() {
     log(`range ${range}`);
     const once = async () => JSON.stringify(await hostCharts(store, chartHost, { from: end - span, to: end, range, width: WIDTH }));
     const body = await once(); // warm
-    const xs: number[] = [];
-    for (let i = 0; i < RUNS; i++) {
-      const t = performance.now();
-      await once();
-      xs.push(performance.now() - t);
-    }
-    xs.sort((x, y) => x - y);
+    const xs = await latencies(RUNS, once, 0);
     const parsed = JSON.parse(body) as { charts: Array<{ t: number[] }> };
     results[range] = {
       median_ms: round(percentile(xs, 50), 1), p95_ms: round(percentile(xs, 95), 1),

@@ -21,7 +21,7 @@ import { createPgClient } from "../src/store/postgres/client.ts";
 import { CopyWriter } from "../src/store/postgres/copy-binary.ts";
 import { ByteSink, decodeBlock, encodeBlock } from "../src/store/codec/block.ts";
 import { encodeMetricBlocksCompressed } from "../src/store/postgres/metric-blocks.ts";
-import { arg, environment, flag, median, round } from "./support.ts";
+import { arg, copyChunks, environment, flag, median, round } from "./support.ts";
 
 const quick = flag("quick");
 const SAMPLES = Number(arg("samples", quick ? "1000000" : "4000000"));
@@ -156,17 +156,7 @@ async function main() {
         const cpu1 = process.cpuUsage(cpu0);
         buildRuns.push((cpu1.user + cpu1.system) / 1e6 / (samples / 1e6));
         const t = performance.now();
-        let next = 0;
-        await Promise.all([0, 1].map(async () => {
-          for (;;) {
-            const i = next++;
-            if (i >= chunks.length) break;
-            await sql.begin(async (tx) => {
-              const st = await tx.unsafe(`copy ${L.columns} from stdin (format binary)`).writable();
-              await new Promise<void>((ok, fail) => { st.once("finish", ok); st.once("error", fail); st.end(Buffer.from(chunks[i]!)); });
-            });
-          }
-        }));
+        await copyChunks(sql, L.columns, chunks);
         copyRuns.push(samples / ((performance.now() - t) / 1000));
         await sql`vacuum m`;
         const [sz] = await sql`select pg_total_relation_size('m')::bigint as b`;

@@ -24,7 +24,7 @@ import { roleIdByName } from "../src/auth/roles.ts";
 import { createSession, SESSION_COOKIE } from "../src/auth/session.ts";
 import { DEFAULT_SETTINGS } from "../src/settings/console-settings.ts";
 import { fleetOverview } from "../src/store/postgres/queries-console.ts";
-import { arg, environment, percentile, round } from "./support.ts";
+import { arg, environment, latencies, percentile, round } from "./support.ts";
 
 const HOSTS = Number(arg("hosts", "2000"));
 const RUNS = Number(arg("runs", "60"));
@@ -56,14 +56,7 @@ try {
   const { token } = await createSession(sql, id, "full", "127.0.0.1", "bench", DEFAULT_SETTINGS.session);
 
   async function time(fn: () => Promise<unknown>): Promise<{ median_ms: number; p95_ms: number; min_ms: number }> {
-    for (let i = 0; i < 5; i++) await fn();
-    const xs: number[] = [];
-    for (let i = 0; i < RUNS; i++) {
-      const t = performance.now();
-      await fn();
-      xs.push(performance.now() - t);
-    }
-    xs.sort((a, b) => a - b);
+    const xs = await latencies(RUNS, fn, 5);
     return { median_ms: round(percentile(xs, 50), 2), p95_ms: round(percentile(xs, 95), 2), min_ms: round(xs[0]!, 2) };
   }
 

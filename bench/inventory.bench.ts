@@ -20,7 +20,7 @@ import { HostScope } from "../src/auth/host-scope.ts";
 import { hostPackages, searchInventory } from "../src/inventory/queries.ts";
 import { parseInventoryQuery, type InventoryQuery } from "../src/inventory/query-parse.ts";
 import { findHost } from "../src/store/postgres/queries-console.ts";
-import { arg, benchDatabase, environment, flag, percentile, round } from "./support.ts";
+import { arg, benchDatabase, environment, flag, percentile, round, timeRuns } from "./support.ts";
 
 const quick = flag("quick");
 const HOSTS = Number(arg("hosts", quick ? "500" : "2000"));
@@ -28,17 +28,7 @@ const PACKAGES = Number(arg("packages", "2000"));
 const RUNS = Number(arg("runs", quick ? "5" : "20"));
 const log = (s: string) => console.error(`[bench] ${s}`);
 
-async function time(runs: number, fn: () => Promise<unknown>) {
-  await fn(); // warm
-  const xs: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    await fn();
-    xs.push(performance.now() - t);
-  }
-  xs.sort((a, b) => a - b);
-  return { median_ms: round(percentile(xs, 50), 2), p95_ms: round(percentile(xs, 95), 2) };
-}
+const time = timeRuns;
 
 function q(kind: string, text: string): InventoryQuery {
   const p = parseInventoryQuery(kind, text);

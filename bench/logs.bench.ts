@@ -20,7 +20,7 @@ import { copyInto, encodeLogs, LOGS_COPY } from "../src/store/postgres/writer.ts
 import { parseLogQuery } from "../src/logs/log-query.ts";
 import { searchFleetLogs } from "../src/logs/search.ts";
 import { indexSealedLogPartitions } from "../src/store/postgres/partitions.ts";
-import { arg, benchDatabase, environment, flag, percentile, round } from "./support.ts";
+import { arg, benchDatabase, environment, flag, latencies, percentile, round } from "./support.ts";
 
 const quick = flag("quick");
 const LINES = Number(arg("lines", quick ? "1000000" : "100000000"));
@@ -198,13 +198,7 @@ async function main() {
         where l.ts >= ${day} and l.ts < ${to} and ${logQuerySql(sql, query)} order by l.ts desc, l.id desc nulls first limit 100`;
       log(plan.map((r) => r["QUERY PLAN"]).join("\n"));
     }
-    const xs: number[] = [];
-    for (let i = 0; i < RUNS; i++) {
-      const t = performance.now();
-      await run();
-      xs.push(performance.now() - t);
-    }
-    xs.sort((a, b) => a - b);
+    const xs = await latencies(RUNS, run, 0);
     queries[name] = { p50_ms: round(percentile(xs, 50), 1), p95_ms: round(percentile(xs, 95), 1), rows };
     log(`  ${label} ${name} (${q}): p50 ${queries[name]!.p50_ms} ms, p95 ${queries[name]!.p95_ms} ms, ${rows} rows`);
   }

@@ -18,7 +18,7 @@ import { copyInto, encodeLogs, encodeMetricBlocks, LOGS_COPY, METRIC_BLOCKS_COPY
 import { searchLogs, seriesRange } from "../src/store/postgres/queries.ts";
 import { FLEET_METRICS, fleetOverview } from "../src/store/postgres/queries-console.ts";
 import { ensurePartitions, timeSeriesTables } from "../src/store/postgres/partitions.ts";
-import { arg, environment, flag, percentile, round, benchDatabase } from "./support.ts";
+import { arg, environment, flag, percentile, round, benchDatabase, timeRuns } from "./support.ts";
 
 const quick = flag("quick");
 const HOSTS = Number(arg("hosts", "2000"));
@@ -33,17 +33,7 @@ async function copy(sql: ReturnType<typeof createPgClient>, target: string, byte
   await sql.begin((tx) => copyInto(tx, target, bytes));
 }
 
-async function time(runs: number, fn: () => Promise<unknown>) {
-  await fn(); // warm
-  const xs: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    await fn();
-    xs.push(performance.now() - t);
-  }
-  xs.sort((a, b) => a - b);
-  return { median_ms: round(percentile(xs, 50), 2), p95_ms: round(percentile(xs, 95), 2) };
-}
+const time = timeRuns;
 
 async function main() {
   const db = await benchDatabase({ prefix: "servermind-qbench-", partitionDays: DAYS + 1 });

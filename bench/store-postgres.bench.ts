@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { startEmbeddedPg } from "../src/store/postgres/embedded.ts";
 import { createPgClient } from "../src/store/postgres/client.ts";
 import { CopyWriter } from "../src/store/postgres/copy-binary.ts";
-import { arg, benchDatabase, environment, flag, median, metricStorage, round, workloadArg } from "./support.ts";
+import { arg, benchDatabase, copyChunks, environment, flag, median, metricStorage, round, workloadArg } from "./support.ts";
 import { createPgWriter } from "../src/store/postgres/writer.ts";
 import { Batch, type PendingFrame } from "../src/batch/batch.ts";
 import { FrameKind, type MetricsBody } from "../src/ingest/frame/frame.ts";
@@ -137,17 +137,7 @@ async function main() {
         chunks.push(w.end().slice());
       }
       const t = performance.now();
-      let next = 0;
-      await Promise.all([0, 1].map(async () => {
-        for (;;) {
-          const i = next++;
-          if (i >= chunks.length) break;
-          await sql.begin(async (tx) => {
-            const st = await tx.unsafe(`copy ${L.columns} from stdin (format binary)`).writable();
-            await new Promise<void>((ok, fail) => { st.once("finish", ok); st.once("error", fail); st.end(Buffer.from(chunks[i]!)); });
-          });
-        }
-      }));
+      await copyChunks(sql, L.columns, chunks);
       runs.push(SAMPLES / ((performance.now() - t) / 1000));
       const [sz] = await sql`select coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint as b from pg_class c where c.relname in ('m', 'm_p1', 'm_default')`;
       bytes = Number(sz!.b);

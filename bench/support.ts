@@ -58,6 +58,39 @@ export function median(xs: number[]): number {
 
 export const round = (x: number, digits = 3) => Number(x.toFixed(digits));
 
+/** The times of `runs` calls of `fn` in ms, sorted, after `warm` calls that are not measured. */
+export async function latencies(runs: number, fn: () => Promise<unknown>, warm = 1): Promise<number[]> {
+  for (let i = 0; i < warm; i++) await fn();
+  const xs: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    await fn();
+    xs.push(performance.now() - t);
+  }
+  return xs.sort((a, b) => a - b);
+}
+
+/** Median and p95 of `runs` calls of `fn` after one warm call. */
+export async function timeRuns(runs: number, fn: () => Promise<unknown>): Promise<{ median_ms: number; p95_ms: number }> {
+  const xs = await latencies(runs, fn);
+  return { median_ms: round(percentile(xs, 50), 2), p95_ms: round(percentile(xs, 95), 2) };
+}
+
+/** Binary COPY of each chunk into `columns` ("table (col, ...)"), a transaction a chunk, on `writers` connections at once. */
+export async function copyChunks(sql: Sql, columns: string, chunks: Uint8Array[], writers = 2): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: writers }, async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= chunks.length) break;
+      await sql.begin(async (tx) => {
+        const st = await tx.unsafe(`copy ${columns} from stdin (format binary)`).writable();
+        await new Promise<void>((ok, fail) => { st.once("finish", ok); st.once("error", fail); st.end(Buffer.from(chunks[i]!)); });
+      });
+    }
+  }));
+}
+
 export function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] && !process.argv[i + 1]!.startsWith("--") ? process.argv[i + 1]! : def;
