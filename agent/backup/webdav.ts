@@ -12,6 +12,9 @@ import { checkName, type Destination } from "./destination.ts";
 import { BackupError } from "./error.ts";
 import { DEFAULT_TIMEOUT_MS, isObjectPart, Limiter, parents, tempName } from "./remote.ts";
 
+/** Further MOVEs onto a name when one answers 404 under a concurrent MOVE onto the same name (see put). */
+const MOVE_RETRIES = 8;
+
 export interface WebdavConfig {
   /** the repository's folder, e.g. `https://dav.example.com/backup/web-1/` */
   url: string;
@@ -102,7 +105,14 @@ export class WebdavDestination implements Destination {
     try {
       const put = await this.request("PUT", temp, { body: data, headers: { "content-type": "application/octet-stream" } });
       if (put.status !== 201 && put.status !== 204 && put.status !== 200) throw this.fail("PUT", name, put.status);
-      const move = await this.request("MOVE", temp, { headers: { destination: this.url(name), overwrite: "T" } });
+      // Apache's mod_dav replaces a destination by deleting it and then moving: when two MOVEs
+      // onto one name cross, one finds the name gone between its check and its delete and
+      // answers 404 although its source is there. That MOVE is tried again (bounded).
+      let move = await this.request("MOVE", temp, { headers: { destination: this.url(name), overwrite: "T" } });
+      for (let i = 0; i < MOVE_RETRIES && move.status === 404; i++) {
+        await new Promise((r) => setTimeout(r, 10 + Math.random() * 40 * (i + 1)));
+        move = await this.request("MOVE", temp, { headers: { destination: this.url(name), overwrite: "T" } });
+      }
       if (move.status !== 201 && move.status !== 204) throw this.fail("MOVE", name, move.status);
     } catch (e) {
       await this.request("DELETE", temp).catch(() => {});
