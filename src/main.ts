@@ -34,6 +34,7 @@ import { createLicenseService } from "./license/service.ts";
 import { startAlerts } from "./alerts/service.ts";
 import { loadScheduleConfig, startSelfBackupSchedule } from "./selfbackup/schedule.ts";
 import { startBackupScheduler } from "./backups/scheduler.ts";
+import { installCrashPolicy } from "./crash-policy.ts";
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -198,16 +199,7 @@ async function stopInOrder(steps: Array<[string, () => unknown]>, totalMs: numbe
   return failed ? 1 : 0;
 }
 
-/**
- * postgres.js can throw from a timer when PostgreSQL drops a connection it is writing to (a
- * stopped or killed database): that must not take the server down with the database, which
- * the supervisor is bringing back. Anything else that escapes is a bug: logged, then exit.
- */
-process.on("uncaughtException", (e) => {
-  const fromDriver = e instanceof Error && /node_modules\/postgres\/src\//.test(e.stack ?? "");
-  console.error(`uncaught ${fromDriver ? "database driver error (ignored)" : "error"}: ${e instanceof Error ? e.stack : e}`);
-  if (!fromDriver) process.exit(1);
-});
+installCrashPolicy();
 
 main().catch((e) => {
   console.error(`servermind: ${e instanceof Error ? e.message : e}`);

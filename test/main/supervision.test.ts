@@ -78,12 +78,12 @@ test("killed postmaster: restarted with backoff and logged in data/pg.log; the s
     signalTree([pm!], "SIGKILL");
     let ok = false;
     const t = Date.now();
-    while (!ok && Date.now() - t < 30_000) {
+    while (!ok && Date.now() - t < 45_000) {
       await Bun.sleep(250);
       ok = p.output().includes("embedded PostgreSQL restarted") && (await healthz(p.url)) === 200;
     }
     expect(p.output()).toContain("without being asked to; restarting in 1 s");
-    expect(ok).toBe(true);
+    if (!ok) throw new Error(`not back within 45 s; server output:\n${p.output().slice(-4000)}\npg.log:\n${readFileSync(join(dir, "pg.log"), "utf8").slice(-4000)}`);
     const [pm2] = postmasterTree(join(dir, "pg"));
     expect(pm2).not.toBe(pm);
     const log = readFileSync(join(dir, "pg.log"), "utf8");
