@@ -113,11 +113,14 @@ function withoutNul(p: URLSearchParams): URLSearchParams | FormProblem {
   return p;
 }
 
-/** Query strings only filter and sort: NUL characters are dropped from them. */
-function cleanQuery(url: URL): URLSearchParams {
-  const q = new URLSearchParams();
-  for (const [k, v] of url.searchParams) q.append(k.replace(/\u0000/g, ""), v.replace(/\u0000/g, ""));
-  return q;
+/** The query string's problem, if any: like a form's, a NUL character is refused, naming the parameter. */
+function queryProblem(url: URL): FormProblem | undefined {
+  for (const [k, v] of url.searchParams) {
+    if (v.includes("\u0000") || k.includes("\u0000")) {
+      return { problem: `The query parameter ${JSON.stringify(k.replace(/\u0000/g, ""))} contains a NUL character, which is not allowed.`, status: 400 };
+    }
+  }
+  return undefined;
 }
 
 export function stagePath(stage: string): string {
@@ -178,7 +181,7 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
       method: request.method,
       url,
       params,
-      query: cleanQuery(url),
+      query: url.searchParams,
       form: form instanceof URLSearchParams ? form : new URLSearchParams(),
       ip,
       userAgent: request.headers.get("user-agent") ?? "",
@@ -203,7 +206,7 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
   /** The ConsoleRequest of a token-authenticated API call: no session, no CSRF, never htmx. */
   function tokenRequest(request: Request, url: URL, params: Record<string, string>, ip: string, p: BearerPrincipal, form: URLSearchParams | FormProblem): ConsoleRequest {
     const req: ConsoleRequest = {
-      method: request.method, url, params, query: cleanQuery(url),
+      method: request.method, url, params, query: url.searchParams,
       form: form instanceof URLSearchParams ? form : new URLSearchParams(),
       ip, userAgent: request.headers.get("user-agent") ?? "",
       htmx: { request: false, boosted: false, target: "", trigger: "" },
@@ -227,6 +230,8 @@ export function createGuard(s: ConsoleServices, pages: Pages) {
         }
       }
     }
+    const badQuery = queryProblem(req.url);
+    if (badQuery) return apiError(req, badQuery.status, "bad_request", badQuery.problem) ?? pages.formErrors(req, [badQuery.problem], badQuery.status);
     if (req.method !== "GET") {
       // a token request carries no ambient credential (no cookie): nothing for CSRF to abuse
       const sent = req.raw.headers.get("x-csrf-token") ?? req.form.get("_csrf") ?? "";

@@ -175,6 +175,10 @@ describe("API tokens", () => {
       const page = await call(path, { bearer: secret });
       expect({ path, status: page.status, code: page.json().error.code }).toEqual({ path, status: 401, code: "token_not_accepted" });
     }
+    // a NUL in the query string is a 400 naming the parameter, as in a form
+    const nul = await call("/api/hosts?q=a%00b", { bearer: secret });
+    expect(nul.status).toBe(400);
+    expect(nul.json().error).toMatchObject({ code: "bad_request", message: 'The query parameter "q" contains a NUL character, which is not allowed.' });
     // a cookie and a token together are refused
     const both = await call("/api/hosts", { bearer: secret, as: "alice" });
     expect(both.status).toBe(400);

@@ -278,6 +278,17 @@ test("replacing an authenticator needs the password; new backup codes need confi
   expect((await codes.text()).match(/<code>[a-z0-9]{5}-[a-z0-9]{5}<\/code>/g)!.length).toBe(10);
 });
 
+test("a query string with a NUL character is refused (not silently cleaned) with a message naming the parameter", async () => {
+  const admin = await h.userWithRole("admin");
+  const page = await h.send("/hosts?q=we%00b", { session: admin });
+  expect(page.status).toBe(400);
+  expect(await page.text()).toContain("The query parameter &quot;q&quot; contains a NUL character");
+  const partial = await h.send("/audit?act%00or=x", { session: admin, headers: { "hx-request": "true" } });
+  expect(partial.status).toBe(400);
+  expect(await partial.text()).toContain("The query parameter &quot;actor&quot; contains a NUL character");
+  expect((await h.send("/hosts?q=web", { session: admin })).status).toBe(200);
+});
+
 test("a form with a NUL character is refused with a message naming the field", async () => {
   const admin = await h.userWithRole("admin");
   const r = await h.send("/enrollment/tokens", { session: admin, form: { label: "a\u0000b", hours: "1" }, headers: { "hx-request": "true" } });
