@@ -5,29 +5,25 @@
  * that keep counting, a filter on long inventory tables, the Logs card before Security, and an
  * HTML page for an unknown address.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { type Browser, type Page } from "playwright-core";
-import { haveChromium, launchChromium, signIn } from "../support/browser.ts";
-import { startConsoleServer, type ConsoleServer } from "../support/console-server.ts";
+import { beforeAll, expect, test } from "bun:test";
+import { type Page } from "playwright-core";
+import { consoleInBrowser, signIn } from "../support/browser.ts";
 import { createRole } from "../../src/auth/roles.ts";
 import { createUser } from "../../src/auth/users.ts";
 import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
 import { totp } from "../../src/auth/totp.ts";
 
 const PASSWORD = "Harbor-Thistle-Copper-2";
-const chromiumReady = haveChromium();
+const con = consoleInBrowser();
+const chromiumReady = con.ready;
 
-let srv: ConsoleServer;
-let browser: Browser;
 let page: Page;
 let web = 0;
 let old = 0;
 
 beforeAll(async () => {
   if (!chromiumReady) return;
-  srv = await startConsoleServer();
-  browser = await launchChromium();
-  const { sql } = srv.db;
+  const { sql } = con.srv.db;
   const host = async (name: string, key: number, lastSeen: Date, cpu: number) => {
     const [a] = await sql`insert into agents (hostname, public_key, tags, agent_version, transport, os, arch, last_seen)
       values (${name}, ${Buffer.alloc(32, key)}, ${["group:web"]}, '0.1.0', 'wss', 'linux', 'x64', ${lastSeen}) returning id`;
@@ -49,15 +45,10 @@ beforeAll(async () => {
   }
   const role = await createRole(sql, "day-one", "", ["hosts.view", "hosts.edit", "metrics.view", "logs.view", "inventory.view", "compliance.view"], []);
   await createUser(sql, { username: "olga", password: PASSWORD, roleIds: [role] }, DEFAULT_SETTINGS.password);
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 900 } });
+  const ctx = await con.browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 900 } });
   page = await ctx.newPage();
-  await signIn(page, srv.url, "olga", PASSWORD);
+  await signIn(page, con.srv.url, "olga", PASSWORD);
 }, 90_000);
-
-afterAll(async () => {
-  await browser?.close();
-  await srv?.close();
-});
 
 test.skipIf(!chromiumReady)("fleet: the OS column names the distribution and search finds it; CPU sorts highest first; an offline host is greyed", async () => {
   const row = page.locator("#fleet-table tbody tr", { hasText: "web-1" });
@@ -78,7 +69,7 @@ test.skipIf(!chromiumReady)("fleet: the OS column names the distribution and sea
 }, 30_000);
 
 test.skipIf(!chromiumReady)("host page: distribution, counting last-seen time, saved tags confirmed, legends and labels read as words, Logs before Security", async () => {
-  await page.goto(`${srv.url}/hosts/${web}`);
+  await page.goto(`${con.srv.url}/hosts/${web}`);
   expect(await page.locator(".page-head .os-name").innerText()).toBe("Debian GNU/Linux 12 (bookworm)");
   const seen = page.locator(".page-head time.ago");
   const first = await seen.innerText();
@@ -118,24 +109,24 @@ test.skipIf(!chromiumReady)("host page: distribution, counting last-seen time, s
 }, 30_000);
 
 test.skipIf(!chromiumReady)("an unknown address is a page for a browser, JSON for an API client", async () => {
-  const r = await page.goto(`${srv.url}/no/such/page`);
+  const r = await page.goto(`${con.srv.url}/no/such/page`);
   expect(r!.status()).toBe(404);
   expect(r!.headers()["content-type"]).toContain("text/html");
   expect(await page.locator("#not-found h1").innerText()).toBe("Not found");
-  const api = await page.request.get(`${srv.url}/api/v1/no-such`);
+  const api = await page.request.get(`${con.srv.url}/api/v1/no-such`);
   expect(api.status()).toBe(404);
   expect(api.headers()["content-type"]).toContain("application/json");
 }, 30_000);
 
 test.skipIf(!chromiumReady)("an ended session says so on the sign-in page, and the page asked for survives the second factor", async () => {
-  const { sql } = srv.db;
+  const { sql } = con.srv.db;
   const role = Number((await sql`select id from console_roles where name = 'day-one'`)[0]!.id);
   await createUser(sql, { username: "tom", password: PASSWORD, roleIds: [role] }, DEFAULT_SETTINGS.password);
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 900 } });
+  const ctx = await con.browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 900 } });
   const p = await ctx.newPage();
-  await signIn(p, srv.url, "tom", PASSWORD);
+  await signIn(p, con.srv.url, "tom", PASSWORD);
   // tom sets up an authenticator app
-  await p.goto(`${srv.url}/account/mfa`);
+  await p.goto(`${con.srv.url}/account/mfa`);
   const secret = (await p.locator("#totp-secret").innerText()).replace(/\s/g, "");
   const enrolledAt = Date.now();
   await p.fill("#mfa-form input[name=code]", totp(secret, enrolledAt));
@@ -143,7 +134,7 @@ test.skipIf(!chromiumReady)("an ended session says so on the sign-in page, and t
   await p.click("text=I have saved them");
   // the session ends elsewhere (revoked, as by an administrator or a timeout)
   await sql`update console_sessions set revoked_at = now() where user_id = (select id from console_users where username = 'tom')`;
-  await p.goto(`${srv.url}/hosts/${web}?range=6h`);
+  await p.goto(`${con.srv.url}/hosts/${web}?range=6h`);
   await p.waitForURL(/\/login\?/);
   expect(new URL(p.url()).searchParams.get("next")).toBe(`/hosts/${web}?range=6h`);
   expect(await p.locator("#session-expired").innerText()).toContain("Your session has ended");

@@ -4,33 +4,19 @@
  * whose CPU and root file system ran hot while files changed shows one incident on its page whose
  * timeline holds the breaches, the labelled disk series included.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { type Browser } from "playwright-core";
-import { haveChromium, launchChromium, signIn, watchedPage } from "../support/browser.ts";
-import { startConsoleServer, type ConsoleServer } from "../support/console-server.ts";
+import { expect, test } from "bun:test";
+import { consoleInBrowser, signIn, watchedPage } from "../support/browser.ts";
 import { createRole } from "../../src/auth/roles.ts";
 import { createUser } from "../../src/auth/users.ts";
 import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
 
 const PASSWORD = "Saffron-Glacier-Anchor-8";
-const chromiumReady = haveChromium();
+const web = consoleInBrowser();
+const chromiumReady = web.ready;
 
-let srv: ConsoleServer;
-let browser: Browser;
-
-beforeAll(async () => {
-  if (!chromiumReady) return;
-  srv = await startConsoleServer();
-  browser = await launchChromium();
-}, 60_000);
-
-afterAll(async () => {
-  await browser?.close();
-  await srv?.close();
-});
 
 test.skipIf(!chromiumReady)("CPU and disk above the default thresholds become signals of the host's incident", async () => {
-  const { sql } = srv.db;
+  const { sql } = web.srv.db;
   const [a] = await sql`insert into agents (hostname, public_key, last_seen) values ('hot-1', ${Buffer.alloc(32, 11)}, now()) returning id`;
   const id = Number(a!.id);
   const names = ["cpu.usage_pct", "mem.used_pct", 'disk.used_pct{mount="/"}', 'disk.used_pct{mount="/boot"}'];
@@ -49,9 +35,9 @@ test.skipIf(!chromiumReady)("CPU and disk above the default thresholds become si
   const role = await createRole(sql, "responder", "", ["hosts.view", "compliance.view", "security.events.view"], []);
   await createUser(sql, { username: "ivan", password: PASSWORD, roleIds: [role] }, DEFAULT_SETTINGS.password);
 
-  const { ctx, page } = await watchedPage(browser);
-  await signIn(page, srv.url, "ivan", PASSWORD);
-  await page.goto(`${srv.url}/hosts/${id}`);
+  const { ctx, page } = await watchedPage(web.browser);
+  await signIn(page, web.srv.url, "ivan", PASSWORD);
+  await page.goto(`${web.srv.url}/hosts/${id}`);
   const incident = page.locator(`#incidents-${id} article.incident`);
   await incident.first().waitFor({ timeout: 10_000 });
   expect(await incident.count()).toBe(1);

@@ -4,12 +4,10 @@
  * executor on a prepared root, and the CIS table and the score follow at once (no Scan now, no
  * reload, no 15-minute score job); Roll back restores the file and the table says "fail" again.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, expect, test } from "bun:test";
 import { rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { type Browser } from "playwright-core";
-import { haveChromium, launchChromium, signIn, watchedPage } from "../support/browser.ts";
-import { startConsoleServer, type ConsoleServer } from "../support/console-server.ts";
+import { consoleInBrowser, signIn, watchedPage } from "../support/browser.ts";
 import { controlChannel } from "../support/control-channel.ts";
 import { makeCisRoot } from "../support/cis-root.ts";
 import { createRole } from "../../src/auth/roles.ts";
@@ -22,26 +20,14 @@ import { HostScope } from "../../src/auth/host-scope.ts";
 import { scanRoot } from "../../agent/monitor/cis/scan.ts";
 
 const PASSWORD = "Ochre-Falcon-Harbor-3";
-const chromiumReady = haveChromium();
-
-let srv: ConsoleServer;
-let browser: Browser;
 const root = makeCisRoot("bad");
+const web = consoleInBrowser({ security: controlChannel(root) });
+const chromiumReady = web.ready;
 
-beforeAll(async () => {
-  if (!chromiumReady) return;
-  srv = await startConsoleServer({ security: controlChannel(root) });
-  browser = await launchChromium();
-}, 60_000);
-
-afterAll(async () => {
-  await browser?.close();
-  await srv?.close();
-  rmSync(root, { recursive: true, force: true });
-});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 test.skipIf(!chromiumReady)("dry run, apply and roll back from the host page show their results, and the CIS table and score follow at once", async () => {
-  const { sql } = srv.db;
+  const { sql } = web.srv.db;
   const [a] = await sql`insert into agents (hostname, public_key, tags, last_seen) values ('web-9', ${Buffer.alloc(32, 9)}, ${["group:web"]}, now()) returning id`;
   const agentId = Number(a!.id);
   // the scan Monitor would ship: the real CIS checks on the prepared root
@@ -52,9 +38,9 @@ test.skipIf(!chromiumReady)("dry run, apply and roll back from the host page sho
   const role = await createRole(sql, "remediator", "", ["hosts.view", "compliance.view", "compliance.remediate", "fim.view"], []);
   await createUser(sql, { username: "rita", password: PASSWORD, roleIds: [role] }, DEFAULT_SETTINGS.password);
 
-  const { ctx, page, problems } = await watchedPage(browser, { watch: /Content Security Policy|Refused to|targetError|error/i });
-  await signIn(page, srv.url, "rita", PASSWORD);
-  await page.goto(`${srv.url}/hosts/${agentId}`);
+  const { ctx, page, problems } = await watchedPage(web.browser, { watch: /Content Security Policy|Refused to|targetError|error/i });
+  await signIn(page, web.srv.url, "rita", PASSWORD);
+  await page.goto(`${web.srv.url}/hosts/${agentId}`);
 
   const row = page.locator('#host-security tr[data-control="smx.files.passwd"]');
   await row.waitFor({ timeout: 10_000 });

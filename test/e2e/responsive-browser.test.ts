@@ -4,10 +4,9 @@
  * seeded fleet: no page scrolls sideways (document scrollWidth within the window), no table is
  * wider than its card at 1366 px, and at 390 px every item of the main navigation is on screen.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { type Browser, type Page } from "playwright-core";
-import { haveChromium, launchChromium } from "../support/browser.ts";
-import { startConsoleServer, type ConsoleServer } from "../support/console-server.ts";
+import { beforeAll, expect, test } from "bun:test";
+import { type Page } from "playwright-core";
+import { consoleInBrowser } from "../support/browser.ts";
 import { createRole } from "../../src/auth/roles.ts";
 import { createUser } from "../../src/auth/users.ts";
 import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
@@ -16,19 +15,16 @@ import { PERMISSIONS } from "../../src/auth/permissions.ts";
 import { totp } from "../../src/auth/totp.ts";
 
 const PASSWORD = "Juniper-Coast-Ember-6";
-const chromiumReady = haveChromium();
+const web = consoleInBrowser();
+const chromiumReady = web.ready;
 
-let srv: ConsoleServer;
-let browser: Browser;
 let host = 0;
 let totpSecret = "";
 let totpStep = 0;
 
 beforeAll(async () => {
   if (!chromiumReady) return;
-  srv = await startConsoleServer();
-  browser = await launchChromium();
-  const { sql } = srv.db;
+  const { sql } = web.srv.db;
   for (let i = 0; i < 6; i++) {
     const [a] = await sql`insert into agents (hostname, public_key, tags, agent_version, transport, os, arch, last_seen)
       values (${`app-server-${i}.eu-west-1.internal.example.com`}, ${Buffer.alloc(32, i + 1)}, ${["group:web", "env=production", `rack=r${i}`]}, '0.1.0', 'wss', 'linux', 'x64', now()) returning id`;
@@ -53,15 +49,10 @@ beforeAll(async () => {
   await createUser(sql, { username: "wendy", password: PASSWORD, roleIds: [role] }, DEFAULT_SETTINGS.password);
 }, 90_000);
 
-afterAll(async () => {
-  await browser?.close();
-  await srv?.close();
-});
-
 async function signedIn(width: number): Promise<Page> {
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width, height: 900 } });
+  const ctx = await web.browser.newContext({ ignoreHTTPSErrors: true, viewport: { width, height: 900 } });
   const page = await ctx.newPage();
-  await page.goto(`${srv.url}/login`);
+  await page.goto(`${web.srv.url}/login`);
   await page.fill("#login-form input[name=username]", "wendy");
   await page.fill("#login-form input[name=password]", PASSWORD);
   await page.click("#login-form button[type=submit]");
@@ -87,7 +78,7 @@ const PAGES = () => ["/hosts", `/hosts/${host}`, "/security", "/audit", "/enroll
 
 /** Opens a page and waits until its lazy parts (htmx hx-trigger="load") have arrived. */
 async function open(page: Page, path: string) {
-  await page.goto(`${srv.url}${path}`);
+  await page.goto(`${web.srv.url}${path}`);
   await page.waitForLoadState("networkidle");
   await page.waitForFunction(() => !document.querySelector(".loading"), undefined, { timeout: 10_000 }).catch(() => {});
 }

@@ -5,10 +5,8 @@
  */
 import { HostScope } from "../../src/auth/host-scope.ts";
 import { findHost } from "../../src/store/postgres/queries-console.ts";
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { type Browser } from "playwright-core";
-import { haveChromium, launchChromium, signIn, watchedPage } from "../support/browser.ts";
-import { startConsoleServer, type ConsoleServer } from "../support/console-server.ts";
+import { expect, test } from "bun:test";
+import { consoleInBrowser, signIn, watchedPage } from "../support/browser.ts";
 import { createRole } from "../../src/auth/roles.ts";
 import { createUser } from "../../src/auth/users.ts";
 import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
@@ -16,24 +14,12 @@ import { recordScan } from "../../src/security/posture.ts";
 import { scoreHost } from "../../src/security/score.ts";
 
 const PASSWORD = "Amber-Lantern-Quartz-4";
-const chromiumReady = haveChromium();
+const web = consoleInBrowser();
+const chromiumReady = web.ready;
 
-let srv: ConsoleServer;
-let browser: Browser;
-
-beforeAll(async () => {
-  if (!chromiumReady) return;
-  srv = await startConsoleServer();
-  browser = await launchChromium();
-}, 60_000);
-
-afterAll(async () => {
-  await browser?.close();
-  await srv?.close();
-});
 
 test.skipIf(!chromiumReady)("sign in, open Security, see a host's score and a violation, acknowledge it", async () => {
-  const { sql } = srv.db;
+  const { sql } = web.srv.db;
   const [a] = await sql`insert into agents (hostname, public_key, tags, last_seen) values ('web-7', ${Buffer.alloc(32, 7)}, ${["group:web"]}, now()) returning id`;
   const agentId = Number(a!.id);
   await recordScan(sql, agentId, new Date(Date.now() - 600_000), {
@@ -46,9 +32,9 @@ test.skipIf(!chromiumReady)("sign in, open Security, see a host's score and a vi
   const role = await createRole(sql, "security-officer", "", ["hosts.view", "compliance.view", "compliance.exceptions.edit"], []);
   const userId = await createUser(sql, { username: "sofia", password: PASSWORD, roleIds: [role] }, DEFAULT_SETTINGS.password);
 
-  const { ctx, page, problems } = await watchedPage(browser);
+  const { ctx, page, problems } = await watchedPage(web.browser);
 
-  await signIn(page, srv.url, "sofia", PASSWORD);
+  await signIn(page, web.srv.url, "sofia", PASSWORD);
   await page.click('.mainnav a:has-text("Security")');
   await page.waitForURL(/\/security$/);
 

@@ -6,25 +6,21 @@
  * the first Tab stop and moves focus to the main content; "/" focuses the fleet search box but not
  * while typing in a field; and the console raises no CSP violation or other console error.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { type Browser, type Page } from "playwright-core";
-import { haveChromium, launchChromium, signIn } from "../support/browser.ts";
-import { startConsoleServer, type ConsoleServer } from "../support/console-server.ts";
+import { beforeAll, expect, test } from "bun:test";
+import { type Page } from "playwright-core";
+import { consoleInBrowser, signIn } from "../support/browser.ts";
 import { createRole } from "../../src/auth/roles.ts";
 import { createUser } from "../../src/auth/users.ts";
 import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
 
 const PASSWORD = "Lantern-Meadow-Quartz-4";
-const chromiumReady = haveChromium();
+const web = consoleInBrowser();
+const chromiumReady = web.ready;
 
-let srv: ConsoleServer;
-let browser: Browser;
 
 beforeAll(async () => {
   if (!chromiumReady) return;
-  srv = await startConsoleServer();
-  browser = await launchChromium();
-  const { sql } = srv.db;
+  const { sql } = web.srv.db;
   for (let i = 0; i < 4; i++) {
     const [a] = await sql`insert into agents (hostname, public_key, tags, agent_version, transport, os, arch, last_seen)
       values (${`web-${i}.example.internal`}, ${Buffer.alloc(32, i + 1)}, ${["group:web", `rack=r${i}`]}, '0.1.0', 'wss', 'linux', 'x64', ${i === 3 ? new Date(Date.now() - 3_600_000) : new Date()}) returning id`;
@@ -35,14 +31,9 @@ beforeAll(async () => {
   await createUser(sql, { username: "dora", password: PASSWORD, roleIds: [role] }, DEFAULT_SETTINGS.password);
 }, 90_000);
 
-afterAll(async () => {
-  await browser?.close();
-  await srv?.close();
-});
-
 /** A signed-in page with the given system colour scheme; `errors` collects console errors (CSP reports land there). */
 async function signedIn(colorScheme: "light" | "dark"): Promise<{ page: Page; errors: string[] }> {
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 900 }, colorScheme });
+  const ctx = await web.browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1366, height: 900 }, colorScheme });
   const page = await ctx.newPage();
   const errors: string[] = [];
   // (the browser's own request for /favicon.ico, which the console does not serve, and the 404 of
@@ -52,7 +43,7 @@ async function signedIn(colorScheme: "light" | "dark"): Promise<{ page: Page; er
     if (m.type() === "error" && !url.endsWith("/favicon.ico") && !url.endsWith("/no-such-page")) errors.push(`${m.text()} ${url}`);
   });
   page.on("pageerror", (e) => errors.push(String(e)));
-  await signIn(page, srv.url, "dora", PASSWORD);
+  await signIn(page, web.srv.url, "dora", PASSWORD);
   await page.waitForLoadState("networkidle");
   return { page, errors };
 }
@@ -132,7 +123,7 @@ test.skipIf(!chromiumReady)("the theme toggle switches light / dark / system and
   expect(darkBg).not.toBe(lightBg);
   expect(luminance(darkBg)).toBeLessThan(0.05);
   // kept on a full page load and on a boosted (htmx) navigation
-  await page.goto(`${srv.url}/alerts`);
+  await page.goto(`${web.srv.url}/alerts`);
   await page.waitForLoadState("networkidle");
   expect(await bg()).toBe(darkBg);
   expect(await page.inputValue("#theme-select")).toBe("dark");
@@ -144,11 +135,11 @@ test.skipIf(!chromiumReady)("the theme toggle switches light / dark / system and
   await page.waitForFunction(() => (document.getElementById("theme-select") as HTMLSelectElement | null)?.value === "dark", null, { timeout: 5000 });
   expect(await page.inputValue("#theme-select")).toBe("dark");
   // the static "Not found" page takes the chosen theme too, and has its skip link
-  const missing = await page.goto(`${srv.url}/no-such-page`);
+  const missing = await page.goto(`${web.srv.url}/no-such-page`);
   expect(missing?.status()).toBe(404);
   expect(await bg()).toBe(darkBg);
   expect(await page.evaluate(() => document.querySelector("a[href], button, input, select, textarea")?.textContent)).toBe("Skip to content");
-  await page.goto(`${srv.url}/hosts`);
+  await page.goto(`${web.srv.url}/hosts`);
   // light wins over a dark system; "system" follows the system again
   await page.emulateMedia({ colorScheme: "dark" });
   await page.selectOption("#theme-select", "light");
@@ -167,7 +158,7 @@ test.skipIf(!chromiumReady)("the theme toggle switches light / dark / system and
 test.skipIf(!chromiumReady)("the skip link is the first Tab stop and moves focus to the main content", async () => {
   const { page, errors } = await signedIn("light");
   for (const path of ["/hosts", "/alerts"]) {
-    await page.goto(`${srv.url}${path}`);
+    await page.goto(`${web.srv.url}${path}`);
     await page.waitForLoadState("networkidle");
     await page.keyboard.press("Tab");
     const first = await page.evaluate(() => ({ text: document.activeElement?.textContent?.trim(), visible: (document.activeElement as HTMLElement).getBoundingClientRect().top >= 0 }));
@@ -180,8 +171,8 @@ test.skipIf(!chromiumReady)("the skip link is the first Tab stop and moves focus
   }
   // signed out too: the sign-in page focuses its username box itself (autofocus), but the skip link
   // is still the first focusable element of the page
-  const anon = await browser.newPage({ ignoreHTTPSErrors: true });
-  await anon.goto(`${srv.url}/login`);
+  const anon = await web.browser.newPage({ ignoreHTTPSErrors: true });
+  await anon.goto(`${web.srv.url}/login`);
   expect(await anon.evaluate(() => document.querySelector("a[href], button, input:not([type=hidden]), select, textarea, [tabindex]:not([tabindex='-1'])")?.textContent?.trim())).toBe("Skip to content");
   await anon.close();
   expect(errors).toEqual([]);
@@ -196,7 +187,7 @@ test.skipIf(!chromiumReady)("'/' focuses the fleet search box, but typing '/' in
   // inside a field "/" is just a character
   await page.keyboard.type("web/");
   expect(await page.inputValue("#fleet-search")).toBe("web/");
-  await page.goto(`${srv.url}/account`);
+  await page.goto(`${web.srv.url}/account`);
   await page.waitForLoadState("networkidle");
   const field = page.locator("main input:not([type=hidden]):not([type=search])").first();
   await field.focus();

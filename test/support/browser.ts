@@ -4,9 +4,11 @@
  * Chromium's own network traffic (background networking, component updates, sync), which the
  * closed network here refuses, many connections at a time.
  */
+import { afterAll, beforeAll } from "bun:test";
 import { existsSync, mkdirSync } from "node:fs";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { requireComponent } from "./ci.ts";
+import { startConsoleServer, type ConsoleServer } from "./console-server.ts";
 
 export const CHROMIUM = "/usr/bin/chromium";
 
@@ -52,4 +54,40 @@ export async function signIn(page: Page, url: string, username: string, password
   await page.fill("#login-form input[name=password]", password);
   await page.click("#login-form button[type=submit]");
   await page.waitForURL(landing);
+}
+
+export interface ConsoleInBrowser {
+  /** chromium is there: the file's tests run (they skip loudly otherwise; a failure under CI=true) */
+  readonly ready: boolean;
+  readonly srv: ConsoleServer;
+  readonly browser: Browser;
+}
+
+/**
+ * A file's console server (real server, its own fresh database) and chromium: started before
+ * the file's tests (a `beforeAll` registered after this call runs after them, with both up),
+ * stopped after them. Without chromium nothing starts.
+ */
+export function consoleInBrowser(o?: Parameters<typeof startConsoleServer>[0]): ConsoleInBrowser {
+  const ready = haveChromium();
+  let srv: ConsoleServer | undefined;
+  let browser: Browser | undefined;
+  beforeAll(async () => {
+    if (!ready) return;
+    srv = await startConsoleServer(o);
+    browser = await launchChromium();
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    await srv?.close();
+  });
+  return {
+    ready,
+    get srv() {
+      return srv!;
+    },
+    get browser() {
+      return browser!;
+    },
+  };
 }
