@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createSelfSigned } from "../../src/tls/self-signed.ts";
-import { freePort, startDaemon, type Daemon } from "./daemon.ts";
+import { freePort, startDaemon, type Daemon, type TestPasswordServer } from "./daemon.ts";
 
 export const APACHE = "/usr/sbin/apache2";
 const MODULES = "/usr/lib/apache2/modules";
@@ -19,15 +19,9 @@ export function apacheDavAvailable(): boolean {
   return existsSync(APACHE) && ["mod_dav.so", "mod_dav_fs.so", "mod_ssl.so", "mod_mpm_event.so"].every((m) => existsSync(join(MODULES, m)));
 }
 
-export interface TestDav {
+export interface TestDav extends TestPasswordServer {
   url: string;
   caPem: string;
-  username: string;
-  password: string;
-  dataDir: string;
-  kill(): Promise<void>;
-  restart(): Promise<void>;
-  stop(): Promise<void>;
 }
 
 export async function startApacheDav(): Promise<TestDav> {

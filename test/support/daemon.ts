@@ -10,6 +10,23 @@ import { connect } from "node:net";
 
 export { freePort } from "../../src/store/postgres/embedded.ts";
 
+/** What every destination server a backup test starts offers (sshd adds keys, apache2 a URL...). */
+export interface TestDestinationServer {
+  /** a folder on the server for repositories (also a local path: tests look at the raw files) */
+  dataDir: string;
+  /** kill -9 of the server and its session processes (the server gone mid-upload) */
+  kill(): Promise<void>;
+  /** start again on the same port with the same keys */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** ... and a user with a password (WebDAV, FTP, SMB). */
+export interface TestPasswordServer extends TestDestinationServer {
+  username: string;
+  password: string;
+}
+
 export async function waitForPort(port: number, ms: number, what: string, log: () => string = () => ""): Promise<void> {
   const end = Date.now() + ms;
   while (Date.now() < end) {

@@ -1,6 +1,6 @@
 /** Stops a server process a test started: SIGTERM, up to `graceMs` to exit, then SIGKILL. */
 import type { ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { childrenOf } from "../../src/store/postgres/embedded.ts";
 
 export async function stopChild(proc: ChildProcess, graceMs = 3000): Promise<void> {
   if (proc.exitCode !== null || proc.signalCode !== null) return;
@@ -10,15 +10,6 @@ export async function stopChild(proc: ChildProcess, graceMs = 3000): Promise<voi
   if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
 }
 
-/** The direct children of a process (Linux /proc). */
-function childrenOf(pid: number): number[] {
-  try {
-    const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();
-    return kids ? kids.split(" ").map(Number) : [];
-  } catch {
-    return [];
-  }
-}
 
 /**
  * Stops a program started under a tracer (`strace -f -- program`): a signal to strace only

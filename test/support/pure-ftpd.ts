@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createSelfSigned } from "../../src/tls/self-signed.ts";
-import { freePort, startDaemon, type Daemon } from "./daemon.ts";
+import { freePort, startDaemon, type Daemon, type TestPasswordServer } from "./daemon.ts";
 
 export const PURE_FTPD = "/usr/sbin/pure-ftpd";
 
@@ -18,16 +18,9 @@ export function pureFtpdAvailable(): boolean {
   return existsSync(PURE_FTPD) && existsSync("/usr/bin/pure-pw") && process.getuid?.() === 0;
 }
 
-export interface TestFtpd {
+export interface TestFtpd extends TestPasswordServer {
   port: number;
   caPem: string;
-  username: string;
-  password: string;
-  /** the user's (chroot) folder */
-  dataDir: string;
-  kill(): Promise<void>;
-  restart(): Promise<void>;
-  stop(): Promise<void>;
 }
 
 export async function startPureFtpd(): Promise<TestFtpd> {

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, startDaemon, type Daemon } from "./daemon.ts";
+import { freePort, startDaemon, type Daemon, type TestPasswordServer } from "./daemon.ts";
 
 export const SMBD = "/usr/sbin/smbd";
 
@@ -16,15 +16,9 @@ export function smbdAvailable(): boolean {
   return existsSync(SMBD) && existsSync("/usr/bin/smbpasswd") && existsSync("/usr/bin/smbclient") && process.getuid?.() === 0;
 }
 
-export interface TestSmbd {
+export interface TestSmbd extends TestPasswordServer {
   port: number;
   share: string;
-  username: string;
-  password: string;
-  dataDir: string;
-  kill(): Promise<void>;
-  restart(): Promise<void>;
-  stop(): Promise<void>;
 }
 
 export async function startSmbd(): Promise<TestSmbd> {

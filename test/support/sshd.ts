@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
-import { freePort, startDaemon, type Daemon } from "./daemon.ts";
+import { freePort, startDaemon, type Daemon, type TestDestinationServer } from "./daemon.ts";
 
 export const SSHD = "/usr/sbin/sshd";
 
@@ -15,7 +15,7 @@ export function sshdAvailable(): boolean {
   return existsSync(SSHD) && existsSync("/usr/bin/ssh-keygen");
 }
 
-export interface TestSshd {
+export interface TestSshd extends TestDestinationServer {
   port: number;
   username: string;
   privateKey: string;
@@ -23,13 +23,6 @@ export interface TestSshd {
   hostKey: string;
   /** a second key pair's public line: a host key this server does not have */
   otherHostKey: string;
-  /** a folder on the server for repositories (also a local path: tests look at the raw files) */
-  dataDir: string;
-  /** kill -9 of sshd and its session processes (the server gone mid-upload) */
-  kill(): Promise<void>;
-  /** start again on the same port with the same keys */
-  restart(): Promise<void>;
-  stop(): Promise<void>;
 }
 
 function keygen(path: string): string {

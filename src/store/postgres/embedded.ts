@@ -327,7 +327,8 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-function childrenOf(pid: number): number[] {
+/** The direct children of a process (Linux /proc; none elsewhere or once it is gone). */
+export function childrenOf(pid: number): number[] {
   try {
     const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();
     return kids ? kids.split(" ").map(Number) : [];
