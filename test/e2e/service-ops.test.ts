@@ -44,17 +44,7 @@ afterAll(async () => {
   await fleet?.stop();
 });
 
-async function call(method: "GET" | "POST", path: string, user: string, body?: Record<string, unknown>, o: { htmx?: boolean } = {}) {
-  const res = await h.send(path, { method, session: users[user], json: method === "POST" ? body ?? {} : undefined, headers: o.htmx ? { "hx-request": "true" } : {} });
-  const text = await res.text();
-  let json: any = null;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = null;
-  }
-  return { status: res.status, json, text };
-}
+const call = (method: "GET" | "POST", path: string, user: string, body?: Record<string, unknown>, o: { htmx?: boolean } = {}) => h.call(method, path, users[user]!, body, o);
 
 const active = async (unit: string) => (await sd.ctl("show", "--property=ActiveState", "--", unit)).out.trim();
 

@@ -45,17 +45,7 @@ afterAll(async () => {
   await fleet?.stop();
 });
 
-async function call(method: "GET" | "POST", path: string, body?: Record<string, unknown>, o: { htmx?: boolean } = {}) {
-  const res = await h.send(path, { method, session: op, json: method === "POST" ? body ?? {} : undefined, headers: o.htmx ? { "hx-request": "true" } : {} });
-  const text = await res.text();
-  let json: any = null;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = null;
-  }
-  return { status: res.status, json, text };
-}
+const call = (method: "GET" | "POST", path: string, body?: Record<string, unknown>, o: { htmx?: boolean } = {}) => h.call(method, path, op, body, o);
 
 describe.if(run)("service operation output streams back while the operation runs", () => {
   test("JSON API: the unit's journal lines and state changes arrive before the result; chunks are stored in order", async () => {

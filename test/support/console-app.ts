@@ -30,6 +30,8 @@ export interface ConsoleHarness {
    * sends a JSON body (as API clients do) instead of a form.
    */
   send(path: string, o?: { method?: string; form?: Record<string, string | string[]>; json?: unknown; session?: TestSession; headers?: Record<string, string>; csrf?: string | null }): Promise<Response>;
+  /** A JSON call as `session` (POST sends `body` as JSON; `htmx` adds hx-request): status, parsed JSON (null if none) and text. */
+  call(method: "GET" | "POST", path: string, session: TestSession, body?: Record<string, unknown>, o?: { htmx?: boolean }): Promise<{ status: number; json: any; text: string }>;
   /** A user holding a role with exactly these permissions (scoped to `tags` when given), signed in. */
   userWith(permissions: string[], name?: string, tags?: string[]): Promise<TestSession>;
   /** Marks the session as re-authenticated just now (dangerous operations then need only the phrase). */
@@ -95,6 +97,17 @@ export async function consoleHarness(shared?: TestDb, o: { security?: SecurityCo
         headers.set("content-type", "application/x-www-form-urlencoded");
       }
       return app.handle(new Request(`http://console.test${path}`, { method, headers, body }));
+    },
+    async call(method, path, session, body, o = {}) {
+      const res = await this.send(path, { method, session, json: method === "POST" ? body ?? {} : undefined, headers: o.htmx ? { "hx-request": "true" } : {} });
+      const text = await res.text();
+      let json: any = null;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        /* not JSON: a page or a partial */
+      }
+      return { status: res.status, json, text };
     },
     async userWith(permissions, name = `u${n++}x${Date.now() % 100000}`, tags = []) {
       const roleId = await createRole(db.sql, `r-${name}`, "", permissions, tags);
