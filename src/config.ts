@@ -5,6 +5,7 @@
 import { resolve } from "node:path";
 import { hostname } from "node:os";
 import { AGENT_TARGETS, hostTargetFirst } from "./downloads/targets.ts";
+import { parseAllowedNetworks, type DestinationPolicy } from "./alerts/destinations.ts";
 
 export interface Config {
   /** `server.host`: address to listen on (SERVERMIND_HOST). */
@@ -71,6 +72,8 @@ export interface Config {
   incidentThresholds: MetricThreshold[];
   /** `alerts.intervalMs`: how often the elected node evaluates every alert rule (SERVERMIND_ALERT_INTERVAL_MS; docs/alerts.md). */
   alertIntervalMs: number;
+  /** `alerts.allowNetworks`: non-public networks notifications may go to (SERVERMIND_NOTIFY_ALLOW_NETWORKS, CIDRs; src/alerts/destinations.ts). */
+  notifyPolicy: DestinationPolicy;
   /** `ingest.clients`: how much a client that has not authenticated may cost (src/ingest/clients.ts). */
   clients: ClientLimits;
 }
@@ -215,6 +218,7 @@ export function loadConfig(env: Env = process.env): Config {
     agentBuild: envBool(env, "SERVERMIND_AGENT_BUILD", true),
     agentBuildTargets: envList(env, "SERVERMIND_AGENT_BUILD_TARGETS", AGENT_TARGETS, hostTargetFirst(AGENT_TARGETS)),
     alertIntervalMs: envInt(env, "SERVERMIND_ALERT_INTERVAL_MS", 10_000, 1000, 600_000),
+    notifyPolicy: parseAllowedNetworks(env.SERVERMIND_NOTIFY_ALLOW_NETWORKS ?? ""),
     clients: {
       bodyGraceMs: envInt(env, "SERVERMIND_BODY_GRACE_MS", 10_000, 100, 600_000),
       minBodyRate: envInt(env, "SERVERMIND_BODY_MIN_RATE", 4096, 1, 2 ** 30),

@@ -35,6 +35,7 @@ import { startAlerts } from "./alerts/service.ts";
 import { loadScheduleConfig, startSelfBackupSchedule } from "./selfbackup/schedule.ts";
 import { startBackupScheduler } from "./backups/scheduler.ts";
 import { installCrashPolicy } from "./crash-policy.ts";
+import { useDestinationPolicy } from "./alerts/destinations.ts";
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -124,6 +125,7 @@ async function main(): Promise<void> {
   const stopCheckpoints = scheduleCheckpoints(db.sql);
   server.ingest.deps.onStored = securityJobs.onStored;
   // alerts: every node competes for the evaluator lock; the holder evaluates and notifies (docs/alerts.md)
+  useDestinationPolicy(config.notifyPolicy);
   const alerts = startAlerts({ sql: db.sql, lockUrl: db.runtimeUrl, box: consoleServices.secrets, local: server.ingest.deps.state, intervalMs: config.alertIntervalMs });
   // backups of ServerMind itself, when SERVERMIND_SELF_BACKUP_DEST is set (docs/operations.md)
   const selfBackup = selfBackupSchedule && startSelfBackupSchedule({ config, sql: db.ownerSql, schedule: selfBackupSchedule });

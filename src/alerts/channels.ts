@@ -8,6 +8,7 @@ import nodemailer from "nodemailer";
 import { isIP } from "node:net";
 import type { SecretBox } from "../auth/secret-box.ts";
 import type { NotificationPayload } from "./payload.ts";
+import { checkDestination, refusedLiteral } from "./destinations.ts";
 import { emailMessage, pagerDutyBody, SIGNATURE_HEADER, slackBody, webhookSignature } from "./formats.ts";
 
 export const CHANNEL_KINDS = ["email", "webhook", "slack", "pagerduty"] as const;
@@ -52,6 +53,8 @@ export function validateChannel(kind: string, name: string, c: ChannelConfig, se
     try {
       const x = new URL(u ?? "");
       if (x.protocol !== "https:" && x.protocol !== "http:") throw new Error();
+      const refused = refusedLiteral(x.hostname);
+      if (refused) errs.push(`${what} is refused: ${refused}.`);
     } catch {
       errs.push(`${what} must be an http(s) URL.`);
     }
@@ -59,6 +62,7 @@ export function validateChannel(kind: string, name: string, c: ChannelConfig, se
   switch (kind) {
     case "email":
       if (!c.host || !/^[A-Za-z0-9.:-]{1,253}$/.test(c.host)) errs.push("An SMTP host is required.");
+      else if (refusedLiteral(c.host)) errs.push(`The SMTP host is refused: ${refusedLiteral(c.host)}.`);
       if (!Number.isInteger(c.port) || c.port! < 1 || c.port! > 65535) errs.push("The SMTP port must be 1-65535.");
       if (!c.from || !/^[^\s@]+@[^\s@]+$/.test(c.from)) errs.push("A sender address is required.");
       if (!c.to?.length || c.to.some((t) => !/^[^\s@]+@[^\s@]+$/.test(t))) errs.push("At least one valid recipient is required.");
@@ -129,6 +133,8 @@ export interface SendResult {
 
 async function post(url: string, body: string, headers: Record<string, string>): Promise<SendResult> {
   try {
+    const refused = await checkDestination(new URL(url).hostname);
+    if (refused) return { ok: false, error: `destination refused: ${refused}` };
     const res = await fetch(url, { method: "POST", body, headers: { "content-type": "application/json", "user-agent": "ServerMind-Alerts/1", ...headers }, signal: AbortSignal.timeout(TIMEOUT_MS), redirect: "manual" });
     const text = res.ok ? "" : (await res.text().catch(() => "")).slice(0, 200);
     await res.body?.cancel().catch(() => {});
@@ -157,6 +163,8 @@ export async function sendThrough(channel: Channel, secret: string | undefined, 
 
 /** SMTP with STARTTLS required: the message is never sent in the clear. */
 async function sendEmail(c: ChannelConfig, password: string | undefined, p: NotificationPayload): Promise<SendResult> {
+  const refused = await checkDestination(c.host ?? "");
+  if (refused) return { ok: false, error: `destination refused: ${refused}` };
   const transport = nodemailer.createTransport({
     host: c.host,
     port: c.port,

@@ -17,6 +17,10 @@ import { generateAuditKeys, useAuditKeys } from "../../src/audit/keys.ts";
 // start (each would begin six builds, and the cross-compiled ones download their Bun runtime);
 // the test of that feature turns it on for its own server.
 process.env.SERVERMIND_AGENT_BUILD ??= "false";
+// The notification receivers tests start (webhook, SMTP) listen on loopback, which a server
+// refuses to send to unless an operator allows it (src/alerts/destinations.ts); the test of that
+// rule sets its own policy.
+process.env.SERVERMIND_NOTIFY_ALLOW_NETWORKS ??= "127.0.0.0/8,::1";
 
 await startTestServerDatabase();
 
