@@ -12,16 +12,21 @@ export interface AuditFilter {
 }
 
 /** Rows newest first, keyset-paged by id (`beforeId`), filtered with parameters only. */
+/** The filter's conditions, each `and ...`, for after a `where`. */
+function filterSql(sql: Sql, f: AuditFilter) {
+  return sql`
+    ${f.category ? sql`and category = ${f.category}` : sql``}
+    ${f.action ? sql`and action ilike ${likePattern(f.action)}` : sql``}
+    ${f.user ? sql`and (actor_name ilike ${likePattern(f.user)} or on_behalf_of ilike ${likePattern(f.user)})` : sql``}
+    ${f.status ? sql`and success = ${f.status === "success"}` : sql``}
+    ${f.from ? sql`and ts >= ${f.from}` : sql``}
+    ${f.to ? sql`and ts < ${f.to}` : sql``}`;
+}
+
 export async function listAudit(sql: Sql, f: AuditFilter, limit: number, beforeId?: number): Promise<AuditRecord[]> {
   return sql<AuditRecord[]>`
     select * from audit_log
-    where true
-      ${f.category ? sql`and category = ${f.category}` : sql``}
-      ${f.action ? sql`and action ilike ${likePattern(f.action)}` : sql``}
-      ${f.user ? sql`and (actor_name ilike ${likePattern(f.user)} or on_behalf_of ilike ${likePattern(f.user)})` : sql``}
-      ${f.status ? sql`and success = ${f.status === "success"}` : sql``}
-      ${f.from ? sql`and ts >= ${f.from}` : sql``}
-      ${f.to ? sql`and ts < ${f.to}` : sql``}
+    where true ${filterSql(sql, f)}
       ${beforeId ? sql`and id < ${beforeId}` : sql``}
     order by id desc
     limit ${limit}`;
@@ -85,13 +90,7 @@ export function exportAudit(sql: Sql, f: AuditFilter, format: "csv" | "ndjson"):
       }
       const rows = await sql<AuditRecord[]>`
         select * from audit_log
-        where id > ${after}
-          ${f.category ? sql`and category = ${f.category}` : sql``}
-      ${f.action ? sql`and action ilike ${likePattern(f.action)}` : sql``}
-          ${f.user ? sql`and (actor_name ilike ${likePattern(f.user)} or on_behalf_of ilike ${likePattern(f.user)})` : sql``}
-          ${f.status ? sql`and success = ${f.status === "success"}` : sql``}
-          ${f.from ? sql`and ts >= ${f.from}` : sql``}
-          ${f.to ? sql`and ts < ${f.to}` : sql``}
+        where id > ${after} ${filterSql(sql, f)}
         order by id limit 1000`;
       if (rows.length === 0) {
         controller.close();
