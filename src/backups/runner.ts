@@ -168,3 +168,27 @@ export async function testDestination(deps: BackupDeps, who: Requester, destinat
   await deps.audit({ action: "backup.destination.test", target: `backup_destination:${destinationId}`, success: r.ok === true, details: { destination: destinationId, host: host.hostname, agentId: host.id, ...(r.ok === true ? {} : { error: String(r.error ?? "failed").slice(0, 500) }) } });
   return r;
 }
+
+export interface BrowseRequest {
+  job: JobRow;
+  /** the host whose repository holds the snapshot */
+  source: ScopedHost;
+  /** the host whose agent reads the repository (the host a restore would land on) */
+  via: ScopedHost;
+  snapshot: string;
+  /** an absolute directory as backed up */
+  path: string;
+}
+
+/**
+ * One directory level of a snapshot, read by a host's agent from the destination (a signed
+ * `backup.ls`, like a restore): the server never reads the destination itself. Not a run.
+ */
+export async function browseSnapshot(deps: BackupDeps, who: Requester, q: BrowseRequest): Promise<Record<string, unknown>> {
+  if (!/^([0-9a-f]{32}|latest)$/.test(q.snapshot)) throw new BackupRequestError("snapshot must be a snapshot id or latest");
+  if (!q.path.startsWith("/") || q.path.split("/").includes("..") || q.path.length > 4096) throw new BackupRequestError("path must be an absolute path without ..");
+  const s = await secretArgs(deps, q.job, q.source.id);
+  const args = { job: q.job.id, destination: s.destination, password: s.password, snapshot: q.snapshot, path: q.path };
+  const recorded = { job: q.job.id, destination: q.job.destination_id, snapshot: q.snapshot, path: q.path, source: q.source.id };
+  return send(deps, who, q.via.id, "backup.ls", args, recorded, randomUUID(), TEST_TIMEOUT_MS);
+}

@@ -1,6 +1,7 @@
 /**
  * Control's backup jobs (docs/backup-format.md, "Jobs on managed hosts"): `backup.run`,
- * `backup.restore`, `backup.snapshots` and `backup.test`. The command was verified (signature,
+ * `backup.restore`, `backup.snapshots`, `backup.ls` (one directory level of a snapshot, for the
+ * console's snapshot browser) and `backup.test`. The command was verified (signature,
  * agent, age, nonce, allow-list BACKUP_ACTIONS) by Control before it gets here. It carries the
  * destination's configuration WITH its credentials and the repository password: they exist on
  * this host only inside the signed command and this process's memory, and are never logged or
@@ -19,9 +20,10 @@ import { forget, prune } from "../../backup/prune.ts";
 import { Repository } from "../../backup/repository.ts";
 import { restore } from "../../backup/restore.ts";
 import { listSnapshots } from "../../backup/snapshots.ts";
+import { listTree } from "../../backup/tree.ts";
 import { NO_OUTPUT, type OutputSink } from "../output.ts";
 
-export const BACKUP_ACTIONS: ReadonlySet<string> = new Set(["backup.run", "backup.restore", "backup.snapshots", "backup.test"]);
+export const BACKUP_ACTIONS: ReadonlySet<string> = new Set(["backup.run", "backup.restore", "backup.snapshots", "backup.ls", "backup.test"]);
 
 export interface DumpSpec {
   kind: "postgres" | "mysql";
@@ -163,6 +165,15 @@ export function createBackupHandler(o: BackupHandlerOptions) {
         const repo = await Repository.open(dest, password);
         const snaps = await listSnapshots(repo);
         return { ok: true, action, snapshots: snaps.slice(-200).map((s) => ({ id: s.id, time: s.time, host: s.host, paths: s.paths, files: s.stats.files, bytes: s.stats.bytes })) };
+      }
+      if (action === "backup.ls") {
+        const snapshot = typeof args.snapshot === "string" && /^([0-9a-f]{32}|latest)$/.test(args.snapshot) ? args.snapshot : null;
+        if (!snapshot) throw new BackupError("usage", "snapshot must be a snapshot id or latest");
+        const dir = typeof args.path === "string" && args.path.startsWith("/") && !args.path.split("/").includes("..") && args.path.length <= 4096 ? args.path : null;
+        if (!dir) throw new BackupError("usage", "path must be an absolute path");
+        const repo = await Repository.open(dest, password);
+        const level = await listTree(repo, snapshot, dir, 2000);
+        return { ok: true, action, ...level };
       }
       if (action === "backup.restore") {
         const repo = await Repository.open(dest, password);

@@ -1,0 +1,227 @@
+/**
+ * Backups across two managed hosts, end to end with two compiled agents on one real server:
+ * a job of a tag backs up host A; its snapshot is restored onto host B (to a path, compared byte
+ * for byte); the snapshot is browsed level by level (the listing read from the destination by
+ * an agent through Control, a signed `backup.ls`) and only the ticked entries are restored; a
+ * destination is tested from the destinations list with a host picked there. Host scope: a user
+ * whose scope lacks B cannot restore onto it nor browse through it, one lacking A can neither read
+ * A's runs nor restore or browse A's snapshots, and the destination test only reaches hosts in
+ * the caller's scope.
+ */
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { issueCommand } from "../../src/security/issue.ts";
+import { consoleHarness, type ConsoleHarness, type TestSession } from "../support/console-app.ts";
+import { agentBinary, agentDirs, enrollAgent, runAgent, startE2eServer, until, type AgentRun, type E2eServer } from "../support/agent-harness.ts";
+
+setDefaultTimeout(240_000);
+
+let server: E2eServer;
+const agents: AgentRun[] = [];
+let hostA: number;
+let hostB: number;
+let work: string;
+let h: ConsoleHarness;
+const users: Record<string, TestSession> = {};
+const DAV_PASSWORD = `dav-${randomBytes(9).toString("hex")}`;
+const ALL = ["backups.view", "backups.manage", "backups.run", "backups.restore"];
+
+beforeAll(async () => {
+  const bin = await agentBinary();
+  server = await startE2eServer();
+  work = mkdtempSync(join(tmpdir(), "sm-bhosts-e2e-"));
+  chmodSync(work, 0o755);
+  const ids: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    const { dir, env } = agentDirs();
+    Object.assign(env, { SERVERMIND_AGENT_INTERVAL_MS: "2000" });
+    ids.push(await enrollAgent(bin, env, server));
+    agents.push(runAgent(bin, dir, env));
+  }
+  [hostA, hostB] = ids as [number, number];
+  await server.db.sql`update agents set tags = ${["group:web", "site:a"]} where id = ${hostA}`;
+  await server.db.sql`update agents set tags = ${["group:web", "site:b"]} where id = ${hostB}`;
+  h = await consoleHarness(server.db, { security: { commandKey: server.commandKey, dispatch: server.dispatch } });
+  users.ops = await h.userWith(ALL, "bh-ops");
+  users.viewer = await h.userWith(["backups.view"], "bh-viewer");
+  users.onlyA = await h.userWith(ALL, "bh-only-a", ["site:a"]);
+  users.onlyB = await h.userWith(ALL, "bh-only-b", ["site:b"]);
+});
+
+afterAll(async () => {
+  await h?.close();
+  for (const a of agents) await a.stop();
+  await server?.close();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+async function call(method: "GET" | "POST", path: string, body?: Record<string, unknown>, user = "ops", htmx = false) {
+  const res = await h.send(path, { method, session: users[user], json: method === "POST" ? (body ?? {}) : undefined, headers: htmx ? { "hx-request": "true" } : {} });
+  const text = await res.text();
+  return { status: res.status, text, body: (text.startsWith("{") ? JSON.parse(text) : { text }) as any };
+}
+
+async function finish(run: number, user = "ops") {
+  const end = Date.now() + 180_000;
+  for (;;) {
+    const r = await call("GET", `/api/backups/runs/${run}`, undefined, user);
+    expect(r.status).toBe(200);
+    if (r.body.finished) return r.body;
+    if (Date.now() > end) throw new Error(`run ${run} did not finish: ${JSON.stringify(r.body)}`);
+    await Bun.sleep(300);
+  }
+}
+
+const ping = (agentId: number) => async () =>
+  ((await issueCommand({ sql: server.db.sql, commandKey: server.commandKey, dispatch: server.dispatch, audit: () => {} }, { type: "user", id: 1, name: "t" }, agentId, "ping", {})).result as { ok?: boolean })?.ok;
+
+describe("backups across two hosts, with two compiled agents", () => {
+  let jobId: number;
+  let snapshot: string;
+  let src: string;
+  let localDest: number;
+  const big = randomBytes(2_000_000);
+
+  test("a backup of host A restored onto host B, compared byte for byte; host scope on both ends", async () => {
+    await until("command channel to A", ping(hostA), 90_000, 500);
+    await until("command channel to B", ping(hostB), 90_000, 500);
+    src = join(work, "src");
+    mkdirSync(join(src, "etc/app"), { recursive: true });
+    mkdirSync(join(src, "var/data"), { recursive: true });
+    writeFileSync(join(src, "etc/app/app.ini"), "[main]\nport = 80\n");
+    writeFileSync(join(src, "etc/hosts.extra"), "10.0.0.1 db\n");
+    writeFileSync(join(src, "var/data/blob.bin"), big);
+    writeFileSync(join(src, "var/data/small.txt"), "small\n");
+
+    const dest = await call("POST", "/api/backups/destinations", { name: "shared-disk", type: "local", settings: JSON.stringify({ path: join(work, "repo") }) });
+    expect(dest.status).toBe(200);
+    localDest = dest.body.id;
+    const job = await call("POST", "/api/backups/jobs", { name: "web-files", tag: "group:web", paths: src, destination: localDest, keep_last: 3, keep_daily: 0, keep_weekly: 0, keep_monthly: 0 });
+    expect(job.status).toBe(200);
+    jobId = job.body.id;
+
+    const r = await call("POST", `/api/hosts/${hostA}/backups/run`, { job: jobId });
+    expect(r.status).toBe(202);
+    const run = await finish(r.body.run);
+    expect(run).toMatchObject({ status: "ok", files: 4, host: { id: hostA } });
+    snapshot = run.snapshot;
+
+    // onto B, from A's repository, to a path
+    const onB = join(work, "on-b");
+    const rr = await call("POST", `/api/hosts/${hostB}/backups/restore`, { job: jobId, source: hostA, snapshot, target: onB });
+    expect(rr.status).toBe(202);
+    const restored = await finish(rr.body.run);
+    expect(restored).toMatchObject({ status: "ok", kind: "restore", files: 4, host: { id: hostB } });
+    expect(readFileSync(join(onB, src, "var/data/blob.bin")).equals(big)).toBe(true);
+    expect(readFileSync(join(onB, src, "etc/app/app.ini"), "utf8")).toBe("[main]\nport = 80\n");
+    // the command went to B's agent, carrying A's repository
+    const [cmd] = await server.db.sql`select agent_id, args, status from security_commands where action = 'backup.restore' order by issued_at desc limit 1`;
+    expect(Number(cmd!.agent_id)).toBe(hostB);
+    expect(cmd!.args.source.id).toBe(hostA);
+    expect(cmd!.status).toBe("ok");
+
+    // a user whose scope lacks B: B is not there for them (the guard answers as for a missing host)
+    const noB = await call("POST", `/api/hosts/${hostB}/backups/restore`, { job: jobId, source: hostA, snapshot, target: join(work, "x1") }, "onlyA");
+    expect(noB.status).toBe(404);
+    // one lacking A: neither A's runs nor a restore from A's repository
+    expect((await call("GET", `/api/backups/runs/${r.body.run}`, undefined, "onlyB")).status).toBe(404);
+    expect((await call("GET", `/api/backups/runs?job=${jobId}`, undefined, "onlyB")).body.runs.map((x: any) => x.host.id)).not.toContain(hostA);
+    const noA = await call("POST", `/api/hosts/${hostB}/backups/restore`, { job: jobId, source: hostA, snapshot, target: join(work, "x2") }, "onlyB");
+    expect(noA.status).toBe(400);
+    const page = await (await h.send(`/hosts/${hostB}/backups/restore?job=${jobId}&source=${hostA}`, { session: users.onlyB })).text();
+    expect(page).not.toContain(snapshot);
+    // a viewer cannot restore at all
+    expect((await call("POST", `/api/hosts/${hostB}/backups/restore`, { job: jobId, source: hostA, snapshot, target: join(work, "x3") }, "viewer")).status).toBe(403);
+    for (const d of ["x1", "x2", "x3"]) expect(existsSync(join(work, d))).toBe(false);
+  });
+
+  test("snapshot browser: levels listed by the agent through Control, ticked entries restored", async () => {
+    const q = (path: string, via = hostB) => `/api/hosts/${via}/backups/browse?job=${jobId}&source=${hostA}&snapshot=${snapshot}&path=${encodeURIComponent(path)}`;
+    // the top: the parents of the backed-up root are listed as directories
+    const top = await call("GET", q("/"));
+    expect(top.status).toBe(200);
+    expect(top.body.snapshot).toBe(snapshot);
+    expect(top.body.items.length).toBe(1);
+    expect(top.body.items[0].type).toBe("dir");
+    const level = await call("GET", q(src));
+    expect(level.status).toBe(200);
+    expect(level.body.items.map((i: any) => [i.name, i.type])).toEqual([["etc", "dir"], ["var", "dir"]]);
+    expect(level.body.items.find((i: any) => i.name === "var")).toMatchObject({ files: 2, size: big.length + 6 });
+    const data = await call("GET", q(join(src, "var/data")));
+    expect(data.body.items.map((i: any) => [i.name, i.type, i.size])).toEqual([["blob.bin", "file", big.length], ["small.txt", "file", 6]]);
+    // a signed command to the agent, recorded like the others (never read by the server itself)
+    const [ls] = await server.db.sql`select agent_id, args, status, requested_by from security_commands where action = 'backup.ls' order by issued_at desc limit 1`;
+    expect(Number(ls!.agent_id)).toBe(hostB);
+    expect(ls!.status).toBe("ok");
+    expect(JSON.stringify(ls!.args)).not.toContain("password");
+    // the page: a browse button; the partial: checkboxes, links down, ticks carried along
+    const restorePage = await (await h.send(`/hosts/${hostB}/backups/restore?job=${jobId}&source=${hostA}`, { session: users.ops })).text();
+    expect(restorePage).toContain(`hx-get="/api/hosts/${hostB}/backups/browse"`);
+    const partial = await call("GET", `${q(join(src, "etc"))}&include=${encodeURIComponent(join(src, "var/data/small.txt"))}`, undefined, "ops", true);
+    expect(partial.status).toBe(200);
+    expect(partial.text).toContain(`name="include" value="${join(src, "etc/app")}"`);
+    expect(partial.text).toContain(`value="${join(src, "var/data/small.txt")}" checked`);
+    expect(partial.text).toMatch(/hx-get="[^"]*backups\/browse\?[^"]*path=[^"]*etc%2Fapp/);
+
+    // restore only what was ticked: a directory of one level and a file of another
+    const picked = join(work, "picked");
+    const rr = await h.send(`/api/hosts/${hostB}/backups/restore`, { session: users.ops, form: { job: String(jobId), source: String(hostA), snapshot, target: picked, include: [join(src, "etc/app"), join(src, "var/data/small.txt")] } });
+    expect(rr.status).toBe(202);
+    const done = await finish(((await rr.json()) as any).run);
+    expect(done).toMatchObject({ status: "ok", files: 2 });
+    expect(readFileSync(join(picked, src, "etc/app/app.ini"), "utf8")).toBe("[main]\nport = 80\n");
+    expect(readFileSync(join(picked, src, "var/data/small.txt"), "utf8")).toBe("small\n");
+    expect(existsSync(join(picked, src, "var/data/blob.bin"))).toBe(false);
+    expect(existsSync(join(picked, src, "etc/hosts.extra"))).toBe(false);
+
+    // a missing snapshot: the agent's error comes back
+    const missing = await call("GET", q(src).replace(snapshot, "0".repeat(32)));
+    expect(missing.status).toBe(400);
+    expect(missing.body.error.message).toMatch(/no snapshot/);
+    expect((await call("GET", q("relative"))).status).toBe(400);
+    // scope: through a host outside it (404), from a repository outside it (400), without the permission (403)
+    expect((await call("GET", q(src), undefined, "onlyA")).status).toBe(404);
+    expect((await call("GET", q(src), undefined, "onlyB")).status).toBe(400);
+    expect((await call("GET", q(src), undefined, "viewer")).status).toBe(403);
+  });
+
+  test("test connection from the destinations list, with a host picked there", async () => {
+    const dav = await call("POST", "/api/backups/destinations", { name: "dav", type: "webdav", settings: JSON.stringify({ url: "https://127.0.0.1:9/dav/", username: "u" }), password: DAV_PASSWORD });
+    expect(dav.status).toBe(200);
+    const page = await (await h.send("/backups", { session: users.onlyB })).text();
+    expect(page).toContain(`hx-post="/api/backups/destinations/${localDest}/test"`);
+    // the host picker offers the hosts of the caller's scope only
+    const picker = page.match(/aria-label="host that reaches shared-disk">([\s\S]*?)<\/select>/)![1]!;
+    expect([...picker.matchAll(/<option value="(\d+)">/g)].map((m) => Number(m[1]))).toEqual([hostB]);
+    const opsPage = await (await h.send("/backups", { session: users.ops })).text();
+    const all = opsPage.match(/aria-label="host that reaches shared-disk">([\s\S]*?)<\/select>/)![1]!;
+    expect([...all.matchAll(/<option value="(\d+)">/g)].map((m) => Number(m[1])).sort()).toEqual([hostA, hostB].sort());
+
+    const ok = await call("POST", `/api/backups/destinations/${localDest}/test`, { host: hostB }, "onlyB");
+    expect(ok.body).toMatchObject({ ok: true, host: { id: hostB }, destination: localDest, repository: false });
+    const bad = await call("POST", `/api/backups/destinations/${dav.body.id}/test`, { host: hostB }, "onlyB");
+    expect(bad.status).toBe(200);
+    expect(bad.body.ok).toBe(false);
+    expect(bad.body.error).toMatch(/127\.0\.0\.1|ECONNREFUSED|connect|refused/i); // the destination's own error text
+    expect(bad.text).not.toContain(DAV_PASSWORD);
+    const shown = await call("POST", `/api/backups/destinations/${dav.body.id}/test`, { host: hostB }, "onlyB", true);
+    expect(shown.text).toContain("failed —");
+    expect(shown.text).not.toContain(DAV_PASSWORD);
+
+    expect((await call("POST", `/api/backups/destinations/${localDest}/test`, { host: hostA }, "onlyB")).status).toBe(404);
+    expect((await call("POST", `/api/backups/destinations/${localDest}/test`, {}, "onlyB")).status).toBe(400);
+    expect((await call("POST", `/api/backups/destinations/999999/test`, { host: hostB }, "onlyB")).status).toBe(404);
+    expect((await call("POST", `/api/backups/destinations/${localDest}/test`, { host: hostB }, "viewer")).status).toBe(403);
+    // CSRF like every state-changing form
+    expect((await h.send(`/api/backups/destinations/${localDest}/test`, { session: users.ops, json: { host: hostB }, csrf: "wrong" })).status).toBe(403);
+
+    const audit = await server.db.sql`select actor_name, success, details from audit_log where category = 'backup' and action = 'backup.destination.test' order by id`;
+    expect(audit.map((a) => [a.actor_name, a.success, Number(a.details.agentId)])).toEqual([
+      ["bh-only-b", true, hostB], ["bh-only-b", false, hostB], ["bh-only-b", false, hostB],
+    ]);
+    expect(JSON.stringify(audit)).not.toContain(DAV_PASSWORD);
+  });
+});
