@@ -65,8 +65,12 @@ async function send(deps: BackupDeps, who: Requester, agentId: number, action: s
   } catch (e) {
     result = { ok: false, error: `delivery failed: ${e instanceof Error ? e.message : e}` };
   }
-  // the recovery key never stays on the command's row (another node may have stored it there)
+  // the recovery key never stays on the command's row (another node may have stored it there), nor a re-fetched result's
   const { recoveryKey: _, ...kept } = result;
+  if (kept.result && typeof kept.result === "object") {
+    const { recoveryKey: __, ...inner } = kept.result as Record<string, unknown>;
+    kept.result = inner;
+  }
   await deps.sql`update security_commands set status = ${result.ok === true ? "ok" : "failed"}, result = ${deps.sql.json(kept as any)} where id = ${id}`;
   return result;
 }
@@ -79,6 +83,70 @@ async function secretArgs(deps: BackupDeps, job: JobRow, repoAgent: number) {
 }
 
 const who2text = (who: Requester) => `${who.type}:${who.id} ${who.name}`;
+
+/** Runs this process waits for (their results come on their own); the others may have lost their waiter. */
+const waiting = new Set<number>();
+const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? Math.round(v) : null);
+
+interface BackupContext {
+  run: number;
+  job: Pick<JobRow, "id" | "name">;
+  host: { id: number; hostname: string };
+  trigger: string;
+  init: boolean;
+  commandId: string;
+}
+
+/**
+ * Records a backup's result on its run, once: the waiter that sent the command and the
+ * reconciler (a result fetched again after a restart) may both get it; only the first records,
+ * seals a recovery key and writes the audit record. True when this call recorded it.
+ */
+export async function finishBackup(deps: BackupDeps, c: BackupContext, r: Record<string, unknown>): Promise<boolean> {
+  const { sql } = deps;
+  const ok = r.ok === true;
+  const recovery = typeof r.recoveryKey === "string" ? deps.box.seal(r.recoveryKey) : null;
+  const rows = await sql`update backup_runs set status = ${ok ? "ok" : "failed"}, finished_at = now(), snapshot = ${typeof r.snapshot === "string" ? r.snapshot : null},
+    files = ${num(r.files)}, bytes_read = ${num(r.bytes)}, new_bytes = ${num(r.newBytes)}, stored_bytes = ${num(r.storedBytes)}, repo_bytes = ${num(r.repoBytes)},
+    duration_ms = ${num(r.ms) ?? sql`(extract(epoch from now() - started_at) * 1000)::bigint`}, error = ${ok ? null : String(r.error ?? "failed").slice(0, 4000)},
+    details = ${sql.json({ retention: r.retention ?? null, newChunks: num(r.newChunks), ...(r.recovered ? { recovered: r.recovered } : {}) } as any)}, recovery_key_sealed = ${recovery}
+    where id = ${c.run} and status = 'running' returning 1`;
+  if (!rows.length) return false;
+  if (ok && c.init) await sql`update backup_jobs set initialized_agents = array_append(initialized_agents, ${c.host.id}::bigint) where id = ${c.job.id} and not (${c.host.id}::bigint = any(initialized_agents))`;
+  await deps.audit({
+    action: "backup.run", target: `agent:${c.host.id}`, success: ok,
+    details: { job: c.job.id, jobName: c.job.name, host: c.host.hostname, agentId: c.host.id, run: c.run, trigger: c.trigger, command: c.commandId, snapshot: r.snapshot ?? null,
+      bytes: num(r.bytes), newBytes: num(r.newBytes), ...(c.init && ok ? { repositoryCreated: true } : {}), ...(r.recovered ? { recovered: r.recovered } : {}), ...(ok ? {} : { error: String(r.error ?? "failed").slice(0, 500) }) },
+  });
+  return true;
+}
+
+interface RestoreContext {
+  run: number;
+  job: Pick<JobRow, "id" | "name">;
+  target: { id: number; hostname: string };
+  commandId: string;
+  details: Record<string, unknown>;
+}
+
+/** Records a restore's result on its run, once (see finishBackup). */
+export async function finishRestore(deps: BackupDeps, c: RestoreContext, r: Record<string, unknown>): Promise<boolean> {
+  const { sql } = deps;
+  const ok = r.ok === true;
+  const rows = await sql`update backup_runs set status = ${ok ? "ok" : "failed"}, finished_at = now(), files = ${num(r.files)}, bytes_read = ${num(r.bytes)},
+    duration_ms = ${num(r.ms) ?? sql`(extract(epoch from now() - started_at) * 1000)::bigint`}, error = ${ok ? null : String(r.error ?? "failed").slice(0, 4000)}
+    where id = ${c.run} and status = 'running' returning 1`;
+  if (!rows.length) return false;
+  await deps.audit({
+    action: "backup.restore", target: `agent:${c.target.id}`, success: ok,
+    details: { job: c.job.id, jobName: c.job.name, host: c.target.hostname, agentId: c.target.id, run: c.run, command: c.commandId, ...c.details, files: num(r.files), bytes: num(r.bytes),
+      ...(r.recovered ? { recovered: r.recovered } : {}), ...(ok ? {} : { error: String(r.error ?? "failed").slice(0, 500) }) },
+  });
+  return true;
+}
+
+/** Whether this process waits for the run's result itself. */
+export const waitedHere = (run: number) => waiting.has(run);
 
 export interface Started {
   run: number;
@@ -100,23 +168,12 @@ export async function startBackup(deps: BackupDeps, who: Requester, job: JobRow,
     keep: job.keep,
   };
   const recorded = { job: job.id, run, destination: job.destination_id, paths: job.paths, excludes: job.excludes, dump: job.dump ? { kind: job.dump.kind, database: job.dump.database } : null, keep: job.keep, init };
+  waiting.add(run);
   const done = (async () => {
     const r = await send(deps, who, host.id, "backup.run", args, recorded, commandId, RUN_TIMEOUT_MS);
-    const ok = r.ok === true;
-    const n = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? Math.round(v) : null);
-    const recovery = typeof r.recoveryKey === "string" ? deps.box.seal(r.recoveryKey) : null;
-    await sql`update backup_runs set status = ${ok ? "ok" : "failed"}, finished_at = now(), snapshot = ${typeof r.snapshot === "string" ? r.snapshot : null},
-      files = ${n(r.files)}, bytes_read = ${n(r.bytes)}, new_bytes = ${n(r.newBytes)}, stored_bytes = ${n(r.storedBytes)}, repo_bytes = ${n(r.repoBytes)},
-      duration_ms = ${n(r.ms) ?? sql`(extract(epoch from now() - started_at) * 1000)::bigint`}, error = ${ok ? null : String(r.error ?? "failed").slice(0, 4000)},
-      details = ${sql.json({ retention: r.retention ?? null, newChunks: n(r.newChunks) } as any)}, recovery_key_sealed = ${recovery} where id = ${run}`;
-    if (ok && init) await sql`update backup_jobs set initialized_agents = array_append(initialized_agents, ${host.id}::bigint) where id = ${job.id} and not (${host.id}::bigint = any(initialized_agents))`;
-    await deps.audit({
-      action: "backup.run", target: `agent:${host.id}`, success: ok,
-      details: { job: job.id, jobName: job.name, host: host.hostname, agentId: host.id, run, trigger, command: commandId, snapshot: r.snapshot ?? null,
-        bytes: n(r.bytes), newBytes: n(r.newBytes), ...(init && ok ? { repositoryCreated: true } : {}), ...(ok ? {} : { error: String(r.error ?? "failed").slice(0, 500) }) },
-    });
+    await finishBackup(deps, { run, job, host, trigger, init, commandId }, r);
     return r;
-  })();
+  })().finally(() => waiting.delete(run));
   done.catch(() => {});
   return { run, done };
 }
@@ -145,18 +202,12 @@ export async function startRestore(deps: BackupDeps, who: Requester, q: RestoreR
   const run = Number(row!.id);
   const args = { job: q.job.id, run, destination: s.destination, password: s.password, snapshot: q.snapshot, target: q.targetPath, include: q.include };
   const recorded = { job: q.job.id, run, destination: q.job.destination_id, ...details };
+  waiting.add(run);
   const done = (async () => {
     const r = await send(deps, who, q.target.id, "backup.restore", args, recorded, commandId, RUN_TIMEOUT_MS);
-    const ok = r.ok === true;
-    const n = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? Math.round(v) : null);
-    await sql`update backup_runs set status = ${ok ? "ok" : "failed"}, finished_at = now(), files = ${n(r.files)}, bytes_read = ${n(r.bytes)},
-      duration_ms = ${n(r.ms) ?? sql`(extract(epoch from now() - started_at) * 1000)::bigint`}, error = ${ok ? null : String(r.error ?? "failed").slice(0, 4000)} where id = ${run}`;
-    await deps.audit({
-      action: "backup.restore", target: `agent:${q.target.id}`, success: ok,
-      details: { job: q.job.id, jobName: q.job.name, host: q.target.hostname, agentId: q.target.id, run, command: commandId, ...details, files: n(r.files), bytes: n(r.bytes), ...(ok ? {} : { error: String(r.error ?? "failed").slice(0, 500) }) },
-    });
+    await finishRestore(deps, { run, job: q.job, target: q.target, commandId, details }, r);
     return r;
-  })();
+  })().finally(() => waiting.delete(run));
   done.catch(() => {});
   return { run, done };
 }
@@ -191,4 +242,57 @@ export async function browseSnapshot(deps: BackupDeps, who: Requester, q: Browse
   const args = { job: q.job.id, destination: s.destination, password: s.password, snapshot: q.snapshot, path: q.path };
   const recorded = { job: q.job.id, destination: q.job.destination_id, snapshot: q.snapshot, path: q.path, source: q.source.id };
   return send(deps, who, q.via.id, "backup.ls", args, recorded, randomUUID(), TEST_TIMEOUT_MS);
+}
+
+/** Runs without a waiter are asked about at most this often (each ask is one signed command). */
+export const RECONCILE_EVERY_MS = 5 * 60_000;
+const asked = new Map<number, number>();
+
+export interface ReconcileOptions {
+  /** only runs started longer ago than this (a fresh run's waiter is alive; default 2 minutes) */
+  olderThanMs?: number;
+  /** runs to leave alone (default: those this process waits for itself) */
+  skip?: (run: number) => boolean;
+  /** ask again about one run after this long (default RECONCILE_EVERY_MS) */
+  everyMs?: number;
+}
+
+/**
+ * After a server restart nobody waits for the result of a run that was going on: the agent's
+ * answer went down a stream that no longer exists. The host keeps the result (sealed with the
+ * repository password, agent/control/backups/results.ts); this asks the host for it
+ * (`backup.result`) and records it as the waiter would have, recovery key included (shown once,
+ * as always). A host that is still running it answers "running" (asked again later); one with no
+ * record of it (its agent restarted mid-run) makes the run failed. Returns the runs settled.
+ */
+export async function reconcileRuns(deps: BackupDeps, o: ReconcileOptions = {}): Promise<number[]> {
+  const { sql } = deps;
+  const now = deps.now?.() ?? Date.now();
+  const skip = o.skip ?? waitedHere;
+  const rows = await sql`select r.id, r.job_id, r.agent_id, r.kind, r.trigger, r.command_id, r.details, j.name as job_name, j.password_sealed, a.hostname, c.args as command_args
+    from backup_runs r join backup_jobs j on j.id = r.job_id join agents a on a.id = r.agent_id left join security_commands c on c.id = r.command_id
+    where r.status = 'running' and r.started_at < ${new Date(now - (o.olderThanMs ?? 120_000))} order by r.id limit 50`;
+  const settled: number[] = [];
+  const system: Requester = { type: "system", id: "backup-reconciler", name: "backup reconciler" };
+  for (const row of rows) {
+    const run = Number(row.id);
+    if (skip(run) || now - (asked.get(run) ?? 0) < (o.everyMs ?? RECONCILE_EVERY_MS)) continue;
+    asked.set(run, now);
+    const job = { id: Number(row.job_id), name: String(row.job_name) };
+    const host = { id: Number(row.agent_id), hostname: String(row.hostname) };
+    const password = deps.box.open(row.password_sealed);
+    const a = await send(deps, system, host.id, "backup.result", { job: job.id, run, password }, { job: job.id, run }, randomUUID(), TEST_TIMEOUT_MS);
+    if (a.ok !== true || (a.state !== "done" && a.state !== "unknown")) continue; // unreachable, or still running: later
+    const recovered = a.state === "done" ? "the result was fetched again from the host after the server lost its answer" : undefined;
+    const r = a.state === "done" && a.result && typeof a.result === "object" ? { ...(a.result as Record<string, unknown>), recovered }
+      : { ok: false, error: "the host has no result of this run: its agent restarted while it ran, or the command never reached it" };
+    const commandId = String(row.command_id ?? "");
+    const won = row.kind === "restore"
+      ? await finishRestore(deps, { run, job, target: host, commandId, details: row.details ?? {} }, r)
+      : await finishBackup(deps, { run, job, host, trigger: String(row.trigger), init: row.command_args?.init === true, commandId }, r);
+    if (won) settled.push(run);
+    asked.delete(run);
+    if (a.state === "done") await send(deps, system, host.id, "backup.result", { job: job.id, run, password, forget: true }, { job: job.id, run, forget: true }, randomUUID(), TEST_TIMEOUT_MS);
+  }
+  return settled;
 }

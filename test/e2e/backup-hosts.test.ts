@@ -6,14 +6,17 @@
  * destination is tested from the destinations list with a host picked there. Host scope: a user
  * whose scope lacks B cannot restore onto it nor browse through it, one lacking A can neither read
  * A's runs nor restore or browse A's snapshots, and the destination test only reaches hosts in
- * the caller's scope.
+ * the caller's scope. A server restart during a first run loses neither its result nor its
+ * recovery key: the host keeps the result (sealed) and the server fetches it again.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { issueCommand } from "../../src/security/issue.ts";
+import { reconcileRuns } from "../../src/backups/runner.ts";
+import { audit as writeAudit } from "../../src/audit/audit.ts";
 import { consoleHarness, type ConsoleHarness, type TestSession } from "../support/console-app.ts";
 import { agentBinary, agentDirs, enrollAgent, runAgent, startE2eServer, until, type AgentRun, type E2eServer } from "../support/agent-harness.ts";
 
@@ -21,6 +24,7 @@ setDefaultTimeout(240_000);
 
 let server: E2eServer;
 const agents: AgentRun[] = [];
+const agentStates: string[] = [];
 let hostA: number;
 let hostB: number;
 let work: string;
@@ -38,6 +42,7 @@ beforeAll(async () => {
   for (let i = 0; i < 2; i++) {
     const { dir, env } = agentDirs();
     Object.assign(env, { SERVERMIND_AGENT_INTERVAL_MS: "2000" });
+    agentStates.push(env.SERVERMIND_AGENT_DIR!);
     ids.push(await enrollAgent(bin, env, server));
     agents.push(runAgent(bin, dir, env));
   }
@@ -223,5 +228,65 @@ describe("backups across two hosts, with two compiled agents", () => {
       ["bh-only-b", true, hostB], ["bh-only-b", false, hostB], ["bh-only-b", false, hostB],
     ]);
     expect(JSON.stringify(audit)).not.toContain(DAV_PASSWORD);
+  });
+
+  test("a server restart during a first run: the result and the recovery key are fetched again from the host", async () => {
+    const big2 = join(work, "big2");
+    mkdirSync(big2);
+    for (let i = 0; i < 6; i++) writeFileSync(join(big2, `part-${i}.bin`), randomBytes(25_000_000));
+    const repo = join(work, "repo-restart");
+    const dest = await call("POST", "/api/backups/destinations", { name: "restart-disk", type: "local", settings: JSON.stringify({ path: repo }) });
+    const job = await call("POST", "/api/backups/jobs", { name: "restart-job", host: hostA, paths: big2, destination: dest.body.id });
+    expect(job.status).toBe(200);
+    const r = await call("POST", `/api/hosts/${hostA}/backups/run`, { job: job.body.id });
+    expect(r.status).toBe(202);
+    const run = r.body.run as number;
+    const repoDir = join(repo, `job-${job.body.id}/host-${hostA}`);
+    // the host has begun (the repository exists): the server goes away mid-run
+    await until("the repository created by the run", () => existsSync(join(repoDir, "config")), 60_000, 20);
+    await server.stop();
+    expect((await server.db.sql`select status from backup_runs where id = ${run}`)[0]!.status).toBe("running");
+    // the host finishes without it: the snapshot is written, the answer has nowhere to go
+    await until("the snapshot written by the host", () => existsSync(join(repoDir, "snapshots")) && readdirSync(join(repoDir, "snapshots")).length === 1, 180_000, 200);
+    const kept = join(agentStates[0]!, "control", "backup-results", `job-${job.body.id}-run-${run}.json`);
+    await until("the result kept on the host", () => existsSync(kept), 30_000, 100);
+    const sealedText = readFileSync(kept, "utf8");
+    await server.restart();
+    await until("command channel to A again", ping(hostA), 90_000, 500);
+    await Bun.sleep(3000);
+    // today's loss, without reconciling: the run still waits for an answer that will never come
+    expect((await server.db.sql`select status from backup_runs where id = ${run}`)[0]!.status).toBe("running");
+
+    const deps = {
+      sql: server.db.sql, box: h.services.secrets, commandKey: server.commandKey, dispatch: server.dispatch,
+      audit: (e: any) => writeAudit(server.db.sql, { actor: { type: "system", id: "backup-reconciler", name: "backup reconciler" }, category: "backup", ...e }).then(() => {}),
+    };
+    // this test process still holds the old waiter, which a restarted server would not: skip nothing
+    expect(await reconcileRuns(deps, { olderThanMs: 0, skip: () => false, everyMs: 0 })).toEqual([run]);
+    const final = await call("GET", `/api/backups/runs/${run}`);
+    const snapName = readdirSync(join(repoDir, "snapshots"))[0]!;
+    expect(final.body).toMatchObject({ status: "ok", files: 6, snapshot: snapName, bytesRead: 150_000_000 });
+    expect(final.body.details.recovered).toMatch(/fetched again/);
+    const key = final.body.recoveryKey as string;
+    expect(typeof key).toBe("string");
+    expect(key.length).toBeGreaterThan(20);
+    expect((await call("GET", `/api/backups/runs/${run}`)).body.recoveryKey).toBeUndefined(); // once
+    expect(sealedText).not.toContain(key); // kept sealed on the host
+    const [j] = await server.db.sql`select initialized_agents from backup_jobs where id = ${job.body.id}`;
+    expect(j!.initialized_agents.map(Number)).toEqual([hostA]);
+    // the host forgot it once the server had it; nothing is settled twice; no recovery key on a command row
+    await until("the kept result removed", () => !existsSync(kept), 30_000, 100);
+    expect(await reconcileRuns(deps, { olderThanMs: 0, skip: () => false, everyMs: 0 })).toEqual([]);
+    expect(JSON.stringify(await server.db.sql`select args, result from security_commands where action like 'backup.%'`)).not.toContain(key);
+    const audit = await server.db.sql`select details from audit_log where action = 'backup.run' and details->>'run' = ${String(run)}`;
+    expect(audit.length).toBe(1);
+    expect(audit[0]!.details.repositoryCreated).toBe(true);
+
+    // a run the host has no record of (its agent restarted mid-run): failed, not running forever
+    const [ghost] = await server.db.sql`insert into backup_runs (job_id, agent_id, kind, trigger, requested_by, started_at) values (${job.body.id}, ${hostA}, 'backup', 'manual', 'test', now() - interval '10 minutes') returning id`;
+    expect(await reconcileRuns(deps, { skip: () => false, everyMs: 0 })).toEqual([Number(ghost!.id)]);
+    const g = await call("GET", `/api/backups/runs/${ghost!.id}`);
+    expect(g.body).toMatchObject({ status: "failed" });
+    expect(g.body.error).toMatch(/no result of this run/);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * Control's backup jobs (docs/backup-format.md, "Jobs on managed hosts"): `backup.run`,
  * `backup.restore`, `backup.snapshots`, `backup.ls` (one directory level of a snapshot, for the
- * console's snapshot browser) and `backup.test`. The command was verified (signature,
+ * console's snapshot browser), `backup.result` (a run's result again, see ./results.ts) and
+ * `backup.test`. The command was verified (signature,
  * agent, age, nonce, allow-list BACKUP_ACTIONS) by Control before it gets here. It carries the
  * destination's configuration WITH its credentials and the repository password: they exist on
  * this host only inside the signed command and this process's memory, and are never logged or
@@ -12,7 +13,7 @@
  */
 import { createWriteStream } from "node:fs";
 import { mkdir, readdir, rm, stat } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { backup } from "../../backup/backup.ts";
 import { openDestination, SECRET_FIELDS, type ClosableDestination, type DestinationConfig } from "../../backup/destinations.ts";
 import { BackupError } from "../../backup/error.ts";
@@ -22,8 +23,9 @@ import { restore } from "../../backup/restore.ts";
 import { listSnapshots } from "../../backup/snapshots.ts";
 import { listTree } from "../../backup/tree.ts";
 import { NO_OUTPUT, type OutputSink } from "../output.ts";
+import { forgetResult, keepResult, readResult, validIds } from "./results.ts";
 
-export const BACKUP_ACTIONS: ReadonlySet<string> = new Set(["backup.run", "backup.restore", "backup.snapshots", "backup.ls", "backup.test"]);
+export const BACKUP_ACTIONS: ReadonlySet<string> = new Set(["backup.run", "backup.restore", "backup.snapshots", "backup.ls", "backup.result", "backup.test"]);
 
 export interface DumpSpec {
   kind: "postgres" | "mysql";
@@ -39,6 +41,8 @@ export interface BackupHandlerOptions {
   dumpDir: string;
   /** progress line interval */
   progressMs?: number;
+  /** where results of runs and restores are kept until the server has them (default: backup-results beside dumpDir) */
+  resultsDir?: string;
 }
 
 /** Every secret value of the command, so no error text carries one back. */
@@ -138,8 +142,45 @@ async function openRepo(dest: ClosableDestination, password: string, init: boole
   return { repo, recoveryKey };
 }
 
-/** Runs one verified backup command; never throws (errors become {ok: false, error}). */
+/**
+ * Runs one verified backup command; never throws (errors become {ok: false, error}). The result of
+ * a run or restore is also kept on disk (sealed) until the server fetches it with `backup.result`:
+ * an answer lost with the server's restart is not lost with it.
+ */
 export function createBackupHandler(o: BackupHandlerOptions) {
+  const resultsDir = o.resultsDir ?? join(dirname(o.dumpDir), "backup-results");
+  const running = new Set<string>();
+  const handle = createCommandHandler(o);
+  return async (action: string, args: Record<string, unknown>, out: OutputSink = NO_OUTPUT): Promise<Record<string, unknown>> => {
+    const ids = validIds(args.job, args.run);
+    const password = typeof args.password === "string" ? args.password : "";
+    if (action === "backup.result") {
+      if (!ids || !password) return { ok: false, action, error: "backup.result needs job, run and the repository password" };
+      if (running.has(`${ids.job}-${ids.run}`)) return { ok: true, action, state: "running" };
+      try {
+        const result = await readResult(resultsDir, ids.job, ids.run, password);
+        if (!result) return { ok: true, action, state: "unknown" };
+        if (args.forget === true) await forgetResult(resultsDir, ids.job, ids.run);
+        return { ok: true, action, state: "done", result };
+      } catch (e) {
+        return { ok: false, action, error: `the kept result does not open: ${e instanceof Error ? e.message : e}` };
+      }
+    }
+    const durable = (action === "backup.run" || action === "backup.restore") && ids && password;
+    if (!durable) return handle(action, args, out);
+    const key = `${ids.job}-${ids.run}`;
+    running.add(key);
+    try {
+      const result = await handle(action, args, out);
+      await keepResult(resultsDir, ids.job, ids.run, password, result).catch((e) => out.line("backup", `the result could not be kept on this host: ${e instanceof Error ? e.message : e}`));
+      return result;
+    } finally {
+      running.delete(key);
+    }
+  };
+}
+
+function createCommandHandler(o: BackupHandlerOptions) {
   const every = o.progressMs ?? 2000;
   return async (action: string, args: Record<string, unknown>, out: OutputSink = NO_OUTPUT): Promise<Record<string, unknown>> => {
     const secrets = secretsOf(args);
