@@ -12,7 +12,7 @@
  * through the ServerMind server but progress lines and the final statistics.
  */
 import { createWriteStream } from "node:fs";
-import { mkdir, readdir, rm, stat } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { backup } from "../../backup/backup.ts";
 import { openDestination, SECRET_FIELDS, type ClosableDestination, type DestinationConfig } from "../../backup/destinations.ts";
@@ -24,6 +24,7 @@ import { listSnapshots } from "../../backup/snapshots.ts";
 import { listTree } from "../../backup/tree.ts";
 import { NO_OUTPUT, type OutputSink } from "../output.ts";
 import { forgetResult, keepResult, readResult, validIds } from "./results.ts";
+import { repositoryBytes } from "./repo-size.ts";
 
 export const BACKUP_ACTIONS: ReadonlySet<string> = new Set(["backup.run", "backup.restore", "backup.snapshots", "backup.ls", "backup.result", "backup.test"]);
 
@@ -66,24 +67,6 @@ const fmt = (n: number) => (n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(2)} GiB` :
 function strings(v: unknown, max = 200): string[] {
   if (!Array.isArray(v)) return [];
   return v.filter((s): s is string => typeof s === "string" && s.length > 0 && s.length <= 4096 && !s.includes("\0")).slice(0, max);
-}
-
-/** Bytes under a local repository (the size of the repository, when the destination is a directory). */
-async function dirBytes(dir: string, budget = { n: 200_000 }): Promise<number> {
-  let total = 0;
-  let names: import("node:fs").Dirent[];
-  try {
-    names = await readdir(dir, { withFileTypes: true });
-  } catch {
-    return 0;
-  }
-  for (const e of names) {
-    if (--budget.n < 0) break;
-    const p = join(dir, e.name);
-    if (e.isDirectory()) total += await dirBytes(p, budget);
-    else if (e.isFile()) total += (await stat(p).catch(() => ({ size: 0 }))).size;
-  }
-  return total;
 }
 
 /** Runs pg_dump / mysqldump with its stdout streamed to a file (never held in memory), no shell. */
@@ -270,7 +253,7 @@ function createCommandHandler(o: BackupHandlerOptions) {
         retention = { kept: f.kept.length, removed: f.removed.length, deletedChunks: p.deleted };
         out.line("backup", `retention: ${f.kept.length} snapshots kept, ${f.removed.length} removed, ${p.deleted} chunks deleted`);
       }
-      const repoBytes = cfg.type === "local" ? await dirBytes(cfg.path) : null;
+      const repoBytes = await repositoryBytes(cfg);
       return {
         ok: true, action, snapshot: snap.id, files: s.files, bytes: s.bytes, newBytes: s.newBytes, newChunks: s.newChunks, storedBytes: s.storedBytes,
         repoBytes, retention, ms: Math.round(performance.now() - t0), ...(recoveryKey ? { recoveryKey } : {}),
