@@ -246,6 +246,7 @@ export async function browseSnapshot(deps: BackupDeps, who: Requester, q: Browse
 
 /** Runs without a waiter are asked about at most this often (each ask is one signed command). */
 export const RECONCILE_EVERY_MS = 5 * 60_000;
+const RECONCILE_TIMEOUT_MS = 15_000;
 const asked = new Map<number, number>();
 
 export interface ReconcileOptions {
@@ -269,20 +270,24 @@ export async function reconcileRuns(deps: BackupDeps, o: ReconcileOptions = {}):
   const { sql } = deps;
   const now = deps.now?.() ?? Date.now();
   const skip = o.skip ?? waitedHere;
+  const every = o.everyMs ?? RECONCILE_EVERY_MS;
+  for (const [run, at] of asked) if (now - at >= every) asked.delete(run);
+  // runs asked about lately and runs waited for here are left out in SQL, so stuck runs of offline hosts cannot hide the others
+  const exclude = [...asked.keys(), ...(o.skip ? [] : waiting)];
   const rows = await sql`select r.id, r.job_id, r.agent_id, r.kind, r.trigger, r.command_id, r.details, j.name as job_name, j.password_sealed, a.hostname, c.args as command_args
     from backup_runs r join backup_jobs j on j.id = r.job_id join agents a on a.id = r.agent_id left join security_commands c on c.id = r.command_id
-    where r.status = 'running' and r.started_at < ${new Date(now - (o.olderThanMs ?? 120_000))} order by r.id limit 50`;
-  const settled: number[] = [];
+    where r.status = 'running' and r.started_at < ${new Date(now - (o.olderThanMs ?? 120_000))} and not (r.id = any(${exclude}::bigint[]))
+    order by r.id limit 20`;
   const system: Requester = { type: "system", id: "backup-reconciler", name: "backup reconciler" };
-  for (const row of rows) {
+  // asked at once, each bounded (an offline host answers nothing within RECONCILE_TIMEOUT_MS)
+  const settled = await Promise.all(rows.filter((row) => !skip(Number(row.id))).map(async (row) => {
     const run = Number(row.id);
-    if (skip(run) || now - (asked.get(run) ?? 0) < (o.everyMs ?? RECONCILE_EVERY_MS)) continue;
     asked.set(run, now);
     const job = { id: Number(row.job_id), name: String(row.job_name) };
     const host = { id: Number(row.agent_id), hostname: String(row.hostname) };
     const password = deps.box.open(row.password_sealed);
-    const a = await send(deps, system, host.id, "backup.result", { job: job.id, run, password }, { job: job.id, run }, randomUUID(), TEST_TIMEOUT_MS);
-    if (a.ok !== true || (a.state !== "done" && a.state !== "unknown")) continue; // unreachable, or still running: later
+    const a = await send(deps, system, host.id, "backup.result", { job: job.id, run, password }, { job: job.id, run }, randomUUID(), RECONCILE_TIMEOUT_MS);
+    if (a.ok !== true || (a.state !== "done" && a.state !== "unknown")) return null; // unreachable, or still running: later
     const recovered = a.state === "done" ? "the result was fetched again from the host after the server lost its answer" : undefined;
     const r = a.state === "done" && a.result && typeof a.result === "object" ? { ...(a.result as Record<string, unknown>), recovered }
       : { ok: false, error: "the host has no result of this run: its agent restarted while it ran, or the command never reached it" };
@@ -290,9 +295,9 @@ export async function reconcileRuns(deps: BackupDeps, o: ReconcileOptions = {}):
     const won = row.kind === "restore"
       ? await finishRestore(deps, { run, job, target: host, commandId, details: row.details ?? {} }, r)
       : await finishBackup(deps, { run, job, host, trigger: String(row.trigger), init: row.command_args?.init === true, commandId }, r);
-    if (won) settled.push(run);
     asked.delete(run);
-    if (a.state === "done") await send(deps, system, host.id, "backup.result", { job: job.id, run, password, forget: true }, { job: job.id, run, forget: true }, randomUUID(), TEST_TIMEOUT_MS);
-  }
-  return settled;
+    if (a.state === "done") await send(deps, system, host.id, "backup.result", { job: job.id, run, password, forget: true }, { job: job.id, run, forget: true }, randomUUID(), RECONCILE_TIMEOUT_MS);
+    return won ? run : null;
+  }));
+  return settled.filter((x): x is number => x !== null);
 }
