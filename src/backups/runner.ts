@@ -84,8 +84,6 @@ async function secretArgs(deps: BackupDeps, job: JobRow, repoAgent: number) {
 
 const who2text = (who: Requester) => `${who.type}:${who.id} ${who.name}`;
 
-/** Runs this process waits for (their results come on their own); the others may have lost their waiter. */
-const waiting = new Set<number>();
 const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? Math.round(v) : null);
 
 interface BackupContext {
@@ -145,9 +143,6 @@ export async function finishRestore(deps: BackupDeps, c: RestoreContext, r: Reco
   return true;
 }
 
-/** Whether this process waits for the run's result itself. */
-export const waitedHere = (run: number) => waiting.has(run);
-
 export interface Started {
   run: number;
   done: Promise<Record<string, unknown>>;
@@ -168,12 +163,12 @@ export async function startBackup(deps: BackupDeps, who: Requester, job: JobRow,
     keep: job.keep,
   };
   const recorded = { job: job.id, run, destination: job.destination_id, paths: job.paths, excludes: job.excludes, dump: job.dump ? { kind: job.dump.kind, database: job.dump.database } : null, keep: job.keep, init };
-  waiting.add(run);
   const done = (async () => {
     const r = await send(deps, who, host.id, "backup.run", args, recorded, commandId, RUN_TIMEOUT_MS);
-    await finishBackup(deps, { run, job, host, trigger, init, commandId }, r);
+    // the server stops before the answer came: the run stays running, its result is fetched again (reconcileRuns)
+    if (r.unanswered !== true) await finishBackup(deps, { run, job, host, trigger, init, commandId }, r);
     return r;
-  })().finally(() => waiting.delete(run));
+  })();
   done.catch(() => {});
   return { run, done };
 }
@@ -202,12 +197,11 @@ export async function startRestore(deps: BackupDeps, who: Requester, q: RestoreR
   const run = Number(row!.id);
   const args = { job: q.job.id, run, destination: s.destination, password: s.password, snapshot: q.snapshot, target: q.targetPath, include: q.include };
   const recorded = { job: q.job.id, run, destination: q.job.destination_id, ...details };
-  waiting.add(run);
   const done = (async () => {
     const r = await send(deps, who, q.target.id, "backup.restore", args, recorded, commandId, RUN_TIMEOUT_MS);
-    await finishRestore(deps, { run, job: q.job, target: q.target, commandId, details }, r);
+    if (r.unanswered !== true) await finishRestore(deps, { run, job: q.job, target: q.target, commandId, details }, r);
     return r;
-  })().finally(() => waiting.delete(run));
+  })();
   done.catch(() => {});
   return { run, done };
 }
@@ -252,28 +246,30 @@ const asked = new Map<number, number>();
 export interface ReconcileOptions {
   /** only runs started longer ago than this (a fresh run's waiter is alive; default 2 minutes) */
   olderThanMs?: number;
-  /** runs to leave alone (default: those this process waits for itself) */
+  /** runs to leave alone (default none: a run this process still waits for may have lost its answer with a broken stream) */
   skip?: (run: number) => boolean;
   /** ask again about one run after this long (default RECONCILE_EVERY_MS) */
   everyMs?: number;
 }
 
 /**
- * After a server restart nobody waits for the result of a run that was going on: the agent's
- * answer went down a stream that no longer exists. The host keeps the result (sealed with the
- * repository password, agent/control/backups/results.ts); this asks the host for it
- * (`backup.result`) and records it as the waiter would have, recovery key included (shown once,
- * as always). A host that is still running it answers "running" (asked again later); one with no
- * record of it (its agent restarted mid-run) makes the run failed. Returns the runs settled.
+ * After a server restart nobody waits for the result of a run that was going on, and after a
+ * broken stream the waiter waits for an answer that went down a dead connection. The host keeps
+ * the result (sealed with the repository password, agent/control/backups/results.ts); this asks
+ * the host for it (`backup.result`) about every run still running after `olderThanMs`, at most
+ * every `everyMs` each, and records it as the waiter would have, recovery key included (shown
+ * once, as always); whichever of waiter and reconciler gets it first records it. A host still
+ * running it answers "running" (asked again later); one with no record of it (its agent
+ * restarted mid-run) makes the run failed. Returns the runs settled.
  */
 export async function reconcileRuns(deps: BackupDeps, o: ReconcileOptions = {}): Promise<number[]> {
   const { sql } = deps;
   const now = deps.now?.() ?? Date.now();
-  const skip = o.skip ?? waitedHere;
+  const skip = o.skip ?? (() => false);
   const every = o.everyMs ?? RECONCILE_EVERY_MS;
   for (const [run, at] of asked) if (now - at >= every) asked.delete(run);
-  // runs asked about lately and runs waited for here are left out in SQL, so stuck runs of offline hosts cannot hide the others
-  const exclude = [...asked.keys(), ...(o.skip ? [] : waiting)];
+  // runs asked about lately are left out in SQL, so stuck runs of offline hosts cannot hide the others
+  const exclude = [...asked.keys()];
   const rows = await sql`select r.id, r.job_id, r.agent_id, r.kind, r.trigger, r.command_id, r.details, j.name as job_name, j.password_sealed, a.hostname, c.args as command_args
     from backup_runs r join backup_jobs j on j.id = r.job_id join agents a on a.id = r.agent_id left join security_commands c on c.id = r.command_id
     where r.status = 'running' and r.started_at < ${new Date(now - (o.olderThanMs ?? 120_000))} and not (r.id = any(${exclude}::bigint[]))

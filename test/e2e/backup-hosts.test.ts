@@ -15,7 +15,11 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { issueCommand } from "../../src/security/issue.ts";
-import { reconcileRuns } from "../../src/backups/runner.ts";
+import { reconcileRuns, startBackup } from "../../src/backups/runner.ts";
+import { getJob } from "../../src/backups/store.ts";
+import { findHost } from "../../src/store/postgres/queries-console.ts";
+import { HostScope } from "../../src/auth/host-scope.ts";
+import { startCommandReplies } from "../../src/cluster/command-replies.ts";
 import { audit as writeAudit } from "../../src/audit/audit.ts";
 import { consoleHarness, type ConsoleHarness, type TestSession } from "../support/console-app.ts";
 import { agentBinary, agentDirs, enrollAgent, runAgent, startE2eServer, until, type AgentRun, type E2eServer } from "../support/agent-harness.ts";
@@ -261,8 +265,8 @@ describe("backups across two hosts, with two compiled agents", () => {
       sql: server.db.sql, box: h.services.secrets, commandKey: server.commandKey, dispatch: server.dispatch,
       audit: (e: any) => writeAudit(server.db.sql, { actor: { type: "system", id: "backup-reconciler", name: "backup reconciler" }, category: "backup", ...e }).then(() => {}),
     };
-    // this test process still holds the old waiter, which a restarted server would not: skip nothing
-    expect(await reconcileRuns(deps, { olderThanMs: 0, skip: () => false, everyMs: 0 })).toEqual([run]);
+    // (this test process still holds the old waiter, as a server whose stream to the host broke would)
+    expect(await reconcileRuns(deps, { olderThanMs: 0, everyMs: 0 })).toEqual([run]);
     const final = await call("GET", `/api/backups/runs/${run}`);
     const snapName = readdirSync(join(repoDir, "snapshots"))[0]!;
     expect(final.body).toMatchObject({ status: "ok", files: 6, snapshot: snapName, bytesRead: 150_000_000 });
@@ -276,16 +280,27 @@ describe("backups across two hosts, with two compiled agents", () => {
     expect(j!.initialized_agents.map(Number)).toEqual([hostA]);
     // the host forgot it once the server had it; nothing is settled twice; no recovery key on a command row
     await until("the kept result removed", () => !existsSync(kept), 30_000, 100);
-    expect(await reconcileRuns(deps, { olderThanMs: 0, skip: () => false, everyMs: 0 })).toEqual([]);
+    expect(await reconcileRuns(deps, { olderThanMs: 0, everyMs: 0 })).toEqual([]);
     expect(JSON.stringify(await server.db.sql`select args, result from security_commands where action like 'backup.%'`)).not.toContain(key);
     const audit = await server.db.sql`select details from audit_log where action = 'backup.run' and details->>'run' = ${String(run)}`;
     expect(audit.length).toBe(1);
     expect(audit[0]!.details.repositoryCreated).toBe(true);
 
-    // a run the host has no record of (its agent restarted mid-run): failed, not running forever
-    const [ghost] = await server.db.sql`insert into backup_runs (job_id, agent_id, kind, trigger, requested_by, started_at) values (${job.body.id}, ${hostA}, 'backup', 'manual', 'test', now() - interval '10 minutes') returning id`;
-    expect(await reconcileRuns(deps, { skip: () => false, everyMs: 0 })).toEqual([Number(ghost!.id)]);
-    const g = await call("GET", `/api/backups/runs/${ghost!.id}`);
+    // a graceful stop (the server's command replies settle every wait with "server stopping"): the run
+    // is left running for the reconciler, not failed; this command never reached the host, which says so
+    const replies = await startCommandReplies(server.db.sql);
+    const stopping = { ...deps, dispatch: async (agentId: number, cmd: { id: string }) => {
+      const answer = replies.wait(cmd.id, agentId, 60_000);
+      await replies.stop();
+      return answer;
+    } };
+    const jobRow = (await getJob(server.db.sql, job.body.id))!;
+    const hostRow = (await findHost(server.db.sql, HostScope.system("test"), hostA))!;
+    const cut = await startBackup(stopping, { type: "user", id: users.ops!.userId, name: "bh-ops" }, jobRow, hostRow, "manual");
+    expect((await cut.done).unanswered).toBe(true);
+    expect((await server.db.sql`select status from backup_runs where id = ${cut.run}`)[0]!.status).toBe("running");
+    expect(await reconcileRuns(deps, { olderThanMs: 0, everyMs: 0 })).toEqual([cut.run]);
+    const g = await call("GET", `/api/backups/runs/${cut.run}`);
     expect(g.body).toMatchObject({ status: "failed" });
     expect(g.body.error).toMatch(/no result of this run/);
   });
