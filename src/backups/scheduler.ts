@@ -4,6 +4,7 @@
  * starts the due jobs (enabled, a schedule other than manual, next_run_at passed) on each of their
  * live hosts that has no run of the job in progress, and moves next_run_at on first, so a job is
  * started once per due time even if the node stops midway (a missed time is not made up twice).
+ * Each tick then settles runs whose waiter is gone (reconcileRuns: a server restarted mid-run).
  */
 import type { Sql } from "postgres";
 import { HostScope } from "../auth/host-scope.ts";
@@ -11,7 +12,7 @@ import { LeaderElection } from "../alerts/leader.ts";
 import { createPgClient } from "../store/postgres/client.ts";
 import { listHosts } from "../store/postgres/queries-console.ts";
 import { getJob, jobCovers, LOST_AFTER_H, nextRun, type Schedule } from "./store.ts";
-import { startBackup, type BackupDeps } from "./runner.ts";
+import { reconcileRuns, startBackup, type BackupDeps } from "./runner.ts";
 
 export const BACKUP_SCHEDULER_LOCK = 0x5e7eb4c0;
 const SYSTEM = { type: "system" as const, id: "backup-scheduler", name: "backup scheduler" };
@@ -58,7 +59,8 @@ export function startBackupScheduler(o: BackupSchedulerOptions): { readonly lead
   let running: Promise<unknown> | undefined;
   const tick = () => {
     if (running) return;
-    running = runDueJobs(o.deps).catch((e) => log(`backup scheduler: ${e instanceof Error ? e.message : e}`)).finally(() => (running = undefined));
+    // and the results of runs nobody waits for any more (a restarted server): fetched again from their hosts
+    running = runDueJobs(o.deps).then(() => reconcileRuns(o.deps)).catch((e) => log(`backup scheduler: ${e instanceof Error ? e.message : e}`)).finally(() => (running = undefined));
   };
   const election = new LeaderElection({
     connect: (onclose) => createPgClient(o.lockUrl, 1, { onclose, maxLifetimeSeconds: 0 }),

@@ -68,7 +68,8 @@ export async function startCommandReplies(sql: Sql, maxWaiters = 10_000): Promis
       return true;
     },
     async stop() {
-      for (const [id] of pending) settle(id, { ok: false, error: "server stopping" });
+      // `unanswered`: the agent may still answer after a restart (a backup run fetches its result again)
+      for (const [id] of pending) settle(id, { ok: false, error: "server stopping", unanswered: true });
       await sub.unlisten();
     },
   };

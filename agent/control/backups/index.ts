@@ -1,6 +1,8 @@
 /**
  * Control's backup jobs (docs/backup-format.md, "Jobs on managed hosts"): `backup.run`,
- * `backup.restore`, `backup.snapshots` and `backup.test`. The command was verified (signature,
+ * `backup.restore`, `backup.snapshots`, `backup.ls` (one directory level of a snapshot, for the
+ * console's snapshot browser), `backup.result` (a run's result again, see ./results.ts) and
+ * `backup.test`. The command was verified (signature,
  * agent, age, nonce, allow-list BACKUP_ACTIONS) by Control before it gets here. It carries the
  * destination's configuration WITH its credentials and the repository password: they exist on
  * this host only inside the signed command and this process's memory, and are never logged or
@@ -10,8 +12,8 @@
  * through the ServerMind server but progress lines and the final statistics.
  */
 import { createWriteStream } from "node:fs";
-import { mkdir, readdir, rm, stat } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { mkdir, rm } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
 import { backup } from "../../backup/backup.ts";
 import { openDestination, SECRET_FIELDS, type ClosableDestination, type DestinationConfig } from "../../backup/destinations.ts";
 import { BackupError } from "../../backup/error.ts";
@@ -19,9 +21,12 @@ import { forget, prune } from "../../backup/prune.ts";
 import { Repository } from "../../backup/repository.ts";
 import { restore } from "../../backup/restore.ts";
 import { listSnapshots } from "../../backup/snapshots.ts";
+import { listTree } from "../../backup/tree.ts";
 import { NO_OUTPUT, type OutputSink } from "../output.ts";
+import { forgetResult, keepResult, readResult, validIds } from "./results.ts";
+import { repositoryBytes } from "./repo-size.ts";
 
-export const BACKUP_ACTIONS: ReadonlySet<string> = new Set(["backup.run", "backup.restore", "backup.snapshots", "backup.test"]);
+export const BACKUP_ACTIONS: ReadonlySet<string> = new Set(["backup.run", "backup.restore", "backup.snapshots", "backup.ls", "backup.result", "backup.test"]);
 
 export interface DumpSpec {
   kind: "postgres" | "mysql";
@@ -37,6 +42,8 @@ export interface BackupHandlerOptions {
   dumpDir: string;
   /** progress line interval */
   progressMs?: number;
+  /** where results of runs and restores are kept until the server has them (default: backup-results beside dumpDir) */
+  resultsDir?: string;
 }
 
 /** Every secret value of the command, so no error text carries one back. */
@@ -60,24 +67,6 @@ const fmt = (n: number) => (n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(2)} GiB` :
 function strings(v: unknown, max = 200): string[] {
   if (!Array.isArray(v)) return [];
   return v.filter((s): s is string => typeof s === "string" && s.length > 0 && s.length <= 4096 && !s.includes("\0")).slice(0, max);
-}
-
-/** Bytes under a local repository (the size of the repository, when the destination is a directory). */
-async function dirBytes(dir: string, budget = { n: 200_000 }): Promise<number> {
-  let total = 0;
-  let names: import("node:fs").Dirent[];
-  try {
-    names = await readdir(dir, { withFileTypes: true });
-  } catch {
-    return 0;
-  }
-  for (const e of names) {
-    if (--budget.n < 0) break;
-    const p = join(dir, e.name);
-    if (e.isDirectory()) total += await dirBytes(p, budget);
-    else if (e.isFile()) total += (await stat(p).catch(() => ({ size: 0 }))).size;
-  }
-  return total;
 }
 
 /** Runs pg_dump / mysqldump with its stdout streamed to a file (never held in memory), no shell. */
@@ -136,8 +125,45 @@ async function openRepo(dest: ClosableDestination, password: string, init: boole
   return { repo, recoveryKey };
 }
 
-/** Runs one verified backup command; never throws (errors become {ok: false, error}). */
+/**
+ * Runs one verified backup command; never throws (errors become {ok: false, error}). The result of
+ * a run or restore is also kept on disk (sealed) until the server fetches it with `backup.result`:
+ * an answer lost with the server's restart is not lost with it.
+ */
 export function createBackupHandler(o: BackupHandlerOptions) {
+  const resultsDir = o.resultsDir ?? join(dirname(o.dumpDir), "backup-results");
+  const running = new Set<string>();
+  const handle = createCommandHandler(o);
+  return async (action: string, args: Record<string, unknown>, out: OutputSink = NO_OUTPUT): Promise<Record<string, unknown>> => {
+    const ids = validIds(args.job, args.run);
+    const password = typeof args.password === "string" ? args.password : "";
+    if (action === "backup.result") {
+      if (!ids || !password) return { ok: false, action, error: "backup.result needs job, run and the repository password" };
+      if (running.has(`${ids.job}-${ids.run}`)) return { ok: true, action, state: "running" };
+      try {
+        const result = await readResult(resultsDir, ids.job, ids.run, password);
+        if (!result) return { ok: true, action, state: "unknown" };
+        if (args.forget === true) await forgetResult(resultsDir, ids.job, ids.run);
+        return { ok: true, action, state: "done", result };
+      } catch (e) {
+        return { ok: false, action, error: `the kept result does not open: ${e instanceof Error ? e.message : e}` };
+      }
+    }
+    const durable = (action === "backup.run" || action === "backup.restore") && ids && password;
+    if (!durable) return handle(action, args, out);
+    const key = `${ids.job}-${ids.run}`;
+    running.add(key);
+    try {
+      const result = await handle(action, args, out);
+      await keepResult(resultsDir, ids.job, ids.run, password, result).catch((e) => out.line("backup", `the result could not be kept on this host: ${e instanceof Error ? e.message : e}`));
+      return result;
+    } finally {
+      running.delete(key);
+    }
+  };
+}
+
+function createCommandHandler(o: BackupHandlerOptions) {
   const every = o.progressMs ?? 2000;
   return async (action: string, args: Record<string, unknown>, out: OutputSink = NO_OUTPUT): Promise<Record<string, unknown>> => {
     const secrets = secretsOf(args);
@@ -163,6 +189,15 @@ export function createBackupHandler(o: BackupHandlerOptions) {
         const repo = await Repository.open(dest, password);
         const snaps = await listSnapshots(repo);
         return { ok: true, action, snapshots: snaps.slice(-200).map((s) => ({ id: s.id, time: s.time, host: s.host, paths: s.paths, files: s.stats.files, bytes: s.stats.bytes })) };
+      }
+      if (action === "backup.ls") {
+        const snapshot = typeof args.snapshot === "string" && /^([0-9a-f]{32}|latest)$/.test(args.snapshot) ? args.snapshot : null;
+        if (!snapshot) throw new BackupError("usage", "snapshot must be a snapshot id or latest");
+        const dir = typeof args.path === "string" && args.path.startsWith("/") && !args.path.split("/").includes("..") && args.path.length <= 4096 ? args.path : null;
+        if (!dir) throw new BackupError("usage", "path must be an absolute path");
+        const repo = await Repository.open(dest, password);
+        const level = await listTree(repo, snapshot, dir, 2000);
+        return { ok: true, action, ...level };
       }
       if (action === "backup.restore") {
         const repo = await Repository.open(dest, password);
@@ -218,7 +253,7 @@ export function createBackupHandler(o: BackupHandlerOptions) {
         retention = { kept: f.kept.length, removed: f.removed.length, deletedChunks: p.deleted };
         out.line("backup", `retention: ${f.kept.length} snapshots kept, ${f.removed.length} removed, ${p.deleted} chunks deleted`);
       }
-      const repoBytes = cfg.type === "local" ? await dirBytes(cfg.path) : null;
+      const repoBytes = await repositoryBytes(cfg);
       return {
         ok: true, action, snapshot: snap.id, files: s.files, bytes: s.bytes, newBytes: s.newBytes, newChunks: s.newChunks, storedBytes: s.storedBytes,
         repoBytes, retention, ms: Math.round(performance.now() - t0), ...(recoveryKey ? { recoveryKey } : {}),

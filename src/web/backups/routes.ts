@@ -22,7 +22,7 @@ import {
   BackupRequestError, checkSchedule, deleteDestination, deleteJob, DESTINATION_TYPES, getDestination, getJob, getRun, jobCovers, jobSnapshots, jobVisible, listDestinations,
   listJobs, listRuns, saveDestination, saveJob, SECRET_FIELDS, takeRecoveryKey, type JobRow, type RunRow,
 } from "../../backups/store.ts";
-import { startBackup, startRestore, testDestination, type BackupDeps } from "../../backups/runner.ts";
+import { browseSnapshot, startBackup, startRestore, testDestination, type BackupDeps } from "../../backups/runner.ts";
 
 const json = (v: unknown, status = 200) => new Response(JSON.stringify(v), { status, headers: securityHeaders(new Headers({ "content-type": "application/json" })) });
 
@@ -280,6 +280,69 @@ export function backupRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const out = { ok: r.ok === true, host: { id: req.host!.id, hostname: req.host!.hostname }, destination: dest.id, repository: r.repository ?? null, ms: r.ms ?? null, ...(r.ok === true ? {} : { error: String(r.error ?? "failed") }) };
         if (wantsJson(req)) return json(out);
         return pages.partial("partials/backup-test", { ...out, name: dest.name });
+      },
+    },
+    {
+      method: "POST", path: "/api/backups/destinations/:dest/test", access: "backups.manage", hostData: "fleet",
+      doc: {
+        summary: "Test a destination from the list FROM a host you pick: its agent lists, writes, reads back and deletes one object there",
+        params: { dest: "destination id" },
+        body: { host: "agent id of a host within your scope (the host that will reach the destination)" },
+        responses: { "200": "{ok, host, destination, repository, ms, error?}: error is the destination's own message, without secrets", "400": "no host picked", "404": "no such destination, or no such host within your scope" },
+      },
+      async handler(req) {
+        const d = deps(req);
+        if (!d) return noChannel(req);
+        const dest = await getDestination(sql, box, idParam(req.params.dest));
+        if (!dest) return fail(req, 404, "not_found", "no such destination");
+        const hostId = idParam(req.form.get("host") ?? "");
+        if (!hostId) return fail(req, 400, "bad_request", "pick the host that will reach the destination");
+        const host = await findHost(sql, req.scope, hostId);
+        if (!host) return fail(req, 404, "not_found", "no such host");
+        const r = await testDestination(d, who(req), dest.id, host);
+        const out = { ok: r.ok === true, host: { id: host.id, hostname: host.hostname }, destination: dest.id, repository: r.repository ?? null, ms: r.ms ?? null, ...(r.ok === true ? {} : { error: String(r.error ?? "failed") }) };
+        if (wantsJson(req)) return json(out);
+        return pages.partial("partials/backup-test", { ...out, name: dest.name });
+      },
+    },
+    {
+      method: "GET", path: "/api/hosts/:id/backups/browse", access: "backups.restore", hostData: "host",
+      doc: {
+        summary: "Browse a snapshot: one directory level, read from the destination by this host's agent (a signed command; the server never reads the destination)",
+        params: { id: "agent id of the host whose agent reads the repository (the host you would restore onto)" },
+        query: { job: "job id", source: "agent id whose repository holds the snapshot (default: this host)", snapshot: "snapshot id, or latest", path: "absolute directory as backed up (default /)" },
+        responses: { "200": "{snapshot, time, dir, items: [{path, name, type, size, mtimeMs, files}], truncated}", "400": "bad request, or the agent could not read it", "404": "no such host within your scope" },
+      },
+      async handler(req) {
+        const d = deps(req);
+        if (!d) return noChannel(req);
+        const j = await visibleJob(req, idParam(req.query.get("job") ?? ""));
+        if (!j) return fail(req, 400, "bad_request", "no such job");
+        const sourceId = idParam(req.query.get("source") ?? "") || req.host!.id;
+        const source = sourceId === req.host!.id ? req.host! : await findHost(sql, req.scope, sourceId);
+        if (!source || !jobCovers(j, source)) return fail(req, 400, "bad_request", "no such source host for this job within your scope");
+        if (!jobCovers(j, req.host!) && req.host!.id !== source.id) return fail(req, 400, "bad_request", "browse from a host the job reaches (or from the source host)");
+        const path = (req.query.get("path") ?? "").trim() || "/";
+        let r: Record<string, unknown>;
+        try {
+          r = await browseSnapshot(d, who(req), { job: j, source, via: req.host!, snapshot: (req.query.get("snapshot") ?? "latest").trim() || "latest", path });
+        } catch (e) {
+          return bad(req, e);
+        }
+        if (r.ok !== true) return fail(req, 400, "browse_failed", String(r.error ?? "the agent could not read the snapshot"));
+        const items = (Array.isArray(r.items) ? r.items : []) as Array<{ path: string; name: string; type: string; size: number; mtimeMs: number | null; files: number }>;
+        const level = { snapshot: r.snapshot, time: r.time, dir: r.dir, items, truncated: r.truncated === true };
+        if (wantsJson(req)) return json(level);
+        const dir = String(r.dir ?? "/");
+        const up = dir === "/" ? null : dir.slice(0, dir.lastIndexOf("/")) || "/";
+        const link = (p: string) => `/api/hosts/${req.host!.id}/backups/browse?${new URLSearchParams({ job: String(j.id), source: String(source.id), snapshot: String(r.snapshot), path: p })}`;
+        // what was ticked on other levels travels along (hx-include) and stays ticked
+        const chosen = new Set(req.query.getAll("include").filter((p) => p.startsWith("/") && p.length <= 4096).slice(0, 500));
+        const listed = new Set(items.map((i) => i.path));
+        return pages.partial("partials/backup-browse", {
+          ...level, upLink: up ? link(up) : null, kept: [...chosen].filter((p) => !listed.has(p)),
+          items: items.map((i) => ({ ...i, chosen: chosen.has(i.path), isDir: i.type === "dir", link: i.type === "dir" ? link(i.path) : null, sizeText: bytes(i.size), at: i.mtimeMs ? new Date(i.mtimeMs).toISOString().replace("T", " ").slice(0, 19) : "" })),
+        });
       },
     },
     {
