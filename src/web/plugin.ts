@@ -34,6 +34,7 @@ import { backupRoutes } from "./backups/routes.ts";
 import { tokenRoutes } from "./tokens/routes.ts";
 import { aiRoutes } from "./ai/routes.ts";
 import { alertRoutes } from "./alerts/routes.ts";
+import { alertApiRoutes } from "./alerts/api.ts";
 import { apiRoutes } from "./api/routes.ts";
 import { licenseRoutes } from "./license/routes.ts";
 import { createLicenseService } from "../license/service.ts";
@@ -84,6 +85,7 @@ export function consoleRoutes(s: ConsoleServices): ConsoleRoute[] {
     ...licenseRoutes(s, pages),
     ...aiRoutes(s, pages),
     ...alertRoutes(s, pages),
+    ...alertApiRoutes(s),
     ...apiRoutes(s),
     ...(s.extraRoutes ?? []),
   ];

@@ -143,6 +143,15 @@ function channelFormData(c: { name: string; kind: string; config: ChannelConfig;
 
 const id = (req: ConsoleRequest) => idOf(req.params.id);
 
+/** A silence from its form (or JSON body): times are UTC, as datetime-local values or ISO 8601. */
+export function parseSilenceForm(f: URLSearchParams): SilenceInput {
+  const ruleRaw = (f.get("rule_id") ?? "").trim();
+  const ruleId = ruleRaw === "" ? null : idOf(ruleRaw) || -1;
+  // datetime-local values are UTC here (the console shows UTC times)
+  const at = (v: string | null) => new Date(v && /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?$/.test(v) ? `${v}Z` : (v ?? ""));
+  return { kind: (f.get("kind") ?? "") as SilenceInput["kind"], tags: list(f.get("tags")), ruleId, startsAt: at(f.get("starts_at")), endsAt: at(f.get("ends_at")), comment: (f.get("comment") ?? "").trim() };
+}
+
 export function alertRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   const { sql } = s;
   const by = (req: ConsoleRequest) => req.user!.username;
@@ -280,12 +289,7 @@ export function alertRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
     {
       method: "POST", path: "/alerts/silences", access: "alerts.silence",
       async handler(req) {
-        const f = req.form;
-        const ruleRaw = (f.get("rule_id") ?? "").trim();
-        const ruleId = ruleRaw === "" ? null : idOf(ruleRaw) || -1;
-        // datetime-local values are UTC here (the console shows UTC times)
-        const at = (v: string | null) => new Date(v && /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?$/.test(v) ? `${v}Z` : (v ?? ""));
-        const x: SilenceInput = { kind: (f.get("kind") ?? "") as SilenceInput["kind"], tags: list(f.get("tags")), ruleId, startsAt: at(f.get("starts_at")), endsAt: at(f.get("ends_at")), comment: (f.get("comment") ?? "").trim() };
+        const x = parseSilenceForm(req.form);
         const problems = validateSilence(x);
         const newId = problems.length ? undefined : await createSilence(sql, x, by(req));
         if (!problems.length && newId === undefined) problems.push("That rule does not exist.");
