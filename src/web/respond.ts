@@ -28,6 +28,10 @@ export function securityHeaders(h: Headers): Headers {
   return h;
 }
 
+/** A JSON answer with the console's security headers. */
+export const json = (v: unknown, status = 200) =>
+  new Response(JSON.stringify(v), { status, headers: securityHeaders(new Headers({ "content-type": "application/json" })) });
+
 export function html(body: SafeHtml | string, status = 200, headers: Record<string, string> = {}): Response {
   return new Response(String(body), {
     status,

@@ -144,6 +144,8 @@ describe("backup jobs on a managed host, with the compiled agent", () => {
     expect(keys.length).toBe(1);
     const recoveryKey = keys[0]!;
     expect((await call("GET", `/api/backups/runs/${r1.body.run}`)).body.recoveryKey).toBeUndefined();
+    const badAfter = await call("GET", `/api/backups/runs/${r1.body.run}?after=x`);
+    expect([badAfter.status, badAfter.body.error.message]).toEqual([400, "after must be a whole number, -1 or more (the last of the previous answer)"]);
     expect((await server.db.sql`select recovery_key_sealed from backup_runs where id = ${r1.body.run}`)[0]!.recovery_key_sealed).toBeNull();
     // progress lines came back while it ran
     expect(run1.final.lines.map((l: any) => l.text).join("\n")).toMatch(/creating one[\s\S]*snapshot [0-9a-f]{32}/);

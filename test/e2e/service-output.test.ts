@@ -68,6 +68,11 @@ describe.if(run)("service operation output streams back while the operation runs
       else await Bun.sleep(100);
     }
     expect(final).not.toBeNull();
+    // a malformed `after` is a 400 that says what it must be, not a silent "from the start"
+    for (const bad of ["abc", "1.5", "-2"]) {
+      const r = await call("GET", `/api/services/operations/${started.json.operation}?after=${bad}`);
+      expect({ bad, status: r.status, message: r.json.error.message }).toEqual({ bad, status: 400, message: "after must be a whole number, -1 or more (the last of the previous answer)" });
+    }
     expect(final).toMatchObject({ ok: true, status: "ok", unit: TICKER, op: "start", host: { id: agentId } });
     const journal = seen.filter((l) => l.src === "journal").map((l) => l.text);
     expect(journal).toEqual(Array.from({ length: TICKS }, (_, i) => `tick ${i + 1}`));

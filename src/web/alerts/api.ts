@@ -7,7 +7,7 @@
 import type { ConsoleRequest, ConsoleRoute } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import { auditRequest } from "../audit-request.ts";
-import { json } from "../api/routes.ts";
+import { json } from "../respond.ts";
 import { acknowledgeAlert, listAlerts, type AlertRow } from "../../alerts/alert-list.ts";
 import { createSilence, expireSilence, listRules, listSilences, validateSilence } from "../../alerts/admin.ts";
 import { listChannels } from "../../alerts/channels.ts";

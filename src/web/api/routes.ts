@@ -8,15 +8,13 @@
  */
 import type { ConsoleRequest, ConsoleRoute } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
-import { securityHeaders } from "../respond.ts";
+import { json } from "../respond.ts";
 import {
   FLEET_SORTS, fleetOverview, fleetSummary, hostLogs, hostSeriesRange, inventory, latestMetrics, seriesNames,
   type FleetSort, type ScopedHost,
 } from "../../store/postgres/queries-console.ts";
 import { postgresRangeStore } from "../../store/range.ts";
 
-export const json = (v: unknown, status = 200) =>
-  new Response(JSON.stringify(v), { status, headers: securityHeaders(new Headers({ "content-type": "application/json" })) });
 const bad = (message: string) => json({ error: { code: "bad_request", message } }, 400);
 
 /** A time from the query string: milliseconds since the epoch or an ISO 8601 date; `def` when absent. */
@@ -34,6 +32,10 @@ export function intParam(q: URLSearchParams, name: string, def: number, min: num
   const n = Number(v);
   return Number.isSafeInteger(n) && n >= min && n <= max ? n : null;
 }
+
+/** `after` of the routes that follow a command's output: the `last` chunk already seen, -1 (default) for all; null when invalid. */
+export const afterParam = (q: URLSearchParams) => intParam(q, "after", -1, -1, Number.MAX_SAFE_INTEGER);
+export const AFTER_PROBLEM = "after must be a whole number, -1 or more (the last of the previous answer)";
 
 const MAX_RANGE_MS = 31 * 86_400_000;
 

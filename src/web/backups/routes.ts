@@ -13,7 +13,8 @@
 import type { ConsoleServices } from "../deps.ts";
 import type { ConsoleRequest, ConsoleRoute } from "../route.ts";
 import { can, scopeFor } from "../route.ts";
-import { securityHeaders, type Pages } from "../respond.ts";
+import { json, type Pages } from "../respond.ts";
+import { AFTER_PROBLEM, afterParam } from "../api/routes.ts";
 import { auditRequest } from "../audit-request.ts";
 import { findHost, listHosts } from "../../store/postgres/queries-console.ts";
 import { readCommandOutput } from "../../cluster/command-output.ts";
@@ -24,7 +25,6 @@ import {
 } from "../../backups/store.ts";
 import { browseSnapshot, startBackup, startRestore, testDestination, type BackupDeps } from "../../backups/runner.ts";
 
-const json = (v: unknown, status = 200) => new Response(JSON.stringify(v), { status, headers: securityHeaders(new Headers({ "content-type": "application/json" })) });
 
 export function bytes(n: number | null | undefined): string {
   if (n === null || n === undefined) return "—";
@@ -196,8 +196,9 @@ export function backupRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
       async handler(req) {
         const r = await getRun(sql, req.scope, idParam(req.params.run));
         if (!r) return fail(req, 404, "not_found", "no such run");
-        const after = Number(req.query.get("after") ?? -1);
-        const m = await liveModel(req, r, Number.isFinite(after) ? after : -1);
+        const after = afterParam(req.query);
+        if (after === null) return fail(req, 400, "bad_request", AFTER_PROBLEM);
+        const m = await liveModel(req, r, after);
         if (!wantsJson(req)) return pages.partial("partials/backup-live", m);
         const { lines: l, last, recoveryKey } = m;
         return json({ ...runJson(r), lines: l.map(({ ts, src, text }) => ({ ts, src, text })), last, ...(recoveryKey ? { recoveryKey } : {}) });
@@ -476,7 +477,7 @@ export function backupRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
 
   /** A run as it stands, its progress lines and (once, to the user who started it) a new repository's recovery key. */
   async function liveModel(req: ConsoleRequest, r: RunRow, after: number) {
-    const out = r.command_id ? await readCommandOutput(sql, r.command_id, Math.max(-1, Math.floor(after))) : { lines: [], last: after };
+    const out = r.command_id ? await readCommandOutput(sql, r.command_id, after) : { lines: [], last: after };
     let recoveryKey: string | null = null;
     const mayTake = r.requested_by_user !== null ? r.requested_by_user === req.user?.id && !req.token : can(req, "backups.manage");
     if (r.hasRecoveryKey && mayTake) {

@@ -7,8 +7,7 @@
  */
 import type { ConsoleRequest, ConsoleRoute } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
-import type { Pages } from "../respond.ts";
-import { securityHeaders } from "../respond.ts";
+import { json, type Pages } from "../respond.ts";
 import { findHost, listHosts, seriesNames, type ScopedHost } from "../../store/postgres/queries-console.ts";
 import { postgresRangeStore } from "../../store/range.ts";
 import {
@@ -16,8 +15,6 @@ import {
   parseChartWindow, parseHostIds, type HostForChart,
 } from "./data.ts";
 
-const json = (v: unknown, status = 200) =>
-  new Response(JSON.stringify(v), { status, headers: securityHeaders(new Headers({ "content-type": "application/json" })) });
 const problem = (status: number, code: string, message: string) => json({ error: { code, message } }, status);
 
 function stateOf(a: ScopedHost): HostForChart["state"] {

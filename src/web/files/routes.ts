@@ -15,7 +15,7 @@
 import type { ConsoleServices } from "../deps.ts";
 import type { ConsoleRequest, ConsoleRoute } from "../route.ts";
 import { can } from "../route.ts";
-import { securityHeaders, type Pages } from "../respond.ts";
+import { json, securityHeaders, type Pages } from "../respond.ts";
 import { auditRequest } from "../audit-request.ts";
 import { filePolicyRoutes } from "./policy-routes.ts";
 import {
@@ -23,7 +23,6 @@ import {
   type FileOp, type FileResult,
 } from "../../operations/files.ts";
 
-const json = (v: unknown, status = 200) => new Response(JSON.stringify(v), { status, headers: securityHeaders(new Headers({ "content-type": "application/json" })) });
 
 const STATUS: Record<string, number> = { denied: 403, not_found: 404, conflict: 409, bad_request: 400, too_large: 413, unavailable: 503 };
 const statusOf = (r: FileResult) => (r.ok ? 200 : (STATUS[r.code ?? ""] ?? 502));

@@ -14,7 +14,7 @@
 import type { ConsoleServices, SecurityCommandDeps } from "../deps.ts";
 import type { ConsoleRequest, ConsoleRoute } from "../route.ts";
 import { can } from "../route.ts";
-import { html, securityHeaders, type Pages } from "../respond.ts";
+import { html, json, securityHeaders, type Pages } from "../respond.ts";
 import { auditRequest } from "../audit-request.ts";
 import { commandHost, knownSnapshot, type CommandDeps, type Requester } from "../../security/issue.ts";
 import { acknowledgeViolation, controlPassRates, exportPosture, hostResults, listAutoRemediation, listViolations, recordVerdicts, setAutoRemediation, violationRow } from "../../security/posture.ts";
@@ -26,7 +26,6 @@ import { createSecurityViews } from "./views.ts";
 import { hostSecurityFragments } from "./pages.ts";
 import type { ScopedHost } from "../../store/postgres/queries-console.ts";
 
-const json = (v: unknown, status = 200) => new Response(JSON.stringify(v), { status, headers: securityHeaders(new Headers({ "content-type": "application/json" })) });
 
 /** A millisecond timestamp from the query string, or the default when absent or not a number. */
 function msParam(q: URLSearchParams, name: string, def: number): number {

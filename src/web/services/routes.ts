@@ -17,7 +17,8 @@
 import type { ConsoleServices } from "../deps.ts";
 import type { ConsoleRequest, ConsoleRoute } from "../route.ts";
 import { can } from "../route.ts";
-import { securityHeaders, type Pages } from "../respond.ts";
+import { json, type Pages } from "../respond.ts";
+import { AFTER_PROBLEM, afterParam } from "../api/routes.ts";
 import { auditRequest } from "../audit-request.ts";
 import {
   groupHosts, isDangerousOp, listServices, needsConfirmation, normalizeUnit, operationProgress, recentOperations, runOnHosts, runProgress, serviceAction, serviceStatus,
@@ -36,7 +37,6 @@ export const OP_PERMISSION: Record<ServiceOp, string> = {
   disable: "services.enable",
 };
 
-const json = (v: unknown, status = 200) => new Response(JSON.stringify(v), { status, headers: securityHeaders(new Headers({ "content-type": "application/json" })) });
 
 const UNIT_TYPES = ["service", "socket", "timer", "target", "mount", "path", "all"] as const;
 const STATES = ["all", "active", "inactive", "failed"] as const;
@@ -222,8 +222,9 @@ export function serviceRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
         responses: { "200": "{operation, run, host, unit, op, status: queued|sent|ok|failed, finished, ok, error, result, requestedAt, finishedAt, lines: [{ts, src: systemctl|journal|state, text}], last}", "404": "no such operation on a host within your scope" },
       },
       async handler(req) {
-        const after = Number(req.query.get("after") ?? -1);
-        const p = await operationProgress(sql, req.scope, Number(req.params.op), Number.isFinite(after) ? after : -1);
+        const after = afterParam(req.query);
+        if (after === null) return fail(req, 400, "bad_request", AFTER_PROBLEM);
+        const p = await operationProgress(sql, req.scope, Number(req.params.op), after);
         if (!p) return fail(req, 404, "not_found", "no such operation");
         if (!wantsJson(req)) return pages.partial("partials/service-live", liveModel(p));
         return json(progressJson(p));
