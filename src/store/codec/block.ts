@@ -20,6 +20,8 @@
  *     bit 2: a bitmap of ceil(nts/8) bytes follows the mode byte, marking samples that are the
  *            canonical NaN (a missing sample); DELTA/DOD then cover only the other samples
  *     bits 4-7: scale (0-6) for DELTA/DOD
+ *     bit 3 with XOR (version 2 only): the values after the first as Gorilla's bit windows
+ *            (putGorilla below), chosen when smaller than the byte-aligned XOR
  *     bit 3 with DELTA/DOD (version 2 only): PACKED. zz(k0) (and for DOD zz(k1 - k0)) as varints,
  *            then a byte w (0-32), then the remaining zz deltas (DOD: deltas of deltas) in w bits
  *            each, least significant bit first, in ceil(count * w / 8) bytes: a counter growing by
@@ -362,10 +364,16 @@ export function encodeBlock(
       out.pos = q;
       continue;
     }
-    // XOR of bit patterns
+    // XOR of bit patterns: byte-aligned, or Gorilla's bit windows when that is smaller
     out.ensure(9 + (nts - 1) * 9);
     b = out.buf;
     let q = out.pos;
+    if (gorillaBytes(w, base, nts) < xorBytes(w, base, nts)) {
+      b[q++] = KIND_XOR | PACKED;
+      q = put8(b, q, lo0, hi0);
+      out.pos = putGorilla(b, q, w, base, nts);
+      continue;
+    }
     b[q++] = KIND_XOR;
     q = put8(b, q, lo0, hi0);
     let plo = lo0, phi = hi0;
@@ -384,6 +392,152 @@ export function encodeBlock(
       for (let k = tz, e = 8 - lz; k < e; k++) b[q++] = k < 4 ? (xl >>> (8 * k)) & 255 : (xh >>> (8 * (k - 4))) & 255;
     }
     out.pos = q;
+  }
+}
+
+function clz64(xh: number, xl: number): number {
+  return xh !== 0 ? Math.clz32(xh) : 32 + Math.clz32(xl);
+}
+
+function ctz64(xh: number, xl: number): number {
+  return xl !== 0 ? 31 - Math.clz32(xl & -xl) : 32 + (31 - Math.clz32(xh & -xh));
+}
+
+/** Bytes of the byte-aligned XOR values after the first (a header byte and the bytes between the zero bytes). */
+function xorBytes(w: Uint32Array, base: number, nts: number): number {
+  let n = 0;
+  for (let i = 1; i < nts; i++) {
+    const xl = w[base + 2 * i]! ^ w[base + 2 * i - 2]!, xh = w[base + 2 * i + 1]! ^ w[base + 2 * i - 1]!;
+    if (xl === 0 && xh === 0) n++;
+    else n += 9 - (clz64(xh, xl) >>> 3) - (ctz64(xh, xl) >>> 3);
+  }
+  return n;
+}
+
+/** Bytes of the Gorilla bit stream of the values after the first. */
+function gorillaBytes(w: Uint32Array, base: number, nts: number): number {
+  let bits = 0, pLz = -1, pTz = 0;
+  for (let i = 1; i < nts; i++) {
+    const xl = w[base + 2 * i]! ^ w[base + 2 * i - 2]!, xh = w[base + 2 * i + 1]! ^ w[base + 2 * i - 1]!;
+    if (xl === 0 && xh === 0) {
+      bits += 1;
+      continue;
+    }
+    const lz = clz64(xh, xl), tz = ctz64(xh, xl);
+    if (pLz >= 0 && lz >= pLz && tz >= pTz) bits += 2 + 64 - pLz - pTz;
+    else {
+      bits += 14 + 64 - lz - tz;
+      pLz = lz;
+      pTz = tz;
+    }
+  }
+  return (bits + 7) >>> 3;
+}
+
+/** Bits written least significant first through an accumulator of under 8 pending bits. */
+class BitWriter {
+  acc = 0;
+  bits = 0;
+  constructor(readonly b: Uint8Array, public q: number) {}
+  /** The low n bits of v, n <= 16. */
+  put(v: number, n: number): void {
+    this.acc |= (v & ((1 << n) - 1)) << this.bits;
+    this.bits += n;
+    while (this.bits >= 8) {
+      this.b[this.q++] = this.acc & 255;
+      this.acc >>>= 8;
+      this.bits -= 8;
+    }
+  }
+  /** The low n bits (1-32) of v. */
+  put32(v: number, n: number): void {
+    if (n <= 16) this.put(v, n);
+    else {
+      this.put(v, 16);
+      this.put(v >>> 16, n - 16);
+    }
+  }
+  /** Bits [tz, tz + n) of the 64-bit (xh:xl). */
+  putWindow(xh: number, xl: number, tz: number, n: number): void {
+    let sl = xl, sh = xh;
+    if (tz >= 32) {
+      sl = xh >>> (tz - 32);
+      sh = 0;
+    } else if (tz > 0) {
+      sl = (xl >>> tz) | (xh << (32 - tz));
+      sh = xh >>> tz;
+    }
+    if (n <= 32) this.put32(sl, n);
+    else {
+      this.put32(sl, 32);
+      this.put32(sh, n - 32);
+    }
+  }
+  /** Flushes the last partial byte (zero padding); returns the position after it. */
+  end(): number {
+    if (this.bits > 0) this.b[this.q++] = this.acc & ((1 << this.bits) - 1);
+    this.acc = this.bits = 0;
+    return this.q;
+  }
+}
+
+/**
+ * Gorilla's XOR encoding of the values after the first, in a bit stream (least significant bit
+ * first): 0 = the same bits as the previous value; 10 = the XOR's meaningful bits fit the
+ * previous window, which follows; 11 = a new window: 6 bits of leading zeros, 6 bits of
+ * (length - 1), then the length's bits. The stream ends on a byte boundary, zero-padded.
+ */
+function putGorilla(b: Uint8Array, q: number, w: Uint32Array, base: number, nts: number): number {
+  const bw = new BitWriter(b, q);
+  let pLz = -1, pTz = 0;
+  for (let i = 1; i < nts; i++) {
+    const xl = (w[base + 2 * i]! ^ w[base + 2 * i - 2]!) >>> 0, xh = (w[base + 2 * i + 1]! ^ w[base + 2 * i - 1]!) >>> 0;
+    if (xl === 0 && xh === 0) {
+      bw.put(0, 1);
+      continue;
+    }
+    const lz = clz64(xh, xl), tz = ctz64(xh, xl);
+    if (pLz >= 0 && lz >= pLz && tz >= pTz) {
+      bw.put(1, 2); // 1 then 0
+      bw.putWindow(xh, xl, pTz, 64 - pLz - pTz);
+    } else {
+      const len = 64 - lz - tz;
+      bw.put(3, 2);
+      bw.put(lz, 6);
+      bw.put(len - 1, 6);
+      bw.putWindow(xh, xl, tz, len);
+      pLz = lz;
+      pTz = tz;
+    }
+  }
+  return bw.end();
+}
+
+/** Reads what BitWriter wrote; running past the input throws CodecError. */
+class BitReader {
+  acc = 0;
+  bits = 0;
+  constructor(readonly b: Uint8Array, public p: number) {}
+  get(n: number): number {
+    while (this.bits < n) {
+      if (this.p >= this.b.length) throw new CodecError("block truncated");
+      this.acc |= this.b[this.p++]! << this.bits;
+      this.bits += 8;
+    }
+    const v = this.acc & ((1 << n) - 1);
+    this.acc >>>= n;
+    this.bits -= n;
+    return v;
+  }
+  get32(n: number): number {
+    if (n <= 16) return this.get(n);
+    const lo = this.get(16);
+    return (lo | (this.get(n - 16) << 16)) >>> 0;
+  }
+  /** The padding after the last value must be zero (one encoding per value). */
+  end(): number {
+    if (this.acc !== 0) throw new CodecError("bad bit stream padding");
+    return this.p;
   }
 }
 
@@ -484,7 +638,7 @@ export function decodeBlock(bytes: Uint8Array, want?: { has(id: number): boolean
     const wanted = keep === n || want!.has(all[s]!);
     const mode = r.byte();
     const kind = mode & 3;
-    const packedMode = (mode & PACKED) !== 0 && (kind === KIND_DELTA || kind === KIND_DOD);
+    const packedMode = (mode & PACKED) !== 0 && (kind === KIND_DELTA || kind === KIND_DOD || kind === KIND_XOR);
     if (packedMode && version === BLOCK_VERSION_1) throw new CodecError("bad series mode");
     if ((mode & CONST_VARINT) !== 0 && kind !== KIND_CONST && !packedMode) throw new CodecError("bad series mode");
     const base = kept * nts;
@@ -505,6 +659,51 @@ export function decodeBlock(bytes: Uint8Array, want?: { has(id: number): boolean
         }
       }
       r.p += 8;
+    } else if (kind === KIND_XOR && mode === (KIND_XOR | PACKED) && version !== BLOCK_VERSION_1) {
+      if (r.p + 8 > bytes.length) throw new CodecError("block truncated");
+      let lo = bytes[r.p]! | (bytes[r.p + 1]! << 8) | (bytes[r.p + 2]! << 16) | (bytes[r.p + 3]! << 24);
+      let hi = bytes[r.p + 4]! | (bytes[r.p + 5]! << 8) | (bytes[r.p + 6]! << 16) | (bytes[r.p + 7]! << 24);
+      if (wanted) {
+        out[2 * base] = lo;
+        out[2 * base + 1] = hi;
+      }
+      const br = new BitReader(bytes, r.p + 8);
+      let pLz = -1, pTz = 0;
+      for (let i = 1; i < nts; i++) {
+        if (br.get(1) !== 0) {
+          let tz: number, len: number;
+          if (br.get(1) === 0) {
+            if (pLz < 0) throw new CodecError("xor window reused before one was set");
+            tz = pTz;
+            len = 64 - pLz - pTz;
+          } else {
+            const lz = br.get(6);
+            len = br.get(6) + 1;
+            tz = 64 - lz - len;
+            if (tz < 0) throw new CodecError("bad xor window");
+            pLz = lz;
+            pTz = tz;
+          }
+          let sl: number, sh = 0;
+          if (len <= 32) sl = br.get32(len);
+          else {
+            sl = br.get32(32);
+            sh = br.get32(len - 32);
+          }
+          if (tz === 0) {
+            lo ^= sl;
+            hi ^= sh;
+          } else if (tz < 32) {
+            lo ^= sl << tz;
+            hi ^= (sh << tz) | (sl >>> (32 - tz));
+          } else hi ^= sl << (tz - 32);
+        }
+        if (wanted) {
+          out[2 * (base + i)] = lo;
+          out[2 * (base + i) + 1] = hi;
+        }
+      }
+      r.p = br.end();
     } else if (kind === KIND_XOR) {
       if (mode !== KIND_XOR) throw new CodecError("bad series mode");
       if (r.p + 8 > bytes.length) throw new CodecError("block truncated");
