@@ -5,7 +5,7 @@
  * "Metric storage layout").
  *
  * Layout, all integers as LEB128 varints (zig-zag where signed):
- *   u8 version (1) | nts | nseries
+ *   u8 version (2; 1 is still read) | nts | nseries
  *   timestamps: zz(off[0]), then zz of each delta-of-delta (the first delta counts from 0)
  *   series ids: number of runs, then per run zz(start - end of the previous run) and its length
  *               (ids that count up by one, as the series dictionary hands them out, cost ~3 bytes)
@@ -20,6 +20,13 @@
  *     bit 2: a bitmap of ceil(nts/8) bytes follows the mode byte, marking samples that are the
  *            canonical NaN (a missing sample); DELTA/DOD then cover only the other samples
  *     bits 4-7: scale (0-6) for DELTA/DOD
+ *     bit 3 with XOR (version 2 only): the values after the first as Gorilla's bit windows
+ *            (putGorilla below), chosen when smaller than the byte-aligned XOR
+ *     bit 3 with DELTA/DOD (version 2 only): PACKED. zz(k0) (and for DOD zz(k1 - k0)) as varints,
+ *            then a byte w (0-32), then the remaining zz deltas (DOD: deltas of deltas) in w bits
+ *            each, least significant bit first, in ceil(count * w / 8) bytes: a counter growing by
+ *            about the same step, or a gauge with small moves, costs a few bits a sample instead
+ *            of whole varint bytes
  * The encoder tries CONST, then integers at the smallest decimal scale that reproduces every value
  * bit for bit (by doing the decoder's division), and falls back to XOR; bit patterns (NaN
  * payloads, -0, subnormals, infinities) always round-trip exactly.
@@ -32,7 +39,9 @@ export class CodecError extends Error {
   override name = "CodecError";
 }
 
-export const BLOCK_VERSION = 1;
+export const BLOCK_VERSION = 2;
+/** The first layout (migration 495): the same, without PACKED integers. Still decoded. */
+export const BLOCK_VERSION_1 = 1;
 /** Upper bounds of a block (a frame holds at most 1,000,000 samples, 100,000 series). */
 export const MAX_BLOCK_TIMESTAMPS = 1 << 21;
 export const MAX_BLOCK_SERIES = 1 << 17;
@@ -45,6 +54,9 @@ const KIND_XOR = 3;
 const NAN_MASK = 4;
 /** CONST only: the value is zz(k) with value = k / 10^scale, not its 8 bytes. */
 const CONST_VARINT = 8;
+/** DELTA/DOD only (version 2): the deltas are bit-packed at a fixed width. */
+const PACKED = 8;
+const MAX_PACK_BITS = 32;
 const MAX_SCALE = 6;
 const POW10 = [1, 10, 100, 1000, 10_000, 100_000, 1_000_000];
 /** Integers (scaled values) are kept below 2^50 so deltas of deltas stay exact in a double. */
@@ -80,6 +92,13 @@ export class ByteSink {
 
 function zz(v: number): number {
   return v >= 0 ? v * 2 : -v * 2 - 1;
+}
+
+/** Bits needed for the unsigned integer u (0 for 0); above 32 for anything of 2^32 or more. */
+function bitWidth(u: number): number {
+  if (u === 0) return 0;
+  if (u < 2 ** 32) return 32 - Math.clz32(u);
+  return 33;
 }
 
 function varintLen(u: number): number {
@@ -222,6 +241,8 @@ export function encodeBlock(
     }
     // integers at some decimal scale, canonical NaNs as a bitmap
     let m = 0, nans = 0, s = 0, ok = true;
+    // ks[0..lower) were found at a scale below the final one
+    let lower = 0;
     for (let i = 0; i < nts && ok; i++) {
       const lo = w[base + 2 * i]!, hi = w[base + 2 * i + 1]!;
       if (hi === NAN_HI && lo === 0) {
@@ -234,54 +255,125 @@ export function encodeBlock(
         break;
       }
       let k = scaled(v, s);
-      while (k === undefined && s < MAX_SCALE) k = scaled(v, ++s);
+      if (k === undefined) {
+        while (k === undefined && s < MAX_SCALE) k = scaled(v, ++s);
+        lower = m;
+      }
       if (k === undefined) ok = false;
       else ks[m++] = k;
     }
-    if (ok && s > 0) {
+    if (ok && lower > 0) {
       // a value found at a lower scale must also come back at the final one
-      m = 0;
-      for (let i = 0; i < nts && ok; i++) {
+      let j = 0;
+      for (let i = 0; i < nts && j < lower; i++) {
         const lo = w[base + 2 * i]!, hi = w[base + 2 * i + 1]!;
         if (hi === NAN_HI && lo === 0) continue;
         const k = scaled(values[v0 + i]!, s);
-        if (k === undefined) ok = false;
-        else ks[m++] = k;
+        if (k === undefined) {
+          ok = false;
+          break;
+        }
+        ks[j++] = k;
       }
     }
     if (ok && m > 0) {
+      // sizes as varints of deltas or deltas of deltas, and the widest zz of each for packing
+      // (the deltas of deltas after the first delta)
       let deltaLen = varintLen(zz(ks[0]!)), dodLen = deltaLen;
-      let pd = 0;
+      let pd = 0, maxDelta = 0, maxDod = 0;
       for (let i = 1; i < m; i++) {
         const d = ks[i]! - ks[i - 1]!;
-        deltaLen += varintLen(zz(d));
-        dodLen += varintLen(zz(i === 1 ? d : d - pd));
+        const zd = zz(d);
+        deltaLen += varintLen(zd);
+        if (zd > maxDelta) maxDelta = zd;
+        if (i === 1) dodLen += varintLen(zd);
+        else {
+          const zdd = zz(d - pd);
+          dodLen += varintLen(zdd);
+          if (zdd > maxDod) maxDod = zdd;
+        }
         pd = d;
       }
-      const kind = dodLen < deltaLen ? KIND_DOD : KIND_DELTA;
-      out.ensure(1 + maskBytes + m * 8);
+      const k0Len = varintLen(zz(ks[0]!));
+      const wDelta = bitWidth(maxDelta), wDod = bitWidth(maxDod);
+      // packed only with at least one packed value (m > 1 for DELTA, m > 2 for DOD)
+      const packedDeltaLen = wDelta <= MAX_PACK_BITS && m > 1 ? k0Len + 1 + Math.ceil(((m - 1) * wDelta) / 8) : Infinity;
+      const packedDodLen = wDod <= MAX_PACK_BITS && m > 2 ? k0Len + varintLen(zz(ks[1]! - ks[0]!)) + 1 + Math.ceil(((m - 2) * wDod) / 8) : Infinity;
+      let kind = dodLen < deltaLen ? KIND_DOD : KIND_DELTA;
+      let packed = -1, best = Math.min(deltaLen, dodLen);
+      if (packedDeltaLen < best) {
+        kind = KIND_DELTA;
+        packed = wDelta;
+        best = packedDeltaLen;
+      }
+      if (packedDodLen < best) {
+        kind = KIND_DOD;
+        packed = wDod;
+      }
+      out.ensure(2 + maskBytes + m * 8);
       b = out.buf;
       let q = out.pos;
-      b[q++] = kind | (nans ? NAN_MASK : 0) | (s << 4);
+      b[q++] = kind | (nans ? NAN_MASK : 0) | (packed >= 0 ? PACKED : 0) | (s << 4);
       if (nans) {
         b.fill(0, q, q + maskBytes);
         for (let i = 0; i < nts; i++) if (w[base + 2 * i + 1] === NAN_HI && w[base + 2 * i] === 0) b[q + (i >>> 3)]! |= 1 << (i & 7);
         q += maskBytes;
       }
       q = putVarint(b, q, zz(ks[0]!));
-      pd = 0;
-      for (let i = 1; i < m; i++) {
-        const d = ks[i]! - ks[i - 1]!;
-        q = putVarint(b, q, zz(kind === KIND_DELTA || i === 1 ? d : d - pd));
-        pd = d;
+      if (packed >= 0) {
+        let i = 1;
+        if (kind === KIND_DOD) {
+          q = putVarint(b, q, zz(ks[1]! - ks[0]!));
+          i = 2;
+        }
+        b[q++] = packed;
+        // bits go through an accumulator of under 8 pending bits, at most 16 bits a step
+        let acc = 0, accBits = 0;
+        const lowBits = packed > 16 ? 16 : packed, highBits = packed - lowBits;
+        pd = i === 2 ? ks[1]! - ks[0]! : 0;
+        for (; i < m; i++) {
+          const d = ks[i]! - ks[i - 1]!;
+          const u = zz(kind === KIND_DELTA ? d : d - pd);
+          pd = d;
+          acc |= (u & 0xffff) << accBits;
+          accBits += lowBits;
+          while (accBits >= 8) {
+            b[q++] = acc & 255;
+            acc >>>= 8;
+            accBits -= 8;
+          }
+          if (highBits > 0) {
+            acc |= Math.floor(u / 65536) << accBits;
+            accBits += highBits;
+            while (accBits >= 8) {
+              b[q++] = acc & 255;
+              acc >>>= 8;
+              accBits -= 8;
+            }
+          }
+        }
+        if (accBits > 0) b[q++] = acc & ((1 << accBits) - 1);
+      } else {
+        pd = 0;
+        for (let i = 1; i < m; i++) {
+          const d = ks[i]! - ks[i - 1]!;
+          q = putVarint(b, q, zz(kind === KIND_DELTA || i === 1 ? d : d - pd));
+          pd = d;
+        }
       }
       out.pos = q;
       continue;
     }
-    // XOR of bit patterns
+    // XOR of bit patterns: byte-aligned, or Gorilla's bit windows when that is smaller
     out.ensure(9 + (nts - 1) * 9);
     b = out.buf;
     let q = out.pos;
+    if (gorillaBytes(w, base, nts) < xorBytes(w, base, nts)) {
+      b[q++] = KIND_XOR | PACKED;
+      q = put8(b, q, lo0, hi0);
+      out.pos = putGorilla(b, q, w, base, nts);
+      continue;
+    }
     b[q++] = KIND_XOR;
     q = put8(b, q, lo0, hi0);
     let plo = lo0, phi = hi0;
@@ -300,6 +392,152 @@ export function encodeBlock(
       for (let k = tz, e = 8 - lz; k < e; k++) b[q++] = k < 4 ? (xl >>> (8 * k)) & 255 : (xh >>> (8 * (k - 4))) & 255;
     }
     out.pos = q;
+  }
+}
+
+function clz64(xh: number, xl: number): number {
+  return xh !== 0 ? Math.clz32(xh) : 32 + Math.clz32(xl);
+}
+
+function ctz64(xh: number, xl: number): number {
+  return xl !== 0 ? 31 - Math.clz32(xl & -xl) : 32 + (31 - Math.clz32(xh & -xh));
+}
+
+/** Bytes of the byte-aligned XOR values after the first (a header byte and the bytes between the zero bytes). */
+function xorBytes(w: Uint32Array, base: number, nts: number): number {
+  let n = 0;
+  for (let i = 1; i < nts; i++) {
+    const xl = w[base + 2 * i]! ^ w[base + 2 * i - 2]!, xh = w[base + 2 * i + 1]! ^ w[base + 2 * i - 1]!;
+    if (xl === 0 && xh === 0) n++;
+    else n += 9 - (clz64(xh, xl) >>> 3) - (ctz64(xh, xl) >>> 3);
+  }
+  return n;
+}
+
+/** Bytes of the Gorilla bit stream of the values after the first. */
+function gorillaBytes(w: Uint32Array, base: number, nts: number): number {
+  let bits = 0, pLz = -1, pTz = 0;
+  for (let i = 1; i < nts; i++) {
+    const xl = w[base + 2 * i]! ^ w[base + 2 * i - 2]!, xh = w[base + 2 * i + 1]! ^ w[base + 2 * i - 1]!;
+    if (xl === 0 && xh === 0) {
+      bits += 1;
+      continue;
+    }
+    const lz = clz64(xh, xl), tz = ctz64(xh, xl);
+    if (pLz >= 0 && lz >= pLz && tz >= pTz) bits += 2 + 64 - pLz - pTz;
+    else {
+      bits += 14 + 64 - lz - tz;
+      pLz = lz;
+      pTz = tz;
+    }
+  }
+  return (bits + 7) >>> 3;
+}
+
+/** Bits written least significant first through an accumulator of under 8 pending bits. */
+class BitWriter {
+  acc = 0;
+  bits = 0;
+  constructor(readonly b: Uint8Array, public q: number) {}
+  /** The low n bits of v, n <= 16. */
+  put(v: number, n: number): void {
+    this.acc |= (v & ((1 << n) - 1)) << this.bits;
+    this.bits += n;
+    while (this.bits >= 8) {
+      this.b[this.q++] = this.acc & 255;
+      this.acc >>>= 8;
+      this.bits -= 8;
+    }
+  }
+  /** The low n bits (1-32) of v. */
+  put32(v: number, n: number): void {
+    if (n <= 16) this.put(v, n);
+    else {
+      this.put(v, 16);
+      this.put(v >>> 16, n - 16);
+    }
+  }
+  /** Bits [tz, tz + n) of the 64-bit (xh:xl). */
+  putWindow(xh: number, xl: number, tz: number, n: number): void {
+    let sl = xl, sh = xh;
+    if (tz >= 32) {
+      sl = xh >>> (tz - 32);
+      sh = 0;
+    } else if (tz > 0) {
+      sl = (xl >>> tz) | (xh << (32 - tz));
+      sh = xh >>> tz;
+    }
+    if (n <= 32) this.put32(sl, n);
+    else {
+      this.put32(sl, 32);
+      this.put32(sh, n - 32);
+    }
+  }
+  /** Flushes the last partial byte (zero padding); returns the position after it. */
+  end(): number {
+    if (this.bits > 0) this.b[this.q++] = this.acc & ((1 << this.bits) - 1);
+    this.acc = this.bits = 0;
+    return this.q;
+  }
+}
+
+/**
+ * Gorilla's XOR encoding of the values after the first, in a bit stream (least significant bit
+ * first): 0 = the same bits as the previous value; 10 = the XOR's meaningful bits fit the
+ * previous window, which follows; 11 = a new window: 6 bits of leading zeros, 6 bits of
+ * (length - 1), then the length's bits. The stream ends on a byte boundary, zero-padded.
+ */
+function putGorilla(b: Uint8Array, q: number, w: Uint32Array, base: number, nts: number): number {
+  const bw = new BitWriter(b, q);
+  let pLz = -1, pTz = 0;
+  for (let i = 1; i < nts; i++) {
+    const xl = (w[base + 2 * i]! ^ w[base + 2 * i - 2]!) >>> 0, xh = (w[base + 2 * i + 1]! ^ w[base + 2 * i - 1]!) >>> 0;
+    if (xl === 0 && xh === 0) {
+      bw.put(0, 1);
+      continue;
+    }
+    const lz = clz64(xh, xl), tz = ctz64(xh, xl);
+    if (pLz >= 0 && lz >= pLz && tz >= pTz) {
+      bw.put(1, 2); // 1 then 0
+      bw.putWindow(xh, xl, pTz, 64 - pLz - pTz);
+    } else {
+      const len = 64 - lz - tz;
+      bw.put(3, 2);
+      bw.put(lz, 6);
+      bw.put(len - 1, 6);
+      bw.putWindow(xh, xl, tz, len);
+      pLz = lz;
+      pTz = tz;
+    }
+  }
+  return bw.end();
+}
+
+/** Reads what BitWriter wrote; running past the input throws CodecError. */
+class BitReader {
+  acc = 0;
+  bits = 0;
+  constructor(readonly b: Uint8Array, public p: number) {}
+  get(n: number): number {
+    while (this.bits < n) {
+      if (this.p >= this.b.length) throw new CodecError("block truncated");
+      this.acc |= this.b[this.p++]! << this.bits;
+      this.bits += 8;
+    }
+    const v = this.acc & ((1 << n) - 1);
+    this.acc >>>= n;
+    this.bits -= n;
+    return v;
+  }
+  get32(n: number): number {
+    if (n <= 16) return this.get(n);
+    const lo = this.get(16);
+    return (lo | (this.get(n - 16) << 16)) >>> 0;
+  }
+  /** The padding after the last value must be zero (one encoding per value). */
+  end(): number {
+    if (this.acc !== 0) throw new CodecError("bad bit stream padding");
+    return this.p;
   }
 }
 
@@ -354,7 +592,8 @@ function int4(v: number, what: string): number {
  */
 export function decodeBlock(bytes: Uint8Array, want?: { has(id: number): boolean }): DecodedBlock {
   const r = new Reader(bytes);
-  if (r.byte() !== BLOCK_VERSION) throw new CodecError("unknown block version");
+  const version = r.byte();
+  if (version !== BLOCK_VERSION && version !== BLOCK_VERSION_1) throw new CodecError("unknown block version");
   const nts = r.varint();
   const n = r.varint();
   if (nts < 1 || nts > MAX_BLOCK_TIMESTAMPS || n < 1 || n > MAX_BLOCK_SERIES || n * nts > MAX_BLOCK_SAMPLES) {
@@ -399,7 +638,9 @@ export function decodeBlock(bytes: Uint8Array, want?: { has(id: number): boolean
     const wanted = keep === n || want!.has(all[s]!);
     const mode = r.byte();
     const kind = mode & 3;
-    if ((mode & CONST_VARINT) !== 0 && kind !== KIND_CONST) throw new CodecError("bad series mode");
+    const packedMode = (mode & PACKED) !== 0 && (kind === KIND_DELTA || kind === KIND_DOD || kind === KIND_XOR);
+    if (packedMode && version === BLOCK_VERSION_1) throw new CodecError("bad series mode");
+    if ((mode & CONST_VARINT) !== 0 && kind !== KIND_CONST && !packedMode) throw new CodecError("bad series mode");
     const base = kept * nts;
     if (kind === KIND_CONST && (mode & CONST_VARINT) !== 0) {
       if ((mode & NAN_MASK) !== 0 || mode >>> 4 > MAX_SCALE) throw new CodecError("bad series mode");
@@ -418,6 +659,51 @@ export function decodeBlock(bytes: Uint8Array, want?: { has(id: number): boolean
         }
       }
       r.p += 8;
+    } else if (kind === KIND_XOR && mode === (KIND_XOR | PACKED) && version !== BLOCK_VERSION_1) {
+      if (r.p + 8 > bytes.length) throw new CodecError("block truncated");
+      let lo = bytes[r.p]! | (bytes[r.p + 1]! << 8) | (bytes[r.p + 2]! << 16) | (bytes[r.p + 3]! << 24);
+      let hi = bytes[r.p + 4]! | (bytes[r.p + 5]! << 8) | (bytes[r.p + 6]! << 16) | (bytes[r.p + 7]! << 24);
+      if (wanted) {
+        out[2 * base] = lo;
+        out[2 * base + 1] = hi;
+      }
+      const br = new BitReader(bytes, r.p + 8);
+      let pLz = -1, pTz = 0;
+      for (let i = 1; i < nts; i++) {
+        if (br.get(1) !== 0) {
+          let tz: number, len: number;
+          if (br.get(1) === 0) {
+            if (pLz < 0) throw new CodecError("xor window reused before one was set");
+            tz = pTz;
+            len = 64 - pLz - pTz;
+          } else {
+            const lz = br.get(6);
+            len = br.get(6) + 1;
+            tz = 64 - lz - len;
+            if (tz < 0) throw new CodecError("bad xor window");
+            pLz = lz;
+            pTz = tz;
+          }
+          let sl: number, sh = 0;
+          if (len <= 32) sl = br.get32(len);
+          else {
+            sl = br.get32(32);
+            sh = br.get32(len - 32);
+          }
+          if (tz === 0) {
+            lo ^= sl;
+            hi ^= sh;
+          } else if (tz < 32) {
+            lo ^= sl << tz;
+            hi ^= (sh << tz) | (sl >>> (32 - tz));
+          } else hi ^= sl << (tz - 32);
+        }
+        if (wanted) {
+          out[2 * (base + i)] = lo;
+          out[2 * (base + i) + 1] = hi;
+        }
+      }
+      r.p = br.end();
     } else if (kind === KIND_XOR) {
       if (mode !== KIND_XOR) throw new CodecError("bad series mode");
       if (r.p + 8 > bytes.length) throw new CodecError("block truncated");
@@ -463,6 +749,10 @@ export function decodeBlock(bytes: Uint8Array, want?: { has(id: number): boolean
       }
       const div = POW10[scale]!;
       let k = 0, dd = 0, c = 0;
+      // PACKED: the varints before the width byte, then `count` values of `width` bits at bit `bit`
+      let width = -1, packAt = 0, acc = 0, accBits = 0, lowBits = 0, highBits = 0;
+      const packFrom = kind === KIND_DOD ? 2 : 1;
+      if (packedMode && m <= packFrom) throw new CodecError("packed series without packed values");
       for (let i = 0; i < nts; i++) {
         if (maskAt >= 0 && (bytes[maskAt + (i >>> 3)]! & (1 << (i & 7))) !== 0) {
           if (wanted) {
@@ -471,7 +761,41 @@ export function decodeBlock(bytes: Uint8Array, want?: { has(id: number): boolean
           }
           continue;
         }
-        const x = r.zz();
+        if (packedMode && c === packFrom) {
+          // reached the packed part
+          width = r.byte();
+          if (width > MAX_PACK_BITS) throw new CodecError("bad packed width");
+          const nbytes = Math.ceil(((m - c) * width) / 8);
+          if (r.p + nbytes > bytes.length) throw new CodecError("block truncated");
+          packAt = r.p;
+          r.p += nbytes;
+          lowBits = width > 16 ? 16 : width;
+          highBits = width - lowBits;
+          // the padding bits of the last byte must be zero (one encoding per block)
+          if (((m - c) * width) % 8 !== 0 && bytes[r.p - 1]! >>> (((m - c) * width) % 8) !== 0) throw new CodecError("bad packed padding");
+        }
+        let x: number;
+        if (width < 0) x = r.zz();
+        else {
+          // the byte count was checked against the input when the packed part started
+          while (accBits < lowBits) {
+            acc |= bytes[packAt++]! << accBits;
+            accBits += 8;
+          }
+          let u = acc & ((1 << lowBits) - 1);
+          acc >>>= lowBits;
+          accBits -= lowBits;
+          if (highBits > 0) {
+            while (accBits < highBits) {
+              acc |= bytes[packAt++]! << accBits;
+              accBits += 8;
+            }
+            u += (acc & ((1 << highBits) - 1)) * 65536;
+            acc >>>= highBits;
+            accBits -= highBits;
+          }
+          x = u % 2 === 0 ? u / 2 : -(u + 1) / 2;
+        }
         if (c === 0) k = x;
         else if (kind === KIND_DELTA || c === 1) {
           dd = x;

@@ -151,6 +151,19 @@ export function encodeSecurity(w: CopyWriter, agentId: number, batchId: number, 
   }
 }
 
+/**
+ * Keeps only the byte ranges `ranges` (in stream order, after the header) of a COPY stream being
+ * written: the rows of the other frames are cut out in place.
+ */
+export function keepRanges(w: CopyWriter, ranges: Array<[number, number]>): void {
+  let to = 19; // the stream header (CopyWriter.begin)
+  for (const [start, end] of ranges) {
+    if (start !== to) w.buf.copyWithin(to, start, end);
+    to += end - start;
+  }
+  w.pos = to;
+}
+
 /** Keys are sorted so the same inventory always hashes the same. */
 function stableJson(v: unknown): string {
   return JSON.stringify(v, (_k, val) =>
@@ -180,6 +193,19 @@ export function createPgWriter(o: PgWriterOptions) {
     const bufs = spare.pop() ?? { metrics: new CopyWriter(), logs: new CopyWriter(1 << 16), security: new CopyWriter(1 << 12) };
     const statuses: FrameStatus[] = new Array(frames.length).fill("dup");
     try {
+      // The metric blocks are encoded before BEGIN, so the transaction (a connection of the
+      // pool) is not held while the CPU compresses; the rows of frames found duplicate inside
+      // the transaction are then cut out of the stream. `at` is each metrics frame's byte range.
+      const m = bufs.metrics.begin();
+      const at = new Map<PendingFrame, [number, number]>();
+      for (const f of metricFrames) {
+        const b = f.data.body as MetricsBody;
+        const ids = series.ids(f.agentId, b.names, b.namesKey);
+        if (!ids) throw new Error(`series of agent ${f.agentId} vanished from the cache during a write`);
+        const start = m.pos;
+        encodeMetricBlocks(m, f.agentId, f.batchId, b, ids);
+        at.set(f, [start, m.pos]);
+      }
       await o.sql.begin(async (tx) => {
         // Comma lists instead of array parameters: integers need no escaping, and this is the
         // hottest statement of the ingest path.
@@ -201,21 +227,15 @@ export function createPgWriter(o: PgWriterOptions) {
             stored.push(f);
           }
         });
-        const m = bufs.metrics.begin();
         const l = bufs.logs.begin();
         const s = bufs.security.begin();
         let nm = 0, nl = 0, ns = 0;
         const inventories: PendingFrame[] = [];
         for (const f of stored) {
           switch (f.data.kind) {
-            case FrameKind.Metrics: {
-              const b = f.data.body;
-              const ids = series.ids(f.agentId, b.names, b.namesKey);
-              if (!ids) throw new Error(`series of agent ${f.agentId} vanished from the cache during a write`);
-              encodeMetricBlocks(m, f.agentId, f.batchId, b, ids);
+            case FrameKind.Metrics:
               nm++;
               break;
-            }
             case FrameKind.Logs:
               encodeLogs(l, f.agentId, f.batchId, f.data.body);
               nl++;
@@ -233,6 +253,7 @@ export function createPgWriter(o: PgWriterOptions) {
         }
         // One COPY at a time: a transaction is one connection, and two COPYs started on it at
         // once break the protocol (CONNECTION_CLOSED) when a batch holds metrics and logs.
+        if (nm < metricFrames.length) keepRanges(m, stored.filter((f) => f.data.kind === FrameKind.Metrics).map((f) => at.get(f)!));
         if (nm) await copyInto(tx, METRIC_BLOCKS_COPY, m.end());
         if (nl) await copyInto(tx, LOGS_COPY, l.end());
         if (ns) await copyInto(tx, SECURITY_EVENTS_COPY, s.end());
