@@ -9,9 +9,9 @@ import type { ConsoleServices } from "../deps.ts";
 import { auditRequest } from "../audit-request.ts";
 import { json } from "../respond.ts";
 import { acknowledgeAlert, listAlerts, type AlertRow } from "../../alerts/alert-list.ts";
-import { createSilence, expireSilence, listRules, listSilences, validateSilence } from "../../alerts/admin.ts";
+import { expireSilence, listRules, listSilences } from "../../alerts/admin.ts";
 import { listChannels } from "../../alerts/channels.ts";
-import { parseSilenceForm } from "./routes.ts";
+import { saveSilence } from "./routes.ts";
 
 const fail = (status: number, code: string, message: string) => json({ error: { code, message } }, status);
 const idOf = (v: string | undefined) => (v && /^[1-9]\d{0,15}$/.test(v) ? Number(v) : 0);
@@ -80,14 +80,9 @@ export function alertApiRoutes(s: ConsoleServices): ConsoleRoute[] {
         responses: { "200": "{id}", "400": "invalid (the reasons in the message)" },
       },
       async handler(req) {
-        const x = parseSilenceForm(req.form);
-        const problems = validateSilence(x);
-        const newId = problems.length ? undefined : await createSilence(sql, x, by(req));
-        if (!problems.length && newId === undefined) problems.push("That rule does not exist.");
-        await auditRequest(sql, req, "config_change", `alerts.${x.kind === "maintenance" ? "maintenance" : "silence"}.create`, `silence:${newId ?? "-"}`, newId !== undefined,
-          newId ? { kind: x.kind, tags: x.tags, rule_id: x.ruleId, starts_at: x.startsAt, ends_at: x.endsAt, comment: x.comment } : { problems });
-        if (newId === undefined) return fail(400, "bad_request", problems.join(" "));
-        return json({ id: newId });
+        const r = await saveSilence(sql, req);
+        if (r.id === undefined) return fail(400, "bad_request", r.problems.join(" "));
+        return json({ id: r.id });
       },
     },
     {

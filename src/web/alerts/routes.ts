@@ -4,6 +4,7 @@
  * Every change and acknowledgement is audited. Models: src/alerts/ (alert-list.ts, admin.ts,
  * channels.ts, dispatch.ts).
  */
+import type { Sql } from "postgres";
 import type { ConsoleRequest, ConsoleRoute } from "../route.ts";
 import { can } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
@@ -142,6 +143,17 @@ function channelFormData(c: { name: string; kind: string; config: ChannelConfig;
 }
 
 const id = (req: ConsoleRequest) => idOf(req.params.id);
+
+/** Creates the silence of the request's form (page or API), audited either way: its id, or why not. */
+export async function saveSilence(sql: Sql, req: ConsoleRequest): Promise<{ id?: number; problems: string[] }> {
+  const x = parseSilenceForm(req.form);
+  const problems = validateSilence(x);
+  const newId = problems.length ? undefined : await createSilence(sql, x, req.user!.username);
+  if (!problems.length && newId === undefined) problems.push("That rule does not exist.");
+  await auditRequest(sql, req, "config_change", `alerts.${x.kind === "maintenance" ? "maintenance" : "silence"}.create`, `silence:${newId ?? "-"}`, newId !== undefined,
+    newId ? { kind: x.kind, tags: x.tags, rule_id: x.ruleId, starts_at: x.startsAt, ends_at: x.endsAt, comment: x.comment } : { problems });
+  return { id: newId, problems };
+}
 
 /** A silence from its form (or JSON body): times are UTC, as datetime-local values or ISO 8601. */
 export function parseSilenceForm(f: URLSearchParams): SilenceInput {
@@ -289,12 +301,7 @@ export function alertRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
     {
       method: "POST", path: "/alerts/silences", access: "alerts.silence",
       async handler(req) {
-        const x = parseSilenceForm(req.form);
-        const problems = validateSilence(x);
-        const newId = problems.length ? undefined : await createSilence(sql, x, by(req));
-        if (!problems.length && newId === undefined) problems.push("That rule does not exist.");
-        await auditRequest(sql, req, "config_change", `alerts.${x.kind === "maintenance" ? "maintenance" : "silence"}.create`, `silence:${newId ?? "-"}`, newId !== undefined,
-          newId ? { kind: x.kind, tags: x.tags, rule_id: x.ruleId, starts_at: x.startsAt, ends_at: x.endsAt, comment: x.comment } : { problems });
+        const { problems } = await saveSilence(sql, req);
         if (problems.length) return pages.formErrors(req, problems);
         return done(req, "/alerts/silences");
       },
