@@ -3,15 +3,17 @@
  * user Z, pending security updates; as a page, an htmx partial (#inventory-results) or CSV. And
  * one host's package list filtered by name on the server. Both read through the caller's host
  * scope for inventory.view (src/inventory/queries.ts), so an out-of-scope host is never named.
+ * The same search as JSON: GET /api/inventory (API tokens with inventory.view).
  */
 import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import type { Pages } from "../respond.ts";
 import { securityHeaders } from "../respond.ts";
-import { hostPackages, searchInventory, type InventoryResult } from "../../inventory/queries.ts";
+import { hostPackages, MAX_HOSTS, searchInventory, type InventoryResult } from "../../inventory/queries.ts";
 import { KINDS, MAX_QUERY, parseInventoryQuery, type Kind } from "../../inventory/query-parse.ts";
 import type { ScopedHost } from "../../store/postgres/queries-console.ts";
 import type { Sql } from "postgres";
+import { json } from "../api/routes.ts";
 
 /** Matches listed per host on the inventory page; the rest are counted ("and N more") and in the CSV. */
 export const ITEMS_SHOWN = 20;
@@ -58,6 +60,28 @@ export async function packagesView(sql: Sql, host: ScopedHost, search: string) {
 export function inventoryRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
   const { sql } = s;
   return [
+    {
+      method: "GET", path: "/api/inventory", access: "inventory.view", hostData: "fleet",
+      doc: {
+        summary: "Which hosts in scope have a package (with a version constraint), a listening port, a user, pending security updates",
+        query: {
+          kind: "package (default), port, user or updates",
+          q: `package: nginx, nginx >= 1.22, linux-image-*; port: 443, 53/udp, 127.0.0.1:5432; user: postgres; updates: optional package name (at most ${MAX_QUERY} characters)`,
+        },
+      },
+      async handler(req) {
+        const kind = req.query.get("kind") ?? "package";
+        const q = req.query.get("q") ?? "";
+        const parsed = hasNul(req) ? { ok: false as const, problem: "The query contains a NUL character, which is not allowed." } : parseInventoryQuery(kind, q);
+        if (!parsed.ok) return json({ error: { code: "bad_request", message: parsed.problem } }, 400);
+        const r = await searchInventory(sql, req.scope, parsed.query);
+        return json({
+          kind: parsed.query.kind, query: parsed.query, hosts_with_inventory: r.hostsWithInventory, items: r.items,
+          truncated: r.hosts.length >= MAX_HOSTS,
+          hosts: r.hosts.map((h) => ({ id: h.id, hostname: h.hostname, os: h.os, package_format: h.format, matches: h.items })),
+        });
+      },
+    },
     {
       method: "GET", path: "/inventory", access: "inventory.view", hostData: "fleet",
       async handler(req) {
