@@ -87,11 +87,25 @@ async function main() {
   // migration 500 leaves on the partition taking ingest; "with": the trigram index on the parent
   // too (every partition maintains it row by row), the rejected alternative
   // "with_big_pending": the same, with a 64 MB GIN pending list (the default is 4 MB)
-  const MODES = { without: [] as string[], btree: ["logs_ts_id", "logs_id_brin"], with: Object.keys(INDEXES), with_big_pending: Object.keys(INDEXES) };
-  const rates: Record<keyof typeof MODES, number[]> = { without: [], btree: [], with: [], with_big_pending: [] };
+  // "btree_daily": btree + BRIN with today's partition one plain table (the layout before hourly
+  // leaves), against "btree" into today's hourly leaves: what the leaves cost ingest
+  const MODES = { without: [] as string[], btree: ["logs_ts_id", "logs_id_brin"], btree_daily: ["logs_ts_id", "logs_id_brin"], with: Object.keys(INDEXES), with_big_pending: Object.keys(INDEXES) };
+  const rates: Record<keyof typeof MODES, number[]> = { without: [], btree: [], btree_daily: [], with: [], with_big_pending: [] };
+  const dayStart = Math.floor(Date.now() / 86_400_000) * 86_400_000;
+  const todayName = `logs_p${new Date(dayStart).toISOString().slice(0, 10).replace(/-/g, "")}`;
+  const bounds = `from ('${new Date(dayStart).toISOString()}') to ('${new Date(dayStart + 86_400_000).toISOString()}')`;
+  await sql.unsafe(`create table logs_today_flat (like logs including defaults including constraints)`);
+  let flat = false;
+  const layout = async (wantFlat: boolean) => {
+    if (flat === wantFlat) return;
+    await sql.unsafe(`alter table logs detach partition ${wantFlat ? todayName : "logs_today_flat"}`);
+    await sql.unsafe(`alter table logs attach partition ${wantFlat ? "logs_today_flat" : todayName} for values ${bounds}`);
+    flat = wantFlat;
+  };
   let batchId = 0;
   for (let round_ = 0; round_ < INGEST_ROUNDS; round_++) {
     for (const mode of Object.keys(MODES) as Array<keyof typeof MODES>) {
+      await layout(mode === "btree_daily");
       await dropIndexes(sql);
       for (const name of MODES[mode]) {
         const ddl = INDEXES[name as keyof typeof INDEXES];
@@ -117,6 +131,8 @@ async function main() {
     }
   }
   const med = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+  await layout(false);
+  await sql`drop table logs_today_flat`;
   await sql`truncate logs`;
   await dropIndexes(sql);
 
@@ -235,7 +251,7 @@ async function main() {
     bench: "logs", ...environment(), quick, lines: LINES, hosts: HOSTS, runs: RUNS,
     ingest: {
       lines_per_round: INGEST_LINES, rounds: INGEST_ROUNDS, with_indexes_lines_per_s: Math.round(withRate), without_indexes_lines_per_s: Math.round(withoutRate),
-      btree_only_lines_per_s: Math.round(med(rates.btree)), with_big_pending_lines_per_s: Math.round(med(rates.with_big_pending)), ratio_with_to_without: round(withRate / withoutRate, 3), ratio_btree_only_to_without: round(med(rates.btree) / withoutRate, 3),
+      btree_only_lines_per_s: Math.round(med(rates.btree)), btree_daily_partition_lines_per_s: Math.round(med(rates.btree_daily)), ratio_hourly_leaves_to_daily: round(med(rates.btree) / med(rates.btree_daily), 3), with_big_pending_lines_per_s: Math.round(med(rates.with_big_pending)), ratio_with_to_without: round(withRate / withoutRate, 3), ratio_btree_only_to_without: round(med(rates.btree) / withoutRate, 3),
     },
     load: { seconds: round(loadS, 1), lines_per_s: Math.round(LINES / loadS), lines_today: todayLines, lines_in_current_unindexed_hour: currentHourLines }, index_build_s: build, sizes_mb, queries_days_only, queries, queries_all_partitions_indexed,
     total_s: round((performance.now() - t0) / 1000, 1),
