@@ -15,6 +15,7 @@ import { createSso } from "./auth/sso/routes.ts";
 import { loadSsoConfig } from "./auth/sso/config.ts";
 import { loadClickhouseConfig, startClickhouseTier } from "./store/clickhouse/tier.ts";
 import { createClickhouseQueries } from "./store/clickhouse/queries.ts";
+import { clickhouseLogArchive } from "./logs/archive.ts";
 import { createQueryRouter, routedRangeStore } from "./store/query-router.ts";
 import { postgresRangeStore } from "./store/range.ts";
 import { startClusterBus } from "./cluster/bus.ts";
@@ -102,7 +103,7 @@ async function main(): Promise<void> {
   const consoleDeps = {
     license, agentDistDir, agentBuilds, serverPubkeyPin: pubkeyPin(cert.cert),
     sql: db.sql, config, dataDir: config.dataDir, serverFingerprint: cert.fingerprint,
-    ranges: routedRangeStore(router), security: { commandKey: commandDeps.commandKey, dispatch: commandDeps.dispatch },
+    ranges: routedRangeStore(router), logArchive: tier && clickhouseLogArchive(tier.ch, config.retentionLogsDays), security: { commandKey: commandDeps.commandKey, dispatch: commandDeps.dispatch },
   };
   const consoleRuntime = await startConsole(consoleDeps);
   const consoleServices = createServices(consoleDeps);

@@ -10,7 +10,7 @@ import type { Pages } from "../respond.ts";
 import { RANGES } from "../host/routes.ts";
 import { isoSecond } from "../format.ts";
 import { highlightParts, highlightTerms, levelLabel, LEVELS, LogQueryError, parseLogQuery, type LogQuery } from "../../logs/log-query.ts";
-import { decodeCursor, encodeCursor, latestLogId, searchFleetLogs, tagsInScope, tailFleetLogs, type FleetLogLine } from "../../logs/search.ts";
+import { decodeCursor, encodeCursor, latestLogId, searchFleetLogsTiered, tagsInScope, tailFleetLogs, type FleetLogLine } from "../../logs/search.ts";
 import { intParam, json, timeParam } from "../api/routes.ts";
 
 export const LOG_PAGE = 100;
@@ -88,10 +88,12 @@ export function logSearchRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[
     const terms = highlightTerms(p.query);
     const before = decodeCursor(req.query.get("before"));
     const tailStart = p.raw.live ? await latestLogId(sql) : "";
-    const rows = await searchFleetLogs(sql, req.scope, { query: p.query, from: p.from, to: p.to, limit: LOG_PAGE, before });
+    const found = await searchFleetLogsTiered(sql, req.scope, { query: p.query, from: p.from, to: p.to, limit: LOG_PAGE, before }, s.logArchive);
+    const rows = found.lines;
     const last = rows[rows.length - 1];
     return {
       problems: [], searched: true, qs: qs.toString(),
+      archiveError: found.archiveError ? `Lines older than PostgreSQL's retention are kept in ClickHouse, which did not answer (${found.archiveError}); they are missing below.` : "",
       rows: rows.map((r) => lineView(r, terms)),
       more: rows.length === LOG_PAGE && last ? `/logs?${qs}&before=${encodeURIComponent(encodeCursor(last))}` : "",
       tailUrl: p.raw.live ? `/logs?${qs}&live=1&after=${tailStart}` : "",
@@ -105,7 +107,7 @@ export function logSearchRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[
       method: "GET", path: "/api/logs", access: "logs.view", hostData: "fleet",
       doc: {
         summary: "Search the logs of every host in scope, newest first (keyset-paged)",
-        description: "The /logs page's search as JSON. Query syntax: words, \"phrases\", AND / OR / NOT (or -word), parentheses, host:, unit:, tag:, level: (level:warning means warning or more severe).",
+        description: "The /logs page's search as JSON. With the ClickHouse tier on, lines older than PostgreSQL's log retention are read from ClickHouse (`archive`: not-needed, searched, or unavailable with `archive_error`). Query syntax: words, \"phrases\", AND / OR / NOT (or -word), parentheses, host:, unit:, tag:, level: (level:warning means warning or more severe).",
         query: {
           q: "The query (required; at most 500 characters)",
           from: "Start: milliseconds since the epoch or ISO 8601 (default 24 hours before to)",
@@ -138,10 +140,12 @@ export function logSearchRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[
         const beforeRaw = req.query.get("before");
         const before = beforeRaw ? decodeCursor(beforeRaw) : undefined;
         if (beforeRaw && !before) return bad("before: not a cursor (use the previous page's next)");
-        const rows = await searchFleetLogs(sql, req.scope, { query, from: new Date(from), to: new Date(to), limit, before });
+        const found = await searchFleetLogsTiered(sql, req.scope, { query, from: new Date(from), to: new Date(to), limit, before }, s.logArchive);
+        const rows = found.lines;
         const last = rows[rows.length - 1];
         return json({
           from: new Date(from).toISOString(), to: new Date(to).toISOString(), limit,
+          archive: found.archive, ...(found.archiveError ? { archive_error: found.archiveError } : {}),
           lines: rows.map((r) => ({
             id: r.id, ts: r.ts, host: { id: r.agent_id, hostname: r.hostname }, severity: r.severity,
             level: LEVELS[r.severity] ?? String(r.severity), source: r.source, message: r.message,
