@@ -91,6 +91,8 @@ async function main() {
   // leaves), against "btree" into today's hourly leaves: what the leaves cost ingest
   const MODES = { without: [] as string[], btree: ["logs_ts_id", "logs_id_brin"], btree_daily: ["logs_ts_id", "logs_id_brin"], with: Object.keys(INDEXES), with_big_pending: Object.keys(INDEXES) };
   const rates: Record<keyof typeof MODES, number[]> = { without: [], btree: [], btree_daily: [], with: [], with_big_pending: [] };
+  // --ingest-modes btree,btree_daily: only those (more rounds of one comparison in the same time)
+  const only = arg("ingest-modes", "").split(",").filter(Boolean);
   const dayStart = Math.floor(Date.now() / 86_400_000) * 86_400_000;
   const todayName = `logs_p${new Date(dayStart).toISOString().slice(0, 10).replace(/-/g, "")}`;
   const bounds = `from ('${new Date(dayStart).toISOString()}') to ('${new Date(dayStart + 86_400_000).toISOString()}')`;
@@ -105,6 +107,7 @@ async function main() {
   let batchId = 0;
   for (let round_ = 0; round_ < INGEST_ROUNDS; round_++) {
     for (const mode of Object.keys(MODES) as Array<keyof typeof MODES>) {
+      if (only.length && !only.includes(mode)) continue;
       await layout(mode === "btree_daily");
       await dropIndexes(sql);
       for (const name of MODES[mode]) {
@@ -130,7 +133,7 @@ async function main() {
       log(`ingest round ${round_ + 1}, ${mode} indexes: ${Math.round(rate)} lines/s`);
     }
   }
-  const med = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+  const med = (xs: number[]) => (xs.length ? percentile([...xs].sort((a, b) => a - b), 50) : NaN);
   await layout(false);
   await sql`drop table logs_today_flat`;
   await sql`truncate logs`;
