@@ -79,6 +79,13 @@ async function main() {
   const check = await searchInventory(sql, ALL, q("package", "openssl >= 3.0.8"));
   const host = (await findHost(sql, ALL, 1))!;
 
+  if (flag("explain")) {
+    for (const pattern of ["pkg-29%"]) {
+      const plan = await sql`explain (analyze, buffers) select a.id, a.hostname, x.name, x.version, x.arch from inventory_packages x join agents a on a.id = x.agent_id
+        where x.name like ${pattern} and a.revoked_at is null order by a.hostname, a.id, x.name, x.arch limit 200000`;
+      log(plan.map((r) => r["QUERY PLAN"]).join("\n"));
+    }
+  }
   const results = {
     package_common_constraint: await time(RUNS, () => searchInventory(sql, ALL, q("package", "openssl >= 3.0.8"))),
     package_rare: await time(RUNS, () => searchInventory(sql, ALL, q("package", "rare-tool"))),
