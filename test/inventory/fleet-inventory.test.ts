@@ -285,3 +285,16 @@ test("API: GET /api/inventory with a token scoped to group:web never names anoth
   const hostsOnly = (await createApiToken(sql, other.userId, { name: "hosts-only", permissions: ["hosts.view"], scopeTags: [], expiresInDays: 1, aiClient: false, clientName: "" })).token;
   expect((await h.send("/api/inventory?q=nginx", { headers: { authorization: `Bearer ${hostsOnly}` } })).status).toBe(403);
 }, 30_000);
+
+test("a broad glob for the page: the first matches of each host with their count, the same totals as the full answer", async () => {
+  const full = await searchInventory(sql, ALL, q("package", "lib-filler-*"));
+  const page = await searchInventory(sql, ALL, q("package", "lib-filler-*"), { itemsPerHost: 20 });
+  expect(full.hosts.map((x) => [x.hostname, x.items.length, x.count])).toEqual([["web-1", 600, 600]]);
+  expect(page.hosts.map((x) => [x.hostname, x.items.length, x.count])).toEqual([["web-1", 20, 600]]);
+  expect(page.hosts[0]!.items).toEqual(full.hosts[0]!.items.slice(0, 20));
+  expect(page.items).toBe(600);
+  expect(full.items).toBe(600);
+  // with a version constraint every match is compared in the server: counts still agree
+  const constrained = await searchInventory(sql, ALL, q("package", "lib-filler-* >= 1.0"), { itemsPerHost: 20 });
+  expect(constrained.hosts[0]!.count).toBe(600);
+}, 30_000);

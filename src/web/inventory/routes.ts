@@ -104,7 +104,8 @@ export function inventoryRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[
             view = { asked: true, problem: parsed.problem };
           } else {
             const t0 = performance.now();
-            const r = await searchInventory(sql, req.scope, parsed.query);
+            // the page lists the first ITEMS_SHOWN matches a host (with the count); the CSV all of them
+            const r = await searchInventory(sql, req.scope, parsed.query, csv ? {} : { itemsPerHost: ITEMS_SHOWN });
             if (csv) {
               return new Response(inventoryCsv(r), {
                 headers: securityHeaders(new Headers({ "content-type": "text/csv; charset=utf-8", "content-disposition": `attachment; filename="inventory-${kind}.csv"` })),
@@ -113,7 +114,7 @@ export function inventoryRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[
             view = {
               asked: true, problem: "",
               // a broad glob can match dozens of packages per host: the page lists the first ones (the CSV has all)
-              hosts: r.hosts.map((h) => ({ ...h, os: h.os || "–", items: h.items.slice(0, ITEMS_SHOWN), more: Math.max(0, h.items.length - ITEMS_SHOWN) })),
+              hosts: r.hosts.map((h) => ({ ...h, os: h.os || "–", items: h.items.slice(0, ITEMS_SHOWN), more: Math.max(0, h.count - ITEMS_SHOWN) })),
               count: r.hosts.length, of: r.hostsWithInventory, items: r.items,
               itemLabel: { package: "matching packages", port: "listening sockets", user: "accounts", updates: "pending security updates" }[kind],
               constraint: parsed.query.kind === "package" && parsed.query.op ? `${parsed.query.op} ${parsed.query.version}` : "",
