@@ -71,6 +71,9 @@ test("with hourly leaves (as the server partitions logs), today's hours get the 
     const leaves = (await own.sql`select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid join pg_class p on p.oid = i.inhparent where p.relname = 'logs_p20261210' order by 1`).map((r) => r.relname);
     expect(leaves.length).toBe(24);
     expect(leaves[0]).toBe("logs_p20261210_h00");
+    // a day already over when created (retention filled in at first start) stays one table
+    const kinds = Object.fromEntries((await own.sql`select relname, relkind from pg_class where relname in ('logs_p20261209', 'logs_p20261210', 'logs_p20261211')`).map((r) => [r.relname, r.relkind]));
+    expect(kinds).toEqual({ logs_p20261209: "r", logs_p20261210: "p", logs_p20261211: "p" });
     // 14:00-15:00 is over at 15:30; 15:00-16:00 takes the ingest
     await own.sql`insert into logs (agent_id, batch_id, ts, severity, source, message)
       select 1, 1, ${new Date(Date.UTC(2026, 11, 10, 14))}::timestamptz + g * interval '1 second', 6, 'app', 'hourly line ' || g || case when g = 99 then ' zebracorn' else '' end
