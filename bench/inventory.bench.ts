@@ -7,6 +7,9 @@
  *   - package_common_constraint: a package every host has, with a version constraint (every
  *     host's version compared in the server, dpkg order)
  *   - package_rare, package_glob, port, user, security_updates: the other questions
+ *   - package_glob_rows_to_server: the glob in the shape searchInventory used before (every
+ *     matching row to the server, grouped there), and package_glob_constraint: a glob with a
+ *     version constraint (which still takes that shape: versions are compared in the server)
  *   - package_scoped: the common package for a user scoped to 10 % of the hosts
  *   - host_packages_filter: one host's package list filtered by name (the host page's search)
  *   - baseline_json_scan: the same common-package question answered from the JSON documents
@@ -76,10 +79,39 @@ async function main() {
   const check = await searchInventory(sql, ALL, q("package", "openssl >= 3.0.8"));
   const host = (await findHost(sql, ALL, 1))!;
 
+  if (flag("explain")) {
+    // where a broad glob's time goes: the statement in the database, and the whole search
+    const plan = await sql`explain (analyze, buffers) select a.id, a.hostname, x.name, x.version, x.arch from inventory_packages x join agents a on a.id = x.agent_id
+      where x.name like 'pkg-29%' and a.revoked_at is null order by a.hostname, a.id, x.name, x.arch limit 200000`;
+    log(plan.map((r) => r["QUERY PLAN"]).join("\n"));
+    const dbOnly = await time(RUNS, () => sql`select count(*) from (select a.id, a.hostname, x.name, x.version, x.arch from inventory_packages x join agents a on a.id = x.agent_id
+      where x.name like 'pkg-29%' and a.revoked_at is null order by a.hostname, a.id, x.name, x.arch limit 200000) s`);
+    const bound = await time(RUNS, () => sql`select count(*) from inventory_packages x where x.name like ${"pkg-29%"}`);
+    const rowsOnly = await time(RUNS, () => sql`select x.agent_id, x.name, x.version, x.arch from inventory_packages x where x.name like 'pkg-29%'`);
+    const search = await time(RUNS, () => searchInventory(sql, ALL, q("package", "pkg-29*")));
+    log(`glob: statement in the database ${JSON.stringify(dbOnly)}, count with a bound pattern ${JSON.stringify(bound)}, rows to the client ${JSON.stringify(rowsOnly)}, searchInventory ${JSON.stringify(search)}`);
+  }
   const results = {
     package_common_constraint: await time(RUNS, () => searchInventory(sql, ALL, q("package", "openssl >= 3.0.8"))),
     package_rare: await time(RUNS, () => searchInventory(sql, ALL, q("package", "rare-tool"))),
     package_glob: await time(RUNS, () => searchInventory(sql, ALL, q("package", "pkg-29*"))),
+    // as the page asks: the first 20 matches a host, with the count
+    package_glob_page: await time(RUNS, () => searchInventory(sql, ALL, q("package", "pkg-29*"), { itemsPerHost: 20 })),
+    // the glob as searchInventory asked it before (one row per matching package to the server,
+    // grouped there): the shape it still uses when versions are compared
+    package_glob_rows_to_server: await time(RUNS, async () => {
+      const rows = await sql`select a.id as agent_id, a.hostname, h.os_name, h.os_id, h.updates_source, x.name, x.version, x.arch
+        from inventory_packages x join agents a on a.id = x.agent_id left join inventory_hosts h on h.agent_id = x.agent_id
+        where x.name like 'pkg-29%' and a.revoked_at is null order by a.hostname, a.id, x.name, x.arch limit 200000`;
+      const byHost = new Map<number, string[]>();
+      for (const r of rows) {
+        const id = Number(r.agent_id);
+        if (!byHost.has(id)) byHost.set(id, []);
+        byHost.get(id)!.push(`${r.name} ${r.version}${r.arch ? ` (${r.arch})` : ""}`);
+      }
+      return byHost;
+    }),
+    package_glob_constraint: await time(RUNS, () => searchInventory(sql, ALL, q("package", "pkg-29* >= 1.5"))),
     package_scoped: await time(RUNS, () => searchInventory(sql, web, q("package", "openssl >= 3.0.8"))),
     port: await time(RUNS, () => searchInventory(sql, ALL, q("port", "443/tcp"))),
     user: await time(RUNS, () => searchInventory(sql, ALL, q("user", "postgres"))),

@@ -7,11 +7,13 @@
  *      with generate_series over 2,000 hosts and 48 hours ending at the end of today (UTC), from
  *      realistic templates (sshd, cron, nginx, kernel, systemd, postgres...), loaded without the
  *      indexes, which are then built as migration 500 and partition upkeep build them: (ts, id)
- *      and BRIN on the parent, the trigram index on the partitions of past days only;
+ *      and BRIN on the parent, the trigram index on the hourly leaves whose hour is over;
  *   3. p50/p95 of the search's query (src/logs/search.ts, first page of 100, newest first, over
- *      the last 24 h, i.e. today's unindexed partition) for: a rare word, a common word, a
- *      phrase, host: + word, level:err, NOT, and a tag-scoped caller's common word; then again
- *      with the trigram index on every partition, for comparison.
+ *      the last 24 h) for: a rare word, a common word, a phrase, host: + word, level:err, NOT,
+ *      and a tag-scoped caller's common word; three times: with the trigram index on past days
+ *      only (the design before hourly leaves: today's partition unindexed), with it also on
+ *      today's sealed hours (the design: upkeep at 23:59, only the current hour unindexed),
+ *      and on every partition, for comparison.
  * Prints progress on stderr and one JSON object as the last line of stdout.
  */
 import { HostScope } from "../src/auth/host-scope.ts";
@@ -85,11 +87,28 @@ async function main() {
   // migration 500 leaves on the partition taking ingest; "with": the trigram index on the parent
   // too (every partition maintains it row by row), the rejected alternative
   // "with_big_pending": the same, with a 64 MB GIN pending list (the default is 4 MB)
-  const MODES = { without: [] as string[], btree: ["logs_ts_id", "logs_id_brin"], with: Object.keys(INDEXES), with_big_pending: Object.keys(INDEXES) };
-  const rates: Record<keyof typeof MODES, number[]> = { without: [], btree: [], with: [], with_big_pending: [] };
+  // "btree_daily": btree + BRIN with today's partition one plain table (the layout before hourly
+  // leaves), against "btree" into today's hourly leaves: what the leaves cost ingest
+  const MODES = { without: [] as string[], btree: ["logs_ts_id", "logs_id_brin"], btree_daily: ["logs_ts_id", "logs_id_brin"], with: Object.keys(INDEXES), with_big_pending: Object.keys(INDEXES) };
+  const rates: Record<keyof typeof MODES, number[]> = { without: [], btree: [], btree_daily: [], with: [], with_big_pending: [] };
+  // --ingest-modes btree,btree_daily: only those (more rounds of one comparison in the same time)
+  const only = arg("ingest-modes", "").split(",").filter(Boolean);
+  const dayStart = Math.floor(Date.now() / 86_400_000) * 86_400_000;
+  const todayName = `logs_p${new Date(dayStart).toISOString().slice(0, 10).replace(/-/g, "")}`;
+  const bounds = `from ('${new Date(dayStart).toISOString()}') to ('${new Date(dayStart + 86_400_000).toISOString()}')`;
+  await sql.unsafe(`create table logs_today_flat (like logs including defaults including constraints)`);
+  let flat = false;
+  const layout = async (wantFlat: boolean) => {
+    if (flat === wantFlat) return;
+    await sql.unsafe(`alter table logs detach partition ${wantFlat ? todayName : "logs_today_flat"}`);
+    await sql.unsafe(`alter table logs attach partition ${wantFlat ? "logs_today_flat" : todayName} for values ${bounds}`);
+    flat = wantFlat;
+  };
   let batchId = 0;
   for (let round_ = 0; round_ < INGEST_ROUNDS; round_++) {
     for (const mode of Object.keys(MODES) as Array<keyof typeof MODES>) {
+      if (only.length && !only.includes(mode)) continue;
+      await layout(mode === "btree_daily");
       await dropIndexes(sql);
       for (const name of MODES[mode]) {
         const ddl = INDEXES[name as keyof typeof INDEXES];
@@ -114,7 +133,9 @@ async function main() {
       log(`ingest round ${round_ + 1}, ${mode} indexes: ${Math.round(rate)} lines/s`);
     }
   }
-  const med = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+  const med = (xs: number[]) => (xs.length ? percentile([...xs].sort((a, b) => a - b), 50) : NaN);
+  await layout(false);
+  await sql`drop table logs_today_flat`;
   await sql`truncate logs`;
   await dropIndexes(sql);
 
@@ -161,11 +182,13 @@ async function main() {
     build[name] = round((performance.now() - t) / 1000, 1);
     log(`  index ${name} built in ${build[name]} s`);
   }
-  // as partition upkeep does: the trigram index on every partition whose day is over
+  // the design before hourly leaves: the trigram index only on the partitions of past days, as
+  // if upkeep ran at 00:00 today (today's 24 leaves, holding a whole day, searched without it)
+  const startOfToday = Math.floor(now / 86_400_000) * 86_400_000;
   let t1 = performance.now();
-  const sealed = await indexSealedLogPartitions(sql);
+  const sealed = await indexSealedLogPartitions(sql, startOfToday);
   build.trgm_sealed_partitions = round((performance.now() - t1) / 1000, 1);
-  log(`  trigram index on ${sealed.join(", ")} built in ${build.trgm_sealed_partitions} s`);
+  log(`  trigram index on ${sealed.length} partitions of past days built in ${build.trgm_sealed_partitions} s`);
   await sql`vacuum analyze logs`;
   const sizeOf = async (rel: string) => Number((await sql`select coalesce(sum(pg_relation_size(relid)), 0)::bigint as b from pg_partition_tree(${rel}::regclass)`)[0]!.b);
   const trgmSize = async () => Number((await sql`select coalesce(sum(pg_relation_size(c.oid)), 0)::bigint as b from pg_class c where c.relname like 'logs\_p%\_message\_trgm'`)[0]!.b);
@@ -204,14 +227,23 @@ async function main() {
   }
   return queries;
   };
-  // the design: today's partition (ingest) without the trigram index, older ones with it
-  const todayLines = Number((await sql`select count(*)::bigint as n from logs where ts >= date_trunc('day', now() at time zone 'utc') at time zone 'utc'`)[0]!.n);
-  const queries = await measure("sealed-only");
+  // before: today's partition (ingest) without the trigram index, older days with it
+  const todayLines = Number((await sql`select count(*)::bigint as n from logs where ts >= ${new Date(startOfToday)}`)[0]!.n);
+  const queries_days_only = await measure("days-only (before)");
   sizes_mb.trgm_sealed_partitions = round((await trgmSize()) / 1048576, 1);
-  // for comparison: every partition indexed (as if the index were on the parent)
+  // now: hourly leaves, upkeep at 23:59 (the bench's `now`) has indexed every hour of today but the last
+  t1 = performance.now();
+  const hours = await indexSealedLogPartitions(sql, now);
+  build.trgm_todays_sealed_hours = round((performance.now() - t1) / 1000, 1);
+  log(`  trigram index on ${hours.length} sealed hours of today built in ${build.trgm_todays_sealed_hours} s`);
+  const currentHourLines = Number((await sql`select count(*)::bigint as n from logs where ts >= ${new Date(Math.floor(now / 3_600_000) * 3_600_000)}`)[0]!.n);
+  await sql`analyze logs`;
+  const queries = await measure("hourly (design)");
+  sizes_mb.trgm_with_todays_hours = round((await trgmSize()) / 1048576, 1);
+  // for comparison: every partition indexed, the current hour too (as if the index were on the parent)
   t1 = performance.now();
   await indexSealedLogPartitions(sql, Date.now() + 3 * 86_400_000);
-  build.trgm_all_partitions = round((performance.now() - t1) / 1000 + build.trgm_sealed_partitions, 1);
+  build.trgm_all_partitions = round((performance.now() - t1) / 1000 + build.trgm_sealed_partitions + build.trgm_todays_sealed_hours, 1);
   await sql`analyze logs`;
   const queries_all_partitions_indexed = await measure("all-indexed");
   sizes_mb.trgm_all_partitions = round((await trgmSize()) / 1048576, 1);
@@ -222,9 +254,9 @@ async function main() {
     bench: "logs", ...environment(), quick, lines: LINES, hosts: HOSTS, runs: RUNS,
     ingest: {
       lines_per_round: INGEST_LINES, rounds: INGEST_ROUNDS, with_indexes_lines_per_s: Math.round(withRate), without_indexes_lines_per_s: Math.round(withoutRate),
-      btree_only_lines_per_s: Math.round(med(rates.btree)), with_big_pending_lines_per_s: Math.round(med(rates.with_big_pending)), ratio_with_to_without: round(withRate / withoutRate, 3), ratio_btree_only_to_without: round(med(rates.btree) / withoutRate, 3),
+      btree_only_lines_per_s: Math.round(med(rates.btree)), btree_daily_partition_lines_per_s: Math.round(med(rates.btree_daily)), ratio_hourly_leaves_to_daily: round(med(rates.btree) / med(rates.btree_daily), 3), with_big_pending_lines_per_s: Math.round(med(rates.with_big_pending)), ratio_with_to_without: round(withRate / withoutRate, 3), ratio_btree_only_to_without: round(med(rates.btree) / withoutRate, 3),
     },
-    load: { seconds: round(loadS, 1), lines_per_s: Math.round(LINES / loadS), lines_in_todays_unindexed_partition: todayLines }, index_build_s: build, sizes_mb, queries, queries_all_partitions_indexed,
+    load: { seconds: round(loadS, 1), lines_per_s: Math.round(LINES / loadS), lines_today: todayLines, lines_in_current_unindexed_hour: currentHourLines }, index_build_s: build, sizes_mb, queries_days_only, queries, queries_all_partitions_indexed,
     total_s: round((performance.now() - t0) / 1000, 1),
   }));
 }

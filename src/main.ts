@@ -15,6 +15,7 @@ import { createSso } from "./auth/sso/routes.ts";
 import { loadSsoConfig } from "./auth/sso/config.ts";
 import { loadClickhouseConfig, startClickhouseTier } from "./store/clickhouse/tier.ts";
 import { createClickhouseQueries } from "./store/clickhouse/queries.ts";
+import { clickhouseLogArchive } from "./logs/archive.ts";
 import { createQueryRouter, routedRangeStore } from "./store/query-router.ts";
 import { postgresRangeStore } from "./store/range.ts";
 import { startClusterBus } from "./cluster/bus.ts";
@@ -48,7 +49,7 @@ async function main(): Promise<void> {
   // partitions are DDL on tables the owner owns: the owner's small pool creates and drops them
   const upkeep = startPartitionUpkeep(db.ownerSql, timeSeriesTables(config.retentionMetricsDays, config.retentionLogsDays, {
     minuteDays: config.retentionRollup1mDays, hourDays: config.retentionRollup1hDays,
-  }));
+  }, { hourlyLogs: !chConfig.url })); // the ClickHouse shipper's reads have no time bound: daily logs partitions (partitions.ts)
   await upkeep.ready;
   // metric rollups for long chart ranges: one node at a time (advisory lock), exactly once
   const rollups = startRollups({ sql: db.sql, rawDays: config.retentionMetricsDays });
@@ -103,7 +104,7 @@ async function main(): Promise<void> {
   const consoleDeps = {
     license, agentDistDir, agentBuilds, serverPubkeyPin: pubkeyPin(cert.cert),
     sql: db.sql, config, dataDir: config.dataDir, serverFingerprint: cert.fingerprint,
-    ranges: routedRangeStore(router), security: { commandKey: commandDeps.commandKey, dispatch: commandDeps.dispatch },
+    ranges: routedRangeStore(router), logArchive: tier && clickhouseLogArchive(tier.ch, config.retentionLogsDays), security: { commandKey: commandDeps.commandKey, dispatch: commandDeps.dispatch },
   };
   const consoleRuntime = await startConsole(consoleDeps);
   const consoleServices = createServices(consoleDeps);

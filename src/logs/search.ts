@@ -7,6 +7,7 @@ import type { Sql } from "postgres";
 import type { HostScope } from "../auth/host-scope.ts";
 import { inScope } from "../store/postgres/queries-console.ts";
 import { logQuerySql, type LogQuery } from "./log-query.ts";
+import { parseArchiveId, type LogArchive } from "./archive.ts";
 
 export interface FleetLogLine {
   /** null for lines stored before migration 500 (they page by ts alone). */
@@ -24,7 +25,7 @@ export interface FleetLogLine {
 /** Where the previous page ended: the last line's time in µs since the epoch, and its id. */
 export interface LogCursor {
   us: bigint;
-  /** null for a line stored before migration 500. */
+  /** null for a line stored before migration 500; "c<agent>-<batch>-<n>" for a line of the ClickHouse archive. */
   id: string | null;
 }
 
@@ -38,14 +39,14 @@ export interface FleetLogSearch {
   before?: LogCursor;
 }
 
-/** Cursor text for URLs: "<µs since the epoch>~<id>" (id empty for lines before migration 500). */
+/** Cursor text for URLs: "<µs since the epoch>~<id>" (id empty for lines before migration 500, "c…" for archived ones). */
 export function encodeCursor(line: { ts_us: string; id: string | null }): string {
   return `${line.ts_us}~${line.id ?? ""}`;
 }
 
 /** Parses encodeCursor's text; undefined when it is not one. */
 export function decodeCursor(text: string | null | undefined): LogCursor | undefined {
-  const m = /^(\d{1,17})~(\d{0,18})$/.exec(text ?? "");
+  const m = /^(\d{1,17})~(\d{0,18}|c\d{1,19}-\d{1,20}-\d{1,10})$/.exec(text ?? "");
   return m ? { us: BigInt(m[1]!), id: m[2] ? m[2] : null } : undefined;
 }
 
@@ -62,6 +63,43 @@ function isoMicros(us: bigint): string {
  */
 export async function searchFleetLogs(db: Sql, scope: HostScope, o: FleetLogSearch): Promise<FleetLogLine[]> {
   return await customPlan(db, (sql) => searchPage(sql, scope, o));
+}
+
+export interface TieredLogSearch {
+  lines: FleetLogLine[];
+  /** Whether the ClickHouse archive was asked (the range reaches past PostgreSQL's retention), and how it went. */
+  archive: "not-needed" | "searched" | "unavailable";
+  /** Why the archive could not be read (its lines are then missing from `lines`). */
+  archiveError?: string;
+}
+
+/**
+ * searchFleetLogs over both tiers: PostgreSQL for the part of the range it keeps, and, when the
+ * ClickHouse tier is on (`archive`), the archive for the part older than PostgreSQL's cutoff,
+ * newest first across both (every archived line is older than every PostgreSQL line, so a page
+ * is PostgreSQL's lines then the archive's). A cursor from an archived line pages on in the
+ * archive. If the archive fails, PostgreSQL's lines are returned with the reason.
+ */
+export async function searchFleetLogsTiered(db: Sql, scope: HostScope, o: FleetLogSearch, archive?: LogArchive): Promise<TieredLogSearch> {
+  if (!archive) return { lines: await searchFleetLogs(db, scope, o), archive: "not-needed" };
+  const cutoff = archive.cutoff();
+  const limit = Math.min(Math.max(1, Math.trunc(o.limit)), 500);
+  const inArchive = o.before?.id ? parseArchiveId(o.before.id) : undefined;
+  const lines: FleetLogLine[] = [];
+  if (!inArchive && o.to > cutoff) {
+    const from = o.from > cutoff ? o.from : cutoff;
+    lines.push(...(await searchFleetLogs(db, scope, { ...o, from })));
+  }
+  if (lines.length >= limit || o.from >= cutoff) return { lines, archive: "not-needed" };
+  try {
+    const older = await archive.search(db, scope, {
+      query: o.query, from: o.from, to: o.to < cutoff ? o.to : cutoff, limit: limit - lines.length,
+      before: inArchive && o.before ? { ms: Number(o.before.us / 1000n), ...inArchive } : undefined,
+    });
+    return { lines: [...lines, ...older], archive: "searched" };
+  } catch (e) {
+    return { lines, archive: "unavailable", archiveError: e instanceof Error ? e.message.split("\n")[0]! : String(e) };
+  }
 }
 
 /**

@@ -28,7 +28,8 @@ export interface DumpManifest {
   version: 1;
   serverVersion: string;
   migrations: string[];
-  partitions: { name: string; parent: string; bound: string }[];
+  /** `partitionBy`: the key of a partition that is itself partitioned (the hourly leaves of a `logs` day). */
+  partitions: { name: string; parent: string; bound: string; partitionBy?: string }[];
   sequences: { name: string; lastValue: string }[];
   tables: { name: string; file: string; columns: string[]; rows: number }[];
 }
@@ -42,11 +43,13 @@ export async function dumpDatabase(sql: Sql, dir: string): Promise<DumpManifest>
   return await sql.begin("isolation level repeatable read read only", async (tx) => {
     const [{ version }] = await tx<{ version: string }[]>`select current_setting('server_version') as version`;
     const migrations = (await tx<{ version: string }[]>`select version from schema_migrations order by version`).map((r) => r.version);
-    const partitions = await tx<{ name: string; parent: string; bound: string }[]>`
-      select c.relname as name, p.relname as parent, pg_get_expr(c.relpartbound, c.oid) as bound
+    const partitions = (await tx<{ name: string; parent: string; bound: string; partitionBy: string | null }[]>`
+      select c.relname as name, p.relname as parent, pg_get_expr(c.relpartbound, c.oid) as bound,
+        case when c.relkind = 'p' then pg_get_partkeydef(c.oid) end as "partitionBy"
       from pg_inherits i join pg_class c on c.oid = i.inhrelid join pg_class p on p.oid = i.inhparent
       join pg_namespace n on n.oid = c.relnamespace
-      where n.nspname = 'public' and c.relispartition and c.relkind in ('r', 'p') order by c.relname`;
+      where n.nspname = 'public' and c.relispartition and c.relkind in ('r', 'p') order by c.relname`)
+      .map((r) => ({ name: r.name, parent: r.parent, bound: r.bound, ...(r.partitionBy ? { partitionBy: r.partitionBy } : {}) }));
     const sequences = await tx<{ name: string; lastValue: string }[]>`
       select sequencename as name, last_value::text as "lastValue" from pg_sequences
       where schemaname = 'public' and last_value is not null order by 1`;
@@ -138,7 +141,8 @@ export async function loadDatabase(sql: Sql, dir: string): Promise<{ tables: num
   let rows = 0;
   await sql.begin(async (tx) => {
     for (const p of m.partitions) {
-      await tx.unsafe(`create table if not exists ${ident(p.name)} partition of ${ident(p.parent)} ${p.bound}`);
+      // a parent sorts before its own partitions (their names extend it: logs_pYYYYMMDD, logs_pYYYYMMDD_hHH)
+      await tx.unsafe(`create table if not exists ${ident(p.name)} partition of ${ident(p.parent)} ${p.bound}${p.partitionBy ? ` partition by ${p.partitionBy}` : ""}`);
     }
     await tx.unsafe("set local session_replication_role = replica");
     // migrations seed some rows (built-in roles, settings): the dump's rows replace them

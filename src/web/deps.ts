@@ -5,6 +5,7 @@ import type { Renderer } from "./render.ts";
 import type { SettingsStore } from "../settings/console-settings.ts";
 import type { SecretBox } from "../auth/secret-box.ts";
 import type { RangeStore } from "../store/range.ts";
+import type { LogArchive } from "../logs/archive.ts";
 import type { ConsoleRoute } from "./route.ts";
 import type { CommandDeps } from "../security/issue.ts";
 import type { Threshold } from "../security/incidents.ts";
@@ -42,6 +43,8 @@ export interface ConsoleDeps {
    * composition root has one; PostgreSQL directly otherwise.
    */
   ranges?: RangeStore;
+  /** With the ClickHouse tier on: the fleet log search reads lines older than PostgreSQL's retention there (src/logs/archive.ts). */
+  logArchive?: LogArchive;
   /**
    * Signing and delivery of security commands (scan, remediate, rollback). Without it the
    * security routes are still served, and a command answers that no command channel is set up.

@@ -226,3 +226,75 @@ test("the host page's package list: searched on the server, with a showing-N-of-
   expect((await h.send(`/hosts/${db1}/packages?q=post`, { session: scoped })).status).toBe(404);
   expect((await h.send(`/hosts/${web2}/packages`, { session: scoped })).status).toBe(200);
 }, 30_000);
+
+test("API: GET /api/inventory with a token scoped to group:web never names another host; malformed queries are a 400 with the problem", async () => {
+  const { createApiToken } = await import("../../src/auth/api-tokens.ts");
+  const owner = await h.userWith(["inventory.view"]);
+  const mk = async (scopeTags: string[], permissions = ["inventory.view"]) =>
+    (await createApiToken(sql, owner.userId, { name: `t${scopeTags.join()}${permissions.join()}`, permissions, scopeTags, expiresInDays: 1, aiClient: false, clientName: "" })).token;
+  const all = await mk([]);
+  const web = await mk(["group:web"]);
+  const api = async (qs: Record<string, string>, token: string) => {
+    const res = await h.send(`/api/inventory?${new URLSearchParams(qs)}`, { headers: { authorization: `Bearer ${token}` } });
+    return { status: res.status, type: res.headers.get("content-type"), body: (await res.json()) as any };
+  };
+  const r = await api({ kind: "package", q: "nginx >= 1.22" }, all);
+  expect(r.status).toBe(200);
+  expect(r.type).toStartWith("application/json");
+  expect(r.body.hosts).toEqual([
+    { id: db1, hostname: "db-secret-1", os: "Debian GNU/Linux 12 (bookworm)", package_format: "dpkg", matches: ["nginx 1.24.0-1 (amd64)"] },
+    { id: web1, hostname: "web-1", os: "Debian GNU/Linux 12 (bookworm)", package_format: "dpkg", matches: ["nginx 1.22.1-9 (amd64)"] },
+  ]);
+  expect(r.body).toMatchObject({ kind: "package", query: { kind: "package", name: "nginx", glob: false, op: ">=", version: "1.22" }, items: 2, truncated: false });
+  expect((await api({ q: "nginx" }, all)).body.hosts.map((x: any) => x.hostname)).toEqual(["db-secret-1", "web-1", "web-2"]); // kind defaults to package
+  expect((await api({ kind: "port", q: "443" }, all)).body.hosts.map((x: any) => x.hostname)).toEqual(["db-secret-1", "web-1"]);
+
+  // the scoped token: web hosts only, whatever the question; counts are of its hosts only
+  for (const [kind, q] of [["package", "nginx"], ["package", "postgresql-*"], ["port", "5432"], ["port", "443"], ["user", "postgres"], ["updates", ""], ["updates", "curl"]] as const) {
+    const s = await api({ kind, q }, web);
+    expect({ kind, q, status: s.status }).toEqual({ kind, q, status: 200 });
+    const text = JSON.stringify(s.body);
+    expect({ kind, q, leak: text.includes("db-secret-1") || text.includes("1.24.0-1") || s.body.hosts.some((x: any) => x.id === db1) }).toEqual({ kind, q, leak: false });
+  }
+  const up = await api({ kind: "updates" }, web);
+  expect(up.body.hosts.map((x: any) => x.hostname)).toEqual(["web-1"]);
+  expect(up.body.items).toBe(2);
+  expect((await api({ kind: "package", q: "nginx" }, web)).body.hosts.map((x: any) => x.hostname)).toEqual(["web-1", "web-2"]);
+
+  // malformed: 400, JSON, the parser's sentence
+  const cases: Array<[Record<string, string>, string]> = [
+    [{ kind: "package", q: "nginx => 1.22" }, 'Unknown operator "=>"'],
+    [{ kind: "package", q: "nginx >=" }, "needs a version"],
+    [{ kind: "package", q: "" }, "Enter a package name"],
+    [{ kind: "package", q: "a".repeat(250) }, "at most 200"],
+    [{ kind: "port", q: "99999" }, "out of range"],
+    [{ kind: "port", q: "https" }, "is not a port query"],
+    [{ kind: "user", q: "a b" }, "is not a user name"],
+    [{ kind: "bogus", q: "x" }, 'Unknown search kind "bogus"'],
+  ];
+  for (const [qs, want] of cases) {
+    const b = await api(qs, all);
+    expect({ qs, status: b.status, code: b.body.error?.code, says: String(b.body.error?.message).includes(want) }).toEqual({ qs, status: 400, code: "bad_request", says: true });
+  }
+  const nul = await h.send("/api/inventory?kind=package&q=ngi%00nx", { headers: { authorization: `Bearer ${all}` } });
+  expect(nul.status).toBe(400);
+  expect(((await nul.json()) as any).error.message).toContain("NUL character");
+
+  // a token without inventory.view: refused
+  const other = await h.userWith(["hosts.view", "inventory.view"]);
+  const hostsOnly = (await createApiToken(sql, other.userId, { name: "hosts-only", permissions: ["hosts.view"], scopeTags: [], expiresInDays: 1, aiClient: false, clientName: "" })).token;
+  expect((await h.send("/api/inventory?q=nginx", { headers: { authorization: `Bearer ${hostsOnly}` } })).status).toBe(403);
+}, 30_000);
+
+test("a broad glob for the page: the first matches of each host with their count, the same totals as the full answer", async () => {
+  const full = await searchInventory(sql, ALL, q("package", "lib-filler-*"));
+  const page = await searchInventory(sql, ALL, q("package", "lib-filler-*"), { itemsPerHost: 20 });
+  expect(full.hosts.map((x) => [x.hostname, x.items.length, x.count])).toEqual([["web-1", 600, 600]]);
+  expect(page.hosts.map((x) => [x.hostname, x.items.length, x.count])).toEqual([["web-1", 20, 600]]);
+  expect(page.hosts[0]!.items).toEqual(full.hosts[0]!.items.slice(0, 20));
+  expect(page.items).toBe(600);
+  expect(full.items).toBe(600);
+  // with a version constraint every match is compared in the server: counts still agree
+  const constrained = await searchInventory(sql, ALL, q("package", "lib-filler-* >= 1.0"), { itemsPerHost: 20 });
+  expect(constrained.hosts[0]!.count).toBe(600);
+}, 30_000);

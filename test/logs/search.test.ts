@@ -187,3 +187,67 @@ test("route: paging links and the live tail poll through the route", async () =>
   const none = await (await h.send(next, { session: admin, headers: { "hx-request": "true", "hx-target": "log-tail", "x-console-poll": "1" } })).text();
   expect(none).not.toContain("log-line");
 });
+
+test("API: GET /api/logs with a token scoped to group:web never returns another host's lines; pages by cursor; malformed input is a 400 with the problem", async () => {
+  const { createApiToken } = await import("../../src/auth/api-tokens.ts");
+  const owner = await h.userWith(["logs.view"]);
+  const mk = async (scopeTags: string[], permissions = ["logs.view"]) =>
+    (await createApiToken(sql, owner.userId, { name: `t${scopeTags.join()}${permissions.join()}`, permissions, scopeTags, expiresInDays: 1, aiClient: false, clientName: "" })).token;
+  const web = await mk(["group:web"]);
+  const all = await mk([]);
+  const api = async (qs: Record<string, string>, token: string) => {
+    const res = await h.send(`/api/logs?${new URLSearchParams(qs)}`, { headers: { authorization: `Bearer ${token}` } });
+    return { status: res.status, body: await res.json() as any };
+  };
+  await line(web1, 5, 4, "kernel", "apiword disk on web-1");
+  await line(web2, 6, 6, "cron.service", "apiword accepted on web-2");
+  await line(db1, 7, 3, "postgresql.service", "apiword disk on db-1 (secret)");
+  await line(db1, 8, 7, "postgresql.service", "apiword debug on db-1");
+  const from = String(now - 3600_000);
+  const everyone = await api({ q: "apiword", from }, all);
+  expect(everyone.status).toBe(200);
+  expect(everyone.body.lines.map((l: any) => l.host.hostname)).toEqual(["web-1", "web-2", "db-1", "db-1"]);
+  expect(everyone.body.lines[0]).toMatchObject({ host: { id: web1, hostname: "web-1" }, level: "warning", severity: 4, source: "kernel", message: "apiword disk on web-1" });
+  expect(everyone.body.next).toBeNull();
+
+  // the scoped token: web hosts only, even when asking for db-1 by name or by its tag
+  for (const q of ["apiword", "apiword host:db-1", "apiword level:debug", "apiword tag:env=prod", "secret"]) {
+    const r = await api({ q, from }, web);
+    expect(r.status).toBe(200);
+    expect({ q, hosts: r.body.lines.map((l: any) => l.host.hostname).filter((n: string) => !n.startsWith("web-")) }).toEqual({ q, hosts: [] });
+  }
+  expect((await api({ q: "apiword host:db-1", from }, web)).body.lines).toEqual([]);
+  expect((await api({ q: "apiword", from }, web)).body.lines.map((l: any) => l.message)).toEqual(["apiword disk on web-1", "apiword accepted on web-2"]);
+  expect((await api({ q: "apiword", from, tag: "env=prod" }, web)).body.lines.map((l: any) => l.host.hostname)).toEqual(["web-1"]);
+
+  // paging: limit 2, then the next cursor
+  const p1 = await api({ q: "apiword", from, limit: "2" }, all);
+  expect(p1.body.lines.length).toBe(2);
+  const p2 = await api({ q: "apiword", from, limit: "2", before: p1.body.next }, all);
+  expect([...p1.body.lines, ...p2.body.lines].map((l: any) => l.id)).toEqual(everyone.body.lines.map((l: any) => l.id));
+
+  // malformed: 400 with a message saying what is wrong
+  const cases: Array<[Record<string, string>, string]> = [
+    [{}, "q: a log query is required"],
+    [{ q: '"unclosed' }, "q: "],
+    [{ q: "disk AND" }, "q: "],
+    [{ q: "level:loud" }, "q: "],
+    [{ q: "disk", from: "yesterday" }, "from and to are milliseconds"],
+    [{ q: "disk", from: String(now), to: String(now - 1000) }, "from must be before to"],
+    [{ q: "disk", from: "0", to: String(now) }, "from and to are at most 400 days apart"],
+    [{ q: "disk", limit: "0" }, "limit is an integer 1-500"],
+    [{ q: "disk", limit: "x" }, "limit is an integer 1-500"],
+    [{ q: "disk", before: "garbage" }, "before: not a cursor"],
+  ];
+  for (const [qs, want] of cases) {
+    const r = await api(qs, all);
+    expect({ qs, status: r.status, code: r.body.error?.code, says: String(r.body.error?.message).startsWith(want) }).toEqual({ qs, status: 400, code: "bad_request", says: true });
+  }
+  // a parser message is passed on as it is
+  expect((await api({ q: "level:loud" }, all)).body.error.message).toMatch(/^q: .*loud/);
+
+  // a token without logs.view is refused
+  const other = await h.userWith(["hosts.view", "logs.view"]);
+  const hostsOnly = (await createApiToken(sql, other.userId, { name: "hosts-only", permissions: ["hosts.view"], scopeTags: [], expiresInDays: 1, aiClient: false, clientName: "" })).token;
+  expect((await h.send("/api/logs?q=disk", { headers: { authorization: `Bearer ${hostsOnly}` } })).status).toBe(403);
+});

@@ -11,9 +11,17 @@ export interface PartitionedTable {
   retentionDays: number;
   /** Days per partition (default 1); partitions start on multiples of it since the epoch. */
   spanDays?: number;
+  /**
+   * Each (one-day) partition is itself range-partitioned into 24 hourly leaves, named
+   * `<day partition>_hHH` (logs: the search's trigram index is built on each leaf once its
+   * hour is over, so at most the current hour is searched without it). Days stay the unit of
+   * retention: dropping a day's partition drops its leaves.
+   */
+  hourly?: boolean;
 }
 
 const DAY = 86_400_000;
+const HOUR = 3_600_000;
 
 function dayName(table: string, t: number): string {
   return `${table}_p${new Date(t).toISOString().slice(0, 10).replace(/-/g, "")}`;
@@ -41,8 +49,18 @@ export async function ensurePartitions(sql: Sql, t: PartitionedTable, now = Date
   for (let d = first; d <= last; d += span) {
     const name = dayName(t.table, d);
     if (have.has(name)) continue;
+    // hourly leaves only for days not over yet: a past day (created when retention is filled in at
+    // first start) takes no ingest and gets its index whole; 24 leaves a day cost creation time
+    const hourly = t.hourly === true && d + span > Math.floor(now / DAY) * DAY;
     await sql.begin(async (tx) => {
-      await tx.unsafe(`create table ${name} (like ${t.table} including defaults including constraints)`);
+      await tx.unsafe(`create table ${name} (like ${t.table} including defaults including constraints)${hourly ? ` partition by range (${t.column})` : ""}`);
+      if (hourly) {
+        for (let h = 0; h < 24; h++) {
+          const from = new Date(d + h * HOUR).toISOString();
+          const to = new Date(d + (h + 1) * HOUR).toISOString();
+          await tx.unsafe(`create table ${name}_h${String(h).padStart(2, "0")} partition of ${name} for values from ('${from}') to ('${to}')`);
+        }
+      }
       // Rows that arrived before this partition existed sit in the default partition.
       await tx.unsafe(
         `with moved as (delete from ${t.table}_default where ${t.column} >= $1 and ${t.column} < $2 returning *)
@@ -77,11 +95,14 @@ export async function dropExpired(sql: Sql, t: PartitionedTable, now = Date.now(
  * The partitioned tables and their retention. `rollups` adds the rollup tiers (rollups.ts):
  * 1-minute in 7-day partitions, 1-hour in 30-day ones; without it their rows stay in the
  * default partitions (tests), which works the same, only without dropping whole partitions.
+ * `hourlyLogs` (default on): today's and future days' `logs` partitions get hourly leaves (see
+ * PartitionedTable.hourly). Off with the ClickHouse tier: its shipper reads lines by (agent,
+ * batch) with no time bound, which touches every leaf (measured 8-11x slower per step).
  */
-export function timeSeriesTables(metricsDays: number, logsDays: number, rollups?: { minuteDays: number; hourDays: number }): PartitionedTable[] {
+export function timeSeriesTables(metricsDays: number, logsDays: number, rollups?: { minuteDays: number; hourDays: number }, o: { hourlyLogs?: boolean } = {}): PartitionedTable[] {
   return [
     { table: "metric_blocks", column: "t0", retentionDays: metricsDays },
-    { table: "logs", column: "ts", retentionDays: logsDays },
+    { table: "logs", column: "ts", retentionDays: logsDays, hourly: o.hourlyLogs ?? true },
     { table: "security_events", column: "ts", retentionDays: Math.max(metricsDays, 90) },
     ...(rollups
       ? [
@@ -93,20 +114,36 @@ export function timeSeriesTables(metricsDays: number, logsDays: number, rollups?
 }
 
 /**
- * The log search's trigram index (migration 500) on each `logs` partition whose day is over:
- * built once, CONCURRENTLY (late lines for that day keep flowing in meanwhile), never on the
- * partitions that take today's ingest, where it would cost most of the COPY rate. A failed
- * concurrent build leaves an invalid index; it is dropped and built again at the next run.
- * Nothing happens without the pg_trgm extension. Returns the partitions indexed now.
+ * The log search's trigram index (migration 500) on each `logs` partition whose time is over:
+ * the hourly leaves of a day's partition (`logs_pYYYYMMDD_hHH`, see PartitionedTable.hourly)
+ * once their hour has ended, and whole-day partitions (created before hourly leaves, or by
+ * callers without them) once their day has ended. Built once, CONCURRENTLY (late lines keep
+ * flowing in meanwhile), never on the leaf that takes the current ingest, where the index
+ * would cost most of the COPY rate (bench:logs: 0.13x). A failed concurrent build leaves an
+ * invalid index; it is dropped and built again at the next run. Nothing happens without the
+ * pg_trgm extension. Returns the partitions indexed now.
  */
 export async function indexSealedLogPartitions(sql: Sql, now = Date.now()): Promise<string[]> {
   if ((await sql`select 1 from pg_extension where extname = 'pg_trgm'`).length === 0) return [];
-  const today = Math.floor(now / DAY) * DAY;
+  const sealed: string[] = [];
+  for (const day of await listPartitions(sql, "logs")) {
+    const m = /^logs_p(\d{4})(\d{2})(\d{2})$/.exec(day);
+    if (!m) continue;
+    const start = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+    if (start >= now) continue;
+    const leaves = await listPartitions(sql, day);
+    if (leaves.length === 0) {
+      if (start + DAY <= now) sealed.push(day);
+      continue;
+    }
+    for (const leaf of leaves) {
+      const h = /_h(\d{2})$/.exec(leaf);
+      if (h && start + (Number(h[1]) + 1) * HOUR <= now) sealed.push(leaf);
+    }
+  }
   const done: string[] = [];
-  for (const name of await listPartitions(sql, "logs")) {
-    const m = /^logs_p(\d{4})(\d{2})(\d{2})$/.exec(name);
-    if (!m || Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) + DAY > today) continue;
-    // an empty day needs no index yet (late lines for it get one at a later run)
+  for (const name of sealed) {
+    // an empty partition needs no index yet (late lines for it get one at a later run)
     if ((await sql.unsafe(`select 1 from ${name} limit 1`)).length === 0) continue;
     const index = `${name}_message_trgm`;
     const [have] = await sql<{ valid: boolean }[]>`select i.indisvalid as valid from pg_index i join pg_class c on c.oid = i.indexrelid where c.relname = ${index}`;
@@ -143,11 +180,14 @@ export function startPartitionUpkeep(sql: Sql, tables: PartitionedTable[], every
   };
   const ready = run();
   const first = setTimeout(index, Math.min(everyMs, 5 * 60_000));
+  // hourly log leaves are sealed every hour: look for them every 5 minutes
+  const often = setInterval(index, Math.min(everyMs, 5 * 60_000));
   const timer = setInterval(() => void run().then(index).catch((e) => console.error(`partition upkeep failed: ${e.message}`)), everyMs);
   return {
     ready,
     stop: () => {
       clearTimeout(first);
+      clearInterval(often);
       clearInterval(timer);
     },
   };

@@ -3,15 +3,17 @@
  * user Z, pending security updates; as a page, an htmx partial (#inventory-results) or CSV. And
  * one host's package list filtered by name on the server. Both read through the caller's host
  * scope for inventory.view (src/inventory/queries.ts), so an out-of-scope host is never named.
+ * The same search as JSON: GET /api/inventory (API tokens with inventory.view).
  */
 import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import type { Pages } from "../respond.ts";
 import { securityHeaders } from "../respond.ts";
-import { hostPackages, searchInventory, type InventoryResult } from "../../inventory/queries.ts";
+import { hostPackages, MAX_HOSTS, searchInventory, type InventoryResult } from "../../inventory/queries.ts";
 import { KINDS, MAX_QUERY, parseInventoryQuery, type Kind } from "../../inventory/query-parse.ts";
 import type { ScopedHost } from "../../store/postgres/queries-console.ts";
 import type { Sql } from "postgres";
+import { json } from "../api/routes.ts";
 
 /** Matches listed per host on the inventory page; the rest are counted ("and N more") and in the CSV. */
 export const ITEMS_SHOWN = 20;
@@ -59,6 +61,28 @@ export function inventoryRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[
   const { sql } = s;
   return [
     {
+      method: "GET", path: "/api/inventory", access: "inventory.view", hostData: "fleet",
+      doc: {
+        summary: "Which hosts in scope have a package (with a version constraint), a listening port, a user, pending security updates",
+        query: {
+          kind: "package (default), port, user or updates",
+          q: `package: nginx, nginx >= 1.22, linux-image-*; port: 443, 53/udp, 127.0.0.1:5432; user: postgres; updates: optional package name (at most ${MAX_QUERY} characters)`,
+        },
+      },
+      async handler(req) {
+        const kind = req.query.get("kind") ?? "package";
+        const q = req.query.get("q") ?? "";
+        const parsed = hasNul(req) ? { ok: false as const, problem: "The query contains a NUL character, which is not allowed." } : parseInventoryQuery(kind, q);
+        if (!parsed.ok) return json({ error: { code: "bad_request", message: parsed.problem } }, 400);
+        const r = await searchInventory(sql, req.scope, parsed.query);
+        return json({
+          kind: parsed.query.kind, query: parsed.query, hosts_with_inventory: r.hostsWithInventory, items: r.items,
+          truncated: r.hosts.length >= MAX_HOSTS,
+          hosts: r.hosts.map((h) => ({ id: h.id, hostname: h.hostname, os: h.os, package_format: h.format, matches: h.items })),
+        });
+      },
+    },
+    {
       method: "GET", path: "/inventory", access: "inventory.view", hostData: "fleet",
       async handler(req) {
         const kindRaw = req.query.get("kind") ?? "package";
@@ -80,7 +104,8 @@ export function inventoryRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[
             view = { asked: true, problem: parsed.problem };
           } else {
             const t0 = performance.now();
-            const r = await searchInventory(sql, req.scope, parsed.query);
+            // the page lists the first ITEMS_SHOWN matches a host (with the count); the CSV all of them
+            const r = await searchInventory(sql, req.scope, parsed.query, csv ? {} : { itemsPerHost: ITEMS_SHOWN });
             if (csv) {
               return new Response(inventoryCsv(r), {
                 headers: securityHeaders(new Headers({ "content-type": "text/csv; charset=utf-8", "content-disposition": `attachment; filename="inventory-${kind}.csv"` })),
@@ -89,7 +114,7 @@ export function inventoryRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[
             view = {
               asked: true, problem: "",
               // a broad glob can match dozens of packages per host: the page lists the first ones (the CSV has all)
-              hosts: r.hosts.map((h) => ({ ...h, os: h.os || "–", items: h.items.slice(0, ITEMS_SHOWN), more: Math.max(0, h.items.length - ITEMS_SHOWN) })),
+              hosts: r.hosts.map((h) => ({ ...h, os: h.os || "–", items: h.items.slice(0, ITEMS_SHOWN), more: Math.max(0, h.count - ITEMS_SHOWN) })),
               count: r.hosts.length, of: r.hostsWithInventory, items: r.items,
               itemLabel: { package: "matching packages", port: "listening sockets", user: "accounts", updates: "pending security updates" }[kind],
               constraint: parsed.query.kind === "package" && parsed.query.op ? `${parsed.query.op} ${parsed.query.version}` : "",

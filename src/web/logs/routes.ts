@@ -1,7 +1,8 @@
 /**
  * Fleet-wide log search (issue #17): /logs, one page with the query form, results newest first
  * with the matches highlighted, "older lines" by keyset, and a live tail polling for new lines
- * (paused while the tab is hidden). Always within the caller's logs.view host scope.
+ * (paused while the tab is hidden). And the same search as JSON, GET /api/logs (API tokens with
+ * logs.view). Always within the caller's logs.view host scope.
  */
 import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
@@ -9,7 +10,8 @@ import type { Pages } from "../respond.ts";
 import { RANGES } from "../host/routes.ts";
 import { isoSecond } from "../format.ts";
 import { highlightParts, highlightTerms, levelLabel, LEVELS, LogQueryError, parseLogQuery, type LogQuery } from "../../logs/log-query.ts";
-import { decodeCursor, encodeCursor, latestLogId, searchFleetLogs, tagsInScope, tailFleetLogs, type FleetLogLine } from "../../logs/search.ts";
+import { decodeCursor, encodeCursor, latestLogId, searchFleetLogsTiered, tagsInScope, tailFleetLogs, type FleetLogLine } from "../../logs/search.ts";
+import { intParam, json, timeParam } from "../api/routes.ts";
 
 export const LOG_PAGE = 100;
 /** The longest custom range: the retention of logs is shorter anyway. */
@@ -86,17 +88,72 @@ export function logSearchRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[
     const terms = highlightTerms(p.query);
     const before = decodeCursor(req.query.get("before"));
     const tailStart = p.raw.live ? await latestLogId(sql) : "";
-    const rows = await searchFleetLogs(sql, req.scope, { query: p.query, from: p.from, to: p.to, limit: LOG_PAGE, before });
+    const found = await searchFleetLogsTiered(sql, req.scope, { query: p.query, from: p.from, to: p.to, limit: LOG_PAGE, before }, s.logArchive);
+    const rows = found.lines;
     const last = rows[rows.length - 1];
     return {
       problems: [], searched: true, qs: qs.toString(),
+      archiveError: found.archiveError ? `Lines older than PostgreSQL's retention are kept in ClickHouse, which did not answer (${found.archiveError}); they are missing below.` : "",
       rows: rows.map((r) => lineView(r, terms)),
       more: rows.length === LOG_PAGE && last ? `/logs?${qs}&before=${encodeURIComponent(encodeCursor(last))}` : "",
       tailUrl: p.raw.live ? `/logs?${qs}&live=1&after=${tailStart}` : "",
     };
   }
 
+  const bad = (message: string) => json({ error: { code: "bad_request", message } }, 400);
+
   return [
+    {
+      method: "GET", path: "/api/logs", access: "logs.view", hostData: "fleet",
+      doc: {
+        summary: "Search the logs of every host in scope, newest first (keyset-paged)",
+        description: "The /logs page's search as JSON. With the ClickHouse tier on, lines older than PostgreSQL's log retention are read from ClickHouse (`archive`: not-needed, searched, or unavailable with `archive_error`). Query syntax: words, \"phrases\", AND / OR / NOT (or -word), parentheses, host:, unit:, tag:, level: (level:warning means warning or more severe).",
+        query: {
+          q: "The query (required; at most 500 characters)",
+          from: "Start: milliseconds since the epoch or ISO 8601 (default 24 hours before to)",
+          to: "End, exclusive (default now); at most 400 days after from",
+          tag: "Only hosts carrying this tag (within the caller's scope)",
+          limit: "Lines per page, 1-500 (default 100)",
+          before: "The `next` cursor of the previous page: lines older than its last line",
+        },
+      },
+      async handler(req) {
+        const text = req.query.get("q");
+        if (text === null || !text.trim()) return bad("q: a log query is required (words, \"phrases\", AND/OR/NOT, host:, unit:, tag:, level:)");
+        let query: LogQuery;
+        try {
+          query = parseLogQuery(text);
+        } catch (e) {
+          if (e instanceof LogQueryError) return bad(`q: ${e.message}`);
+          throw e;
+        }
+        const tag = (req.query.get("tag") ?? "").trim();
+        if (tag.length > 64) return bad("tag: at most 64 characters");
+        if (tag) query = { kind: "and", items: [{ kind: "field", field: "tag", value: tag }, query] };
+        const to = timeParam(req.query, "to", Date.now());
+        const from = to === null ? null : timeParam(req.query, "from", to - 86_400_000);
+        if (to === null || from === null) return bad("from and to are milliseconds since the epoch or ISO 8601 dates");
+        if (from >= to) return bad("from must be before to");
+        if (to - from > MAX_CUSTOM_MS) return bad("from and to are at most 400 days apart");
+        const limit = intParam(req.query, "limit", 100, 1, 500);
+        if (limit === null) return bad("limit is an integer 1-500");
+        const beforeRaw = req.query.get("before");
+        const before = beforeRaw ? decodeCursor(beforeRaw) : undefined;
+        if (beforeRaw && !before) return bad("before: not a cursor (use the previous page's next)");
+        const found = await searchFleetLogsTiered(sql, req.scope, { query, from: new Date(from), to: new Date(to), limit, before }, s.logArchive);
+        const rows = found.lines;
+        const last = rows[rows.length - 1];
+        return json({
+          from: new Date(from).toISOString(), to: new Date(to).toISOString(), limit,
+          archive: found.archive, ...(found.archiveError ? { archive_error: found.archiveError } : {}),
+          lines: rows.map((r) => ({
+            id: r.id, ts: r.ts, host: { id: r.agent_id, hostname: r.hostname }, severity: r.severity,
+            level: LEVELS[r.severity] ?? String(r.severity), source: r.source, message: r.message,
+          })),
+          next: rows.length === limit && last ? encodeCursor(last) : null,
+        });
+      },
+    },
     {
       method: "GET", path: "/logs", access: "logs.view", hostData: "fleet",
       doc: { summary: "Search the logs of every host in scope", description: "Query syntax: words, \"phrases\", AND / OR / NOT (or -word), parentheses, host:, unit:, tag:, level: (level:warning means warning or more severe)." },
