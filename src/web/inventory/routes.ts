@@ -7,13 +7,11 @@
  */
 import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
-import type { Pages } from "../respond.ts";
-import { securityHeaders } from "../respond.ts";
+import { json, securityHeaders, type Pages } from "../respond.ts";
 import { hostPackages, MAX_HOSTS, searchInventory, type InventoryResult } from "../../inventory/queries.ts";
 import { KINDS, MAX_QUERY, parseInventoryQuery, type Kind } from "../../inventory/query-parse.ts";
 import type { ScopedHost } from "../../store/postgres/queries-console.ts";
 import type { Sql } from "postgres";
-import { json } from "../api/routes.ts";
 
 /** Matches listed per host on the inventory page; the rest are counted ("and N more") and in the CSV. */
 export const ITEMS_SHOWN = 20;
@@ -27,11 +25,6 @@ const PLACEHOLDER: Record<Kind, string> = {
   user: "postgres",
   updates: "optional: a package among the security updates",
 };
-
-/** The query string holds a NUL (the guard drops them from query strings; here it is an error). */
-function hasNul(req: ConsoleRequest): boolean {
-  return /%00/i.test(req.url.search) || req.url.search.includes("\u0000");
-}
 
 function csvCell(v: string): string {
   const s = /^[=+\-@\t\r]/.test(v) ? `'${v}` : v; // never a formula in a spreadsheet
@@ -72,7 +65,7 @@ export function inventoryRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[
       async handler(req) {
         const kind = req.query.get("kind") ?? "package";
         const q = req.query.get("q") ?? "";
-        const parsed = hasNul(req) ? { ok: false as const, problem: "The query contains a NUL character, which is not allowed." } : parseInventoryQuery(kind, q);
+        const parsed = parseInventoryQuery(kind, q);
         if (!parsed.ok) return json({ error: { code: "bad_request", message: parsed.problem } }, 400);
         const r = await searchInventory(sql, req.scope, parsed.query);
         return json({
@@ -97,7 +90,7 @@ export function inventoryRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[
         let view: Record<string, unknown> = { asked: false };
         let status = 200;
         if (asked) {
-          const parsed = hasNul(req) ? { ok: false as const, problem: "The query contains a NUL character, which is not allowed." } : parseInventoryQuery(kindRaw, q);
+          const parsed = parseInventoryQuery(kindRaw, q);
           if (!parsed.ok) {
             status = 400;
             if (csv) return new Response(`${parsed.problem}\n`, { status, headers: securityHeaders(new Headers({ "content-type": "text/plain; charset=utf-8" })) });
@@ -132,8 +125,7 @@ export function inventoryRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[
       method: "GET", path: "/hosts/:id/packages", access: "inventory.view", hostData: "host",
       async handler(req) {
         const raw = req.query.get("q") ?? "";
-        const problem = hasNul(req) ? "The search contains a NUL character, which is not allowed."
-          : raw.length > 128 ? `The search is ${raw.length} characters long; at most 128.` : "";
+        const problem = raw.length > 128 ? `The search is ${raw.length} characters long; at most 128.` : "";
         if (problem) return pages.partial("partials/host-packages-table", { id: req.host!.id, problem }, 400);
         return pages.partial("partials/host-packages-table", await packagesView(sql, req.host!, raw.trim()));
       },

@@ -6,12 +6,12 @@
  */
 import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
-import type { Pages } from "../respond.ts";
+import { json, type Pages } from "../respond.ts";
 import { RANGES } from "../host/routes.ts";
 import { isoSecond } from "../format.ts";
 import { highlightParts, highlightTerms, levelLabel, LEVELS, LogQueryError, parseLogQuery, type LogQuery } from "../../logs/log-query.ts";
 import { decodeCursor, encodeCursor, latestLogId, searchFleetLogsTiered, tagsInScope, tailFleetLogs, type FleetLogLine } from "../../logs/search.ts";
-import { intParam, json, timeParam } from "../api/routes.ts";
+import { intParam, timeParam } from "../api/routes.ts";
 
 export const LOG_PAGE = 100;
 /** The longest custom range: the retention of logs is shorter anyway. */
