@@ -54,7 +54,7 @@ if (available) {
     expect(() => dest("plain", { tls: "none" })).toThrow("allowPlain");
     const plain = await dest("plain", { tls: "none", allowPlain: true }).exists("config").catch((e) => e);
     expect(plain).toBeInstanceOf(BackupError); // --tls=2: the server refuses a login in clear
-  });
+  }, 20_000); // two refused logins, each answered late by pure-ftpd on purpose: 3.2-5 s on the loaded machine, past the default 5 s
 
   test("FTPS: a server that accepts TCP but never answers fails within the deadline", async () => {
     const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
