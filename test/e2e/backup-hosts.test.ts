@@ -22,6 +22,7 @@ import { HostScope } from "../../src/auth/host-scope.ts";
 import { startCommandReplies } from "../../src/cluster/command-replies.ts";
 import { audit as writeAudit } from "../../src/audit/audit.ts";
 import { consoleHarness, type ConsoleHarness, type TestSession } from "../support/console-app.ts";
+import { descendants } from "../support/daemon.ts";
 import { agentBinary, agentDirs, enrollAgent, runAgent, startE2eServer, until, type AgentRun, type E2eServer } from "../support/agent-harness.ts";
 
 setDefaultTimeout(240_000);
@@ -246,10 +247,19 @@ describe("backups across two hosts, with two compiled agents", () => {
     expect(r.status).toBe(202);
     const run = r.body.run as number;
     const repoDir = join(repo, `job-${job.body.id}/host-${hostA}`);
-    // the host has begun (the repository exists): the server goes away mid-run
+    // the host has begun (the repository exists): the server goes away mid-run. The host's Control
+    // process, which runs the backup, is frozen meanwhile: on a quiet machine the 150 MB run
+    // finished (and answered) before the server had stopped
     await until("the repository created by the run", () => existsSync(join(repoDir, "config")), 60_000, 20);
-    await server.stop();
-    expect((await server.db.sql`select status from backup_runs where id = ${run}`)[0]!.status).toBe("running");
+    const control = agents[0]!.supervisor().processes.find((p) => p.name === "control")!.pid!;
+    const frozen = [control, ...descendants(control)];
+    for (const pid of frozen) process.kill(pid, "SIGSTOP");
+    try {
+      await server.stop();
+      expect((await server.db.sql`select status from backup_runs where id = ${run}`)[0]!.status).toBe("running");
+    } finally {
+      for (const pid of frozen) process.kill(pid, "SIGCONT");
+    }
     // the host finishes without it: the snapshot is written, the answer has nowhere to go
     await until("the snapshot written by the host", () => existsSync(join(repoDir, "snapshots")) && readdirSync(join(repoDir, "snapshots")).length === 1, 180_000, 200);
     const kept = join(agentStates[0]!, "control", "backup-results", `job-${job.body.id}-run-${run}.json`);
