@@ -51,8 +51,9 @@ async function main(): Promise<void> {
     minuteDays: config.retentionRollup1mDays, hourDays: config.retentionRollup1hDays,
   }, { hourlyLogs: !chConfig.url })); // the ClickHouse shipper's reads have no time bound: daily logs partitions (partitions.ts)
   await upkeep.ready;
-  // metric rollups for long chart ranges: one node at a time (advisory lock), exactly once
-  const rollups = startRollups({ sql: db.sql, rawDays: config.retentionMetricsDays });
+  // metric rollups for long chart ranges: one node at a time (advisory lock), exactly once; they
+  // also compact each closed hour's raw rows, unless the ClickHouse shipper still finds rows by batch
+  const rollups = startRollups({ sql: db.sql, rawDays: config.retentionMetricsDays, compact: !chConfig.url });
   const cert = loadOrCreateCert({ certFile: config.tlsCert, keyFile: config.tlsKey, dataDir: config.dataDir, names: config.tlsNames });
   if (cert.generated) console.log(`generated a self-signed certificate: ${cert.path}`);
   const metrics = createIngestMetrics();

@@ -21,6 +21,7 @@ import type { Sql, TransactionSql } from "postgres";
 import { CopyWriter } from "./copy-binary.ts";
 import { BucketAgg, visitBlock } from "./metric-blocks.ts";
 import { copyInto } from "./writer.ts";
+import { compactHours, type CompactionResult } from "./compaction.ts";
 
 export const ROLLUP_LOCK = 0x5e7e490;
 const HOUR = 3_600_000;
@@ -35,6 +36,12 @@ export interface RollupOptions {
   /** An hour is rolled up once it ended this long ago (frames of the hour still arriving are read raw). */
   closeAfterMs?: number;
   now?: () => number;
+  /**
+   * Also replace the raw rows of each recomputed hour by compacted ones (compaction.ts; default
+   * true). Off while the ClickHouse tier ships raw rows by their batch ids.
+   */
+  compact?: boolean;
+  log?: (s: string) => void;
   /** Test hook: runs inside the step's transaction after the rows were rewritten, before commit. */
   beforeCommit?: (tx: TransactionSql) => Promise<unknown>;
 }
@@ -48,6 +55,8 @@ export interface RollupStep {
   minuteRows: number;
   /** marks dropped because raw no longer holds their hour */
   expired: number;
+  /** what compaction rewrote (absent when off or nothing was picked) */
+  compacted?: CompactionResult;
 }
 
 /** One step of the job (see the module comment). */
@@ -91,8 +100,17 @@ export async function rollupStep(o: RollupOptions): Promise<RollupStep> {
       join metric_rollup_1m r on r.agent_id = p.a and r.bucket >= p.h and r.bucket < p.h + interval '1 hour'
       where r.agent_id = any(${agents}::int8[]) and r.bucket >= ${lo} and r.bucket < ${hi}
       group by 1, 2, 3`;
+    let compacted: CompactionResult | undefined;
+    if (o.compact !== false) {
+      // in a savepoint: a compaction that fails leaves the raw rows as they were, the rollups commit
+      try {
+        compacted = await tx.savepoint((sp) => compactHours(sp, agents, hours, lo, hi));
+      } catch (e) {
+        (o.log ?? ((s) => console.error(s)))(`metric compaction skipped: ${e instanceof Error ? e.message : e}`);
+      }
+    }
     await o.beforeCommit?.(tx);
-    return { leader: true, pairs: picked.length, minuteRows, expired };
+    return { leader: true, pairs: picked.length, minuteRows, expired, compacted };
   });
 }
 

@@ -185,7 +185,7 @@ test("version 2 bit-packs integer deltas: a counter of even steps and a 2-decima
     sink.reset();
     encodeBlock(sink, tsOff, [1], 0, 1, Float64Array.from(vals), 0);
     const b = sink.bytes().slice();
-    expect(b[0]).toBe(2);
+    expect([2, 3]).toContain(b[0]!); // 3: the same value modes, run-length coded timestamps
     expect([...bits(decodeBlock(b).values)]).toEqual([...bits(Float64Array.from(vals))]);
     return b.length;
   };
@@ -263,4 +263,41 @@ test("noisy doubles take Gorilla's bit windows when smaller, bit for bit, whatev
     }
     roundTrip(w);
   }
+});
+
+test("version 3 run-length codes regular timestamps: an hour at 10 s costs a few bytes; jittered ones stay version 2; bad runs are refused", () => {
+  const sink = new ByteSink();
+  const enc = (ts: ArrayLike<number>) => {
+    sink.reset();
+    encodeBlock(sink, ts, [5], 0, 1, new Float64Array(ts.length).fill(3), 0);
+    return sink.bytes().slice();
+  };
+  const hour = Int32Array.from({ length: 360 }, (_, i) => i * 10_000);
+  const regular = enc(hour);
+  expect(regular[0]).toBe(3);
+  expect(regular.length).toBeLessThan(20); // versus 360+ bytes of one varint a timestamp
+  expect([...decodeBlock(regular).tsOff]).toEqual([...hour]);
+  // a gap and a late sample break the runs but still round-trip
+  const gappy = Int32Array.from(hour, (t, i) => t + (i >= 100 ? 60_000 : 0) + (i === 200 ? 7 : 0));
+  const g = enc(gappy);
+  expect(g[0]).toBe(3);
+  expect([...decodeBlock(g).tsOff]).toEqual([...gappy]);
+  // ms jitter everywhere: runs would be longer than one varint each, so version 2
+  const r = rng(7);
+  const jitter = Int32Array.from(hour, (t) => t + Math.floor(r() * 40));
+  const j = enc(jitter);
+  expect(j[0]).toBe(2);
+  expect([...decodeBlock(j).tsOff]).toEqual([...jitter]);
+  // runs that do not add up to the timestamps, or a zero-length run, are CodecErrors
+  const bad = (patch: (b: Uint8Array) => void) => {
+    const b = regular.slice();
+    patch(b);
+    expect(() => decodeBlock(b)).toThrow(CodecError);
+  };
+  // layout: version, nts (2 bytes: 360), n, zz(t0)=0, runs=2, zz(10000) (2 bytes), 1, 0, 358, ...
+  expect([...regular.subarray(0, 6)]).toEqual([3, 0xe8, 0x02, 1, 0, 2]);
+  bad((b) => (b[5] = 0)); // no runs for 359 deltas
+  bad((b) => (b[5] = 100)); // more runs than deltas
+  bad((b) => (b[9] = 0)); // a run of length 0
+  for (let cut = 1; cut < regular.length; cut++) expect(() => decodeBlock(regular.subarray(0, cut))).toThrow(CodecError);
 });

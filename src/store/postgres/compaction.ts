@@ -1,0 +1,281 @@
+/**
+ * Compaction of raw metric blocks, done by the rollup job (rollups.ts) for each (agent, hour) it
+ * recomputes, in the same transaction.
+ *
+ * An agent's frame carries a few timestamps (10 at 10 s from our agent), so ingest stores blocks
+ * of a few samples per series: delta and XOR coding barely start before the block ends, and every
+ * row pays its header and index entry. Once an hour is closed, its rows (every frame that lies
+ * wholly inside the hour, both layouts: rows stored before migration 495 are converted here) are
+ * replaced by rows holding the whole hour per series: one timeline of the hour's timestamps, each
+ * series' values over it, packed a few series a row under BLOCK_TARGET_BYTES. Readers need no
+ * change: a compacted row is an ordinary block whose t0..t1 lies within one hour.
+ *
+ * Nothing is lost or counted twice:
+ * - the rows replaced are the ones read, by (agent, batch_id, t0) in this transaction; the
+ *   delete must remove exactly as many rows as were read, else the compaction of this step rolls
+ *   back to its savepoint (the rollups still commit);
+ * - a frame holding a sample whose (series, timestamp) another frame of the hour also holds (an
+ *   agent that sent a timestamp twice under two batch ids) is left as it is, so both values stay;
+ * - missing samples (NaN) are not stored; readers skip them already;
+ * - compacted rows carry batch_id COMPACTED_BATCH (-1, never an agent's batch id): the mark
+ *   trigger ignores them (migration 515), so compaction does not dirty the hour it just rolled up;
+ *   late data for the hour marks it again, and the next step compacts old and new rows together.
+ * The ClickHouse shipper finds rows by their batch ids, so compaction is off while that tier is
+ * on (rollups.ts `compact`).
+ */
+import type { TransactionSql } from "postgres";
+import { ByteSink, encodeBlock, decodeBlock } from "../codec/block.ts";
+import { decodeFloat8ArraySend } from "../clickhouse/writer.ts";
+import { CopyWriter } from "./copy-binary.ts";
+import { BLOCK_TARGET_BYTES, METRIC_BLOCKS_COPY_COLUMNS } from "./metric-blocks.ts";
+import { copyInto } from "./writer.ts";
+
+/** batch_id of a compacted row. */
+export const COMPACTED_BATCH = -1;
+
+export interface CompactionResult {
+  /** (agent, hour) pairs rewritten */
+  hours: number;
+  /** rows replaced, rows written */
+  rowsIn: number;
+  rowsOut: number;
+  /** frames left as they were (a timestamp of a series held twice) */
+  framesKept: number;
+}
+
+interface Part {
+  tsOff: ArrayLike<number>;
+  sids: ArrayLike<number>;
+  /** series-major over tsOff; NaN for a missing sample */
+  values: Float64Array;
+}
+
+interface Frame {
+  batch: string;
+  /** t0 as PostgreSQL printed it, so the delete matches it to the microsecond */
+  t0s: string;
+  t0: number;
+  parts: Part[];
+}
+
+interface RowIn {
+  a: string;
+  h: number;
+  batch: string;
+  t0s: string;
+  t0: number;
+  block: Uint8Array | null;
+  ts_off: number[] | null;
+  series: number[] | null;
+  vals: Uint8Array | null;
+}
+
+const sink = new ByteSink(1 << 14);
+
+/**
+ * Rewrites the rows of the given (agent, hour) pairs that lie wholly inside their hour (see the
+ * module comment). Call inside a transaction (rollups.ts uses a savepoint).
+ */
+export async function compactHours(tx: TransactionSql, agents: string[], hours: string[], lo: Date, hi: Date): Promise<CompactionResult> {
+  const rows = await tx<RowIn[]>`
+    select b.agent_id::text as a, (extract(epoch from p.h) * 1000)::float8 as h, b.batch_id::text as batch, b.t0::text as t0s,
+           (extract(epoch from b.t0) * 1000)::float8 as t0, b.block,
+           case when b.block is null then b.ts_off end as ts_off, case when b.block is null then b.series end as series,
+           case when b.block is null then array_send(b.vals) end as vals
+    from unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
+    join metric_blocks b on b.agent_id = p.a and b.t0 >= p.h and b.t0 < p.h + interval '1 hour' and b.t1 < p.h + interval '1 hour'
+    where b.agent_id = any(${agents}::int8[]) and b.t0 >= ${lo} and b.t0 < ${hi}`;
+  const pairs = new Map<string, Map<string, Frame>>();
+  for (const r of rows) {
+    const pk = `${r.a}|${r.h}`;
+    let frames = pairs.get(pk);
+    if (!frames) pairs.set(pk, (frames = new Map()));
+    const fk = `${r.batch}|${r.t0s}`;
+    let f = frames.get(fk);
+    if (!f) frames.set(fk, (f = { batch: r.batch, t0s: r.t0s, t0: r.t0, parts: [] }));
+    if (r.block) {
+      const d = decodeBlock(r.block);
+      f.parts.push({ tsOff: d.tsOff, sids: d.sids, values: d.values });
+    } else {
+      f.parts.push({ tsOff: r.ts_off!, sids: r.series!, values: decodeFloat8ArraySend(r.vals!) });
+    }
+  }
+  const w = new CopyWriter(1 << 16).begin();
+  const del = { agents: [] as string[], batches: [] as string[], t0s: [] as string[] };
+  const result: CompactionResult = { hours: 0, rowsIn: 0, rowsOut: 0, framesKept: 0 };
+  for (const [pk, frames] of pairs) {
+    if (frames.size < 2) continue; // one frame (or one compacted hour): nothing to merge
+    const agent = pk.slice(0, pk.indexOf("|"));
+    const merged = mergeFrames([...frames.values()]);
+    if (merged.consumed.length < 2) continue;
+    result.framesKept += frames.size - merged.consumed.length;
+    result.hours++;
+    for (const f of merged.consumed) {
+      del.agents.push(agent);
+      del.batches.push(f.batch);
+      del.t0s.push(f.t0s);
+      result.rowsIn += f.parts.length;
+    }
+    result.rowsOut += emitRows(w, Number(agent), merged);
+  }
+  if (result.hours === 0) return result;
+  const gone = await tx`
+    delete from metric_blocks b using unnest(${del.agents}::int8[], ${del.batches}::int8[], ${del.t0s}::timestamptz[]) d(a, bt, t)
+    where b.agent_id = d.a and b.batch_id = d.bt and b.t0 = d.t
+      and b.agent_id = any(${agents}::int8[]) and b.t0 >= ${lo} and b.t0 < ${hi}`;
+  if (gone.count !== result.rowsIn) {
+    throw new Error(`compaction read ${result.rowsIn} metric_blocks rows but would delete ${gone.count}`);
+  }
+  if (result.rowsOut) await copyInto(tx, METRIC_BLOCKS_COPY_COLUMNS, w.end());
+  return result;
+}
+
+interface Merged {
+  consumed: Frame[];
+  /** absolute timestamps (ms), ascending */
+  times: number[];
+  sids: number[];
+  /** series-major over times, NaN where missing */
+  values: Float64Array;
+}
+
+/**
+ * One timeline and one value matrix for the hour's frames. Compacted rows go first (they are the
+ * oldest data), then frames by t0; a frame that would write a slot already written is not consumed.
+ */
+export function mergeFrames(frames: Frame[]): Merged {
+  frames.sort((x, y) => Number(x.batch !== String(COMPACTED_BATCH)) - Number(y.batch !== String(COMPACTED_BATCH)) || x.t0 - y.t0);
+  const timeSet = new Set<number>();
+  const sidSet = new Set<number>();
+  for (const f of frames) {
+    for (const p of f.parts) {
+      for (let i = 0; i < p.tsOff.length; i++) timeSet.add(f.t0 + p.tsOff[i]!);
+      for (let j = 0; j < p.sids.length; j++) sidSet.add(p.sids[j]!);
+    }
+  }
+  const allTimes = [...timeSet].sort((x, y) => x - y);
+  const allSids = [...sidSet].sort((x, y) => x - y);
+  const col = new Map(allTimes.map((t, i) => [t, i]));
+  const row = new Map(allSids.map((s, j) => [s, j]));
+  const nT = allTimes.length;
+  const vals = new Float64Array(allSids.length * nT).fill(NaN);
+  const filled = new Uint8Array(allSids.length * nT);
+  const consumed: Frame[] = [];
+  // slot indexes of one part, -1 for a missing sample
+  const slotsOf = (f: Frame, p: Part): Int32Array => {
+    const nts = p.tsOff.length;
+    const cols = Array.from(p.tsOff, (o) => col.get(f.t0 + o)!);
+    const out = new Int32Array(p.sids.length * nts);
+    for (let j = 0; j < p.sids.length; j++) {
+      const base = row.get(p.sids[j]!)! * nT;
+      for (let i = 0; i < nts; i++) {
+        const v = p.values[j * nts + i]!;
+        out[j * nts + i] = v === v ? base + cols[i]! : -1;
+      }
+    }
+    return out;
+  };
+  for (const f of frames) {
+    const slots = f.parts.map((p) => slotsOf(f, p));
+    let clash = false;
+    const mine = new Set<number>();
+    for (const s of slots) {
+      for (const k of s) {
+        if (k < 0) continue;
+        if (filled[k] || mine.has(k)) clash = true;
+        mine.add(k);
+      }
+    }
+    if (clash) continue;
+    consumed.push(f);
+    f.parts.forEach((p, n) => {
+      const s = slots[n]!;
+      for (let k = 0; k < s.length; k++) {
+        if (s[k]! < 0) continue;
+        filled[s[k]!] = 1;
+        vals[s[k]!] = p.values[k]!;
+      }
+    });
+  }
+  // keep the timestamps and series that hold a sample
+  const usedCol = new Uint8Array(nT);
+  const usedRow = new Uint8Array(allSids.length);
+  for (let j = 0; j < allSids.length; j++) {
+    for (let i = 0; i < nT; i++) {
+      if (filled[j * nT + i]) {
+        usedCol[i] = 1;
+        usedRow[j] = 1;
+      }
+    }
+  }
+  const cols: number[] = [];
+  for (let i = 0; i < nT; i++) if (usedCol[i]) cols.push(i);
+  const rowsKept: number[] = [];
+  for (let j = 0; j < allSids.length; j++) if (usedRow[j]) rowsKept.push(j);
+  const values = new Float64Array(rowsKept.length * cols.length);
+  rowsKept.forEach((j, jj) => {
+    for (let ii = 0; ii < cols.length; ii++) values[jj * cols.length + ii] = vals[j * nT + cols[ii]!]!;
+  });
+  return { consumed, times: cols.map((i) => allTimes[i]!), sids: rowsKept.map((j) => allSids[j]!), values };
+}
+
+/**
+ * COPY rows of the merged hour: consecutive series packed while their blocks stay under
+ * BLOCK_TARGET_BYTES; a series too large alone is cut in time. Returns the rows written.
+ */
+function emitRows(w: CopyWriter, agent: number, m: Merged): number {
+  const nT = m.times.length;
+  if (nT === 0 || m.sids.length === 0) return 0;
+  const t0 = m.times[0]!;
+  const tsOff = m.times.map((t) => t - t0);
+  let rows = 0;
+  const write = (rowT0: number, rowT1: number): void => {
+    w.row(5);
+    w.int8(agent);
+    w.int8(COMPACTED_BATCH);
+    w.timestamptz(rowT0);
+    w.timestamptz(rowT1);
+    w.bytes(sink.bytes());
+    rows++;
+  };
+  // one series over columns [c0, c1): values are contiguous, so a time slice is a sub-block
+  const oneSeries = (j: number, c0: number, c1: number): void => {
+    const off = tsOff.slice(c0, c1).map((o) => o - tsOff[c0]!);
+    sink.reset();
+    encodeBlock(sink, off, m.sids, j, 1, m.values, j * nT + c0);
+    if (sink.pos > BLOCK_TARGET_BYTES && c1 - c0 > 1) {
+      const mid = c0 + Math.ceil((c1 - c0) / 2);
+      oneSeries(j, c0, mid);
+      oneSeries(j, mid, c1);
+      return;
+    }
+    write(t0 + tsOff[c0]!, t0 + tsOff[c1 - 1]!);
+  };
+  const group = (from: number, n: number): void => {
+    if (n === 1) return oneSeries(from, 0, nT);
+    sink.reset();
+    encodeBlock(sink, tsOff, m.sids, from, n, m.values, from * nT);
+    if (sink.pos > BLOCK_TARGET_BYTES) {
+      const half = Math.ceil(n / 2);
+      group(from, half);
+      group(from + half, n - half);
+      return;
+    }
+    write(t0, t0 + tsOff[nT - 1]!);
+  };
+  // each series' size alone; the header (timestamps, counts) is paid once per row, so a row takes
+  // series while the sum of what each adds beyond the smallest block stays under the target
+  const size = m.sids.map((_, j) => {
+    sink.reset();
+    encodeBlock(sink, tsOff, m.sids, j, 1, m.values, j * nT);
+    return sink.pos;
+  });
+  const header = Math.max(0, Math.min(...size) - 2);
+  for (let j = 0; j < m.sids.length;) {
+    let n = 1, acc = size[j]!;
+    while (j + n < m.sids.length && acc + size[j + n]! - header <= BLOCK_TARGET_BYTES) acc += size[j + n++]! - header;
+    group(j, n);
+    j += n;
+  }
+  return rows;
+}
