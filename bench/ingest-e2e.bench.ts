@@ -26,7 +26,7 @@ import type { LogsBody, MetricsBody } from "../src/ingest/frame/frame.ts";
 import { logsFrame, metricNames, metricsFrame, newKeys, openSession, openStream, post, type SimAgent } from "../test/support/sim-agent.ts";
 import { encodeFrame, packMetrics } from "../src/ingest/frame/encode.ts";
 import { FrameKind } from "../src/ingest/frame/frame.ts";
-import { arg, environment, flag, median, percentile, round, rssMb, cpuSeconds, spawnServer, treeCpuSeconds, benchDatabase, metricStorage, workloadArg } from "./support.ts";
+import { arg, environment, flag, median, percentile, round, rssMb, cpuSeconds, spawnServer, treeCpuSeconds, benchDatabase, metricStorage, compactForBench, workloadArg } from "./support.ts";
 import { realisticWorkload } from "./workload-realistic.ts";
 import { requireVictoria, startVictoria, vmRequests as vmBodies, type VmBody, type VmPath } from "./victoria.ts";
 import { readFileSync } from "node:fs";
@@ -356,7 +356,15 @@ async function main() {
     ? await runClickhouseBench({ sql, names, historyDays: Number(arg("history-days", quick ? "7" : "30")), maxBatches: Number(arg("ch-batches", "256")), queryRuns: Number(arg("query-runs", quick ? "30" : "100")), log })
     : undefined;
 
+  // what the store keeps once the hours have closed: the ceiling's rows (agents >= 1e9) removed,
+  // then the rollup job, which compacts every hour's raw rows (the server stopped first, so its
+  // own job does not race this one)
   await server.stop();
+  await sql`delete from metric_blocks where agent_id >= 1000000000`;
+  await sql`delete from metric_rollup_dirty where agent_id >= 1000000000`;
+  const compaction = await compactForBench(sql, log);
+  const compacted = await metricStorage(sql);
+  log(`metric relations counted after the rollup job and compaction: ${JSON.stringify(compacted.tables)}`);
   await db.close();
 
   const med = (k: keyof (typeof rounds)[number]) => median(rounds.map((x) => x[k]));
@@ -399,12 +407,14 @@ async function main() {
     log_ceiling_lines_per_s: Math.round(LOG_LINES / logCeilingSecs),
     log_ratio: round(LOG_LINES / logRun.seconds / (LOG_LINES / logCeilingSecs)),
     ...(clickhouse ? { clickhouse } : {}),
-    // on disk, registration + every round (ServerMind: the metric tables less the ceiling's rows; VictoriaMetrics: after a forced merge)
+    // on disk, registration + every round (ServerMind: the metric tables after the rollup job compacted them, and as ingested less the ceiling's rows; VictoriaMetrics: after a forced merge)
     // samples per series on disk: bytes per sample fall as series get longer (per-series costs spread thinner)
     points_per_series: round(smSamples / (AGENTS * METRICS), 1),
-    bytes_per_sample: round((storage.bytes - ceilingBytes) / smSamples, 2),
-    rollup_bytes_per_sample: round(storage.rollupBytes / smSamples, 2),
-    metric_relations: storage.tables,
+    bytes_per_sample: round(compacted.bytes / smSamples, 2),
+    bytes_per_sample_uncompacted: round((storage.bytes - ceilingBytes) / smSamples, 2),
+    rollup_bytes_per_sample: round(compacted.rollupBytes / smSamples, 2),
+    metric_relations: compacted.tables,
+    compaction,
     ...vmResult,
     ...(vm ? { vs_vm: round(med("samples_per_s") / (vmResult.vm_samples_per_s as number)) } : {}),
   };

@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { startEmbeddedPg } from "../src/store/postgres/embedded.ts";
 import { createPgClient } from "../src/store/postgres/client.ts";
 import { CopyWriter } from "../src/store/postgres/copy-binary.ts";
-import { arg, benchDatabase, copyChunks, environment, flag, median, metricStorage, round, workloadArg } from "./support.ts";
+import { arg, benchDatabase, compactForBench, copyChunks, environment, flag, median, metricStorage, round, workloadArg } from "./support.ts";
 import { createPgWriter } from "../src/store/postgres/writer.ts";
 import { Batch, type PendingFrame } from "../src/batch/batch.ts";
 import { FrameKind, type MetricsBody } from "../src/ingest/frame/frame.ts";
@@ -210,13 +210,16 @@ async function sideBySide(): Promise<Record<string, unknown>> {
     if (ok !== frames.length) throw new Error(`servermind writer stored ${ok} of ${frames.length} frames`);
     return (performance.now() - t) / 1000;
   };
-  let smCreateS: number, smSteadyS: number, storage: Awaited<ReturnType<typeof metricStorage>>;
+  let smCreateS: number, smSteadyS: number, storage: Awaited<ReturnType<typeof metricStorage>>, uncompacted: typeof storage, compaction: Awaited<ReturnType<typeof compactForBench>>;
   try {
     smCreateS = await run(create);
     await sql`checkpoint`;
     smSteadyS = await run(steady);
+    uncompacted = await metricStorage(sql);
+    log(`metric relations counted as ingested: ${JSON.stringify(uncompacted.tables)}`);
+    compaction = await compactForBench(sql, log);
     storage = await metricStorage(sql);
-    log(`metric relations counted: ${JSON.stringify(storage.tables)}`);
+    log(`metric relations counted after the rollup job and compaction: ${JSON.stringify(storage.tables)}`);
   } finally {
     await db.close(); // also when the writer fails: no PostgreSQL or directory left behind
   }
@@ -228,8 +231,10 @@ async function sideBySide(): Promise<Record<string, unknown>> {
     samples_per_s: Math.round(steadySamples / smSteadyS),
     create_samples_per_s: Math.round(createSamples / smCreateS),
     bytes_per_sample: round(storage.bytes / smSamples, 2),
+    bytes_per_sample_uncompacted: round(uncompacted.bytes / smSamples, 2),
     rollup_bytes_per_sample: round(storage.rollupBytes / smSamples, 2),
     metric_relations: storage.tables,
+    compaction,
   };
   if (!VM) return out;
 

@@ -251,31 +251,43 @@ function emitRows(w: CopyWriter, agent: number, m: Merged): number {
     }
     write(t0 + tsOff[c0]!, t0 + tsOff[c1 - 1]!);
   };
-  const group = (from: number, n: number): void => {
-    if (n === 1) return oneSeries(from, 0, nT);
+  const encode = (from: number, n: number): number => {
     sink.reset();
     encodeBlock(sink, tsOff, m.sids, from, n, m.values, from * nT);
-    if (sink.pos > BLOCK_TARGET_BYTES) {
-      const half = Math.ceil(n / 2);
+    return sink.pos;
+  };
+  packGroups(m.sids.length, BLOCK_TARGET_BYTES, encode, () => write(t0, t0 + tsOff[nT - 1]!), (j) => oneSeries(j, 0, nT));
+  return rows;
+}
+
+/**
+ * Packs `n` series, in order, into groups whose encoding stays under `target` bytes. A group takes
+ * series while the sum of their sizes alone, less the header each of those repeats, fits; a group
+ * that still encodes too large is halved. `encode(from, count)` encodes a group into the caller's
+ * buffer and returns its size; `emit(from, count)` runs right after the encode of each group kept,
+ * so it may take that buffer. A single series goes to `alone` when given (it may cut it further),
+ * else it is emitted whatever its size.
+ */
+export function packGroups(
+  n: number, target: number, encode: (from: number, count: number) => number, emit: (from: number, count: number) => void,
+  alone?: (j: number) => void,
+): void {
+  const size = Array.from({ length: n }, (_, j) => encode(j, 1));
+  const header = Math.max(0, Math.min(...size) - 2);
+  const group = (from: number, count: number): void => {
+    if (count === 1 && alone) return alone(from);
+    if (encode(from, count) > target && count > 1) {
+      const half = Math.ceil(count / 2);
       group(from, half);
-      group(from + half, n - half);
+      group(from + half, count - half);
       return;
     }
-    write(t0, t0 + tsOff[nT - 1]!);
+    emit(from, count);
   };
-  // each series' size alone; the header (timestamps, counts) is paid once per row, so a row takes
-  // series while the sum of what each adds beyond the smallest block stays under the target
-  const size = m.sids.map((_, j) => {
-    sink.reset();
-    encodeBlock(sink, tsOff, m.sids, j, 1, m.values, j * nT);
-    return sink.pos;
-  });
-  const header = Math.max(0, Math.min(...size) - 2);
-  for (let j = 0; j < m.sids.length;) {
-    let n = 1, acc = size[j]!;
-    while (j + n < m.sids.length && acc + size[j + n]! - header <= BLOCK_TARGET_BYTES) acc += size[j + n++]! - header;
-    group(j, n);
-    j += n;
+  for (let j = 0; j < n;) {
+    let count = 1, acc = size[j]!;
+    while (j + count < n && acc + size[j + count]! - header <= target) acc += size[j + count++]! - header;
+    group(j, count);
+    j += count;
   }
-  return rows;
 }

@@ -131,6 +131,20 @@ export class BucketAgg {
       a.count++;
     }
   };
+  /** Adds an aggregate of samples (a rollup row's) to its bucket. */
+  merge = (sid: number, t: number, min: number, max: number, sum: number, count: number): void => {
+    const bucket = this.originMs + Math.floor((t - this.originMs) / this.bucketMs) * this.bucketMs;
+    let m = this.by.get(sid);
+    if (!m) this.by.set(sid, (m = new Map()));
+    const a = m.get(bucket);
+    if (!a) m.set(bucket, { min, max, sum, count });
+    else {
+      if (min < a.min) a.min = min;
+      if (max > a.max) a.max = max;
+      a.sum += sum;
+      a.count += count;
+    }
+  };
 }
 
 /** One stored metric_blocks row, decoded (either layout). */

@@ -106,6 +106,9 @@ export function timeSeriesTables(metricsDays: number, logsDays: number, rollups?
     { table: "security_events", column: "ts", retentionDays: Math.max(metricsDays, 90) },
     ...(rollups
       ? [
+          { table: "metric_rollup_1m_blocks", column: "hour", retentionDays: rollups.minuteDays, spanDays: 7 },
+          { table: "metric_rollup_1h_blocks", column: "hour", retentionDays: rollups.hourDays, spanDays: 30 },
+          // migration 490's row-per-bucket tables: still read, no longer written; they empty with retention
           { table: "metric_rollup_1m", column: "bucket", retentionDays: rollups.minuteDays, spanDays: 7 },
           { table: "metric_rollup_1h", column: "bucket", retentionDays: rollups.hourDays, spanDays: 30 },
         ]

@@ -13,6 +13,7 @@
  */
 import type { Sql } from "postgres";
 import { BucketAgg, readRawSamples } from "./metric-blocks.ts";
+import { readRollups } from "./rollup-blocks.ts";
 
 /** queries.ts SeriesPoints (declared here too, so the two modules do not import each other). */
 export interface TieredPoints {
@@ -125,8 +126,6 @@ export async function seriesRangeTiered(
   tier: Tier,
 ): Promise<TieredPoints[]> {
   const sids = ids.map((r) => r.id);
-  const origin = new Date(grid.originMs);
-  const secs = grid.bucketMs / 1000;
   const rows = await sql.begin("isolation level repeatable read read only", async (tx) => {
     const dirty = tier === "raw" ? [] : await tx<{ hour: Date }[]>`
       select distinct hour from metric_rollup_dirty
@@ -136,16 +135,11 @@ export async function seriesRangeTiered(
     // would be bounded by the first and last, i.e. scan the whole range (the head and the tail
     // of a 90-day read are 90 days apart)
     const out: Agg[] = [];
-    for (const [table, ivs] of [["metric_rollup_1h", plan.hour], ["metric_rollup_1m", plan.minute]] as const) {
-      for (const [a, b] of ivs) {
-        out.push(...await tx<Agg[]>`
-          select r.series_id as sid, date_bin(make_interval(secs => ${secs}), r.bucket, ${origin}) as bucket,
-                 min(r.min) as min, max(r.max) as max, sum(r.sum) as sum, sum(r.count)::float8 as count
-          from ${tx(table)} r
-          where r.agent_id = ${agentId} and r.series_id = any(${sids}::int4[]) and r.bucket >= ${new Date(a)} and r.bucket < ${new Date(b)}
-          group by 1, 2`);
-      }
+    const agg = new BucketAgg(grid.originMs, grid.bucketMs);
+    for (const [tier, ivs] of [["1h", plan.hour], ["1m", plan.minute]] as const) {
+      for (const [a, b] of ivs) await readRollups(tx, tier, agentId, sids, a, b, agg.merge);
     }
+    for (const [sid, m] of agg.by) for (const [t, x] of m) out.push({ sid, bucket: new Date(t), ...x });
     for (const [a, b] of plan.raw) {
       // raw blocks are decoded and bucketed here (metric-blocks.ts)
       const agg = new BucketAgg(grid.originMs, grid.bucketMs);

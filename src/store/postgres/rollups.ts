@@ -22,6 +22,7 @@ import { CopyWriter } from "./copy-binary.ts";
 import { BucketAgg, visitBlock } from "./metric-blocks.ts";
 import { copyInto } from "./writer.ts";
 import { compactHours, type CompactionResult } from "./compaction.ts";
+import { encodeRollupRows, ROLLUP_BLOCK_TABLES, ROLLUP_BLOCKS_COPY_COLUMNS, type RollupAgg } from "./rollup-blocks.ts";
 
 export const ROLLUP_LOCK = 0x5e7e490;
 const HOUR = 3_600_000;
@@ -51,7 +52,7 @@ export interface RollupStep {
   leader: boolean;
   /** (agent, hour) pairs recomputed */
   pairs: number;
-  /** 1-minute rows written */
+  /** 1-minute aggregates (series x minute) written */
   minuteRows: number;
   /** marks dropped because raw no longer holds their hour */
   expired: number;
@@ -82,7 +83,8 @@ export async function rollupStep(o: RollupOptions): Promise<RollupStep> {
     await tx`
       delete from metric_rollup_dirty d using unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
       where d.agent_id = p.a and d.hour = p.h`;
-    // (2) replace both tiers of those hours
+    // (2) replace both tiers of those hours: the rows of migration 490's tables (still read) and
+    // the block rows (rollup-blocks.ts)
     await tx`
       delete from metric_rollup_1m r using unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
       where r.agent_id = p.a and r.bucket >= p.h and r.bucket < p.h + interval '1 hour'
@@ -90,16 +92,14 @@ export async function rollupStep(o: RollupOptions): Promise<RollupStep> {
     await tx`
       delete from metric_rollup_1h r using unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
       where r.agent_id = p.a and r.bucket = p.h and r.agent_id = any(${agents}::int8[]) and r.bucket >= ${lo} and r.bucket < ${hi}`;
-    // 1-minute rows from raw: blocks are decoded here (metric-blocks.ts), in this transaction,
-    // so the read is a statement after the marks' delete like the SQL it replaced
-    const minuteRows = await recomputeMinutes(tx, agents, hours, lo, hi);
-    await tx`
-      insert into metric_rollup_1h (agent_id, series_id, bucket, min, max, sum, count)
-      select r.agent_id, r.series_id, p.h, min(r.min), max(r.max), sum(r.sum), sum(r.count)
-      from unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
-      join metric_rollup_1m r on r.agent_id = p.a and r.bucket >= p.h and r.bucket < p.h + interval '1 hour'
-      where r.agent_id = any(${agents}::int8[]) and r.bucket >= ${lo} and r.bucket < ${hi}
-      group by 1, 2, 3`;
+    for (const table of [ROLLUP_BLOCK_TABLES["1m"], ROLLUP_BLOCK_TABLES["1h"]]) {
+      await tx`
+        delete from ${tx(table)} r using unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
+        where r.agent_id = p.a and r.hour = p.h and r.agent_id = any(${agents}::int8[]) and r.hour >= ${lo} and r.hour < ${hi}`;
+    }
+    // both tiers from raw: blocks are decoded here (metric-blocks.ts), in this transaction, so
+    // the read is a statement after the marks' delete like the SQL it replaced
+    const minuteRows = await recompute(tx, agents, hours, lo, hi);
     let compacted: CompactionResult | undefined;
     if (o.compact !== false) {
       // in a savepoint: a compaction that fails leaves the raw rows as they were, the rollups commit
@@ -115,11 +115,11 @@ export async function rollupStep(o: RollupOptions): Promise<RollupStep> {
 }
 
 /**
- * Computes and inserts the 1-minute rows of the (agent, hour) pairs from their raw samples, both
- * layouts (compressed blocks decoded here, pre-495 float8[] rows unnested by PostgreSQL); returns
- * the rows written.
+ * Computes and inserts both tiers of the (agent, hour) pairs from their raw samples, both layouts
+ * (compressed blocks decoded here, pre-495 float8[] rows unnested by PostgreSQL): the 1-minute
+ * aggregates, and the 1-hour ones from those. Returns the 1-minute aggregates written.
  */
-async function recomputeMinutes(tx: TransactionSql, agents: string[], hours: string[], lo: Date, hi: Date): Promise<number> {
+async function recompute(tx: TransactionSql, agents: string[], hours: string[], lo: Date, hi: Date): Promise<number> {
   const byAgent = new Map<string, BucketAgg>();
   const aggOf = (a: string) => {
     let g = byAgent.get(a);
@@ -145,26 +145,46 @@ async function recomputeMinutes(tx: TransactionSql, agents: string[], hours: str
     where b.agent_id = any(${agents}::int8[]) and b.t0 >= ${new Date(lo.getTime() - HOUR)} and b.t0 < ${hi} and b.block is null
       and s.t >= extract(epoch from p.h) * 1000 and s.t < extract(epoch from p.h) * 1000 + ${HOUR} and s.v <> 'NaN'::float8`;
   for (const r of legacy) aggOf(r.a).add(r.sid, r.t, r.v);
-  const w = new CopyWriter(1 << 16).begin();
-  let rows = 0;
+  const w1m = new CopyWriter(1 << 16).begin();
+  const w1h = new CopyWriter(1 << 14).begin();
+  let aggregates = 0, rows1m = 0, rows1h = 0;
   for (const [a, g] of byAgent) {
     const agent = Number(a);
+    // series -> minute -> aggregate, split by hour
+    const byHour = new Map<number, Map<number, Map<number, RollupAgg>>>();
     for (const [sid, m] of g.by) {
-      for (const [bucket, x] of m) {
-        w.row(7);
-        w.int8(agent);
-        w.int4(sid);
-        w.timestamptz(bucket);
-        w.float8(x.min);
-        w.float8(x.max);
-        w.float8(x.sum);
-        w.int4(x.count);
-        rows++;
+      for (const [minute, x] of m) {
+        const hour = minute - (((minute % HOUR) + HOUR) % HOUR);
+        let h = byHour.get(hour);
+        if (!h) byHour.set(hour, (h = new Map()));
+        let ms = h.get(sid);
+        if (!ms) h.set(sid, (ms = new Map()));
+        ms.set(minute, x);
+        aggregates++;
       }
     }
+    for (const [hour, bySid] of byHour) {
+      rows1m += encodeRollupRows(w1m, agent, hour, bySid);
+      const hourly = new Map<number, Map<number, RollupAgg>>();
+      for (const [sid, ms] of bySid) {
+        let acc: RollupAgg | undefined;
+        for (const x of ms.values()) {
+          if (!acc) acc = { ...x };
+          else {
+            if (x.min < acc.min) acc.min = x.min;
+            if (x.max > acc.max) acc.max = x.max;
+            acc.sum += x.sum;
+            acc.count += x.count;
+          }
+        }
+        hourly.set(sid, new Map([[hour, acc!]]));
+      }
+      rows1h += encodeRollupRows(w1h, agent, hour, hourly);
+    }
   }
-  if (rows) await copyInto(tx, "metric_rollup_1m (agent_id, series_id, bucket, min, max, sum, count)", w.end());
-  return rows;
+  if (rows1m) await copyInto(tx, ROLLUP_BLOCK_TABLES["1m"] + " " + ROLLUP_BLOCKS_COPY_COLUMNS, w1m.end());
+  if (rows1h) await copyInto(tx, ROLLUP_BLOCK_TABLES["1h"] + " " + ROLLUP_BLOCKS_COPY_COLUMNS, w1h.end());
+  return aggregates;
 }
 
 /**

@@ -15,6 +15,7 @@ import { copyInto, encodeMetricBlocks, METRIC_BLOCKS_COPY } from "../../../src/s
 import { BLOCK_TARGET_BYTES, countStoredSamples, readBlockRows } from "../../../src/store/postgres/metric-blocks.ts";
 import { rangeBucketMs, seriesRange } from "../../../src/store/postgres/queries.ts";
 import { rollupStep } from "../../../src/store/postgres/rollups.ts";
+import { readRollups } from "../../../src/store/postgres/rollup-blocks.ts";
 import { gatherSignals } from "../../../src/security/incidents.ts";
 import type { ScopedHost } from "../../../src/store/postgres/queries-console.ts";
 import { testDatabase, type TestDb } from "../../support/db.ts";
@@ -126,8 +127,8 @@ test("raw range reads across the migration equal the buckets of the written valu
 test("the rollup job computes minutes from both layouts, once", async () => {
   const step = await rollupStep({ sql: db.sql, rawDays: 100_000, now: () => H0 + 4 * 3_600_000 });
   expect(step.pairs).toBe(2);
-  const rows = await db.sql<{ series_id: number; bucket: Date; min: number; max: number; sum: number; count: number }[]>`
-    select series_id, bucket, min, max, sum, count from metric_rollup_1m where agent_id = ${agent}`;
+  const rows: Array<{ series_id: number; bucket: Date; min: number; max: number; sum: number; count: number }> = [];
+  await readRollups(db.sql, "1m", agent, null, 0, 4e12, (sid, t, min, max, sum, count) => rows.push({ series_id: sid, bucket: new Date(t), min, max, sum, count }));
   const want = expected(H0, H0 + 7_200_000, 0, 60_000);
   expect(rows.length).toBe(want.size);
   expect(step.minuteRows).toBe(want.size);
@@ -136,8 +137,9 @@ test("the rollup job computes minutes from both layouts, once", async () => {
     expect({ min: r.min, max: r.max, count: r.count }).toEqual({ min: e.min, max: e.max, count: e.count });
     expect(r.sum).toBeCloseTo(e.sum, 3);
   }
-  const [h] = await db.sql`select coalesce(sum(count), 0)::int as n, count(*)::int as rows from metric_rollup_1h where agent_id = ${agent}`;
-  expect(h).toEqual({ n: [...want.values()].reduce((a, e) => a + e.count, 0), rows: 2 * NAMES.length });
+  const h: number[] = [];
+  await readRollups(db.sql, "1h", agent, null, 0, 4e12, (_sid, _t, _min, _max, _sum, count) => h.push(count));
+  expect({ n: h.reduce((a, c) => a + c, 0), rows: h.length }).toEqual({ n: [...want.values()].reduce((a, e) => a + e.count, 0), rows: 2 * NAMES.length });
   expect((await rollupStep({ sql: db.sql, rawDays: 100_000, now: () => H0 + 4 * 3_600_000 })).pairs).toBe(0);
 });
 

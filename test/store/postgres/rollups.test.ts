@@ -14,6 +14,7 @@ import { createPgClient } from "../../../src/store/postgres/client.ts";
 import { testDatabase, type TestDb } from "../../support/db.ts";
 import { join } from "node:path";
 import { readBlockRows } from "../../../src/store/postgres/metric-blocks.ts";
+import { readRollups, type RollupTier } from "../../../src/store/postgres/rollup-blocks.ts";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -50,10 +51,17 @@ async function rawCount(): Promise<number> {
   return (await readBlockRows(db.sql, agent)).reduce((n, r) => n + r.vals.filter((v) => !Number.isNaN(v)).length, 0);
 }
 
+/** The stored aggregates of a tier (both layouts), one entry per (series, bucket). */
+async function tierRows(tier: RollupTier, sid: number | null = null, from = 0, to = 4e12): Promise<Array<{ sid: number; t: number; min: number; max: number; sum: number; count: number }>> {
+  const out: Array<{ sid: number; t: number; min: number; max: number; sum: number; count: number }> = [];
+  await readRollups(db.sql, tier, agent, sid === null ? null : [sid], from, to, (sid, t, min, max, sum, count) => out.push({ sid, t, min, max, sum, count }));
+  return out;
+}
+
 async function tierCounts(): Promise<{ m: number; h: number; mRows: number }> {
-  const [m] = await db.sql`select coalesce(sum(count), 0)::int as n, count(*)::int as rows from metric_rollup_1m where agent_id = ${agent}`;
-  const [h] = await db.sql`select coalesce(sum(count), 0)::int as n from metric_rollup_1h where agent_id = ${agent}`;
-  return { m: m!.n, h: h!.n, mRows: m!.rows };
+  const m = await tierRows("1m");
+  const h = await tierRows("1h");
+  return { m: m.reduce((n, r) => n + r.count, 0), h: h.reduce((n, r) => n + r.count, 0), mRows: m.length };
 }
 
 async function drain(): Promise<void> {
@@ -150,16 +158,18 @@ describe("reads", () => {
     const raw = await seriesRangeTiered(db.sql, agent, [ids[3]!, ids[0]!], from, to, grid, "raw");
     expect(got[0]!.max).toEqual(raw[0]!.max);
     expect(got[2]!.min).toEqual(raw[1]!.min);
-    // the answer really comes from the rollups: a changed 1-hour row shows, and marking its hour
-    // dirty makes the read go raw at once and the next step repair the row
+    // the answer really comes from the rollups: a 1-hour row of migration 490's table (still
+    // read) shows, and marking its hour dirty makes the read go raw at once and the next step
+    // replace it by the recomputed block
     const hour = new Date(START + 10 * HOUR);
-    await db.sql`update metric_rollup_1h set max = 9999 where agent_id = ${agent} and series_id = ${ids[3]!.id} and bucket = ${hour}`;
+    await db.sql`insert into metric_rollup_1h (agent_id, series_id, bucket, min, max, sum, count) values (${agent}, ${ids[3]!.id}, ${hour}, 0, 9999, 0, 1)`;
     expect(Math.max(...(await seriesRange(db.sql, agent, ["x.1"], from, to, 300))[0]!.max)).toBe(9999);
     await db.sql`insert into metric_rollup_dirty (agent_id, hour) values (${agent}, ${hour})`;
     expect((await seriesRange(db.sql, agent, ["x.1"], from, to, 300))[0]!.max).toEqual(raw[0]!.max);
     await drain();
-    const [row] = await db.sql`select max from metric_rollup_1h where agent_id = ${agent} and series_id = ${ids[3]!.id} and bucket = ${hour}`;
-    expect(row!.max).toBeLessThan(9999);
+    const rows = await tierRows("1h", ids[3]!.id, hour.getTime(), hour.getTime() + 1);
+    expect(rows.length).toBe(1);
+    expect(rows[0]!.max).toBeLessThan(9999);
     expect((await seriesRange(db.sql, agent, ["x.1"], from, to, 300))[0]!.max).toEqual(raw[0]!.max);
   });
 });
@@ -185,8 +195,8 @@ describe("the job", () => {
     expect(after.m).toBe(await rawCount());
     expect(after.m - before.m).toBe((await rawCount()) - rawBefore);
     expect(after.m - before.m).toBeGreaterThanOrEqual(10 * NAMES.length - 1);
-    const [row] = await db.sql`select max from metric_rollup_1h where agent_id = ${agent} and series_id = ${ids[3]!.id} and bucket = ${new Date(hour)}`;
-    expect(row!.max).toBe(5003);
+    const rows = await tierRows("1h", ids[3]!.id, hour, hour + 1);
+    expect(rows.map((r) => r.max)).toEqual([5003]);
     await expectTieredEqualsRaw(from, to, 1000, "1h");
   });
 
@@ -283,13 +293,18 @@ describe("the job", () => {
 test("rollup tiers get their own partitions and retention", async () => {
   const t = timeSeriesTables(3, 3, { minuteDays: 14, hourDays: 65 });
   for (const p of t.filter((x) => x.table.startsWith("metric_rollup_"))) await ensurePartitions(db.sql, p);
-  const minute = await listPartitions(db.sql, "metric_rollup_1m");
-  const hour = await listPartitions(db.sql, "metric_rollup_1h");
-  // 14 days back + 2 ahead in 7-day partitions; 65 days back in 30-day ones (plus the defaults)
-  expect(minute.length - 1).toBeGreaterThanOrEqual(3);
-  expect(minute.length - 1).toBeLessThanOrEqual(4);
-  expect(hour.length - 1).toBeGreaterThanOrEqual(3);
-  expect(hour.length - 1).toBeLessThanOrEqual(4);
+  // the block tables (migration 520) and migration 490's, still read until they empty
+  for (const [m, h] of [["metric_rollup_1m_blocks", "metric_rollup_1h_blocks"], ["metric_rollup_1m", "metric_rollup_1h"]]) {
+    const minute = await listPartitions(db.sql, m!);
+    const hour = await listPartitions(db.sql, h!);
+    // 14 days back + 2 ahead in 7-day partitions; 65 days back in 30-day ones (plus the defaults)
+    expect(minute.length - 1).toBeGreaterThanOrEqual(3);
+    expect(minute.length - 1).toBeLessThanOrEqual(4);
+    expect(hour.length - 1).toBeGreaterThanOrEqual(3);
+    expect(hour.length - 1).toBeLessThanOrEqual(4);
+  }
+  const [inDefault] = await db.sql`select count(*)::int as n from metric_rollup_1m_blocks_default`;
+  expect(inDefault!.n).toBe(0);
   // rows moved out of the default partition, none lost
   const c = await tierCounts();
   expect(c.m).toBe(await rawCount());

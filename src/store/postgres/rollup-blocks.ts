@@ -1,0 +1,146 @@
+/**
+ * The rollup tiers' rows (migration 520): one row of metric_rollup_1m_blocks / _1h_blocks holds
+ * an (agent, hour) and a group of series, its `block` the aggregates of those series over the
+ * hour's minutes (1m) or over the hour (1h):
+ *
+ *   u8 version (1) | 4 times: u32 little-endian length, then a block of src/store/codec/block.ts
+ *
+ * The four blocks are min, max, sum and count, each over the same timestamps (ms after the row's
+ * hour) and series ids, NaN where a series has no sample in a minute. Every value round-trips bit
+ * for bit, so tiered reads give what the row-per-bucket tables (migration 490) gave. Rows are
+ * packed a few series at a time under BLOCK_TARGET_BYTES, like raw blocks (compaction.ts), so
+ * they stay below PostgreSQL's TOAST threshold unless one series alone is larger.
+ */
+import type { Sql, TransactionSql } from "postgres";
+import { ByteSink, CodecError, decodeBlock, encodeBlock } from "../codec/block.ts";
+import type { CopyWriter } from "./copy-binary.ts";
+import { BLOCK_TARGET_BYTES } from "./metric-blocks.ts";
+import { packGroups } from "./compaction.ts";
+
+export type RollupTier = "1m" | "1h";
+export const ROLLUP_BLOCK_TABLES = { "1m": "metric_rollup_1m_blocks", "1h": "metric_rollup_1h_blocks" } as const;
+/** The row-per-bucket tables of migration 490: read until their rows are recomputed or expire. */
+export const ROLLUP_LEGACY_TABLES = { "1m": "metric_rollup_1m", "1h": "metric_rollup_1h" } as const;
+export const ROLLUP_BLOCKS_COPY_COLUMNS = "(agent_id, hour, block)";
+
+const VERSION = 1;
+const HOUR = 3_600_000;
+
+export interface RollupAgg {
+  min: number;
+  max: number;
+  sum: number;
+  count: number;
+}
+
+/** A visitor of stored aggregates: series id, bucket start (ms), its aggregate. */
+export type RollupVisitor = (sid: number, t: number, min: number, max: number, sum: number, count: number) => void;
+
+const sink = new ByteSink(1 << 14);
+const part = new ByteSink(1 << 12);
+
+/**
+ * COPY rows (agent_id, hour, block) of one (agent, hour) of a tier: `by` series id -> bucket start
+ * (ms, inside [hour, hour + 1 h)) -> aggregate. Returns the rows written.
+ */
+export function encodeRollupRows(w: CopyWriter, agent: number, hour: number, by: Map<number, Map<number, RollupAgg>>): number {
+  let rows = 0;
+  packRollupBlocks(hour, by, (block) => {
+    w.row(3);
+    w.int8(agent);
+    w.timestamptz(hour);
+    w.bytes(block);
+    rows++;
+  });
+  return rows;
+}
+
+/**
+ * The blocks of one (agent, hour) of a tier (see encodeRollupRows), each passed to `emit` (a view
+ * into a reused buffer: copy it to keep it).
+ */
+export function packRollupBlocks(hour: number, by: Map<number, Map<number, RollupAgg>>, emit: (block: Uint8Array) => void): void {
+  const sids = [...by.keys()].sort((x, y) => x - y);
+  if (sids.length === 0) return;
+  const times = new Set<number>();
+  for (const m of by.values()) for (const t of m.keys()) times.add(t);
+  const ts = [...times].sort((x, y) => x - y);
+  const col = new Map(ts.map((t, i) => [t, i]));
+  const nT = ts.length;
+  const tsOff = Int32Array.from(ts, (t) => t - hour);
+  if (tsOff[0]! < 0 || tsOff[nT - 1]! >= HOUR) throw new Error("a rollup bucket lies outside its hour");
+  const stats = [0, 1, 2, 3].map(() => new Float64Array(sids.length * nT).fill(NaN));
+  sids.forEach((sid, j) => {
+    for (const [t, a] of by.get(sid)!) {
+      const k = j * nT + col.get(t)!;
+      stats[0]![k] = a.min;
+      stats[1]![k] = a.max;
+      stats[2]![k] = a.sum;
+      stats[3]![k] = a.count;
+    }
+  });
+  const encode = (from: number, n: number): number => {
+    sink.reset();
+    sink.ensure(1);
+    sink.buf[sink.pos++] = VERSION;
+    for (const values of stats) {
+      part.reset();
+      encodeBlock(part, tsOff, sids, from, n, values, from * nT);
+      sink.ensure(4 + part.pos);
+      new DataView(sink.buf.buffer, sink.buf.byteOffset).setUint32(sink.pos, part.pos, true);
+      sink.buf.set(part.bytes(), sink.pos + 4);
+      sink.pos += 4 + part.pos;
+    }
+    return sink.pos;
+  };
+  packGroups(sids.length, BLOCK_TARGET_BYTES, encode, () => emit(sink.bytes()));
+}
+
+/** Visits the aggregates of one row's block in [fromMs, toMs) of the wanted series (all when `want` is undefined). */
+export function visitRollupBlock(hour: number, block: Uint8Array, want: Set<number> | undefined, fromMs: number, toMs: number, visit: RollupVisitor): void {
+  if (block.length < 1 || block[0] !== VERSION) throw new CodecError("unknown rollup block version");
+  const view = new DataView(block.buffer, block.byteOffset, block.byteLength);
+  let p = 1;
+  const parts = [];
+  for (let k = 0; k < 4; k++) {
+    if (p + 4 > block.length) throw new CodecError("rollup block truncated");
+    const len = view.getUint32(p, true);
+    if (p + 4 + len > block.length) throw new CodecError("rollup block truncated");
+    parts.push(decodeBlock(block.subarray(p + 4, p + 4 + len), want));
+    p += 4 + len;
+  }
+  const [mn, mx, sm, ct] = parts as [ReturnType<typeof decodeBlock>, ReturnType<typeof decodeBlock>, ReturnType<typeof decodeBlock>, ReturnType<typeof decodeBlock>];
+  const nT = mn.tsOff.length;
+  for (const d of [mx, sm, ct]) {
+    if (d.tsOff.length !== nT || d.sids.length !== mn.sids.length) throw new CodecError("rollup block parts disagree");
+  }
+  for (let j = 0; j < mn.sids.length; j++) {
+    const sid = mn.sids[j]!;
+    for (let i = 0; i < nT; i++) {
+      const t = hour + mn.tsOff[i]!;
+      const k = j * nT + i;
+      const c = ct.values[k]!;
+      if (t >= fromMs && t < toMs && c === c) visit(sid, t, mn.values[k]!, mx.values[k]!, sm.values[k]!, c);
+    }
+  }
+}
+
+/**
+ * Visits the stored aggregates of a tier for `agentId` with bucket starts in [fromMs, toMs), of
+ * the series in `sids` (all when null), from both layouts. Order is unspecified.
+ */
+export async function readRollups(
+  sql: Sql | TransactionSql, tier: RollupTier, agentId: number, sids: number[] | null, fromMs: number, toMs: number, visit: RollupVisitor,
+): Promise<void> {
+  const want = sids ? new Set(sids) : undefined;
+  const blocks = await sql<{ hour: number; block: Uint8Array }[]>`
+    select (extract(epoch from hour) * 1000)::float8 as hour, block from ${sql(ROLLUP_BLOCK_TABLES[tier])}
+    where agent_id = ${agentId} and hour >= ${new Date(Math.floor(fromMs / HOUR) * HOUR)} and hour < ${new Date(toMs)}`;
+  for (const r of blocks) visitRollupBlock(r.hour, r.block, want, fromMs, toMs, visit);
+  const legacy = await sql<{ sid: number; t: number; min: number; max: number; sum: number; count: number }[]>`
+    select series_id as sid, (extract(epoch from bucket) * 1000)::float8 as t, min, max, sum, count::float8 as count
+    from ${sql(ROLLUP_LEGACY_TABLES[tier])}
+    where agent_id = ${agentId} ${sids ? sql`and series_id = any(${sids}::int4[])` : sql``}
+      and bucket >= ${new Date(fromMs)} and bucket < ${new Date(toMs)}`;
+  for (const r of legacy) visit(r.sid, r.t, r.min, r.max, r.sum, r.count);
+}
