@@ -16,6 +16,7 @@ import { BLOCK_TARGET_BYTES, countStoredSamples, readBlockRows } from "../../../
 import { rangeBucketMs, seriesRange } from "../../../src/store/postgres/queries.ts";
 import { rollupStep } from "../../../src/store/postgres/rollups.ts";
 import { readRollups } from "../../../src/store/postgres/rollup-blocks.ts";
+import { SeriesCache } from "../../../src/store/postgres/series.ts";
 import { gatherSignals } from "../../../src/security/incidents.ts";
 import type { ScopedHost } from "../../../src/store/postgres/queries-console.ts";
 import { testDatabase, type TestDb } from "../../support/db.ts";
@@ -90,6 +91,27 @@ function expected(from: number, to: number, origin: number, width: number) {
   }
   return out;
 }
+
+test("migration 525 keeps every series id behind the metric_series view; names are stored once; new series get new ids", async () => {
+  const rows = await db.sql`select id, name from metric_series where agent_id = ${agent} order by id`;
+  expect(rows.map((r) => [r.id, r.name])).toEqual(sids.map((id, i) => [id, NAMES[i]]));
+  // a second agent with two of the same names and a new one, through the ingest writer's cache
+  const [b] = await db.sql`insert into agents (hostname, public_key) values ('second', ${Buffer.alloc(32, 8)}) returning id`;
+  const other = Number(b!.id);
+  const cache = new SeriesCache();
+  const names = [NAMES[2]!, NAMES[0]!, "brand.new"];
+  await cache.resolve(db.sql, [{ agentId: other, names }]);
+  const ids = [...cache.ids(other, names)!];
+  expect(new Set([...ids, ...sids]).size).toBe(6);
+  expect(ids[1]).toBe(ids[0]! + 1); // handed out in the frame's order
+  expect(ids[2]).toBe(ids[1]! + 1);
+  expect(Math.min(...ids)).toBeGreaterThan(Math.max(...sids));
+  const [n] = await db.sql`select count(*)::int as n, count(distinct name)::int as d from metric_names`;
+  expect(n).toEqual({ n: 4, d: 4 });
+  // registering again changes nothing
+  await new SeriesCache().resolve(db.sql, [{ agentId: other, names }]);
+  expect((await db.sql`select count(*)::int as n from metric_series where agent_id = ${other}`)[0]!.n).toBe(3);
+});
 
 test("both layouts are listed, decoded, with every sample", async () => {
   const rows = await readBlockRows(db.sql, agent);
