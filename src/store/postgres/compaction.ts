@@ -8,7 +8,8 @@
  * wholly inside the hour, both layouts: rows stored before migration 495 are converted here) are
  * replaced by rows holding the whole hour per series: one timeline of the hour's timestamps, each
  * series' values over it, packed a few series a row under BLOCK_TARGET_BYTES. Readers need no
- * change: a compacted row is an ordinary block whose t0..t1 lies within one hour.
+ * change: a compacted row is an ordinary block whose t0..t1 lies within one hour; its `series`
+ * column lists the row's series ids, so a read of a few series fetches only their rows.
  *
  * Nothing is lost or counted twice:
  * - the rows replaced are the ones read, by (agent, batch_id, t0) in this transaction; the
@@ -27,11 +28,13 @@ import type { TransactionSql } from "postgres";
 import { ByteSink, encodeBlock, decodeBlock } from "../codec/block.ts";
 import { decodeFloat8ArraySend } from "../clickhouse/writer.ts";
 import { CopyWriter } from "./copy-binary.ts";
-import { BLOCK_TARGET_BYTES, METRIC_BLOCKS_COPY_COLUMNS } from "./metric-blocks.ts";
+import { BLOCK_TARGET_BYTES } from "./metric-blocks.ts";
 import { copyInto } from "./writer.ts";
 
 /** batch_id of a compacted row. */
 export const COMPACTED_BATCH = -1;
+/** A compacted row also lists its series (migration 515), which ingest's rows leave null. */
+const COMPACTED_COPY_COLUMNS = "metric_blocks (agent_id, batch_id, t0, t1, block, series)";
 
 export interface CompactionResult {
   /** (agent, hour) pairs rewritten */
@@ -126,7 +129,7 @@ export async function compactHours(tx: TransactionSql, agents: string[], hours: 
   if (gone.count !== result.rowsIn) {
     throw new Error(`compaction read ${result.rowsIn} metric_blocks rows but would delete ${gone.count}`);
   }
-  if (result.rowsOut) await copyInto(tx, METRIC_BLOCKS_COPY_COLUMNS, w.end());
+  if (result.rowsOut) await copyInto(tx, COMPACTED_COPY_COLUMNS, w.end());
   return result;
 }
 
@@ -229,13 +232,14 @@ function emitRows(w: CopyWriter, agent: number, m: Merged): number {
   const t0 = m.times[0]!;
   const tsOff = m.times.map((t) => t - t0);
   let rows = 0;
-  const write = (rowT0: number, rowT1: number): void => {
-    w.row(5);
+  const write = (rowT0: number, rowT1: number, from: number, n: number): void => {
+    w.row(6);
     w.int8(agent);
     w.int8(COMPACTED_BATCH);
     w.timestamptz(rowT0);
     w.timestamptz(rowT1);
     w.bytes(sink.bytes());
+    w.int4Array(m.sids, from, n); // the row's series, so a read of a few series skips the other rows
     rows++;
   };
   // one series over columns [c0, c1): values are contiguous, so a time slice is a sub-block
@@ -249,14 +253,14 @@ function emitRows(w: CopyWriter, agent: number, m: Merged): number {
       oneSeries(j, mid, c1);
       return;
     }
-    write(t0 + tsOff[c0]!, t0 + tsOff[c1 - 1]!);
+    write(t0 + tsOff[c0]!, t0 + tsOff[c1 - 1]!, j, 1);
   };
   const encode = (from: number, n: number): number => {
     sink.reset();
     encodeBlock(sink, tsOff, m.sids, from, n, m.values, from * nT);
     return sink.pos;
   };
-  packGroups(m.sids.length, BLOCK_TARGET_BYTES, encode, () => write(t0, t0 + tsOff[nT - 1]!), (j) => oneSeries(j, 0, nT));
+  packGroups(m.sids.length, BLOCK_TARGET_BYTES, encode, (from, n) => write(t0, t0 + tsOff[nT - 1]!, from, n), (j) => oneSeries(j, 0, nT));
   return rows;
 }
 

@@ -78,7 +78,7 @@ export async function readRawSamples(
            case when block is null then array_send(vals) end as vals
     from metric_blocks
     where agent_id = ${agentId} and t0 >= ${earliest} and t0 < ${to} and t1 >= ${from}
-      ${sids ? sql`and (block is not null or series && ${sids}::int4[])` : sql``}`;
+      ${sids ? sql`and (series is null or series && ${sids}::int4[])` : sql``}`;
   for (const r of rows) {
     if (r.block) visitBlock(r.t0, r.block, want, fromMs, toMs, visit);
     else visitLegacy(r.t0, r.ts_off!, r.series!, decodeFloat8ArraySend(r.vals!), want, fromMs, toMs, visit);

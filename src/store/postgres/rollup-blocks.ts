@@ -21,7 +21,7 @@ export type RollupTier = "1m" | "1h";
 export const ROLLUP_BLOCK_TABLES = { "1m": "metric_rollup_1m_blocks", "1h": "metric_rollup_1h_blocks" } as const;
 /** The row-per-bucket tables of migration 490: read until their rows are recomputed or expire. */
 export const ROLLUP_LEGACY_TABLES = { "1m": "metric_rollup_1m", "1h": "metric_rollup_1h" } as const;
-export const ROLLUP_BLOCKS_COPY_COLUMNS = "(agent_id, hour, block)";
+export const ROLLUP_BLOCKS_COPY_COLUMNS = "(agent_id, hour, block, series)";
 
 const VERSION = 1;
 const HOUR = 3_600_000;
@@ -40,16 +40,17 @@ const sink = new ByteSink(1 << 14);
 const part = new ByteSink(1 << 12);
 
 /**
- * COPY rows (agent_id, hour, block) of one (agent, hour) of a tier: `by` series id -> bucket start
+ * COPY rows (agent_id, hour, block, series) of one (agent, hour) of a tier: `by` series id -> bucket start
  * (ms, inside [hour, hour + 1 h)) -> aggregate. Returns the rows written.
  */
 export function encodeRollupRows(w: CopyWriter, agent: number, hour: number, by: Map<number, Map<number, RollupAgg>>): number {
   let rows = 0;
-  packRollupBlocks(hour, by, (block) => {
-    w.row(3);
+  packRollupBlocks(hour, by, (block, sids) => {
+    w.row(4);
     w.int8(agent);
     w.timestamptz(hour);
     w.bytes(block);
+    w.int4Array(sids);
     rows++;
   });
   return rows;
@@ -59,7 +60,7 @@ export function encodeRollupRows(w: CopyWriter, agent: number, hour: number, by:
  * The blocks of one (agent, hour) of a tier (see encodeRollupRows), each passed to `emit` (a view
  * into a reused buffer: copy it to keep it).
  */
-export function packRollupBlocks(hour: number, by: Map<number, Map<number, RollupAgg>>, emit: (block: Uint8Array) => void): void {
+export function packRollupBlocks(hour: number, by: Map<number, Map<number, RollupAgg>>, emit: (block: Uint8Array, sids: number[]) => void): void {
   const sids = [...by.keys()].sort((x, y) => x - y);
   if (sids.length === 0) return;
   const times = new Set<number>();
@@ -93,7 +94,7 @@ export function packRollupBlocks(hour: number, by: Map<number, Map<number, Rollu
     }
     return sink.pos;
   };
-  packGroups(sids.length, BLOCK_TARGET_BYTES, encode, () => emit(sink.bytes()));
+  packGroups(sids.length, BLOCK_TARGET_BYTES, encode, (from, n) => emit(sink.bytes(), sids.slice(from, from + n)));
 }
 
 /** Visits the aggregates of one row's block in [fromMs, toMs) of the wanted series (all when `want` is undefined). */
@@ -135,7 +136,8 @@ export async function readRollups(
   const want = sids ? new Set(sids) : undefined;
   const blocks = await sql<{ hour: number; block: Uint8Array }[]>`
     select (extract(epoch from hour) * 1000)::float8 as hour, block from ${sql(ROLLUP_BLOCK_TABLES[tier])}
-    where agent_id = ${agentId} and hour >= ${new Date(Math.floor(fromMs / HOUR) * HOUR)} and hour < ${new Date(toMs)}`;
+    where agent_id = ${agentId} and hour >= ${new Date(Math.floor(fromMs / HOUR) * HOUR)} and hour < ${new Date(toMs)}
+      ${sids ? sql`and series && ${sids}::int4[]` : sql``}`;
   for (const r of blocks) visitRollupBlock(r.hour, r.block, want, fromMs, toMs, visit);
   const legacy = await sql<{ sid: number; t: number; min: number; max: number; sum: number; count: number }[]>`
     select series_id as sid, (extract(epoch from bucket) * 1000)::float8 as t, min, max, sum, count::float8 as count

@@ -11,6 +11,7 @@ import { rollupStep } from "../../../src/store/postgres/rollups.ts";
 import { readRawSamples } from "../../../src/store/postgres/metric-blocks.ts";
 import { COMPACTED_BATCH } from "../../../src/store/postgres/compaction.ts";
 import { readRollups } from "../../../src/store/postgres/rollup-blocks.ts";
+import { decodeBlock } from "../../../src/store/codec/block.ts";
 import { testDatabase, type TestDb } from "../../support/db.ts";
 
 const HOUR = 3_600_000;
@@ -110,12 +111,18 @@ test("a closed hour's frames become hour-long rows; every sample reads back the 
   expect(raw.some((r) => (r.t0 as Date).getTime() < H1 && (r.t1 as Date).getTime() >= H1)).toBe(true);
   expect(raw.some((r) => r.b === batch && (r.t0 as Date).getTime() === H1 + 20 * STEP)).toBe(true);
   // compacted rows stay inside their hour and under the TOAST threshold
-  const rows = await db.sql`select t0, t1, octet_length(block) as n from metric_blocks where agent_id = ${agent} and batch_id = ${COMPACTED_BATCH}`;
+  const rows = await db.sql`select t0, t1, octet_length(block) as n, block, series from metric_blocks where agent_id = ${agent} and batch_id = ${COMPACTED_BATCH}`;
   for (const r of rows) {
+    // each lists its series, so reads of a few series skip the others' rows
+    expect([...decodeBlock(r.block as Uint8Array).sids]).toEqual(r.series as number[]);
     const t0 = (r.t0 as Date).getTime(), t1 = (r.t1 as Date).getTime();
     expect(Math.floor(t0 / HOUR)).toBe(Math.floor(t1 / HOUR));
     expect(r.n).toBeLessThanOrEqual(1900);
   }
+  // a read of one series gives exactly that series' samples
+  const one: string[] = [];
+  await readRawSamples(db.sql, agent, [ids[4]!], H0 - HOUR, H2 + 2 * HOUR, (sid, t, v) => one.push(`${sid} ${t} ${v}`));
+  expect(one.sort()).toEqual(before.filter((l) => l.startsWith(`${ids[4]} `)));
   // compacted rows do not mark their hour dirty again: nothing left to do
   expect((await db.sql`select count(*)::int as n from metric_rollup_dirty where agent_id = ${agent}`)[0]!.n).toBe(0);
   // the rollups equal raw: count of the minute tier is every sample of the compacted hours, once

@@ -9,7 +9,8 @@
 create table metric_rollup_1m_blocks (
   agent_id bigint not null,
   hour     timestamptz not null,
-  block    bytea not null
+  block    bytea not null,
+  series   int4[] not null -- the row's series ids, so a read of a few series skips the other rows
 ) partition by range (hour);
 create index metric_rollup_1m_blocks_agent_hour on metric_rollup_1m_blocks (agent_id, hour);
 create table metric_rollup_1m_blocks_default partition of metric_rollup_1m_blocks default;
@@ -17,7 +18,8 @@ create table metric_rollup_1m_blocks_default partition of metric_rollup_1m_block
 create table metric_rollup_1h_blocks (
   agent_id bigint not null,
   hour     timestamptz not null,
-  block    bytea not null
+  block    bytea not null,
+  series   int4[] not null
 ) partition by range (hour);
 create index metric_rollup_1h_blocks_agent_hour on metric_rollup_1h_blocks (agent_id, hour);
 create table metric_rollup_1h_blocks_default partition of metric_rollup_1h_blocks default;
