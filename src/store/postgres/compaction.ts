@@ -28,7 +28,7 @@ import type { TransactionSql } from "postgres";
 import { ByteSink, encodeBlock, decodeBlock } from "../codec/block.ts";
 import { decodeFloat8ArraySend } from "../clickhouse/writer.ts";
 import { CopyWriter } from "./copy-binary.ts";
-import { BLOCK_TARGET_BYTES } from "./metric-blocks.ts";
+import { BLOCK_TARGET_BYTES, fromBase64 } from "./metric-blocks.ts";
 import { copyInto } from "./writer.ts";
 
 /** batch_id of a compacted row. */
@@ -67,7 +67,8 @@ interface RowIn {
   batch: string;
   t0s: string;
   t0: number;
-  block: Uint8Array | null;
+  /** base64 */
+  block: string | null;
   ts_off: number[] | null;
   series: number[] | null;
   vals: Uint8Array | null;
@@ -82,7 +83,7 @@ const sink = new ByteSink(1 << 14);
 export async function compactHours(tx: TransactionSql, agents: string[], hours: string[], lo: Date, hi: Date): Promise<CompactionResult> {
   const rows = await tx<RowIn[]>`
     select b.agent_id::text as a, (extract(epoch from p.h) * 1000)::float8 as h, b.batch_id::text as batch, b.t0::text as t0s,
-           (extract(epoch from b.t0) * 1000)::float8 as t0, b.block,
+           (extract(epoch from b.t0) * 1000)::float8 as t0, encode(b.block, 'base64') as block,
            case when b.block is null then b.ts_off end as ts_off, case when b.block is null then b.series end as series,
            case when b.block is null then array_send(b.vals) end as vals
     from unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
@@ -97,7 +98,7 @@ export async function compactHours(tx: TransactionSql, agents: string[], hours: 
     let f = frames.get(fk);
     if (!f) frames.set(fk, (f = { batch: r.batch, t0s: r.t0s, t0: r.t0, parts: [] }));
     if (r.block) {
-      const d = decodeBlock(r.block);
+      const d = decodeBlock(fromBase64(r.block));
       f.parts.push({ tsOff: d.tsOff, sids: d.sids, values: d.values });
     } else {
       f.parts.push({ tsOff: r.ts_off!, sids: r.series!, values: decodeFloat8ArraySend(r.vals!) });

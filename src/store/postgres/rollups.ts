@@ -19,7 +19,7 @@
  */
 import type { Sql, TransactionSql } from "postgres";
 import { CopyWriter } from "./copy-binary.ts";
-import { BucketAgg, visitBlock } from "./metric-blocks.ts";
+import { BucketAgg, fromBase64, visitBlock } from "./metric-blocks.ts";
 import { copyInto } from "./writer.ts";
 import { compactHours, type CompactionResult } from "./compaction.ts";
 import { encodeRollupRows, ROLLUP_BLOCK_TABLES, ROLLUP_BLOCKS_COPY_COLUMNS, type RollupAgg } from "./rollup-blocks.ts";
@@ -127,12 +127,12 @@ async function recompute(tx: TransactionSql, agents: string[], hours: string[], 
     return g;
   };
   // a block spanning two picked hours of an agent comes once per hour, each time cut to that hour
-  const blocks = await tx<{ a: string; h: number; t0: number; block: Uint8Array }[]>`
-    select p.a::text as a, (extract(epoch from p.h) * 1000)::float8 as h, (extract(epoch from b.t0) * 1000)::float8 as t0, b.block
+  const blocks = await tx<{ a: string; h: number; t0: number; block: string }[]>`
+    select p.a::text as a, (extract(epoch from p.h) * 1000)::float8 as h, (extract(epoch from b.t0) * 1000)::float8 as t0, encode(b.block, 'base64') as block
     from unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
     join metric_blocks b on b.agent_id = p.a and b.t0 >= p.h - interval '1 hour' and b.t0 < p.h + interval '1 hour' and b.t1 >= p.h
     where b.agent_id = any(${agents}::int8[]) and b.t0 >= ${new Date(lo.getTime() - HOUR)} and b.t0 < ${hi} and b.block is not null`;
-  for (const r of blocks) visitBlock(r.t0, r.block, undefined, r.h, r.h + HOUR, aggOf(r.a).add);
+  for (const r of blocks) visitBlock(r.t0, fromBase64(r.block), undefined, r.h, r.h + HOUR, aggOf(r.a).add);
   const legacy = await tx<{ a: string; sid: number; t: number; v: number }[]>`
     select p.a::text as a, b.series[k.i] as sid, s.t, s.v
     from unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
