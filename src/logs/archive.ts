@@ -20,18 +20,10 @@ import type { Clickhouse, Params } from "../store/clickhouse/client.ts";
 import { LOGS_TABLE } from "../store/clickhouse/schema.ts";
 import { inScope } from "../store/postgres/queries-console.ts";
 import type { LogQuery } from "./log-query.ts";
+import type { FleetLogLine } from "./line.ts";
 
 /** A line of the archive as search.ts returns lines (id "c<agent>-<batch>-<n>"). */
-export interface ArchivedLine {
-  id: string;
-  ts: Date;
-  ts_us: string;
-  severity: number;
-  source: string;
-  message: string;
-  agent_id: number;
-  hostname: string;
-}
+export type ArchivedLine = FleetLogLine & { id: string };
 
 /** Where the previous archive page ended. */
 export interface ArchiveCursor {

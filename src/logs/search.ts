@@ -8,19 +8,9 @@ import type { HostScope } from "../auth/host-scope.ts";
 import { inScope } from "../store/postgres/queries-console.ts";
 import { logQuerySql, type LogQuery } from "./log-query.ts";
 import { parseArchiveId, type LogArchive } from "./archive.ts";
+import type { FleetLogLine } from "./line.ts";
 
-export interface FleetLogLine {
-  /** null for lines stored before migration 500 (they page by ts alone). */
-  id: string | null;
-  ts: Date;
-  /** ts in µs since the epoch, exact (for cursors). */
-  ts_us: string;
-  severity: number;
-  source: string;
-  message: string;
-  agent_id: number;
-  hostname: string;
-}
+export type { FleetLogLine } from "./line.ts";
 
 /** Where the previous page ended: the last line's time in µs since the epoch, and its id. */
 export interface LogCursor {
