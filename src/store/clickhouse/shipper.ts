@@ -94,6 +94,22 @@ function metricBlocksQuery(sql: Sql | TransactionSql, agents: Array<string | num
       on mb.agent_id = b.agent_id and mb.batch_id = b.batch_id`;
 }
 
+/**
+ * The compacted rows (batch_id -1) of the given (agent, hour) pairs, in metricBlocksQuery's shape.
+ * Compaction (src/store/postgres/compaction.ts) replaced the hour's rows, whatever their batches.
+ */
+function compactedBlocksQuery(sql: Sql | TransactionSql, agents: string[], hours: Date[]) {
+  const lo = new Date(Math.min(...hours.map((h) => h.getTime())));
+  const hi = new Date(Math.max(...hours.map((h) => h.getTime())) + 3_600_000);
+  return sql<Array<Omit<MetricBlockRow, "vals"> & { vals: Uint8Array | null; block: Uint8Array | null }>>`
+    select mb.agent_id, mb.batch_id, floor(extract(epoch from mb.t0) * 1000)::int8 as t0, null::int4[] as ts_off, null::int4[] as series,
+           null::bytea as vals, mb.block
+    from metric_blocks mb
+    join unnest(${agents}::int8[], ${hours.map((h) => h.toISOString())}::timestamptz[]) as c(agent_id, hour)
+      on mb.agent_id = c.agent_id and mb.t0 >= c.hour and mb.t0 < c.hour + interval '1 hour'
+    where mb.batch_id = -1 and mb.agent_id = any(${agents}::int8[]) and mb.t0 >= ${lo} and mb.t0 < ${hi}`;
+}
+
 /** A row of metricBlocksQuery as the ClickHouse writer takes it (blocks decoded here). */
 function blockRow(r: Omit<MetricBlockRow, "vals"> & { vals: Uint8Array | null; block: Uint8Array | null }): MetricBlockRow {
   if (r.block) {
@@ -216,6 +232,38 @@ export class Shipper {
     return r;
   }
 
+  /**
+   * Ships the compacted rows of up to `maxBatches` hours logged in metric_compactions after the
+   * cursor: hours compacted while the tier was off (compaction is off while it is on), whose
+   * frames' batches no longer hold rows. Same transaction discipline as step().
+   */
+  async stepCompacted(): Promise<{ hours: number; samples: number; leader: boolean }> {
+    const { sql, ch } = this.o;
+    return await sql.begin(async (tx) => {
+      const [lock] = await tx<{ ok: boolean }[]>`select pg_try_advisory_xact_lock(${SHIP_LOCK}) as ok`;
+      if (!lock!.ok) return { hours: 0, samples: 0, leader: false };
+      const hours = await tx<{ id: string; agent_id: string; hour: Date }[]>`
+        select c.id, c.agent_id, c.hour from metric_compactions c, clickhouse_cursor k
+        where k.id = 1 and c.id > k.compaction_id order by c.id limit ${this.maxBatches}`;
+      if (hours.length === 0) return { hours: 0, samples: 0, leader: true };
+      let samples = 0;
+      for await (const rows of compactedBlocksQuery(tx, hours.map((h) => h.agent_id), hours.map((h) => h.hour)).cursor(this.o.cursorRows ?? 2000)) {
+        samples += await writeMetricSamples(ch, rows.map(blockRow));
+      }
+      await tx`update clickhouse_cursor set compaction_id = ${hours[hours.length - 1]!.id}::int8, updated_at = now() where id = 1`;
+      this.metrics.rows.inc({ table: "metric_samples" }, samples);
+      return { hours: hours.length, samples, leader: true };
+    });
+  }
+
+  /** Ships one chunk of batches, or when there are none, of compacted hours (see stepCompacted). */
+  async stepAll(): Promise<StepResult> {
+    const r = await this.step();
+    if (r.batches > 0 || !r.leader) return r;
+    const c = await this.stepCompacted();
+    return { ...r, batches: c.hours, samples: c.samples };
+  }
+
   /** Refreshes the lag gauges from the cursor (one index range scan, capped). */
   async measureLag(): Promise<void> {
     const [row] = await this.o.sql<{ lag: number | null; pending: string }[]>`
@@ -225,7 +273,12 @@ export class Shipper {
         where (b.xid, b.agent_id, b.batch_id) > (c.xid, c.agent_id, c.batch_id)
         order by b.xid, b.agent_id, b.batch_id limit 100000)
       select extract(epoch from now() - min(committed_at))::float8 as lag, count(*) as pending from p`;
-    this.lagSeconds = Math.max(0, row?.lag ?? 0);
+    // compacted hours not shipped yet count as lag since their hour: until they are in ClickHouse
+    // the router keeps ranges PostgreSQL still holds on PostgreSQL
+    const [comp] = await this.o.sql<{ lag: number | null }[]>`
+      select extract(epoch from now() - min(c.hour))::float8 as lag
+      from (select hour from metric_compactions c, clickhouse_cursor k where k.id = 1 and c.id > k.compaction_id order by c.id limit 1000) c`;
+    this.lagSeconds = Math.max(0, row?.lag ?? 0, comp?.lag ?? 0);
     this.pendingBatches = Number(row?.pending ?? 0);
   }
 
@@ -243,7 +296,7 @@ export class Shipper {
             await this.o.prepare?.();
             this.prepared = true;
           }
-          const r = await this.step();
+          const r = await this.stepAll();
           if (r.batches >= this.maxBatches) pause = 0;
           if (!r.leader) pause = Math.max(pause, 1000);
           if (backoff) this.log(`clickhouse shipper: recovered, shipping again`);

@@ -18,11 +18,14 @@
  * - a frame holding a sample whose (series, timestamp) another frame of the hour also holds (an
  *   agent that sent a timestamp twice under two batch ids) is left as it is, so both values stay;
  * - missing samples (NaN) are not stored; readers skip them already;
+ * - a frame whose batch ClickHouse already holds (the tier was on when it came, and is off now)
+ *   is left as it is: its samples must not reach ClickHouse a second time as compacted rows;
  * - compacted rows carry batch_id COMPACTED_BATCH (-1, never an agent's batch id): the mark
  *   trigger ignores them (migration 515), so compaction does not dirty the hour it just rolled up;
  *   late data for the hour marks it again, and the next step compacts old and new rows together.
  * The ClickHouse shipper finds rows by their batch ids, so compaction is off while that tier is
- * on (rollups.ts `compact`).
+ * on (rollups.ts `compact`); each compacted (agent, hour) is logged in metric_compactions, from
+ * which the shipper ships compacted rows should the tier be turned on later.
  */
 import type { TransactionSql } from "postgres";
 import { ByteSink, encodeBlock, decodeBlock } from "../codec/block.ts";
@@ -59,6 +62,8 @@ interface Frame {
   t0s: string;
   t0: number;
   parts: Part[];
+  /** in ClickHouse under its batch id already: left as it is, or ClickHouse would get it twice */
+  shipped?: boolean;
 }
 
 interface RowIn {
@@ -72,6 +77,8 @@ interface RowIn {
   ts_off: number[] | null;
   series: number[] | null;
   vals: Uint8Array | null;
+  /** the row's batch is in ClickHouse already (the tier was on when it came) */
+  shipped: boolean;
 }
 
 const sink = new ByteSink(1 << 14);
@@ -85,7 +92,10 @@ export async function compactHours(tx: TransactionSql, agents: string[], hours: 
     select b.agent_id::text as a, (extract(epoch from p.h) * 1000)::float8 as h, b.batch_id::text as batch, b.t0::text as t0s,
            (extract(epoch from b.t0) * 1000)::float8 as t0, encode(b.block, 'base64') as block,
            case when b.block is null then b.ts_off end as ts_off, case when b.block is null then b.series end as series,
-           case when b.block is null then array_send(b.vals) end as vals
+           case when b.block is null then array_send(b.vals) end as vals,
+           exists (select 1 from ingest_batches ib, clickhouse_cursor k
+                   where ib.agent_id = b.agent_id and ib.batch_id = b.batch_id and k.id = 1
+                     and (ib.xid, ib.agent_id, ib.batch_id) <= (k.xid, k.agent_id, k.batch_id)) as shipped
     from unnest(${agents}::int8[], ${hours}::timestamptz[]) p(a, h)
     join metric_blocks b on b.agent_id = p.a and b.t0 >= p.h and b.t0 < p.h + interval '1 hour' and b.t1 < p.h + interval '1 hour'
     where b.agent_id = any(${agents}::int8[]) and b.t0 >= ${lo} and b.t0 < ${hi}`;
@@ -96,7 +106,7 @@ export async function compactHours(tx: TransactionSql, agents: string[], hours: 
     if (!frames) pairs.set(pk, (frames = new Map()));
     const fk = `${r.batch}|${r.t0s}`;
     let f = frames.get(fk);
-    if (!f) frames.set(fk, (f = { batch: r.batch, t0s: r.t0s, t0: r.t0, parts: [] }));
+    if (!f) frames.set(fk, (f = { batch: r.batch, t0s: r.t0s, t0: r.t0, parts: [], shipped: r.shipped }));
     if (r.block) {
       const d = decodeBlock(fromBase64(r.block));
       f.parts.push({ tsOff: d.tsOff, sids: d.sids, values: d.values });
@@ -107,6 +117,7 @@ export async function compactHours(tx: TransactionSql, agents: string[], hours: 
   const w = new CopyWriter(1 << 16).begin();
   const del = { agents: [] as string[], batches: [] as string[], t0s: [] as string[] };
   const result: CompactionResult = { hours: 0, rowsIn: 0, rowsOut: 0, framesKept: 0 };
+  const done = { agents: [] as string[], hours: [] as string[] };
   for (const [pk, frames] of pairs) {
     if (frames.size < 2) continue; // one frame (or one compacted hour): nothing to merge
     const agent = pk.slice(0, pk.indexOf("|"));
@@ -121,6 +132,8 @@ export async function compactHours(tx: TransactionSql, agents: string[], hours: 
       result.rowsIn += f.parts.length;
     }
     result.rowsOut += emitRows(w, Number(agent), merged);
+    done.agents.push(agent);
+    done.hours.push(new Date(Number(pk.slice(pk.indexOf("|") + 1))).toISOString());
   }
   if (result.hours === 0) return result;
   const gone = await tx`
@@ -131,6 +144,8 @@ export async function compactHours(tx: TransactionSql, agents: string[], hours: 
     throw new Error(`compaction read ${result.rowsIn} metric_blocks rows but would delete ${gone.count}`);
   }
   if (result.rowsOut) await copyInto(tx, COMPACTED_COPY_COLUMNS, w.end());
+  // what the ClickHouse shipper must ship, should the tier be turned on (migration 530)
+  await tx`insert into metric_compactions (agent_id, hour) select * from unnest(${done.agents}::int8[], ${done.hours}::timestamptz[])`;
   return result;
 }
 
@@ -180,6 +195,7 @@ export function mergeFrames(frames: Frame[]): Merged {
     return out;
   };
   for (const f of frames) {
+    if (f.shipped) continue;
     const slots = f.parts.map((p) => slotsOf(f, p));
     let clash = false;
     const mine = new Set<number>();

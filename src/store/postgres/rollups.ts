@@ -69,6 +69,7 @@ export async function rollupStep(o: RollupOptions): Promise<RollupStep> {
     const [lock] = await tx<{ ok: boolean }[]>`select pg_try_advisory_xact_lock(${ROLLUP_LOCK}) as ok`;
     if (!lock!.ok) return { leader: false, pairs: 0, minuteRows: 0, expired: 0 };
     const expired = (await tx`delete from metric_rollup_dirty where hour < ${rawCutoff}`).count;
+    await tx`delete from metric_compactions where hour < ${rawCutoff}`;
     const picked = await tx<{ agent_id: string; hour: Date }[]>`
       select distinct agent_id, hour from metric_rollup_dirty where hour <= ${closedBefore}
       order by hour, agent_id limit ${o.maxPairs ?? 100}`;

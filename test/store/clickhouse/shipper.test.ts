@@ -12,6 +12,7 @@ import { createClickhouse, type Clickhouse } from "../../../src/store/clickhouse
 import { dropExpiredPartitions, ensureSchema } from "../../../src/store/clickhouse/schema.ts";
 import { ensureShipIndexes, Shipper } from "../../../src/store/clickhouse/shipper.ts";
 import { createPgClient } from "../../../src/store/postgres/client.ts";
+import { rollupStep } from "../../../src/store/postgres/rollups.ts";
 
 // These tests also stop and start ClickHouse (outages), so they run their own server.
 const run = requireComponent(hasClickhouseServer, "clickhouse-server (Debian package)");
@@ -218,5 +219,33 @@ describe.if(run)("clickhouse shipper", () => {
     } finally {
       await other.end({ timeout: 5 });
     }
+  }, 30_000);
+
+  test("hours compacted while the tier was off still reach ClickHouse, once, and count as lag until they have", async () => {
+    const agent = 77;
+    await db.sql.begin(async (tx) => {
+      for (let b = 1; b <= 3; b++) await writeBatch(tx, agent, b, 1);
+    });
+    // the rollup job with compaction on (the tier off): the hour's rows become batch -1 rows
+    const job = await rollupStep({ sql: db.sql, rawDays: 100_000, now: () => T0 + 3 * 3_600_000 });
+    // only agent 77's hour: the earlier tests' frames are in ClickHouse under their batch ids
+    // already, so compaction leaves them be (else ClickHouse would get their samples twice)
+    expect(job.compacted?.hours).toBe(1);
+    expect((await db.sql`select count(*)::int as n from metric_blocks where agent_id = ${agent} and batch_id <> -1`)[0]!.n).toBe(0);
+    const shipper = new Shipper({ sql: db.sql, ch, maxBatches: 2 });
+    await shipper.measureLag();
+    expect(shipper.lagSeconds).toBeGreaterThan(3_600); // the compacted hour is days old
+    const perAgent = async () => {
+      const [r] = await ch.rows<{ c: string }>(`select count() as c from (select series_id, ts from ${ch.database}.metric_samples where agent_id = ${agent} group by series_id, ts, batch_id)`);
+      return Number(r!.c);
+    };
+    for (let i = 0; i < 20 && (await shipper.stepAll()).batches > 0; i++);
+    expect(await perAgent()).toBe(3 * 11); // 3 batches x (12 values - 1 NaN)
+    await shipper.measureLag();
+    expect(shipper.lagSeconds).toBeLessThan(3_600);
+    // shipped again (a lost cursor update): invisible through the keys
+    await db.sql`update clickhouse_cursor set compaction_id = 0`;
+    for (let i = 0; i < 20 && (await shipper.stepAll()).batches > 0; i++);
+    expect(await perAgent()).toBe(3 * 11);
   }, 30_000);
 });
