@@ -7,7 +7,10 @@
  * the others' steps return `leader: false`):
  *   1. deletes the marks of up to `maxPairs` (agent, hour) pairs whose hour ended `closeAfterMs` ago,
  *   2. deletes those hours' 1-minute and 1-hour rows and recomputes them wholly, 1-minute from
- *      the raw samples and 1-hour from those 1-minute rows.
+ *      the raw samples and 1-hour from those 1-minute aggregates, written as blocks
+ *      (rollup-blocks.ts, migration 520; rows of migration 490's tables are deleted, not rewritten),
+ *   3. compacts those hours' raw rows (compaction.ts), in a savepoint: a failed compaction rolls
+ *      back alone and the rollups still commit.
  * Each statement of a READ COMMITTED transaction sees everything committed before it started, so
  * the recompute (2) sees every block whose mark (1) deleted; a block committed later left its own
  * mark, which stays for the next step. A crash or error rolls all of it back, marks included, and
