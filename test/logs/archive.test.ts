@@ -99,6 +99,20 @@ test.skipIf(!run)("the query language and the host scope apply in the archive to
   expect((await search("zebra", HostScope.none())).lines).toEqual([]);
 }, 30_000);
 
+test.skipIf(!run)("lines shipped many times still come back once each and in order, also when the copies fill the newest rows read", async () => {
+  const put = (days: number, batch: number, msg: string) =>
+    ch.exec(`insert into ${ch.database}.${LOGS_TABLE} (agent_id, ts, batch_id, n, severity, source, message)
+      values ({a:UInt64}, {ts:Int64}, {b:UInt64}, 0, 6, 'app', {msg:String})`, { a: ids.web1, ts: now - days * DAY - 1000, b: batch, msg });
+  // the newest line four times (a chunk shipped again and again), then two older ones
+  for (let i = 0; i < 4; i++) await put(5, 300, "quokka newest");
+  await put(6, 301, "quokka middle");
+  await put(7, 302, "quokka oldest");
+  // limit 2: the newest 4 rows read are all copies of one line, so the grouped query answers
+  expect(messages(await search("quokka", ALL, { limit: 2 }))).toEqual(["quokka newest", "quokka middle"]);
+  expect(messages(await search("quokka", ALL, { limit: 3 }))).toEqual(["quokka newest", "quokka middle", "quokka oldest"]);
+  expect(messages(await search("quokka", ALL, { limit: 10 }))).toEqual(["quokka newest", "quokka middle", "quokka oldest"]);
+}, 30_000);
+
 test.skipIf(!run)("paging walks from PostgreSQL into the archive by cursor, every line once", async () => {
   const seen: string[] = [];
   let before: string | undefined;
