@@ -8,16 +8,28 @@
  */
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
+import type { RestoreFileJob, SealPutJob } from "./direct.ts";
 import { BackupError, type BackupErrorCode } from "./error.ts";
 
 export type PoolJob =
   | { seq: number; op: "seal"; key: Uint8Array; aad: string; data: Uint8Array; compress: boolean; level: number }
-  | { seq: number; op: "open"; key: Uint8Array; aad: string; data: Uint8Array; idKey?: Uint8Array; id?: string };
+  | { seq: number; op: "open"; key: Uint8Array; aad: string; data: Uint8Array; idKey?: Uint8Array; id?: string }
+  /** seal and write the object to a local directory (direct.ts): the reply carries only the sealed size */
+  | ({ seq: number; op: "sealPut"; data: Uint8Array } & SealPutJob)
+  /** restore a whole file from a local directory (direct.ts); `data` is empty */
+  | ({ seq: number; op: "restoreFile"; data: Uint8Array } & RestoreFileJob);
 export interface PoolReply {
   seq: number;
   ready?: boolean;
   out?: Uint8Array;
+  /** sealPut: the sealed object's size */
+  stored?: number;
   error?: { code: BackupErrorCode | null; message: string };
+}
+/** What a job gives back: the output bytes (seal, open) or the stored size (sealPut), or neither (restoreFile). */
+export interface PoolResult {
+  out?: Uint8Array;
+  stored?: number;
 }
 type Job = PoolJob extends infer J ? (J extends PoolJob ? Omit<J, "seq"> : never) : never;
 
@@ -32,8 +44,8 @@ interface Pending {
   slot: Slot;
   /** set while the job waits for its worker to load: then the fallback can still run it here */
   queued?: Job;
-  inline: (data: Uint8Array) => Uint8Array;
-  resolve: (v: Uint8Array) => void;
+  inline: (data: Uint8Array) => PoolResult;
+  resolve: (v: PoolResult) => void;
   reject: (e: unknown) => void;
 }
 
@@ -127,7 +139,7 @@ export class CryptoPool {
     this.pending.delete(r.seq);
     if (--slot.busy === 0) held(slot.w, false);
     if (r.error) p.reject(r.error.code ? new BackupError(r.error.code, r.error.message) : new Error(r.error.message));
-    else p.resolve(r.out!);
+    else p.resolve({ out: r.out, stored: r.stored });
   }
 
   /**
@@ -135,6 +147,11 @@ export class CryptoPool {
    * fallback). With `give`, job.data's buffer may be moved to the worker (left empty here).
    */
   run(job: Job, inline: (data: Uint8Array) => Uint8Array, give = false): Promise<Uint8Array> {
+    return this.submit(job, (data) => ({ out: inline(data) }), give).then((r) => r.out!);
+  }
+
+  /** `run` for the jobs whose result is not bytes (sealPut, restoreFile: direct.ts). */
+  submit(job: Job, inline: (data: Uint8Array) => PoolResult, give = false): Promise<PoolResult> {
     if (this.broken) {
       try {
         return Promise.resolve(inline(job.data));
@@ -150,7 +167,7 @@ export class CryptoPool {
     // A caller that gives its buffer away (`give`, e.g. an object just fetched) saves the copy.
     const whole = job.data.byteOffset === 0 && job.data.byteLength === job.data.buffer.byteLength;
     const own = { ...job, data: give && whole ? job.data : job.data.slice() } as Job;
-    return new Promise<Uint8Array>((resolve, reject) => {
+    return new Promise<PoolResult>((resolve, reject) => {
       if (slot.busy++ === 0) held(slot.w, true);
       if (slot.ready) {
         this.pending.set(seq, { slot, inline, resolve, reject });

@@ -50,12 +50,16 @@ export async function restore(repo: Repository, ref: string, target: string, opt
   for (const e of entries) if (e.type === "dir") await mkdirs(out(e.path));
   const files = entries.filter((e) => e.type === "file");
   let nextFile = 0;
+  // A local repository: each file is restored whole by one pool worker (direct.ts), the workers
+  // reading, opening and writing without handing chunks back to this thread.
+  const direct = repo.direct;
   // Several files at once: a restore is bound by destination latency and disk, not one CPU.
   const worker = async () => {
     while (nextFile < files.length) {
       const e = files[nextFile++]!;
       await mkdirs(dirname(out(e.path)));
-      await restoreFile(repo, e, out(e.path), opts.concurrency ?? 2);
+      if (direct) await repo.restoreFileDirect({ ids: e.chunks ?? [], file: e.path, temp: `${out(e.path)}.sm-restore`, final: out(e.path), sha256: e.sha256! });
+      else await restoreFile(repo, e, out(e.path), opts.concurrency ?? 2);
       result.files++;
       result.bytes += e.size;
       await chmod(out(e.path), e.mode);
