@@ -76,6 +76,8 @@ async function run(repo: Repository, paths: string[], opts: BackupOptions): Prom
       });
     inflight.add(p);
     p.catch(() => {});
+    // the worker reads `plain` where the chunker read it: its window is not reused until then
+    repo.chunker.hold(plain, p);
   };
 
   const visit = async (path: string): Promise<void> => {

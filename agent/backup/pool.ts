@@ -2,7 +2,9 @@
  * A pool of Bun Workers (seal-worker.ts) for the CPU-bound part of the pipeline: sealing chunks
  * for a backup, opening and checking them for a restore. One worker per core
  * (navigator.hardwareConcurrency, at most 8; SERVERMIND_BACKUP_WORKERS overrides, 0 = none).
- * A job's input is copied when it is posted, so the caller may reuse its buffer at once.
+ * A job's input is copied when it is posted, so the caller may reuse its buffer at once, except
+ * input in a SharedArrayBuffer (the chunker's windows): the worker reads it in place, so the
+ * caller keeps those bytes unchanged until the job settles (Chunker.hold).
  * Workers that cannot start (or die) make the pool run every job in the calling thread with
  * the same functions: slower, never different bytes. Idle workers do not keep the process alive.
  */
@@ -129,7 +131,7 @@ export class CryptoPool {
       for (const job of slot.queue) {
         const p = this.pending.get(job.seq);
         if (p) p.queued = undefined;
-        slot.w.postMessage(job, [job.data.buffer as ArrayBuffer]);
+        slot.w.postMessage(job, moved(job.data));
       }
       slot.queue = [];
       return;
@@ -165,13 +167,15 @@ export class CryptoPool {
     // Our own copy of exactly the input (cloning a view would copy its whole underlying buffer),
     // moved to the worker without a second copy.
     // A caller that gives its buffer away (`give`, e.g. an object just fetched) saves the copy.
+    // Input in shared memory (the chunker's windows, held until the job settles) is read by the
+    // worker where it is: no copy, nothing to move.
     const whole = job.data.byteOffset === 0 && job.data.byteLength === job.data.buffer.byteLength;
-    const own = { ...job, data: give && whole ? job.data : job.data.slice() } as Job;
+    const own = { ...job, data: isShared(job.data) || (give && whole) ? job.data : job.data.slice() } as Job;
     return new Promise<PoolResult>((resolve, reject) => {
       if (slot.busy++ === 0) held(slot.w, true);
       if (slot.ready) {
         this.pending.set(seq, { slot, inline, resolve, reject });
-        slot.w.postMessage({ ...own, seq }, [own.data.buffer as ArrayBuffer]);
+        slot.w.postMessage({ ...own, seq }, moved(own.data));
       } else {
         this.pending.set(seq, { slot, queued: own, inline, resolve, reject });
         slot.queue.push({ ...own, seq } as PoolJob);
@@ -187,6 +191,10 @@ export class CryptoPool {
     this.fail();
   }
 }
+
+const isShared = (data: Uint8Array) => typeof SharedArrayBuffer !== "undefined" && data.buffer instanceof SharedArrayBuffer;
+/** The buffer to move with a job's input: none when it is shared memory. */
+const moved = (data: Uint8Array): ArrayBuffer[] => (isShared(data) ? [] : [data.buffer as ArrayBuffer]);
 
 /** Bun's Worker has ref()/unref() (Node's semantics); the DOM typings lack them. */
 function held(w: Worker, keepAlive: boolean): void {

@@ -137,7 +137,7 @@ export class Repository {
     return seal(this.encKey, name, plain, compress, this.config.compression.level);
   }
 
-  /** `sealObject` on the worker pool (pool.ts): the same bytes; `plain` may be reused as soon as this returns. */
+  /** `sealObject` on the worker pool (pool.ts): the same bytes; `plain` may be reused as soon as this returns (unless it is shared memory: pool.ts). */
   sealObjectAsync(name: string, plain: Uint8Array, compress = true): Promise<Uint8Array> {
     const level = this.config.compression.level;
     return cryptoPool().run({ op: "seal", key: this.encKey, aad: name, data: plain, compress, level }, (data) => seal(this.encKey, name, data, compress, level));
