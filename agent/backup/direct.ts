@@ -47,10 +47,13 @@ function dest(root: string, fsync: boolean): LocalDestination {
   return d;
 }
 
-/** Seals `plain` and stores it under `job.aad`; returns the sealed size. */
-export function sealPut(job: SealPutJob, plain: Uint8Array): number {
+/**
+ * Seals `plain` and stores it under `job.aad`; returns the sealed size. Sealing is done when
+ * this returns its promise (the caller may reuse `plain`); the promise waits for the fsync.
+ */
+export async function sealPut(job: SealPutJob, plain: Uint8Array): Promise<number> {
   const sealed = seal(job.key, job.aad, plain, job.compress, job.level);
-  dest(job.root, job.fsync).putSync(job.aad, sealed);
+  await dest(job.root, job.fsync).putDirect(job.aad, sealed);
   return sealed.length;
 }
 

@@ -1,10 +1,13 @@
 /** A repository in a local directory (or a mounted one: NFS, USB disk). */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fsync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { promisify } from "node:util";
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { dirname, join } from "node:path";
 import { checkName, type Destination } from "./destination.ts";
 import { BackupError } from "./error.ts";
+
+const fsyncAsync = promisify(fsync);
 
 /** Temporary files end with this; they are never listed and are removed by `cleanTemp`. */
 const TEMP = ".tmp-";
@@ -26,10 +29,12 @@ export class LocalDestination implements Destination {
   }
 
   /**
-   * `put` with blocking calls, for a pool worker (direct.ts), where blocking costs nothing and
-   * saves a trip to the I/O thread pool per call: the same temporary name, fsync and rename.
+   * `put` for a pool worker (direct.ts): the file is written with blocking calls (into the page
+   * cache: cheap, and it saves a trip to the I/O thread pool per call); only the fsync, which
+   * waits for the disk, is asynchronous, so the worker seals the next chunk meanwhile. The same
+   * temporary name, fsync before the rename, and rename as `put`.
    */
-  putSync(name: string, data: Uint8Array): void {
+  async putDirect(name: string, data: Uint8Array): Promise<void> {
     const final = this.path(name);
     const temp = `${final}${TEMP}${randomBytes(6).toString("hex")}`;
     const dir = dirname(final);
@@ -48,7 +53,7 @@ export class LocalDestination implements Destination {
     try {
       let off = 0;
       while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-      if (this.fsync) fsyncSync(fd);
+      if (this.fsync) await fsyncAsync(fd);
     } catch (e) {
       closeSync(fd);
       try {

@@ -46,8 +46,8 @@ interface Pending {
   slot: Slot;
   /** set while the job waits for its worker to load: then the fallback can still run it here */
   queued?: Job;
-  inline: (data: Uint8Array) => PoolResult;
-  resolve: (v: PoolResult) => void;
+  inline: (data: Uint8Array) => PoolResult | Promise<PoolResult>;
+  resolve: (v: PoolResult | Promise<PoolResult>) => void;
   reject: (e: unknown) => void;
 }
 
@@ -153,7 +153,7 @@ export class CryptoPool {
   }
 
   /** `run` for the jobs whose result is not bytes (sealPut, restoreFile: direct.ts). */
-  submit(job: Job, inline: (data: Uint8Array) => PoolResult, give = false): Promise<PoolResult> {
+  submit(job: Job, inline: (data: Uint8Array) => PoolResult | Promise<PoolResult>, give = false): Promise<PoolResult> {
     if (this.broken) {
       try {
         return Promise.resolve(inline(job.data));

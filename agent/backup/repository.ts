@@ -160,7 +160,7 @@ export class Repository {
   async sealPutAsync(name: string, plain: Uint8Array): Promise<number> {
     const dest = this.dest as LocalDestination;
     const job = { root: dest.root, fsync: dest.durable, key: this.encKey, aad: name, compress: true, level: this.config.compression.level };
-    const r = await cryptoPool().submit({ op: "sealPut", ...job, data: plain }, (data) => ({ stored: sealPut(job, data) }));
+    const r = await cryptoPool().submit({ op: "sealPut", ...job, data: plain }, async (data) => ({ stored: await sealPut(job, data) }));
     return r.stored!;
   }
 

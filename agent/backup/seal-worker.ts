@@ -19,7 +19,11 @@ self.onmessage = (ev: MessageEvent<PoolJob>) => {
   try {
     let out: Uint8Array;
     if (job.op === "sealPut") {
-      self.postMessage({ seq: job.seq, stored: sealPut(job, job.data) } satisfies PoolReply);
+      // sealed now; the reply comes after the fsync, while this worker takes the next job
+      sealPut(job, job.data).then(
+        (stored) => self.postMessage({ seq: job.seq, stored } satisfies PoolReply),
+        (e) => self.postMessage(failure(job.seq, e)),
+      );
       return;
     }
     if (job.op === "restoreFile") {
@@ -38,9 +42,13 @@ self.onmessage = (ev: MessageEvent<PoolJob>) => {
     transfer.push(out.buffer as ArrayBuffer);
     reply = { seq: job.seq, out };
   } catch (e) {
-    reply = { seq: job.seq, error: { code: e instanceof BackupError ? e.code : null, message: e instanceof Error ? e.message : String(e) } };
+    reply = failure(job.seq, e);
   }
   self.postMessage(reply, transfer);
 };
+
+function failure(seq: number, e: unknown): PoolReply {
+  return { seq, error: { code: e instanceof BackupError ? e.code : null, message: e instanceof Error ? e.message : String(e) } };
+}
 
 self.postMessage({ seq: -1, ready: true } satisfies PoolReply);
