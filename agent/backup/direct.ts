@@ -7,7 +7,7 @@
  * through the event loop per chunk.
  */
 import { createHash } from "node:crypto";
-import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fchmodSync, fchownSync, fstatSync, futimesSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { chunkId, seal, unseal } from "./crypto.ts";
 import { BackupError } from "./error.ts";
 import { LocalDestination } from "./local.ts";
@@ -34,6 +34,10 @@ export interface RestoreFileJob {
   temp: string;
   final: string;
   sha256: string;
+  /** set on the file before it is renamed into place (owner only when restoring as root) */
+  mode: number;
+  mtimeMs: number;
+  owner?: { uid: number; gid: number };
 }
 
 /** `data/<first two hex digits>/<id>`, as repository.ts' chunkName (not imported: the worker stays small). */
@@ -84,7 +88,7 @@ function readObject(path: string): Uint8Array | null {
 }
 
 /**
- * Restores one file's content: every chunk read, authenticated, its keyed id recomputed, the
+ * Restores one file (content, mode, mtime, owner): every chunk read, authenticated, its keyed id recomputed, the
  * whole file's SHA-256 compared, written to `temp` and renamed to `final` only when all holds
  * (the temp file is removed otherwise). Errors name the file, as restore.ts' do.
  */
@@ -109,9 +113,13 @@ export function restoreFile(job: RestoreFileJob): void {
       let off = 0;
       while (off < plain.length) off += writeSync(fd, plain, off, plain.length - off);
     }
+    if (hash.digest("hex") !== job.sha256) throw new BackupError("corrupt", `${job.file}: restored content does not match the file's SHA-256`);
+    fchmodSync(fd, job.mode);
+    if (job.owner) fchownSync(fd, job.owner.uid, job.owner.gid);
+    const mtime = new Date(job.mtimeMs);
+    futimesSync(fd, mtime, mtime);
     closeSync(fd);
     fd = -1;
-    if (hash.digest("hex") !== job.sha256) throw new BackupError("corrupt", `${job.file}: restored content does not match the file's SHA-256`);
     renameSync(job.temp, job.final);
   } catch (e) {
     if (fd >= 0) closeSync(fd);

@@ -58,13 +58,17 @@ export async function restore(repo: Repository, ref: string, target: string, opt
     while (nextFile < files.length) {
       const e = files[nextFile++]!;
       await mkdirs(dirname(out(e.path)));
-      if (direct) await repo.restoreFileDirect({ ids: e.chunks ?? [], file: e.path, temp: `${out(e.path)}.sm-restore`, final: out(e.path), sha256: e.sha256! });
-      else await restoreFile(repo, e, out(e.path), opts.concurrency ?? 2);
+      if (direct) {
+        const owner = isRoot ? { uid: e.uid, gid: e.gid } : undefined;
+        await repo.restoreFileDirect({ ids: e.chunks ?? [], file: e.path, temp: `${out(e.path)}.sm-restore`, final: out(e.path), sha256: e.sha256!, mode: e.mode, mtimeMs: e.mtimeMs, owner });
+      } else {
+        await restoreFile(repo, e, out(e.path), opts.concurrency ?? 2);
+        await chmod(out(e.path), e.mode);
+        if (isRoot) await lchown(out(e.path), e.uid, e.gid);
+        await utimes(out(e.path), new Date(e.mtimeMs), new Date(e.mtimeMs));
+      }
       result.files++;
       result.bytes += e.size;
-      await chmod(out(e.path), e.mode);
-      if (isRoot) await lchown(out(e.path), e.uid, e.gid);
-      await utimes(out(e.path), new Date(e.mtimeMs), new Date(e.mtimeMs));
     }
   };
   // 8 files × 2 chunks: small files keep the workers busy, big ones still read ahead; at most 16 chunks in flight
