@@ -8,7 +8,7 @@
  */
 import { createHash } from "node:crypto";
 import { closeSync, fchmodSync, fchownSync, fstatSync, futimesSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
-import { chunkId, seal, unseal } from "./crypto.ts";
+import { chunkId, sealParts, unseal } from "./crypto.ts";
 import { BackupError } from "./error.ts";
 import { LocalDestination } from "./local.ts";
 
@@ -56,9 +56,9 @@ function dest(root: string, fsync: boolean): LocalDestination {
  * this returns its promise (the caller may reuse `plain`); the promise waits for the fsync.
  */
 export async function sealPut(job: SealPutJob, plain: Uint8Array): Promise<number> {
-  const sealed = seal(job.key, job.aad, plain, job.compress, job.level);
-  await dest(job.root, job.fsync).putDirect(job.aad, sealed);
-  return sealed.length;
+  const parts = sealParts(job.key, job.aad, plain, job.compress, job.level);
+  await dest(job.root, job.fsync).putDirect(job.aad, parts);
+  return parts.reduce((n, p) => n + p.length, 0);
 }
 
 /** One buffer per thread for sealed objects read from disk: nothing keeps a view of it (unseal copies out). */
