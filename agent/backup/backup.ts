@@ -54,24 +54,30 @@ async function run(repo: Repository, paths: string[], opts: BackupOptions): Prom
   const inflight = new Set<Promise<void>>();
   let inflightBytes = 0;
   let uploaded = 0;
+  const direct = repo.direct;
   const upload = async (id: string, plain: Uint8Array) => {
     const name = chunkName(id);
     while (inflight.size >= limit || (inflight.size > 0 && inflightBytes + plain.length > maxBytes)) await Promise.race(inflight);
     const size = plain.length;
     inflightBytes += size;
-    const p = repo
-      .sealObjectAsync(name, plain)
-      .then((sealed) => {
-        stats.storedBytes += sealed.length;
-        return repo.dest.put(name, sealed);
-      })
-      .then(() => {
+    // A local repository: the worker seals and writes the object itself (direct.ts).
+    const stored = direct
+      ? repo.sealPutAsync(name, plain).then((n) => {
+          stats.storedBytes += n;
+        })
+      : repo.sealObjectAsync(name, plain).then((sealed) => {
+          stats.storedBytes += sealed.length;
+          return repo.dest.put(name, sealed);
+        });
+    const p = stored.then(() => {
         inflight.delete(p);
         inflightBytes -= size;
         opts.onChunk?.(++uploaded);
       });
     inflight.add(p);
     p.catch(() => {});
+    // the worker reads `plain` where the chunker read it: its window is not reused until then
+    repo.chunker.hold(plain, p);
   };
 
   const visit = async (path: string): Promise<void> => {

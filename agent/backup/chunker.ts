@@ -19,14 +19,24 @@ export function gearTable(seed: Uint8Array): Int32Array {
   return new Int32Array(bytes.buffer);
 }
 
+/** Windows kept for reuse: about the chunks in flight in a backup (64 MiB) over a window's 16 MiB, plus some. */
+const SPARE = 6;
+
 /** A mask of the top `bits` bits: the high bits of the gear hash depend on the last 32 bytes. */
 const topMask = (bits: number) => (bits >= 32 ? -1 : ~((1 << (32 - bits)) - 1)) | 0;
 
 export class Chunker {
   private readonly maskS: number;
   private readonly maskL: number;
+  /** the window the next file is read into, from `pos` on */
   private buffer: Uint8Array | null = null;
-  private inUse: Uint8Array | null = null;
+  private pos = 0;
+  /** windows with chunks still in use (see `hold`): how many */
+  private readonly holds = new Map<ArrayBufferLike, number>();
+  /** windows no longer read into whose holds all ended, ready for reuse */
+  private readonly spare: Uint8Array[] = [];
+  /** windows left while held: they go to `spare` when their last hold ends */
+  private readonly retired = new Set<ArrayBufferLike>();
 
   constructor(
     readonly params: ChunkerParams,
@@ -63,25 +73,65 @@ export class Chunker {
   }
 
   /**
+   * Keeps the window under `piece` (a chunk this Chunker yielded) from being overwritten until
+   * `done` settles: the worker pool reads the chunk from this shared memory instead of a copy.
+   * Without a hold, a yielded chunk is valid only until the next one is asked for.
+   */
+  hold(piece: Uint8Array, done: Promise<unknown>): void {
+    const buf = piece.buffer;
+    this.holds.set(buf, (this.holds.get(buf) ?? 0) + 1);
+    const end = () => {
+      const n = this.holds.get(buf)! - 1;
+      if (n > 0) return void this.holds.set(buf, n);
+      this.holds.delete(buf);
+      if (this.retired.delete(buf) && this.spare.length < SPARE) this.spare.push(new Uint8Array(buf));
+    };
+    done.then(end, end);
+  }
+
+  /** A window to read into: a spare one or a new one, in memory the worker threads share. */
+  private window(cap: number): Uint8Array {
+    const w = this.spare.pop();
+    return w && w.length === cap ? w : new Uint8Array(new SharedArrayBuffer(cap));
+  }
+
+  /** Leaves window `w`: to `spare` at once when nothing holds it, else when its last hold ends. */
+  private leave(w: Uint8Array): void {
+    if (this.holds.has(w.buffer)) this.retired.add(w.buffer);
+    else if (this.spare.length < SPARE) this.spare.push(w);
+  }
+
+  /**
    * The chunks of a file, read in large windows. Each yielded array is a view into a reused
-   * buffer: it is valid only until the consumer asks for the next one. One file at a time per
-   * Chunker (the buffer is shared between calls).
+   * buffer (shared memory): it is valid only until the consumer asks for the next one, unless
+   * held (`hold`). One file at a time per Chunker (the buffer is shared between calls: a file
+   * is read into the window after the last file's bytes, so small files share one window).
    */
   async *file(path: string): AsyncGenerator<Uint8Array> {
     const fh = await open(path, "r");
+    const cap = Math.max(16 << 20, this.params.max * 2);
+    const max = this.params.max;
+    let buf = this.buffer;
+    let start = this.pos;
+    this.buffer = null;
+    if (!buf) {
+      buf = this.window(cap);
+      start = 0;
+    }
     try {
-      const cap = Math.max(16 << 20, this.params.max * 2);
-      let buf: Uint8Array | null = this.buffer;
-      this.buffer = null;
-      let start = 0;
-      let end = 0;
+      let end = start;
       let eof = false;
       for (;;) {
-        if (!eof && end - start < this.params.max) {
-          if (!buf) buf = new Uint8Array(cap);
-          this.inUse = buf;
-          if (start > 0) {
-            buf.copyWithin(0, start, end);
+        if (!eof && end - start < max) {
+          if (cap - start < max) {
+            // no room left for a chunk of the largest size: the unread rest goes to the front,
+            // or to another window while chunks before it are still held
+            if (this.holds.has(buf.buffer)) {
+              const next = this.window(cap);
+              next.set(buf.subarray(start, end));
+              this.leave(buf);
+              buf = next;
+            } else buf.copyWithin(0, start, end);
             end -= start;
             start = 0;
           }
@@ -92,12 +142,14 @@ export class Chunker {
           }
         }
         if (end === start) return;
-        const n = this.cut(buf!, start, end - start);
-        yield buf!.subarray(start, start + n);
+        const n = this.cut(buf, start, end - start);
+        const piece = buf.subarray(start, start + n);
         start += n;
+        yield piece;
       }
     } finally {
-      this.buffer = this.inUse;
+      this.buffer = buf;
+      this.pos = start;
       await fh.close();
     }
   }

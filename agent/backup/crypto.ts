@@ -16,6 +16,21 @@ const PROBE_RATIO = 0.97;
 
 /** version(1) | nonce(12) | AES-256-GCM(flag(1) | payload) | tag(16) */
 export function seal(key: Uint8Array, aad: string, plain: Uint8Array, compress: boolean, level = 3): Uint8Array {
+  const parts = sealParts(key, aad, plain, compress, level);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/**
+ * `seal` as the pieces that, one after another, are the sealed object: a local repository's
+ * worker writes them with one writev instead of copying them into one buffer first (direct.ts).
+ */
+export function sealParts(key: Uint8Array, aad: string, plain: Uint8Array, compress: boolean, level = 3): Uint8Array[] {
   let flag = 0;
   let payload = plain;
   if (compress && plain.length >= MIN_COMPRESS && compressible(plain)) {
@@ -28,21 +43,15 @@ export function seal(key: Uint8Array, aad: string, plain: Uint8Array, compress: 
   const nonce = randomBytes(NONCE);
   const c = createCipheriv("aes-256-gcm", key, nonce);
   c.setAAD(Buffer.from(aad));
-  const out = new Uint8Array(1 + NONCE + 1 + payload.length + TAG);
-  out[0] = SEAL_VERSION;
-  out.set(nonce, 1);
-  let off = 1 + NONCE;
-  const head = c.update(Uint8Array.of(flag));
-  out.set(head, off);
-  off += head.length;
-  const body = c.update(payload);
-  out.set(body, off);
-  off += body.length;
-  const fin = c.final();
-  out.set(fin, off);
-  off += fin.length;
-  out.set(c.getAuthTag(), off);
-  return out;
+  const head = new Uint8Array(1 + NONCE);
+  head[0] = SEAL_VERSION;
+  head.set(nonce, 1);
+  const parts: Uint8Array[] = [head];
+  parts.push(c.update(Uint8Array.of(flag)));
+  parts.push(c.update(payload));
+  parts.push(c.final());
+  parts.push(c.getAuthTag());
+  return parts;
 }
 
 /** Opens what `seal` made; BackupError("corrupt") if the tag, the name or the format does not match. */

@@ -1,9 +1,13 @@
 /** A repository in a local directory (or a mounted one: NFS, USB disk). */
+import { closeSync, fsync, mkdirSync, openSync, renameSync, unlinkSync, writevSync } from "node:fs";
+import { promisify } from "node:util";
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { dirname, join } from "node:path";
 import { checkName, type Destination } from "./destination.ts";
 import { BackupError } from "./error.ts";
+
+const fsyncAsync = promisify(fsync);
 
 /** Temporary files end with this; they are never listed and are removed by `cleanTemp`. */
 const TEMP = ".tmp-";
@@ -18,9 +22,72 @@ export class LocalDestination implements Destination {
     private readonly fsync = true,
   ) {}
 
-  private path(name: string): string {
+  /** The file that holds object `name` (a worker of the pool reads and writes it directly: direct.ts). */
+  path(name: string): string {
     checkName(name);
     return join(this.root, name);
+  }
+
+  /**
+   * `put` for a pool worker (direct.ts), of an object given as pieces (written with one writev):
+   * the file is written with blocking calls (into the page
+   * cache: cheap, and it saves a trip to the I/O thread pool per call); only the fsync, which
+   * waits for the disk, is asynchronous, so the worker seals the next chunk meanwhile. The same
+   * temporary name, fsync before the rename, and rename as `put`.
+   */
+  async putDirect(name: string, parts: Uint8Array[]): Promise<void> {
+    const final = this.path(name);
+    const temp = `${final}${TEMP}${randomBytes(6).toString("hex")}`;
+    const dir = dirname(final);
+    if (!this.made.has(dir)) {
+      mkdirSync(dir, { recursive: true });
+      this.made.add(dir);
+    }
+    let fd;
+    try {
+      fd = openSync(temp, "w", 0o600);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+      mkdirSync(dir, { recursive: true }); // the folder was removed since
+      fd = openSync(temp, "w", 0o600);
+    }
+    try {
+      let rest = parts.filter((p) => p.length > 0);
+      while (rest.length) {
+        let n = writevSync(fd, rest);
+        while (n > 0) {
+          const first = rest[0]!;
+          if (n >= first.length) {
+            n -= first.length;
+            rest = rest.slice(1);
+          } else {
+            rest = [first.subarray(n), ...rest.slice(1)];
+            n = 0;
+          }
+        }
+      }
+      if (this.fsync) await fsyncAsync(fd);
+    } catch (e) {
+      closeSync(fd);
+      try {
+        unlinkSync(temp);
+      } catch {}
+      throw e;
+    }
+    closeSync(fd);
+    try {
+      renameSync(temp, final);
+    } catch (e) {
+      try {
+        unlinkSync(temp);
+      } catch {}
+      throw e;
+    }
+  }
+
+  /** Whether objects are fsynced before they are renamed into place. */
+  get durable(): boolean {
+    return this.fsync;
   }
 
   async put(name: string, data: Uint8Array): Promise<void> {

@@ -2,22 +2,36 @@
  * A pool of Bun Workers (seal-worker.ts) for the CPU-bound part of the pipeline: sealing chunks
  * for a backup, opening and checking them for a restore. One worker per core
  * (navigator.hardwareConcurrency, at most 8; SERVERMIND_BACKUP_WORKERS overrides, 0 = none).
- * A job's input is copied when it is posted, so the caller may reuse its buffer at once.
+ * A job's input is copied when it is posted, so the caller may reuse its buffer at once, except
+ * input in a SharedArrayBuffer (the chunker's windows): the worker reads it in place, so the
+ * caller keeps those bytes unchanged until the job settles (Chunker.hold).
  * Workers that cannot start (or die) make the pool run every job in the calling thread with
  * the same functions: slower, never different bytes. Idle workers do not keep the process alive.
  */
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
+import type { RestoreFileJob, SealPutJob } from "./direct.ts";
 import { BackupError, type BackupErrorCode } from "./error.ts";
 
 export type PoolJob =
   | { seq: number; op: "seal"; key: Uint8Array; aad: string; data: Uint8Array; compress: boolean; level: number }
-  | { seq: number; op: "open"; key: Uint8Array; aad: string; data: Uint8Array; idKey?: Uint8Array; id?: string };
+  | { seq: number; op: "open"; key: Uint8Array; aad: string; data: Uint8Array; idKey?: Uint8Array; id?: string }
+  /** seal and write the object to a local directory (direct.ts): the reply carries only the sealed size */
+  | ({ seq: number; op: "sealPut"; data: Uint8Array } & SealPutJob)
+  /** restore a whole file from a local directory (direct.ts); `data` is empty */
+  | ({ seq: number; op: "restoreFile"; data: Uint8Array } & RestoreFileJob);
 export interface PoolReply {
   seq: number;
   ready?: boolean;
   out?: Uint8Array;
+  /** sealPut: the sealed object's size */
+  stored?: number;
   error?: { code: BackupErrorCode | null; message: string };
+}
+/** What a job gives back: the output bytes (seal, open) or the stored size (sealPut), or neither (restoreFile). */
+export interface PoolResult {
+  out?: Uint8Array;
+  stored?: number;
 }
 type Job = PoolJob extends infer J ? (J extends PoolJob ? Omit<J, "seq"> : never) : never;
 
@@ -32,8 +46,8 @@ interface Pending {
   slot: Slot;
   /** set while the job waits for its worker to load: then the fallback can still run it here */
   queued?: Job;
-  inline: (data: Uint8Array) => Uint8Array;
-  resolve: (v: Uint8Array) => void;
+  inline: (data: Uint8Array) => PoolResult | Promise<PoolResult>;
+  resolve: (v: PoolResult | Promise<PoolResult>) => void;
   reject: (e: unknown) => void;
 }
 
@@ -117,7 +131,7 @@ export class CryptoPool {
       for (const job of slot.queue) {
         const p = this.pending.get(job.seq);
         if (p) p.queued = undefined;
-        slot.w.postMessage(job, [job.data.buffer as ArrayBuffer]);
+        slot.w.postMessage(job, moved(job.data));
       }
       slot.queue = [];
       return;
@@ -127,7 +141,7 @@ export class CryptoPool {
     this.pending.delete(r.seq);
     if (--slot.busy === 0) held(slot.w, false);
     if (r.error) p.reject(r.error.code ? new BackupError(r.error.code, r.error.message) : new Error(r.error.message));
-    else p.resolve(r.out!);
+    else p.resolve({ out: r.out, stored: r.stored });
   }
 
   /**
@@ -135,6 +149,11 @@ export class CryptoPool {
    * fallback). With `give`, job.data's buffer may be moved to the worker (left empty here).
    */
   run(job: Job, inline: (data: Uint8Array) => Uint8Array, give = false): Promise<Uint8Array> {
+    return this.submit(job, (data) => ({ out: inline(data) }), give).then((r) => r.out!);
+  }
+
+  /** `run` for the jobs whose result is not bytes (sealPut, restoreFile: direct.ts). */
+  submit(job: Job, inline: (data: Uint8Array) => PoolResult | Promise<PoolResult>, give = false): Promise<PoolResult> {
     if (this.broken) {
       try {
         return Promise.resolve(inline(job.data));
@@ -148,13 +167,15 @@ export class CryptoPool {
     // Our own copy of exactly the input (cloning a view would copy its whole underlying buffer),
     // moved to the worker without a second copy.
     // A caller that gives its buffer away (`give`, e.g. an object just fetched) saves the copy.
+    // Input in shared memory (the chunker's windows, held until the job settles) is read by the
+    // worker where it is: no copy, nothing to move.
     const whole = job.data.byteOffset === 0 && job.data.byteLength === job.data.buffer.byteLength;
-    const own = { ...job, data: give && whole ? job.data : job.data.slice() } as Job;
-    return new Promise<Uint8Array>((resolve, reject) => {
+    const own = { ...job, data: isShared(job.data) || (give && whole) ? job.data : job.data.slice() } as Job;
+    return new Promise<PoolResult>((resolve, reject) => {
       if (slot.busy++ === 0) held(slot.w, true);
       if (slot.ready) {
         this.pending.set(seq, { slot, inline, resolve, reject });
-        slot.w.postMessage({ ...own, seq }, [own.data.buffer as ArrayBuffer]);
+        slot.w.postMessage({ ...own, seq }, moved(own.data));
       } else {
         this.pending.set(seq, { slot, queued: own, inline, resolve, reject });
         slot.queue.push({ ...own, seq } as PoolJob);
@@ -170,6 +191,10 @@ export class CryptoPool {
     this.fail();
   }
 }
+
+const isShared = (data: Uint8Array) => typeof SharedArrayBuffer !== "undefined" && data.buffer instanceof SharedArrayBuffer;
+/** The buffer to move with a job's input: none when it is shared memory. */
+const moved = (data: Uint8Array): ArrayBuffer[] => (isShared(data) ? [] : [data.buffer as ArrayBuffer]);
 
 /** Bun's Worker has ref()/unref() (Node's semantics); the DOM typings lack them. */
 function held(w: Worker, keepAlive: boolean): void {

@@ -7,7 +7,9 @@ import { hostname } from "node:os";
 import { Chunker, DEFAULT_CHUNKER, gearTable, type ChunkerParams } from "./chunker.ts";
 import { chunkId, DEFAULT_SCRYPT, formatRecoveryKey, parseRecoveryKey, recoveryKek, scryptKey, seal, unseal, type ScryptParams } from "./crypto.ts";
 import type { Destination } from "./destination.ts";
+import { restoreFile, sealPut, type RestoreFileJob } from "./direct.ts";
 import { BackupError } from "./error.ts";
+import { LocalDestination } from "./local.ts";
 import { cryptoPool } from "./pool.ts";
 
 export const FORMAT_VERSION = 1;
@@ -135,10 +137,40 @@ export class Repository {
     return seal(this.encKey, name, plain, compress, this.config.compression.level);
   }
 
-  /** `sealObject` on the worker pool (pool.ts): the same bytes; `plain` may be reused as soon as this returns. */
+  /** `sealObject` on the worker pool (pool.ts): the same bytes; `plain` may be reused as soon as this returns (unless it is shared memory: pool.ts). */
   sealObjectAsync(name: string, plain: Uint8Array, compress = true): Promise<Uint8Array> {
     const level = this.config.compression.level;
     return cryptoPool().run({ op: "seal", key: this.encKey, aad: name, data: plain, compress, level }, (data) => seal(this.encKey, name, data, compress, level));
+  }
+
+  /**
+   * Whether the worker pool reads and writes this repository's files itself (direct.ts): a
+   * local directory (whose put and get are LocalDestination's own, not a wrapper's) and worker
+   * threads running.
+   */
+  get direct(): boolean {
+    const d = this.dest;
+    return d instanceof LocalDestination && d.put === LocalDestination.prototype.put && d.get === LocalDestination.prototype.get && cryptoPool().threads > 0;
+  }
+
+  /**
+   * `sealObjectAsync` + `dest.put` in one job of the pool, the worker writing the object
+   * (only when `direct`); returns the sealed size.
+   */
+  async sealPutAsync(name: string, plain: Uint8Array): Promise<number> {
+    const dest = this.dest as LocalDestination;
+    const job = { root: dest.root, fsync: dest.durable, key: this.encKey, aad: name, compress: true, level: this.config.compression.level };
+    const r = await cryptoPool().submit({ op: "sealPut", ...job, data: plain }, async (data) => ({ stored: await sealPut(job, data) }));
+    return r.stored!;
+  }
+
+  /** Restores one file's content from a local repository on the pool (only when `direct`): direct.ts' restoreFile. */
+  async restoreFileDirect(job: Omit<RestoreFileJob, "root" | "key" | "idKey">): Promise<void> {
+    const full: RestoreFileJob = { ...job, root: (this.dest as LocalDestination).root, key: this.encKey, idKey: this.idKey };
+    await cryptoPool().submit({ op: "restoreFile", ...full, data: new Uint8Array(0) }, () => {
+      restoreFile(full);
+      return {};
+    });
   }
 
   /**

@@ -1,9 +1,12 @@
 /**
  * Worker side of the crypto pool (pool.ts): seals chunks (zstd + AES-256-GCM) for a backup and
  * opens and checks them (AES-256-GCM + zstd + keyed id) for a restore, off the main thread.
- * The same functions as the in-thread path (crypto.ts), so the bytes are identical.
+ * The same functions as the in-thread path (crypto.ts), so the bytes are identical. For a
+ * repository in a local directory it also writes the sealed chunk itself (sealPut) and restores
+ * whole files (restoreFile): direct.ts.
  */
 import { chunkId, seal, unseal } from "./crypto.ts";
+import { restoreFile, sealPut } from "./direct.ts";
 import { BackupError } from "./error.ts";
 import type { PoolJob, PoolReply } from "./pool.ts";
 
@@ -15,6 +18,19 @@ self.onmessage = (ev: MessageEvent<PoolJob>) => {
   const transfer: ArrayBuffer[] = [];
   try {
     let out: Uint8Array;
+    if (job.op === "sealPut") {
+      // sealed now; the reply comes after the fsync, while this worker takes the next job
+      sealPut(job, job.data).then(
+        (stored) => self.postMessage({ seq: job.seq, stored } satisfies PoolReply),
+        (e) => self.postMessage(failure(job.seq, e)),
+      );
+      return;
+    }
+    if (job.op === "restoreFile") {
+      restoreFile(job);
+      self.postMessage({ seq: job.seq } satisfies PoolReply);
+      return;
+    }
     if (job.op === "seal") {
       out = seal(job.key, job.aad, job.data, job.compress, job.level);
     } else {
@@ -26,9 +42,13 @@ self.onmessage = (ev: MessageEvent<PoolJob>) => {
     transfer.push(out.buffer as ArrayBuffer);
     reply = { seq: job.seq, out };
   } catch (e) {
-    reply = { seq: job.seq, error: { code: e instanceof BackupError ? e.code : null, message: e instanceof Error ? e.message : String(e) } };
+    reply = failure(job.seq, e);
   }
   self.postMessage(reply, transfer);
 };
+
+function failure(seq: number, e: unknown): PoolReply {
+  return { seq, error: { code: e instanceof BackupError ? e.code : null, message: e instanceof Error ? e.message : String(e) } };
+}
 
 self.postMessage({ seq: -1, ready: true } satisfies PoolReply);

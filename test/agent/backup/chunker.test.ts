@@ -62,3 +62,50 @@ test("chunking a file in windows gives the same chunks as chunking it in memory"
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test("held chunks stay intact in their window while later files and windows are read; released windows are reused", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "sm-chunk-"));
+  try {
+    const c = new Chunker({ min: 512 * 1024, avg: 1024 * 1024, max: 8 * 1024 * 1024 }, gearTable(randomBytes(32)));
+    // small files share a window; big ones make it move on (16 MiB windows)
+    const sizes = [3000, 70_000, 20 * 1024 * 1024 + 7, 1, 0, 9 * 1024 * 1024, 500_000, 33 * 1024 * 1024];
+    const files = sizes.map((n, i) => ({ path: join(dir, `f${i}`), data: new Uint8Array(randomBytes(n)) }));
+    for (const f of files) await writeFile(f.path, f.data);
+    const held: { piece: Uint8Array; want: Uint8Array; release: () => void }[] = [];
+    const buffers = new Set<ArrayBufferLike>();
+    for (const f of files) {
+      let off = 0;
+      for await (const piece of c.file(f.path)) {
+        expect(piece.buffer).toBeInstanceOf(SharedArrayBuffer);
+        buffers.add(piece.buffer);
+        const want = f.data.subarray(off, off + piece.length);
+        off += piece.length;
+        expect(piece).toEqual(want);
+        // hold every other chunk until the end, as the pool does until a job settles
+        if (held.length % 2 === 0 || piece.length < 100_000) {
+          let release!: () => void;
+          c.hold(piece, new Promise<void>((r) => (release = r)));
+          held.push({ piece, want, release });
+        } else held.push({ piece: piece.slice(), want, release: () => {} });
+      }
+      expect(off).toBe(f.data.length);
+    }
+    for (const h of held) expect(h.piece).toEqual(h.want);
+    const windowsWhileHeld = buffers.size;
+    for (const h of held) h.release();
+    await Bun.sleep(0);
+    // with nothing held, reading everything again needs no new window
+    const again = new Set<ArrayBufferLike>();
+    for (const f of files) {
+      let off = 0;
+      for await (const piece of c.file(f.path)) {
+        again.add(piece.buffer);
+        expect(piece).toEqual(f.data.subarray(off, (off += piece.length)));
+      }
+    }
+    for (const b of again) expect(buffers.has(b)).toBe(true);
+    expect(again.size).toBeLessThanOrEqual(windowsWhileHeld);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
