@@ -169,21 +169,9 @@ async function recompute(tx: TransactionSql, agents: string[], hours: string[], 
     }
     for (const [hour, bySid] of byHour) {
       rows1m += encodeRollupRows(w1m, agent, hour, bySid);
-      const hourly = new Map<number, Map<number, RollupAgg>>();
-      for (const [sid, ms] of bySid) {
-        let acc: RollupAgg | undefined;
-        for (const x of ms.values()) {
-          if (!acc) acc = { ...x };
-          else {
-            if (x.min < acc.min) acc.min = x.min;
-            if (x.max > acc.max) acc.max = x.max;
-            acc.sum += x.sum;
-            acc.count += x.count;
-          }
-        }
-        hourly.set(sid, new Map([[hour, acc!]]));
-      }
-      rows1h += encodeRollupRows(w1h, agent, hour, hourly);
+      const hourly = new BucketAgg(0, HOUR);
+      for (const [sid, ms] of bySid) for (const [minute, x] of ms) hourly.merge(sid, minute, x.min, x.max, x.sum, x.count);
+      rows1h += encodeRollupRows(w1h, agent, hour, hourly.by);
     }
   }
   if (rows1m) await copyInto(tx, ROLLUP_BLOCK_TABLES["1m"] + " " + ROLLUP_BLOCKS_COPY_COLUMNS, w1m.end());
@@ -196,7 +184,7 @@ async function recompute(tx: TransactionSql, agents: string[], hours: string[], 
  * in a row, so a backfill after an outage proceeds without starving the pool); returns a stop
  * function that waits for a running step.
  */
-export function startRollups(o: RollupOptions & { everyMs?: number; maxSteps?: number; log?: (s: string) => void }): { stop(): Promise<void>; runNow(): Promise<void> } {
+export function startRollups(o: RollupOptions & { everyMs?: number; maxSteps?: number }): { stop(): Promise<void>; runNow(): Promise<void> } {
   const log = o.log ?? ((s) => console.error(s));
   let running: Promise<void> = Promise.resolve();
   let stopped = false;
