@@ -31,7 +31,7 @@ import type { TransactionSql } from "postgres";
 import { ByteSink, encodeBlock, decodeBlock } from "../codec/block.ts";
 import { decodeFloat8ArraySend } from "../clickhouse/writer.ts";
 import { CopyWriter } from "./copy-binary.ts";
-import { BLOCK_TARGET_BYTES, fromBase64 } from "./metric-blocks.ts";
+import { BLOCK_TARGET_BYTES, fromBase64, packGroups } from "./metric-blocks.ts";
 import { copyInto } from "./writer.ts";
 
 /** batch_id of a compacted row. */
@@ -279,36 +279,4 @@ function emitRows(w: CopyWriter, agent: number, m: Merged): number {
   };
   packGroups(m.sids.length, BLOCK_TARGET_BYTES, encode, (from, n) => write(t0, t0 + tsOff[nT - 1]!, from, n), (j) => oneSeries(j, 0, nT));
   return rows;
-}
-
-/**
- * Packs `n` series, in order, into groups whose encoding stays under `target` bytes. A group takes
- * series while the sum of their sizes alone, less the header each of those repeats, fits; a group
- * that still encodes too large is halved. `encode(from, count)` encodes a group into the caller's
- * buffer and returns its size; `emit(from, count)` runs right after the encode of each group kept,
- * so it may take that buffer. A single series goes to `alone` when given (it may cut it further),
- * else it is emitted whatever its size.
- */
-export function packGroups(
-  n: number, target: number, encode: (from: number, count: number) => number, emit: (from: number, count: number) => void,
-  alone?: (j: number) => void,
-): void {
-  const size = Array.from({ length: n }, (_, j) => encode(j, 1));
-  const header = Math.max(0, Math.min(...size) - 2);
-  const group = (from: number, count: number): void => {
-    if (count === 1 && alone) return alone(from);
-    if (encode(from, count) > target && count > 1) {
-      const half = Math.ceil(count / 2);
-      group(from, half);
-      group(from + half, count - half);
-      return;
-    }
-    emit(from, count);
-  };
-  for (let j = 0; j < n;) {
-    let count = 1, acc = size[j]!;
-    while (j + count < n && acc + size[j + count]! - header <= target) acc += size[j + count++]! - header;
-    group(j, count);
-    j += count;
-  }
 }

@@ -14,8 +14,7 @@
 import type { Sql, TransactionSql } from "postgres";
 import { ByteSink, CodecError, decodeBlock, encodeBlock } from "../codec/block.ts";
 import type { CopyWriter } from "./copy-binary.ts";
-import { BLOCK_TARGET_BYTES, fromBase64 } from "./metric-blocks.ts";
-import { packGroups } from "./compaction.ts";
+import { BLOCK_TARGET_BYTES, fromBase64, packGroups } from "./metric-blocks.ts";
 
 export type RollupTier = "1m" | "1h";
 export const ROLLUP_BLOCK_TABLES = { "1m": "metric_rollup_1m_blocks", "1h": "metric_rollup_1h_blocks" } as const;
