@@ -31,6 +31,12 @@ const RUNS = Number(arg("runs", quick ? "7" : "20"));
 const INGEST_LINES = Number(arg("ingest-lines", quick ? "100000" : "500000"));
 const INGEST_ROUNDS = Number(arg("ingest-rounds", quick ? "2" : "3"));
 const CHUNK = 2_000_000;
+// which latency measurements to run (see 3. below): "before" (today unindexed) costs a sequential
+// scan of a day per query, minutes a query at 100 M lines
+const PHASES = arg("phases", "before,design,all").split(",");
+// --plain-build: the trigram index with a plain CREATE INDEX instead of upkeep's CONCURRENTLY (the
+// same index, about 2.5x faster to build; for runs at 100 M lines)
+const BUILD = flag("plain-build") ? { concurrently: false } : {};
 const log = (s: string) => console.error(`[bench] ${s}`);
 
 /** Migration 500's parent indexes, and (for the ingest comparison only) the trigram index on the parent. */
@@ -186,10 +192,11 @@ async function main() {
   // if upkeep ran at 00:00 today (today's 24 leaves, holding a whole day, searched without it)
   const startOfToday = Math.floor(now / 86_400_000) * 86_400_000;
   let t1 = performance.now();
-  const sealed = await indexSealedLogPartitions(sql, startOfToday);
+  const sealed = await indexSealedLogPartitions(sql, startOfToday, BUILD);
   build.trgm_sealed_partitions = round((performance.now() - t1) / 1000, 1);
   log(`  trigram index on ${sealed.length} partitions of past days built in ${build.trgm_sealed_partitions} s`);
   await sql`vacuum analyze logs`;
+  await sql`analyze agents`;
   const sizeOf = async (rel: string) => Number((await sql`select coalesce(sum(pg_relation_size(relid)), 0)::bigint as b from pg_partition_tree(${rel}::regclass)`)[0]!.b);
   const trgmSize = async () => Number((await sql`select coalesce(sum(pg_relation_size(c.oid)), 0)::bigint as b from pg_class c where c.relname like 'logs\_p%\_message\_trgm'`)[0]!.b);
   const sizes_mb: Record<string, number> = { table: round((await sizeOf("logs")) / 1048576, 1) };
@@ -217,8 +224,9 @@ async function main() {
     const rows = (await run()).length; // warm
     if (flag("explain")) {
       const { logQuerySql } = await import("../src/logs/log-query.ts");
+      const { inScope } = await import("../src/store/postgres/queries-console.ts");
       const plan = await sql`explain (analyze, costs off) select l.id from logs l join agents a on a.id = l.agent_id
-        where l.ts >= ${day} and l.ts < ${to} and ${logQuerySql(sql, query)} order by l.ts desc, l.id desc nulls first limit 100`;
+        where l.ts >= ${day} and l.ts < ${to} ${inScope(sql, scope)} and ${logQuerySql(sql, query)} order by l.ts desc, l.id desc nulls first limit 100`;
       log(plan.map((r) => r["QUERY PLAN"]).join("\n"));
     }
     const xs = await latencies(RUNS, run, 0);
@@ -229,29 +237,29 @@ async function main() {
   };
   // before: today's partition (ingest) without the trigram index, older days with it
   const todayLines = Number((await sql`select count(*)::bigint as n from logs where ts >= ${new Date(startOfToday)}`)[0]!.n);
-  const queries_days_only = await measure("days-only (before)");
+  const queries_days_only = PHASES.includes("before") ? await measure("days-only (before)") : null;
   sizes_mb.trgm_sealed_partitions = round((await trgmSize()) / 1048576, 1);
   // now: hourly leaves, upkeep at 23:59 (the bench's `now`) has indexed every hour of today but the last
   t1 = performance.now();
-  const hours = await indexSealedLogPartitions(sql, now);
+  const hours = await indexSealedLogPartitions(sql, now, BUILD);
   build.trgm_todays_sealed_hours = round((performance.now() - t1) / 1000, 1);
   log(`  trigram index on ${hours.length} sealed hours of today built in ${build.trgm_todays_sealed_hours} s`);
   const currentHourLines = Number((await sql`select count(*)::bigint as n from logs where ts >= ${new Date(Math.floor(now / 3_600_000) * 3_600_000)}`)[0]!.n);
   await sql`analyze logs`;
-  const queries = await measure("hourly (design)");
+  const queries = PHASES.includes("design") ? await measure("hourly (design)") : null;
   sizes_mb.trgm_with_todays_hours = round((await trgmSize()) / 1048576, 1);
   // for comparison: every partition indexed, the current hour too (as if the index were on the parent)
   t1 = performance.now();
-  await indexSealedLogPartitions(sql, Date.now() + 3 * 86_400_000);
+  await indexSealedLogPartitions(sql, Date.now() + 3 * 86_400_000, BUILD);
   build.trgm_all_partitions = round((performance.now() - t1) / 1000 + build.trgm_sealed_partitions + build.trgm_todays_sealed_hours, 1);
   await sql`analyze logs`;
-  const queries_all_partitions_indexed = await measure("all-indexed");
+  const queries_all_partitions_indexed = PHASES.includes("all") ? await measure("all-indexed") : null;
   sizes_mb.trgm_all_partitions = round((await trgmSize()) / 1048576, 1);
   await db.close();
   const withRate = med(rates.with);
   const withoutRate = med(rates.without);
   console.log(JSON.stringify({
-    bench: "logs", ...environment(), quick, lines: LINES, hosts: HOSTS, runs: RUNS,
+    bench: "logs", ...environment(), quick, lines: LINES, hosts: HOSTS, runs: RUNS, phases: PHASES, trigram_build: BUILD.concurrently === false ? "plain" : "concurrently",
     ingest: {
       lines_per_round: INGEST_LINES, rounds: INGEST_ROUNDS, with_indexes_lines_per_s: Math.round(withRate), without_indexes_lines_per_s: Math.round(withoutRate),
       btree_only_lines_per_s: Math.round(med(rates.btree)), btree_daily_partition_lines_per_s: Math.round(med(rates.btree_daily)), ratio_hourly_leaves_to_daily: round(med(rates.btree) / med(rates.btree_daily), 3), with_big_pending_lines_per_s: Math.round(med(rates.with_big_pending)), ratio_with_to_without: round(withRate / withoutRate, 3), ratio_btree_only_to_without: round(med(rates.btree) / withoutRate, 3),
