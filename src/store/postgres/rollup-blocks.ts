@@ -99,12 +99,11 @@ export function packRollupBlocks(hour: number, by: Map<number, Map<number, Rollu
 /** Visits the aggregates of one row's block in [fromMs, toMs) of the wanted series (all when `want` is undefined). */
 export function visitRollupBlock(hour: number, block: Uint8Array, want: Set<number> | undefined, fromMs: number, toMs: number, visit: RollupVisitor): void {
   if (block.length < 1 || block[0] !== VERSION) throw new CodecError("unknown rollup block version");
-  const view = new DataView(block.buffer, block.byteOffset, block.byteLength);
   let p = 1;
   const parts = [];
   for (let k = 0; k < 4; k++) {
     if (p + 4 > block.length) throw new CodecError("rollup block truncated");
-    const len = view.getUint32(p, true);
+    const len = (block[p]! | (block[p + 1]! << 8) | (block[p + 2]! << 16) | (block[p + 3]! << 24)) >>> 0;
     if (p + 4 + len > block.length) throw new CodecError("rollup block truncated");
     parts.push(decodeBlock(block.subarray(p + 4, p + 4 + len), want));
     p += 4 + len;
