@@ -31,6 +31,7 @@ const RUNS = Number(arg("runs", quick ? "7" : "20"));
 const INGEST_LINES = Number(arg("ingest-lines", quick ? "100000" : "500000"));
 const INGEST_ROUNDS = Number(arg("ingest-rounds", quick ? "2" : "3"));
 const CHUNK = 2_000_000;
+const LOAD_WORKERS = Number(arg("load-workers", "2"));
 // which latency measurements to run (see 3. below): "before" (today unindexed) costs a sequential
 // scan of a day per query, minutes a query at 100 M lines
 const PHASES = arg("phases", "before,design,all").split(",");
@@ -153,7 +154,11 @@ async function main() {
   const spanMs = 48 * 3_600_000;
   log(`generating ${LINES} lines over ${HOSTS} hosts and 48 h`);
   const tLoad = performance.now();
-  for (let lo = 1; lo <= LINES; lo += CHUNK) {
+  // chunks on LOAD_WORKERS connections at once (the expressions cost a core each)
+  let next = 1;
+  let loaded = 0;
+  const loadChunks = async () => { for (let lo = next; lo <= LINES; lo = next) {
+    next = lo + CHUNK;
     const hi = Math.min(LINES, lo + CHUNK - 1);
     // r: a pseudo-random 0..999999 per line; the templates' shares: sshd 20%, cron 15%, nginx 30%,
     // systemd 15%, postgres 10%, kernel warnings 6%, errors ("Out of memory ... disk full") 4%, the
@@ -177,8 +182,10 @@ async function main() {
              end
       from generate_series(${lo}::bigint, ${hi}::bigint) g
       cross join lateral (select ((g * 2654435761) % 1000003) % 1000000 as r) x`);
-    log(`  ${hi} lines loaded (${Math.round(hi / ((performance.now() - tLoad) / 1000))} lines/s)`);
-  }
+    loaded += hi - lo + 1;
+    log(`  ${loaded} lines loaded (${Math.round(loaded / ((performance.now() - tLoad) / 1000))} lines/s)`);
+  } };
+  await Promise.all(Array.from({ length: LOAD_WORKERS }, loadChunks));
   const loadS = (performance.now() - tLoad) / 1000;
   await sql`analyze logs`;
   const build: Record<string, number> = {};
