@@ -72,6 +72,18 @@ const NAN_HI = 0x7ff80000;
 
 if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) throw new Error("the block codec assumes a little-endian host");
 
+/**
+ * A buffer at least twice as long as `buf` with room for `need` bytes after the first `used`,
+ * which it holds (the growth step of ByteSink and CopyWriter).
+ */
+export function grown(buf: Uint8Array, used: number, need: number): Uint8Array {
+  let size = buf.length * 2;
+  while (size < used + need) size *= 2;
+  const next = new Uint8Array(size);
+  next.set(buf.subarray(0, used));
+  return next;
+}
+
 /** A growable output buffer (reused: `reset()` between blocks). */
 export class ByteSink {
   buf: Uint8Array;
@@ -84,12 +96,7 @@ export class ByteSink {
     return this;
   }
   ensure(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < this.pos + n) size *= 2;
-    const next = new Uint8Array(size);
-    next.set(this.buf.subarray(0, this.pos));
-    this.buf = next;
+    if (this.pos + n > this.buf.length) this.buf = grown(this.buf, this.pos, n);
   }
   /** The bytes written since reset (a view, valid until the next write). */
   bytes(): Uint8Array {

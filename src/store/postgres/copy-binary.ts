@@ -3,6 +3,8 @@
  * the hot path allocates nothing per row. Integers are big-endian as the format requires.
  */
 
+import { grown } from "../codec/block.ts";
+
 const SIGNATURE = [0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0x0d, 0x0a, 0x00]; // "PGCOPY\n\377\r\n\0"
 const PG_EPOCH_MS = 946_684_800_000;
 const TWO32 = 4294967296;
@@ -22,12 +24,8 @@ export class CopyWriter {
 
   private ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < this.pos + n) size *= 2;
-    const next = new Uint8Array(size);
-    next.set(this.buf.subarray(0, this.pos));
-    this.buf = next;
-    this.dv = new DataView(next.buffer);
+    this.buf = grown(this.buf, this.pos, n);
+    this.dv = new DataView(this.buf.buffer);
   }
 
   /** Starts a COPY stream: signature, flags, header extension length. */
