@@ -186,6 +186,20 @@ export class BucketAgg {
       a.count += count;
     }
   };
+  /** One series' buckets in time order as columns (avg = sum / count); empty columns when it has none. */
+  points(sid: number): { t: number[]; avg: number[]; min: number[]; max: number[] } {
+    const p = { t: [] as number[], avg: [] as number[], min: [] as number[], max: [] as number[] };
+    const m = this.by.get(sid);
+    if (!m) return p;
+    for (const t of [...m.keys()].sort((x, y) => x - y)) {
+      const a = m.get(t)!;
+      p.t.push(t);
+      p.avg.push(a.sum / a.count);
+      p.min.push(a.min);
+      p.max.push(a.max);
+    }
+    return p;
+  }
 }
 
 /** One stored metric_blocks row, decoded (either layout). */

@@ -55,19 +55,8 @@ export async function seriesRange(sql: Sql, agentId: number, names: string[], fr
   // raw blocks are decoded and bucketed here (metric-blocks.ts): PostgreSQL cannot read them
   const agg = new BucketAgg(from.getTime(), bucketMs);
   await readRawSamples(sql, agentId, sids, from.getTime(), to.getTime(), agg.add);
-  const byId = new Map(ids.map((r) => [r.id, { name: r.name, t: [] as number[], avg: [] as number[], min: [] as number[], max: [] as number[] }]));
-  for (const [sid, m] of agg.by) {
-    const p = byId.get(sid)!;
-    for (const t of [...m.keys()].sort((x, y) => x - y)) {
-      const a = m.get(t)!;
-      p.t.push(t);
-      p.avg.push(a.sum / a.count);
-      p.min.push(a.min);
-      p.max.push(a.max);
-    }
-  }
-  const byName = new Map([...byId.values()].map((p) => [p.name, p]));
-  return names.map((name) => byName.get(name) ?? { name, t: [], avg: [], min: [], max: [] });
+  const byName = new Map(ids.map((r) => [r.name, r.id]));
+  return names.map((name) => ({ name, ...agg.points(byName.get(name) ?? -1) }));
 }
 
 export interface LogLine {

@@ -103,15 +103,6 @@ export function planRead(from: number, to: number, tier: Tier, dirtyHours: numbe
   return { hour, minute, raw };
 }
 
-interface Agg {
-  sid: number;
-  bucket: Date;
-  min: number;
-  max: number;
-  sum: number;
-  count: number;
-}
-
 /**
  * One host's series over [from, to) as described in the module comment. `tier` "raw" reads
  * everything from metric_blocks on the same grid (tests compare the two).
@@ -126,7 +117,9 @@ export async function seriesRangeTiered(
   tier: Tier,
 ): Promise<TieredPoints[]> {
   const sids = ids.map((r) => r.id);
-  const rows = await sql.begin("isolation level repeatable read read only", async (tx) => {
+  // one fold for every source: the grid is the same, and min, max, sum and count combine
+  const agg = new BucketAgg(grid.originMs, grid.bucketMs);
+  await sql.begin("isolation level repeatable read read only", async (tx) => {
     const dirty = tier === "raw" ? [] : await tx<{ hour: Date }[]>`
       select distinct hour from metric_rollup_dirty
       where agent_id = ${agentId} and hour >= ${new Date(Math.floor(from.getTime() / HOUR) * HOUR)} and hour < ${to}`;
@@ -134,45 +127,11 @@ export async function seriesRangeTiered(
     // one statement per interval, each with constant bounds: a statement over several intervals
     // would be bounded by the first and last, i.e. scan the whole range (the head and the tail
     // of a 90-day read are 90 days apart)
-    const out: Agg[] = [];
-    const agg = new BucketAgg(grid.originMs, grid.bucketMs);
     for (const [tier, ivs] of [["1h", plan.hour], ["1m", plan.minute]] as const) {
       for (const [a, b] of ivs) await readRollups(tx, tier, agentId, sids, a, b, agg.merge);
     }
-    for (const [sid, m] of agg.by) for (const [t, x] of m) out.push({ sid, bucket: new Date(t), ...x });
-    for (const [a, b] of plan.raw) {
-      // raw blocks are decoded and bucketed here (metric-blocks.ts)
-      const agg = new BucketAgg(grid.originMs, grid.bucketMs);
-      await readRawSamples(tx, agentId, sids, a, b, agg.add);
-      for (const [sid, m] of agg.by) for (const [t, x] of m) out.push({ sid, bucket: new Date(t), ...x });
-    }
-    return out;
+    // raw blocks are decoded and bucketed here (metric-blocks.ts)
+    for (const [a, b] of plan.raw) await readRawSamples(tx, agentId, sids, a, b, agg.add);
   });
-  const acc = new Map<number, Map<number, { min: number; max: number; sum: number; count: number }>>();
-  for (const r of rows) {
-    let m = acc.get(r.sid);
-    if (!m) acc.set(r.sid, (m = new Map()));
-    const t = r.bucket.getTime();
-    const a = m.get(t);
-    if (!a) m.set(t, { min: r.min, max: r.max, sum: r.sum, count: r.count });
-    else {
-      a.min = Math.min(a.min, r.min);
-      a.max = Math.max(a.max, r.max);
-      a.sum += r.sum;
-      a.count += r.count;
-    }
-  }
-  return ids.map(({ id, name }) => {
-    const p: TieredPoints = { name, t: [], avg: [], min: [], max: [] };
-    const m = acc.get(id);
-    if (!m) return p;
-    for (const t of [...m.keys()].sort((x, y) => x - y)) {
-      const a = m.get(t)!;
-      p.t.push(t);
-      p.avg.push(a.sum / a.count);
-      p.min.push(a.min);
-      p.max.push(a.max);
-    }
-    return p;
-  });
+  return ids.map(({ id, name }) => ({ name, ...agg.points(id) }));
 }
