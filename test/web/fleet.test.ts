@@ -1,7 +1,7 @@
 import { test, expect, afterAll } from "bun:test";
 import { HostScope } from "../../src/auth/host-scope.ts";
 import { consoleHarness } from "../support/console-app.ts";
-import { fleetOverview } from "../../src/store/postgres/queries-console.ts";
+import { FLEET_METRICS, fleetOverview } from "../../src/store/postgres/queries-console.ts";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { TEST_PASSWORD } from "../support/console-app.ts";
@@ -178,4 +178,17 @@ test("the fleet table pages through large fleets, counts the whole fleet, and sh
   expect((all.match(/<tr class="host-\w+"><td><span class="dot/g) ?? []).length).toBe(260);
   expect(all).not.toContain("Hosts 1–");
   expect((await h.send("/hosts?page=-3&per=bogus", { session: admin })).status).toBe(200);
+});
+
+test("the fleet's CPU, memory and disk columns (migration 545) follow metric_latest as the ingest upsert writes it: FLEET_METRICS names in any order, values-only updates, a missing value", async () => {
+  const id = await agent("order-1", [], 200, { "x.other": 1, [FLEET_METRICS.disk]: 55, [FLEET_METRICS.mem]: 44, [FLEET_METRICS.cpu]: 33 });
+  const row = async () => (await fleetOverview(sql, ALL, { search: "order-1" })).map((r) => [r.cpu, r.mem, r.disk])[0];
+  expect(await row()).toEqual([33, 44, 55]);
+  // agent-state.ts updates the values alone while the names are unchanged; NaN is written as NULL
+  await sql`update metric_latest set vals = '{2,NULL,66,11}'::float8[] where agent_id = ${id}`;
+  expect(await row()).toEqual([11, 66, null]);
+  await sql`update metric_latest set names = '{cpu.other}', vals = '{5}' where agent_id = ${id}`;
+  expect(await row()).toEqual([null, null, null]);
+  await sql`delete from metric_latest where agent_id = ${id}`;
+  await sql`delete from agents where id = ${id}`;
 });

@@ -14,6 +14,7 @@ import type { Sql } from "postgres";
 import type { HostScope } from "../../auth/host-scope.ts";
 import type { RangeStore, SeriesPoints } from "../range.ts";
 
+/** The fleet page's columns: migration 545 stores these three of metric_latest as columns. */
 export const FLEET_METRICS = {
   cpu: "cpu.usage_pct",
   mem: "mem.used_pct",
@@ -89,16 +90,14 @@ export async function fleetOverview(sql: Sql, scope: HostScope, q: FleetQuery): 
   const rows = await sql<FleetRow[]>`
     select a.id, a.hostname, a.os, ${osName(sql)} as os_name, a.arch, a.agent_version, a.tags, a.transport, a.last_seen, a.revoked_at,
       coalesce(a.revoked_at is null and a.last_seen > now() - make_interval(secs => ${ONLINE_WINDOW_S}), false) as online,
-      l.vals[array_position(l.names, ${FLEET_METRICS.cpu})] as cpu,
-      l.vals[array_position(l.names, ${FLEET_METRICS.mem})] as mem,
-      l.vals[array_position(l.names, ${FLEET_METRICS.disk})] as disk
+      l.cpu, l.mem, l.disk
     from agents a left join metric_latest l on l.agent_id = a.id
     ${fleetWhere(sql, scope, q)}
     order by ${order} ${q.desc ? sql`desc nulls last` : sql`asc nulls last`}, a.hostname, a.id
     ${q.limit === undefined ? sql`` : sql`limit ${q.limit}`} offset ${q.offset ?? 0}`;
   for (const r of rows) {
     r.id = Number(r.id);
-    // postgres.js reads a NULL element of float8[] as NaN: both mean "no value"
+    // a NaN sample stored as such (not as NULL) means "no value" too
     for (const k of ["cpu", "mem", "disk"] as const) if (r[k] !== null && Number.isNaN(r[k])) r[k] = null;
   }
   return rows;
