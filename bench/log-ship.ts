@@ -7,18 +7,20 @@
  *      (each day in 24 hourly leaves), `--ship-lines` lines (1,000,000; 400,000 with --quick)
  *      spread evenly over them up to now and `--search-lines` more (1,000,000; 500,000 with
  *      --quick) over the last 24 h, a busy day for the search (generated in PostgreSQL, without
- *      ingest_batches rows), the shipper's index and migration 500's, and the trigram index on
- *      every sealed leaf;
+ *      ingest_batches rows), the shipper's index and migration 500's;
  *   2. 256 live batches (50 lines each, 64 hosts, the last 5 minutes) through the real ingest
- *      writer, which records their time range; then one shipper step of those 256 batches into
- *      a real ClickHouse, `--ship-runs` times (the cursor set back each time; ClickHouse's keys
- *      make the copies invisible), alternating the time-bounded read and the unbounded one
- *      (the batches' ranges set to null, as batches written before migration 540);
- *   3. a rare word over the last 24 h through the console's search (searchFleetLogsTiered with
- *      the ClickHouse archive), `--search-runs` times;
- *   4. then every day turned into one plain table (the layout the tier kept before: today's
- *      partition without the trigram index until the day is over), and steps 2 (unbounded, the
- *      ceiling: the step as it was with the tier on) and 3 again.
+ *      writer, which records their time range;
+ *   3. a copy of that database (same server) whose days are each turned into one plain table:
+ *      the layout the tier kept before (today's partition without the trigram index until the
+ *      day is over); the trigram index built as upkeep builds it, in both;
+ *   4. one shipper step of those 256 batches into a real ClickHouse (a database per layout),
+ *      `--ship-runs` times, the four cases in turn (a different one first each round): hourly
+ *      leaves with the time-bounded read (migration 540) and unbounded (the batches' ranges
+ *      set to null, as batches written before migration 540), daily tables unbounded (the
+ *      ceiling: the step as it was with the tier on) and bounded; the cursor is set back
+ *      before each step (ClickHouse's keys make the copies invisible);
+ *   5. a rare word over the last 24 h through the console's search (searchFleetLogsTiered with
+ *      the ClickHouse archive), `--search-runs` times, the layouts in turn.
  * Reports medians of the step's total and PostgreSQL read time, the partitions each read
  * scans (EXPLAIN), and ratios against the daily layout's step measured in the same run.
  */
@@ -33,6 +35,7 @@ import { createClickhouse } from "../src/store/clickhouse/client.ts";
 import { ensureSchema } from "../src/store/clickhouse/schema.ts";
 import { ensureShipIndexes, logLinesParams, logLinesSql, logReadGroups, Shipper, type LogBatch } from "../src/store/clickhouse/shipper.ts";
 import { ensurePartitions, indexSealedLogPartitions, listPartitions } from "../src/store/postgres/partitions.ts";
+import { createPgClient } from "../src/store/postgres/client.ts";
 import { createPgWriter } from "../src/store/postgres/writer.ts";
 import { startTestClickhouse } from "../test/support/clickhouse.ts";
 import { arg, benchDatabase, environment, flag, percentile, round } from "./support.ts";
@@ -75,6 +78,8 @@ export async function runLogShipBench(): Promise<void> {
   const u = new URL(server.url);
   u.pathname = `/bench_${Date.now().toString(36)}`;
   const ch = createClickhouse({ url: u.toString() });
+  const clients = [ch];
+  const pools: Sql[] = [];
   try {
     await ensureSchema(ch);
     const now = Date.now();
@@ -127,9 +132,55 @@ export async function runLogShipBench(): Promise<void> {
       await write(batch);
     }
     const bounds = await sql<{ agent_id: string; batch_id: string; ts_min: Date; ts_max: Date }[]>`select agent_id, batch_id, ts_min, ts_max from ingest_batches`;
-    const shipper = new Shipper({ sql, ch, maxBatches: BATCHES });
-    const step = async (bounded: boolean) => {
-      await sql.begin(async (tx) => {
+    const todayStart = Math.floor(now / DAY) * DAY;
+    const todayLines = Number((await sql`select count(*)::bigint as n from logs where ts >= ${new Date(todayStart)}`)[0]!.n);
+
+    // 4 (set up before measuring, so both layouts are measured side by side): a copy of the
+    // database whose days are each one plain table, the layout the tier kept before
+    await sql.end();
+    const url = (name: string) => {
+      const x = new URL(db.pg.url);
+      x.pathname = `/${name}`;
+      return x.toString();
+    };
+    const admin = createPgClient(url("template1"), 1);
+    await admin`create database logs_daily template postgres`;
+    await admin.end();
+    const layouts = { hourly: createPgClient(db.pg.url, 4), daily: createPgClient(url("logs_daily"), 4) };
+    pools.push(layouts.hourly, layouts.daily);
+    let t = performance.now();
+    const daily = layouts.daily;
+    for (const day of await listPartitions(daily, "logs")) {
+      const m = /^logs_p(\d{4})(\d{2})(\d{2})$/.exec(day);
+      if (!m || (await listPartitions(daily, day)).length === 0) continue;
+      const start = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+      await daily.begin(async (tx) => {
+        await tx.unsafe(`create table ${day}_flat (like logs including defaults including constraints)`);
+        await tx.unsafe(`insert into ${day}_flat select * from ${day}`);
+        await tx.unsafe(`alter table logs detach partition ${day}`);
+        await tx.unsafe(`drop table ${day}`);
+        await tx.unsafe(`alter table ${day}_flat rename to ${day}`);
+        await tx.unsafe(`alter table logs attach partition ${day} for values from ('${new Date(start).toISOString()}') to ('${new Date(start + DAY).toISOString()}')`);
+      });
+    }
+    log(`daily tables: a copy of the database converted in ${round((performance.now() - t) / 1000, 1)} s`);
+    // the trigram index as upkeep leaves it now: every sealed hour's leaf; every past day's table
+    const trgmBuildS: Record<string, number> = {};
+    for (const [name, lsql] of Object.entries(layouts)) {
+      t = performance.now();
+      const indexed = await indexSealedLogPartitions(lsql, now);
+      trgmBuildS[name] = round((performance.now() - t) / 1000, 1);
+      log(`${name}: trigram index on ${indexed.length} sealed partitions in ${trgmBuildS[name]} s`);
+      await lsql`analyze logs`;
+    }
+
+    // 2. shipper steps, the four cases in turn (each layout ships into its own ClickHouse database)
+    const chDaily = createClickhouse({ url: `${u.toString()}_daily` });
+    clients.push(chDaily);
+    await ensureSchema(chDaily);
+    const shippers = { hourly: new Shipper({ sql: layouts.hourly, ch, maxBatches: BATCHES }), daily: new Shipper({ sql: layouts.daily, ch: chDaily, maxBatches: BATCHES }) };
+    const step = async (layout: keyof typeof layouts, bounded: boolean) => {
+      await layouts[layout].begin(async (tx) => {
         if (bounded) {
           await tx`update ingest_batches b set ts_min = v.lo, ts_max = v.hi
             from unnest(${bounds.map((r) => r.agent_id)}::int8[], ${bounds.map((r) => r.batch_id)}::int8[], ${bounds.map((r) => r.ts_min.toISOString())}::timestamptz[], ${bounds.map((r) => r.ts_max.toISOString())}::timestamptz[]) as v(a, id, lo, hi)
@@ -140,109 +191,78 @@ export async function runLogShipBench(): Promise<void> {
         await tx`update clickhouse_cursor set xid = '0', agent_id = 0, batch_id = 0`;
       });
       const t = performance.now();
-      const r = await shipper.step();
+      const r = await shippers[layout].step();
       const ms = performance.now() - t;
       if (r.batches !== BATCHES || r.lines !== BATCHES * PER_BATCH) throw new Error(`a step shipped ${r.batches} batches and ${r.lines} lines, not ${BATCHES} and ${BATCHES * PER_BATCH}`);
       return { ms, readMs: r.readMs ?? 0, insertMs: r.insertMs ?? 0 };
     };
     const group = logReadGroups(bounds.map((b): LogBatch => ({ ...b, empty: false })));
     if (group.length !== 1) throw new Error(`the live batches make ${group.length} read groups, not 1`);
-    const scans = async () => ({
-      bounded: await scannedPartitions(sql, logLinesSql(true), logLinesParams(group[0]!)),
-      unbounded: await scannedPartitions(sql, logLinesSql(false), logLinesParams({ agents: group[0]!.agents, ids: group[0]!.ids })),
-    });
-    const measureSteps = async (label: string, modes: boolean[]) => {
-      const out: Record<string, { ms: number[]; readMs: number[]; insertMs: number[] }> = {};
-      for (const bounded of modes) await step(bounded); // warm
-      for (let i = 0; i < RUNS; i++) {
-        for (const bounded of i % 2 ? [...modes].reverse() : modes) {
-          const r = await step(bounded);
-          const o = (out[bounded ? "bounded" : "unbounded"] ??= { ms: [], readMs: [], insertMs: [] });
-          o.ms.push(r.ms);
-          o.readMs.push(r.readMs);
-          o.insertMs.push(r.insertMs);
-        }
-      }
-      const res: Record<string, { step_ms: number; read_ms: number; insert_ms: number }> = {};
-      for (const [k, v] of Object.entries(out)) {
-        res[k] = { step_ms: med(v.ms), read_ms: med(v.readMs), insert_ms: med(v.insertMs) };
-        log(`  ${label}, ${k} read: step ${res[k]!.step_ms} ms (PostgreSQL read ${res[k]!.read_ms} ms, ClickHouse insert ${res[k]!.insert_ms} ms), median of ${RUNS}`);
-      }
-      return res;
-    };
-
-    // 3. the rare word over the last 24 h, as the console asks with the tier on
-    const archive = clickhouseLogArchive(ch, DAYS);
-    const search = async (label: string) => {
-      const query = parseLogQuery("zebracorn");
-      const o = { query, from: new Date(now - DAY), to: new Date(now + 60_000), limit: 100 };
-      const run = () => searchFleetLogsTiered(sql, HostScope.system("bench"), o, archive);
-      const first = await run();
-      const xs: number[] = [];
-      for (let i = 0; i < SEARCH_RUNS; i++) {
-        const t = performance.now();
-        await run();
-        xs.push(performance.now() - t);
-      }
-      xs.sort((a, b) => a - b);
-      const r = { p50_ms: round(percentile(xs, 50), 1), p95_ms: round(percentile(xs, 95), 1), rows: first.lines.length, archive: first.archive };
-      log(`  ${label}: rare word over 24 h p50 ${r.p50_ms} ms, p95 ${r.p95_ms} ms, ${r.rows} rows (archive ${r.archive})`);
-      return r;
-    };
-    const todayStart = Math.floor(now / DAY) * DAY;
-    const todayLines = Number((await sql`select count(*)::bigint as n from logs where ts >= ${new Date(todayStart)}`)[0]!.n);
-
-    // hourly leaves (the design now)
-    let t = performance.now();
-    const indexedHourly = await indexSealedLogPartitions(sql, now);
-    const trgmHourlyS = round((performance.now() - t) / 1000, 1);
-    log(`hourly leaves: trigram index on ${indexedHourly.length} sealed leaves in ${trgmHourlyS} s`);
-    await sql`analyze logs`;
-    const hourlyScans = await scans();
-    log(`  partitions read: bounded ${hourlyScans.bounded}, unbounded ${hourlyScans.unbounded}`);
-    const hourly = await measureSteps("hourly leaves", [true, false]);
-    const hourlySearch = await search("hourly leaves, sealed hours indexed");
-
-    // 4. daily tables (the layout the tier kept before), with the same rows
-    t = performance.now();
-    for (const day of await listPartitions(sql, "logs")) {
-      const m = /^logs_p(\d{4})(\d{2})(\d{2})$/.exec(day);
-      if (!m || (await listPartitions(sql, day)).length === 0) continue;
-      const start = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
-      await sql.begin(async (tx) => {
-        await tx.unsafe(`create table ${day}_flat (like logs including defaults including constraints)`);
-        await tx.unsafe(`insert into ${day}_flat select * from ${day}`);
-        await tx.unsafe(`alter table logs detach partition ${day}`);
-        await tx.unsafe(`drop table ${day}`);
-        await tx.unsafe(`alter table ${day}_flat rename to ${day}`);
-        await tx.unsafe(`alter table logs attach partition ${day} for values from ('${new Date(start).toISOString()}') to ('${new Date(start + DAY).toISOString()}')`);
-      });
+    const partitionsRead: Record<string, { bounded: number; unbounded: number }> = {};
+    for (const [name, lsql] of Object.entries(layouts)) {
+      partitionsRead[name] = {
+        bounded: await scannedPartitions(lsql, logLinesSql(true), logLinesParams(group[0]!)),
+        unbounded: await scannedPartitions(lsql, logLinesSql(false), logLinesParams({ agents: group[0]!.agents, ids: group[0]!.ids })),
+      };
+      log(`${name}: partitions read by the shipper: bounded ${partitionsRead[name]!.bounded}, unbounded ${partitionsRead[name]!.unbounded}`);
     }
-    log(`daily tables: converted in ${round((performance.now() - t) / 1000, 1)} s`);
-    t = performance.now();
-    const indexedDaily = await indexSealedLogPartitions(sql, now);
-    const trgmDailyS = round((performance.now() - t) / 1000, 1);
-    log(`daily tables: trigram index on ${indexedDaily.length} past days in ${trgmDailyS} s`);
-    await sql`analyze logs`;
-    const dailyScans = await scans();
-    log(`  partitions read: bounded ${dailyScans.bounded}, unbounded ${dailyScans.unbounded}`);
-    const daily = await measureSteps("daily tables", [false, true]);
-    const dailySearch = await search("daily tables, today unindexed");
+    const cases: Array<[keyof typeof layouts, boolean]> = [["hourly", true], ["hourly", false], ["daily", false], ["daily", true]];
+    const samples = new Map<string, { ms: number[]; readMs: number[]; insertMs: number[] }>();
+    for (const [layout, bounded] of cases) await step(layout, bounded); // warm
+    for (let i = 0; i < RUNS; i++) {
+      // a different case first in each round
+      for (let k = 0; k < cases.length; k++) {
+        const [layout, bounded] = cases[(i + k) % cases.length]!;
+        const r = await step(layout, bounded);
+        const key = `${layout}_${bounded ? "bounded" : "unbounded"}`;
+        const o = samples.get(key) ?? { ms: [], readMs: [], insertMs: [] };
+        samples.set(key, o);
+        o.ms.push(r.ms);
+        o.readMs.push(r.readMs);
+        o.insertMs.push(r.insertMs);
+      }
+    }
+    const steps: Record<string, { step_ms: number; read_ms: number; insert_ms: number }> = {};
+    for (const [k, v] of samples) {
+      steps[k] = { step_ms: med(v.ms), read_ms: med(v.readMs), insert_ms: med(v.insertMs) };
+      log(`  ${k}: step ${steps[k]!.step_ms} ms (PostgreSQL read ${steps[k]!.read_ms} ms, ClickHouse insert ${steps[k]!.insert_ms} ms), median of ${RUNS}`);
+    }
 
-    const ceiling = daily.unbounded!;
+    // 3. the rare word over the last 24 h, as the console asks with the tier on, layouts in turn
+    const query = parseLogQuery("zebracorn");
+    const searchOpts = { query, from: new Date(now - DAY), to: new Date(now + 60_000), limit: 100 };
+    const search = (layout: keyof typeof layouts) =>
+      searchFleetLogsTiered(layouts[layout], HostScope.system("bench"), searchOpts, clickhouseLogArchive(layout === "hourly" ? ch : chDaily, DAYS));
+    const rare: Record<string, { p50_ms: number; p95_ms: number; rows: number; archive: string }> = {};
+    const times: Record<string, number[]> = { hourly: [], daily: [] };
+    const first = { hourly: await search("hourly"), daily: await search("daily") };
+    for (let i = 0; i < SEARCH_RUNS; i++) {
+      for (const layout of (i % 2 ? ["daily", "hourly"] : ["hourly", "daily"]) as Array<keyof typeof layouts>) {
+        const t = performance.now();
+        await search(layout);
+        times[layout]!.push(performance.now() - t);
+      }
+    }
+    for (const layout of ["hourly", "daily"] as const) {
+      const xs = times[layout]!.sort((a, b) => a - b);
+      rare[layout] = { p50_ms: round(percentile(xs, 50), 1), p95_ms: round(percentile(xs, 95), 1), rows: first[layout].lines.length, archive: first[layout].archive };
+      log(`  ${layout}: rare word over 24 h p50 ${rare[layout]!.p50_ms} ms, p95 ${rare[layout]!.p95_ms} ms, ${rare[layout]!.rows} rows (archive ${rare[layout]!.archive})`);
+    }
+
+    const ceiling = steps.daily_unbounded!;
     console.log(JSON.stringify({
       bench: "logs --ship", ...environment(), quick, days: DAYS, lines: LINES, search_lines: SEARCH_LINES, lines_today: todayLines, batches_per_step: BATCHES, lines_per_step: BATCHES * PER_BATCH, runs: RUNS,
-      hourly_leaves: { partitions_read: hourlyScans, steps: hourly, rare_word_24h: hourlySearch, trgm_build_s: trgmHourlyS },
-      daily_tables: { partitions_read: dailyScans, steps: daily, rare_word_24h: dailySearch, trgm_build_s: trgmDailyS },
+      partitions_read: partitionsRead, steps, rare_word_24h: rare, trgm_build_s: trgmBuildS,
       ratios_to_daily_unbounded_step: {
-        hourly_bounded_step: round(hourly.bounded!.step_ms / ceiling.step_ms, 2), hourly_unbounded_step: round(hourly.unbounded!.step_ms / ceiling.step_ms, 2),
-        hourly_bounded_read: round(hourly.bounded!.read_ms / ceiling.read_ms, 2), hourly_unbounded_read: round(hourly.unbounded!.read_ms / ceiling.read_ms, 2),
+        hourly_bounded_step: round(steps.hourly_bounded!.step_ms / ceiling.step_ms, 2), hourly_unbounded_step: round(steps.hourly_unbounded!.step_ms / ceiling.step_ms, 2),
+        hourly_bounded_read: round(steps.hourly_bounded!.read_ms / ceiling.read_ms, 2), hourly_unbounded_read: round(steps.hourly_unbounded!.read_ms / ceiling.read_ms, 2),
       },
-      rare_word_24h_ratio_hourly_to_daily: round(hourlySearch.p50_ms / dailySearch.p50_ms, 3),
+      rare_word_24h_ratio_hourly_to_daily: round(rare.hourly!.p50_ms / rare.daily!.p50_ms, 3),
       total_s: round((performance.now() - t0) / 1000, 1),
     }));
   } finally {
-    await ch.close();
+    for (const c of clients) await c.close();
+    for (const p of pools) await p.end({ timeout: 5 });
     await server.close();
     await db.close();
   }
