@@ -14,6 +14,7 @@
  *      only (the design before hourly leaves: today's partition unindexed), with it also on
  *      today's sealed hours (the design: upkeep at 23:59, only the current hour unindexed),
  *      and on every partition, for comparison.
+ * `--ship` measures the ClickHouse shipper's step under hourly leaves instead (log-ship.ts).
  * Prints progress on stderr and one JSON object as the last line of stdout.
  */
 import { HostScope } from "../src/auth/host-scope.ts";
@@ -276,4 +277,6 @@ async function main() {
   }));
 }
 
-await main();
+// --ship: hourly leaves with the ClickHouse tier on, the shipper's step and the search (log-ship.ts)
+if (flag("ship")) await (await import("./log-ship.ts")).runLogShipBench();
+else await main();

@@ -49,7 +49,7 @@ async function main(): Promise<void> {
   // partitions are DDL on tables the owner owns: the owner's small pool creates and drops them
   const upkeep = startPartitionUpkeep(db.ownerSql, timeSeriesTables(config.retentionMetricsDays, config.retentionLogsDays, {
     minuteDays: config.retentionRollup1mDays, hourDays: config.retentionRollup1hDays,
-  }, { hourlyLogs: !chConfig.url })); // the ClickHouse shipper's reads have no time bound: daily logs partitions (partitions.ts)
+  }));
   await upkeep.ready;
   // metric rollups for long chart ranges: one node at a time (advisory lock), exactly once; they
   // also compact each closed hour's raw rows, unless the ClickHouse shipper still finds rows by batch

@@ -87,12 +87,12 @@ test("with DATABASE_URL the server uses that PostgreSQL and starts no embedded o
   }
 }, 60_000);
 
-test("with CLICKHOUSE_URL the server ships committed metrics to ClickHouse and reports it at /metrics", async () => {
+test("with CLICKHOUSE_URL the server ships committed metrics and logs (hourly logs leaves on) to ClickHouse and reports it at /metrics", async () => {
   const { requireComponent } = await import("./support/ci.ts");
   const { hasClickhouse, startTestClickhouse } = await import("./support/clickhouse.ts");
   if (!requireComponent(hasClickhouse, "clickhouse-server (Debian package clickhouse-server)")) return;
   const { testDatabase } = await import("./support/db.ts");
-  const { enroll, metricsFrame, post } = await import("./support/sim-agent.ts");
+  const { enroll, logsFrame, metricsFrame, post } = await import("./support/sim-agent.ts");
   const { createActivationToken } = await import("../src/ingest/agent/enroll.ts");
   const ch = await startTestClickhouse();
   const db = await testDatabase(2);
@@ -101,13 +101,18 @@ test("with CLICKHOUSE_URL the server ships committed metrics to ClickHouse and r
     expect(srv.output()).toContain("ClickHouse tier on");
     const url = `https://127.0.0.1:${srv.port}`;
     const a = await enroll(url, (await createActivationToken(db.sql, { createdBy: "test" })).token, "ch-1");
-    expect((await post(url, metricsFrame(a, 20, 10, Date.now()))).status).toBe(200);
+    expect((await post(url, [metricsFrame(a, 20, 10, Date.now()), logsFrame(a, 7, Date.now())])).status).toBe(200);
+    // today's logs partition is split into hourly leaves with the tier on too (the shipper's read is time-bounded)
+    const today = `logs_p${new Date().toISOString().slice(0, 10).replace(/-/g, "")}`;
+    const [leaves] = await db.sql<{ n: number }[]>`select count(*)::int as n from pg_inherits i join pg_class p on p.oid = i.inhparent where p.relname = ${today}`;
+    expect(leaves!.n).toBe(24);
     let shipped = "";
-    for (let i = 0; i < 100 && !/^clickhouse_shipped_batches_total [1-9]/m.test(shipped); i++) {
+    for (let i = 0; i < 100 && !/^clickhouse_shipped_rows_total\{table="logs"\} 7$/m.test(shipped); i++) {
       await Bun.sleep(200);
       shipped = await (await fetch(`${url}/metrics`, { headers: { authorization: "Bearer main-test-token" }, tls: { rejectUnauthorized: false } })).text();
     }
     expect(shipped).toMatch(/^clickhouse_shipped_batches_total [1-9]/m);
+    expect(shipped).toMatch(/^clickhouse_shipped_rows_total\{table="logs"\} 7$/m);
     expect(shipped).toMatch(/^cluster_/m);
   } finally {
     await srv.stop();

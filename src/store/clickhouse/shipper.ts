@@ -19,6 +19,14 @@
  * that key, so the copy is never visible (schema.ts, queries.ts). The cursor never moves past a
  * chunk ClickHouse did not confirm.
  *
+ * Time-bounded: rows are found by (agent, batch), and `logs` is partitioned by time down to
+ * hourly leaves (partitions.ts), where a read without a time bound touches every leaf of every
+ * retained day. The ingest writer records each logs batch's time range in ingest_batches
+ * (ts_min, ts_max, migration 540); a step reads its log lines in groups of batches whose ranges
+ * lie close together (logReadGroups), each with `ts between` the group's range, so PostgreSQL
+ * prunes the leaves the lines cannot be in. Batches written before migration 540 have no range
+ * and are read as before, unbounded.
+ *
  * Bounded: a step covers at most `maxBatches` batches, and their rows are read through a
  * PostgreSQL cursor, `cursorRows` at a time, each slice inserted before the next is read (a
  * partly shipped step that fails is shipped again whole, which the keys make harmless); so
@@ -69,6 +77,77 @@ interface CursorRow {
   xid: string;
   agent_id: string;
   batch_id: string;
+}
+
+/** A logs batch of a step with the time range of its lines (ingest_batches.ts_min/ts_max). */
+export interface LogBatch {
+  agent_id: string;
+  batch_id: string;
+  /** null: no range recorded (written before migration 540): read without a time bound */
+  ts_min: Date | null;
+  ts_max: Date | null;
+  /** recorded without lines (an empty range): nothing to read */
+  empty: boolean;
+}
+
+/** Batches read by one query; `range` bounds their lines' ts (inclusive), absent for unbounded. */
+export interface LogReadGroup {
+  agents: string[];
+  ids: string[];
+  range?: [Date, Date];
+}
+
+/**
+ * Groups a step's logs batches for reading: the batches with a range, sorted by its start, are
+ * merged while the next starts within `gapMs` of the group's end (an hour: a leaf more or less is
+ * cheaper than a query more), so lines arriving live make one group and a host sending hours or
+ * days late makes its own; batches without a range form one unbounded group; empty ones none.
+ */
+export function logReadGroups(batches: LogBatch[], gapMs = 3_600_000): LogReadGroup[] {
+  const groups: LogReadGroup[] = [];
+  const unbounded = batches.filter((b) => !b.empty && (b.ts_min === null || b.ts_max === null));
+  if (unbounded.length) groups.push({ agents: unbounded.map((b) => b.agent_id), ids: unbounded.map((b) => b.batch_id) });
+  const ranged = batches.filter((b) => !b.empty && b.ts_min !== null && b.ts_max !== null).sort((a, b) => a.ts_min!.getTime() - b.ts_min!.getTime());
+  let cur: { agents: string[]; ids: string[]; lo: number; hi: number } | undefined;
+  for (const b of ranged) {
+    const lo = b.ts_min!.getTime();
+    const hi = b.ts_max!.getTime();
+    if (cur && lo <= cur.hi + gapMs) {
+      cur.agents.push(b.agent_id);
+      cur.ids.push(b.batch_id);
+      cur.hi = Math.max(cur.hi, hi);
+      continue;
+    }
+    if (cur) groups.push({ agents: cur.agents, ids: cur.ids, range: [new Date(cur.lo), new Date(cur.hi)] });
+    cur = { agents: [b.agent_id], ids: [b.batch_id], lo, hi };
+  }
+  if (cur) groups.push({ agents: cur.agents, ids: cur.ids, range: [new Date(cur.lo), new Date(cur.hi)] });
+  return groups;
+}
+
+/**
+ * The shipper's read of the log lines of batches ($1 agents, $2 batch ids), with `bounded` also
+ * between $3 and $4 (timestamptz): one text for the step and for EXPLAIN (tests, bench:logs).
+ *
+ * n numbers a batch's lines in content order (byte order: fast and locale-free), so a re-shipped
+ * line gets the same key whatever order the heap returns it in (rows move when a day's partition
+ * is created) and whichever group its batch is read in; identical lines are interchangeable.
+ * This order is part of the dedupe key: changing it would make re-shipped lines look new.
+ */
+export function logLinesSql(bounded: boolean): string {
+  return `
+    select lg.agent_id, lg.batch_id, floor(extract(epoch from lg.ts) * 1000)::int8 as ts,
+      row_number() over (partition by lg.agent_id, lg.batch_id order by lg.ts, lg.severity, lg.source collate "C", lg.message collate "C") - 1 as n,
+      lg.severity, lg.source, lg.message
+    from logs lg
+    join unnest($1::int8[], $2::int8[]) as b(agent_id, batch_id)
+      on lg.agent_id = b.agent_id and lg.batch_id = b.batch_id${bounded ? `
+    where lg.ts between $3::timestamptz and $4::timestamptz` : ""}`;
+}
+
+/** The parameters of logLinesSql for a group. */
+export function logLinesParams(g: LogReadGroup): Array<string[] | Date> {
+  return g.range ? [g.agents, g.ids, g.range[0], g.range[1]] : [g.agents, g.ids];
 }
 
 /** Indexes the shipper needs to find a batch's rows; created when the tier is enabled. */
@@ -167,8 +246,11 @@ export class Shipper {
       const [lock] = await tx<{ ok: boolean }[]>`select pg_try_advisory_xact_lock(${SHIP_LOCK}) as ok`;
       if (!lock!.ok) return { batches: 0, samples: 0, lines: 0, leader: false };
       const [cur] = await tx<CursorRow[]>`select xid::text as xid, agent_id, batch_id from clickhouse_cursor where id = 1`;
-      const batches = await tx<Array<CursorRow & { kind: number }>>`
-        select xid::text as xid, agent_id, batch_id, kind from ingest_batches
+      const batches = await tx<Array<CursorRow & Omit<LogBatch, "agent_id" | "batch_id"> & { kind: number }>>`
+        select xid::text as xid, agent_id, batch_id, kind,
+          case when ts_min <= ts_max then ts_min end as ts_min, case when ts_min <= ts_max then ts_max end as ts_max,
+          coalesce(ts_min > ts_max, false) as empty
+        from ingest_batches
         where (xid, agent_id, batch_id) > (${cur!.xid}::xid8, ${cur!.agent_id}::int8, ${cur!.batch_id}::int8)
           and xid < pg_snapshot_xmin(pg_current_snapshot())
         order by xid, agent_id, batch_id
@@ -179,7 +261,7 @@ export class Shipper {
         return { agents: b.map((x) => x.agent_id), ids: b.map((x) => x.batch_id) };
       };
       const m = pick(FrameKind.Metrics);
-      const l = pick(FrameKind.Logs);
+      const logGroups = logReadGroups(batches.filter((x) => x.kind === FrameKind.Logs));
       const slice = this.o.cursorRows ?? 2000;
       let samples = 0;
       let lines = 0;
@@ -196,18 +278,8 @@ export class Shipper {
           insertMs += t1 - t2;
         }
       }
-      if (l.agents.length) {
-        // n numbers a batch's lines in content order (byte order: fast and locale-free), so a
-        // re-shipped line gets the same key whatever order the heap returns it in (rows move when
-        // a day's partition is created); identical lines are interchangeable. This order is part
-        // of the dedupe key: changing it would make re-shipped lines look new.
-        const q = tx<LogRow[]>`
-          select lg.agent_id, lg.batch_id, floor(extract(epoch from lg.ts) * 1000)::int8 as ts,
-            row_number() over (partition by lg.agent_id, lg.batch_id order by lg.ts, lg.severity, lg.source collate "C", lg.message collate "C") - 1 as n,
-            lg.severity, lg.source, lg.message
-          from logs lg
-          join unnest(${l.agents}::int8[], ${l.ids}::int8[]) as b(agent_id, batch_id)
-            on lg.agent_id = b.agent_id and lg.batch_id = b.batch_id`;
+      for (const g of logGroups) {
+        const q = tx.unsafe<LogRow[]>(logLinesSql(g.range !== undefined), logLinesParams(g));
         for await (const rows of q.cursor(slice * 40)) {
           const t2 = performance.now();
           readMs += t2 - t1;

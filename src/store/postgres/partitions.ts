@@ -95,14 +95,14 @@ export async function dropExpired(sql: Sql, t: PartitionedTable, now = Date.now(
  * The partitioned tables and their retention. `rollups` adds the rollup tiers (rollups.ts):
  * 1-minute in 7-day partitions, 1-hour in 30-day ones; without it their rows stay in the
  * default partitions (tests), which works the same, only without dropping whole partitions.
- * `hourlyLogs` (default on): today's and future days' `logs` partitions get hourly leaves (see
- * PartitionedTable.hourly). Off with the ClickHouse tier: its shipper reads lines by (agent,
- * batch) with no time bound, which touches every leaf (measured 8-11x slower per step).
+ * Today's and future days' `logs` partitions get hourly leaves (see PartitionedTable.hourly), with
+ * the ClickHouse tier too: its shipper reads each batch's lines within the batch's time range
+ * (migration 540), so it touches only the leaves they can be in.
  */
-export function timeSeriesTables(metricsDays: number, logsDays: number, rollups?: { minuteDays: number; hourDays: number }, o: { hourlyLogs?: boolean } = {}): PartitionedTable[] {
+export function timeSeriesTables(metricsDays: number, logsDays: number, rollups?: { minuteDays: number; hourDays: number }): PartitionedTable[] {
   return [
     { table: "metric_blocks", column: "t0", retentionDays: metricsDays },
-    { table: "logs", column: "ts", retentionDays: logsDays, hourly: o.hourlyLogs ?? true },
+    { table: "logs", column: "ts", retentionDays: logsDays, hourly: true },
     { table: "security_events", column: "ts", retentionDays: Math.max(metricsDays, 90) },
     ...(rollups
       ? [

@@ -107,6 +107,30 @@ export function encodeMetricBlocks(w: CopyWriter, agentId: number, batchId: numb
   encodeMetricBlocksCompressed(w, agentId, batchId, t0, t1, off, sids, b.values);
 }
 
+/** 0001-01-01 and 10000-01-01 UTC: the years toISOString writes as four digits, which PostgreSQL reads. */
+const BOUND_FIRST_MS = -62_135_596_800_000;
+const BOUND_END_MS = 253_402_300_800_000;
+
+/**
+ * The time range of a logs frame's lines as ingest_batches records it (ts_min, ts_max): whole
+ * milliseconds around them (floor, ceil), so every line's stored microseconds fall inside.
+ * A frame without lines gets an empty range (infinity to -infinity: nothing to read); one with
+ * a time outside years 1-9999 (or not a number) gets none, and the shipper reads it unbounded.
+ */
+export function logBounds(ts: Float64Array): [string, string] | undefined {
+  if (ts.length === 0) return ["infinity", "-infinity"];
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < ts.length; i++) {
+    const t = ts[i]!;
+    if (Number.isNaN(t)) return undefined;
+    if (t < lo) lo = t;
+    if (t > hi) hi = t;
+  }
+  if (!(lo >= BOUND_FIRST_MS && hi < BOUND_END_MS - 1)) return undefined;
+  return [new Date(Math.floor(lo)).toISOString(), new Date(Math.ceil(hi)).toISOString()];
+}
+
 export function encodeLogs(w: CopyWriter, agentId: number, batchId: number, b: LogsBody): void {
   for (let i = 0; i < b.messages.length; i++) {
     const m = b.messages[i]!;
@@ -212,10 +236,15 @@ export function createPgWriter(o: PgWriterOptions) {
         const agentIds = frames.map((f) => f.agentId).join(",");
         const batchIds = frames.map((f) => f.batchId).join(",");
         const kinds = frames.map((f) => f.data.kind).join(",");
+        // logs batches: the time range of their lines, the ClickHouse shipper's bound (migration 540)
+        const bounds = frames.map((f) => (f.data.kind === FrameKind.Logs ? logBounds(f.data.body.ts) : undefined));
+        const tsMin = bounds.map((b) => b?.[0] ?? "").join(",");
+        const tsMax = bounds.map((b) => b?.[1] ?? "").join(",");
         const fresh = await tx<{ agent_id: string; batch_id: string }[]>`
-          insert into ingest_batches (agent_id, batch_id, kind)
+          insert into ingest_batches (agent_id, batch_id, kind, ts_min, ts_max)
           select * from unnest(string_to_array(${agentIds}, ',')::int8[], string_to_array(${batchIds}, ',')::int8[],
-                               string_to_array(${kinds}, ',')::int2[])
+                               string_to_array(${kinds}, ',')::int2[],
+                               string_to_array(${tsMin}, ',', '')::timestamptz[], string_to_array(${tsMax}, ',', '')::timestamptz[])
           on conflict do nothing returning agent_id, batch_id`;
         const isNew = new Set(fresh.map((r) => `${r.agent_id}:${r.batch_id}`));
         const stored: PendingFrame[] = [];
