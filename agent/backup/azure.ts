@@ -7,9 +7,9 @@
  * under the name. No temporary names.
  */
 import { BlobServiceClient, StorageSharedKeyCredential, type ContainerClient } from "@azure/storage-blob";
-import { checkName, type Destination } from "./destination.ts";
+import { checkName, type Destination, type ObjectSize } from "./destination.ts";
 import { BackupError } from "./error.ts";
-import { DEFAULT_TIMEOUT_MS, isObjectPart, Limiter } from "./remote.ts";
+import { DEFAULT_TIMEOUT_MS, isObjectPart, Limiter, listedSize } from "./remote.ts";
 
 export interface AzureConfig {
   /** `https://<account>.blob.core.windows.net` (or an emulator's `http://127.0.0.1:10000/<account>`) */
@@ -90,14 +90,23 @@ export class AzureBlobDestination implements Destination {
   }
 
   async list(prefix: string): Promise<string[]> {
+    return (await this.entries(prefix)).map((e) => e.name);
+  }
+
+  /** The listing's own sizes (each blob's Content-Length). */
+  async listSizes(prefix: string): Promise<ObjectSize[]> {
+    return (await this.entries(prefix)).map((e) => ({ name: e.name, size: listedSize(e.size, `Azure list ${e.name} at ${this.cfg.container}`) }));
+  }
+
+  private async entries(prefix: string): Promise<{ name: string; size: unknown }[]> {
     const full = this.prefix ? `${this.prefix}/${prefix}` : prefix;
     return this.call(`list ${prefix}`, async (abortSignal) => {
-      const out: string[] = [];
+      const out: { name: string; size: unknown }[] = [];
       let pages = 0;
       for await (const page of this.container.listBlobsFlat({ prefix: full, abortSignal }).byPage({ maxPageSize: 5000 })) {
         for (const item of page.segment.blobItems) {
           const name = this.prefix ? item.name.slice(this.prefix.length + 1) : item.name;
-          if (name.split("/").every(isObjectPart)) out.push(name);
+          if (name.split("/").every(isObjectPart)) out.push({ name, size: item.properties.contentLength });
         }
         if (++pages > 100_000) break;
       }

@@ -11,9 +11,23 @@ export interface Destination {
   get(name: string): Promise<Uint8Array>;
   /** Names of all objects whose name starts with `prefix` (a folder, e.g. `data/`), in no particular order. Half-written objects are never listed. */
   list(prefix: string): Promise<string[]>;
+  /**
+   * `list` with each object's size in bytes as the destination itself reports it in its listing
+   * (a directory walk's stat, SFTP readdir attributes, FTP MLSD/LIST, WebDAV getcontentlength,
+   * smbclient's listing, the S3 and Azure listings): the repository size is their sum. An entry
+   * whose size the server does not give, or a listing line that cannot be read, is a
+   * BackupError("destination"), never a guessed size.
+   */
+  listSizes(prefix: string): Promise<ObjectSize[]>;
   /** Removes the object; removing a missing object is not an error. */
   delete(name: string): Promise<void>;
   exists(name: string): Promise<boolean>;
+}
+
+/** An object of a listing and its size in bytes. */
+export interface ObjectSize {
+  name: string;
+  size: number;
 }
 
 /** Object names are plain: letters, digits, `-`, `_`, `.` in `/`-separated parts, no `..`. */

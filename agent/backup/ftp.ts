@@ -10,10 +10,10 @@
  */
 import { Writable, Readable } from "node:stream";
 import { posix } from "node:path";
-import { Client, FTPError, type FileInfo } from "basic-ftp";
-import { checkName, type Destination } from "./destination.ts";
+import { Client, FileInfo, FileType, FTPError } from "basic-ftp";
+import { checkName, type Destination, type ObjectSize } from "./destination.ts";
 import { BackupError } from "./error.ts";
-import { DEFAULT_TIMEOUT_MS, isObjectPart, Limiter, parents, tempName, withTimeout } from "./remote.ts";
+import { DEFAULT_TIMEOUT_MS, isObjectPart, Limiter, listedSize, parents, tempName, withTimeout } from "./remote.ts";
 
 export interface FtpConfig {
   host: string;
@@ -34,6 +34,77 @@ export interface FtpConfig {
 
 const NOT_FOUND = 550;
 
+/** Longest listing line read: a longer one is an error (and a regex never runs over megabytes). */
+const MAX_LINE = 8192;
+
+// `-rw-------    1 1001     1001       524288 Dec 06 08:53 ab12…` (ls -l as vsftpd, ProFTPD and
+// pure-ftpd send it); owner and group may hold spaces, the size is the number before the date
+const UNIX_LINE = /^([-dlbcpsD])[-rwxsStTlL]{9}[+@.]?\s+\d+\s+(.+?)\s+(\d+)\s+((?:\S{3,5}\s+\d{1,2}|\d{1,2}\s+\S{3,5})\s+(?:\d{1,2}:\d{2}|\d{4})|\d{4}-\d{2}-\d{2}\s+\d{1,2}:\d{2})\s(.+)$/;
+// `12-06-26  08:53AM       524288 ab12…` / `<DIR>` (IIS's MS-DOS style)
+const DOS_LINE = /^(\d{2}-\d{2}-\d{2,4})\s+(\d{1,2}:\d{2}\s*(?:[AaPp][Mm])?)\s+(<DIR>|\d+)\s+(.+)$/;
+// `type=file;size=524288;modify=20261206085300; ab12…` (RFC 3659 MLSD: facts, one space, the name)
+const MLSD_LINE = /^((?:[^=;\s]+=[^;]*;)+) (.+)$/;
+
+/**
+ * A directory listing as the FTP server sent it (MLSD, or LIST in Unix or MS-DOS style), read
+ * strictly: every line must be one of those forms, and a file's size must be there, else an error
+ * naming the line. (basic-ftp's own parser silently drops a line it cannot read, and counts a
+ * missing MLSD size as 0: an object missing from a listing, a wrong repository size.)
+ */
+export function parseFtpListing(raw: string): FileInfo[] {
+  const out: FileInfo[] = [];
+  const bad = (line: string, why: string) => new Error(`unreadable FTP listing line (${why}): ${JSON.stringify(line.slice(0, 200))}`);
+  for (const line of raw.split(/\r?\n/)) {
+    if (!line.trim()) continue;
+    if (line.length > MAX_LINE) throw bad(line, `over ${MAX_LINE} characters`);
+    let m = line.match(MLSD_LINE);
+    if (m) {
+      const facts = new Map<string, string>();
+      for (const f of m[1]!.split(";").filter(Boolean)) {
+        const i = f.indexOf("=");
+        facts.set(f.slice(0, i).toLowerCase(), f.slice(i + 1));
+      }
+      const type = (facts.get("type") ?? "").toLowerCase();
+      if (type === "cdir" || type === "pdir") continue;
+      const info = new FileInfo(m[2]!);
+      if (type === "dir") info.type = FileType.Directory;
+      else if (type === "file") {
+        info.type = FileType.File;
+        // no size fact: NaN, which listSizes refuses (list, by name, does not need it)
+        const size = facts.get("size");
+        info.size = size === undefined ? Number.NaN : listedSize(size, `FTP listing of ${m[2]}`);
+      } else info.type = FileType.Unknown; // OS.unix=symlink…, or no type: not an object
+      out.push(info);
+      continue;
+    }
+    if (/^total\s+\d+$/.test(line.trim())) continue;
+    m = line.match(UNIX_LINE);
+    if (m) {
+      // a symbolic link is listed as `name -> target`
+      const name = m[1] === "l" && m[5]!.includes(" -> ") ? m[5]!.slice(0, m[5]!.indexOf(" -> ")) : m[5]!;
+      if (name === "." || name === "..") continue;
+      const info = new FileInfo(name);
+      info.type = m[1] === "d" ? FileType.Directory : m[1] === "-" ? FileType.File : FileType.Unknown;
+      info.size = listedSize(m[3], `FTP listing of ${name}`);
+      out.push(info);
+      continue;
+    }
+    m = line.match(DOS_LINE);
+    if (m) {
+      const info = new FileInfo(m[4]!);
+      if (m[3] === "<DIR>") info.type = FileType.Directory;
+      else {
+        info.type = FileType.File;
+        info.size = listedSize(m[3], `FTP listing of ${m[4]}`);
+      }
+      out.push(info);
+      continue;
+    }
+    throw bad(line, "not MLSD, Unix or MS-DOS style");
+  }
+  return out;
+}
+
 export class FtpDestination implements Destination {
   private readonly idle: Client[] = [];
   private readonly all = new Set<Client>();
@@ -50,6 +121,8 @@ export class FtpDestination implements Destination {
 
   private async open(): Promise<Client> {
     const client = new Client(this.timeoutMs);
+    // basic-ftp's own parser drops a line it cannot read: a listing missing an object, a size of 0
+    client.parseList = parseFtpListing;
     const tls = this.cfg.tls ?? "explicit";
     try {
       await withTimeout(
@@ -156,26 +229,36 @@ export class FtpDestination implements Destination {
   }
 
   async list(prefix: string): Promise<string[]> {
-    const out: string[] = [];
+    return (await this.walk(prefix)).map((e) => e.name);
+  }
+
+  /** Sizes from the listing itself (MLSD's size fact, or LIST's size column), read by parseFtpListing. */
+  async listSizes(prefix: string): Promise<ObjectSize[]> {
+    return (await this.walk(prefix)).map((e) => ({ name: e.name, size: listedSize(e.size, `FTP list ${e.name} at ${this.cfg.host}`) }));
+  }
+
+  private async walk(prefix: string): Promise<ObjectSize[]> {
+    const out: ObjectSize[] = [];
     const walk = async (rel: string): Promise<void> => {
       let entries: FileInfo[];
       try {
         entries = await this.use(`list ${rel || "/"}`, (c) => c.list(this.path(rel)));
       } catch (e) {
-        if (e instanceof FTPError && e.code === NOT_FOUND) return;
-        throw this.wrap(e, `list ${rel}`);
+        // a missing folder: 550, or 501 from MLSD (RFC 3659 7.2: "does not name a directory"; pyftpdlib)
+        if (e instanceof FTPError && (e.code === NOT_FOUND || e.code === 501)) return;
+        throw this.wrap(e, `list ${rel || "/"}`);
       }
       const subdirs: string[] = [];
       for (const e of entries) {
         if (!isObjectPart(e.name)) continue;
         const n = rel ? `${rel}/${e.name}` : e.name;
         if (e.isDirectory) subdirs.push(n);
-        else if (e.isFile) out.push(n);
+        else if (e.isFile) out.push({ name: n, size: e.size });
       }
       await Promise.all(subdirs.map(walk));
     };
     await walk(prefix.replace(/\/?[^/]*$/, ""));
-    return out.filter((n) => n.startsWith(prefix));
+    return out.filter((e) => e.name.startsWith(prefix));
   }
 
   async delete(name: string): Promise<void> {

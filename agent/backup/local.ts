@@ -4,7 +4,7 @@ import { promisify } from "node:util";
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { dirname, join } from "node:path";
-import { checkName, type Destination } from "./destination.ts";
+import { checkName, type Destination, type ObjectSize } from "./destination.ts";
 import { BackupError } from "./error.ts";
 
 const fsyncAsync = promisify(fsync);
@@ -152,6 +152,19 @@ export class LocalDestination implements Destination {
     };
     await walk(base);
     return out.filter((n) => n.startsWith(prefix));
+  }
+
+  /** Each listed file's size from stat (a file removed since the listing is left out). */
+  async listSizes(prefix: string): Promise<ObjectSize[]> {
+    const out: ObjectSize[] = [];
+    for (const name of await this.list(prefix)) {
+      try {
+        out.push({ name, size: (await stat(join(this.root, name))).size });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+      }
+    }
+    return out;
   }
 
   async delete(name: string): Promise<void> {

@@ -58,3 +58,15 @@ export function parents(name: string): string[] {
   const parts = name.split("/").slice(0, -1);
   return parts.map((_, i) => parts.slice(0, i + 1).join("/"));
 }
+
+/**
+ * A size read from a server's listing: a non-negative safe integer (a string of digits, or a
+ * number), else BackupError("destination") naming the entry — a listing never yields a guess.
+ */
+export function listedSize(v: unknown, what: string): number {
+  const n = typeof v === "string" ? (/^\d{1,15}$/.test(v.trim()) ? Number(v.trim()) : Number.NaN) : v;
+  if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) {
+    throw new BackupError("destination", `${what}: the server's listing gives no readable size (${v === undefined || Number.isNaN(v) ? "none" : JSON.stringify(v)})`);
+  }
+  return n;
+}

@@ -7,9 +7,9 @@
  * visible whole or not at all, and a PUT cut off mid-body stores nothing. No temporary names.
  */
 import { S3Client } from "bun";
-import { checkName, type Destination } from "./destination.ts";
+import { checkName, type Destination, type ObjectSize } from "./destination.ts";
 import { BackupError } from "./error.ts";
-import { DEFAULT_TIMEOUT_MS, isObjectPart, Limiter, withTimeout } from "./remote.ts";
+import { DEFAULT_TIMEOUT_MS, isObjectPart, Limiter, listedSize, withTimeout } from "./remote.ts";
 
 export interface S3Config {
   /** `https://s3.eu-central-1.amazonaws.com`, `https://<account>.r2.cloudflarestorage.com`, `https://storage.googleapis.com`, … */
@@ -90,8 +90,17 @@ export class S3Destination implements Destination {
   }
 
   async list(prefix: string): Promise<string[]> {
+    return (await this.entries(prefix)).map((e) => e.name);
+  }
+
+  /** The listing's own sizes (ListObjectsV2's Size of each key). */
+  async listSizes(prefix: string): Promise<ObjectSize[]> {
+    return (await this.entries(prefix)).map((e) => ({ name: e.name, size: listedSize(e.size, `S3 list ${e.name} at ${this.cfg.bucket}`) }));
+  }
+
+  private async entries(prefix: string): Promise<{ name: string; size: unknown }[]> {
     const full = this.prefix ? `${this.prefix}/${prefix}` : prefix;
-    const out: string[] = [];
+    const out: { name: string; size: unknown }[] = [];
     let token: string | undefined;
     // bounded: 100,000 pages of up to 1,000 keys
     for (let page = 0; page < 100_000; page++) {
@@ -103,7 +112,7 @@ export class S3Destination implements Destination {
       }
       for (const o of res.contents ?? []) {
         const name = this.prefix ? o.key.slice(this.prefix.length + 1) : o.key;
-        if (name.split("/").every(isObjectPart)) out.push(name);
+        if (name.split("/").every(isObjectPart)) out.push({ name, size: o.size });
       }
       if (!res.isTruncated || !res.nextContinuationToken) break;
       token = res.nextContinuationToken;

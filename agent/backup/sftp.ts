@@ -11,9 +11,9 @@
 import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import { Client, type SFTPWrapper } from "ssh2";
-import { checkName, type Destination } from "./destination.ts";
+import { checkName, type Destination, type ObjectSize } from "./destination.ts";
 import { BackupError } from "./error.ts";
-import { DEFAULT_TIMEOUT_MS, isObjectPart, Limiter, parents, tempName, withTimeout } from "./remote.ts";
+import { DEFAULT_TIMEOUT_MS, isObjectPart, Limiter, listedSize, parents, tempName, withTimeout } from "./remote.ts";
 
 export interface SftpConfig {
   host: string;
@@ -188,10 +188,20 @@ export class SftpDestination implements Destination {
   }
 
   async list(prefix: string): Promise<string[]> {
+    return (await this.walk(prefix)).map((e) => e.name);
+  }
+
+  /** Sizes from the readdir attributes the server sends with each name (SSH_FILEXFER_ATTR_SIZE). */
+  async listSizes(prefix: string): Promise<ObjectSize[]> {
+    return (await this.walk(prefix)).map((e) => ({ name: e.name, size: listedSize(e.size, `SFTP list ${e.name} at ${this.cfg.host}`) }));
+  }
+
+  /** The files under `prefix`'s folder, with the size their readdir attributes carry (if any). */
+  private async walk(prefix: string): Promise<{ name: string; size: unknown }[]> {
     const base = prefix.replace(/\/?[^/]*$/, "");
-    const out: string[] = [];
+    const out: { name: string; size: unknown }[] = [];
     const walk = async (rel: string): Promise<void> => {
-      let entries: { filename: string; attrs: { isDirectory(): boolean; isFile(): boolean } }[];
+      let entries: { filename: string; attrs: { size?: number; isDirectory(): boolean; isFile(): boolean } }[];
       try {
         entries = await this.call(`list ${rel || "/"}`, (s, done) => s.readdir(this.path(rel), done as never));
       } catch (e) {
@@ -203,12 +213,12 @@ export class SftpDestination implements Destination {
         if (!isObjectPart(e.filename)) continue;
         const n = rel ? `${rel}/${e.filename}` : e.filename;
         if (e.attrs.isDirectory()) subdirs.push(n);
-        else if (e.attrs.isFile()) out.push(n);
+        else if (e.attrs.isFile()) out.push({ name: n, size: e.attrs.size });
       }
       await Promise.all(subdirs.map(walk));
     };
     await walk(base);
-    return out.filter((n) => n.startsWith(prefix));
+    return out.filter((e) => e.name.startsWith(prefix));
   }
 
   async delete(name: string): Promise<void> {

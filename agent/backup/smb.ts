@@ -16,9 +16,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
-import { checkName, type Destination } from "./destination.ts";
+import { checkName, type Destination, type ObjectSize } from "./destination.ts";
 import { BackupError } from "./error.ts";
-import { DEFAULT_TIMEOUT_MS, isObjectPart, Limiter, parents, tempName } from "./remote.ts";
+import { DEFAULT_TIMEOUT_MS, isObjectPart, Limiter, listedSize, parents, tempName } from "./remote.ts";
 
 export const SMBCLIENT = "/usr/bin/smbclient";
 
@@ -237,6 +237,15 @@ export class SmbDestination implements Destination {
   }
 
   async list(prefix: string): Promise<string[]> {
+    return (await this.walk(prefix)).map((e) => e.name);
+  }
+
+  /** Sizes from the size column of smbclient's recursive `ls` (parseSmbListing). */
+  async listSizes(prefix: string): Promise<ObjectSize[]> {
+    return this.walk(prefix);
+  }
+
+  private async walk(prefix: string): Promise<ObjectSize[]> {
     const base = prefix.replace(/\/?[^/]*$/, "");
     const top = this.remote(base);
     const r = await this.smbclient(`list ${prefix}`, ["recurse ON", `ls ${top ? `${top}/*` : "*"}`]);
@@ -245,20 +254,23 @@ export class SmbDestination implements Destination {
       if (NOT_FOUND.test(text + r.stderr)) return [];
       throw this.fail(`list ${prefix}`, r);
     }
-    // "\root\data\ab" headers, then "  NAME   ATTRS   SIZE  DATE" lines
-    const rootParts = this.cfg.root ? this.cfg.root.split("/").length : 0;
-    let folder = base;
-    const out: string[] = [];
-    for (const line of text.split("\n")) {
-      if (line.startsWith("\\")) {
-        folder = line.trim().split("\\").filter(Boolean).slice(rootParts).join("/");
-        continue;
-      }
-      const m = line.match(/^ {2}(\S+)\s+([A-Z]*)\s+\d+\s+\w{3} \w{3}\s+\d+ [\d:]+ \d{4}\s*$/);
-      if (!m || m[2]!.includes("D") || !isObjectPart(m[1]!)) continue;
-      out.push(folder ? `${folder}/${m[1]}` : m[1]!);
+    let entries;
+    try {
+      entries = parseSmbListing(text);
+    } catch (e) {
+      throw new BackupError("destination", `SMB list ${prefix} at ${this.cfg.host}: ${(e as Error).message}`);
     }
-    return out.filter((n) => n.startsWith(prefix));
+    const rootParts = this.cfg.root ? this.cfg.root.split("/").length : 0;
+    const out: ObjectSize[] = [];
+    for (const e of entries) {
+      if (e.folder || !isObjectPart(e.name)) continue;
+      // the folder as the share names it, less the repository's root
+      const parts = e.dir.split("\\").filter(Boolean);
+      const folder = e.dir === "" ? base : parts.slice(rootParts).join("/");
+      if (e.dir !== "" && parts.slice(0, rootParts).join("/") !== (this.cfg.root ?? "")) throw new BackupError("destination", `SMB list ${prefix} at ${this.cfg.host}: a folder outside the repository in the listing: ${JSON.stringify(e.dir)}`);
+      out.push({ name: folder ? `${folder}/${e.name}` : e.name, size: e.size });
+    }
+    return out.filter((e) => e.name.startsWith(prefix));
   }
 
   async delete(name: string): Promise<void> {
@@ -287,4 +299,43 @@ export class SmbDestination implements Destination {
 function rootFolders(root: string): string[] {
   const parts = root.split("/");
   return parts.map((_, i) => parts.slice(0, i + 1).join("/"));
+}
+
+/** An entry of smbclient's `ls`: the folder it is in as a header named it (`\\root\\data\\ab`; "" before any header), its name, whether it is a folder, its size. */
+export interface SmbEntry {
+  dir: string;
+  name: string;
+  folder: boolean;
+  size: number;
+}
+
+// `  NAME   ATTRS   SIZE  Sun Dec  6 08:53:15 2026`: smbclient prints the name left-aligned in 30
+// columns (a longer one pushes the rest), the DOS attributes (D A H S R N…), the size, the date
+const SMB_ENTRY = /^ {2}(.+?)\s+([A-Z]*)\s+(\d+)\s+(\w{3} \w{3} +\d{1,2} \d{1,2}:\d{2}:\d{2} \d{4})\s*$/;
+// the free-space line that ends a listing: `		61202244 blocks of size 1024. 31248356 blocks available`
+const SMB_FOOTER = /^\s*\d+ blocks of size \d+\. \d+ blocks available$/;
+
+/**
+ * smbclient's `recurse ON; ls` output, read strictly: folder headers (`\\a\\b`), entry lines,
+ * blank lines and the free-space footer; any other line (an NT_STATUS a folder's listing failed
+ * with, a format this parser does not know) is an error naming it, never skipped.
+ */
+export function parseSmbListing(text: string): SmbEntry[] {
+  const out: SmbEntry[] = [];
+  let dir = "";
+  for (const raw of text.split("\n")) {
+    const line = raw.replace(/\r$/, "");
+    if (!line.trim() || SMB_FOOTER.test(line)) continue;
+    if (line.length > 8192) throw new Error(`an smbclient listing line of over 8192 characters`);
+    if (line.startsWith("\\")) {
+      dir = line.trim();
+      continue;
+    }
+    const m = line.match(SMB_ENTRY);
+    if (!m) throw new Error(`unreadable smbclient listing line: ${JSON.stringify(line.slice(0, 200))}`);
+    const name = m[1]!.trimEnd();
+    if (name === "." || name === "..") continue;
+    out.push({ dir, name, folder: m[2]!.includes("D"), size: listedSize(m[3], `SMB listing of ${name}`) });
+  }
+  return out;
 }

@@ -8,9 +8,9 @@
  * https only (plain http is refused unless `allowHttp`, for a server on the same host).
  */
 import { DOMParser, type Element } from "@xmldom/xmldom";
-import { checkName, type Destination } from "./destination.ts";
+import { checkName, type Destination, type ObjectSize } from "./destination.ts";
 import { BackupError } from "./error.ts";
-import { DEFAULT_TIMEOUT_MS, isObjectPart, Limiter, parents, tempName } from "./remote.ts";
+import { DEFAULT_TIMEOUT_MS, isObjectPart, Limiter, listedSize, parents, tempName } from "./remote.ts";
 
 /** Further MOVEs onto a name when one answers 404 under a concurrent MOVE onto the same name (see put). */
 const MOVE_RETRIES = 8;
@@ -129,30 +129,45 @@ export class WebdavDestination implements Destination {
   }
 
   async list(prefix: string): Promise<string[]> {
-    const out: string[] = [];
+    return (await this.walk(prefix)).map((e) => e.name);
+  }
+
+  /** Sizes from each file's DAV:getcontentlength in the PROPFIND answer (a 200 propstat). */
+  async listSizes(prefix: string): Promise<ObjectSize[]> {
+    return (await this.walk(prefix)).map((e) => ({ name: e.name, size: listedSize(e.size, `WebDAV PROPFIND ${e.name} at ${this.base.host} (getcontentlength)`) }));
+  }
+
+  private async walk(prefix: string): Promise<{ name: string; size: string | undefined }[]> {
+    const out: { name: string; size: string | undefined }[] = [];
     const walk = async (rel: string): Promise<void> => {
       const { status, body } = await this.request(
         "PROPFIND",
         rel ? `${rel}/` : "",
-        { headers: { depth: "1", "content-type": "application/xml" }, body: '<?xml version="1.0"?><propfind xmlns="DAV:"><prop><resourcetype/></prop></propfind>' },
+        { headers: { depth: "1", "content-type": "application/xml" }, body: '<?xml version="1.0"?><propfind xmlns="DAV:"><prop><resourcetype/><getcontentlength/></prop></propfind>' },
         true,
       );
       if (status === 404) return;
       if (status !== 207) throw this.fail("PROPFIND", rel || "/", status);
       const here = new URL(rel ? `${rel}/` : "", this.base).pathname;
       const subdirs: string[] = [];
-      for (const { path, folder } of parseMultistatus(new TextDecoder().decode(body), this.base)) {
+      let entries;
+      try {
+        entries = parseMultistatus(new TextDecoder().decode(body), this.base);
+      } catch (e) {
+        throw new BackupError("destination", `WebDAV PROPFIND ${rel || "/"} at ${this.base.host}: ${(e as Error).message}`);
+      }
+      for (const { path, folder, size } of entries) {
         if (path.replace(/\/$/, "") === here.replace(/\/$/, "")) continue; // the folder itself
         const leaf = decodeURIComponent(path.replace(/\/$/, "").split("/").pop()!);
         if (!isObjectPart(leaf)) continue;
         const n = rel ? `${rel}/${leaf}` : leaf;
         if (folder) subdirs.push(n);
-        else out.push(n);
+        else out.push({ name: n, size });
       }
       await Promise.all(subdirs.map(walk));
     };
     await walk(prefix.replace(/\/?[^/]*$/, ""));
-    return out.filter((n) => n.startsWith(prefix));
+    return out.filter((e) => e.name.startsWith(prefix));
   }
 
   async delete(name: string): Promise<void> {
@@ -170,16 +185,34 @@ export class WebdavDestination implements Destination {
   }
 }
 
-/** The href (as a path) and collection-ness of each response in a 207 Multi-Status body. */
-function parseMultistatus(xml: string, base: URL): { path: string; folder: boolean }[] {
-  const doc = new DOMParser().parseFromString(xml, "text/xml");
-  const out: { path: string; folder: boolean }[] = [];
+/**
+ * The href (as a path), collection-ness and DAV:getcontentlength (from a propstat whose status is
+ * 200; undefined when the server gives none) of each response in a 207 Multi-Status body. A body
+ * that is not a multistatus, or a response without an href, is an error, not an empty folder.
+ */
+export function parseMultistatus(xml: string, base: URL): { path: string; folder: boolean; size: string | undefined }[] {
+  const errors: string[] = [];
+  const doc = new DOMParser({ onError: (level, msg) => void (level !== "warning" && errors.push(msg)) }).parseFromString(xml, "text/xml");
+  const top = doc?.documentElement;
+  if (errors.length || !top || top.localName !== "multistatus" || top.namespaceURI !== DAV) {
+    throw new Error(`the answer is not a DAV:multistatus document${errors.length ? ` (${errors[0]!.slice(0, 200)})` : ""}`);
+  }
+  const out: { path: string; folder: boolean; size: string | undefined }[] = [];
   const responses = doc.getElementsByTagNameNS(DAV, "response");
   for (let i = 0; i < responses.length; i++) {
     const r = responses[i] as Element;
     const href = r.getElementsByTagNameNS(DAV, "href")[0]?.textContent?.trim();
-    if (!href) continue;
-    out.push({ path: new URL(href, base).pathname, folder: r.getElementsByTagNameNS(DAV, "collection").length > 0 });
+    if (!href) throw new Error("a response without an href");
+    let size: string | undefined;
+    const propstats = r.getElementsByTagNameNS(DAV, "propstat");
+    for (let j = 0; j < propstats.length; j++) {
+      const ps = propstats[j] as Element;
+      const st = ps.getElementsByTagNameNS(DAV, "status")[0]?.textContent ?? "";
+      if (!/^HTTP\/\d(\.\d)? 200\b/.test(st.trim())) continue;
+      const len = ps.getElementsByTagNameNS(DAV, "getcontentlength")[0];
+      if (len) size = len.textContent?.trim() ?? "";
+    }
+    out.push({ path: new URL(href, base).pathname, folder: r.getElementsByTagNameNS(DAV, "collection").length > 0, size });
   }
   return out;
 }

@@ -1,5 +1,5 @@
 /**
- * A server process a test starts on 127.0.0.1 (sshd, apache2, pure-ftpd, smbd for the backup
+ * A server process a test starts on 127.0.0.1 (sshd, apache2, vsftpd, pyftpdlib, smbd for the backup
  * destinations): started with a config in a temp dir, waited for on its port, and stopped with
  * every process it forked (a daemon serves each connection from a child, which must die too when
  * a test "stops the server mid-upload").

@@ -253,7 +253,7 @@ function createCommandHandler(o: BackupHandlerOptions) {
         retention = { kept: f.kept.length, removed: f.removed.length, deletedChunks: p.deleted };
         out.line("backup", `retention: ${f.kept.length} snapshots kept, ${f.removed.length} removed, ${p.deleted} chunks deleted`);
       }
-      const repoBytes = await repositoryBytes(cfg);
+      const repoBytes = await repositoryBytes(cfg, { dest, onError: (why) => out.line("backup", `repository size unknown: ${redactText(why, secrets)}`) });
       return {
         ok: true, action, snapshot: snap.id, files: s.files, bytes: s.bytes, newBytes: s.newBytes, newChunks: s.newChunks, storedBytes: s.storedBytes,
         repoBytes, retention, ms: Math.round(performance.now() - t0), ...(recoveryKey ? { recoveryKey } : {}),

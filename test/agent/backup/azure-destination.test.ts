@@ -41,7 +41,7 @@ if (available) {
     raw,
     kill: () => az.kill(),
     restart: () => az.restart(),
-  }));
+  }), { noSize: true });
 
   test("Azure Blob: a wrong account key is refused without the key in the error", async () => {
     const wrong = Buffer.from("not-the-key-123".repeat(4)).toString("base64");

@@ -1,6 +1,6 @@
 /**
- * One suite for every backup Destination (agent/backup/destination.ts): local today, SFTP,
- * S3, … later. A destination test file calls `destinationSuite` with a factory.
+ * One suite for every backup Destination (agent/backup/destination.ts): local, SFTP, FTP/FTPS,
+ * WebDAV, SMB, S3, Azure. A destination test file calls `destinationSuite` with a factory.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
@@ -54,6 +54,18 @@ export function destinationSuite(name: string, make: () => Promise<DestinationFi
       expect((await d.list("data/")).sort()).toEqual(["data/00/0011", "data/00/0022", "data/ff/ff33"]);
       expect(await d.list("snapshots/")).toEqual(["snapshots/s1"]);
       expect(await d.list("locks/")).toEqual([]);
+    });
+
+    test("listSizes gives every listed object with the size of the bytes read back", async () => {
+      const d = await fresh();
+      const objects: Record<string, number> = { "data/00/0011": 0, "data/00/0022": 1, "data/ff/ff33": 70_001, "snapshots/s1": 4096, config: 1_048_577 };
+      for (const [n, size] of Object.entries(objects)) await d.put(n, randomBytes(size));
+      const all = await d.listSizes("");
+      expect(all.map((e) => e.name).sort()).toEqual((await d.list("")).sort());
+      expect(Object.fromEntries(all.map((e) => [e.name, e.size]))).toEqual(objects);
+      for (const e of all) expect((await d.get(e.name)).length).toBe(e.size);
+      expect((await d.listSizes("data/")).map((e) => e.name).sort()).toEqual(["data/00/0011", "data/00/0022", "data/ff/ff33"]);
+      expect(await d.listSizes("locks/")).toEqual([]);
     });
 
     test("delete removes; deleting a missing object is fine; exists follows", async () => {

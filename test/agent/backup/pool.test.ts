@@ -111,6 +111,7 @@ class Watched implements Destination {
   }
   get = (n: string) => this.inner.get(n);
   list = (p: string) => this.inner.list(p);
+  listSizes = (p: string) => this.inner.listSizes(p);
   delete = (n: string) => this.inner.delete(n);
   exists = (n: string) => this.inner.exists(n);
 }

@@ -10,6 +10,8 @@ import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { backup } from "../../../agent/backup/backup.ts";
 import type { Destination } from "../../../agent/backup/destination.ts";
+import { openDestination, type DestinationConfig } from "../../../agent/backup/destinations.ts";
+import { createBackupHandler } from "../../../agent/control/backups/index.ts";
 import { BackupError } from "../../../agent/backup/error.ts";
 import { LocalDestination } from "../../../agent/backup/local.ts";
 import { Repository } from "../../../agent/backup/repository.ts";
@@ -29,6 +31,8 @@ export interface ServerUnderTest {
    */
   kill?(): Promise<void>;
   restart?(): Promise<void>;
+  /** the configuration of a destination at `sub`, as a backup job sends it to an agent (the repository-size case) */
+  config?(sub: string): DestinationConfig;
 }
 
 /** Whether a raw file is an object by name: not a temporary upload, not a server's own dot-file. */
@@ -53,7 +57,11 @@ async function generatedTree(root: string, mb: number): Promise<number> {
 
 const mbps = (bytes: number, ms: number) => Math.round((bytes / 1e6 / (ms / 1000)) * 10) / 10;
 
-export function serverDestinationCases(name: string, server: () => ServerUnderTest, opts: { treeMb?: number; noKill?: boolean } = {}): void {
+/**
+ * `noSize`: no repository-size case (S3 and Azure have theirs in test/agent/control/backup-repo-size.test.ts,
+ * with a second repository in the same bucket); every other server gives `config`.
+ */
+export function serverDestinationCases(name: string, server: () => ServerUnderTest, opts: { treeMb?: number; noKill?: boolean; noSize?: boolean } = {}): void {
   const treeMb = opts.treeMb ?? 24;
 
   test(`${name}: backup → verify → restore round trip through the engine, throughput against local`, async () => {
@@ -103,6 +111,42 @@ export function serverDestinationCases(name: string, server: () => ServerUnderTe
       await cleanup(src, out, localDir);
     }
   }, 240_000);
+
+  if (!opts.noSize) test(`${name}: backup.run through Control reports the repository size: the sum of the bytes of every object read back`, async () => {
+    const s = server();
+    if (!s.config) throw new Error(`${name}: the server gives no destination config`);
+    const src = await tempDir("src");
+    const dumps = await tempDir("dumps");
+    try {
+      await mixedTree(src);
+      await writeFile(join(src, "one.bin"), randomBytes(1_200_000));
+      const handle = createBackupHandler({ dumpDir: join(dumps, "dumps"), resultsDir: join(dumps, "results"), progressMs: 1000 });
+      const password = `pw-${randomBytes(8).toString("hex")}`;
+      // another repository beside it first: not counted
+      expect((await handle("backup.run", { job: 1, run: 1, destination: s.config("size-other"), password, paths: [src], init: true })).ok).toBe(true);
+      const lines: string[] = [];
+      const r = await handle("backup.run", { job: 1, run: 2, destination: s.config("size"), password, paths: [src], init: true }, { line: (_s, t) => void lines.push(t), close() {} });
+      expect(r.error).toBeUndefined();
+      expect(r.ok).toBe(true);
+      expect(lines.filter((l) => l.includes("size unknown"))).toEqual([]);
+      const dest = openDestination(s.config("size"));
+      try {
+        const names = await dest.list("");
+        let expected = 0;
+        for (const n of names) expected += (await dest.get(n)).length;
+        expect(names.length).toBeGreaterThan(5);
+        expect(expected).toBeGreaterThan(1_200_000);
+        expect(r.repoBytes).toBe(expected);
+        // the server's own account of the files agrees (every file under the repository's folder)
+        const raw = (await s.raw("size")).filter(objectLike);
+        expect(raw.sort()).toEqual([...names].sort());
+      } finally {
+        await dest.close?.();
+      }
+    } finally {
+      await cleanup(src, dumps);
+    }
+  }, 120_000);
 
   if (opts.noKill) return;
   test(`${name}: the server killed mid-upload leaves the repository consistent, and the next run completes`, async () => {

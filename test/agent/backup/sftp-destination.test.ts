@@ -45,6 +45,7 @@ if (available) {
     raw: (sub) => rawFiles(join(sshd.dataDir, sub)),
     kill: () => sshd.kill(),
     restart: () => sshd.restart(),
+    config: (sub) => ({ type: "sftp", host: "127.0.0.1", port: sshd.port, username: sshd.username, privateKey: sshd.privateKey, hostKey: sshd.hostKey, root: join(sshd.dataDir, sub), timeoutMs: 10_000 }),
   }));
 
   test("SFTP: a server with another host key is refused before any login (no trust on first use)", async () => {

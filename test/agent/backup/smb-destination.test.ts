@@ -34,6 +34,7 @@ if (available) {
     raw: (sub) => rawFiles(join(smbd.dataDir, sub)),
     kill: () => smbd.kill(),
     restart: () => smbd.restart(),
+    config: (sub) => ({ type: "smb", host: "127.0.0.1", port: smbd.port, share: smbd.share, username: smbd.username, password: smbd.password, root: sub, timeoutMs: 10_000 }),
   }), { treeMb: 8 }); // a process per smbclient run: the default 24 MB tree takes minutes here
 
   test("SMB: a wrong password is refused without the credentials in the error or on smbclient's command line", async () => {

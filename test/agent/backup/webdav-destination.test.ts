@@ -34,6 +34,7 @@ if (available) {
     raw: (sub) => rawFiles(join(dav.dataDir, sub)),
     kill: () => dav.kill(),
     restart: () => dav.restart(),
+    config: (sub) => ({ type: "webdav", url: `${dav.url}${sub}/`, username: dav.username, password: dav.password, ca: dav.caPem, timeoutMs: 10_000 }),
   }));
 
   // mod_dav answers 404 to one of two MOVEs onto one name that cross (it deletes the destination,

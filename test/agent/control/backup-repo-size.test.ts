@@ -2,8 +2,9 @@
  * The repository size a run reports for a non-local destination: a backup.run through Control to
  * an S3 bucket (s3rver on 127.0.0.1), and to an Azure container (azurite), answers `repoBytes` = the sum of its objects' sizes, read
  * back independently through the engine's destination (every object fetched); a second repository
- * under another prefix of the same bucket is not counted; destinations whose listing carries no
- * sizes answer null (unknown), never a guess.
+ * under another prefix of the same bucket is not counted; a destination that cannot be listed
+ * answers null (unknown) with its reason, never a guess. SFTP, FTP/FTPS, WebDAV and SMB: the same
+ * case in each one's own test, against its real server (server-destination.case.ts).
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { randomBytes } from "node:crypto";
@@ -71,7 +72,11 @@ test.skipIf(!azAvailable)("backup.run to Azure Blob reports the repository's siz
   expect(r.repoBytes).toBe(expected);
 });
 
-test("destinations whose listing has no sizes: null (unknown), without connecting", async () => {
-  expect(await repositoryBytes({ type: "sftp", host: "127.0.0.1", port: 1, username: "u", root: "/r" } as DestinationConfig)).toBeNull();
-  expect(await repositoryBytes({ type: "webdav", url: "https://127.0.0.1:1/", username: "u" } as DestinationConfig)).toBeNull();
+test("a destination that cannot be listed: null (unknown) with the reason, never a guess", async () => {
+  const why: string[] = [];
+  expect(await repositoryBytes({ type: "sftp", host: "127.0.0.1", port: 1, username: "u", password: "p", hostKey: "SHA256:x", root: "/r", timeoutMs: 3000 } as DestinationConfig, { onError: (w) => why.push(w) })).toBeNull();
+  expect(await repositoryBytes({ type: "webdav", url: "https://127.0.0.1:1/", username: "u", timeoutMs: 3000 } as DestinationConfig, { onError: (w) => why.push(w) })).toBeNull();
+  expect(why).toHaveLength(2);
+  expect(why[0]).toContain("SFTP 127.0.0.1:1");
+  expect(why[1]).toContain("WebDAV PROPFIND");
 });
