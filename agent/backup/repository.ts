@@ -11,7 +11,7 @@ import { closePack, restoreFile, sealIntoPack, type PackJob, type RestoreFileJob
 import { BackupError } from "./error.ts";
 import { LocalDestination } from "./local.ts";
 import type { PackEntry } from "./pack.ts";
-import { cryptoPool } from "./pool.ts";
+import { cryptoPool, restorePool } from "./pool.ts";
 
 /** 2: chunks in pack files with index objects. 1 (one object per chunk) is refused. */
 export const FORMAT_VERSION = 2;
@@ -163,8 +163,17 @@ export class Repository {
    * threads running.
    */
   get direct(): boolean {
+    return this.local && cryptoPool().threads > 0;
+  }
+
+  /** `direct` for a restore, whose file jobs run on their own pool (restorePool). */
+  get directRestore(): boolean {
+    return this.local && restorePool().threads > 0;
+  }
+
+  private get local(): boolean {
     const d = this.dest;
-    return d instanceof LocalDestination && d.put === LocalDestination.prototype.put && d.get === LocalDestination.prototype.get && cryptoPool().threads > 0;
+    return d instanceof LocalDestination && d.put === LocalDestination.prototype.put && d.get === LocalDestination.prototype.get;
   }
 
   /**
@@ -196,10 +205,10 @@ export class Repository {
     return { run, root: dest.root, fsync: dest.durable, key: this.encKey, level: this.config.compression.level, packSize: this.config.packSize };
   }
 
-  /** Restores one file's content from a local repository on the pool (only when `direct`): direct.ts' restoreFile. */
-  async restoreFileDirect(job: Omit<RestoreFileJob, "root" | "key" | "idKey">): Promise<void> {
-    const full: RestoreFileJob = { ...job, root: (this.dest as LocalDestination).root, key: this.encKey, idKey: this.idKey };
-    await cryptoPool().submit({ op: "restoreFile", ...full, data: new Uint8Array(0) }, () => {
+  /** Restores one file's content from a local repository on the restore pool (only when `directRestore`): direct.ts' restoreFile. */
+  async restoreFileDirect(job: Omit<RestoreFileJob, "root" | "key">): Promise<void> {
+    const full: RestoreFileJob = { ...job, root: (this.dest as LocalDestination).root, key: this.encKey };
+    await restorePool().submit({ op: "restoreFile", ...full, data: new Uint8Array(0) }, () => {
       restoreFile(full);
       return {};
     });

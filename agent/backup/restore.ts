@@ -43,7 +43,7 @@ export async function restore(repo: Repository, ref: string, target: string, opt
   const out = (p: string) => join(target, p);
   const isRoot = process.getuid?.() === 0;
   const result: RestoreResult = { files: 0, bytes: 0 };
-  const direct = repo.direct;
+  const direct = repo.directRestore;
   const index = (await loadIndex(repo)).chunks;
   const reader: ChunkReader = { index, packs: new PackCache(repo) };
   if (!direct) for (const e of entries) for (const id of e.chunks ?? []) if (index.has(id)) reader.packs.expect(index.get(id)!.pack);
