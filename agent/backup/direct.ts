@@ -111,20 +111,25 @@ export function sealIntoPack(job: PackJob, id: string, plain: Uint8Array): numbe
   return n;
 }
 
-/** fsync + rename of a full pack, then its index object: a pack is whole before an index names it. */
-async function commitPack(job: PackJob, d: LocalDestination, open: OpenPack, run: RunPacks): Promise<void> {
+/**
+ * fsync + rename of a pack, then (`indexed`) its index object: a pack is whole before an index
+ * names it. The last pack of a run goes without: the caller's merged index names it.
+ */
+async function commitPack(job: PackJob, d: LocalDestination, open: OpenPack, run: RunPacks, indexed = true): Promise<void> {
   await d.commitFile(open.file);
+  run.written.push(open.entry);
+  if (!indexed) return;
   const name = `index/${newId()}`;
   const index: IndexFile = { version: 1, packs: [open.entry] };
   await d.putDirect(name, sealParts(job.key, name, new TextEncoder().encode(JSON.stringify(index)), true, job.level));
-  run.written.push(open.entry);
   run.indexes.push(name);
 }
 
 /**
- * Ends this thread's part of a run: the open pack is committed (or, with `abort`, removed), the
- * background commits are awaited; returns what was stored and indexed. A failure of any pack of
- * the run is thrown here.
+ * Ends this thread's part of a run: the open pack is committed without an index object (or,
+ * with `abort`, removed), the background commits are awaited; returns every pack stored (the
+ * caller writes the one index that names them all) and the per-pack index objects written. A
+ * failure of any pack of the run is thrown here.
  */
 export async function closePack(job: PackJob, abort: boolean): Promise<{ packs: PackEntry[]; indexes: string[] }> {
   const r = runs.get(job.run);
@@ -132,7 +137,7 @@ export async function closePack(job: PackJob, abort: boolean): Promise<{ packs: 
   runs.delete(job.run);
   const d = dest(job.root, job.fsync);
   if (r.open && (abort || r.error)) d.abandonFile(r.open.file);
-  else if (r.open) r.closing.add(commitPack(job, d, r.open, r).catch((e) => void (r.error ??= e)));
+  else if (r.open) r.closing.add(commitPack(job, d, r.open, r, false).catch((e) => void (r.error ??= e)));
   r.open = null;
   await Promise.all(r.closing);
   if (r.error && !abort) throw r.error;

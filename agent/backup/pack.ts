@@ -140,12 +140,13 @@ export class PackWriter {
 }
 
 /**
- * Replaces a run's index objects (one per pack) by one naming all its packs: written first,
- * the small ones deleted after, so a cut here leaves duplicates (harmless), never a pack
- * without index. Nothing to do for one index object or none.
+ * Replaces a run's index objects (one per pack) by one naming all its packs (`packs`, which may
+ * hold packs no index object names yet: a local run's last ones): written first, the small ones
+ * deleted after, so a cut here leaves duplicates (harmless). Nothing to do when one index object
+ * already names every pack.
  */
 export async function mergeIndexes(repo: Repository, packs: PackEntry[], indexes: string[]): Promise<void> {
-  if (indexes.length < 2) return;
+  if (indexes.length === packs.length && indexes.length < 2) return;
   await repo.putJson(indexName(newId()), { version: 1, packs } satisfies IndexFile);
   for (const n of indexes) await repo.dest.delete(n);
 }
