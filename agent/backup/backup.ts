@@ -1,7 +1,8 @@
 /**
- * One backup run: walk the paths, chunk every changed file, upload the chunks the repository
- * does not have yet, then write the snapshot — last, so a run cut off at any point leaves only
- * chunks nothing references, which the next run reuses.
+ * One backup run: walk the paths, chunk every changed file, seal the chunks the repository does
+ * not have yet into packs (pack.ts; each pack is followed by its index object), then write the
+ * snapshot — last, so a run cut off at any point leaves only indexed chunks nothing references
+ * (the next run reuses them) and at most the packs being stored without index (garbage).
  */
 import { createHash, randomBytes } from "node:crypto";
 import { lstat, readdir, readlink } from "node:fs/promises";
@@ -9,7 +10,8 @@ import { join, resolve } from "node:path";
 import { Glob } from "bun";
 import { chunkId } from "./crypto.ts";
 import { Lock } from "./lock.ts";
-import { chunkIdOf, chunkName, snapshotName, thisHost, type Repository } from "./repository.ts";
+import { chunkAad, loadIndex, mergeIndexes, PackWriter } from "./pack.ts";
+import { snapshotName, thisHost, type Repository } from "./repository.ts";
 import type { Entry, Snapshot } from "./snapshot.ts";
 import { listSnapshots } from "./snapshots.ts";
 
@@ -20,7 +22,7 @@ export interface BackupOptions {
   concurrency?: number;
   /** plaintext bytes of those chunks held in memory at once, at most (one chunk may exceed it) */
   inflightBytes?: number;
-  /** called after each chunk upload (tests use it to stop a run midway) */
+  /** called after each new chunk is sealed into a pack (tests use it to stop a run midway) */
   onChunk?: (uploaded: number) => void;
 }
 
@@ -38,7 +40,7 @@ async function run(repo: Repository, paths: string[], opts: BackupOptions): Prom
   const roots = paths.map((p) => resolve(p));
   const excludes = (opts.excludes ?? []).map((p) => new Glob(p));
   const excluded = (path: string) => excludes.some((g) => g.match(path) || g.match(path.slice(path.lastIndexOf("/") + 1)));
-  const known = new Set((await repo.dest.list("data/")).map(chunkIdOf));
+  const known = new Set((await loadIndex(repo)).chunks.keys());
 
   // The newest snapshot of the same host and paths: unchanged files are taken from it unread.
   const parent = (await listSnapshots(repo)).filter((s) => s.host === host && sameSet(s.paths, roots)).at(-1);
@@ -54,26 +56,31 @@ async function run(repo: Repository, paths: string[], opts: BackupOptions): Prom
   const inflight = new Set<Promise<void>>();
   let inflightBytes = 0;
   let uploaded = 0;
+  // A local repository: each worker seals chunks into its own open pack file (direct.ts);
+  // otherwise the workers seal and this thread collects the sealed chunks into packs (pack.ts).
   const direct = repo.direct;
+  const packRun = randomBytes(16).toString("hex");
+  const packs = direct ? null : new PackWriter(repo);
   const upload = async (id: string, plain: Uint8Array) => {
-    const name = chunkName(id);
     while (inflight.size >= limit || (inflight.size > 0 && inflightBytes + plain.length > maxBytes)) await Promise.race(inflight);
     const size = plain.length;
     inflightBytes += size;
-    // A local repository: the worker seals and writes the object itself (direct.ts).
-    const stored = direct
-      ? repo.sealPutAsync(name, plain).then((n) => {
-          stats.storedBytes += n;
-        })
-      : repo.sealObjectAsync(name, plain).then((sealed) => {
+    const sealed = packs
+      ? repo.sealObjectAsync(chunkAad(id), plain).then((sealed) => {
           stats.storedBytes += sealed.length;
-          return repo.dest.put(name, sealed);
+          inflightBytes -= size;
+          opts.onChunk?.(++uploaded);
+          // the promise of the chunk that closes a pack holds its slot until the pack is uploaded
+          return packs.add(id, sealed);
+        })
+      : repo.sealIntoPackAsync(packRun, id, plain).then((n) => {
+          stats.storedBytes += n;
+          inflightBytes -= size;
+          opts.onChunk?.(++uploaded);
         });
-    const p = stored.then(() => {
-        inflight.delete(p);
-        inflightBytes -= size;
-        opts.onChunk?.(++uploaded);
-      });
+    const p = sealed.then(() => {
+      inflight.delete(p);
+    });
     inflight.add(p);
     p.catch(() => {});
     // the worker reads `plain` where the chunker read it: its window is not reused until then
@@ -124,8 +131,21 @@ async function run(repo: Repository, paths: string[], opts: BackupOptions): Prom
     // sockets, fifos and devices are not backed up
   };
 
-  for (const root of roots) await visit(root);
-  await Promise.all(inflight);
+  try {
+    for (const root of roots) await visit(root);
+    await Promise.all(inflight);
+    if (packs) await packs.finish();
+    else {
+      // every pack fsynced, in place and indexed before the snapshot names its chunks
+      const done = await repo.closePacks(packRun);
+      await mergeIndexes(repo, done.packs, done.indexes);
+    }
+  } catch (e) {
+    // nothing may land after the run has failed (and released its lock): uploads settle, open packs go
+    await Promise.allSettled(inflight);
+    if (!packs) await repo.closePacks(packRun, true).catch(() => {});
+    throw e;
+  }
 
   const snap: Snapshot = {
     version: 1,

@@ -4,7 +4,7 @@
  *   bun agent/backup/cli.ts --dest-config FILE.json <command> [args]   (any destination: destinations.ts)
  * The password comes from SERVERMIND_BACKUP_PASSWORD (or SERVERMIND_BACKUP_RECOVERY_KEY to
  * open with the recovery key). Each command prints one JSON line on stdout.
- *   init [--chunk-min B --chunk-avg B --chunk-max B]   prints the recovery key once
+ *   init [--chunk-min B --chunk-avg B --chunk-max B] [--pack-size B]   prints the recovery key once
  *   backup PATH... [--exclude GLOB]... [--host NAME]
  *   snapshots
  *   restore SNAPSHOT|latest TARGET [--include PATH]...
@@ -61,7 +61,8 @@ async function command(dest: Destination, cmd: string, args: string[], opt: Map<
   if (cmd === "init") {
     const sizes = ["min", "avg", "max"].map((k) => Number(opt.get(`chunk-${k}`)?.[0] ?? 0));
     const chunker = sizes.every((n) => n > 0) ? { min: sizes[0]!, avg: sizes[1]!, max: sizes[2]! } : undefined;
-    const { repo, recoveryKey: rk } = await Repository.init(dest, password, { chunker });
+    const packSize = Number(opt.get("pack-size")?.[0] ?? 0) || undefined;
+    const { repo, recoveryKey: rk } = await Repository.init(dest, password, { chunker, packSize });
     out({ id: repo.config.id, recovery_key: rk });
     return 0;
   }

@@ -29,13 +29,10 @@ export class LocalDestination implements Destination {
   }
 
   /**
-   * `put` for a pool worker (direct.ts), of an object given as pieces (written with one writev):
-   * the file is written with blocking calls (into the page
-   * cache: cheap, and it saves a trip to the I/O thread pool per call); only the fsync, which
-   * waits for the disk, is asynchronous, so the worker seals the next chunk meanwhile. The same
-   * temporary name, fsync before the rename, and rename as `put`.
+   * Opens a new temporary file for object `name` with a blocking call (a pool worker writes it:
+   * direct.ts), making its folder once. `commitFile` or `abandonFile` must follow.
    */
-  async putDirect(name: string, parts: Uint8Array[]): Promise<void> {
+  openTemp(name: string): { fd: number; temp: string; final: string } {
     const final = this.path(name);
     const temp = `${final}${TEMP}${randomBytes(6).toString("hex")}`;
     const dir = dirname(final);
@@ -43,46 +40,62 @@ export class LocalDestination implements Destination {
       mkdirSync(dir, { recursive: true });
       this.made.add(dir);
     }
-    let fd;
     try {
-      fd = openSync(temp, "w", 0o600);
+      return { fd: openSync(temp, "w", 0o600), temp, final };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
       mkdirSync(dir, { recursive: true }); // the folder was removed since
-      fd = openSync(temp, "w", 0o600);
+      return { fd: openSync(temp, "w", 0o600), temp, final };
     }
+  }
+
+  /**
+   * Ends what `openTemp` began, as `put` does: fsync (asynchronous: only it waits for the disk,
+   * the worker goes on meanwhile), close, rename into place. Any failure removes the temporary file.
+   */
+  async commitFile(f: { fd: number; temp: string; final: string }): Promise<void> {
     try {
-      let rest = parts.filter((p) => p.length > 0);
-      while (rest.length) {
-        let n = writevSync(fd, rest);
-        while (n > 0) {
-          const first = rest[0]!;
-          if (n >= first.length) {
-            n -= first.length;
-            rest = rest.slice(1);
-          } else {
-            rest = [first.subarray(n), ...rest.slice(1)];
-            n = 0;
-          }
-        }
-      }
-      if (this.fsync) await fsyncAsync(fd);
+      if (this.fsync) await fsyncAsync(f.fd);
     } catch (e) {
-      closeSync(fd);
+      this.abandonFile(f);
+      throw e;
+    }
+    closeSync(f.fd);
+    try {
+      renameSync(f.temp, f.final);
+    } catch (e) {
       try {
-        unlinkSync(temp);
+        unlinkSync(f.temp);
       } catch {}
       throw e;
     }
-    closeSync(fd);
+  }
+
+  /** Closes and removes a temporary file from `openTemp`. */
+  abandonFile(f: { fd: number; temp: string }): void {
     try {
-      renameSync(temp, final);
+      closeSync(f.fd);
+    } catch {}
+    try {
+      unlinkSync(f.temp);
+    } catch {}
+  }
+
+  /**
+   * `put` for a pool worker (direct.ts), of an object given as pieces (written with one writev):
+   * the file is written with blocking calls (into the page cache: cheap, and it saves a trip to
+   * the I/O thread pool per call); only the fsync, which waits for the disk, is asynchronous.
+   * The same temporary name, fsync before the rename, and rename as `put`.
+   */
+  async putDirect(name: string, parts: Uint8Array[]): Promise<void> {
+    const f = this.openTemp(name);
+    try {
+      writeAll(f.fd, parts);
     } catch (e) {
-      try {
-        unlinkSync(temp);
-      } catch {}
+      this.abandonFile(f);
       throw e;
     }
+    await this.commitFile(f);
   }
 
   /** Whether objects are fsynced before they are renamed into place. */
@@ -178,4 +191,25 @@ export class LocalDestination implements Destination {
       return false;
     }
   }
+}
+
+/** Writes every piece at the file's current position (writev; a short write goes on where it stopped). */
+export function writeAll(fd: number, parts: Uint8Array[]): number {
+  let rest = parts.filter((p) => p.length > 0);
+  let total = 0;
+  while (rest.length) {
+    let n = writevSync(fd, rest);
+    total += n;
+    while (n > 0) {
+      const first = rest[0]!;
+      if (n >= first.length) {
+        n -= first.length;
+        rest = rest.slice(1);
+      } else {
+        rest = [first.subarray(n), ...rest.slice(1)];
+        n = 0;
+      }
+    }
+  }
+  return total;
 }

@@ -5,14 +5,18 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { Chunker, DEFAULT_CHUNKER, gearTable, type ChunkerParams } from "./chunker.ts";
-import { chunkId, DEFAULT_SCRYPT, formatRecoveryKey, parseRecoveryKey, recoveryKek, scryptKey, seal, unseal, type ScryptParams } from "./crypto.ts";
+import { DEFAULT_SCRYPT, formatRecoveryKey, parseRecoveryKey, recoveryKek, scryptKey, seal, unseal, type ScryptParams } from "./crypto.ts";
 import type { Destination } from "./destination.ts";
-import { restoreFile, sealPut, type RestoreFileJob } from "./direct.ts";
+import { closePack, restoreFile, sealIntoPack, type PackJob, type RestoreFileJob } from "./direct.ts";
 import { BackupError } from "./error.ts";
 import { LocalDestination } from "./local.ts";
-import { cryptoPool } from "./pool.ts";
+import type { PackEntry } from "./pack.ts";
+import { cryptoPool, restorePool } from "./pool.ts";
 
-export const FORMAT_VERSION = 1;
+/** 2: chunks in pack files with index objects. 1 (one object per chunk) is refused. */
+export const FORMAT_VERSION = 2;
+/** Target size of a pack file in bytes (a pack closes at the first chunk that reaches it). */
+export const DEFAULT_PACK_SIZE = 8 << 20;
 
 interface KeyFile {
   version: 1;
@@ -39,12 +43,15 @@ export interface RepoConfig {
   /** secret seed of the chunker's gear table, base64 */
   gearSeed: string;
   compression: { algorithm: "zstd"; level: number };
+  /** target pack size, bytes */
+  packSize: number;
 }
 
 export interface InitOptions {
   chunker?: ChunkerParams;
   scrypt?: ScryptParams;
   level?: number;
+  packSize?: number;
 }
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
@@ -75,6 +82,7 @@ export class Repository {
       chunker: opts.chunker ?? DEFAULT_CHUNKER,
       gearSeed: b64(randomBytes(32)),
       compression: { algorithm: "zstd", level: opts.level ?? 3 },
+      packSize: opts.packSize ?? DEFAULT_PACK_SIZE,
     };
     const s = opts.scrypt ?? DEFAULT_SCRYPT;
     const salt = randomBytes(32);
@@ -115,6 +123,12 @@ export class Repository {
     }
     const enc = unb64(master.enc);
     const config = parse<RepoConfig>(unseal(enc, "config", await dest.get("config")));
+    if (config.version === 1) {
+      throw new BackupError(
+        "bad_format",
+        "repository format 1 (one object per chunk, written by an earlier agent) is not supported by this engine, which reads format 2 (pack files): restore what you need from it with the earlier agent, then back up into a new repository",
+      );
+    }
     if (config.version !== FORMAT_VERSION) throw new BackupError("bad_format", `repository format ${config.version} is not supported (this engine reads ${FORMAT_VERSION})`);
     return new Repository(dest, config, enc, unb64(master.id));
   }
@@ -149,41 +163,55 @@ export class Repository {
    * threads running.
    */
   get direct(): boolean {
+    return this.local && cryptoPool().threads > 0;
+  }
+
+  /** `direct` for a restore, whose file jobs run on their own pool (restorePool). */
+  get directRestore(): boolean {
+    return this.local && restorePool().threads > 0;
+  }
+
+  private get local(): boolean {
     const d = this.dest;
-    return d instanceof LocalDestination && d.put === LocalDestination.prototype.put && d.get === LocalDestination.prototype.get && cryptoPool().threads > 0;
+    return d instanceof LocalDestination && d.put === LocalDestination.prototype.put && d.get === LocalDestination.prototype.get;
   }
 
   /**
-   * `sealObjectAsync` + `dest.put` in one job of the pool, the worker writing the object
-   * (only when `direct`); returns the sealed size.
+   * Seals a chunk and appends it to the open pack of `run` in a pool worker, which writes the
+   * pack file itself (only when `direct`; direct.ts). Settles once the chunk is in the pack file
+   * (`plain` may then be reused); the pack is durable and indexed only after `closePacks`.
    */
-  async sealPutAsync(name: string, plain: Uint8Array): Promise<number> {
-    const dest = this.dest as LocalDestination;
-    const job = { root: dest.root, fsync: dest.durable, key: this.encKey, aad: name, compress: true, level: this.config.compression.level };
-    const r = await cryptoPool().submit({ op: "sealPut", ...job, data: plain }, async (data) => ({ stored: await sealPut(job, data) }));
+  async sealIntoPackAsync(run: string, id: string, plain: Uint8Array): Promise<number> {
+    const job = this.packJob(run);
+    const r = await cryptoPool().submit({ op: "packChunk", ...job, id, data: plain }, (data) => ({ stored: sealIntoPack(job, id, data) }));
     return r.stored!;
   }
 
-  /** Restores one file's content from a local repository on the pool (only when `direct`): direct.ts' restoreFile. */
-  async restoreFileDirect(job: Omit<RestoreFileJob, "root" | "key" | "idKey">): Promise<void> {
-    const full: RestoreFileJob = { ...job, root: (this.dest as LocalDestination).root, key: this.encKey, idKey: this.idKey };
-    await cryptoPool().submit({ op: "restoreFile", ...full, data: new Uint8Array(0) }, () => {
+  /**
+   * Ends a run's packs on every worker and in this thread (the pool's fallback may have taken
+   * some chunks): each open pack committed (fsync, rename, its index object) or, with `abort`,
+   * removed, and every background commit awaited. Returns what was stored and indexed; throws
+   * when any pack of the run failed or a worker died (its open pack is lost: the run must fail).
+   */
+  async closePacks(run: string, abort = false): Promise<{ packs: PackEntry[]; indexes: string[] }> {
+    const job = this.packJob(run);
+    const [workers, here] = await Promise.all([cryptoPool().broadcast({ op: "packClose", ...job, abort, data: new Uint8Array(0) }), closePack(job, abort)]);
+    const all = [...workers, here];
+    return { packs: all.flatMap((r) => r.packs ?? []), indexes: all.flatMap((r) => r.indexes ?? []) };
+  }
+
+  private packJob(run: string): PackJob {
+    const dest = this.dest as LocalDestination;
+    return { run, root: dest.root, fsync: dest.durable, key: this.encKey, level: this.config.compression.level, packSize: this.config.packSize };
+  }
+
+  /** Restores one file's content from a local repository on the restore pool (only when `directRestore`): direct.ts' restoreFile. */
+  async restoreFileDirect(job: Omit<RestoreFileJob, "root" | "key">): Promise<void> {
+    const full: RestoreFileJob = { ...job, root: (this.dest as LocalDestination).root, key: this.encKey };
+    await restorePool().submit({ op: "restoreFile", ...full, data: new Uint8Array(0) }, () => {
       restoreFile(full);
       return {};
     });
-  }
-
-  /**
-   * Fetches and opens an object on the worker pool; with `id`, also checks that the plaintext's
-   * keyed id is `id` (BackupError "corrupt" if not).
-   */
-  async getObjectAsync(name: string, id?: string): Promise<Uint8Array> {
-    const sealed = await this.dest.get(name);
-    const check = (plain: Uint8Array) => {
-      if (id !== undefined && chunkId(this.idKey, plain) !== id) throw new BackupError("corrupt", `${name}: content does not match its id`);
-      return plain;
-    };
-    return cryptoPool().run({ op: "open", key: this.encKey, aad: name, data: sealed, ...(id !== undefined ? { idKey: this.idKey, id } : {}) }, (data) => check(unseal(this.encKey, name, data)), true);
   }
 
   async getObject(name: string): Promise<Uint8Array> {
@@ -199,9 +227,6 @@ export class Repository {
   }
 }
 
-/** `data/<first two hex digits>/<id>`: 256 folders keep directory listings short. */
-export const chunkName = (id: string) => `data/${id.slice(0, 2)}/${id}`;
-export const chunkIdOf = (name: string) => name.slice(name.lastIndexOf("/") + 1);
 export const snapshotName = (id: string) => `snapshots/${id}`;
 
 export const thisHost = () => hostname();

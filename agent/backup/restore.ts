@@ -1,5 +1,7 @@
 /**
- * Restore a snapshot (or part of it) under a target directory. Every chunk is authenticated
+ * Restore a snapshot (or part of it) under a target directory. Chunks are read from their packs
+ * (a local repository: at their offset, by a pool worker, direct.ts; any other destination:
+ * whole packs, cached, pack.ts). Every chunk is authenticated
  * (AES-GCM tag), its keyed id recomputed, and the whole file's SHA-256 compared; a file is
  * written to a temporary name and renamed into place only when all of that holds. A damaged
  * or missing chunk is a BackupError naming the file — never silently restored.
@@ -8,7 +10,8 @@ import { createHash } from "node:crypto";
 import { chmod, lchown, lutimes, mkdir, open, rename, rm, symlink, utimes } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { BackupError } from "./error.ts";
-import { chunkName, type Repository } from "./repository.ts";
+import { loadIndex, PackCache, type Location } from "./pack.ts";
+import type { Repository } from "./repository.ts";
 import type { Entry } from "./snapshot.ts";
 import { loadSnapshot } from "./snapshots.ts";
 
@@ -40,6 +43,10 @@ export async function restore(repo: Repository, ref: string, target: string, opt
   const out = (p: string) => join(target, p);
   const isRoot = process.getuid?.() === 0;
   const result: RestoreResult = { files: 0, bytes: 0 };
+  const direct = repo.directRestore;
+  const index = (await loadIndex(repo)).chunks;
+  const reader: ChunkReader = { index, packs: new PackCache(repo) };
+  if (!direct) for (const e of entries) for (const id of e.chunks ?? []) if (index.has(id)) reader.packs.expect(index.get(id)!.pack);
 
   const made = new Set<string>();
   const mkdirs = async (dir: string) => {
@@ -50,11 +57,12 @@ export async function restore(repo: Repository, ref: string, target: string, opt
   for (const e of entries) if (e.type === "dir") await mkdirs(out(e.path));
   // Consecutive files from different folders: two workers creating and renaming files in one
   // folder wait for each other on its lock (seen in perf on ext4, where creating a file can be slow).
-  const files = acrossFolders(entries.filter((e) => e.type === "file"));
+  // (Whole packs from another destination: backup order, which keeps a pack's reads together.)
+  const files = direct ? acrossFolders(entries.filter((e) => e.type === "file")) : entries.filter((e) => e.type === "file");
   let nextFile = 0;
   // A local repository: each file is restored whole by one pool worker (direct.ts), the workers
-  // reading, opening and writing without handing chunks back to this thread.
-  const direct = repo.direct;
+  // reading each chunk at its place in its pack, opening and writing without handing chunks back
+  // to this thread.
   // Several files at once: a restore is bound by destination latency and disk, not one CPU.
   const worker = async () => {
     while (nextFile < files.length) {
@@ -62,9 +70,15 @@ export async function restore(repo: Repository, ref: string, target: string, opt
       await mkdirs(dirname(out(e.path)));
       if (direct) {
         const owner = isRoot ? { uid: e.uid, gid: e.gid } : undefined;
-        await repo.restoreFileDirect({ ids: e.chunks ?? [], file: e.path, temp: `${out(e.path)}.sm-restore`, final: out(e.path), sha256: e.sha256!, mode: e.mode, mtimeMs: e.mtimeMs, owner });
+        const ids = e.chunks ?? [];
+        const at = ids.map((id) => {
+          const where = index.get(id);
+          if (!where) throw new BackupError("missing", `${e.path}: chunk ${id} is missing from the repository`);
+          return where;
+        });
+        await repo.restoreFileDirect({ ids, at, file: e.path, temp: `${out(e.path)}.sm-restore`, final: out(e.path), sha256: e.sha256!, mode: e.mode, mtimeMs: e.mtimeMs, owner });
       } else {
-        await restoreFile(repo, e, out(e.path), opts.concurrency ?? 2);
+        await restoreFile(reader, e, out(e.path), opts.concurrency ?? 2);
         await chmod(out(e.path), e.mode);
         if (isRoot) await lchown(out(e.path), e.uid, e.gid);
         await utimes(out(e.path), new Date(e.mtimeMs), new Date(e.mtimeMs));
@@ -94,21 +108,27 @@ export async function restore(repo: Repository, ref: string, target: string, opt
   return result;
 }
 
+/** The index of a repository and a cache of its packs. */
+export interface ChunkReader {
+  index: Map<string, Location>;
+  packs: PackCache;
+}
+
 /** Fetches, opens and checks one chunk; errors name the file. */
-export async function readChunk(repo: Repository, id: string, file: string): Promise<Uint8Array> {
-  let plain: Uint8Array;
+export async function readChunk(reader: ChunkReader, id: string, file: string): Promise<Uint8Array> {
+  const at = reader.index.get(id);
+  if (!at) throw new BackupError("missing", `${file}: chunk ${id} is missing from the repository`);
   try {
-    plain = await repo.getObjectAsync(chunkName(id), id);
+    return await reader.packs.chunk(id, at);
   } catch (e) {
     if (e instanceof BackupError && e.code === "corrupt" && e.message.endsWith("does not match its id")) throw new BackupError("corrupt", `${file}: chunk ${id} does not match its id`);
-    if (e instanceof BackupError && e.code === "not_found") throw new BackupError("missing", `${file}: chunk ${id} is missing from the repository`);
+    if (e instanceof BackupError && e.code === "not_found") throw new BackupError("missing", `${file}: chunk ${id} is missing from the repository (pack ${at.pack} is gone)`);
     if (e instanceof BackupError && e.code === "corrupt") throw new BackupError("corrupt", `${file}: chunk ${id} is corrupted (${e.message})`);
     throw e;
   }
-  return plain;
 }
 
-async function restoreFile(repo: Repository, e: Entry, path: string, concurrency: number): Promise<void> {
+async function restoreFile(reader: ChunkReader, e: Entry, path: string, concurrency: number): Promise<void> {
   const temp = `${path}.sm-restore`;
   const fh = await open(temp, "w", 0o600);
   const hash = createHash("sha256");
@@ -117,7 +137,7 @@ async function restoreFile(repo: Repository, e: Entry, path: string, concurrency
   let next = 0;
   const ahead = () => {
     while (next < ids.length && pending.length < concurrency) {
-      const p = readChunk(repo, ids[next++]!, e.path);
+      const p = readChunk(reader, ids[next++]!, e.path);
       p.catch(() => {});
       pending.push(p);
     }

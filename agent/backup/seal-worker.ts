@@ -2,11 +2,11 @@
  * Worker side of the crypto pool (pool.ts): seals chunks (zstd + AES-256-GCM) for a backup and
  * opens and checks them (AES-256-GCM + zstd + keyed id) for a restore, off the main thread.
  * The same functions as the in-thread path (crypto.ts), so the bytes are identical. For a
- * repository in a local directory it also writes the sealed chunk itself (sealPut) and restores
- * whole files (restoreFile): direct.ts.
+ * repository in a local directory it also appends the sealed chunk to its own open pack file
+ * (packChunk, packClose) and restores whole files (restoreFile): direct.ts.
  */
 import { chunkId, seal, unseal } from "./crypto.ts";
-import { restoreFile, sealPut } from "./direct.ts";
+import { closePack, restoreFile, sealIntoPack } from "./direct.ts";
 import { BackupError } from "./error.ts";
 import type { PoolJob, PoolReply } from "./pool.ts";
 
@@ -18,10 +18,14 @@ self.onmessage = (ev: MessageEvent<PoolJob>) => {
   const transfer: ArrayBuffer[] = [];
   try {
     let out: Uint8Array;
-    if (job.op === "sealPut") {
-      // sealed now; the reply comes after the fsync, while this worker takes the next job
-      sealPut(job, job.data).then(
-        (stored) => self.postMessage({ seq: job.seq, stored } satisfies PoolReply),
+    if (job.op === "packChunk") {
+      // in the pack file now; a full pack is committed in the background (closePack waits for it)
+      self.postMessage({ seq: job.seq, stored: sealIntoPack(job, job.id, job.data) } satisfies PoolReply);
+      return;
+    }
+    if (job.op === "packClose") {
+      closePack(job, job.abort).then(
+        (r) => self.postMessage({ seq: job.seq, ...r } satisfies PoolReply),
         (e) => self.postMessage(failure(job.seq, e)),
       );
       return;

@@ -9,12 +9,13 @@ import { backup } from "../../../agent/backup/backup.ts";
 import { BackupError } from "../../../agent/backup/error.ts";
 import { LocalDestination } from "../../../agent/backup/local.ts";
 import { applyPolicy, forget, prune } from "../../../agent/backup/prune.ts";
-import { chunkName, Repository } from "../../../agent/backup/repository.ts";
+import { loadIndex, packName } from "../../../agent/backup/pack.ts";
+import { Repository } from "../../../agent/backup/repository.ts";
 import { restore } from "../../../agent/backup/restore.ts";
 import type { Snapshot } from "../../../agent/backup/snapshot.ts";
 import { listSnapshots } from "../../../agent/backup/snapshots.ts";
 import { verify } from "../../../agent/backup/verify.ts";
-import { cleanup, describeTree, MARKER, mixedTree, newRepo, PASSWORD, tempDir } from "./support.ts";
+import { chunkFile, cleanup, describeTree, indexedChunks, MARKER, mixedTree, newRepo, PASSWORD, tempDir } from "./support.ts";
 
 const dirs: string[] = [];
 const dir = async (p: string) => {
@@ -47,9 +48,9 @@ test("a mixed tree restores byte-exact with modes, mtimes, empty files and symli
 test("a second run of an unchanged tree uploads nothing; a changed file uploads only its new chunks", async () => {
   const src = await dir("src");
   await mixedTree(src);
-  const { repo, dest } = await newRepo(await dir("repo"));
+  const { repo } = await newRepo(await dir("repo"));
   const first = await backup(repo, [src]);
-  const chunksAfterFirst = (await dest.list("data/")).length;
+  const chunksAfterFirst = await indexedChunks(repo);
   expect(first.stats.newChunks).toBe(chunksAfterFirst);
   const second = await backup(repo, [src]);
   expect(second.stats.newChunks).toBe(0);
@@ -128,10 +129,11 @@ async function damagedRepo() {
 test("a corrupted chunk is reported by verify and by restore, naming the file; nothing is restored in its place", async () => {
   const { repoDir, repo, snap, blob } = await damagedRepo();
   expect((await verify(repo)).ok).toBe(true);
-  const victim = join(repoDir, chunkName(blob.chunks![1]!));
-  const bytes = await readFile(victim);
-  bytes[bytes.length >> 1] ^= 0x01; // one bit
-  await writeFile(victim, bytes);
+  // one bit in the middle of the chunk, inside its pack
+  const victim = await chunkFile(repo, repoDir, blob.chunks![1]!);
+  const bytes = await readFile(victim.file);
+  bytes[victim.offset + (victim.length >> 1)] ^= 0x01;
+  await writeFile(victim.file, bytes);
   const v = await verify(repo);
   expect(v.ok).toBe(false);
   expect(v.errors.join("\n")).toContain(blob.chunks![1]!);
@@ -145,9 +147,15 @@ test("a corrupted chunk is reported by verify and by restore, naming the file; n
   expect(restored.some((f) => f.includes("blob.bin"))).toBe(false);
 });
 
-test("a chunk swapped for another valid chunk is detected (object name is authenticated)", async () => {
+test("a chunk swapped for another valid chunk is detected (the chunk id is authenticated)", async () => {
   const { repoDir, repo, snap, blob } = await damagedRepo();
-  await writeFile(join(repoDir, chunkName(blob.chunks![0]!)), await readFile(join(repoDir, chunkName(blob.chunks![2]!))));
+  // the sealed bytes of chunk 2 copied over the place of chunk 0
+  const a = await chunkFile(repo, repoDir, blob.chunks![0]!);
+  const b = await chunkFile(repo, repoDir, blob.chunks![2]!);
+  const other = (await readFile(b.file)).subarray(b.offset, b.offset + b.length);
+  const bytes = await readFile(a.file);
+  bytes.set(other.subarray(0, Math.min(a.length, b.length)), a.offset);
+  await writeFile(a.file, bytes);
   expect((await verify(repo)).ok).toBe(false);
   const err = await restore(repo, snap.id, await dir("out")).catch((e) => e);
   expect((err as BackupError).code).toBe("corrupt");
@@ -155,23 +163,34 @@ test("a chunk swapped for another valid chunk is detected (object name is authen
 
 test("a missing chunk is reported by verify and by restore", async () => {
   const { repoDir, repo, snap, blob } = await damagedRepo();
-  await rm(join(repoDir, chunkName(blob.chunks![2]!)));
+  const gone = await chunkFile(repo, repoDir, blob.chunks![2]!);
+  const lost = new Set((await loadIndex(repo)).packs.find((p) => p.entry.pack === gone.pack)!.entry.chunks.map((c) => c[0]));
+  await rm(gone.file); // its whole pack, and the other chunks in it
   const v = await verify(repo);
   expect(v.ok).toBe(false);
+  expect(v.missingPacks).toBe(1);
   expect(v.errors.join("\n")).toContain(`${blob.path}: chunk ${blob.chunks![2]} is missing`);
   const err = await restore(repo, snap.id, await dir("out")).catch((e) => e);
   expect((err as BackupError).code).toBe("missing");
-  expect((err as BackupError).message).toContain(blob.path);
+  // the first file found short: one of those that had a chunk in that pack
+  const hurt = snap.entries.filter((e) => e.chunks?.some((id) => lost.has(id))).map((e) => e.path);
+  expect(hurt).toContain(blob.path);
+  expect(hurt.some((p) => (err as BackupError).message.startsWith(`${p}: chunk `))).toBe(true);
 });
 
 test("a damaged chunk is not reused by dedup silently: verify keeps reporting it until it is gone", async () => {
   // documents the contract: the next backup of the same content references the id again, and
   // verify names it; restore of any snapshot that needs it fails loudly.
-  const { repoDir, repo, src, blob } = await damagedRepo();
-  await rm(join(repoDir, chunkName(blob.chunks![0]!)));
+  const { repoDir, repo, src, blob, snap } = await damagedRepo();
+  const gone = await chunkFile(repo, repoDir, blob.chunks![0]!);
+  const inPack = (await loadIndex(repo)).packs.find((p) => p.entry.pack === gone.pack)!.entry.chunks.map((c) => c[0]);
+  await rm(gone.file);
   const next = await backup(repo, [src]);
-  // the file is unchanged and its chunk is gone, so it is read again and the chunk re-uploaded
-  expect(next.stats.newChunks).toBe(1);
+  // the files are unchanged but chunks of theirs are gone with the pack: they are read again and
+  // exactly the needed chunks that pack held are uploaded again
+  const needed = new Set(snap.entries.flatMap((e) => e.chunks ?? []));
+  expect(next.stats.newChunks).toBe(new Set(inPack.filter((id) => needed.has(id))).size);
+  expect(next.stats.newChunks).toBeGreaterThan(0);
   expect((await verify(repo)).ok).toBe(true);
 });
 
@@ -185,22 +204,30 @@ test("forget + prune keep every chunk a kept snapshot needs and remove the other
     await writeFile(join(src, "var/lib/changing.bin"), randomBytes(400 * 1024));
     snaps.push(await backup(repo, [src]));
   }
-  const before = (await dest.list("data/")).length;
+  const before = await indexedChunks(repo);
   const r = await forget(repo, { last: 1 });
   expect(r.kept).toEqual([snaps[2]!.id]);
   expect(r.removed.sort()).toEqual([snaps[0]!.id, snaps[1]!.id].sort());
   const p = await prune(repo);
   expect(p.deleted).toBeGreaterThan(0);
-  const after = await dest.list("data/");
-  expect(after.length).toBe(before - p.deleted);
+  expect(p.packsDeleted).toBeGreaterThan(0);
+  const idx = await loadIndex(repo);
+  expect(idx.chunks.size).toBe(before - p.deleted);
   const needed = new Set(snaps[2]!.entries.flatMap((e) => e.chunks ?? []));
-  expect(after.length).toBe(needed.size);
+  for (const id of needed) expect(idx.chunks.has(id)).toBe(true);
+  // every pack left is the one the index names, and none is mostly dead
+  expect([...idx.present].sort()).toEqual(idx.packs.map((x) => x.entry.pack).sort());
+  for (const { entry } of idx.packs) {
+    const live = entry.chunks.filter(([id]) => needed.has(id)).reduce((n, c) => n + c[2], 0);
+    expect(live).toBeGreaterThanOrEqual(entry.chunks.reduce((n, c) => n + c[2], 0) / 2);
+  }
+  expect((await dest.list("index/")).length).toBe(1);
   expect((await verify(repo)).ok).toBe(true);
   const out = await dir("out");
   await restore(repo, snaps[2]!.id, out);
   expect(await describeTree(join(out, src))).toEqual(await describeTree(src));
   // pruning again deletes nothing
-  expect((await prune(repo)).deleted).toBe(0);
+  expect(await prune(repo)).toMatchObject({ deleted: 0, packsDeleted: 0, repacked: 0 });
 });
 
 test("prune refuses while a backup holds the repository", async () => {
@@ -253,9 +280,13 @@ test("a destination that goes down mid-upload fails the run, leaves the reposito
   expect(await local.list("snapshots/")).toEqual([]);
   const v = await verify(repo);
   expect(v.ok).toBe(true);
-  expect(v.chunks).toBe(10);
+  // ten packs were stored, each with its index; the eleventh never landed
+  expect(v.packs).toBe(10);
+  expect(v.unindexed).toBe(0);
+  const indexed = await indexedChunks(repo);
+  expect(v.chunks).toBe(indexed);
   const snap = await backup(repo, [src]);
-  expect(snap.stats.newChunks).toBe((await local.list("data/")).length - 10);
+  expect(snap.stats.newChunks).toBe((await indexedChunks(repo)) - indexed);
   const out = await dir("out");
   await restore(repo, snap.id, out);
   expect(await describeTree(join(out, src))).toEqual(await describeTree(src));

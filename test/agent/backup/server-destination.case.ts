@@ -17,7 +17,7 @@ import { LocalDestination } from "../../../agent/backup/local.ts";
 import { Repository } from "../../../agent/backup/repository.ts";
 import { restore } from "../../../agent/backup/restore.ts";
 import { verify } from "../../../agent/backup/verify.ts";
-import { cleanup, describeTree, mixedTree, PASSWORD, TEST_CHUNKER, TEST_SCRYPT, tempDir } from "./support.ts";
+import { cleanup, describeTree, indexedChunks, mixedTree, PASSWORD, TEST_CHUNKER, TEST_PACK, TEST_SCRYPT, tempDir } from "./support.ts";
 
 export interface ServerUnderTest {
   /** a destination at `sub` (a fresh folder) on the running server */
@@ -156,7 +156,7 @@ export function serverDestinationCases(name: string, server: () => ServerUnderTe
     let dest = s.dest("killed");
     try {
       for (let i = 0; i < 8; i++) await writeFile(join(src, `f${i}.bin`), randomBytes(1024 * 1024 + i));
-      const { repo } = await Repository.init(dest, PASSWORD, { chunker: TEST_CHUNKER, scrypt: TEST_SCRYPT });
+      const { repo } = await Repository.init(dest, PASSWORD, { chunker: TEST_CHUNKER, scrypt: TEST_SCRYPT, packSize: TEST_PACK });
       let killing: Promise<void> | undefined;
       const err = await backup(repo, [src], {
         onChunk: (n) => {
@@ -180,10 +180,12 @@ export function serverDestinationCases(name: string, server: () => ServerUnderTe
       expect(listed.sort()).toEqual(afterKill.filter((f) => f.startsWith("data/") && objectLike(f)).sort());
       const v = await verify(again);
       expect(v.errors).toEqual([]);
-      expect(v.chunks).toBeGreaterThanOrEqual(20);
+      const indexed = await indexedChunks(again);
+      expect(v.chunks).toBe(indexed);
+      expect(v.packs + v.unindexed).toBe(listed.length);
 
       const next = await backup(again, [src]);
-      expect(next.stats.newChunks).toBe((await dest.list("data/")).length - listed.length); // the killed run's chunks were reused
+      expect(next.stats.newChunks).toBe((await indexedChunks(again)) - indexed); // the killed run's indexed chunks were reused
       expect((await verify(again)).ok).toBe(true);
       await restore(again, "latest", out);
       expect(await describeTree(join(out, src))).toEqual(await describeTree(src));

@@ -4,11 +4,14 @@ import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalDestination } from "../../../agent/backup/local.ts";
+import { loadIndex, packName, type Location } from "../../../agent/backup/pack.ts";
 import { Repository } from "../../../agent/backup/repository.ts";
 
 /** Small chunks so that small test files still split into many chunks; a cheap scrypt. */
 export const TEST_CHUNKER = { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 };
 export const TEST_SCRYPT = { N: 1 << 14, r: 8, p: 1 };
+/** Small packs so that small test trees still fill several. */
+export const TEST_PACK = 256 * 1024;
 export const PASSWORD = "correct horse battery staple";
 export const MARKER = "SERVERMIND-PLAINTEXT-MARKER-7f3a";
 
@@ -18,7 +21,7 @@ export async function tempDir(prefix: string): Promise<string> {
 
 export async function newRepo(dir: string) {
   const dest = new LocalDestination(dir, false);
-  return { dest, ...(await Repository.init(dest, PASSWORD, { chunker: TEST_CHUNKER, scrypt: TEST_SCRYPT })) };
+  return { dest, ...(await Repository.init(dest, PASSWORD, { chunker: TEST_CHUNKER, scrypt: TEST_SCRYPT, packSize: TEST_PACK })) };
 }
 
 /** Binary, text with a marker, empty files, a symlink, odd permissions, a 3 MB file, nested dirs. */
@@ -63,3 +66,15 @@ export async function describeTree(root: string): Promise<Record<string, Node>> 
 }
 
 export const cleanup = (...dirs: string[]) => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+
+/** How many chunks the repository's index names (in packs that exist). */
+export async function indexedChunks(repo: Repository): Promise<number> {
+  return (await loadIndex(repo)).chunks.size;
+}
+
+/** Where a chunk lies in a local repository: its pack file, offset and sealed length. */
+export async function chunkFile(repo: Repository, repoDir: string, id: string): Promise<Location & { file: string }> {
+  const at = (await loadIndex(repo)).chunks.get(id);
+  if (!at) throw new Error(`chunk ${id} is not indexed`);
+  return { ...at, file: join(repoDir, packName(at.pack)) };
+}
