@@ -11,40 +11,10 @@ import { closeSync, fchmodSync, fchownSync, futimesSync, openSync, readSync, ren
 import { sealParts, unseal } from "./crypto.ts";
 import { BackupError } from "./error.ts";
 import { LocalDestination, writeAll } from "./local.ts";
-import type { IndexFile, Location, PackEntry } from "./pack.ts";
+import { chunkAad, packName, type IndexFile, type PackEntry, type PackJob, type RestoreFileJob } from "./pack-format.ts";
 
-/** One backup run's packs in a local repository (the names as pack.ts', not imported: the worker stays small). */
-export interface PackJob {
-  /** the run (each run has its own open pack per worker) */
-  run: string;
-  root: string;
-  fsync: boolean;
-  key: Uint8Array;
-  level: number;
-  packSize: number;
-}
+export type { PackJob, RestoreFileJob };
 
-export interface RestoreFileJob {
-  root: string;
-  key: Uint8Array;
-  /** the chunk ids of the file, in order */
-  ids: string[];
-  /** where each of them is (same order) */
-  at: Location[];
-  /** the file's path as backed up (for error messages) */
-  file: string;
-  /** written here, then renamed to `final` once every check passed */
-  temp: string;
-  final: string;
-  sha256: string;
-  /** set on the file before it is renamed into place (owner only when restoring as root) */
-  mode: number;
-  mtimeMs: number;
-  owner?: { uid: number; gid: number };
-}
-
-const packName = (pack: string) => `data/${pack.slice(0, 2)}/${pack}`;
-const chunkAad = (id: string) => `chunk/${id}`;
 const newId = () => randomBytes(32).toString("hex");
 
 const dests = new Map<string, LocalDestination>();

@@ -12,27 +12,10 @@ import { chunkId, unseal } from "./crypto.ts";
 import { BackupError } from "./error.ts";
 import { cryptoPool } from "./pool.ts";
 import type { Repository } from "./repository.ts";
+import { chunkAad, packName, type IndexFile, type Location, type PackEntry } from "./pack-format.ts";
 
-export interface Location {
-  pack: string;
-  offset: number;
-  length: number;
-}
+export { chunkAad, packName, type IndexFile, type Location, type PackEntry };
 
-/** One pack's table of contents: [chunk id, offset, length] per chunk. */
-export interface PackEntry {
-  pack: string;
-  chunks: [string, number, number][];
-}
-
-/** What an index object holds. */
-export interface IndexFile {
-  version: 1;
-  packs: PackEntry[];
-}
-
-export const chunkAad = (id: string) => `chunk/${id}`;
-export const packName = (pack: string) => `data/${pack.slice(0, 2)}/${pack}`;
 export const packIdOf = (name: string) => name.slice(name.lastIndexOf("/") + 1);
 export const indexName = (id: string) => `index/${id}`;
 const newId = () => randomBytes(32).toString("hex");

@@ -10,8 +10,7 @@
  */
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { PackJob, RestoreFileJob } from "./direct.ts";
-import type { PackEntry } from "./pack.ts";
+import type { PackEntry, PackJob, RestoreFileJob } from "./pack-format.ts";
 import { BackupError, type BackupErrorCode } from "./error.ts";
 
 export type PoolJob =

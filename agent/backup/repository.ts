@@ -10,7 +10,7 @@ import type { Destination } from "./destination.ts";
 import { closePack, restoreFile, sealIntoPack, type PackJob, type RestoreFileJob } from "./direct.ts";
 import { BackupError } from "./error.ts";
 import { LocalDestination } from "./local.ts";
-import type { PackEntry } from "./pack.ts";
+import type { PackEntry } from "./pack-format.ts";
 import { cryptoPool, restorePool } from "./pool.ts";
 
 /** 2: chunks in pack files with index objects. 1 (one object per chunk) is refused. */
