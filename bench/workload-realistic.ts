@@ -19,6 +19,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { RECORDING_FORMAT, type Recording } from "./record-telemetry.ts";
+import { atPrecision, isDerived } from "../agent/collect/precision.ts";
 
 export const DEFAULT_RECORDING = join(import.meta.dir, "fixtures", "telemetry.json.gz");
 
@@ -53,6 +54,8 @@ interface Source {
   kind: SeriesKind;
   integer: boolean;
   pct: boolean;
+  /** a value the agent derives by division, sent at agent/collect/precision.ts' precision */
+  derived: boolean;
   /** counter: growth over one cycle of the recording, including the step from its end to its start */
   span: number;
 }
@@ -89,6 +92,7 @@ export function realisticWorkload(metrics: number, rec: Recording = loadRecordin
       kind,
       integer: s.values.every(Number.isInteger),
       pct: /_pct(\{|$)/.test(s.name),
+      derived: isDerived(s.name),
       span: kind === "counter" ? values[steps]! - values[0]! + avgStep : 0,
     };
   });
@@ -118,7 +122,7 @@ export function realisticWorkload(metrics: number, rec: Recording = loadRecordin
         let x = v * scale * (1 + 0.02 * (unit(host, metric, tick) - 0.5));
         if (s.integer) x = Math.round(x);
         if (s.pct) x = Math.min(100, Math.max(0, x));
-        return x;
+        return atPrecision("", x, s.derived);
       }
     }
   };

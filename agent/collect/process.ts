@@ -20,6 +20,7 @@ import type { LogLine } from "./logs/line.ts";
 import { collectInventory, runCommand } from "./inventory/index.ts";
 import { hasProgram, killRunningChecks, readPendingUpdates, runAsync, type PendingUpdates } from "./inventory/updates.ts";
 import { createOutbox } from "./outbox.ts";
+import { atPrecision } from "./precision.ts";
 
 const MAX_LINES_PER_FRAME = 1000;
 const PRIMING_MS = 250;
@@ -34,7 +35,7 @@ export function collectMetrics(collectors: MetricCollector[], errors: Map<string
         if (seen.has(n) || n.length > 512 || !Number.isFinite(v)) return;
         seen.add(n);
         names.push(n);
-        values.push(v);
+        values.push(atPrecision(n, v));
       });
     } catch {
       errors.set(c.name, (errors.get(c.name) ?? 0) + 1);
