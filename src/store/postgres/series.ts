@@ -63,23 +63,11 @@ export class SeriesCache {
     // and escaping 100,000 array elements would cost more than the statement itself.
     const agents = missAgents.join(",");
     const names = missNames.join("\n");
-    // each name once in metric_names (in one order, so concurrent registrations cannot deadlock),
-    // then (agent, name id) in metric_series_ids (migration 525) in the frame's order: an agent's
-    // ids then count up in the order its frames carry them, which the block codec stores in ~3 bytes
-    await sql`insert into metric_names (name)
-      select distinct n from unnest(string_to_array(${names}, E'\n')) n order by n
-      on conflict (name) do nothing`;
-    await sql`insert into metric_series_ids (agent_id, name_id)
-      select w.agent_id, n.id
-      from unnest(string_to_array(${agents}, ',')::int8[], string_to_array(${names}, E'\n')) with ordinality as w(agent_id, name, ord)
-      join metric_names n on n.name = w.name
-      order by w.ord
-      on conflict (agent_id, name_id) do nothing`;
+    // one statement (migration 550): names into metric_names, new series appended to their
+    // agent's row in the frame's order (an agent's ids then count up, which the block codec
+    // stores in ~3 bytes), and the id of every pair back
     const rows = await sql<{ id: number; agent_id: string; name: string }[]>`
-      select s.id, s.agent_id, n.name from metric_series_ids s
-      join metric_names n on n.id = s.name_id
-      join unnest(string_to_array(${agents}, ',')::int8[], string_to_array(${names}, E'\n')) as w(agent_id, name)
-        on s.agent_id = w.agent_id and n.name = w.name`;
+      select id, agent_id, name from metric_series_register(string_to_array(${agents}, ',')::int8[], string_to_array(${names}, E'\n'))`;
     if (this.size + rows.length > this.maxEntries) {
       this.agents.clear();
       this.size = 0;

@@ -1,0 +1,112 @@
+/**
+ * The series dictionary as one row per agent (migration 550): a database migrated up to 545 with
+ * series registered the old way keeps every id; new ids come after every id handed out before,
+ * rolled-back ones included; registrations that race hand out one id per series without
+ * deadlocking; and a series costs a few bytes instead of a hundred.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { listMigrations, migrate } from "../../../src/store/postgres/migrate.ts";
+import { SeriesCache } from "../../../src/store/postgres/series.ts";
+import { createPgClient } from "../../../src/store/postgres/client.ts";
+import { testDatabase, type TestDb } from "../../support/db.ts";
+
+let db: TestDb;
+let dir: string;
+const agents: number[] = [];
+let before: Array<{ id: number; agent_id: number; name: string }>;
+
+beforeAll(async () => {
+  db = await testDatabase(4);
+  await db.sql.unsafe("drop schema public cascade; create schema public");
+  dir = mkdtempSync(join(tmpdir(), "sm-migrations-545-"));
+  const src = join(import.meta.dir, "../../../src/store/postgres/migrations");
+  for (const m of listMigrations(src)) if (m.version <= "545") copyFileSync(join(src, `${m.version}_${m.name}.sql`), join(dir, `${m.version}_${m.name}.sql`));
+  await migrate(db.sql, dir);
+  for (const h of ["a", "b", "c"]) {
+    const [r] = await db.sql`insert into agents (hostname, public_key) values (${h}, ${Buffer.alloc(32, h.charCodeAt(0))}) returning id`;
+    agents.push(Number(r!.id));
+  }
+  // the old layout: interleaved registrations, then ids handed out in a transaction rolled back
+  for (const n of ["cpu.usage_pct", "mem.used_pct", "load.1"]) {
+    for (const a of agents.slice(0, 2)) await db.sql`insert into metric_series (agent_id, name) values (${a}, ${n})`;
+  }
+  await db.sql.begin(async (tx) => {
+    await tx`insert into metric_series (agent_id, name) values (${agents[2]!}, 'lost.1'), (${agents[2]!}, 'lost.2')`;
+    await tx`select 1/0`;
+  }).catch(() => {});
+  before = (await db.sql`select id::int, agent_id::int, name from metric_series order by id`) as never;
+  await migrate(db.sql); // 550 and anything after
+});
+
+afterAll(async () => {
+  await db?.drop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test("every series keeps its id behind the metric_series view, in registration order per agent", async () => {
+  expect(before.length).toBe(6);
+  const after = await db.sql`select id::int, agent_id::int, name from metric_series order by id`;
+  expect([...after]).toEqual(before);
+  const [row] = await db.sql`select name_ids, ids from metric_agent_series where agent_id = ${agents[0]!}`;
+  expect(row!.ids).toEqual(before.filter((r) => r.agent_id === agents[0]).map((r) => r.id));
+  expect((await db.sql`select to_regclass('metric_series_ids') as t`)[0]!.t).toBeNull();
+});
+
+test("new series get ids after every id handed out before, rolled back ones included, in the frame's order", async () => {
+  const cache = new SeriesCache();
+  const names = ["disk.used_pct", "cpu.usage_pct", "net.rx_bytes_per_s", "swap.used_pct"];
+  await cache.resolve(db.sql, [{ agentId: agents[0]!, names }]);
+  const ids = [...cache.ids(agents[0]!, names)!];
+  const old = before.find((r) => r.agent_id === agents[0] && r.name === "cpu.usage_pct")!.id;
+  expect(ids[1]).toBe(old);
+  const fresh = [ids[0]!, ids[2]!, ids[3]!];
+  expect(fresh[0]).toBeGreaterThan(Math.max(...before.map((r) => r.id)) + 2); // after the two rolled back
+  expect(fresh[1]).toBe(fresh[0]! + 1);
+  expect(fresh[2]).toBe(fresh[1]! + 1);
+  // registering again hands out nothing
+  await new SeriesCache().resolve(db.sql, [{ agentId: agents[0]!, names }]);
+  expect((await db.sql`select count(*)::int as n from metric_series where agent_id = ${agents[0]!}`)[0]!.n).toBe(6);
+  // the view's insert returns the same id for a series that exists
+  const [again] = await db.sql`insert into metric_series (agent_id, name) values (${agents[0]!}, 'cpu.usage_pct') returning id`;
+  expect(Number(again!.id)).toBe(old);
+});
+
+test("registrations racing from several connections (the runtime role's too) hand out one id per series and do not deadlock", async () => {
+  const names = Array.from({ length: 300 }, (_, i) => `race.m${i}`);
+  // one of them as the server's least-privilege runtime role
+  const runtime = await db.runtimeUrl();
+  const clients = Array.from({ length: 4 }, (_, c) => createPgClient(c === 3 ? runtime : db.url, 1));
+  try {
+    // each connection registers every agent's names, agents and names in its own order
+    const results = await Promise.all(clients.map((sql, c) => {
+      const order = c % 2 ? [...agents].reverse() : agents;
+      const cache = new SeriesCache();
+      const wanted = order.map((agentId) => ({ agentId, names: c % 2 ? [...names].reverse() : names }));
+      return cache.resolve(sql, wanted).then(() => agents.map((a) => [...cache.ids(a, names)!]));
+    }));
+    for (const r of results) expect(r).toEqual(results[0]!);
+    const all = results[0]!.flat();
+    expect(new Set(all).size).toBe(agents.length * names.length);
+    const [n] = await db.sql`select count(*)::int as n from metric_series where name like 'race.%'`;
+    expect(n!.n).toBe(agents.length * names.length);
+  } finally {
+    await Promise.all(clients.map((c) => c.end()));
+  }
+});
+
+test("a series costs about 9 bytes, where a row per series cost about 108", async () => {
+  const [{ agent }] = await db.sql`insert into agents (hostname, public_key) values ('big', ${Buffer.alloc(32, 9)}) returning id::int as agent` as never as [{ agent: number }];
+  const names = Array.from({ length: 200 }, (_, i) => `size.m${i}`);
+  await new SeriesCache().resolve(db.sql, [{ agentId: agent, names }]);
+  const [r] = await db.sql`select pg_column_size(s.*)::int as b from metric_agent_series s where agent_id = ${agent}`;
+  expect(r!.b / names.length).toBeLessThan(10);
+});
+
+test("a bad call is refused with a message, and an unknown agent registers nothing", async () => {
+  await expect(db.sql`select * from metric_series_register(array[1]::int8[], array['a', 'b'])`).rejects.toThrow(/1 agents for 2 names/);
+  await expect(new SeriesCache().resolve(db.sql, [{ agentId: 999_999, names: ["x.y"] }])).rejects.toThrow(/foreign key/);
+  expect((await db.sql`select count(*)::int as n from metric_agent_series where agent_id = 999999`)[0]!.n).toBe(0);
+});
