@@ -37,7 +37,7 @@ const AGENTS = Number(arg("agents", quick ? "200" : "2000"));
 const METRICS = Number(arg("metrics", "100"));
 const STAMPS = Number(arg("stamps", "10"));
 const SAMPLES = Number(arg("samples", quick ? "400000" : "8000000"));
-const CONNECTIONS = Number(arg("connections", "64"));
+
 const PER_REQUEST = Number(arg("frames-per-request", "4"));
 const TRANSPORTS = arg("transport", "h2,wss,h3").split(",") as Array<"h1" | "h2" | "h3" | "wss">;
 const LOG_LINES = Number(arg("log-lines", quick ? "100000" : "1000000"));
@@ -49,6 +49,10 @@ const WORKLOAD = workloadArg();
 const VM = !flag("no-vm"); // VictoriaMetrics side by side (bench/victoria.ts)
 const VM_SENDERS = Number(arg("vm-senders", "8"));
 const VM_FRAMES_PER_REQUEST = Number(arg("vm-frames-per-request", "50"));
+// As many samples in flight on each side: VictoriaMetrics gets VM_SENDERS requests of
+// VM_FRAMES_PER_REQUEST frames at a time (acked once buffered in memory), ServerMind one request
+// of PER_REQUEST frames per connection (acked after COMMIT). 8 x 50 / 4 = 100 connections.
+const CONNECTIONS = Number(arg("connections", String(Math.ceil((VM_SENDERS * VM_FRAMES_PER_REQUEST) / PER_REQUEST))));
 const VM_PATH = arg("vm-path", "remote-write") as VmPath;
 if (VM_PATH !== "remote-write" && VM_PATH !== "import") throw new Error(`--vm-path ${VM_PATH}: use remote-write or import`);
 if (VM) requireVictoria();
