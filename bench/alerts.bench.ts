@@ -72,8 +72,9 @@ async function main() {
     const hot = new Set(ids.filter((_, i) => i % 100 === 7));
     const values = ids.map((id, i) => Float64Array.from(names, (n) => (n === "m.s3" && i % 200 === 3 ? NaN : hot.has(id) ? 80 + 15 * rand() : 10 + 40 * rand())));
     const writeLatest = async (ms: number) => {
-      await sql`insert into metric_latest (agent_id, ts, names, vals)
-        select v.id, ${new Date(ms)}, ${names}, string_to_array(v.vals, ',')::float8[]
+      // the table behind the metric_latest view, as the ingest flush writes it (migration 560)
+      await sql`insert into metric_latest_rows (agent_id, ts, names_set, vals)
+        select v.id, ${new Date(ms)}, metric_name_set(${names}::text[]), string_to_array(v.vals, ',')::float8[]
         from unnest(${ids}::int8[], ${values.map((v) => Array.from(v, (x) => (x === x ? x.toFixed(3) : "NaN")).join(","))}::text[]) as v(id, vals)
         on conflict (agent_id) do update set ts = excluded.ts, vals = excluded.vals`;
     };

@@ -15,8 +15,8 @@ export async function setSeen(sql: Sql, ids: number[], ms: number): Promise<void
 
 export async function setLatest(sql: Sql, agentId: number, ms: number, values: Record<string, number>): Promise<void> {
   const names = Object.keys(values);
-  await sql`insert into metric_latest (agent_id, ts, names, vals) values (${agentId}, ${new Date(ms)}, ${names}, ${names.map((n) => values[n]!)}::float8[])
-    on conflict (agent_id) do update set ts = excluded.ts, names = excluded.names, vals = excluded.vals`;
+  // an insert into the view replaces the agent's row (migration 560)
+  await sql`insert into metric_latest (agent_id, ts, names, vals) values (${agentId}, ${new Date(ms)}, ${names}, ${names.map((n) => values[n]!)}::float8[])`;
 }
 
 export function rule(over: Partial<RuleInput> & Pick<RuleInput, "name" | "kind" | "params">): RuleInput {

@@ -3,6 +3,8 @@
  * series registered the old way keeps every id; new ids come after every id handed out before,
  * rolled-back ones included; registrations that race hand out one id per series without
  * deadlocking; and a series costs a few bytes instead of a hundred.
+ * The latest values with their names stored once per set (migration 560): rows written before
+ * read back the same through the metric_latest view, with the fleet's three columns.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
@@ -17,6 +19,7 @@ let db: TestDb;
 let dir: string;
 const agents: number[] = [];
 let before: Array<{ id: number; agent_id: number; name: string }>;
+let latestBefore: unknown[];
 
 beforeAll(async () => {
   db = await testDatabase(4);
@@ -38,6 +41,13 @@ beforeAll(async () => {
     await tx`select 1/0`;
   }).catch(() => {});
   before = (await db.sql`select id::int, agent_id::int, name from metric_series order by id`) as never;
+  // latest values: two agents with the same names in the same order, one with others
+  const same = ["cpu.usage_pct", "mem.used_pct", 'disk.used_pct{mount="/"}', "load.1"];
+  await db.sql`insert into metric_latest (agent_id, ts, names, vals) values
+    (${agents[0]!}, ${new Date(1e12)}, ${same}, '{12.5,40,NULL,1.5}'),
+    (${agents[1]!}, ${new Date(1e12)}, ${same}, '{99,41,70.25,2}'),
+    (${agents[2]!}, ${new Date(1e12)}, ${["load.1", 'odd "quoted", name']}, '{3,4}')`;
+  latestBefore = (await db.sql`select agent_id::int, ts, names, vals, cpu, mem, disk from metric_latest order by agent_id`) as never;
   await migrate(db.sql); // 550 and anything after
 });
 
@@ -109,4 +119,20 @@ test("a bad call is refused with a message, and an unknown agent registers nothi
   await expect(db.sql`select * from metric_series_register(array[1]::int8[], array['a', 'b'])`).rejects.toThrow(/1 agents for 2 names/);
   await expect(new SeriesCache().resolve(db.sql, [{ agentId: 999_999, names: ["x.y"] }])).rejects.toThrow(/foreign key/);
   expect((await db.sql`select count(*)::int as n from metric_agent_series where agent_id = 999999`)[0]!.n).toBe(0);
+});
+
+test("latest values read back the same after migration 560, with each set of names stored once", async () => {
+  const after = await db.sql`select agent_id::int, ts, names, vals, cpu, mem, disk from metric_latest order by agent_id`;
+  expect([...after]).toEqual(latestBefore as never);
+  expect(after[0]).toMatchObject({ cpu: 12.5, mem: 40, disk: null });
+  expect(after[2]!.names).toEqual(["load.1", 'odd "quoted", name']);
+  expect((await db.sql`select count(*)::int as n from metric_name_sets`)[0]!.n).toBe(2);
+  // through the view: an insert replaces the row, an update rewrites it, a delete removes it
+  await db.sql`insert into metric_latest (agent_id, ts, names, vals) values (${agents[2]!}, now(), '{mem.used_pct}', '{7}')`;
+  expect((await db.sql`select mem, names from metric_latest where agent_id = ${agents[2]!}`)[0]).toEqual({ mem: 7, names: ["mem.used_pct"] });
+  await db.sql`update metric_latest set vals[1] = 8 where agent_id = ${agents[2]!}`;
+  expect((await db.sql`select mem from metric_latest where agent_id = ${agents[2]!}`)[0]!.mem).toBe(8);
+  await db.sql`delete from metric_latest where agent_id = ${agents[2]!}`;
+  expect((await db.sql`select count(*)::int as n from metric_latest_rows where agent_id = ${agents[2]!}`)[0]!.n).toBe(0);
+  await expect(db.sql`insert into metric_latest (agent_id, ts, names, vals) values (${agents[2]!}, now(), null, '{}')`).rejects.toThrow(/names must not be null/);
 });
