@@ -7,13 +7,13 @@
  * (with 15 migrations that was seconds per database on a busy machine, past bun's 5 s hooks).
  */
 import type { Sql } from "postgres";
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { startEmbeddedPg, type EmbeddedPg } from "../../src/store/postgres/embedded.ts";
 import { createPgClient } from "../../src/store/postgres/client.ts";
-import { migrate } from "../../src/store/postgres/migrate.ts";
+import { listMigrations, migrate } from "../../src/store/postgres/migrate.ts";
 import { ensureRuntimeRole, grantRuntimeRole, runtimeRoleName, withCredentials } from "../../src/store/postgres/runtime-role.ts";
 
 let server: Promise<{ url: string; embedded?: EmbeddedPg; dir?: string }> | undefined;
@@ -116,6 +116,23 @@ export async function testDatabase(poolSize = 8): Promise<TestDb> {
       await a.end();
     },
   };
+}
+
+/**
+ * Makes `db` a database as it was before the migrations after `version`: everything dropped,
+ * then the migrations up to `version` applied (a migration's test then stores rows in the old
+ * layout and runs `migrate(db.sql)` for the rest).
+ */
+export async function migrateDatabaseTo(db: TestDb, version: string): Promise<void> {
+  await db.sql.unsafe("drop schema public cascade; create schema public");
+  const dir = mkdtempSync(join(tmpdir(), `sm-migrations-${version}-`));
+  try {
+    const src = join(import.meta.dir, "../../src/store/postgres/migrations");
+    for (const m of listMigrations(src)) if (m.version <= version) copyFileSync(join(src, `${m.version}_${m.name}.sql`), join(dir, `${m.version}_${m.name}.sql`));
+    await migrate(db.sql, dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export async function stopTestServer(): Promise<void> {

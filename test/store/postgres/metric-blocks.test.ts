@@ -6,10 +6,7 @@
  * and a row holds one layout or the other.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { listMigrations, migrate } from "../../../src/store/postgres/migrate.ts";
+import { migrate } from "../../../src/store/postgres/migrate.ts";
 import { CopyWriter } from "../../../src/store/postgres/copy-binary.ts";
 import { copyInto, encodeMetricBlocks, METRIC_BLOCKS_COPY } from "../../../src/store/postgres/writer.ts";
 import { BLOCK_TARGET_BYTES, countStoredSamples, readBlockRows } from "../../../src/store/postgres/metric-blocks.ts";
@@ -19,7 +16,7 @@ import { readRollups } from "../../../src/store/postgres/rollup-blocks.ts";
 import { SeriesCache } from "../../../src/store/postgres/series.ts";
 import { gatherSignals } from "../../../src/security/incidents.ts";
 import type { ScopedHost } from "../../../src/store/postgres/queries-console.ts";
-import { testDatabase, type TestDb } from "../../support/db.ts";
+import { migrateDatabaseTo, testDatabase, type TestDb } from "../../support/db.ts";
 
 const H0 = Date.UTC(2026, 9, 1, 10); // legacy rows in [H0, H0+1h), compressed ones in [H0+1h, H0+2h)
 const STEP = 10_000;
@@ -36,16 +33,11 @@ function value(s: number, t: number): number {
 let db: TestDb;
 let agent: number;
 let sids: number[];
-let dir: string;
 
 beforeAll(async () => {
   db = await testDatabase(2);
-  // the same database as before migration 495: drop everything, migrate up to 490
-  await db.sql.unsafe("drop schema public cascade; create schema public");
-  dir = mkdtempSync(join(tmpdir(), "sm-migrations-490-"));
-  const src = join(import.meta.dir, "../../../src/store/postgres/migrations");
-  for (const m of listMigrations(src)) if (m.version <= "490") copyFileSync(join(src, `${m.version}_${m.name}.sql`), join(dir, `${m.version}_${m.name}.sql`));
-  await migrate(db.sql, dir);
+  // the same database as before migration 495
+  await migrateDatabaseTo(db, "490");
   const [a] = await db.sql`insert into agents (hostname, public_key) values ('mixed', ${Buffer.alloc(32, 7)}) returning id`;
   agent = Number(a!.id);
   sids = [];
@@ -72,7 +64,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await db?.drop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 /** Expected (min, max, sum, count) per (series, bucket) over [from, to). */

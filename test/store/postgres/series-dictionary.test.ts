@@ -7,27 +7,19 @@
  * read back the same through the metric_latest view, with the fleet's three columns.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { listMigrations, migrate } from "../../../src/store/postgres/migrate.ts";
+import { migrate } from "../../../src/store/postgres/migrate.ts";
 import { SeriesCache } from "../../../src/store/postgres/series.ts";
 import { createPgClient } from "../../../src/store/postgres/client.ts";
-import { testDatabase, type TestDb } from "../../support/db.ts";
+import { migrateDatabaseTo, testDatabase, type TestDb } from "../../support/db.ts";
 
 let db: TestDb;
-let dir: string;
 const agents: number[] = [];
 let before: Array<{ id: number; agent_id: number; name: string }>;
 let latestBefore: unknown[];
 
 beforeAll(async () => {
   db = await testDatabase(4);
-  await db.sql.unsafe("drop schema public cascade; create schema public");
-  dir = mkdtempSync(join(tmpdir(), "sm-migrations-545-"));
-  const src = join(import.meta.dir, "../../../src/store/postgres/migrations");
-  for (const m of listMigrations(src)) if (m.version <= "545") copyFileSync(join(src, `${m.version}_${m.name}.sql`), join(dir, `${m.version}_${m.name}.sql`));
-  await migrate(db.sql, dir);
+  await migrateDatabaseTo(db, "545");
   for (const h of ["a", "b", "c"]) {
     const [r] = await db.sql`insert into agents (hostname, public_key) values (${h}, ${Buffer.alloc(32, h.charCodeAt(0))}) returning id`;
     agents.push(Number(r!.id));
@@ -53,7 +45,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await db?.drop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 test("every series keeps its id behind the metric_series view, in registration order per agent", async () => {
