@@ -4,7 +4,7 @@
  * whole), a pack left without index by a cut-off run is garbage, and a chunk damaged inside a
  * pack is reported by verify and refused by restore while its neighbours stay readable.
  */
-import { afterAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { readFile, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -17,15 +17,9 @@ import { forget, prune } from "../../../agent/backup/prune.ts";
 import { Repository } from "../../../agent/backup/repository.ts";
 import { restore } from "../../../agent/backup/restore.ts";
 import { verify } from "../../../agent/backup/verify.ts";
-import { chunkFile, cleanup, describeTree, PASSWORD, TEST_CHUNKER, TEST_SCRYPT, tempDir } from "./support.ts";
+import { chunkFile, describeTree, PASSWORD, TEST_CHUNKER, TEST_SCRYPT, tempDirs } from "./support.ts";
 
-const dirs: string[] = [];
-const dir = async (p: string) => {
-  const d = await tempDir(p);
-  dirs.push(d);
-  return d;
-};
-afterAll(() => cleanup(...dirs));
+const dir = tempDirs();
 
 async function repoWith(packSize: number) {
   const repoDir = await dir("packs-repo");

@@ -3,7 +3,7 @@
  * same bytes as the in-thread path, damage still detected, a worker that cannot load falls back
  * to the calling thread, and a backup holds a bounded number of bytes in flight.
  */
-import { afterAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { utimes, writeFile, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -17,15 +17,9 @@ import { Repository } from "../../../agent/backup/repository.ts";
 import { loadIndex, openChunk, packName } from "../../../agent/backup/pack.ts";
 import { restore } from "../../../agent/backup/restore.ts";
 import { verify } from "../../../agent/backup/verify.ts";
-import { cleanup, describeTree, mixedTree, newRepo, PASSWORD, tempDir } from "./support.ts";
+import { describeTree, mixedTree, newRepo, PASSWORD, tempDirs } from "./support.ts";
 
-const dirs: string[] = [];
-const dir = async (p: string) => {
-  const d = await tempDir(p);
-  dirs.push(d);
-  return d;
-};
-afterAll(() => cleanup(...dirs));
+const dir = tempDirs();
 
 const key = new Uint8Array(randomBytes(32));
 const idKey = new Uint8Array(randomBytes(32));

@@ -2,7 +2,7 @@
  * The backup engine end to end against a local directory: round trip, dedup, keys, damage
  * detection, retention, no plaintext at the destination.
  */
-import { afterAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { backup } from "../../../agent/backup/backup.ts";
@@ -15,15 +15,9 @@ import { restore } from "../../../agent/backup/restore.ts";
 import type { Snapshot } from "../../../agent/backup/snapshot.ts";
 import { listSnapshots } from "../../../agent/backup/snapshots.ts";
 import { verify } from "../../../agent/backup/verify.ts";
-import { chunkFile, cleanup, describeTree, indexedChunks, MARKER, mixedTree, newRepo, PASSWORD, tempDir } from "./support.ts";
+import { chunkFile, describeTree, indexedChunks, MARKER, mixedTree, newRepo, PASSWORD, tempDirs } from "./support.ts";
 
-const dirs: string[] = [];
-const dir = async (p: string) => {
-  const d = await tempDir(p);
-  dirs.push(d);
-  return d;
-};
-afterAll(() => cleanup(...dirs));
+const dir = tempDirs();
 
 async function allFiles(root: string): Promise<string[]> {
   return (await readdir(root, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));

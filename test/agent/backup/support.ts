@@ -1,4 +1,5 @@
 /** Shared helpers of the backup tests: a mixed tree, a fresh repository, tree comparison. */
+import { afterAll } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -17,6 +18,17 @@ export const MARKER = "SERVERMIND-PLAINTEXT-MARKER-7f3a";
 
 export async function tempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), `sm-${prefix}-`));
+}
+
+/** A `tempDir` for a test file: every directory it made is removed after the file's tests. */
+export function tempDirs(): (prefix: string) => Promise<string> {
+  const dirs: string[] = [];
+  afterAll(() => cleanup(...dirs));
+  return async (prefix) => {
+    const d = await tempDir(prefix);
+    dirs.push(d);
+    return d;
+  };
 }
 
 export async function newRepo(dir: string) {
