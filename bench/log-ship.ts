@@ -34,7 +34,7 @@ import { searchFleetLogsTiered } from "../src/logs/search.ts";
 import { createClickhouse } from "../src/store/clickhouse/client.ts";
 import { ensureSchema } from "../src/store/clickhouse/schema.ts";
 import { ensureShipIndexes, logLinesParams, logLinesSql, logReadGroups, Shipper, type LogBatch } from "../src/store/clickhouse/shipper.ts";
-import { ensurePartitions, indexSealedLogPartitions, listPartitions } from "../src/store/postgres/partitions.ts";
+import { ensurePartitions, indexSealedLogPartitions, listPartitions, plannedRelations } from "../src/store/postgres/partitions.ts";
 import { createPgClient } from "../src/store/postgres/client.ts";
 import { createPgWriter } from "../src/store/postgres/writer.ts";
 import { startTestClickhouse } from "../test/support/clickhouse.ts";
@@ -47,18 +47,7 @@ const med = (xs: number[]) => round(percentile([...xs].sort((a, b) => a - b), 50
 
 /** The partitions (leaves or day tables) a plan reads, from EXPLAIN's JSON. */
 async function scannedPartitions(sql: Sql, text: string, params: unknown[]): Promise<number> {
-  const [plan] = await sql.unsafe<{ "QUERY PLAN": unknown }[]>(`explain (costs off, format json) ${text}`, params as never[]);
-  const names = new Set<string>();
-  const walk = (n: unknown): void => {
-    if (Array.isArray(n)) n.forEach(walk);
-    else if (n && typeof n === "object") {
-      const rel = (n as Record<string, unknown>)["Relation Name"];
-      if (typeof rel === "string" && rel.startsWith("logs")) names.add(rel);
-      Object.values(n).forEach(walk);
-    }
-  };
-  walk(plan!["QUERY PLAN"]);
-  return names.size;
+  return (await plannedRelations(sql, text, params, "logs")).length;
 }
 
 export async function runLogShipBench(): Promise<void> {

@@ -198,3 +198,22 @@ export function startPartitionUpkeep(sql: Sql, tables: PartitionedTable[], every
     },
   };
 }
+
+/**
+ * The tables (partitions included) whose names start with `prefix` that PostgreSQL's plan for
+ * `text` reads, sorted: what partition pruning leaves of a query (EXPLAIN, nothing executed).
+ */
+export async function plannedRelations(sql: Sql, text: string, params: unknown[], prefix: string): Promise<string[]> {
+  const [plan] = await sql.unsafe<{ "QUERY PLAN": unknown }[]>(`explain (costs off, format json) ${text}`, params as never[]);
+  const names = new Set<string>();
+  const walk = (n: unknown): void => {
+    if (Array.isArray(n)) n.forEach(walk);
+    else if (n && typeof n === "object") {
+      const rel = (n as Record<string, unknown>)["Relation Name"];
+      if (typeof rel === "string" && rel.startsWith(prefix)) names.add(rel);
+      Object.values(n).forEach(walk);
+    }
+  };
+  walk(plan!["QUERY PLAN"]);
+  return [...names].sort();
+}

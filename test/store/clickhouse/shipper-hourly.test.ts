@@ -10,7 +10,7 @@ import { FrameKind, type LogsBody } from "../../../src/ingest/frame/frame.ts";
 import { createClickhouse, type Clickhouse } from "../../../src/store/clickhouse/client.ts";
 import { ensureSchema } from "../../../src/store/clickhouse/schema.ts";
 import { ensureShipIndexes, logLinesParams, logLinesSql, logReadGroups, Shipper, type LogBatch } from "../../../src/store/clickhouse/shipper.ts";
-import { ensurePartitions, listPartitions } from "../../../src/store/postgres/partitions.ts";
+import { ensurePartitions, listPartitions, plannedRelations } from "../../../src/store/postgres/partitions.ts";
 import { createPgWriter, logBounds } from "../../../src/store/postgres/writer.ts";
 import { requireComponent } from "../../support/ci.ts";
 import { hasClickhouse, startTestClickhouse, type TestClickhouse } from "../../support/clickhouse.ts";
@@ -152,20 +152,8 @@ describe.if(run)("clickhouse shipper with hourly logs leaves", () => {
 
     // EXPLAIN of the shipper's read of that batch: only the leaves of 02:00 to 05:00 are scanned
     const g = logReadGroups([{ agent_id: "501", batch_id: "2", ts_min: b2!.lo, ts_max: b2!.hi, empty: false }])[0]!;
-    const scanned = async (bounded: boolean) => {
-      const [plan] = await db.sql.unsafe<{ "QUERY PLAN": unknown }[]>(`explain (costs off, format json) ${logLinesSql(bounded)}`, logLinesParams(bounded ? g : { agents: g.agents, ids: g.ids }));
-      const names = new Set<string>();
-      const walk = (n: unknown): void => {
-        if (Array.isArray(n)) n.forEach(walk);
-        else if (n && typeof n === "object") {
-          const rel = (n as Record<string, unknown>)["Relation Name"];
-          if (typeof rel === "string" && rel.startsWith("logs")) names.add(rel);
-          Object.values(n).forEach(walk);
-        }
-      };
-      walk(plan!["QUERY PLAN"]);
-      return [...names].sort();
-    };
+    const scanned = (bounded: boolean) =>
+      plannedRelations(db.sql, logLinesSql(bounded), logLinesParams(bounded ? g : { agents: g.agents, ids: g.ids }), "logs");
     const day = new Date(D0).toISOString().slice(0, 10).replace(/-/g, "");
     expect(await scanned(true)).toEqual(["02", "03", "04", "05"].map((h) => `logs_p${day}_h${h}`));
     expect((await scanned(false)).length).toBeGreaterThan(24 * 3); // every leaf of D0 and the days ahead, the days before, the default
