@@ -178,18 +178,33 @@ export class AgentState implements LatestSink {
     }
   }
 
-  /** Looks up (or registers) the name set of every agent in `ids` not yet known. */
+  /**
+   * Looks up (or registers) the name set of every agent in `ids` not yet known, in one statement.
+   * A set travels as its key, the names joined by newlines (names hold none: the decoder checks).
+   */
   private async resolveNameSets(ids: number[]): Promise<void> {
-    const missing = new Map<string, string[]>();
-    for (const id of ids) {
-      const l = this.latest.get(id)!;
-      if (!this.nameSets.has(l.key)) missing.set(l.key, l.names);
+    const missing = (): Map<string, string[]> => {
+      const m = new Map<string, string[]>();
+      for (const id of ids) {
+        const l = this.latest.get(id)!;
+        if (!this.nameSets.has(l.key)) m.set(l.key, l.names);
+      }
+      return m;
+    };
+    let wanted = missing();
+    if (wanted.size === 0) return;
+    if (this.nameSets.size + wanted.size > MAX_NAME_SETS) {
+      this.nameSets.clear();
+      wanted = missing();
     }
-    if (missing.size === 0) return;
-    if (this.nameSets.size + missing.size > MAX_NAME_SETS) this.nameSets.clear();
-    for (const [key, names] of missing) {
-      const [r] = await this.sql<{ id: number }[]>`select metric_name_set(${names}::text[]) as id`;
-      this.nameSets.set(key, { id: r!.id, cpu: names.indexOf(FLEET_METRICS.cpu), mem: names.indexOf(FLEET_METRICS.mem), disk: names.indexOf(FLEET_METRICS.disk) });
+    const keys = [...wanted.keys()];
+    const rows = await this.sql<{ ord: string; id: number }[]>`
+      select k.ord, metric_name_set(string_to_array(k.key, E'\n')) as id
+      from unnest(${keys}::text[]) with ordinality as k(key, ord)`;
+    for (const r of rows) {
+      const key = keys[Number(r.ord) - 1]!;
+      const names = wanted.get(key)!;
+      this.nameSets.set(key, { id: r.id, cpu: names.indexOf(FLEET_METRICS.cpu), mem: names.indexOf(FLEET_METRICS.mem), disk: names.indexOf(FLEET_METRICS.disk) });
     }
   }
 }

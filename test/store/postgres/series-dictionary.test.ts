@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { migrate } from "../../../src/store/postgres/migrate.ts";
 import { SeriesCache } from "../../../src/store/postgres/series.ts";
+import { AgentState } from "../../../src/store/postgres/agent-state.ts";
 import { createPgClient } from "../../../src/store/postgres/client.ts";
 import { migrateDatabaseTo, testDatabase, type TestDb } from "../../support/db.ts";
 
@@ -126,4 +127,31 @@ test("latest values read back the same after migration 560, with each set of nam
   await db.sql`delete from metric_latest where agent_id = ${agents[2]!}`;
   expect((await db.sql`select count(*)::int as n from metric_latest_rows where agent_id = ${agents[2]!}`)[0]!.n).toBe(0);
   await expect(db.sql`insert into metric_latest (agent_id, ts, names, vals) values (${agents[2]!}, now(), null, '{}')`).rejects.toThrow(/names must not be null/);
+});
+
+test("the ingest flush writes a row per agent that refers to its name set, looked up once, with the fleet's columns", async () => {
+  const state = new AgentState(db.sql);
+  const a = ["cpu.usage_pct", "flush.only", 'disk.used_pct{mount="/"}'];
+  const b = ["flush.other", "mem.used_pct"];
+  const frame = (names: string[], values: number[]) => ({ ts: Float64Array.of(2e12), names, values: Float64Array.from(values), namesKey: names.join("\n") });
+  state.metrics(agents[0]!, frame(a, [12.5, 1, NaN]));
+  state.metrics(agents[1]!, frame(a, [50, 2, 75.5]));
+  state.metrics(agents[2]!, frame(b, [3, 44]));
+  const sets0 = (await db.sql`select count(*)::int as n from metric_name_sets`)[0]!.n;
+  await state.flush();
+  expect((await db.sql`select count(*)::int as n from metric_name_sets`)[0]!.n).toBe(sets0 + 2);
+  const rows = await db.sql`select agent_id::int, names, vals, cpu, mem, disk from metric_latest where agent_id = any(${agents}::int8[]) order by agent_id`;
+  expect([...rows]).toEqual([
+    // (postgres.js reads a NULL element of a float8[] as NaN)
+    { agent_id: agents[0], names: a, vals: [12.5, 1, NaN], cpu: 12.5, mem: null, disk: null },
+    { agent_id: agents[1], names: a, vals: [50, 2, 75.5], cpu: 50, mem: null, disk: 75.5 },
+    { agent_id: agents[2], names: b, vals: [3, 44], cpu: null, mem: 44, disk: null },
+  ]);
+  const [r0, r1] = await db.sql`select names_set from metric_latest_rows where agent_id = any(${agents.slice(0, 2)}::int8[])`;
+  expect(r0!.names_set).toBe(r1!.names_set);
+  // values only: no lookup, the same set
+  state.metrics(agents[0]!, frame(a, [13, 1, 60]));
+  await state.flush();
+  expect((await db.sql`select cpu, disk from metric_latest where agent_id = ${agents[0]!}`)[0]).toEqual({ cpu: 13, disk: 60 });
+  expect((await db.sql`select count(*)::int as n from metric_name_sets`)[0]!.n).toBe(sets0 + 2);
 });
