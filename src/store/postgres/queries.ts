@@ -39,7 +39,7 @@ export interface SeriesPoints {
  *
  * Short ranges read raw blocks (decoded in the server) in buckets of rangeBucketMs starting at `from`. Long ones
  * (chooseTier: 6 hours and more) read the rollup tiers, in buckets aligned to the tier's width
- * (rollup-read.ts), so the first bucket may start up to a minute (an hour) before `from`.
+ * (rollup-read.ts), so the first bucket may start up to a minute (10 minutes, an hour) before `from`.
  */
 export async function seriesRange(sql: Sql, agentId: number, names: string[], from: Date, to: Date, maxPoints = 1000): Promise<SeriesPoints[]> {
   const bucketMs = rangeBucketMs(from, to, maxPoints);

@@ -1,7 +1,9 @@
 /**
  * The rollup tiers' rows (migration 520): one row of metric_rollup_1m_blocks / _1h_blocks holds
  * an (agent, hour) and a group of series, its `block` the aggregates of those series over the
- * hour's minutes (1m) or over the hour (1h):
+ * hour's minutes (1m) or over the hour (1h). A row of metric_rollup_10m_blocks (migration 555)
+ * holds an (agent, day) and a group of series over the day's 10-minute buckets, and in `hours`
+ * the day's hours it was computed from (bit i: hour i); see rollups.ts and rollup-read.ts.
  *
  *   u8 version (1) | 4 times: u32 little-endian length, then a block of src/store/codec/block.ts
  *
@@ -18,12 +20,15 @@ import { BLOCK_TARGET_BYTES, fromBase64, packGroups } from "./metric-blocks.ts";
 
 export type RollupTier = "1m" | "1h";
 export const ROLLUP_BLOCK_TABLES = { "1m": "metric_rollup_1m_blocks", "1h": "metric_rollup_1h_blocks" } as const;
+export const ROLLUP_10M_TABLE = "metric_rollup_10m_blocks";
+export const ROLLUP_10M_COPY_COLUMNS = "(agent_id, day, hours, block, series)";
 /** The row-per-bucket tables of migration 490: read until their rows are recomputed or expire. */
 export const ROLLUP_LEGACY_TABLES = { "1m": "metric_rollup_1m", "1h": "metric_rollup_1h" } as const;
 export const ROLLUP_BLOCKS_COPY_COLUMNS = "(agent_id, hour, block, series)";
 
 const VERSION = 1;
 const HOUR = 3_600_000;
+const DAY = 86_400_000;
 
 export interface RollupAgg {
   min: number;
@@ -56,10 +61,31 @@ export function encodeRollupRows(w: CopyWriter, agent: number, hour: number, by:
 }
 
 /**
- * The blocks of one (agent, hour) of a tier (see encodeRollupRows), each passed to `emit` (a view
- * into a reused buffer: copy it to keep it).
+ * COPY rows (agent_id, day, hours, block, series) of one (agent, day) of the 10-minute tier: `by`
+ * series id -> bucket start (inside [day, day + 1 d)) -> aggregate, `hours` the bit set of the
+ * day's hours the rows cover. Returns the rows written.
  */
-export function packRollupBlocks(hour: number, by: Map<number, Map<number, RollupAgg>>, emit: (block: Uint8Array, sids: number[]) => void): void {
+export function encodeTenMinuteRows(w: CopyWriter, agent: number, day: number, hours: number, by: Map<number, Map<number, RollupAgg>>): number {
+  let rows = 0;
+  packRollupBlocks(day, by, (block, sids) => {
+    w.row(5);
+    w.int8(agent);
+    w.timestamptz(day);
+    w.int4(hours);
+    w.bytes(block);
+    w.int4Array(sids);
+    rows++;
+  }, DAY);
+  return rows;
+}
+
+/**
+ * The blocks of one (agent, hour) of a tier (see encodeRollupRows), or of one (agent, day) with
+ * `spanMs` a day, each passed to `emit` (a view into a reused buffer: copy it to keep it).
+ */
+export function packRollupBlocks(
+  hour: number, by: Map<number, Map<number, RollupAgg>>, emit: (block: Uint8Array, sids: number[]) => void, spanMs = HOUR,
+): void {
   const sids = [...by.keys()].sort((x, y) => x - y);
   if (sids.length === 0) return;
   const times = new Set<number>();
@@ -68,7 +94,7 @@ export function packRollupBlocks(hour: number, by: Map<number, Map<number, Rollu
   const col = new Map(ts.map((t, i) => [t, i]));
   const nT = ts.length;
   const tsOff = Int32Array.from(ts, (t) => t - hour);
-  if (tsOff[0]! < 0 || tsOff[nT - 1]! >= HOUR) throw new Error("a rollup bucket lies outside its hour");
+  if (tsOff[0]! < 0 || tsOff[nT - 1]! >= spanMs) throw new Error("a rollup bucket lies outside its row's span");
   const stats = [0, 1, 2, 3].map(() => new Float64Array(sids.length * nT).fill(NaN));
   sids.forEach((sid, j) => {
     for (const [t, a] of by.get(sid)!) {
@@ -143,4 +169,25 @@ export async function readRollups(
     where agent_id = ${agentId} ${sids ? sql`and series_id = any(${sids}::int4[])` : sql``}
       and bucket >= ${new Date(fromMs)} and bucket < ${new Date(toMs)}`;
   for (const r of legacy) visit(r.sid, r.t, r.min, r.max, r.sum, r.count);
+}
+
+/** A row of the 10-minute tier as read: its day, the hours it covers, its block (null when it holds none of the asked series). */
+export interface TenMinuteRow {
+  day: number;
+  hours: number;
+  block: Uint8Array | null;
+}
+
+/**
+ * The 10-minute rows of `agentId` whose day overlaps [fromMs, toMs). Every row comes back with
+ * its `hours`, so the reader knows what the tier covers, but only the rows holding one of `sids`
+ * (all when null) with their block.
+ */
+export async function readTenMinuteRows(sql: Sql | TransactionSql, agentId: number, sids: number[] | null, fromMs: number, toMs: number): Promise<TenMinuteRow[]> {
+  const rows = await sql<{ day: number; hours: number; block: string | null }[]>`
+    select (extract(epoch from day) * 1000)::float8 as day, hours,
+      ${sids ? sql`case when series && ${sids}::int4[] then encode(block, 'base64') end` : sql`encode(block, 'base64')`} as block
+    from ${sql(ROLLUP_10M_TABLE)}
+    where agent_id = ${agentId} and day >= ${new Date(Math.floor(fromMs / DAY) * DAY)} and day < ${new Date(toMs)}`;
+  return rows.map((r) => ({ day: r.day, hours: r.hours, block: r.block === null ? null : fromBase64(r.block) }));
 }
