@@ -208,7 +208,7 @@ export function loadConfig(env: Env = process.env): Config {
     retentionMetricsDays: envInt(env, "SERVERMIND_RETENTION_METRICS_DAYS", 30, 1, 36500),
     retentionLogsDays: envInt(env, "SERVERMIND_RETENTION_LOGS_DAYS", 14, 1, 36500),
     retentionRollup1mDays: envInt(env, "SERVERMIND_RETENTION_ROLLUP_1M_DAYS", 90, 1, 36500),
-    retentionRollup10mDays: envInt(env, "SERVERMIND_RETENTION_ROLLUP_10M_DAYS", 365, 1, 36500),
+    retentionRollup10mDays: envInt(env, "SERVERMIND_RETENTION_ROLLUP_10M_DAYS", 730, 1, 36500),
     retentionRollup1hDays: envInt(env, "SERVERMIND_RETENTION_ROLLUP_1H_DAYS", 730, 1, 36500),
     maxSessions: envInt(env, "SERVERMIND_MAX_SESSIONS", 200_000, 1, 100_000_000),
     lz4: envChoice(env, "SERVERMIND_LZ4", ["auto", "native", "js"] as const, "auto"),

@@ -95,13 +95,14 @@ afterAll(async () => {
 });
 
 describe("tier choice", () => {
-  test("10-minute from 10-minute buckets, 1-hour from 1-hour buckets over 3 days or more", () => {
+  test("10-minute from 10-minute buckets, 1-hour from 6-hour buckets over 3 days or more", () => {
     expect(chooseTier(6 * HOUR, 10 * MINUTE)).toBe("10m");
     expect(chooseTier(6 * HOUR, 10 * MINUTE - 1000)).toBe("1m");
     expect(chooseTier(6 * HOUR - 1, 10 * MINUTE)).toBe("raw");
-    expect(chooseTier(3 * DAY, HOUR)).toBe("1h");
-    expect(chooseTier(3 * DAY, HOUR - 1000)).toBe("10m");
-    expect(chooseTier(3 * DAY - 1, HOUR)).toBe("10m");
+    expect(chooseTier(3 * DAY, 6 * HOUR)).toBe("1h");
+    expect(chooseTier(3 * DAY, 6 * HOUR - 1000)).toBe("10m");
+    expect(chooseTier(3 * DAY - 1, 6 * HOUR)).toBe("10m");
+    expect(chooseTier(90 * DAY, rangeBucketMs(new Date(0), new Date(90 * DAY), 1000))).toBe("10m");
     // a week at 1000 points: 10.08-minute buckets, answered in 20-minute ones
     const week = rangeBucketMs(new Date(0), new Date(7 * DAY), 1000);
     expect(chooseTier(7 * DAY, week)).toBe("10m");
