@@ -22,7 +22,7 @@ export async function tenMinuteAggregates(sql: Sql, agent: number, from = 0, to 
   for (const r of rows) bits.set(r.day, (bits.get(r.day) ?? r.hours) & r.hours);
   const out: StoredAgg[] = [];
   for (const r of rows) {
-    visitRollupBlock(r.day, r.block!, undefined, from, to, (sid, t, min, max, sum, count) => {
+    visitRollupBlock(r.day, r.block, undefined, from, to, (sid, t, min, max, sum, count) => {
       if (bits.get(r.day)! & (1 << Math.floor((t - r.day) / HOUR))) out.push({ sid, t, min, max, sum, count });
     });
   }

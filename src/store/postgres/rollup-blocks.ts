@@ -171,23 +171,24 @@ export async function readRollups(
   for (const r of legacy) visit(r.sid, r.t, r.min, r.max, r.sum, r.count);
 }
 
-/** A row of the 10-minute tier as read: its day, the hours it covers, its block (null when it holds none of the asked series). */
+/** A row of the 10-minute tier as read: its day, the hours it covers, its block. */
 export interface TenMinuteRow {
   day: number;
   hours: number;
-  block: Uint8Array | null;
+  block: Uint8Array;
 }
 
 /**
- * The 10-minute rows of `agentId` whose day overlaps [fromMs, toMs). Every row comes back with
- * its `hours`, so the reader knows what the tier covers, but only the rows holding one of `sids`
- * (all when null) with their block.
+ * The 10-minute rows of `agentId` whose day overlaps [fromMs, toMs) and that hold one of `sids`
+ * (all when null). A day none of whose rows holds an asked series comes back empty, as if not
+ * covered: the reader then asks the 1-minute tier, which is exact too (and the series has no
+ * samples there either, unless the day is one rolled up before migration 555).
  */
 export async function readTenMinuteRows(sql: Sql | TransactionSql, agentId: number, sids: number[] | null, fromMs: number, toMs: number): Promise<TenMinuteRow[]> {
-  const rows = await sql<{ day: number; hours: number; block: string | null }[]>`
-    select (extract(epoch from day) * 1000)::float8 as day, hours,
-      ${sids ? sql`case when series && ${sids}::int4[] then encode(block, 'base64') end` : sql`encode(block, 'base64')`} as block
+  const rows = await sql<{ day: number; hours: number; block: string }[]>`
+    select (extract(epoch from day) * 1000)::float8 as day, hours, encode(block, 'base64') as block
     from ${sql(ROLLUP_10M_TABLE)}
-    where agent_id = ${agentId} and day >= ${new Date(Math.floor(fromMs / DAY) * DAY)} and day < ${new Date(toMs)}`;
-  return rows.map((r) => ({ day: r.day, hours: r.hours, block: r.block === null ? null : fromBase64(r.block) }));
+    where agent_id = ${agentId} and day >= ${new Date(Math.floor(fromMs / DAY) * DAY)} and day < ${new Date(toMs)}
+      ${sids ? sql`and series && ${sids}::int4[]` : sql``}`;
+  return rows.map((r) => ({ day: r.day, hours: r.hours, block: fromBase64(r.block) }));
 }

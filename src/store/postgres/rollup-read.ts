@@ -158,8 +158,9 @@ export async function seriesRangeTiered(
     const dirty = tier === "raw" ? [] : await tx<{ hour: Date }[]>`
       select distinct hour from metric_rollup_dirty
       where agent_id = ${agentId} and hour >= ${new Date(Math.floor(from.getTime() / HOUR) * HOUR)} and hour < ${to}`;
-    // the 10-minute rows come first: their bits say which hours the tier covers; a day's rows are
-    // few, so they are read in one statement and visited by the plan's intervals
+    // the 10-minute rows come first: their bits say which hours the tier covers (of the days
+    // holding an asked series); a day's rows are few, so they are read in one statement and
+    // visited by the plan's intervals
     const tens = tier === "10m" ? await readTenMinuteRows(tx, agentId, sids, from.getTime(), to.getTime()) : [];
     const plan = planRead(from.getTime(), to.getTime(), tier, dirty.map((d) => d.hour.getTime()), coveredHours(tens));
     if (plan.ten.length > 0) {
@@ -167,7 +168,7 @@ export async function seriesRangeTiered(
       const inTen = (sid: number, t: number, min: number, max: number, sum: number, count: number) => {
         if (within(plan.ten, t)) agg.merge(sid, t, min, max, sum, count);
       };
-      for (const r of tens) if (r.block) visitRollupBlock(r.day, r.block, want, plan.ten[0]![0], plan.ten[plan.ten.length - 1]![1], inTen);
+      for (const r of tens) visitRollupBlock(r.day, r.block, want, plan.ten[0]![0], plan.ten[plan.ten.length - 1]![1], inTen);
     }
     // one statement per interval, each with constant bounds: a statement over several intervals
     // would be bounded by the first and last, i.e. scan the whole range (the head and the tail

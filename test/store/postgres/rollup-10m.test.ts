@@ -12,6 +12,7 @@ import { rollupStep } from "../../../src/store/postgres/rollups.ts";
 import { readBlockRows } from "../../../src/store/postgres/metric-blocks.ts";
 import { migrate } from "../../../src/store/postgres/migrate.ts";
 import { testDatabase, type TestDb } from "../../support/db.ts";
+import { readTenMinuteRows } from "../../../src/store/postgres/rollup-blocks.ts";
 import { tenMinuteAggregates } from "../../support/rollups.ts";
 
 const MINUTE = 60_000;
@@ -180,6 +181,23 @@ describe("the job", () => {
     await drain();
     expect((await tenMinuteAggregates(db.sql, agent)).reduce((n, a) => n + a.count, 0)).toBe(await rawCount());
   });
+});
+
+test("a series only one day holds: the other days are read from the 1-minute tier, exactly", async () => {
+  const [row] = await db.sql`insert into metric_series (agent_id, name) values (${agent}, 'only.one.day') returning id`;
+  const extra = { id: Number(row!.id), name: "only.one.day" };
+  const hour = END - 2 * DAY + 3 * HOUR;
+  const w = new CopyWriter().begin();
+  encodeMetricBlocks(w, agent, ++batch, { ts: Float64Array.from([hour + 1000, hour + 61_000]), names: [extra.name], values: Float64Array.from([5, 9]) }, Int32Array.from([extra.id]));
+  await db.sql.begin((tx) => copyInto(tx, METRIC_BLOCKS_COPY, w.end()));
+  await drain();
+  expect(new Set((await readTenMinuteRows(db.sql, agent, [extra.id], END - 7 * DAY, END)).map((r) => r.day))).toEqual(new Set([Math.floor(hour / DAY) * DAY]));
+  const grid = tierGrid(END - 7 * DAY, END, 1000, "10m");
+  const pair = [extra, ids[0]!];
+  const tiered = await seriesRangeTiered(db.sql, agent, pair, new Date(END - 7 * DAY), new Date(END), grid, "10m");
+  expect(tiered).toEqual(await seriesRangeTiered(db.sql, agent, pair, new Date(END - 7 * DAY), new Date(END), grid, "raw"));
+  expect(tiered[0]).toEqual({ name: extra.name, t: [Math.floor(hour / grid.bucketMs) * grid.bucketMs], avg: [7], min: [5], max: [9] });
+  expect(tiered[1]!.t.length).toBeGreaterThan(500);
 });
 
 test("migration 555 on a database rolled up before it: reads stay exact and use the 1-minute tier until hours are recomputed", async () => {
