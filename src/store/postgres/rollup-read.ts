@@ -56,6 +56,34 @@ export function chooseTier(spanMs: number, bucketMs: number): Tier {
   return "raw";
 }
 
+/** chooseTier before the 10-minute tier (migration 555): 1-hour from quarter-hour buckets over 3 days. */
+export function chooseTierWithout10m(spanMs: number, bucketMs: number): Tier {
+  if (spanMs >= 3 * DAY && bucketMs >= HOUR / 4) return "1h";
+  return chooseTier(spanMs, bucketMs) === "raw" ? "raw" : "1m";
+}
+
+/**
+ * Whether the 10-minute tier reaches back to `fromMs` for an agent: false when the 1-hour tier
+ * holds hours in [fromMs, toMs) from before the agent's first 10-minute hour. Those are hours
+ * rolled up before migration 555 (or kept longer by the 1-hour tier's retention): the 1-minute
+ * tier may no longer hold them either, so such a range reads the tiers as it did before. Later
+ * hours always have their bits (the job writes all tiers of an hour at once), apart from ones late
+ * data brought, which lie within raw retention, so the 1-minute tier holds them.
+ */
+export async function tenMinuteReaches(sql: Sql, agentId: number, fromMs: number, toMs: number): Promise<boolean> {
+  const [first] = await sql<{ day: number; hours: number }[]>`
+    select (extract(epoch from day) * 1000)::float8 as day, hours from metric_rollup_10m_blocks
+    where agent_id = ${agentId} order by day limit 1`;
+  const firstHour = first ? first.day + Math.log2(first.hours & -first.hours) * HOUR : toMs;
+  if (fromMs >= firstHour) return true;
+  const lo = new Date(Math.floor(fromMs / HOUR) * HOUR);
+  const hi = new Date(Math.min(toMs, firstHour));
+  const [older] = await sql<{ x: boolean }[]>`
+    select exists (select 1 from metric_rollup_1h_blocks where agent_id = ${agentId} and hour >= ${lo} and hour < ${hi})
+      or exists (select 1 from metric_rollup_1h where agent_id = ${agentId} and bucket >= ${lo} and bucket < ${hi}) as x`;
+  return !older!.x;
+}
+
 /** The bucket grid of a tiered read: origin on the tier's width, width a multiple of it, at most maxPoints buckets. */
 export function tierGrid(from: number, to: number, maxPoints: number, tier: Exclude<Tier, "raw">): { originMs: number; bucketMs: number } {
   const w = tierWidth(tier);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { CopyWriter } from "../../../src/store/postgres/copy-binary.ts";
 import { copyInto, encodeMetricBlocks, METRIC_BLOCKS_COPY } from "../../../src/store/postgres/writer.ts";
 import { seriesRange, rangeBucketMs } from "../../../src/store/postgres/queries.ts";
-import { chooseTier, planRead, seriesRangeTiered, tierGrid } from "../../../src/store/postgres/rollup-read.ts";
+import { chooseTier, chooseTierWithout10m, planRead, seriesRangeTiered, tenMinuteReaches, tierGrid } from "../../../src/store/postgres/rollup-read.ts";
 import { rollupStep } from "../../../src/store/postgres/rollups.ts";
 import { readBlockRows } from "../../../src/store/postgres/metric-blocks.ts";
 import { migrate } from "../../../src/store/postgres/migrate.ts";
@@ -108,6 +108,9 @@ describe("tier choice", () => {
     const week = rangeBucketMs(new Date(0), new Date(7 * DAY), 1000);
     expect(chooseTier(7 * DAY, week)).toBe("10m");
     expect(tierGrid(12_345, 7 * DAY + 12_345, 1000, "10m")).toEqual({ originMs: 0, bucketMs: 20 * MINUTE });
+    // the choice before migration 555, for ranges reaching back before the tier
+    const at1000 = (span: number) => chooseTierWithout10m(span, rangeBucketMs(new Date(0), new Date(span), 1000));
+    expect([HOUR, DAY, 7 * DAY, 30 * DAY, 90 * DAY].map(at1000)).toEqual(["raw", "1m", "1m", "1h", "1h"]);
   });
 
   test("the plan reads covered, clean hours from 10-minute rows, the rest from 1-minute rows and raw", () => {
@@ -130,6 +133,10 @@ describe("reads", () => {
   test("a week through the 10-minute tier equals raw at every bucket, odd edges included", async () => {
     const total = (await tenMinuteAggregates(db.sql, agent)).reduce((n, a) => n + a.count, 0);
     expect(total).toBe(await rawCount());
+    // every hour was rolled up with the tier: seriesRange reads it, in 20-minute buckets
+    expect(await tenMinuteReaches(db.sql, agent, START, END)).toBe(true);
+    const week = await seriesRange(db.sql, agent, ["cpu.util"], new Date(END - 7 * DAY), new Date(END));
+    expect(week[0]!.t[1]! - week[0]!.t[0]!).toBe(20 * MINUTE);
     for (const [from, to, points] of [
       [END - 7 * DAY, END, 1000],
       [END - 7 * DAY + 12_345, END - 7_777, 1000],
@@ -209,6 +216,13 @@ test("migration 555 on a database rolled up before it: reads stay exact and use 
   expect(n!.n).toBe(0);
   const plan = await planOf(END - 7 * DAY, END);
   expect(plan.ten).toEqual([]);
+  // seriesRange reads such a week as before the migration: the 1-minute tier, 11-minute buckets
+  expect(await tenMinuteReaches(db.sql, agent, END - 7 * DAY, END)).toBe(false);
+  const spacing = async (from: number, points = 1000) => {
+    const p = (await seriesRange(db.sql, agent, ["cpu.util"], new Date(from), new Date(END), points))[0]!;
+    return p.t[1]! - p.t[0]!;
+  };
+  expect(await spacing(END - 7 * DAY)).toBe(11 * MINUTE);
   expect(plan.raw.reduce((s, [a, b]) => s + b - a, 0)).toBeLessThan(HOUR);
   await expectTenEqualsRaw(END - 7 * DAY, END, 1000);
   await expectTenEqualsRaw(END - 7 * DAY + 12_345, END - 7_777, 1000);
@@ -219,6 +233,12 @@ test("migration 555 on a database rolled up before it: reads stay exact and use 
   await drain();
   const after = await planOf(day, day + DAY);
   expect(after.ten).toEqual([[hour, hour + HOUR]]);
+  // a range from that hour on reads the tier (later hours without bits from the 1-minute one); one
+  // reaching further back still reads as before the migration
+  expect(await tenMinuteReaches(db.sql, agent, hour, END)).toBe(true);
+  expect(await spacing(hour, 300)).toBe(20 * MINUTE);
+  expect(await tenMinuteReaches(db.sql, agent, hour - HOUR, END)).toBe(false);
+  expect(await spacing(END - 7 * DAY)).toBe(11 * MINUTE);
   const week = await seriesRange(db.sql, agent, ["cpu.util"], new Date(END - 7 * DAY), new Date(END));
   expect(Math.min(...week[0]!.min)).toBe(-500);
   await expectTenEqualsRaw(END - 7 * DAY, END, 1000);
