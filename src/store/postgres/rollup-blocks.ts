@@ -81,7 +81,8 @@ export function encodeTenMinuteRows(w: CopyWriter, agent: number, day: number, h
 
 /**
  * The blocks of one (agent, hour) of a tier (see encodeRollupRows), or of one (agent, day) with
- * `spanMs` a day, each passed to `emit` (a view into a reused buffer: copy it to keep it).
+ * `spanMs` a day (a series too large for one row then cut in time), each passed to `emit` (a view
+ * into a reused buffer: copy it to keep it).
  */
 export function packRollupBlocks(
   hour: number, by: Map<number, Map<number, RollupAgg>>, emit: (block: Uint8Array, sids: number[]) => void, spanMs = HOUR,
@@ -105,13 +106,14 @@ export function packRollupBlocks(
       stats[3]![k] = a.count;
     }
   });
-  const encode = (from: number, n: number): number => {
+  // series from..from+n over `ts`, each stat's values series-major from valFrom
+  const row = (ts: Int32Array, from: number, n: number, values: Float64Array[], valFrom: number): number => {
     sink.reset();
     sink.ensure(1);
     sink.buf[sink.pos++] = VERSION;
-    for (const values of stats) {
+    for (const v of values) {
       part.reset();
-      encodeBlock(part, tsOff, sids, from, n, values, from * nT);
+      encodeBlock(part, ts, sids, from, n, v, valFrom);
       sink.ensure(4 + part.pos);
       new DataView(sink.buf.buffer, sink.buf.byteOffset).setUint32(sink.pos, part.pos, true);
       sink.buf.set(part.bytes(), sink.pos + 4);
@@ -119,7 +121,27 @@ export function packRollupBlocks(
     }
     return sink.pos;
   };
-  packGroups(sids.length, BLOCK_TARGET_BYTES, encode, (from, n) => emit(sink.bytes(), sids.slice(from, from + n)));
+  const encode = (from: number, n: number): number => row(tsOff, from, n, stats, from * nT);
+  // a day of one series may not fit a row (144 buckets of full-precision doubles): it is cut in
+  // time, into rows of the same (agent, day) that share the series; readers and the job take
+  // every row of a day
+  const cutInTime = (j: number): void => {
+    const own: number[] = [];
+    for (let i = 0; i < nT; i++) if (!Number.isNaN(stats[3]![j * nT + i]!)) own.push(i);
+    const piece = (a: number, b: number): void => {
+      const cols = own.slice(a, b);
+      const size = row(Int32Array.from(cols, (i) => tsOff[i]!), j, 1, stats.map((v) => Float64Array.from(cols, (i) => v[j * nT + i]!)), 0);
+      if (size > BLOCK_TARGET_BYTES && b - a > 1) {
+        const mid = (a + b) >> 1;
+        piece(a, mid);
+        piece(mid, b);
+        return;
+      }
+      emit(sink.bytes(), [sids[j]!]);
+    };
+    piece(0, own.length);
+  };
+  packGroups(sids.length, BLOCK_TARGET_BYTES, encode, (from, n) => emit(sink.bytes(), sids.slice(from, from + n)), spanMs > HOUR ? cutInTime : undefined);
 }
 
 /** Visits the aggregates of one row's block in [fromMs, toMs) of the wanted series (all when `want` is undefined). */

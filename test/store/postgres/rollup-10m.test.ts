@@ -9,7 +9,7 @@ import { copyInto, encodeMetricBlocks, METRIC_BLOCKS_COPY } from "../../../src/s
 import { seriesRange, rangeBucketMs } from "../../../src/store/postgres/queries.ts";
 import { chooseTier, chooseTierWithout10m, planRead, seriesRangeTiered, tenMinuteReaches, tierGrid } from "../../../src/store/postgres/rollup-read.ts";
 import { rollupStep } from "../../../src/store/postgres/rollups.ts";
-import { readBlockRows } from "../../../src/store/postgres/metric-blocks.ts";
+import { BLOCK_TARGET_BYTES, readBlockRows } from "../../../src/store/postgres/metric-blocks.ts";
 import { migrate } from "../../../src/store/postgres/migrate.ts";
 import { testDatabase, type TestDb } from "../../support/db.ts";
 import { readTenMinuteRows } from "../../../src/store/postgres/rollup-blocks.ts";
@@ -205,6 +205,35 @@ test("a series only one day holds: the other days are read from the 1-minute tie
   expect(tiered).toEqual(await seriesRangeTiered(db.sql, agent, pair, new Date(END - 7 * DAY), new Date(END), grid, "raw"));
   expect(tiered[0]).toEqual({ name: extra.name, t: [Math.floor(hour / grid.bucketMs) * grid.bucketMs], avg: [7], min: [5], max: [9] });
   expect(tiered[1]!.t.length).toBeGreaterThan(500);
+});
+
+test("a day of one series too large for a row (full-precision noise) is cut in time: rows stay under the target, reads stay exact", async () => {
+  const [row] = await db.sql`insert into metric_series (agent_id, name) values (${agent}, 'noisy.full') returning id`;
+  const noisy = { id: Number(row!.id), name: "noisy.full" };
+  const day = Math.floor(START / DAY) * DAY + 5 * DAY;
+  const ts = Array.from({ length: 1440 }, (_, k) => day + k * MINUTE + 7_000);
+  const w = new CopyWriter().begin();
+  for (let i = 0; i < ts.length; i += 60) {
+    const part = ts.slice(i, i + 60);
+    encodeMetricBlocks(w, agent, ++batch, { ts: Float64Array.from(part), names: [noisy.name], values: Float64Array.from(part, (t) => Math.sin(t / 7e4) * 1e3 + t / 3e9) }, Int32Array.from([noisy.id]));
+  }
+  await db.sql.begin((tx) => copyInto(tx, METRIC_BLOCKS_COPY, w.end()));
+  await drain();
+  const rows = await db.sql`select octet_length(block) as n, hours from metric_rollup_10m_blocks where agent_id = ${agent} and day = ${new Date(day)} and series && ${[noisy.id]}::int4[]`;
+  expect(rows.length).toBeGreaterThan(1);
+  for (const r of rows) expect(r.n).toBeLessThanOrEqual(BLOCK_TARGET_BYTES);
+  expect(new Set(rows.map((r) => r.hours))).toEqual(new Set([0xffffff]));
+  const from = day - 3 * HOUR + 12_345;
+  const to = day + DAY + 2 * HOUR;
+  const grid = tierGrid(from, to, 300, "10m");
+  const tiered = await seriesRangeTiered(db.sql, agent, [noisy], new Date(from), new Date(to), grid, "10m");
+  const raw = await seriesRangeTiered(db.sql, agent, [noisy], new Date(from), new Date(to), grid, "raw");
+  expect(tiered[0]!.t).toEqual(raw[0]!.t);
+  expect(tiered[0]!.t.length).toBeGreaterThan(70);
+  expect(tiered[0]!.min).toEqual(raw[0]!.min);
+  expect(tiered[0]!.max).toEqual(raw[0]!.max);
+  tiered[0]!.avg.forEach((a, k) => expect(a).toBeCloseTo(raw[0]!.avg[k]!, 6));
+  expect((await tenMinuteAggregates(db.sql, agent)).reduce((n, a) => n + a.count, 0)).toBe(await rawCount());
 });
 
 test("migration 555 on a database rolled up before it: reads stay exact and use the 1-minute tier until hours are recomputed", async () => {
