@@ -27,7 +27,7 @@ const NAMES = [
 async function main() {
   const db = await benchDatabase({ prefix: "servermind-chartbench-", partitionDays: DAYS + 1 });
   const { sql } = db;
-  for (const t of timeSeriesTables(DAYS + 1, 3, { minuteDays: DAYS + 1, hourDays: DAYS + 1 })) {
+  for (const t of timeSeriesTables(DAYS + 1, 3, { minuteDays: DAYS + 1, tenMinuteDays: DAYS + 1, hourDays: DAYS + 1 })) {
     if (t.table.startsWith("metric_rollup_")) await ensurePartitions(sql, t);
   }
   const [a] = await sql`insert into agents (hostname, public_key, last_seen) values ('chart-bench', ${Buffer.alloc(32, 1)}, now()) returning id`;

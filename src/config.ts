@@ -42,8 +42,9 @@ export interface Config {
   /** `retention.metricsDays` / `retention.logsDays` (SERVERMIND_RETENTION_METRICS_DAYS / _LOGS_DAYS). */
   retentionMetricsDays: number;
   retentionLogsDays: number;
-  /** `retention.rollup1mDays` / `retention.rollup1hDays`: metric rollup tiers (SERVERMIND_RETENTION_ROLLUP_1M_DAYS / _1H_DAYS). */
+  /** `retention.rollup1mDays` / `rollup10mDays` / `rollup1hDays`: metric rollup tiers (SERVERMIND_RETENTION_ROLLUP_1M_DAYS / _10M_DAYS / _1H_DAYS). */
   retentionRollup1mDays: number;
+  retentionRollup10mDays: number;
   retentionRollup1hDays: number;
   /** `ingest.maxSessions`: agent sessions kept in memory, at most (SERVERMIND_MAX_SESSIONS). */
   maxSessions: number;
@@ -207,6 +208,7 @@ export function loadConfig(env: Env = process.env): Config {
     retentionMetricsDays: envInt(env, "SERVERMIND_RETENTION_METRICS_DAYS", 30, 1, 36500),
     retentionLogsDays: envInt(env, "SERVERMIND_RETENTION_LOGS_DAYS", 14, 1, 36500),
     retentionRollup1mDays: envInt(env, "SERVERMIND_RETENTION_ROLLUP_1M_DAYS", 90, 1, 36500),
+    retentionRollup10mDays: envInt(env, "SERVERMIND_RETENTION_ROLLUP_10M_DAYS", 730, 1, 36500),
     retentionRollup1hDays: envInt(env, "SERVERMIND_RETENTION_ROLLUP_1H_DAYS", 730, 1, 36500),
     maxSessions: envInt(env, "SERVERMIND_MAX_SESSIONS", 200_000, 1, 100_000_000),
     lz4: envChoice(env, "SERVERMIND_LZ4", ["auto", "native", "js"] as const, "auto"),

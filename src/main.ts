@@ -48,7 +48,7 @@ async function main(): Promise<void> {
   console.log(`database: migrations as the owner, queries as the least-privilege role ${db.runtimeRole}`);
   // partitions are DDL on tables the owner owns: the owner's small pool creates and drops them
   const upkeep = startPartitionUpkeep(db.ownerSql, timeSeriesTables(config.retentionMetricsDays, config.retentionLogsDays, {
-    minuteDays: config.retentionRollup1mDays, hourDays: config.retentionRollup1hDays,
+    minuteDays: config.retentionRollup1mDays, tenMinuteDays: config.retentionRollup10mDays, hourDays: config.retentionRollup1hDays,
   }));
   await upkeep.ready;
   // metric rollups for long chart ranges: one node at a time (advisory lock), exactly once; they

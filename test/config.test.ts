@@ -36,9 +36,10 @@ test("the public URL: SERVERMIND_PUBLIC_URL as an origin, else the first TLS nam
   expect(() => loadConfig({ SERVERMIND_PUBLIC_URL: "https://sm.example.com/console" })).toThrow(/origin without a path/);
 });
 
-test("retention per metric tier: raw 30 days, 1-minute rollups 90, 1-hour rollups 730, each settable", () => {
-  expect(loadConfig({})).toMatchObject({ retentionMetricsDays: 30, retentionRollup1mDays: 90, retentionRollup1hDays: 730 });
-  const c = loadConfig({ SERVERMIND_RETENTION_ROLLUP_1M_DAYS: "120", SERVERMIND_RETENTION_ROLLUP_1H_DAYS: "1825" });
-  expect([c.retentionRollup1mDays, c.retentionRollup1hDays]).toEqual([120, 1825]);
+test("retention per metric tier: raw 30 days, 1-minute rollups 90, 10-minute 730, 1-hour 730, each settable", () => {
+  expect(loadConfig({})).toMatchObject({ retentionMetricsDays: 30, retentionRollup1mDays: 90, retentionRollup10mDays: 730, retentionRollup1hDays: 730 });
+  const c = loadConfig({ SERVERMIND_RETENTION_ROLLUP_1M_DAYS: "120", SERVERMIND_RETENTION_ROLLUP_10M_DAYS: "400", SERVERMIND_RETENTION_ROLLUP_1H_DAYS: "1825" });
+  expect([c.retentionRollup1mDays, c.retentionRollup10mDays, c.retentionRollup1hDays]).toEqual([120, 400, 1825]);
+  expect(() => loadConfig({ SERVERMIND_RETENTION_ROLLUP_10M_DAYS: "0" })).toThrow(/SERVERMIND_RETENTION_ROLLUP_10M_DAYS/);
   expect(() => loadConfig({ SERVERMIND_RETENTION_ROLLUP_1H_DAYS: "0" })).toThrow(/SERVERMIND_RETENTION_ROLLUP_1H_DAYS/);
 });

@@ -5,7 +5,7 @@
  * - seriesRange: one host's metrics over [from, to) in buckets of `rangeBucketMs` that start at
  *   `from`, avg/min/max per bucket, NaN (missing) samples skipped, every asked name in order.
  *   Exception: ranges PostgreSQL answers from its rollup tiers (6 hours and longer, see
- *   postgres/rollup-read.ts) come in buckets aligned to whole minutes / hours instead.
+ *   postgres/rollup-read.ts) come in buckets aligned to whole minutes / 10 minutes / hours instead.
  * - searchLogs: one host's lines in [from, to), case-insensitive literal text, newest first,
  *   ties by severity, source and message in byte order, at most 5,000.
  */

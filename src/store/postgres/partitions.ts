@@ -93,13 +93,13 @@ export async function dropExpired(sql: Sql, t: PartitionedTable, now = Date.now(
 
 /**
  * The partitioned tables and their retention. `rollups` adds the rollup tiers (rollups.ts):
- * 1-minute in 7-day partitions, 1-hour in 30-day ones; without it their rows stay in the
+ * 1-minute in 7-day partitions, 10-minute and 1-hour in 30-day ones; without it their rows stay in the
  * default partitions (tests), which works the same, only without dropping whole partitions.
  * Today's and future days' `logs` partitions get hourly leaves (see PartitionedTable.hourly), with
  * the ClickHouse tier too: its shipper reads each batch's lines within the batch's time range
  * (migration 540), so it touches only the leaves they can be in.
  */
-export function timeSeriesTables(metricsDays: number, logsDays: number, rollups?: { minuteDays: number; hourDays: number }): PartitionedTable[] {
+export function timeSeriesTables(metricsDays: number, logsDays: number, rollups?: { minuteDays: number; tenMinuteDays: number; hourDays: number }): PartitionedTable[] {
   return [
     { table: "metric_blocks", column: "t0", retentionDays: metricsDays },
     { table: "logs", column: "ts", retentionDays: logsDays, hourly: true },
@@ -107,6 +107,7 @@ export function timeSeriesTables(metricsDays: number, logsDays: number, rollups?
     ...(rollups
       ? [
           { table: "metric_rollup_1m_blocks", column: "hour", retentionDays: rollups.minuteDays, spanDays: 7 },
+          { table: "metric_rollup_10m_blocks", column: "day", retentionDays: rollups.tenMinuteDays, spanDays: 30 },
           { table: "metric_rollup_1h_blocks", column: "hour", retentionDays: rollups.hourDays, spanDays: 30 },
           // migration 490's row-per-bucket tables: still read, no longer written; they empty with retention
           { table: "metric_rollup_1m", column: "bucket", retentionDays: rollups.minuteDays, spanDays: 7 },

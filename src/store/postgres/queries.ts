@@ -4,7 +4,7 @@
  */
 import type { Sql } from "postgres";
 import { BucketAgg, readRawSamples } from "./metric-blocks.ts";
-import { chooseTier, seriesRangeTiered, tierGrid } from "./rollup-read.ts";
+import { chooseTier, chooseTierWithout10m, seriesRangeTiered, tenMinuteReaches, tierGrid } from "./rollup-read.ts";
 
 /** Bucket width: whole seconds, at least one, at most `maxPoints` buckets. */
 export function rangeBucketMs(from: Date, to: Date, maxPoints = 1000): number {
@@ -39,13 +39,18 @@ export interface SeriesPoints {
  *
  * Short ranges read raw blocks (decoded in the server) in buckets of rangeBucketMs starting at `from`. Long ones
  * (chooseTier: 6 hours and more) read the rollup tiers, in buckets aligned to the tier's width
- * (rollup-read.ts), so the first bucket may start up to a minute (an hour) before `from`.
+ * (rollup-read.ts), so the first bucket may start up to a minute (10 minutes, an hour) before `from`;
+ * a range reaching back before an agent's first 10-minute hour (an upgraded installation) reads
+ * the tiers chosen before there was one.
  */
 export async function seriesRange(sql: Sql, agentId: number, names: string[], from: Date, to: Date, maxPoints = 1000): Promise<SeriesPoints[]> {
   const bucketMs = rangeBucketMs(from, to, maxPoints);
   const ids = await resolveSeries(sql, agentId, names);
   if (ids.length === 0) return names.map((name) => ({ name, t: [], avg: [], min: [], max: [] }));
-  const tier = chooseTier(to.getTime() - from.getTime(), bucketMs);
+  let tier = chooseTier(to.getTime() - from.getTime(), bucketMs);
+  if (tier === "10m" && !(await tenMinuteReaches(sql, agentId, from.getTime(), to.getTime()))) {
+    tier = chooseTierWithout10m(to.getTime() - from.getTime(), bucketMs);
+  }
   if (tier !== "raw") {
     const got = await seriesRangeTiered(sql, agentId, ids, from, to, tierGrid(from.getTime(), to.getTime(), maxPoints, tier), tier);
     const byName = new Map(got.map((p) => [p.name, p]));

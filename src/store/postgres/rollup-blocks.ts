@@ -1,7 +1,9 @@
 /**
  * The rollup tiers' rows (migration 520): one row of metric_rollup_1m_blocks / _1h_blocks holds
  * an (agent, hour) and a group of series, its `block` the aggregates of those series over the
- * hour's minutes (1m) or over the hour (1h):
+ * hour's minutes (1m) or over the hour (1h). A row of metric_rollup_10m_blocks (migration 555)
+ * holds an (agent, day) and a group of series over the day's 10-minute buckets, and in `hours`
+ * the day's hours it was computed from (bit i: hour i); see rollups.ts and rollup-read.ts.
  *
  *   u8 version (1) | 4 times: u32 little-endian length, then a block of src/store/codec/block.ts
  *
@@ -18,12 +20,15 @@ import { BLOCK_TARGET_BYTES, fromBase64, packGroups } from "./metric-blocks.ts";
 
 export type RollupTier = "1m" | "1h";
 export const ROLLUP_BLOCK_TABLES = { "1m": "metric_rollup_1m_blocks", "1h": "metric_rollup_1h_blocks" } as const;
+export const ROLLUP_10M_TABLE = "metric_rollup_10m_blocks";
+export const ROLLUP_10M_COPY_COLUMNS = "(agent_id, day, hours, block, series)";
 /** The row-per-bucket tables of migration 490: read until their rows are recomputed or expire. */
 export const ROLLUP_LEGACY_TABLES = { "1m": "metric_rollup_1m", "1h": "metric_rollup_1h" } as const;
 export const ROLLUP_BLOCKS_COPY_COLUMNS = "(agent_id, hour, block, series)";
 
 const VERSION = 1;
 const HOUR = 3_600_000;
+const DAY = 86_400_000;
 
 export interface RollupAgg {
   min: number;
@@ -56,10 +61,32 @@ export function encodeRollupRows(w: CopyWriter, agent: number, hour: number, by:
 }
 
 /**
- * The blocks of one (agent, hour) of a tier (see encodeRollupRows), each passed to `emit` (a view
+ * COPY rows (agent_id, day, hours, block, series) of one (agent, day) of the 10-minute tier: `by`
+ * series id -> bucket start (inside [day, day + 1 d)) -> aggregate, `hours` the bit set of the
+ * day's hours the rows cover. Returns the rows written.
+ */
+export function encodeTenMinuteRows(w: CopyWriter, agent: number, day: number, hours: number, by: Map<number, Map<number, RollupAgg>>): number {
+  let rows = 0;
+  packRollupBlocks(day, by, (block, sids) => {
+    w.row(5);
+    w.int8(agent);
+    w.timestamptz(day);
+    w.int4(hours);
+    w.bytes(block);
+    w.int4Array(sids);
+    rows++;
+  }, DAY);
+  return rows;
+}
+
+/**
+ * The blocks of one (agent, hour) of a tier (see encodeRollupRows), or of one (agent, day) with
+ * `spanMs` a day (a series too large for one row then cut in time), each passed to `emit` (a view
  * into a reused buffer: copy it to keep it).
  */
-export function packRollupBlocks(hour: number, by: Map<number, Map<number, RollupAgg>>, emit: (block: Uint8Array, sids: number[]) => void): void {
+export function packRollupBlocks(
+  hour: number, by: Map<number, Map<number, RollupAgg>>, emit: (block: Uint8Array, sids: number[]) => void, spanMs = HOUR,
+): void {
   const sids = [...by.keys()].sort((x, y) => x - y);
   if (sids.length === 0) return;
   const times = new Set<number>();
@@ -68,7 +95,7 @@ export function packRollupBlocks(hour: number, by: Map<number, Map<number, Rollu
   const col = new Map(ts.map((t, i) => [t, i]));
   const nT = ts.length;
   const tsOff = Int32Array.from(ts, (t) => t - hour);
-  if (tsOff[0]! < 0 || tsOff[nT - 1]! >= HOUR) throw new Error("a rollup bucket lies outside its hour");
+  if (tsOff[0]! < 0 || tsOff[nT - 1]! >= spanMs) throw new Error("a rollup bucket lies outside its row's span");
   const stats = [0, 1, 2, 3].map(() => new Float64Array(sids.length * nT).fill(NaN));
   sids.forEach((sid, j) => {
     for (const [t, a] of by.get(sid)!) {
@@ -79,13 +106,14 @@ export function packRollupBlocks(hour: number, by: Map<number, Map<number, Rollu
       stats[3]![k] = a.count;
     }
   });
-  const encode = (from: number, n: number): number => {
+  // series from..from+n over `ts`, each stat's values series-major from valFrom
+  const row = (ts: Int32Array, from: number, n: number, values: Float64Array[], valFrom: number): number => {
     sink.reset();
     sink.ensure(1);
     sink.buf[sink.pos++] = VERSION;
-    for (const values of stats) {
+    for (const v of values) {
       part.reset();
-      encodeBlock(part, tsOff, sids, from, n, values, from * nT);
+      encodeBlock(part, ts, sids, from, n, v, valFrom);
       sink.ensure(4 + part.pos);
       new DataView(sink.buf.buffer, sink.buf.byteOffset).setUint32(sink.pos, part.pos, true);
       sink.buf.set(part.bytes(), sink.pos + 4);
@@ -93,7 +121,27 @@ export function packRollupBlocks(hour: number, by: Map<number, Map<number, Rollu
     }
     return sink.pos;
   };
-  packGroups(sids.length, BLOCK_TARGET_BYTES, encode, (from, n) => emit(sink.bytes(), sids.slice(from, from + n)));
+  const encode = (from: number, n: number): number => row(tsOff, from, n, stats, from * nT);
+  // a day of one series may not fit a row (144 buckets of full-precision doubles): it is cut in
+  // time, into rows of the same (agent, day) that share the series; readers and the job take
+  // every row of a day
+  const cutInTime = (j: number): void => {
+    const own: number[] = [];
+    for (let i = 0; i < nT; i++) if (!Number.isNaN(stats[3]![j * nT + i]!)) own.push(i);
+    const piece = (a: number, b: number): void => {
+      const cols = own.slice(a, b);
+      const size = row(Int32Array.from(cols, (i) => tsOff[i]!), j, 1, stats.map((v) => Float64Array.from(cols, (i) => v[j * nT + i]!)), 0);
+      if (size > BLOCK_TARGET_BYTES && b - a > 1) {
+        const mid = (a + b) >> 1;
+        piece(a, mid);
+        piece(mid, b);
+        return;
+      }
+      emit(sink.bytes(), [sids[j]!]);
+    };
+    piece(0, own.length);
+  };
+  packGroups(sids.length, BLOCK_TARGET_BYTES, encode, (from, n) => emit(sink.bytes(), sids.slice(from, from + n)), spanMs > HOUR ? cutInTime : undefined);
 }
 
 /** Visits the aggregates of one row's block in [fromMs, toMs) of the wanted series (all when `want` is undefined). */
@@ -143,4 +191,26 @@ export async function readRollups(
     where agent_id = ${agentId} ${sids ? sql`and series_id = any(${sids}::int4[])` : sql``}
       and bucket >= ${new Date(fromMs)} and bucket < ${new Date(toMs)}`;
   for (const r of legacy) visit(r.sid, r.t, r.min, r.max, r.sum, r.count);
+}
+
+/** A row of the 10-minute tier as read: its day, the hours it covers, its block. */
+export interface TenMinuteRow {
+  day: number;
+  hours: number;
+  block: Uint8Array;
+}
+
+/**
+ * The 10-minute rows of `agentId` whose day overlaps [fromMs, toMs) and that hold one of `sids`
+ * (all when null). A day none of whose rows holds an asked series comes back empty, as if not
+ * covered: the reader then asks the 1-minute tier, which is exact too (and the series has no
+ * samples there either, unless the day is one rolled up before migration 555).
+ */
+export async function readTenMinuteRows(sql: Sql | TransactionSql, agentId: number, sids: number[] | null, fromMs: number, toMs: number): Promise<TenMinuteRow[]> {
+  const rows = await sql<{ day: number; hours: number; block: string }[]>`
+    select (extract(epoch from day) * 1000)::float8 as day, hours, encode(block, 'base64') as block
+    from ${sql(ROLLUP_10M_TABLE)}
+    where agent_id = ${agentId} and day >= ${new Date(Math.floor(fromMs / DAY) * DAY)} and day < ${new Date(toMs)}
+      ${sids ? sql`and series && ${sids}::int4[]` : sql``}`;
+  return rows.map((r) => ({ day: r.day, hours: r.hours, block: fromBase64(r.block) }));
 }

@@ -1,6 +1,6 @@
 /**
- * The rollup job: keeps metric_rollup_1m and metric_rollup_1h (migration 490) equal to what
- * metric_blocks holds, one (agent, hour) at a time.
+ * The rollup job: keeps the rollup tiers (1-minute, 10-minute, 1-hour; migrations 490, 520, 555)
+ * equal to what metric_blocks holds, one (agent, hour) at a time.
  *
  * Exactly once. Inserts into metric_blocks leave a mark (agent, hour) in metric_rollup_dirty in
  * the inserting transaction. A step, in one transaction under an advisory lock (one node runs it;
@@ -8,7 +8,10 @@
  *   1. deletes the marks of up to `maxPairs` (agent, hour) pairs whose hour ended `closeAfterMs` ago,
  *   2. deletes those hours' 1-minute and 1-hour rows and recomputes them wholly, 1-minute from
  *      the raw samples and 1-hour from those 1-minute aggregates, written as blocks
- *      (rollup-blocks.ts, migration 520; rows of migration 490's tables are deleted, not rewritten),
+ *      (rollup-blocks.ts, migration 520; rows of migration 490's tables are deleted, not rewritten);
+ *      the 10-minute tier holds a row per (agent, day), so its rows of those days are decoded, the
+ *      hours' buckets replaced by ones from the new 1-minute aggregates (an hour without samples
+ *      leaves none), the hours' bits set, and the rows written anew (migration 555),
  *   3. compacts those hours' raw rows (compaction.ts), in a savepoint: a failed compaction rolls
  *      back alone and the rollups still commit.
  * Each statement of a READ COMMITTED transaction sees everything committed before it started, so
@@ -25,11 +28,15 @@ import { CopyWriter } from "./copy-binary.ts";
 import { BucketAgg, fromBase64, visitBlock } from "./metric-blocks.ts";
 import { copyInto } from "./writer.ts";
 import { compactHours, type CompactionResult } from "./compaction.ts";
-import { encodeRollupRows, ROLLUP_BLOCK_TABLES, ROLLUP_BLOCKS_COPY_COLUMNS, type RollupAgg } from "./rollup-blocks.ts";
+import {
+  encodeRollupRows, encodeTenMinuteRows, ROLLUP_10M_COPY_COLUMNS, ROLLUP_10M_TABLE, ROLLUP_BLOCK_TABLES, ROLLUP_BLOCKS_COPY_COLUMNS,
+  visitRollupBlock, type RollupAgg,
+} from "./rollup-blocks.ts";
 
 export const ROLLUP_LOCK = 0x5e7e490;
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
+const TEN_MINUTES = 600_000;
 
 export interface RollupOptions {
   sql: Sql;
@@ -151,6 +158,8 @@ async function recompute(tx: TransactionSql, agents: string[], hours: string[], 
   for (const r of legacy) aggOf(r.a).add(r.sid, r.t, r.v);
   const w1m = new CopyWriter(1 << 16).begin();
   const w1h = new CopyWriter(1 << 14).begin();
+  // "agent:day" -> the picked hours' 10-minute aggregates
+  const tens = new Map<string, BucketAgg>();
   let aggregates = 0, rows1m = 0, rows1h = 0;
   for (const [a, g] of byAgent) {
     const agent = Number(a);
@@ -172,11 +181,62 @@ async function recompute(tx: TransactionSql, agents: string[], hours: string[], 
       const hourly = new BucketAgg(0, HOUR);
       for (const [sid, ms] of bySid) for (const [minute, x] of ms) hourly.merge(sid, minute, x.min, x.max, x.sum, x.count);
       rows1h += encodeRollupRows(w1h, agent, hour, hourly.by);
+      const key = `${a}:${Math.floor(hour / DAY) * DAY}`;
+      let ten = tens.get(key);
+      if (!ten) tens.set(key, (ten = new BucketAgg(0, TEN_MINUTES)));
+      for (const [sid, ms] of bySid) for (const [minute, x] of ms) ten.merge(sid, minute, x.min, x.max, x.sum, x.count);
     }
   }
   if (rows1m) await copyInto(tx, ROLLUP_BLOCK_TABLES["1m"] + " " + ROLLUP_BLOCKS_COPY_COLUMNS, w1m.end());
   if (rows1h) await copyInto(tx, ROLLUP_BLOCK_TABLES["1h"] + " " + ROLLUP_BLOCKS_COPY_COLUMNS, w1h.end());
+  await mergeTenMinute(tx, agents, hours, tens);
   return aggregates;
+}
+
+/**
+ * Replaces the picked (agent, hour) pairs' buckets in their days' 10-minute rows by `tens` (see
+ * the module comment) and sets their hours' bits. The day's other hours keep their buckets and
+ * bits; a row's bits are those of every row of its (agent, day), which are always written together.
+ */
+async function mergeTenMinute(tx: TransactionSql, agents: string[], hours: string[], tens: Map<string, BucketAgg>): Promise<void> {
+  const days = new Map<string, { agent: number; day: number; bits: number }>();
+  agents.forEach((a, i) => {
+    const h = Date.parse(hours[i]!);
+    const day = Math.floor(h / DAY) * DAY;
+    const key = `${a}:${day}`;
+    const d = days.get(key) ?? { agent: Number(a), day, bits: 0 };
+    d.bits |= 1 << ((h - day) / HOUR);
+    days.set(key, d);
+  });
+  const keys = [...days.values()];
+  const dAgents = keys.map((d) => String(d.agent));
+  const dDays = keys.map((d) => new Date(d.day).toISOString());
+  const lo = new Date(Math.min(...keys.map((d) => d.day)));
+  const hi = new Date(Math.max(...keys.map((d) => d.day)) + DAY);
+  const old = await tx<{ a: string; day: number; hours: number; block: string }[]>`
+    delete from ${tx(ROLLUP_10M_TABLE)} r using unnest(${dAgents}::int8[], ${dDays}::timestamptz[]) p(a, d)
+    where r.agent_id = p.a and r.day = p.d and r.agent_id = any(${dAgents}::int8[]) and r.day >= ${lo} and r.day < ${hi}
+    returning r.agent_id::text as a, (extract(epoch from r.day) * 1000)::float8 as day, r.hours, encode(r.block, 'base64') as block`;
+  const kept = new Map<string, { hours: number; agg: BucketAgg }>();
+  for (const r of old) {
+    const key = `${r.a}:${r.day}`;
+    const replaced = days.get(key)!.bits;
+    let k = kept.get(key);
+    if (!k) kept.set(key, (k = { hours: r.hours, agg: new BucketAgg(0, TEN_MINUTES) }));
+    k.hours &= r.hours;
+    visitRollupBlock(r.day, fromBase64(r.block), undefined, r.day, r.day + DAY, (sid, t, min, max, sum, count) => {
+      if (!(replaced & (1 << Math.floor((t - r.day) / HOUR)))) k.agg.merge(sid, t, min, max, sum, count);
+    });
+  }
+  const w = new CopyWriter(1 << 14).begin();
+  let rows = 0;
+  for (const [key, d] of days) {
+    const k = kept.get(key);
+    const agg = k?.agg ?? new BucketAgg(0, TEN_MINUTES);
+    for (const [sid, ts] of tens.get(key)?.by ?? []) for (const [t, x] of ts) agg.merge(sid, t, x.min, x.max, x.sum, x.count);
+    rows += encodeTenMinuteRows(w, d.agent, d.day, (k?.hours ?? 0) | d.bits, agg.by);
+  }
+  if (rows) await copyInto(tx, ROLLUP_10M_TABLE + " " + ROLLUP_10M_COPY_COLUMNS, w.end());
 }
 
 /**

@@ -4,7 +4,7 @@
  * pixel width. One host's charts (several series per chart) or several hosts compared (one chart
  * per metric, one line per host). Framework-free: the routes (./routes.ts) parse the request
  * with parseChartQuery and hand the result here; reads go through the RangeStore (seriesRange,
- * PostgreSQL's raw / 1-minute / 1-hour tiers or ClickHouse through the query router).
+ * PostgreSQL's raw / 1-minute / 10-minute / 1-hour tiers or ClickHouse through the query router).
  */
 import type { RangeStore, SeriesPoints } from "../../store/range.ts";
 import { rangeBucketMs } from "../../store/range.ts";

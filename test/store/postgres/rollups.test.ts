@@ -15,6 +15,7 @@ import { testDatabase, type TestDb } from "../../support/db.ts";
 import { join } from "node:path";
 import { readBlockRows } from "../../../src/store/postgres/metric-blocks.ts";
 import { readRollups, type RollupTier } from "../../../src/store/postgres/rollup-blocks.ts";
+import { tenMinuteAggregates } from "../../support/rollups.ts";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -58,10 +59,12 @@ async function tierRows(tier: RollupTier, sid: number | null = null, from = 0, t
   return out;
 }
 
-async function tierCounts(): Promise<{ m: number; h: number; mRows: number }> {
+/** Samples counted by each tier (the 10-minute one: in the hours its rows cover). */
+async function tierCounts(): Promise<{ m: number; h: number; t: number; mRows: number }> {
   const m = await tierRows("1m");
   const h = await tierRows("1h");
-  return { m: m.reduce((n, r) => n + r.count, 0), h: h.reduce((n, r) => n + r.count, 0), mRows: m.length };
+  const t = await tenMinuteAggregates(db.sql, agent);
+  return { m: m.reduce((n, r) => n + r.count, 0), h: h.reduce((n, r) => n + r.count, 0), t: t.reduce((n, r) => n + r.count, 0), mRows: m.length };
 }
 
 async function drain(): Promise<void> {
@@ -103,9 +106,9 @@ afterAll(async () => {
 });
 
 describe("tier choice and read plan", () => {
-  test("1 h raw, 24 h and 7 d 1-minute, 30 d and 90 d 1-hour (1000 points)", () => {
+  test("1 h raw, 24 h 1-minute, 7 d, 30 d and 90 d 10-minute, 365 d 1-hour (1000 points)", () => {
     const tier = (span: number) => chooseTier(span, Math.max(1000, Math.ceil(span / 1000 / 1000) * 1000));
-    expect([HOUR, DAY, 7 * DAY, 30 * DAY, 90 * DAY].map(tier)).toEqual(["raw", "1m", "1m", "1h", "1h"]);
+    expect([HOUR, DAY, 7 * DAY, 30 * DAY, 90 * DAY, 365 * DAY].map(tier)).toEqual(["raw", "1m", "10m", "10m", "10m", "1h"]);
     expect(chooseTier(DAY, 1000 * 60)).toBe("1m");
     expect(chooseTier(30 * DAY, 5 * 60_000)).toBe("1m"); // 8,640 points asked: the finer tier
     expect(chooseTier(30 * DAY, 1000)).toBe("raw"); // a point a second: only raw has it
@@ -119,7 +122,7 @@ describe("tier choice and read plan", () => {
     expect(p.minute).toEqual([[10 * HOUR + 120_000, 11 * HOUR]]);
     expect(p.raw).toEqual([[from, 10 * HOUR + 120_000], [13 * HOUR, 14 * HOUR], [20 * HOUR, to]]);
     const m = planRead(from, to, "1m", []);
-    expect(m).toEqual({ hour: [], minute: [[10 * HOUR + 120_000, 20 * HOUR]], raw: [[from, 10 * HOUR + 120_000], [20 * HOUR, to]] });
+    expect(m).toEqual({ hour: [], ten: [], minute: [[10 * HOUR + 120_000, 20 * HOUR]], raw: [[from, 10 * HOUR + 120_000], [20 * HOUR, to]] });
   });
 });
 
@@ -135,6 +138,7 @@ describe("reads", () => {
     const c = await tierCounts();
     expect(c.m).toBe(await rawCount());
     expect(c.h).toBe(c.m);
+    expect(c.t).toBe(c.m);
     for (const [from, to, points, tier] of [
       [START + 12_345, END - 7_777, 1000, "1h"],
       [START + 3 * HOUR + 59_999, END - 5 * HOUR - 1, 37, "1h"],
@@ -148,13 +152,13 @@ describe("reads", () => {
   test("seriesRange reads long ranges through the tiers: the same answer with the rollup rows as without", async () => {
     const from = new Date(START + 12_345);
     const to = new Date(END - 7_777);
-    const got = await seriesRange(db.sql, agent, ["x.1", "nope", "cpu.util"], from, to, 300);
+    const got = await seriesRange(db.sql, agent, ["x.1", "nope", "cpu.util"], from, to, 12);
     expect(got.map((p) => p.name)).toEqual(["x.1", "nope", "cpu.util"]);
     expect(got[1]!.t).toEqual([]);
-    expect(got[0]!.t.length).toBeLessThanOrEqual(300);
-    expect(got[0]!.t.length).toBeGreaterThan(90);
-    expect(chooseTier(to.getTime() - from.getTime(), Math.ceil((to.getTime() - from.getTime()) / 300 / 1000) * 1000)).toBe("1h");
-    const grid = tierGrid(from.getTime(), to.getTime(), 300, "1h");
+    expect(got[0]!.t.length).toBeLessThanOrEqual(12);
+    expect(got[0]!.t.length).toBeGreaterThan(10);
+    expect(chooseTier(to.getTime() - from.getTime(), Math.ceil((to.getTime() - from.getTime()) / 12 / 1000) * 1000)).toBe("1h");
+    const grid = tierGrid(from.getTime(), to.getTime(), 12, "1h");
     const raw = await seriesRangeTiered(db.sql, agent, [ids[3]!, ids[0]!], from, to, grid, "raw");
     expect(got[0]!.max).toEqual(raw[0]!.max);
     expect(got[2]!.min).toEqual(raw[1]!.min);
@@ -163,14 +167,14 @@ describe("reads", () => {
     // replace it by the recomputed block
     const hour = new Date(START + 10 * HOUR);
     await db.sql`insert into metric_rollup_1h (agent_id, series_id, bucket, min, max, sum, count) values (${agent}, ${ids[3]!.id}, ${hour}, 0, 9999, 0, 1)`;
-    expect(Math.max(...(await seriesRange(db.sql, agent, ["x.1"], from, to, 300))[0]!.max)).toBe(9999);
+    expect(Math.max(...(await seriesRange(db.sql, agent, ["x.1"], from, to, 12))[0]!.max)).toBe(9999);
     await db.sql`insert into metric_rollup_dirty (agent_id, hour) values (${agent}, ${hour})`;
-    expect((await seriesRange(db.sql, agent, ["x.1"], from, to, 300))[0]!.max).toEqual(raw[0]!.max);
+    expect((await seriesRange(db.sql, agent, ["x.1"], from, to, 12))[0]!.max).toEqual(raw[0]!.max);
     await drain();
     const rows = await tierRows("1h", ids[3]!.id, hour.getTime(), hour.getTime() + 1);
     expect(rows.length).toBe(1);
     expect(rows[0]!.max).toBeLessThan(9999);
-    expect((await seriesRange(db.sql, agent, ["x.1"], from, to, 300))[0]!.max).toEqual(raw[0]!.max);
+    expect((await seriesRange(db.sql, agent, ["x.1"], from, to, 12))[0]!.max).toEqual(raw[0]!.max);
   });
 });
 
@@ -193,6 +197,7 @@ describe("the job", () => {
     await drain();
     const after = await tierCounts();
     expect(after.m).toBe(await rawCount());
+    expect(after.t).toBe(after.m);
     expect(after.m - before.m).toBe((await rawCount()) - rawBefore);
     expect(after.m - before.m).toBeGreaterThanOrEqual(10 * NAMES.length - 1);
     const rows = await tierRows("1h", ids[3]!.id, hour, hour + 1);
@@ -238,6 +243,7 @@ describe("the job", () => {
     expect(after.m).toBe(await rawCount());
     expect(after.m - before.m).toBe(3 * 2 * NAMES.length);
     expect(after.h).toBe(after.m);
+    expect(after.t).toBe(after.m);
     // steps with nothing dirty change nothing; forcing a recompute of rolled-up hours neither
     await db.sql`insert into metric_rollup_dirty (agent_id, hour) select ${agent}, unnest(${hours.map((h) => new Date(h).toISOString())}::timestamptz[])`;
     await drain();
@@ -291,13 +297,13 @@ describe("the job", () => {
 });
 
 test("rollup tiers get their own partitions and retention", async () => {
-  const t = timeSeriesTables(3, 3, { minuteDays: 14, hourDays: 65 });
+  const t = timeSeriesTables(3, 3, { minuteDays: 14, tenMinuteDays: 65, hourDays: 65 });
   for (const p of t.filter((x) => x.table.startsWith("metric_rollup_"))) await ensurePartitions(db.sql, p);
-  // the block tables (migration 520) and migration 490's, still read until they empty
-  for (const [m, h] of [["metric_rollup_1m_blocks", "metric_rollup_1h_blocks"], ["metric_rollup_1m", "metric_rollup_1h"]]) {
+  // the block tables (migrations 520, 555) and migration 490's, still read until they empty
+  for (const [m, h] of [["metric_rollup_1m_blocks", "metric_rollup_1h_blocks"], ["metric_rollup_1m", "metric_rollup_1h"], ["metric_rollup_1m_blocks", "metric_rollup_10m_blocks"]]) {
     const minute = await listPartitions(db.sql, m!);
     const hour = await listPartitions(db.sql, h!);
-    // 14 days back + 2 ahead in 7-day partitions; 65 days back in 30-day ones (plus the defaults)
+    // 14 days back + 2 ahead in 7-day partitions; 65 days back in 30-day ones (10-minute and 1-hour; plus the defaults)
     expect(minute.length - 1).toBeGreaterThanOrEqual(3);
     expect(minute.length - 1).toBeLessThanOrEqual(4);
     expect(hour.length - 1).toBeGreaterThanOrEqual(3);
@@ -309,4 +315,5 @@ test("rollup tiers get their own partitions and retention", async () => {
   const c = await tierCounts();
   expect(c.m).toBe(await rawCount());
   expect(c.h).toBe(c.m);
+  expect(c.t).toBe(c.m);
 });
