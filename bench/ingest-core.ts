@@ -25,7 +25,7 @@ const ROUNDS = Number(arg("rounds", quick ? "1" : "5"));
 const METRICS = 100;
 const STAMPS = 10;
 
-const s = await startTestServer({ SERVERMIND_WRITERS: "3" });
+const s = await startTestServer({ SERVERMIND_WRITERS: "3", SERVERMIND_LZ4: arg("lz4", "auto") });
 const agents: SimAgent[] = [];
 for (let i = 0; i < AGENTS; i++) {
   const k = newKeys();
