@@ -9,16 +9,16 @@ import { copyInto, encodeMetricBlocks, METRIC_BLOCKS_COPY } from "../../../src/s
 import { seriesRange, rangeBucketMs } from "../../../src/store/postgres/queries.ts";
 import { chooseTier, chooseTierWithout10m, planRead, seriesRangeTiered, tenMinuteReaches, tierGrid } from "../../../src/store/postgres/rollup-read.ts";
 import { rollupStep } from "../../../src/store/postgres/rollups.ts";
-import { BLOCK_TARGET_BYTES, readBlockRows } from "../../../src/store/postgres/metric-blocks.ts";
+import { BLOCK_TARGET_BYTES } from "../../../src/store/postgres/metric-blocks.ts";
 import { migrate } from "../../../src/store/postgres/migrate.ts";
 import { testDatabase, type TestDb } from "../../support/db.ts";
 import { readTenMinuteRows } from "../../../src/store/postgres/rollup-blocks.ts";
-import { tenMinuteAggregates } from "../../support/rollups.ts";
+import { ROLLUP_NAMES, rollupHost, tenMinuteAggregates, wholeValues, type RollupFrame, type RollupHost } from "../../support/rollups.ts";
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 const DAY = 24 * HOUR;
-const NAMES = ["cpu.util", "mem.used", "disk.used", "x.1"];
+const NAMES = ROLLUP_NAMES;
 // 9 days at 60 s, ending on the hour two hours ago; frames of 10 stamps
 const END = Math.floor(Date.now() / HOUR) * HOUR - 2 * HOUR;
 const START = END - 9 * DAY;
@@ -27,29 +27,13 @@ const STEP = 60_000;
 let db: TestDb;
 let agent: number;
 let ids: Array<{ id: number; name: string }>;
-let batch = 0;
+let host: RollupHost;
 const now = () => Date.now();
 
-// Whole numbers, so sums are exact whatever order they are added in; NaN (missing) now and then.
-function value(s: number, t: number): number {
-  const i = t / STEP;
-  if (s === 1 && i % 13 === 0) return NaN;
-  return ((i * 7 + s * 13) % 97) - 30;
-}
+const value = wholeValues(STEP, 13, 97, 30);
 
-async function writeFrames(frames: Array<{ ts: number[]; values: (s: number, t: number) => number }>): Promise<void> {
-  const w = new CopyWriter().begin();
-  for (const f of frames) {
-    const values = new Float64Array(NAMES.length * f.ts.length);
-    for (let s = 0; s < NAMES.length; s++) for (let k = 0; k < f.ts.length; k++) values[s * f.ts.length + k] = f.values(s, f.ts[k]!);
-    encodeMetricBlocks(w, agent, ++batch, { ts: Float64Array.from(f.ts), names: NAMES, values }, Int32Array.from(ids.map((r) => r.id)));
-  }
-  await db.sql.begin((tx) => copyInto(tx, METRIC_BLOCKS_COPY, w.end()));
-}
-
-async function rawCount(): Promise<number> {
-  return (await readBlockRows(db.sql, agent)).reduce((n, r) => n + r.vals.filter((v) => !Number.isNaN(v)).length, 0);
-}
+const writeFrames = (frames: RollupFrame[]) => host.writeFrames(frames);
+const rawCount = () => host.rawCount();
 
 async function drain(): Promise<void> {
   for (let i = 0; i < 40; i++) if ((await rollupStep({ sql: db.sql, rawDays: 30, now, maxPairs: 100 })).pairs === 0) return;
@@ -81,10 +65,8 @@ async function planOf(from: number, to: number) {
 
 beforeAll(async () => {
   db = await testDatabase();
-  const [a] = await db.sql`insert into agents (hostname, public_key) values ('rollup-10m-host', ${Buffer.alloc(32, 9)}) returning id`;
-  agent = Number(a!.id);
-  ids = (await db.sql`insert into metric_series (agent_id, name) select ${agent}, unnest(${NAMES}::text[]) returning id, name`).map((r) => ({ id: Number(r.id), name: String(r.name) }));
-  ids.sort((x, y) => NAMES.indexOf(x.name) - NAMES.indexOf(y.name));
+  host = await rollupHost(db.sql, "rollup-10m-host", 9, NAMES);
+  ({ agent, ids } = host);
   const frames = [];
   for (let t = START; t < END; t += 10 * STEP) frames.push({ ts: Array.from({ length: 10 }, (_, k) => t + k * STEP), values: value });
   for (let i = 0; i < frames.length; i += 300) await writeFrames(frames.slice(i, i + 300));
@@ -195,7 +177,7 @@ test("a series only one day holds: the other days are read from the 1-minute tie
   const extra = { id: Number(row!.id), name: "only.one.day" };
   const hour = END - 2 * DAY + 3 * HOUR;
   const w = new CopyWriter().begin();
-  encodeMetricBlocks(w, agent, ++batch, { ts: Float64Array.from([hour + 1000, hour + 61_000]), names: [extra.name], values: Float64Array.from([5, 9]) }, Int32Array.from([extra.id]));
+  encodeMetricBlocks(w, agent, host.nextBatch(), { ts: Float64Array.from([hour + 1000, hour + 61_000]), names: [extra.name], values: Float64Array.from([5, 9]) }, Int32Array.from([extra.id]));
   await db.sql.begin((tx) => copyInto(tx, METRIC_BLOCKS_COPY, w.end()));
   await drain();
   expect(new Set((await readTenMinuteRows(db.sql, agent, [extra.id], END - 7 * DAY, END)).map((r) => r.day))).toEqual(new Set([Math.floor(hour / DAY) * DAY]));
@@ -215,7 +197,7 @@ test("a day of one series too large for a row (full-precision noise) is cut in t
   const w = new CopyWriter().begin();
   for (let i = 0; i < ts.length; i += 60) {
     const part = ts.slice(i, i + 60);
-    encodeMetricBlocks(w, agent, ++batch, { ts: Float64Array.from(part), names: [noisy.name], values: Float64Array.from(part, (t) => Math.sin(t / 7e4) * 1e3 + t / 3e9) }, Int32Array.from([noisy.id]));
+    encodeMetricBlocks(w, agent, host.nextBatch(), { ts: Float64Array.from(part), names: [noisy.name], values: Float64Array.from(part, (t) => Math.sin(t / 7e4) * 1e3 + t / 3e9) }, Int32Array.from([noisy.id]));
   }
   await db.sql.begin((tx) => copyInto(tx, METRIC_BLOCKS_COPY, w.end()));
   await drain();

@@ -4,8 +4,6 @@
  * reflects late data and runs on one node at a time.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { CopyWriter } from "../../../src/store/postgres/copy-binary.ts";
-import { copyInto, encodeMetricBlocks, METRIC_BLOCKS_COPY } from "../../../src/store/postgres/writer.ts";
 import { seriesRange } from "../../../src/store/postgres/queries.ts";
 import { chooseTier, planRead, seriesRangeTiered, tierGrid, type Tier } from "../../../src/store/postgres/rollup-read.ts";
 import { ROLLUP_LOCK, rollupStep } from "../../../src/store/postgres/rollups.ts";
@@ -13,13 +11,12 @@ import { ensurePartitions, listPartitions, timeSeriesTables } from "../../../src
 import { createPgClient } from "../../../src/store/postgres/client.ts";
 import { testDatabase, type TestDb } from "../../support/db.ts";
 import { join } from "node:path";
-import { readBlockRows } from "../../../src/store/postgres/metric-blocks.ts";
 import { readRollups, type RollupTier } from "../../../src/store/postgres/rollup-blocks.ts";
-import { tenMinuteAggregates } from "../../support/rollups.ts";
+import { ROLLUP_NAMES, rollupHost, tenMinuteAggregates, wholeValues, type RollupFrame, type RollupHost } from "../../support/rollups.ts";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
-const NAMES = ["cpu.util", "mem.used", "disk.used", "x.1"];
+const NAMES = ROLLUP_NAMES;
 // 4 days at 30 s, ending on the hour two hours ago; frames of 10 stamps (5 min)
 const END = Math.floor(Date.now() / HOUR) * HOUR - 2 * HOUR;
 const START = END - 4 * DAY;
@@ -28,29 +25,13 @@ const STEP = 30_000;
 let db: TestDb;
 let agent: number;
 let ids: Array<{ id: number; name: string }>;
-let batch = 0;
+let host: RollupHost;
 const now = () => Date.now();
 
-// Whole numbers, so sums are exact whatever order they are added in; NaN (missing) now and then.
-function value(s: number, t: number): number {
-  const i = t / STEP;
-  if (s === 1 && i % 11 === 0) return NaN;
-  return ((i * 7 + s * 13) % 101) - 20;
-}
+const value = wholeValues(STEP, 11, 101, 20);
 
-async function writeFrames(frames: Array<{ ts: number[]; values: (s: number, t: number) => number }>): Promise<void> {
-  const w = new CopyWriter().begin();
-  for (const f of frames) {
-    const values = new Float64Array(NAMES.length * f.ts.length);
-    for (let s = 0; s < NAMES.length; s++) for (let k = 0; k < f.ts.length; k++) values[s * f.ts.length + k] = f.values(s, f.ts[k]!);
-    encodeMetricBlocks(w, agent, ++batch, { ts: Float64Array.from(f.ts), names: NAMES, values }, Int32Array.from(ids.map((r) => r.id)));
-  }
-  await db.sql.begin((tx) => copyInto(tx, METRIC_BLOCKS_COPY, w.end()));
-}
-
-async function rawCount(): Promise<number> {
-  return (await readBlockRows(db.sql, agent)).reduce((n, r) => n + r.vals.filter((v) => !Number.isNaN(v)).length, 0);
-}
+const writeFrames = (frames: RollupFrame[]) => host.writeFrames(frames);
+const rawCount = () => host.rawCount();
 
 /** The stored aggregates of a tier (both layouts), one entry per (series, bucket). */
 async function tierRows(tier: RollupTier, sid: number | null = null, from = 0, to = 4e12): Promise<Array<{ sid: number; t: number; min: number; max: number; sum: number; count: number }>> {
@@ -92,10 +73,8 @@ async function expectTieredEqualsRaw(from: number, to: number, maxPoints: number
 
 beforeAll(async () => {
   db = await testDatabase();
-  const [a] = await db.sql`insert into agents (hostname, public_key) values ('rollup-host', ${Buffer.alloc(32, 7)}) returning id`;
-  agent = Number(a!.id);
-  ids = (await db.sql`insert into metric_series (agent_id, name) select ${agent}, unnest(${NAMES}::text[]) returning id, name`).map((r) => ({ id: Number(r.id), name: String(r.name) }));
-  ids.sort((x, y) => NAMES.indexOf(x.name) - NAMES.indexOf(y.name));
+  host = await rollupHost(db.sql, "rollup-host", 7, NAMES);
+  ({ agent, ids } = host);
   const frames = [];
   for (let t = START; t < END; t += 10 * STEP) frames.push({ ts: Array.from({ length: 10 }, (_, k) => t + k * STEP), values: value });
   for (let i = 0; i < frames.length; i += 200) await writeFrames(frames.slice(i, i + 200));
