@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createSelfSigned } from "../../src/tls/self-signed.ts";
-import { freePort, startDaemon, type Daemon, type TestPasswordServer } from "./daemon.ts";
+import { freePort, startDirDaemon, type TestPasswordServer } from "./daemon.ts";
 
 export const APACHE = "/usr/sbin/apache2";
 const MODULES = "/usr/lib/apache2/modules";
@@ -76,28 +76,15 @@ export async function startApacheDav(): Promise<TestDav> {
     spawnSync("/bin/chown", ["-R", "www-data:www-data", dataDir, join(dir, "run")]);
   }
   const cmd = [APACHE, "-f", join(dir, "httpd.conf"), "-DFOREGROUND"];
-  let daemon: Daemon;
-  try {
-    daemon = await startDaemon("apache2", cmd, port);
-  } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
-  }
+  const controls = await startDirDaemon("apache2", cmd, port, dir, {
+    beforeRestart: () => rmSync(join(dir, "run/httpd.pid"), { force: true }),
+  });
   return {
     url: `https://127.0.0.1:${port}/`,
     caPem: cert.certPem,
     username,
     password,
     dataDir,
-    kill: () => daemon.kill(),
-    async restart() {
-      await daemon.kill();
-      rmSync(join(dir, "run/httpd.pid"), { force: true });
-      daemon = await startDaemon("apache2", cmd, port);
-    },
-    async stop() {
-      await daemon.stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
+    ...controls,
   };
 }

@@ -5,11 +5,11 @@
  */
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { BlobServiceClient, StorageSharedKeyCredential } from "@azure/storage-blob";
-import { freePort, startDaemon, type Daemon } from "./daemon.ts";
+import { freePort, startDirDaemon } from "./daemon.ts";
 
 const MAIN = resolve(import.meta.dir, "../../node_modules/azurite/dist/src/blob/main.js");
 
@@ -45,13 +45,7 @@ export async function startAzurite(): Promise<TestAzurite> {
   const accountKey = randomBytes(64).toString("base64");
   const cmd = ["node", MAIN, "--blobHost", "127.0.0.1", "--blobPort", String(port), "--location", dir, "--silent", "--disableTelemetry", "--skipApiVersionCheck"];
   const env = { AZURITE_ACCOUNTS: `${accountName}:${accountKey}` };
-  let daemon: Daemon;
-  try {
-    daemon = await startDaemon("azurite", cmd, port, { env, ms: 60_000 });
-  } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
-  }
+  const controls = await startDirDaemon("azurite", cmd, port, dir, { env, ms: 60_000, kill: (d) => d.stop(15_000) });
   const endpoint = `http://127.0.0.1:${port}/${accountName}`;
   const container = "servermind-test";
   await new BlobServiceClient(endpoint, new StorageSharedKeyCredential(accountName, accountKey)).getContainerClient(container).createIfNotExists();
@@ -61,14 +55,6 @@ export async function startAzurite(): Promise<TestAzurite> {
     accountKey,
     container,
     dataDir: dir,
-    kill: () => daemon.stop(15_000),
-    async restart() {
-      await daemon.stop(15_000);
-      daemon = await startDaemon("azurite", cmd, port, { env, ms: 60_000 });
-    },
-    async stop() {
-      await daemon.stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
+    ...controls,
   };
 }

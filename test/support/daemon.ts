@@ -5,7 +5,7 @@
  * a test "stops the server mid-upload").
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 
 export { freePort } from "../../src/store/postgres/embedded.ts";
@@ -115,4 +115,55 @@ export async function startDaemon(what: string, cmd: string[], port: number | nu
     throw e;
   }
   return d;
+}
+
+/** kill -9, restart and stop of a test server run by one daemon. */
+export type DaemonControls = Pick<TestDestinationServer, "kill" | "restart" | "stop">;
+
+export interface DirDaemonOptions {
+  env?: Record<string, string>;
+  /** how long to wait for the port (startDaemon's default when absent) */
+  ms?: number;
+  /** how the server is killed (kill -9 of the daemon and its children when absent) */
+  kill?: (d: Daemon) => Promise<void>;
+  /** runs between the kill and the new start of a restart (a stale pid file to remove...) */
+  beforeRestart?: () => void;
+  /** undoes what the server needed outside `dir` (an account...): after a failed start, and at stop */
+  cleanup?: () => void;
+  /** runs at stop, after the daemon has stopped and before `dir` is removed */
+  onStop?: () => void;
+}
+
+/**
+ * Starts `cmd`, a test server whose files all lie in the temp dir `dir`, and answers its
+ * controls: kill, restart on the same port, and stop, which removes `dir`. When the server does
+ * not come up, `dir` is removed (and `cleanup` run) before the error is thrown.
+ */
+export async function startDirDaemon(what: string, cmd: string[], port: number, dir: string, o: DirDaemonOptions = {}): Promise<DaemonControls> {
+  const start = () => startDaemon(what, cmd, port, { env: o.env, ms: o.ms });
+  const remove = () => {
+    o.cleanup?.();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  let daemon: Daemon;
+  try {
+    daemon = await start();
+  } catch (e) {
+    remove();
+    throw e;
+  }
+  const kill = () => (o.kill ? o.kill(daemon) : daemon.kill());
+  return {
+    kill,
+    async restart() {
+      await kill();
+      o.beforeRestart?.();
+      daemon = await start();
+    },
+    async stop() {
+      await daemon.stop();
+      o.onStop?.();
+      remove();
+    },
+  };
 }

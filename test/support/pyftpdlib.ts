@@ -9,11 +9,11 @@
  * cannot be installed beside it. pyftpdlib is a library, not an `ftp-server` package.
  */
 import { randomBytes, randomInt } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, startDaemon, type Daemon, type TestPasswordServer } from "./daemon.ts";
+import { freePort, startDirDaemon, type TestPasswordServer } from "./daemon.ts";
 
 export const PYTHON = "/usr/bin/python3";
 
@@ -56,26 +56,12 @@ export async function startPyftpd(): Promise<TestPyftpd> {
   const pasv = randomInt(20_000, 32_000 - 64);
   // the password on the command line: a throwaway one, of a server only this test reaches
   const cmd = [PYTHON, join(dir, "server.py"), String(port), dataDir, username, password, String(pasv)];
-  let daemon: Daemon;
-  try {
-    daemon = await startDaemon("pyftpdlib", cmd, port);
-  } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
-  }
+  const controls = await startDirDaemon("pyftpdlib", cmd, port, dir);
   return {
     port,
     username,
     password,
     dataDir,
-    kill: () => daemon.kill(),
-    async restart() {
-      await daemon.kill();
-      daemon = await startDaemon("pyftpdlib", cmd, port);
-    },
-    async stop() {
-      await daemon.stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
+    ...controls,
   };
 }

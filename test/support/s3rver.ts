@@ -10,10 +10,10 @@
  */
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { freePort, startDaemon, type Daemon } from "./daemon.ts";
+import { freePort, startDirDaemon } from "./daemon.ts";
 
 const ROOT = resolve(import.meta.dir, "../../node_modules/s3rver");
 
@@ -47,24 +47,15 @@ export async function startS3rver(): Promise<TestS3> {
   const secretAccessKey = randomBytes(20).toString("base64url");
   const bucket = "servermind-test";
   const env = { S3_KEY_ID: accessKeyId, S3_SECRET: secretAccessKey, S3_PORT: String(port), S3_DIR: dir, S3_BUCKET: bucket };
-  let daemon: Daemon;
-  try {
-    // s3rver seals its ListObjectsV2 continuation tokens with DES, which OpenSSL 3 keeps in its
-    // legacy provider: without it every second page of a listing is an InternalError.
-    daemon = await startDaemon("s3rver", ["node", "--openssl-legacy-provider", "-e", launcher], port, { env, ms: 30_000 });
-  } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
-  }
+  // s3rver seals its ListObjectsV2 continuation tokens with DES, which OpenSSL 3 keeps in its
+  // legacy provider: without it every second page of a listing is an InternalError.
+  const { stop } = await startDirDaemon("s3rver", ["node", "--openssl-legacy-provider", "-e", launcher], port, dir, { env, ms: 30_000 });
   return {
     endpoint: `http://127.0.0.1:${port}`,
     bucket,
     region: "us-east-1",
     accessKeyId,
     secretAccessKey,
-    async stop() {
-      await daemon.stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
+    stop,
   };
 }

@@ -5,10 +5,10 @@
  */
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, startDaemon, type Daemon, type TestPasswordServer } from "./daemon.ts";
+import { freePort, startDirDaemon, type TestPasswordServer } from "./daemon.ts";
 
 export const SMBD = "/usr/sbin/smbd";
 
@@ -66,27 +66,13 @@ export async function startSmbd(): Promise<TestSmbd> {
   const add = spawnSync("/usr/bin/smbpasswd", ["-c", conf, "-s", "-a", username], { input: `${password}\n${password}\n`, encoding: "utf8" });
   if (add.status !== 0) throw new Error(`smbpasswd -a failed: ${add.stderr}${add.stdout}`);
   const cmd = [SMBD, "--foreground", "--no-process-group", "--debug-stdout", "-s", conf];
-  let daemon: Daemon;
-  try {
-    daemon = await startDaemon("smbd", cmd, port, { ms: 30_000 });
-  } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
-  }
+  const controls = await startDirDaemon("smbd", cmd, port, dir, { ms: 30_000 });
   return {
     port,
     share: "backup",
     username,
     password,
     dataDir,
-    kill: () => daemon.kill(),
-    async restart() {
-      await daemon.kill();
-      daemon = await startDaemon("smbd", cmd, port, { ms: 30_000 });
-    },
-    async stop() {
-      await daemon.stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
+    ...controls,
   };
 }

@@ -4,10 +4,10 @@
  * the user running the tests, the internal SFTP server. The test pins the host key.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
-import { freePort, startDaemon, type Daemon, type TestDestinationServer } from "./daemon.ts";
+import { freePort, startDirDaemon, type TestDestinationServer } from "./daemon.ts";
 
 export const SSHD = "/usr/sbin/sshd";
 
@@ -66,13 +66,7 @@ export async function startSshd(): Promise<TestSshd> {
     ].join("\n"),
   );
   const cmd = [SSHD, "-D", "-e", "-f", join(dir, "sshd_config")];
-  let daemon: Daemon;
-  try {
-    daemon = await startDaemon("sshd", cmd, port);
-  } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
-  }
+  const controls = await startDirDaemon("sshd", cmd, port, dir);
   return {
     port,
     username,
@@ -80,14 +74,6 @@ export async function startSshd(): Promise<TestSshd> {
     hostKey,
     otherHostKey,
     dataDir,
-    kill: () => daemon.kill(),
-    async restart() {
-      await daemon.kill();
-      daemon = await startDaemon("sshd", cmd, port);
-    },
-    async stop() {
-      await daemon.stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
+    ...controls,
   };
 }

@@ -20,7 +20,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync,
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createSelfSigned } from "../../src/tls/self-signed.ts";
-import { freePort, startDaemon, type Daemon, type TestPasswordServer } from "./daemon.ts";
+import { freePort, startDirDaemon, type TestPasswordServer } from "./daemon.ts";
 
 export const VSFTPD = "/usr/sbin/vsftpd";
 const USER = "smftptest";
@@ -155,14 +155,12 @@ export async function startVsftpd(o: { tls: boolean }): Promise<TestVsftpd> {
       return "";
     }
   };
-  let daemon: Daemon;
-  try {
-    daemon = await startDaemon("vsftpd", cmd, port);
-  } catch (e) {
-    dropAccount();
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
-  }
+  const controls = await startDirDaemon("vsftpd", cmd, port, dir, {
+    cleanup: dropAccount,
+    onStop: () => {
+      if (process.env.SERVERMIND_KEEP_VSFTPD_LOG) console.log(log());
+    },
+  });
   return {
     port,
     caPem,
@@ -170,16 +168,6 @@ export async function startVsftpd(o: { tls: boolean }): Promise<TestVsftpd> {
     password,
     dataDir,
     remoteDir: "/backup",
-    kill: () => daemon.kill(),
-    async restart() {
-      await daemon.kill();
-      daemon = await startDaemon("vsftpd", cmd, port);
-    },
-    async stop() {
-      await daemon.stop();
-      dropAccount();
-      if (process.env.SERVERMIND_KEEP_VSFTPD_LOG) console.log(log());
-      rmSync(dir, { recursive: true, force: true });
-    },
+    ...controls,
   };
 }
