@@ -4,12 +4,35 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import type { Destination } from "../../../agent/backup/destination.ts";
 import { BackupError } from "../../../agent/backup/error.ts";
 
 export interface DestinationFixture {
   dest: Destination;
   cleanup(): Promise<void>;
+}
+
+let folders = 0;
+
+/**
+ * `destinationSuite` on a test server: each fixture is `make(sub)` for a fresh folder `sub` under
+ * the server's `dataDir()` (read when the fixture is made: the server starts in a beforeAll),
+ * closed (when it holds a connection) and removed after the suite.
+ */
+export function serverFolderSuite(name: string, dataDir: () => string, make: (sub: string) => Destination & { close?(): Promise<void> }): void {
+  destinationSuite(name, async () => {
+    const sub = `suite-${++folders}`;
+    const dest = make(sub);
+    return {
+      dest,
+      cleanup: async () => {
+        await dest.close?.();
+        await rm(join(dataDir(), sub), { recursive: true, force: true });
+      },
+    };
+  });
 }
 
 export function destinationSuite(name: string, make: () => Promise<DestinationFixture>): void {

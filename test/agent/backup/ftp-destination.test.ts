@@ -8,20 +8,18 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { BackupError } from "../../../agent/backup/error.ts";
 import { FtpDestination, type FtpConfig } from "../../../agent/backup/ftp.ts";
 import { createSelfSigned } from "../../../src/tls/self-signed.ts";
 import { requireComponent } from "../../support/ci.ts";
 import { startVsftpd, vsftpdAvailable, type TestVsftpd } from "../../support/vsftpd.ts";
-import { destinationSuite } from "./destination.case.ts";
+import { serverFolderSuite } from "./destination.case.ts";
 import { rawFiles, serverDestinationCases } from "./server-destination.case.ts";
 
 const available = requireComponent(vsftpdAvailable(), "vsftpd (run as root: it logs in a local account it makes, through PAM) for the FTP/FTPS destination");
 let ftps: TestVsftpd;
 let ftp: TestVsftpd;
-let n = 0;
 
 const config = (sub: string, over: Partial<FtpConfig> = {}): FtpConfig => ({
   host: "127.0.0.1", port: ftps.port, username: ftps.username, password: ftps.password, ca: ftps.caPem, root: `${ftps.remoteDir}/${sub}`, timeoutMs: 10_000, ...over,
@@ -41,11 +39,7 @@ if (available) {
     await ftp?.stop();
   });
 
-  destinationSuite("FTPS (vsftpd, explicit TLS)", async () => {
-    const sub = `suite-${++n}`;
-    const d = dest(sub);
-    return { dest: d, cleanup: async () => { await d.close(); await rm(join(ftps.dataDir, sub), { recursive: true, force: true }); } };
-  });
+  serverFolderSuite("FTPS (vsftpd, explicit TLS)", () => ftps.dataDir, (sub) => dest(sub));
 
   serverDestinationCases("FTPS (vsftpd)", () => ({
     dest: (sub) => dest(sub),
@@ -55,11 +49,7 @@ if (available) {
     config: (sub) => ({ type: "ftp", ...config(sub) }),
   }));
 
-  destinationSuite("FTP (vsftpd, plain)", async () => {
-    const sub = `suite-${++n}`;
-    const d = new FtpDestination(plainConfig(sub));
-    return { dest: d, cleanup: async () => { await d.close(); await rm(join(ftp.dataDir, sub), { recursive: true, force: true }); } };
-  });
+  serverFolderSuite("FTP (vsftpd, plain)", () => ftp.dataDir, (sub) => new FtpDestination(plainConfig(sub)));
 
   serverDestinationCases("FTP (vsftpd, plain)", () => ({
     dest: (sub) => new FtpDestination(plainConfig(sub)),

@@ -8,18 +8,16 @@
  * listSizes case included, a small round trip and the repository size through Control.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Client } from "basic-ftp";
 import { FtpDestination, parseFtpListing, type FtpConfig } from "../../../agent/backup/ftp.ts";
 import { requireComponent } from "../../support/ci.ts";
 import { pyftpdlibAvailable, startPyftpd, type TestPyftpd } from "../../support/pyftpdlib.ts";
-import { destinationSuite } from "./destination.case.ts";
+import { serverFolderSuite } from "./destination.case.ts";
 import { rawFiles, serverDestinationCases } from "./server-destination.case.ts";
 
 const available = requireComponent(pyftpdlibAvailable(), "python3-pyftpdlib (under /usr/bin/python3) for the FTP destination's MLSD listing");
 let ftpd: TestPyftpd;
-let n = 0;
 
 const config = (sub: string): FtpConfig => ({ host: "127.0.0.1", port: ftpd.port, username: ftpd.username, password: ftpd.password, tls: "none", allowPlain: true, root: `/${sub}`, timeoutMs: 10_000 });
 
@@ -44,11 +42,7 @@ if (available) {
     }
   });
 
-  destinationSuite("FTP (pyftpdlib, MLSD listings)", async () => {
-    const sub = `suite-${++n}`;
-    const d = new FtpDestination(config(sub));
-    return { dest: d, cleanup: async () => { await d.close(); await rm(join(ftpd.dataDir, sub), { recursive: true, force: true }); } };
-  });
+  serverFolderSuite("FTP (pyftpdlib, MLSD listings)", () => ftpd.dataDir, (sub) => new FtpDestination(config(sub)));
 
   serverDestinationCases("FTP (pyftpdlib, MLSD)", () => ({
     dest: (sub) => new FtpDestination(config(sub)),

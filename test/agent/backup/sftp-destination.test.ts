@@ -6,13 +6,12 @@ import { BackupError } from "../../../agent/backup/error.ts";
 import { fingerprint, pinnedFingerprint, SftpDestination } from "../../../agent/backup/sftp.ts";
 import { requireComponent } from "../../support/ci.ts";
 import { sshdAvailable, startSshd, type TestSshd } from "../../support/sshd.ts";
-import { destinationSuite } from "./destination.case.ts";
+import { serverFolderSuite } from "./destination.case.ts";
 import { rawFiles, serverDestinationCases } from "./server-destination.case.ts";
 import { describeTree, mixedTree, PASSWORD } from "./support.ts";
 
 const available = requireComponent(sshdAvailable(), "openssh-server (/usr/sbin/sshd) for the SFTP destination");
 let sshd: TestSshd;
-let n = 0;
 
 const dest = (sub: string, over: Partial<ConstructorParameters<typeof SftpDestination>[0]> = {}) =>
   new SftpDestination({
@@ -34,11 +33,7 @@ if (available) {
     await sshd?.stop();
   });
 
-  destinationSuite("SFTP (OpenSSH sshd)", async () => {
-    const sub = `suite-${++n}`;
-    const d = dest(sub);
-    return { dest: d, cleanup: async () => { await d.close(); await rm(join(sshd.dataDir, sub), { recursive: true, force: true }); } };
-  });
+  serverFolderSuite("SFTP (OpenSSH sshd)", () => sshd.dataDir, (sub) => dest(sub));
 
   serverDestinationCases("SFTP", () => ({
     dest: (sub) => dest(sub),

@@ -1,16 +1,14 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { BackupError } from "../../../agent/backup/error.ts";
 import { SmbDestination, type SmbConfig } from "../../../agent/backup/smb.ts";
 import { requireComponent } from "../../support/ci.ts";
 import { smbdAvailable, startSmbd, type TestSmbd } from "../../support/smbd.ts";
-import { destinationSuite } from "./destination.case.ts";
+import { serverFolderSuite } from "./destination.case.ts";
 import { rawFiles, serverDestinationCases } from "./server-destination.case.ts";
 
 const available = requireComponent(smbdAvailable(), "samba's smbd + smbclient (run as root) for the SMB destination");
 let smbd: TestSmbd;
-let n = 0;
 
 const dest = (sub: string, over: Partial<SmbConfig> = {}) =>
   new SmbDestination({ host: "127.0.0.1", port: smbd.port, share: smbd.share, username: smbd.username, password: smbd.password, root: sub, timeoutMs: 10_000, ...over });
@@ -23,11 +21,7 @@ if (available) {
     await smbd?.stop();
   });
 
-  destinationSuite("SMB (samba smbd, SMB3 encrypted)", async () => {
-    const sub = `suite-${++n}`;
-    const d = dest(sub);
-    return { dest: d, cleanup: async () => { await d.close(); await rm(join(smbd.dataDir, sub), { recursive: true, force: true }); } };
-  });
+  serverFolderSuite("SMB (samba smbd, SMB3 encrypted)", () => smbd.dataDir, (sub) => dest(sub));
 
   serverDestinationCases("SMB", () => ({
     dest: (sub) => dest(sub),

@@ -1,17 +1,15 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { BackupError } from "../../../agent/backup/error.ts";
 import { WebdavDestination, type WebdavConfig } from "../../../agent/backup/webdav.ts";
 import { apacheDavAvailable, startApacheDav, type TestDav } from "../../support/apache-dav.ts";
 import { requireComponent } from "../../support/ci.ts";
 import { createSelfSigned } from "../../../src/tls/self-signed.ts";
-import { destinationSuite } from "./destination.case.ts";
+import { serverFolderSuite } from "./destination.case.ts";
 import { rawFiles, serverDestinationCases } from "./server-destination.case.ts";
 
 const available = requireComponent(apacheDavAvailable(), "apache2 with mod_dav/mod_dav_fs/mod_ssl for the WebDAV destination");
 let dav: TestDav;
-let n = 0;
 
 const dest = (sub: string, over: Partial<WebdavConfig> = {}) =>
   new WebdavDestination({ url: `${dav.url}${sub}/`, username: dav.username, password: dav.password, ca: dav.caPem, timeoutMs: 10_000, ...over });
@@ -24,10 +22,7 @@ if (available) {
     await dav?.stop();
   });
 
-  destinationSuite("WebDAV (apache2 mod_dav over HTTPS)", async () => {
-    const sub = `suite-${++n}`;
-    return { dest: dest(sub), cleanup: () => rm(join(dav.dataDir, sub), { recursive: true, force: true }) };
-  });
+  serverFolderSuite("WebDAV (apache2 mod_dav over HTTPS)", () => dav.dataDir, (sub) => dest(sub));
 
   serverDestinationCases("WebDAV", () => ({
     dest: (sub) => dest(sub),
