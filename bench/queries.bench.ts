@@ -62,7 +62,10 @@ async function main() {
   // values replay this machine's recorded telemetry (bench/workload-realistic.ts), as the agent
   // sends it: a name of the recording replays its own series, the others series j of it
   const replay = realisticWorkload(Math.max(METRICS, 100));
-  const source = names.map((n, j) => (replay.names.includes(n) ? replay.names.indexOf(n) : j));
+  const source = names.map((n, j) => {
+    const k = replay.names.indexOf(n);
+    return k >= 0 ? k : j;
+  });
   let w = new CopyWriter().begin();
   let batch = 0;
   for (let t = start; t < end; t += 100_000) {

@@ -19,7 +19,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { RECORDING_FORMAT, type Recording } from "./record-telemetry.ts";
-import { atPrecision, isDerived } from "../agent/collect/precision.ts";
+import { isDerived, roundDerived } from "../agent/collect/precision.ts";
 
 export const DEFAULT_RECORDING = join(import.meta.dir, "fixtures", "telemetry.json.gz");
 
@@ -122,7 +122,7 @@ export function realisticWorkload(metrics: number, rec: Recording = loadRecordin
         let x = v * scale * (1 + 0.02 * (unit(host, metric, tick) - 0.5));
         if (s.integer) x = Math.round(x);
         if (s.pct) x = Math.min(100, Math.max(0, x));
-        return atPrecision("", x, s.derived);
+        return s.derived ? roundDerived(x) : x;
       }
     }
   };

@@ -20,9 +20,14 @@ export function isDerived(name: string): boolean {
   return n.endsWith("_pct") || n.endsWith("_per_s");
 }
 
-/** `value` at the precision the agent sends `name` with. */
-export function atPrecision(name: string, value: number, derived = isDerived(name)): number {
-  if (!derived || !Number.isFinite(value) || Math.abs(value) >= 2 ** 46) return value;
+/** A derived value at two decimals (values too large to hold them exactly go as they are). */
+export function roundDerived(value: number): number {
+  if (!Number.isFinite(value) || Math.abs(value) >= 2 ** 46) return value;
   const r = Math.round(value * SCALE) / SCALE;
   return r === 0 ? 0 : r; // never -0
+}
+
+/** `value` at the precision the agent sends `name` with. */
+export function atPrecision(name: string, value: number): number {
+  return isDerived(name) ? roundDerived(value) : value;
 }

@@ -180,11 +180,11 @@ test("the fleet table pages through large fleets, counts the whole fleet, and sh
   expect((await h.send("/hosts?page=-3&per=bogus", { session: admin })).status).toBe(200);
 });
 
-test("the fleet's CPU, memory and disk columns (migration 545) follow metric_latest as the ingest upsert writes it: FLEET_METRICS names in any order, values-only updates, a missing value", async () => {
+test("the fleet's CPU, memory and disk columns (migrations 545, 560) follow metric_latest as its trigger writes it: FLEET_METRICS names in any order, values-only updates, a missing value", async () => {
   const id = await agent("order-1", [], 200, { "x.other": 1, [FLEET_METRICS.disk]: 55, [FLEET_METRICS.mem]: 44, [FLEET_METRICS.cpu]: 33 });
   const row = async () => (await fleetOverview(sql, ALL, { search: "order-1" })).map((r) => [r.cpu, r.mem, r.disk])[0];
   expect(await row()).toEqual([33, 44, 55]);
-  // agent-state.ts updates the values alone while the names are unchanged; NaN is written as NULL
+  // the values alone, names unchanged (as the ingest flush often writes them); NaN is written as NULL
   await sql`update metric_latest set vals = '{2,NULL,66,11}'::float8[] where agent_id = ${id}`;
   expect(await row()).toEqual([11, 66, null]);
   await sql`update metric_latest set names = '{cpu.other}', vals = '{5}' where agent_id = ${id}`;
