@@ -7,6 +7,7 @@
  * decode, authentication, batching and the PostgreSQL writer, apart from the transports.
  * `--cpu-prof-md` on the bun command line profiles exactly that.
  */
+import "../src/allocator-boot.ts"; // the server's allocator setting, for the server code this process runs
 import { ingestFrames } from "../src/ingest/agent/handler.ts";
 import { encodeFrame, packMetrics } from "../src/ingest/frame/encode.ts";
 import { FrameKind } from "../src/ingest/frame/frame.ts";
@@ -57,6 +58,7 @@ const cpus: number[] = [];
 for (let r = 0; r < ROUNDS; r++) {
   const reqs = requests(SAMPLES);
   Bun.gc(true);
+  console.error(`[core] round ${r + 1}: measuring (pid ${process.pid})`);
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   const bad = await run(reqs);
@@ -65,7 +67,7 @@ for (let r = 0; r < ROUNDS; r++) {
   const cpu = (c.user + c.system) / 1e6 / (SAMPLES / 1e6);
   rates.push(SAMPLES / secs);
   cpus.push(cpu);
-  console.error(`[core] round ${r + 1}: ${(SAMPLES / secs / 1e6).toFixed(2)} M samples/s, ${cpu.toFixed(3)} CPU-s per million (user ${(c.user / 1e6).toFixed(2)} s, system ${(c.system / 1e6).toFixed(2)} s), ${bad} rejected`);
+  console.error(`[core] round ${r + 1}: ${(SAMPLES / secs / 1e6).toFixed(2)} M samples/s, ${cpu.toFixed(3)} CPU-s per million (user ${(c.user / 1e6).toFixed(2)} s, system ${(c.system / 1e6).toFixed(2)} s), ${bad} rejected, rss ${Math.round(process.memoryUsage().rss / 2 ** 20)} MiB`);
 }
 console.log(JSON.stringify({ bench: "ingest-core", ...environment(), quick, agents: AGENTS, samples: SAMPLES, inflight: INFLIGHT, frames_per_request: PER_REQUEST, samples_per_s: Math.round(median(rates)), cpu_s_per_million: Math.round(median(cpus) * 1000) / 1000 }));
 await s.close();

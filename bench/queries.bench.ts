@@ -12,6 +12,7 @@
  * Reports median and p95 of `runs` runs each, as one JSON line; `p95_ms` (and its older name
  * `range_p95_ms`) repeats the p95 per range: { "1h", "24h", "7d", "30d", "90d" }. --quick: 5 runs, 10 metrics per host instead of 100 (the same 90 days).
  */
+import "../src/allocator-boot.ts"; // the server's allocator setting, for the server code this process runs
 import { HostScope } from "../src/auth/host-scope.ts";
 import { createPgClient } from "../src/store/postgres/client.ts";
 import { CopyWriter } from "../src/store/postgres/copy-binary.ts";

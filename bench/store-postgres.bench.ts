@@ -14,6 +14,7 @@
  * `--no-vm` skips it). `--workload realistic` takes the values from bench/workload-realistic.ts
  * for every layout; the default keeps hash-random values.
  */
+import "../src/allocator-boot.ts"; // the server's allocator setting, for the server code this process runs
 import { mkdtempSync, rmSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

@@ -2,6 +2,7 @@
  * Composition root: read config, open the database, start partition upkeep, the console's
  * background work and the server; on SIGINT/SIGTERM stop them in reverse order.
  */
+import "./allocator-boot.ts"; // first: it may restart the process with the allocator's setting
 import { loadConfig } from "./config.ts";
 import { openDatabase } from "./db.ts";
 import { loadOrCreateCert } from "./tls/certs.ts";
