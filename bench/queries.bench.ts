@@ -20,7 +20,7 @@ import { copyInto, encodeLogs, encodeMetricBlocks, LOGS_COPY, METRIC_BLOCKS_COPY
 import { searchLogs, seriesRange } from "../src/store/postgres/queries.ts";
 import { FLEET_METRICS, fleetOverview, fleetSummary } from "../src/store/postgres/queries-console.ts";
 import { ensurePartitions, timeSeriesTables } from "../src/store/postgres/partitions.ts";
-import { arg, environment, flag, percentile, round, benchDatabase, timeRuns } from "./support.ts";
+import { arg, environment, flag, latencies, percentile, round, benchDatabase } from "./support.ts";
 import { realisticWorkload } from "./workload-realistic.ts";
 
 const quick = flag("quick");
@@ -36,7 +36,12 @@ async function copy(sql: ReturnType<typeof createPgClient>, target: string, byte
   await sql.begin((tx) => copyInto(tx, target, bytes));
 }
 
-const time = timeRuns;
+/** Median and p95 of `runs` runs after a warm one; the slowest five go to the log, to tell a lone stall from a slow plan. */
+async function time(runs: number, fn: () => Promise<unknown>): Promise<{ median_ms: number; p95_ms: number; max_ms: number }> {
+  const xs = await latencies(runs, fn);
+  log(`  slowest: ${xs.slice(-5).map((x) => x.toFixed(1)).join(", ")} ms`);
+  return { median_ms: round(percentile(xs, 50), 2), p95_ms: round(percentile(xs, 95), 2), max_ms: round(xs.at(-1)!, 2) };
+}
 
 async function main() {
   const db = await benchDatabase({ prefix: "servermind-qbench-", partitionDays: DAYS + 1 });
