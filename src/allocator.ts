@@ -40,15 +40,24 @@ export function reexecPlan(
   return { path: p.execPath, args, env: next };
 }
 
-/** Restarts the process with the allocator setting when it lacks it; returns only when it has it. */
-export function retainFreedMemory(): void {
-  const plan = reexecPlan(process.env, {
-    platform: process.platform,
-    execPath: process.execPath,
-    main: Bun.main,
-    execArgv: process.execArgv,
-    argv: process.argv,
-  });
+type Execve = (path: string, args: string[], env: Record<string, string>) => never;
+
+/**
+ * Restarts the process with the allocator setting when it lacks it; returns only when it has it,
+ * or when the restart failed (then with a warning: the server runs on, slower).
+ */
+export function retainFreedMemory(
+  env: Record<string, string | undefined> = process.env,
   // Node's types mark execve optional (absent on Windows, which reexecPlan already excludes)
-  if (plan && process.execve) process.execve(plan.path, plan.args, plan.env);
+  execve: Execve | undefined = process.execve as Execve | undefined,
+  warn: (line: string) => void = (l) => console.error(l),
+): void {
+  const plan = reexecPlan(env, { platform: process.platform, execPath: process.execPath, main: Bun.main, execArgv: process.execArgv, argv: process.argv });
+  if (!plan || !execve) return;
+  try {
+    execve(plan.path, plan.args, plan.env);
+  } catch (e) {
+    // e.g. the binary was replaced or removed under a running upgrade
+    warn(`warning: could not restart with ${PURGE_DELAY_VAR}=${PURGE_DELAY_NEVER} (${e instanceof Error ? e.message : e}); running with the allocator's default, which costs ingest CPU (docs/operations.md)`);
+  }
 }

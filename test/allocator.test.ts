@@ -8,7 +8,7 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PURGE_DELAY_NEVER, PURGE_DELAY_VAR, reexecPlan } from "../src/allocator.ts";
+import { PURGE_DELAY_NEVER, PURGE_DELAY_VAR, reexecPlan, retainFreedMemory } from "../src/allocator.ts";
 import { startServerProcess } from "./support/server-process.ts";
 
 const proc = { platform: "linux", execPath: "/usr/bin/bun", main: "/srv/src/main.ts", execArgv: ["--smol"], argv: ["/usr/bin/bun", "/srv/src/main.ts", "a", "b c"] };
@@ -27,6 +27,21 @@ test("no restart once the variable is set (whatever the operator chose, even emp
   expect(reexecPlan({ [PURGE_DELAY_VAR]: "10" }, proc)).toBeUndefined();
   expect(reexecPlan({ [PURGE_DELAY_VAR]: "" }, proc)).toBeUndefined();
   expect(reexecPlan({}, { ...proc, platform: "win32" })).toBeUndefined();
+});
+
+test("a restart that fails (the binary gone under an upgrade) is a warning, not a crash; nothing is tried when the variable is set", () => {
+  const warnings: string[] = [];
+  const calls: string[][] = [];
+  const failing = (path: string, args: string[]): never => {
+    calls.push([path, ...args]);
+    throw Object.assign(new Error(`ENOENT: no such file or directory, execve '${path}'`), { code: "ENOENT" });
+  };
+  retainFreedMemory({ PATH: "/bin" }, failing, (l) => warnings.push(l));
+  expect(calls).toHaveLength(1);
+  expect(warnings).toEqual([expect.stringContaining(`warning: could not restart with ${PURGE_DELAY_VAR}=${PURGE_DELAY_NEVER} (ENOENT`)]);
+  retainFreedMemory({ [PURGE_DELAY_VAR]: "-1" }, failing, (l) => warnings.push(l));
+  expect(calls).toHaveLength(1);
+  expect(warnings).toHaveLength(1);
 });
 
 test("a program importing the boot module first runs once, in the same process, with the setting and its arguments", () => {
