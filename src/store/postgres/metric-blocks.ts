@@ -24,11 +24,53 @@ export const METRIC_BLOCKS_COPY_COLUMNS = "metric_blocks (agent_id, batch_id, t0
 const sink = new ByteSink(1 << 14);
 
 /**
+ * metric_blocks rows as the parameters of one INSERT (the writer's one-statement path): the
+ * columns as comma lists of integers (t0 and t1 in Unix ms) and every block back to back in one
+ * buffer, each row naming its offset and length. Reused: `reset` keeps the buffer.
+ */
+export class BlockRows {
+  agents: number[] = [];
+  batches: number[] = [];
+  t0: number[] = [];
+  t1: number[] = [];
+  offsets: number[] = [];
+  lengths: number[] = [];
+  private readonly blob = new ByteSink(1 << 16);
+
+  reset(): this {
+    this.agents.length = this.batches.length = this.t0.length = this.t1.length = this.offsets.length = this.lengths.length = 0;
+    this.blob.reset();
+    return this;
+  }
+
+  get count(): number {
+    return this.agents.length;
+  }
+
+  add(agentId: number, batchId: number, t0: number, t1: number, block: Uint8Array): void {
+    this.agents.push(agentId);
+    this.batches.push(batchId);
+    this.t0.push(t0);
+    this.t1.push(t1);
+    this.offsets.push(this.blob.pos);
+    this.lengths.push(block.length);
+    this.blob.ensure(block.length);
+    this.blob.buf.set(block, this.blob.pos);
+    this.blob.pos += block.length;
+  }
+
+  /** Every block, back to back (a copy: the statement's parameter outlives the next reset). */
+  blocks(): Buffer {
+    return Buffer.from(this.blob.bytes());
+  }
+}
+
+/**
  * COPY rows (agent_id, batch_id, t0, t1, block) of one frame: `values` series-major over
  * `tsOff` (ms after t0), series `sids`. Returns the rows written.
  */
 export function encodeMetricBlocksCompressed(
-  w: CopyWriter, agentId: number, batchId: number, t0: number, t1: number,
+  w: CopyWriter | BlockRows, agentId: number, batchId: number, t0: number, t1: number,
   tsOff: ArrayLike<number>, sids: ArrayLike<number>, values: Float64Array,
 ): number {
   const nts = tsOff.length;
@@ -43,12 +85,15 @@ export function encodeMetricBlocksCompressed(
       put(from + half, n - half);
       return;
     }
-    w.row(5);
-    w.int8(agentId);
-    w.int8(batchId);
-    w.timestamptz(t0);
-    w.timestamptz(t1);
-    w.bytes(sink.bytes());
+    if (w instanceof BlockRows) w.add(agentId, batchId, t0, t1, sink.bytes());
+    else {
+      w.row(5);
+      w.int8(agentId);
+      w.int8(batchId);
+      w.timestamptz(t0);
+      w.timestamptz(t1);
+      w.bytes(sink.bytes());
+    }
     rows++;
   };
   for (let g = 0; g < total; g += MAX_SERIES_PER_BLOCK) put(g, Math.min(MAX_SERIES_PER_BLOCK, total - g));

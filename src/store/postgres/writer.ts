@@ -1,8 +1,10 @@
 /**
- * The PostgreSQL store writer: one transaction per batch. It first records every frame's
- * (agent, batch id) in ingest_batches; frames whose batch is already there are duplicates and
- * add no rows. The rest go in with binary COPY (metrics, logs, security events) and small
- * statements (inventory). The promise resolves only after COMMIT, which is what an ack means.
+ * The PostgreSQL store writer. It first records every frame's (agent, batch id) in
+ * ingest_batches; frames whose batch is already there are duplicates and add no rows. A batch of
+ * metrics frames only (the bulk of ingest) is one statement that does both, committed on its
+ * own; any other batch is one transaction: the dedupe record, then binary COPY (metrics, logs,
+ * security events) and small statements (inventory). The promise resolves only after the
+ * commit, which is what an ack means.
  */
 import type { Sql, TransactionSql } from "postgres";
 import { createHash } from "node:crypto";
@@ -10,7 +12,7 @@ import type { Writable } from "node:stream";
 import type { Batch, FrameStatus, PendingFrame } from "../../batch/batch.ts";
 import { FrameKind, type LogsBody, type MetricsBody, type SecurityEvent } from "../../ingest/frame/frame.ts";
 import { CopyWriter } from "./copy-binary.ts";
-import { encodeMetricBlocksCompressed, METRIC_BLOCKS_COPY_COLUMNS } from "./metric-blocks.ts";
+import { BlockRows, encodeMetricBlocksCompressed, METRIC_BLOCKS_COPY_COLUMNS } from "./metric-blocks.ts";
 import { displayText, jsonForPg, rawText, textFits } from "./pg-text.ts";
 import { SeriesCache } from "./series.ts";
 
@@ -91,8 +93,8 @@ export function metricRows(b: MetricsBody): number {
   return Math.ceil(b.names.length / SERIES_PER_ROW);
 }
 
-/** The metric_blocks rows of one frame (compressed blocks, metric-blocks.ts). */
-export function encodeMetricBlocks(w: CopyWriter, agentId: number, batchId: number, b: MetricsBody, sids: Int32Array): void {
+/** The metric_blocks rows of one frame (compressed blocks, metric-blocks.ts), as COPY rows or statement parameters. */
+export function encodeMetricBlocks(w: CopyWriter | BlockRows, agentId: number, batchId: number, b: MetricsBody, sids: Int32Array): void {
   const nts = b.ts.length;
   if (nts === 0 || b.names.length === 0) return;
   let t0 = b.ts[0]!;
@@ -199,8 +201,58 @@ function stableJson(v: unknown): string {
 
 export function createPgWriter(o: PgWriterOptions) {
   const series = o.series ?? new SeriesCache();
-  // One set of COPY buffers per concurrent transaction, reused.
-  const spare: Array<{ metrics: CopyWriter; logs: CopyWriter; security: CopyWriter }> = [];
+  // One set of buffers per concurrent write, reused.
+  const spare: Array<{ metrics: CopyWriter; logs: CopyWriter; security: CopyWriter; rows: BlockRows }> = [];
+
+  /**
+   * A batch of metrics frames only, in one statement: the dedupe record and the blocks of the
+   * frames it found new, committed together when the statement ends (no BEGIN, no COPY, no
+   * COMMIT: one round trip where the transaction took five). On two shared cores each round trip
+   * waits for a busy event loop, and this path gave 17-21 % more samples/s at a third less ack
+   * latency (docs/architecture.md). The first copy of an (agent, batch) in the batch is the one
+   * stored; later copies are duplicates, as in the transaction.
+   */
+  async function writeMetricsOnly(frames: PendingFrame[], rows: BlockRows, statuses: FrameStatus[]): Promise<void> {
+    const firsts: number[] = [];
+    const seen = new Set<string>();
+    frames.forEach((f, i) => {
+      const k = `${f.agentId}:${f.batchId}`;
+      if (!seen.has(k)) {
+        seen.add(k);
+        firsts.push(i);
+      }
+    });
+    rows.reset();
+    for (const i of firsts) {
+      const f = frames[i]!;
+      const b = f.data.body as MetricsBody;
+      const ids = series.ids(f.agentId, b.names, b.namesKey);
+      if (!ids) throw new Error(`series of agent ${f.agentId} vanished from the cache during a write`);
+      encodeMetricBlocks(rows, f.agentId, f.batchId, b, ids);
+    }
+    // Comma lists of integers as in the transaction's statement; the blocks travel as one bytea,
+    // each row naming its offset and length in it.
+    const fresh = await o.sql<{ agent_id: string; batch_id: string }[]>`
+      with fresh as (
+        insert into ingest_batches (agent_id, batch_id, kind)
+        select a, b, ${FrameKind.Metrics}::int2
+        from unnest(string_to_array(${firsts.map((i) => frames[i]!.agentId).join(",")}, ',')::int8[],
+                    string_to_array(${firsts.map((i) => frames[i]!.batchId).join(",")}, ',')::int8[]) as f(a, b)
+        on conflict do nothing
+        returning agent_id, batch_id
+      ), stored as (
+        insert into metric_blocks (agent_id, batch_id, t0, t1, block)
+        select r.a, r.b, timestamptz 'epoch' + r.t0 * interval '1 millisecond', timestamptz 'epoch' + r.t1 * interval '1 millisecond',
+               substring(${rows.blocks()}::bytea from r.o + 1 for r.l)
+        from unnest(string_to_array(${rows.agents.join(",")}, ',')::int8[], string_to_array(${rows.batches.join(",")}, ',')::int8[],
+                    string_to_array(${rows.t0.join(",")}, ',')::int8[], string_to_array(${rows.t1.join(",")}, ',')::int8[],
+                    string_to_array(${rows.offsets.join(",")}, ',')::int4[], string_to_array(${rows.lengths.join(",")}, ',')::int4[]) as r(a, b, t0, t1, o, l)
+        join fresh on fresh.agent_id = r.a and fresh.batch_id = r.b
+      )
+      select agent_id, batch_id from fresh`;
+    const isNew = new Set(fresh.map((r) => `${r.agent_id}:${r.batch_id}`));
+    for (const i of firsts) if (isNew.has(`${frames[i]!.agentId}:${frames[i]!.batchId}`)) statuses[i] = "ok";
+  }
 
   return async function writeBatch(batch: Batch): Promise<FrameStatus[]> {
     const frames = batch.frames;
@@ -214,9 +266,22 @@ export function createPgWriter(o: PgWriterOptions) {
         }),
       );
     }
-    const bufs = spare.pop() ?? { metrics: new CopyWriter(), logs: new CopyWriter(1 << 16), security: new CopyWriter(1 << 12) };
+    const bufs = spare.pop() ?? { metrics: new CopyWriter(), logs: new CopyWriter(1 << 16), security: new CopyWriter(1 << 12), rows: new BlockRows() };
     const statuses: FrameStatus[] = new Array(frames.length).fill("dup");
     try {
+      if (frames.length > 0 && metricFrames.length === frames.length) await writeMetricsOnly(frames, bufs.rows, statuses);
+      else await writeTransaction();
+    } finally {
+      spare.push(bufs);
+    }
+    if (o.latest) {
+      frames.forEach((f, i) => {
+        if (statuses[i] === "ok" && f.data.kind === FrameKind.Metrics) o.latest!.metrics(f.agentId, f.data.body);
+      });
+    }
+    return statuses;
+
+    async function writeTransaction(): Promise<void> {
       // The metric blocks are encoded before BEGIN, so the transaction (a connection of the
       // pool) is not held while the CPU compresses; the rows of frames found duplicate inside
       // the transaction are then cut out of the stream. `at` is each metrics frame's byte range.
@@ -308,14 +373,6 @@ export function createPgWriter(o: PgWriterOptions) {
           }
         }
       });
-    } finally {
-      spare.push(bufs);
     }
-    if (o.latest) {
-      frames.forEach((f, i) => {
-        if (statuses[i] === "ok" && f.data.kind === FrameKind.Metrics) o.latest!.metrics(f.agentId, f.data.body);
-      });
-    }
-    return statuses;
   };
 }
