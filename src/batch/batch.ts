@@ -23,6 +23,12 @@ export interface PendingFrame {
   /** performance.now() at arrival, for ack latency. */
   receivedAt: number;
   transport: string;
+  /**
+   * Set by a writer that commits this frame apart from the rest of its batch (metrics frames):
+   * its outcome, so that a retry of the batch after the rest failed answers it with that and does
+   * not write it again.
+   */
+  committed?: FrameStatus;
   accept(status: FrameStatus): void;
   reject(err: Error): void;
 }

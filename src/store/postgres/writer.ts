@@ -1,10 +1,10 @@
 /**
- * The PostgreSQL store writer. It first records every frame's (agent, batch id) in
- * ingest_batches; frames whose batch is already there are duplicates and add no rows. A batch of
- * metrics frames only (the bulk of ingest) is one statement that does both, committed on its
- * own; any other batch is one transaction: the dedupe record, then binary COPY (metrics, logs,
- * security events) and small statements (inventory). The promise resolves only after the
- * commit, which is what an ack means.
+ * The PostgreSQL store writer. Every frame's (agent, batch id) is recorded in ingest_batches;
+ * frames whose batch is already there are duplicates and add no rows. A batch's metrics frames
+ * (the bulk of ingest) are one statement that records them and stores the blocks of the new
+ * ones, committed on its own; its other frames are one transaction: the dedupe record, then
+ * binary COPY (logs, security events) and small statements (inventory). The promise resolves
+ * only after both commits, which is what an ack means.
  */
 import type { Sql, TransactionSql } from "postgres";
 import { createHash } from "node:crypto";
@@ -177,19 +177,6 @@ export function encodeSecurity(w: CopyWriter, agentId: number, batchId: number, 
   }
 }
 
-/**
- * Keeps only the byte ranges `ranges` (in stream order, after the header) of a COPY stream being
- * written: the rows of the other frames are cut out in place.
- */
-export function keepRanges(w: CopyWriter, ranges: Array<[number, number]>): void {
-  let to = 19; // the stream header (CopyWriter.begin)
-  for (const [start, end] of ranges) {
-    if (start !== to) w.buf.copyWithin(to, start, end);
-    to += end - start;
-  }
-  w.pos = to;
-}
-
 /** Keys are sorted so the same inventory always hashes the same. */
 function stableJson(v: unknown): string {
   return JSON.stringify(v, (_k, val) =>
@@ -202,42 +189,44 @@ function stableJson(v: unknown): string {
 export function createPgWriter(o: PgWriterOptions) {
   const series = o.series ?? new SeriesCache();
   // One set of buffers per concurrent write, reused.
-  const spare: Array<{ metrics: CopyWriter; logs: CopyWriter; security: CopyWriter; rows: BlockRows }> = [];
+  const spare: Array<{ rows: BlockRows; logs: CopyWriter; security: CopyWriter }> = [];
 
   /**
-   * A batch of metrics frames only, in one statement: the dedupe record and the blocks of the
-   * frames it found new, committed together when the statement ends (no BEGIN, no COPY, no
-   * COMMIT: one round trip where the transaction took five). On two shared cores each round trip
-   * waits for a busy event loop, and this path gave 17-21 % more samples/s at a third less ack
-   * latency (docs/architecture.md). The first copy of an (agent, batch) in the batch is the one
-   * stored; later copies are duplicates, as in the transaction.
+   * A batch's metrics frames, in one statement: the dedupe record and the blocks of the frames
+   * it found new, committed together when the statement ends (no BEGIN, no COPY, no COMMIT: one
+   * round trip where a transaction took five). On two shared cores each round trip waits for a
+   * busy event loop, and this gave 17-21 % more samples/s at a third less ack latency
+   * (docs/architecture.md). The first copy of an (agent, batch) is the one stored; later copies
+   * are duplicates. Each frame keeps its outcome (`committed`), so a retry of the batch, when
+   * the rest of it fails, neither writes nor counts it twice.
    */
-  async function writeMetricsOnly(frames: PendingFrame[], rows: BlockRows, statuses: FrameStatus[]): Promise<void> {
-    const firsts: number[] = [];
-    const seen = new Set<string>();
-    frames.forEach((f, i) => {
-      const k = `${f.agentId}:${f.batchId}`;
-      if (!seen.has(k)) {
-        seen.add(k);
-        firsts.push(i);
-      }
-    });
+  async function writeMetrics(frames: PendingFrame[], rows: BlockRows): Promise<void> {
+    await series.resolve(
+      o.sql,
+      frames.map((f) => {
+        const b = f.data.body as MetricsBody;
+        return { agentId: f.agentId, names: b.names, namesKey: b.namesKey };
+      }),
+    );
+    const firsts = new Map<string, PendingFrame>();
+    for (const f of frames) if (!firsts.has(`${f.agentId}:${f.batchId}`)) firsts.set(`${f.agentId}:${f.batchId}`, f);
+    const first = [...firsts.values()];
     rows.reset();
-    for (const i of firsts) {
-      const f = frames[i]!;
+    for (const f of first) {
       const b = f.data.body as MetricsBody;
       const ids = series.ids(f.agentId, b.names, b.namesKey);
       if (!ids) throw new Error(`series of agent ${f.agentId} vanished from the cache during a write`);
       encodeMetricBlocks(rows, f.agentId, f.batchId, b, ids);
     }
-    // Comma lists of integers as in the transaction's statement; the blocks travel as one bytea,
-    // each row naming its offset and length in it.
+    // Comma lists instead of array parameters: integers need no escaping, and this is the
+    // hottest statement of the ingest path. The blocks travel as one bytea, each row naming its
+    // offset and length in it.
     const fresh = await o.sql<{ agent_id: string; batch_id: string }[]>`
       with fresh as (
         insert into ingest_batches (agent_id, batch_id, kind)
         select a, b, ${FrameKind.Metrics}::int2
-        from unnest(string_to_array(${firsts.map((i) => frames[i]!.agentId).join(",")}, ',')::int8[],
-                    string_to_array(${firsts.map((i) => frames[i]!.batchId).join(",")}, ',')::int8[]) as f(a, b)
+        from unnest(string_to_array(${first.map((f) => f.agentId).join(",")}, ',')::int8[],
+                    string_to_array(${first.map((f) => f.batchId).join(",")}, ',')::int8[]) as f(a, b)
         on conflict do nothing
         returning agent_id, batch_id
       ), stored as (
@@ -251,128 +240,108 @@ export function createPgWriter(o: PgWriterOptions) {
       )
       select agent_id, batch_id from fresh`;
     const isNew = new Set(fresh.map((r) => `${r.agent_id}:${r.batch_id}`));
-    for (const i of firsts) if (isNew.has(`${frames[i]!.agentId}:${frames[i]!.batchId}`)) statuses[i] = "ok";
+    for (const f of frames) {
+      f.committed = firsts.get(`${f.agentId}:${f.batchId}`) === f && isNew.has(`${f.agentId}:${f.batchId}`) ? "ok" : "dup";
+      if (f.committed === "ok") o.latest?.metrics(f.agentId, f.data.body as MetricsBody);
+    }
   }
 
+  /**
+   * A batch's other frames (logs, security events, inventory) in one transaction: the dedupe
+   * record, then binary COPY (logs, security events) and small statements (inventory).
+   * Returns the frames found new.
+   */
+  async function writeOthers(frames: PendingFrame[], bufs: { logs: CopyWriter; security: CopyWriter }): Promise<Set<PendingFrame>> {
+    const stored = new Set<PendingFrame>();
+    await o.sql.begin(async (tx) => {
+      const agentIds = frames.map((f) => f.agentId).join(",");
+      const batchIds = frames.map((f) => f.batchId).join(",");
+      const kinds = frames.map((f) => f.data.kind).join(",");
+      // logs batches: the time range of their lines, the ClickHouse shipper's bound (migration 540)
+      const bounds = frames.map((f) => (f.data.kind === FrameKind.Logs ? logBounds(f.data.body.ts) : undefined));
+      const tsMin = bounds.map((b) => b?.[0] ?? "").join(",");
+      const tsMax = bounds.map((b) => b?.[1] ?? "").join(",");
+      const fresh = await tx<{ agent_id: string; batch_id: string }[]>`
+        insert into ingest_batches (agent_id, batch_id, kind, ts_min, ts_max)
+        select * from unnest(string_to_array(${agentIds}, ',')::int8[], string_to_array(${batchIds}, ',')::int8[],
+                             string_to_array(${kinds}, ',')::int2[],
+                             string_to_array(${tsMin}, ',', '')::timestamptz[], string_to_array(${tsMax}, ',', '')::timestamptz[])
+        on conflict do nothing returning agent_id, batch_id`;
+      const isNew = new Set(fresh.map((r) => `${r.agent_id}:${r.batch_id}`));
+      stored.clear(); // (a retried transaction starts over)
+      for (const f of frames) {
+        const k = `${f.agentId}:${f.batchId}`;
+        if (isNew.has(k)) {
+          isNew.delete(k); // a second copy of the same batch in this transaction is a duplicate
+          stored.add(f);
+        }
+      }
+      const l = bufs.logs.begin();
+      const s = bufs.security.begin();
+      let nl = 0, ns = 0;
+      const inventories: PendingFrame[] = [];
+      for (const f of stored) {
+        switch (f.data.kind) {
+          case FrameKind.Logs:
+            encodeLogs(l, f.agentId, f.batchId, f.data.body);
+            nl++;
+            break;
+          case FrameKind.SecurityEvents:
+            encodeSecurity(s, f.agentId, f.batchId, f.data.body.events);
+            ns++;
+            break;
+          case FrameKind.Inventory:
+            inventories.push(f);
+            break;
+          default:
+            break; // heartbeats are applied to agents.status by the agent-state flusher
+        }
+      }
+      // One COPY at a time: a transaction is one connection, and two COPYs started on it at
+      // once break the protocol (CONNECTION_CLOSED) when a batch holds logs and security events.
+      if (nl) await copyInto(tx, LOGS_COPY, l.end());
+      if (ns) await copyInto(tx, SECURITY_EVENTS_COPY, s.end());
+      for (const f of inventories) {
+        const exact = stableJson(f.data.body);
+        const j = jsonForPg(f.data.body);
+        const json = j.raw ? j.text : exact;
+        const raw = j.raw ? Buffer.from(j.raw) : null;
+        const hash = createHash("sha256").update(exact).digest();
+        const at = new Date(f.createdMs);
+        // a refusal like PostgreSQL's datetime_field_overflow: only this frame is at fault
+        if (Number.isNaN(at.getTime())) throw Object.assign(new Error(`inventory created at ${f.createdMs} ms is not a time`), { code: "22008" });
+        const changed = await tx`
+          insert into inventory_current (agent_id, collected_at, hash, data, data_raw)
+          values (${f.agentId}, ${at}, ${hash}, (${json}::text)::jsonb, ${raw})
+          on conflict (agent_id) do update set collected_at = excluded.collected_at, hash = excluded.hash, data = excluded.data, data_raw = excluded.data_raw
+            where inventory_current.hash is distinct from excluded.hash
+          returning 1`;
+        if (changed.length) {
+          await tx`insert into inventory_history (agent_id, collected_at, hash, data, data_raw) values (${f.agentId}, ${at}, ${hash}, (${json}::text)::jsonb, ${raw})`;
+        } else {
+          await tx`update inventory_current set collected_at = ${at} where agent_id = ${f.agentId}`;
+        }
+      }
+    });
+    return stored;
+  }
+
+  /**
+   * Metrics frames first (their own statement), then the rest (one transaction). A frame already
+   * committed by an earlier attempt of this batch answers with that outcome and is not written
+   * again.
+   */
   return async function writeBatch(batch: Batch): Promise<FrameStatus[]> {
     const frames = batch.frames;
-    const metricFrames = frames.filter((f) => f.data.kind === FrameKind.Metrics);
-    if (metricFrames.length > 0) {
-      await series.resolve(
-        o.sql,
-        metricFrames.map((f) => {
-          const b = f.data.body as MetricsBody;
-          return { agentId: f.agentId, names: b.names, namesKey: b.namesKey };
-        }),
-      );
-    }
-    const bufs = spare.pop() ?? { metrics: new CopyWriter(), logs: new CopyWriter(1 << 16), security: new CopyWriter(1 << 12), rows: new BlockRows() };
-    const statuses: FrameStatus[] = new Array(frames.length).fill("dup");
+    const bufs = spare.pop() ?? { rows: new BlockRows(), logs: new CopyWriter(1 << 16), security: new CopyWriter(1 << 12) };
     try {
-      if (frames.length > 0 && metricFrames.length === frames.length) await writeMetricsOnly(frames, bufs.rows, statuses);
-      else await writeTransaction();
+      const metrics = frames.filter((f) => f.data.kind === FrameKind.Metrics && !f.committed);
+      if (metrics.length > 0) await writeMetrics(metrics, bufs.rows);
+      const others = frames.filter((f) => f.data.kind !== FrameKind.Metrics);
+      const stored = others.length > 0 ? await writeOthers(others, bufs) : new Set<PendingFrame>();
+      return frames.map((f) => f.committed ?? (stored.has(f) ? "ok" : "dup"));
     } finally {
       spare.push(bufs);
-    }
-    if (o.latest) {
-      frames.forEach((f, i) => {
-        if (statuses[i] === "ok" && f.data.kind === FrameKind.Metrics) o.latest!.metrics(f.agentId, f.data.body);
-      });
-    }
-    return statuses;
-
-    async function writeTransaction(): Promise<void> {
-      // The metric blocks are encoded before BEGIN, so the transaction (a connection of the
-      // pool) is not held while the CPU compresses; the rows of frames found duplicate inside
-      // the transaction are then cut out of the stream. `at` is each metrics frame's byte range.
-      const m = bufs.metrics.begin();
-      const at = new Map<PendingFrame, [number, number]>();
-      for (const f of metricFrames) {
-        const b = f.data.body as MetricsBody;
-        const ids = series.ids(f.agentId, b.names, b.namesKey);
-        if (!ids) throw new Error(`series of agent ${f.agentId} vanished from the cache during a write`);
-        const start = m.pos;
-        encodeMetricBlocks(m, f.agentId, f.batchId, b, ids);
-        at.set(f, [start, m.pos]);
-      }
-      await o.sql.begin(async (tx) => {
-        // Comma lists instead of array parameters: integers need no escaping, and this is the
-        // hottest statement of the ingest path.
-        const agentIds = frames.map((f) => f.agentId).join(",");
-        const batchIds = frames.map((f) => f.batchId).join(",");
-        const kinds = frames.map((f) => f.data.kind).join(",");
-        // logs batches: the time range of their lines, the ClickHouse shipper's bound (migration 540)
-        const bounds = frames.map((f) => (f.data.kind === FrameKind.Logs ? logBounds(f.data.body.ts) : undefined));
-        const tsMin = bounds.map((b) => b?.[0] ?? "").join(",");
-        const tsMax = bounds.map((b) => b?.[1] ?? "").join(",");
-        const fresh = await tx<{ agent_id: string; batch_id: string }[]>`
-          insert into ingest_batches (agent_id, batch_id, kind, ts_min, ts_max)
-          select * from unnest(string_to_array(${agentIds}, ',')::int8[], string_to_array(${batchIds}, ',')::int8[],
-                               string_to_array(${kinds}, ',')::int2[],
-                               string_to_array(${tsMin}, ',', '')::timestamptz[], string_to_array(${tsMax}, ',', '')::timestamptz[])
-          on conflict do nothing returning agent_id, batch_id`;
-        const isNew = new Set(fresh.map((r) => `${r.agent_id}:${r.batch_id}`));
-        const stored: PendingFrame[] = [];
-        frames.forEach((f, i) => {
-          const k = `${f.agentId}:${f.batchId}`;
-          if (isNew.has(k)) {
-            isNew.delete(k); // a second copy of the same batch in this transaction is a duplicate
-            statuses[i] = "ok";
-            stored.push(f);
-          }
-        });
-        const l = bufs.logs.begin();
-        const s = bufs.security.begin();
-        let nm = 0, nl = 0, ns = 0;
-        const inventories: PendingFrame[] = [];
-        for (const f of stored) {
-          switch (f.data.kind) {
-            case FrameKind.Metrics:
-              nm++;
-              break;
-            case FrameKind.Logs:
-              encodeLogs(l, f.agentId, f.batchId, f.data.body);
-              nl++;
-              break;
-            case FrameKind.SecurityEvents:
-              encodeSecurity(s, f.agentId, f.batchId, f.data.body.events);
-              ns++;
-              break;
-            case FrameKind.Inventory:
-              inventories.push(f);
-              break;
-            default:
-              break; // heartbeats are applied to agents.status by the agent-state flusher
-          }
-        }
-        // One COPY at a time: a transaction is one connection, and two COPYs started on it at
-        // once break the protocol (CONNECTION_CLOSED) when a batch holds metrics and logs.
-        if (nm < metricFrames.length) keepRanges(m, stored.filter((f) => f.data.kind === FrameKind.Metrics).map((f) => at.get(f)!));
-        if (nm) await copyInto(tx, METRIC_BLOCKS_COPY, m.end());
-        if (nl) await copyInto(tx, LOGS_COPY, l.end());
-        if (ns) await copyInto(tx, SECURITY_EVENTS_COPY, s.end());
-        for (const f of inventories) {
-          const exact = stableJson(f.data.body);
-          const j = jsonForPg(f.data.body);
-          const json = j.raw ? j.text : exact;
-          const raw = j.raw ? Buffer.from(j.raw) : null;
-          const hash = createHash("sha256").update(exact).digest();
-          const at = new Date(f.createdMs);
-          // a refusal like PostgreSQL's datetime_field_overflow: only this frame is at fault
-          if (Number.isNaN(at.getTime())) throw Object.assign(new Error(`inventory created at ${f.createdMs} ms is not a time`), { code: "22008" });
-          const changed = await tx`
-            insert into inventory_current (agent_id, collected_at, hash, data, data_raw)
-            values (${f.agentId}, ${at}, ${hash}, (${json}::text)::jsonb, ${raw})
-            on conflict (agent_id) do update set collected_at = excluded.collected_at, hash = excluded.hash, data = excluded.data, data_raw = excluded.data_raw
-              where inventory_current.hash is distinct from excluded.hash
-            returning 1`;
-          if (changed.length) {
-            await tx`insert into inventory_history (agent_id, collected_at, hash, data, data_raw) values (${f.agentId}, ${at}, ${hash}, (${json}::text)::jsonb, ${raw})`;
-          } else {
-            await tx`update inventory_current set collected_at = ${at} where agent_id = ${f.agentId}`;
-          }
-        }
-      });
     }
   };
 }

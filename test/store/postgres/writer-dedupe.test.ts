@@ -1,16 +1,19 @@
 /**
- * The writer's two paths store the same rows. A batch of metrics frames only is one statement
- * (dedupe record and blocks together); any other batch is a transaction that encodes the blocks
- * before it begins and cuts the rows of frames found duplicate inside it out of the COPY stream.
- * Either way, a batch mixing new frames, a frame stored by an earlier batch and a second copy of
- * a frame of the same batch stores each new frame's samples exactly once, bit for bit, and
- * answers ok/dup per frame.
+ * A batch's metrics frames are one statement (the dedupe record and the blocks together), its
+ * other frames one transaction. A batch mixing new frames, a frame stored by an earlier batch and
+ * a second copy of a frame of the same batch stores each new frame's samples exactly once, bit
+ * for bit, and answers ok/dup per frame, alone or beside other kinds; the statement stores the
+ * rows a COPY of the same frames stores; and when the rest of a batch fails after its metrics
+ * committed, the retry neither stores nor reports them twice.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { Batch, type FrameStatus, type PendingFrame } from "../../../src/batch/batch.ts";
-import { FrameKind, type LogsBody, type MetricsBody } from "../../../src/ingest/frame/frame.ts";
+import { FrameKind, type FrameError, type LogsBody, type MetricsBody } from "../../../src/ingest/frame/frame.ts";
 import { readBlockRows } from "../../../src/store/postgres/metric-blocks.ts";
-import { createPgWriter } from "../../../src/store/postgres/writer.ts";
+import { copyInto, createPgWriter, encodeMetricBlocks, isDataRefusal, METRIC_BLOCKS_COPY } from "../../../src/store/postgres/writer.ts";
+import { CopyWriter } from "../../../src/store/postgres/copy-binary.ts";
+import { SeriesCache } from "../../../src/store/postgres/series.ts";
+import { Batcher } from "../../../src/batch/batcher.ts";
 import { testDatabase, type TestDb } from "../../support/db.ts";
 
 let db: TestDb;
@@ -50,13 +53,13 @@ function batchOf(frames: PendingFrame[]): Batch {
   return b;
 }
 
-for (const path of ["one statement", "transaction"] as const) test(`${path}: new frames around duplicates (stored before, repeated in the batch) are stored once each, exactly`, async () => {
-  const [a] = await db.sql`insert into agents (hostname, public_key) values (${`dedupe-${path}`}, ${Buffer.alloc(32, path === "transaction" ? 8 : 9)}) returning id`;
+for (const path of ["alone", "beside a logs frame"] as const) test(`metrics frames ${path}: new frames around duplicates (stored before, repeated in the batch) are stored once each, exactly`, async () => {
+  const [a] = await db.sql`insert into agents (hostname, public_key) values (${`dedupe-${path}`}, ${Buffer.alloc(32, path === "alone" ? 9 : 8)}) returning id`;
   const agent = Number(a!.id);
   const write = createPgWriter({ sql: db.sql });
-  // the transaction path: a logs frame rides along (batch ids 100+), answered first
-  const extra = (n: number) => (path === "transaction" ? [logFrame(agent, 100 + n)] : []);
-  const tail = (n: number): FrameStatus[] => (path === "transaction" ? (["ok"] as FrameStatus[]) : []).slice(0, n);
+  // a logs frame rides along (batch ids 100+), first in the batch: it commits in its own transaction
+  const extra = (n: number) => (path === "alone" ? [] : [logFrame(agent, 100 + n)]);
+  const tail = (n: number): FrameStatus[] => (path === "alone" ? [] : (["ok"] as FrameStatus[])).slice(0, n);
   expect(await write(batchOf([...extra(0), frame(agent, 2)]))).toEqual([...tail(1), "ok"]);
   // 1 new, 2 stored before, 3 new, 3 again, 4 new, 2 again
   const statuses = await write(batchOf([...extra(1), frame(agent, 1), frame(agent, 2), frame(agent, 3), frame(agent, 3), frame(agent, 4), frame(agent, 2)]));
@@ -64,7 +67,7 @@ for (const path of ["one statement", "transaction"] as const) test(`${path}: new
   // a batch of duplicates only writes no rows
   expect(await write(batchOf([...extra(2), frame(agent, 1), frame(agent, 4)]))).toEqual([...tail(1), "dup", "dup"]);
   const [c] = await db.sql`select count(*)::int as n from ingest_batches where agent_id = ${agent}`;
-  expect(c!.n).toBe(path === "transaction" ? 7 : 4);
+  expect(c!.n).toBe(path === "alone" ? 4 : 7);
   const rows = await readBlockRows(db.sql, agent);
   const byBatch = new Map<number, Map<number, number[]>>();
   for (const r of rows) {
@@ -85,27 +88,56 @@ for (const path of ["one statement", "transaction"] as const) test(`${path}: new
   }
 }, 60_000);
 
-test("both paths write the same rows: times to the microsecond, the same block sizes, samples bit for bit", async () => {
+test("the statement stores the rows a COPY of the same frames stores: times to the microsecond, samples bit for bit", async () => {
   const ids: number[] = [];
-  for (const [k, name] of ["same-statement", "same-transaction"].entries()) {
+  for (const [k, name] of ["same-statement", "same-copy"].entries()) {
     const [a] = await db.sql`insert into agents (hostname, public_key) values (${name}, ${Buffer.alloc(32, 6 - k)}) returning id`;
     ids.push(Number(a!.id));
   }
-  const write = createPgWriter({ sql: db.sql });
   const batches = [5, 6, 7];
+  const series = new SeriesCache();
+  const write = createPgWriter({ sql: db.sql, series });
   expect(await write(batchOf(batches.map((b) => frame(ids[0]!, b))))).toEqual(["ok", "ok", "ok"]);
-  expect(await write(batchOf([...batches.map((b) => frame(ids[1]!, b)), logFrame(ids[1]!, 99)]))).toEqual(["ok", "ok", "ok", "ok"]);
-  // series ids differ between the two agents, so the blocks are compared decoded to names
+  // the same frames of the second agent by COPY, as the benches' ceiling and the tests' fixtures write them
+  await series.resolve(db.sql, [{ agentId: ids[1]!, names: NAMES }]);
+  const w = new CopyWriter().begin();
+  for (const b of batches) encodeMetricBlocks(w, ids[1]!, b, frame(ids[1]!, b).data.body as MetricsBody, series.ids(ids[1]!, NAMES)!);
+  await db.sql.begin((tx) => copyInto(tx, METRIC_BLOCKS_COPY, w.end()));
+  // series ids differ between the two agents, so blocks are compared by size and decoded
   const rowsOf = async (agent: number) =>
-    (await db.sql`select batch_id::int as b, t0, t1, (extract(epoch from t0) * 1e6)::int8::text as t0us, length(block) as len
-                  from metric_blocks where agent_id = ${agent} order by batch_id, t0`).map((r) => ({ b: r.b, t0us: r.t0us, t1: String(r.t1), len: r.len }));
+    (await db.sql`select batch_id::int as b, (extract(epoch from t0) * 1e6)::int8::text as t0us, (extract(epoch from t1) * 1e6)::int8::text as t1us, length(block) as len
+                  from metric_blocks where agent_id = ${agent} order by batch_id, t0, length(block)`).map((r) => ({ ...r }));
   const one = await rowsOf(ids[0]!);
   expect(one.length).toBeGreaterThanOrEqual(3);
   expect(await rowsOf(ids[1]!)).toEqual(one);
   expect(one[0]!.t0us).toBe(String((T0 + 50 * 10_000) * 1000));
+  expect(one[0]!.t1us).toBe(String((T0 + 59 * 10_000) * 1000));
   for (const b of batches) {
     const [x, y] = await Promise.all(ids.map((agent) => readBlockRows(db.sql, agent, b)));
     expect(y!.map((r) => [r.t0, r.tsOff, r.vals])).toEqual(x!.map((r) => [r.t0, r.tsOff, r.vals]));
     expect(Buffer.from(Float64Array.from(x!.flatMap((r) => r.vals)).buffer).equals(Buffer.from((frame(ids[0]!, b).data.body as MetricsBody).values.buffer))).toBe(true);
   }
+}, 60_000);
+
+test("the rest of a batch refused after its metrics committed: the retries store and report the metrics once, and refuse only the frame at fault", async () => {
+  const [a] = await db.sql`insert into agents (hostname, public_key) values ('retry', ${Buffer.alloc(32, 4)}) returning id`;
+  const agent = Number(a!.id);
+  const latest: number[] = [];
+  const write = createPgWriter({ sql: db.sql, latest: { metrics: (_agent, body) => latest.push(body.ts[0]!) } });
+  let attempts = 0;
+  const batcher = new Batcher({
+    write: (b) => (attempts++, write(b)), maxRows: 1000, maxBytes: 1 << 20, maxAgeMs: 5, maxPendingBytes: 1 << 24, writers: 1, isRefusal: isDataRefusal,
+  });
+  // an inventory frame whose time PostgreSQL cannot hold fails the transaction (22008, a refusal)
+  const bad: PendingFrame = { ...logFrame(agent, 50), data: { kind: FrameKind.Inventory, body: { os: "x" } } as PendingFrame["data"], createdMs: NaN };
+  const outcomes = await Promise.allSettled([frame(agent, 20), frame(agent, 21), bad, frame(agent, 22)].map((f) => batcher.push(f)));
+  expect(outcomes.map((x) => (x.status === "fulfilled" ? x.value : (x.reason as FrameError).code))).toEqual(["ok", "ok", "store_rejected", "ok"]);
+  expect(attempts).toBeGreaterThan(1); // the batch was split to find the inventory frame
+  expect(latest.sort()).toEqual([20, 21, 22].map((b) => (frame(agent, b).data.body as MetricsBody).ts[0]!));
+  const [c] = await db.sql`select count(distinct batch_id)::int as batches, count(*)::int as rows from metric_blocks where agent_id = ${agent}`;
+  const [n] = await db.sql`select count(*)::int as n from ingest_batches where agent_id = ${agent}`;
+  expect(c!.batches).toBe(3);
+  expect(n!.n).toBe(3);
+  const stored = await readBlockRows(db.sql, agent);
+  expect(stored.reduce((k, r) => k + r.series.length, 0)).toBe(3 * NAMES.length); // no series twice
 }, 60_000);
