@@ -208,8 +208,9 @@ export function createPgWriter(o: PgWriterOptions) {
         return { agentId: f.agentId, names: b.names, namesKey: b.namesKey };
       }),
     );
+    const keys = frames.map((f) => `${f.agentId}:${f.batchId}`);
     const firsts = new Map<string, PendingFrame>();
-    for (const f of frames) if (!firsts.has(`${f.agentId}:${f.batchId}`)) firsts.set(`${f.agentId}:${f.batchId}`, f);
+    frames.forEach((f, i) => firsts.has(keys[i]!) || firsts.set(keys[i]!, f));
     const first = [...firsts.values()];
     rows.reset();
     for (const f of first) {
@@ -240,10 +241,10 @@ export function createPgWriter(o: PgWriterOptions) {
       )
       select agent_id, batch_id from fresh`;
     const isNew = new Set(fresh.map((r) => `${r.agent_id}:${r.batch_id}`));
-    for (const f of frames) {
-      f.committed = firsts.get(`${f.agentId}:${f.batchId}`) === f && isNew.has(`${f.agentId}:${f.batchId}`) ? "ok" : "dup";
+    frames.forEach((f, i) => {
+      f.committed = firsts.get(keys[i]!) === f && isNew.has(keys[i]!) ? "ok" : "dup";
       if (f.committed === "ok") o.latest?.metrics(f.agentId, f.data.body as MetricsBody);
-    }
+    });
   }
 
   /**
@@ -268,7 +269,6 @@ export function createPgWriter(o: PgWriterOptions) {
                              string_to_array(${tsMin}, ',', '')::timestamptz[], string_to_array(${tsMax}, ',', '')::timestamptz[])
         on conflict do nothing returning agent_id, batch_id`;
       const isNew = new Set(fresh.map((r) => `${r.agent_id}:${r.batch_id}`));
-      stored.clear(); // (a retried transaction starts over)
       for (const f of frames) {
         const k = `${f.agentId}:${f.batchId}`;
         if (isNew.has(k)) {
