@@ -26,7 +26,8 @@ import type { LogsBody, MetricsBody } from "../src/ingest/frame/frame.ts";
 import { logsFrame, metricNames, metricsFrame, newKeys, openSession, openStream, post, type SimAgent } from "../test/support/sim-agent.ts";
 import { encodeFrame, packMetrics } from "../src/ingest/frame/encode.ts";
 import { FrameKind } from "../src/ingest/frame/frame.ts";
-import { arg, environment, flag, median, percentile, round, rssMb, cpuSeconds, spawnServer, treeCpuSeconds, benchDatabase, metricStorage, compactForBench, workloadArg } from "./support.ts";
+import { arg, environment, flag, median, percentile, round, rssMb, cpuSeconds, spawnServer, treeCpuSeconds, benchDatabase, metricStorage, compactForBench, workloadArg, packagedSysctl } from "./support.ts";
+import { hostUdpReceiveBufferErrors } from "../src/http/udp-buffers.ts";
 import { realisticWorkload } from "./workload-realistic.ts";
 import { requireVictoria, startVictoria, vmRequests as vmBodies, type VmBody, type VmPath } from "./victoria.ts";
 import { readFileSync } from "node:fs";
@@ -182,6 +183,9 @@ async function main() {
     const [r] = await sql`insert into agents (hostname, public_key) values (${`bench-${i}`}, ${Buffer.from(k.publicKeyB64, "base64")}) returning id`;
     agents.push({ id: Number(r!.id), ...k, seq: 0, batch: 0 });
   }
+  // the kernel settings the server package installs, before the server opens its QUIC socket
+  const sysctl = packagedSysctl();
+  const udpErrors0 = hostUdpReceiveBufferErrors();
   const server = await startServer(pg.url, dir);
   log(`server pid ${server.pid} at ${server.url}`);
 
@@ -227,7 +231,7 @@ async function main() {
   const ids = Int32Array.from(names, (_, i) => i + 1);
   const rowsPerBatch = Number(process.env.SERVERMIND_BATCH_MAX_ROWS ?? 20_000);
   let stamp = 0; // rounds of frames built so far: each round gets later timestamps
-  const rounds: Array<{ samples_per_s: number; ceiling_samples_per_s: number; ratio: number; server_cpu_s_per_million: number; postgres_cpu_s_per_million: number; ceiling_postgres_cpu_s_per_million: number; load_generator_cpu_s_per_million: number; ack_p50_ms: number; ack_p99_ms: number }> = [];
+  const rounds: Array<{ samples_per_s: number; ceiling_samples_per_s: number; ratio: number; server_cpu_s_per_million: number; postgres_cpu_s_per_million: number; ceiling_postgres_cpu_s_per_million: number; load_generator_cpu_s_per_million: number; ack_p50_ms: number; ack_p99_ms: number; udp_rcvbuf_errors: number | null }> = [];
   const latencies: number[] = [];
   let rejected = 0;
   const rejectCodes: Record<string, number> = {};
@@ -259,13 +263,15 @@ async function main() {
       const cpu0 = cpuSeconds(server.pid);
       const pg0 = treeCpuSeconds(pgPid);
       const client0 = process.cpuUsage();
+      const udp0 = hostUdpReceiveBufferErrors();
       log(`round ${r + 1}: sending ${sent} samples over ${CONNECTIONS} connections (${TRANSPORTS.join(", ")}, ${AUTH})`);
       const run = await drive(server.url, agents, jobs, TRANSPORTS);
       const u = process.cpuUsage(client0);
       latencies.push(...run.latencies);
       rejected += run.rejected;
       for (const [k, v] of Object.entries(run.rejectCodes)) rejectCodes[k] = (rejectCodes[k] ?? 0) + v;
-      return { seconds: run.seconds, serverCpu: cpuSeconds(server.pid) - cpu0, pgCpu: treeCpuSeconds(pgPid) - pg0, clientCpu: (u.user + u.system) / 1e6, latencies: run.latencies };
+      const udp1 = hostUdpReceiveBufferErrors();
+      return { seconds: run.seconds, serverCpu: cpuSeconds(server.pid) - cpu0, pgCpu: treeCpuSeconds(pgPid) - pg0, clientCpu: (u.user + u.system) / 1e6, latencies: run.latencies, udpErrors: udp0 === undefined || udp1 === undefined ? null : udp1 - udp0 };
     };
     let ceilingPgCpu = 0;
     const ceiling = async () => {
@@ -297,6 +303,8 @@ async function main() {
       load_generator_cpu_s_per_million: round(run.clientCpu / perM),
       ack_p50_ms: round(percentile(run.latencies, 50), 1),
       ack_p99_ms: round(percentile(run.latencies, 99), 1),
+      // datagrams the host dropped for a full UDP receive buffer while this round sent (HTTP/3)
+      udp_rcvbuf_errors: run.udpErrors,
     });
     log(`round ${r + 1}: ${JSON.stringify(rounds.at(-1))}`);
     if (vm) {
@@ -367,6 +375,8 @@ async function main() {
   // then the rollup job, which compacts every hour's raw rows (the server stopped first, so its
   // own job does not race this one)
   await server.stop();
+  const udpErrors1 = hostUdpReceiveBufferErrors();
+  sysctl.restore();
   await sql`delete from metric_blocks where agent_id >= 1000000000`;
   await sql`delete from metric_rollup_dirty where agent_id >= 1000000000`;
   const compaction = await compactForBench(sql, log);
@@ -374,7 +384,7 @@ async function main() {
   log(`metric relations counted after the rollup job and compaction: ${JSON.stringify(compacted.tables)}`);
   await db.close();
 
-  const med = (k: keyof (typeof rounds)[number]) => median(rounds.map((x) => x[k]));
+  const med = (k: Exclude<keyof (typeof rounds)[number], "udp_rcvbuf_errors">) => median(rounds.map((x) => x[k]));
   latencies.sort((a, b) => a - b);
   const result = {
     bench: "ingest-e2e",
@@ -404,6 +414,9 @@ async function main() {
     load_generator_cpu_s_per_million: med("load_generator_cpu_s_per_million"),
     ack_p50_ms: round(percentile(latencies, 50), 1),
     ack_p99_ms: round(percentile(latencies, 99), 1),
+    // the UDP receive buffer the server's HTTP/3 socket had (the package's setting when the bench could apply it) and the host's drops while the server ran
+    udp_rmem_default: sysctl.settings["net.core.rmem_default"] ?? null,
+    udp_rcvbuf_errors: udpErrors0 === undefined || udpErrors1 === undefined ? null : udpErrors1 - udpErrors0,
     lost,
     duplicated,
     rejected,

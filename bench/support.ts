@@ -1,6 +1,6 @@
 /** Shared bench plumbing: environment facts, process CPU/RSS from /proc, percentiles, JSON output. */
 import { cpus, platform, release } from "node:os";
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -275,4 +275,48 @@ export function workloadArg(): "hash-random" | "realistic" {
   const w = arg("workload", "hash-random");
   if (w !== "hash-random" && w !== "realistic") throw new Error(`--workload ${w}: use hash-random or realistic`);
   return w;
+}
+
+/**
+ * The kernel settings the server package installs (packaging/servermind-server.sysctl.conf: UDP
+ * receive buffers for HTTP/3), applied for the bench's run when it may write /proc/sys (root)
+ * and the running value is lower, and put back by `restore()` (or on interrupt). Benches that
+ * start the server call it first: the server's QUIC socket takes the default when it opens.
+ * `settings` is what the run had; `applied` whether the bench changed anything.
+ */
+export function packagedSysctl(): { settings: Record<string, number>; applied: boolean; restore(): void } {
+  const conf = readFileSync(join(import.meta.dir, "../packaging/servermind-server.sysctl.conf"), "utf8");
+  const settings: Record<string, number> = {};
+  const undo: Array<[string, string]> = [];
+  for (const m of conf.matchAll(/^([a-z0-9_.]+)\s*=\s*(\d+)\s*$/gm)) {
+    const path = `/proc/sys/${m[1]!.replace(/\./g, "/")}`;
+    let now: string;
+    try {
+      now = readFileSync(path, "utf8").trim();
+    } catch {
+      continue;
+    }
+    settings[m[1]!] = Number(now);
+    if (Number(now) >= Number(m[2])) continue;
+    try {
+      writeFileSync(path, m[2]!);
+      undo.push([path, now]);
+      settings[m[1]!] = Number(m[2]);
+    } catch {
+      console.error(`[bench] !! ${m[1]} is ${now}, below the ${m[2]} the server package sets, and this bench may not change it (run as root): HTTP/3 loses datagrams under load`);
+    }
+  }
+  const restore = () => {
+    for (const [path, v] of undo.splice(0).reverse()) writeFileSync(path, v);
+  };
+  const forget = onInterrupt(restore);
+  if (undo.length) console.error(`[bench] applied the server package's kernel settings for this run (put back at the end): ${undo.map(([p]) => `${p.slice(10).replace(/\//g, ".")}=${settings[p.slice(10).replace(/\//g, ".")]}`).join(", ")}`);
+  return {
+    settings,
+    applied: undo.length > 0,
+    restore() {
+      restore();
+      forget();
+    },
+  };
 }

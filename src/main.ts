@@ -38,6 +38,7 @@ import { loadScheduleConfig, startSelfBackupSchedule } from "./selfbackup/schedu
 import { startBackupScheduler } from "./backups/scheduler.ts";
 import { installCrashPolicy } from "./crash-policy.ts";
 import { useDestinationPolicy } from "./alerts/destinations.ts";
+import { hostUdpReceiveDefault, udpBufferWarning } from "./http/udp-buffers.ts";
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -139,6 +140,8 @@ async function main(): Promise<void> {
   });
   console.log(`ServerMind listening on ${server.url} (TLS 1.3; HTTP/1.1, HTTP/2${config.http3 ? ", HTTP/3" : ""}, WSS)`);
   console.log(`LZ4 frames decoded by ${server.ingest.lz4}`);
+  const udp = udpBufferWarning(config.http3, hostUdpReceiveDefault());
+  if (udp) console.error(udp);
   console.log(`server certificate SHA-256 fingerprint (pin it in agents): ${cert.fingerprint}`);
 
   let stopping = false;

@@ -13,6 +13,7 @@ import { ingestRoutes, type IngestRoutesOptions } from "./ingest/routes.ts";
 import { createStreamHandler, newStreamData, type StreamData, type StreamDeps } from "./ingest/agent/stream.ts";
 import { BodyReader, BodyTooLarge, BodyTooSlow } from "./ingest/body.ts";
 import { AcceptGuard, fileLimit, fileLimitWarning } from "./http/open-files.ts";
+import { udpBufferMetrics } from "./http/udp-buffers.ts";
 import { renderMetrics } from "./metrics/registry.ts";
 import { setClientIp } from "./http/client-ip.ts";
 import { withSecurityHeaders } from "./http/security-headers.ts";
@@ -137,8 +138,9 @@ export function startServer(o: StartOptions): RunningServer {
   const ingest = createIngest(o.sql, o.config, o.metrics);
   const ownHealth = o.health ? undefined : createStoreHealth(o.sql, { timeoutMs: o.config.healthTimeoutMs, intervalMs: 1000 });
   const health = o.health ?? ownHealth!;
+  const udpMetrics = udpBufferMetrics();
   const app = createApp([
-    ingestRoutes({ sql: o.sql, ingest, health, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes, extraMetrics: [{ render: () => renderMetrics([...listener.guard.metrics, ...(o.extraMetrics ?? [])]) }], commandKey: o.commandKey, seats: o.seats, pace: { graceMs: o.config.clients.bodyGraceMs, minRate: o.config.clients.minBodyRate } }),
+    ingestRoutes({ sql: o.sql, ingest, health, fingerprint: o.cert.fingerprint, maxRequestBytes: o.config.maxRequestBytes, extraMetrics: [{ render: () => renderMetrics([...listener.guard.metrics, ...udpMetrics, ...(o.extraMetrics ?? [])]) }], commandKey: o.commandKey, seats: o.seats, pace: { graceMs: o.config.clients.bodyGraceMs, minRate: o.config.clients.minBodyRate } }),
     ...(o.plugins ?? []),
   ]);
   const handleIngest = createIngestHandler(ingest.deps, o.config.maxRequestBytes);

@@ -40,6 +40,9 @@ function copyright(): string {
   return "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: servermind\n\nFiles: *\nCopyright: ServerMind authors\nLicense: proprietary\n See the license shipped with the ServerMind release.\n";
 }
 
+/** Where the server package puts its kernel settings (packaging/servermind-server.sysctl.conf). */
+export const SERVER_SYSCTL = "usr/lib/sysctl.d/60-servermind-server.conf";
+
 /** The installed file tree, without package metadata. `unitDir` differs: /lib (Debian) or /usr/lib (RPM). */
 function stageTree(dir: string, s: StageInput, unitDir: string): void {
   rmSync(dir, { recursive: true, force: true });
@@ -49,6 +52,11 @@ function stageTree(dir: string, s: StageInput, unitDir: string): void {
   chmodSync(bin, 0o755);
   mkdirSync(join(dir, unitDir), { recursive: true });
   copyFileSync(join(PACKAGING, `${s.pkg}.service`), join(dir, unitDir, `${s.pkg}.service`));
+  if (s.pkg === "servermind-server") {
+    // UDP receive buffers for HTTP/3 (the file says why); /usr/lib/sysctl.d on Debian and RPM alike
+    mkdirSync(join(dir, "usr/lib/sysctl.d"), { recursive: true });
+    copyFileSync(join(PACKAGING, "servermind-server.sysctl.conf"), join(dir, SERVER_SYSCTL));
+  }
   mkdirSync(join(dir, "etc/servermind"), { recursive: true });
   copyFileSync(join(PACKAGING, CONFIG[s.pkg]), join(dir, "etc/servermind", CONFIG[s.pkg]));
   chmodSync(join(dir, "etc/servermind", CONFIG[s.pkg]), 0o640);
@@ -113,7 +121,7 @@ export function buildRpm(work: string, out: string, s: StageInput, target: Linux
     "%description", DESCRIPTION[s.pkg], "", "%install", `cp -a ${root}/. %{buildroot}/`, "",
     rpmScripts(s.pkg), "", "%files", `%attr(0755,root,root) /usr/bin/${s.pkg}`, `/usr/lib/systemd/system/${s.pkg}.service`, "%dir /etc/servermind",
     `%config(noreplace) %attr(0640,root,root) /etc/servermind/${CONFIG[s.pkg]}`, `%doc /usr/share/doc/${s.pkg}`,
-    ...(s.shareDir ? ["/usr/share/servermind"] : []), "",
+    ...(s.shareDir ? ["/usr/share/servermind"] : []), ...(s.pkg === "servermind-server" ? [`/${SERVER_SYSCTL}`] : []), "",
   ].join("\n"));
   run(["rpmbuild", "-bb", "--target", arch, "--define", `_topdir ${top}`, "--define", "_binary_payload w3.zstdio", spec]);
   const built = join(top, "RPMS", arch, `${s.pkg}-${s.version}-1.${arch}.rpm`);

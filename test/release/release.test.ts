@@ -217,7 +217,7 @@ describe.skipIf(!enabled)("npm run release (linux-x64)", () => {
       expect(owner("/etc/servermind/server.env")).toBe("root:servermind");
       expect(mode("/var/lib/servermind/server")).toBe("750");
       expect(owner("/var/lib/servermind/server")).toBe("servermind:servermind");
-      for (const f of ["/usr/share/servermind/views", "/usr/share/servermind/migrations", "/usr/share/servermind/assets/console.css", "/usr/share/servermind/htmx.min.js", "/lib/systemd/system/servermind-server.service"]) {
+      for (const f of ["/usr/share/servermind/views", "/usr/share/servermind/migrations", "/usr/share/servermind/assets/console.css", "/usr/share/servermind/htmx.min.js", "/lib/systemd/system/servermind-server.service", "/usr/lib/sysctl.d/60-servermind-server.conf"]) {
         expect(existsSync(f), f).toBe(true);
       }
       expect(readFileSync("/var/lib/dpkg/info/servermind-server.conffiles", "utf8")).toContain("/etc/servermind/server.env");
