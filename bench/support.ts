@@ -310,6 +310,8 @@ export function packagedSysctl(): { settings: Record<string, number>; applied: b
     for (const [path, v] of undo.splice(0).reverse()) writeFileSync(path, v);
   };
   const forget = onInterrupt(restore);
+  // a bench that fails (an exception) puts them back too
+  process.once("exit", restore);
   if (undo.length) console.error(`[bench] applied the server package's kernel settings for this run (put back at the end): ${undo.map(([p]) => `${p.slice(10).replace(/\//g, ".")}=${settings[p.slice(10).replace(/\//g, ".")]}`).join(", ")}`);
   return {
     settings,
