@@ -184,7 +184,7 @@ async function main() {
     agents.push({ id: Number(r!.id), ...k, seq: 0, batch: 0 });
   }
   // the kernel settings the server package installs, before the server opens its QUIC socket
-  const sysctl = packagedSysctl();
+  const sysctl = packagedSysctl(!flag("kernel-defaults"));
   const udpErrors0 = hostUdpReceiveBufferErrors();
   const server = await startServer(pg.url, dir);
   log(`server pid ${server.pid} at ${server.url}`);

@@ -282,9 +282,10 @@ export function workloadArg(): "hash-random" | "realistic" {
  * receive buffers for HTTP/3), applied for the bench's run when it may write /proc/sys (root)
  * and the running value is lower, and put back by `restore()` (or on interrupt). Benches that
  * start the server call it first: the server's QUIC socket takes the default when it opens.
- * `settings` is what the run had; `applied` whether the bench changed anything.
+ * `settings` is what the run had; `applied` whether the bench changed anything. With `apply`
+ * false the running values are only read (to measure the kernel's defaults).
  */
-export function packagedSysctl(): { settings: Record<string, number>; applied: boolean; restore(): void } {
+export function packagedSysctl(apply = true): { settings: Record<string, number>; applied: boolean; restore(): void } {
   const conf = readFileSync(join(import.meta.dir, "../packaging/servermind-server.sysctl.conf"), "utf8");
   const settings: Record<string, number> = {};
   const undo: Array<[string, string]> = [];
@@ -297,7 +298,7 @@ export function packagedSysctl(): { settings: Record<string, number>; applied: b
       continue;
     }
     settings[m[1]!] = Number(now);
-    if (Number(now) >= Number(m[2])) continue;
+    if (!apply || Number(now) >= Number(m[2])) continue;
     try {
       writeFileSync(path, m[2]!);
       undo.push([path, now]);

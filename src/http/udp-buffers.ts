@@ -2,11 +2,11 @@
  * UDP receive buffers for HTTP/3 (Linux /proc; elsewhere nothing here acts).
  *
  * Bun gives its QUIC socket the kernel's default receive buffer (net.core.rmem_default) and
- * offers no way to size it. The common default, 208 KiB, fills when a few dozen agents send
- * at once; the kernel then drops datagrams, and QUIC takes every drop as congestion: it resends
- * and slows that agent down (docs/operations.md, "HTTP/3 and UDP receive buffers"). The server
- * package raises the default (packaging/servermind-server.sysctl.conf); a server started
- * another way says so at start, and /metrics counts the host's drops.
+ * offers no way to size it. The common default, 208 KiB, fills when many agents send at once;
+ * the kernel then drops datagrams, which QUIC must detect and resend (docs/operations.md,
+ * "HTTP/3 and UDP receive buffers"). The server package raises the default
+ * (packaging/servermind-server.sysctl.conf); a server started another way says so at start,
+ * and /metrics counts the host's drops.
  */
 import { readFileSync } from "node:fs";
 import { Gauge } from "../metrics/registry.ts";
@@ -52,7 +52,7 @@ export function udpBufferWarning(http3: boolean, rmemDefault: number | undefined
   if (!http3 || rmemDefault === undefined || rmemDefault >= MIN_RMEM_DEFAULT) return undefined;
   return (
     `warning: HTTP/3 is on, but UDP sockets get a ${Math.round(rmemDefault / 1024)} KiB receive buffer (net.core.rmem_default); ` +
-    `when many agents send at once the kernel drops datagrams, and QUIC slows those agents down. ` +
+    `when many agents send at once the kernel drops datagrams, which QUIC must detect and resend. ` +
     `Set net.core.rmem_default=${RECOMMENDED_RMEM_DEFAULT} (the server package installs /usr/lib/sysctl.d/60-servermind-server.conf; ` +
     `otherwise put it in /etc/sysctl.d/ and run sysctl --system), or turn HTTP/3 off (SERVERMIND_HTTP3=false). ` +
     `docs/operations.md, "HTTP/3 and UDP receive buffers"`
