@@ -13,10 +13,21 @@ export interface BodyPace {
   minRate: number;
 }
 
+/**
+ * Bodies that declare at most this many bytes are read in one piece (`Request.arrayBuffer()`)
+ * instead of through a stream reader: the buffer is no larger than the one a streamed read
+ * starts with, and the stream machinery cost the ingest path about a tenth of its server CPU
+ * (docs/architecture.md, "Reading a request body").
+ */
+export const WHOLE_BODY_MAX = 64 * 1024;
+
 export class BodyReader {
   private buf: Uint8Array;
   private len = 0;
   private readonly reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  /** A small body with a declared length: read whole, and `tooSlowNow` ends the wait for it when the pace timer fires. */
+  private whole: Promise<ArrayBuffer> | undefined;
+  private tooSlowNow: (() => void) | undefined;
   private readonly started = performance.now();
   private pausedMs = 0;
   private pausedAt = 0;
@@ -30,11 +41,34 @@ export class BodyReader {
     const declared = Number(req.headers.get("content-length") ?? NaN);
     if (declared > max) throw new BodyTooLarge(`request body of ${declared} bytes exceeds ingest.maxRequestBytes = ${max} (SERVERMIND_MAX_REQUEST_BYTES)`);
     this.declared = declared >= 0 ? declared : NaN;
+    if (this.declared <= WHOLE_BODY_MAX && req.body) {
+      this.buf = new Uint8Array(0);
+      this.whole = req.arrayBuffer();
+      // a body cut short (the client went, or we answered first and closed) is the same as its end
+      this.whole.catch(() => {});
+      this.arm();
+      return;
+    }
     // Nothing large is allocated for a client on its word: the buffer grows with what arrives.
     this.buf = new Uint8Array(Math.min(max, declared >= 0 ? declared : Infinity, 64 * 1024));
     this.reader = req.body?.getReader();
     if (!this.reader) this.finished = true;
     else this.arm();
+  }
+
+  /** The whole small body, or BodyTooSlow once the pace timer gave up on it. */
+  private async readWhole(): Promise<boolean> {
+    const slow = new Promise<"slow">((resolve) => (this.tooSlowNow = () => resolve("slow")));
+    const got = await Promise.race([this.whole!.catch(() => undefined), slow]);
+    this.tooSlowNow = undefined;
+    this.whole = undefined;
+    if (got === "slow" || this.slow) throw this.tooSlow();
+    this.finish();
+    if (got === undefined || got.byteLength === 0) return false;
+    if (got.byteLength > this.max) throw new BodyTooLarge(`request body exceeds ingest.maxRequestBytes = ${this.max} (SERVERMIND_MAX_REQUEST_BYTES)`);
+    this.buf = new Uint8Array(got);
+    this.len = got.byteLength;
+    return true;
   }
 
   /** The bytes read so far (a view; later reads may move them). */
@@ -54,6 +88,7 @@ export class BodyReader {
   /** Reads the next chunk; false once the body has ended. Throws BodyTooLarge or BodyTooSlow. */
   async next(): Promise<boolean> {
     if (this.finished) return false;
+    if (this.whole) return await this.readWhole();
     const { done, value } = await this.reader!.read().catch((e) => {
       if (this.slow) return { done: true, value: undefined };
       throw e;
@@ -109,7 +144,9 @@ export class BodyReader {
   cancel(): void {
     if (this.finished) return;
     this.finish();
-    this.reader!.cancel().catch(() => {});
+    // a whole-body read cannot be stopped; the caller closes the connection when the body was not all read
+    this.whole = undefined;
+    this.reader?.cancel().catch(() => {});
   }
 
   private finish(): void {
@@ -118,7 +155,9 @@ export class BodyReader {
   }
 
   private deadline(): number {
-    return this.started + this.pausedMs + this.pace!.graceMs + (this.len / this.pace!.minRate) * 1000;
+    // a body read whole counts its declared length at once: the time the pace allows all of it
+    const bytes = this.whole ? this.declared : this.len;
+    return this.started + this.pausedMs + this.pace!.graceMs + (bytes / this.pace!.minRate) * 1000;
   }
 
   /** One timer per body, moved forward lazily as bytes arrive. */
@@ -130,7 +169,8 @@ export class BodyReader {
       if (performance.now() < this.deadline()) return this.arm();
       this.slow = true;
       this.finish();
-      this.reader!.cancel().catch(() => {});
+      this.tooSlowNow?.();
+      this.reader?.cancel().catch(() => {});
     }, Math.max(10, this.deadline() - performance.now()));
   }
 

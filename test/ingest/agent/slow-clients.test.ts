@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { metricsAuth, startTestServer, type TestServer } from "../../support/server.ts";
 import { enroll, metricsFrame, newKeys, openStream, post, type SimAgent } from "../../support/sim-agent.ts";
 import { silentSocket, slowPost } from "../../support/raw-clients.ts";
+import { WHOLE_BODY_MAX } from "../../../src/ingest/body.ts";
 
 async function metric(url: string, line: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`, { headers: metricsAuth, tls: { rejectUnauthorized: false } } as RequestInit)).text();
@@ -74,12 +75,19 @@ describe("slow and silent clients", () => {
     expect(s.ingest.deps.clients.inFlight).toBe(0);
   }, 30_000);
 
-  test("session and enrollment bodies keep the same pace: a trickle gets 408", async () => {
-    const slow = ["/api/v1/session", "/api/v1/enroll"].map((path) => slowPost({ port: s.port, path, contentLength: 10_000, everyMs: 300, maxMs: 15_000 }).done);
+  test("session, enrollment and small ingest bodies (read whole) that trickle get 408 when the time their declared length allows is up: grace + length / rate", async () => {
+    // 2,048 bytes at 1 kB/s after a 3 s grace: due by 5 s; the trickle sends a few bytes each 300 ms.
+    // (Larger bodies are streamed and cut as soon as they fall behind: the slowloris test above.)
+    expect(2048).toBeLessThanOrEqual(WHOLE_BODY_MAX);
+    const slow = ["/api/v1/session", "/api/v1/enroll", "/api/v1/ingest"].map((path) => slowPost({ port: s.port, path, contentLength: 2048, everyMs: 300, maxMs: 15_000 }).done);
     for (const res of await Promise.all(slow)) {
+      expect(res.gaveUp).toBe(false);
       expect(res.status).toBe(408);
-      expect(res.closedMs).toBeLessThan(8000);
+      expect(res.closedMs).toBeGreaterThan(4500);
+      expect(res.closedMs).toBeLessThan(9000);
     }
+    expect(s.ingest.deps.clients.inFlight).toBe(0);
+    expect(s.ingest.deps.gate.used).toBe(0);
   }, 20_000);
 
   test("a body of garbage is answered at its first bytes and the connection closed; it never waits for the declared length", async () => {
