@@ -49,11 +49,16 @@ export interface LocalLatest {
  * newer than the newest read so far). The sample time is the agent's clock: a row whose time
  * went backwards (an agent's clock set back) is not newer, so every `fullEvery`-th refresh
  * reads the whole table again, bounding how late such a row is seen (6 cycles: 60 s).
+ * Rows come with their name set's id (metric_latest_rows, migration 560); each set's names are
+ * read once and kept, so a refresh moves and parses values only, not every host's names
+ * (2,000 hosts x 100 series: 200,000 strings every 10 s before).
  */
+const NO_NAMES = { key: "", names: [] as string[] };
+
 export class LatestCache {
   private readonly rows = new Map<number, LatestView>();
-  /** one string per distinct name set, so hosts that report the same series share their key */
-  private readonly keys = new Map<string, { key: string; names: string[] }>();
+  /** names by metric_name_sets id; one key string per set, so hosts that report the same series share it */
+  private readonly sets = new Map<number, { key: string; names: string[] }>();
   private since = 0;
   private refreshes = 0;
 
@@ -63,17 +68,22 @@ export class LatestCache {
     if (this.refreshes++ % this.fullEvery === 0) {
       this.since = 0;
       this.rows.clear(); // agents gone from the table (revoked, purged) go from the cache too
+      this.sets.clear(); // and sets read again (a restored database may number them otherwise)
     }
     const rows = await this.sql`
-      select agent_id, extract(epoch from ts) * 1000 as t, names, vals from metric_latest
+      select agent_id, extract(epoch from ts) * 1000 as t, names_set, vals from metric_latest_rows
       where ts > to_timestamp(${this.since / 1000}) order by ts`;
-    for (const r of rows) {
-      const joined = (r.names as string[]).join("\n");
-      let k = this.keys.get(joined);
-      if (!k) {
-        if (this.keys.size > 10_000) this.keys.clear();
-        this.keys.set(joined, (k = { key: joined, names: r.names }));
+    const missing = [...new Set(rows.map((r) => r.names_set as number | null).filter((id): id is number => id !== null && !this.sets.has(id)))];
+    if (missing.length) {
+      if (this.sets.size + missing.length > 10_000) this.sets.clear();
+      for (const r of await this.sql`select id, names from metric_name_sets where id = any(${missing}::int4[])`) {
+        const names = r.names as string[];
+        this.sets.set(r.id as number, { key: names.join("\n"), names });
       }
+    }
+    for (const r of rows) {
+      // a row without a set (none registered yet) has no names: nothing to evaluate
+      const k = r.names_set === null ? NO_NAMES : (this.sets.get(r.names_set as number) ?? NO_NAMES);
       const t = Number(r.t);
       this.rows.set(Number(r.agent_id), { ts: t, key: k.key, names: k.names, values: r.vals as number[] });
       if (t > this.since) this.since = t - 1; // ts is stored in microseconds; keep the boundary row

@@ -294,6 +294,25 @@ test("metric_latest read incrementally: a row whose sample time went backwards (
   expect([m.get(a)!.values[0], m.get(b)!.values[0]]).toEqual([99, 20]);
 });
 
+test("metric_latest read by name set: hosts that report the same series share one names array; a host's new set is read when it appears", async () => {
+  const t0 = Date.now();
+  const a = await addHost(db.sql, "set-a", [], t0);
+  const b = await addHost(db.sql, "set-b", [], t0);
+  const cache = new LatestCache(db.sql, undefined, 3);
+  await setLatest(db.sql, a, t0, { "cpu.usage_pct": 10, "mem.used_pct": 5 });
+  await setLatest(db.sql, b, t0, { "cpu.usage_pct": 30, "mem.used_pct": 6 });
+  let m = await cache.refresh();
+  expect(m.get(a)!.names).toBe(m.get(b)!.names);
+  expect(m.get(a)!.key).toBe(m.get(b)!.key);
+  expect([...m.get(a)!.names]).toEqual(["cpu.usage_pct", "mem.used_pct"]);
+  expect([m.get(a)!.values, m.get(b)!.values]).toEqual([[10, 5], [30, 6]]);
+  await setLatest(db.sql, b, t0 + 10_000, { "load.1m": 2 });
+  m = await cache.refresh(); // incremental: b's row names a set not read before
+  expect([...m.get(b)!.names]).toEqual(["load.1m"]);
+  expect(m.get(b)!.values).toEqual([2]);
+  expect([...m.get(a)!.names]).toEqual(["cpu.usage_pct", "mem.used_pct"]);
+});
+
 test("a rule whose query fails (a pattern PostgreSQL refuses) is skipped: other rules go on, its open alerts stay open", async () => {
   await disableStarterRules(db.sql);
   const t0 = Date.now();
