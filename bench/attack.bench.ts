@@ -9,7 +9,9 @@
  *    fleet sends `samples` samples of 1,000-sample frames over `connections` connections
  *    (HTTP/2 and WebSocket), each request waiting for its ack. During an attack round a child
  *    process (this file with --attacker) keeps up, reconnecting whatever the server cuts:
- *    - `slowloris` POSTs to /api/v1/ingest declaring 10 MB and sending a byte every 2 s;
+ *    - `slowloris` POSTs to /api/v1/ingest declaring 10 MB (`--slowloris-bytes`; 64 KiB or less
+ *      gets a body the server reads whole, with the time its declared length allows) and
+ *      sending a byte every 2 s;
  *    - `silent` WebSockets that never say hello and ping every second;
  *    - `forgers` connections (one address each) sending, 20 ms after each answer, requests of
  *      8 frames naming a real agent but signed with another key;
@@ -39,6 +41,7 @@ async function attacker(): Promise<void> {
   const seconds = Number(arg("seconds", "30"));
   const agentId = Number(arg("agent", "1"));
   const slowloris = Number(arg("slowloris", "256"));
+  const slowlorisBytes = Number(arg("slowloris-bytes", "10000000"));
   const silent = Number(arg("silent", "256"));
   const forgers = Number(arg("forgers", "16"));
   const capped = Number(arg("capped", "160"));
@@ -53,7 +56,7 @@ async function attacker(): Promise<void> {
   for (let i = 0; i < slowloris; i++) {
     loops.push((async () => {
       while (left() > 500) {
-        const r = await slowPost({ port, localAddress: address(i), everyMs: 2000, maxMs: left() }).done;
+        const r = await slowPost({ port, localAddress: address(i), contentLength: slowlorisBytes, everyMs: 2000, maxMs: left() }).done;
         count(r.gaveUp ? "slowloris_held_to_end" : `slowloris_${r.status}`);
         if (!r.gaveUp && r.status === 0) await Bun.sleep(200);
       }
@@ -102,6 +105,7 @@ const ROUNDS = Number(arg("rounds", quick ? "4" : "6"));
 const WARMUP_S = Number(arg("warmup", "4"));
 const ATTACK = {
   slowloris: Number(arg("slowloris", quick ? "128" : "256")),
+  "slowloris-bytes": Number(arg("slowloris-bytes", "10000000")),
   silent: Number(arg("silent", quick ? "128" : "256")),
   forgers: Number(arg("forgers", quick ? "8" : "16")),
   capped: Number(arg("capped", quick ? "150" : "160")),
