@@ -43,6 +43,9 @@ export interface LocalLatest {
   agentIds(): Iterable<number>;
 }
 
+/** The names of a row whose set is unknown: none, so nothing of it is evaluated. */
+const NO_NAMES = { key: "", names: [] as string[] };
+
 /**
  * The latest value of every series: this node's in-memory values for the agents it serves,
  * and, for agents on other nodes, metric_latest read incrementally (rows whose sample time is
@@ -53,8 +56,6 @@ export interface LocalLatest {
  * read once and kept, so a refresh moves and parses values only, not every host's names
  * (2,000 hosts x 100 series: 200,000 strings every 10 s before).
  */
-const NO_NAMES = { key: "", names: [] as string[] };
-
 export class LatestCache {
   private readonly rows = new Map<number, LatestView>();
   /** names by metric_name_sets id; one key string per set, so hosts that report the same series share it */
