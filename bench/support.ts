@@ -133,6 +133,11 @@ export async function spawnServer(o: { port: number; env: Record<string, string>
       child.kill("SIGTERM");
     });
   const forget = onInterrupt(stop);
+  // a bench that fails (an exception) must not leave its server running either
+  const onExit = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+  };
+  process.once("exit", onExit);
   return {
     url: `https://127.0.0.1:${o.port}`,
     port: o.port,
@@ -140,6 +145,7 @@ export async function spawnServer(o: { port: number; env: Record<string, string>
     child,
     stop: async () => {
       forget();
+      process.off("exit", onExit);
       await stop();
     },
   };
