@@ -63,7 +63,8 @@ export class LatestCache {
   private since = 0;
   private refreshes = 0;
 
-  constructor(private readonly sql: Sql, private readonly local?: LocalLatest, private readonly fullEvery = 6) {}
+  /** `maxSets`: name sets kept at most; past it the memory starts over. */
+  constructor(private readonly sql: Sql, private readonly local?: LocalLatest, private readonly fullEvery = 6, private readonly maxSets = 10_000) {}
 
   async refresh(): Promise<Map<number, LatestView>> {
     if (this.refreshes++ % this.fullEvery === 0) {
@@ -74,9 +75,14 @@ export class LatestCache {
     const rows = await this.sql`
       select agent_id, extract(epoch from ts) * 1000 as t, names_set, vals from metric_latest_rows
       where ts > to_timestamp(${this.since / 1000}) order by ts`;
-    const missing = [...new Set(rows.map((r) => r.names_set as number | null).filter((id): id is number => id !== null && !this.sets.has(id)))];
+    const wanted = new Set(rows.map((r) => r.names_set as number | null).filter((id): id is number => id !== null));
+    let missing = [...wanted].filter((id) => !this.sets.has(id));
+    if (this.sets.size + missing.length > this.maxSets) {
+      // past the bound the memory starts over, so every set these rows name is read again
+      this.sets.clear();
+      missing = [...wanted];
+    }
     if (missing.length) {
-      if (this.sets.size + missing.length > 10_000) this.sets.clear();
       for (const r of await this.sql`select id, names from metric_name_sets where id = any(${missing}::int4[])`) {
         const names = r.names as string[];
         this.sets.set(r.id as number, { key: names.join("\n"), names });

@@ -313,6 +313,22 @@ test("metric_latest read by name set: hosts that report the same series share on
   expect([...m.get(a)!.names]).toEqual(["cpu.usage_pct", "mem.used_pct"]);
 });
 
+test("metric_latest read by name set: past its bound the cache starts over and still names every host's series", async () => {
+  const t0 = Date.now();
+  const a = await addHost(db.sql, "bound-a", [], t0);
+  const b = await addHost(db.sql, "bound-b", [], t0);
+  const cache = new LatestCache(db.sql, undefined, 100, 1); // one set kept at most
+  await setLatest(db.sql, a, t0, { "bound.a": 1 });
+  let m = await cache.refresh();
+  expect([...m.get(a)!.names]).toEqual(["bound.a"]);
+  await setLatest(db.sql, a, t0 + 10_000, { "bound.a": 2 });
+  await setLatest(db.sql, b, t0 + 10_000, { "bound.b": 3 });
+  m = await cache.refresh(); // b's set does not fit beside a's: both are read again
+  expect([...m.get(a)!.names]).toEqual(["bound.a"]);
+  expect([...m.get(b)!.names]).toEqual(["bound.b"]);
+  expect([m.get(a)!.values, m.get(b)!.values]).toEqual([[2], [3]]);
+});
+
 test("a rule whose query fails (a pattern PostgreSQL refuses) is skipped: other rules go on, its open alerts stay open", async () => {
   await disableStarterRules(db.sql);
   const t0 = Date.now();
