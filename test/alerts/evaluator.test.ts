@@ -313,6 +313,43 @@ test("metric_latest read by name set: hosts that report the same series share on
   expect([...m.get(a)!.names]).toEqual(["cpu.usage_pct", "mem.used_pct"]);
 });
 
+test("metric_latest: values of an agent this node holds as new in memory are not read from the database; a newer row (written by another node) is", async () => {
+  const t0 = Date.now();
+  const a = await addHost(db.sql, "local-a", [], t0);
+  const b = await addHost(db.sql, "remote-b", [], t0);
+  const state = new AgentState(db.sql);
+  const names = ["cpu.usage_pct"];
+  state.metrics(a, { ts: Float64Array.of(t0), names, values: Float64Array.of(10), namesKey: names[0]! });
+  await state.flush(); // this node writes a's row, as its flush timer would
+  await setLatest(db.sql, b, t0, { "cpu.usage_pct": 30 });
+  const statements: Array<{ text: string; args: unknown[] }> = [];
+  const spy = ((strings: TemplateStringsArray, ...args: unknown[]) => {
+    statements.push({ text: strings.join("?").replace(/\s+/g, " ").trim(), args });
+    return (db.sql as any)(strings, ...args);
+  }) as unknown as typeof db.sql;
+  const cache = new LatestCache(spy, state, 100);
+  // the agents whose values were read from the database, refresh by refresh
+  const valuesRead = () => {
+    const read = statements.filter((s) => /\bvals\b/.test(s.text));
+    statements.length = 0;
+    expect(read.every((s) => s.text === "select agent_id, extract(epoch from ts) * 1000 as t, names_set, vals from metric_latest_rows where agent_id = any(?::int8[])")).toBe(true);
+    return read.flatMap((s) => (s.args[0] as number[]).map(Number));
+  };
+  expect((await db.sql`select count(*)::int as n from metric_latest_rows`)[0]!.n).toBe(2);
+  let m = await cache.refresh();
+  expect([m.get(a)!.values[0], m.get(b)!.values[0]]).toEqual([10, 30]);
+  expect(valuesRead()).toEqual([b]); // a's values came from memory
+  state.metrics(a, { ts: Float64Array.of(t0 + 10_000), names, values: Float64Array.of(11), namesKey: names[0]! });
+  await state.flush();
+  m = await cache.refresh(); // a changed, by this node: its values are not read
+  expect(m.get(a)!.values[0]).toBe(11);
+  expect(valuesRead()).not.toContain(a);
+  await setLatest(db.sql, a, t0 + 20_000, { "cpu.usage_pct": 77 }); // a moved to another node, which wrote a newer row
+  m = await cache.refresh();
+  expect([m.get(a)!.values[0], m.get(b)!.values[0]]).toEqual([77, 30]);
+  expect(valuesRead()).toContain(a);
+});
+
 test("metric_latest read by name set: past its bound the cache starts over and still names every host's series", async () => {
   const t0 = Date.now();
   const a = await addHost(db.sql, "bound-a", [], t0);
