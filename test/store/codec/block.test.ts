@@ -202,6 +202,46 @@ test("version 2 bit-packs integer deltas: a counter of even steps and a 2-decima
   expect(enc([NaN, 1, 2, NaN, 4, 5, 6, 7, 8, 9]) - header).toBeLessThanOrEqual(1 + 2 + 1 + 1 + 3);
 });
 
+test("integer deltas across the zig-zag and varint boundaries (2^30, 2^31, 2^32 and beyond, either sign) round-trip and get the size a plain reference computes", () => {
+  const sink = new ByteSink();
+  const enc = (vals: number[]) => {
+    sink.reset();
+    encodeBlock(sink, Int32Array.from(vals, (_, i) => i * 10_000), [1], 0, 1, Float64Array.from(vals), 0);
+    const b = sink.bytes().slice();
+    expect([...bits(decodeBlock(b).values)]).toEqual([...bits(Float64Array.from(vals))]);
+    return b.length;
+  };
+  const header = enc([Math.PI, Math.PI]) - 9;
+  // the reference: zig-zag, varint bytes and bit width written the slow, obvious way
+  const zz = (v: number) => (v >= 0 ? 2 * v : -2 * v - 1);
+  const varintBytes = (z: number) => {
+    let n = 1;
+    for (; z >= 128; n++) z = Math.floor(z / 128);
+    return n;
+  };
+  const width = (z: number) => {
+    let w = 0;
+    for (; z >= 1; w++) z = Math.floor(z / 2);
+    return w;
+  };
+  const edges = [1, 63, 64, 8191, 8192, 2 ** 30 - 1, 2 ** 30, 2 ** 30 + 1, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 35, 2 ** 42 + 5, 2 ** 49];
+  for (const e of edges) {
+    for (const d of [e, -e]) {
+      // [0, d]: k0 = 0 takes one byte; the delta as a varint, or packed at its width when that is smaller
+      const z = zz(d);
+      const w = width(z);
+      const varint = 1 + varintBytes(z);
+      const packed = w <= 32 ? 1 + 1 + Math.ceil(w / 8) : Infinity;
+      expect(enc([0, d]) - header).toBe(1 + Math.min(varint, packed));
+      // and a longer series whose deltas straddle the edge with random signs
+      const r = rng(e);
+      const vals = [0];
+      for (let i = 1; i < 40; i++) vals.push(vals[i - 1]! + (r() < 0.5 ? -1 : 1) * (e + Math.floor(r() * 3) - 1));
+      enc(vals);
+    }
+  }
+});
+
 test("blocks of version 1 (written before packed integers) still decode bit for bit, and a packed mode in one is refused", async () => {
   const fx = (await Bun.file(new URL("./block-v1.fixture.json", import.meta.url)).json()) as { block: string; tsOff: number[]; sids: number[]; valueBits: string };
   const block = new Uint8Array(Buffer.from(fx.block, "hex"));
