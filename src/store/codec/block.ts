@@ -627,6 +627,8 @@ class Reader {
   }
   zz(): number {
     const u = this.varint();
+    // below 2^32 without a branch on the parity (noisy deltas alternate at random)
+    if (u < 0x100000000) return (u >>> 1) ^ -(u & 1);
     return u % 2 === 0 ? u / 2 : (u + 1) / -2;
   }
 }
@@ -863,7 +865,8 @@ export function decodeBlock(bytes: Uint8Array, want?: { has(id: number): boolean
             acc >>>= highBits;
             accBits -= highBits;
           }
-          x = u % 2 === 0 ? u / 2 : (u + 1) / -2;
+          // u < 2^32 here (the width is 32 at most): the zig-zag undone without a branch on its parity
+          x = (u >>> 1) ^ -(u & 1);
         }
         if (c === 0) k = x;
         else if (kind === KIND_DELTA || c === 1) {
