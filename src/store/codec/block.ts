@@ -323,10 +323,10 @@ export function encodeBlock(
       }
     }
     if (ok && m > 0) {
-      // sizes as varints of deltas or deltas of deltas, and the widest zz of each for packing
-      // (the deltas of deltas after the first delta)
-      // the packed widths from the OR of the values (the same highest bit as their maximum,
-      // without a branch on each value), or 33 when one needs more than 32 bits
+      // sizes as varints of deltas or deltas of deltas, and the width of each for packing (the
+      // deltas of deltas after the first delta): from the OR of their zz values, which has the
+      // same highest bit as their maximum without a branch on each value, or 33 when one needs
+      // more than 32 bits
       let deltaLen = varintLen(zz(ks[0]!)), dodLen = deltaLen;
       let pd = 0, orDelta = 0, orDod = 0, wideDelta = false, wideDod = false;
       for (let i = 1; i < m; i++) {
