@@ -61,7 +61,7 @@ if (available) {
     const sub = `suite-${++n}`;
     const d = dest(sub);
     return { dest: d, cleanup: async () => { for (const k of await raw(sub)) await d.delete(k).catch(() => {}); } };
-  });
+  }, { serverAtomicReplace: false });
 
   serverDestinationCases("S3", () => ({ dest: (sub) => dest(sub), raw }), { noKill: true, noSize: true });
 
