@@ -627,10 +627,16 @@ class Reader {
   }
   zz(): number {
     const u = this.varint();
-    // below 2^32 without a branch on the parity (noisy deltas alternate at random)
-    if (u < 0x100000000) return (u >>> 1) ^ -(u & 1);
-    return u % 2 === 0 ? u / 2 : (u + 1) / -2;
+    return u < 0x100000000 ? unzz32(u) : u % 2 === 0 ? u / 2 : (u + 1) / -2;
   }
+}
+
+/**
+ * The integer whose zig-zag is u, for u below 2^32 (the inverse of the encoder's `zz`): no double
+ * modulo and no branch on the parity, which noisy deltas flip at random.
+ */
+function unzz32(u: number): number {
+  return (u >>> 1) ^ -(u & 1);
 }
 
 function int4(v: number, what: string): number {
@@ -865,8 +871,7 @@ export function decodeBlock(bytes: Uint8Array, want?: { has(id: number): boolean
             acc >>>= highBits;
             accBits -= highBits;
           }
-          // u < 2^32 here (the width is 32 at most): the zig-zag undone without a branch on its parity
-          x = (u >>> 1) ^ -(u & 1);
+          x = unzz32(u); // below 2^32: the width is 32 at most
         }
         if (c === 0) k = x;
         else if (kind === KIND_DELTA || c === 1) {
