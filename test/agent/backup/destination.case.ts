@@ -112,24 +112,16 @@ export function destinationSuite(name: string, make: () => Promise<DestinationFi
       expect(await d.list("locks/")).toEqual([]);
     });
 
-    if (o.serverAtomicReplace === false) {
-      test("concurrent puts of one name all succeed and leave one name (the server's atomicity is not tested here)", async () => {
-        const d = await fresh();
-        const bodies = Array.from({ length: 6 }, (_, i) => Buffer.alloc(512 * 1024, i + 1));
-        await Promise.all(bodies.map((b) => d.put("data/cc/same", b)));
-        expect(await d.list("data/")).toEqual(["data/cc/same"]);
-        expect((await d.get("data/cc/same")).length).toBeGreaterThan(0);
-      });
-    } else {
-      test("concurrent puts of one name leave one whole object", async () => {
-        const d = await fresh();
-        const bodies = Array.from({ length: 6 }, (_, i) => Buffer.alloc(512 * 1024, i + 1));
-        await Promise.all(bodies.map((b) => d.put("data/cc/same", b)));
-        const got = Buffer.from(await d.get("data/cc/same"));
-        expect(bodies.some((b) => b.equals(got))).toBe(true);
-        expect(await d.list("data/")).toEqual(["data/cc/same"]);
-      });
-    }
+    const atomic = o.serverAtomicReplace !== false;
+    test(atomic ? "concurrent puts of one name leave one whole object" : "concurrent puts of one name all succeed and leave one name (the server's atomicity is not tested here)", async () => {
+      const d = await fresh();
+      const bodies = Array.from({ length: 6 }, (_, i) => Buffer.alloc(512 * 1024, i + 1));
+      await Promise.all(bodies.map((b) => d.put("data/cc/same", b)));
+      const got = Buffer.from(await d.get("data/cc/same"));
+      if (atomic) expect(bodies.some((b) => b.equals(got))).toBe(true);
+      else expect(got.length).toBeGreaterThan(0);
+      expect(await d.list("data/")).toEqual(["data/cc/same"]);
+    });
 
     test("names that could escape the repository are refused", async () => {
       const d = await fresh();
