@@ -6,14 +6,15 @@
  *    registers their series with one frame each (reported separately as `registration`).
  *    With `--auth session` (the default, as our agent does) every agent first opens a session
  *    and seals its frames with it; `--auth signature` signs every frame with Ed25519.
- * 3. `--rounds` times (3; 1 with --quick): sends `samples` samples in frames of metrics x stamps
+ * 3. `--warmup-rounds` (3; 0 with --quick) and then `--rounds` times (3; 1 with --quick): sends `samples` samples in frames of metrics x stamps
  *    samples over `connections` concurrent connections, split across the chosen transports,
  *    each request waiting for its ack (= committed); and measures the ceiling of the same rows:
  *    raw binary COPY into the same table, in transactions of the same size, on the same number
  *    of connections. The two alternate in order from round to round, each after a CHECKPOINT.
  * 4. Counts the rows in PostgreSQL: lost and duplicated samples over all rounds.
  * 5. A logs workload (200 lines a frame) against its own COPY ceiling.
- * Prints one JSON line last: medians over the rounds, and each round under `per_round`.
+ * Prints one JSON line last: medians over the measured rounds, and each round under `per_round`
+ * (the warm-up rounds under `warmup`, measured the same way, on both sides).
  */
 import { join } from "node:path";
 import { freePort } from "../src/store/postgres/embedded.ts";
@@ -44,6 +45,10 @@ const TRANSPORTS = arg("transport", "h2,wss,h3").split(",") as Array<"h1" | "h2"
 const LOG_LINES = Number(arg("log-lines", quick ? "100000" : "1000000"));
 const WRITERS = Number(arg("writers", "3")); // the server's default (SERVERMIND_WRITERS)
 const ROUNDS = Number(arg("rounds", quick ? "1" : "3"));
+// Rounds run first and left out of the medians (reported under `warmup`), on both sides: the
+// server's per-sample CPU falls by half over its first ~25 M samples (JIT tiers, heap and
+// allocator growth; docs/architecture.md), and the goal is a steady-state rate on both sides.
+const WARMUP = Number(arg("warmup-rounds", quick ? "0" : "3"));
 const AUTH = arg("auth", "session") as "session" | "signature";
 if (AUTH !== "session" && AUTH !== "signature") throw new Error(`--auth ${AUTH}: use session or signature`);
 const WORKLOAD = workloadArg();
@@ -90,17 +95,44 @@ async function startServer(dbUrl: string, dataDir: string) {
 
 type Job = { frames: Uint8Array[]; samples: number };
 
+/**
+ * Waits (at most `maxMs`) until `cpu()` (CPU seconds of the processes watched) has grown by under
+ * 5 % of a core for a second: background work of one side finished before the other is measured.
+ */
+async function idle(cpu: () => number, maxMs = 60_000): Promise<void> {
+  const end = Date.now() + maxMs;
+  let last = cpu();
+  for (let quiet = 0; quiet < 4 && Date.now() < end; ) {
+    await Bun.sleep(250);
+    const now = cpu();
+    quiet = now - last < 0.0125 ? quiet + 1 : 0;
+    last = now;
+  }
+}
+
+/**
+ * WebSocket streams by worker, opened once and kept across rounds, as an agent keeps its stream:
+ * each stream's welcome opens a session for its agent, and the server keeps an agent's newest 4,
+ * so a stream per round would, from the fifth round on, retire the session the agent's frames
+ * are sealed with.
+ */
+const streams = new Map<number, Awaited<ReturnType<typeof openStream>>>();
+
 async function drive(url: string, agents: SimAgent[], jobs: Job[], transports: typeof TRANSPORTS) {
   const latencies: number[] = [];
+  const byTransport: Record<string, number[]> = {};
+  let drainedAt = 0; // when the last job was taken: what follows is the round's tail
   let next = 0;
   let acked = 0;
   let rejected = 0;
   const rejectCodes: Record<string, number> = {};
   const worker = async (transport: (typeof TRANSPORTS)[number], w: number) => {
-    const stream = transport === "wss" ? await openStream(url, agents[w % agents.length]!) : undefined;
+    let stream = transport === "wss" ? streams.get(w) : undefined;
+    if (transport === "wss" && !stream) streams.set(w, (stream = await openStream(url, agents[w % agents.length]!)));
     for (;;) {
       const i = next++;
       if (i >= jobs.length) break;
+      if (i === jobs.length - 1) drainedAt = performance.now();
       const job = jobs[i]!;
       for (;;) {
         const t = performance.now();
@@ -123,17 +155,19 @@ async function drive(url: string, agents: SimAgent[], jobs: Job[], transports: t
           continue; // resend the same frames: the bench's spool
         }
         latencies.push(performance.now() - t);
+        (byTransport[transport] ??= []).push(performance.now() - t);
         acked += acks.filter((a) => a.status === "ok" || a.status === "dup").length;
         rejected += rejects.length;
         for (const r of rejects) rejectCodes[r.code] = (rejectCodes[r.code] ?? 0) + 1;
         break;
       }
     }
-    stream?.close();
   };
   const t0 = performance.now();
   await Promise.all(Array.from({ length: CONNECTIONS }, (_, w) => worker(transports[w % transports.length]!, w)));
-  return { seconds: (performance.now() - t0) / 1000, latencies: latencies.sort((a, b) => a - b), acked, rejected, rejectCodes };
+  const t1 = performance.now();
+  const p99 = Object.fromEntries(Object.entries(byTransport).map(([k, v]) => [k, round(percentile(v.sort((a, b) => a - b), 99), 1)]));
+  return { seconds: (t1 - t0) / 1000, tailSeconds: (t1 - drainedAt) / 1000, p99ByTransport: p99, latencies: latencies.sort((a, b) => a - b), acked, rejected, rejectCodes };
 }
 
 /**
@@ -221,7 +255,7 @@ async function main() {
   let vmCreate: { seconds: number; cpuSeconds: number } | undefined;
   if (vm) {
     vmCreate = await vm.ingest(vmRequests(regJobs.flatMap((j) => j.frames)), VM_SENDERS);
-    await vm.flush();
+    await vm.settle();
     log(`victoria-metrics, creating series: ${round(regSamples / vmCreate.seconds / 1e6)}M samples/s`);
   }
 
@@ -231,18 +265,22 @@ async function main() {
   const ids = Int32Array.from(names, (_, i) => i + 1);
   const rowsPerBatch = Number(process.env.SERVERMIND_BATCH_MAX_ROWS ?? 20_000);
   let stamp = 0; // rounds of frames built so far: each round gets later timestamps
-  const rounds: Array<{ samples_per_s: number; ceiling_samples_per_s: number; ratio: number; server_cpu_s_per_million: number; postgres_cpu_s_per_million: number; ceiling_postgres_cpu_s_per_million: number; load_generator_cpu_s_per_million: number; ack_p50_ms: number; ack_p99_ms: number; udp_rcvbuf_errors: number | null }> = [];
+  const rounds: Array<{ samples_per_s: number; ceiling_samples_per_s: number; ratio: number; server_cpu_s_per_million: number; postgres_cpu_s_per_million: number; ceiling_postgres_cpu_s_per_million: number; load_generator_cpu_s_per_million: number; ack_p50_ms: number; ack_p99_ms: number; tail_s: number; ack_p99_ms_by_transport: Record<string, number>; udp_rcvbuf_errors: number | null }> = [];
   const latencies: number[] = [];
   let rejected = 0;
   const rejectCodes: Record<string, number> = {};
   let ceilingOffset = 1_000_000_000;
   let ceilingBytes = 0; // what the ceiling's rows added to the metric tables: not ServerMind's
-  const vmRounds: Array<{ samples_per_s: number; cpu_s_per_million: number }> = [];
+  const vmRounds: Array<{ samples_per_s: number; cpu_s_per_million: number; deferred_cpu_s_per_million: number; settle_s: number }> = [];
 
   // Each round: the end-to-end run and the raw-COPY ceiling of the same rows, in alternating
   // order (a checkpoint first, so neither pays for the other's dirty pages).
-  for (let r = 0; r < ROUNDS; r++) {
-    log(`round ${r + 1}/${ROUNDS}: building ${frameCount} frames`);
+  const warmRounds: typeof rounds = [];
+  const vmWarmRounds: typeof vmRounds = [];
+  for (let r = 0; r < WARMUP + ROUNDS; r++) {
+    const warm = r < WARMUP;
+    const name = warm ? `warm-up round ${r + 1}` : `round ${r - WARMUP + 1}`;
+    log(`${name}/${warm ? WARMUP : ROUNDS}: building ${frameCount} frames`);
     const frames: Uint8Array[] = [];
     for (let i = 0; i < frameCount; i++) {
       const a = agents[i % agents.length]!;
@@ -264,19 +302,19 @@ async function main() {
       const pg0 = treeCpuSeconds(pgPid);
       const client0 = process.cpuUsage();
       const udp0 = hostUdpReceiveBufferErrors();
-      log(`round ${r + 1}: sending ${sent} samples over ${CONNECTIONS} connections (${TRANSPORTS.join(", ")}, ${AUTH})`);
+      log(`${name}: sending ${sent} samples over ${CONNECTIONS} connections (${TRANSPORTS.join(", ")}, ${AUTH})`);
       const run = await drive(server.url, agents, jobs, TRANSPORTS);
       const u = process.cpuUsage(client0);
-      latencies.push(...run.latencies);
+      if (!warm) latencies.push(...run.latencies);
       rejected += run.rejected;
       for (const [k, v] of Object.entries(run.rejectCodes)) rejectCodes[k] = (rejectCodes[k] ?? 0) + v;
       const udp1 = hostUdpReceiveBufferErrors();
-      return { seconds: run.seconds, serverCpu: cpuSeconds(server.pid) - cpu0, pgCpu: treeCpuSeconds(pgPid) - pg0, clientCpu: (u.user + u.system) / 1e6, latencies: run.latencies, udpErrors: udp0 === undefined || udp1 === undefined ? null : udp1 - udp0 };
+      return { seconds: run.seconds, serverCpu: cpuSeconds(server.pid) - cpu0, pgCpu: treeCpuSeconds(pgPid) - pg0, clientCpu: (u.user + u.system) / 1e6, latencies: run.latencies, tailSeconds: run.tailSeconds, p99ByTransport: run.p99ByTransport, udpErrors: udp0 === undefined || udp1 === undefined ? null : udp1 - udp0 };
     };
     let ceilingPgCpu = 0;
     const ceiling = async () => {
       await sql`checkpoint`;
-      log(`round ${r + 1}: measuring the COPY ceiling`);
+      log(`${name}: measuring the COPY ceiling`);
       const size0 = await metricStorage(sql);
       const c = await copyCeiling(pg.url, METRIC_BLOCKS_COPY, chunks, pgPid);
       ceilingBytes += (await metricStorage(sql)).bytes - size0.bytes;
@@ -293,7 +331,7 @@ async function main() {
       run = await e2e();
     }
     const perM = sent / 1e6;
-    rounds.push({
+    (warm ? warmRounds : rounds).push({
       samples_per_s: Math.round(sent / run.seconds),
       ceiling_samples_per_s: Math.round(sent / ceilingSecs),
       ratio: round(ceilingSecs / run.seconds),
@@ -303,24 +341,30 @@ async function main() {
       load_generator_cpu_s_per_million: round(run.clientCpu / perM),
       ack_p50_ms: round(percentile(run.latencies, 50), 1),
       ack_p99_ms: round(percentile(run.latencies, 99), 1),
+      // from the last request sent to its ack, the round's wall time spent waiting on stragglers
+      tail_s: round(run.tailSeconds, 2),
+      ack_p99_ms_by_transport: run.p99ByTransport,
       // datagrams the host dropped for a full UDP receive buffer while this round sent (HTTP/3)
       udp_rcvbuf_errors: run.udpErrors,
     });
-    log(`round ${r + 1}: ${JSON.stringify(rounds.at(-1))}`);
+    log(`${name}: ${JSON.stringify((warm ? warmRounds : rounds).at(-1))}`);
     if (vm) {
       // the same samples into VictoriaMetrics, its series existing already (steady state)
       const requests = vmRequests(frames);
       await sql`checkpoint`;
+      // and ours done too (autovacuum, the server's timers), so VictoriaMetrics pays for neither
+      await idle(() => cpuSeconds(server.pid) + treeCpuSeconds(pgPid));
       const v = await vm.ingest(requests, VM_SENDERS);
-      await vm.flush();
-      vmRounds.push({ samples_per_s: Math.round(sent / v.seconds), cpu_s_per_million: round(v.cpuSeconds / (sent / 1e6)) });
-      log(`round ${r + 1}: victoria-metrics ${JSON.stringify(vmRounds.at(-1))}`);
+      // what it deferred past its acks, done before the next round measures ServerMind
+      const later = await vm.settle();
+      (warm ? vmWarmRounds : vmRounds).push({ samples_per_s: Math.round(sent / v.seconds), cpu_s_per_million: round(v.cpuSeconds / (sent / 1e6)), deferred_cpu_s_per_million: round(later.cpuSeconds / (sent / 1e6)), settle_s: round(later.seconds, 1) });
+      log(`${name}: victoria-metrics ${JSON.stringify((warm ? vmWarmRounds : vmRounds).at(-1))}`);
     }
   }
   const rss = rssMb(server.pid);
   // ServerMind's bytes: the metric tables (every partition, index and TOAST) less what the ceiling's rows added
   const storage = await metricStorage(sql);
-  const smSamples = regSamples + sent * ROUNDS;
+  const smSamples = regSamples + sent * (WARMUP + ROUNDS);
   log(`metric relations counted: ${JSON.stringify(storage.tables)}; ceiling rows' share ${ceilingBytes} bytes subtracted`);
   let vmResult: Record<string, unknown> = {};
   if (vm) {
@@ -334,10 +378,12 @@ async function main() {
       vm_samples_per_s: vmSps,
       vm_create_samples_per_s: Math.round(regSamples / vmCreate!.seconds),
       vm_cpu_s_per_million: median(vmRounds.map((x) => x.cpu_s_per_million)),
+      vm_deferred_cpu_s_per_million: median(vmRounds.map((x) => x.deferred_cpu_s_per_million)),
       vm_bytes_per_sample: round(vmBytes / smSamples, 2),
     vm_index_bytes_per_sample: round(vmSplit.index / smSamples, 2),
       vm_samples_stored: vmRows,
       vm_per_round: vmRounds,
+      vm_warmup_per_round: vmWarmRounds,
       vm_import: { path: VM_PATH === "import" ? "/api/v1/import" : "/api/v1/write", senders: VM_SENDERS, frames_per_request: VM_FRAMES_PER_REQUEST },
     };
     if (vmRows !== smSamples) log(`victoria-metrics holds ${vmRows} samples, ${smSamples} were sent`);
@@ -348,7 +394,7 @@ async function main() {
   const census = await sampleCensus(sql, 1_000_000_000);
   const stored = census.stored - regSamples;
   const duplicated = census.duplicated;
-  const lost = Math.max(0, sent * ROUNDS - (stored - duplicated));
+  const lost = Math.max(0, sent * (WARMUP + ROUNDS) - (stored - duplicated));
 
   // Logs workload
   log(`logs: ${LOG_LINES} lines in frames of 200`);
@@ -358,6 +404,7 @@ async function main() {
   for (let i = 0; i < logFrames.length; i += PER_REQUEST) logJobs.push({ frames: logFrames.slice(i, i + PER_REQUEST), samples: 0 });
   await sql`checkpoint`;
   const logRun = await drive(server.url, agents, logJobs, TRANSPORTS);
+  for (const st of streams.values()) st.close();
   const logBodies = logFrames.map((f) => {
     const e = splitFrames(f)[0]!.frame!;
     return { agent: e.header.agentId + 1_000_000_000, batch: e.header.batchId, body: decodeFrameBody(e.header, e.body).body as LogsBody };
@@ -384,7 +431,7 @@ async function main() {
   log(`metric relations counted after the rollup job and compaction: ${JSON.stringify(compacted.tables)}`);
   await db.close();
 
-  const med = (k: Exclude<keyof (typeof rounds)[number], "udp_rcvbuf_errors">) => median(rounds.map((x) => x[k]));
+  const med = (k: Exclude<keyof (typeof rounds)[number], "udp_rcvbuf_errors" | "ack_p99_ms_by_transport">) => median(rounds.map((x) => x[k]));
   latencies.sort((a, b) => a - b);
   const result = {
     bench: "ingest-e2e",
@@ -400,6 +447,7 @@ async function main() {
     workload: WORKLOAD,
     samples: sent,
     rounds: ROUNDS,
+    warmup_rounds: WARMUP,
     // medians over the rounds; each round's own numbers are under `per_round`
     samples_per_s: med("samples_per_s"),
     ceiling_samples_per_s: med("ceiling_samples_per_s"),
@@ -422,6 +470,7 @@ async function main() {
     rejected,
     reject_codes: rejectCodes,
     per_round: rounds,
+    warmup_per_round: warmRounds,
     log_lines: Number(lc!.n),
     log_lines_per_s: Math.round(LOG_LINES / logRun.seconds),
     log_ceiling_lines_per_s: Math.round(LOG_LINES / logCeilingSecs),

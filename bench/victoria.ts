@@ -168,6 +168,13 @@ export interface Victoria {
   ingest(requests: Array<string | Uint8Array>, senders: number): Promise<{ seconds: number; cpuSeconds: number }>;
   /** Makes everything received searchable and on disk. */
   flush(): Promise<void>;
+  /**
+   * Flushes, then waits (at most `maxMs`) until no merge is active and the process has been idle
+   * for a second: the work VictoriaMetrics defers past its acknowledgements (writing parts,
+   * merging them), so that it does not run during the next measurement of the other side.
+   * Resolves with that work's wall time and CPU seconds (the flush's included).
+   */
+  settle(maxMs?: number): Promise<{ seconds: number; cpuSeconds: number }>;
   /** Flushes, forces a merge of every partition, and waits until the data directory stops shrinking. */
   compact(): Promise<void>;
   /** Bytes under the data directory's `data` and `indexdb` (caches not counted). */
@@ -237,6 +244,11 @@ export async function startVictoria(log: (s: string) => void = () => {}): Promis
     if (!r.ok) throw new Error(`victoria-metrics ${path}: ${r.status} ${await r.text()}`);
     return r.text();
   };
+  const activeMerges = async () => {
+    let n = 0;
+    for (const m of (await get("/metrics")).matchAll(/^vm_active_merges\{[^}]*\} (\d+)/gm)) n += Number(m[1]);
+    return n;
+  };
   const vm: Victoria = {
     url,
     pid: child.pid!,
@@ -264,16 +276,27 @@ export async function startVictoria(log: (s: string) => void = () => {}): Promis
     async flush() {
       await get("/internal/force_flush");
     },
+    async settle(maxMs = 60_000) {
+      const t0 = performance.now();
+      const cpu0 = cpuSeconds(child.pid!);
+      await get("/internal/force_flush");
+      const end = Date.now() + maxMs;
+      let quiet = 0;
+      let cpu = cpuSeconds(child.pid!);
+      while (quiet < 4 && Date.now() < end) {
+        await Bun.sleep(250);
+        const now = cpuSeconds(child.pid!);
+        // idle: under 5 % of a core over the last 250 ms (its /metrics scrape included)
+        quiet = now - cpu < 0.0125 && (await activeMerges()) === 0 ? quiet + 1 : 0;
+        cpu = now;
+      }
+      return { seconds: (performance.now() - t0) / 1000, cpuSeconds: cpuSeconds(child.pid!) - cpu0 };
+    },
     async compact() {
       await get("/internal/force_flush");
       await get("/internal/force_merge");
       // the merge runs in the background: wait until no merge is active (its own /metrics) and
       // the size has stayed put for 3 s, at most 5 min
-      const activeMerges = async () => {
-        let n = 0;
-        for (const m of (await get("/metrics")).matchAll(/^vm_active_merges\{[^}]*\} (\d+)/gm)) n += Number(m[1]);
-        return n;
-      };
       let last = -1;
       let still = 0;
       const end = Date.now() + 300_000;
