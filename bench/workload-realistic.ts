@@ -14,6 +14,10 @@
  *   - counters get a per-host starting value and continue across cycles (monotonic for ever);
  *   - gauges are scaled by a per-host factor in [0.8, 1.2] and get up to +-1 % noise per sample
  *     (integer gauges stay integers, % gauges stay within 0..100, zeros stay zero).
+ * Every value keeps the precision the agent would send it with: what it derives by division at
+ * agent/collect/precision.ts' two decimals, a reading at the decimals it was recorded with (the
+ * kernel gives load averages and uptime with two), so noise and per-host offsets do not turn
+ * `1.73` into `1.7312846...`, which no agent sends.
  * Everything is a pure function of (host, metric, tick): the same call gives the same value.
  */
 import { readFileSync } from "node:fs";
@@ -53,6 +57,8 @@ interface Source {
   values: Float64Array;
   kind: SeriesKind;
   integer: boolean;
+  /** the fewest decimals (up to 6) that write every recorded value exactly, if any */
+  decimals: number | undefined;
   pct: boolean;
   /** a value the agent derives by division, sent at agent/collect/precision.ts' precision */
   derived: boolean;
@@ -81,6 +87,22 @@ function withLabel(name: string, label: string): string {
   return name.endsWith("}") ? `${name.slice(0, -1)},${label}}` : `${name}{${label}}`;
 }
 
+function recordedDecimals(values: number[]): number | undefined {
+  for (let d = 0; d <= 6; d++) {
+    const f = 10 ** d;
+    if (values.every((v) => Math.round(v * f) / f === v)) return d;
+  }
+  return undefined;
+}
+
+/** `x` rounded to `decimals` places (as the double `k / 10^d` gives), or as it is without them. */
+function atDecimals(x: number, decimals: number | undefined): number {
+  if (decimals === undefined || !Number.isFinite(x) || Math.abs(x) >= 2 ** 46) return x;
+  const f = 10 ** decimals;
+  const r = Math.round(x * f) / f;
+  return r === 0 ? 0 : r;
+}
+
 export function realisticWorkload(metrics: number, rec: Recording = loadRecording()): RealisticWorkload {
   const sources: Source[] = rec.series.map((s) => {
     const values = Float64Array.from(s.values);
@@ -91,6 +113,7 @@ export function realisticWorkload(metrics: number, rec: Recording = loadRecordin
       values,
       kind,
       integer: s.values.every(Number.isInteger),
+      decimals: recordedDecimals(s.values),
       pct: /_pct(\{|$)/.test(s.name),
       derived: isDerived(s.name),
       span: kind === "counter" ? values[steps]! - values[0]! + avgStep : 0,
@@ -114,7 +137,7 @@ export function realisticWorkload(metrics: number, rec: Recording = loadRecordin
       case "counter": {
         const cycle = Math.floor(pos / T);
         const start = Math.floor(unit(host, metric, 3) * 1e6);
-        return start + v + cycle * s.span;
+        return atDecimals(start + v + cycle * s.span, s.decimals);
       }
       default: {
         if (v === 0) return 0;
@@ -122,7 +145,7 @@ export function realisticWorkload(metrics: number, rec: Recording = loadRecordin
         let x = v * scale * (1 + 0.02 * (unit(host, metric, tick) - 0.5));
         if (s.integer) x = Math.round(x);
         if (s.pct) x = Math.min(100, Math.max(0, x));
-        return s.derived ? roundDerived(x) : x;
+        return s.derived ? roundDerived(x) : atDecimals(x, s.decimals);
       }
     }
   };

@@ -69,6 +69,36 @@ describe("realistic workload", () => {
     expect(w.value(7, 2, 123)).toBe(w.value(7, 2, 123));
   });
 
+  test("readings keep the decimals they were recorded with, through noise, scale and counter cycles", () => {
+    const two: Recording = {
+      ...rec,
+      series: [
+        { name: "load.1", values: [0.52, 0.61, 0.4, 1.73, 0.9, 0.55] },
+        { name: "system.uptime_s", values: [23450.5, 23460.51, 23470.52, 23480.53, 23490.54, 23500.55] },
+        { name: "cpu.usage_pct", values: [25.125125125125127, 20.47952047952048, 38.2, 1, 2, 3] },
+      ],
+    };
+    const w = realisticWorkload(3, two);
+    const decimals = (x: number) => (String(x).split(".")[1] ?? "").length;
+    let changed = 0;
+    for (let host = 0; host < 50; host++) {
+      let prev = -Infinity;
+      for (let tick = 1_790_000_000; tick < 1_790_000_000 + 30; tick++) {
+        const load = w.value(host, 0, tick);
+        expect(decimals(load)).toBeLessThanOrEqual(2);
+        if (load !== two.series[0]!.values[tick % 6]) changed++;
+        const up = w.value(host, 1, tick);
+        expect(decimals(up)).toBeLessThanOrEqual(2);
+        expect(up).toBeGreaterThan(prev);
+        prev = up;
+        // derived by division: the agent's two decimals, whatever the recording held
+        expect(decimals(w.value(host, 2, tick))).toBeLessThanOrEqual(2);
+      }
+    }
+    // still noisy and scaled per host, only not finer than the source
+    expect(changed).toBeGreaterThan(1000);
+  });
+
   test("frameValues lays the values out series-major, as a metrics frame carries them", () => {
     const w = realisticWorkload(5, rec);
     const ts = [1_790_000_000_000, 1_790_000_010_000, 1_790_000_020_000];

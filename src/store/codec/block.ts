@@ -32,6 +32,10 @@
  *            each, least significant bit first, in ceil(count * w / 8) bytes: a counter growing by
  *            about the same step, or a gauge with small moves, costs a few bits a sample instead
  *            of whole varint bytes
+ * Version 4 wraps a whole block of version 2 or 3: u8 4 | varint length of the inner block | one
+ * zstd frame holding it. Compaction (src/store/postgres/compaction.ts) writes it for an hour's rows
+ * when it is smaller (about a seventh on the realistic workload: zstd's entropy coding finds what
+ * fixed-width packing and byte-aligned XORs leave); ingest's small blocks are not wrapped.
  * The encoder tries CONST, then integers at the smallest decimal scale that reproduces every value
  * bit for bit (by doing the decoder's division), and falls back to XOR; bit patterns (NaN
  * payloads, -0, subnormals, infinities) always round-trip exactly.
@@ -39,6 +43,8 @@
  * Decoding malformed bytes throws CodecError and nothing else; every count is bounded before
  * anything is allocated, and every loop is bounded by the input's length.
  */
+
+import { zstdDecompressSync } from "node:zlib";
 
 export class CodecError extends Error {
   override name = "CodecError";
@@ -49,6 +55,10 @@ export const BLOCK_VERSION = 2;
 export const BLOCK_VERSION_RLE = 3;
 /** The first layout (migration 495): the same, without PACKED integers. Still decoded. */
 export const BLOCK_VERSION_1 = 1;
+/** A version-2 or -3 block compressed whole with zstd (zstdBlock). */
+export const BLOCK_VERSION_ZSTD = 4;
+/** The largest inner block version 4 may declare: far above any block the encoder writes. */
+const MAX_ZSTD_INNER = 1 << 26;
 /** Upper bounds of a block (a frame holds at most 1,000,000 samples, 100,000 series). */
 export const MAX_BLOCK_TIMESTAMPS = 1 << 21;
 export const MAX_BLOCK_SERIES = 1 << 17;
@@ -639,6 +649,40 @@ function unzz32(u: number): number {
   return (u >>> 1) ^ -(u & 1);
 }
 
+/**
+ * `block` (version 2 or 3, as encodeBlock writes it) as version 4 when that is smaller, else
+ * `block` itself. Level 3: higher levels gained about 1 % more on the realistic workload.
+ */
+export function zstdBlock(block: Uint8Array, level = 3): Uint8Array {
+  if (block[0] !== BLOCK_VERSION && block[0] !== BLOCK_VERSION_RLE) throw new CodecError("only a version 2 or 3 block is wrapped");
+  const z = Bun.zstdCompressSync(block, { level });
+  const size = 1 + varintLen(block.length) + z.length;
+  if (size >= block.length) return block;
+  const out = new Uint8Array(size);
+  out[0] = BLOCK_VERSION_ZSTD;
+  out.set(z, putVarint(out, 1, block.length));
+  return out;
+}
+
+/**
+ * The inner block of a version-4 block. Decompression is bounded by the declared length (a frame
+ * that would grow past it is refused as it grows), and the inner block must be version 2 or 3.
+ */
+function unzstdBlock(bytes: Uint8Array): Uint8Array {
+  const r = new Reader(bytes, 1);
+  const len = r.varint();
+  if (len < 1 || len > MAX_ZSTD_INNER) throw new CodecError(`a zstd block of ${len} bytes is out of range`);
+  let inner: Uint8Array;
+  try {
+    inner = zstdDecompressSync(bytes.subarray(r.p), { maxOutputLength: len });
+  } catch (e) {
+    throw new CodecError(`zstd block does not decompress: ${e instanceof Error ? e.message : e}`);
+  }
+  if (inner.length !== len) throw new CodecError(`zstd block holds ${inner.length} bytes, declares ${len}`);
+  if (inner[0] !== BLOCK_VERSION && inner[0] !== BLOCK_VERSION_RLE) throw new CodecError("a zstd block must hold a version 2 or 3 block");
+  return inner;
+}
+
 function int4(v: number, what: string): number {
   if (v < -0x80000000 || v > 0x7fffffff) throw new CodecError(`${what} ${v} is out of range`);
   return v;
@@ -649,6 +693,7 @@ function int4(v: number, what: string): number {
  * without decoding their values). Throws CodecError on malformed input.
  */
 export function decodeBlock(bytes: Uint8Array, want?: { has(id: number): boolean }): DecodedBlock {
+  if (bytes.length > 0 && bytes[0] === BLOCK_VERSION_ZSTD) return decodeBlock(unzstdBlock(bytes), want);
   const r = new Reader(bytes);
   const version = r.byte();
   if (version !== BLOCK_VERSION && version !== BLOCK_VERSION_RLE && version !== BLOCK_VERSION_1) throw new CodecError("unknown block version");

@@ -9,7 +9,8 @@
  * replaced by rows holding the whole hour per series: one timeline of the hour's timestamps, each
  * series' values over it, packed a few series a row under BLOCK_TARGET_BYTES. Readers need no
  * change: a compacted row is an ordinary block whose t0..t1 lies within one hour; its `series`
- * column lists the row's series ids, so a read of a few series fetches only their rows.
+ * column lists the row's series ids, so a read of a few series fetches only their rows. Each
+ * row's block is compressed whole with zstd when that makes it smaller (block version 4).
  *
  * Nothing is lost or counted twice:
  * - the rows replaced are the ones read, by (agent, batch_id, t0) in this transaction; the
@@ -28,7 +29,7 @@
  * which the shipper ships compacted rows should the tier be turned on later.
  */
 import type { TransactionSql } from "postgres";
-import { ByteSink, encodeBlock, decodeBlock } from "../codec/block.ts";
+import { ByteSink, encodeBlock, decodeBlock, zstdBlock } from "../codec/block.ts";
 import { decodeFloat8ArraySend } from "../clickhouse/writer.ts";
 import { CopyWriter } from "./copy-binary.ts";
 import { BLOCK_TARGET_BYTES, fromBase64, packGroups } from "./metric-blocks.ts";
@@ -255,7 +256,7 @@ function emitRows(w: CopyWriter, agent: number, m: Merged): number {
     w.int8(COMPACTED_BATCH);
     w.timestamptz(rowT0);
     w.timestamptz(rowT1);
-    w.bytes(sink.bytes());
+    w.bytes(zstdBlock(sink.bytes())); // zstd-wrapped when smaller (block.ts, version 4)
     w.int4Array(m.sids, from, n); // the row's series, so a read of a few series skips the other rows
     rows++;
   };

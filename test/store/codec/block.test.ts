@@ -3,7 +3,7 @@
  * mode each shape gets (its size), and a decoder that answers malformed bytes with CodecError only.
  */
 import { expect, test } from "bun:test";
-import { ByteSink, CodecError, decodeBlock, encodeBlock } from "../../../src/store/codec/block.ts";
+import { BLOCK_VERSION_ZSTD, ByteSink, CodecError, decodeBlock, encodeBlock, zstdBlock } from "../../../src/store/codec/block.ts";
 
 /** Deterministic PRNG (mulberry32), so a failure names its seed. */
 function rng(seed: number): () => number {
@@ -139,6 +139,17 @@ test("the decoder answers malformed bytes with CodecError only: truncations, fli
     encodeBlock(sink, Int32Array.from({ length: nts }, (_, i) => i * 10_000), Int32Array.from({ length: n }, (_, i) => 100 + i), 0, n, values, 0);
     samples.push(sink.bytes().slice());
   }
+  // and version 4 (zstd around a block), where wrapping made one smaller
+  for (let k = 0; k < 6; k++) {
+    const nts = 30 + Math.floor(r() * 60), n = 2 + Math.floor(r() * 4);
+    const values = new Float64Array(n * nts);
+    for (let j = 0; j < n; j++) for (let i = 0; i < nts; i++) values[j * nts + i] = j === 0 ? 42 : 100 + ((i * (j + 2)) % 11) / 10; // deltas that repeat: zstd finds them
+    sink.reset();
+    encodeBlock(sink, Int32Array.from({ length: nts }, (_, i) => i * 10_000), Int32Array.from({ length: n }, (_, i) => 100 + i), 0, n, values, 0);
+    const z = zstdBlock(sink.bytes());
+    expect(z[0]).toBe(BLOCK_VERSION_ZSTD);
+    samples.push(z);
+  }
   let refused = 0, decoded = 0;
   const tryDecode = (b: Uint8Array) => {
     try {
@@ -167,6 +178,66 @@ test("the decoder answers malformed bytes with CodecError only: truncations, fli
   expect(Date.now() - started).toBeLessThan(20_000);
   expect(refused).toBeGreaterThan(samples.length * 100);
   expect(decoded + refused).toBe(samples.reduce((a, s) => a + s.length + 301, 0) + 5002);
+});
+
+test("version 4 wraps a block in zstd when smaller: the same values bit for bit, series picked by `want`; a bad wrapper is refused", () => {
+  const sink = new ByteSink();
+  const r = rng(4);
+  const nts = 360, n = 6;
+  const ts = Int32Array.from({ length: nts }, (_, i) => i * 10_000);
+  const values = new Float64Array(n * nts);
+  for (let j = 0; j < n; j++) series(r, nts, values, j * nts);
+  sink.reset();
+  encodeBlock(sink, ts, Int32Array.from({ length: n }, (_, i) => 7 + i), 0, n, values, 0);
+  const inner = sink.bytes().slice();
+  const z = zstdBlock(inner);
+  expect(z[0]).toBe(BLOCK_VERSION_ZSTD);
+  expect(z.length).toBeLessThan(inner.length);
+  const a = decodeBlock(inner), b = decodeBlock(z);
+  expect([...b.tsOff]).toEqual([...a.tsOff]);
+  expect([...b.sids]).toEqual([...a.sids]);
+  expect(bits(b.values)).toEqual(bits(a.values));
+  const some = decodeBlock(z, new Set([8, 10]));
+  expect([...some.sids]).toEqual([8, 10]);
+  expect(bits(some.values)).toEqual(bits(decodeBlock(inner, new Set([8, 10])).values));
+
+  // not smaller: left as it is (a single constant over two timestamps)
+  sink.reset();
+  encodeBlock(sink, Int32Array.of(0, 10_000), Int32Array.of(1), 0, 1, Float64Array.of(5, 5), 0);
+  const tiny = sink.bytes().slice();
+  expect(zstdBlock(tiny)).toBe(tiny);
+  expect(() => zstdBlock(z)).toThrow(CodecError); // never wrapped twice
+
+  const refuse = (b: Uint8Array, msg: RegExp) => {
+    let err: unknown;
+    try {
+      decodeBlock(b);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(CodecError);
+    expect(String(err)).toMatch(msg);
+  };
+  const wrap = (declared: number, payload: Uint8Array) => {
+    const head = [BLOCK_VERSION_ZSTD];
+    for (let u = declared; ; u = Math.floor(u / 128)) {
+      if (u < 128) {
+        head.push(u);
+        break;
+      }
+      head.push((u % 128) | 128);
+    }
+    return Buffer.concat([Uint8Array.from(head), payload]);
+  };
+  const frame = Bun.zstdCompressSync(inner);
+  refuse(wrap(inner.length - 1, frame), /zstd block/); // grows past what it declares
+  refuse(wrap(inner.length + 1, frame), /declares/); // shorter than declared
+  refuse(wrap(0, frame), /out of range/);
+  refuse(wrap(1 << 27, frame), /out of range/);
+  refuse(wrap(inner.length, frame.subarray(0, frame.length - 3)), /zstd block/); // truncated
+  refuse(wrap(z.length, Bun.zstdCompressSync(z)), /version 2 or 3/); // nested
+  // a frame of 64 MiB of zeros declared as 100 bytes: refused as it grows, not allocated whole
+  refuse(wrap(100, Bun.zstdCompressSync(new Uint8Array(1 << 26))), /zstd block/);
 });
 
 test("the encoder refuses what it cannot store: empty blocks, non-int4 offsets or ids", () => {
