@@ -655,20 +655,35 @@ function unzz32(u: number): number {
  */
 export function zstdBlock(block: Uint8Array, level = 3): Uint8Array {
   if (block[0] !== BLOCK_VERSION && block[0] !== BLOCK_VERSION_RLE) throw new CodecError("only a version 2 or 3 block is wrapped");
-  const z = Bun.zstdCompressSync(block, { level });
-  const size = 1 + varintLen(block.length) + z.length;
-  if (size >= block.length) return block;
+  return zstdWrap(BLOCK_VERSION_ZSTD, block, level) ?? block;
+}
+
+/** The inner block of a version-4 block, which must be version 2 or 3. */
+function unzstdBlock(bytes: Uint8Array): Uint8Array {
+  const inner = zstdUnwrap(bytes);
+  if (inner[0] !== BLOCK_VERSION && inner[0] !== BLOCK_VERSION_RLE) throw new CodecError("a zstd block must hold a version 2 or 3 block");
+  return inner;
+}
+
+/**
+ * `inner` compressed as `u8 tag | varint length of inner | one zstd frame`, when that is smaller;
+ * undefined when not. The rollup tiers' rows use it too (rollup-blocks.ts).
+ */
+export function zstdWrap(tag: number, inner: Uint8Array, level = 3): Uint8Array | undefined {
+  const z = Bun.zstdCompressSync(inner, { level });
+  const size = 1 + varintLen(inner.length) + z.length;
+  if (size >= inner.length) return undefined;
   const out = new Uint8Array(size);
-  out[0] = BLOCK_VERSION_ZSTD;
-  out.set(z, putVarint(out, 1, block.length));
+  out[0] = tag;
+  out.set(z, putVarint(out, 1, inner.length));
   return out;
 }
 
 /**
- * The inner block of a version-4 block. Decompression is bounded by the declared length (a frame
- * that would grow past it is refused as it grows), and the inner block must be version 2 or 3.
+ * The inner bytes of what zstdWrap wrote (any tag). Decompression is bounded by the declared
+ * length (a frame that would grow past it is refused as it grows); CodecError on anything amiss.
  */
-function unzstdBlock(bytes: Uint8Array): Uint8Array {
+export function zstdUnwrap(bytes: Uint8Array): Uint8Array {
   const r = new Reader(bytes, 1);
   const len = r.varint();
   if (len < 1 || len > MAX_ZSTD_INNER) throw new CodecError(`a zstd block of ${len} bytes is out of range`);
@@ -679,7 +694,6 @@ function unzstdBlock(bytes: Uint8Array): Uint8Array {
     throw new CodecError(`zstd block does not decompress: ${e instanceof Error ? e.message : e}`);
   }
   if (inner.length !== len) throw new CodecError(`zstd block holds ${inner.length} bytes, declares ${len}`);
-  if (inner[0] !== BLOCK_VERSION && inner[0] !== BLOCK_VERSION_RLE) throw new CodecError("a zstd block must hold a version 2 or 3 block");
   return inner;
 }
 

@@ -5,7 +5,10 @@
 import { expect, test } from "bun:test";
 import { packRollupBlocks, visitRollupBlock, type RollupAgg } from "../../../src/store/postgres/rollup-blocks.ts";
 import { BLOCK_TARGET_BYTES } from "../../../src/store/postgres/metric-blocks.ts";
-import { CodecError } from "../../../src/store/codec/block.ts";
+import { CodecError, zstdUnwrap } from "../../../src/store/codec/block.ts";
+
+/** A row as version 1 (unwrapped when zstd made it version 2), to reach into its parts. */
+const plain = (b: Uint8Array) => (b[0] === 2 ? zstdUnwrap(b) : b);
 
 const HOUR = 3_600_000;
 const hour = 1_790_000_000_000 - (1_790_000_000_000 % HOUR);
@@ -42,6 +45,12 @@ test("aggregates round-trip bit for bit across packed rows under the target size
     });
   }
   expect(got).toEqual(by);
+  // rows zstd made smaller are version 2, the others version 1; both read the same (above)
+  expect(blocks.some((b) => b[0] === 2)).toBe(true);
+  for (const b of blocks) {
+    expect([1, 2]).toContain(b[0]!);
+    if (b[0] === 2) expect(b.length).toBeLessThan(plain(b).length);
+  }
   // wanted series and a time window
   const sid = [...by.keys()][5]!;
   const seen: number[] = [];
@@ -49,11 +58,25 @@ test("aggregates round-trip bit for bit across packed rows under the target size
   expect(seen.length).toBe(10);
 });
 
-test("malformed rollup blocks are CodecErrors: version, truncation, parts that disagree", () => {
+test("malformed rollup blocks are CodecErrors: version, truncation, parts that disagree, a bad zstd wrapper", () => {
   const blocks: Uint8Array[] = [];
   packRollupBlocks(hour, aggregates(3, 1), (b) => blocks.push(b.slice()));
-  const b = blocks[0]!;
   const visit = () => {};
+  // the wrapped row (version 2): every truncation and a byte flipped anywhere
+  const wrapped = blocks[0]!;
+  expect(wrapped[0]).toBe(2);
+  for (let cut = 0; cut < wrapped.length; cut++) expect(() => visitRollupBlock(hour, wrapped.subarray(0, cut), undefined, 0, 4e12, visit)).toThrow(CodecError);
+  for (let i = 1; i < wrapped.length; i++) {
+    const f = wrapped.slice();
+    f[i]! ^= 0x5a;
+    try {
+      visitRollupBlock(hour, f, undefined, 0, 4e12, visit);
+    } catch (e) {
+      expect(e).toBeInstanceOf(CodecError);
+    }
+  }
+  const b = plain(wrapped);
+  expect(b[0]).toBe(1);
   for (let cut = 0; cut < b.length; cut++) expect(() => visitRollupBlock(hour, b.subarray(0, cut), undefined, 0, 4e12, visit)).toThrow(CodecError);
   const v = b.slice();
   v[0] = 9;
@@ -66,7 +89,8 @@ test("malformed rollup blocks are CodecErrors: version, truncation, parts that d
   let p = 1;
   for (let k = 0; k < 3; k++) p += 4 + view(b).getUint32(p, true);
   let q = 1;
-  for (let k = 0; k < 3; k++) q += 4 + view(other[0]!).getUint32(q, true);
-  const mixed = new Uint8Array([...b.subarray(0, p), ...other[0]!.subarray(q)]);
+  const o = plain(other[0]!);
+  for (let k = 0; k < 3; k++) q += 4 + view(o).getUint32(q, true);
+  const mixed = new Uint8Array([...b.subarray(0, p), ...o.subarray(q)]);
   expect(() => visitRollupBlock(hour, mixed, undefined, 0, 4e12, visit)).toThrow(CodecError);
 });
