@@ -177,10 +177,10 @@ async function recompute(tx: TransactionSql, agents: string[], hours: string[], 
       }
     }
     for (const [hour, bySid] of byHour) {
-      rows1m += encodeRollupRows(w1m, agent, hour, bySid);
+      rows1m += encodeRollupRows(w1m, agent, hour, bySid, "1m");
       const hourly = new BucketAgg(0, HOUR);
       for (const [sid, ms] of bySid) for (const [minute, x] of ms) hourly.merge(sid, minute, x.min, x.max, x.sum, x.count);
-      rows1h += encodeRollupRows(w1h, agent, hour, hourly.by);
+      rows1h += encodeRollupRows(w1h, agent, hour, hourly.by, "1h");
       const key = `${a}:${Math.floor(hour / DAY) * DAY}`;
       let ten = tens.get(key);
       if (!ten) tens.set(key, (ten = new BucketAgg(0, TEN_MINUTES)));

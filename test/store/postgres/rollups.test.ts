@@ -118,6 +118,15 @@ describe("reads", () => {
     expect(c.m).toBe(await rawCount());
     expect(c.h).toBe(c.m);
     expect(c.t).toBe(c.m);
+    // the minute tier's rows are zstd-wrapped where smaller (version 2), the others' never
+    const versions = await db.sql<{ t: string; v: number; n: number }[]>`
+      select t, v, count(*)::int as n from (
+        select '1m' as t, get_byte(block, 0) as v from metric_rollup_1m_blocks
+        union all select '10m', get_byte(block, 0) from metric_rollup_10m_blocks
+        union all select '1h', get_byte(block, 0) from metric_rollup_1h_blocks) x
+      group by t, v order by t, v`;
+    expect(versions.filter((r) => r.v === 2).map((r) => r.t)).toEqual(["1m"]);
+    expect(versions.every((r) => r.v === 1 || (r.v === 2 && r.t === "1m"))).toBe(true);
     for (const [from, to, points, tier] of [
       [START + 12_345, END - 7_777, 1000, "1h"],
       [START + 3 * HOUR + 59_999, END - 5 * HOUR - 1, 37, "1h"],
