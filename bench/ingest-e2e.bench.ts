@@ -6,15 +6,16 @@
  *    registers their series with one frame each (reported separately as `registration`).
  *    With `--auth session` (the default, as our agent does) every agent first opens a session
  *    and seals its frames with it; `--auth signature` signs every frame with Ed25519.
- * 3. `--warmup-rounds` (3; 0 with --quick) and then `--rounds` times (3; 1 with --quick): sends `samples` samples in frames of metrics x stamps
- *    samples over `connections` concurrent connections, split across the chosen transports,
- *    each request waiting for its ack (= committed); and measures the ceiling of the same rows:
+ * 3. `--warmup-rounds` (3; 0 with --quick), then `--rounds` (3; 1 with --quick) times: sends
+ *    `samples` samples in frames of metrics x stamps samples over `connections` concurrent
+ *    connections, split across the chosen transports, each request waiting for its ack
+ *    (= committed); and measures the ceiling of the same rows:
  *    raw binary COPY into the same table, in transactions of the same size, on the same number
  *    of connections. The two alternate in order from round to round, each after a CHECKPOINT.
  * 4. Counts the rows in PostgreSQL: lost and duplicated samples over all rounds.
  * 5. A logs workload (200 lines a frame) against its own COPY ceiling.
  * Prints one JSON line last: medians over the measured rounds, and each round under `per_round`
- * (the warm-up rounds under `warmup`, measured the same way, on both sides).
+ * (the warm-up rounds under `warmup_per_round`, measured the same way, on both sides).
  */
 import { join } from "node:path";
 import { freePort } from "../src/store/postgres/embedded.ts";
@@ -45,9 +46,10 @@ const TRANSPORTS = arg("transport", "h2,wss,h3").split(",") as Array<"h1" | "h2"
 const LOG_LINES = Number(arg("log-lines", quick ? "100000" : "1000000"));
 const WRITERS = Number(arg("writers", "3")); // the server's default (SERVERMIND_WRITERS)
 const ROUNDS = Number(arg("rounds", quick ? "1" : "3"));
-// Rounds run first and left out of the medians (reported under `warmup`), on both sides: the
-// server's per-sample CPU falls by half over its first ~25 M samples (JIT tiers, heap and
-// allocator growth; docs/architecture.md), and the goal is a steady-state rate on both sides.
+// Rounds run first and left out of the medians (reported under `warmup_per_round` and
+// `vm_warmup_per_round`), on both sides: the server's CPU per sample falls by about half over its
+// first 25-40 M samples while its memory grows to its working set (docs/architecture.md), and the
+// goal compares steady states.
 const WARMUP = Number(arg("warmup-rounds", quick ? "0" : "3"));
 const AUTH = arg("auth", "session") as "session" | "signature";
 if (AUTH !== "session" && AUTH !== "signature") throw new Error(`--auth ${AUTH}: use session or signature`);
@@ -128,7 +130,11 @@ async function drive(url: string, agents: SimAgent[], jobs: Job[], transports: t
   const rejectCodes: Record<string, number> = {};
   const worker = async (transport: (typeof TRANSPORTS)[number], w: number) => {
     let stream = transport === "wss" ? streams.get(w) : undefined;
-    if (transport === "wss" && !stream) streams.set(w, (stream = await openStream(url, agents[w % agents.length]!)));
+    if (transport === "wss" && !stream) {
+      const opened = await openStream(url, agents[w % agents.length]!);
+      streams.set(w, (stream = opened));
+      void opened.closed.then(() => streams.get(w) === opened && streams.delete(w)); // the next round opens another
+    }
     for (;;) {
       const i = next++;
       if (i >= jobs.length) break;
