@@ -23,7 +23,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { RECORDING_FORMAT, type Recording } from "./record-telemetry.ts";
-import { isDerived, roundDerived } from "../agent/collect/precision.ts";
+import { isDerived, roundDerived, roundTo } from "../agent/collect/precision.ts";
 
 export const DEFAULT_RECORDING = join(import.meta.dir, "fixtures", "telemetry.json.gz");
 
@@ -56,8 +56,7 @@ export function unit(a: number, b: number, c = 0): number {
 interface Source {
   values: Float64Array;
   kind: SeriesKind;
-  integer: boolean;
-  /** the fewest decimals (up to 6) that write every recorded value exactly, if any */
+  /** the fewest decimals (up to 6) that write every recorded value exactly, if any (0: integers) */
   decimals: number | undefined;
   pct: boolean;
   /** a value the agent derives by division, sent at agent/collect/precision.ts' precision */
@@ -95,12 +94,9 @@ function recordedDecimals(values: number[]): number | undefined {
   return undefined;
 }
 
-/** `x` rounded to `decimals` places (as the double `k / 10^d` gives), or as it is without them. */
+/** `x` at the decimals its series was recorded with, or as it is when it had none to speak of. */
 function atDecimals(x: number, decimals: number | undefined): number {
-  if (decimals === undefined || !Number.isFinite(x) || Math.abs(x) >= 2 ** 46) return x;
-  const f = 10 ** decimals;
-  const r = Math.round(x * f) / f;
-  return r === 0 ? 0 : r;
+  return decimals === undefined ? x : roundTo(x, decimals);
 }
 
 export function realisticWorkload(metrics: number, rec: Recording = loadRecording()): RealisticWorkload {
@@ -112,7 +108,6 @@ export function realisticWorkload(metrics: number, rec: Recording = loadRecordin
     return {
       values,
       kind,
-      integer: s.values.every(Number.isInteger),
       decimals: recordedDecimals(s.values),
       pct: /_pct(\{|$)/.test(s.name),
       derived: isDerived(s.name),
@@ -143,7 +138,7 @@ export function realisticWorkload(metrics: number, rec: Recording = loadRecordin
         if (v === 0) return 0;
         const scale = 0.8 + 0.4 * unit(host, metric, 4);
         let x = v * scale * (1 + 0.02 * (unit(host, metric, tick) - 0.5));
-        if (s.integer) x = Math.round(x);
+        if (s.decimals === 0) x = Math.round(x); // integer gauges stay integers
         if (s.pct) x = Math.min(100, Math.max(0, x));
         return s.derived ? roundDerived(x) : atDecimals(x, s.decimals);
       }

@@ -11,7 +11,6 @@
 
 /** Decimals kept for derived metrics. */
 export const DERIVED_DECIMALS = 2;
-const SCALE = 10 ** DERIVED_DECIMALS;
 
 /** Whether `name` is a value the agent derives by division (a percentage or a rate per second). */
 export function isDerived(name: string): boolean {
@@ -22,8 +21,14 @@ export function isDerived(name: string): boolean {
 
 /** A derived value at two decimals (values too large to hold them exactly go as they are). */
 export function roundDerived(value: number): number {
+  return roundTo(value, DERIVED_DECIMALS);
+}
+
+/** `value` at `decimals` places, as the double `k / 10^decimals` (values too large to hold them exactly go as they are). */
+export function roundTo(value: number, decimals: number): number {
   if (!Number.isFinite(value) || Math.abs(value) >= 2 ** 46) return value;
-  const r = Math.round(value * SCALE) / SCALE;
+  const scale = 10 ** decimals;
+  const r = Math.round(value * scale) / scale;
   return r === 0 ? 0 : r; // never -0
 }
 
