@@ -28,7 +28,7 @@ import type { LogsBody, MetricsBody } from "../src/ingest/frame/frame.ts";
 import { logsFrame, metricNames, metricsFrame, newKeys, openSession, openStream, post, type SimAgent } from "../test/support/sim-agent.ts";
 import { encodeFrame, packMetrics } from "../src/ingest/frame/encode.ts";
 import { FrameKind } from "../src/ingest/frame/frame.ts";
-import { arg, environment, flag, median, percentile, round, rssMb, cpuSeconds, spawnServer, treeCpuSeconds, benchDatabase, metricStorage, compactForBench, workloadArg, packagedSysctl } from "./support.ts";
+import { arg, environment, flag, median, percentile, round, rssMb, cpuSeconds, spawnServer, treeCpuSeconds, benchDatabase, metricStorage, compactForBench, workloadArg, packagedSysctl, waitIdle } from "./support.ts";
 import { hostUdpReceiveBufferErrors } from "../src/http/udp-buffers.ts";
 import { realisticWorkload } from "./workload-realistic.ts";
 import { requireVictoria, startVictoria, vmRequests as vmBodies, type VmBody, type VmPath } from "./victoria.ts";
@@ -98,21 +98,6 @@ async function startServer(dbUrl: string, dataDir: string) {
 type Job = { frames: Uint8Array[]; samples: number };
 
 /**
- * Waits (at most `maxMs`) until `cpu()` (CPU seconds of the processes watched) has grown by under
- * 5 % of a core for a second: background work of one side finished before the other is measured.
- */
-async function idle(cpu: () => number, maxMs = 60_000): Promise<void> {
-  const end = Date.now() + maxMs;
-  let last = cpu();
-  for (let quiet = 0; quiet < 4 && Date.now() < end; ) {
-    await Bun.sleep(250);
-    const now = cpu();
-    quiet = now - last < 0.0125 ? quiet + 1 : 0;
-    last = now;
-  }
-}
-
-/**
  * WebSocket streams by worker, opened once and kept across rounds, as an agent keeps its stream:
  * each stream's welcome opens a session for its agent, and the server keeps an agent's newest 4,
  * so a stream per round would, from the fifth round on, retire the session the agent's frames
@@ -160,8 +145,9 @@ async function drive(url: string, agents: SimAgent[], jobs: Job[], transports: t
           await Bun.sleep(retryAfter * 1000);
           continue; // resend the same frames: the bench's spool
         }
-        latencies.push(performance.now() - t);
-        (byTransport[transport] ??= []).push(performance.now() - t);
+        const ms = performance.now() - t;
+        latencies.push(ms);
+        (byTransport[transport] ??= []).push(ms);
         acked += acks.filter((a) => a.status === "ok" || a.status === "dup").length;
         rejected += rejects.length;
         for (const r of rejects) rejectCodes[r.code] = (rejectCodes[r.code] ?? 0) + 1;
@@ -302,12 +288,16 @@ async function main() {
     ceilingOffset += 1_000_000;
     const chunks = encodeChunks(bodies, Math.max(1, Math.floor(rowsPerBatch / Math.ceil(METRICS / 10))), (w, agent, batch, b: MetricsBody) => encodeMetricBlocks(w, agent, batch, b, ids));
 
-    const e2e = async () => {
-      // this process's garbage from building the round (frames, COPY rows, VictoriaMetrics'
-      // requests) collected now, not during the next timed phase: before, whichever phase came
-      // right after the build paid for it, and the rounds alternated by ~15 %
+    // Before each timed phase: this process's garbage from building the round (frames, COPY rows,
+    // VictoriaMetrics' requests) collected now, not during the phase (before, whichever phase
+    // came right after the build paid for it, and the rounds alternated by ~15 %), and a
+    // checkpoint, so that no phase pays for another's dirty pages.
+    const beforePhase = async () => {
       Bun.gc(true);
       await sql`checkpoint`;
+    };
+    const e2e = async () => {
+      await beforePhase();
       const cpu0 = cpuSeconds(server.pid);
       const pg0 = treeCpuSeconds(pgPid);
       const client0 = process.cpuUsage();
@@ -323,8 +313,7 @@ async function main() {
     };
     let ceilingPgCpu = 0;
     const ceiling = async () => {
-      Bun.gc(true);
-      await sql`checkpoint`;
+      await beforePhase();
       log(`${name}: measuring the COPY ceiling`);
       const size0 = await metricStorage(sql);
       const c = await copyCeiling(pg.url, METRIC_BLOCKS_COPY, chunks, pgPid);
@@ -362,10 +351,9 @@ async function main() {
     if (vm) {
       // the same samples into VictoriaMetrics, its series existing already (steady state)
       const requests = vmRequests(frames);
-      Bun.gc(true);
-      await sql`checkpoint`;
+      await beforePhase();
       // and ours done too (autovacuum, the server's timers), so VictoriaMetrics pays for neither
-      await idle(() => cpuSeconds(server.pid) + treeCpuSeconds(pgPid));
+      await waitIdle(() => cpuSeconds(server.pid) + treeCpuSeconds(pgPid));
       const v = await vm.ingest(requests, VM_SENDERS);
       // what it deferred past its acks, done before the next round measures ServerMind
       const later = await vm.settle();

@@ -43,6 +43,22 @@ export function treeCpuSeconds(pid: number): number {
   return total;
 }
 
+/**
+ * Waits (at most `maxMs`) until `cpu()` (CPU seconds of the processes watched) has grown by under
+ * 5 % of a core for a second, and `quiet()` (when given) agrees at each look: one side's
+ * background work finished before the other side is measured.
+ */
+export async function waitIdle(cpu: () => number, o: { maxMs?: number; quiet?: () => Promise<boolean> } = {}): Promise<void> {
+  const end = Date.now() + (o.maxMs ?? 60_000);
+  let last = cpu();
+  for (let still = 0; still < 4 && Date.now() < end; ) {
+    await Bun.sleep(250);
+    const now = cpu();
+    still = now - last < 0.0125 && (!o.quiet || (await o.quiet())) ? still + 1 : 0;
+    last = now;
+  }
+}
+
 export function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) / 1024 : 0;

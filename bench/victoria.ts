@@ -17,7 +17,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../src/store/postgres/embedded.ts";
-import { cpuSeconds, onInterrupt } from "./support.ts";
+import { cpuSeconds, onInterrupt, waitIdle } from "./support.ts";
 
 export const VM_BINARY = process.env.VM_BINARY ?? "/usr/bin/victoria-metrics";
 
@@ -280,16 +280,8 @@ export async function startVictoria(log: (s: string) => void = () => {}): Promis
       const t0 = performance.now();
       const cpu0 = cpuSeconds(child.pid!);
       await get("/internal/force_flush");
-      const end = Date.now() + maxMs;
-      let quiet = 0;
-      let cpu = cpuSeconds(child.pid!);
-      while (quiet < 4 && Date.now() < end) {
-        await Bun.sleep(250);
-        const now = cpuSeconds(child.pid!);
-        // idle: under 5 % of a core over the last 250 ms (its /metrics scrape included)
-        quiet = now - cpu < 0.0125 && (await activeMerges()) === 0 ? quiet + 1 : 0;
-        cpu = now;
-      }
+      // idle, its /metrics scrapes included, with no merge active
+      await waitIdle(() => cpuSeconds(child.pid!), { maxMs, quiet: async () => (await activeMerges()) === 0 });
       return { seconds: (performance.now() - t0) / 1000, cpuSeconds: cpuSeconds(child.pid!) - cpu0 };
     },
     async compact() {
