@@ -654,15 +654,20 @@ function unzz32(u: number): number {
  * `block` itself. Level 3: higher levels gained about 1 % more on the realistic workload.
  */
 export function zstdBlock(block: Uint8Array, level = 3): Uint8Array {
-  if (block[0] !== BLOCK_VERSION && block[0] !== BLOCK_VERSION_RLE) throw new CodecError("only a version 2 or 3 block is wrapped");
+  if (!wrappable(block)) throw new CodecError("only a version 2 or 3 block is wrapped");
   return zstdWrap(BLOCK_VERSION_ZSTD, block, level) ?? block;
 }
 
 /** The inner block of a version-4 block, which must be version 2 or 3. */
 function unzstdBlock(bytes: Uint8Array): Uint8Array {
   const inner = zstdUnwrap(bytes);
-  if (inner[0] !== BLOCK_VERSION && inner[0] !== BLOCK_VERSION_RLE) throw new CodecError("a zstd block must hold a version 2 or 3 block");
+  if (!wrappable(inner)) throw new CodecError("a zstd block must hold a version 2 or 3 block");
   return inner;
+}
+
+/** Whether a block may be (or be found) inside version 4: versions 2 and 3, what encodeBlock writes. */
+function wrappable(block: Uint8Array): boolean {
+  return block[0] === BLOCK_VERSION || block[0] === BLOCK_VERSION_RLE;
 }
 
 /**
