@@ -51,6 +51,9 @@ const ROUNDS = Number(arg("rounds", quick ? "1" : "3"));
 // first 25-40 M samples while its memory grows to its working set (docs/architecture.md), and the
 // goal compares steady states.
 const WARMUP = Number(arg("warmup-rounds", quick ? "0" : "3"));
+for (const [flagName, n, least] of [["rounds", ROUNDS, 1], ["warmup-rounds", WARMUP, 0]] as const) {
+  if (!Number.isInteger(n) || n < least || n > 100) throw new Error(`--${flagName} must be a whole number from ${least} to 100`);
+}
 const AUTH = arg("auth", "session") as "session" | "signature";
 if (AUTH !== "session" && AUTH !== "signature") throw new Error(`--auth ${AUTH}: use session or signature`);
 const WORKLOAD = workloadArg();
