@@ -73,6 +73,12 @@ const NAN_MASK = 4;
 const CONST_VARINT = 8;
 /** DELTA/DOD only (version 2): the deltas are bit-packed at a fixed width. */
 const PACKED = 8;
+/**
+ * DELTA with PACKED only (versions 2 and 3): frame of reference. zz(lowest k) instead of zz(k0),
+ * then the width, then every k minus the lowest (all m of them, unsigned) in that many bits.
+ * Bit 7 is free in the other modes: the scale (0-6) fits bits 4-6.
+ */
+const FOR = 128;
 const MAX_PACK_BITS = 32;
 const MAX_SCALE = 6;
 const POW10 = [1, 10, 100, 1000, 10_000, 100_000, 1_000_000];
@@ -338,9 +344,11 @@ export function encodeBlock(
       // same highest bit as their maximum without a branch on each value, or 33 when one needs
       // more than 32 bits
       let deltaLen = varintLen(zz(ks[0]!)), dodLen = deltaLen;
-      let pd = 0, orDelta = 0, orDod = 0, wideDelta = false, wideDod = false;
+      let pd = 0, orDelta = 0, orDod = 0, wideDelta = false, wideDod = false, lo = ks[0]!, hi = lo;
       for (let i = 1; i < m; i++) {
         const d = ks[i]! - ks[i - 1]!;
+        lo = Math.min(lo, ks[i]!);
+        hi = Math.max(hi, ks[i]!);
         const zd = zz(d);
         deltaLen += varintLen(zd);
         if (zd < 0x100000000) orDelta |= zd;
@@ -359,8 +367,12 @@ export function encodeBlock(
       // packed only with at least one packed value (m > 1 for DELTA, m > 2 for DOD)
       const packedDeltaLen = wDelta <= MAX_PACK_BITS && m > 1 ? k0Len + 1 + Math.ceil(((m - 1) * wDelta) / 8) : Infinity;
       const packedDodLen = wDod <= MAX_PACK_BITS && m > 2 ? k0Len + varintLen(zz(ks[1]! - ks[0]!)) + 1 + Math.ceil(((m - 2) * wDod) / 8) : Infinity;
+      // frame of reference: each value's distance from the lowest, packed (a gauge whose moves
+      // are noise around a level needs a bit less than its deltas, which span the noise twice)
+      const wFor = bitWidth(hi - lo);
+      const forLen = wFor <= MAX_PACK_BITS && m > 1 ? varintLen(zz(lo)) + 1 + Math.ceil((m * wFor) / 8) : Infinity;
       let kind = dodLen < deltaLen ? KIND_DOD : KIND_DELTA;
-      let packed = -1, best = Math.min(deltaLen, dodLen);
+      let packed = -1, best = Math.min(deltaLen, dodLen), isFor = false;
       if (packedDeltaLen < best) {
         kind = KIND_DELTA;
         packed = wDelta;
@@ -369,19 +381,25 @@ export function encodeBlock(
       if (packedDodLen < best) {
         kind = KIND_DOD;
         packed = wDod;
+        best = packedDodLen;
+      }
+      if (forLen < best) {
+        kind = KIND_DELTA;
+        packed = wFor;
+        isFor = true;
       }
       out.ensure(2 + maskBytes + m * 8);
       b = out.buf;
       let q = out.pos;
-      b[q++] = kind | (nans ? NAN_MASK : 0) | (packed >= 0 ? PACKED : 0) | (s << 4);
+      b[q++] = kind | (nans ? NAN_MASK : 0) | (packed >= 0 ? PACKED : 0) | (isFor ? FOR : 0) | (s << 4);
       if (nans) {
         b.fill(0, q, q + maskBytes);
         for (let i = 0; i < nts; i++) if (w[base + 2 * i + 1] === NAN_HI && w[base + 2 * i] === 0) b[q + (i >>> 3)]! |= 1 << (i & 7);
         q += maskBytes;
       }
-      q = putVarint(b, q, zz(ks[0]!));
+      q = putVarint(b, q, zz(isFor ? lo : ks[0]!));
       if (packed >= 0) {
-        let i = 1;
+        let i = isFor ? 0 : 1;
         if (kind === KIND_DOD) {
           q = putVarint(b, q, zz(ks[1]! - ks[0]!));
           i = 2;
@@ -392,9 +410,13 @@ export function encodeBlock(
         const lowBits = packed > 16 ? 16 : packed, highBits = packed - lowBits;
         pd = i === 2 ? ks[1]! - ks[0]! : 0;
         for (; i < m; i++) {
-          const d = ks[i]! - ks[i - 1]!;
-          const u = zz(kind === KIND_DELTA ? d : d - pd);
-          pd = d;
+          let u: number;
+          if (isFor) u = ks[i]! - lo;
+          else {
+            const d = ks[i]! - ks[i - 1]!;
+            u = zz(kind === KIND_DELTA ? d : d - pd);
+            pd = d;
+          }
           acc |= (u & 0xffff) << accBits;
           accBits += lowBits;
           while (accBits >= 8) {
@@ -645,6 +667,21 @@ class Reader {
  * The integer whose zig-zag is u, for u below 2^32 (the inverse of the encoder's `zz`): no double
  * modulo and no branch on the parity, which noisy deltas flip at random.
  */
+/**
+ * The packed part of an integer series at r: its width byte, then `count` values of that many
+ * bits. Checks it (width, length, zero padding: one encoding per block), moves r past it and
+ * returns the width; the values start after the width byte.
+ */
+function packedPart(r: Reader, bytes: Uint8Array, count: number): number {
+  const width = r.byte();
+  if (width > MAX_PACK_BITS) throw new CodecError("bad packed width");
+  const nbytes = Math.ceil((count * width) / 8);
+  if (r.p + nbytes > bytes.length) throw new CodecError("block truncated");
+  r.p += nbytes;
+  if ((count * width) % 8 !== 0 && bytes[r.p - 1]! >>> ((count * width) % 8) !== 0) throw new CodecError("bad packed padding");
+  return width;
+}
+
 function unzz32(u: number): number {
   return (u >>> 1) ^ -(u & 1);
 }
@@ -875,7 +912,9 @@ export function decodeBlock(bytes: Uint8Array, want?: { has(id: number): boolean
         }
       }
     } else {
-      const scale = mode >>> 4;
+      const isFor = (mode & FOR) !== 0;
+      if (isFor && (kind !== KIND_DELTA || !packedMode)) throw new CodecError("bad series mode");
+      const scale = (mode >>> 4) & 7;
       if (scale > MAX_SCALE) throw new CodecError("bad scale");
       let maskAt = -1;
       let m = nts;
@@ -892,8 +931,16 @@ export function decodeBlock(bytes: Uint8Array, want?: { has(id: number): boolean
       let k = 0, dd = 0, c = 0;
       // PACKED: the varints before the width byte, then `count` values of `width` bits at bit `bit`
       let width = -1, packAt = 0, acc = 0, accBits = 0, lowBits = 0, highBits = 0;
-      const packFrom = kind === KIND_DOD ? 2 : 1;
+      const packFrom = isFor ? 0 : kind === KIND_DOD ? 2 : 1;
+      const forBase = isFor ? r.zz() : 0;
       if (packedMode && m <= packFrom) throw new CodecError("packed series without packed values");
+      if (!wanted && packedMode) {
+        // a series not asked for: its packed values are passed over by their length (a compacted
+        // row holds a host's hundred series; a chart wants a few)
+        for (let c = 0; c < packFrom; c++) r.zz();
+        packedPart(r, bytes, m - packFrom);
+        continue;
+      }
       for (let i = 0; i < nts; i++) {
         if (maskAt >= 0 && (bytes[maskAt + (i >>> 3)]! & (1 << (i & 7))) !== 0) {
           if (wanted) {
@@ -904,16 +951,10 @@ export function decodeBlock(bytes: Uint8Array, want?: { has(id: number): boolean
         }
         if (packedMode && c === packFrom) {
           // reached the packed part
-          width = r.byte();
-          if (width > MAX_PACK_BITS) throw new CodecError("bad packed width");
-          const nbytes = Math.ceil(((m - c) * width) / 8);
-          if (r.p + nbytes > bytes.length) throw new CodecError("block truncated");
-          packAt = r.p;
-          r.p += nbytes;
+          packAt = r.p + 1;
+          width = packedPart(r, bytes, m - c);
           lowBits = width > 16 ? 16 : width;
           highBits = width - lowBits;
-          // the padding bits of the last byte must be zero (one encoding per block)
-          if (((m - c) * width) % 8 !== 0 && bytes[r.p - 1]! >>> (((m - c) * width) % 8) !== 0) throw new CodecError("bad packed padding");
         }
         let x: number;
         if (width < 0) x = r.zz();
@@ -935,9 +976,10 @@ export function decodeBlock(bytes: Uint8Array, want?: { has(id: number): boolean
             acc >>>= highBits;
             accBits -= highBits;
           }
-          x = unzz32(u); // below 2^32: the width is 32 at most
+          x = isFor ? u : unzz32(u); // below 2^32: the width is 32 at most
         }
-        if (c === 0) k = x;
+        if (isFor) k = forBase + x;
+        else if (c === 0) k = x;
         else if (kind === KIND_DELTA || c === 1) {
           dd = x;
           k += x;

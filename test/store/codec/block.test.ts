@@ -23,7 +23,7 @@ const SPECIALS = [NaN, Infinity, -Infinity, -0, 0, Number.MIN_VALUE, -Number.MIN
 /** Values of one series of `nts` samples, in one of several shapes; some set raw bit patterns. */
 function series(r: () => number, nts: number, out: Float64Array, at: number): void {
   const words = new Uint32Array(out.buffer);
-  const shape = Math.floor(r() * 9);
+  const shape = Math.floor(r() * 10);
   let x = Math.floor(r() * 1e6);
   const scale = [1, 10, 100, 1000, 1e6][Math.floor(r() * 5)]!;
   for (let i = 0; i < nts; i++) {
@@ -37,10 +37,11 @@ function series(r: () => number, nts: number, out: Float64Array, at: number): vo
       case 5: v = r() < 0.3 ? NaN : (x += 3); break; // counter with gaps
       case 6: v = r() < 0.5 ? -0 : 0; break;
       case 7: v = 0; break;
+      case 8: v = (x + Math.floor(r() * 5000)) / scale; break; // noise around a level (frame of reference)
       default: v = 0; break;
     }
     out[at + i] = v;
-    if (shape === 8) {
+    if (shape === 9) {
       // arbitrary bit patterns: NaN payloads, signalling NaNs, subnormals
       words[2 * (at + i)] = Math.floor(r() * 2 ** 32);
       words[2 * (at + i) + 1] = r() < 0.5 ? (0x7ff00000 | Math.floor(r() * 0x100000)) >>> 0 : Math.floor(r() * 2 ** 32);
@@ -182,7 +183,7 @@ test("the decoder answers malformed bytes with CodecError only: truncations, fli
 
 test("version 4 wraps a block in zstd when smaller: the same values bit for bit, series picked by `want`; a bad wrapper is refused", () => {
   const sink = new ByteSink();
-  const r = rng(4);
+  const r = rng(8);
   const nts = 360, n = 6;
   const ts = Int32Array.from({ length: nts }, (_, i) => i * 10_000);
   const values = new Float64Array(n * nts);
@@ -312,6 +313,55 @@ test("integer deltas across the zig-zag and varint boundaries (2^30, 2^31, 2^32 
     }
   }
 });
+
+test("a gauge of noise around a level is packed as distances from its lowest value (frame of reference): fewer bits than its deltas, bit for bit, passed over when not wanted; the mode bit anywhere else is refused", () => {
+  const sink = new ByteSink();
+  const nts = 360;
+  const tsOff = Int32Array.from({ length: nts }, (_, i) => i * 10_000);
+  const enc = (cols: number[][]) => {
+    sink.reset();
+    encodeBlock(sink, tsOff, cols.map((_, j) => j + 1), 0, cols.length, Float64Array.from(cols.flat()), 0);
+    return sink.bytes().slice();
+  };
+  const header = enc([Array(nts).fill(Math.PI)]).length - 9; // the bytes before the first mode byte
+  const r = rng(11);
+  // 4e9 plus up to 2^20 of noise: deltas span 2^21 either way (22 bits zig-zagged), distances 20 bits
+  const level = Array.from({ length: nts }, () => 4e9 + Math.floor(r() * 2 ** 20));
+  const lowest = Math.min(...level);
+  const b = enc([level]);
+  expect(b[header]! & 0x80).toBe(0x80);
+  expect(b[header]! & 15).toBe(1 | 8); // DELTA, PACKED
+  const zzLowest = 2 * lowest; // zig-zag of a positive number
+  let varint = 1;
+  for (let z = zzLowest; z >= 128; varint++) z = Math.floor(z / 128);
+  expect(b.length).toBe(header + 1 + varint + 1 + Math.ceil((nts * bitsOf(Math.max(...level) - lowest)) / 8));
+  expect([...bits(decodeBlock(b).values)]).toEqual([...bits(Float64Array.from(level))]);
+  // negative levels, two decimals, missing samples: the same mode, bit for bit
+  const cents = level.map((v, i) => (i % 17 === 5 ? NaN : (-v + 123_456) / 100));
+  const c = enc([cents]);
+  expect(c[header]! & 0x80).toBe(0x80);
+  expect([...bits(decodeBlock(c).values)]).toEqual([...bits(Float64Array.from(cents))]);
+  // beside other series: picked alone, or passed over by its length when only the others are wanted
+  const counter = Array.from({ length: nts }, (_, i) => 1e6 + 7 * i);
+  const both = enc([cents, counter, level]);
+  expect([...bits(decodeBlock(both, new Set([1])).values)]).toEqual([...bits(Float64Array.from(cents))]);
+  expect([...bits(decodeBlock(both, new Set([2, 3])).values)]).toEqual([...bits(Float64Array.from([...counter, ...level]))]);
+  // the mode bit with anything but packed deltas, or in a version-1 block: refused
+  for (const bad of [b[header]! & ~8, (b[header]! & ~3) | 2, (b[header]! & ~3) | 3, 0x80 | 8 | (1 << 4)]) {
+    const x = b.slice();
+    x[header] = bad;
+    expect(() => decodeBlock(x)).toThrow(CodecError);
+  }
+  const v1 = b.slice();
+  v1[0] = 1;
+  expect(() => decodeBlock(v1)).toThrow(CodecError);
+});
+
+function bitsOf(u: number): number {
+  let w = 0;
+  for (; u >= 1; w++) u = Math.floor(u / 2);
+  return w;
+}
 
 test("blocks of version 1 (written before packed integers) still decode bit for bit, and a packed mode in one is refused", async () => {
   const fx = (await Bun.file(new URL("./block-v1.fixture.json", import.meta.url)).json()) as { block: string; tsOff: number[]; sids: number[]; valueBits: string };
