@@ -7,10 +7,15 @@
  * row pays its header and index entry. Once an hour is closed, its rows (every frame that lies
  * wholly inside the hour, both layouts: rows stored before migration 495 are converted here) are
  * replaced by rows holding the whole hour per series: one timeline of the hour's timestamps, each
- * series' values over it, packed a few series a row under BLOCK_TARGET_BYTES. Readers need no
- * change: a compacted row is an ordinary block whose t0..t1 lies within one hour; its `series`
- * column lists the row's series ids, so a read of a few series fetches only their rows. Each
- * row's block is compressed whole with zstd when that makes it smaller (block version 4).
+ * series' values over it, as many series a row as stay under COMPACTED_TARGET_BYTES (all of a
+ * host's hundred or so). Readers need no change: a compacted row is an ordinary block whose
+ * t0..t1 lies within one hour; its `series` column lists the row's series ids, so a read of a few
+ * series fetches only their rows. Each row's block is compressed whole with zstd when that makes
+ * it smaller (block version 4). Such rows are larger than PostgreSQL's 2 kB TOAST threshold and
+ * are stored out of line, uncompressed by PostgreSQL (the column's storage is EXTERNAL,
+ * migration 565): a TOAST chunk costs about 2 % of its 1,996 bytes, where an inline row of
+ * under 2 kB cost its header, columns and index entry, about 7 %, and pages of such rows were
+ * left 9 % empty (docs/architecture.md, "December 7").
  *
  * Nothing is lost or counted twice:
  * - the rows replaced are the ones read, by (agent, batch_id, t0) in this transaction; the
@@ -32,8 +37,23 @@ import type { TransactionSql } from "postgres";
 import { ByteSink, encodeBlock, decodeBlock, zstdBlock } from "../codec/block.ts";
 import { decodeFloat8ArraySend } from "../clickhouse/writer.ts";
 import { CopyWriter } from "./copy-binary.ts";
-import { BLOCK_TARGET_BYTES, fromBase64, packGroups } from "./metric-blocks.ts";
+import { fromBase64, packGroups } from "./metric-blocks.ts";
 import { copyInto } from "./writer.ts";
+
+/**
+ * Bytes of a compacted row's block before zstd, at most (a series that is larger alone is cut in
+ * time). An hour of a host's 100 series at 10 s is about 36 kB; a read of a few of them decodes
+ * only theirs, after one decompression of the row.
+ */
+export const COMPACTED_TARGET_BYTES = 64 * 1024;
+
+/**
+ * zstd's level for compacted rows. Written once an hour per host by a background job and read
+ * many times: on the realistic workload level 19 stores 0.830 bytes a sample where level 3 stores
+ * 0.853, for ~3 ms of CPU a host-hour instead of ~0.2 (2,000 hosts: 6 s an hour); decompression
+ * costs the same at any level.
+ */
+export const COMPACTED_ZSTD_LEVEL = 19;
 
 /** batch_id of a compacted row. */
 export const COMPACTED_BATCH = -1;
@@ -242,7 +262,7 @@ export function mergeFrames(frames: Frame[]): Merged {
 
 /**
  * COPY rows of the merged hour: consecutive series packed while their blocks stay under
- * BLOCK_TARGET_BYTES; a series too large alone is cut in time. Returns the rows written.
+ * COMPACTED_TARGET_BYTES; a series too large alone is cut in time. Returns the rows written.
  */
 function emitRows(w: CopyWriter, agent: number, m: Merged): number {
   const nT = m.times.length;
@@ -256,7 +276,7 @@ function emitRows(w: CopyWriter, agent: number, m: Merged): number {
     w.int8(COMPACTED_BATCH);
     w.timestamptz(rowT0);
     w.timestamptz(rowT1);
-    w.bytes(zstdBlock(sink.bytes())); // zstd-wrapped when smaller (block.ts, version 4)
+    w.bytes(zstdBlock(sink.bytes(), COMPACTED_ZSTD_LEVEL)); // zstd-wrapped when smaller (block.ts, version 4)
     w.int4Array(m.sids, from, n); // the row's series, so a read of a few series skips the other rows
     rows++;
   };
@@ -265,7 +285,7 @@ function emitRows(w: CopyWriter, agent: number, m: Merged): number {
     const off = tsOff.slice(c0, c1).map((o) => o - tsOff[c0]!);
     sink.reset();
     encodeBlock(sink, off, m.sids, j, 1, m.values, j * nT + c0);
-    if (sink.pos > BLOCK_TARGET_BYTES && c1 - c0 > 1) {
+    if (sink.pos > COMPACTED_TARGET_BYTES && c1 - c0 > 1) {
       const mid = c0 + Math.ceil((c1 - c0) / 2);
       oneSeries(j, c0, mid);
       oneSeries(j, mid, c1);
@@ -278,6 +298,6 @@ function emitRows(w: CopyWriter, agent: number, m: Merged): number {
     encodeBlock(sink, tsOff, m.sids, from, n, m.values, from * nT);
     return sink.pos;
   };
-  packGroups(m.sids.length, BLOCK_TARGET_BYTES, encode, (from, n) => write(t0, t0 + tsOff[nT - 1]!, from, n), (j) => oneSeries(j, 0, nT));
+  packGroups(m.sids.length, COMPACTED_TARGET_BYTES, encode, (from, n) => write(t0, t0 + tsOff[nT - 1]!, from, n), (j) => oneSeries(j, 0, nT));
   return rows;
 }

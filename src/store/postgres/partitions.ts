@@ -53,7 +53,7 @@ export async function ensurePartitions(sql: Sql, t: PartitionedTable, now = Date
     // first start) takes no ingest and gets its index whole; 24 leaves a day cost creation time
     const hourly = t.hourly === true && d + span > Math.floor(now / DAY) * DAY;
     await sql.begin(async (tx) => {
-      await tx.unsafe(`create table ${name} (like ${t.table} including defaults including constraints)${hourly ? ` partition by range (${t.column})` : ""}`);
+      await tx.unsafe(`create table ${name} (like ${t.table} including defaults including constraints including storage)${hourly ? ` partition by range (${t.column})` : ""}`);
       if (hourly) {
         for (let h = 0; h < 24; h++) {
           const from = new Date(d + h * HOUR).toISOString();

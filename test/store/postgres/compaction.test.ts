@@ -9,7 +9,7 @@ import { CopyWriter } from "../../../src/store/postgres/copy-binary.ts";
 import { copyInto, encodeMetricBlocks, METRIC_BLOCKS_COPY } from "../../../src/store/postgres/writer.ts";
 import { rollupStep } from "../../../src/store/postgres/rollups.ts";
 import { readRawSamples } from "../../../src/store/postgres/metric-blocks.ts";
-import { COMPACTED_BATCH } from "../../../src/store/postgres/compaction.ts";
+import { COMPACTED_BATCH, COMPACTED_TARGET_BYTES } from "../../../src/store/postgres/compaction.ts";
 import { readRollups } from "../../../src/store/postgres/rollup-blocks.ts";
 import { BLOCK_VERSION_ZSTD, decodeBlock } from "../../../src/store/codec/block.ts";
 import { testDatabase, type TestDb } from "../../support/db.ts";
@@ -110,17 +110,24 @@ test("a closed hour's frames become hour-long rows; every sample reads back the 
   expect(raw.length).toBe(2);
   expect(raw.some((r) => (r.t0 as Date).getTime() < H1 && (r.t1 as Date).getTime() >= H1)).toBe(true);
   expect(raw.some((r) => r.b === batch && (r.t0 as Date).getTime() === H1 + 20 * STEP)).toBe(true);
-  // compacted rows stay inside their hour and under the TOAST threshold
-  const rows = await db.sql`select t0, t1, octet_length(block) as n, block, series from metric_blocks where agent_id = ${agent} and batch_id = ${COMPACTED_BATCH}`;
+  // compacted rows stay inside their hour, one row an hour for this host's series (under
+  // COMPACTED_TARGET_BYTES), kept out of line by PostgreSQL as written: not compressed a second time
+  const rows = await db.sql`select t0, t1, octet_length(block) as n, block, series, pg_column_compression(block) as pgc from metric_blocks where agent_id = ${agent} and batch_id = ${COMPACTED_BATCH}`;
+  expect(rows.length).toBe(2);
   for (const r of rows) {
     // each lists its series, so reads of a few series skip the others' rows
     expect([...decodeBlock(r.block as Uint8Array).sids]).toEqual(r.series as number[]);
     const t0 = (r.t0 as Date).getTime(), t1 = (r.t1 as Date).getTime();
     expect(Math.floor(t0 / HOUR)).toBe(Math.floor(t1 / HOUR));
-    expect(r.n).toBeLessThanOrEqual(1900);
+    expect(r.n).toBeGreaterThan(2000); // above the TOAST threshold
+    expect(r.n).toBeLessThanOrEqual(COMPACTED_TARGET_BYTES);
+    expect(r.pgc).toBeNull();
   }
-  // an hour's rows are zstd-wrapped (block version 4) where that is smaller: here, all but the
-  // full-precision noise series' rows, which zstd cannot shrink
+  const storage = await db.sql`select c.relname::text as t, a.attstorage::text as s from pg_attribute a join pg_class c on c.oid = a.attrelid
+    where a.attname = 'block' and c.relkind in ('r', 'p') and (c.relname = 'metric_blocks' or pg_partition_root(c.oid) = 'metric_blocks'::regclass)`;
+  expect(storage.length).toBeGreaterThan(1);
+  for (const r of storage) expect(`${r.t} ${r.s}`).toBe(`${r.t} e`);
+  // an hour's rows are zstd-wrapped (block version 4) where that is smaller
   const wrapped = rows.filter((r) => (r.block as Uint8Array)[0] === BLOCK_VERSION_ZSTD).length;
   expect(wrapped).toBeGreaterThan(0);
   // a read of one series gives exactly that series' samples

@@ -35,6 +35,14 @@ test("retention drops whole partitions and purges old rows from the default part
   expect(d!.n).toBe(0);
 });
 
+test("a new partition keeps its table's column storage: metric_blocks' compacted rows stay out of line uncompressed (migration 565)", async () => {
+  const created = await ensurePartitions(db.sql, { table: "metric_blocks", column: "t0", retentionDays: 1 }, now);
+  expect(created.length).toBeGreaterThan(0);
+  const storage = await db.sql`select c.relname::text as t, a.attstorage::text as s from pg_attribute a join pg_class c on c.oid = a.attrelid
+    where a.attname = 'block' and c.relname = any(${created})`;
+  expect(storage.map((r) => `${r.t} ${r.s}`)).toEqual(created.map((t) => `${t} e`));
+});
+
 test("migrations are idempotent", async () => {
   expect(await migrate(db.sql)).toEqual([]);
 });
