@@ -2,20 +2,20 @@
  * Compaction of raw metric blocks, done by the rollup job (rollups.ts) for each (agent, hour) it
  * recomputes, in the same transaction.
  *
- * An agent's frame carries a few timestamps (10 at 10 s from our agent), so ingest stores blocks
- * of a few samples per series: delta and XOR coding barely start before the block ends, and every
- * row pays its header and index entry. Once an hour is closed, its rows (every frame that lies
+ * An agent's frame carries one timestamp or a few (our agent sends a tick a frame; the benches'
+ * fleets 10), so ingest stores blocks of a few samples per series: delta and XOR coding barely
+ * start before the block ends, and every row pays its header and index entry. Once an hour is closed, its rows (every frame that lies
  * wholly inside the hour, both layouts: rows stored before migration 495 are converted here) are
  * replaced by rows holding the whole hour per series: one timeline of the hour's timestamps, each
  * series' values over it, as many series a row as stay under COMPACTED_TARGET_BYTES (all of a
  * host's hundred or so). Readers need no change: a compacted row is an ordinary block whose
- * t0..t1 lies within one hour; its `series` column lists the row's series ids, so a read of a few
- * series fetches only their rows. Each row's block is compressed whole with zstd when that makes
- * it smaller (block version 4). Such rows are larger than PostgreSQL's 2 kB TOAST threshold and
- * are stored out of line, uncompressed by PostgreSQL (the column's storage is EXTERNAL,
- * migration 565): a TOAST chunk costs about 2 % of its 1,996 bytes, where an inline row of
- * under 2 kB cost its header, columns and index entry, about 7 %, and pages of such rows were
- * left 9 % empty (docs/architecture.md, "December 7").
+ * t0..t1 lies within one hour; its `series` column lists the row's series ids when the hour took
+ * more than one row, so a read of a few series fetches only their rows. Each row's block is
+ * compressed whole with zstd when that makes it smaller (block version 4). Such rows are larger
+ * than PostgreSQL's 2 kB TOAST threshold and are stored out of line, not compressed again (the
+ * column's storage is EXTERNAL, migration 565): a TOAST chunk costs about 2.5 % of its 1,996
+ * bytes, where inline rows of under 2 kB cost their header, columns and index entry (~7 %) and
+ * left pages ~9 % empty (docs/architecture.md, "December 7").
  *
  * Nothing is lost or counted twice:
  * - the rows replaced are the ones read, by (agent, batch_id, t0) in this transaction; the
@@ -57,7 +57,7 @@ export const COMPACTED_ZSTD_LEVEL = 19;
 
 /** batch_id of a compacted row. */
 export const COMPACTED_BATCH = -1;
-/** A compacted row also lists its series (migration 515), which ingest's rows leave null. */
+/** A compacted row also lists its series (migration 515) unless it holds all of its hour's; ingest's rows leave it null. */
 const COMPACTED_COPY_COLUMNS = "metric_blocks (agent_id, batch_id, t0, t1, block, series)";
 
 export interface CompactionResult {
@@ -277,7 +277,11 @@ function emitRows(w: CopyWriter, agent: number, m: Merged): number {
     w.timestamptz(rowT0);
     w.timestamptz(rowT1);
     w.bytes(zstdBlock(sink.bytes(), COMPACTED_ZSTD_LEVEL)); // zstd-wrapped when smaller (block.ts, version 4)
-    w.int4Array(m.sids, from, n); // the row's series, so a read of a few series skips the other rows
+    // the row's series, so a read of a few series skips the other rows; none when the row holds
+    // every series of the hour (readers then look inside, as for ingest's rows): 424 bytes of a
+    // host's hundred ids saved on a ~21 kB row
+    if (n === m.sids.length) w.null();
+    else w.int4Array(m.sids, from, n);
     rows++;
   };
   // one series over columns [c0, c1): values are contiguous, so a time slice is a sub-block

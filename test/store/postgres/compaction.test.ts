@@ -115,8 +115,9 @@ test("a closed hour's frames become hour-long rows; every sample reads back the 
   const rows = await db.sql`select t0, t1, octet_length(block) as n, block, series, pg_column_compression(block) as pgc from metric_blocks where agent_id = ${agent} and batch_id = ${COMPACTED_BATCH}`;
   expect(rows.length).toBe(2);
   for (const r of rows) {
-    // each lists its series, so reads of a few series skip the others' rows
-    expect([...decodeBlock(r.block as Uint8Array).sids]).toEqual(r.series as number[]);
+    // a row holding every series of its hour lists none: readers look inside, as for ingest's rows
+    expect(r.series).toBeNull();
+    expect([...decodeBlock(r.block as Uint8Array).sids]).toEqual([...ids].sort((a, b) => a - b));
     const t0 = (r.t0 as Date).getTime(), t1 = (r.t1 as Date).getTime();
     expect(Math.floor(t0 / HOUR)).toBe(Math.floor(t1 / HOUR));
     expect(r.n).toBeGreaterThan(2000); // above the TOAST threshold
@@ -145,6 +146,39 @@ test("a closed hour's frames become hour-long rows; every sample reads back the 
   }).length;
   expect(m.n).toBe(inHours);
 }, 60_000);
+
+test("an hour too large for one row takes several, each listing its series; a read of one series gets exactly its samples", async () => {
+  // 40 series of full-precision noise (~2.9 kB an hour each): more than COMPACTED_TARGET_BYTES together
+  const [a] = await db.sql`insert into agents (hostname, public_key) values ('compaction-wide', ${Buffer.alloc(32, 10)}) returning id`;
+  const wide = Number(a!.id);
+  const names = Array.from({ length: 40 }, (_, j) => `noise.${j}`);
+  const sids = (await db.sql`insert into metric_series (agent_id, name) select ${wide}, unnest(${names}::text[]) returning id`).map((r) => Number(r.id));
+  const noise = (j: number, t: number) => Math.sin((t / STEP) * (1.1 + j / 7)) * 1e4 + j;
+  const w = new CopyWriter().begin();
+  for (let t = H0; t < H1; t += 10 * STEP) {
+    const ts = Array.from({ length: 10 }, (_, k) => t + k * STEP);
+    const values = new Float64Array(names.length * 10);
+    for (let j = 0; j < names.length; j++) for (let k = 0; k < 10; k++) values[j * 10 + k] = noise(j, ts[k]!);
+    encodeMetricBlocks(w, wide, ++batch, { ts: Float64Array.from(ts), names, values }, Int32Array.from(sids));
+  }
+  await db.sql.begin((tx) => copyInto(tx, METRIC_BLOCKS_COPY, w.end()));
+  await drain();
+  const rows = await db.sql`select block, series from metric_blocks where agent_id = ${wide} and batch_id = ${COMPACTED_BATCH}`;
+  expect(rows.length).toBeGreaterThan(1);
+  const listed: number[] = [];
+  for (const r of rows) {
+    expect(r.series).not.toBeNull();
+    expect([...decodeBlock(r.block as Uint8Array).sids]).toEqual(r.series as number[]);
+    expect((r.block as Uint8Array).length).toBeLessThanOrEqual(COMPACTED_TARGET_BYTES);
+    listed.push(...(r.series as number[]));
+  }
+  expect(listed.sort((x, y) => x - y)).toEqual([...sids].sort((x, y) => x - y));
+  expect((await db.sql`select count(*)::int as n from metric_blocks where agent_id = ${wide} and batch_id <> ${COMPACTED_BATCH}`)[0]!.n).toBe(0);
+  const got: string[] = [];
+  await readRawSamples(db.sql, wide, [sids[17]!], H0, H1, (sid, t, v) => got.push(`${sid} ${t} ${v}`));
+  const want = Array.from({ length: 360 }, (_, i) => `${sids[17]} ${H0 + i * STEP} ${noise(17, H0 + i * STEP)}`);
+  expect(got.sort()).toEqual(want.sort());
+});
 
 test("late data for a compacted hour is read at once and compacted with it on the next run", async () => {
   const late = [H1 + 100 * STEP + 3, H1 + 101 * STEP + 3]; // between the regular stamps
