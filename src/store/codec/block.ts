@@ -24,7 +24,7 @@
  *                              bytes between them
  *     bit 2: a bitmap of ceil(nts/8) bytes follows the mode byte, marking samples that are the
  *            canonical NaN (a missing sample); DELTA/DOD then cover only the other samples
- *     bits 4-7: scale (0-6) for DELTA/DOD
+ *     bits 4-6: scale (0-6) for DELTA/DOD
  *     bit 3 with XOR (version 2 and 3): the values after the first as Gorilla's bit windows
  *            (putGorilla below), chosen when smaller than the byte-aligned XOR
  *     bit 3 with DELTA/DOD (version 2 and 3): PACKED. zz(k0) (and for DOD zz(k1 - k0)) as varints,
@@ -32,6 +32,11 @@
  *            each, least significant bit first, in ceil(count * w / 8) bytes: a counter growing by
  *            about the same step, or a gauge with small moves, costs a few bits a sample instead
  *            of whole varint bytes
+ *     bit 7 with DELTA and PACKED (versions 2 and 3): FRAME OF REFERENCE. zz(lowest k) instead of
+ *            zz(k0), the width byte w, then every k minus the lowest (all of them, unsigned) in w
+ *            bits each as above: a gauge of noise around a level needs a bit less than its
+ *            deltas, which span the noise twice. The scale takes bits 4-6 (0-6), so no block
+ *            written before had bit 7 set.
  * Version 4 wraps a whole block of version 2 or 3: u8 4 | varint length of the inner block | one
  * zstd frame holding it. Compaction (src/store/postgres/compaction.ts) writes it for an hour's rows
  * when it is smaller (about a seventh on the realistic workload: zstd's entropy coding finds what
@@ -73,11 +78,7 @@ const NAN_MASK = 4;
 const CONST_VARINT = 8;
 /** DELTA/DOD only (version 2): the deltas are bit-packed at a fixed width. */
 const PACKED = 8;
-/**
- * DELTA with PACKED only (versions 2 and 3): frame of reference. zz(lowest k) instead of zz(k0),
- * then the width, then every k minus the lowest (all m of them, unsigned) in that many bits.
- * Bit 7 is free in the other modes: the scale (0-6) fits bits 4-6.
- */
+/** DELTA with PACKED only (versions 2 and 3): frame of reference (see the layout above). */
 const FOR = 128;
 const MAX_PACK_BITS = 32;
 const MAX_SCALE = 6;
