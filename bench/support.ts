@@ -64,9 +64,14 @@ export function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : 0;
 }
 
+/**
+ * The nearest-rank percentile of ascending `sorted`: the smallest value with at least p % of the
+ * values at or below it (p95 of 20 values is the 19th; before, the index was one too high and it
+ * was the 20th, the maximum).
+ */
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
 export function median(xs: number[]): number {
