@@ -28,7 +28,7 @@ import type { LogsBody, MetricsBody } from "../src/ingest/frame/frame.ts";
 import { logsFrame, metricNames, metricsFrame, newKeys, openSession, openStream, post, type SimAgent } from "../test/support/sim-agent.ts";
 import { encodeFrame, packMetrics } from "../src/ingest/frame/encode.ts";
 import { FrameKind } from "../src/ingest/frame/frame.ts";
-import { arg, environment, flag, median, percentile, round, rssMb, cpuSeconds, spawnServer, treeCpuSeconds, benchDatabase, metricStorage, compactForBench, workloadArg, packagedSysctl, waitIdle } from "./support.ts";
+import { arg, countArg, environment, flag, median, percentile, round, rssMb, cpuSeconds, spawnServer, treeCpuSeconds, benchDatabase, metricStorage, compactForBench, workloadArg, packagedSysctl, waitIdle } from "./support.ts";
 import { hostUdpReceiveBufferErrors } from "../src/http/udp-buffers.ts";
 import { realisticWorkload } from "./workload-realistic.ts";
 import { requireVictoria, startVictoria, vmRequests as vmBodies, type VmBody, type VmPath } from "./victoria.ts";
@@ -45,15 +45,12 @@ const PER_REQUEST = Number(arg("frames-per-request", "4"));
 const TRANSPORTS = arg("transport", "h2,wss,h3").split(",") as Array<"h1" | "h2" | "h3" | "wss">;
 const LOG_LINES = Number(arg("log-lines", quick ? "100000" : "1000000"));
 const WRITERS = Number(arg("writers", "3")); // the server's default (SERVERMIND_WRITERS)
-const ROUNDS = Number(arg("rounds", quick ? "1" : "3"));
+const ROUNDS = countArg("rounds", quick ? 1 : 3, 1, 100);
 // Rounds run first and left out of the medians (reported under `warmup_per_round` and
 // `vm_warmup_per_round`), on both sides: the server's CPU per sample falls by about half over its
 // first 25-40 M samples while its memory grows to its working set (docs/architecture.md), and the
 // goal compares steady states.
-const WARMUP = Number(arg("warmup-rounds", quick ? "0" : "3"));
-for (const [flagName, n, least] of [["rounds", ROUNDS, 1], ["warmup-rounds", WARMUP, 0]] as const) {
-  if (!Number.isInteger(n) || n < least || n > 100) throw new Error(`--${flagName} must be a whole number from ${least} to 100`);
-}
+const WARMUP = countArg("warmup-rounds", quick ? 0 : 3, 0, 100);
 const AUTH = arg("auth", "session") as "session" | "signature";
 if (AUTH !== "session" && AUTH !== "signature") throw new Error(`--auth ${AUTH}: use session or signature`);
 const WORKLOAD = workloadArg();

@@ -22,14 +22,14 @@ import { copyInto, encodeLogs, encodeMetricBlocks, LOGS_COPY, METRIC_BLOCKS_COPY
 import { searchLogs, seriesRange } from "../src/store/postgres/queries.ts";
 import { FLEET_METRICS, fleetOverview, fleetSummary } from "../src/store/postgres/queries-console.ts";
 import { ensurePartitions, timeSeriesTables } from "../src/store/postgres/partitions.ts";
-import { arg, environment, flag, latencies, percentile, round, benchDatabase, treeCpuSeconds, waitIdle } from "./support.ts";
+import { arg, countArg, environment, flag, latencies, percentile, round, benchDatabase, treeCpuSeconds, waitIdle } from "./support.ts";
 import { realisticWorkload } from "./workload-realistic.ts";
 
 const quick = flag("quick");
 const HOSTS = Number(arg("hosts", "2000"));
 const DAYS = Number(arg("days", "90"));
-const RUNS = Number(arg("runs", quick ? "5" : "20"));
-const WARM_RUNS = Number(arg("warm-runs", "10"));
+const RUNS = countArg("runs", quick ? 5 : 20, 1, 10_000);
+const WARM_RUNS = countArg("warm-runs", 10, 0, 10_000);
 const LOG_HOSTS = Number(arg("log-hosts", quick ? "10" : "100"));
 const LINES_PER_HOST = Number(arg("lines-per-host", quick ? "5000" : "10000"));
 const METRICS = Number(arg("metrics", quick ? "10" : "100"));

@@ -120,6 +120,13 @@ export function arg(name: string, def: string): string {
 
 export const flag = (name: string) => process.argv.includes(`--${name}`);
 
+/** `--name N` as a whole number from `least` to `most` (`def` when absent); anything else is refused with a message. */
+export function countArg(name: string, def: number, least: number, most: number): number {
+  const n = Number(arg(name, String(def)));
+  if (!Number.isInteger(n) || n < least || n > most) throw new Error(`--${name} must be a whole number from ${least} to ${most}`);
+  return n;
+}
+
 export interface ServerProcess {
   url: string;
   port: number;
