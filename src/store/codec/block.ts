@@ -665,10 +665,6 @@ class Reader {
 }
 
 /**
- * The integer whose zig-zag is u, for u below 2^32 (the inverse of the encoder's `zz`): no double
- * modulo and no branch on the parity, which noisy deltas flip at random.
- */
-/**
  * The packed part of an integer series at r: its width byte, then `count` values of that many
  * bits. Checks it (width, length, zero padding: one encoding per block), moves r past it and
  * returns the width; the values start after the width byte.
@@ -683,6 +679,10 @@ function packedPart(r: Reader, bytes: Uint8Array, count: number): number {
   return width;
 }
 
+/**
+ * The integer whose zig-zag is u, for u below 2^32 (the inverse of the encoder's `zz`): no double
+ * modulo and no branch on the parity, which noisy deltas flip at random.
+ */
 function unzz32(u: number): number {
   return (u >>> 1) ^ -(u & 1);
 }

@@ -4,18 +4,18 @@
  *
  * An agent's frame carries one timestamp or a few (our agent sends a tick a frame; the benches'
  * fleets 10), so ingest stores blocks of a few samples per series: delta and XOR coding barely
- * start before the block ends, and every row pays its header and index entry. Once an hour is closed, its rows (every frame that lies
- * wholly inside the hour, both layouts: rows stored before migration 495 are converted here) are
- * replaced by rows holding the whole hour per series: one timeline of the hour's timestamps, each
- * series' values over it, as many series a row as stay under COMPACTED_TARGET_BYTES (all of a
- * host's hundred or so). Readers need no change: a compacted row is an ordinary block whose
- * t0..t1 lies within one hour; its `series` column lists the row's series ids when the hour took
- * more than one row, so a read of a few series fetches only their rows. Each row's block is
- * compressed whole with zstd when that makes it smaller (block version 4). Such rows are larger
- * than PostgreSQL's 2 kB TOAST threshold and are stored out of line, not compressed again (the
- * column's storage is EXTERNAL, migration 565): a TOAST chunk costs about 2.5 % of its 1,996
- * bytes, where inline rows of under 2 kB cost their header, columns and index entry (~7 %) and
- * left pages ~9 % empty (docs/architecture.md, "December 7").
+ * start before the block ends, and every row pays its header and index entry. Once an hour is
+ * closed, its rows (every frame that lies wholly inside the hour, both layouts: rows stored before
+ * migration 495 are converted here) are replaced by rows holding the whole hour per series: one
+ * timeline of the hour's timestamps, each series' values over it, as many series a row as stay
+ * under COMPACTED_TARGET_BYTES (all of a host's hundred or so). Readers need no change: a
+ * compacted row is an ordinary block whose t0..t1 lies within one hour; its `series` column lists
+ * the row's series ids when the hour took more than one row, so a read of a few series fetches
+ * only their rows. Each row's block is compressed whole with zstd when that makes it smaller
+ * (block version 4). Such rows are larger than PostgreSQL's 2 kB TOAST threshold and are stored
+ * out of line, not compressed again (the column's storage is EXTERNAL, migration 565): a TOAST
+ * chunk costs about 2.5 % of its 1,996 bytes, where inline rows of under 2 kB cost their header,
+ * columns and index entry (~7 %) and left pages ~9 % empty (docs/architecture.md, "December 7").
  *
  * Nothing is lost or counted twice:
  * - the rows replaced are the ones read, by (agent, batch_id, t0) in this transaction; the
