@@ -128,7 +128,7 @@ test("shapes get their compact modes: constant, counter, decimal gauge, regular 
   expect(size([NaN, 1, 2, NaN, 4, 5, 6, 7, 8, 9]) - header).toBeLessThanOrEqual(1 + 2 + 9); // counter with missing samples
 });
 
-test("the decoder answers malformed bytes with CodecError only: truncations, flips, random bytes", () => {
+test("the decoder answers malformed bytes with CodecError only: truncations, flips, random bytes; a read of one series refuses the same and gives the same values", () => {
   const sink = new ByteSink();
   const r = rng(99);
   const samples: Uint8Array[] = [];
@@ -152,13 +152,27 @@ test("the decoder answers malformed bytes with CodecError only: truncations, fli
     samples.push(z);
   }
   let refused = 0, decoded = 0;
-  const tryDecode = (b: Uint8Array) => {
+  const one = new Set([101]);
+  const attempt = (b: Uint8Array, want?: Set<number>) => {
     try {
-      decodeBlock(b);
-      decoded++;
+      return decodeBlock(b, want);
     } catch (e) {
       if (!(e instanceof CodecError)) throw new Error(`not a CodecError on ${Buffer.from(b).toString("hex")}: ${e}`);
-      refused++;
+      return undefined;
+    }
+  };
+  const tryDecode = (b: Uint8Array) => {
+    const full = attempt(b);
+    if (full) decoded++;
+    else refused++;
+    // a read of one series passes over the others' packed values by their length: it must refuse
+    // exactly what the whole decode refuses, and give that series' values bit for bit
+    const part = attempt(b, one);
+    expect(part === undefined).toBe(full === undefined);
+    if (full && part) {
+      const j = Array.from(full.sids).indexOf(101), nts = full.tsOff.length;
+      const want = j < 0 ? new Float64Array(0) : full.values.slice(j * nts, (j + 1) * nts);
+      expect(bits(part.values)).toEqual(bits(want));
     }
   };
   const started = Date.now();
