@@ -11,13 +11,9 @@
  *
  * The four blocks are min, max, sum and count, each over the same timestamps (ms after the row's
  * hour) and series ids, NaN where a series has no sample in a minute. Every value round-trips bit
- * for bit, so tiered reads give what the row-per-bucket tables (migration 490) gave. The 10-minute
- * and hour tiers' rows are packed a few series at a time under BLOCK_TARGET_BYTES, so they stay
- * below PostgreSQL's TOAST threshold unless one series alone is larger. The minute tier's, like
- * compacted raw rows (compaction.ts), take a host's hour whole up to ROLLUP_1M_TARGET_BYTES, zstd
- * at level 19, and are kept out of line as they are (migration 570): a row of a few series paid
- * its header, columns and index entry and left pages part empty (docs/architecture.md,
- * "December 7").
+ * for bit, so tiered reads give what the row-per-bucket tables (migration 490) gave. Rows are
+ * packed a few series at a time under BLOCK_TARGET_BYTES, like raw blocks (compaction.ts), so
+ * they stay below PostgreSQL's TOAST threshold unless one series alone is larger.
  */
 import type { Sql, TransactionSql } from "postgres";
 import { ByteSink, CodecError, decodeBlock, encodeBlock, zstdUnwrap, zstdWrap } from "../codec/block.ts";
@@ -31,21 +27,6 @@ export const ROLLUP_10M_COPY_COLUMNS = "(agent_id, day, hours, block, series)";
 /** The row-per-bucket tables of migration 490: read until their rows are recomputed or expire. */
 export const ROLLUP_LEGACY_TABLES = { "1m": "metric_rollup_1m", "1h": "metric_rollup_1h" } as const;
 export const ROLLUP_BLOCKS_COPY_COLUMNS = "(agent_id, hour, block, series)";
-
-/** Bytes of a minute-tier row before zstd, at most: an hour of a host's 100 series is ~25-40 kB. */
-export const ROLLUP_1M_TARGET_BYTES = 64 * 1024;
-/** zstd's level for minute-tier rows (written once by the job, read many times; as compaction.ts). */
-const ROLLUP_1M_ZSTD_LEVEL = 19;
-
-/** How packRollupBlocks packs a tier's rows. */
-export interface RollupPacking {
-  /** the span a row covers (an hour; a day for the 10-minute tier, whose single series may then be cut in time) */
-  spanMs?: number;
-  /** bytes of a row before zstd, at most (a series larger alone is emitted alone); BLOCK_TARGET_BYTES by default */
-  target?: number;
-  /** compress each row whole with zstd at this level where that makes it smaller (version 2); none by default */
-  zstdLevel?: number;
-}
 
 const VERSION = 1;
 /** A version-1 row compressed whole with zstd (the minute tier's, where smaller: encodeRollupRows). */
@@ -72,12 +53,12 @@ const part = new ByteSink(1 << 12);
  */
 export function encodeRollupRows(w: CopyWriter, agent: number, hour: number, by: Map<number, Map<number, RollupAgg>>, tier: RollupTier): number {
   let rows = 0;
-  // Only the minute tier's rows are compressed and made large: they are most of the tiers' bytes
-  // (0.84 of 1.03 bytes per raw sample on the realistic workload, 13 % less with zstd) and a read
-  // takes few of them (a day: 24). Unwrapping costs ~16 µs a row; the hour tier would save 0.015
-  // bytes per raw sample and a year's read takes 8,760 of its rows, and the ten-minute tier's rows
-  // (encodeTenMinuteRows) saved 14 % of a small tier and took 30-day reads from ~2 to ~6 ms of
-  // decoding.
+  // Only the minute tier's rows are compressed: they are most of the tiers' bytes (0.84 of 1.03
+  // bytes per raw sample on the realistic workload, 13 % less with zstd) and a read takes few of
+  // them (a day: 24 per group of series). Unwrapping costs ~16 µs a row; the hour tier would save
+  // 0.015 bytes per raw sample and a year's read takes 8,760 of its rows, and the ten-minute
+  // tier's rows (encodeTenMinuteRows) saved 14 % of a small tier and took 30-day reads from ~2 to
+  // ~6 ms of decoding.
   packRollupBlocks(hour, by, (block, sids) => {
     w.row(4);
     w.int8(agent);
@@ -85,7 +66,7 @@ export function encodeRollupRows(w: CopyWriter, agent: number, hour: number, by:
     w.bytes(block);
     w.int4Array(sids);
     rows++;
-  }, tier === "1m" ? { target: ROLLUP_1M_TARGET_BYTES, zstdLevel: ROLLUP_1M_ZSTD_LEVEL } : {});
+  }, HOUR, tier === "1m");
   return rows;
 }
 
@@ -104,19 +85,18 @@ export function encodeTenMinuteRows(w: CopyWriter, agent: number, day: number, h
     w.bytes(block);
     w.int4Array(sids);
     rows++;
-  }, { spanMs: DAY });
+  }, DAY);
   return rows;
 }
 
 /**
  * The blocks of one (agent, hour) of a tier (see encodeRollupRows), or of one (agent, day) with
  * `spanMs` a day (a series too large for one row then cut in time), each passed to `emit` (a view
- * into a reused buffer: copy it to keep it); with `zstdLevel`, as version 2 where that is smaller.
+ * into a reused buffer: copy it to keep it); with `compress`, as version 2 where that is smaller.
  */
 export function packRollupBlocks(
-  hour: number, by: Map<number, Map<number, RollupAgg>>, emit: (block: Uint8Array, sids: number[]) => void, o: RollupPacking = {},
+  hour: number, by: Map<number, Map<number, RollupAgg>>, emit: (block: Uint8Array, sids: number[]) => void, spanMs = HOUR, compress = false,
 ): void {
-  const spanMs = o.spanMs ?? HOUR, target = o.target ?? BLOCK_TARGET_BYTES;
   const sids = [...by.keys()].sort((x, y) => x - y);
   if (sids.length === 0) return;
   const times = new Set<number>();
@@ -153,7 +133,7 @@ export function packRollupBlocks(
   };
   const encode = (from: number, n: number): number => row(tsOff, from, n, stats, from * nT);
   // the row just encoded, zstd-wrapped when smaller
-  const packed = (): Uint8Array => (o.zstdLevel !== undefined && zstdWrap(VERSION_ZSTD, sink.bytes(), o.zstdLevel)) || sink.bytes();
+  const packed = (): Uint8Array => (compress && zstdWrap(VERSION_ZSTD, sink.bytes())) || sink.bytes();
   // a day of one series may not fit a row (144 buckets of full-precision doubles): it is cut in
   // time, into rows of the same (agent, day) that share the series; readers and the job take
   // every row of a day
@@ -163,7 +143,7 @@ export function packRollupBlocks(
     const piece = (a: number, b: number): void => {
       const cols = own.slice(a, b);
       const size = row(Int32Array.from(cols, (i) => tsOff[i]!), j, 1, stats.map((v) => Float64Array.from(cols, (i) => v[j * nT + i]!)), 0);
-      if (size > target && b - a > 1) {
+      if (size > BLOCK_TARGET_BYTES && b - a > 1) {
         const mid = (a + b) >> 1;
         piece(a, mid);
         piece(mid, b);
@@ -173,7 +153,7 @@ export function packRollupBlocks(
     };
     piece(0, own.length);
   };
-  packGroups(sids.length, target, encode, (from, n) => emit(packed(), sids.slice(from, from + n)), spanMs > HOUR ? cutInTime : undefined);
+  packGroups(sids.length, BLOCK_TARGET_BYTES, encode, (from, n) => emit(packed(), sids.slice(from, from + n)), spanMs > HOUR ? cutInTime : undefined);
 }
 
 /** Visits the aggregates of one row's block in [fromMs, toMs) of the wanted series (all when `want` is undefined). */
