@@ -716,7 +716,7 @@ function unzz32(u: number): number {
 
 /**
  * `block` (version 2 or 3, as encodeBlock writes it) as version 4 when that is smaller, else
- * `block` itself. Level 3: higher levels gained about 1 % more on the realistic workload.
+ * `block` itself, at zstd's `level` (compaction passes its own, COMPACTED_ZSTD_LEVEL).
  */
 export function zstdBlock(block: Uint8Array, level = 3): Uint8Array {
   if (!wrappable(block)) throw new CodecError("only a version 2 or 3 block is wrapped");
@@ -971,12 +971,11 @@ export function decodeBlock(bytes: Uint8Array, want?: { has(id: number): boolean
         } else r.skipVarints(m);
         continue;
       }
+      // a wanted series from here on
       for (let i = 0; i < nts; i++) {
         if (maskAt >= 0 && (bytes[maskAt + (i >>> 3)]! & (1 << (i & 7))) !== 0) {
-          if (wanted) {
-            out[2 * (base + i)] = 0;
-            out[2 * (base + i) + 1] = NAN_HI;
-          }
+          out[2 * (base + i)] = 0;
+          out[2 * (base + i) + 1] = NAN_HI;
           continue;
         }
         if (packedMode && c === packFrom) {
@@ -1018,7 +1017,7 @@ export function decodeBlock(bytes: Uint8Array, want?: { has(id: number): boolean
           k += dd;
         }
         c++;
-        if (wanted) values[base + i] = scale === 0 ? k : k / div;
+        values[base + i] = scale === 0 ? k : k / div;
       }
     }
     if (wanted) {
