@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Elysia } from "elysia";
@@ -9,6 +9,8 @@ import { installCommand } from "../../src/downloads/install-script.ts";
 import { createSelfSigned } from "../../src/tls/self-signed.ts";
 
 const dist = mkdtempSync(join(tmpdir(), "sm-dist-"));
+const dirs = [dist];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 const fakeBinary = "#!/bin/sh\necho fake-agent \"$@\"\n";
 const sha = (s: string | Uint8Array) => createHash("sha256").update(s).digest("hex");
 // install.sh picks linux-x64-musl where a musl loader exists: serve both
@@ -71,6 +73,7 @@ describe("install.sh against a real TLS server", () => {
   // async spawn: the server runs on this event loop
   const install = async (pin: string, args = "") => {
     const prefix = mkdtempSync(join(tmpdir(), "sm-prefix-"));
+    dirs.push(prefix);
     // the console's one-liner without a token (nothing to enroll with a fake binary)
     const line = installCommand({ serverUrl: url, pubkeyPin: pin, fingerprint: "", token: "" }).replace(/ --token $/, args);
     const p = Bun.spawn(["sh", "-c", line], {
