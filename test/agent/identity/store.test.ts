@@ -1,14 +1,18 @@
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createIdentityStore, type Identity } from "../../../agent/identity/store.ts";
 import { createSecretFile, IdentityError } from "../../../agent/identity/secret.ts";
 
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
 function setup() {
   const dir = mkdtempSync(join(tmpdir(), "sm-identity-"));
+  dirs.push(dir);
   const secretPath = join(dir, "machine.secret");
   const machineIdPath = join(dir, "machine-id");
   writeFileSync(machineIdPath, "0123456789abcdef0123456789abcdef\n");
@@ -79,6 +83,7 @@ describe("identity store", () => {
     const again = createIdentityStore(p);
     expect(() => again.load()).toThrow(IdentityError);
     expect(() => again.load()).toThrow(/"privateKey" failed authentication/);
+    again.close();
   });
 
   test("swapping two entries' ciphertexts is detected (name is authenticated)", () => {
@@ -93,6 +98,7 @@ describe("identity store", () => {
     db.close();
     const again = createIdentityStore(p);
     expect(() => again.load()).toThrow(/failed authentication/);
+    again.close();
   });
 
   test("a deleted entry is reported", () => {
@@ -105,6 +111,7 @@ describe("identity store", () => {
     db.close();
     const again = createIdentityStore(p);
     expect(() => again.load()).toThrow(/lacks the entry "agentId"/);
+    again.close();
   });
 
   test("another machine id (database copied elsewhere) cannot open it", () => {
@@ -115,6 +122,7 @@ describe("identity store", () => {
     writeFileSync(p.machineIdPath, "ffffffffffffffffffffffffffffffff\n");
     const other = createIdentityStore(p);
     expect(() => other.load()).toThrow(IdentityError);
+    other.close();
   });
 
   test("a missing secret is a clear error", () => {
