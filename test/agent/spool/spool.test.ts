@@ -1,11 +1,16 @@
-import { describe, expect, test } from "bun:test";
-import { mkdtempSync, statSync } from "node:fs";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createSpool } from "../../../agent/spool/spool.ts";
 
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
 function path() {
-  return join(mkdtempSync(join(tmpdir(), "sm-spool-")), "spool.db");
+  const dir = mkdtempSync(join(tmpdir(), "sm-spool-"));
+  dirs.push(dir);
+  return join(dir, "spool.db");
 }
 
 const body = (n: number, fill = 1) => new Uint8Array(n).fill(fill);
