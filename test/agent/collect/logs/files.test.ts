@@ -1,11 +1,15 @@
-import { expect, test } from "bun:test";
-import { appendFileSync, mkdtempSync, renameSync, writeFileSync, mkdirSync, truncateSync } from "node:fs";
+import { afterAll, expect, test } from "bun:test";
+import { appendFileSync, mkdtempSync, renameSync, rmSync, writeFileSync, mkdirSync, truncateSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createFileTail } from "../../../../agent/collect/logs/files.ts";
 
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
 function setup() {
   const dir = mkdtempSync(join(tmpdir(), "sm-logs-"));
+  dirs.push(dir);
   const logDir = join(dir, "log");
   mkdirSync(join(logDir, "nginx"), { recursive: true });
   return { logDir, statePath: join(dir, "offsets.json") };
