@@ -1,4 +1,4 @@
-import { expect, test } from "bun:test";
+import { afterAll, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,8 +11,12 @@ import { signCommand } from "../../../src/ingest/frame/commands.ts";
 import type { SecurityEvent } from "../../../src/ingest/frame/frame.ts";
 import { makeCisRoot } from "../../support/cis-root.ts";
 
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
 test("file integrity: the first pass is the baseline; change, mode, removal and creation are events", () => {
   const root = mkdtempSync(join(tmpdir(), "sm-monitor-"));
+  dirs.push(root);
   mkdirSync(join(root, "etc"));
   writeFileSync(join(root, "etc/passwd"), "root:x:0:0::/root:/bin/sh\n");
   writeFileSync(join(root, "etc/group"), "root:x:0:\n");

@@ -1,8 +1,11 @@
-import { expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createSupervisor } from "../../../agent/supervisor/supervisor.ts";
+
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
 async function until(cond: () => boolean, ms = 10_000) {
   const end = Date.now() + ms;
@@ -34,6 +37,7 @@ test("a killed process is restarted, the others keep their pid; stop ends all of
 
 test("a process that keeps crashing is restarted with growing delays", async () => {
   const dir = mkdtempSync(join(tmpdir(), "sm-sup-"));
+  dirs.push(dir);
   const log = join(dir, "starts");
   writeFileSync(log, "");
   const sup = createSupervisor({
