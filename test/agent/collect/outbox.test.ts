@@ -1,14 +1,24 @@
-import { expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createOutbox } from "../../../agent/collect/outbox.ts";
 import { listenIpc } from "../../../agent/ipc/socket.ts";
 
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** A socket path in a fresh temp dir, removed after the file's tests. */
+function newSocketPath(): string {
+  const dir = mkdtempSync(join(tmpdir(), "sm-outbox-"));
+  dirs.push(dir);
+  return join(dir, "platform.sock");
+}
+
 const entry = (n: number, commits: number[]) => ({ kind: 1, items: 1, createdMs: n, body: Uint8Array.of(n), commit: () => commits.push(n) });
 
 test("while Platform is down entries wait, bounded, dropping the oldest (not the head) and counting; then all go in order", async () => {
-  const socketPath = join(mkdtempSync(join(tmpdir(), "sm-outbox-")), "platform.sock");
+  const socketPath = newSocketPath();
   const commits: number[] = [];
   const ob = createOutbox({ socketPath, maxEntries: 5, retryMs: 20, log: () => {} });
   for (let i = 1; i <= 8; i++) ob.push(entry(i, commits));
@@ -32,7 +42,7 @@ test("while Platform is down entries wait, bounded, dropping the oldest (not the
 });
 
 test("an entry Platform refuses is not committed and does not block the queue", async () => {
-  const socketPath = join(mkdtempSync(join(tmpdir(), "sm-outbox-")), "platform.sock");
+  const socketPath = newSocketPath();
   const server = listenIpc(socketPath, (m) => (m.createdMs === 2 ? { t: "error", message: "no" } : { t: "spooled", spoolId: 1 }));
   const commits: number[] = [];
   const logs: string[] = [];

@@ -1,11 +1,21 @@
-import { expect, test } from "bun:test";
-import { mkdtempSync, statSync } from "node:fs";
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectIpc, createMessageReader, encodeMessage, listenIpc, MAX_MESSAGE } from "../../../agent/ipc/socket.ts";
 
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** A socket path in a fresh temp dir, removed after the file's tests. */
+function newSocketPath(): string {
+  const dir = mkdtempSync(join(tmpdir(), "sm-ipc-"));
+  dirs.push(dir);
+  return join(dir, "p.sock");
+}
+
 test("requests get their own replies, binary bodies intact, socket file mode 0666 (the directory decides who connects)", async () => {
-  const path = join(mkdtempSync(join(tmpdir(), "sm-ipc-")), "p.sock");
+  const path = newSocketPath();
   const server = listenIpc(path, async (m) => {
     if (m.t === "slow") await Bun.sleep(30);
     return { t: "echo", n: (m.body as Uint8Array).length, first: (m.body as Uint8Array)[0] };
@@ -46,7 +56,7 @@ test("the reader refuses oversize and non-msgpack input without throwing", () =>
 });
 
 test("progress messages of a request reach its onProgress before the reply, in order; progress after the reply is dropped", async () => {
-  const path = join(mkdtempSync(join(tmpdir(), "sm-ipc-")), "p.sock");
+  const path = newSocketPath();
   let late: ((p: Record<string, unknown>) => void) | undefined;
   const server = listenIpc(path, async (m, progress) => {
     for (let i = 0; i < 3; i++) {
