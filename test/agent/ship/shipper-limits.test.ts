@@ -6,21 +6,34 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import { generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createShipper, type Shipper, type ShipperOptions } from "../../../agent/ship/shipper.ts";
 import { interpretHttpAnswer, TransportError, type SendResult, type Transport } from "../../../agent/ship/transport.ts";
-import { createSpool } from "../../../agent/spool/spool.ts";
+import { createSpool, type Spool } from "../../../agent/spool/spool.ts";
 import { splitFrames } from "../../../src/ingest/frame/decode.ts";
 import { packMetrics } from "../../../src/ingest/frame/encode.ts";
 import { FrameKind } from "../../../src/ingest/frame/frame.ts";
 
 const { privateKey } = generateKeyPairSync("ed25519");
 const running: Shipper[] = [];
+const spools: { spool: Spool; dir: string }[] = [];
 afterEach(async () => {
   for (const sh of running.splice(0)) await sh.stop();
+  // the shippers are stopped: close their spools, then remove the spools' temp dirs
+  for (const { spool, dir } of spools.splice(0)) {
+    spool.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
+
+function newSpool(): Spool {
+  const dir = mkdtempSync(join(tmpdir(), "sm-limit-"));
+  const spool = createSpool({ path: join(dir, "spool.db"), maxBytes: 1 << 24 });
+  spools.push({ spool, dir });
+  return spool;
+}
 
 /** A request limit of `maxBytes`, as the server's: a larger request is refused whole. */
 function limitedTransport(name: string, maxBytes: number, tooLarge: () => TransportError, log: number[][]): Transport {
@@ -45,7 +58,7 @@ for (const [name, error] of [
   ["wss", () => new TransportError("wss: connection closed (1009)", false, true)],
 ] as const) {
   test(`${name}: a request over the limit is split; a frame over it alone is dropped with a log line, not retried forever`, async () => {
-    const spool = createSpool({ path: join(mkdtempSync(join(tmpdir(), "sm-limit-")), "spool.db"), maxBytes: 1 << 24 });
+    const spool = newSpool();
     const small = (i: number) => spool.append({ kind: FrameKind.Metrics, items: 1, createdMs: 1_795_000_000_000 + i, body: packMetrics({ ts: Float64Array.of(1_795_000_000_000 + i), names: ["a"], values: Float64Array.of(i) }) });
     const ids = [small(0), small(1), small(2)];
     // random names and values: LZ4 cannot bring it under the limit
@@ -99,7 +112,7 @@ test("an HTTP 413 is recognised as 'too large' with the server's JSON body and w
 });
 
 test("a WebSocket hello refused as revoked_agent (close 4403) is an identity problem: the loop waits long, it does not hammer", async () => {
-  const spool = createSpool({ path: join(mkdtempSync(join(tmpdir(), "sm-limit-")), "spool.db"), maxBytes: 1 << 24 });
+  const spool = newSpool();
   const logs: string[] = [];
   let connects = 0;
   const sh = createShipper({

@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseSessionGrant, type SessionAnswer } from "../../../agent/ship/session.ts";
@@ -130,12 +130,21 @@ function wssTo(node: Node, withSession = true): Transport {
 
 let clock = 1_800_000_000_000;
 const running: Shipper[] = [];
+const spools: { spool: Spool; dir: string }[] = [];
 afterEach(async () => {
   for (const sh of running.splice(0)) await sh.stop();
+  // the shippers are stopped: close their spools, then remove the spools' temp dirs
+  for (const { spool, dir } of spools.splice(0)) {
+    spool.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 function newSpool(): Spool {
-  return createSpool({ path: join(mkdtempSync(join(tmpdir(), "sm-sess-")), "spool.db"), maxBytes: 1 << 24 });
+  const dir = mkdtempSync(join(tmpdir(), "sm-sess-"));
+  const spool = createSpool({ path: join(dir, "spool.db"), maxBytes: 1 << 24 });
+  spools.push({ spool, dir });
+  return spool;
 }
 
 let tsBase = clock - 3_600_000;

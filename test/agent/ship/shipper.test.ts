@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 setDefaultTimeout(30_000);
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startTestServer, type TestServer } from "../../support/server.ts";
@@ -27,8 +27,20 @@ beforeAll(async () => {
 });
 afterAll(() => s.close());
 
+// each test stops its shippers; after the file's tests their spools are closed and the spools' temp dirs removed
+const spools: { spool: Spool; dir: string }[] = [];
+afterAll(() => {
+  for (const { spool, dir } of spools.splice(0)) {
+    spool.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 function newSpool(): Spool {
-  return createSpool({ path: join(mkdtempSync(join(tmpdir(), "sm-ship-")), "spool.db"), maxBytes: 1 << 24 });
+  const dir = mkdtempSync(join(tmpdir(), "sm-ship-"));
+  const spool = createSpool({ path: join(dir, "spool.db"), maxBytes: 1 << 24 });
+  spools.push({ spool, dir });
+  return spool;
 }
 
 let tsBase = Date.now() - 3_600_000;
