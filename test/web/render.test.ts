@@ -1,11 +1,15 @@
-import { test, expect } from "bun:test";
-import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { afterAll, test, expect } from "bun:test";
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { compile, createRenderer, escapeHtml, trustedHtml } from "../../src/web/render.ts";
 
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
 function views(files: Record<string, string>) {
   const dir = mkdtempSync(join(tmpdir(), "views-"));
+  dirs.push(dir);
   for (const [name, body] of Object.entries(files)) {
     mkdirSync(join(dir, name, ".."), { recursive: true });
     writeFileSync(join(dir, `${name}.html`), body);
