@@ -202,7 +202,7 @@ test("deleting the tail past a checkpoint, and that checkpoint's row too, is cau
 test("a forged checkpoint (signed with another key) is refused", async () => {
   const db = await chain();
   try {
-    const other = loadAuditKeys(mkdtempSync(join(tmpdir(), "servermind-audit-other-")));
+    const other = loadAuditKeys(mkdtempSync(join(dataDir, "other-"))); // under dataDir: removed with it
     const file = await exportTo(db);
     expect((await verifyChainExport(file, other.publicKeyPem)).brokenAt!.reason).toContain("does not verify with the checkpoint public key");
   } finally {
