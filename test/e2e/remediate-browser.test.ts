@@ -5,7 +5,8 @@
  * reload, no 15-minute score job); Roll back restores the file and the table says "fail" again.
  */
 import { afterAll, expect, test } from "bun:test";
-import { rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { consoleInBrowser, signIn, watchedPage } from "../support/browser.ts";
 import { controlChannel } from "../support/control-channel.ts";
@@ -21,10 +22,11 @@ import { scanRoot } from "../../agent/monitor/cis/scan.ts";
 
 const PASSWORD = "Ochre-Falcon-Harbor-3";
 const root = makeCisRoot("bad");
-const web = consoleInBrowser({ security: controlChannel(root) });
+const snapshotDir = mkdtempSync(join(tmpdir(), "servermind-snapshots-"));
+const web = consoleInBrowser({ security: controlChannel(root, snapshotDir) });
 const chromiumReady = web.ready;
 
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+afterAll(() => [root, snapshotDir].forEach((d) => rmSync(d, { recursive: true, force: true })));
 
 test.skipIf(!chromiumReady)("dry run, apply and roll back from the host page show their results, and the CIS table and score follow at once", async () => {
   const { sql } = web.srv.db;

@@ -2,18 +2,15 @@
  * A command channel whose far end is the agent's real Control remediation executor
  * (agent/control/remediate/executor.ts) working on a prepared root: commands are signed by the
  * console with a fresh key, verified by the executor with its public half, and carried out on
- * the files under `root`. For browser tests of the remediation UI without an agent process.
+ * the files under `root`, its snapshots kept in `snapshotDir` (the caller makes and removes both).
+ * For browser tests of the remediation UI without an agent process.
  */
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { createRemediator } from "../../agent/control/remediate/executor.ts";
 import type { SecurityCommandDeps } from "../../src/web/deps.ts";
 
-export function controlChannel(root: string): SecurityCommandDeps {
+export function controlChannel(root: string, snapshotDir: string): SecurityCommandDeps {
   const keys = generateKeyPairSync("ed25519");
-  const snapshotDir = mkdtempSync(join(tmpdir(), "servermind-snapshots-"));
   const executors = new Map<number, ReturnType<typeof createRemediator>>();
   return {
     commandKey: keys.privateKey,
