@@ -52,6 +52,29 @@ function frameAround(body: Uint8Array, kind: FrameKind, items: number, flags = 0
 const packr = new Packr({ useRecords: false });
 
 describe("good frames", () => {
+  test("metrics values and timestamps at unaligned offsets inside a Buffer decode to exactly what was sent", () => {
+    // A frame as another agent may pack it (generic msgpack, `v` not first): the float64 data sit
+    // at offsets that are not multiples of 8, inside a Buffer that views part of a larger buffer
+    // (as Node's pool hands out), whose slice() is a view rather than a copy.
+    const m = metrics(5, 3);
+    const body = packr.pack({ t: Buffer.from(m.ts.buffer), n: m.names.join("\n"), v: Buffer.from(m.values.buffer) });
+    const frame = frameAround(body, FrameKind.Metrics, 15);
+    const inputs = [0, 3, 5].map((at) => {
+      const shared = new Uint8Array(at + frame.length + 11); // bytes around it, as in a pool
+      shared.set(frame, at);
+      return Buffer.from(shared.buffer, at, frame.length);
+    });
+    for (const input of inputs) {
+      expect(input.buffer.byteLength).toBeGreaterThan(input.byteLength);
+      const { body: got } = decodeOne(input);
+      expect(got.kind).toBe(FrameKind.Metrics);
+      if (got.kind !== FrameKind.Metrics) continue;
+      expect(Array.from(got.body.values)).toEqual(Array.from(m.values));
+      expect(Array.from(got.body.ts)).toEqual(Array.from(m.ts));
+      expect(got.body.names).toEqual(m.names);
+    }
+  });
+
   test("metrics decode to the same timestamps, names and values, with a valid signature", () => {
     const m = metrics();
     const { raw, body } = decodeOne(encodeFrame(fields(FrameKind.Metrics, 12), packMetrics(m), privateKey));
