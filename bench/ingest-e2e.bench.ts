@@ -39,7 +39,10 @@ const quick = flag("quick");
 const AGENTS = Number(arg("agents", quick ? "200" : "2000"));
 const METRICS = Number(arg("metrics", "100"));
 const STAMPS = Number(arg("stamps", "10"));
-const SAMPLES = Number(arg("samples", quick ? "400000" : "8000000"));
+// samples a round: 24 M by default, so that the three warm-up rounds (72 M) cover the server's
+// warm-up (its CPU per sample falls over its first 25-40 M samples) and a round lasts seconds, not
+// one (with 8 M a round took about a second, and its first and last requests weighed on it)
+const SAMPLES = Number(arg("samples", quick ? "400000" : "24000000"));
 
 const PER_REQUEST = Number(arg("frames-per-request", "4"));
 const TRANSPORTS = arg("transport", "h2,wss,h3").split(",") as Array<"h1" | "h2" | "h3" | "wss">;
