@@ -1,19 +1,14 @@
 import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { tempDirs } from "../../support/temp.ts";
 import { createOutbox } from "../../../agent/collect/outbox.ts";
 import { listenIpc } from "../../../agent/ipc/socket.ts";
 
-const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const dirs = tempDirs("sm-outbox-");
+afterAll(() => dirs.removeAll());
 
 /** A socket path in a fresh temp dir, removed after the file's tests. */
-function newSocketPath(): string {
-  const dir = mkdtempSync(join(tmpdir(), "sm-outbox-"));
-  dirs.push(dir);
-  return join(dir, "platform.sock");
-}
+const newSocketPath = () => join(dirs.make(), "platform.sock");
 
 const entry = (n: number, commits: number[]) => ({ kind: 1, items: 1, createdMs: n, body: Uint8Array.of(n), commit: () => commits.push(n) });
 

@@ -1,18 +1,15 @@
 import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { tempDirs } from "../../support/temp.ts";
 import { connectIpc, createMessageReader, encodeMessage, listenIpc, MAX_MESSAGE } from "../../../agent/ipc/socket.ts";
 
-const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const dirs = tempDirs("sm-ipc-");
+afterAll(() => dirs.removeAll());
 
 /** A socket path in a fresh temp dir, removed after the file's tests. */
-function newSocketPath(): string {
-  const dir = mkdtempSync(join(tmpdir(), "sm-ipc-"));
-  dirs.push(dir);
-  return join(dir, "p.sock");
-}
+const newSocketPath = () => join(dirs.make(), "p.sock");
 
 test("requests get their own replies, binary bodies intact, socket file mode 0666 (the directory decides who connects)", async () => {
   const path = newSocketPath();

@@ -6,34 +6,21 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import { generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { createShipper, type Shipper, type ShipperOptions } from "../../../agent/ship/shipper.ts";
 import { interpretHttpAnswer, TransportError, type SendResult, type Transport } from "../../../agent/ship/transport.ts";
-import { createSpool, type Spool } from "../../../agent/spool/spool.ts";
+import { tempSpools } from "../../support/temp.ts";
 import { splitFrames } from "../../../src/ingest/frame/decode.ts";
 import { packMetrics } from "../../../src/ingest/frame/encode.ts";
 import { FrameKind } from "../../../src/ingest/frame/frame.ts";
 
 const { privateKey } = generateKeyPairSync("ed25519");
 const running: Shipper[] = [];
-const spools: { spool: Spool; dir: string }[] = [];
+const spools = tempSpools("sm-limit-");
 afterEach(async () => {
   for (const sh of running.splice(0)) await sh.stop();
-  // the shippers are stopped: close their spools, then remove the spools' temp dirs
-  for (const { spool, dir } of spools.splice(0)) {
-    spool.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  spools.closeAll(); // the shippers are stopped: their spools can close
 });
-
-function newSpool(): Spool {
-  const dir = mkdtempSync(join(tmpdir(), "sm-limit-"));
-  const spool = createSpool({ path: join(dir, "spool.db"), maxBytes: 1 << 24 });
-  spools.push({ spool, dir });
-  return spool;
-}
+const newSpool = spools.make;
 
 /** A request limit of `maxBytes`, as the server's: a larger request is refused whole. */
 function limitedTransport(name: string, maxBytes: number, tooLarge: () => TransportError, log: number[][]): Transport {

@@ -6,14 +6,11 @@
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 setDefaultTimeout(30_000);
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { startTestServer, type TestServer } from "../../support/server.ts";
 import { enroll, privateKeyOf } from "../../../agent/identity/enroll.ts";
 import { pinnedTls } from "../../../agent/ship/pin.ts";
 import { createShipper } from "../../../agent/ship/shipper.ts";
-import { createSpool, type Spool } from "../../../agent/spool/spool.ts";
+import { tempSpools } from "../../support/temp.ts";
 import { packLogs, packMap, packMetrics } from "../../../src/ingest/frame/encode.ts";
 import { FrameKind } from "../../../src/ingest/frame/frame.ts";
 import type { Identity } from "../../../agent/identity/store.ts";
@@ -27,18 +24,11 @@ beforeAll(async () => {
 afterAll(() => s.close());
 
 // after the file's tests the spool is closed and its temp dir removed
-const spools: { spool: Spool; dir: string }[] = [];
-afterAll(() => {
-  for (const { spool, dir } of spools.splice(0)) {
-    spool.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+const spools = tempSpools("sm-poison-");
+afterAll(() => spools.closeAll());
 
 test("poison batches leave the spool as refused or stored; the others are committed", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "sm-poison-"));
-  const spool = createSpool({ path: join(dir, "spool.db"), maxBytes: 1 << 24 });
-  spools.push({ spool, dir });
+  const spool = spools.make();
   const now = Date.now();
   const metrics = (names: string[]) => packMetrics({ ts: Float64Array.of(now), names, values: new Float64Array(names.length).fill(1) });
   const good1 = spool.append({ kind: FrameKind.Metrics, items: 1, createdMs: now, body: metrics(["ok.a"]) });

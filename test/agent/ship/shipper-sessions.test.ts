@@ -6,13 +6,11 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { parseSessionGrant, type SessionAnswer } from "../../../agent/ship/session.ts";
 import { createShipper, RENEW_BEFORE_MS, SESSION_RETRY_MS, USE_MARGIN_MS, type Shipper, type ShipperOptions } from "../../../agent/ship/shipper.ts";
 import { TransportError, type Ack, type Reject, type SendResult, type Transport } from "../../../agent/ship/transport.ts";
-import { createSpool, type Spool } from "../../../agent/spool/spool.ts";
+import type { Spool } from "../../../agent/spool/spool.ts";
+import { tempSpools } from "../../support/temp.ts";
 import { decodeFrameBody, splitFrames, verifyFrame, verifySealedFrame } from "../../../src/ingest/frame/decode.ts";
 import { packMetrics } from "../../../src/ingest/frame/encode.ts";
 import { FLAG_SESSION, FrameKind } from "../../../src/ingest/frame/frame.ts";
@@ -130,22 +128,12 @@ function wssTo(node: Node, withSession = true): Transport {
 
 let clock = 1_800_000_000_000;
 const running: Shipper[] = [];
-const spools: { spool: Spool; dir: string }[] = [];
+const spools = tempSpools("sm-sess-");
 afterEach(async () => {
   for (const sh of running.splice(0)) await sh.stop();
-  // the shippers are stopped: close their spools, then remove the spools' temp dirs
-  for (const { spool, dir } of spools.splice(0)) {
-    spool.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  spools.closeAll(); // the shippers are stopped: their spools can close
 });
-
-function newSpool(): Spool {
-  const dir = mkdtempSync(join(tmpdir(), "sm-sess-"));
-  const spool = createSpool({ path: join(dir, "spool.db"), maxBytes: 1 << 24 });
-  spools.push({ spool, dir });
-  return spool;
-}
+const newSpool = spools.make;
 
 let tsBase = clock - 3_600_000;
 function addMetrics(spool: Spool, n: number): number[] {

@@ -5,15 +5,13 @@
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 setDefaultTimeout(30_000);
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { startTestServer, type TestServer } from "../../support/server.ts";
 import { startConnectProxy } from "../../support/connect-proxy.ts";
 import { enroll, privateKeyOf } from "../../../agent/identity/enroll.ts";
 import { pinnedTls, PinError } from "../../../agent/ship/pin.ts";
 import { createShipper, type ShipperOptions } from "../../../agent/ship/shipper.ts";
-import { createSpool, type Spool } from "../../../agent/spool/spool.ts";
+import type { Spool } from "../../../agent/spool/spool.ts";
+import { tempSpools } from "../../support/temp.ts";
 import { packMetrics } from "../../../src/ingest/frame/encode.ts";
 import { FrameKind } from "../../../src/ingest/frame/frame.ts";
 import { createSelfSigned } from "../../../src/tls/self-signed.ts";
@@ -27,21 +25,10 @@ beforeAll(async () => {
 });
 afterAll(() => s.close());
 
-// each test stops its shippers; after the file's tests their spools are closed and the spools' temp dirs removed
-const spools: { spool: Spool; dir: string }[] = [];
-afterAll(() => {
-  for (const { spool, dir } of spools.splice(0)) {
-    spool.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
-
-function newSpool(): Spool {
-  const dir = mkdtempSync(join(tmpdir(), "sm-ship-"));
-  const spool = createSpool({ path: join(dir, "spool.db"), maxBytes: 1 << 24 });
-  spools.push({ spool, dir });
-  return spool;
-}
+// each test stops its shippers; after the file's tests their spools are closed and their temp dirs removed
+const spools = tempSpools("sm-ship-");
+afterAll(() => spools.closeAll());
+const newSpool = spools.make;
 
 let tsBase = Date.now() - 3_600_000;
 function addMetrics(spool: Spool, n: number): number[] {
