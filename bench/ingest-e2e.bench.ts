@@ -93,9 +93,41 @@ function vmRequests(frames: Uint8Array[]): Array<string | Uint8Array> {
 
 const log = (s: string) => console.error(`[bench] ${s}`);
 
+/** The bench's bearer for the server's /metrics (its server-side ack times). */
+const METRICS_TOKEN = Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString("base64url");
+
 async function startServer(dbUrl: string, dataDir: string) {
   const bunFlags = (process.env.BENCH_SERVER_FLAGS ?? "").split(" ").filter(Boolean);
-  return spawnServer({ port: await freePort(), bunFlags, env: { DATABASE_URL: dbUrl, SERVERMIND_DATA: dataDir, SERVERMIND_WRITERS: String(WRITERS) } });
+  return spawnServer({ port: await freePort(), bunFlags, env: { DATABASE_URL: dbUrl, SERVERMIND_DATA: dataDir, SERVERMIND_WRITERS: String(WRITERS), SERVERMIND_METRICS_TOKEN: METRICS_TOKEN } });
+}
+
+/** The server's `ingest_ack_seconds` buckets by transport (cumulative counts by upper bound in s). */
+async function serverAckBuckets(url: string): Promise<Map<string, Map<number, number>>> {
+  const r = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` }, tls: { rejectUnauthorized: false } } as RequestInit);
+  if (r.status !== 200) throw new Error(`/metrics answered ${r.status}`);
+  const out = new Map<string, Map<number, number>>();
+  for (const m of (await r.text()).matchAll(/^ingest_ack_seconds_bucket\{transport="([^"]+)",le="([^"]+)"\} (\d+)$/gm)) {
+    if (!out.has(m[1]!)) out.set(m[1]!, new Map());
+    out.get(m[1]!)!.set(m[2] === "+Inf" ? Infinity : Number(m[2]), Number(m[3]));
+  }
+  return out;
+}
+
+/**
+ * Per transport, the upper bound (ms) of the histogram bucket holding the 99th percentile of the
+ * server's own ack times between two scrapes: from a request's body in hand to its acks, without
+ * the network or the client. Beside the client's p99 it says where a slow tail comes from.
+ */
+function serverAckP99(before: Map<string, Map<number, number>>, after: Map<string, Map<number, number>>): Record<string, number | null> {
+  const out: Record<string, number | null> = {};
+  for (const [transport, buckets] of after) {
+    const delta = [...buckets].map(([le, n]) => [le, n - (before.get(transport)?.get(le) ?? 0)] as const).sort((a, b) => a[0] - b[0]);
+    const total = delta.at(-1)![1];
+    if (total === 0) continue;
+    const le = delta.find(([, n]) => n >= 0.99 * total)![0];
+    out[transport] = Number.isFinite(le) ? round(le * 1000, 1) : null;
+  }
+  return out;
 }
 
 type Job = { frames: Uint8Array[]; samples: number };
@@ -260,7 +292,7 @@ async function main() {
   const ids = Int32Array.from(names, (_, i) => i + 1);
   const rowsPerBatch = Number(process.env.SERVERMIND_BATCH_MAX_ROWS ?? 20_000);
   let stamp = 0; // rounds of frames built so far: each round gets later timestamps
-  const rounds: Array<{ samples_per_s: number; ceiling_samples_per_s: number; ratio: number; server_cpu_s_per_million: number; postgres_cpu_s_per_million: number; ceiling_postgres_cpu_s_per_million: number; load_generator_cpu_s_per_million: number; ack_p50_ms: number; ack_p99_ms: number; tail_s: number; ack_p99_ms_by_transport: Record<string, number>; udp_rcvbuf_errors: number | null }> = [];
+  const rounds: Array<{ samples_per_s: number; ceiling_samples_per_s: number; ratio: number; server_cpu_s_per_million: number; postgres_cpu_s_per_million: number; ceiling_postgres_cpu_s_per_million: number; load_generator_cpu_s_per_million: number; ack_p50_ms: number; ack_p99_ms: number; tail_s: number; ack_p99_ms_by_transport: Record<string, number>; server_ack_p99_ms_at_most_by_transport: Record<string, number | null>; udp_rcvbuf_errors: number | null }> = [];
   const latencies: number[] = [];
   let rejected = 0;
   const rejectCodes: Record<string, number> = {};
@@ -305,14 +337,16 @@ async function main() {
       const pg0 = treeCpuSeconds(pgPid);
       const client0 = process.cpuUsage();
       const udp0 = hostUdpReceiveBufferErrors();
+      const acks0 = await serverAckBuckets(server.url);
       log(`${name}: sending ${sent} samples over ${CONNECTIONS} connections (${TRANSPORTS.join(", ")}, ${AUTH})`);
       const run = await drive(server.url, agents, jobs, TRANSPORTS);
+      const serverP99 = serverAckP99(acks0, await serverAckBuckets(server.url));
       const u = process.cpuUsage(client0);
       if (!warm) latencies.push(...run.latencies);
       rejected += run.rejected;
       for (const [k, v] of Object.entries(run.rejectCodes)) rejectCodes[k] = (rejectCodes[k] ?? 0) + v;
       const udp1 = hostUdpReceiveBufferErrors();
-      return { seconds: run.seconds, serverCpu: cpuSeconds(server.pid) - cpu0, pgCpu: treeCpuSeconds(pgPid) - pg0, clientCpu: (u.user + u.system) / 1e6, latencies: run.latencies, tailSeconds: run.tailSeconds, p99ByTransport: run.p99ByTransport, udpErrors: udp0 === undefined || udp1 === undefined ? null : udp1 - udp0 };
+      return { seconds: run.seconds, serverCpu: cpuSeconds(server.pid) - cpu0, pgCpu: treeCpuSeconds(pgPid) - pg0, clientCpu: (u.user + u.system) / 1e6, latencies: run.latencies, tailSeconds: run.tailSeconds, p99ByTransport: run.p99ByTransport, serverP99, udpErrors: udp0 === undefined || udp1 === undefined ? null : udp1 - udp0 };
     };
     let ceilingPgCpu = 0;
     const ceiling = async () => {
@@ -347,6 +381,9 @@ async function main() {
       // from the last request sent to its ack, the round's wall time spent waiting on stragglers
       tail_s: round(run.tailSeconds, 2),
       ack_p99_ms_by_transport: run.p99ByTransport,
+      // the same seen by the server (the bucket of its ingest_ack_seconds holding p99): a tail the
+      // client sees and the server does not is the transport's or the client's
+      server_ack_p99_ms_at_most_by_transport: run.serverP99,
       // datagrams the host dropped for a full UDP receive buffer while this round sent (HTTP/3)
       udp_rcvbuf_errors: run.udpErrors,
     });
@@ -434,7 +471,7 @@ async function main() {
   log(`metric relations counted after the rollup job and compaction: ${JSON.stringify(compacted.tables)}`);
   await db.close();
 
-  const med = (k: Exclude<keyof (typeof rounds)[number], "udp_rcvbuf_errors" | "ack_p99_ms_by_transport">) => median(rounds.map((x) => x[k]));
+  const med = (k: Exclude<keyof (typeof rounds)[number], "udp_rcvbuf_errors" | "ack_p99_ms_by_transport" | "server_ack_p99_ms_at_most_by_transport">) => median(rounds.map((x) => x[k]));
   latencies.sort((a, b) => a - b);
   const result = {
     bench: "ingest-e2e",

@@ -43,23 +43,45 @@ export class Gauge {
   }
 }
 
+/** Cumulative bucket counts, their sum and count, for one label set of a histogram. */
+interface HistogramSeries {
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
 export class Histogram {
-  private counts: number[];
-  private sum = 0;
-  private count = 0;
-  constructor(readonly name: string, readonly help: string, readonly buckets: number[]) {
-    this.counts = new Array(buckets.length).fill(0);
+  private series = new Map<string, HistogramSeries>();
+  constructor(readonly name: string, readonly help: string, readonly buckets: number[]) {}
+  observe(v: number, labels: Labels = {}): void {
+    this.add(this.seriesOf(labelKey(labels)), v);
   }
-  observe(v: number): void {
-    for (let i = 0; i < this.buckets.length; i++) if (v <= this.buckets[i]!) this.counts[i]!++;
-    this.sum += v;
-    this.count++;
+  /** An observe function for one label set, for hot paths (no key building per call). */
+  with(labels: Labels): (v: number) => void {
+    const s = this.seriesOf(labelKey(labels));
+    return (v) => this.add(s, v);
+  }
+  private seriesOf(k: string): HistogramSeries {
+    let s = this.series.get(k);
+    if (!s) this.series.set(k, (s = { counts: new Array(this.buckets.length).fill(0), sum: 0, count: 0 }));
+    return s;
+  }
+  private add(s: HistogramSeries, v: number): void {
+    for (let i = 0; i < this.buckets.length; i++) if (v <= this.buckets[i]!) s.counts[i]!++;
+    s.sum += v;
+    s.count++;
   }
   render(): string {
-    let s = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} histogram\n`;
-    this.buckets.forEach((b, i) => (s += `${this.name}_bucket{le="${b}"} ${this.counts[i]}\n`));
-    s += `${this.name}_bucket{le="+Inf"} ${this.count}\n${this.name}_sum ${this.sum}\n${this.name}_count ${this.count}\n`;
-    return s;
+    let out = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} histogram\n`;
+    // before the first observation: one empty series without labels, as scrapers expect it
+    const all = this.series.size ? this.series : new Map([["", { counts: this.buckets.map(() => 0), sum: 0, count: 0 }]]);
+    for (const [k, s] of all) {
+      const lead = k ? `${k},` : "";
+      const sel = k ? `{${k}}` : "";
+      this.buckets.forEach((b, i) => (out += `${this.name}_bucket{${lead}le="${b}"} ${s.counts[i]}\n`));
+      out += `${this.name}_bucket{${lead}le="+Inf"} ${s.count}\n${this.name}_sum${sel} ${s.sum}\n${this.name}_count${sel} ${s.count}\n`;
+    }
+    return out;
   }
 }
 
@@ -83,7 +105,7 @@ export function createIngestMetrics() {
     writeErrors: new Counter("store_write_errors_total", "Failed batch writes, by store."),
     flushSeconds: new Histogram("batch_flush_seconds", "Time from a batch's first frame to its commit.", SECONDS),
     copySeconds: new Histogram("store_copy_seconds", "Duration of one store transaction (dedupe, COPY, commit).", SECONDS),
-    ackSeconds: new Histogram("ingest_ack_seconds", "Time from a frame's arrival to its acknowledgement.", SECONDS),
+    ackSeconds: new Histogram("ingest_ack_seconds", "Time from a request's body in hand to its acknowledgement (every frame in it committed or refused), by transport.", SECONDS),
   };
 }
 

@@ -167,6 +167,6 @@ export async function ingestFrames(deps: IngestDeps, buf: Uint8Array, transport:
     }
   }
   await Promise.all(waits);
-  metrics.ackSeconds.observe((performance.now() - started) / 1000);
+  metrics.ackSeconds.observe((performance.now() - started) / 1000, { transport });
   return { acks, rejects };
 }
