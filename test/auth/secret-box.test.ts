@@ -1,12 +1,12 @@
 import { afterAll, test, expect } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { createSecretBox, loadSecretKey } from "../../src/auth/secret-box.ts";
+import { tempDirs } from "../support/temp.ts";
 
-const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const dirs = tempDirs("secret-key-");
+afterAll(() => dirs.removeAll());
 
 test("sealed secrets open with the same key only, and tampering is detected", () => {
   const box = createSecretBox(randomBytes(32));
@@ -24,8 +24,7 @@ test("sealed secrets open with the same key only, and tampering is detected", ()
 });
 
 test("the key comes from SERVERMIND_SECRET_KEY, else from <dataDir>/secret.key created 0600", () => {
-  const dir = mkdtempSync(join(tmpdir(), "secret-key-"));
-  dirs.push(dir);
+  const dir = dirs.make();
   const k1 = loadSecretKey(dir, {});
   expect(k1.length).toBe(32);
   expect(statSync(join(dir, "secret.key")).mode & 0o777).toBe(0o600);

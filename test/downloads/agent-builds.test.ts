@@ -1,14 +1,14 @@
 /** The start-time agent builds' bookkeeping (the build itself runs in test/e2e/enroll-browser.test.ts). */
 import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TARGETS } from "../../agent/build.ts";
 import { AGENT_TARGETS, hostTargetFirst } from "../../src/downloads/targets.ts";
 import { distStatus, startAgentBuilds } from "../../src/downloads/agent-builds.ts";
+import { tempDirs } from "../support/temp.ts";
 
-const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const dirs = tempDirs("sm-builds-");
+afterAll(() => dirs.removeAll());
 
 test("the server serves exactly the targets the agent build knows", () => {
   expect([...AGENT_TARGETS]).toEqual([...TARGETS]);
@@ -22,8 +22,7 @@ test("this machine's target is built first", () => {
 });
 
 test("a target is ready only with its binary and its SHA256SUMS line; nothing is queued when builds are off or done", async () => {
-  const dist = mkdtempSync(join(tmpdir(), "sm-builds-"));
-  dirs.push(dist);
+  const dist = dirs.make();
   writeFileSync(join(dist, "servermind-agent-linux-x64"), "bin");
   writeFileSync(join(dist, "servermind-agent-linux-arm64"), "bin"); // no checksum line: not ready
   writeFileSync(join(dist, "SHA256SUMS"), `${"a".repeat(64)}  servermind-agent-linux-x64\n${"b".repeat(64)}  servermind-agent-darwin-x64\n`); // no darwin binary

@@ -1,16 +1,17 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Elysia } from "elysia";
 import { downloadsPlugin, pubkeyPin } from "../../src/downloads/routes.ts";
 import { installCommand } from "../../src/downloads/install-script.ts";
 import { createSelfSigned } from "../../src/tls/self-signed.ts";
+import { tempDirs } from "../support/temp.ts";
 
-const dist = mkdtempSync(join(tmpdir(), "sm-dist-"));
-const dirs = [dist];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const dists = tempDirs("sm-dist-");
+const prefixes = tempDirs("sm-prefix-");
+afterAll(() => [dists, prefixes].forEach((d) => d.removeAll()));
+const dist = dists.make();
 const fakeBinary = "#!/bin/sh\necho fake-agent \"$@\"\n";
 const sha = (s: string | Uint8Array) => createHash("sha256").update(s).digest("hex");
 // install.sh picks linux-x64-musl where a musl loader exists: serve both
@@ -72,8 +73,7 @@ describe("install.sh against a real TLS server", () => {
 
   // async spawn: the server runs on this event loop
   const install = async (pin: string, args = "") => {
-    const prefix = mkdtempSync(join(tmpdir(), "sm-prefix-"));
-    dirs.push(prefix);
+    const prefix = prefixes.make();
     // the console's one-liner without a token (nothing to enroll with a fake binary)
     const line = installCommand({ serverUrl: url, pubkeyPin: pin, fingerprint: "", token: "" }).replace(/ --token $/, args);
     const p = Bun.spawn(["sh", "-c", line], {

@@ -1,15 +1,14 @@
 import { afterAll, test, expect } from "bun:test";
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { compile, createRenderer, escapeHtml, trustedHtml } from "../../src/web/render.ts";
+import { tempDirs } from "../support/temp.ts";
 
-const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const dirs = tempDirs("views-");
+afterAll(() => dirs.removeAll());
 
 function views(files: Record<string, string>) {
-  const dir = mkdtempSync(join(tmpdir(), "views-"));
-  dirs.push(dir);
+  const dir = dirs.make();
   for (const [name, body] of Object.entries(files)) {
     mkdirSync(join(dir, name, ".."), { recursive: true });
     writeFileSync(join(dir, `${name}.html`), body);

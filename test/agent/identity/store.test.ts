@@ -1,18 +1,17 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createIdentityStore, type Identity } from "../../../agent/identity/store.ts";
 import { createSecretFile, IdentityError } from "../../../agent/identity/secret.ts";
+import { tempDirs } from "../../support/temp.ts";
 
-const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const dirs = tempDirs("sm-identity-");
+afterAll(() => dirs.removeAll());
 
 function setup() {
-  const dir = mkdtempSync(join(tmpdir(), "sm-identity-"));
-  dirs.push(dir);
+  const dir = dirs.make();
   const secretPath = join(dir, "machine.secret");
   const machineIdPath = join(dir, "machine-id");
   writeFileSync(machineIdPath, "0123456789abcdef0123456789abcdef\n");

@@ -10,13 +10,13 @@ import { connectIpc, listenIpc } from "../../../agent/ipc/socket.ts";
 import { signCommand } from "../../../src/ingest/frame/commands.ts";
 import type { SecurityEvent } from "../../../src/ingest/frame/frame.ts";
 import { makeCisRoot } from "../../support/cis-root.ts";
+import { tempDirs } from "../../support/temp.ts";
 
-const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const dirs = tempDirs("sm-monitor-");
+afterAll(() => dirs.removeAll());
 
 test("file integrity: the first pass is the baseline; change, mode, removal and creation are events", () => {
-  const root = mkdtempSync(join(tmpdir(), "sm-monitor-"));
-  dirs.push(root);
+  const root = dirs.make();
   mkdirSync(join(root, "etc"));
   writeFileSync(join(root, "etc/passwd"), "root:x:0:0::/root:/bin/sh\n");
   writeFileSync(join(root, "etc/group"), "root:x:0:\n");

@@ -8,7 +8,7 @@ import { afterEach, expect, test } from "bun:test";
 import { generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
 import { createShipper, type Shipper, type ShipperOptions } from "../../../agent/ship/shipper.ts";
 import { interpretHttpAnswer, TransportError, type SendResult, type Transport } from "../../../agent/ship/transport.ts";
-import { tempSpools } from "../../support/temp.ts";
+import { tempSpools } from "../../support/spools.ts";
 import { splitFrames } from "../../../src/ingest/frame/decode.ts";
 import { packMetrics } from "../../../src/ingest/frame/encode.ts";
 import { FrameKind } from "../../../src/ingest/frame/frame.ts";

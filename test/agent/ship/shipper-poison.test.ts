@@ -10,7 +10,7 @@ import { startTestServer, type TestServer } from "../../support/server.ts";
 import { enroll, privateKeyOf } from "../../../agent/identity/enroll.ts";
 import { pinnedTls } from "../../../agent/ship/pin.ts";
 import { createShipper } from "../../../agent/ship/shipper.ts";
-import { tempSpools } from "../../support/temp.ts";
+import { tempSpools } from "../../support/spools.ts";
 import { packLogs, packMap, packMetrics } from "../../../src/ingest/frame/encode.ts";
 import { FrameKind } from "../../../src/ingest/frame/frame.ts";
 import type { Identity } from "../../../agent/identity/store.ts";

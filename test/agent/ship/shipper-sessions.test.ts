@@ -10,7 +10,7 @@ import { parseSessionGrant, type SessionAnswer } from "../../../agent/ship/sessi
 import { createShipper, RENEW_BEFORE_MS, SESSION_RETRY_MS, USE_MARGIN_MS, type Shipper, type ShipperOptions } from "../../../agent/ship/shipper.ts";
 import { TransportError, type Ack, type Reject, type SendResult, type Transport } from "../../../agent/ship/transport.ts";
 import type { Spool } from "../../../agent/spool/spool.ts";
-import { tempSpools } from "../../support/temp.ts";
+import { tempSpools } from "../../support/spools.ts";
 import { decodeFrameBody, splitFrames, verifyFrame, verifySealedFrame } from "../../../src/ingest/frame/decode.ts";
 import { packMetrics } from "../../../src/ingest/frame/encode.ts";
 import { FLAG_SESSION, FrameKind } from "../../../src/ingest/frame/frame.ts";

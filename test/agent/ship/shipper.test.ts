@@ -11,7 +11,7 @@ import { enroll, privateKeyOf } from "../../../agent/identity/enroll.ts";
 import { pinnedTls, PinError } from "../../../agent/ship/pin.ts";
 import { createShipper, type ShipperOptions } from "../../../agent/ship/shipper.ts";
 import type { Spool } from "../../../agent/spool/spool.ts";
-import { tempSpools } from "../../support/temp.ts";
+import { tempSpools } from "../../support/spools.ts";
 import { packMetrics } from "../../../src/ingest/frame/encode.ts";
 import { FrameKind } from "../../../src/ingest/frame/frame.ts";
 import { createSelfSigned } from "../../../src/tls/self-signed.ts";

@@ -1,15 +1,14 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { statSync } from "node:fs";
 import { join } from "node:path";
 import { createSpool } from "../../../agent/spool/spool.ts";
+import { tempDirs } from "../../support/temp.ts";
 
-const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const dirs = tempDirs("sm-spool-");
+afterAll(() => dirs.removeAll());
 
 function path() {
-  const dir = mkdtempSync(join(tmpdir(), "sm-spool-"));
-  dirs.push(dir);
+  const dir = dirs.make();
   return join(dir, "spool.db");
 }
 

@@ -1,11 +1,11 @@
 import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createSupervisor } from "../../../agent/supervisor/supervisor.ts";
+import { tempDirs } from "../../support/temp.ts";
 
-const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const dirs = tempDirs("sm-sup-");
+afterAll(() => dirs.removeAll());
 
 async function until(cond: () => boolean, ms = 10_000) {
   const end = Date.now() + ms;
@@ -36,8 +36,7 @@ test("a killed process is restarted, the others keep their pid; stop ends all of
 });
 
 test("a process that keeps crashing is restarted with growing delays", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "sm-sup-"));
-  dirs.push(dir);
+  const dir = dirs.make();
   const log = join(dir, "starts");
   writeFileSync(log, "");
   const sup = createSupervisor({

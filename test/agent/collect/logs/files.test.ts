@@ -1,15 +1,14 @@
 import { afterAll, expect, test } from "bun:test";
-import { appendFileSync, mkdtempSync, renameSync, rmSync, writeFileSync, mkdirSync, truncateSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { appendFileSync, renameSync, writeFileSync, mkdirSync, truncateSync } from "node:fs";
 import { join } from "node:path";
 import { createFileTail } from "../../../../agent/collect/logs/files.ts";
+import { tempDirs } from "../../../support/temp.ts";
 
-const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+const dirs = tempDirs("sm-logs-");
+afterAll(() => dirs.removeAll());
 
 function setup() {
-  const dir = mkdtempSync(join(tmpdir(), "sm-logs-"));
-  dirs.push(dir);
+  const dir = dirs.make();
   const logDir = join(dir, "log");
   mkdirSync(join(logDir, "nginx"), { recursive: true });
   return { logDir, statePath: join(dir, "offsets.json") };
