@@ -17,7 +17,6 @@
  * Prints one JSON line last: medians over the measured rounds, and each round under `per_round`
  * (the warm-up rounds under `warmup_per_round`, measured the same way, on both sides).
  */
-import { join } from "node:path";
 import { freePort } from "../src/store/postgres/embedded.ts";
 import { createPgClient } from "../src/store/postgres/client.ts";
 import { CopyWriter } from "../src/store/postgres/copy-binary.ts";
@@ -32,7 +31,6 @@ import { arg, countArg, environment, flag, median, percentile, round, rssMb, cpu
 import { hostUdpReceiveBufferErrors } from "../src/http/udp-buffers.ts";
 import { realisticWorkload } from "./workload-realistic.ts";
 import { requireVictoria, startVictoria, vmRequests as vmBodies, type VmBody, type VmPath } from "./victoria.ts";
-import { readFileSync } from "node:fs";
 import { runClickhouseBench } from "./clickhouse-tier.ts";
 
 const quick = flag("quick");
@@ -235,7 +233,7 @@ function encodeChunks<T>(bodies: Array<{ agent: number; batch: number; body: T }
 
 async function main() {
   const db = await benchDatabase({ prefix: "servermind-bench-" });
-  const { dir, sql, pg } = db;
+  const { dir, sql, pg, pgPid } = db;
 
   log(`enrolling ${AGENTS} agents`);
   const agents: SimAgent[] = [];
@@ -286,7 +284,6 @@ async function main() {
     log(`victoria-metrics, creating series: ${round(regSamples / vmCreate.seconds / 1e6)}M samples/s`);
   }
 
-  const pgPid = Number(readFileSync(join(dir, "pg", "postmaster.pid"), "utf8").split("\n")[0]);
   const frameCount = Math.ceil(SAMPLES / samplesPerFrame);
   const sent = frameCount * samplesPerFrame;
   const ids = Int32Array.from(names, (_, i) => i + 1);

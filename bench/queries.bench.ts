@@ -13,8 +13,6 @@
  * `range_p95_ms`) repeats the p95 per range: { "1h", "24h", "7d", "30d", "90d" }. --quick: 5 runs, 10 metrics per host instead of 100 (the same 90 days).
  */
 import "../src/allocator-boot.ts"; // the server's allocator setting, for the server code this process runs
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { HostScope } from "../src/auth/host-scope.ts";
 import { createPgClient } from "../src/store/postgres/client.ts";
 import { CopyWriter } from "../src/store/postgres/copy-binary.ts";
@@ -123,8 +121,7 @@ async function main() {
   // checkpointer's tail) before the first read is timed, and the setup's garbage (90 days of
   // generated samples, the job's aggregates) collected: reads measured, not the setup's wake
   await sql`checkpoint`;
-  const pgPid = Number(readFileSync(join(db.dir, "pg", "postmaster.pid"), "utf8").split("\n")[0]);
-  await waitIdle(() => treeCpuSeconds(pgPid));
+  await waitIdle(() => treeCpuSeconds(db.pgPid));
   Bun.gc(true);
 
   const at = (msAgo: number) => new Date(end - msAgo);

@@ -214,6 +214,8 @@ export function onInterrupt(undo: () => unknown): () => void {
 export interface BenchDatabase {
   dir: string;
   pg: EmbeddedPg;
+  /** The postmaster's pid: treeCpuSeconds(pgPid) is PostgreSQL's CPU, every backend included. */
+  pgPid: number;
   sql: Sql;
   /** Ends the pool, stops PostgreSQL and removes the directory. */
   close(): Promise<void>;
@@ -235,6 +237,7 @@ export async function benchDatabase(o: { prefix: string; partitionDays?: number;
   return {
     dir,
     pg,
+    pgPid: Number(readFileSync(join(dir, "pg", "postmaster.pid"), "utf8").split("\n")[0]),
     sql,
     async close() {
       forget();
