@@ -54,19 +54,9 @@ export class Histogram {
   private series = new Map<string, HistogramSeries>();
   constructor(readonly name: string, readonly help: string, readonly buckets: number[]) {}
   observe(v: number, labels: Labels = {}): void {
-    this.add(this.seriesOf(labelKey(labels)), v);
-  }
-  /** An observe function for one label set, for hot paths (no key building per call). */
-  with(labels: Labels): (v: number) => void {
-    const s = this.seriesOf(labelKey(labels));
-    return (v) => this.add(s, v);
-  }
-  private seriesOf(k: string): HistogramSeries {
+    const k = labelKey(labels);
     let s = this.series.get(k);
     if (!s) this.series.set(k, (s = { counts: new Array(this.buckets.length).fill(0), sum: 0, count: 0 }));
-    return s;
-  }
-  private add(s: HistogramSeries, v: number): void {
     for (let i = 0; i < this.buckets.length; i++) if (v <= this.buckets[i]!) s.counts[i]!++;
     s.sum += v;
     s.count++;

@@ -16,13 +16,12 @@ test("a histogram before its first observation renders one empty series without 
   ]);
 });
 
-test("a histogram keeps cumulative buckets, sum and count per label set; unlabeled and bound observations join the same series", () => {
+test("a histogram keeps cumulative buckets, sum and count per label set; unlabeled observations are a series of their own", () => {
   const h = new Histogram("ack_seconds", "Acks.", [0.01, 0.1, 1]);
   h.observe(0.005, { transport: "h2" });
   h.observe(0.05, { transport: "h2" });
-  const h3 = h.with({ transport: "h3" });
-  h3(0.5);
-  h3(2);
+  h.observe(0.5, { transport: "h3" });
+  h.observe(2, { transport: "h3" });
   h.observe(0.5, { transport: "h3" });
   h.observe(0.01);
   expect(lines(h.render()).slice(2)).toEqual([
