@@ -159,7 +159,7 @@ function f64(v: unknown, field: string, count?: number): Float64Array {
   if (count !== undefined && n !== count) throw new FrameError("bad_body", `${field} holds ${n} values, expected ${count}`);
   if (LITTLE_ENDIAN) {
     if (v.byteOffset % 8 === 0) return new Float64Array(v.buffer, v.byteOffset, n);
-    // a copy of exactly these bytes whatever v is: Buffer's slice() is a view of its whole pool
+    // a copy of exactly these bytes whatever v is: a Buffer's slice() is a view, and its .buffer the whole backing store
     return new Float64Array(Uint8Array.prototype.slice.call(v).buffer);
   }
   const dv = new DataView(v.buffer, v.byteOffset, v.byteLength);
