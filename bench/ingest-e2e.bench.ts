@@ -128,6 +128,16 @@ function serverAckP99(before: Map<string, Map<number, number>>, after: Map<strin
   return out;
 }
 
+async function walLsn(sql: ReturnType<typeof createPgClient>): Promise<string> {
+  const [r] = await sql<{ lsn: string }[]>`select pg_current_wal_lsn()::text as lsn`;
+  return r!.lsn;
+}
+
+async function walSince(sql: ReturnType<typeof createPgClient>, lsn: string): Promise<number> {
+  const [r] = await sql<{ n: string }[]>`select pg_wal_lsn_diff(pg_current_wal_lsn(), ${lsn}::pg_lsn)::text as n`;
+  return Number(r!.n);
+}
+
 type Job = { frames: Uint8Array[]; samples: number };
 
 /**
@@ -141,6 +151,7 @@ const streams = new Map<number, Awaited<ReturnType<typeof openStream>>>();
 async function drive(url: string, agents: SimAgent[], jobs: Job[], transports: typeof TRANSPORTS) {
   const latencies: number[] = [];
   const byTransport: Record<string, number[]> = {};
+  const framesBy: Record<string, number> = {};
   let drainedAt = 0; // when the last job was taken: what follows is the round's tail
   let next = 0;
   let acked = 0;
@@ -181,6 +192,7 @@ async function drive(url: string, agents: SimAgent[], jobs: Job[], transports: t
         const ms = performance.now() - t;
         latencies.push(ms);
         (byTransport[transport] ??= []).push(ms);
+        framesBy[transport] = (framesBy[transport] ?? 0) + job.frames.length;
         acked += acks.filter((a) => a.status === "ok" || a.status === "dup").length;
         rejected += rejects.length;
         for (const r of rejects) rejectCodes[r.code] = (rejectCodes[r.code] ?? 0) + 1;
@@ -192,7 +204,10 @@ async function drive(url: string, agents: SimAgent[], jobs: Job[], transports: t
   await Promise.all(Array.from({ length: CONNECTIONS }, (_, w) => worker(transports[w % transports.length]!, w)));
   const t1 = performance.now();
   const p99 = Object.fromEntries(Object.entries(byTransport).map(([k, v]) => [k, round(percentile(v.sort((a, b) => a - b), 99), 1)]));
-  return { seconds: (t1 - t0) / 1000, tailSeconds: (t1 - drainedAt) / 1000, p99ByTransport: p99, latencies: latencies.sort((a, b) => a - b), acked, rejected, rejectCodes };
+  const p50 = Object.fromEntries(Object.entries(byTransport).map(([k, v]) => [k, round(percentile(v, 50), 1)]));
+  const total = Object.values(framesBy).reduce((a, b) => a + b, 0);
+  const share = Object.fromEntries(Object.entries(framesBy).map(([k, v]) => [k, round(v / total, 3)]));
+  return { seconds: (t1 - t0) / 1000, tailSeconds: (t1 - drainedAt) / 1000, p99ByTransport: p99, p50ByTransport: p50, shareByTransport: share, latencies: latencies.sort((a, b) => a - b), acked, rejected, rejectCodes };
 }
 
 /**
@@ -289,7 +304,7 @@ async function main() {
   const ids = Int32Array.from(names, (_, i) => i + 1);
   const rowsPerBatch = Number(process.env.SERVERMIND_BATCH_MAX_ROWS ?? 20_000);
   let stamp = 0; // rounds of frames built so far: each round gets later timestamps
-  const rounds: Array<{ samples_per_s: number; ceiling_samples_per_s: number; ratio: number; server_cpu_s_per_million: number; postgres_cpu_s_per_million: number; ceiling_postgres_cpu_s_per_million: number; load_generator_cpu_s_per_million: number; ack_p50_ms: number; ack_p99_ms: number; tail_s: number; ack_p99_ms_by_transport: Record<string, number>; server_ack_p99_ms_at_most_by_transport: Record<string, number | null>; udp_rcvbuf_errors: number | null }> = [];
+  const rounds: Array<{ samples_per_s: number; ceiling_samples_per_s: number; ratio: number; server_cpu_s_per_million: number; postgres_cpu_s_per_million: number; ceiling_postgres_cpu_s_per_million: number; load_generator_cpu_s_per_million: number; ack_p50_ms: number; ack_p99_ms: number; tail_s: number; ack_p50_ms_by_transport: Record<string, number>; ack_p99_ms_by_transport: Record<string, number>; share_by_transport: Record<string, number>; wal_bytes_per_sample: number; ceiling_wal_bytes_per_sample: number; server_ack_p99_ms_at_most_by_transport: Record<string, number | null>; udp_rcvbuf_errors: number | null }> = [];
   const latencies: number[] = [];
   let rejected = 0;
   const rejectCodes: Record<string, number> = {};
@@ -335,22 +350,27 @@ async function main() {
       const client0 = process.cpuUsage();
       const udp0 = hostUdpReceiveBufferErrors();
       const acks0 = await serverAckBuckets(server.url);
+      const wal0 = await walLsn(sql);
       log(`${name}: sending ${sent} samples over ${CONNECTIONS} connections (${TRANSPORTS.join(", ")}, ${AUTH})`);
       const run = await drive(server.url, agents, jobs, TRANSPORTS);
+      const walBytes = await walSince(sql, wal0);
       const serverP99 = serverAckP99(acks0, await serverAckBuckets(server.url));
       const u = process.cpuUsage(client0);
       if (!warm) latencies.push(...run.latencies);
       rejected += run.rejected;
       for (const [k, v] of Object.entries(run.rejectCodes)) rejectCodes[k] = (rejectCodes[k] ?? 0) + v;
       const udp1 = hostUdpReceiveBufferErrors();
-      return { seconds: run.seconds, serverCpu: cpuSeconds(server.pid) - cpu0, pgCpu: treeCpuSeconds(pgPid) - pg0, clientCpu: (u.user + u.system) / 1e6, latencies: run.latencies, tailSeconds: run.tailSeconds, p99ByTransport: run.p99ByTransport, serverP99, udpErrors: udp0 === undefined || udp1 === undefined ? null : udp1 - udp0 };
+      return { seconds: run.seconds, serverCpu: cpuSeconds(server.pid) - cpu0, pgCpu: treeCpuSeconds(pgPid) - pg0, clientCpu: (u.user + u.system) / 1e6, latencies: run.latencies, tailSeconds: run.tailSeconds, p99ByTransport: run.p99ByTransport, p50ByTransport: run.p50ByTransport, shareByTransport: run.shareByTransport, walBytes, serverP99, udpErrors: udp0 === undefined || udp1 === undefined ? null : udp1 - udp0 };
     };
     let ceilingPgCpu = 0;
+    let ceilingWal = 0;
     const ceiling = async () => {
       await beforePhase();
       log(`${name}: measuring the COPY ceiling`);
       const size0 = await metricStorage(sql);
+      const wal0 = await walLsn(sql);
       const c = await copyCeiling(pg.url, METRIC_BLOCKS_COPY, chunks, pgPid);
+      ceilingWal = await walSince(sql, wal0);
       ceilingBytes += (await metricStorage(sql)).bytes - size0.bytes;
       ceilingPgCpu = c.pgCpu;
       return c.secs;
@@ -377,7 +397,13 @@ async function main() {
       ack_p99_ms: round(percentile(run.latencies, 99), 1),
       // from the last request sent to its ack, the round's wall time spent waiting on stragglers
       tail_s: round(run.tailSeconds, 2),
+      ack_p50_ms_by_transport: run.p50ByTransport,
       ack_p99_ms_by_transport: run.p99ByTransport,
+      // the share of the round's samples each transport carried (its workers are equal in number)
+      share_by_transport: run.shareByTransport,
+      // WAL PostgreSQL wrote during the phase, per sample: full-page images after the checkpoint included
+      wal_bytes_per_sample: round(run.walBytes / sent, 2),
+      ceiling_wal_bytes_per_sample: round(ceilingWal / sent, 2),
       // the same seen by the server (the bucket of its ingest_ack_seconds holding p99): a tail the
       // client sees and the server does not is the transport's or the client's
       server_ack_p99_ms_at_most_by_transport: run.serverP99,
@@ -468,7 +494,7 @@ async function main() {
   log(`metric relations counted after the rollup job and compaction: ${JSON.stringify(compacted.tables)}`);
   await db.close();
 
-  const med = (k: Exclude<keyof (typeof rounds)[number], "udp_rcvbuf_errors" | "ack_p99_ms_by_transport" | "server_ack_p99_ms_at_most_by_transport">) => median(rounds.map((x) => x[k]));
+  const med = (k: Exclude<keyof (typeof rounds)[number], "udp_rcvbuf_errors" | "ack_p99_ms_by_transport" | "ack_p50_ms_by_transport" | "share_by_transport" | "server_ack_p99_ms_at_most_by_transport">) => median(rounds.map((x) => x[k]));
   latencies.sort((a, b) => a - b);
   const result = {
     bench: "ingest-e2e",
@@ -497,6 +523,8 @@ async function main() {
     // PostgreSQL's CPU for the same rows by raw COPY: what the end-to-end path adds on its side
     ceiling_postgres_cpu_s_per_million: med("ceiling_postgres_cpu_s_per_million"),
     load_generator_cpu_s_per_million: med("load_generator_cpu_s_per_million"),
+    wal_bytes_per_sample: med("wal_bytes_per_sample"),
+    ceiling_wal_bytes_per_sample: med("ceiling_wal_bytes_per_sample"),
     ack_p50_ms: round(percentile(latencies, 50), 1),
     ack_p99_ms: round(percentile(latencies, 99), 1),
     // the UDP receive buffer the server's HTTP/3 socket had (the package's setting when the bench could apply it) and the host's drops while the server ran
