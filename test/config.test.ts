@@ -10,15 +10,8 @@ test("defaults: port 8443 on all addresses, embedded database under ./data, HTTP
 test("bad values fail with the variable's name and the allowed range", () => {
   expect(() => loadConfig({ SERVERMIND_PORT: "http" })).toThrow('SERVERMIND_PORT="http" is not a whole number from 0 to 65535');
   expect(() => loadConfig({ SERVERMIND_WRITERS: "0" })).toThrow(/SERVERMIND_WRITERS/);
-  expect(() => loadConfig({ SERVERMIND_ENCODE_THREADS: "2" })).toThrow('SERVERMIND_ENCODE_THREADS="2" is not a whole number from 0 to 1');
   expect(() => loadConfig({ SERVERMIND_HTTP3: "maybe" })).toThrow(/not a boolean/);
   expect(() => loadConfig({ SERVERMIND_TLS_CERT: "/x.pem" })).toThrow(/must be set together/);
-});
-
-test("metric blocks get a thread of their own on two cores or more, unless SERVERMIND_ENCODE_THREADS=0", () => {
-  expect(loadConfig({}).encodeThreads).toBe(navigator.hardwareConcurrency >= 2 ? 1 : 0);
-  expect(loadConfig({ SERVERMIND_ENCODE_THREADS: "0" }).encodeThreads).toBe(0);
-  expect(loadConfig({ SERVERMIND_ENCODE_THREADS: "1" }).encodeThreads).toBe(1);
 });
 
 test("large byte limits parse without 32-bit overflow", () => {

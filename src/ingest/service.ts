@@ -6,7 +6,6 @@ import type { Sql } from "postgres";
 import type { Config } from "../config.ts";
 import { Batcher } from "../batch/batcher.ts";
 import { createPgWriter, isDataRefusal } from "../store/postgres/writer.ts";
-import { blockEncoder } from "../store/postgres/block-encoder.ts";
 import { AgentState } from "../store/postgres/agent-state.ts";
 import { AgentDirectory } from "./agent/directory.ts";
 import { SessionTable } from "./agent/sessions.ts";
@@ -32,8 +31,7 @@ export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = 
   const lz4 = chooseInflate(config.lz4);
   const state = new AgentState(sql);
   const directory = new AgentDirectory(sql, undefined, undefined, new SessionTable({ max: config.maxSessions }));
-  const encoder = blockEncoder(config.encodeThreads);
-  const pgWrite = createPgWriter({ sql, latest: state, encoder });
+  const pgWrite = createPgWriter({ sql, latest: state });
   const batcher = new Batcher({
     write: async (b) => {
       const t = performance.now();
@@ -70,7 +68,6 @@ export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = 
     new Gauge("ingest_sessions", "Agent sessions open on this node.", () => directory.sessions.size),
     new Gauge("ingest_unauthenticated_in_flight", "Requests and streams that have not authenticated yet.", () => clients.inFlight),
     new Gauge("ingest_streams", "Authenticated agent streams open on this node.", () => deps.streams!.connections),
-    new Gauge("ingest_encode_threads", "Threads encoding metric blocks apart from the main thread (0: it encodes them, as configured or after the thread failed).", () => encoder.threads),
   ];
   return {
     deps,
@@ -78,7 +75,6 @@ export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = 
     gauges,
     async stop() {
       await batcher.drain();
-      encoder.close();
       await state.stop();
     },
   };

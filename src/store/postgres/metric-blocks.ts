@@ -12,7 +12,6 @@
 import type { Sql, TransactionSql } from "postgres";
 import { ByteSink, decodeBlock, encodeBlock } from "../codec/block.ts";
 import type { CopyWriter } from "./copy-binary.ts";
-import type { MetricsBody } from "../../ingest/frame/frame.ts";
 import { decodeFloat8ArraySend } from "../clickhouse/writer.ts";
 
 /** Encoded block bytes a row aims to stay under (the row adds ~60 bytes of header and columns). */
@@ -64,11 +63,6 @@ export class BlockRows {
   blocks(): Buffer {
     return Buffer.from(this.blob.bytes());
   }
-
-  /** The same in a buffer of their own, which may be moved to another thread. */
-  blockBytes(): Uint8Array {
-    return this.blob.bytes().slice();
-  }
 }
 
 /**
@@ -104,22 +98,6 @@ export function encodeMetricBlocksCompressed(
   };
   for (let g = 0; g < total; g += MAX_SERIES_PER_BLOCK) put(g, Math.min(MAX_SERIES_PER_BLOCK, total - g));
   return rows;
-}
-
-/** The metric_blocks rows of one frame (compressed blocks), as COPY rows or statement parameters. */
-export function encodeMetricBlocks(w: CopyWriter | BlockRows, agentId: number, batchId: number, b: MetricsBody, sids: Int32Array): void {
-  const nts = b.ts.length;
-  if (nts === 0 || b.names.length === 0) return;
-  let t0 = b.ts[0]!;
-  let t1 = t0;
-  for (let i = 1; i < nts; i++) {
-    const t = b.ts[i]!;
-    if (t < t0) t0 = t;
-    if (t > t1) t1 = t;
-  }
-  const off = new Int32Array(nts);
-  for (let i = 0; i < nts; i++) off[i] = b.ts[i]! - t0;
-  encodeMetricBlocksCompressed(w, agentId, batchId, t0, t1, off, sids, b.values);
 }
 
 /**

@@ -12,10 +12,7 @@ import type { Writable } from "node:stream";
 import type { Batch, FrameStatus, PendingFrame } from "../../batch/batch.ts";
 import { FrameKind, type LogsBody, type MetricsBody, type SecurityEvent } from "../../ingest/frame/frame.ts";
 import { CopyWriter } from "./copy-binary.ts";
-import { encodeMetricBlocks, METRIC_BLOCKS_COPY_COLUMNS } from "./metric-blocks.ts";
-import { inlineEncoder, type BlockEncoder } from "./block-encoder.ts";
-
-export { encodeMetricBlocks };
+import { BlockRows, encodeMetricBlocksCompressed, METRIC_BLOCKS_COPY_COLUMNS } from "./metric-blocks.ts";
 import { displayText, jsonForPg, rawText, textFits } from "./pg-text.ts";
 import { SeriesCache } from "./series.ts";
 
@@ -40,8 +37,6 @@ export interface PgWriterOptions {
   sql: Sql;
   series?: SeriesCache;
   latest?: LatestSink;
-  /** Where metric blocks are encoded (block-encoder.ts); default the calling thread. */
-  encoder?: BlockEncoder;
 }
 
 /**
@@ -96,6 +91,22 @@ export function isDataRefusal(err: unknown): boolean {
 /** Rows a metrics frame produces in metric_blocks. */
 export function metricRows(b: MetricsBody): number {
   return Math.ceil(b.names.length / SERIES_PER_ROW);
+}
+
+/** The metric_blocks rows of one frame (compressed blocks, metric-blocks.ts), as COPY rows or statement parameters. */
+export function encodeMetricBlocks(w: CopyWriter | BlockRows, agentId: number, batchId: number, b: MetricsBody, sids: Int32Array): void {
+  const nts = b.ts.length;
+  if (nts === 0 || b.names.length === 0) return;
+  let t0 = b.ts[0]!;
+  let t1 = t0;
+  for (let i = 1; i < nts; i++) {
+    const t = b.ts[i]!;
+    if (t < t0) t0 = t;
+    if (t > t1) t1 = t;
+  }
+  const off = new Int32Array(nts);
+  for (let i = 0; i < nts; i++) off[i] = b.ts[i]! - t0;
+  encodeMetricBlocksCompressed(w, agentId, batchId, t0, t1, off, sids, b.values);
 }
 
 /** 0001-01-01 and 10000-01-01 UTC: the years toISOString writes as four digits, which PostgreSQL reads. */
@@ -177,9 +188,8 @@ function stableJson(v: unknown): string {
 
 export function createPgWriter(o: PgWriterOptions) {
   const series = o.series ?? new SeriesCache();
-  const encoder = o.encoder ?? inlineEncoder();
   // One set of buffers per concurrent write, reused.
-  const spare: Array<{ logs: CopyWriter; security: CopyWriter }> = [];
+  const spare: Array<{ rows: BlockRows; logs: CopyWriter; security: CopyWriter }> = [];
 
   /**
    * A batch's metrics frames, in one statement: the dedupe record and the blocks of the frames
@@ -190,7 +200,7 @@ export function createPgWriter(o: PgWriterOptions) {
    * are duplicates. Each frame keeps its outcome (`committed`), so a retry of the batch, when
    * the rest of it fails, neither writes nor counts it twice.
    */
-  async function writeMetrics(frames: PendingFrame[]): Promise<void> {
+  async function writeMetrics(frames: PendingFrame[], rows: BlockRows): Promise<void> {
     await series.resolve(
       o.sql,
       frames.map((f) => {
@@ -202,21 +212,19 @@ export function createPgWriter(o: PgWriterOptions) {
     const firsts = new Map<string, PendingFrame>();
     frames.forEach((f, i) => firsts.has(keys[i]!) || firsts.set(keys[i]!, f));
     const first = [...firsts.values()];
-    const encoded = await encoder.encode(
-      first.map((f) => {
-        const b = f.data.body as MetricsBody;
-        const ids = series.ids(f.agentId, b.names, b.namesKey);
-        if (!ids) throw new Error(`series of agent ${f.agentId} vanished from the cache during a write`);
-        return { agentId: f.agentId, batchId: f.batchId, body: b, ids };
-      }),
-    );
+    rows.reset();
+    for (const f of first) {
+      const b = f.data.body as MetricsBody;
+      const ids = series.ids(f.agentId, b.names, b.namesKey);
+      if (!ids) throw new Error(`series of agent ${f.agentId} vanished from the cache during a write`);
+      encodeMetricBlocks(rows, f.agentId, f.batchId, b, ids);
+    }
     // Comma lists instead of array parameters: integers need no escaping, and this is the
     // hottest statement of the ingest path. The blocks travel as one bytea, each row naming its
     // offset and length in it.
     // The frames found new come back as one string of agent:batch keys, not a row each: a
     // result row costs postgres.js more to parse than the key costs to split (0.9 % of the
     // machine under bench:ingest went to its row parser).
-    const blocks = Buffer.from(encoded.blocks.buffer, encoded.blocks.byteOffset, encoded.blocks.byteLength);
     const [fresh] = await o.sql<{ keys: string }[]>`
       with fresh as (
         insert into ingest_batches (agent_id, batch_id, kind)
@@ -228,10 +236,10 @@ export function createPgWriter(o: PgWriterOptions) {
       ), stored as (
         insert into metric_blocks (agent_id, batch_id, t0, t1, block)
         select r.a, r.b, timestamptz 'epoch' + r.t0 * interval '1 millisecond', timestamptz 'epoch' + r.t1 * interval '1 millisecond',
-               substring(${blocks}::bytea from r.o + 1 for r.l)
-        from unnest(string_to_array(${encoded.agents}, ',')::int8[], string_to_array(${encoded.batches}, ',')::int8[],
-                    string_to_array(${encoded.t0}, ',')::int8[], string_to_array(${encoded.t1}, ',')::int8[],
-                    string_to_array(${encoded.offsets}, ',')::int4[], string_to_array(${encoded.lengths}, ',')::int4[]) as r(a, b, t0, t1, o, l)
+               substring(${rows.blocks()}::bytea from r.o + 1 for r.l)
+        from unnest(string_to_array(${rows.agents.join(",")}, ',')::int8[], string_to_array(${rows.batches.join(",")}, ',')::int8[],
+                    string_to_array(${rows.t0.join(",")}, ',')::int8[], string_to_array(${rows.t1.join(",")}, ',')::int8[],
+                    string_to_array(${rows.offsets.join(",")}, ',')::int4[], string_to_array(${rows.lengths.join(",")}, ',')::int4[]) as r(a, b, t0, t1, o, l)
         join fresh on fresh.agent_id = r.a and fresh.batch_id = r.b
       )
       select coalesce(string_agg(agent_id || ':' || batch_id, ','), '') as keys from fresh`;
@@ -328,10 +336,10 @@ export function createPgWriter(o: PgWriterOptions) {
    */
   return async function writeBatch(batch: Batch): Promise<FrameStatus[]> {
     const frames = batch.frames;
-    const bufs = spare.pop() ?? { logs: new CopyWriter(1 << 16), security: new CopyWriter(1 << 12) };
+    const bufs = spare.pop() ?? { rows: new BlockRows(), logs: new CopyWriter(1 << 16), security: new CopyWriter(1 << 12) };
     try {
       const metrics = frames.filter((f) => f.data.kind === FrameKind.Metrics && !f.committed);
-      if (metrics.length > 0) await writeMetrics(metrics);
+      if (metrics.length > 0) await writeMetrics(metrics, bufs.rows);
       const others = frames.filter((f) => f.data.kind !== FrameKind.Metrics);
       const stored = others.length > 0 ? await writeOthers(others, bufs) : new Set<PendingFrame>();
       return frames.map((f) => f.committed ?? (stored.has(f) ? "ok" : "dup"));
