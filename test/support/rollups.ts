@@ -37,6 +37,8 @@ export interface RollupHost {
   nextBatch(): number;
   /** Stores frames of every series in one COPY, as the ingest writer encodes them. */
   writeFrames(frames: RollupFrame[]): Promise<void>;
+  /** The COPY rows of frames (new batch ids), for a test that stores them on a connection of its own. */
+  frameRows(frames: RollupFrame[]): Uint8Array;
   /** The samples metric_blocks holds for the host (missing ones not counted). */
   rawCount(): Promise<number>;
 }
@@ -49,18 +51,23 @@ export async function rollupHost(sql: Sql, hostname: string, key: number, names:
   ids.sort((x, y) => names.indexOf(x.name) - names.indexOf(y.name));
   const sids = Int32Array.from(ids.map((r) => r.id));
   let batch = 0;
+  function frameRows(frames: RollupFrame[]): Uint8Array {
+    const w = new CopyWriter().begin();
+    for (const f of frames) {
+      const values = new Float64Array(names.length * f.ts.length);
+      for (let s = 0; s < names.length; s++) for (let k = 0; k < f.ts.length; k++) values[s * f.ts.length + k] = f.values(s, f.ts[k]!);
+      encodeMetricBlocks(w, agent, ++batch, { ts: Float64Array.from(f.ts), names, values }, sids);
+    }
+    return w.end();
+  }
   return {
     agent,
     ids,
     nextBatch: () => ++batch,
+    frameRows,
     async writeFrames(frames) {
-      const w = new CopyWriter().begin();
-      for (const f of frames) {
-        const values = new Float64Array(names.length * f.ts.length);
-        for (let s = 0; s < names.length; s++) for (let k = 0; k < f.ts.length; k++) values[s * f.ts.length + k] = f.values(s, f.ts[k]!);
-        encodeMetricBlocks(w, agent, ++batch, { ts: Float64Array.from(f.ts), names, values }, sids);
-      }
-      await sql.begin((tx) => copyInto(tx, METRIC_BLOCKS_COPY, w.end()));
+      const rows = frameRows(frames);
+      await sql.begin((tx) => copyInto(tx, METRIC_BLOCKS_COPY, rows));
     },
     async rawCount() {
       return (await readBlockRows(sql, agent)).reduce((n, r) => n + r.vals.filter((v) => !Number.isNaN(v)).length, 0);

@@ -10,6 +10,7 @@ import { ROLLUP_LOCK, rollupStep } from "../../../src/store/postgres/rollups.ts"
 import { ensurePartitions, listPartitions, timeSeriesTables } from "../../../src/store/postgres/partitions.ts";
 import { createPgClient } from "../../../src/store/postgres/client.ts";
 import { testDatabase, type TestDb } from "../../support/db.ts";
+import { copyInto, METRIC_BLOCKS_COPY } from "../../../src/store/postgres/writer.ts";
 import { join } from "node:path";
 import { readRollups, type RollupTier } from "../../../src/store/postgres/rollup-blocks.ts";
 import { ROLLUP_NAMES, rollupHost, tenMinuteAggregates, wholeValues, type RollupFrame, type RollupHost } from "../../support/rollups.ts";
@@ -281,6 +282,93 @@ describe("the job", () => {
     const r = await rollupStep({ sql: db.sql, rawDays: 30, now });
     expect(r.expired).toBe(1);
     expect(await tierCounts()).toEqual(before);
+  });
+});
+
+// Migration 570: a statement adds a mark only when it cannot lock one of the same (agent, hour).
+describe("marks, one per (agent, hour)", () => {
+  const marks = async (hour: number): Promise<number> =>
+    (await db.sql<{ n: number }[]>`select count(*)::int as n from metric_rollup_dirty where agent_id = ${agent} and hour = ${new Date(hour)}`)[0]!.n;
+  /** Resolves once some statement waits for a lock, rejects after 10 s. */
+  async function someoneWaits(): Promise<void> {
+    for (let i = 0; i < 200; i++) {
+      const [w] = await db.sql<{ n: number }[]>`select count(*)::int as n from pg_locks where not granted`;
+      if (w!.n > 0) return;
+      await Bun.sleep(50);
+    }
+    throw new Error("no statement waited for a lock within 10 s");
+  }
+
+  test("statements storing more blocks of a marked hour add no mark", async () => {
+    await drain();
+    const hour = START + 60 * HOUR;
+    for (let i = 0; i < 5; i++) await writeFrames([{ ts: [hour + 1_000 + i * 1_000], values: () => i }]);
+    expect(await marks(hour)).toBe(1);
+    await drain();
+    expect(await marks(hour)).toBe(0);
+    expect((await tierCounts()).m).toBe(await rawCount());
+  });
+
+  test("a writer that reused a mark holds the job's delete of it until the writer commits; the step then counts its blocks", async () => {
+    await drain();
+    const hour = START + 61 * HOUR;
+    await writeFrames([{ ts: [hour + 5_000], values: () => 3 }]);
+    expect(await marks(hour)).toBe(1);
+    const other = createPgClient(db.url, 1);
+    try {
+      let commit!: () => void;
+      const go = new Promise<void>((r) => (commit = r));
+      let written!: (n: number) => void;
+      const isWritten = new Promise<number>((r) => (written = r));
+      const writer = other.begin(async (tx) => {
+        await copyInto(tx, METRIC_BLOCKS_COPY, host.frameRows([{ ts: [hour + 6_000], values: () => 4 }]));
+        // the writer's own view: it locked the existing mark instead of adding one
+        written((await tx<{ n: number }[]>`select count(*)::int as n from metric_rollup_dirty where agent_id = ${agent} and hour = ${new Date(hour)}`)[0]!.n);
+        await go;
+      });
+      expect(await isWritten).toBe(1);
+      const step = rollupStep({ sql: db.sql, rawDays: 30, now });
+      await someoneWaits();
+      commit();
+      await writer;
+      expect((await step).pairs).toBe(1);
+      // the step's recompute came after the writer's commit: every block of the hour is counted, and no mark is left
+      expect(await marks(hour)).toBe(0);
+      expect((await tierCounts()).m).toBe(await rawCount());
+      await expectTieredEqualsRaw(hour - HOUR, hour + 2 * HOUR, 1000, "1h");
+    } finally {
+      await other.end();
+    }
+  });
+
+  test("a writer does not wait for a job holding the hour's mark: it adds a mark of its own, which the next step consumes", async () => {
+    await drain();
+    const hour = START + 62 * HOUR;
+    await writeFrames([{ ts: [hour + 5_000], values: () => 3 }]);
+    const other = createPgClient(db.url, 1);
+    try {
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let inStep!: () => void;
+      const isInStep = new Promise<void>((r) => (inStep = r));
+      const step = rollupStep({ sql: db.sql, rawDays: 30, now, beforeCommit: async () => { inStep(); await held; } });
+      await isInStep;
+      // the job has deleted the mark and recomputed the hour, not yet committed
+      const rows = host.frameRows([{ ts: [hour + 6_000], values: () => 4 }]);
+      const wrote = other.begin((tx) => copyInto(tx, METRIC_BLOCKS_COPY, rows));
+      const waited = await Promise.race([wrote.then(() => false), Bun.sleep(10_000).then(() => true)]);
+      release();
+      await step;
+      await wrote;
+      expect(waited).toBe(false);
+      expect(await marks(hour)).toBe(1);
+      expect((await tierCounts()).m).toBe((await rawCount()) - NAMES.length);
+      await drain();
+      expect(await marks(hour)).toBe(0);
+      expect((await tierCounts()).m).toBe(await rawCount());
+    } finally {
+      await other.end();
+    }
   });
 });
 
