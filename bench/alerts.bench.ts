@@ -15,7 +15,7 @@
  * evaluation alone, CPU seconds per cycle of this process (the evaluator) and of PostgreSQL,
  * transitions per cycle and alerts open at the end.
  */
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startEmbeddedPg } from "../src/store/postgres/embedded.ts";
@@ -23,7 +23,7 @@ import { createPgClient } from "../src/store/postgres/client.ts";
 import { migrate } from "../src/store/postgres/migrate.ts";
 import { ensurePartitions, timeSeriesTables } from "../src/store/postgres/partitions.ts";
 import { Evaluator, type CycleStats } from "../src/alerts/evaluator.ts";
-import { arg, environment, flag, percentile, round, treeCpuSeconds } from "./support.ts";
+import { arg, environment, flag, percentile, postmasterPid, round, treeCpuSeconds } from "./support.ts";
 
 const quick = flag("quick");
 const HOSTS = Number(arg("hosts", "2000"));
@@ -53,8 +53,7 @@ async function main() {
   try {
     await migrate(sql);
     for (const t of timeSeriesTables(2, 2)) await ensurePartitions(sql, t);
-    const [{ setting }] = await sql`select setting from pg_settings where name = 'data_directory'`;
-    const pgPid = Number(readFileSync(join(setting, "postmaster.pid"), "utf8").split("\n")[0]);
+    const pgPid = postmasterPid(pg);
 
     const names = [
       "cpu.usage_pct", "mem.used_pct", 'disk.used_pct{mount="/"}', 'disk.used_pct{mount="/var"}', "load.1m",

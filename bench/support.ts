@@ -222,6 +222,13 @@ export interface BenchDatabase {
 }
 
 /** A migrated embedded PostgreSQL of the bench's own, in a temp directory, stopped if the bench is interrupted. */
+/** The postmaster a bench started (for treeCpuSeconds): PostgreSQL's CPU is its tree's. */
+export function postmasterPid(pg: EmbeddedPg): number {
+  const pid = pg.pid();
+  if (pid === undefined) throw new Error("the bench's PostgreSQL has no running postmaster");
+  return pid;
+}
+
 export async function benchDatabase(o: { prefix: string; partitionDays?: number; pool?: number }): Promise<BenchDatabase> {
   const dir = mkdtempSync(join(tmpdir(), o.prefix));
   chmodSync(dir, 0o755); // the postgres user (when run as root) must reach its data directory
@@ -237,7 +244,7 @@ export async function benchDatabase(o: { prefix: string; partitionDays?: number;
   return {
     dir,
     pg,
-    pgPid: Number(readFileSync(join(dir, "pg", "postmaster.pid"), "utf8").split("\n")[0]),
+    pgPid: postmasterPid(pg),
     sql,
     async close() {
       forget();

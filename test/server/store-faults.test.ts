@@ -155,6 +155,7 @@ test("PostgreSQL frozen (SIGSTOP): 503 + Retry-After on every route within the d
   const stream = await openStream(server.url, a);
   const tree = postmasterTree(join(dir, "pg"));
   expect(tree.length).toBeGreaterThan(1);
+  expect(pg.pid()).toBe(tree[0]!); // what the benches measure PostgreSQL's CPU by
   signalTree(tree, "SIGSTOP");
   try {
     const health = await timed(() => fetch(`${server.url}/healthz`, { tls } as RequestInit));
@@ -218,6 +219,7 @@ test("PostgreSQL stopped (refusing): 503 + Retry-After and a generic body on eve
   await server.stop();
   await oldSql.end({ timeout: 2 });
   await pg.stop();
+  expect(pg.pid()).toBeUndefined();
   sql = createPgClient(pg.url, 6);
   await startFaultServer(sql, false);
   const health = await timed(() => fetch(`${server.url}/healthz`, { tls } as RequestInit));

@@ -24,6 +24,11 @@ export interface EmbeddedPg {
   stop(graceMs?: number): Promise<void>;
   /** SIGKILL to the postmaster and its processes, at once (last resort of a shutdown that overran). */
   kill(): void;
+  /**
+   * The pid of the postmaster this process runs now (it changes when the supervisor restarts
+   * one); undefined while none is running, or when the instance is another process's (shareRunning).
+   */
+  pid(): number | undefined;
 }
 
 export interface EmbeddedPgOptions {
@@ -101,7 +106,7 @@ export async function startEmbeddedPg(opts: EmbeddedPgOptions): Promise<Embedded
   const running = runningInstance(dataDir);
   if (running) {
     const shared = await claimDataDir(dataDir, running, opts.shareRunning ?? false, log);
-    if (shared) return { url: urlFor(password, running.port), port: running.port, async stop() {}, kill() {} };
+    if (shared) return { url: urlFor(password, running.port), port: running.port, async stop() {}, kill() {}, pid: () => undefined };
   }
   const port = await freePort();
   const settings = { ...INGEST_SETTINGS, ...opts.settings };
@@ -151,6 +156,7 @@ export async function startEmbeddedPg(opts: EmbeddedPgOptions): Promise<Embedded
       rmSync(`${dataDir}.owner`, { force: true });
     },
     kill: () => sup.kill(),
+    pid: () => sup.pid(),
   };
 }
 
@@ -469,6 +475,7 @@ async function supervise(start: () => Promise<ChildProcess>, log: (l: string) =>
       for (const kid of childrenOf(child.pid)) signal(kid, "SIGKILL");
       signal(child.pid, "SIGKILL");
     },
+    pid: () => (live() ? child.pid : undefined),
   };
 }
 
