@@ -148,6 +148,22 @@ type Job = { frames: Uint8Array[]; samples: number };
  */
 const streams = new Map<number, Awaited<ReturnType<typeof openStream>>>();
 
+/**
+ * Opens the WebSocket streams of the workers that have none (the first round's, or one the server
+ * closed). A round starts with every stream open: a worker still waiting for its welcome while the
+ * others take the jobs would leave its transport out of a short round.
+ */
+async function openStreams(url: string, agents: SimAgent[], transports: typeof TRANSPORTS): Promise<void> {
+  await Promise.all(
+    Array.from({ length: CONNECTIONS }, async (_, w) => {
+      if (transports[w % transports.length] !== "wss" || streams.has(w)) return;
+      const opened = await openStream(url, agents[w % agents.length]!);
+      streams.set(w, opened);
+      void opened.closed.then(() => streams.get(w) === opened && streams.delete(w)); // the next round opens another
+    }),
+  );
+}
+
 async function drive(url: string, agents: SimAgent[], jobs: Job[], transports: typeof TRANSPORTS) {
   const latencies: number[] = [];
   const byTransport: Record<string, number[]> = {};
@@ -157,13 +173,11 @@ async function drive(url: string, agents: SimAgent[], jobs: Job[], transports: t
   let acked = 0;
   let rejected = 0;
   const rejectCodes: Record<string, number> = {};
+  const transportOf = (w: number) => transports[w % transports.length]!;
+  await openStreams(url, agents, transports);
   const worker = async (transport: (typeof TRANSPORTS)[number], w: number) => {
-    let stream = transport === "wss" ? streams.get(w) : undefined;
-    if (transport === "wss" && !stream) {
-      const opened = await openStream(url, agents[w % agents.length]!);
-      streams.set(w, (stream = opened));
-      void opened.closed.then(() => streams.get(w) === opened && streams.delete(w)); // the next round opens another
-    }
+    const stream = transport === "wss" ? streams.get(w) : undefined;
+    if (transport === "wss" && !stream) throw new Error(`WebSocket stream ${w} closed before its round started`);
     for (;;) {
       const i = next++;
       if (i >= jobs.length) break;
@@ -201,7 +215,7 @@ async function drive(url: string, agents: SimAgent[], jobs: Job[], transports: t
     }
   };
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: CONNECTIONS }, (_, w) => worker(transports[w % transports.length]!, w)));
+  await Promise.all(Array.from({ length: CONNECTIONS }, (_, w) => worker(transportOf(w), w)));
   const t1 = performance.now();
   for (const v of Object.values(byTransport)) v.sort((a, b) => a - b);
   const byPercentile = (p: number) => Object.fromEntries(Object.entries(byTransport).map(([k, v]) => [k, round(percentile(v, p), 1)]));
@@ -346,6 +360,7 @@ async function main() {
       await sql`checkpoint`;
     };
     const e2e = async () => {
+      await openStreams(server.url, agents, TRANSPORTS); // before the clocks start (drive opens any that close meanwhile)
       await beforePhase();
       const cpu0 = cpuSeconds(server.pid);
       const pg0 = treeCpuSeconds(pgPid);
