@@ -221,7 +221,6 @@ export interface BenchDatabase {
   close(): Promise<void>;
 }
 
-/** A migrated embedded PostgreSQL of the bench's own, in a temp directory, stopped if the bench is interrupted. */
 /** The postmaster a bench started (for treeCpuSeconds): PostgreSQL's CPU is its tree's. */
 export function postmasterPid(pg: EmbeddedPg): number {
   const pid = pg.pid();
@@ -229,6 +228,7 @@ export function postmasterPid(pg: EmbeddedPg): number {
   return pid;
 }
 
+/** A migrated embedded PostgreSQL of the bench's own, in a temp directory, stopped if the bench is interrupted. */
 export async function benchDatabase(o: { prefix: string; partitionDays?: number; pool?: number }): Promise<BenchDatabase> {
   const dir = mkdtempSync(join(tmpdir(), o.prefix));
   chmodSync(dir, 0o755); // the postgres user (when run as root) must reach its data directory
