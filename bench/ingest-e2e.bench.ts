@@ -173,11 +173,13 @@ async function drive(url: string, agents: SimAgent[], jobs: Job[], transports: t
   let acked = 0;
   let rejected = 0;
   const rejectCodes: Record<string, number> = {};
+  const transportErrors: Record<string, number> = {};
   const transportOf = (w: number) => transports[w % transports.length]!;
   await openStreams(url, agents, transports);
   const worker = async (transport: (typeof TRANSPORTS)[number], w: number) => {
     const stream = transport === "wss" ? streams.get(w) : undefined;
     if (transport === "wss" && !stream) throw new Error(`WebSocket stream ${w} closed before its round started`);
+    let failures = 0;
     for (;;) {
       const i = next++;
       if (i >= jobs.length) break;
@@ -194,7 +196,19 @@ async function drive(url: string, agents: SimAgent[], jobs: Job[], transports: t
           rejects = m.rejects ?? [];
           if (rejects.some((r) => r.code === "busy")) retryAfter = 0.2;
         } else {
-          const r = await post(url, job.frames, transport === "h1" ? "http1.1" : transport === "h2" ? "http2" : "http3");
+          let r: Awaited<ReturnType<typeof post>>;
+          try {
+            r = await post(url, job.frames, transport === "h1" ? "http1.1" : transport === "h2" ? "http2" : "http3");
+          } catch (e) {
+            // a request the transport lost (a stream reset): resent as an agent resends its spool,
+            // with the same batch ids, so it is stored once; counted under transport_errors
+            const k = `${transport}:${(e as { code?: string }).code ?? (e instanceof Error ? e.message : String(e))}`;
+            transportErrors[k] = (transportErrors[k] ?? 0) + 1;
+            if (++failures > 20) throw e;
+            await Bun.sleep(50);
+            continue;
+          }
+          failures = 0;
           acks = r.body.acks ?? [];
           rejects = r.body.rejects ?? [];
           if (r.status === 503) retryAfter = Number(r.retryAfter ?? 1) / 5;
@@ -223,7 +237,7 @@ async function drive(url: string, agents: SimAgent[], jobs: Job[], transports: t
   const p50 = byPercentile(50);
   const total = Object.values(framesBy).reduce((a, b) => a + b, 0);
   const share = Object.fromEntries(Object.entries(framesBy).map(([k, v]) => [k, round(v / total, 3)]));
-  return { seconds: (t1 - t0) / 1000, tailSeconds: (t1 - drainedAt) / 1000, p99ByTransport: p99, p50ByTransport: p50, shareByTransport: share, latencies: latencies.sort((a, b) => a - b), acked, rejected, rejectCodes };
+  return { seconds: (t1 - t0) / 1000, tailSeconds: (t1 - drainedAt) / 1000, p99ByTransport: p99, p50ByTransport: p50, shareByTransport: share, latencies: latencies.sort((a, b) => a - b), acked, rejected, rejectCodes, transportErrors };
 }
 
 /**
@@ -320,10 +334,12 @@ async function main() {
   const ids = Int32Array.from(names, (_, i) => i + 1);
   const rowsPerBatch = Number(process.env.SERVERMIND_BATCH_MAX_ROWS ?? 20_000);
   let stamp = 0; // rounds of frames built so far: each round gets later timestamps
-  const rounds: Array<{ samples_per_s: number; ceiling_samples_per_s: number; ratio: number; server_cpu_s_per_million: number; postgres_cpu_s_per_million: number; ceiling_postgres_cpu_s_per_million: number; load_generator_cpu_s_per_million: number; ack_p50_ms: number; ack_p99_ms: number; tail_s: number; ack_p50_ms_by_transport: Record<string, number>; ack_p99_ms_by_transport: Record<string, number>; share_by_transport: Record<string, number>; wal_bytes_per_sample: number; ceiling_wal_bytes_per_sample: number; server_ack_p99_ms_at_most_by_transport: Record<string, number | null>; udp_rcvbuf_errors: number | null }> = [];
+  const rounds: Array<{ samples_per_s: number; ceiling_samples_per_s: number; ratio: number; server_cpu_s_per_million: number; postgres_cpu_s_per_million: number; ceiling_postgres_cpu_s_per_million: number; load_generator_cpu_s_per_million: number; ack_p50_ms: number; ack_p99_ms: number; tail_s: number; ack_p50_ms_by_transport: Record<string, number>; ack_p99_ms_by_transport: Record<string, number>; share_by_transport: Record<string, number>; wal_bytes_per_sample: number; ceiling_wal_bytes_per_sample: number; server_ack_p99_ms_at_most_by_transport: Record<string, number | null>; udp_rcvbuf_errors: number | null; transport_errors: Record<string, number> }> = [];
   const latencies: number[] = [];
   let rejected = 0;
   const rejectCodes: Record<string, number> = {};
+  // requests a transport lost (resent, same batch ids), by transport and error, over every round
+  const transportErrors: Record<string, number> = {};
   let ceilingOffset = 1_000_000_000;
   let ceilingBytes = 0; // what the ceiling's rows added to the metric tables: not ServerMind's
   const vmRounds: Array<{ samples_per_s: number; cpu_s_per_million: number; deferred_cpu_s_per_million: number; settle_s: number }> = [];
@@ -376,8 +392,9 @@ async function main() {
       if (!warm) latencies.push(...run.latencies);
       rejected += run.rejected;
       for (const [k, v] of Object.entries(run.rejectCodes)) rejectCodes[k] = (rejectCodes[k] ?? 0) + v;
+      for (const [k, v] of Object.entries(run.transportErrors)) transportErrors[k] = (transportErrors[k] ?? 0) + v;
       const udp1 = hostUdpReceiveBufferErrors();
-      return { seconds: run.seconds, serverCpu: cpuSeconds(server.pid) - cpu0, pgCpu: treeCpuSeconds(pgPid) - pg0, clientCpu: (u.user + u.system) / 1e6, latencies: run.latencies, tailSeconds: run.tailSeconds, p99ByTransport: run.p99ByTransport, p50ByTransport: run.p50ByTransport, shareByTransport: run.shareByTransport, walBytes, serverP99, udpErrors: udp0 === undefined || udp1 === undefined ? null : udp1 - udp0 };
+      return { seconds: run.seconds, serverCpu: cpuSeconds(server.pid) - cpu0, pgCpu: treeCpuSeconds(pgPid) - pg0, clientCpu: (u.user + u.system) / 1e6, latencies: run.latencies, tailSeconds: run.tailSeconds, p99ByTransport: run.p99ByTransport, p50ByTransport: run.p50ByTransport, shareByTransport: run.shareByTransport, walBytes, serverP99, udpErrors: udp0 === undefined || udp1 === undefined ? null : udp1 - udp0, transportErrors: run.transportErrors };
     };
     let ceilingPgCpu = 0;
     let ceilingWal = 0;
@@ -426,6 +443,7 @@ async function main() {
       server_ack_p99_ms_at_most_by_transport: run.serverP99,
       // datagrams the host dropped for a full UDP receive buffer while this round sent (HTTP/3)
       udp_rcvbuf_errors: run.udpErrors,
+      transport_errors: run.transportErrors,
     });
     log(`${name}: ${JSON.stringify((warm ? warmRounds : rounds).at(-1))}`);
     if (vm) {
@@ -554,6 +572,7 @@ async function main() {
     duplicated,
     rejected,
     reject_codes: rejectCodes,
+    transport_errors: transportErrors,
     per_round: rounds,
     warmup_per_round: warmRounds,
     log_lines: Number(lc!.n),
