@@ -15,9 +15,9 @@
 --    step;
 --  * the job's deletion committed: the locked read finds the row gone, and the writer inserts.
 -- Writers never wait: not on each other (KEY SHARE locks do not conflict with one another), nor
--- on the job (SKIP LOCKED). The mark is not locked while the job holds it, only marks it has not
--- reached are. Readers see a mark for every hour whose committed blocks the job has not rolled up,
--- as before. Compacted rows (batch_id -1) still mark nothing (migration 515).
+-- on the job (SKIP LOCKED passes over the marks it is deleting). Readers see a mark for every hour
+-- whose committed blocks the job has not rolled up, as before. Compacted rows (batch_id -1) still
+-- mark nothing (migration 515).
 create or replace function metric_rollup_mark() returns trigger language plpgsql as $$
 begin
   insert into metric_rollup_dirty (agent_id, hour)
