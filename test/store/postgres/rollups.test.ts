@@ -12,6 +12,7 @@ import { createPgClient } from "../../../src/store/postgres/client.ts";
 import { testDatabase, type TestDb } from "../../support/db.ts";
 import { copyInto, METRIC_BLOCKS_COPY } from "../../../src/store/postgres/writer.ts";
 import { join } from "node:path";
+import type { Sql, TransactionSql } from "postgres";
 import { readRollups, type RollupTier } from "../../../src/store/postgres/rollup-blocks.ts";
 import { ROLLUP_NAMES, rollupHost, tenMinuteAggregates, wholeValues, type RollupFrame, type RollupHost } from "../../support/rollups.ts";
 
@@ -287,8 +288,9 @@ describe("the job", () => {
 
 // Migration 570: a statement adds a mark only when it cannot lock one of the same (agent, hour).
 describe("marks, one per (agent, hour)", () => {
-  const marks = async (hour: number): Promise<number> =>
-    (await db.sql<{ n: number }[]>`select count(*)::int as n from metric_rollup_dirty where agent_id = ${agent} and hour = ${new Date(hour)}`)[0]!.n;
+  /** The host's marks of `hour`, as `q` (a transaction's own view, or committed ones) sees them. */
+  const marks = async (hour: number, q: Sql | TransactionSql = db.sql): Promise<number> =>
+    (await q<{ n: number }[]>`select count(*)::int as n from metric_rollup_dirty where agent_id = ${agent} and hour = ${new Date(hour)}`)[0]!.n;
   /** Resolves once some statement waits for a lock, rejects after 10 s. */
   async function someoneWaits(): Promise<void> {
     for (let i = 0; i < 200; i++) {
@@ -323,7 +325,7 @@ describe("marks, one per (agent, hour)", () => {
       const writer = other.begin(async (tx) => {
         await copyInto(tx, METRIC_BLOCKS_COPY, host.frameRows([{ ts: [hour + 6_000], values: () => 4 }]));
         // the writer's own view: it locked the existing mark instead of adding one
-        written((await tx<{ n: number }[]>`select count(*)::int as n from metric_rollup_dirty where agent_id = ${agent} and hour = ${new Date(hour)}`)[0]!.n);
+        written(await marks(hour, tx));
         await go;
       });
       expect(await isWritten).toBe(1);
