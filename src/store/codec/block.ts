@@ -340,111 +340,9 @@ export function encodeBlock(
       }
     }
     if (ok && m > 0) {
-      // sizes as varints of deltas or deltas of deltas, and the width of each for packing (the
-      // deltas of deltas after the first delta): from the OR of their zz values, which has the
-      // same highest bit as their maximum without a branch on each value, or 33 when one needs
-      // more than 32 bits
-      let deltaLen = varintLen(zz(ks[0]!)), dodLen = deltaLen;
-      let pd = 0, orDelta = 0, orDod = 0, wideDelta = false, wideDod = false, lo = ks[0]!, hi = lo;
-      for (let i = 1; i < m; i++) {
-        const d = ks[i]! - ks[i - 1]!;
-        lo = Math.min(lo, ks[i]!);
-        hi = Math.max(hi, ks[i]!);
-        const zd = zz(d);
-        deltaLen += varintLen(zd);
-        if (zd < 0x100000000) orDelta |= zd;
-        else wideDelta = true;
-        if (i === 1) dodLen += varintLen(zd);
-        else {
-          const zdd = zz(d - pd);
-          dodLen += varintLen(zdd);
-          if (zdd < 0x100000000) orDod |= zdd;
-          else wideDod = true;
-        }
-        pd = d;
-      }
-      const k0Len = varintLen(zz(ks[0]!));
-      const wDelta = wideDelta ? 33 : bitWidth(orDelta >>> 0), wDod = wideDod ? 33 : bitWidth(orDod >>> 0);
-      // packed only with at least one packed value (m > 1 for DELTA, m > 2 for DOD)
-      const packedDeltaLen = wDelta <= MAX_PACK_BITS && m > 1 ? k0Len + 1 + Math.ceil(((m - 1) * wDelta) / 8) : Infinity;
-      const packedDodLen = wDod <= MAX_PACK_BITS && m > 2 ? k0Len + varintLen(zz(ks[1]! - ks[0]!)) + 1 + Math.ceil(((m - 2) * wDod) / 8) : Infinity;
-      // frame of reference: each value's distance from the lowest, packed (a gauge whose moves
-      // are noise around a level needs a bit less than its deltas, which span the noise twice)
-      const wFor = bitWidth(hi - lo);
-      const forLen = wFor <= MAX_PACK_BITS && m > 1 ? varintLen(zz(lo)) + 1 + Math.ceil((m * wFor) / 8) : Infinity;
-      let kind = dodLen < deltaLen ? KIND_DOD : KIND_DELTA;
-      let packed = -1, best = Math.min(deltaLen, dodLen), isFor = false;
-      if (packedDeltaLen < best) {
-        kind = KIND_DELTA;
-        packed = wDelta;
-        best = packedDeltaLen;
-      }
-      if (packedDodLen < best) {
-        kind = KIND_DOD;
-        packed = wDod;
-        best = packedDodLen;
-      }
-      if (forLen < best) {
-        kind = KIND_DELTA;
-        packed = wFor;
-        isFor = true;
-      }
       out.ensure(2 + maskBytes + m * 8);
       b = out.buf;
-      let q = out.pos;
-      b[q++] = kind | (nans ? NAN_MASK : 0) | (packed >= 0 ? PACKED : 0) | (isFor ? FOR : 0) | (s << 4);
-      if (nans) {
-        b.fill(0, q, q + maskBytes);
-        for (let i = 0; i < nts; i++) if (w[base + 2 * i + 1] === NAN_HI && w[base + 2 * i] === 0) b[q + (i >>> 3)]! |= 1 << (i & 7);
-        q += maskBytes;
-      }
-      q = putVarint(b, q, zz(isFor ? lo : ks[0]!));
-      if (packed >= 0) {
-        let i = isFor ? 0 : 1;
-        if (kind === KIND_DOD) {
-          q = putVarint(b, q, zz(ks[1]! - ks[0]!));
-          i = 2;
-        }
-        b[q++] = packed;
-        // bits go through an accumulator of under 8 pending bits, at most 16 bits a step
-        let acc = 0, accBits = 0;
-        const lowBits = packed > 16 ? 16 : packed, highBits = packed - lowBits;
-        pd = i === 2 ? ks[1]! - ks[0]! : 0;
-        for (; i < m; i++) {
-          let u: number;
-          if (isFor) u = ks[i]! - lo;
-          else {
-            const d = ks[i]! - ks[i - 1]!;
-            u = zz(kind === KIND_DELTA ? d : d - pd);
-            pd = d;
-          }
-          acc |= (u & 0xffff) << accBits;
-          accBits += lowBits;
-          while (accBits >= 8) {
-            b[q++] = acc & 255;
-            acc >>>= 8;
-            accBits -= 8;
-          }
-          if (highBits > 0) {
-            acc |= Math.floor(u / 65536) << accBits;
-            accBits += highBits;
-            while (accBits >= 8) {
-              b[q++] = acc & 255;
-              acc >>>= 8;
-              accBits -= 8;
-            }
-          }
-        }
-        if (accBits > 0) b[q++] = acc & ((1 << accBits) - 1);
-      } else {
-        pd = 0;
-        for (let i = 1; i < m; i++) {
-          const d = ks[i]! - ks[i - 1]!;
-          q = putVarint(b, q, zz(kind === KIND_DELTA || i === 1 ? d : d - pd));
-          pd = d;
-        }
-      }
-      out.pos = q;
+      out.pos = smallInts(m) ? putSmallInts(b, out.pos, m, s, nans, w, base, nts) : putInts(b, out.pos, m, s, nans, w, base, nts);
       continue;
     }
     // XOR of bit patterns: byte-aligned, or Gorilla's bit windows when that is smaller
@@ -476,6 +374,231 @@ export function encodeBlock(
     }
     out.pos = q;
   }
+}
+
+/** Scratch of the integer paths: one series' integers less its first as int32 (smallInts), and the values to bit-pack. */
+let ki = new Int32Array(1024);
+let packs = new Uint32Array(1024);
+/**
+ * The largest |k - k0| of the 32-bit integer path: deltas then stay within 2^30 and deltas of
+ * deltas within 2^31, where 32-bit zig-zag gives what zz gives.
+ */
+const SMALL_INT = 0x1fffffff;
+
+/**
+ * Whether ks[0..m) all lie within SMALL_INT of ks[0] (a counter of any size qualifies when it
+ * grows by less than that over the block); if so, ks[i] - ks[0] are copied to ki.
+ */
+function smallInts(m: number): boolean {
+  if (ki.length < m) {
+    ki = new Int32Array(m * 2);
+    packs = new Uint32Array(m * 2);
+  }
+  const K = ki, F = ks;
+  const k0 = F[0]!;
+  for (let i = 0; i < m; i++) {
+    const k = F[i]! - k0;
+    if (k > SMALL_INT || k < -SMALL_INT) return false;
+    K[i] = k;
+  }
+  return true;
+}
+
+/** zz of an int32, in 32-bit arithmetic. */
+function zz32(v: number): number {
+  return ((v << 1) ^ (v >> 31)) >>> 0;
+}
+
+/**
+ * The mode byte of an integer series (without its NaN and scale bits) and its packed width
+ * (bits 8-15), from the byte sizes of its candidate encodings (Infinity for one that cannot be
+ * used): varints of deltas or of deltas of deltas, the same packed, or frame of reference. The
+ * smallest wins; a tie goes to the one listed first.
+ */
+function intMode(deltaLen: number, dodLen: number, packedDeltaLen: number, packedDodLen: number, forLen: number, wDelta: number, wDod: number, wFor: number): number {
+  let mode = dodLen < deltaLen ? KIND_DOD : KIND_DELTA;
+  let best = dodLen < deltaLen ? dodLen : deltaLen;
+  if (packedDeltaLen < best) {
+    mode = KIND_DELTA | PACKED | (wDelta << 8);
+    best = packedDeltaLen;
+  }
+  if (packedDodLen < best) {
+    mode = KIND_DOD | PACKED | (wDod << 8);
+    best = packedDodLen;
+  }
+  if (forLen < best) mode = KIND_DELTA | PACKED | FOR | (wFor << 8);
+  return mode;
+}
+
+/** An integer series' mode byte at q, then its NaN bitmap when it has missing samples; returns the position after them. */
+function putIntHead(b: Uint8Array, q: number, mode: number, s: number, nans: number, w: Uint32Array, base: number, nts: number): number {
+  b[q++] = (mode & 255) | (nans ? NAN_MASK : 0) | (s << 4);
+  if (nans) {
+    const maskBytes = (nts + 7) >>> 3;
+    b.fill(0, q, q + maskBytes);
+    for (let i = 0; i < nts; i++) if (w[base + 2 * i + 1] === NAN_HI && w[base + 2 * i] === 0) b[q + (i >>> 3)]! |= 1 << (i & 7);
+    q += maskBytes;
+  }
+  return q;
+}
+
+/**
+ * The width byte, then packs[0..count) in `width` bits each (0-32), least significant bit first,
+ * through an accumulator of under 8 pending bits, at most 16 bits a step.
+ */
+function putPacked(b: Uint8Array, q: number, count: number, width: number): number {
+  const U = packs;
+  b[q++] = width;
+  let acc = 0, accBits = 0;
+  const lowBits = width > 16 ? 16 : width, highBits = width - lowBits;
+  for (let i = 0; i < count; i++) {
+    const u = U[i]!;
+    acc |= (u & 0xffff) << accBits;
+    accBits += lowBits;
+    while (accBits >= 8) {
+      b[q++] = acc & 255;
+      acc >>>= 8;
+      accBits -= 8;
+    }
+    if (highBits > 0) {
+      acc |= (u >>> 16) << accBits;
+      accBits += highBits;
+      while (accBits >= 8) {
+        b[q++] = acc & 255;
+        acc >>>= 8;
+        accBits -= 8;
+      }
+    }
+  }
+  if (accBits > 0) b[q++] = acc & ((1 << accBits) - 1);
+  return q;
+}
+
+/**
+ * An integer series at q (ks[0..m), at scale s; room ensured): its encodings' sizes, the smallest
+ * chosen (intMode), then written. The widths for packing come from the OR of the zz values, which
+ * has the same highest bit as their maximum without a branch on each value, or are 33 when one
+ * needs more than 32 bits.
+ */
+function putInts(b: Uint8Array, q: number, m: number, s: number, nans: number, w: Uint32Array, base: number, nts: number): number {
+  const K = ks;
+  let deltaLen = varintLen(zz(K[0]!)), dodLen = deltaLen;
+  let pd = 0, orDelta = 0, orDod = 0, wideDelta = false, wideDod = false, lo = K[0]!, hi = lo;
+  for (let i = 1; i < m; i++) {
+    const d = K[i]! - K[i - 1]!;
+    lo = Math.min(lo, K[i]!);
+    hi = Math.max(hi, K[i]!);
+    const zd = zz(d);
+    deltaLen += varintLen(zd);
+    if (zd < 0x100000000) orDelta |= zd;
+    else wideDelta = true;
+    if (i === 1) dodLen += varintLen(zd);
+    else {
+      const zdd = zz(d - pd);
+      dodLen += varintLen(zdd);
+      if (zdd < 0x100000000) orDod |= zdd;
+      else wideDod = true;
+    }
+    pd = d;
+  }
+  const k0Len = varintLen(zz(K[0]!));
+  const wDelta = wideDelta ? 33 : bitWidth(orDelta >>> 0), wDod = wideDod ? 33 : bitWidth(orDod >>> 0);
+  // packed only with at least one packed value (m > 1 for DELTA, m > 2 for DOD)
+  const packedDeltaLen = wDelta <= MAX_PACK_BITS && m > 1 ? k0Len + 1 + Math.ceil(((m - 1) * wDelta) / 8) : Infinity;
+  const packedDodLen = wDod <= MAX_PACK_BITS && m > 2 ? k0Len + varintLen(zz(K[1]! - K[0]!)) + 1 + Math.ceil(((m - 2) * wDod) / 8) : Infinity;
+  // frame of reference: each value's distance from the lowest, packed (a gauge whose moves
+  // are noise around a level needs a bit less than its deltas, which span the noise twice)
+  const wFor = bitWidth(hi - lo);
+  const forLen = wFor <= MAX_PACK_BITS && m > 1 ? varintLen(zz(lo)) + 1 + Math.ceil((m * wFor) / 8) : Infinity;
+  const mode = intMode(deltaLen, dodLen, packedDeltaLen, packedDodLen, forLen, wDelta, wDod, wFor);
+  const kind = mode & 3, isFor = (mode & FOR) !== 0;
+  q = putIntHead(b, q, mode, s, nans, w, base, nts);
+  q = putVarint(b, q, zz(isFor ? lo : K[0]!));
+  if (mode & PACKED) {
+    // every packed value is below 2^32 (its width is at most 32)
+    const U = packs;
+    let n = 0;
+    if (isFor) for (let i = 0; i < m; i++) U[n++] = K[i]! - lo;
+    else if (kind === KIND_DELTA) for (let i = 1; i < m; i++) U[n++] = zz(K[i]! - K[i - 1]!);
+    else {
+      q = putVarint(b, q, zz(K[1]! - K[0]!));
+      for (let i = 2; i < m; i++) U[n++] = zz(K[i]! - 2 * K[i - 1]! + K[i - 2]!);
+    }
+    return putPacked(b, q, n, mode >>> 8);
+  }
+  pd = 0;
+  for (let i = 1; i < m; i++) {
+    const d = K[i]! - K[i - 1]!;
+    q = putVarint(b, q, zz(kind === KIND_DELTA || i === 1 ? d : d - pd));
+    pd = d;
+  }
+  return q;
+}
+
+/**
+ * putInts for integers all within SMALL_INT of the first (smallInts: ki holds them less the first,
+ * ks[0] the first): the same sizes, choice and bytes, in 32-bit integer arithmetic but for the two
+ * absolute values (the first, the lowest), without putInts' Math.min/max and range checks on doubles, which
+ * mispredict on noisy gauges (most of a host's series): about a quarter less encoding time on
+ * the realistic workload (docs/architecture.md).
+ */
+function putSmallInts(b: Uint8Array, q: number, m: number, s: number, nans: number, w: Uint32Array, base: number, nts: number): number {
+  const K = ki;
+  const k0 = ks[0]!;
+  const k0Len = varintLen(zz(k0));
+  let deltaLen = k0Len, dodLen = k0Len;
+  // lo and hi less k0 (K[0] is 0)
+  let pd = 0, orDelta = 0, orDod = 0, lo = 0, hi = 0;
+  for (let i = 1; i < m; i++) {
+    const x = K[i]!;
+    const d = x - K[i - 1]!;
+    // min and max without a branch: x - lo and x - hi stay within 2^30
+    const tl = x - lo;
+    lo += tl & (tl >> 31);
+    const th = x - hi;
+    hi += th & ~(th >> 31);
+    const zd = (d << 1) ^ (d >> 31);
+    const ld = VARINT_BY_CLZ[Math.clz32(zd)]!;
+    deltaLen += ld;
+    orDelta |= zd;
+    if (i === 1) dodLen += ld;
+    else {
+      const dd = d - pd;
+      const zdd = (dd << 1) ^ (dd >> 31);
+      dodLen += VARINT_BY_CLZ[Math.clz32(zdd)]!;
+      orDod |= zdd;
+    }
+    pd = d;
+  }
+  // widths of at most 31 (deltas) and 32 (deltas of deltas) bits: every packing is possible
+  const wDelta = 32 - Math.clz32(orDelta), wDod = 32 - Math.clz32(orDod), wFor = 32 - Math.clz32(hi - lo);
+  const d1 = m > 1 ? K[1]! : 0;
+  const packedDeltaLen = m > 1 ? k0Len + 1 + (((m - 1) * wDelta + 7) >>> 3) : Infinity;
+  const packedDodLen = m > 2 ? k0Len + VARINT_BY_CLZ[Math.clz32(zz32(d1))]! + 1 + (((m - 2) * wDod + 7) >>> 3) : Infinity;
+  const zlo = zz(lo + k0);
+  const forLen = m > 1 ? varintLen(zlo) + 1 + ((m * wFor + 7) >>> 3) : Infinity;
+  const mode = intMode(deltaLen, dodLen, packedDeltaLen, packedDodLen, forLen, wDelta, wDod, wFor);
+  const kind = mode & 3, isFor = (mode & FOR) !== 0;
+  q = putIntHead(b, q, mode, s, nans, w, base, nts);
+  q = putVarint(b, q, isFor ? zlo : zz(k0));
+  if (mode & PACKED) {
+    const U = packs;
+    let n = 0;
+    if (isFor) for (let i = 0; i < m; i++) U[n++] = K[i]! - lo;
+    else if (kind === KIND_DELTA) for (let i = 1; i < m; i++) U[n++] = zz32(K[i]! - K[i - 1]!);
+    else {
+      q = putVarint(b, q, zz32(d1));
+      for (let i = 2; i < m; i++) U[n++] = zz32(K[i]! - 2 * K[i - 1]! + K[i - 2]!);
+    }
+    return putPacked(b, q, n, mode >>> 8);
+  }
+  pd = 0;
+  for (let i = 1; i < m; i++) {
+    const d = K[i]! - K[i - 1]!;
+    q = putVarint(b, q, zz32(kind === KIND_DELTA || i === 1 ? d : d - pd));
+    pd = d;
+  }
+  return q;
 }
 
 function clz64(xh: number, xl: number): number {

@@ -328,6 +328,74 @@ test("integer deltas across the zig-zag and varint boundaries (2^30, 2^31, 2^32 
   }
 });
 
+test("integers on either side of the 32-bit path's limit (within 2^29 - 1 of the first value) and of twice it, from small or large first values, get the smallest of every integer mode, as a plain reference computes it, and round-trip", () => {
+  const sink = new ByteSink();
+  const nts = 12;
+  const tsOff = Int32Array.from({ length: nts }, (_, i) => i * 10_000);
+  const enc = (vals: number[]) => {
+    sink.reset();
+    encodeBlock(sink, tsOff, [1], 0, 1, Float64Array.from(vals), 0);
+    const b = sink.bytes().slice();
+    expect([...bits(decodeBlock(b).values)]).toEqual([...bits(Float64Array.from(vals))]);
+    return b.length;
+  };
+  const header = enc(Array(nts).fill(Math.PI)) - 9;
+  // the reference, the slow and obvious way: every integer mode's bytes, the smallest wins
+  const zz = (v: number) => (v >= 0 ? 2 * v : -2 * v - 1);
+  const vb = (z: number) => {
+    let n = 1;
+    for (; z >= 128; n++) z = Math.floor(z / 128);
+    return n;
+  };
+  const width = (z: number) => {
+    let w = 0;
+    for (; z >= 1; w++) z = Math.floor(z / 2);
+    return w;
+  };
+  const reference = (k: number[]) => {
+    const d = k.slice(1).map((x, i) => x - k[i]!);
+    const dd = d.slice(1).map((x, i) => x - d[i]!);
+    const lo = Math.min(...k);
+    const wD = Math.max(0, ...d.map((x) => width(zz(x))));
+    const wDD = Math.max(0, ...dd.map((x) => width(zz(x))));
+    const wF = width(Math.max(...k) - lo);
+    const sizes = [
+      vb(zz(k[0]!)) + d.reduce((n, x) => n + vb(zz(x)), 0),
+      vb(zz(k[0]!)) + vb(zz(d[0]!)) + dd.reduce((n, x) => n + vb(zz(x)), 0),
+      wD <= 32 ? vb(zz(k[0]!)) + 1 + Math.ceil((d.length * wD) / 8) : Infinity,
+      wDD <= 32 ? vb(zz(k[0]!)) + vb(zz(d[0]!)) + 1 + Math.ceil((dd.length * wDD) / 8) : Infinity,
+      wF <= 32 ? vb(zz(lo)) + 1 + Math.ceil((k.length * wF) / 8) : Infinity,
+    ];
+    return 1 + Math.min(...sizes);
+  };
+  const LIMIT = 2 ** 29 - 1;
+  const r = rng(29);
+  const shapes: Array<(i: number) => number> = [
+    (i) => (i % 2 ? LIMIT : -LIMIT), // deltas of 2^30 - 2, deltas of deltas of 2^31 - 4: 32-bit widths
+    (i) => (i % 2 ? LIMIT + 1 : -LIMIT), // one step past the limit
+    () => LIMIT - Math.floor(r() * 4),
+    () => -LIMIT + Math.floor(r() * 4),
+    () => (r() < 0.5 ? LIMIT : -LIMIT),
+    () => (r() < 0.9 ? Math.floor(r() * 1000) : LIMIT + Math.floor(r() * 4)), // mostly small, now and then past it
+    () => Math.round((r() - 0.5) * 2 ** 31),
+    (i) => (i % 2 ? 2 * LIMIT + 1 : -2 * LIMIT - 1), // twice the limit: deltas of deltas past 2^32
+    () => (r() < 0.5 ? 1 : -1) * (2 * LIMIT + 1 - Math.floor(r() * 4)),
+    (i) => 5 * i, // an even counter
+    (i) => 1_700_000_000_000 + 5 * i + Math.floor(r() * 3), // a large counter: small moves from its first value
+    (i) => 2 ** 45 + (i % 2 ? LIMIT : 0), // the limit, measured from a large first value
+    (i) => 2 ** 45 + (i % 2 ? LIMIT + 1 : 0),
+    (i) => -(2 ** 45) + (i % 2 ? -LIMIT : 0),
+    () => 7, // a constant but for one value (set below)
+  ];
+  for (const shape of shapes) {
+    for (let rep = 0; rep < 20; rep++) {
+      const vals = Array.from({ length: nts }, (_, i) => shape(i));
+      if (vals.every((v) => v === vals[0])) vals[nts - 1] = vals[0]! + 1; // not CONST
+      expect(enc(vals) - header).toBe(reference(vals));
+    }
+  }
+});
+
 test("a gauge of noise around a level is packed as distances from its lowest value (frame of reference): fewer bits than its deltas, bit for bit, passed over when not wanted; the mode bit anywhere else is refused", () => {
   const sink = new ByteSink();
   const nts = 360;
