@@ -537,10 +537,10 @@ function putInts(b: Uint8Array, q: number, m: number, s: number, nans: number, w
 
 /**
  * putInts for integers all within SMALL_INT of the first (smallInts: ki holds them less the first,
- * ks[0] the first): the same sizes, choice and bytes, in 32-bit integer arithmetic but for the two
- * absolute values (the first, the lowest), without putInts' Math.min/max and range checks on doubles, which
- * mispredict on noisy gauges (most of a host's series): about a quarter less encoding time on
- * the realistic workload (docs/architecture.md).
+ * ks[0] is the first): the same sizes, choice and bytes, in 32-bit integer arithmetic but for the
+ * first and the lowest value, which are written whole. No Math.min/max or range checks on doubles,
+ * which mispredict on noisy gauges (most of a host's series): a fifth less encoding time on the
+ * realistic workload (docs/architecture.md).
  */
 function putSmallInts(b: Uint8Array, q: number, m: number, s: number, nans: number, w: Uint32Array, base: number, nts: number): number {
   const K = ki;
