@@ -288,6 +288,19 @@ test("version 2 bit-packs integer deltas: a counter of even steps and a 2-decima
   expect(enc([NaN, 1, 2, NaN, 4, 5, 6, 7, 8, 9]) - header).toBeLessThanOrEqual(1 + 2 + 1 + 1 + 3);
 });
 
+/** Zig-zag, varint bytes and bit width the slow, obvious way: the reference for the encoder's sizes. */
+const refZz = (v: number) => (v >= 0 ? 2 * v : -2 * v - 1);
+function refVarintBytes(z: number): number {
+  let n = 1;
+  for (; z >= 128; n++) z = Math.floor(z / 128);
+  return n;
+}
+function refWidth(z: number): number {
+  let w = 0;
+  for (; z >= 1; w++) z = Math.floor(z / 2);
+  return w;
+}
+
 test("integer deltas across the zig-zag and varint boundaries (2^30, 2^31, 2^32 and beyond, either sign) round-trip and get the size a plain reference computes", () => {
   const sink = new ByteSink();
   const enc = (vals: number[]) => {
@@ -298,25 +311,14 @@ test("integer deltas across the zig-zag and varint boundaries (2^30, 2^31, 2^32 
     return b.length;
   };
   const header = enc([Math.PI, Math.PI]) - 9;
-  // the reference: zig-zag, varint bytes and bit width written the slow, obvious way
-  const zz = (v: number) => (v >= 0 ? 2 * v : -2 * v - 1);
-  const varintBytes = (z: number) => {
-    let n = 1;
-    for (; z >= 128; n++) z = Math.floor(z / 128);
-    return n;
-  };
-  const width = (z: number) => {
-    let w = 0;
-    for (; z >= 1; w++) z = Math.floor(z / 2);
-    return w;
-  };
+  // the reference: refZz, refVarintBytes, refWidth
   const edges = [1, 63, 64, 8191, 8192, 2 ** 30 - 1, 2 ** 30, 2 ** 30 + 1, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 35, 2 ** 42 + 5, 2 ** 49];
   for (const e of edges) {
     for (const d of [e, -e]) {
       // [0, d]: k0 = 0 takes one byte; the delta as a varint, or packed at its width when that is smaller
-      const z = zz(d);
-      const w = width(z);
-      const varint = 1 + varintBytes(z);
+      const z = refZz(d);
+      const w = refWidth(z);
+      const varint = 1 + refVarintBytes(z);
       const packed = w <= 32 ? 1 + 1 + Math.ceil(w / 8) : Infinity;
       expect(enc([0, d]) - header).toBe(1 + Math.min(varint, packed));
       // and a longer series whose deltas straddle the edge with random signs
@@ -340,31 +342,20 @@ test("integers on either side of the 32-bit path's limit (within 2^29 - 1 of the
     return b.length;
   };
   const header = enc(Array(nts).fill(Math.PI)) - 9;
-  // the reference, the slow and obvious way: every integer mode's bytes, the smallest wins
-  const zz = (v: number) => (v >= 0 ? 2 * v : -2 * v - 1);
-  const vb = (z: number) => {
-    let n = 1;
-    for (; z >= 128; n++) z = Math.floor(z / 128);
-    return n;
-  };
-  const width = (z: number) => {
-    let w = 0;
-    for (; z >= 1; w++) z = Math.floor(z / 2);
-    return w;
-  };
+  // the reference (refZz, refVarintBytes, refWidth): every integer mode's bytes, the smallest wins
   const reference = (k: number[]) => {
     const d = k.slice(1).map((x, i) => x - k[i]!);
     const dd = d.slice(1).map((x, i) => x - d[i]!);
     const lo = Math.min(...k);
-    const wD = Math.max(0, ...d.map((x) => width(zz(x))));
-    const wDD = Math.max(0, ...dd.map((x) => width(zz(x))));
-    const wF = width(Math.max(...k) - lo);
+    const wD = Math.max(0, ...d.map((x) => refWidth(refZz(x))));
+    const wDD = Math.max(0, ...dd.map((x) => refWidth(refZz(x))));
+    const wF = refWidth(Math.max(...k) - lo);
     const sizes = [
-      vb(zz(k[0]!)) + d.reduce((n, x) => n + vb(zz(x)), 0),
-      vb(zz(k[0]!)) + vb(zz(d[0]!)) + dd.reduce((n, x) => n + vb(zz(x)), 0),
-      wD <= 32 ? vb(zz(k[0]!)) + 1 + Math.ceil((d.length * wD) / 8) : Infinity,
-      wDD <= 32 ? vb(zz(k[0]!)) + vb(zz(d[0]!)) + 1 + Math.ceil((dd.length * wDD) / 8) : Infinity,
-      wF <= 32 ? vb(zz(lo)) + 1 + Math.ceil((k.length * wF) / 8) : Infinity,
+      refVarintBytes(refZz(k[0]!)) + d.reduce((n, x) => n + refVarintBytes(refZz(x)), 0),
+      refVarintBytes(refZz(k[0]!)) + refVarintBytes(refZz(d[0]!)) + dd.reduce((n, x) => n + refVarintBytes(refZz(x)), 0),
+      wD <= 32 ? refVarintBytes(refZz(k[0]!)) + 1 + Math.ceil((d.length * wD) / 8) : Infinity,
+      wDD <= 32 ? refVarintBytes(refZz(k[0]!)) + refVarintBytes(refZz(d[0]!)) + 1 + Math.ceil((dd.length * wDD) / 8) : Infinity,
+      wF <= 32 ? refVarintBytes(refZz(lo)) + 1 + Math.ceil((k.length * wF) / 8) : Infinity,
     ];
     return 1 + Math.min(...sizes);
   };
