@@ -53,6 +53,15 @@ function bits(a: Float64Array): Uint32Array {
   return new Uint32Array(a.buffer, a.byteOffset, a.length * 2);
 }
 
+/** One series encoded alone at 10 s steps: its block, checked to decode to the same bits. */
+function encodeSeries(vals: number[]): Uint8Array {
+  const sink = new ByteSink();
+  encodeBlock(sink, Int32Array.from(vals, (_, i) => i * 10_000), [1], 0, 1, Float64Array.from(vals), 0);
+  const b = sink.bytes().slice();
+  expect([...bits(decodeBlock(b).values)]).toEqual([...bits(Float64Array.from(vals))]);
+  return b;
+}
+
 test("random blocks of every shape round-trip bit for bit (2,000 blocks)", () => {
   const sink = new ByteSink(16); // tiny initial size: exercises growth
   for (let seed = 1; seed <= 2000; seed++) {
@@ -264,15 +273,10 @@ test("the encoder refuses what it cannot store: empty blocks, non-int4 offsets o
 });
 
 test("version 2 bit-packs integer deltas: a counter of even steps and a 2-decimal random gauge take fewer bytes than varints", () => {
-  const sink = new ByteSink();
   const nts = 10;
-  const tsOff = Int32Array.from({ length: nts }, (_, i) => i * 10_000);
   const enc = (vals: number[]) => {
-    sink.reset();
-    encodeBlock(sink, tsOff, [1], 0, 1, Float64Array.from(vals), 0);
-    const b = sink.bytes().slice();
+    const b = encodeSeries(vals);
     expect([2, 3]).toContain(b[0]!); // 3: the same value modes, run-length coded timestamps
-    expect([...bits(decodeBlock(b).values)]).toEqual([...bits(Float64Array.from(vals))]);
     return b.length;
   };
   const header = enc(Array(nts).fill(Math.PI)) - 9;
@@ -302,14 +306,7 @@ function refWidth(z: number): number {
 }
 
 test("integer deltas across the zig-zag and varint boundaries (2^30, 2^31, 2^32 and beyond, either sign) round-trip and get the size a plain reference computes", () => {
-  const sink = new ByteSink();
-  const enc = (vals: number[]) => {
-    sink.reset();
-    encodeBlock(sink, Int32Array.from(vals, (_, i) => i * 10_000), [1], 0, 1, Float64Array.from(vals), 0);
-    const b = sink.bytes().slice();
-    expect([...bits(decodeBlock(b).values)]).toEqual([...bits(Float64Array.from(vals))]);
-    return b.length;
-  };
+  const enc = (vals: number[]) => encodeSeries(vals).length;
   const header = enc([Math.PI, Math.PI]) - 9;
   // the reference: refZz, refVarintBytes, refWidth
   const edges = [1, 63, 64, 8191, 8192, 2 ** 30 - 1, 2 ** 30, 2 ** 30 + 1, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 35, 2 ** 42 + 5, 2 ** 49];
@@ -331,16 +328,8 @@ test("integer deltas across the zig-zag and varint boundaries (2^30, 2^31, 2^32 
 });
 
 test("integers on either side of the 32-bit path's limit (within 2^29 - 1 of the first value) and of twice it, from small or large first values, get the smallest of every integer mode, as a plain reference computes it, and round-trip", () => {
-  const sink = new ByteSink();
   const nts = 12;
-  const tsOff = Int32Array.from({ length: nts }, (_, i) => i * 10_000);
-  const enc = (vals: number[]) => {
-    sink.reset();
-    encodeBlock(sink, tsOff, [1], 0, 1, Float64Array.from(vals), 0);
-    const b = sink.bytes().slice();
-    expect([...bits(decodeBlock(b).values)]).toEqual([...bits(Float64Array.from(vals))]);
-    return b.length;
-  };
+  const enc = (vals: number[]) => encodeSeries(vals).length;
   const header = enc(Array(nts).fill(Math.PI)) - 9;
   // the reference (refZz, refVarintBytes, refWidth): every integer mode's bytes, the smallest wins
   const reference = (k: number[]) => {
