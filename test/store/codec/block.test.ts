@@ -358,8 +358,9 @@ test("integers on either side of the 32-bit path's limit (within 2^29 - 1 of the
     () => (r() < 0.5 ? LIMIT : -LIMIT),
     () => (r() < 0.9 ? Math.floor(r() * 1000) : LIMIT + Math.floor(r() * 4)), // mostly small, now and then past it
     () => Math.round((r() - 0.5) * 2 ** 31),
-    (i) => (i % 2 ? 2 * LIMIT + 1 : -2 * LIMIT - 1), // twice the limit: deltas of deltas past 2^32
-    () => (r() < 0.5 ? 1 : -1) * (2 * LIMIT + 1 - Math.floor(r() * 4)),
+    // twice the limit from a first value of 0: deltas near 2^31, deltas of deltas past 2^32
+    (i) => (i === 0 ? 0 : i % 2 ? 2 * LIMIT + 1 : -2 * LIMIT - 1),
+    (i) => (i === 0 ? 0 : (r() < 0.5 ? 1 : -1) * (2 * LIMIT + 1 - Math.floor(r() * 4))),
     (i) => 5 * i, // an even counter
     (i) => 1_700_000_000_000 + 5 * i + Math.floor(r() * 3), // a large counter: small moves from its first value
     (i) => 2 ** 45 + (i % 2 ? LIMIT : 0), // the limit, measured from a large first value
