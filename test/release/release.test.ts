@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { requireComponent } from "../support/ci.ts";
 import { testDatabase, type TestDb } from "../support/db.ts";
 import { release, type ReleaseResult } from "../../scripts/release.ts";
+import { freePort } from "../../src/store/postgres/embedded.ts";
 
 const TOOLS = ["dpkg-deb", "rpmbuild", "rpmsign", "createrepo_c", "gpg", "gpgv", "apt-ftparchive", "apt-get", "lintian", "sha256sum"];
 const isRoot = process.getuid?.() === 0;
@@ -227,7 +228,9 @@ describe.skipIf(!enabled)("npm run release (linux-x64)", () => {
       const env: Record<string, string> = {};
       for (const m of unit.matchAll(/^Environment=(\w+)=(.*)$/gm)) env[m[1]!] = m[2]!;
       expect(env.SERVERMIND_SHARE).toBe("/usr/share/servermind");
-      const port = 20000 + Math.floor(Math.random() * 20000);
+      // a port the kernel hands out, not a random one: one in the ephemeral range may be held by
+      // another test's connection (a CI run once saw the binary exit here, its output unread)
+      const port = await freePort();
       const child = Bun.spawn(["runuser", "-u", "servermind", "--", "env", ...Object.entries({ ...env, DATABASE_URL: db.url, SERVERMIND_PORT: String(port), SERVERMIND_HOST: "127.0.0.1", SERVERMIND_HTTP3: "false" }).map(([k, v]) => `${k}=${v}`), "/usr/bin/servermind-server"], { stdout: "pipe", stderr: "pipe" });
       let health = 0;
       let body = "";
@@ -243,6 +246,13 @@ describe.skipIf(!enabled)("npm run release (linux-x64)", () => {
             /* not listening yet */
           }
           await Bun.sleep(250);
+        }
+        if (health !== 200) {
+          // say why before anything else fails: the binary's own output
+          child.kill("SIGTERM");
+          await Promise.race([child.exited, Bun.sleep(15_000)]);
+          const log = (await new Response(child.stdout).text()) + (await new Response(child.stderr).text());
+          throw new Error(`the installed binary did not answer /healthz (exit ${child.exitCode}): ${log}`);
         }
         // the console's htmx and views come from /usr/share/servermind
         const htmx = await fetch(`https://127.0.0.1:${port}/assets/htmx.min.js`, { tls: { rejectUnauthorized: false } });

@@ -7,6 +7,7 @@
 import { chownSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
+import { freePort } from "../../src/store/postgres/embedded.ts";
 
 export interface PgCluster {
   port: number;
@@ -33,7 +34,7 @@ export async function startPgCluster(bin: string): Promise<PgCluster> {
   const as = (argv: string[]) => (root ? ["runuser", "-u", "postgres", "--", ...argv] : argv);
   const init = Bun.spawnSync(as([join(bin, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"]), { stdout: "pipe", stderr: "pipe" });
   if (init.exitCode !== 0) throw new Error(`initdb failed: ${init.stderr}`);
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = await freePort(); // not a random one, which another test's connection may hold
   const proc = Bun.spawn(as([join(bin, "postgres"), "-D", data, "-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", `unix_socket_directories=${base}`, "-c", "fsync=off"]), { stdout: "ignore", stderr: "pipe" });
   const psql = async (db: string, sql: string) => {
     const p = Bun.spawn([join(bin, "psql"), "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-c", sql], { stdout: "pipe", stderr: "pipe" });
