@@ -342,7 +342,7 @@ async function main() {
   const transportErrors: Record<string, number> = {};
   let ceilingOffset = 1_000_000_000;
   let ceilingBytes = 0; // what the ceiling's rows added to the metric tables: not ServerMind's
-  const vmRounds: Array<{ samples_per_s: number; cpu_s_per_million: number; deferred_cpu_s_per_million: number; settle_s: number }> = [];
+  const vmRounds: Array<{ samples_per_s: number; cpu_s_per_million: number; deferred_cpu_s_per_million: number; sender_cpu_s_per_million: number; settle_s: number }> = [];
 
   // Each round: the end-to-end run and the raw-COPY ceiling of the same rows, in alternating
   // order (a checkpoint first, so neither pays for the other's dirty pages).
@@ -452,10 +452,13 @@ async function main() {
       await beforePhase();
       // and ours done too (autovacuum, the server's timers), so VictoriaMetrics pays for neither
       await waitIdle(() => cpuSeconds(server.pid) + treeCpuSeconds(pgPid));
+      // its sender is this process, as ours is (the requests are built above, as our frames are)
+      const sender0 = process.cpuUsage();
       const v = await vm.ingest(requests, VM_SENDERS);
+      const sender = process.cpuUsage(sender0);
       // what it deferred past its acks, done before the next round measures ServerMind
       const later = await vm.settle();
-      (warm ? vmWarmRounds : vmRounds).push({ samples_per_s: Math.round(sent / v.seconds), cpu_s_per_million: round(v.cpuSeconds / (sent / 1e6)), deferred_cpu_s_per_million: round(later.cpuSeconds / (sent / 1e6)), settle_s: round(later.seconds, 1) });
+      (warm ? vmWarmRounds : vmRounds).push({ samples_per_s: Math.round(sent / v.seconds), cpu_s_per_million: round(v.cpuSeconds / (sent / 1e6)), deferred_cpu_s_per_million: round(later.cpuSeconds / (sent / 1e6)), sender_cpu_s_per_million: round((sender.user + sender.system) / 1e6 / (sent / 1e6)), settle_s: round(later.seconds, 1) });
       log(`${name}: victoria-metrics ${JSON.stringify((warm ? vmWarmRounds : vmRounds).at(-1))}`);
     }
   }
@@ -477,6 +480,7 @@ async function main() {
       vm_create_samples_per_s: Math.round(regSamples / vmCreate!.seconds),
       vm_cpu_s_per_million: median(vmRounds.map((x) => x.cpu_s_per_million)),
       vm_deferred_cpu_s_per_million: median(vmRounds.map((x) => x.deferred_cpu_s_per_million)),
+      vm_sender_cpu_s_per_million: median(vmRounds.map((x) => x.sender_cpu_s_per_million)),
       vm_bytes_per_sample: round(vmBytes / smSamples, 2),
     vm_index_bytes_per_sample: round(vmSplit.index / smSamples, 2),
       vm_samples_stored: vmRows,
