@@ -1,7 +1,7 @@
 /**
  * Starts the agent's processes, restarts any that exits with backoff (the others keep running),
  * and stops them in reverse order. A child that ran for `stableMs` before exiting is restarted
- * after `baseMs` again; quick repeated crashes double the wait up to `maxMs`.
+ * after `baseMs` (100 ms) again; quick repeated crashes double the wait up to `maxMs`.
  */
 import type { Subprocess } from "bun";
 
@@ -39,7 +39,7 @@ export interface Supervisor {
 }
 
 export function createSupervisor(o: SupervisorOptions): Supervisor {
-  const baseMs = o.baseMs ?? 250;
+  const baseMs = o.baseMs ?? 100;
   const maxMs = o.maxMs ?? 30_000;
   const stableMs = o.stableMs ?? 60_000;
   const now = o.now ?? Date.now;
