@@ -12,6 +12,27 @@ export interface MetricCollector {
   readonly name: string;
   /** Reads the host once and emits samples. Throws only for a broken host; the runner counts it. */
   collect(emit: Emit): void;
+  /**
+   * Rate-based collectors: the last reading, as JSON, so that a restarted Collector takes its
+   * first rates against it instead of priming (agent/collect/process.ts keeps it per tick).
+   */
+  saveReading?(): unknown;
+  /** Takes a reading from saveReading; returns false, keeping nothing, when it is malformed. */
+  loadReading?(saved: unknown): boolean;
+}
+
+/** A saved reading of counters by key (cpu id, interface, device): at least `width` finite numbers each, checked field by field. */
+export function readingOf(saved: unknown, width: number): Map<string, number[]> | undefined {
+  if (!Array.isArray(saved) || saved.length > 4096) return undefined;
+  const out = new Map<string, number[]>();
+  for (const e of saved) {
+    if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== "string" || e[0].length > 256) return undefined;
+    const v = e[1];
+    if (!Array.isArray(v) || v.length < width || v.length > 64 || !v.every((x) => typeof x === "number" && Number.isFinite(x))) return undefined;
+    out.set(e[0], v);
+  }
+  // nothing to take a rate against: the caller primes, as on a first start
+  return out.size ? out : undefined;
 }
 
 export interface HostFs {

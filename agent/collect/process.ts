@@ -3,8 +3,10 @@
  * inventory at start and every inventoryMs, all handed to Platform through the outbox.
  *
  * Ticks are aligned to multiples of the interval and the last emitted tick is remembered, so a
- * restarted Collector (kill -9) continues on the same grid: the tick it missed while down is
- * emitted at once after start, measured over a short priming interval.
+ * restarted Collector (kill -9) continues on the same grid: the tick of the interval it comes back
+ * in is emitted at once if it was never spooled. Its rates are taken against the previous
+ * Collector's last reading (collectorDir/readings.json, kept at every tick) when that is from this
+ * boot and at most two intervals old; otherwise they are primed over PRIMING_MS first.
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -44,6 +46,23 @@ export function collectMetrics(collectors: MetricCollector[], errors: Map<string
   return { names, values };
 }
 
+/**
+ * The readings in a readings.json text when a restarted Collector may take rates against them:
+ * written in this boot, at most `maxAgeMs` before `now` and not after it (a clock set back).
+ */
+export function usableReadings(text: string, bootId: string, now: number, maxAgeMs: number): Record<string, unknown> | undefined {
+  let saved: { bootId?: unknown; at?: unknown; readings?: unknown } | null;
+  try {
+    saved = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!bootId || typeof saved !== "object" || saved === null || saved.bootId !== bootId) return undefined;
+  if (typeof saved.at !== "number" || !(saved.at <= now) || now - saved.at > maxAgeMs) return undefined;
+  const r = saved.readings;
+  return typeof r === "object" && r !== null && !Array.isArray(r) ? (r as Record<string, unknown>) : undefined;
+}
+
 export async function runCollector(c: AgentConfig): Promise<() => Promise<void>> {
   const p = agentPaths(c);
   const log = (m: string) => console.error(`collector: ${m}`);
@@ -59,8 +78,34 @@ export async function runCollector(c: AgentConfig): Promise<() => Promise<void>>
     lastTick = 0;
   }
 
+  const readingsFile = join(p.collectorDir, "readings.json");
+  const bootId = fs.read("proc/sys/kernel/random/boot_id")?.trim() ?? "";
+  const saveReadings = () => {
+    if (!bootId) return;
+    const readings: Record<string, unknown> = {};
+    for (const m of collectors) if (m.saveReading) readings[m.name] = m.saveReading();
+    try {
+      writeFileSync(readingsFile + ".tmp", JSON.stringify({ bootId, at: Date.now(), readings }));
+      renameSync(readingsFile + ".tmp", readingsFile);
+    } catch {
+      /* without it the next start primes its rates */
+    }
+  };
+  /** Loads the previous Collector's readings: same boot, taken within two intervals, all well-formed. */
+  const resumeReadings = (): boolean => {
+    let text: string | undefined;
+    try {
+      text = readFileSync(readingsFile, "utf8");
+    } catch {
+      return false;
+    }
+    const readings = usableReadings(text, bootId, Date.now(), 2 * c.intervalMs);
+    return !!readings && collectors.every((m) => !m.loadReading || m.loadReading(readings[m.name]));
+  };
+
   const emitTick = (tick: number) => {
     const { names, values } = collectMetrics(collectors, errors);
+    saveReadings();
     const st = outbox.stats();
     names.push("agent.outbox_dropped_batches");
     values.push(st.dropped);
@@ -85,8 +130,13 @@ export async function runCollector(c: AgentConfig): Promise<() => Promise<void>>
     lastTick = tick;
   };
 
-  // prime the rate-based collectors, then emit the tick we are in if it was never emitted
-  collectMetrics(collectors, new Map());
+  // rates against the last Collector's reading if it is recent, else primed; then the tick we are
+  // in, if it was never emitted
+  if (resumeReadings()) log("rates continue from the last Collector's reading");
+  else {
+    collectMetrics(collectors, new Map());
+    await Bun.sleep(PRIMING_MS);
+  }
   const align = (t: number) => Math.floor(t / c.intervalMs) * c.intervalMs;
   let timer: Timer | undefined;
   let stopped = false;
@@ -99,7 +149,6 @@ export async function runCollector(c: AgentConfig): Promise<() => Promise<void>>
       schedule();
     }, Math.max(0, next - Date.now()));
   };
-  await Bun.sleep(PRIMING_MS);
   const current = align(Date.now());
   if (current > lastTick) emitTick(current);
   schedule();

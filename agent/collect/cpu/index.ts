@@ -1,5 +1,5 @@
-/** CPU time split from /proc/stat, total and per core, as percentages of the interval. */
-import type { CollectorOptions, MetricCollector } from "../collector.ts";
+/** CPU time split from /proc/stat, total and per core, as percentages of the interval; the core count. */
+import { readingOf, type CollectorOptions, type MetricCollector } from "../collector.ts";
 
 const FIELDS = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"] as const;
 
@@ -31,8 +31,16 @@ export function createCpuCollector({ fs }: CollectorOptions): MetricCollector {
           for (let i = 0; i < FIELDS.length; i++) emit(`cpu.${FIELDS[i]}_pct`, (100 * d[i]!) / total);
         }
       }
-      if (!prev.size) emit("cpu.cores", [...cur.keys()].filter((k) => k !== "cpu").length);
+      // every tick: a constant series costs next to nothing stored, and a chart of any range has it
+      // (emitted on the first reading only, it went out with the start-up reading nobody sends)
+      emit("cpu.cores", [...cur.keys()].filter((k) => k !== "cpu").length);
       prev = cur;
+    },
+    saveReading: () => [...prev],
+    loadReading(saved) {
+      const r = readingOf(saved, FIELDS.length);
+      if (r) prev = r;
+      return r !== undefined;
     },
   };
 }

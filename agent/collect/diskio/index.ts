@@ -1,5 +1,5 @@
 /** Disk I/O per whole device (those listed in /sys/block, without loop and ram) from /proc/diskstats. */
-import { rate, type CollectorOptions, type MetricCollector } from "../collector.ts";
+import { rate, readingOf, type CollectorOptions, type MetricCollector } from "../collector.ts";
 
 const SECTOR = 512;
 
@@ -37,6 +37,15 @@ export function createDiskioCollector({ fs, now }: CollectorOptions): MetricColl
       }
       prev = cur;
       prevMs = t;
+    },
+    saveReading: () => ({ at: prevMs, counters: [...prev] }),
+    loadReading(saved) {
+      const at = (saved as { at?: unknown } | null)?.at;
+      const r = readingOf((saved as { counters?: unknown } | null)?.counters, 5);
+      if (!r || typeof at !== "number" || !Number.isFinite(at)) return false;
+      prev = r;
+      prevMs = at;
+      return true;
     },
   };
 }
