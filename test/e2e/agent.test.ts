@@ -56,7 +56,7 @@ async function samples(name: string): Promise<Array<{ ts: number; n: number }>> 
   return [...count].sort((x, y) => x[0] - y[0]).map(([ts, n]) => ({ ts, n }));
 }
 
-/** The ticks missing after `from` (exclusive), each with what the agent printed around it. */
+/** The ticks missing from `from` on, as ISO times. */
 function gaps(s: Array<{ ts: number }>, from = 0): string[] {
   const out: string[] = [];
   const w = s.filter((x) => x.ts >= from);
@@ -66,7 +66,7 @@ function gaps(s: Array<{ ts: number }>, from = 0): string[] {
   return out;
 }
 
-/** Stored more than once, in the window after `from`. */
+/** The ticks from `from` on that are stored more than once. */
 function repeats(s: Array<{ ts: number; n: number }>, from = 0): string[] {
   return s.filter((x) => x.ts >= from && x.n !== 1).map((x) => `${new Date(x.ts).toISOString()} stored ${x.n} times`);
 }
@@ -245,9 +245,9 @@ describe("compiled agent against the real server", () => {
   });
 
   test("kill -9 of each process in turn: it comes back and no tick is missing", async () => {
-    // The promise: a Collector back within the interval it died in emits that interval's tick.
-    // Each process is killed just after a tick is spooled, so the restart has the rest of the
-    // interval plus the next one (about 1.9 s here) whatever the machine's load; killed at a random
+    // The promise: a Collector killed after spooling tick T and back before interval T+1 ends
+    // emits T+1 at once. Each process is killed just after a tick is spooled, so the restart has
+    // the rest of the interval plus the next one (about 1.9 s here) whatever the load; killed at a random
     // moment, a restart slower than one interval (0.3 s idle, 0.7 s beside three busy loops on 2 cores,
     // more on a busier CI machine) can miss a tick of this test's 1 s grid; a 10 s grid cannot.
     const from = (await until("a stored tick", async () => (await samples("mem.used_bytes")).at(-1))).ts;
