@@ -50,7 +50,7 @@ export function collectMetrics(collectors: MetricCollector[], errors: Map<string
  * The readings in a readings.json text when a restarted Collector may take rates against them:
  * written in this boot, at most `maxAgeMs` before `now` and not after it (a clock set back).
  */
-export function usableReadings(text: string, bootId: string, now: number, maxAgeMs: number): Record<string, unknown> | undefined {
+export function usableReadings(text: string, bootId: string, now: number, maxAgeMs: number): { at: number; readings: Record<string, unknown> } | undefined {
   let saved: { bootId?: unknown; at?: unknown; readings?: unknown } | null;
   try {
     saved = JSON.parse(text);
@@ -60,7 +60,7 @@ export function usableReadings(text: string, bootId: string, now: number, maxAge
   if (!bootId || typeof saved !== "object" || saved === null || saved.bootId !== bootId) return undefined;
   if (typeof saved.at !== "number" || !(saved.at <= now) || now - saved.at > maxAgeMs) return undefined;
   const r = saved.readings;
-  return typeof r === "object" && r !== null && !Array.isArray(r) ? (r as Record<string, unknown>) : undefined;
+  return typeof r === "object" && r !== null && !Array.isArray(r) ? { at: saved.at, readings: r as Record<string, unknown> } : undefined;
 }
 
 export async function runCollector(c: AgentConfig): Promise<() => Promise<void>> {
@@ -91,16 +91,20 @@ export async function runCollector(c: AgentConfig): Promise<() => Promise<void>>
       /* without it the next start primes its rates */
     }
   };
-  /** Loads the previous Collector's readings: same boot, taken within two intervals, all well-formed. */
-  const resumeReadings = (): boolean => {
+  /**
+   * Loads the previous Collector's readings (same boot, taken within two intervals, all
+   * well-formed) and returns when they were taken, or undefined.
+   */
+  const resumeReadings = (): number | undefined => {
     let text: string | undefined;
     try {
       text = readFileSync(readingsFile, "utf8");
     } catch {
-      return false;
+      return undefined;
     }
-    const readings = usableReadings(text, bootId, Date.now(), 2 * c.intervalMs);
-    return !!readings && collectors.every((m) => !m.loadReading || m.loadReading(readings[m.name]));
+    const saved = usableReadings(text, bootId, Date.now(), 2 * c.intervalMs);
+    if (!saved || !collectors.every((m) => !m.loadReading || m.loadReading(saved.readings[m.name]))) return undefined;
+    return saved.at;
   };
 
   const emitTick = (tick: number) => {
@@ -131,9 +135,13 @@ export async function runCollector(c: AgentConfig): Promise<() => Promise<void>>
   };
 
   // rates against the last Collector's reading if it is recent, else primed; then the tick we are
-  // in, if it was never emitted
-  if (resumeReadings()) log("rates continue from the last Collector's reading");
-  else {
+  // in, if it was never emitted. A rate spans PRIMING_MS at least: a reading taken just before the
+  // kill (its tick never spooled, so emitted again now) is waited on until it is that old.
+  const resumedAt = resumeReadings();
+  if (resumedAt !== undefined) {
+    log("rates continue from the last Collector's reading");
+    await Bun.sleep(Math.max(0, resumedAt + PRIMING_MS - Date.now()));
+  } else {
     collectMetrics(collectors, new Map());
     await Bun.sleep(PRIMING_MS);
   }

@@ -91,8 +91,8 @@ test("readings.json is used only from this boot, within the age allowed, never f
   const boot = "6f1c2a9e-8d0b-4a43-9a55-2b1d7c0e4f11";
   const readings = { cpu: [["cpu", [1, 2, 3, 4, 5, 6, 7, 8]]] };
   const file = (o: Record<string, unknown>) => JSON.stringify({ bootId: boot, at: T0, readings, ...o });
-  expect(usableReadings(file({}), boot, T0 + 20_000, 20_000)).toEqual(readings);
-  expect(usableReadings(file({}), boot, T0, 20_000)).toEqual(readings);
+  expect(usableReadings(file({}), boot, T0 + 20_000, 20_000)).toEqual({ at: T0, readings });
+  expect(usableReadings(file({}), boot, T0, 20_000)).toEqual({ at: T0, readings });
   expect(usableReadings(file({}), boot, T0 + 20_001, 20_000)).toBeUndefined(); // too old
   expect(usableReadings(file({}), boot, T0 - 1, 20_000)).toBeUndefined(); // the clock went back
   expect(usableReadings(file({ bootId: "another boot" }), boot, T0 + 1000, 20_000)).toBeUndefined(); // rebooted
