@@ -35,6 +35,13 @@ export function readingOf(saved: unknown, width: number): Map<string, number[]> 
   return out.size ? out : undefined;
 }
 
+/** A saved reading with the time it was taken (`{ at, counters }`, for per-second rates). */
+export function timedReadingOf(saved: unknown, width: number): { at: number; counters: Map<string, number[]> } | undefined {
+  const at = (saved as { at?: unknown } | null)?.at;
+  const counters = readingOf((saved as { counters?: unknown } | null)?.counters, width);
+  return counters && typeof at === "number" && Number.isFinite(at) ? { at, counters } : undefined;
+}
+
 export interface HostFs {
   readonly root: string;
   /** Text of `path` under the root, undefined when missing or unreadable. */

@@ -1,5 +1,5 @@
 /** Disk I/O per whole device (those listed in /sys/block, without loop and ram) from /proc/diskstats. */
-import { rate, readingOf, type CollectorOptions, type MetricCollector } from "../collector.ts";
+import { rate, timedReadingOf, type CollectorOptions, type MetricCollector } from "../collector.ts";
 
 const SECTOR = 512;
 
@@ -40,12 +40,9 @@ export function createDiskioCollector({ fs, now }: CollectorOptions): MetricColl
     },
     saveReading: () => ({ at: prevMs, counters: [...prev] }),
     loadReading(saved) {
-      const at = (saved as { at?: unknown } | null)?.at;
-      const r = readingOf((saved as { counters?: unknown } | null)?.counters, 5);
-      if (!r || typeof at !== "number" || !Number.isFinite(at)) return false;
-      prev = r;
-      prevMs = at;
-      return true;
+      const r = timedReadingOf(saved, 5);
+      if (r) ({ at: prevMs, counters: prev } = r);
+      return r !== undefined;
     },
   };
 }

@@ -1,5 +1,5 @@
 /** Network I/O per interface (loopback excluded) from /proc/net/dev, as rates per second. */
-import { rate, readingOf, type CollectorOptions, type MetricCollector } from "../collector.ts";
+import { rate, timedReadingOf, type CollectorOptions, type MetricCollector } from "../collector.ts";
 
 const COLUMNS: Array<[number, string]> = [
   [0, "net.rx_bytes_per_s"], [1, "net.rx_packets_per_s"], [2, "net.rx_errors_per_s"], [3, "net.rx_drops_per_s"],
@@ -37,12 +37,9 @@ export function createNetCollector({ fs, now }: CollectorOptions): MetricCollect
     },
     saveReading: () => ({ at: prevMs, counters: [...prev] }),
     loadReading(saved) {
-      const at = (saved as { at?: unknown } | null)?.at;
-      const r = readingOf((saved as { counters?: unknown } | null)?.counters, 16);
-      if (!r || typeof at !== "number" || !Number.isFinite(at)) return false;
-      prev = r;
-      prevMs = at;
-      return true;
+      const r = timedReadingOf(saved, 16);
+      if (r) ({ at: prevMs, counters: prev } = r);
+      return r !== undefined;
     },
   };
 }
