@@ -4,13 +4,16 @@
  * gives the rates one collector running through would have given, and a malformed saved reading
  * is refused whole, leaving the new collector to prime as on a first start.
  */
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createHostFs, type CollectorOptions, type MetricCollector } from "../../../agent/collect/collector.ts";
 import { createCpuCollector } from "../../../agent/collect/cpu/index.ts";
 import { createDiskioCollector } from "../../../agent/collect/diskio/index.ts";
 import { createNetCollector } from "../../../agent/collect/net/index.ts";
 import { usableReadings } from "../../../agent/collect/process.ts";
-import { fixtureRoot } from "../../support/collect.ts";
+import { collectOver, fixtureRoot } from "../../support/collect.ts";
 
 const S = "debian12-2core";
 const T0 = 1_700_000_000_000;
@@ -26,26 +29,39 @@ function make(factory: (o: CollectorOptions) => MetricCollector, clock: { t: num
   return factory({ fs: createHostFs(root), now: () => clock.t });
 }
 
-const cases: Array<[string, (o: CollectorOptions) => MetricCollector, string]> = [
-  ["cpu", createCpuCollector, "cpu.usage_pct"],
-  ["net", createNetCollector, "net.rx_bytes_per_s"],
-  ["diskio", createDiskioCollector, "diskio.writes_per_s"],
+/**
+ * The recorded net readings are the same at t0 and t1 (a quiet interface), so every rate would be
+ * 0 whatever span it was taken over: a second reading 1,000,000 received bytes later is made here.
+ */
+function netLater(): string {
+  const root = mkdtempSync(join(tmpdir(), "sm-readings-net-"));
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, "proc/net"), { recursive: true });
+  const dev = readFileSync(join(fixtureRoot("net", S, "t1"), "proc/net/dev"), "utf8");
+  writeFileSync(join(root, "proc/net/dev"), dev.replace(/^(\s*eth0:\s*)(\d+)/m, (_m, head: string, n: string) => head + String(Number(n) + 1_000_000)));
+  return root;
+}
+
+/** name, factory, a rate it emits, its second reading's root */
+const cases: Array<[string, (o: CollectorOptions) => MetricCollector, string, string]> = [
+  ["cpu", createCpuCollector, "cpu.usage_pct", fixtureRoot("cpu", S, "t1")],
+  ["net", createNetCollector, "net.rx_bytes_per_s", netLater()],
+  ["diskio", createDiskioCollector, "diskio.writes_per_s", fixtureRoot("diskio", S, "t1")],
 ];
 
-describe.each(cases)("%s", (name, factory, rateName) => {
+describe.each(cases)("%s", (name, factory, rateName, later) => {
   test("a reading saved by one collector and loaded by a new one gives the same rates as one collector", () => {
-    // one collector running through t0, then t1 ten seconds later
+    // one collector running through t0, then t1 ten seconds later (collectOver's clock starts at T0)
+    const want = collectOver(factory, [fixtureRoot(name, S, "t0"), later], 10_000);
+    expect([...want].some(([k, v]) => k.startsWith(rateName) && v > 0)).toBe(true);
+    // a collector that read t0 and saved its reading, and a new one (a restarted Collector) that
+    // loaded that reading, reading t1
     const clock = { t: T0 };
-    let root = fixtureRoot(name, S, "t0");
-    const one = factory({ fs: new Proxy(createHostFs(root), { get: (_x, k) => (createHostFs(root) as never)[k] }), now: () => clock.t });
-    emitted(one);
-    const saved = JSON.parse(JSON.stringify(one.saveReading!()));
-    root = fixtureRoot(name, S, "t1");
+    const first = make(factory, clock, fixtureRoot(name, S, "t0"));
+    emitted(first);
+    const saved = JSON.parse(JSON.stringify(first.saveReading!()));
     clock.t = T0 + 10_000;
-    const want = emitted(one);
-    expect([...want.keys()].some((k) => k.startsWith(rateName))).toBe(true);
-    // a new collector (a restarted Collector) that loaded the reading saved at t0, reading t1
-    const fresh = make(factory, clock, fixtureRoot(name, S, "t1"));
+    const fresh = make(factory, clock, later);
     expect(fresh.loadReading!(saved)).toBe(true);
     expect(emitted(fresh)).toEqual(want);
   });
