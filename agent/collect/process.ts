@@ -107,12 +107,26 @@ export async function runCollector(c: AgentConfig): Promise<() => Promise<void>>
     return saved.at;
   };
 
-  const emitTick = (tick: number) => {
+  // ticks of the grid this Collector did not collect since it started: it was not running (a
+  // restart slower than an interval, an agent stopped), or its timer fired an interval late or more
+  // (the process starved of CPU); each is logged and counted, so a gap in a chart has a stated cause
+  let notCollected = 0;
+  const iso = (t: number) => new Date(t).toISOString();
+  const emitTick = (tick: number, lateMs?: number) => {
+    if (lastTick > 0 && tick - lastTick > c.intervalMs) {
+      const n = Math.round((tick - lastTick) / c.intervalMs) - 1;
+      notCollected += n;
+      const first = lastTick + c.intervalMs;
+      const which = n === 1 ? `1 tick, ${iso(first)}` : `${n} ticks, ${iso(first)} to ${iso(tick - c.intervalMs)}`;
+      log(`not collected: ${which} (${lateMs === undefined ? "the Collector was not running" : `its timer fired ${lateMs} ms late`})`);
+    }
     const { names, values } = collectMetrics(collectors, errors);
     saveReadings();
     const st = outbox.stats();
     names.push("agent.outbox_dropped_batches");
     values.push(st.dropped);
+    names.push("agent.collector_ticks_not_collected");
+    values.push(notCollected);
     for (const [name, n] of errors) {
       names.push(`agent.collector_errors{collector="${name}"}`);
       values.push(n);
@@ -153,7 +167,7 @@ export async function runCollector(c: AgentConfig): Promise<() => Promise<void>>
     const next = align(Date.now()) + c.intervalMs;
     timer = setTimeout(() => {
       const tick = align(Date.now());
-      if (tick > lastTick) emitTick(tick);
+      if (tick > lastTick) emitTick(tick, Math.round(Date.now() - next));
       schedule();
     }, Math.max(0, next - Date.now()));
   };
