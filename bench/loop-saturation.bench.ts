@@ -66,13 +66,13 @@ if (flag("serve")) {
   const WORKERS = 99;
   const TRANSPORTS = ["h2", "wss", "h3"] as const;
   const log = (s: string) => console.error(`[loop] ${s}`);
-  const dir = mkdtempSync(join(tmpdir(), "servermind-loop-"));
   const cert = createSelfSigned(["127.0.0.1"]);
-  writeFileSync(join(dir, "cert.pem"), cert.certPem);
-  writeFileSync(join(dir, "key.pem"), cert.keyPem, { mode: 0o600 });
   const body = new Uint8Array(BYTES).map((_, i) => (i * 2654435761) >>> 24);
   const results: Array<Record<string, unknown>> = [];
+  const dir = mkdtempSync(join(tmpdir(), "servermind-loop-"));
   try {
+    writeFileSync(join(dir, "cert.pem"), cert.certPem);
+    writeFileSync(join(dir, "key.pem"), cert.keyPem, { mode: 0o600 });
     for (const burnUs of levels) {
       const port = await freePort();
       const child = Bun.spawn([process.execPath, import.meta.path, "--serve", "--port", String(port), "--burn", String(burnUs), "--dir", dir], { stdout: "pipe", stderr: "inherit" });
