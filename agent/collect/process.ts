@@ -8,7 +8,8 @@
  * Collector's last reading (collectorDir/readings.json, kept at every tick) when that is from this
  * boot and at most two intervals old; otherwise they are primed over PRIMING_MS first.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { replaceFile } from "../state-file.ts";
 import { join } from "node:path";
 import { packLogs, packMap, packMetrics } from "../../src/ingest/frame/encode.ts";
 import { FrameKind } from "../../src/ingest/frame/frame.ts";
@@ -85,8 +86,7 @@ export async function runCollector(c: AgentConfig): Promise<() => Promise<void>>
     const readings: Record<string, unknown> = {};
     for (const m of collectors) if (m.saveReading) readings[m.name] = m.saveReading();
     try {
-      writeFileSync(readingsFile + ".tmp", JSON.stringify({ bootId, at: Date.now(), readings }));
-      renameSync(readingsFile + ".tmp", readingsFile);
+      replaceFile(readingsFile, JSON.stringify({ bootId, at: Date.now(), readings }));
     } catch {
       /* without it the next start primes its rates */
     }
@@ -138,8 +138,7 @@ export async function runCollector(c: AgentConfig): Promise<() => Promise<void>>
       body: packMetrics({ ts, names, values: Float64Array.from(values) }),
       commit: () => {
         try {
-          writeFileSync(tickFile + ".tmp", String(tick));
-          renameSync(tickFile + ".tmp", tickFile);
+          replaceFile(tickFile, String(tick));
         } catch {
           /* the grid is only an optimisation */
         }

@@ -10,7 +10,8 @@
  * the agent id installed at enrollment (agent/identity/command-key.ts): Platform only routes.
  */
 import { createHash } from "node:crypto";
-import { readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
+import { replaceFile } from "../state-file.ts";
 import { join } from "node:path";
 import { packSecurity } from "../../src/ingest/frame/encode.ts";
 import { FrameKind, type SecurityEvent } from "../../src/ingest/frame/frame.ts";
@@ -74,8 +75,7 @@ export async function runMonitor(c: AgentConfig): Promise<() => Promise<void>> {
   const tick = () => {
     const events = checkFiles(c.root, c.watchFiles, baseline, Date.now());
     const save = () => {
-      writeFileSync(baselineFile + ".tmp", JSON.stringify(baseline));
-      renameSync(baselineFile + ".tmp", baselineFile);
+      replaceFile(baselineFile, JSON.stringify(baseline));
     };
     if (events.length) outbox.push({ kind: FrameKind.SecurityEvents, items: events.length, createdMs: Date.now(), body: packSecurity({ events }), commit: save });
     else save();

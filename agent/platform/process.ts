@@ -3,7 +3,8 @@
  * batches from the Collector and Monitor over their sockets, writes each to the spool before
  * answering, and ships the spool to the server. Writes its status for `servermind-agent status`.
  */
-import { renameSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { replaceFile } from "../state-file.ts";
 import { FrameKind } from "../../src/ingest/frame/frame.ts";
 import { agentPaths, AGENT_VERSION, type AgentConfig } from "../config.ts";
 import { privateKeyOf } from "../identity/enroll.ts";
@@ -130,10 +131,8 @@ export async function runPlatform(c: AgentConfig): Promise<() => Promise<void>> 
 
   const writeStatus = () => {
     const st = shipper.status();
-    const tmp = p.statusFile + ".tmp";
     try {
-      writeFileSync(tmp, JSON.stringify({ agentId: identity.agentId, version: AGENT_VERSION, updatedAt: Date.now(), ...st }, null, 2), { mode: 0o640 });
-      renameSync(tmp, p.statusFile);
+      replaceFile(p.statusFile, JSON.stringify({ agentId: identity.agentId, version: AGENT_VERSION, updatedAt: Date.now(), ...st }, null, 2), 0o640);
     } catch (e) {
       console.error(`platform: cannot write status: ${e instanceof Error ? e.message : e}`);
     }

@@ -6,7 +6,8 @@
  * shrank (copytruncate). Offsets are saved only through `commit()`, which the Collector calls
  * once the lines it was given are safely in the spool, so a crash re-reads instead of losing.
  */
-import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
+import { replaceFile } from "../../state-file.ts";
 import { basename, join } from "node:path";
 import { clampMessage, guessSeverity, type LogLine } from "./line.ts";
 
@@ -166,9 +167,7 @@ export function createFileTail(opts: FileTailOptions): FileTail {
       const state: Record<string, { ino: number; offset: number }> = {};
       // the offset of a file ends before its unfinished line
       for (const [p, t] of open) state[p] = { ino: t.ino, offset: t.offset - Buffer.byteLength(t.partial) };
-      const tmp = opts.statePath + ".tmp";
-      writeFileSync(tmp, JSON.stringify(state));
-      renameSync(tmp, opts.statePath);
+      replaceFile(opts.statePath, JSON.stringify(state));
       saved = state;
     },
     close() {

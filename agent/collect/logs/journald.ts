@@ -4,7 +4,8 @@
  * by `commit()` once those lines are in the spool, and the next start resumes after it. A
  * journalctl that exits is restarted with backoff and continues after the last record read.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { replaceFile } from "../../state-file.ts";
 import { clampMessage, type LogLine } from "./line.ts";
 
 export interface JournalTailOptions {
@@ -157,9 +158,7 @@ export function createJournalTail(opts: JournalTailOptions): JournalTail {
     },
     commit() {
       if (!handedCursor) return;
-      const tmp = opts.cursorPath + ".tmp";
-      writeFileSync(tmp, handedCursor);
-      renameSync(tmp, opts.cursorPath);
+      replaceFile(opts.cursorPath, handedCursor);
     },
     dropped: () => drops,
     running: () => alive,
