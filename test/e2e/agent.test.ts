@@ -46,8 +46,13 @@ afterAll(async () => {
 });
 
 /** Timestamps of one series with how many times each is stored (either block layout). */
+/** The ids of this agent's series of one name. */
+async function seriesIds(name: string): Promise<Set<number>> {
+  return new Set((await server.db.sql<{ id: number }[]>`select id::int as id from metric_series where agent_id = ${agentId} and name = ${name}`).map((r) => r.id));
+}
+
 async function samples(name: string): Promise<Array<{ ts: number; n: number }>> {
-  const ids = new Set((await server.db.sql<{ id: number }[]>`select id::int as id from metric_series where agent_id = ${agentId} and name = ${name}`).map((r) => r.id));
+  const ids = await seriesIds(name);
   const count = new Map<number, number>();
   for (const r of await readBlockRows(server.db.sql, agentId)) {
     if (!r.series.some((sid) => ids.has(sid))) continue;
@@ -68,7 +73,7 @@ function gaps(s: Array<{ ts: number }>, from = 0): string[] {
 
 /** The latest stored value of one series. */
 async function latestValue(name: string): Promise<number | undefined> {
-  const ids = new Set((await server.db.sql<{ id: number }[]>`select id::int as id from metric_series where agent_id = ${agentId} and name = ${name}`).map((r) => r.id));
+  const ids = await seriesIds(name);
   let best: { ts: number; v: number } | undefined;
   for (const r of await readBlockRows(server.db.sql, agentId)) {
     const nts = r.tsOff.length;
@@ -87,7 +92,7 @@ async function latestValue(name: string): Promise<number | undefined> {
 function notCollected(output = agent.output()): Map<string, string> {
   const out = new Map<string, string>();
   for (const line of output.split("\n")) {
-    const m = /^collector: not collected: (\d+) ticks?, (\S+?)(?: to (\S+))? \(/.exec(line);
+    const m = /^collector: not collected: (\d+) ticks?, (\S+?)(?: to \S+)? \(/.exec(line);
     if (!m) continue;
     const first = Date.parse(m[2]!);
     for (let k = 0; k < Number(m[1]); k++) out.set(`${new Date(first + k * INTERVAL).toISOString()} missing`, line);
