@@ -3,7 +3,7 @@
  * live logs with search (a partial polling for itself), inventory and the agent's processes.
  */
 import type { ConsoleRoute, ConsoleRequest } from "../route.ts";
-import { can } from "../route.ts";
+import { can, scopeFor } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import type { Pages } from "../respond.ts";
 import { hostLogs, inventory, seriesNames, setAgentTags } from "../../store/postgres/queries-console.ts";
@@ -86,6 +86,18 @@ export function hostRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const bad = tags.filter((t) => !TAG_RE.test(t));
         if (bad.length) return pages.formErrors(req, [`Bad tags: ${bad.join(", ")}. Tags are 1-64 letters, digits and : . _ = - (e.g. env=prod, group:web).`]);
         if (tags.length > 32) return pages.formErrors(req, [`${tags.length} tags; at most 32.`]);
+        // tags decide which roles reach a host: a scoped editor changes only tags within its
+        // hosts.edit scope, and never brings the host into its own scope of another permission
+        const changed = [...tags.filter((t) => !a.tags.includes(t)), ...a.tags.filter((t) => !tags.includes(t))];
+        const outside = changed.filter((t) => !req.scope.coversGroup(t));
+        const gained = [...req.grants!.permissions].filter((p) => !scopeFor(req, p).covers(a.tags) && scopeFor(req, p).covers(tags)).sort();
+        if (outside.length || gained.length) {
+          const message = outside.length
+            ? `You cannot add or remove the tags ${outside.join(", ")}: they lie outside your host scope for hosts.edit.`
+            : `You cannot give ${a.hostname} these tags: they would bring it into your host scope for ${gained.join(", ")}, which you do not hold on it.`;
+          await auditRequest(sql, req, "security_event", "access.denied", `${req.method} ${req.url.pathname}`, false, { action: "hosts.tags", before: a.tags, after: tags, outside, gained });
+          return pages.formErrors(req, [message], 403);
+        }
         await setAgentTags(sql, a, tags);
         await auditRequest(sql, req, "config_change", "hosts.tags", `${a.hostname} (agent ${a.id})`, true, { before: a.tags, after: tags });
         return done(req, `/hosts/${a.id}?saved=tags`);
