@@ -116,6 +116,12 @@ export async function createSilence(sql: Sql, s: SilenceInput, by: string): Prom
   return x ? Number(x.id) : undefined;
 }
 
+/** A silence's tags ([]: every host), or undefined when there is no such silence. */
+export async function silenceTags(sql: Sql, id: number): Promise<string[] | undefined> {
+  const [r] = await sql`select tags from alert_silences where id = ${id}`;
+  return r ? (r.tags as string[]) : undefined;
+}
+
 /** Ends a silence now; false when it does not exist or has ended. */
 export async function expireSilence(sql: Sql, id: number): Promise<boolean> {
   const r = await sql`update alert_silences set expired_at = now() where id = ${id} and expired_at is null and ends_at > now()`;

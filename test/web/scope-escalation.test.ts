@@ -72,3 +72,54 @@ test("an unscoped hosts.edit still moves hosts between groups", async () => {
   expect((await h.send(`/hosts/${web}/tags`, { session: admin, form: { tags: "group:db" } })).status).toBe(303);
   expect(await tagsOf(web)).toEqual(["group:db"]);
 });
+
+const local = (ms: number) => new Date(ms).toISOString().slice(0, 16);
+const window = () => ({ starts_at: local(Date.now() - 60_000), ends_at: local(Date.now() + 86_400_000) });
+const silences = async () => Number((await sql`select count(*)::int as n from alert_silences`)[0]!.n);
+
+test("a scoped alerts.silence cannot silence or hold maintenance beyond its scope, nor end a silence beyond it", async () => {
+  const u = await userWithRoles("silencer-web", [{ permissions: ["alerts.view", "alerts.silence"], tags: ["group:web"] }]);
+  const before = await silences();
+  // no tags means every host: a maintenance window over the whole fleet (no alerts at all)
+  const all = await h.send("/alerts/silences", { session: u, form: { kind: "maintenance", tags: "", comment: "quiet night", ...window() }, headers: { "hx-request": "true" } });
+  expect(all.status).toBe(403);
+  expect(await all.text()).toContain("all hosts");
+  const api = await h.call("POST", "/api/alerts/silences", u, { kind: "silence", tags: "group:web, group:db", comment: "quiet night", ...window() });
+  expect(api.status).toBe(403);
+  expect(api.text).toContain("group:db");
+  expect(await silences()).toBe(before);
+  // an administrator's fleet-wide window is not the scoped user's to end
+  const admin = await h.userWithRole("admin");
+  expect((await h.send("/alerts/silences", { session: admin, form: { kind: "maintenance", tags: "", comment: "datacenter move", ...window() }, headers: { "hx-request": "true" } })).status).toBe(204);
+  const [fleet] = await sql`select id from alert_silences order by id desc limit 1`;
+  expect((await h.send(`/alerts/silences/${fleet!.id}/expire`, { session: u, form: {}, headers: { "hx-request": "true" } })).status).toBe(403);
+  expect((await h.call("POST", `/api/alerts/silences/${fleet!.id}/expire`, u)).status).toBe(403);
+  expect((await sql`select expired_at from alert_silences where id = ${fleet!.id}`)[0]!.expired_at).toBeNull();
+  // within the scope: still works
+  const own = await h.call("POST", "/api/alerts/silences", u, { kind: "silence", tags: "group:web", comment: "deploy", ...window() });
+  expect(own.status).toBe(200);
+  expect((await h.call("POST", `/api/alerts/silences/${own.json.id}/expire`, u)).status).toBe(200);
+});
+
+const rule = (name: string, scope: string) => ({ name, kind: "host_offline", severity: "warning", enabled: "on", offline_seconds: "300", for_seconds: "0", scope_tags: scope });
+
+test("a scoped alerts.rules.edit / .delete cannot create, change or delete a rule reaching hosts beyond its scope", async () => {
+  const admin = await h.userWithRole("admin");
+  expect((await h.send("/alerts/rules", { session: admin, form: rule("fleet offline", ""), headers: { "hx-request": "true" } })).status).toBe(204);
+  const [fleet] = await sql`select id from alert_rules where name = 'fleet offline'`;
+  const u = await userWithRoles("ruler-web", [{ permissions: ["alerts.view", "alerts.rules.edit", "alerts.rules.delete"], tags: ["group:web"] }]);
+  const create = await h.send("/alerts/rules", { session: u, form: rule("everything", ""), headers: { "hx-request": "true" } });
+  expect(create.status).toBe(403);
+  expect((await h.send("/alerts/rules", { session: u, form: rule("db too", "group:web, group:db"), headers: { "hx-request": "true" } })).status).toBe(403);
+  expect((await sql`select count(*)::int as n from alert_rules where name in ('everything', 'db too')`)[0]!.n).toBe(0);
+  // narrowing the fleet rule to group:web would stop alerts for every other host
+  const edit = await h.send(`/alerts/rules/${fleet!.id}`, { session: u, form: rule("fleet offline", "group:web"), headers: { "hx-request": "true" } });
+  expect(edit.status).toBe(403);
+  expect((await h.send(`/alerts/rules/${fleet!.id}/delete`, { session: u, form: {}, headers: { "hx-request": "true" } })).status).toBe(403);
+  expect((await sql`select scope_tags from alert_rules where id = ${fleet!.id}`)[0]!.scope_tags).toEqual([]);
+  // within the scope: still works
+  expect((await h.send("/alerts/rules", { session: u, form: rule("web offline", "group:web"), headers: { "hx-request": "true" } })).status).toBe(204);
+  const [web] = await sql`select id from alert_rules where name = 'web offline'`;
+  expect((await h.send(`/alerts/rules/${web!.id}`, { session: u, form: { ...rule("web offline", "group:web"), offline_seconds: "600" }, headers: { "hx-request": "true" } })).status).toBe(204);
+  expect((await h.send(`/alerts/rules/${web!.id}/delete`, { session: u, form: {}, headers: { "hx-request": "true" } })).status).toBe(204);
+});

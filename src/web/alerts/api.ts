@@ -9,9 +9,9 @@ import type { ConsoleServices } from "../deps.ts";
 import { auditRequest } from "../audit-request.ts";
 import { json } from "../respond.ts";
 import { acknowledgeAlert, listAlerts, type AlertRow } from "../../alerts/alert-list.ts";
-import { expireSilence, listRules, listSilences } from "../../alerts/admin.ts";
+import { expireSilence, listRules, listSilences, silenceTags } from "../../alerts/admin.ts";
 import { listChannels } from "../../alerts/channels.ts";
-import { saveSilence } from "./routes.ts";
+import { refuseBeyondScope, saveSilence } from "./routes.ts";
 
 const fail = (status: number, code: string, message: string) => json({ error: { code, message } }, status);
 const idOf = (v: string | undefined) => (v && /^[1-9]\d{0,15}$/.test(v) ? Number(v) : 0);
@@ -81,7 +81,7 @@ export function alertApiRoutes(s: ConsoleServices): ConsoleRoute[] {
       },
       async handler(req) {
         const r = await saveSilence(sql, req);
-        if (r.id === undefined) return fail(400, "bad_request", r.problems.join(" "));
+        if (r.id === undefined) return r.status === 403 ? fail(403, "forbidden", r.problems.join(" ")) : fail(400, "bad_request", r.problems.join(" "));
         return json({ id: r.id });
       },
     },
@@ -90,6 +90,9 @@ export function alertApiRoutes(s: ConsoleServices): ConsoleRoute[] {
       doc: { summary: "End a silence or maintenance window now", params: { id: "silence id" }, responses: { "200": "{expired: true}", "404": "no such silence, or it has ended" } },
       async handler(req) {
         const id = idOf(req.params.id);
+        const tags = id ? await silenceTags(sql, id) : undefined;
+        const refused = tags ? await refuseBeyondScope(sql, req, `end silence ${id}`, tags) : null;
+        if (refused) return fail(403, "forbidden", refused);
         const ok = id ? await expireSilence(sql, id) : false;
         await auditRequest(sql, req, "config_change", "alerts.silence.expire", `silence:${req.params.id}`, ok);
         if (!ok) return fail(404, "not_found", "no such silence, or it has ended");

@@ -14,7 +14,7 @@ import { ago, isoMinute } from "../format.ts";
 import { acknowledgeAlert, hostAlerts, listAlerts, recentTransitions } from "../../alerts/alert-list.ts";
 import {
   createRule, createSilence, deleteRule, deliveryAttempts, expireSilence, getRule, listDeliveries, listRules, listSilences,
-  unknownChannelIds, updateRule, validateSilence, type SilenceInput,
+  silenceTags, unknownChannelIds, updateRule, validateSilence, type SilenceInput,
 } from "../../alerts/admin.ts";
 import { describeRule, RULE_KINDS, SEVERITIES, validateRule, type Op, type Rule, type RuleInput, type RuleKind, type Severity } from "../../alerts/rules.ts";
 import {
@@ -144,10 +144,30 @@ function channelFormData(c: { name: string; kind: string; config: ChannelConfig;
 
 const id = (req: ConsoleRequest) => idOf(req.params.id);
 
-/** Creates the silence of the request's form (page or API), audited either way: its id, or why not. */
-export async function saveSilence(sql: Sql, req: ConsoleRequest): Promise<{ id?: number; problems: string[] }> {
+/**
+ * Silences and rules reach hosts by tags ([]: every host), so a scoped caller may only use tags
+ * of its scope for the route's permission (req.scope): what lies beyond it, or null.
+ */
+function beyondScope(req: ConsoleRequest, tags: readonly string[]): string | null {
+  if (!tags.length) return req.scope.allHosts ? null : "all hosts (your roles are limited to tagged hosts)";
+  const outside = tags.filter((t) => !req.scope.coversGroup(t));
+  return outside.length ? `hosts tagged ${outside.join(", ")} (outside your host scope)` : null;
+}
+
+/** The refusal of a silence or rule beyond the caller's scope, audited as access.denied; null when within it. */
+export async function refuseBeyondScope(sql: Sql, req: ConsoleRequest, action: string, tags: readonly string[]): Promise<string | null> {
+  const beyond = beyondScope(req, tags);
+  if (!beyond) return null;
+  await auditRequest(sql, req, "security_event", "access.denied", `${req.method} ${req.url.pathname}`, false, { action, tags, permission: req.scope.label });
+  return `You cannot ${action}: it reaches ${beyond}.`;
+}
+
+/** Creates the silence of the request's form (page or API), audited either way: its id, or why not (status 403: beyond the scope). */
+export async function saveSilence(sql: Sql, req: ConsoleRequest): Promise<{ id?: number; problems: string[]; status?: number }> {
   const x = parseSilenceForm(req.form);
   const problems = validateSilence(x);
+  const refused = problems.length ? null : await refuseBeyondScope(sql, req, `create this ${x.kind === "maintenance" ? "maintenance window" : "silence"}`, x.tags);
+  if (refused) return { problems: [refused], status: 403 };
   const newId = problems.length ? undefined : await createSilence(sql, x, req.user!.username);
   if (!problems.length && newId === undefined) problems.push("That rule does not exist.");
   await auditRequest(sql, req, "config_change", `alerts.${x.kind === "maintenance" ? "maintenance" : "silence"}.create`, `silence:${newId ?? "-"}`, newId !== undefined,
@@ -253,6 +273,8 @@ export function alertRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
       async handler(req) {
         const r = parseRuleForm(req.form);
         const problems = validateRule(r);
+        const refused = problems.length ? null : await refuseBeyondScope(sql, req, `create the rule ${r.name}`, r.scopeTags);
+        if (refused) return pages.formErrors(req, [refused], 403);
         const unknown = await unknownChannelIds(sql, r.channelIds);
         if (unknown.length) problems.push(`Unknown channels: ${unknown.join(", ")}.`);
         const newId = problems.length ? undefined : await createRule(sql, r, by(req));
@@ -278,6 +300,10 @@ export function alertRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         if (!before) return pages.notFound(req, "That rule");
         const r = parseRuleForm(req.form);
         const problems = validateRule(r);
+        // the rule as it is and as it would be: both within the scope
+        const refused = await refuseBeyondScope(sql, req, `change the rule ${before.name}`, before.scopeTags)
+          ?? (problems.length ? null : await refuseBeyondScope(sql, req, `change the rule ${before.name}`, r.scopeTags));
+        if (refused) return pages.formErrors(req, [refused], 403);
         const unknown = await unknownChannelIds(sql, r.channelIds);
         if (unknown.length) problems.push(`Unknown channels: ${unknown.join(", ")}.`);
         const ok = !problems.length && (await updateRule(sql, before.id, r));
@@ -291,6 +317,9 @@ export function alertRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
     {
       method: "POST", path: "/alerts/rules/:id/delete", access: "alerts.rules.delete",
       async handler(req) {
+        const r = await getRule(sql, id(req));
+        const refused = r ? await refuseBeyondScope(sql, req, `delete the rule ${r.name}`, r.scopeTags) : null;
+        if (refused) return pages.formErrors(req, [refused], 403);
         const name = await deleteRule(sql, id(req));
         await auditRequest(sql, req, "config_change", "alerts.rule.delete", `rule:${id(req)}${name ? ` ${name}` : ""}`, !!name);
         if (!name) return pages.formErrors(req, ["No such rule."], 404);
@@ -301,14 +330,17 @@ export function alertRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
     {
       method: "POST", path: "/alerts/silences", access: "alerts.silence",
       async handler(req) {
-        const { problems } = await saveSilence(sql, req);
-        if (problems.length) return pages.formErrors(req, problems);
+        const { problems, status } = await saveSilence(sql, req);
+        if (problems.length) return pages.formErrors(req, problems, status);
         return done(req, "/alerts/silences");
       },
     },
     {
       method: "POST", path: "/alerts/silences/:id/expire", access: "alerts.silence",
       async handler(req) {
+        const tags = await silenceTags(sql, id(req));
+        const refused = tags ? await refuseBeyondScope(sql, req, `end silence ${id(req)}`, tags) : null;
+        if (refused) return pages.formErrors(req, [refused], 403);
         const ok = await expireSilence(sql, id(req));
         await auditRequest(sql, req, "config_change", "alerts.silence.expire", `silence:${id(req)}`, ok);
         if (!ok) return pages.formErrors(req, ["No such silence, or it has ended."], 404);
