@@ -7,11 +7,16 @@
  *
  * Covers. Holding A covers holding B when
  *   - every permission of B is a permission of A, and
- *   - A's scope is `null` (all hosts), or B's scope is a list whose every tag is in A's list.
+ *   - A's scope is `null` (all hosts), or B's scope is a list whose every tag is in A's list, and
+ *   - for each permission of B, A's scope for that permission covers B's the same way.
  * That is exactly "every host B can see, A can see": a host B sees carries some tag t of B's
  * list; t is in A's list, so A sees it too. An unscoped holding (null) is wider than any scoped
  * one; tags compare exactly (case-sensitive), as the host filter does. A holding with no roles
- * (no permissions, scope []) is covered by everyone.
+ * (no permissions, scope []) is covered by everyone. The per-permission rule matters for a user
+ * holding roles (`roleScopes`, as in Grants): host access is decided per permission
+ * (src/auth/host-scope.ts), so an unscoped helpdesk role (users.*) next to an operator role
+ * scoped to group:web leaves the operator permissions at group:web, and its holder must not
+ * grant them over every host.
  *
  * The rules built on it (see docs/security.md, "Privilege boundaries"):
  *   - an actor may act on a user (password, MFA, roles, sessions, disable, unlock, delete,
@@ -21,11 +26,23 @@
  *   - editing or deleting a role acts on every user who holds it: each of them must be
  *     covered by the editor, before and after the change.
  */
+import { HostScope, type RoleScope } from "./host-scope.ts";
 
 export interface Holding {
   permissions: ReadonlySet<string> | readonly string[];
   /** null: every host; otherwise hosts carrying at least one of these tags */
   scopeTags: readonly string[] | null;
+  /**
+   * Each role's permissions and tags ([]: every host), when the holding is a user's roles (as
+   * Grants carries them): its scope for a permission is then the union over the roles granting
+   * it (HostScope.forPermission). Absent: `scopeTags` for every permission (one role).
+   */
+  roleScopes?: readonly RoleScope[];
+}
+
+/** The holding's host scope for one permission (null: every host). */
+function scopeOf(h: Holding, permission: string): readonly string[] | null {
+  return h.roleScopes ? HostScope.forPermission(h.roleScopes, permission).tags : h.scopeTags;
 }
 
 /** What a target holds beyond an actor: missing permissions and the scope the actor lacks. */
@@ -51,9 +68,18 @@ export function excessOf(actor: Holding, target: Holding): Excess {
   const permissions = [...new Set(target.permissions)].filter((p) => !has(actor.permissions, p)).sort();
   let scope: Excess["scope"] = [];
   if (actor.scopeTags !== null) {
-    scope = target.scopeTags === null ? "all hosts" : [...new Set(target.scopeTags)].filter((t) => !actor.scopeTags!.includes(t)).sort();
+    scope = target.scopeTags === null ? "all hosts" : [...new Set(target.scopeTags)].filter((t) => !actor.scopeTags!.includes(t));
   }
-  return { permissions, scope };
+  // per permission: the actor's scope for it must cover the target's
+  for (const p of new Set(target.permissions)) {
+    if (scope === "all hosts") break;
+    const mine = scopeOf(actor, p);
+    if (!has(actor.permissions, p) || mine === null) continue;
+    const theirs = scopeOf(target, p);
+    if (theirs === null) scope = "all hosts";
+    else for (const t of theirs) if (!mine.includes(t) && !scope.includes(t)) scope.push(t);
+  }
+  return { permissions, scope: scope === "all hosts" ? scope : scope.sort() };
 }
 
 export function isEmptyExcess(e: Excess): boolean {
@@ -81,12 +107,16 @@ export function roleHolding(role: { permissions: readonly string[]; scope_tags: 
 export function combineHoldings(roles: readonly Holding[]): Holding {
   const permissions = new Set<string>();
   let scope: string[] | null = [];
+  const roleScopes: RoleScope[] = [];
   for (const r of roles) {
     for (const p of r.permissions) permissions.add(p);
     if (r.scopeTags === null) scope = null;
     else if (scope) for (const t of r.scopeTags) if (!scope.includes(t)) scope.push(t);
+    // per permission as each role has it (a role reaching no host adds none)
+    if (r.roleScopes) roleScopes.push(...r.roleScopes);
+    else if (r.scopeTags === null || r.scopeTags.length) roleScopes.push({ permissions: [...r.permissions], tags: r.scopeTags ?? [] });
   }
-  return { permissions, scopeTags: scope };
+  return { permissions, scopeTags: scope, roleScopes };
 }
 
 /**

@@ -79,3 +79,20 @@ test("roleHolding reads the stored form (empty scope_tags = all hosts); combineH
   const actor = h(["a.b", "c.d"], ["x", "y"]);
   expect(coversGrants(actor, c)).toBe(true);
 });
+
+test("per permission: a holding with roleScopes covers a target only where the roles granting each permission reach", () => {
+  // an unscoped helpdesk role next to an operator role scoped to a: the union scope is every host,
+  // but logs.view reaches only a
+  const actor: Holding = {
+    permissions: new Set(["users.edit", "logs.view"]), scopeTags: null,
+    roleScopes: [{ permissions: ["users.edit"], tags: [] }, { permissions: ["logs.view"], tags: ["a"] }],
+  };
+  expect(excessOf(actor, h(["logs.view"], null))).toEqual({ permissions: [], scope: "all hosts" });
+  expect(excessOf(actor, h(["logs.view"], ["a", "b"]))).toEqual({ permissions: [], scope: ["b"] });
+  expect(coversGrants(actor, h(["logs.view"], ["a"]))).toBe(true);
+  expect(coversGrants(actor, h(["users.edit"], null))).toBe(true);
+  // a user holding the same two roles is covered; one whose logs.view reaches b is not
+  const same = combineHoldings([h(["users.edit"], null), h(["logs.view"], ["a"])]);
+  expect(coversGrants(actor, same)).toBe(true);
+  expect(coversGrants(actor, combineHoldings([h(["users.edit"], null), h(["logs.view"], ["b"])]))).toBe(false);
+});

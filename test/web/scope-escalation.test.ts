@@ -123,3 +123,35 @@ test("a scoped alerts.rules.edit / .delete cannot create, change or delete a rul
   expect((await h.send(`/alerts/rules/${web!.id}`, { session: u, form: { ...rule("web offline", "group:web"), offline_seconds: "600" }, headers: { "hx-request": "true" } })).status).toBe(204);
   expect((await h.send(`/alerts/rules/${web!.id}/delete`, { session: u, form: {}, headers: { "hx-request": "true" } })).status).toBe(204);
 });
+
+test("an unscoped helpdesk role does not let its holder create or give roles that widen its scoped permissions to every host", async () => {
+  const web = await agent("esc-web-4", ["group:web"]);
+  const db = await agent("esc-db-4", ["group:db"]);
+  // user administration everywhere (no host permission), and logs of the web hosts only
+  const u = await userWithRoles("helpdesk-op", [
+    { permissions: ["users.view", "users.edit", "roles.view", "roles.create", "roles.edit"], tags: [] },
+    { permissions: ["hosts.view", "logs.view"], tags: ["group:web"] },
+  ]);
+  expect((await h.send(`/hosts/${db}/logs`, { session: u })).status).toBe(404);
+  // a new role with the scoped permissions and no scope tags (every host)
+  const create = await h.send("/roles", { session: u, form: { name: "logs-everywhere", permissions: ["hosts.view", "logs.view"], scope_tags: "" } });
+  expect(create.status).toBe(403);
+  expect(await create.text()).toContain("access to all hosts");
+  expect((await sql`select count(*)::int as n from console_roles where name = 'logs-everywhere'`)[0]!.n).toBe(0);
+  // the same through an existing unscoped role (an administrator's) given to oneself
+  const allLogs = await createRole(sql, "all-logs", "", ["hosts.view", "logs.view"], []);
+  const own = (await sql`select role_id from user_roles where user_id = ${u.userId}`).map((r) => String(r.role_id));
+  const give = await h.send(`/users/${u.userId}/roles`, { session: u, form: { roles: [...own, String(allLogs)] } });
+  expect(give.status).toBe(403);
+  expect((await sql`select count(*)::int as n from user_roles where user_id = ${u.userId}`)[0]!.n).toBe(2);
+  // or by widening the scoped role itself
+  await h.reauth(u);
+  const [scoped] = await sql`select id, name from console_roles where name = 'helpdesk-op-1'`;
+  const widen = await h.send(`/roles/${scoped!.id}`, { session: u, form: { permissions: ["hosts.view", "logs.view"], scope_tags: "", confirm: scoped!.name } });
+  expect(widen.status).toBe(403);
+  expect((await sql`select scope_tags from console_roles where id = ${scoped!.id}`)[0]!.scope_tags).toEqual(["group:web"]);
+  expect((await h.send(`/hosts/${db}/logs`, { session: u })).status).toBe(404);
+  expect((await h.send(`/hosts/${web}/logs`, { session: u })).status).toBe(200);
+  // within the scope: still works (a web-only role with those permissions)
+  expect((await h.send("/roles", { session: u, form: { name: "web-logs", permissions: ["hosts.view", "logs.view"], scope_tags: "group:web" } })).status).toBe(303);
+});
