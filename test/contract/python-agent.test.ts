@@ -188,6 +188,15 @@ describe.skipIf(!available)("a Python agent written from docs/protocol.md alone"
     expect(m.status).toBe(DOC_STATUS.get(m.answer.rejects[0].code));
   });
 
+  test("every broken frame, wherever it was sent, got the code the document names", () => {
+    // (the frames that end the reading of a request are answered with batch and seq null: next test)
+    const unnamed = ["truncated-header", "bad-magic", "bad-version", "u64-too-large"];
+    const broken = run.filter((l) => l.frames && l.step !== "seq-reuse" && !unnamed.includes(l.step)).flatMap((l) => answers(l).filter((a) => a.frame.expect).map((a) => ({ step: l.step, ...a })));
+    expect(broken.length).toBeGreaterThan(25);
+    expect(broken.map((a) => ({ step: a.step, frame: a.frame.broken, outcome: a.reject?.code === a.frame.expect!.code ? a.reject.code : outcome(a) })))
+      .toEqual(broken.map((a) => ({ step: a.step, frame: a.frame.broken, outcome: a.frame.expect!.code })));
+  });
+
   test("requests that end the reading: a cut header, bad magic, bad version, a u64 at 2^53 (3.1, 3.6)", () => {
     for (const name of ["truncated-header", "bad-magic", "bad-version", "u64-too-large"]) {
       const l = step(name);

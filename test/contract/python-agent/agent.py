@@ -459,7 +459,14 @@ class Agent:
     def ingest(self, step, parts, **extra):
         """POST /api/v1/ingest with the frames of `parts`: (bytes, description) pairs."""
         body = b"".join(data for data, _ in parts)
-        status, answer, headers = self.server.request("POST", "/api/v1/ingest", body, FRAMES_TYPE)
+        try:
+            status, answer, headers = self.server.request("POST", "/api/v1/ingest", body, FRAMES_TYPE)
+        except (OSError, http.client.HTTPException) as err:
+            # no answer at all (the server closed the connection): reported, the caller judges
+            self.server.conn = None
+            out({"step": step, "status": None, "answer": None, "transportError": "%s: %s" % (type(err).__name__, err),
+                 "frames": [d for _, d in parts]})
+            return None, None
         line = {"step": step, "status": status, "answer": answer, "frames": [d for _, d in parts]}
         if "retry-after" in headers:
             line["retryAfter"] = headers["retry-after"]
@@ -727,6 +734,13 @@ def run(args):
         after = agent.stamp(good("after-" + step), sealed=True)
         agent.ingest(step, [first, broken(resigned(good(step), mutate, sealed=True), what, code, False), after])
     agent.ingest("empty", [])
+
+    # a frame whose body on the wire is over 8 MiB (5: 422 frame_too_large), after a good frame;
+    # the request itself is under its 16 MiB limit
+    over = agent.frame(KIND_LOGS, bytes(8 * 1048576 + 1), 1)
+    agent.ingest("frame-over-limit", [agent.stamp(good("before-over-limit"), sealed=True),
+                                      broken(agent.stamp(over, sealed=True), "body of 8 MiB + 1 byte",
+                                             "frame_too_large", False)])
 
     # 11: a sealed hello never opens a session (3.5); a stale hello does not either (6.2)
     data, desc = agent.stamp(agent.frame(KIND_HELLO, hello_body("", "py-0.1.0")), sealed=True)
