@@ -155,3 +155,16 @@ test("an unscoped helpdesk role does not let its holder create or give roles tha
   // within the scope: still works (a web-only role with those permissions)
   expect((await h.send("/roles", { session: u, form: { name: "web-logs", permissions: ["hosts.view", "logs.view"], scope_tags: "group:web" } })).status).toBe(303);
 });
+
+test("the restore confirmation does not name a backup job outside the caller's scope", async () => {
+  const web = await agent("esc-web-5", ["group:web"]);
+  const [dest] = await sql`insert into backup_destinations (name, type, created_by) values ('esc-dest', 'local', 'admin') returning id`;
+  const [job] = await sql`insert into backup_jobs (name, host_tag, destination_id, password_sealed, created_by)
+    values ('payroll-db-nightly', 'group:payroll', ${dest!.id}, 'x', 'admin') returning id`;
+  const u = await userWithRoles("restorer-web", [{ permissions: ["hosts.view", "backups.view", "backups.restore"], tags: ["group:web"] }]);
+  const r = await h.call("POST", `/api/hosts/${web}/backups/restore`, u, { job: String(job!.id), target: "/" });
+  expect(r.text).not.toContain("payroll-db-nightly");
+  // answered as a job that does not exist
+  const missing = await h.call("POST", `/api/hosts/${web}/backups/restore`, u, { job: "999999", target: "/" });
+  expect({ status: r.status, json: r.json }).toEqual({ status: missing.status, json: missing.json });
+});

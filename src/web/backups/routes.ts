@@ -448,7 +448,8 @@ export function backupRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         async phrase(req) {
           const target = (req.form.get("target") ?? "").trim();
           if (target !== "" && target !== "/") return null;
-          const j = await getJob(sql, idParam(req.form.get("job") ?? ""));
+          // a job outside the scope is refused by the handler as missing: its name is not shown
+          const j = await visibleJob(req, idParam(req.form.get("job") ?? ""));
           return j ? `restore ${j.name} over ${req.host!.hostname}` : null;
         },
       },
