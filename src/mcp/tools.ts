@@ -6,8 +6,8 @@
  * host outside it is "not found", as a missing one. The same model functions as the JSON API.
  *
  * Read-only tools run at once. Acting tools (service_action, write_file) need ai.assistant.act
- * plus the operation's own permission. A dangerous operation is never run here: it is queued for
- * a person to approve (src/mcp/approvals.ts) and the tool answers "queued for approval, id N".
+ * plus the operation's own permission, on a host within the scope of both. A dangerous
+ * operation is never run here: it is queued for a person to approve (src/mcp/approvals.ts) and the tool answers "queued for approval, id N".
  * Dangerous are every file write, and stopping or disabling ssh/sshd or the agent's own unit
  * (as in the console, src/ingest/frame/service-commands.ts isDangerousOp); an ordinary service
  * operation on one host runs at once, as the token's owner, and answers with its result.
@@ -91,6 +91,16 @@ export function registerTools(server: McpServer, deps: McpDeps, context: (extra:
   async function host(c: CallContext, permission: string, id: number) {
     const h = await findHost(sql, scope(c, permission), id);
     if (!h) throw new ToolRefusal(`no such host: ${id}`);
+    return h;
+  }
+  /**
+   * A host an acting tool may act on: within the scope of ai.assistant.act AND of the
+   * operation's permission (outside either: "not found", as a missing host).
+   */
+  async function actOn(c: CallContext, permission: string, id: number) {
+    const act = scope(c, ACT_PERMISSION);
+    const h = await host(c, permission, id);
+    if (!act.covers(h.tags)) throw new ToolRefusal(`no such host: ${id}`);
     return h;
   }
   /** The audit actor: the AI client, on behalf of the token's owner. */
@@ -215,9 +225,8 @@ export function registerTools(server: McpServer, deps: McpDeps, context: (extra:
     op: z.enum(SERVICE_OPS).describe("The operation"),
     reason,
   }, async (c, a) => {
-    scope(c, ACT_PERMISSION);
     const permission = OP_PERMISSION[a.op]!;
-    const h = await host(c, permission, a.host_id);
+    const h = await actOn(c, permission, a.host_id);
     const unit = normalizeUnit(a.unit);
     if (!unit) throw new ToolRefusal("unit must be a unit name of letters, digits and :_.@- (not starting with -), e.g. nginx.service");
     if (!isDangerousOp(unit, a.op)) {
@@ -244,9 +253,9 @@ export function registerTools(server: McpServer, deps: McpDeps, context: (extra:
     op: z.enum(SERVICE_OPS).describe("The operation"),
     reason,
   }, async (c, a) => {
-    scope(c, ACT_PERMISSION);
+    const act = scope(c, ACT_PERMISSION);
     const permission = OP_PERMISSION[a.op]!;
-    const hosts = await groupHosts(sql, scope(c, permission), a.group);
+    const hosts = (await groupHosts(sql, scope(c, permission), a.group)).filter((h) => act.covers(h.tags));
     if (!hosts.length) throw new ToolRefusal(`no host of ${a.group} is within this token's scope`);
     if (hosts.length > MAX_GROUP_HOSTS) throw new ToolRefusal(`a group run reaches at most ${MAX_GROUP_HOSTS} hosts; this group has ${hosts.length}`);
     const unit = normalizeUnit(a.unit);
@@ -296,8 +305,7 @@ export function registerTools(server: McpServer, deps: McpDeps, context: (extra:
     expected_sha256: z.string().regex(/^([0-9a-f]{64}|absent)$/).describe("SHA-256 of the file as you last read it (read_file), or \"absent\" to create a file that must not exist yet; the write is refused if the file is not in that state when it runs"),
     reason,
   }, async (c, a) => {
-    scope(c, ACT_PERMISSION);
-    const h = await host(c, FILE_PERMISSION.write, a.host_id);
+    const h = await actOn(c, FILE_PERMISSION.write, a.host_id);
     const path = checkedPath(a.path);
     const bytes = Buffer.from(a.content, "utf8");
     const args = { host_id: h.id, path, content: { bytes: bytes.length, sha256: sha256(bytes) }, expected_sha256: a.expected_sha256 };
