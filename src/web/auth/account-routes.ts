@@ -3,7 +3,7 @@ import QRCode from "qrcode";
 import type { ConsoleRoute } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import { done, type Pages } from "../respond.ts";
-import { enableTotp, newBackupCodes, PolicyError, remainingBackupCodes, setPassword } from "../../auth/users.ts";
+import { enableTotp, newBackupCodes, passwordExpired, PolicyError, remainingBackupCodes, setPassword } from "../../auth/users.ts";
 import { verifyPassword } from "../../auth/password.ts";
 import { beginAttempt, signInSucceeded, throttleLimits } from "../../auth/throttle.ts";
 import type { ConsoleRequest } from "../route.ts";
@@ -136,7 +136,8 @@ export function accountRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
         await enableTotp(sql, s.secrets, u.id, secret, step);
         await setPendingTotp(sql, req.session!.id, null);
         const codes = await newBackupCodes(sql, u.id);
-        if (req.session!.stage === "enroll") await setStage(sql, req.session!.id, "full");
+        // an expired password is still to be changed (the stage after enrollment, as after the TOTP step)
+        if (req.session!.stage === "enroll") await setStage(sql, req.session!.id, passwordExpired(u, (await s.settings.get()).password) ? "password" : "full");
         await auditRequest(sql, req, "authentication", "mfa.enroll", u.username, true, { backup_codes_issued: codes.length });
         return pages.page(req, "pages/backup-codes", "Your backup codes", { codes, next: "/hosts" });
       },

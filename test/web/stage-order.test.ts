@@ -1,0 +1,34 @@
+/**
+ * The sign-in stages are all passed, in order: a user who must enroll an authenticator AND whose
+ * password has expired enrolls first, then changes the password, and only then reaches the
+ * console. Completing one stage must not skip the next.
+ */
+import { afterAll, expect, test } from "bun:test";
+import { consoleHarness, TEST_PASSWORD } from "../support/console-app.ts";
+import { PRE_CSRF_COOKIE } from "../../src/web/guard.ts";
+import { SESSION_COOKIE } from "../../src/auth/session.ts";
+import { totp } from "../../src/auth/totp.ts";
+
+const h = await consoleHarness();
+afterAll(() => h.close());
+
+test("enrolling TOTP does not skip the change of an expired password", async () => {
+  const u = await h.userWithRole("admin", "expired-admin");
+  await h.db.sql`update console_users set password_changed_at = now() - interval '100 days' where id = ${u.userId}`;
+  await h.services.settings.set("password", { ...(await h.services.settings.get()).password, expiryDays: 90 });
+  const page = await h.send("/login");
+  const pre = /sm_csrf=([^;]+)/.exec(page.headers.get("set-cookie")!)![1]!;
+  const r = await h.send("/login", { form: { username: "expired-admin", password: TEST_PASSWORD, _csrf: pre }, headers: { cookie: `${PRE_CSRF_COOKIE}=${pre}` } });
+  expect(r.headers.get("location")).toBe("/account/mfa");
+  const token = /sm_session=([^;]+)/.exec(r.headers.get("set-cookie") ?? "")![1]!;
+  const cookie = `${SESSION_COOKIE}=${token}`;
+  const enroll = await (await h.send("/account/mfa", { headers: { cookie } })).text();
+  const secret = /id="totp-secret">([A-Z2-7 ]+)</.exec(enroll)![1]!.replace(/ /g, "");
+  const [s] = await h.db.sql`select csrf_token from console_sessions where token_hash = sha256(${token}::bytea)`;
+  expect((await h.send("/account/mfa", { form: { code: totp(secret) }, headers: { cookie, "x-csrf-token": s!.csrf_token } })).status).toBe(200);
+  // the expired password comes next, before anything else
+  expect((await h.send("/hosts", { headers: { cookie } })).headers.get("location")).toBe("/account/password");
+  const changed = await h.send("/account/password", { form: { current: TEST_PASSWORD, password: "Fresh-Meadow-Stone-5", password2: "Fresh-Meadow-Stone-5" }, headers: { cookie, "x-csrf-token": s!.csrf_token } });
+  expect(changed.headers.get("location")).toBe("/account?password=changed");
+  expect((await h.send("/hosts", { headers: { cookie } })).status).toBe(200);
+});
