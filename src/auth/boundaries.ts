@@ -26,7 +26,7 @@
  *   - editing or deleting a role acts on every user who holds it: each of them must be
  *     covered by the editor, before and after the change.
  */
-import { HostScope, type RoleScope } from "./host-scope.ts";
+import type { RoleScope } from "./host-scope.ts";
 
 export interface Holding {
   permissions: ReadonlySet<string> | readonly string[];
@@ -35,14 +35,21 @@ export interface Holding {
   /**
    * Each role's permissions and tags ([]: every host), when the holding is a user's roles (as
    * Grants carries them): its scope for a permission is then the union over the roles granting
-   * it (HostScope.forPermission). Absent: `scopeTags` for every permission (one role).
+   * it (the rule of HostScope.forPermission). Absent: `scopeTags` for every permission (one role).
    */
   roleScopes?: readonly RoleScope[];
 }
 
-/** The holding's host scope for one permission (null: every host). */
+/**
+ * The holding's host scope for one permission (null: every host): with roleScopes, the union
+ * over the roles granting it, the rule of HostScope.forPermission (which only the guard and the
+ * MCP endpoint call to build scopes; here only tags are compared).
+ */
 function scopeOf(h: Holding, permission: string): readonly string[] | null {
-  return h.roleScopes ? HostScope.forPermission(h.roleScopes, permission).tags : h.scopeTags;
+  if (!h.roleScopes) return h.scopeTags;
+  const granting = h.roleScopes.filter((r) => r.permissions.includes(permission));
+  if (granting.some((r) => r.tags.length === 0)) return null;
+  return [...new Set(granting.flatMap((r) => r.tags))];
 }
 
 /** What a target holds beyond an actor: missing permissions and the scope the actor lacks. */
