@@ -9,7 +9,7 @@ import { authenticateAgent, ingestFrames, notEnrolled, resultStatus, type Ingest
 import { Busy, type Gate } from "../gate.ts";
 import { BodyReader, BodyTooLarge, BodyTooSlow, readBody, type BodyPace } from "../body.ts";
 import { FrameError, FrameKind, HEADER_SIZE, SIGNATURE_SIZE, type FrameHeader } from "../frame/frame.ts";
-import { decodeFrameBody, decodeFrameHeader, splitFrames, verifyFrame } from "../frame/decode.ts";
+import { bodyTooLarge, decodeFrameBody, decodeFrameHeader, splitFrames, verifyFrame } from "../frame/decode.ts";
 import type { UnauthenticatedClients } from "../clients.ts";
 import type { Session } from "./sessions.ts";
 import { withDeadline } from "../../store/postgres/unavailable.ts";
@@ -138,8 +138,11 @@ async function authenticatePrefix(deps: IngestDeps & StoreDeadline, body: BodyRe
         refuse(e.code, e.message);
         return { rejects, cut: body.complete ? undefined : "unreadable" };
       }
-      if (h.bodyLength > deps.limits.maxBodyBytes) {
-        refuse("too_large", `frame body of ${h.bodyLength} bytes exceeds the limit of ${deps.limits.maxBodyBytes} (ingest.maxBodyBytes)`, h);
+      // the frame's own code (422), as when it follows an authenticated frame; its body is not
+      // read: nothing is spent on it before a frame of this request authenticates
+      const tooLarge = bodyTooLarge(h, deps.limits);
+      if (tooLarge) {
+        refuse(tooLarge.code, tooLarge.message, h);
         return { rejects, cut: "too_large" };
       }
       const end = scan + HEADER_SIZE + h.bodyLength + SIGNATURE_SIZE;

@@ -82,7 +82,9 @@ export function splitFrames(buf: Uint8Array, limits: FrameLimits = DEFAULT_LIMIT
     }
     const end = off + HEADER_SIZE + h.bodyLength + SIGNATURE_SIZE;
     if (end > buf.length) {
-      out.push({ error: new FrameError("truncated", `frame at offset ${off} declares ${h.bodyLength} body bytes, only ${buf.length - off - HEADER_SIZE} bytes follow its header`), header: h });
+      // a body over the limit is that, whether or not it all arrived (as when it is first in a request)
+      const error = bodyTooLarge(h, limits) ?? new FrameError("truncated", `frame at offset ${off} declares ${h.bodyLength} body bytes, only ${buf.length - off - HEADER_SIZE} bytes follow its header`);
+      out.push({ error, header: h });
       break;
     }
     const problem = checkHeader(h, limits);
@@ -118,12 +120,19 @@ function checkHeader(h: FrameHeader, limits: FrameLimits): FrameError | undefine
   return undefined;
 }
 
+/** A frame whose body on the wire is over the limit (the one per-frame limit known before its body is read). */
+export function bodyTooLarge(h: FrameHeader, limits: FrameLimits): FrameError | undefined {
+  if (h.bodyLength > limits.maxBodyBytes) return new FrameError("frame_too_large", `frame body of ${h.bodyLength} bytes exceeds the limit of ${limits.maxBodyBytes} (ingest.maxBodyBytes): split its content into smaller frames`);
+  return undefined;
+}
+
 /**
  * The per-frame size limits. Sending fewer frames per request cannot fix these (the frame itself
  * is too big), so they are 422 codes of their own, not the request-level 413 `too_large`.
  */
 function checkSize(h: FrameHeader, limits: FrameLimits): FrameError | undefined {
-  if (h.bodyLength > limits.maxBodyBytes) return new FrameError("frame_too_large", `frame body of ${h.bodyLength} bytes exceeds the limit of ${limits.maxBodyBytes} (ingest.maxBodyBytes): split its content into smaller frames`);
+  const wire = bodyTooLarge(h, limits);
+  if (wire) return wire;
   if (h.rawLength > limits.maxRawBytes) return new FrameError("frame_too_large", `frame body expands to ${h.rawLength} bytes, over the limit of ${limits.maxRawBytes} (ingest.maxRawBytes): split its content into smaller frames`);
   if (h.items > limits.maxItems) return new FrameError("too_many_items", `frame claims ${h.items} items, over the limit of ${limits.maxItems}: split its content into smaller frames`);
   return undefined;

@@ -741,6 +741,11 @@ def run(args):
     agent.ingest("frame-over-limit", [agent.stamp(good("before-over-limit"), sealed=True),
                                       broken(agent.stamp(over, sealed=True), "body of 8 MiB + 1 byte",
                                              "frame_too_large", False)])
+    # the same first in a request, before anything authenticated: refused from its header alone
+    # (5.1), so only the header is sent (the server reads no further)
+    data, desc = agent.stamp(over, sealed=True)
+    agent.ingest("frame-over-limit-first", [broken((data[:64], desc), "header declaring a body of 8 MiB + 1 byte, first",
+                                                   "frame_too_large", False)])
 
     # 11: a sealed hello never opens a session (3.5); a stale hello does not either (6.2)
     data, desc = agent.stamp(agent.frame(KIND_HELLO, hello_body("", "py-0.1.0")), sealed=True)

@@ -95,6 +95,31 @@ describe("per-frame limits and timestamps", () => {
     expect(r.body.rejects![0]).toMatchObject({ code: "too_many_items", batch: a.batch, seq: a.seq });
   });
 
+  test("a frame declaring a body over the limit is 422 frame_too_large, first in a request (from its header alone) as after a good frame, whether or not its body follows", async () => {
+    const good = () => encodeFrame({ kind: FrameKind.Inventory, agentId: a.id, seq: ++a.seq, batchId: ++a.batch, createdMs: Date.now(), items: 1 }, packMap({ os: "x" }), a.privateKey);
+    const oversized = () => {
+      const f = good();
+      const dv = new DataView(f.buffer, f.byteOffset);
+      dv.setUint32(48, 8 * 2 ** 20 + 1, true); // body length just over the default 8 MiB, raw length kept equal
+      dv.setUint32(52, 8 * 2 ** 20 + 1, true);
+      return { f, batch: a.batch, seq: a.seq };
+    };
+    // first: refused from its header alone, before anything of the request has authenticated
+    const first = oversized();
+    const r1 = await post(s.url, [first.f, good()]);
+    expect(r1.status).toBe(422);
+    expect(r1.body.rejects).toEqual([{ code: "frame_too_large", batch: first.batch, seq: first.seq, message: expect.stringMatching(/8388609 bytes exceeds the limit of 8388608 .*split/) }]);
+    expect(r1.body.acks).toEqual([]);
+    // after a good frame: the same code from the frame splitter
+    const ok = good();
+    const okBatch = a.batch;
+    const second = oversized();
+    const r2 = await post(s.url, [ok, second.f]);
+    expect(r2.status).toBe(422);
+    expect(r2.body.acks).toEqual([expect.objectContaining({ batch: okBatch, status: "ok" })]);
+    expect(r2.body.rejects).toEqual([expect.objectContaining({ code: "frame_too_large", batch: second.batch, seq: second.seq })]);
+  });
+
   test("a raw length over the limit is 422 frame_too_large", async () => {
     const f = encodeFrame({ kind: FrameKind.Inventory, agentId: a.id, seq: ++a.seq, batchId: ++a.batch, createdMs: Date.now(), items: 1 }, packMap({ os: "x" }), a.privateKey);
     const dv = new DataView(f.buffer, f.byteOffset);
