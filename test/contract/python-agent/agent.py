@@ -518,16 +518,23 @@ def run(args):
          "port": server.port})
 
     # 2: enrollment; keys the doc says are refused first (2: base64url, small order)
+    def enroll(token, public_key, hostname, **fields):
+        body = dict(token=token, publicKey=public_key, hostname=hostname, **fields)
+        status, answer, _ = server.request("POST", "/api/v1/enroll", json.dumps(body).encode(), "application/json")
+        return status, answer
+
+    def fresh_key():
+        return base64.b64encode(Ed25519PrivateKey.generate().public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode()
+
     if args.token2:
         pub = base64.b64decode(agent.public_key_b64())
         for what, key in [("base64url without padding", base64.urlsafe_b64encode(pub).decode().rstrip("=")),
                           ("a point of small order (the identity)", base64.b64encode(b"\x01" + bytes(31)).decode())]:
-            status, answer, _ = server.request("POST", "/api/v1/enroll", json.dumps({
-                "token": args.token2, "publicKey": key, "hostname": args.hostname}).encode(), "application/json")
+            status, answer = enroll(args.token2, key, args.hostname)
             out({"step": "enroll-bad-key", "key": what, "status": status, "answer": answer})
-    status, answer, _ = server.request("POST", "/api/v1/enroll", json.dumps({
-        "token": args.token, "publicKey": agent.public_key_b64(), "hostname": args.hostname,
-        "os": "debian 12", "arch": "x64", "version": "py-0.1.0"}).encode(), "application/json")
+    status, answer = enroll(args.token, agent.public_key_b64(), args.hostname,
+                            os="debian 12", arch="x64", version="py-0.1.0")
     out({"step": "enroll", "status": status, "answer": answer, "tls": server.tls,
          "publicKey": agent.public_key_b64()})
     if status != 200:
@@ -535,24 +542,14 @@ def run(args):
     agent.agent_id = answer["agentId"]
 
     # the same token again, with another key: it was used once (2)
-    other = Ed25519PrivateKey.generate().public_key().public_bytes(serialization.Encoding.Raw,
-                                                                  serialization.PublicFormat.Raw)
-    status, answer, _ = server.request("POST", "/api/v1/enroll", json.dumps({
-        "token": args.token, "publicKey": base64.b64encode(other).decode(),
-        "hostname": args.hostname + "-again"}).encode(), "application/json")
+    status, answer = enroll(args.token, fresh_key(), args.hostname + "-again")
     out({"step": "enroll-token-reused", "status": status, "answer": answer})
     if args.token2:
         # the key already enrolled, with a fresh token (2: 409 key_in_use)
-        status, answer, _ = server.request("POST", "/api/v1/enroll", json.dumps({
-            "token": args.token2, "publicKey": agent.public_key_b64(),
-            "hostname": args.hostname}).encode(), "application/json")
+        status, answer = enroll(args.token2, agent.public_key_b64(), args.hostname)
         out({"step": "enroll-key-in-use", "status": status, "answer": answer})
         # the same token after 400s and a 409, with a new key: was it used up by them?
-        second = Ed25519PrivateKey.generate().public_key().public_bytes(serialization.Encoding.Raw,
-                                                                       serialization.PublicFormat.Raw)
-        status, answer, _ = server.request("POST", "/api/v1/enroll", json.dumps({
-            "token": args.token2, "publicKey": base64.b64encode(second).decode(),
-            "hostname": args.hostname + "-second"}).encode(), "application/json")
+        status, answer = enroll(args.token2, fresh_key(), args.hostname + "-second")
         out({"step": "enroll-token-after-refusals", "status": status, "answer": answer})
 
     # 3: a session (3.5, 6.2)
