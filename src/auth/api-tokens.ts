@@ -176,6 +176,17 @@ export async function getToken(sql: Sql, id: number): Promise<ApiTokenRow | unde
   return r ? norm(r) : undefined;
 }
 
+/**
+ * Revokes every live token of a user (an administrator's password or MFA reset: the recovery
+ * after a suspected compromise). Their MCP sessions end with them: the MCP endpoint
+ * re-authenticates the token at every request. Returns the ids revoked.
+ */
+export async function revokeUserTokens(sql: Sql, userId: number, by: string): Promise<number[]> {
+  const rows = await sql`update api_tokens set revoked_at = now(), revoked_by = ${by}
+    where user_id = ${userId} and revoked_at is null returning id`;
+  return rows.map((r) => Number(r.id)).sort((a, b) => a - b);
+}
+
 /** Revokes a live token; with `userId`, only if it is that user's. True when it was live. */
 export async function revokeToken(sql: Sql, id: number, by: string, userId?: number): Promise<boolean> {
   const r = await sql`update api_tokens set revoked_at = now(), revoked_by = ${by}

@@ -22,6 +22,7 @@ import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
 import { recordScan } from "../../src/security/posture.ts";
 import { BEARER_FAILURE_LIMIT } from "../../src/web/bearer.ts";
 import { tokenGrants } from "../../src/auth/api-tokens.ts";
+import { CREATE_TOKEN_PHRASE } from "../../src/web/tokens/routes.ts";
 import { HostScope } from "../../src/auth/host-scope.ts";
 import { testDatabase, type TestDb } from "../support/db.ts";
 import { commandsWithoutAgents } from "../support/security-views.ts";
@@ -115,7 +116,8 @@ async function call(path: string, o: { method?: string; bearer?: string; as?: st
 
 /** Creates a token through the console page as `as`; returns the secret (or the refusal). */
 async function createToken(as: string, f: { name: string; permissions: string[]; scope_tags?: string; expires_days?: string; ai_client?: boolean; client_name?: string }) {
-  const form: Record<string, string | string[]> = { name: f.name, permissions: f.permissions, expires_days: f.expires_days ?? "30", scope_tags: f.scope_tags ?? "" };
+  // creating a token is a dangerous operation: the typed phrase and the owner's password
+  const form: Record<string, string | string[]> = { name: f.name, permissions: f.permissions, expires_days: f.expires_days ?? "30", scope_tags: f.scope_tags ?? "", confirm: CREATE_TOKEN_PHRASE, reauth: "Correct-Horse-9-Battery" };
   if (f.ai_client) {
     form.ai_client = "on";
     form.client_name = f.client_name ?? "";

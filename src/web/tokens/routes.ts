@@ -2,7 +2,9 @@
  * API tokens in the console: one's own (/account/tokens: list with last use, create, revoke)
  * and everyone's for administrators (/tokens, api.tokens.view; revoke with api.tokens.revoke
  * and only for owners the administrator covers, src/auth/boundaries.ts). A new token's secret
- * is shown once, in the page that answers the creation. Model: src/auth/api-tokens.ts.
+ * is shown once, in the page that answers the creation. Creating one is a dangerous operation
+ * (typed phrase + fresh re-authentication, checked by the guard): a token outlives the session,
+ * so a stolen session must not be enough to mint one. Model: src/auth/api-tokens.ts.
  */
 import type { ConsoleRequest, ConsoleRoute } from "../route.ts";
 import { can, scopeFor } from "../route.ts";
@@ -18,6 +20,7 @@ import {
 import { ago, isoMinute } from "../format.ts";
 
 export const EXPIRY_CHOICES = [7, 30, 90, 180, 365];
+export const CREATE_TOKEN_PHRASE = "create token";
 
 function state(t: ApiToken, now = Date.now()): "revoked" | "expired" | "active" {
   if (t.revoked_at) return "revoked";
@@ -70,6 +73,7 @@ export function tokenRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
       groups: groupsFor(req, extra.selected ?? new Set()),
       expiries: EXPIRY_CHOICES.map((d) => ({ d, selected: d === 90 })),
       maxDays: MAX_TOKEN_DAYS,
+      confirm: { phrase: CREATE_TOKEN_PHRASE, legend: "Confirm it is you" },
       created: extra.created ?? null,
       problems: extra.problems ?? [],
     }, status);
@@ -81,7 +85,7 @@ export function tokenRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
       handler: (req) => ownPage(req),
     },
     {
-      method: "POST", path: "/account/tokens", access: "api.tokens.create",
+      method: "POST", path: "/account/tokens", access: "api.tokens.create", dangerous: { phrase: () => CREATE_TOKEN_PHRASE },
       async handler(req) {
         const t = parseTokenForm(req.form);
         const problems = validateTokenRequest(t, req.grants!.permissions, (p) => scopeFor(req, p).tags);

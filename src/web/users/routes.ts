@@ -9,6 +9,7 @@ import { coversGrants, describeExcess, excessOf, isEmptyExcess, roleHolding } fr
 import { boundaryChecks } from "../boundary.ts";
 import { requireEnrollmentWhereDue } from "../../auth/mfa-due.ts";
 import { listSessions, revokeSession, revokeUserSessions } from "../../auth/session.ts";
+import { revokeUserTokens } from "../../auth/api-tokens.ts";
 import { auditRequest } from "../audit-request.ts";
 import { ago, isoMinute } from "../format.ts";
 import { dangerForm } from "../danger-form.ts";
@@ -91,7 +92,7 @@ export function userRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           beyond: within ? "" : `${u.username} holds ${describeExcess(excess)}, which you do not hold, so you cannot change this account.`,
           canEdit: within && can(req, "users.edit"), canDisable: within && can(req, "users.disable"), canUnlock: within && can(req, "users.unlock"),
           deleteForm: within && can(req, "users.delete") ? mk("delete-user", "delete", "Delete user", "Deletes the account, its sessions and its MFA. Its audit records stay.") : "",
-          mfaForm: within && can(req, "users.mfa.reset") && u.totp_enabled_at ? mk("reset-mfa", "mfa/reset", "Reset MFA", "Removes the authenticator and backup codes; the user must enroll again if MFA is required.") : "",
+          mfaForm: within && can(req, "users.mfa.reset") && u.totp_enabled_at ? mk("reset-mfa", "mfa/reset", "Reset MFA", "Removes the authenticator and backup codes (the user must enroll again if MFA is required), signs the user out everywhere and revokes all their API tokens, which ends their AI clients' MCP sessions.") : "",
           passwordForm: within && can(req, "users.password.reset") ? pages.render("partials/password-reset-form", { id: u.id, phrase: u.username, csrf: req.csrf, policy: settings.password }) : "",
         });
       },
@@ -162,8 +163,10 @@ export function userRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         const refused = await bounds.onUser(req, u, `reset the MFA of ${u.username}`);
         if (refused) return refused;
         await resetMfa(sql, u.id);
-        await revokeUserSessions(sql, u.id, "MFA reset", u.id === req.user!.id ? req.session!.id : undefined);
-        await auditRequest(sql, req, "user_management", "users.mfa.reset", u.username, true);
+        // the recovery after a suspected compromise: nothing a thief may have minted outlives it
+        const n = await revokeUserSessions(sql, u.id, "MFA reset", u.id === req.user!.id ? req.session!.id : undefined);
+        const tokens = await revokeUserTokens(sql, u.id, req.user!.username);
+        await auditRequest(sql, req, "user_management", "users.mfa.reset", u.username, true, { sessions_revoked: n, api_tokens_revoked: tokens });
         return done(req, `/users/${u.id}`);
       },
     },
@@ -182,7 +185,8 @@ export function userRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           throw e;
         }
         const n = await revokeUserSessions(sql, u.id, "password reset by administrator", u.id === req.user!.id ? req.session!.id : undefined);
-        await auditRequest(sql, req, "user_management", "users.password.reset", u.username, true, { sessions_revoked: n });
+        const tokens = await revokeUserTokens(sql, u.id, req.user!.username);
+        await auditRequest(sql, req, "user_management", "users.password.reset", u.username, true, { sessions_revoked: n, api_tokens_revoked: tokens });
         return done(req, `/users/${u.id}`);
       },
     },
