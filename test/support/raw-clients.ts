@@ -23,13 +23,13 @@ export interface SlowPostResult {
 }
 
 /** POST `path` with a large Content-Length, then one byte every `everyMs` (HTTP/1.1). */
-export function slowPost(o: RawClientOptions & { path?: string; contentLength?: number; everyMs?: number; firstBytes?: Uint8Array }): { done: Promise<SlowPostResult>; close(): void } {
+export function slowPost(o: RawClientOptions & { path?: string; contentType?: string; contentLength?: number; everyMs?: number; firstBytes?: Uint8Array }): { done: Promise<SlowPostResult>; close(): void } {
   const t0 = performance.now();
   let out = "";
   let gaveUp = false;
   let tick: ReturnType<typeof setInterval> | undefined;
   const s = tls.connect({ host: "127.0.0.1", port: o.port, localAddress: o.localAddress, rejectUnauthorized: false, ALPNProtocols: ["http/1.1"] } as tls.ConnectionOptions, () => {
-    const head = `POST ${o.path ?? "/api/v1/ingest"} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/vnd.servermind.frames\r\nContent-Length: ${o.contentLength ?? 10_000_000}\r\n\r\n`;
+    const head = `POST ${o.path ?? "/api/v1/ingest"} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${o.contentType ?? "application/vnd.servermind.frames"}\r\nContent-Length: ${o.contentLength ?? 10_000_000}\r\n\r\n`;
     s.write(Buffer.concat([Buffer.from(head), o.firstBytes ?? Buffer.from("x")]));
     tick = setInterval(() => {
       if (!s.destroyed && s.writable) s.write("x");

@@ -13,6 +13,10 @@
  *   POST /auth/saml/acs                   <- SAMLResponse + RelayState; starts the console session
  *   GET  /auth/saml/metadata              our SP metadata
  *   POST /auth/ldap/login                 username + password + provider from the login form
+ *
+ * The two POST forms come from anyone, before any authentication: each has a size limit of its
+ * own (SAML_FORM_MAX_BYTES, LDAP_FORM_MAX_BYTES), far below the server's body limit
+ * (SERVERMIND_MAX_REQUEST_BYTES, 16 MiB), checked before the body is read or parsed (413).
  */
 import { Elysia } from "elysia";
 import type { SsoDeps } from "./deps.ts";
@@ -37,6 +41,47 @@ function readCookie(request: Request, name: string): string | undefined {
     if (i > 0 && part.slice(0, i).trim() === name) return part.slice(i + 1).trim();
   }
   return undefined;
+}
+
+/**
+ * A SAML response posted to the ACS is at most a few hundred kB: the SAMLResponse field is
+ * refused over 512 KiB (saml/service-provider.ts), and form encoding adds about 6 % to base64.
+ */
+export const SAML_FORM_MAX_BYTES = 768 * 1024;
+/** The LDAP sign-in form: provider, username and password. */
+export const LDAP_FORM_MAX_BYTES = 8 * 1024;
+
+class FormTooLarge extends Error {
+  constructor(readonly unread: boolean) {
+    super("form too large");
+  }
+}
+
+/**
+ * The request's form, read only up to `max` bytes: a declared length over it is refused before
+ * a byte is read, a body without one (chunked) is read until it passes `max` and no further.
+ */
+async function boundedForm(request: Request, max: number): Promise<FormData> {
+  if (Number(request.headers.get("content-length") ?? 0) > max) throw new FormTooLarge(true);
+  const reader = request.body?.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (let r = await reader?.read(); r && !r.done; r = await reader!.read()) {
+    size += r.value.byteLength;
+    if (size > max) {
+      void reader!.cancel().catch(() => {});
+      throw new FormTooLarge(false);
+    }
+    parts.push(r.value);
+  }
+  return new Response(Buffer.concat(parts), { headers: { "content-type": request.headers.get("content-type") ?? "" } }).formData();
+}
+
+/** 413 for a form over its limit (the rest of a body begun is not read: the connection closes). */
+function tooLarge(e: FormTooLarge, path: string, max: number): Response {
+  return new Response(`The form sent to ${path} is larger than ${max} bytes, the limit for this sign-in form; it was not read.`, {
+    status: 413, headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store", ...(e.unread ? {} : { connection: "close" }) },
+  });
 }
 
 function redirect(location: string, cookies: string[] = []): Response {
@@ -156,11 +201,12 @@ export function createSso(deps: SsoDeps): SsoPlugin {
     .post("/auth/saml/acs", async ({ request }) => {
       const req = deps.requestInfo(request);
       try {
-        const form = await request.formData();
+        const form = await boundedForm(request, SAML_FORM_MAX_BYTES);
         const done = await finishSamlSignIn(deps, { SAMLResponse: String(form.get("SAMLResponse") ?? ""), RelayState: String(form.get("RelayState") ?? "") }, req);
         counted("saml", true);
         return outcomePage(done, []);
       } catch (e) {
+        if (e instanceof FormTooLarge) return tooLarge(e, "/auth/saml/acs", SAML_FORM_MAX_BYTES);
         return failed("saml", e, "", req);
       }
     }, { parse: "none" })
@@ -183,7 +229,7 @@ export function createSso(deps: SsoDeps): SsoPlugin {
       let provider = "";
       let username = "";
       try {
-        const form = await request.formData();
+        const form = await boundedForm(request, LDAP_FORM_MAX_BYTES);
         provider = String(form.get("provider") ?? "");
         username = String(form.get("username") ?? "").trim();
         // the console's sign-in throttle (src/auth/throttle.ts), charged before the directory is asked
@@ -194,6 +240,7 @@ export function createSso(deps: SsoDeps): SsoPlugin {
         counted("ldap", true);
         return redirect(done.location, [done.setCookie]);
       } catch (e) {
+        if (e instanceof FormTooLarge) return tooLarge(e, "/auth/ldap/login", LDAP_FORM_MAX_BYTES);
         return failed("ldap", e, provider, req, username.slice(0, 64));
       }
     }, { parse: "none" });
