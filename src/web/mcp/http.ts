@@ -11,8 +11,13 @@
  * Sessions (stateful mode): `initialize` opens a session (Mcp-Session-Id) that remembers the
  * client's name and version for the audit trail. A session belongs to the token that opened it:
  * another token presenting its id gets 404, as for an unknown session. At most MAX_SESSIONS are
- * kept; sessions idle for SESSION_IDLE_MS are closed. Grants are NOT cached in the session: each
- * request re-resolves the token, so revoking it or demoting its owner takes effect at once.
+ * kept; sessions idle for SESSION_IDLE_MS are closed. One token keeps at most
+ * MAX_SESSIONS_PER_TOKEN: a new session of a token at its cap closes that token's least recently
+ * used one (which then answers 404, on which the transport tells the client to initialize
+ * again), so one token cannot fill the server-wide maximum and lock other users' assistants out,
+ * and a client that restarted without DELETE is not locked out by its own abandoned sessions.
+ * Grants are NOT cached in the session: each request re-resolves the token, so revoking it or
+ * demoting its owner takes effect at once.
  */
 import { randomUUID } from "node:crypto";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
@@ -28,6 +33,7 @@ import { registerTools, type CallContext, type McpDeps } from "../../mcp/tools.t
 
 export const MCP_PATH = "/mcp";
 export const MAX_SESSIONS = 1000;
+export const MAX_SESSIONS_PER_TOKEN = 8;
 export const SESSION_IDLE_MS = 30 * 60_000;
 
 export interface McpHttpDeps extends McpDeps {
@@ -59,12 +65,21 @@ export function createMcpHandler(deps: McpHttpDeps) {
     void s.transport.close().catch(() => {});
   }
 
+  /** Closes the token's least recently used sessions, never `keep` (the new one), while it holds more than its cap. */
+  function evictBeyondTokenCap(keep: Session) {
+    const others = [...sessions].filter(([, s]) => s.tokenId === keep.tokenId && s !== keep).sort(([, a], [, b]) => a.lastUsed - b.lastUsed);
+    for (const [id, s] of others.slice(0, Math.max(0, others.length + 1 - MAX_SESSIONS_PER_TOKEN))) close(id, s);
+  }
+
   function newSession(tokenId: number): Session {
     const server = new McpServer({ name: "servermind", version: deps.version ?? PACKAGE_VERSION }, { capabilities: { tools: {} } });
     const session: Session = { server, tokenId, lastUsed: Date.now(), transport: null as never };
     const transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
-      onsessioninitialized: (id) => void sessions.set(id, session),
+      onsessioninitialized: (id) => {
+        sessions.set(id, session);
+        evictBeyondTokenCap(session);
+      },
       onsessionclosed: (id) => void sessions.delete(id),
     });
     session.transport = transport;
