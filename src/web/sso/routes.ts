@@ -10,7 +10,8 @@ import { done, type Pages } from "../respond.ts";
 import { auditRequest } from "../audit-request.ts";
 import { listRoles } from "../../auth/roles.ts";
 import { getUserByName, listBreakGlass, setBreakGlass } from "../../auth/users.ts";
-import { boundaryChecks } from "../boundary.ts";
+import { boundaryChecks, refuseBeyond } from "../boundary.ts";
+import { coversGrants, excessOf, mergeExcess, roleHolding } from "../../auth/boundaries.ts";
 import { getProvider, listGroupMappings, listProviders, saveProvider, SECRET_FIELDS, setGroupMappings, type ProviderKind } from "../../auth/sso/providers.ts";
 import { loadSsoPolicy, saveSsoPolicy } from "../../auth/sso/policy.ts";
 import { importIdpMetadata } from "../../auth/sso/saml/metadata.ts";
@@ -152,10 +153,27 @@ export function ssoAdminRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[]
           else mappings.push({ group, role });
         }
         if (problems.length) return pages.formErrors(req, problems);
-        // a mapping grants its role to every member of the group: only roles within the editor's holding
-        const beyond = await bounds.granting(req, allRoles.filter((r) => mappings.some((m) => m.role === r.name)), "map groups to these roles");
+        // saving replaces them all; a mapping is the same when its group (case-insensitively, as at
+        // sign-in) and role are
+        const current = (await listGroupMappings(sql)).filter((m) => m.provider_id === provider);
+        const same = (m: { group: string; role: string }, c: { external_group: string; role: string }) => m.group.toLowerCase() === c.external_group.toLowerCase() && m.role === c.role;
+        // a new mapping grants its role to every member of the group: only roles within the editor's holding
+        const added = mappings.filter((m) => !current.some((c) => same(m, c)));
+        const beyond = await bounds.granting(req, allRoles.filter((r) => added.some((m) => m.role === r.name)), "map groups to these roles");
         if (beyond) return beyond;
-        const before = (await listGroupMappings(sql)).filter((m) => m.provider_id === provider).map((m) => `${m.external_group} = ${m.role}`);
+        // a mapping dropped or given another role takes its role from the group's members at their
+        // next sign-in: only mappings to roles the editor could grant may go; the others are kept
+        const gone = current.filter((c) => !mappings.some((m) => same(m, c)));
+        const held = gone.filter((c) => !coversGrants(req.grants!, roleHolding(allRoles.find((r) => r.name === c.role)!)));
+        if (held.length) {
+          const heldRoles = allRoles.filter((r) => held.some((c) => c.role === r.name));
+          return refuseBeyond(sql, pages, req, {
+            reason: "target_holds_more", action: `remove or change the mapping${held.length > 1 ? "s" : ""} ${held.map((c) => `${c.external_group} = ${c.role}`).join(", ")}`,
+            subject: `the role${heldRoles.length > 1 ? "s" : ""} ${heldRoles.map((r) => r.name).join(", ")}`, plural: heldRoles.length > 1,
+            excess: mergeExcess(heldRoles.map((r) => excessOf(req.grants!, roleHolding(r)))),
+          });
+        }
+        const before = current.map((m) => `${m.external_group} = ${m.role}`);
         await setGroupMappings(sql, provider, mappings);
         await auditRequest(sql, req, "config_change", "sso.mappings.saved", `provider:${provider}`, true,
           { before, after: mappings.map((m) => `${m.group} = ${m.role}`) });

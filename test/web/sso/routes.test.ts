@@ -1,7 +1,7 @@
 /** The /sso page: providers, mappings, policy and break-glass flags, each a confirmed, audited change. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { consoleHarness, TEST_PASSWORD, type ConsoleHarness, type TestSession } from "../../support/console-app.ts";
-import { getProvider } from "../../../src/auth/sso/providers.ts";
+import { getProvider, listGroupMappings, setGroupMappings } from "../../../src/auth/sso/providers.ts";
 import { loadSsoPolicy } from "../../../src/auth/sso/policy.ts";
 
 let h: ConsoleHarness;
@@ -68,4 +68,38 @@ test("viewers without sso permissions are refused", async () => {
   const viewer = await h.userWithRole("viewer", "sso-viewer");
   expect((await h.send("/sso", { session: viewer })).status).toBe(403);
   expect((await post("/sso/policy", { mfa: "off", confirm: "apply sign-in policy" }, viewer)).status).toBe(403);
+});
+
+test("a mappings editor cannot remove or change mappings to roles it could not grant; those it could grant are free to change", async () => {
+  await h.db.sql`insert into sso_providers (id, kind, name, enabled, config) values ('hr', 'oidc', 'HR', false, '{}')`;
+  await setGroupMappings(h.db.sql, "hr", [{ group: "Admins", role: "admin" }, { group: "ops", role: "operator" }, { group: "staff", role: "viewer" }]);
+  const operator = (await h.db.sql`select permissions from console_roles where name = 'operator'`)[0]!.permissions as string[];
+  const editor = await h.userWith(["sso.view", "sso.mappings.edit", ...operator], "mapping-editor");
+  await h.reauth(editor);
+  const current = async () => (await listGroupMappings(h.db.sql)).filter((m) => m.provider_id === "hr").map((m) => `${m.external_group} = ${m.role}`);
+  const save = (mappings: string) => post("/sso/mappings", { provider: "hr", mappings, confirm: "save group mappings" }, editor);
+  const before = await current();
+  // removing the admin mapping would demote its members at their next sign-in
+  const removed = await save("ops = operator\nstaff = viewer");
+  expect(removed.status).toBe(403);
+  expect(await removed.text()).toContain("Admins = admin");
+  // changing its role too (the members would sign in as operators)
+  const changed = await save("Admins = operator\nops = operator\nstaff = viewer");
+  expect(changed.status).toBe(403);
+  expect(await changed.text()).toContain("Admins = admin");
+  // nor map another group to it (that grants it)
+  const added = await save("Admins = admin\nroot = admin\nops = operator\nstaff = viewer");
+  expect(added.status).toBe(403);
+  expect(await added.text()).toContain("You cannot map groups to these roles: the role admin would grant");
+  expect(await current()).toEqual(before);
+  const denied = await h.db.sql`select details from audit_log where action = 'access.denied' and actor_name = 'mapping-editor' and target = 'POST /sso/mappings'`;
+  expect(denied.map((d) => d.details.reason)).toEqual(["target_holds_more", "target_holds_more", "grant_exceeds_actor"]);
+  // the admin mapping kept (group names match case-insensitively, as at sign-in), the others changed, removed or added
+  const ok = await save("admins = admin\nops = viewer\ncontractors = viewer");
+  expect(ok.headers.get("location")).toBe("/sso?saved=mappings");
+  expect((await current()).sort()).toEqual(["admins = admin", "contractors = viewer", "ops = viewer"]);
+  // an administrator still removes it
+  await h.reauth(admin);
+  expect((await post("/sso/mappings", { provider: "hr", mappings: "ops = viewer", confirm: "save group mappings" })).headers.get("location")).toBe("/sso?saved=mappings");
+  expect(await current()).toEqual(["ops = viewer"]);
 });
