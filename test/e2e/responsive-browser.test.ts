@@ -2,7 +2,7 @@
  * The console at a laptop width (1366 px) and a phone width (390 px) in a real browser (chromium
  * via playwright-core, the real server and PostgreSQL), signed in as an administrator over a
  * seeded fleet: no page scrolls sideways (document scrollWidth within the window), no table is
- * wider than its card at 1366 px, and at 390 px every item of the main navigation is on screen.
+ * wider than its card at 1366 px, and at both widths every item of the main navigation is on screen.
  */
 import { beforeAll, expect, test } from "bun:test";
 import { type Page } from "playwright-core";
@@ -83,9 +83,22 @@ async function open(page: Page, path: string) {
   await page.waitForFunction(() => !document.querySelector(".loading"), undefined, { timeout: 10_000 }).catch(() => {});
 }
 
-test.skipIf(!chromiumReady)("no page scrolls sideways at 1366 px, and no table is wider than its card", async () => {
+/** Navigation items outside the window or outside the navigation's own box (scrolled out of sight). */
+async function navOffScreen(page: Page, width: number): Promise<string[]> {
+  const nav = await page.locator(".mainnav a").evaluateAll((els) => els.map((e) => {
+    const b = e.getBoundingClientRect();
+    const box = e.parentElement!.getBoundingClientRect();
+    return { label: e.textContent?.trim() ?? "", left: b.left, right: b.right, visible: b.width > 0 && b.height > 0, inBox: b.right <= box.right + 0.5 && b.bottom <= box.bottom + 0.5 };
+  }));
+  expect(nav.length).toBeGreaterThan(5);
+  return nav.filter((n) => !n.visible || !n.inBox || n.left < 0 || n.right > width).map((n) => `nav item ${n.label} at ${Math.round(n.left)}-${Math.round(n.right)} px`);
+}
+
+test.skipIf(!chromiumReady)("no page scrolls sideways at 1366 px, no table is wider than its card, and every navigation item is on screen", async () => {
   const page = await signedIn(1366);
-  const problems: string[] = [];
+  // an administrator's navigation is wider than a laptop's top bar: its last items (Audit log,
+  // Settings, Single sign-on) wrap into a second row instead of scrolling out of sight
+  const problems: string[] = await navOffScreen(page, 1366);
   for (const path of PAGES()) {
     await open(page, path);
     const r = await page.evaluate(() => {
@@ -110,16 +123,11 @@ test.skipIf(!chromiumReady)("no page scrolls sideways at 1366 px, and no table i
 
 test.skipIf(!chromiumReady)("at 390 px no page scrolls sideways and every navigation item is on screen", async () => {
   const page = await signedIn(390);
-  const problems: string[] = [];
-  const nav = await page.locator(".mainnav a").evaluateAll((els) => els.map((e) => {
-    const b = e.getBoundingClientRect();
-    return { label: e.textContent?.trim() ?? "", left: b.left, right: b.right, visible: b.width > 0 && b.height > 0 };
-  }));
-  expect(nav.length).toBeGreaterThan(5);
+  const labels = await page.locator(".mainnav a").allInnerTexts();
   // the SSO administration page is named for what it is, not "Sign-in"
-  expect(nav.map((n) => n.label)).toContain("Single sign-on");
-  expect(nav.map((n) => n.label)).not.toContain("Sign-in");
-  for (const n of nav) if (!n.visible || n.left < 0 || n.right > 390) problems.push(`nav item ${n.label} at ${Math.round(n.left)}-${Math.round(n.right)} px`);
+  expect(labels).toContain("Single sign-on");
+  expect(labels).not.toContain("Sign-in");
+  const problems: string[] = await navOffScreen(page, 390);
   for (const path of PAGES()) {
     await open(page, path);
     const r = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth }));
