@@ -96,15 +96,65 @@ export async function userPolicy(sql: Sql, userId: number, permission: string, h
   return rules;
 }
 
-/** Every rule of a user's roles, whatever the permission (what an editor may hand on). */
-export async function userRules(sql: Sql, userId: number): Promise<PolicyRule[]> {
-  const rows = await sql<{ id: number }[]>`select role_id as id from user_roles where user_id = ${userId}`;
-  const out: PolicyRule[] = [];
+/** A role's permissions, host scope tags ([]: every host) and path policy. */
+export interface RoleReach {
+  permissions: readonly string[];
+  tags: readonly string[];
+  rule: PolicyRule;
+}
+
+/** Each role of a user that reaches some path, with where and for what (what an editor may hand on). */
+export async function userReach(sql: Sql, userId: number): Promise<RoleReach[]> {
+  const rows = await sql<{ id: number; permissions: string[]; scope_tags: string[] }[]>`
+    select r.id, r.permissions, r.scope_tags from user_roles ur join console_roles r on r.id = ur.role_id where ur.user_id = ${userId} order by r.id`;
+  const out: RoleReach[] = [];
   for (const r of rows) {
     const p = await rolePolicy(sql, r.id);
-    if (p.roots.length) out.push({ roots: p.roots, denied: p.denied });
+    if (p.roots.length) out.push({ permissions: r.permissions, tags: r.scope_tags, rule: { roots: p.roots, denied: p.denied } });
   }
   return out;
+}
+
+/** Every permission a file operation needs. */
+export const FILE_PERMISSIONS = [...new Set(Object.values(FILE_PERMISSION))];
+
+/** Where a root reaches beyond an editor: for this file permission on hosts of this scope tag (null: every host). */
+export interface ReachBeyond {
+  root: string;
+  permission: string;
+  tag: string | null;
+}
+
+/**
+ * The roots a role (permissions, scope tags) may not be given by this editor, per file permission
+ * and host scope, as a command carries rules (userPolicy): for each file permission the role grants
+ * (any of them, while it grants none) and each of its scope tags (when unscoped: every host), the
+ * root must lie within the rules of the editor's roles that grant that permission and reach every
+ * host carrying the tag (unscoped, or scoped to it) — rootsBeyond. `reachedBefore` skips pairs
+ * the role reached already (a role edit checks only where and for what it newly reaches).
+ */
+export function rootsBeyondReach(
+  editor: readonly RoleReach[], role: { permissions: readonly string[]; tags: readonly string[] }, roots: string[],
+  reachedBefore: (permission: string, tag: string | null) => boolean = () => false,
+): ReachBeyond[] {
+  const own = FILE_PERMISSIONS.filter((p) => role.permissions.includes(p));
+  const out: ReachBeyond[] = [];
+  for (const permission of own.length ? own : [null]) {
+    for (const tag of role.tags.length ? role.tags : [null]) {
+      if (permission && reachedBefore(permission, tag)) continue;
+      const rules = editor
+        .filter((r) => (permission ? r.permissions.includes(permission) : r.permissions.some((p) => FILE_PERMISSIONS.includes(p))))
+        .filter((r) => r.tags.length === 0 || (tag !== null && r.tags.includes(tag)))
+        .map((r) => r.rule);
+      for (const root of rootsBeyond(rules, roots)) out.push({ root, permission: permission ?? "any file permission", tag });
+    }
+  }
+  return out;
+}
+
+/** "/etc for files.read on group:db hosts, ..." */
+export function describeReachBeyond(b: readonly ReachBeyond[]): string {
+  return b.map((x) => `${x.root} for ${x.permission} on ${x.tag === null ? "every host" : `${x.tag} hosts`}`).join(", ");
 }
 
 export const allowedBy = (rules: PolicyRule[], path: string) => rules.some((r) => r.roots.some((root) => within(path, root)) && !r.denied.some((d) => within(path, d)));

@@ -10,6 +10,7 @@ import { createRole } from "../../src/auth/roles.ts";
 import { createUser } from "../../src/auth/users.ts";
 import { createSession } from "../../src/auth/session.ts";
 import { DEFAULT_SETTINGS } from "../../src/settings/console-settings.ts";
+import { rolePolicy, setRolePolicy } from "../../src/operations/files.ts";
 
 const h = await consoleHarness();
 afterAll(() => h.close());
@@ -167,4 +168,50 @@ test("the restore confirmation does not name a backup job outside the caller's s
   // answered as a job that does not exist
   const missing = await h.call("POST", `/api/hosts/${web}/backups/restore`, u, { job: "999999", target: "/" });
   expect({ status: r.status, json: r.json }).toEqual({ status: missing.status, json: missing.json });
+});
+
+test("a role's file roots are granted only where the editor reaches them: per file permission and host scope", async () => {
+  // reads everything on the web hosts, only /var/log on the db hosts, writes only /tmp on the web hosts
+  const u = await userWithRoles("policy-editor-scoped", [
+    { permissions: ["roles.view", "roles.edit"], tags: [] },
+    { permissions: ["hosts.view", "files.view", "files.read"], tags: ["group:web"] },
+    { permissions: ["hosts.view", "files.view", "files.read"], tags: ["group:db"] },
+    { permissions: ["hosts.view", "files.write"], tags: ["group:web"] },
+  ]);
+  const roleOf = async (i: number) => Number((await sql`select id from console_roles where name = ${`policy-editor-scoped-${i}`}`)[0]!.id);
+  await setRolePolicy(sql, await roleOf(1), { roots: ["/"], denied: [] }, "t");
+  await setRolePolicy(sql, await roleOf(2), { roots: ["/var/log"], denied: [] }, "t");
+  await setRolePolicy(sql, await roleOf(3), { roots: ["/tmp"], denied: [] }, "t");
+  await h.reauth(u);
+  const saveFiles = async (role: number, name: string, roots: string) => h.send(`/roles/${role}/files`, { session: u, form: { roots, denied: "", confirm: name } });
+
+  // a db reader role: /etc is within the editor's roots on web hosts only
+  const dbReader = await createRole(sql, "db-reader", "", ["hosts.view", "files.view", "files.read"], ["group:db"]);
+  const refused = await saveFiles(dbReader, "db-reader", "/etc");
+  expect(refused.status).toBe(403);
+  expect(await refused.text()).toContain("/etc for files.view on group:db hosts, /etc for files.read on group:db hosts");
+  expect((await rolePolicy(sql, dbReader)).roots).toEqual([]);
+  expect((await saveFiles(dbReader, "db-reader", "/var/log/postgresql")).status).toBe(303);
+
+  // a web writer role: reading /etc is within reach there, writing it is not
+  const webWriter = await createRole(sql, "web-writer", "", ["hosts.view", "files.view", "files.write"], ["group:web"]);
+  const write = await saveFiles(webWriter, "web-writer", "/etc");
+  expect(write.status).toBe(403);
+  const writeText = await write.text();
+  expect(writeText).toContain("/etc for files.write on group:web hosts");
+  expect(writeText).not.toContain("files.view on");
+  expect((await saveFiles(webWriter, "web-writer", "/tmp/uploads")).status).toBe(303);
+
+  // nor by widening a role's scope or permissions afterwards: /etc for reading on web, then the role onto db hosts
+  const webReader = await createRole(sql, "web-reader", "", ["hosts.view", "files.view", "files.read"], ["group:web"]);
+  expect((await saveFiles(webReader, "web-reader", "/etc")).status).toBe(303);
+  const widen = await h.send(`/roles/${webReader}`, { session: u, form: { permissions: ["hosts.view", "files.view", "files.read"], scope_tags: "group:web, group:db", confirm: "web-reader" } });
+  expect(widen.status).toBe(403);
+  expect(await widen.text()).toContain("/etc for files.view on group:db hosts");
+  const writeToo = await h.send(`/roles/${webReader}`, { session: u, form: { permissions: ["hosts.view", "files.view", "files.read", "files.write"], scope_tags: "group:web", confirm: "web-reader" } });
+  expect(writeToo.status).toBe(403);
+  expect(await writeToo.text()).toContain("/etc for files.write on group:web hosts");
+  expect((await sql`select permissions, scope_tags from console_roles where id = ${webReader}`)[0]).toEqual({ permissions: ["hosts.view", "files.view", "files.read"], scope_tags: ["group:web"] });
+  // an edit within what it reached before still goes through (narrowing, the description)
+  expect((await h.send(`/roles/${webReader}`, { session: u, form: { description: "reads web configs", permissions: ["hosts.view", "files.view"], scope_tags: "group:web", confirm: "web-reader" } })).status).toBe(303);
 });

@@ -1,9 +1,11 @@
 /**
  * The file-path policy of a role (roots it may reach, paths it may not), edited on the role's
  * page. No escalation: the editor must be within the role (src/web/boundary.ts onRole), and every
- * root granted must lie inside the editor's own reach (a root of one of the editor's roles with
- * none of that role's denied paths at or below it): an editor cannot grant roots it does not have.
- * Denied paths only narrow a role and may always be added.
+ * root granted must lie inside the editor's own reach where the role applies it (a root of one of
+ * the editor's roles with none of that role's denied paths at or below it, for each file
+ * permission of the role and each host of its scope, as commands carry rules: rootsBeyondReach):
+ * an editor cannot grant roots it does not have there. Denied paths only narrow a role and may
+ * always be added.
  */
 import type { ConsoleServices } from "../deps.ts";
 import type { ConsoleRequest, ConsoleRoute } from "../route.ts";
@@ -12,7 +14,7 @@ import { done, type Pages } from "../respond.ts";
 import { getRole } from "../../auth/roles.ts";
 import { boundaryChecks } from "../boundary.ts";
 import { auditRequest } from "../audit-request.ts";
-import { parsePathList, rolePolicy, rootsBeyond, setRolePolicy, userRules } from "../../operations/files.ts";
+import { describeReachBeyond, parsePathList, rolePolicy, rootsBeyondReach, setRolePolicy, userReach } from "../../operations/files.ts";
 
 const roleId = (req: ConsoleRequest) => {
   const id = Number(req.params.id);
@@ -47,10 +49,11 @@ export function filePolicyRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute
         const action = `change the file policy of ${r.name}`;
         const refused = await bounds.onRole(req, r, action);
         if (refused) return refused;
-        const beyond = rootsBeyond(await userRules(sql, req.user!.id), roots.paths);
+        const beyond = rootsBeyondReach(await userReach(sql, req.user!.id), { permissions: r.permissions, tags: r.scope_tags }, roots.paths);
         if (beyond.length) {
-          await auditRequest(sql, req, "user_management", "roles.files.edit", r.name, false, { refused: "beyond the editor's roots", roots: beyond });
-          return pages.formErrors(req, [`You cannot grant ${beyond.join(", ")}: it lies outside the file roots your own roles reach.`], 403);
+          const named = [...new Set(beyond.map((b) => b.root))];
+          await auditRequest(sql, req, "user_management", "roles.files.edit", r.name, false, { refused: "beyond the editor's roots", roots: named, beyond });
+          return pages.formErrors(req, [`You cannot grant ${describeReachBeyond(beyond)}: it lies outside the file roots your own roles reach there.`], 403);
         }
         const before = await rolePolicy(sql, r.id);
         await setRolePolicy(sql, r.id, { roots: roots.paths, denied: denied.paths }, `${req.user!.username} (${req.user!.id})`);

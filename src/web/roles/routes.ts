@@ -10,6 +10,7 @@ import { requireEnrollmentWhereDue } from "../../auth/mfa-due.ts";
 import { permissionGroups } from "../../auth/permissions.ts";
 import { auditRequest } from "../audit-request.ts";
 import { dangerForm } from "../danger-form.ts";
+import { describeReachBeyond, FILE_PERMISSIONS, rolePolicy, rootsBeyondReach, userReach } from "../../operations/files.ts";
 
 function parseTags(s: string): string[] {
   return [...new Set(s.split(/[\s,]+/).map((t) => t.trim()).filter(Boolean))];
@@ -97,6 +98,17 @@ export function roleRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           // stay within it after the edit (their holding is the union of their roles')
           ?? (await bounds.onUsers(req, await roleHolders(sql, r.id), action));
         if (refused) return refused;
+        // the role's file roots apply to every file permission and host it reaches: where and for
+        // what it newly reaches, only within the editor's own roots there (src/operations/files.ts)
+        const policy = await rolePolicy(sql, r.id);
+        if (policy.roots.length && perms.some((p) => FILE_PERMISSIONS.includes(p))) {
+          const reachedBefore = (p: string, tag: string | null) => r.permissions.includes(p) && (r.scope_tags.length === 0 || (tag !== null && r.scope_tags.includes(tag)));
+          const beyond = rootsBeyondReach(await userReach(sql, req.user!.id), { permissions: perms, tags }, policy.roots, reachedBefore);
+          if (beyond.length) {
+            await auditRequest(sql, req, "security_event", "access.denied", `${req.method} ${req.url.pathname}`, false, { action, reason: "file roots beyond the editor", beyond });
+            return pages.formErrors(req, [`You cannot ${action} so: its file roots would reach ${describeReachBeyond(beyond)}, outside the file roots your own roles reach there.`], 403);
+          }
+        }
         await updateRole(sql, r.id, (req.form.get("description") ?? "").slice(0, 200), perms, tags);
         const enrolling = await requireEnrollmentWhereDue(sql, await s.settings.get(), (await roleHolders(sql, r.id)).map((h) => h.id));
         await auditRequest(sql, req, "user_management", "roles.edit", r.name, true, {
