@@ -281,6 +281,17 @@ test.skipIf(!haveChromium)("the 15-minute range draws one unbroken line for a 10
 test.skipIf(!haveChromium)("several hosts on one chart: one series per host, samples 5 s apart joined, the offline host grey; the theme's colours", async () => {
   const ids = [hosts.steady!, hosts.shifted!, hosts.offline!];
   await page.goto(`${srv.url}/charts`);
+  // each host of the picker is one line: its checkbox, its state dot and its name side by side (the
+  // console's labels stack their contents; these were three rows per host)
+  const rows = await page.locator("#compare-form .picker-item").evaluateAll((items) => items.map((item) => {
+    const mid = (e: Element | null) => { const b = e!.getBoundingClientRect(); return b.top + b.height / 2; };
+    return { text: item.textContent!.trim(), box: mid(item.querySelector("input")), dot: mid(item.querySelector(".dot")), height: item.getBoundingClientRect().height };
+  }));
+  expect(rows.length).toBeGreaterThanOrEqual(3);
+  for (const r of rows) {
+    expect(Math.abs(r.box - r.dot)).toBeLessThan(4);
+    expect(r.height).toBeLessThan(30);
+  }
   for (const id of ids) await page.check(`#compare-form input[name=host][value="${id}"]`);
   await page.click("#compare-form button[type=submit]");
   await page.waitForURL(/\/charts\?/, { timeout: 10_000 });
