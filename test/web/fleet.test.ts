@@ -192,3 +192,30 @@ test("the fleet's CPU, memory and disk columns (migrations 545, 560) follow metr
   await sql`delete from metric_latest where agent_id = ${id}`;
   await sql`delete from agents where id = ${id}`;
 });
+
+test("the fleet page counts '1 host', and an empty fleet tells a newcomer where hosts come from", async () => {
+  const scoped = async (perms: string[], tag: string) => {
+    const s = await h.userWith(perms);
+    await sql`update console_roles set scope_tags = ${[tag]} where name = ${`r-${s.username}`}`;
+    return s;
+  };
+  const one = await (await h.send("/hosts", { session: await scoped(["hosts.view"], "group:web") })).text();
+  expect(one).toMatch(/<span class="n">1<\/span> host<\/div>/);
+  expect((await (await h.send("/hosts", { session: await h.userWithRole("admin") })).text())).toMatch(/<span class="n">(?!1<)\d+<\/span> hosts<\/div>/);
+
+  // nothing in scope yet: where hosts come from, with the way to add them for who may
+  const enroller = await (await h.send("/hosts", { session: await scoped(["hosts.view", "agents.enroll"], "group:none") })).text();
+  expect(enroller).toContain("No hosts here yet.");
+  expect(enroller).toContain('<a href="/enrollment">Add hosts</a>: create an activation token');
+  expect(enroller).not.toContain("No hosts match");
+  const viewer = await scoped(["hosts.view"], "group:none");
+  const plain = await (await h.send("/hosts", { session: viewer })).text();
+  expect(plain).toContain("They appear once an administrator enrolls their agents.");
+  expect(plain).not.toContain('href="/enrollment"');
+  // the live refresh (the table alone) says the same
+  const partial = await (await h.send("/hosts", { session: viewer, headers: { "hx-request": "true", "hx-target": "fleet-table" } })).text();
+  expect(partial).toContain("No hosts here yet.");
+  // a search that matches nothing says so
+  const none = await (await h.send("/hosts?q=no-such-host", { session: await h.userWithRole("admin") })).text();
+  expect(none).toContain("No hosts match. Clear the search to see all hosts.");
+});

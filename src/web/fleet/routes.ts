@@ -76,7 +76,7 @@ export function fleetView(rows: FleetRow[], summary: FleetSummary, p: FleetParam
     }),
     q: p.q, sort: p.sort, dir, per,
     selfUrl: link({ page: p.page > 1 ? String(p.page) : "" }),
-    total: summary.total, online: summary.online, revoked: summary.revoked,
+    total: summary.total, hostsLabel: summary.total === 1 ? "host" : "hosts", online: summary.online, revoked: summary.revoked,
     offline: summary.total - summary.online - summary.revoked,
     paged: pages > 1,
     range: rows.length ? `${first}–${first + rows.length - 1}` : "0",
@@ -112,9 +112,9 @@ export function fleetRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
           }),
           fleetSummary(s.sql, req.scope, { search: p.q }),
         ]);
-        const view = fleetView(rows, summary, p);
+        const view = { ...fleetView(rows, summary, p), canEnroll: req.grants!.permissions.has("agents.enroll") };
         if (req.htmx.request && req.htmx.target === "fleet-table") return pages.partial("partials/fleet-table", view);
-        return pages.page(req, "pages/fleet", "Fleet", { ...view, canEnroll: req.grants!.permissions.has("agents.enroll") });
+        return pages.page(req, "pages/fleet", "Fleet", view);
       },
     },
   ];
