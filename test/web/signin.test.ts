@@ -223,6 +223,15 @@ test("Password1234 and other common passwords are refused with a clear message",
   expect(ok.status).toBe(303);
 }, 60_000);
 
+test("every form that sets a password states the whole policy, not only its length", async () => {
+  const rules = "At least 12 characters, a lower-case letter, an upper-case letter, a digit, and hard to guess: common passwords and patterns such as Password1234 are refused.";
+  const admin = await h.userWithRole("admin");
+  // the administrator's new-user form (it said only "At least 12 characters." and then refused
+  // a 12-character password for its missing upper-case letter, digit and strength)
+  expect(await (await h.send("/users", { session: admin })).text()).toContain(`<p class="hint">${rules}</p>`);
+  expect(await (await h.send("/account", { session: admin })).text()).toContain(`<p class="hint">${rules} Changing it signs out your other sessions.</p>`);
+});
+
 test("administrators must enroll TOTP before anything else; other users need not (setting on by default)", async () => {
   await h.userWithRole("admin", "boss");
   const admin = await login("boss", TEST_PASSWORD, freshIp());
