@@ -16,10 +16,27 @@ const MAX_TABLE_ROWS = 5000;
 const FILTER_FROM_ROWS = 20;
 const MAX_COLS = 8;
 
+/** About how many characters of a list of plain values a cell shows before "and N more". */
+const LIST_CHARS = 200;
+
 function cell(v: unknown): string {
   if (v === null || v === undefined) return "";
+  // a list of plain values (the security updates' package names) reads as a list, not as JSON cut off mid-word
+  if (Array.isArray(v) && v.every((x) => x === null || typeof x !== "object")) return shortList(v.map((x) => String(x ?? "")));
   if (typeof v === "object") return JSON.stringify(v).slice(0, 200);
   return String(v).slice(0, 500);
+}
+
+function shortList(items: string[]): string {
+  const shown: string[] = [];
+  let chars = 0;
+  for (const s of items) {
+    if (shown.length && chars + s.length > LIST_CHARS) break;
+    shown.push(s);
+    chars += s.length + 2;
+  }
+  const more = items.length - shown.length;
+  return shown.join(", ") + (more ? ` and ${more} more` : "");
 }
 
 const LABELS: Record<string, string> = { os: "Operating system", prettyName: "Full name", versionId: "Version ID" };

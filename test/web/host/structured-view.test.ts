@@ -30,3 +30,17 @@ test("tables are shown whole up to 5000 rows, with a filter box when long; large
   expect(toSections(null)).toEqual([{ title: "General", kv: [{ k: "value", v: "" }] }]);
   expect(toSections(undefined)).toEqual([]);
 });
+
+test("a list of plain values in a field reads as a list, shortened with how many more (was JSON cut off mid-word)", () => {
+  const names = Array.from({ length: 86 }, (_, i) => `libexample-${i}`);
+  const s = toSections({ updates: { source: "apt", security: 86, securityPackages: names, ports: [22, 443] } }, "Inventory");
+  const kv = s.find((x) => x.title === "Updates")!.kv!;
+  const pkgs = kv.find((x) => x.k === "Security packages")!.v;
+  expect(pkgs.startsWith("libexample-0, libexample-1, libexample-2")).toBe(true);
+  expect(pkgs).not.toContain("[");
+  expect(pkgs).not.toContain('"');
+  const more = Number(/ and (\d+) more$/.exec(pkgs)![1]);
+  expect(pkgs.split(", ").length + more).toBe(86);
+  expect(pkgs.length).toBeLessThan(260);
+  expect(kv.find((x) => x.k === "Ports")!.v).toBe("22, 443");
+});
