@@ -138,7 +138,9 @@ async function main(): Promise<void> {
     lockUrl: db.runtimeUrl,
     deps: { sql: db.sql, box: consoleServices.secrets, commandKey: commandDeps.commandKey, dispatch: commandDeps.dispatch, audit: (e) => audit(db.sql, { actor: { type: "system", id: "backup-scheduler", name: "backup scheduler" }, category: "backup", ...e }).then(() => {}) },
   });
-  console.log(`ServerMind listening on ${server.url} (TLS 1.3; HTTP/1.1, HTTP/2${config.http3 ? ", HTTP/3" : ""}, WSS)`);
+  // on a wildcard address, say so: server.url is where this machine reaches it, not all it serves
+  const where = config.host === "0.0.0.0" || config.host === "::" ? `all addresses (${config.host}), port ${server.port}: ${server.url} from this machine` : server.url;
+  console.log(`ServerMind listening on ${where} (TLS 1.3; HTTP/1.1, HTTP/2${config.http3 ? ", HTTP/3" : ""}, WSS)`);
   console.log(`LZ4 frames decoded by ${server.ingest.lz4}`);
   const udp = udpBufferWarning(config.http3, hostUdpReceiveDefault());
   if (udp) console.error(udp);
