@@ -8,7 +8,7 @@ import { errorResponse } from "./http/errors.ts";
 
 const NOT_FOUND_PAGE = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Not found · ServerMind</title><link rel="stylesheet" href="/assets/console.css"><script src="/assets/console.js"></script></head>
+<title>Not found · ServerMind</title><link rel="icon" href="/assets/favicon.svg" type="image/svg+xml"><link rel="stylesheet" href="/assets/console.css"><script src="/assets/console.js"></script></head>
 <body><a class="skip-link" href="#main">Skip to content</a><main id="main" tabindex="-1"><section class="card narrow" id="not-found"><h1>Not found</h1><p>There is no page at this address.</p>
 <p><a href="/hosts">Back to the console</a></p></section></main></body></html>
 `;

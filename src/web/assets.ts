@@ -25,6 +25,8 @@ export function loadAssets(): Map<string, Asset> {
     ["console.css", load(join(dir, "console.css"), "text/css; charset=utf-8")],
     ["console.js", load(join(dir, "console.js"), "text/javascript; charset=utf-8")],
     ["charts.js", load(join(dir, "charts.js"), "text/javascript; charset=utf-8")],
+    // the logo's square, as the tab's icon (without one every page's load also asked for /favicon.ico)
+    ["favicon.svg", load(join(dir, "favicon.svg"), "image/svg+xml")],
     ["htmx.min.js", load(process.env.SERVERMIND_SHARE ? sharePath("htmx.min.js", "") : require.resolve("htmx.org/dist/htmx.min.js"), "text/javascript; charset=utf-8")],
     // uPlot (the interactive charts' library) from node_modules, as htmx
     ["uPlot.iife.min.js", load(process.env.SERVERMIND_SHARE ? sharePath("uPlot.iife.min.js", "") : require.resolve("uplot/dist/uPlot.iife.min.js"), "text/javascript; charset=utf-8")],

@@ -85,6 +85,24 @@ test("a sweep of representative paths: every answer carries HSTS, nosniff, Refer
   expect((await get(base, "/healthz")).headers.get("content-security-policy")).toStartWith("default-src 'none'");
 });
 
+test("every asset a console page and the 404 page link (styles, scripts, the tab's icon) is served, none from elsewhere", async () => {
+  const base = withToken.server.url;
+  const linked = new Set<string>();
+  for (const path of ["/login", "/no/such/route"]) {
+    const html = await (await get(base, path, { headers: { accept: "text/html" } })).text();
+    expect([path, html]).toEqual([path, expect.stringContaining('rel="icon" href="/assets/favicon.svg"')]);
+    for (const m of html.matchAll(/<(?:link|script)\b[^>]*\b(?:href|src)="([^"]+)"/g)) linked.add(m[1]!);
+  }
+  expect([...linked].filter((u) => !u.startsWith("/assets/"))).toEqual([]);
+  expect(linked.size).toBeGreaterThanOrEqual(6);
+  for (const u of linked) {
+    const res = await get(base, u);
+    const type = res.headers.get("content-type") ?? "";
+    expect([u, res.status, (await res.arrayBuffer()).byteLength > 0]).toEqual([u, 200, true]);
+    expect([u, type]).toEqual([u, u.endsWith(".svg") ? "image/svg+xml" : u.endsWith(".css") ? "text/css; charset=utf-8" : "text/javascript; charset=utf-8"]);
+  }
+});
+
 test("/metrics: 401 without or with a wrong bearer token, 200 with the right one, 404 when no token is configured", async () => {
   const base = withToken.server.url;
   const none = await get(base, "/metrics");
