@@ -294,3 +294,20 @@ test("over the real server (TLS): the password-reset escalation is refused and t
     await srv.close();
   }
 });
+
+test("revoking another user's session returns to the page it was revoked from: the Sessions list, or the user's page", async () => {
+  const admin = await h.userWithRole("admin", "sess-admin");
+  const target = await h.userWith(["hosts.view"], "sess-target");
+  const second = await h.userWith(["hosts.view"], "sess-target-2");
+  // the Sessions page offers the revoke with its way back
+  const list = await (await h.send("/sessions", { session: admin })).text();
+  const fromList = `/users/${target.userId}/sessions/${target.sessionId}/revoke?back=sessions`;
+  expect(list).toContain(`action="${fromList}"`);
+  const r1 = await h.send(fromList, { session: admin, form: {} });
+  expect([r1.status, r1.headers.get("location")]).toEqual([303, "/sessions"]);
+  expect((await h.send("/hosts", { session: target })).status).not.toBe(200); // it ended
+  // from the user's page (no back): to that page; anything but "sessions" is not a destination
+  const r2 = await h.send(`/users/${second.userId}/sessions/${second.sessionId}/revoke?back=https://evil.example/`, { session: admin, form: {} });
+  expect([r2.status, r2.headers.get("location")]).toEqual([303, `/users/${second.userId}`]);
+  expect((await h.send("/hosts", { session: second })).status).not.toBe(200);
+});

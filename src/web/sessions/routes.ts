@@ -30,7 +30,8 @@ export function sessionRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
           sessions: rows.map((r) => ({
             ...r, created: isoMinute(r.created_at), lastSeen: ago(r.last_seen_at), current: r.id === req.session!.id,
             own: r.user_id === mine,
-            revokeUrl: r.user_id === mine ? `/sessions/${r.id}/revoke` : `/users/${r.user_id}/sessions/${r.id}/revoke`,
+            // back here afterwards, not to that user's page
+            revokeUrl: r.user_id === mine ? `/sessions/${r.id}/revoke` : `/users/${r.user_id}/sessions/${r.id}/revoke?back=sessions`,
             canRevoke: r.id !== req.session!.id && (r.user_id === mine || (can(req, "sessions.revoke") && reachable.has(r.user_id))),
           })),
         });

@@ -217,7 +217,8 @@ export function userRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] {
         if (refused) return refused;
         const ok = await revokeSession(sql, Number(req.params.sid) || 0, `revoked by ${req.user!.username}`, u.id);
         await auditRequest(sql, req, "authentication", "sessions.revoke", `${u.username} session ${req.params.sid}`, ok);
-        return done(req, `/users/${u.id}`);
+        // from the Sessions page (?back=sessions) back to it; a fixed choice, never a URL taken from the request
+        return done(req, req.query.get("back") === "sessions" ? "/sessions" : `/users/${u.id}`);
       },
     },
   ];
