@@ -128,5 +128,5 @@ export const BUILTIN_ROLES: readonly BuiltinRole[] = [
     description: "Reads everything including the audit trail; changes nothing",
     permissions: all.filter((p) => /\.(view|history\.view)$/.test(p) || ["audit.export", "audit.verify", "compliance.reports.export"].includes(p)),
   },
-  { name: "viewer", description: "Sees hosts, metrics, logs and inventory", permissions: viewOnly },
+  { name: "viewer", description: "Sees the fleet, changes nothing: hosts, metrics, logs, inventory, processes, alerts, security events, compliance, file integrity, services, file listings, backups, the license; not the audit trail, users, roles, sessions or settings", permissions: viewOnly },
 ];

@@ -28,3 +28,12 @@ test("built-in roles use only catalog permissions; admin holds all, viewer no ad
   expect(byName.get("auditor")!.permissions.some((p) => p.endsWith(".edit") || p.endsWith(".delete"))).toBe(false);
   expect(byName.get("operator")!.permissions).not.toContain("users.create");
 });
+
+test("the viewer's description names every area its permissions let it see (the Roles page shows it to whoever assigns it)", () => {
+  const viewer = BUILTIN_ROLES.find((r) => r.name === "viewer")!;
+  // an area by its permission's first segment; the few whose word differs from the segment named here
+  const words: Record<string, string> = { fim: "file integrity", files: "file listings", security: "security events", system: "license" };
+  const missing = [...new Set(viewer.permissions.map((p) => p.split(".")[0]!))].filter((area) => !viewer.description.includes(words[area] ?? area));
+  expect(missing).toEqual([]);
+  expect(viewer.permissions.every((p) => p.endsWith(".view"))).toBe(true);
+});
