@@ -3,12 +3,12 @@ import QRCode from "qrcode";
 import type { ConsoleRoute } from "../route.ts";
 import type { ConsoleServices } from "../deps.ts";
 import { done, type Pages } from "../respond.ts";
-import { enableTotp, newBackupCodes, passwordExpired, PolicyError, remainingBackupCodes, setPassword } from "../../auth/users.ts";
+import { enableTotp, newBackupCodes, passwordExpired, PolicyError, recordSignIn, remainingBackupCodes, setPassword } from "../../auth/users.ts";
 import { verifyPassword } from "../../auth/password.ts";
 import { beginAttempt, signInSucceeded, throttleLimits } from "../../auth/throttle.ts";
 import type { ConsoleRequest } from "../route.ts";
 import { newTotpSecret, otpauthUri, verifyTotp } from "../../auth/totp.ts";
-import { revokeUserSessions, setPendingTotp, setStage } from "../../auth/session.ts";
+import { revokeUserSessions, setPendingTotp, setStage, type SessionStage } from "../../auth/session.ts";
 import { auditRequest } from "../audit-request.ts";
 import { trustedHtml } from "../render.ts";
 import { dangerForm } from "../danger-form.ts";
@@ -47,6 +47,12 @@ export function accountRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
     }
     await signInSucceeded(sql, limits, attempt.ticket);
     return "ok";
+  }
+
+  /** A session past a sign-in step: into the next stage, and when that is the console, a sign-in completed (the Users page's "last sign-in"). */
+  async function enterConsole(sessionId: number, userId: number, stage: SessionStage): Promise<void> {
+    await setStage(sql, sessionId, stage);
+    if (stage === "full") await recordSignIn(sql, userId);
   }
 
   return [
@@ -91,7 +97,7 @@ export function accountRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
           throw e;
         }
         const revoked = await revokeUserSessions(sql, u.id, "password changed", req.session!.id);
-        if (req.session!.stage === "password") await setStage(sql, req.session!.id, "full");
+        if (req.session!.stage === "password") await enterConsole(req.session!.id, u.id, "full");
         await auditRequest(sql, req, "authentication", "password.change", u.username, true, { other_sessions_revoked: revoked });
         return done(req, "/account?password=changed");
       },
@@ -137,7 +143,7 @@ export function accountRoutes(s: ConsoleServices, pages: Pages): ConsoleRoute[] 
         await setPendingTotp(sql, req.session!.id, null);
         const codes = await newBackupCodes(sql, u.id);
         // an expired password is still to be changed (the stage after enrollment, as after the TOTP step)
-        if (req.session!.stage === "enroll") await setStage(sql, req.session!.id, passwordExpired(u, (await s.settings.get()).password) ? "password" : "full");
+        if (req.session!.stage === "enroll") await enterConsole(req.session!.id, u.id, passwordExpired(u, (await s.settings.get()).password) ? "password" : "full");
         await auditRequest(sql, req, "authentication", "mfa.enroll", u.username, true, { backup_codes_issued: codes.length });
         return pages.page(req, "pages/backup-codes", "Your backup codes", { codes, next: "/hosts" });
       },
