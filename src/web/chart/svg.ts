@@ -32,6 +32,11 @@ function timeLabel(ms: number, span: number): string {
   return span > 2 * 86400_000 ? `${d.toISOString().slice(5, 10)} ${hhmm}` : hhmm;
 }
 
+/** A tick label: the value as tables show it, without the zeros a round tick does not need ("50", not "50.0"). */
+function axisValue(v: number): string {
+  return formatValue(v).replace(/\.0+(?=[a-zA-Z]*$)|(\.\d*?[1-9])0+(?=[a-zA-Z]*$)/, "$1");
+}
+
 function niceStep(range: number, ticks: number): number {
   const raw = range / ticks;
   const mag = 10 ** Math.floor(Math.log10(raw || 1));
@@ -68,7 +73,7 @@ export function lineChart(series: Array<{ name: string; points: Array<[number, n
   for (let v = lo; v <= hi + step / 1e6; v += step) {
     const yy = y(v).toFixed(1);
     parts.push(`<line class="grid" x1="${PAD.l}" x2="${W - PAD.r}" y1="${yy}" y2="${yy}"/>`);
-    parts.push(`<text class="axis" x="${PAD.l - 6}" y="${yy}" text-anchor="end" dominant-baseline="middle">${formatValue(v)}</text>`);
+    parts.push(`<text class="axis" x="${PAD.l - 6}" y="${yy}" text-anchor="end" dominant-baseline="middle">${axisValue(v)}</text>`);
   }
   const span = o.to - o.from;
   for (let i = 0; i <= 4; i++) {

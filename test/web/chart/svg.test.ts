@@ -32,3 +32,14 @@ test("gapMs: Infinity joins sparse points into one line (the security score tren
   expect(d.match(/L/g)!.length).toBe(2);
   expect(d).toStartWith("M46.0,");
 });
+
+test("value axis labels carry no zeros a round tick does not need (0, 50, 100, not 0.00, 50.0, 100)", () => {
+  // the value axis's labels (the time axis's are hh:mm)
+  const axis = (svg: string) => [...svg.matchAll(/<text class="axis"[^>]*text-anchor="end"[^>]*>([^<:]+)</g)].map((m) => m[1]);
+  const score = lineChart([{ name: "score", points: [[0, 65]] }], { title: "Security score", from: 0, to: 60_000, yMin: 0, yMax: 100 }).html;
+  expect(axis(score)).toEqual(["0", "50", "100"]);
+  const small = lineChart([{ name: "load", points: [[0, 0.1], [30_000, 0.9]] }], { title: "Load", from: 0, to: 60_000, yMin: 0, yMax: 1 }).html;
+  expect(axis(small)).toEqual(["0", "0.5", "1"]);
+  const big = lineChart([{ name: "rx", points: [[0, 0], [30_000, 4_000_000]] }], { title: "Bytes", from: 0, to: 60_000, yMin: 0, yMax: 4_000_000 }).html;
+  expect(axis(big)).toEqual(["0", "1M", "2M", "3M", "4M"]);
+});
