@@ -121,6 +121,8 @@ interface Outcome {
   confused?: string;
 }
 
+const TRANSPORT_LABEL: Record<string, string> = { h3: "HTTP/3", h2: "HTTP/2", wss: "WebSocket" };
+
 export function createShipper(o: ShipperOptions): Shipper {
   const now = o.now ?? Date.now;
   const log = o.log ?? ((m: string) => console.error(m));
@@ -131,6 +133,9 @@ export function createShipper(o: ShipperOptions): Shipper {
   let transport: Transport | undefined;
   let h3RetryAt = 0;
   let lostAt: number | null = null;
+  /** The transport the last send went over, until a send fails. */
+  let connectedOver: string | null = null;
+  let everConnected = false;
   let nextHeartbeat = 0;
   let quicTicket: Uint8Array | undefined;
   /** The session frames are sealed with, and the transport it came with. */
@@ -385,6 +390,13 @@ export function createShipper(o: ShipperOptions): Shipper {
       if (sealWith) st.sealedFrames += frames.length;
       if (withHeartbeat) nextHeartbeat = t + o.heartbeatMs;
       if (transport.name === "h3") st.h3 = "ok";
+      if (connectedOver !== transport.name) {
+        // said once a connection, so that whoever runs the agent by hand sees it reach the server
+        const again = everConnected && lostAt !== null ? ` again after ${Math.round((now() - lostAt) / 1000)} s` : "";
+        log(`connected to ${o.serverUrl} over ${TRANSPORT_LABEL[transport.name] ?? transport.name}${again}`);
+        connectedOver = transport.name;
+        everConnected = true;
+      }
       if (lostAt !== null && res.acks.length) {
         st.lastReconnectMs = now() - lostAt;
         lostAt = null;
@@ -433,6 +445,7 @@ export function createShipper(o: ShipperOptions): Shipper {
     st.lastError = msg;
     st.state = "backoff";
     lostAt ??= now();
+    connectedOver = null;
     closeTransport();
     st.transport = null;
     if (kind === "h3" && o.transport === "auto") {

@@ -323,6 +323,7 @@ describe("compiled agent against the real server", () => {
 
   test("server down for 30 s: samples are spooled, then every one arrives exactly once", async () => {
     const before = (await samples("mem.used_bytes")).at(-1)!.ts;
+    const logFrom = agent.output().length;
     await server.stop();
     const downAt = Date.now();
     await Bun.sleep(30_000);
@@ -338,6 +339,8 @@ describe("compiled agent against the real server", () => {
     const during = s.filter((x) => x.ts > before && x.ts <= downAt + 30_000);
     console.log(`e2e outage: ${spooled} frames spooled in 30 s, first ack ${firstAck} ms and backlog replayed ${drainedMs} ms after the restart (backoff with jitter), reconnect ${agent.status().lastReconnectMs} ms after the loss`);
     expect(during.length).toBeGreaterThanOrEqual(29);
+    // and says so, for whoever watches it
+    expect(agent.output().slice(logFrom).match(/connected to https:\/\/\S+ over (HTTP\/3|HTTP\/2|WebSocket) again after \d+ s/g)?.length, agentLog()).toBeGreaterThanOrEqual(1);
     expect(unexplainedGaps(s, before), agentLog()).toEqual([]);
     expect(repeats(s, before), agentLog()).toEqual([]);
   });

@@ -114,9 +114,10 @@ describe("transports", () => {
       const spool = newSpool();
       addMetrics(spool, 3);
       const started = Date.now();
+      const logs: string[] = [];
       const sh = shipper(spool, {
         transport: "auto", agentId: id.agentId, key: privateKeyOf(id), serverUrl: id.serverUrl,
-        tls: pinnedTls(id.serverCertPem, id.fingerprint), fingerprint: id.fingerprint,
+        tls: pinnedTls(id.serverCertPem, id.fingerprint), fingerprint: id.fingerprint, log: (m) => logs.push(m),
       });
       sh.start();
       await until(() => spool.stats().frames === 0);
@@ -125,6 +126,9 @@ describe("transports", () => {
       expect(took).toBeLessThan(5000);
       expect(sh.status().h3).toBe("failed");
       expect(sh.status().transport).toBe("wss");
+      // whoever runs the agent by hand sees the fallback, then the connection, each once
+      expect(logs.filter((l) => l.startsWith("connected to"))).toEqual([`connected to ${id.serverUrl} over WebSocket`]);
+      expect(logs.some((l) => l.startsWith("HTTP/3 unavailable"))).toBe(true);
       const [r] = await tcpOnly.db.sql`select count(*)::int as n from ingest_batches where agent_id = ${id.agentId}`;
       expect(r!.n).toBe(3);
     } finally {
