@@ -124,6 +124,10 @@ test("login: password then TOTP, lockout after the policy's failures, all audite
   const cookie = { cookie: `${SESSION_COOKIE}=${first.token}` };
   // the half-signed-in session cannot reach pages
   expect((await h.send("/hosts", { headers: cookie })).headers.get("location")).toBe("/login/totp");
+  // and its page does not call it signed in, nor show the console's menu
+  const step = await (await h.send("/login/totp", { headers: cookie })).text();
+  expect(step).toContain("Signing in as <strong>carol</strong>: one more step.");
+  expect(step).not.toContain('class="mainnav"');
   const [sess] = await h.db.sql`select csrf_token from console_sessions where user_id = ${admin.userId} order by id desc limit 1`;
   const wrong = await h.send("/login/totp", { form: { code: "000000" }, headers: { ...cookie, "x-csrf-token": sess!.csrf_token } });
   expect(wrong.status).toBe(401);
