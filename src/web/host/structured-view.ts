@@ -68,12 +68,24 @@ export function toSections(data: unknown, rootTitle = "General"): Section[] {
   return general.length ? [{ title: rootTitle, kv: general }, ...sections] : sections;
 }
 
+/**
+ * Columns that name a row first (a user's name before its GID, a port before its process): stored
+ * inventory comes back from PostgreSQL's jsonb with its keys sorted by length, which put them last.
+ */
+const LEADING = ["name", "username", "user", "port", "protocol", "proto", "address", "pid", "command", "version", "state", "status"];
+
+function leadingFirst(keys: string[]): string[] {
+  const lead = LEADING.filter((k) => keys.includes(k));
+  return [...lead, ...keys.filter((k) => !lead.includes(k))];
+}
+
 function tableSection(name: string, list: unknown[]): Section {
   if (!list.every((x) => x && typeof x === "object" && !Array.isArray(x))) {
     return { title: name, kv: list.slice(0, MAX_ROWS).map((x, i) => ({ k: String(i + 1), v: cell(x) })) };
   }
-  const cols: string[] = [];
-  for (const row of list.slice(0, 50)) for (const k of Object.keys(row as object)) if (!cols.includes(k) && cols.length < MAX_COLS) cols.push(k);
+  const keys: string[] = [];
+  for (const row of list.slice(0, 50)) for (const k of Object.keys(row as object)) if (!keys.includes(k)) keys.push(k);
+  const cols = leadingFirst(keys).slice(0, MAX_COLS);
   return {
     title: `${name} (${list.length})`,
     table: {

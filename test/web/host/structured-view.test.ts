@@ -44,3 +44,11 @@ test("a list of plain values in a field reads as a list, shortened with how many
   expect(pkgs.length).toBeLessThan(260);
   expect(kv.find((x) => x.k === "Ports")!.v).toBe("22, 443");
 });
+
+test("a table's naming columns come first, whatever order its keys come in (jsonb sorts them by length: gid, uid, home, name, shell)", () => {
+  const [users] = toSections({ users: [{ gid: 0, uid: 0, home: "/root", name: "root", shell: "/bin/bash" }] }, "System");
+  expect(users!.table!.columns).toEqual(["Name", "GID", "UID", "Home", "Shell"]);
+  expect(users!.table!.rows).toEqual([["root", "0", "0", "/root", "/bin/bash"]]);
+  const [ports] = toSections({ ports: [{ pid: 812, port: 22, proto: "tcp", address: "0.0.0.0", process: "sshd" }] }, "System");
+  expect(ports!.table!.columns).toEqual(["Port", "Proto", "Address", "PID", "Process"]);
+});
