@@ -73,7 +73,9 @@ test("with DATABASE_URL the server uses that PostgreSQL and starts no embedded o
     // the CLI's token creation is audited like the console's
     const [rec] = await db.sql`select actor_type, actor_name, user_agent, category, target, success from audit_log where action = 'agents.token.create'`;
     expect(rec).toMatchObject({ actor_type: "system", user_agent: "servermind-cli", category: "config_change", target: `token ${row!.id}`, success: true });
-    expect(rec!.actor_name).toStartWith("cli:");
+    // named after the account that ran it, also when $USER is unset (Bun then says "unknown")
+    const account = Bun.spawnSync(["id", "-un"]).stdout.toString().trim();
+    expect(rec!.actor_name).toMatch(new RegExp(`^cli:${account}( \\(sudo from \\S+\\))?$`));
     // the server's own connections use the generated least-privilege role, not the owner
     const users = (await db.sql`select distinct usename from pg_stat_activity where datname = current_database() and application_name = 'servermind'`).map((r) => r.usename);
     expect(users).toContain(`${new URL(db.url).pathname.slice(1)}_app`);
