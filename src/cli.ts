@@ -7,39 +7,15 @@
  * Every command is audited like its console counterpart, the actor being the operating-system
  * user who ran it (category config_change, user agent "servermind-cli").
  */
-import { readFileSync } from "node:fs";
-import { userInfo } from "node:os";
+import { cliAccount } from "./cli-account.ts";
 import { loadConfig } from "./config.ts";
 import { openDatabase } from "./db.ts";
 import { createActivationToken, revokeAgent } from "./ingest/agent/enroll.ts";
 import { audit, type AuditEvent } from "./audit/audit.ts";
 import { loadAuditKeys, useAuditKeys } from "./audit/keys.ts";
 
-/** The account running the CLI, as the audit trail names it: `cli:root`, `cli:root (sudo from alice)`. */
 function cliActor(): AuditEvent["actor"] {
-  const uid = process.getuid?.() ?? -1;
-  let name = "";
-  try {
-    name = userInfo().username;
-  } catch {
-    // no passwd entry for this uid (containers)
-  }
-  // Bun answers "unknown" when $USER is unset (cron, systemd, a bare `sudo -i` shell): ask passwd
-  if (!name || name === "unknown") name = passwdName(uid) ?? `uid ${uid}`;
-  const sudo = process.env.SUDO_USER;
-  return { type: "system", name: `cli:${name}${sudo && sudo !== name ? ` (sudo from ${sudo})` : ""}` };
-}
-
-function passwdName(uid: number): string | undefined {
-  try {
-    for (const line of readFileSync("/etc/passwd", "utf8").split("\n")) {
-      const [name, , id] = line.split(":");
-      if (name && id === String(uid)) return name;
-    }
-  } catch {
-    // no /etc/passwd (Windows): the uid says it
-  }
-  return undefined;
+  return { type: "system", name: cliAccount() };
 }
 
 function flag(args: string[], name: string): string | undefined {

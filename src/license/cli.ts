@@ -12,7 +12,7 @@
  */
 import { generateKeyPairSync, randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
-import { userInfo } from "node:os";
+import { cliAccount } from "../cli-account.ts";
 import { loadConfig } from "../config.ts";
 import { LicenseError, rawPublicKey, signLicense, verifyLicense, type LicensePayload } from "./format.ts";
 import { vendorKey } from "./key.ts";
@@ -51,11 +51,7 @@ async function withDatabase<T>(fn: (sql: import("postgres").Sql) => Promise<T>):
 }
 
 function cliActor(): string {
-  try {
-    return `cli:${userInfo().username}`;
-  } catch {
-    return "cli:unknown";
-  }
+  return cliAccount();
 }
 
 async function run(args: string[]): Promise<number> {

@@ -13,7 +13,7 @@
  *   forget [--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--prune]
  * `run` and `restore` are audited (action selfbackup.run / selfbackup.restore).
  */
-import { userInfo } from "node:os";
+import { cliAccount } from "../cli-account.ts";
 import { BackupError } from "../../agent/backup/error.ts";
 import { forget, prune } from "../../agent/backup/prune.ts";
 import { Repository } from "../../agent/backup/repository.ts";
@@ -40,11 +40,7 @@ function parse(argv: string[]) {
 }
 
 function cliActor(): AuditEvent["actor"] {
-  try {
-    return { type: "system", name: `cli:${userInfo().username}` };
-  } catch {
-    return { type: "system", name: "cli:unknown" };
-  }
+  return { type: "system", name: cliAccount() };
 }
 
 const out = (v: unknown) => console.log(JSON.stringify(v));
