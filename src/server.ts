@@ -24,6 +24,7 @@ import type { IngestMetrics } from "./metrics/registry.ts";
 import { createStoreHealth, type StoreHealth } from "./store/postgres/health.ts";
 import { errorResponse } from "./http/errors.ts";
 import { storeAwareDeadline } from "./http/store-deadline.ts";
+import { pacedRequest, tooSlowResponse } from "./http/body-pace.ts";
 
 /** TLS 1.3 (0x0304): older handshakes are refused with a protocol_version alert. */
 export const TLS_MIN_VERSION = 0x0304;
@@ -145,6 +146,7 @@ export function startServer(o: StartOptions): RunningServer {
   ]);
   const handleIngest = createIngestHandler(ingest.deps, o.config.maxRequestBytes);
   const handleSession = createSessionHandler(ingest.deps);
+  const bodyPace = { graceMs: o.config.clients.bodyGraceMs, minRate: o.config.clients.minBodyRate };
   const peer = (req: Request, srv: Server<StreamData>) => srv.requestIP(req)?.address ?? "unknown";
   const options: Bun.Serve.Options<StreamData> = {
     hostname: o.config.host,
@@ -163,13 +165,22 @@ export function startServer(o: StartOptions): RunningServer {
         return res && withSecurityHeaders(res);
       },
     },
-    async fetch(req, srv) {
-      setClientIp(req, srv.requestIP(req)?.address);
+    async fetch(original, srv) {
       // every answer gets the security headers here; /metrics needs its bearer token first; a
-      // request the database holds past its deadline is answered 503; an unread small body is
-      // taken in before the answer (Bun adds Alt-Svc (h3) itself)
-      const gated = metricsGate(req, o.config.metricsToken);
-      return withSecurityHeaders(gated ?? (await afterBody(req, await storeAwareDeadline(req, app.handle(req), health, o.config.dbTimeoutMs), o.config)));
+      // body must keep the minimum pace (408 and close when it falls behind); a request the
+      // database holds past its deadline is answered 503; an unread small body is taken in
+      // before the answer (Bun adds Alt-Svc (h3) itself)
+      const gated = metricsGate(original, o.config.metricsToken);
+      if (gated) return withSecurityHeaders(gated);
+      const paced = pacedRequest(original, bodyPace);
+      const req = paced.request;
+      setClientIp(req, srv.requestIP(original)?.address);
+      const res = await afterBody(req, await storeAwareDeadline(req, app.handle(req), health, o.config.dbTimeoutMs), o.config);
+      if (paced.slow) {
+        ingest.deps.metrics.clientTimeouts.inc({ kind: "body_rate" });
+        return withSecurityHeaders(tooSlowResponse(paced.slow));
+      }
+      return withSecurityHeaders(res);
     },
     ...productionErrors(),
     websocket: createStreamHandler(ingest.deps),

@@ -4,6 +4,8 @@
  * browsers; never a stack trace, a path or a port (the detail goes to the log).
  */
 import { isStoreUnavailable } from "../store/postgres/unavailable.ts";
+import { BodyTooSlow } from "../ingest/body.ts";
+import { tooSlowResponse } from "./body-pace.ts";
 
 /** Seconds a client is told to wait before retrying while the database is unavailable. */
 export const STORE_RETRY_AFTER_S = 5;
@@ -64,6 +66,8 @@ export function errorResponse(error: unknown, req?: Request): Response {
     logUnavailable(error);
     return storeUnavailableResponse(req);
   }
+  // a client that fell behind the body pace (src/http/body-pace.ts): counted, not logged per request
+  if (error instanceof BodyTooSlow) return tooSlowResponse(error);
   console.error(`request failed: ${error instanceof Error ? error.stack : String(error)}`);
   return internalErrorResponse(req);
 }
