@@ -104,8 +104,10 @@ export function ingestRoutes(o: IngestRoutesOptions) {
       return new Response(text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
     })
     .get("/healthz", async () => {
-      // ok, or degraded with the store's state ("timeout" | "unreachable"), within the health timeout
-      const store = await o.health.check();
+      // ok, or degraded with the store's state ("timeout" | "unreachable", or "disk_full" while
+      // PostgreSQL answers but refuses every write for want of space), within the health timeout
+      const probed = await o.health.check();
+      const store = probed === "ok" && o.ingest.diskFull() ? "disk_full" : probed;
       if (store === "ok") return json({ status: "ok" });
       return json({ status: "degraded", store }, 503, { "retry-after": String(STORE_RETRY_AFTER_S), "cache-control": "no-store" });
     });

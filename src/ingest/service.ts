@@ -23,8 +23,16 @@ export interface Ingest {
   /** Which LZ4 decoder frames go through (liblz4 and its version, or the TypeScript one and why). */
   lz4: string;
   gauges: Gauge[];
+  /**
+   * PostgreSQL's latest write failed for a full disk (SQLSTATE 53100) and none has committed
+   * since: /healthz reports it, as its `select 1` still answers.
+   */
+  diskFull(): boolean;
   stop(): Promise<void>;
 }
+
+/** SQLSTATE disk_full: PostgreSQL could not extend a file. */
+const DISK_FULL = "53100";
 
 export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = createIngestMetrics()): Ingest {
   const limits: FrameLimits = { ...DEFAULT_LIMITS, maxBodyBytes: Math.min(DEFAULT_LIMITS.maxBodyBytes, config.maxRequestBytes) };
@@ -32,11 +40,17 @@ export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = 
   const state = new AgentState(sql);
   const directory = new AgentDirectory(sql, undefined, undefined, new SessionTable({ max: config.maxSessions }));
   const pgWrite = createPgWriter({ sql, latest: state });
+  let diskFull = false;
   const batcher = new Batcher({
     write: async (b) => {
       const t = performance.now();
       try {
-        return await pgWrite(b);
+        const statuses = await pgWrite(b);
+        diskFull = false;
+        return statuses;
+      } catch (e) {
+        diskFull = (e as { code?: unknown } | null)?.code === DISK_FULL;
+        throw e;
       } finally {
         metrics.copySeconds.observe((performance.now() - t) / 1000);
         metrics.flushSeconds.observe((performance.now() - b.openedAt) / 1000);
@@ -73,6 +87,7 @@ export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = 
     deps,
     lz4: lz4.description,
     gauges,
+    diskFull: () => diskFull,
     async stop() {
       await batcher.drain();
       await state.stop();
