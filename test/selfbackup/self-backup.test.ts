@@ -99,6 +99,9 @@ test("ServerMind backs itself up and a fresh data directory restored from it ser
   const dataDir = join(scratch, "data");
   const repoDir = join(scratch, "repo");
   writeFileSync(join(scratch, "repo-password"), `${REPO_PASSWORD}\n`, { mode: 0o600 });
+  // made 0755 before the server makes it: it would create it 0700 (with secrets/), and as root the
+  // embedded cluster would then go to /var/lib/servermind and stay there after scratch is removed
+  mkdirSync(dataDir, { mode: 0o755 });
 
   // 1. a running server with users, a custom role, a session, audit records and an agent with data
   const srv = await startServer(dataDir);
