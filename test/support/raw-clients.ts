@@ -156,3 +156,94 @@ export async function repeatPost(o: RawClientOptions & { path: string; body: Uin
   }
   return counts;
 }
+
+/** A client WebSocket frame (masked, as every client frame is): `opcode` 1 text, 2 binary. */
+export function maskedFrame(opcode: number, payload: Uint8Array): Buffer {
+  const len = payload.length;
+  const head = Buffer.alloc(len < 126 ? 2 : len < 65536 ? 4 : 10);
+  head[0] = 0x80 | opcode;
+  if (len < 126) head[1] = 0x80 | len;
+  else if (len < 65536) (head[1] = 0x80 | 126), head.writeUInt16BE(len, 2);
+  else (head[1] = 0x80 | 127), head.writeBigUInt64BE(BigInt(len), 2);
+  const mask = randomBytes(4);
+  const body = Buffer.from(payload);
+  for (let i = 0; i < body.length; i++) body[i]! ^= mask[i & 3]!;
+  return Buffer.concat([head, mask, body]);
+}
+
+/**
+ * The agent stream over raw TLS, so a test can stop reading (`deafen()`) and keep writing. Text
+ * messages from the server are parsed as JSON into `messages`; `next()` waits for the next one.
+ */
+export function rawStream(o: RawClientOptions): {
+  next(): Promise<any>;
+  write(frame: Uint8Array): boolean;
+  /** Stops reading: what the server sends piles up in its buffers. */
+  deafen(): void;
+  /** Resolves when the connection is closed (by the server, or `maxMs`), with the server's close code (0 for none seen). */
+  done: Promise<{ closeCode: number; closedMs: number; gaveUp: boolean }>;
+  readonly closed: boolean;
+  close(): void;
+} {
+  const t0 = performance.now();
+  let buf = Buffer.alloc(0);
+  let upgraded = false;
+  let closed = false;
+  let closeCode = 0;
+  let gaveUp = false;
+  const messages: any[] = [];
+  let wake: (() => void) | undefined;
+  const s = tls.connect({ host: "127.0.0.1", port: o.port, localAddress: o.localAddress, rejectUnauthorized: false, ALPNProtocols: ["http/1.1"] } as tls.ConnectionOptions, () => {
+    s.write(
+      `GET /api/v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
+  });
+  s.on("data", (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    if (!upgraded) {
+      const end = buf.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      upgraded = true;
+      buf = buf.subarray(end + 4);
+    }
+    while (buf.length >= 2) {
+      const len7 = buf[1]! & 0x7f;
+      const hdr = len7 === 126 ? 4 : len7 === 127 ? 10 : 2;
+      if (buf.length < hdr) break;
+      const len = len7 === 126 ? buf.readUInt16BE(2) : len7 === 127 ? Number(buf.readBigUInt64BE(2)) : len7;
+      if (buf.length < hdr + len) break;
+      const op = buf[0]! & 0x0f;
+      if (op === 8 && len >= 2) closeCode = buf.readUInt16BE(hdr);
+      else if (op === 1) messages.push(JSON.parse(buf.subarray(hdr, hdr + len).toString()));
+      buf = buf.subarray(hdr + len);
+      wake?.();
+    }
+  });
+  s.on("error", () => {});
+  const limit = setTimeout(() => {
+    gaveUp = true;
+    s.destroy();
+  }, o.maxMs ?? 30_000);
+  const done = new Promise<{ closeCode: number; closedMs: number; gaveUp: boolean }>((resolve) =>
+    s.on("close", () => {
+      closed = true;
+      clearTimeout(limit);
+      wake?.();
+      resolve({ closeCode, closedMs: performance.now() - t0, gaveUp });
+    }),
+  );
+  return {
+    async next() {
+      while (!messages.length && !closed) await new Promise<void>((r) => (wake = r));
+      return messages.shift();
+    },
+    write: (frame) => !s.destroyed && s.write(frame),
+    deafen: () => void s.pause(),
+    done,
+    get closed() {
+      return closed;
+    },
+    close: () => s.destroy(),
+  };
+}

@@ -30,6 +30,9 @@ export const CLOSE_BAD_HELLO = 4401;
 /** Close code for a revoked agent's verified hello. */
 export const CLOSE_REVOKED = 4403;
 
+/** Bytes sent to a stream and not yet taken by its peer before the stream is closed (docs/protocol.md 8.4). */
+export const STREAM_BACKPRESSURE_BYTES = 1024 * 1024;
+
 export interface StreamData {
   kind: "agent-stream";
   nonce: string;
@@ -70,8 +73,15 @@ export interface StreamDeps extends IngestDeps {
   clients: UnauthenticatedClients;
 }
 
+/**
+ * Sends one message; a peer that has let more than STREAM_BACKPRESSURE_BYTES of them pile up
+ * (it stopped reading) is cut. Bun's closeOnBackpressureLimit does not close a stream on a
+ * TLS listener with HTTP/2 enabled (1.4.4: it only drops the message), so this is checked here.
+ */
 function send(ws: ServerWebSocket<StreamData>, msg: unknown): void {
-  ws.send(JSON.stringify(msg));
+  if (ws.readyState !== 1) return;
+  const sent = ws.send(JSON.stringify(msg));
+  if (sent === 0 || ws.getBufferedAmount() > STREAM_BACKPRESSURE_BYTES) ws.terminate();
 }
 
 function busyRejects(buf: Uint8Array, deps: IngestDeps, message: string): Reject[] {
@@ -83,15 +93,19 @@ function busyRejects(buf: Uint8Array, deps: IngestDeps, message: string): Reject
   }));
 }
 
+/** A refused hello (or anything else sent before the welcome): bad_hello, counted as a failure of the address, close 4401. */
+function refuseBeforeHello(ws: ServerWebSocket<StreamData>, deps: StreamDeps, message: string): void {
+  if (ws.readyState !== 1) return;
+  deps.metrics.rejects.inc({ reason: "bad_hello" });
+  deps.clients.failed(ws.data.ip);
+  send(ws, { type: "error", code: "bad_hello", message });
+  ws.close(CLOSE_BAD_HELLO, "authentication failed");
+}
+
 async function authenticate(ws: ServerWebSocket<StreamData>, deps: StreamDeps, buf: Uint8Array): Promise<void> {
   const entries = splitFrames(buf, deps.limits);
   const f = entries.length === 1 ? entries[0]!.frame : undefined;
-  const fail = (message: string) => {
-    deps.metrics.rejects.inc({ reason: "bad_hello" });
-    deps.clients.failed(ws.data.ip);
-    send(ws, { type: "error", code: "bad_hello", message });
-    ws.close(CLOSE_BAD_HELLO, "authentication failed");
-  };
+  const fail = (message: string) => refuseBeforeHello(ws, deps, message);
   if (!f || f.header.kind !== FrameKind.Hello) return fail("the first message must be exactly one Hello frame");
   const agent = await withDeadline(deps.directory.lookup(f.header.agentId), deps.storeTimeoutMs ?? 5000, "hello");
   if (!agent) return fail(notEnrolled(f.header.agentId).message);
@@ -142,6 +156,9 @@ function storeUnavailable(ws: ServerWebSocket<StreamData>, deps: IngestDeps, buf
 export function createStreamHandler(deps: StreamDeps): WebSocketHandler<StreamData> {
   /** Text messages from an agent: answers to commands and their output (docs/protocol.md, section 8.2). */
   async function textMessage(ws: ServerWebSocket<StreamData>, text: string): Promise<void> {
+    // before the welcome only the hello is taken: answering each text message would let a peer
+    // that proved nothing have the server write to it as fast as it sends
+    if (ws.data.agentId === undefined) return refuseBeforeHello(ws, deps, "the first message must be one hello frame (binary), not text");
     let m: { type?: unknown; id?: unknown; result?: unknown; seq?: unknown; lines?: unknown };
     try {
       m = JSON.parse(text);
@@ -151,7 +168,6 @@ export function createStreamHandler(deps: StreamDeps): WebSocketHandler<StreamDa
     if ((m?.type !== "command-result" && m?.type !== "command-output") || typeof m.id !== "string" || m.id.length > 100) {
       return send(ws, { type: "error", code: "bad_message", message: 'the text messages an agent sends are {"type":"command-result","id":...,"result":...} and {"type":"command-output","id":...,"seq":...,"lines":[...]}' });
     }
-    if (ws.data.agentId === undefined) return send(ws, { type: "error", code: "bad_message", message: "authenticate with a hello frame first" });
     if (m.type === "command-output") {
       const stored = deps.onCommandOutput ? await deps.onCommandOutput(ws.data.agentId, m.id, m.seq, m.lines).catch(() => false) : false;
       if (!stored) send(ws, { type: "error", code: "unknown_command", message: `output of command ${m.id} was not taken (unknown or old command, a repeated or bad chunk)` });
@@ -164,6 +180,10 @@ export function createStreamHandler(deps: StreamDeps): WebSocketHandler<StreamDa
   const maxInFlight = deps.maxInFlight ?? 16;
   return {
     maxPayloadLength: deps.limits.maxBodyBytes + 1024,
+    // a peer that stops reading is closed once this much of what the server sent waits for it
+    // (Bun's default keeps 16 MiB per stream and then drops messages silently, acks included)
+    backpressureLimit: STREAM_BACKPRESSURE_BYTES,
+    closeOnBackpressureLimit: true,
     idleTimeout: 120,
     perMessageDeflate: false,
     open(ws) {
