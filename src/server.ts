@@ -9,6 +9,7 @@ import type { AnyElysia } from "elysia";
 import type { Config } from "./config.ts";
 import { createApp } from "./app.ts";
 import { createIngest, type Ingest } from "./ingest/service.ts";
+import type { WriteFailureLog } from "./ingest/write-failures.ts";
 import { ingestRoutes, type IngestRoutesOptions } from "./ingest/routes.ts";
 import { createStreamHandler, newStreamData, type StreamData, type StreamDeps } from "./ingest/agent/stream.ts";
 import { BodyReader, BodyTooLarge, BodyTooSlow } from "./ingest/body.ts";
@@ -54,6 +55,8 @@ export interface StartOptions {
   health?: StoreHealth;
   /** The license's seat check at enrollment (src/license/service.ts); without it, no limit. */
   seats?: IngestRoutesOptions["seats"];
+  /** Where failed store writes are logged (one line per 10 s during an outage); made when absent. */
+  writeFailureLog?: WriteFailureLog;
 }
 
 const upgradeRequired = () =>
@@ -136,7 +139,7 @@ function listenGuarded(options: Bun.Serve.Options<StreamData>, config: Config) {
 }
 
 export function startServer(o: StartOptions): RunningServer {
-  const ingest = createIngest(o.sql, o.config, o.metrics);
+  const ingest = createIngest(o.sql, o.config, o.metrics, o.writeFailureLog);
   const ownHealth = o.health ? undefined : createStoreHealth(o.sql, { timeoutMs: o.config.healthTimeoutMs, intervalMs: 1000 });
   const health = o.health ?? ownHealth!;
   const udpMetrics = udpBufferMetrics();

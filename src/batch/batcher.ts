@@ -51,7 +51,8 @@ export interface BatcherOptions {
   onRefused?: (frame: PendingFrame, err: unknown) => void;
   clock?: Clock;
   onFlush?: (reason: FlushReason, batch: Batch) => void;
-  onError?: (err: unknown, attempt: number) => void;
+  /** Told of each failed attempt; `last` when the batch's frames are then rejected. */
+  onError?: (err: unknown, attempt: number, last: boolean) => void;
 }
 
 export class Batcher {
@@ -143,7 +144,7 @@ export class Batcher {
       } catch (err) {
         // a refusal is no store trouble: onRefused tells of the frames found at fault
         if (this.o.isRefusal?.(err)) return this.split(b, err);
-        this.o.onError?.(err, attempt);
+        this.o.onError?.(err, attempt, attempt >= attempts);
         if (attempt >= attempts) {
           b.reject(new Error(`store write failed after ${attempts} attempts: ${err instanceof Error ? err.message : err}`));
           return;

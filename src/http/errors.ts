@@ -6,6 +6,7 @@
 import { isStoreUnavailable } from "../store/postgres/unavailable.ts";
 import { BodyTooSlow } from "../ingest/body.ts";
 import { tooSlowResponse } from "./body-pace.ts";
+import { LogLimiter } from "../log-limiter.ts";
 
 /** Seconds a client is told to wait before retrying while the database is unavailable. */
 export const STORE_RETRY_AFTER_S = 5;
@@ -45,19 +46,13 @@ export function internalErrorResponse(req?: Request): Response {
   });
 }
 
-let quietUntil = 0;
-let quieted = 0;
+const unavailableLog = new LogLimiter(10_000);
 
 /** During an outage every request fails the same way: one log line per 10 s, with a count. */
 function logUnavailable(error: unknown): void {
-  const now = Date.now();
-  if (now < quietUntil) {
-    quieted++;
-    return;
-  }
+  const quieted = unavailableLog.next();
+  if (quieted === undefined) return;
   console.error(`request answered 503, database unavailable: ${error instanceof Error ? error.message : String(error)}${quieted ? ` (and ${quieted} more in the last 10 s)` : ""}`);
-  quieted = 0;
-  quietUntil = now + 10_000;
 }
 
 /** The answer for an error no route handled; the log gets the detail, never the client. */

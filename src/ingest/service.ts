@@ -17,6 +17,7 @@ import type { StreamDeps } from "./agent/stream.ts";
 import { StreamRegistry } from "./agent/stream-registry.ts";
 import { chooseInflate } from "./lz4-native.ts";
 import { UnauthenticatedClients } from "./clients.ts";
+import { WriteFailureLog } from "./write-failures.ts";
 
 export interface Ingest {
   deps: StreamDeps;
@@ -34,7 +35,8 @@ export interface Ingest {
 /** SQLSTATE disk_full: PostgreSQL could not extend a file. */
 const DISK_FULL = "53100";
 
-export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = createIngestMetrics()): Ingest {
+/** `failureLog`: where failed store writes are logged, limited per outage (write-failures.ts). */
+export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = createIngestMetrics(), failureLog = new WriteFailureLog()): Ingest {
   const limits: FrameLimits = { ...DEFAULT_LIMITS, maxBodyBytes: Math.min(DEFAULT_LIMITS.maxBodyBytes, config.maxRequestBytes) };
   const lz4 = chooseInflate(config.lz4);
   const state = new AgentState(sql);
@@ -47,6 +49,7 @@ export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = 
       try {
         const statuses = await pgWrite(b);
         diskFull = false;
+        failureLog.succeeded();
         return statuses;
       } catch (e) {
         diskFull = (e as { code?: unknown } | null)?.code === DISK_FULL;
@@ -64,9 +67,9 @@ export function createIngest(sql: Sql, config: Config, metrics: IngestMetrics = 
     onFlush: (reason) => metrics.flushes.inc({ trigger: reason }),
     isRefusal: isDataRefusal,
     onRefused: (f, err) => console.error(`frame refused by PostgreSQL (agent ${f.agentId}, batch ${f.batchId}): ${err instanceof Error ? err.message : err}`),
-    onError: (err, attempt) => {
+    onError: (err, _attempt, last) => {
       metrics.writeErrors.inc({ store: "postgres" });
-      console.error(`store write failed (attempt ${attempt}): ${err instanceof Error ? err.message : err}`);
+      failureLog.failed(err, last);
     },
   });
   const gate = new Gate({ maxConcurrent: 64, maxWaitMs: 2000, maxWaiters: 1024, hasRoom: () => batcher.hasRoom() });
