@@ -66,7 +66,13 @@ async function readForm(request: Request): Promise<URLSearchParams | FormProblem
   const type = request.headers.get("content-type") ?? "";
   if (type.startsWith("application/json")) return jsonForm(await request.text());
   if (type.startsWith("multipart/form-data")) {
-    const fd = await request.formData();
+    let fd: FormData;
+    try {
+      fd = await request.formData();
+    } catch {
+      // Bun's parser throws on a malformed body (no boundary, no final boundary): the client's fault
+      return { problem: "The body is not valid multipart/form-data.", status: 400 };
+    }
     const p = new URLSearchParams();
     let size = 0;
     for (const [k, v] of fd) {
