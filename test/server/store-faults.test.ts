@@ -173,6 +173,15 @@ test("PostgreSQL frozen (SIGSTOP): 503 + Retry-After on every route within the d
       expect(r.ms).toBeLessThan(DB_TIMEOUT_MS + SLACK_MS);
       expectGeneric(r.body);
     }
+    // the sign-in page says what is wrong within the deadline; static files need no database
+    const page = await timed(() => fetch(`${server.url}/login`, { headers: { accept: "text/html" }, tls } as RequestInit));
+    expect([page.value.status, Number(page.value.headers.get("retry-after")) > 0]).toEqual([503, true]);
+    expect(await page.value.text()).toContain("The database is not answering");
+    expect(page.ms).toBeLessThan(DB_TIMEOUT_MS + SLACK_MS);
+    const css = await timed(() => fetch(`${server.url}/assets/console.css`, { tls } as RequestInit));
+    expect(css.value.status).toBe(200);
+    expect((await css.value.text()).length).toBeGreaterThan(1000);
+    expect(css.ms).toBeLessThan(SLACK_MS);
     // an authenticated stream: the message's frames are refused store_unavailable, and the agent told to pause
     refused.push(a.batch + 1);
     const onStream = await timed(() => stream.send(metricsFrame(a, 10, 10, Date.now())));
