@@ -247,3 +247,81 @@ export function rawStream(o: RawClientOptions): {
     close: () => s.destroy(),
   };
 }
+
+/** An HTTP/2 frame as RFC 9113 section 4.1 lays it out: 24-bit length, type, flags, 31-bit stream id. */
+export function h2Frame(type: number, flags: number, stream: number, payload: Uint8Array = new Uint8Array(0)): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(stream & 0x7fffffff, 5);
+  return Buffer.concat([head, payload]);
+}
+
+export const H2 = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7, CONTINUATION: 9, END_STREAM: 1, END_HEADERS: 4 } as const;
+
+/** A GET of `path` as an HPACK header block of static-table entries and literals, no Huffman (RFC 7541). */
+export function h2GetHeaders(path: string, authority = "127.0.0.1"): Buffer {
+  const literal = (nameIndex: number, value: string) => Buffer.concat([Buffer.of(nameIndex), Buffer.of(value.length), Buffer.from(value)]); // without indexing, indexed name
+  return Buffer.concat([Buffer.of(0x82, 0x87), literal(0x04, path), literal(0x01, authority)]); // :method GET, :scheme https, :path, :authority
+}
+
+/**
+ * A raw HTTP/2 connection over TLS (ALPN h2), for clients that break the rules. It sends the
+ * preface and an empty SETTINGS, acknowledges nothing, and records the server's GOAWAY.
+ */
+export function rawH2(o: RawClientOptions): {
+  /** Writes; false once the socket is closed. */
+  write(b: Uint8Array): boolean;
+  /** The server's GOAWAY error code, when it sent one. */
+  readonly goaway: number | undefined;
+  readonly closed: boolean;
+  done: Promise<{ closedMs: number; goaway: number | undefined; gaveUp: boolean }>;
+  ready: Promise<void>;
+  close(): void;
+} {
+  const t0 = performance.now();
+  let buf = Buffer.alloc(0);
+  let goaway: number | undefined;
+  let closed = false;
+  let gaveUp = false;
+  let ready!: () => void;
+  const isReady = new Promise<void>((r) => (ready = r));
+  const s = tls.connect({ host: "127.0.0.1", port: o.port, localAddress: o.localAddress, rejectUnauthorized: false, ALPNProtocols: ["h2"] } as tls.ConnectionOptions, () => {
+    s.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), h2Frame(H2.SETTINGS, 0, 0)]));
+    ready();
+  });
+  s.on("data", (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    while (buf.length >= 9) {
+      const len = buf.readUIntBE(0, 3);
+      if (buf.length < 9 + len) break;
+      if (buf[3] === H2.GOAWAY && len >= 8) goaway = buf.readUInt32BE(9 + 4);
+      buf = buf.subarray(9 + len);
+    }
+  });
+  s.on("error", () => {});
+  const limit = setTimeout(() => {
+    gaveUp = true;
+    s.destroy();
+  }, o.maxMs ?? 30_000);
+  const done = new Promise<{ closedMs: number; goaway: number | undefined; gaveUp: boolean }>((resolve) =>
+    s.on("close", () => {
+      closed = true;
+      clearTimeout(limit);
+      resolve({ closedMs: performance.now() - t0, goaway, gaveUp });
+    }),
+  );
+  return {
+    write: (b) => !closed && !s.destroyed && s.write(b),
+    get goaway() {
+      return goaway;
+    },
+    get closed() {
+      return closed;
+    },
+    done,
+    ready: isReady,
+    close: () => s.destroy(),
+  };
+}
