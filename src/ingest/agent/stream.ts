@@ -30,8 +30,20 @@ export const CLOSE_BAD_HELLO = 4401;
 /** Close code for a revoked agent's verified hello. */
 export const CLOSE_REVOKED = 4403;
 
-/** Bytes sent to a stream and not yet taken by its peer before the stream is closed (docs/protocol.md 8.4). */
+/**
+ * A stream whose peer leaves more than this of the server's messages unread, and takes none of
+ * them for STREAM_DEAF_MS, is closed (docs/protocol.md 8.4). A peer that is reading, however
+ * slowly, is not: a file.write command alone carries up to 4 MiB of content (5.6 MB as base64),
+ * which an agent on a slow link may still be taking when the next acks go out.
+ */
 export const STREAM_BACKPRESSURE_BYTES = 1024 * 1024;
+export const STREAM_DEAF_MS = 5000;
+/**
+ * Where Bun itself drops a message, and the stream is then closed: above the largest message the
+ * server sends (5.6 MB) with room for acks, and well under Bun's default of 16 MiB, which a deaf
+ * peer's flood filled in about 2 s of the server's time while other agents waited.
+ */
+export const STREAM_BUFFER_LIMIT = 8 * 1024 * 1024;
 
 export interface StreamData {
   kind: "agent-stream";
@@ -43,6 +55,8 @@ export interface StreamData {
   ip: string;
   unauthenticated?: boolean;
   helloTimer?: ReturnType<typeof setTimeout>;
+  /** Over STREAM_BACKPRESSURE_BYTES: the least unread seen since, and when (the peer's last progress). */
+  backlog?: { least: number; at: number };
 }
 
 /** What the upgrade handler puts on a new stream. */
@@ -74,14 +88,25 @@ export interface StreamDeps extends IngestDeps {
 }
 
 /**
- * Sends one message; a peer that has let more than STREAM_BACKPRESSURE_BYTES of them pile up
- * (it stopped reading) is cut. Bun's closeOnBackpressureLimit does not close a stream on a
- * TLS listener with HTTP/2 enabled (1.4.4: it only drops the message), so this is checked here.
+ * Sends one message; a peer that stopped reading (over STREAM_BACKPRESSURE_BYTES unread, and
+ * none of it taken for STREAM_DEAF_MS) is cut, as is one whose message Bun had to drop. Bun's
+ * closeOnBackpressureLimit does not close a stream on a TLS listener with HTTP/2 enabled (1.4.4:
+ * it only drops the message), so this is checked here.
  */
 function send(ws: ServerWebSocket<StreamData>, msg: unknown): void {
   if (ws.readyState !== 1) return;
-  const sent = ws.send(JSON.stringify(msg));
-  if (sent === 0 || ws.getBufferedAmount() > STREAM_BACKPRESSURE_BYTES) ws.terminate();
+  if (ws.send(JSON.stringify(msg)) === 0 || stoppedReading(ws.data, ws.getBufferedAmount(), performance.now())) ws.terminate();
+}
+
+/**
+ * After a send that left `unread` bytes waiting for the peer: whether it stopped reading (over
+ * STREAM_BACKPRESSURE_BYTES, and no less unread than STREAM_DEAF_MS ago). Keeps its note in `d`.
+ */
+export function stoppedReading(d: Pick<StreamData, "backlog">, unread: number, now: number): boolean {
+  if (unread <= STREAM_BACKPRESSURE_BYTES) d.backlog = undefined;
+  else if (!d.backlog || unread < d.backlog.least) d.backlog = { least: unread, at: now };
+  else return now - d.backlog.at > STREAM_DEAF_MS;
+  return false;
 }
 
 function busyRejects(buf: Uint8Array, deps: IngestDeps, message: string): Reject[] {
@@ -182,7 +207,7 @@ export function createStreamHandler(deps: StreamDeps): WebSocketHandler<StreamDa
     maxPayloadLength: deps.limits.maxBodyBytes + 1024,
     // a peer that stops reading is closed once this much of what the server sent waits for it
     // (Bun's default keeps 16 MiB per stream and then drops messages silently, acks included)
-    backpressureLimit: STREAM_BACKPRESSURE_BYTES,
+    backpressureLimit: STREAM_BUFFER_LIMIT,
     closeOnBackpressureLimit: true,
     idleTimeout: 120,
     perMessageDeflate: false,
