@@ -47,12 +47,20 @@ export class StreamRegistry {
     return this.sockets;
   }
 
-  /** Sends one JSON message down the agent's newest stream; false if it has none here. */
+  /**
+   * Sends one JSON message down the agent's newest stream; false if it has none here, or if the
+   * stream could not take it: Bun drops a message when the peer leaves its limit unread (Bun's
+   * send answers 0), and that stream, whose agent stopped reading, is then closed so that the
+   * agent reconnects (the command is answered "delivery failed" in time, not lost in silence).
+   */
   send(agentId: number, msg: unknown): boolean {
     const list = this.byAgent.get(agentId);
     const ws = list?.[list.length - 1];
     if (!ws) return false;
-    ws.send(JSON.stringify(msg));
+    if (ws.send(JSON.stringify(msg)) === 0) {
+      ws.close(1013, "too much unread");
+      return false;
+    }
     return true;
   }
 
