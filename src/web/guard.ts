@@ -20,6 +20,7 @@ import type { ConsoleServices } from "./deps.ts";
 import { html, redirect, securityHeaders, type Pages } from "./respond.ts";
 import { auditRequest } from "./audit-request.ts";
 import { clientIp } from "../http/client-ip.ts";
+import { BodyOverLimit, formOf, readBounded } from "../http/bounded-body.ts";
 import { bearerPrincipal, type BearerPrincipal } from "./bearer.ts";
 
 export const PRE_CSRF_COOKIE = "sm_csrf";
@@ -61,32 +62,32 @@ interface FormProblem {
 
 async function readForm(request: Request): Promise<URLSearchParams | FormProblem> {
   if (request.method === "GET" || request.method === "HEAD") return new URLSearchParams();
-  const len = Number(request.headers.get("content-length") ?? 0);
-  if (len > MAX_FORM_BYTES) return { problem: `The form is ${len} bytes; the limit is ${MAX_FORM_BYTES}.`, status: 413 };
+  // no more than the limit is read, with or without a content-length (a chunked body is cut there)
+  let bytes: Buffer<ArrayBuffer>;
+  try {
+    bytes = await readBounded(request, MAX_FORM_BYTES);
+  } catch (e) {
+    if (!(e instanceof BodyOverLimit)) throw e;
+    return { problem: e.declared !== undefined ? `The form is ${e.declared} bytes; the limit is ${MAX_FORM_BYTES}.` : `The form is over ${MAX_FORM_BYTES} bytes; the limit is ${MAX_FORM_BYTES}.`, status: 413 };
+  }
   const type = request.headers.get("content-type") ?? "";
-  if (type.startsWith("application/json")) return jsonForm(await request.text());
+  if (type.startsWith("application/json")) return jsonForm(bytes.toString("utf8"));
   if (type.startsWith("multipart/form-data")) {
     let fd: FormData;
     try {
-      fd = await request.formData();
+      fd = await formOf(bytes, type);
     } catch {
       // Bun's parser throws on a malformed body (no boundary, no final boundary): the client's fault
       return { problem: "The body is not valid multipart/form-data.", status: 400 };
     }
     const p = new URLSearchParams();
-    let size = 0;
     for (const [k, v] of fd) {
-      size += k.length + (typeof v === "string" ? v.length : v.size);
-      // without a content-length (chunked), the parts are what is counted
-      if (size > MAX_FORM_BYTES) return { problem: `The form is over ${MAX_FORM_BYTES} bytes; the limit is ${MAX_FORM_BYTES}.`, status: 413 };
       if (typeof v === "string") p.append(k, v);
       else p.append(`${k}.base64`, Buffer.from(await v.arrayBuffer()).toString("base64")), p.append(`${k}.name`, v.name); // file parts (uploads), binary-safe
     }
     return withoutNul(p);
   }
-  const text = await request.text();
-  if (text.length > MAX_FORM_BYTES) return { problem: `The form is ${text.length} bytes; the limit is ${MAX_FORM_BYTES}.`, status: 413 };
-  return withoutNul(new URLSearchParams(text));
+  return withoutNul(new URLSearchParams(bytes.toString("utf8")));
 }
 
 /**
@@ -94,7 +95,6 @@ async function readForm(request: Request): Promise<URLSearchParams | FormProblem
  * repeats the field, true/false become "true"/"false"), so handlers read one shape.
  */
 function jsonForm(text: string): URLSearchParams | FormProblem {
-  if (text.length > MAX_FORM_BYTES) return { problem: `The body is ${text.length} bytes; the limit is ${MAX_FORM_BYTES}.`, status: 413 };
   let body: unknown;
   try {
     body = text ? JSON.parse(text) : {};

@@ -20,6 +20,7 @@
  */
 import { Elysia } from "elysia";
 import type { SsoDeps } from "./deps.ts";
+import { BodyOverLimit, formOf, readBounded } from "../../http/bounded-body.ts";
 import { loginFailure, type RequestInfo } from "./audit-event.ts";
 import { SsoError } from "./types.ts";
 import { redeemReauthTicket } from "./sign-in.ts";
@@ -51,36 +52,15 @@ export const SAML_FORM_MAX_BYTES = 768 * 1024;
 /** The LDAP sign-in form: provider, username and password. */
 export const LDAP_FORM_MAX_BYTES = 8 * 1024;
 
-class FormTooLarge extends Error {
-  constructor(readonly unread: boolean) {
-    super("form too large");
-  }
-}
-
-/**
- * The request's form, read only up to `max` bytes: a declared length over it is refused before
- * a byte is read, a body without one (chunked) is read until it passes `max` and no further.
- */
+/** The sign-in form, read up to `max` bytes (src/http/bounded-body.ts). */
 async function boundedForm(request: Request, max: number): Promise<FormData> {
-  if (Number(request.headers.get("content-length") ?? 0) > max) throw new FormTooLarge(true);
-  const reader = request.body?.getReader();
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  for (let r = await reader?.read(); r && !r.done; r = await reader!.read()) {
-    size += r.value.byteLength;
-    if (size > max) {
-      void reader!.cancel().catch(() => {});
-      throw new FormTooLarge(false);
-    }
-    parts.push(r.value);
-  }
-  return new Response(Buffer.concat(parts), { headers: { "content-type": request.headers.get("content-type") ?? "" } }).formData();
+  return formOf(await readBounded(request, max), request.headers.get("content-type") ?? "");
 }
 
 /** 413 for a form over its limit (the rest of a body begun is not read: the connection closes). */
-function tooLarge(e: FormTooLarge, path: string, max: number): Response {
-  return new Response(`The form sent to ${path} is larger than ${max} bytes, the limit for this sign-in form; it was not read.`, {
-    status: 413, headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store", ...(e.unread ? {} : { connection: "close" }) },
+function tooLarge(e: BodyOverLimit, path: string): Response {
+  return new Response(`The form sent to ${path} is larger than ${e.max} bytes, the limit for this sign-in form; it was not read.`, {
+    status: 413, headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store", ...(e.declared !== undefined ? {} : { connection: "close" }) },
   });
 }
 
@@ -206,7 +186,7 @@ export function createSso(deps: SsoDeps): SsoPlugin {
         counted("saml", true);
         return outcomePage(done, []);
       } catch (e) {
-        if (e instanceof FormTooLarge) return tooLarge(e, "/auth/saml/acs", SAML_FORM_MAX_BYTES);
+        if (e instanceof BodyOverLimit) return tooLarge(e, "/auth/saml/acs");
         return failed("saml", e, "", req);
       }
     }, { parse: "none" })
@@ -240,7 +220,7 @@ export function createSso(deps: SsoDeps): SsoPlugin {
         counted("ldap", true);
         return redirect(done.location, [done.setCookie]);
       } catch (e) {
-        if (e instanceof FormTooLarge) return tooLarge(e, "/auth/ldap/login", LDAP_FORM_MAX_BYTES);
+        if (e instanceof BodyOverLimit) return tooLarge(e, "/auth/ldap/login");
         return failed("ldap", e, provider, req, username.slice(0, 64));
       }
     }, { parse: "none" });
